@@ -1,0 +1,104 @@
+// llama-bench's tests on our engine: pp (one prompt, logits of the last token only) and tg
+// (decode one token at a time with a KV cache), at batch 1 and batch 8. Each is timed over
+// the native forward plus the greedy pick in JS, so per-token overhead counts.
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import type { MachineLimits } from "./machine.js";
+import type { Report } from "./report.js";
+
+export interface SpeedCase {
+  label: string;
+  dir: string;
+  prefill: number[]; // prompt lengths
+  decode: { tokens: number; batch: number }[];
+  reps: number;
+}
+
+/** Bytes of weights read per decode step and FLOPs per token, from the model's own config. */
+function modelCost(m: LoadedModel, bytesPerWeight: number): { weightBytes: number; flopsPerToken: number } {
+  const c = m.config;
+  const attn = c.hiddenSize * c.headDim * (2 * c.numHeads + 2 * c.numKvHeads);
+  const mlp = 3 * c.hiddenSize * c.intermediateSize;
+  const body = c.numLayers * (attn + mlp);
+  const head = c.vocabSize * c.hiddenSize; // read every decode step, tied or not
+  return { weightBytes: (body + head) * bytesPerWeight, flopsPerToken: 2 * body };
+}
+
+function argmax(row: Float32Array, offset: number, n: number): number {
+  let best = 0;
+  let bv = -Infinity;
+  for (let i = 0; i < n; i++) {
+    const v = row[offset + i]!;
+    if (v > bv) {
+      bv = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
+let nextSeq = 1;
+
+async function prefillOnce(m: LoadedModel, n: number): Promise<number> {
+  const seq = nextSeq++;
+  const tokens = new Int32Array(n);
+  for (let i = 0; i < n; i++) tokens[i] = 3 + ((i * 7919) % (m.config.vocabSize - 3));
+  const t0 = performance.now();
+  await m.native.forward({ seqIds: Int32Array.of(seq), tokens, counts: Int32Array.of(n), logits: "last" });
+  const ms = performance.now() - t0;
+  m.native.freeSeq(seq);
+  return ms;
+}
+
+async function decodeOnce(m: LoadedModel, steps: number, batch: number): Promise<number> {
+  const V = m.config.vocabSize;
+  const seqIds = Int32Array.from({ length: batch }, () => nextSeq++);
+  // a one-token prompt per sequence, then `steps` decoded tokens, as llama-bench's tg does
+  let tokens = Int32Array.from({ length: batch }, (_, b) => 1 + b);
+  const counts = new Int32Array(batch).fill(1);
+  let logits = await m.native.forward({ seqIds, tokens, counts, logits: "last" });
+  const t0 = performance.now();
+  for (let s = 0; s < steps; s++) {
+    tokens = Int32Array.from({ length: batch }, (_, b) => argmax(logits, b * V, V));
+    logits = await m.native.forward({ seqIds, tokens, counts, logits: "last" });
+  }
+  const ms = performance.now() - t0;
+  for (const id of seqIds) m.native.freeSeq(id);
+  return ms;
+}
+
+export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimits, threads: number): Promise<void> {
+  const m = await loadModel(c.dir, { threads, kvBlocks: 1024 });
+  try {
+    const bytesPerWeight = m.config.torchDtype === "float32" ? 4 : 2;
+    const cost = modelCost(m, bytesPerWeight);
+    await prefillOnce(m, 16); // warm-up: page in the weights, size the buffers
+    for (const n of c.prefill) {
+      let best = Infinity;
+      for (let r = 0; r < c.reps; r++) best = Math.min(best, await prefillOnce(m, n));
+      const tps = (n * 1000) / best;
+      const gflops = (tps * cost.flopsPerToken) / 1e9;
+      report.add({
+        name: `${c.label} prefill pp${n}`,
+        value: tps,
+        unit: "tok/s",
+        config: { model: c.label, threads, tokens: n, gflops: Math.round(gflops * 10) / 10 },
+        limit: { name: "GEMM peak", value: limits.gemmGFlops, unit: "GFLOP/s", fraction: gflops / limits.gemmGFlops },
+      });
+    }
+    for (const d of c.decode) {
+      let best = Infinity;
+      for (let r = 0; r < c.reps; r++) best = Math.min(best, await decodeOnce(m, d.tokens, d.batch));
+      const steps = (d.tokens * 1000) / best;
+      const gbps = (steps * cost.weightBytes) / 1e9;
+      report.add({
+        name: `${c.label} decode tg${d.tokens} batch ${d.batch}`,
+        value: steps * d.batch,
+        unit: "tok/s",
+        config: { model: c.label, threads, tokens: d.tokens, batch: d.batch, weight_gbps: Math.round(gbps * 10) / 10 },
+        limit: { name: "triad bandwidth", value: limits.triadGBps, unit: "GB/s", fraction: gbps / limits.triadGBps },
+      });
+    }
+  } finally {
+    m.dispose();
+  }
+}

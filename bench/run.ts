@@ -1,0 +1,66 @@
+// `npm run bench`: the machine's limits, then llama-bench-style engine speeds on a random
+// ~110M Llama (f32 and bf16) and stories260K, then HTTP load; a table on stdout and JSON
+// lines ({"name","value","unit","config"}) in --out.
+import { parseArgs } from "node:util";
+import { availableParallelism, cpus } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { native } from "../native/index.js";
+import { Report } from "./report.js";
+import { measureMachine } from "./machine.js";
+import { benchCheckpoint } from "./models.js";
+import { runSpeed } from "./engine-speed.js";
+import { runHttp } from "./http-load.js";
+
+const HELP = `Usage: npm run bench -- [--only machine,110m,stories,http] [--out FILE] [--threads N] [--quick]
+
+Examples:
+  npm run bench                           # everything (about 5 minutes on 2 cores)
+  npm run bench -- --only stories,http    # the small real model only
+  npm run bench -- --quick                # fewer repetitions, shorter HTTP run`;
+
+const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
+const { values } = parseArgs({
+  options: {
+    only: { type: "string" },
+    out: { type: "string" },
+    threads: { type: "string" },
+    quick: { type: "boolean", default: false },
+    help: { type: "boolean", default: false },
+  },
+});
+if (values.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+const only = new Set((values.only ?? "machine,110m,stories,http").split(","));
+const threads = values.threads ? Number(values.threads) : availableParallelism();
+const outRoot = join(repo, "bench", "out");
+const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
+const reps = values.quick ? 1 : 3;
+const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
+
+console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()}`);
+const limits = only.has("machine") || only.has("110m") || only.has("stories")
+  ? await measureMachine(report, threads)
+  : { triadGBps: NaN, gemmGFlops: NaN };
+
+if (only.has("110m")) {
+  for (const dtype of ["f32", "bf16"] as const) {
+    const dir = await benchCheckpoint(outRoot, "110M", dtype);
+    await runSpeed(report, {
+      label: `110M ${dtype}`,
+      dir,
+      prefill: [128, 512],
+      decode: [{ tokens: 128, batch: 1 }, { tokens: 32, batch: 8 }],
+      reps,
+    }, limits, threads);
+  }
+}
+if (only.has("stories")) {
+  await runSpeed(report, { label: "stories260K", dir: stories, prefill: [128, 512], decode: [{ tokens: 128, batch: 1 }, { tokens: 128, batch: 8 }], reps: reps + 2 }, limits, threads);
+}
+if (only.has("http")) {
+  await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });
+}
+console.log("\n" + report.table());

@@ -1,0 +1,434 @@
+// The generation engine: one loop drives forward() steps back to back while there is
+// work (never two at once), and turns each step's logits into per-request events.
+//
+//   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
+//   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
+//
+// Errors from generate(): everything that can be known at submission (engine_closed,
+// invalid_request, context_length_exceeded, queue_full, an already-aborted signal →
+// cancelled) is thrown synchronously by generate() itself, before any iteration, so the
+// server can answer with a status code before it starts a stream. Later failures
+// (cancelled, engine_closed, internal) are thrown by the iterator.
+import { performance } from "node:perf_hooks";
+import type { ForwardBatch, KvStats } from "../native/index.js";
+import { EngineError } from "./errors.js";
+import { Rng } from "./rng.js";
+import { Sampler, parseLogitBias, type LogitBias } from "./sampling.js";
+import { Scheduler, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
+import { StopMatcher } from "./stop.js";
+import type {
+  Detokenizer,
+  FinishReason,
+  GenerateRequest,
+  GenerationEvent,
+  SamplingParams,
+  TokenLogprob,
+  Tokenizer,
+} from "./types.js";
+
+/** The part of NativeModel the engine drives. */
+export interface ModelRunner {
+  forward(batch: ForwardBatch): Promise<Float32Array>;
+  freeSeq(seqId: number): void;
+  kvStats(): KvStats;
+}
+
+export interface EngineModel {
+  native: ModelRunner;
+  tokenizer: Tokenizer;
+  /** most tokens (prompt + completion) one sequence may hold */
+  maxContext: number;
+}
+
+export interface EngineOptions {
+  /** most sequences in one forward step */
+  maxBatch: number;
+  /** most requests waiting for a slot; more → "queue_full" */
+  maxQueue: number;
+  /** most tokens in one forward step (decodes + prefill chunks); >= maxBatch */
+  maxBatchTokens: number;
+}
+
+export interface EngineCounters {
+  submitted: number;
+  completed: number;
+  cancelled: number;
+  failed: number;
+  rejected: number;
+  promptTokens: number;
+  completionTokens: number;
+  steps: number;
+}
+
+export interface EngineStats {
+  running: number;
+  waiting: number;
+  /** fraction of the KV pool's blocks in use, 0..1 */
+  kvUsage: number;
+  counters: EngineCounters;
+}
+
+/** One pushed-to, pulled-from queue of events per request. */
+class Channel implements AsyncIterator<GenerationEvent> {
+  private readonly queue: GenerationEvent[] = [];
+  private error: Error | null = null;
+  private ended = false;
+  private waiter: { resolve: (r: IteratorResult<GenerationEvent>) => void; reject: (e: Error) => void } | null = null;
+
+  constructor(private readonly onReturn: () => void) {}
+
+  push(ev: GenerationEvent): void {
+    if (this.ended) return;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      w.resolve({ value: ev, done: false });
+    } else this.queue.push(ev);
+  }
+
+  end(error?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    if (error) this.error = error;
+    if (this.waiter) {
+      const w = this.waiter;
+      this.waiter = null;
+      if (this.queue.length > 0) return w.resolve({ value: this.queue.shift()!, done: false });
+      if (error) w.reject(error);
+      else w.resolve({ value: undefined, done: true });
+    }
+  }
+
+  next(): Promise<IteratorResult<GenerationEvent>> {
+    if (this.queue.length > 0) return Promise.resolve({ value: this.queue.shift()!, done: false });
+    if (this.ended) {
+      const err = this.error;
+      this.error = null; // thrown once; afterwards the iterator is simply done
+      return err ? Promise.reject(err) : Promise.resolve({ value: undefined, done: true });
+    }
+    return new Promise((resolve, reject) => {
+      this.waiter = { resolve, reject };
+    });
+  }
+
+  /** the consumer stopped iterating (break, throw): the generation is cancelled */
+  return(): Promise<IteratorResult<GenerationEvent>> {
+    if (!this.ended) this.onReturn();
+    this.ended = true;
+    this.queue.length = 0;
+    this.error = null;
+    return Promise.resolve({ value: undefined, done: true });
+  }
+}
+
+class Request implements SchedSeq {
+  readonly promptLength: number;
+  readonly maxTokens: number;
+  readonly tokens: number[];
+  readonly counts = new Map<number, number>();
+  readonly rng: Rng;
+  readonly bias: LogitBias;
+  readonly detok: Detokenizer;
+  readonly stop: StopMatcher;
+  generated = 0;
+  readonly submittedAt = performance.now();
+  scheduledAt = -1;
+  firstTokenAt = -1;
+  detachAbort: () => void = () => {};
+
+  constructor(
+    readonly seqId: number,
+    prompt: readonly number[],
+    readonly params: SamplingParams,
+    tokenizer: Tokenizer,
+    readonly channel: Channel,
+  ) {
+    this.promptLength = prompt.length;
+    this.maxTokens = params.maxTokens;
+    this.tokens = prompt.slice();
+    this.rng = new Rng(params.seed);
+    this.bias = parseLogitBias(params.logitBias, Number.MAX_SAFE_INTEGER);
+    this.detok = tokenizer.detokenizer(prompt);
+    this.stop = new StopMatcher(params.stop);
+  }
+}
+
+export class Engine {
+  private readonly native: ModelRunner;
+  private readonly tokenizer: Tokenizer;
+  private readonly eos: Set<number>;
+  private readonly scheduler: Scheduler<Request>;
+  /** prompt + max_tokens limit: the model's context, or the KV pool if smaller */
+  readonly maxContext: number;
+  private sampler: Sampler | null = null;
+  private nextSeqId = 1;
+  private closed = false;
+  private loop: Promise<void> | null = null;
+  private wakeQueued = false;
+  private readonly counters: EngineCounters = {
+    submitted: 0,
+    completed: 0,
+    cancelled: 0,
+    failed: 0,
+    rejected: 0,
+    promptTokens: 0,
+    completionTokens: 0,
+    steps: 0,
+  };
+
+  constructor(model: EngineModel, opts: EngineOptions) {
+    this.native = model.native;
+    this.tokenizer = model.tokenizer;
+    this.eos = new Set(model.tokenizer.eosIds);
+    const kv = model.native.kvStats();
+    this.scheduler = new Scheduler<Request>(
+      { ...opts, blockSize: kv.blockSize, totalBlocks: kv.totalBlocks },
+      { freeSeq: (id) => this.native.freeSeq(id) },
+    );
+    this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
+  }
+
+  /**
+   * Starts a generation. Throws EngineError synchronously for what is wrong at submission
+   * (see the file comment); the returned iterable yields deltas then one "done" event.
+   * Breaking out of the iteration cancels the request.
+   */
+  generate(req: GenerateRequest): AsyncIterable<GenerationEvent> {
+    const { promptTokens: prompt, params, signal } = req;
+    try {
+      this.validate(prompt, params, signal);
+    } catch (e) {
+      this.counters.rejected++;
+      throw e;
+    }
+    let request: Request | null = null;
+    const channel = new Channel(() => {
+      if (request) this.cancel(request);
+    });
+    request = new Request(this.takeSeqId(), prompt, params, this.tokenizer, channel);
+    try {
+      this.scheduler.add(request);
+    } catch (e) {
+      this.counters.rejected++;
+      throw e;
+    }
+    this.counters.submitted++;
+    if (signal) {
+      const r = request;
+      const onAbort = (): void => this.cancel(r);
+      signal.addEventListener("abort", onAbort, { once: true });
+      r.detachAbort = () => signal.removeEventListener("abort", onAbort);
+    }
+    this.wake();
+    let handedOut = false;
+    return {
+      [Symbol.asyncIterator]: () => {
+        if (handedOut) throw new Error("a generation can be iterated only once");
+        handedOut = true;
+        return channel;
+      },
+    };
+  }
+
+  stats(): EngineStats {
+    const kv = this.native.kvStats();
+    return {
+      running: this.scheduler.numRunning,
+      waiting: this.scheduler.numWaiting,
+      kvUsage: kv.totalBlocks > 0 ? (kv.totalBlocks - kv.freeBlocks) / kv.totalBlocks : 0,
+      counters: { ...this.counters },
+    };
+  }
+
+  /**
+   * Stops taking requests, fails the waiting ones with "engine_closed", lets the step in
+   * flight finish, then fails the running ones too and frees their KV. Idempotent.
+   */
+  async close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      for (const r of this.scheduler.drainWaiting()) this.fail(r, new EngineError("the engine was closed", "engine_closed"));
+    }
+    await this.loop;
+    for (const r of this.scheduler.runningSeqs()) {
+      this.scheduler.finish(r);
+      this.fail(r, new EngineError("the engine was closed", "engine_closed"));
+    }
+  }
+
+  private validate(prompt: readonly number[], params: SamplingParams, signal: AbortSignal | undefined): void {
+    if (this.closed) throw new EngineError("the engine is closed", "engine_closed");
+    if (prompt.length === 0) throw new EngineError("the prompt must hold at least one token", "invalid_request");
+    const V = this.tokenizer.vocabSize;
+    for (const t of prompt) {
+      if (!Number.isInteger(t) || t < 0 || t >= V) {
+        throw new EngineError(`prompt token id ${t} is outside the vocabulary [0, ${V})`, "invalid_request");
+      }
+    }
+    if (!Number.isInteger(params.maxTokens) || params.maxTokens < 1) {
+      throw new EngineError(`max_tokens must be a positive integer, got ${params.maxTokens}`, "invalid_request");
+    }
+    const total = prompt.length + params.maxTokens;
+    if (total > this.maxContext) {
+      throw new EngineError(
+        `This model's maximum context length is ${this.maxContext} tokens. However, you requested ${total} tokens ` +
+          `(${prompt.length} in the prompt, ${params.maxTokens} for the completion). ` +
+          `Please reduce the length of the prompt or max_tokens.`,
+        "context_length_exceeded",
+      );
+    }
+    if (signal?.aborted) throw new EngineError("the request was aborted before it started", "cancelled");
+  }
+
+  private takeSeqId(): number {
+    const id = this.nextSeqId;
+    this.nextSeqId = id >= 0x7fffffff ? 1 : id + 1;
+    return id;
+  }
+
+  /**
+   * Starts the loop on a later turn, so requests submitted together (n > 1, a burst)
+   * are admitted into the same first step.
+   */
+  private wake(): void {
+    if (this.loop || this.wakeQueued || this.closed) return;
+    this.wakeQueued = true;
+    setImmediate(() => {
+      this.wakeQueued = false;
+      if (this.loop || this.closed) return;
+      this.loop = this.run().finally(() => {
+        this.loop = null;
+        if (this.scheduler.hasWork()) this.wake();
+      });
+    });
+  }
+
+  private async run(): Promise<void> {
+    while (!this.closed) {
+      const out = this.scheduler.schedule();
+      if (!out) return;
+      await this.step(out);
+    }
+  }
+
+  private async step(out: SchedulerOutput<Request>): Promise<void> {
+    const n = out.entries.length;
+    const seqIds = new Int32Array(n);
+    const counts = new Int32Array(n);
+    const tokens = new Int32Array(out.numTokens);
+    let k = 0;
+    const now = performance.now();
+    out.entries.forEach((e, i) => {
+      seqIds[i] = e.seq.seqId;
+      counts[i] = e.count;
+      for (let j = 0; j < e.count; j++) tokens[k++] = e.seq.tokens[e.start + j];
+      if (e.seq.scheduledAt < 0) e.seq.scheduledAt = now;
+    });
+    let logits: Float32Array;
+    try {
+      logits = await this.native.forward({ seqIds, tokens, counts, logits: "last" });
+      if (logits.length === 0 || logits.length % n !== 0) {
+        throw new Error(`forward returned ${logits.length} logits for ${n} sequences`);
+      }
+    } catch (cause) {
+      this.scheduler.abandon(out);
+      const err = new EngineError(`forward step failed: ${(cause as Error)?.message ?? String(cause)}`, "internal", { cause });
+      for (const e of out.entries) {
+        if (this.scheduler.finish(e.seq)) this.fail(e.seq, err);
+      }
+      return;
+    }
+    this.counters.steps++;
+    const V = logits.length / n;
+    if (!this.sampler || this.sampler.vocabSize !== V) this.sampler = new Sampler(V);
+    for (const { seq, row } of this.scheduler.update(out)) {
+      this.advance(seq, logits.subarray(row * V, (row + 1) * V));
+    }
+  }
+
+  /** samples one token for `seq` from its logits row and reports it */
+  private advance(seq: Request, row: Float32Array): void {
+    const sampler = this.sampler!;
+    const p = seq.params;
+    const tok = sampler.sample(row, p, seq.bias, seq, seq.rng);
+    seq.tokens.push(tok);
+    seq.generated++;
+    seq.counts.set(tok, (seq.counts.get(tok) ?? 0) + 1);
+    if (seq.firstTokenAt < 0) seq.firstTokenAt = performance.now();
+
+    if (!p.ignoreEos && this.eos.has(tok)) {
+      // the EOS token counts as a completion token but is not reported as text or logprob
+      this.flushText(seq);
+      return this.complete(seq, "stop");
+    }
+    const logprobs: TokenLogprob[] = p.logprobs ? [this.tokenLogprob(sampler, row, tok, p.topLogprobs)] : [];
+    const r = seq.stop.push(seq.detok.push(tok));
+    seq.channel.push({ type: "delta", text: r.text, tokenIds: [tok], logprobs });
+    if (r.stopped) return this.complete(seq, "stop");
+    if (seq.generated >= seq.maxTokens) {
+      this.flushText(seq);
+      return this.complete(seq, "length");
+    }
+  }
+
+  /** end of generation without a stop string: the detokenizer's tail and held-back text */
+  private flushText(seq: Request): void {
+    const r = seq.stop.push(seq.detok.flush());
+    const text = r.stopped ? r.text : r.text + seq.stop.flush();
+    if (text.length > 0) seq.channel.push({ type: "delta", text, tokenIds: [], logprobs: [] });
+  }
+
+  private tokenLogprob(sampler: Sampler, row: Float32Array, tok: number, n: number): TokenLogprob {
+    const lp = sampler.logprobs(row, tok, n);
+    const t = this.tokenizer;
+    return {
+      token: t.tokenText(tok),
+      tokenId: tok,
+      logprob: lp.logprob,
+      bytes: Array.from(t.tokenBytes(tok)),
+      top: lp.top.map((c) => ({
+        token: t.tokenText(c.tokenId),
+        tokenId: c.tokenId,
+        logprob: c.logprob,
+        bytes: Array.from(t.tokenBytes(c.tokenId)),
+      })),
+    };
+  }
+
+  private complete(seq: Request, finishReason: FinishReason): void {
+    this.scheduler.finish(seq);
+    seq.detachAbort();
+    const end = performance.now();
+    const firstToken = seq.firstTokenAt >= 0 ? seq.firstTokenAt : end;
+    const scheduled = seq.scheduledAt >= 0 ? seq.scheduledAt : end;
+    this.counters.completed++;
+    this.counters.promptTokens += seq.promptLength;
+    this.counters.completionTokens += seq.generated;
+    seq.channel.push({
+      type: "done",
+      finishReason,
+      usage: { promptTokens: seq.promptLength, completionTokens: seq.generated },
+      timings: {
+        queuedMs: scheduled - seq.submittedAt,
+        prefillMs: firstToken - scheduled,
+        decodeMs: end - firstToken,
+        firstTokenMs: firstToken - seq.submittedAt,
+      },
+    });
+    seq.channel.end();
+  }
+
+  /** AbortSignal or the consumer left: drop it from wherever it is, free its KV */
+  private cancel(seq: Request): void {
+    if (!this.scheduler.finish(seq)) return;
+    this.counters.cancelled++;
+    seq.detachAbort();
+    seq.channel.end(new EngineError("the request was cancelled", "cancelled"));
+  }
+
+  private fail(seq: Request, err: EngineError): void {
+    if (err.code !== "engine_closed") this.counters.failed++;
+    seq.detachAbort();
+    seq.channel.end(err);
+  }
+}

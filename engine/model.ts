@@ -1,0 +1,117 @@
+// A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
+import { basename, join, resolve } from "node:path";
+import { availableParallelism } from "node:os";
+import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import type { ChatTemplate, ModelConfig } from "./types.js";
+import { parseConfig } from "./config.js";
+import { loadTokenizer, type HfBackedTokenizer } from "./tokenizer.js";
+import { chatTemplateFromConfig } from "./chat-template.js";
+import { readCheckpointTensors } from "./safetensors.js";
+import { resolveWeights } from "./weights.js";
+import { ropeInvFreq } from "./rope.js";
+import { readJsonFile } from "./json-file.js";
+
+export interface LoadModelOptions {
+  /** compute threads; default: all cores */
+  threads?: number;
+  /** tokens per KV block; default 16 */
+  kvBlockSize?: number;
+  /** KV pool size in blocks; default: 8 full-length sequences, capped at ~1 GiB of cache */
+  kvBlocks?: number;
+  /** cap on prompt + completion tokens; default (and at most) the model's maxPositions */
+  maxContext?: number;
+  /** mark the model untrained even if its config does not say so */
+  untrained?: boolean;
+}
+
+export interface LoadedModel {
+  /** the directory's base name (the served model id unless renamed) */
+  id: string;
+  dir: string;
+  config: ModelConfig;
+  tokenizer: HfBackedTokenizer;
+  chatTemplate: ChatTemplate;
+  native: NativeModel;
+  /** longest prompt + completion the model serves */
+  maxContext: number;
+  /** randomly initialised weights (hybridchat init / the built-in demo) */
+  untrained: boolean;
+  dispose(): void;
+}
+
+/** The native ModelSpec of a resolved config. */
+export function modelSpec(config: ModelConfig): ModelSpec {
+  const rope = ropeInvFreq(config);
+  return {
+    hiddenSize: config.hiddenSize,
+    intermediateSize: config.intermediateSize,
+    numLayers: config.numLayers,
+    numHeads: config.numHeads,
+    numKvHeads: config.numKvHeads,
+    headDim: config.headDim,
+    vocabSize: config.vocabSize,
+    maxPositions: config.maxPositions,
+    rmsNormEps: config.rmsNormEps,
+    ropeInvFreq: rope.invFreq,
+    ropeAttentionScaling: rope.attentionScaling,
+    attentionBias: config.attentionBias,
+    qkNorm: config.qkNorm,
+    tieWordEmbeddings: config.tieWordEmbeddings,
+  };
+}
+
+/**
+ * Everything loadModel checks before touching native code: config, tokenizer, template,
+ * tensors. Throws ModelLoadError; usable without the addon.
+ */
+export function inspectCheckpoint(dir: string): {
+  config: ModelConfig;
+  tokenizer: HfBackedTokenizer;
+  chatTemplate: ChatTemplate;
+  tensors: TensorRef[];
+  untrained: boolean;
+} {
+  const configFile = join(dir, "config.json");
+  const rawConfig = readJsonFile(configFile);
+  const config = parseConfig(rawConfig, configFile);
+  const tensors = resolveWeights(config, readCheckpointTensors(dir));
+  const tokenizer = loadTokenizer(dir);
+  const chatTemplate = chatTemplateFromConfig(tokenizer.config);
+  // written by hybridchat init: random weights, say so wherever the model is served
+  const marker = rawConfig.hybridchat;
+  const untrained = !!marker && typeof marker === "object" && (marker as { untrained?: unknown }).untrained === true;
+  return { config, tokenizer, chatTemplate, tensors, untrained };
+}
+
+export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
+  const absDir = resolve(dir);
+  const { config, tokenizer, chatTemplate, tensors, untrained } = inspectCheckpoint(absDir);
+  const maxContext = Math.max(1, Math.min(opts.maxContext ?? config.maxPositions, config.maxPositions));
+  const kvBlockSize = opts.kvBlockSize ?? 16;
+  // f32 K and V for every layer
+  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * 4;
+  const blocksPerSeq = Math.ceil(maxContext / kvBlockSize);
+  const capBlocks = Math.floor((1 << 30) / (bytesPerToken * kvBlockSize));
+  const kvBlocks = opts.kvBlocks ?? Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks));
+  const nativeModel = native().createModel(modelSpec(config), tensors, {
+    threads: opts.threads ?? availableParallelism(),
+    kvBlockSize,
+    kvBlocks,
+  });
+  let disposed = false;
+  return {
+    id: basename(absDir),
+    dir: absDir,
+    config,
+    tokenizer,
+    chatTemplate,
+    native: nativeModel,
+    maxContext,
+    untrained: untrained || opts.untrained === true,
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      nativeModel.dispose();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+// The small typed values the engine's parts and the server talk through.
+
+/** HF config.json resolved to what the engine needs (see engine/config.ts). */
+export interface ModelConfig {
+  architecture: string; // e.g. "LlamaForCausalLM"
+  modelType: string; // e.g. "llama", "mistral", "qwen2", "qwen3"
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  vocabSize: number;
+  maxPositions: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  attentionBias: boolean;
+  qkNorm: boolean;
+  tieWordEmbeddings: boolean;
+  torchDtype: string | null;
+}
+
+export type RopeScaling =
+  | { type: "linear"; factor: number }
+  | {
+      type: "llama3";
+      factor: number;
+      lowFreqFactor: number;
+      highFreqFactor: number;
+      originalMaxPositions: number;
+    };
+
+/** Per-request sampling settings, already validated and defaulted by the server. */
+export interface SamplingParams {
+  /** 0 means greedy */
+  temperature: number;
+  topP: number; // 1 = off
+  topK: number; // 0 = off
+  minP: number; // 0 = off
+  /** same seed, same output, whatever else is in the batch; undefined = random */
+  seed?: number;
+  presencePenalty: number;
+  frequencyPenalty: number;
+  /** token id -> bias added to its logit (-100 bans, 100 forces) */
+  logitBias: Record<number, number>;
+  maxTokens: number;
+  /** strings that end the output; never included in the text */
+  stop: string[];
+  /** when set, return the log-prob of each chosen token and `topLogprobs` alternatives */
+  logprobs: boolean;
+  topLogprobs: number;
+  /** keep going past end-of-sequence tokens (benchmarks) */
+  ignoreEos: boolean;
+}
+
+export interface TokenLogprob {
+  token: string;
+  tokenId: number;
+  logprob: number;
+  bytes: number[];
+  top: { token: string; tokenId: number; logprob: number; bytes: number[] }[];
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface Usage {
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface GenerateRequest {
+  /** already tokenized prompt (chat template applied, BOS included as the model wants) */
+  promptTokens: number[];
+  params: SamplingParams;
+  /** aborting cancels the generation and frees its KV cache at once */
+  signal?: AbortSignal;
+}
+
+/**
+ * What a running generation yields. `text` deltas never split a UTF-8 character and
+ * never include (any prefix of) a stop string that was matched.
+ */
+export type GenerationEvent =
+  | { type: "delta"; text: string; tokenIds: number[]; logprobs: TokenLogprob[] }
+  | { type: "done"; finishReason: FinishReason; usage: Usage; timings: Timings };
+
+export interface Timings {
+  queuedMs: number; // from submit to first scheduled
+  prefillMs: number;
+  decodeMs: number;
+  firstTokenMs: number; // from submit
+}
+
+/** Tokenizer surface the generation code needs (implemented in engine/tokenizer.ts). */
+export interface Tokenizer {
+  readonly vocabSize: number;
+  readonly bosId: number | null;
+  /** every id that ends generation: tokenizer_config eos + generation_config eos list */
+  readonly eosIds: readonly number[];
+  encode(text: string, addSpecialTokens: boolean): number[];
+  decode(ids: readonly number[], skipSpecialTokens: boolean): string;
+  /** the raw bytes one token stands for (byte-fallback and ▁ resolved), for logprobs `bytes` */
+  tokenBytes(id: number): Uint8Array;
+  /** the token's text as OpenAI shows it in logprobs (may hold U+FFFD for partial bytes) */
+  tokenText(id: number): string;
+  isSpecial(id: number): boolean;
+  /**
+   * Incremental detokenizer continuing after `promptIds`: the concatenation of what
+   * `push` and `flush` return equals decode(prompt + generated) minus decode(prompt)
+   * (specials skipped), and never ends in half a UTF-8 character.
+   */
+  detokenizer(promptIds: readonly number[]): Detokenizer;
+}
+
+export interface Detokenizer {
+  push(tokenId: number): string;
+  flush(): string;
+}
+
+export interface ChatMessage {
+  role: "system" | "developer" | "user" | "assistant" | "tool";
+  content: string;
+  name?: string;
+}
+
+export interface ChatTemplate {
+  /** renders with bos_token/eos_token/add_generation_prompt as HF's apply_chat_template does */
+  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string;
+}

@@ -1,0 +1,46 @@
+# The native engine. Sources are listed by command expansion so a new kernel file
+# needs no edit here: every src/**/*.cc goes into the addon, except *_avx2.cc files,
+# which are compiled with AVX2/FMA/F16C flags into their own static library and
+# chosen at run time (__builtin_cpu_supports), so the addon runs on any x86-64.
+{
+  "target_defaults": {
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],
+    "cflags!": ["-fno-exceptions", "-fno-rtti"],
+    "cflags_cc!": ["-fno-exceptions", "-fno-rtti", "-std=gnu++17", "-std=gnu++20"],
+    "cflags": ["-O3", "-pthread", "-fno-math-errno"],
+    "cflags_cc": ["-std=c++17", "-O3", "-pthread", "-fexceptions", "-fno-math-errno"],
+    "ldflags": ["-pthread"],
+    "xcode_settings": {
+      "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
+      "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
+      "OTHER_CFLAGS": ["-O3"]
+    }
+  },
+  "targets": [
+    {
+      "target_name": "hybridchat",
+      "sources": ["<!@(find src -name '*.cc' ! -name '*_avx2.cc' | sort)"],
+      "conditions": [
+        ["target_arch=='x64' or target_arch=='ia32'", {
+          "dependencies": ["hybridchat_avx2"],
+          "defines": ["HC_HAVE_AVX2_TU=1"]
+        }]
+      ]
+    }
+  ],
+  "conditions": [
+    ["target_arch=='x64' or target_arch=='ia32'", {
+      "targets": [
+        {
+          "target_name": "hybridchat_avx2",
+          "type": "static_library",
+          "sources": ["<!@(find src -name '*_avx2.cc' | sort)"],
+          "cflags": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma", "-mf16c"] }
+        }
+      ]
+    }]
+  ]
+}

@@ -1,0 +1,154 @@
+// The whole native surface, described once. Everything else in the project talks
+// to C++ through these types; the addon itself is found and loaded here only.
+import { createRequire } from "node:module";
+import { existsSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Storage type of a weight tensor as the checkpoint holds it. */
+export type DType = "f32" | "bf16" | "f16";
+
+/**
+ * One weight tensor, located inside a file the native side memory-maps.
+ * `name` is the canonical engine name (see engine/weights.ts), not the HF name:
+ *   embed [V,C], final_norm [C], lm_head [V,C] (absent when tied),
+ *   L{i}.attn_norm [C], L{i}.q [NH*HD,C], L{i}.k [NKV*HD,C], L{i}.v [NKV*HD,C], L{i}.o [C,NH*HD],
+ *   L{i}.q_bias [NH*HD], L{i}.k_bias [NKV*HD], L{i}.v_bias [NKV*HD]   (Qwen2 only),
+ *   L{i}.q_norm [HD], L{i}.k_norm [HD]                                   (Qwen3 only),
+ *   L{i}.mlp_norm [C], L{i}.gate [I,C], L{i}.up [I,C], L{i}.down [C,I]
+ * Linear weights are row-major [out, in], as in HF/PyTorch.
+ */
+export interface TensorRef {
+  name: string;
+  file: string;
+  /** absolute byte offset of the tensor's first byte in `file` */
+  offset: number;
+  dtype: DType;
+  shape: number[];
+}
+
+/** Architecture numbers the kernels need; HF config quirks are resolved in TypeScript. */
+export interface ModelSpec {
+  hiddenSize: number; // C
+  intermediateSize: number; // I
+  numLayers: number; // L
+  numHeads: number; // NH
+  numKvHeads: number; // NKV
+  headDim: number; // HD
+  vocabSize: number; // V
+  maxPositions: number;
+  rmsNormEps: number;
+  /** HD/2 inverse frequencies, already scaled (llama3, linear...) by the engine */
+  ropeInvFreq: Float32Array;
+  /** multiplier applied to cos/sin (1 except for some rope scalings) */
+  ropeAttentionScaling: number;
+  attentionBias: boolean;
+  qkNorm: boolean;
+  tieWordEmbeddings: boolean;
+}
+
+export interface ModelOptions {
+  /** compute threads (ranks of intra-op parallelism); default: all cores */
+  threads: number;
+  /** tokens per KV-cache block */
+  kvBlockSize: number;
+  /** number of KV-cache blocks in the pool (capacity = kvBlocks * kvBlockSize tokens over all sequences) */
+  kvBlocks: number;
+}
+
+/**
+ * One forward step over several sequences (continuous batching). Sequence `seqIds[s]`
+ * gets `counts[s]` new tokens, taken in order from `tokens`; their positions continue
+ * from the tokens that sequence already holds in the KV cache (a new id starts at 0).
+ */
+export interface ForwardBatch {
+  seqIds: Int32Array;
+  tokens: Int32Array;
+  counts: Int32Array;
+  /** "last": one row of logits per sequence; "all": one row per input token */
+  logits: "last" | "all";
+}
+
+export interface KvStats {
+  blockSize: number;
+  totalBlocks: number;
+  freeBlocks: number;
+  sequences: number;
+}
+
+export interface NativeModel {
+  /** Runs off the JS thread; resolves with float32 logits, rows in batch order, each of length V. */
+  forward(batch: ForwardBatch): Promise<Float32Array>;
+  /** Number of tokens the sequence holds in the KV cache (0 if unknown). */
+  seqLength(seqId: number): number;
+  /** Frees the sequence's KV blocks at once. Unknown ids are ignored. */
+  freeSeq(seqId: number): void;
+  kvStats(): KvStats;
+  /** Releases weights (munmap), KV cache and threads. Idempotent. */
+  dispose(): void;
+}
+
+/** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */
+export interface NativeOps {
+  /** out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); w stored as dtype (Float32Array for f32, Uint16Array for bf16/f16) */
+  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: DType, bias: Float32Array | null, M: number, N: number, K: number): void;
+  /** out[M,C] = x / rms(x) * weight */
+  rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
+  /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */
+  rope(x: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
+  /** out[T,NH,HD] = causal GQA attention of q[T,NH,HD] over k,v[S,NKV,HD]; query t sits at position S-T+t */
+  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, S: number, NH: number, NKV: number, HD: number): void;
+  /** out[M,I] = silu(gate) * up */
+  swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
+  /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */
+  toF32(out: Float32Array, src: Uint16Array, dtype: "bf16" | "f16"): void;
+  fromF32(out: Uint16Array, src: Float32Array, dtype: "bf16" | "f16"): void;
+}
+
+export interface NativeBinding {
+  /** e.g. "avx2+fma+f16c" or "scalar": which kernel variant this CPU runs */
+  cpuFeatures(): string;
+  /** physical compute backends built into this addon, e.g. ["cpu"] or ["cpu","cuda"] */
+  backends(): string[];
+  createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;
+  /** the op kernels on a given backend, for tests */
+  ops(backend: "cpu" | "cuda"): NativeOps;
+  /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
+  triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
+  gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s
+}
+
+/** Native failures arrive as this class with a stable code the server maps to a status. */
+export class NativeError extends Error {
+  constructor(message: string, readonly code: string) {
+    super(message);
+    this.name = "NativeError";
+  }
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+
+function addonPath(): string {
+  const candidates = [
+    process.env.HYBRIDCHAT_ADDON,
+    // from dist/native/index.js and from native/index.ts
+    join(here, "..", "..", "native", "build", "Release", "hybridchat.node"),
+    join(here, "build", "Release", "hybridchat.node"),
+  ].filter((p): p is string => typeof p === "string" && p.length > 0);
+  for (const p of candidates) if (existsSync(p)) return p;
+  throw new NativeError(
+    `native addon not found (looked in ${candidates.join(", ")}); run \`npm run build\``,
+    "addon_missing",
+  );
+}
+
+let binding: NativeBinding | undefined;
+
+/** Loads the addon once, in a fixed order: HYBRIDCHAT_ADDON, then native/build/Release. */
+export function native(): NativeBinding {
+  if (!binding) {
+    const require = createRequire(import.meta.url);
+    binding = require(addonPath()) as NativeBinding;
+  }
+  return binding;
+}

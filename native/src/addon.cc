@@ -1,0 +1,506 @@
+// The N-API surface described in native/index.ts. Heavy work (forward, probes) runs in
+// AsyncWorkers and settles a Promise; every C++ failure reaches JS as an Error with a
+// string `code` (hc::Error's code, or "internal").
+#include <napi.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "errors.h"
+#include "model.h"
+
+namespace {
+
+using hc::Error;
+
+Napi::Error js_error(Napi::Env env, const std::string& code, const std::string& msg) {
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+// Runs f, turning hc::Error / std::exception into a JS exception with a code.
+template <typename F>
+auto guard(Napi::Env env, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const Napi::Error&) {
+    throw;
+  } catch (const Error& e) {
+    throw js_error(env, e.code(), e.what());
+  } catch (const std::bad_alloc&) {
+    throw js_error(env, "out_of_memory", "out of memory");
+  } catch (const std::exception& e) {
+    throw js_error(env, "internal", e.what());
+  }
+}
+
+// ---- argument helpers -------------------------------------------------------------
+
+double num(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Error("invalid_argument", std::string("expected a number for '") + key + "'");
+  return v.As<Napi::Number>().DoubleValue();
+}
+int64_t int_of(const Napi::Object& o, const char* key) {
+  const double d = num(o, key);
+  if (d != static_cast<double>(static_cast<int64_t>(d)))
+    throw Error("invalid_argument", std::string("expected an integer for '") + key + "'");
+  return static_cast<int64_t>(d);
+}
+bool flag(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) throw Error("invalid_argument", std::string("expected a boolean for '") + key + "'");
+  return v.As<Napi::Boolean>().Value();
+}
+int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Error("invalid_argument", std::string("expected a number for ") + what);
+  const double d = info[i].As<Napi::Number>().DoubleValue();
+  if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
+    throw Error("invalid_argument", std::string(what) + " must be a non-negative integer");
+  return static_cast<int64_t>(d);
+}
+
+template <typename T>
+struct ArrayType;
+template <>
+struct ArrayType<float> {
+  static constexpr napi_typedarray_type type = napi_float32_array;
+  static constexpr const char* name = "Float32Array";
+};
+template <>
+struct ArrayType<int32_t> {
+  static constexpr napi_typedarray_type type = napi_int32_array;
+  static constexpr const char* name = "Int32Array";
+};
+template <>
+struct ArrayType<uint16_t> {
+  static constexpr napi_typedarray_type type = napi_uint16_array;
+  static constexpr const char* name = "Uint16Array";
+};
+
+// A typed array argument of exactly the expected element type, with at least `min_len` elements.
+template <typename T>
+Napi::TypedArrayOf<T> typed(Napi::Value v, const char* what, int64_t min_len = 0) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != ArrayType<T>::type)
+    throw Error("invalid_argument", std::string(what) + " must be a " + ArrayType<T>::name);
+  auto a = v.As<Napi::TypedArrayOf<T>>();
+  if (static_cast<int64_t>(a.ElementLength()) < min_len)
+    throw Error("invalid_argument", std::string(what) + " holds " + std::to_string(a.ElementLength()) +
+                                        " elements, needs " + std::to_string(min_len));
+  return a;
+}
+template <typename T>
+std::vector<T> copy_of(Napi::Value v, const char* what) {
+  auto a = typed<T>(v, what);
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+hc::DType dtype_arg(Napi::Value v) {
+  if (!v.IsString()) throw Error("invalid_argument", "dtype must be a string");
+  return hc::parse_dtype(v.As<Napi::String>().Utf8Value());
+}
+
+int default_threads() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n ? static_cast<int>(n) : 1;
+}
+
+// ---- model ----------------------------------------------------------------------
+
+class ModelWrap;
+
+class ForwardWorker : public Napi::AsyncWorker {
+ public:
+  ForwardWorker(Napi::Env env, std::shared_ptr<hc::Model> model, hc::ForwardBatch batch,
+                std::shared_ptr<std::atomic<bool>> busy)
+      : Napi::AsyncWorker(env, "hybridchat.forward"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        model_(std::move(model)),
+        batch_(std::move(batch)),
+        busy_(std::move(busy)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      model_->forward(batch_, logits_);
+    } catch (const Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "out_of_memory";
+      SetError("out of memory during forward");
+    } catch (const std::exception& e) {
+      code_ = "internal";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    busy_->store(false);
+    model_.reset();
+    Napi::Env env = Env();
+    auto out = Napi::Float32Array::New(env, logits_.size());
+    std::copy(logits_.begin(), logits_.end(), out.Data());
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error& e) override {
+    busy_->store(false);
+    model_.reset();
+    deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<hc::Model> model_;  // keeps weights mapped even if dispose() runs meanwhile
+  hc::ForwardBatch batch_;
+  std::shared_ptr<std::atomic<bool>> busy_;
+  std::vector<float> logits_;
+  std::string code_;
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeModel",
+                       {InstanceMethod<&ModelWrap::Forward>("forward"),
+                        InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
+                        InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
+                        InstanceMethod<&ModelWrap::KvStats>("kvStats"),
+                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
+  }
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
+  void set(std::shared_ptr<hc::Model> m) { model_ = std::move(m); }
+
+ private:
+  hc::Model& live(Napi::Env env) {
+    if (!model_) throw js_error(env, "disposed", "the model has been disposed");
+    return *model_;
+  }
+
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto reject = [&](const std::string& code, const std::string& msg) {
+      auto d = Napi::Promise::Deferred::New(env);
+      d.Reject(js_error(env, code, msg).Value());
+      return d.Promise();
+    };
+    if (!model_) return reject("disposed", "the model has been disposed");
+    if (busy_->load()) return reject("busy", "a forward is already running on this model");
+    hc::ForwardBatch batch;
+    try {
+      if (info.Length() < 1 || !info[0].IsObject()) throw Error("invalid_argument", "forward(batch) needs an object");
+      Napi::Object o = info[0].As<Napi::Object>();
+      // copied: the caller may reuse its arrays while the step runs
+      batch.seq_ids = copy_of<int32_t>(o.Get("seqIds"), "seqIds");
+      batch.tokens = copy_of<int32_t>(o.Get("tokens"), "tokens");
+      batch.counts = copy_of<int32_t>(o.Get("counts"), "counts");
+      Napi::Value lg = o.Get("logits");
+      const std::string mode = lg.IsString() ? lg.As<Napi::String>().Utf8Value() : "";
+      if (mode != "last" && mode != "all") throw Error("invalid_argument", "batch.logits must be \"last\" or \"all\"");
+      batch.all_logits = mode == "all";
+    } catch (const Error& e) {
+      return reject(e.code(), e.what());
+    }
+    busy_->store(true);
+    model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
+    auto* w = new ForwardWorker(env, model_, std::move(batch), busy_);
+    Napi::Promise p = w->promise();
+    w->Queue();
+    return p;
+  }
+  Napi::Value SeqLength(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    hc::Model& m = live(env);
+    return guard(env, [&] {
+      const int64_t id = int_arg(info, 0, "seqId");
+      return Napi::Number::New(env, static_cast<double>(m.kv().length(static_cast<int32_t>(id))));
+    });
+  }
+  void FreeSeq(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    hc::Model& m = live(env);
+    guard(env, [&] { m.kv().free_seq(static_cast<int32_t>(int_arg(info, 0, "seqId"))); });
+  }
+  Napi::Value KvStats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    const hc::KvStatsValue s = live(env).kv().stats();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("blockSize", static_cast<double>(s.block_size));
+    o.Set("totalBlocks", static_cast<double>(s.total_blocks));
+    o.Set("freeBlocks", static_cast<double>(s.free_blocks));
+    o.Set("sequences", static_cast<double>(s.sequences));
+    return o;
+  }
+  void Dispose(const Napi::CallbackInfo&) { model_.reset(); }
+
+  std::shared_ptr<hc::Model> model_;
+  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+};
+
+struct AddonData {
+  Napi::FunctionReference model_ctor;
+  std::unique_ptr<hc::ThreadPool> ops_pool;
+};
+
+hc::ModelSpec parse_spec(const Napi::Object& o) {
+  hc::ModelSpec s;
+  s.C = int_of(o, "hiddenSize");
+  s.I = int_of(o, "intermediateSize");
+  s.L = int_of(o, "numLayers");
+  s.NH = int_of(o, "numHeads");
+  s.NKV = int_of(o, "numKvHeads");
+  s.HD = int_of(o, "headDim");
+  s.V = int_of(o, "vocabSize");
+  s.max_positions = int_of(o, "maxPositions");
+  s.eps = static_cast<float>(num(o, "rmsNormEps"));
+  s.inv_freq = copy_of<float>(o.Get("ropeInvFreq"), "spec.ropeInvFreq");
+  s.rope_scaling = static_cast<float>(num(o, "ropeAttentionScaling"));
+  s.attention_bias = flag(o, "attentionBias");
+  s.qk_norm = flag(o, "qkNorm");
+  s.tie_embeddings = flag(o, "tieWordEmbeddings");
+  return s;
+}
+
+std::vector<hc::TensorDesc> parse_tensors(Napi::Value v) {
+  if (!v.IsArray()) throw Error("invalid_argument", "tensors must be an array");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<hc::TensorDesc> out;
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    if (!e.IsObject()) throw Error("invalid_argument", "tensors[" + std::to_string(i) + "] must be an object");
+    Napi::Object o = e.As<Napi::Object>();
+    hc::TensorDesc d;
+    if (!o.Get("name").IsString() || !o.Get("file").IsString() || !o.Get("dtype").IsString() || !o.Get("shape").IsArray())
+      throw Error("invalid_argument", "tensors[" + std::to_string(i) + "] needs name, file, offset, dtype, shape");
+    d.name = o.Get("name").As<Napi::String>().Utf8Value();
+    d.file = o.Get("file").As<Napi::String>().Utf8Value();
+    d.offset = int_of(o, "offset");
+    d.dtype = hc::parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
+    Napi::Array sh = o.Get("shape").As<Napi::Array>();
+    for (uint32_t j = 0; j < sh.Length(); j++) {
+      Napi::Value x = sh.Get(j);
+      if (!x.IsNumber()) throw Error("invalid_argument", "shape of " + d.name + " must hold numbers");
+      d.shape.push_back(x.As<Napi::Number>().Int64Value());
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+Napi::Value CreateModel(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    if (info.Length() < 3 || !info[0].IsObject() || !info[2].IsObject())
+      throw Error("invalid_argument", "createModel(spec, tensors, options)");
+    hc::ModelSpec spec = parse_spec(info[0].As<Napi::Object>());
+    std::vector<hc::TensorDesc> tensors = parse_tensors(info[1]);
+    Napi::Object oo = info[2].As<Napi::Object>();
+    hc::ModelOptions opts;
+    opts.threads = oo.Get("threads").IsNumber() ? static_cast<int>(int_of(oo, "threads")) : default_threads();
+    if (opts.threads < 1) opts.threads = default_threads();
+    opts.kv_block_size = int_of(oo, "kvBlockSize");
+    opts.kv_blocks = int_of(oo, "kvBlocks");
+    auto model = std::make_shared<hc::Model>(spec, tensors, opts);
+    Napi::Object obj = env.GetInstanceData<AddonData>()->model_ctor.New({});
+    ModelWrap::Unwrap(obj)->set(std::move(model));
+    return obj;
+  });
+}
+
+// ---- ops for the tests ---------------------------------------------------------
+
+hc::ThreadPool& ops_pool(Napi::Env env) {
+  AddonData* d = env.GetInstanceData<AddonData>();
+  if (!d->ops_pool) d->ops_pool = std::make_unique<hc::ThreadPool>(default_threads());
+  return *d->ops_pool;
+}
+
+void OpMatmul(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 5, "M"), N = int_arg(info, 6, "N"), K = int_arg(info, 7, "K");
+    auto out = typed<float>(info[0], "out", M * N);
+    auto x = typed<float>(info[1], "x", M * K);
+    const hc::DType dt = dtype_arg(info[3]);
+    const void* w;
+    if (dt == hc::DType::F32) w = typed<float>(info[2], "w", N * K).Data();
+    else w = typed<uint16_t>(info[2], "w", N * K).Data();
+    const float* bias = nullptr;
+    if (!info[4].IsNull() && !info[4].IsUndefined()) bias = typed<float>(info[4], "bias", N).Data();
+    hc::cpu::matmul(out.Data(), x.Data(), w, dt, bias, M, N, K, ops_pool(env));
+  });
+}
+
+void OpRmsnorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 3, "M"), C = int_arg(info, 4, "C");
+    if (!info[5].IsNumber()) throw Error("invalid_argument", "eps must be a number");
+    const float eps = info[5].As<Napi::Number>().FloatValue();
+    auto out = typed<float>(info[0], "out", M * C);
+    auto x = typed<float>(info[1], "x", M * C);
+    auto w = typed<float>(info[2], "weight", C);
+    hc::cpu::rmsnorm_forward(out.Data(), x.Data(), w.Data(), M, C, eps, ops_pool(env));
+  });
+}
+
+void OpRope(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 3, "T"), H = int_arg(info, 4, "H"), HD = int_arg(info, 5, "HD");
+    if (HD % 2) throw Error("invalid_argument", "HD must be even");
+    if (!info[6].IsNumber()) throw Error("invalid_argument", "scaling must be a number");
+    const float scaling = info[6].As<Napi::Number>().FloatValue();
+    auto x = typed<float>(info[0], "x", T * H * HD);
+    auto pos = typed<int32_t>(info[1], "pos", T);
+    auto inv = typed<float>(info[2], "invFreq", HD / 2);
+    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
+    hc::cpu::rope_tables(c.data(), s.data(), pos.Data(), inv.Data(), T, HD / 2, scaling);
+    hc::cpu::rope_forward(x.Data(), c.data(), s.data(), T, H, HD, ops_pool(env));
+  });
+}
+
+void OpAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 4, "T"), S = int_arg(info, 5, "S"), NH = int_arg(info, 6, "NH"),
+                  NKV = int_arg(info, 7, "NKV"), HD = int_arg(info, 8, "HD");
+    if (T > S) throw Error("invalid_argument", "attention: T must be <= S");
+    if (NKV == 0 || NH % NKV) throw Error("invalid_argument", "attention: NH must be a multiple of NKV");
+    auto out = typed<float>(info[0], "out", T * NH * HD);
+    auto q = typed<float>(info[1], "q", T * NH * HD);
+    auto k = typed<float>(info[2], "k", S * NKV * HD);
+    auto v = typed<float>(info[3], "v", S * NKV * HD);
+    const int32_t zero = 0;
+    // contiguous [S,NKV,HD] keys are one block as large as the whole sequence
+    hc::cpu::KVSpan span{k.Data(), v.Data(), &zero, 0, HD, NKV * HD, std::max<int64_t>(S, 1)};
+    std::vector<int32_t> seq_of(static_cast<size_t>(T), 0), npos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
+    hc::cpu::attention_forward(out.Data(), q.Data(), &span, seq_of.data(), npos.data(), T, NH, NKV, HD, ops_pool(env));
+  });
+}
+
+void OpSwiglu(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 3, "M"), I = int_arg(info, 4, "I");
+    auto out = typed<float>(info[0], "out", M * I);
+    auto g = typed<float>(info[1], "gate", M * I);
+    auto u = typed<float>(info[2], "up", M * I);
+    hc::cpu::swiglu_forward(out.Data(), g.Data(), u.Data(), M * I, ops_pool(env));
+  });
+}
+
+void OpToF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    auto src = typed<uint16_t>(info[1], "src");
+    auto out = typed<float>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
+    const hc::DType dt = dtype_arg(info[2]);
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16 or f16");
+    hc::cpu::to_f32(out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
+  });
+}
+
+void OpFromF32(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    auto src = typed<float>(info[1], "src");
+    auto out = typed<uint16_t>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
+    const hc::DType dt = dtype_arg(info[2]);
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16 or f16");
+    hc::cpu::from_f32(out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
+  });
+}
+
+Napi::Value Ops(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string backend = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (backend != "cpu")
+    throw js_error(env, "backend_unavailable", "backend '" + backend + "' is not built into this addon");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("matmul", Napi::Function::New<OpMatmul>(env, "matmul"));
+  o.Set("rmsnorm", Napi::Function::New<OpRmsnorm>(env, "rmsnorm"));
+  o.Set("rope", Napi::Function::New<OpRope>(env, "rope"));
+  o.Set("attention", Napi::Function::New<OpAttention>(env, "attention"));
+  o.Set("swiglu", Napi::Function::New<OpSwiglu>(env, "swiglu"));
+  o.Set("toF32", Napi::Function::New<OpToF32>(env, "toF32"));
+  o.Set("fromF32", Napi::Function::New<OpFromF32>(env, "fromF32"));
+  return o;
+}
+
+// ---- probes ------------------------------------------------------------------
+
+class ProbeWorker : public Napi::AsyncWorker {
+ public:
+  ProbeWorker(Napi::Env env, bool gemm, int64_t size, int threads, int reps)
+      : Napi::AsyncWorker(env, "hybridchat.probe"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        gemm_(gemm), size_(size), threads_(threads), reps_(reps) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      hc::ThreadPool pool(threads_);
+      result_ = gemm_ ? hc::cpu::gemm_peak_gflops(size_, reps_, pool) : hc::cpu::triad_gbps(size_, reps_, pool);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(js_error(Env(), "internal", e.Message()).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool gemm_;
+  int64_t size_;
+  int threads_, reps_;
+  double result_ = 0;
+};
+
+Napi::Value Probe(const Napi::CallbackInfo& info, bool gemm) {
+  Napi::Env env = info.Env();
+  int64_t size = 0, threads = 0, reps = 0;
+  try {
+    size = int_arg(info, 0, gemm ? "n" : "megabytes");
+    threads = int_arg(info, 1, "threads");
+    reps = int_arg(info, 2, "reps");
+    if (size < 1 || reps < 1) throw Error("invalid_argument", "size and reps must be >= 1");
+  } catch (const Error& e) {  // async API: bad arguments reject too
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(js_error(env, e.code(), e.what()).Value());
+    return d.Promise();
+  }
+  auto* w = new ProbeWorker(env, gemm, size, threads > 0 ? static_cast<int>(threads) : default_threads(),
+                            static_cast<int>(reps));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  data->model_ctor = Napi::Persistent(ModelWrap::Define(env));
+  env.SetInstanceData<AddonData>(data);
+  exports.Set("cpuFeatures", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return Napi::String::New(info.Env(), hc::cpu::cpu_features());
+              }));
+  exports.Set("backends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Array a = Napi::Array::New(info.Env(), 1);
+                a.Set(0u, Napi::String::New(info.Env(), "cpu"));
+                return a;
+              }));
+  exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
+  exports.Set("ops", Napi::Function::New<Ops>(env, "ops"));
+  exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
+  exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(hybridchat, Init)

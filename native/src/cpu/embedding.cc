@@ -1,0 +1,51 @@
+// Token embedding gather, and the storage-type row conversions it shares with the ops API.
+#include <cstring>
+
+#include "ops.h"
+
+namespace hc::cpu {
+
+void to_f32(float* out, const void* src, DType dtype, int64_t n) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::BF16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; i++) out[i] = bf16_to_f32(s[i]);
+      return;
+    }
+    case DType::F16: {
+      const uint16_t* s = static_cast<const uint16_t*>(src);
+      for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(s[i]);
+      return;
+    }
+  }
+}
+
+void from_f32(void* out, const float* src, DType dtype, int64_t n) {
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(out, src, static_cast<size_t>(n) * 4);
+      return;
+    case DType::BF16: {
+      uint16_t* o = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; i++) o[i] = f32_to_bf16(src[i]);
+      return;
+    }
+    case DType::F16: {
+      uint16_t* o = static_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < n; i++) o[i] = f32_to_f16(src[i]);
+      return;
+    }
+  }
+}
+
+void embedding_forward(float* out, const int32_t* tokens, const void* table, DType dtype, int64_t T,
+                       int64_t C) {
+  const size_t row = static_cast<size_t>(C) * dtype_size(dtype);
+  for (int64_t t = 0; t < T; t++)
+    to_f32(out + t * C, static_cast<const char*>(table) + static_cast<size_t>(tokens[t]) * row, dtype, C);
+}
+
+}  // namespace hc::cpu

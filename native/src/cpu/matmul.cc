@@ -1,0 +1,145 @@
+// matmul()/gemm() entry points: pick the kernel variant once, split the work
+// over the pool's ranks. Also the portable variant, which compiles anywhere.
+#include "matmul.h"
+
+#include <algorithm>
+#include <vector>
+
+#include "gemm.h"
+#include "matmul_driver.h"
+#include "matmul_kernels.h"
+#include "ops.h"
+
+namespace hc::cpu {
+namespace {
+
+// Plain C++ tile (the compiler vectorises it with whatever the target has).
+struct PortableMicro {
+  static constexpr int64_t MR = 4, NR = 8, KC = 256, MC = 128, NC = 2048;
+  static float half(uint16_t h) { return f16_to_f32(h); }
+  template <DType DT>
+  static bool pack_bt16(const void*, int64_t, int64_t, int64_t, int64_t, float*) {
+    return false;
+  }
+  static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
+                   float beta, const float* bias) {
+    float acc[MR][NR] = {};
+    for (int64_t k = 0; k < kc; k++, Ap += MR, Bp += NR)
+      for (int64_t i = 0; i < MR; i++)
+        for (int64_t j = 0; j < NR; j++) acc[i][j] += Ap[i] * Bp[j];
+    for (int64_t i = 0; i < MR; i++)
+      for (int64_t j = 0; j < NR; j++) {
+        float v = alpha * acc[i][j];
+        if (beta != 0.f) v += beta * C[i * ldc + j];
+        if (bias) v += bias[j];
+        C[i * ldc + j] = v;
+      }
+  }
+};
+
+// Converts each B row to fp32 once, then dots it with every row of A.
+void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  thread_local std::vector<float> row;
+  row.resize(g.K);
+  for (int64_t n = n0; n < n1; n++) {
+    if (g.btype == DType::F32) {
+      std::memcpy(row.data(), static_cast<const float*>(g.B) + n * g.ldb, g.K * sizeof(float));
+    } else {
+      const uint16_t* src = static_cast<const uint16_t*>(g.B) + n * g.ldb;
+      for (int64_t k = 0; k < g.K; k++)
+        row[k] = g.btype == DType::BF16 ? bf16_to_f32(src[k]) : f16_to_f32(src[k]);
+    }
+    for (int64_t m = 0; m < g.M; m++) {
+      const float* a = g.A + m * g.lda;
+      float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      int64_t k = 0;
+      for (; k + 4 <= g.K; k += 4) {
+        s0 += a[k] * row[k];
+        s1 += a[k + 1] * row[k + 1];
+        s2 += a[k + 2] * row[k + 2];
+        s3 += a[k + 3] * row[k + 3];
+      }
+      for (; k < g.K; k++) s0 += a[k] * row[k];
+      float v = g.alpha * ((s0 + s1) + (s2 + s3));
+      float* c = g.C + m * g.ldc + n;
+      if (g.beta != 0.f) v += g.beta * *c;
+      if (g.bias) v += g.bias[n];
+      *c = v;
+    }
+  }
+}
+
+const CpuKernels kPortable = {"scalar", &driver::gemm_tile<PortableMicro>, &portable_gemv};
+
+// Below this many flops, waking the other ranks costs more than it saves.
+constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
+
+// [begin, end) of rank r's share of n items, cut at multiples of `align`.
+inline void split(int64_t n, int r, int nranks, int64_t align, int64_t& b, int64_t& e) {
+  const int64_t units = (n + align - 1) / align;
+  b = std::min(n, units * r / nranks * align);
+  e = std::min(n, units * (r + 1) / nranks * align);
+}
+
+}  // namespace
+
+const CpuKernels& portable_kernels() { return kPortable; }
+
+// One decision for every kernel family (dispatch.cc: CPU flags, HYBRIDCHAT_SCALAR=1).
+// The AVX2 translation unit is only built (and HC_HAVE_AVX2_TU defined) on x86.
+const CpuKernels& active_kernels() {
+#if defined(HC_HAVE_AVX2_TU)
+  static const CpuKernels* k = (use_avx2() && avx2_kernels()) ? avx2_kernels() : &kPortable;
+  return *k;
+#else
+  return kPortable;
+#endif
+}
+
+void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath path) {
+  if (g.M <= 0 || g.N <= 0) return;
+  if (g.K <= 0) {  // empty sum: only beta·C and the bias remain
+    for (int64_t m = 0; m < g.M; m++)
+      for (int64_t n = 0; n < g.N; n++) {
+        float& c = g.C[m * g.ldc + n];
+        c = (g.beta != 0.f ? g.beta * c : 0.f) + (g.bias ? g.bias[n] : 0.f);
+      }
+    return;
+  }
+  const bool gemv = path == GemmPath::Auto ? !g.ta && g.tb && g.M <= kGemvMaxM
+                                           : path == GemmPath::Stream && !g.ta && g.tb;
+  // split the larger output dimension, in whole register tiles (16 columns / 12 rows)
+  const bool by_n = gemv || g.N >= g.M;
+  auto body = [&](int r, int nranks) {
+    int64_t b, e;
+    if (by_n) {
+      split(g.N, r, nranks, 16, b, e);
+      if (b >= e) return;
+      if (gemv)
+        k.gemv_cols(g, b, e);
+      else
+        k.gemm_tile(g, 0, g.M, b, e);
+    } else {
+      split(g.M, r, nranks, 12, b, e);
+      if (b < e) k.gemm_tile(g, b, e, 0, g.N);
+    }
+  };
+  if (pool.size() == 1 || 2 * g.M * g.N * g.K < kParallelMinFlops)
+    body(0, 1);
+  else
+    pool.run(body);
+}
+
+void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+          int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
+          const float* bias, ThreadPool& pool) {
+  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias};
+  gemm_run(active_kernels(), g, pool);
+}
+
+void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
+            int64_t N, int64_t K, ThreadPool& pool) {
+  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool);
+}
+
+}  // namespace hc::cpu

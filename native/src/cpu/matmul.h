@@ -1,0 +1,25 @@
+// out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]) with w stored as F32, BF16 or F16.
+// Row-major everywhere; w rows are output features (HF/PyTorch Linear layout).
+// Small M (decode) is bandwidth-bound: stream w once, converting on the fly.
+// Large M (prefill, training) is compute-bound: packed, cache-blocked GEMM.
+// Both split the work over the pool's ranks; the dispatcher picks the AVX2/FMA
+// variant when the CPU has it and the portable one otherwise.
+#pragma once
+#include <cstdint>
+
+#include "../dtype.h"
+#include "../threadpool.h"
+
+namespace hc::cpu {
+
+void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
+            int64_t N, int64_t K, ThreadPool& pool);
+
+// Machine probes for the benchmarks' roofline.
+double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i]
+double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above
+
+// Which kernel variant runs here: "avx2+fma+f16c" or "scalar".
+const char* cpu_features();
+
+}  // namespace hc::cpu

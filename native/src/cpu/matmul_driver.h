@@ -1,0 +1,166 @@
+// The BLIS-style blocked GEMM driver, shared by every kernel variant: each
+// variant's translation unit instantiates it with its own micro-kernel and
+// compiler flags. Loops, outer to inner: jc (NC columns of B, packed block in
+// L3) → pc (KC of the inner dimension) → ic (MC rows of A, packed block in L2)
+// → jr (one NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers).
+// bf16/f16 B is converted to fp32 while packing, so every dtype runs at the
+// fp32 kernel's speed once M is large enough to amortise the packing.
+//
+// A micro-kernel type MK provides:
+//   static constexpr int64_t MR, NR, KC, MC, NC;    (MC % MR == 0, NC % NR == 0)
+//   static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc,
+//                    float alpha, float beta, const float* bias);
+//     C[MR,NR] = alpha·Ap·Bp + beta·C (+ bias[NR]); beta == 0 never reads C.
+//     Ap: [kc][MR], Bp: [kc][NR], both packed and 32-byte aligned.
+//   static float half(uint16_t h);                   f16 → f32
+//   template <DType DT> static bool pack_bt16(const void* B, int64_t ldb, int64_t row0,
+//                   int64_t k0, int64_t kc, float* dst);
+//     optional fast path for one full NR-wide panel of a transposed B (tb): returns
+//     false to fall back to the generic loop.
+#pragma once
+#include <cstdint>
+#include <cstdlib>
+#include <new>
+
+#include "matmul_kernels.h"
+
+// Everything here has internal linkage, and uses no standard-library template
+// that the other translation units also instantiate: otherwise the linker may
+// keep the AVX2-compiled copy of a shared inline function for the portable path.
+namespace hc::cpu::driver {
+namespace {
+
+template <class T>
+constexpr T min_of(T a, T b) { return a < b ? a : b; }
+
+// A per-thread packing buffer that grows (never shrinks), 64-byte aligned.
+struct Scratch {
+  float* p = nullptr;
+  size_t n = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t want) {
+    if (want > n) {
+      std::free(p);
+      p = static_cast<float*>(std::aligned_alloc(64, (want * sizeof(float) + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
+      n = want;
+    }
+    return p;
+  }
+};
+
+inline float bf16_bits_to_f32(uint16_t h) {
+  const uint32_t u = static_cast<uint32_t>(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+// Ap[panel][k][MR] = op(A)[m0 + panel*MR + i, k0 + k], zero rows past m0 + mc.
+template <int64_t MR>
+void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* Ap) {
+  for (int64_t p = 0; p < mc; p += MR) {
+    const int64_t mr = min_of(MR, mc - p);
+    float* dst = Ap + p * kc;
+    if (!g.ta) {
+      for (int64_t i = 0; i < mr; i++) {
+        const float* src = g.A + (m0 + p + i) * g.lda + k0;
+        for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+      }
+    } else {  // op(A)[m,k] = A[k*lda + m]: rows of A^T are contiguous in m
+      for (int64_t k = 0; k < kc; k++) {
+        const float* src = g.A + (k0 + k) * g.lda + m0 + p;
+        for (int64_t i = 0; i < mr; i++) dst[k * MR + i] = src[i];
+      }
+    }
+    for (int64_t i = mr; i < MR; i++)
+      for (int64_t k = 0; k < kc; k++) dst[k * MR + i] = 0.f;
+  }
+}
+
+template <class MK, DType DT>
+inline float load_b(const void* base, int64_t idx) {
+  if constexpr (DT == DType::F32) {
+    return static_cast<const float*>(base)[idx];
+  } else if constexpr (DT == DType::BF16) {
+    return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[idx]);
+  } else {
+    return MK::half(static_cast<const uint16_t*>(base)[idx]);
+  }
+}
+
+// Bp[panel][k][NR] = op(B)[k0 + k, n0 + panel*NR + j] in fp32, zero columns past n0 + nc.
+template <class MK, DType DT>
+void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* Bp) {
+  constexpr int64_t NR = MK::NR;
+  for (int64_t p = 0; p < nc; p += NR) {
+    const int64_t nr = min_of(NR, nc - p);
+    float* dst = Bp + p * kc;
+    if (g.tb) {  // B rows are output features: read each contiguously along k
+      if (nr == NR && MK::template pack_bt16<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
+      for (int64_t j = 0; j < nr; j++) {
+        const int64_t row = (n0 + p + j) * g.ldb + k0;
+        for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + k);
+      }
+    } else {
+      for (int64_t k = 0; k < kc; k++) {
+        const int64_t row = (k0 + k) * g.ldb + n0 + p;
+        for (int64_t j = 0; j < nr; j++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + j);
+      }
+    }
+    if (nr < NR)
+      for (int64_t k = 0; k < kc; k++)
+        for (int64_t j = nr; j < NR; j++) dst[k * NR + j] = 0.f;
+  }
+}
+
+template <class MK>
+void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
+  thread_local Scratch abuf, bbuf;
+  float* Ap = abuf.get(MC * KC);
+  float* Bp = bbuf.get(KC * NC);
+  alignas(64) float edge[MR * NR];
+  auto pack = g.btype == DType::F32    ? &pack_b<MK, DType::F32>
+              : g.btype == DType::BF16 ? &pack_b<MK, DType::BF16>
+                                       : &pack_b<MK, DType::F16>;
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    const int64_t nc = min_of(NC, n1 - jc);
+    for (int64_t pc = 0; pc < g.K; pc += KC) {
+      const int64_t kc = min_of(KC, g.K - pc);
+      pack(g, pc, kc, jc, nc, Bp);
+      // the first slice of K applies the caller's beta and the bias, later ones accumulate
+      const float beta = pc == 0 ? g.beta : 1.f;
+      const float* bias = pc == 0 ? g.bias : nullptr;
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = min_of(MC, m1 - ic);
+        pack_a<MR>(g, ic, mc, pc, kc, Ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = min_of(NR, nc - jr);
+          const float* bp = Bp + jr * kc;
+          const float* bb = bias ? bias + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = min_of(MR, mc - ir);
+            float* c = g.C + (ic + ir) * g.ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              MK::tile(kc, Ap + ir * kc, bp, c, g.ldc, g.alpha, beta, bb);
+              continue;
+            }
+            // partial tile: compute a full one aside, then merge the valid part
+            MK::tile(kc, Ap + ir * kc, bp, edge, NR, 1.f, 0.f, nullptr);
+            for (int64_t i = 0; i < mr; i++)
+              for (int64_t j = 0; j < nr; j++) {
+                float v = g.alpha * edge[i * NR + j];
+                if (beta != 0.f) v += beta * c[i * g.ldc + j];
+                if (bb) v += bb[j];
+                c[i * g.ldc + j] = v;
+              }
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace hc::cpu::driver

@@ -1,0 +1,51 @@
+// The table of CPU kernel variants behind gemm()/matmul() (ggml-style: one
+// table per instruction set, picked once at run time), and what one rank does.
+#pragma once
+#include <cstdint>
+
+#include "../dtype.h"
+#include "../threadpool.h"
+
+namespace hc::cpu {
+
+// One product, as gemm() received it (see gemm.h for the meaning of each field).
+struct GemmArgs {
+  bool ta, tb;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;  // op(A)[M,K]
+  int64_t lda;
+  const void* B;  // op(B)[K,N], stored as btype
+  DType btype;
+  int64_t ldb;
+  float beta;
+  float* C;  // [M, ldc]
+  int64_t ldc;
+  const float* bias;  // [N] or null
+};
+
+struct CpuKernels {
+  const char* name;
+  // C[m0:m1, n0:n1] through packed panels and cache blocking; compute bound.
+  void (*gemm_tile)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  // C[:, n0:n1] for small M, !ta and tb (B rows are output features): each B
+  // row is streamed from memory once for all M rows of A; bandwidth bound.
+  void (*gemv_cols)(const GemmArgs& g, int64_t n0, int64_t n1);
+};
+
+const CpuKernels& portable_kernels();
+const CpuKernels* avx2_kernels();  // null when this build has no AVX2/FMA/F16C variant
+const CpuKernels& active_kernels();  // the best variant this CPU runs
+
+// Largest M that takes the streaming (gemv) path; measured by bench-kernels.
+constexpr int64_t kGemvMaxM = 16;
+
+// Which of the two kernels computes a product: Auto picks Stream for !ta, tb and
+// M <= kGemvMaxM; the others force one (for bench-kernels; Stream needs !ta, tb).
+enum class GemmPath { Auto, Stream, Packed };
+
+// Splits g over the pool's ranks and runs it with kernels k.
+void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool,
+              GemmPath path = GemmPath::Auto);
+
+}  // namespace hc::cpu

@@ -1,0 +1,78 @@
+// Paged KV cache: a pool of fixed-size blocks shared by all sequences, each sequence
+// holding a table of block ids (vLLM's PagedAttention layout on CPU, fp32).
+// One block stores K (and separately V) as [L][NKV][blockSize][HD], so the keys of
+// one head inside a block are contiguous for the attention loop.
+//
+// Thread safety: the block tables are guarded by a mutex held only briefly, so the
+// JS thread can read stats or free sequences while a forward computes. A forward
+// works on a snapshot of its tables (reserve → compute → commit).
+#pragma once
+#include <cstdint>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+namespace hc {
+
+struct KvStatsValue {
+  int64_t block_size, total_blocks, free_blocks, sequences;
+};
+
+class KVCache {
+ public:
+  KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks);
+  ~KVCache();
+  KVCache(const KVCache&) = delete;
+  KVCache& operator=(const KVCache&) = delete;
+
+  // A forward step was queued (called on the JS thread before the step runs): until it
+  // ends, free_seq also remembers the id, so a sequence freed before or while the step
+  // runs is freed again when the step ends instead of being re-created by it.
+  void begin_step();
+  // The step failed before reserving anything.
+  void abort_step();
+
+  struct Reservation {
+    std::vector<int64_t> start;                // tokens each sequence held before this step
+    std::vector<std::vector<int32_t>> tables;  // block tables covering start + count tokens
+  };
+  // Makes room for counts[s] more tokens in each sequence (new ids start empty).
+  // Checks the whole batch first: on "kv_full" nothing has changed.
+  Reservation reserve(const int32_t* seq_ids, const int32_t* counts, int64_t n);
+  // The step's tokens are now in the cache: lengths grow. Sequences freed meanwhile stay freed.
+  void commit(const int32_t* seq_ids, const int32_t* counts, int64_t n);
+  // The step failed: give back blocks beyond each sequence's committed length.
+  void rollback(const int32_t* seq_ids, int64_t n);
+
+  int64_t length(int32_t seq) const;
+  void free_seq(int32_t seq);
+  KvStatsValue stats() const;
+
+  // Pool geometry for the kernels (strides in floats).
+  float* k() const { return k_; }
+  float* v() const { return v_; }
+  int64_t block_size() const { return bs_; }
+  int64_t block_stride() const { return L_ * layer_stride(); }
+  int64_t layer_stride() const { return NKV_ * head_stride(); }
+  int64_t head_stride() const { return bs_ * HD_; }
+  int64_t token_stride() const { return HD_; }
+
+ private:
+  struct Seq {
+    std::vector<int32_t> blocks;
+    int64_t len = 0;
+  };
+  void trim(Seq& s);
+  void end_step_locked();
+  void free_locked(int32_t seq);
+  int64_t L_, NKV_, HD_, bs_, nblocks_;
+  float* k_ = nullptr;
+  float* v_ = nullptr;
+  std::vector<int32_t> free_;
+  std::unordered_map<int32_t, Seq> seqs_;
+  bool in_step_ = false;
+  std::vector<int32_t> freed_in_step_;
+  mutable std::mutex mu_;
+};
+
+}  // namespace hc

@@ -1,0 +1,100 @@
+#include "weights.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "cpu/ops.h"
+#include "errors.h"
+
+namespace hc {
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); i++) r += (i ? "," : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+MappedFile::MappedFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error("file_missing", "cannot open weights file " + path + ": " + std::strerror(errno));
+  struct stat st;
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw Error("file_error", "cannot stat " + path + ": " + std::strerror(e));
+  }
+  size_ = static_cast<size_t>(st.st_size);
+  if (size_ > 0) {
+    void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      const int e = errno;
+      ::close(fd);
+      throw Error("file_error", "cannot mmap " + path + ": " + std::strerror(e));
+    }
+    data_ = static_cast<uint8_t*>(p);
+    // start reading the file in now (asynchronously) rather than faulting it in page
+    // by page during the first forward; advice only, so failure does not matter
+    ::madvise(p, size_, MADV_WILLNEED);
+  }
+  ::close(fd);  // the mapping keeps the file alive
+}
+
+MappedFile::~MappedFile() {
+  if (data_) ::munmap(data_, size_);
+}
+
+int64_t Tensor::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  return n;
+}
+
+WeightStore::WeightStore(const std::vector<TensorDesc>& descs) {
+  for (const TensorDesc& d : descs) {
+    if (tensors_.count(d.name)) throw Error("tensor_duplicate", "tensor " + d.name + " given twice");
+    auto it = files_.find(d.file);
+    if (it == files_.end()) it = files_.emplace(d.file, std::make_unique<MappedFile>(d.file)).first;
+    const MappedFile& f = *it->second;
+    int64_t n = 1;
+    for (int64_t s : d.shape) {
+      if (s < 0) throw Error("shape_mismatch", "tensor " + d.name + " has a negative dimension");
+      n *= s;
+    }
+    const uint64_t bytes = static_cast<uint64_t>(n) * dtype_size(d.dtype);
+    if (d.offset < 0 || static_cast<uint64_t>(d.offset) + bytes > f.size())
+      throw Error("tensor_out_of_file", "tensor " + d.name + " " + shape_str(d.shape) + " at byte " +
+                                            std::to_string(d.offset) + " (+" + std::to_string(bytes) +
+                                            " bytes) runs past the end of " + d.file + " (" +
+                                            std::to_string(f.size()) + " bytes)");
+    tensors_.emplace(d.name, Tensor{f.data() + d.offset, d.dtype, d.shape});
+  }
+}
+
+const Tensor& WeightStore::get(const std::string& name, const std::vector<int64_t>& shape) const {
+  auto it = tensors_.find(name);
+  if (it == tensors_.end()) throw Error("tensor_missing", "tensor " + name + " is missing");
+  if (it->second.shape != shape)
+    throw Error("shape_mismatch", "tensor " + name + " has shape " + shape_str(it->second.shape) + ", expected " +
+                                      shape_str(shape));
+  return it->second;
+}
+
+std::vector<float> WeightStore::f32(const std::string& name, const std::vector<int64_t>& shape) const {
+  const Tensor& t = get(name, shape);
+  std::vector<float> out(static_cast<size_t>(t.numel()));
+  cpu::to_f32(out.data(), t.data, t.dtype, t.numel());
+  return out;
+}
+
+std::vector<std::string> WeightStore::names() const {
+  std::vector<std::string> r;
+  for (const auto& kv : tensors_) r.push_back(kv.first);
+  return r;
+}
+
+}  // namespace hc

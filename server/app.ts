@@ -1,0 +1,87 @@
+// build(): the Fastify app with its plugins, schemas and the one error handler. It does
+// not listen (server/listen.ts does) and may be built before the model is loaded:
+// /health answers 503 "loading" until `app.serving.ready(...)` (or `attachModel`).
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { Engine } from "../engine/engine.js";
+import type { LoadedModel } from "../engine/model.js";
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from "./error-handler.js";
+import { errors } from "./errors.js";
+import { servingFor } from "./served-model.js";
+import { ServingSlot } from "./serving.js";
+import { chatCompletionsRoutes } from "./routes/chat-completions.js";
+import { completionsRoutes } from "./routes/completions.js";
+import { healthRoutes } from "./routes/health.js";
+import { modelsRoutes } from "./routes/models.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** the model being served, once loaded */
+    serving: ServingSlot;
+  }
+}
+
+export interface AppOptions {
+  /** both or neither: without them the app starts in the "loading" state */
+  engine?: Engine;
+  model?: LoadedModel;
+  /** the id clients send as `model`; default: the model directory's base name */
+  servedModelName?: string;
+  /** largest request body accepted (413 above); default 8 MiB */
+  maxBodyBytes?: number;
+  logger?: FastifyServerOptions["logger"];
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export function buildApp(opts: AppOptions = {}): FastifyInstance {
+  const bodyLimit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit,
+    // closing is answered below, in the OpenAI error shape
+    return503OnClosing: false,
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
+    ajv: {
+      customOptions: {
+        // a string where a number belongs is an error, as with OpenAI; no silent coercion
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        // every branch of a union reports, so the error can name the real culprit
+        // (bodies are size-limited, so collecting all errors stays cheap)
+        allErrors: true,
+      },
+    },
+  });
+
+  const slot = new ServingSlot();
+  app.decorate("serving", slot);
+  installErrorHandling(app, bodyLimit);
+
+  // while shutting down, requests that still arrive on open connections get a 503
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onRequest", async (_request, reply) => {
+    if (!closing) return;
+    reply.header("connection", "close");
+    throw errors.shuttingDown();
+  });
+
+  const routeOpts = { slot };
+  void app.register(healthRoutes, routeOpts);
+  void app.register(modelsRoutes, routeOpts);
+  void app.register(chatCompletionsRoutes, routeOpts);
+  void app.register(completionsRoutes, routeOpts);
+
+  if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName);
+  else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");
+  return app;
+}
+
+/** Switches the app from "loading" to serving this model. */
+export function attachModel(app: FastifyInstance, engine: Engine, model: LoadedModel, servedModelName?: string): void {
+  app.serving.ready(servingFor(engine, model, servedModelName));
+}

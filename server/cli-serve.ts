@@ -1,0 +1,106 @@
+// `hybridchat serve`: listen first (so /health says "loading"), then load the model.
+import { parseArgs } from "node:util";
+import { availableParallelism } from "node:os";
+import { existsSync, statSync } from "node:fs";
+import { resolve } from "node:path";
+import { intOption, UsageError } from "./cli-errors.js";
+import { SERVE_HELP } from "./cli-help.js";
+import { createServer } from "./server.js";
+
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: "string" },
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8000" },
+      "served-model-name": { type: "string" },
+      threads: { type: "string" },
+      "max-batch": { type: "string" },
+      "max-queue": { type: "string" },
+      "max-context": { type: "string" },
+      "max-body-bytes": { type: "string" },
+      "data-dir": { type: "string", default: "hybridchat-data" },
+      "log-level": { type: "string", default: "info" },
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return;
+  }
+  const c = "serve";
+  if (values.model !== undefined) {
+    const dir = resolve(values.model);
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      throw new UsageError(`--model ${values.model}: no such directory (give a Hugging Face checkpoint directory, or leave --model out for the built-in demo model)`, c);
+  }
+  if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
+  const port = intOption(values.port, "port", c, 0, 65535)!;
+  const server = createServer({
+    model: values.model === undefined ? undefined : resolve(values.model),
+    servedModelName: values["served-model-name"],
+    threads: intOption(values.threads, "threads", c, 1, 1024),
+    maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
+    maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
+    maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
+    maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
+    dataDir: resolve(values["data-dir"]!),
+    logger: { level: values["log-level"]! },
+  });
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      process.stderr.write(`hybridchat: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`hybridchat: ${signal}: finishing running requests (up to 10 s), then exiting; ${signal} again to force\n`);
+    server.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`hybridchat: error while shutting down: ${(e as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+
+  let url: string;
+  try {
+    url = await server.listen({ host: values.host, port });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "EADDRINUSE") throw new UsageError(`port ${port} on ${values.host} is already in use; pick another with --port`, c);
+    if (err.code === "EADDRNOTAVAIL") throw new UsageError(`cannot bind to ${values.host}: no such local address; try --host 127.0.0.1`, c);
+    throw e;
+  }
+  process.stderr.write(`hybridchat: listening on ${url} (GET ${url}/health says 503 until the model is loaded)\n`);
+  if (values.model === undefined)
+    process.stderr.write(
+      "hybridchat: no --model given: serving the built-in tiny model. It is UNTRAINED (random weights):\n" +
+        "            its output is gibberish. Pass --model DIR to serve a real checkpoint.\n",
+    );
+  try {
+    await server.ready;
+  } catch (e) {
+    process.stderr.write(`hybridchat: could not load the model: ${(e as Error).message}\n`);
+    await server.close(0);
+    process.exit(1);
+  }
+  const s = server.app.serving.state;
+  if (s.status === "ready") {
+    const m = s.serving;
+    process.stderr.write(
+      `hybridchat: ready: serving "${m.servedModelName}"${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
+        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads\n` +
+        `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
+        `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,
+    );
+  }
+}

@@ -1,0 +1,33 @@
+// What every completion route does first: find the served model (or say why not) and
+// tie the engine work to the client's connection.
+import type { FastifyReply } from "fastify";
+import { errors } from "./errors.js";
+import type { Serving, ServingSlot } from "./serving.js";
+
+/** Options each route plugin is registered with. */
+export interface RouteOptions {
+  slot: ServingSlot;
+}
+
+/** The ready model named by the request, or 503 (loading/failed) / 404 (another name). */
+export function requireServing(slot: ServingSlot, model: string): Serving {
+  const state = slot.state;
+  if (state.status === "loading") throw errors.modelLoading();
+  if (state.status === "failed") throw errors.modelFailed(state.message);
+  if (model !== state.serving.servedModelName) throw errors.modelNotFound(model, state.serving.servedModelName);
+  return state.serving;
+}
+
+/**
+ * Aborts when the client goes away before the response was fully written, so the
+ * engine cancels its requests and frees their KV cache at once.
+ */
+export function clientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  const res = reply.raw;
+  const onClose = () => {
+    if (!res.writableFinished) controller.abort(new Error("client disconnected"));
+  };
+  res.once("close", onClose);
+  return controller.signal;
+}

@@ -1,0 +1,106 @@
+// The embeddable server: builds the app at once (so /health answers "loading"), loads the
+// model and starts the engine in the background, listens, and shuts down gracefully.
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import type { FastifyInstance, FastifyServerOptions } from "fastify";
+import { ensureBuiltinModel } from "../engine/builtin.js";
+import { Engine } from "../engine/engine.js";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { attachModel, buildApp } from "./app.js";
+
+export interface ServerOptions {
+  /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
+  model?: string;
+  /** the id clients send as `model`; default: the directory's base name */
+  servedModelName?: string;
+  /** compute threads; default: all cores */
+  threads?: number;
+  /** most sequences decoded together; default 8 */
+  maxBatch?: number;
+  /** most requests waiting for a batch slot before 429; default 64 */
+  maxQueue?: number;
+  /** most tokens in one forward step; default max(512, maxBatch) */
+  maxBatchTokens?: number;
+  /** cap on prompt + completion tokens; default: the model's positions */
+  maxContext?: number;
+  /** largest request body; default 8 MiB */
+  maxBodyBytes?: number;
+  /** where the server keeps its state (the built-in model's cache for now) */
+  dataDir?: string;
+  logger?: FastifyServerOptions["logger"];
+}
+
+/** The served name of the built-in model (its directory name is a cache key). */
+export const BUILTIN_SERVED_NAME = "hybridchat-tiny-untrained";
+
+export interface ListenOptions {
+  host?: string;
+  port?: number;
+}
+
+export class HybridchatServer {
+  readonly app: FastifyInstance;
+  /** settles when the model is loaded and served (rejects if loading failed) */
+  readonly ready: Promise<void>;
+  engine: Engine | null = null;
+  model: LoadedModel | null = null;
+  #closing: Promise<void> | null = null;
+
+  constructor(private readonly opts: ServerOptions = {}) {
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger });
+    // a turn later, so listen() can open the port first
+    this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
+    this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));
+  }
+
+  async #load(): Promise<void> {
+    const o = this.opts;
+    const builtin = o.model === undefined;
+    const dir = builtin ? await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()) : o.model!;
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), maxContext: o.maxContext });
+    if (this.#closing) {
+      model.dispose();
+      return;
+    }
+    const maxBatch = o.maxBatch ?? 8;
+    const engine = new Engine(model, {
+      maxBatch,
+      maxQueue: o.maxQueue ?? 64,
+      maxBatchTokens: o.maxBatchTokens ?? Math.max(512, maxBatch),
+    });
+    this.model = model;
+    this.engine = engine;
+    attachModel(this.app, engine, model, o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : undefined));
+  }
+
+  /** Opens the port (the model may still be loading); resolves with the base URL. */
+  async listen(l: ListenOptions = {}): Promise<string> {
+    return this.app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 8000 });
+  }
+
+  /**
+   * Stops taking requests, gives running ones `graceMs` to finish, then cancels the rest
+   * (streams get an error event) and frees the engine and the weights. Idempotent.
+   */
+  close(graceMs = 10_000): Promise<void> {
+    this.#closing ??= (async () => {
+      const appClosed = this.app.close();
+      // keep-alive connections turn idle as their responses finish; close them as they
+      // do instead of waiting for the keep-alive timeout
+      const sweep = setInterval(() => this.app.server.closeIdleConnections(), 25);
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((res) => (timer = setTimeout(res, graceMs)));
+      await Promise.race([appClosed, grace]);
+      clearTimeout(timer);
+      await this.ready.catch(() => undefined);
+      await this.engine?.close();
+      await appClosed.finally(() => clearInterval(sweep));
+      this.model?.dispose();
+    })();
+    return this.#closing;
+  }
+}
+
+export function createServer(opts: ServerOptions = {}): HybridchatServer {
+  return new HybridchatServer(opts);
+}

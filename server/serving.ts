@@ -1,0 +1,58 @@
+// What the HTTP layer needs from the engine and the loaded model, and the slot that
+// holds them. The app is built before the model is loaded (so /health can answer
+// "loading"); routes read the slot on every request.
+import type { ChatMessage, GenerateRequest, GenerationEvent } from "../engine/types.js";
+
+/** The parts of engine/model.ts's LoadedModel the routes use. */
+export interface ServedModel {
+  /** directory base name; the served name may differ (--served-model-name) */
+  readonly id: string;
+  /** prompt + completion tokens one sequence may hold */
+  readonly maxContext: number;
+  readonly untrained: boolean;
+  readonly vocabSize: number;
+  /** chat template applied and tokenized (BOS as the template/tokenizer wants) */
+  encodeChat(messages: readonly ChatMessage[]): number[];
+  /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
+  encodePrompt(text: string): number[];
+  /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
+  decode(ids: readonly number[]): string;
+}
+
+/** The parts of engine/engine.ts's Engine the routes use. */
+export interface ServingEngine {
+  generate(req: GenerateRequest): AsyncIterable<GenerationEvent>;
+}
+
+export interface Serving {
+  engine: ServingEngine;
+  model: ServedModel;
+  /** the id clients must send in `model` and that /v1/models lists */
+  servedModelName: string;
+  /** unix seconds, for /v1/models `created` */
+  createdAt: number;
+  /** `system_fingerprint`: changes when the served weights or the server change */
+  fingerprint: string;
+}
+
+export type SlotState =
+  | { status: "loading" }
+  | { status: "ready"; serving: Serving }
+  | { status: "failed"; message: string };
+
+/** Holds the model once it is ready; the app is usable (health, errors) before that. */
+export class ServingSlot {
+  #state: SlotState = { status: "loading" };
+
+  get state(): SlotState {
+    return this.#state;
+  }
+
+  ready(serving: Serving): void {
+    this.#state = { status: "ready", serving };
+  }
+
+  failed(message: string): void {
+    this.#state = { status: "failed", message };
+  }
+}

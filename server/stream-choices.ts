@@ -1,0 +1,64 @@
+// The SSE side of both completion endpoints: wait until every choice is admitted (so a
+// full queue is still a real 429), then stream each choice's deltas and finish, the usage
+// chunk when asked, and [DONE]. The endpoints only say what their chunks look like.
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { EngineError } from "../engine/errors.js";
+import type { GenerationEvent, FinishReason } from "../engine/types.js";
+import { engineErrorToApi } from "./error-handler.js";
+import { ApiError, errors } from "./errors.js";
+import type { ChoiceStream } from "./generation.js";
+import { usageBody } from "./openai-shapes.js";
+import type { UsageBody } from "./schemas/responses.js";
+import { SseWriter } from "./sse.js";
+
+export interface ChunkShapes<C> {
+  /** chunks sent before any token: the role delta of chat, the echoed prompt of completions */
+  opening(): C[];
+  delta(index: number, event: Extract<GenerationEvent, { type: "delta" }>): C;
+  finish(index: number, reason: FinishReason): C;
+  /** the `choices: []` chunk carrying usage (stream_options.include_usage) */
+  usage(usage: UsageBody): C;
+}
+
+export async function streamChoices<C>(
+  request: FastifyRequest,
+  reply: FastifyReply,
+  stream: ChoiceStream,
+  promptTokens: number,
+  includeUsage: boolean,
+  shapes: ChunkShapes<C>,
+): Promise<void> {
+  await stream.admitted;
+  reply.hijack();
+  const sse = new SseWriter(reply.raw);
+  sse.open();
+  try {
+    for (const c of shapes.opening()) await sse.send(c);
+    let completionTokens = 0;
+    for await (const { index, event } of stream) {
+      if (sse.closed) break;
+      if (event.type === "delta") {
+        if (event.text === "" && event.logprobs.length === 0) continue;
+        await sse.send(shapes.delta(index, event));
+      } else {
+        completionTokens += event.usage.completionTokens;
+        await sse.send(shapes.finish(index, event.finishReason));
+      }
+    }
+    if (sse.closed) return;
+    if (includeUsage) await sse.send(shapes.usage(usageBody(promptTokens, completionTokens)));
+    await sse.done();
+  } catch (error) {
+    await streamFailure(sse, error, request);
+  }
+}
+
+// A failure after an event stream has started cannot change the status code any more:
+// it is sent as one last `data: {"error": ...}` event, as vLLM and OpenAI do.
+async function streamFailure(sse: SseWriter, error: unknown, request: FastifyRequest): Promise<void> {
+  const e = error instanceof ApiError ? error : error instanceof EngineError ? engineErrorToApi(error) : errors.internal();
+  if (e.status >= 500) request.log.error({ err: error }, "stream failed");
+  if (sse.closed) return;
+  await sse.send(e.body());
+  sse.end();
+}

@@ -1,0 +1,197 @@
+// The `hybridchat` command as a user runs it: `serve` in a child process answering on a
+// port (and stopping on SIGTERM/SIGINT), `init` writing a checkpoint that loads.
+import { after, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { once } from "node:events";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadModel } from "../engine/model.js";
+import { README, repoRoot, testModelDir, waitFor } from "./api-helpers.js";
+
+const CLI = join(repoRoot, "dist", "server", "cli.js");
+const tmpRoots: string[] = [];
+after(async () => {
+  for (const d of tmpRoots) await rm(d, { recursive: true, force: true });
+});
+async function tmp(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), "hybridchat-cli-"));
+  tmpRoots.push(d);
+  return d;
+}
+
+function run(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args], { encoding: "utf8" });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Served {
+  child: ChildProcess;
+  url: string;
+  stderr: () => string;
+}
+
+/** Starts `hybridchat serve` on a free port; resolves once /health says 200. */
+async function serve(args: string[]): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--log-level", "warn", "--threads", "2", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c));
+  let exited = false;
+  child.once("exit", () => (exited = true));
+  await waitFor(() => exited || /listening on (http:\/\/\S+)/.test(err), "the listening line", 60_000);
+  const m = /listening on (http:\/\/\S+)/.exec(err);
+  assert.ok(m, `serve did not start: ${err}`);
+  const url = m[1]!;
+  let healthy = false;
+  while (!healthy && !exited) healthy = (await fetch(`${url}/health`)).status === 200;
+  assert.ok(healthy, err);
+  return { child, url, stderr: () => err };
+}
+
+async function stop(s: Served, signal: NodeJS.Signals): Promise<number | null> {
+  const exit = once(s.child, "exit");
+  s.child.kill(signal);
+  const [code] = (await exit) as [number | null];
+  return code;
+}
+
+describe("hybridchat serve", () => {
+  test("--model DIR answers on its port with the README output; SIGTERM exits 0", async () => {
+    const s = await serve(["--model", testModelDir]);
+    try {
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
+      });
+      assert.equal(r.status, 200);
+      assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
+      assert.doesNotMatch(s.stderr(), /UNTRAINED/);
+    } finally {
+      assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
+    }
+  });
+
+  test("without --model: the built-in tiny model, announced as UNTRAINED; --served-model-name; SIGINT exits 0", async () => {
+    const dataDir = await tmp();
+    const s = await serve(["--data-dir", dataDir, "--served-model-name", "demo"]);
+    try {
+      assert.match(s.stderr(), /UNTRAINED/);
+      const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string }[] };
+      assert.deepEqual(models.data.map((m) => m.id), ["demo"]);
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "demo", messages: [{ role: "user", content: "hello" }], max_tokens: 5 }),
+      });
+      assert.equal(r.status, 200);
+      const body = (await r.json()) as { usage: { completion_tokens: number } };
+      assert.ok(body.usage.completion_tokens >= 1 && body.usage.completion_tokens <= 5);
+    } finally {
+      assert.equal(await stop(s, "SIGINT"), 0, s.stderr());
+    }
+  });
+
+  test("bad options exit 2 with a message that says what to do", () => {
+    const port = run(["serve", "--port", "80x"]);
+    assert.equal(port.status, 2);
+    assert.match(port.stderr, /--port must be an integer/);
+    assert.match(port.stderr, /hybridchat serve --help/);
+    const dir = run(["serve", "--model", join(tmpdir(), "hybridchat-definitely-missing")]);
+    assert.equal(dir.status, 2);
+    assert.match(dir.stderr, /no such directory/);
+    const unknown = run(["serve", "--modle", "x"]);
+    assert.equal(unknown.status, 2);
+    assert.match(unknown.stderr, /--modle/);
+    const cmd = run(["serv"]);
+    assert.equal(cmd.status, 2);
+    assert.match(cmd.stderr, /unknown command "serv"/);
+  });
+
+  test("--help for the program and each command, with examples", () => {
+    const outs = [["--help"], ["serve", "--help"], ["init", "--help"]].map((args) => {
+      const r = run(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /Usage: hybridchat/);
+      assert.match(r.stdout, /Examples:/);
+      return r.stdout;
+    });
+    assert.match(outs[1]!, /--served-model-name/);
+    assert.match(outs[2]!, /--preset NAME/);
+  });
+});
+
+describe("hybridchat init", () => {
+  test("--preset writes a checkpoint that loads; the same seed writes the same weights", async () => {
+    const root = await tmp();
+    const a = join(root, "a");
+    const b = join(root, "b");
+    const r = run(["init", "--preset", "tiny", "--out", a, "--seed", "5"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /hybridchat serve --model/);
+    assert.equal(run(["init", "--preset", "tiny", "--out", b, "--seed", "5"]).status, 0);
+    assert.ok((await readFile(join(a, "model.safetensors"))).equals(await readFile(join(b, "model.safetensors"))));
+    const model = await loadModel(a, { threads: 1 });
+    try {
+      assert.equal(model.untrained, true);
+      assert.equal(model.config.hiddenSize, 64);
+    } finally {
+      model.dispose();
+    }
+    // refuses to overwrite without --force
+    const again = run(["init", "--preset", "tiny", "--out", a]);
+    assert.equal(again.status, 2);
+    assert.match(again.stderr, /--force/);
+    assert.equal(run(["init", "--preset", "tiny", "--out", a, "--force", "--dtype", "bf16"]).status, 0);
+    const bf = await loadModel(a, { threads: 1 });
+    bf.dispose();
+  });
+
+  test("--config FILE.json and its errors", async () => {
+    const root = await tmp();
+    const cfg = join(root, "config.json");
+    const { writeFile } = await import("node:fs/promises");
+    await writeFile(
+      cfg,
+      JSON.stringify({
+        architectures: ["LlamaForCausalLM"],
+        model_type: "llama",
+        hidden_size: 32,
+        intermediate_size: 64,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        vocab_size: 400,
+        max_position_embeddings: 64,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+      }),
+    );
+    const out = join(root, "m");
+    const ok = run(["init", "--config", cfg, "--out", out, "--dtype", "f16"]);
+    assert.equal(ok.status, 0, ok.stderr);
+    const m = await loadModel(out, { threads: 1 });
+    assert.equal(m.config.numLayers, 2);
+    assert.equal(m.config.tieWordEmbeddings, false);
+    m.dispose();
+
+    const bad = join(root, "bad.json");
+    await writeFile(bad, "{nope");
+    const r1 = run(["init", "--config", bad, "--out", join(root, "x")]);
+    assert.equal(r1.status, 2);
+    assert.match(r1.stderr, /not valid JSON/);
+    const r2 = run(["init", "--preset", "nope", "--out", join(root, "y")]);
+    assert.equal(r2.status, 2);
+    assert.match(r2.stderr, /known presets: .*tiny/);
+    const r3 = run(["init", "--preset", "tiny"]);
+    assert.equal(r3.status, 2);
+    assert.match(r3.stderr, /--out DIR is required/);
+    const r4 = run(["init", "--preset", "tiny", "--out", join(root, "z"), "--dtype", "f64"]);
+    assert.equal(r4.status, 2);
+    assert.match(r4.stderr, /--dtype must be one of f32, bf16, f16/);
+    const r5 = run(["init", "--config", join(root, "missing.json"), "--out", join(root, "w")]);
+    assert.equal(r5.status, 2);
+    assert.match(r5.stderr, /no such file/);
+  });
+});

@@ -1,0 +1,67 @@
+// Shared by the test/api-*.test.ts files: the real test model, an app serving it, and
+// small helpers for SSE bodies. (No tests here.)
+import { setTimeout as sleep } from "node:timers/promises";
+import type { FastifyInstance } from "fastify";
+import { Engine, type EngineOptions } from "../engine/engine.js";
+import { loadModel, type LoadedModel, type LoadModelOptions } from "../engine/model.js";
+import { buildApp, type AppOptions } from "../server/app.js";
+
+import { repoRoot, storiesDir as testModelDir } from "./test-model.js";
+export { repoRoot, testModelDir };
+
+/** README facts of stories260K */
+export const README = {
+  /** greedy from BOS alone, 29 generated tokens */
+  fromBos: "Once upon a time, there was a little girl named Lily. She loved to play outside in the par",
+  /** greedy continuation of "Once upon a time" */
+  continuation:
+    ", there was a little girl named Lily. She loved to play outside in the park. One day, she saw a big, red ball. She wanted to play with it, but it was too high.",
+};
+
+export interface TestServing {
+  app: FastifyInstance;
+  engine: Engine;
+  model: LoadedModel;
+  close(): Promise<void>;
+}
+
+export async function serveModel(
+  o: { dir?: string; load?: LoadModelOptions; engine?: Partial<EngineOptions>; app?: Omit<AppOptions, "engine" | "model"> } = {},
+): Promise<TestServing> {
+  const model = await loadModel(o.dir ?? testModelDir, { threads: 2, ...o.load });
+  const engine = new Engine(model, { maxBatch: 8, maxQueue: 64, maxBatchTokens: 512, ...o.engine });
+  const app = buildApp({ ...o.app, engine, model });
+  await app.ready();
+  return {
+    app,
+    engine,
+    model,
+    async close() {
+      await app.close();
+      await engine.close();
+      model.dispose();
+    },
+  };
+}
+
+/** Polls until `cond` holds (the test's own timeout bounds the wait). */
+export async function waitFor(cond: () => boolean, what: string, limitMs = 20_000): Promise<void> {
+  const until = Date.now() + limitMs;
+  while (!cond()) {
+    if (Date.now() > until) throw new Error(`gave up waiting for: ${what}`);
+    await sleep(2);
+  }
+}
+
+/** `data:` payloads of an SSE body, in order ("[DONE]" kept as a string). */
+export function sseData(body: string): unknown[] {
+  const out: unknown[] = [];
+  for (const frame of body.split("\n\n")) {
+    const line = frame.trim();
+    if (!line) continue;
+    if (!line.startsWith("data: ")) throw new Error(`not an SSE data frame: ${JSON.stringify(line)}`);
+    const data = line.slice(6);
+    out.push(data === "[DONE]" ? data : JSON.parse(data));
+  }
+  return out;
+}

@@ -1,0 +1,177 @@
+// Every op of every backend built into the addon against the float64 references in
+// test/reference, on fresh random inputs (seed in each failure message), odd sizes
+// included. Tolerance: |native - ref| <= atol + rtol·|ref| per element, stated per op.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { native, type DType, type NativeOps } from "../native/index.js";
+import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { bf16ToNumber, f16ToNumber, fromNumbers, numberToBf16, numberToF16, toFloat64 } from "./reference/dtype.js";
+import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./reference/ops.js";
+
+const ALL_BACKENDS = ["cpu", "cuda"] as const;
+const built = native().backends();
+
+function invFreq(HD: number, theta: number): Float32Array {
+  return Float32Array.from({ length: HD / 2 }, (_, i) => 1 / theta ** ((2 * i) / HD));
+}
+
+for (const backend of ALL_BACKENDS) {
+  const skip = built.includes(backend) ? false : `backend ${backend} is not built into this addon`;
+  describe(`native ops on ${backend}`, { skip }, () => {
+    const ops = (): NativeOps => native().ops(backend);
+
+    it("matmul matches the reference for f32/bf16/f16 weights, with and without bias", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      // K not a multiple of 8, M = 1 (decode path) and M = 37 / 130 (GEMM path)
+      const shapes: [number, number, number][] = [
+        [1, 1, 1], [1, 13, 7], [1, 96, 67], [3, 17, 261], [37, 13, 7], [37, 96, 67], [37, 64, 261], [130, 70, 300],
+      ];
+      for (const dtype of ["f32", "bf16", "f16"] as DType[])
+        for (const [M, N, K] of shapes)
+          for (const withBias of [false, true]) {
+            const x = rng.f32(M * K);
+            const w = fromNumbers(rng.f32(N * K), dtype);
+            const bias = withBias ? rng.f32(N) : null;
+            const out = new Float32Array(M * N).fill(NaN);
+            ops().matmul(out, x, w, dtype, bias, M, N, K);
+            const ref = matmulRef(x, toFloat64(w, dtype), bias, M, N, K);
+            // fp32 accumulation of K products of magnitude <= 1
+            assertClose(out, ref, 1e-6 * Math.sqrt(K) * 4, 1e-5, `matmul ${dtype} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
+          }
+    });
+
+    it("rmsnorm matches the reference (also in place)", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [M, C] of [[1, 1], [1, 7], [37, 64], [5, 771], [2, 8]] as [number, number][])
+        for (const eps of [1e-5, 1e-6]) {
+          const x = rng.f32(M * C, -3, 3);
+          const w = rng.f32(C, 0.5, 1.5);
+          const out = new Float32Array(M * C);
+          ops().rmsnorm(out, x, w, M, C, eps);
+          const ref = rmsnormRef(x, w, M, C, eps);
+          assertClose(out, ref, 1e-6, 2e-6, `rmsnorm M=${M} C=${C} seed=${seed}`);
+          ops().rmsnorm(x, x, w, M, C, eps);
+          assertClose(x, ref, 1e-6, 2e-6, `rmsnorm in place M=${M} C=${C} seed=${seed}`);
+        }
+    });
+
+    it("rope matches HF rotate_half semantics, with attention scaling", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [T, H, HD] of [[1, 1, 2], [5, 3, 8], [4, 2, 18], [3, 4, 64], [37, 2, 16]] as [number, number, number][])
+        for (const scaling of [1, 0.75]) {
+          const x = rng.f32(T * H * HD, -2, 2);
+          const pos = Int32Array.from({ length: T }, () => rng.int(5000));
+          const inv = invFreq(HD, 10000);
+          const ref = ropeRef(x, pos, inv, T, H, HD, scaling);
+          ops().rope(x, pos, inv, T, H, HD, scaling);
+          assertClose(x, ref, 2e-6, 2e-6, `rope T=${T} H=${H} HD=${HD} scaling=${scaling} seed=${seed}`);
+        }
+    });
+
+    it("attention matches causal GQA softmax attention", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      const cases: [number, number, number, number, number][] = [
+        // T, S, NH, NKV, HD
+        [1, 1, 1, 1, 8], [1, 37, 8, 4, 8], [5, 5, 4, 4, 16], [7, 20, 6, 3, 6], [37, 37, 8, 2, 64], [3, 300, 4, 1, 32],
+        [2, 9, 3, 3, 12],
+      ];
+      for (const [T, S, NH, NKV, HD] of cases) {
+        const q = rng.f32(T * NH * HD, -2, 2);
+        const k = rng.f32(S * NKV * HD, -2, 2);
+        const v = rng.f32(S * NKV * HD);
+        const out = new Float32Array(T * NH * HD).fill(NaN);
+        ops().attention(out, q, k, v, T, S, NH, NKV, HD);
+        const ref = attentionRef(q, k, v, T, S, NH, NKV, HD);
+        assertClose(out, ref, 2e-6, 1e-5, `attention T=${T} S=${S} NH=${NH} NKV=${NKV} HD=${HD} seed=${seed}`);
+      }
+    });
+
+    it("swiglu matches silu(gate) * up, including saturated gates", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [M, I] of [[1, 1], [1, 13], [37, 172], [3, 2048]] as [number, number][]) {
+        const gate = rng.f32(M * I, -12, 12);
+        if (gate.length > 4) gate.set([-100, 100, -88.5, 90]);
+        const up = rng.f32(M * I, -2, 2);
+        const out = new Float32Array(M * I);
+        ops().swiglu(out, gate, up, M, I);
+        assertClose(out, swigluRef(gate, up), 1e-7, 2e-6, `swiglu M=${M} I=${I} seed=${seed}`);
+      }
+    });
+
+    it("bf16/f16 conversions round to nearest even, with specials", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      const specials = [0, -0, 1, -1, 65504, 65519.99, 65520, 1e6, -1e6, 2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -14,
+        6.1e-5, Infinity, -Infinity, NaN, 3.4e38, 1 + 2 ** -8, 1 + 3 * 2 ** -9, 1e-40, -1e-42];
+      const src = new Float32Array(4000);
+      src.set(specials);
+      for (let i = specials.length; i < src.length; i++) src[i] = (rng.next() - 0.5) * 2 ** rng.uniform(-30, 20);
+      for (const dtype of ["bf16", "f16"] as const) {
+        const enc = dtype === "bf16" ? numberToBf16 : numberToF16;
+        const dec = dtype === "bf16" ? bf16ToNumber : f16ToNumber;
+        const out = new Uint16Array(src.length);
+        ops().fromF32(out, src, dtype);
+        for (let i = 0; i < src.length; i++) {
+          const want = enc(src[i]!);
+          if (Number.isNaN(src[i]!)) assert.ok(Number.isNaN(dec(out[i]!)), `${dtype} NaN stays NaN`);
+          else assert.equal(out[i], want, `fromF32 ${dtype} of ${src[i]}: got 0x${out[i]!.toString(16)}, want 0x${want.toString(16)} (seed ${seed})`);
+        }
+        // every 16-bit pattern decodes exactly
+        const all = Uint16Array.from({ length: 65536 }, (_, i) => i);
+        const f = new Float32Array(65536);
+        ops().toF32(f, all, dtype);
+        for (let i = 0; i < 65536; i++) {
+          const want = dec(i);
+          if (Number.isNaN(want)) assert.ok(Number.isNaN(f[i]!), `toF32 ${dtype} 0x${i.toString(16)} is NaN`);
+          else assert.ok(Object.is(f[i], Math.fround(want)), `toF32 ${dtype} 0x${i.toString(16)}: got ${f[i]}, want ${want}`);
+        }
+      }
+    });
+
+    it("rejects wrong array types and short arrays with a coded error", () => {
+      const o = ops();
+      assert.throws(() => o.rmsnorm(new Float32Array(3), new Float32Array(4), new Float32Array(2), 1, 4, 1e-5), (e: Error & { code?: string }) => e.code === "invalid_argument");
+      assert.throws(
+        () => o.matmul(new Float32Array(4), new Float32Array(4), new Float32Array(4) as unknown as Uint16Array, "bf16", null, 1, 2, 2),
+        (e: Error & { code?: string }) => e.code === "invalid_argument",
+      );
+    });
+  });
+}
+
+describe("native probes", () => {
+  // each call builds a fresh thread pool and runs a region at once: this also checks
+  // that a region started before a worker thread first runs is not lost
+  it("triad and gemmPeak resolve with positive rates", { timeout: 60_000 }, async () => {
+    for (let i = 0; i < 30; i++) {
+      const g = await native().gemmPeak(64, 2, 1);
+      assert.ok(Number.isFinite(g) && g > 0, `gemmPeak ${g}`);
+    }
+    const t = await native().triad(4, 2, 1);
+    assert.ok(Number.isFinite(t) && t > 0, `triad ${t}`);
+    await assert.rejects(native().gemmPeak(0, 1, 1), (e: Error & { code?: string }) => e.code === "invalid_argument");
+  });
+});
+
+// The same tests once more with the portable (non-AVX2) kernels, in a child process
+// because the variant is chosen once per process.
+describe("portable kernels", { skip: process.env.HYBRIDCHAT_SCALAR === "1" ? "already the portable run" : false }, () => {
+  it("pass the same op tests with HYBRIDCHAT_SCALAR=1", () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, HYBRIDCHAT_SCALAR: "1" };
+    delete env.NODE_TEST_CONTEXT; // else the child reports to this runner instead of its stdout
+    const r = spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], {
+      env,
+      encoding: "utf8",
+    });
+    assert.equal(r.status, 0, `portable op tests failed:\n${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /# pass [1-9]/);
+    assert.match(r.stdout, /# fail 0/);
+  });
+});
