@@ -16,7 +16,7 @@ void matmul(float* out, const float* x, const void* w, DType wtype, const float*
             int64_t N, int64_t K, ThreadPool& pool);
 
 // Machine probes for the benchmarks' roofline.
-double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i]
+double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps
 double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above
 
 // Which kernel variant runs here: "avx2+fma+f16c" or "scalar".

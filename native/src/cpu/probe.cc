@@ -34,8 +34,8 @@ double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool) {
   std::unique_ptr<double, FreeDeleter> c(static_cast<double*>(std::aligned_alloc(64, bytes)));
   if (!a || !b || !c) throw std::bad_alloc();
   double* pa = a.get();
-  const double* pb = b.get();
-  const double* pc = c.get();
+  double* pb = b.get();
+  double* pc = c.get();
   auto slice = [n](int r, int nr, int64_t& lo, int64_t& hi) {
     lo = n * r / nr;
     hi = n * (r + 1) / nr;
@@ -45,8 +45,8 @@ double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool) {
     slice(r, nr, lo, hi);
     for (int64_t i = lo; i < hi; i++) {
       pa[i] = 0.0;
-      b.get()[i] = 1.0;
-      c.get()[i] = 2.0;
+      pb[i] = 1.0;
+      pc[i] = 2.0;
     }
   });
   const double s = 3.0;
