@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../errors.h"
+#include "gemm.h"
 #include "ops.h"
 #include "simd_avx2.h"
 
@@ -98,6 +99,80 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
       for (int64_t it = b; it < e; it++) row(items - 1 - it);
     }
   });
+}
+
+// ---- training: one whole sequence at positions 0..T-1 -------------------------------
+// Per query head, the [T,T] score matrix goes through the blocked GEMM (scores, P·V and
+// the four backward products), so training attention runs at GEMM speed. The half above
+// the diagonal is computed and masked: simpler than tiling, and at most 2× the flops.
+
+static void check_train_shapes(int64_t NH, int64_t NKV) {
+  if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
+}
+
+void attention_train_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T,
+                             int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool) {
+  check_train_shapes(NH, NKV);
+  if (T <= 0) return;
+  const int64_t group = NH / NKV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  std::vector<float> P(static_cast<size_t>(T * T));
+  const int64_t grain = std::max<int64_t>(1, 16384 / T);
+  for (int64_t h = 0; h < NH; h++) {
+    const int64_t g = h / group;
+    sgemm(false, true, T, T, HD, scale, q + h * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), T, pool);
+    pool.parallel_for(T, grain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) {
+        float* row = P.data() + i * T;
+        float m = -INFINITY;
+        for (int64_t j = 0; j <= i; j++) m = std::max(m, row[j]);
+        float l = 0.0f;
+        for (int64_t j = 0; j <= i; j++) l += row[j] = std::exp(row[j] - m);
+        const float inv = 1.0f / l;
+        for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+        for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
+        lse[i * NH + h] = m + std::log(l);
+      }
+    });
+    sgemm(false, false, T, HD, T, 1.0f, P.data(), T, v + g * HD, NKV * HD, 0.0f, out + h * HD, NH * HD, pool);
+  }
+}
+
+// With P = softmax(scale·Q·Kᵀ) (rebuilt from the saved logsumexp) and dP = dO·Vᵀ:
+//   dS = P∘(dP − D), D_i = Σ_j P_ij·dP_ij (= dO_i·O_i);
+//   dQ = scale·dS·K,  dK += scale·dSᵀ·Q,  dV += Pᵀ·dO  (sums over the heads of a kv group).
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                        ThreadPool& pool) {
+  check_train_shapes(NH, NKV);
+  if (T <= 0) return;
+  const int64_t group = NH / NKV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  std::vector<float> P(static_cast<size_t>(T * T)), dS(static_cast<size_t>(T * T));
+  const int64_t grain = std::max<int64_t>(1, 16384 / T);
+  for (int64_t h = 0; h < NH; h++) {
+    const int64_t g = h / group;
+    const float beta = h % group == 0 ? 0.0f : 1.0f;  // the group's first head overwrites dk, dv
+    sgemm(false, true, T, T, HD, scale, q + h * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), T, pool);
+    sgemm(false, true, T, T, HD, 1.0f, dout + h * HD, NH * HD, v + g * HD, NKV * HD, 0.0f, dS.data(), T, pool);
+    pool.parallel_for(T, grain, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) {
+        float* p = P.data() + i * T;
+        float* ds = dS.data() + i * T;
+        const float l = lse[i * NH + h];
+        float D = 0.0f;
+        for (int64_t j = 0; j <= i; j++) {
+          p[j] = std::exp(p[j] - l);
+          D += p[j] * ds[j];
+        }
+        for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - D);
+        for (int64_t j = i + 1; j < T; j++) p[j] = ds[j] = 0.0f;
+      }
+    });
+    sgemm(false, false, T, HD, T, scale, dS.data(), T, k + g * HD, NKV * HD, 0.0f, dq + h * HD, NH * HD, pool);
+    sgemm(true, false, T, HD, T, scale, dS.data(), T, q + h * HD, NH * HD, beta, dk + g * HD, NKV * HD, pool);
+    sgemm(true, false, T, HD, T, 1.0f, P.data(), T, dout + h * HD, NH * HD, beta, dv + g * HD, NKV * HD, pool);
+  }
 }
 
 }  // namespace hc::cpu
