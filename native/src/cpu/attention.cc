@@ -102,9 +102,12 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
 }
 
 // ---- training: one whole sequence at positions 0..T-1 -------------------------------
-// Per query head, the [T,T] score matrix goes through the blocked GEMM (scores, P·V and
-// the four backward products), so training attention runs at GEMM speed. The half above
-// the diagonal is computed and masked: simpler than tiling, and at most 2× the flops.
+// Per query head, the score matrix goes through the blocked GEMM (scores, P·V and the
+// four backward products), so training attention runs at GEMM speed. Queries go in
+// blocks of kRowBlock rows, each against keys [0, end of block) only: the masked
+// upper triangle costs at most one block's width instead of half the matrix.
+
+static constexpr int64_t kRowBlock = 64;
 
 static void check_train_shapes(int64_t NH, int64_t NKV) {
   if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
@@ -116,25 +119,30 @@ void attention_train_forward(float* out, float* lse, const float* q, const float
   if (T <= 0) return;
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-  std::vector<float> P(static_cast<size_t>(T * T));
-  const int64_t grain = std::max<int64_t>(1, 16384 / T);
+  std::vector<float> P(static_cast<size_t>(std::min(T, kRowBlock) * T));
   for (int64_t h = 0; h < NH; h++) {
     const int64_t g = h / group;
-    sgemm(false, true, T, T, HD, scale, q + h * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), T, pool);
-    pool.parallel_for(T, grain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; i++) {
-        float* row = P.data() + i * T;
-        float m = -INFINITY;
-        for (int64_t j = 0; j <= i; j++) m = std::max(m, row[j]);
-        float l = 0.0f;
-        for (int64_t j = 0; j <= i; j++) l += row[j] = std::exp(row[j] - m);
-        const float inv = 1.0f / l;
-        for (int64_t j = 0; j <= i; j++) row[j] *= inv;
-        for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
-        lse[i * NH + h] = m + std::log(l);
-      }
-    });
-    sgemm(false, false, T, HD, T, 1.0f, P.data(), T, v + g * HD, NKV * HD, 0.0f, out + h * HD, NH * HD, pool);
+    for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
+      sgemm(false, true, rows, n, HD, scale, q + (i0 * NH + h) * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(),
+            n, pool);
+      pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; r++) {
+          const int64_t i = i0 + r;
+          float* row = P.data() + r * n;
+          float m = -INFINITY;
+          for (int64_t j = 0; j <= i; j++) m = std::max(m, row[j]);
+          float l = 0.0f;
+          for (int64_t j = 0; j <= i; j++) l += row[j] = std::exp(row[j] - m);
+          const float inv = 1.0f / l;
+          for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+          for (int64_t j = i + 1; j < n; j++) row[j] = 0.0f;
+          lse[i * NH + h] = m + std::log(l);
+        }
+      });
+      sgemm(false, false, rows, HD, n, 1.0f, P.data(), n, v + g * HD, NKV * HD, 0.0f, out + (i0 * NH + h) * HD,
+            NH * HD, pool);
+    }
   }
 }
 
@@ -148,30 +156,39 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
   if (T <= 0) return;
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
-  std::vector<float> P(static_cast<size_t>(T * T)), dS(static_cast<size_t>(T * T));
-  const int64_t grain = std::max<int64_t>(1, 16384 / T);
+  const size_t blk = static_cast<size_t>(std::min(T, kRowBlock) * T);
+  std::vector<float> P(blk), dS(blk);
+  // every block adds into dk, dv rows [0, n): start from zero
+  std::fill(dk, dk + T * NKV * HD, 0.0f);
+  std::fill(dv, dv + T * NKV * HD, 0.0f);
   for (int64_t h = 0; h < NH; h++) {
     const int64_t g = h / group;
-    const float beta = h % group == 0 ? 0.0f : 1.0f;  // the group's first head overwrites dk, dv
-    sgemm(false, true, T, T, HD, scale, q + h * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), T, pool);
-    sgemm(false, true, T, T, HD, 1.0f, dout + h * HD, NH * HD, v + g * HD, NKV * HD, 0.0f, dS.data(), T, pool);
-    pool.parallel_for(T, grain, [&](int64_t b, int64_t e) {
-      for (int64_t i = b; i < e; i++) {
-        float* p = P.data() + i * T;
-        float* ds = dS.data() + i * T;
-        const float l = lse[i * NH + h];
-        float D = 0.0f;
-        for (int64_t j = 0; j <= i; j++) {
-          p[j] = std::exp(p[j] - l);
-          D += p[j] * ds[j];
+    for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
+      const float* qb = q + (i0 * NH + h) * HD;
+      const float* db = dout + (i0 * NH + h) * HD;
+      sgemm(false, true, rows, n, HD, scale, qb, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), n, pool);
+      sgemm(false, true, rows, n, HD, 1.0f, db, NH * HD, v + g * HD, NKV * HD, 0.0f, dS.data(), n, pool);
+      pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; r++) {
+          const int64_t i = i0 + r;
+          float* p = P.data() + r * n;
+          float* ds = dS.data() + r * n;
+          const float l = lse[i * NH + h];
+          float D = 0.0f;
+          for (int64_t j = 0; j <= i; j++) {
+            p[j] = std::exp(p[j] - l);
+            D += p[j] * ds[j];
+          }
+          for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - D);
+          for (int64_t j = i + 1; j < n; j++) p[j] = ds[j] = 0.0f;
         }
-        for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - D);
-        for (int64_t j = i + 1; j < T; j++) p[j] = ds[j] = 0.0f;
-      }
-    });
-    sgemm(false, false, T, HD, T, scale, dS.data(), T, k + g * HD, NKV * HD, 0.0f, dq + h * HD, NH * HD, pool);
-    sgemm(true, false, T, HD, T, scale, dS.data(), T, q + h * HD, NH * HD, beta, dk + g * HD, NKV * HD, pool);
-    sgemm(true, false, T, HD, T, 1.0f, P.data(), T, dout + h * HD, NH * HD, beta, dv + g * HD, NKV * HD, pool);
+      });
+      sgemm(false, false, rows, HD, n, scale, dS.data(), n, k + g * HD, NKV * HD, 0.0f, dq + (i0 * NH + h) * HD,
+            NH * HD, pool);
+      sgemm(true, false, n, HD, rows, scale, dS.data(), n, qb, NH * HD, 1.0f, dk + g * HD, NKV * HD, pool);
+      sgemm(true, false, n, HD, rows, 1.0f, P.data(), n, db, NH * HD, 1.0f, dv + g * HD, NKV * HD, pool);
+    }
   }
 }
 
