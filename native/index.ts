@@ -103,6 +103,28 @@ export interface NativeOps {
   /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */
   toF32(out: Float32Array, src: Uint16Array, dtype: "bf16" | "f16"): void;
   fromF32(out: Uint16Array, src: Float32Array, dtype: "bf16" | "f16"): void;
+
+  // Training kernels (native/src/cpu/ops.h): gradients first, then the upstream gradient,
+  // then what the forward saved. Weight gradients accumulate (+=); input gradients are overwritten.
+
+  /** dx[M,C] = ∂L/∂x (may be the dout array), dweight[C] += ∂L/∂weight of rmsnorm */
+  rmsnormBackward(dx: Float32Array, dweight: Float32Array, dout: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
+  /** in place on dx[T,H,HD]: the gradient of rope's output in, of its input out (same pos/invFreq/scaling) */
+  ropeBackward(dx: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
+  /** causal GQA attention of ONE sequence at positions 0..T-1: out[T,NH,HD] and lse[T,NH] (logsumexp of each row's scaled scores) for the backward */
+  attentionTrainForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, NH: number, NKV: number, HD: number): void;
+  /** dq[T,NH,HD], dk,dv[T,NKV,HD] (overwritten; dk/dv summed over each kv group's query heads) from dout[T,NH,HD] and the forward's q, k, v, lse */
+  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, lse: Float32Array, T: number, NH: number, NKV: number, HD: number): void;
+  /** dgate, dup [M,I] of out = silu(gate) * up */
+  swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
+  /** dtable[V,C] += dout[T,C] scattered to rows tokens[T] */
+  embeddingBackward(dtable: Float32Array, dout: Float32Array, tokens: Int32Array, T: number, C: number): void;
+  /** matmul's backward: dx[M,K] = dout·w (overwritten), dw[N,K] += doutᵀ·x, dbias[N] += Σ rows of dout; null skips a gradient */
+  matmulBackward(dx: Float32Array | null, dw: Float32Array | null, dbias: Float32Array | null, dout: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: DType, M: number, N: number, K: number): void;
+  /** logp[T] = log softmax(logits[T,V])[targets[t]]; a negative target masks its row (logp 0) */
+  logprob(logp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
+  /** dlogits[T,V] = dlogp[t]·(onehot(targets[t]) − softmax(logits[t])) (overwritten; may be the logits array; masked rows get 0) */
+  logprobBackward(dlogits: Float32Array, dlogp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
 }
 
 export interface NativeBinding {

@@ -418,6 +418,160 @@ void OpFromF32(const Napi::CallbackInfo& info) {
   });
 }
 
+// ---- training kernels (backward and what they need from the forward) -------------
+
+float float_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (i >= info.Length() || !info[i].IsNumber()) throw Error("invalid_argument", std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().FloatValue();
+}
+bool absent(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
+
+// Every token id in [0, V) (and >= 0 unless negatives are allowed as masks).
+void check_ids(const int32_t* ids, int64_t n, int64_t V, bool allow_negative, const char* what) {
+  for (int64_t i = 0; i < n; i++)
+    if (ids[i] >= V || (ids[i] < 0 && !allow_negative))
+      throw Error("invalid_argument", std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(ids[i]) +
+                                          " is out of range");
+}
+
+void OpRmsnormBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 5, "M"), C = int_arg(info, 6, "C");
+    const float eps = float_arg(info, 7, "eps");
+    auto dx = typed<float>(info[0], "dx", M * C);
+    auto dw = typed<float>(info[1], "dweight", C);
+    auto dout = typed<float>(info[2], "dout", M * C);
+    auto x = typed<float>(info[3], "x", M * C);
+    auto w = typed<float>(info[4], "weight", C);
+    hc::cpu::rmsnorm_backward(dx.Data(), dw.Data(), dout.Data(), x.Data(), w.Data(), M, C, eps, ops_pool(env));
+  });
+}
+
+void OpRopeBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 3, "T"), H = int_arg(info, 4, "H"), HD = int_arg(info, 5, "HD");
+    if (HD % 2) throw Error("invalid_argument", "HD must be even");
+    const float scaling = float_arg(info, 6, "scaling");
+    auto dx = typed<float>(info[0], "dx", T * H * HD);
+    auto pos = typed<int32_t>(info[1], "pos", T);
+    auto inv = typed<float>(info[2], "invFreq", HD / 2);
+    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
+    hc::cpu::rope_tables(c.data(), s.data(), pos.Data(), inv.Data(), T, HD / 2, scaling);
+    hc::cpu::rope_backward(dx.Data(), c.data(), s.data(), T, H, HD, ops_pool(env));
+  });
+}
+
+void attention_dims(const Napi::CallbackInfo& info, size_t at, int64_t& T, int64_t& NH, int64_t& NKV, int64_t& HD) {
+  T = int_arg(info, at, "T");
+  NH = int_arg(info, at + 1, "NH");
+  NKV = int_arg(info, at + 2, "NKV");
+  HD = int_arg(info, at + 3, "HD");
+  if (NKV == 0 || NH % NKV) throw Error("invalid_argument", "attention: NH must be a multiple of NKV");
+}
+
+void OpAttentionTrainForward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    int64_t T, NH, NKV, HD;
+    attention_dims(info, 5, T, NH, NKV, HD);
+    auto out = typed<float>(info[0], "out", T * NH * HD);
+    auto lse = typed<float>(info[1], "lse", T * NH);
+    auto q = typed<float>(info[2], "q", T * NH * HD);
+    auto k = typed<float>(info[3], "k", T * NKV * HD);
+    auto v = typed<float>(info[4], "v", T * NKV * HD);
+    hc::cpu::attention_train_forward(out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), T, NH, NKV, HD,
+                                     ops_pool(env));
+  });
+}
+
+void OpAttentionBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    int64_t T, NH, NKV, HD;
+    attention_dims(info, 8, T, NH, NKV, HD);
+    auto dq = typed<float>(info[0], "dq", T * NH * HD);
+    auto dk = typed<float>(info[1], "dk", T * NKV * HD);
+    auto dv = typed<float>(info[2], "dv", T * NKV * HD);
+    auto dout = typed<float>(info[3], "dout", T * NH * HD);
+    auto q = typed<float>(info[4], "q", T * NH * HD);
+    auto k = typed<float>(info[5], "k", T * NKV * HD);
+    auto v = typed<float>(info[6], "v", T * NKV * HD);
+    auto lse = typed<float>(info[7], "lse", T * NH);
+    hc::cpu::attention_backward(dq.Data(), dk.Data(), dv.Data(), dout.Data(), q.Data(), k.Data(), v.Data(),
+                                lse.Data(), T, NH, NKV, HD, ops_pool(env));
+  });
+}
+
+void OpSwigluBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 5, "M"), I = int_arg(info, 6, "I");
+    auto dg = typed<float>(info[0], "dgate", M * I);
+    auto du = typed<float>(info[1], "dup", M * I);
+    auto dout = typed<float>(info[2], "dout", M * I);
+    auto g = typed<float>(info[3], "gate", M * I);
+    auto u = typed<float>(info[4], "up", M * I);
+    hc::cpu::swiglu_backward(dg.Data(), du.Data(), dout.Data(), g.Data(), u.Data(), M * I, ops_pool(env));
+  });
+}
+
+void OpEmbeddingBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 3, "T"), C = int_arg(info, 4, "C");
+    if (C == 0) throw Error("invalid_argument", "C must be positive");
+    auto dtable = typed<float>(info[0], "dtable");
+    auto dout = typed<float>(info[1], "dout", T * C);
+    auto tokens = typed<int32_t>(info[2], "tokens", T);
+    check_ids(tokens.Data(), T, static_cast<int64_t>(dtable.ElementLength()) / C, false, "tokens");
+    hc::cpu::embedding_backward(dtable.Data(), dout.Data(), tokens.Data(), T, C);
+  });
+}
+
+void OpMatmulBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 7, "M"), N = int_arg(info, 8, "N"), K = int_arg(info, 9, "K");
+    float* dx = absent(info[0]) ? nullptr : typed<float>(info[0], "dx", M * K).Data();
+    float* dw = absent(info[1]) ? nullptr : typed<float>(info[1], "dw", N * K).Data();
+    float* db = absent(info[2]) ? nullptr : typed<float>(info[2], "dbias", N).Data();
+    auto dout = typed<float>(info[3], "dout", M * N);
+    auto x = typed<float>(info[4], "x", M * K);
+    const hc::DType dt = dtype_arg(info[6]);
+    const void* w;
+    if (dt == hc::DType::F32) w = typed<float>(info[5], "w", N * K).Data();
+    else w = typed<uint16_t>(info[5], "w", N * K).Data();
+    hc::cpu::matmul_backward(dx, dw, db, dout.Data(), x.Data(), w, dt, M, N, K, ops_pool(env));
+  });
+}
+
+void OpLogprob(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 3, "T"), V = int_arg(info, 4, "V");
+    auto logp = typed<float>(info[0], "logp", T);
+    auto logits = typed<float>(info[1], "logits", T * V);
+    auto targets = typed<int32_t>(info[2], "targets", T);
+    check_ids(targets.Data(), T, V, true, "targets");
+    hc::cpu::logprob_forward(logp.Data(), logits.Data(), targets.Data(), T, V, ops_pool(env));
+  });
+}
+
+void OpLogprobBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 4, "T"), V = int_arg(info, 5, "V");
+    auto dlogits = typed<float>(info[0], "dlogits", T * V);
+    auto dlogp = typed<float>(info[1], "dlogp", T);
+    auto logits = typed<float>(info[2], "logits", T * V);
+    auto targets = typed<int32_t>(info[3], "targets", T);
+    check_ids(targets.Data(), T, V, true, "targets");
+    hc::cpu::logprob_backward(dlogits.Data(), dlogp.Data(), logits.Data(), targets.Data(), T, V, ops_pool(env));
+  });
+}
+
 Napi::Value Ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string backend = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
@@ -431,6 +585,15 @@ Napi::Value Ops(const Napi::CallbackInfo& info) {
   o.Set("swiglu", Napi::Function::New<OpSwiglu>(env, "swiglu"));
   o.Set("toF32", Napi::Function::New<OpToF32>(env, "toF32"));
   o.Set("fromF32", Napi::Function::New<OpFromF32>(env, "fromF32"));
+  o.Set("rmsnormBackward", Napi::Function::New<OpRmsnormBackward>(env, "rmsnormBackward"));
+  o.Set("ropeBackward", Napi::Function::New<OpRopeBackward>(env, "ropeBackward"));
+  o.Set("attentionTrainForward", Napi::Function::New<OpAttentionTrainForward>(env, "attentionTrainForward"));
+  o.Set("attentionBackward", Napi::Function::New<OpAttentionBackward>(env, "attentionBackward"));
+  o.Set("swigluBackward", Napi::Function::New<OpSwigluBackward>(env, "swigluBackward"));
+  o.Set("embeddingBackward", Napi::Function::New<OpEmbeddingBackward>(env, "embeddingBackward"));
+  o.Set("matmulBackward", Napi::Function::New<OpMatmulBackward>(env, "matmulBackward"));
+  o.Set("logprob", Napi::Function::New<OpLogprob>(env, "logprob"));
+  o.Set("logprobBackward", Napi::Function::New<OpLogprobBackward>(env, "logprobBackward"));
   return o;
 }
 

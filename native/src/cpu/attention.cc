@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../errors.h"
+#include "gemm.h"
 #include "ops.h"
 #include "simd_avx2.h"
 
@@ -98,6 +99,97 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
       for (int64_t it = b; it < e; it++) row(items - 1 - it);
     }
   });
+}
+
+// ---- training: one whole sequence at positions 0..T-1 -------------------------------
+// Per query head, the score matrix goes through the blocked GEMM (scores, P·V and the
+// four backward products), so training attention runs at GEMM speed. Queries go in
+// blocks of kRowBlock rows, each against keys [0, end of block) only: the masked
+// upper triangle costs at most one block's width instead of half the matrix.
+
+static constexpr int64_t kRowBlock = 64;
+
+static void check_train_shapes(int64_t NH, int64_t NKV) {
+  if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
+}
+
+void attention_train_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T,
+                             int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool) {
+  check_train_shapes(NH, NKV);
+  if (T <= 0) return;
+  const int64_t group = NH / NKV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  std::vector<float> P(static_cast<size_t>(std::min(T, kRowBlock) * T));
+  for (int64_t h = 0; h < NH; h++) {
+    const int64_t g = h / group;
+    for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
+      sgemm(false, true, rows, n, HD, scale, q + (i0 * NH + h) * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(),
+            n, pool);
+      pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; r++) {
+          const int64_t i = i0 + r;
+          float* row = P.data() + r * n;
+          float m = -INFINITY;
+          for (int64_t j = 0; j <= i; j++) m = std::max(m, row[j]);
+          float l = 0.0f;
+          for (int64_t j = 0; j <= i; j++) l += row[j] = std::exp(row[j] - m);
+          const float inv = 1.0f / l;
+          for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+          for (int64_t j = i + 1; j < n; j++) row[j] = 0.0f;
+          lse[i * NH + h] = m + std::log(l);
+        }
+      });
+      sgemm(false, false, rows, HD, n, 1.0f, P.data(), n, v + g * HD, NKV * HD, 0.0f, out + (i0 * NH + h) * HD,
+            NH * HD, pool);
+    }
+  }
+}
+
+// With P = softmax(scale·Q·Kᵀ) (rebuilt from the saved logsumexp) and dP = dO·Vᵀ:
+//   dS = P∘(dP − D), D_i = Σ_j P_ij·dP_ij (= dO_i·O_i);
+//   dQ = scale·dS·K,  dK += scale·dSᵀ·Q,  dV += Pᵀ·dO  (sums over the heads of a kv group).
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
+                        const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                        ThreadPool& pool) {
+  check_train_shapes(NH, NKV);
+  if (T <= 0) return;
+  const int64_t group = NH / NKV;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
+  const size_t blk = static_cast<size_t>(std::min(T, kRowBlock) * T);
+  std::vector<float> P(blk), dS(blk);
+  // every block adds into dk, dv rows [0, n): start from zero
+  std::fill(dk, dk + T * NKV * HD, 0.0f);
+  std::fill(dv, dv + T * NKV * HD, 0.0f);
+  for (int64_t h = 0; h < NH; h++) {
+    const int64_t g = h / group;
+    for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
+      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
+      const float* qb = q + (i0 * NH + h) * HD;
+      const float* db = dout + (i0 * NH + h) * HD;
+      sgemm(false, true, rows, n, HD, scale, qb, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), n, pool);
+      sgemm(false, true, rows, n, HD, 1.0f, db, NH * HD, v + g * HD, NKV * HD, 0.0f, dS.data(), n, pool);
+      pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
+        for (int64_t r = b; r < e; r++) {
+          const int64_t i = i0 + r;
+          float* p = P.data() + r * n;
+          float* ds = dS.data() + r * n;
+          const float l = lse[i * NH + h];
+          float D = 0.0f;
+          for (int64_t j = 0; j <= i; j++) {
+            p[j] = std::exp(p[j] - l);
+            D += p[j] * ds[j];
+          }
+          for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - D);
+          for (int64_t j = i + 1; j < n; j++) p[j] = ds[j] = 0.0f;
+        }
+      });
+      sgemm(false, false, rows, HD, n, scale, dS.data(), n, k + g * HD, NKV * HD, 0.0f, dq + (i0 * NH + h) * HD,
+            NH * HD, pool);
+      sgemm(true, false, n, HD, rows, scale, dS.data(), n, qb, NH * HD, 1.0f, dk + g * HD, NKV * HD, pool);
+      sgemm(true, false, n, HD, rows, 1.0f, P.data(), n, db, NH * HD, 1.0f, dv + g * HD, NKV * HD, pool);
+    }
+  }
 }
 
 }  // namespace hc::cpu

@@ -48,4 +48,14 @@ void embedding_forward(float* out, const int32_t* tokens, const void* table, DTy
     to_f32(out + t * C, static_cast<const char*>(table) + static_cast<size_t>(tokens[t]) * row, dtype, C);
 }
 
+// Rows of repeated tokens add up in token order (deterministic); the table gradient is
+// fp32 whatever the table's storage type.
+void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t T, int64_t C) {
+  for (int64_t t = 0; t < T; t++) {
+    float* d = dtable + static_cast<int64_t>(tokens[t]) * C;
+    const float* g = dout + t * C;
+    for (int64_t i = 0; i < C; i++) d[i] += g[i];
+  }
+}
+
 }  // namespace hc::cpu

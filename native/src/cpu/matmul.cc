@@ -142,4 +142,15 @@ void matmul(float* out, const float* x, const void* w, DType wtype, const float*
   gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool);
 }
 
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,
+                     DType wtype, int64_t M, int64_t N, int64_t K, ThreadPool& pool) {
+  if (dx) gemm(false, false, M, K, N, 1.f, dout, N, w, wtype, K, 0.f, dx, K, nullptr, pool);
+  if (dw) gemm(true, false, N, K, M, 1.f, dout, N, x, DType::F32, K, 1.f, dw, K, nullptr, pool);
+  if (dbias)  // each column summed in row order: deterministic whatever the split
+    pool.parallel_for(N, 1024, [&](int64_t b, int64_t e) {
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t n = b; n < e; n++) dbias[n] += dout[m * N + n];
+    });
+}
+
 }  // namespace hc::cpu

@@ -15,6 +15,14 @@ namespace hc::cpu {
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
             int64_t N, int64_t K, ThreadPool& pool);
 
+// Backward of matmul (training):
+//   dx[M,K] = dout[M,N] · w[N,K]          (overwritten; w stored as wtype)
+//   dw[N,K] += dout[M,N]ᵀ · x[M,K]        (fp32, accumulates over micro-batches)
+//   dbias[N] += Σ_m dout[m,:]              (accumulates)
+// Any of dx, dw, dbias may be null (frozen weights, no bias, first layer).
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,
+                     DType wtype, int64_t M, int64_t N, int64_t K, ThreadPool& pool);
+
 // Machine probes for the benchmarks' roofline.
 double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps
 double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above

@@ -38,4 +38,26 @@ void rope_forward(float* x, const float* cos_t, const float* sin_t, int64_t T, i
   });
 }
 
+// The forward turns each pair by [[c, −s], [s, c]]; the gradient goes back through the
+// transpose [[c, s], [−s, c]] (the inverse rotation, up to the scaling²).
+void rope_backward(float* dx, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
+                   ThreadPool& pool) {
+  const int64_t half = HD / 2;
+  const int64_t grain = std::max<int64_t>(1, 8192 / std::max<int64_t>(H * HD, 1));
+  pool.parallel_for(T, grain, [&](int64_t b, int64_t e) {
+    for (int64_t t = b; t < e; t++) {
+      const float* c = cos_t + t * half;
+      const float* s = sin_t + t * half;
+      for (int64_t h = 0; h < H; h++) {
+        float* g = dx + (t * H + h) * HD;
+        for (int64_t i = 0; i < half; i++) {
+          const float g1 = g[i], g2 = g[i + half];
+          g[i] = g1 * c[i] + g2 * s[i];
+          g[i + half] = g2 * c[i] - g1 * s[i];
+        }
+      }
+    }
+  });
+}
+
 }  // namespace hc::cpu

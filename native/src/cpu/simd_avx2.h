@@ -14,4 +14,9 @@ void attention_row(float* out, const float* q, const float* k, const float* v, c
                    int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t npos, int64_t HD,
                    float scale);
 
+// log Σ exp(x[0..V)) (max-shifted)
+float logsumexp(const float* x, int64_t V);
+// out[i] = scale · exp(x[i] − lse)   (out may alias x)
+void scaled_softmax(float* out, const float* x, int64_t V, float lse, float scale);
+
 }  // namespace hc::cpu::avx2

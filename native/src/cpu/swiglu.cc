@@ -18,4 +18,18 @@ void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, T
   });
 }
 
+// With s = sigmoid(g): d silu(g)/dg = s·(1 + g·(1 − s)).
+// Each element is read before it is written, so any output may alias any input.
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N,
+                     ThreadPool& pool) {
+  pool.parallel_for(N, 16384, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) {
+      const float g = gate[i], u = up[i], d = dout[i];
+      const float s = 1.0f / (1.0f + std::exp(-g));
+      dgate[i] = d * u * s * (1.0f + g * (1.0f - s));
+      dup[i] = d * g * s;
+    }
+  });
+}
+
 }  // namespace hc::cpu
