@@ -67,6 +67,97 @@ export interface ForwardBatch {
   counts: Int32Array;
   /** "last": one row of logits per sequence; "all": one row per input token */
   logits: "last" | "all";
+  /** per sequence, the adapter whose LoRA applies to it (null or absent: the base alone) */
+  adapters?: (string | null)[];
+}
+
+/** The per-layer linear layers LoRA can target (canonical names; HF q_proj … down_proj). */
+export type LinearName = "q" | "k" | "v" | "o" | "gate" | "up" | "down";
+
+/**
+ * LoRA as PEFT defines it: W x + (alpha / rank) · B A dropout(x), A [rank, in] initialised
+ * like PEFT (kaiming-uniform, a = √5, i.e. U(−1/√in, 1/√in)) from `seed`, B [out, rank] zero.
+ */
+export interface LoraSpec {
+  rank: number;
+  alpha: number;
+  /** dropout probability on the LoRA input, applied only in training forwards with grad */
+  dropout: number;
+  targets: LinearName[];
+  seed: number;
+}
+
+/**
+ * A role on the frozen base (DESIGN.md "One base, many roles"): LoRA matrices and/or a
+ * scalar value head (hidden → 1, no bias, reading the final-normed hidden state, as
+ * DeepSpeed-Chat's v_head), initialised to zero.
+ */
+export interface AdapterSpec {
+  lora: LoraSpec | null;
+  valueHead: boolean;
+}
+
+/**
+ * One training micro-batch: whole sequences, each at positions 0..n−1, packed one after
+ * another (no padding). Sequence s owns the next `counts[s]` entries of tokens/targets.
+ */
+export interface TrainBatch {
+  tokens: Int32Array;
+  counts: Int32Array;
+  /** per position: the token whose log-prob is wanted there (usually the next token); −1 masks it */
+  targets: Int32Array;
+  /** the adapter applied (LoRA and value head); null = the base alone (the reference model) */
+  adapter: string | null;
+  /** also compute the adapter's value head at every position */
+  values: boolean;
+  /** keep what backward needs (false = a no-grad forward, e.g. reference log-probs) */
+  grad: boolean;
+  /** activation checkpointing: keep only each layer's input and recompute the rest in backward */
+  checkpoint: boolean;
+}
+
+export interface TrainForwardResult {
+  /** [tokens]: log softmax(logits)[target] at each position, 0 where masked */
+  logp: Float32Array;
+  /** [tokens]: value-head output at each position, when asked for */
+  values: Float32Array | null;
+}
+
+/**
+ * What receives gradients and optimizer steps: one adapter's tensors (its LoRA matrices
+ * and value head), or every base tensor (full fine-tuning: the base is materialised once
+ * into fp32 master weights the serving forward then reads too), or nothing.
+ */
+export type TrainableSet = { adapter: string } | { base: true } | null;
+
+/** AdamW (decoupled weight decay, bias correction) after global-norm clipping. */
+export interface OptimizerStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** clip the global L2 norm of all trainable gradients to this; 0 = no clipping */
+  maxGradNorm: number;
+}
+
+export interface StepResult {
+  /** global L2 norm of the gradients before clipping */
+  gradNorm: number;
+  /** optimizer steps taken so far (after this one) */
+  step: number;
+}
+
+/** A parameter tensor of the base (canonical name) or of an adapter ("L{i}.{target}.lora_A" [r,in], "L{i}.{target}.lora_B" [out,r], "value_head" [C]). */
+export interface ParameterInfo {
+  name: string;
+  shape: number[];
+}
+
+/** AdamW moments of every trainable tensor and the step count, for resuming a run. */
+export interface OptimizerState {
+  step: number;
+  tensors: { name: string; expAvg: Float32Array; expAvgSq: Float32Array }[];
 }
 
 export interface KvStats {
@@ -84,6 +175,39 @@ export interface NativeModel {
   /** Frees the sequence's KV blocks at once. Unknown ids are ignored. */
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
+
+  // ---- training (DESIGN.md "The one boundary that keeps training general") ----
+  // forward/trainForward/trainBackward/step share one busy flag: one runs at a time.
+
+  /** Adds a named adapter on the frozen base; throws code "adapter_exists" if the name is taken. */
+  addAdapter(name: string, spec: AdapterSpec): void;
+  /** Removes an adapter (and its gradients/optimizer state); unknown names throw "adapter_unknown". */
+  removeAdapter(name: string): void;
+  adapters(): string[];
+  /** Chooses the trainable set; gradients and optimizer state of the previous set are dropped. */
+  setTrainable(set: TrainableSet): void;
+  /** Runs off the JS thread; with grad, keeps the activations for one trainBackward. */
+  trainForward(batch: TrainBatch): Promise<TrainForwardResult>;
+  /**
+   * Accumulates (+=) gradients of the trainable set from dL/dlogp [tokens] (and dL/dvalue
+   * [tokens] when the forward computed values) of the last grad forward, which it consumes.
+   */
+  trainBackward(dlogp: Float32Array, dvalues: Float32Array | null): Promise<void>;
+  /** Clips, takes one AdamW step on the trainable set, and zeroes its gradients. */
+  step(opt: OptimizerStep): Promise<StepResult>;
+  zeroGrad(): void;
+  /** Parameters of an adapter, or of the base when `adapter` is null. */
+  parameters(adapter: string | null): ParameterInfo[];
+  /** fp32 copy of one parameter (a base tensor reads as its merged/trained value if materialised). */
+  readParameter(adapter: string | null, name: string): Float32Array;
+  /** Overwrites one parameter (loading an adapter; a base write materialises fp32 master weights). */
+  writeParameter(adapter: string | null, name: string, data: Float32Array): void;
+  optimizerState(): OptimizerState;
+  loadOptimizerState(state: OptimizerState): void;
+  /** Folds the adapter's LoRA into fp32 copies of the targeted base weights (the single-adapter fast path); sequences on other adapters or the base still get exact results. */
+  mergeAdapter(name: string): void;
+  /** Drops the merged copies: the base reads the checkpoint's own weights again, bit for bit. */
+  unmergeAdapter(): void;
   /** Releases weights (munmap), KV cache and threads. Idempotent. */
   dispose(): void;
 }
