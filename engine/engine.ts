@@ -140,6 +140,7 @@ class Request implements SchedSeq {
     readonly seqId: number,
     prompt: readonly number[],
     readonly params: SamplingParams,
+    readonly adapter: string | null,
     tokenizer: Tokenizer,
     readonly channel: Channel,
   ) {
@@ -205,7 +206,7 @@ export class Engine {
     const channel = new Channel(() => {
       if (request) this.cancel(request);
     });
-    request = new Request(this.takeSeqId(), prompt, params, this.tokenizer, channel);
+    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel);
     try {
       this.scheduler.add(request);
     } catch (e) {
@@ -318,6 +319,8 @@ export class Engine {
     const tokens = new Int32Array(out.numTokens);
     let k = 0;
     const now = performance.now();
+    // the base-only batch (the common case) sends no adapter list at all
+    const adapters = out.entries.some((e) => e.seq.adapter !== null) ? out.entries.map((e) => e.seq.adapter) : undefined;
     out.entries.forEach((e, i) => {
       seqIds[i] = e.seq.seqId;
       counts[i] = e.count;
@@ -326,7 +329,7 @@ export class Engine {
     });
     let logits: Float32Array;
     try {
-      logits = await this.native.forward({ seqIds, tokens, counts, logits: "last" });
+      logits = await this.native.forward({ seqIds, tokens, counts, logits: "last", adapters });
       if (logits.length === 0 || logits.length % n !== 0) {
         throw new Error(`forward returned ${logits.length} logits for ${n} sequences`);
       }

@@ -75,6 +75,8 @@ export interface GenerateRequest {
   params: SamplingParams;
   /** aborting cancels the generation and frees its KV cache at once */
   signal?: AbortSignal;
+  /** the LoRA adapter (loaded on the native model) this request runs with; absent = the base */
+  adapter?: string | null;
 }
 
 /**

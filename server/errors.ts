@@ -60,12 +60,12 @@ export const errors = {
       `The request body is larger than this server accepts (${limitBytes} bytes).`,
     ),
 
-  modelNotFound: (model: string, served: string) =>
+  modelNotFound: (model: string, served: readonly string[]) =>
     new ApiError(
       404,
       "invalid_request_error",
       "model_not_found",
-      `The model \`${model}\` does not exist. This server serves \`${served}\` (see GET /v1/models).`,
+      `The model \`${model}\` does not exist. This server serves ${served.map((s) => `\`${s}\``).join(", ")} (see GET /v1/models).`,
       "model",
     ),
 

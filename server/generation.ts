@@ -8,6 +8,8 @@ export interface ChoiceSpec {
   index: number;
   promptTokens: number[];
   params: SamplingParams;
+  /** the served variant's adapter (null: the base weights) */
+  adapter: string | null;
 }
 
 export interface ChoiceResult {
@@ -26,7 +28,7 @@ export interface TaggedEvent {
 }
 
 function submit(engine: ServingEngine, spec: ChoiceSpec, signal: AbortSignal): AsyncIterator<GenerationEvent> {
-  const req: GenerateRequest = { promptTokens: spec.promptTokens, params: spec.params, signal };
+  const req: GenerateRequest = { promptTokens: spec.promptTokens, params: spec.params, signal, adapter: spec.adapter };
   return engine.generate(req)[Symbol.asyncIterator]();
 }
 

@@ -2,20 +2,27 @@
 // tie the engine work to the client's connection.
 import type { FastifyReply } from "fastify";
 import { errors } from "./errors.js";
-import type { Serving, ServingSlot } from "./serving.js";
+import type { Serving, ServedVariant, ServingSlot } from "./serving.js";
 
 /** Options each route plugin is registered with. */
 export interface RouteOptions {
   slot: ServingSlot;
 }
 
-/** The ready model named by the request, or 503 (loading/failed) / 404 (another name). */
-export function requireServing(slot: ServingSlot, model: string): Serving {
+/** The ready serving state, or 503 (loading/failed). */
+export function readyServing(slot: ServingSlot): Serving {
   const state = slot.state;
   if (state.status === "loading") throw errors.modelLoading();
   if (state.status === "failed") throw errors.modelFailed(state.message);
-  if (model !== state.serving.servedModelName) throw errors.modelNotFound(model, state.serving.servedModelName);
   return state.serving;
+}
+
+/** The served variant named by the request's `model`, or 503 (loading/failed) / 404 (unknown id). */
+export function requireServing(slot: ServingSlot, model: string): { serving: Serving; variant: ServedVariant } {
+  const serving = readyServing(slot);
+  const variant = serving.variants.get(model);
+  if (!variant) throw errors.modelNotFound(model, [...serving.variants.keys()]);
+  return { serving, variant };
 }
 
 /**

@@ -5,7 +5,7 @@ import type { LoadedModel } from "../engine/model.js";
 import { encodeChat } from "../engine/chat-template.js";
 import type { ChatMessage } from "../engine/types.js";
 import { nowSeconds } from "./openai-shapes.js";
-import type { Serving, ServedModel } from "./serving.js";
+import type { Serving, ServedModel, ServedVariant } from "./serving.js";
 
 export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
   return {
@@ -20,13 +20,25 @@ export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
   };
 }
 
-export function servingFor(engine: Engine, model: LoadedModel, servedModelName?: string): Serving {
+/** A LoRA adapter loaded on the native model, served under its own model id. */
+export interface AdapterVariant {
+  /** the id clients send as `model` (also the native adapter's name) */
+  id: string;
+  /** where it was loaded from, for the fingerprint */
+  dir: string;
+}
+
+const fingerprint = (...parts: string[]): string =>
+  `fp_${createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10)}`;
+
+export function servingFor(engine: Engine, model: LoadedModel, servedModelName?: string, adapters: readonly AdapterVariant[] = []): Serving {
   const name = servedModelName ?? model.id;
-  return {
-    engine,
-    model: servedModel(model, engine),
-    servedModelName: name,
-    createdAt: nowSeconds(),
-    fingerprint: `fp_${createHash("sha256").update(`${name}\0${model.dir}`).digest("hex").slice(0, 10)}`,
-  };
+  const created = nowSeconds();
+  const variants = new Map<string, ServedVariant>();
+  variants.set(name, { id: name, adapter: null, created, fingerprint: fingerprint(name, model.dir) });
+  for (const a of adapters) {
+    if (variants.has(a.id)) throw new Error(`adapter id "${a.id}" is already served (ids must differ from the base model's and each other)`);
+    variants.set(a.id, { id: a.id, adapter: a.id, created, fingerprint: fingerprint(name, model.dir, a.id, a.dir) });
+  }
+  return { engine, model: servedModel(model, engine), servedModelName: name, variants };
 }

@@ -24,15 +24,27 @@ export interface ServingEngine {
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent>;
 }
 
+/**
+ * One id clients may send in `model`: the base weights, or the base with one LoRA adapter
+ * (loaded on the same native model: no second copy of the weights).
+ */
+export interface ServedVariant {
+  id: string;
+  /** the native adapter name; null = the base weights alone */
+  adapter: string | null;
+  /** unix seconds, for /v1/models `created` */
+  created: number;
+  /** `system_fingerprint`: changes when the served weights or the server change */
+  fingerprint: string;
+}
+
 export interface Serving {
   engine: ServingEngine;
   model: ServedModel;
-  /** the id clients must send in `model` and that /v1/models lists */
+  /** the base variant's id (the directory name unless --served-model-name) */
   servedModelName: string;
-  /** unix seconds, for /v1/models `created` */
-  createdAt: number;
-  /** `system_fingerprint`: changes when the served weights or the server change */
-  fingerprint: string;
+  /** every id /v1/models lists, the base first */
+  variants: ReadonlyMap<string, ServedVariant>;
 }
 
 export type SlotState =

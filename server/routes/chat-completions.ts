@@ -8,7 +8,7 @@ import { clientGone, requireServing, type RouteOptions } from "../request-contex
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
 import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatMessageInput } from "../schemas/chat.js";
 import type { ChatChunkBody, ChatCompletionBody } from "../schemas/responses.js";
-import type { Serving } from "../serving.js";
+import type { Serving, ServedVariant } from "../serving.js";
 import { streamChoices } from "../stream-choices.js";
 
 function toChatMessage(m: ChatMessageInput): ChatMessage {
@@ -24,7 +24,7 @@ function toChatMessage(m: ChatMessageInput): ChatMessage {
 }
 
 /** Validated body -> one engine request per choice. */
-function choiceSpecs(body: ChatCompletionRequest, serving: Serving): ChoiceSpec[] {
+function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: ServedVariant): ChoiceSpec[] {
   const logprobs = body.logprobs ?? false;
   const topLogprobs = body.top_logprobs ?? 0;
   if (topLogprobs > 0 && !logprobs)
@@ -52,6 +52,7 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving): ChoiceSpec[
       index: i,
       promptTokens,
       params: samplingParams(body, { maxTokens, logprobs, topLogprobs, vocabSize: serving.model.vocabSize, choice: i }),
+      adapter: variant.adapter,
     });
   return specs;
 }
@@ -59,12 +60,12 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving): ChoiceSpec[
 export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   app.post("/v1/chat/completions", { schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
     const body = request.body;
-    const serving = requireServing(opts.slot, body.model);
-    const specs = choiceSpecs(body, serving);
+    const { serving, variant } = requireServing(opts.slot, body.model);
+    const specs = choiceSpecs(body, serving, variant);
     const signal = clientGone(reply);
     const id = completionId("chatcmpl");
     const created = nowSeconds();
-    const head = <O extends string>(object: O) => ({ id, object, created, model: serving.servedModelName, system_fingerprint: serving.fingerprint });
+    const head = <O extends string>(object: O) => ({ id, object, created, model: variant.id, system_fingerprint: variant.fingerprint });
     const topLogprobs = body.top_logprobs ?? 0;
     const promptTokens = specs[0]!.promptTokens.length;
 

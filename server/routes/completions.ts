@@ -7,7 +7,7 @@ import { clientGone, requireServing, type RouteOptions } from "../request-contex
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
 import { CompletionRequestSchema, type CompletionRequest, type PromptInput } from "../schemas/completions.js";
 import type { CompletionBody } from "../schemas/responses.js";
-import type { Serving } from "../serving.js";
+import type { Serving, ServedVariant } from "../serving.js";
 import { streamChoices } from "../stream-choices.js";
 
 /** OpenAI's default for the legacy endpoint */
@@ -35,7 +35,7 @@ function prompts(input: PromptInput, serving: Serving): Prompt[] {
   return (input as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
 }
 
-function choiceSpecs(body: CompletionRequest, serving: Serving, list: Prompt[]): ChoiceSpec[] {
+function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedVariant, list: Prompt[]): ChoiceSpec[] {
   if (body.suffix) throw errors.invalidRequest("'suffix' is not supported by this model.", "suffix", "unsupported_parameter");
   const n = body.n ?? 1;
   if (body.best_of != null && body.best_of !== n)
@@ -59,6 +59,7 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, list: Prompt[]):
         index,
         promptTokens: p.tokens,
         params: samplingParams(body, { maxTokens, logprobs, topLogprobs, vocabSize: serving.model.vocabSize, choice: index }),
+        adapter: variant.adapter,
       });
     }
   });
@@ -68,9 +69,9 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, list: Prompt[]):
 export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   app.post("/v1/completions", { schema: { body: CompletionRequestSchema } }, async (request, reply) => {
     const body = request.body;
-    const serving = requireServing(opts.slot, body.model);
+    const { serving, variant } = requireServing(opts.slot, body.model);
     const list = prompts(body.prompt, serving);
-    const specs = choiceSpecs(body, serving, list);
+    const specs = choiceSpecs(body, serving, variant, list);
     const n = body.n ?? 1;
     const echo = body.echo === true;
     const topLogprobs = body.logprobs ?? 0;
@@ -81,8 +82,8 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       id: completionId("cmpl"),
       object: "text_completion" as const,
       created: nowSeconds(),
-      model: serving.servedModelName,
-      system_fingerprint: serving.fingerprint,
+      model: variant.id,
+      system_fingerprint: variant.fingerprint,
     };
 
     if (!body.stream) {

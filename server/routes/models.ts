@@ -1,27 +1,28 @@
-// GET /v1/models and GET /v1/models/{id}: the one model this server serves.
+// GET /v1/models and GET /v1/models/{id}: the base model and each adapter served on it.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
-import { errors } from "../errors.js";
-import type { RouteOptions } from "../request-context.js";
+import { readyServing, requireServing, type RouteOptions } from "../request-context.js";
 import type { ModelBody, ModelListBody } from "../schemas/responses.js";
-import type { Serving, ServingSlot } from "../serving.js";
+import type { Serving, ServedVariant } from "../serving.js";
 
-function ready(slot: ServingSlot): Serving {
-  const s = slot.state;
-  if (s.status === "loading") throw errors.modelLoading();
-  if (s.status === "failed") throw errors.modelFailed(s.message);
-  return s.serving;
-}
-
-const modelBody = (s: Serving): ModelBody => ({ id: s.servedModelName, object: "model", created: s.createdAt, owned_by: "hybridchat" });
+// `root`/`parent` as vLLM reports LoRA modules: an adapter's parent is the base it runs on
+const modelBody = (s: Serving, v: ServedVariant): ModelBody => ({
+  id: v.id,
+  object: "model",
+  created: v.created,
+  owned_by: "hybridchat",
+  root: s.servedModelName,
+  parent: v.adapter === null ? null : s.servedModelName,
+});
 
 export const modelsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.get("/v1/models", async (): Promise<ModelListBody> => ({ object: "list", data: [modelBody(ready(opts.slot))] }));
+  app.get("/v1/models", async (): Promise<ModelListBody> => {
+    const serving = readyServing(opts.slot);
+    return { object: "list", data: [...serving.variants.values()].map((v) => modelBody(serving, v)) };
+  });
 
   // a wildcard, because served names may hold slashes ("org/model")
   app.get("/v1/models/*", async (request): Promise<ModelBody> => {
-    const serving = ready(opts.slot);
-    const id = (request.params as { "*": string })["*"];
-    if (id !== serving.servedModelName) throw errors.modelNotFound(id, serving.servedModelName);
-    return modelBody(serving);
+    const { serving, variant } = requireServing(opts.slot, (request.params as { "*": string })["*"]);
+    return modelBody(serving, variant);
   });
 };

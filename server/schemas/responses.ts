@@ -81,6 +81,10 @@ export interface ModelBody {
   object: "model";
   created: number;
   owned_by: string;
+  /** the base model this id runs on (vLLM's extension fields) */
+  root: string;
+  /** for an adapter, the base it is applied to; null for the base itself */
+  parent: string | null;
 }
 
 export interface ModelListBody {
