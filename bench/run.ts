@@ -11,8 +11,9 @@ import { measureMachine } from "./machine.js";
 import { benchCheckpoint } from "./models.js";
 import { runSpeed } from "./engine-speed.js";
 import { runHttp } from "./http-load.js";
+import { runTrainSpeed } from "./train-speed.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,stories,http] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,stories,train,http] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -33,7 +34,7 @@ if (values.help) {
   console.log(HELP);
   process.exit(0);
 }
-const only = new Set((values.only ?? "machine,110m,stories,http").split(","));
+const only = new Set((values.only ?? "machine,110m,stories,train,http").split(","));
 const threads = values.threads ? Number(values.threads) : availableParallelism();
 const outRoot = join(repo, "bench", "out");
 const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
@@ -41,7 +42,7 @@ const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
 console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()}`);
-const limits = only.has("machine") || only.has("110m") || only.has("stories")
+const limits = only.has("machine") || only.has("110m") || only.has("stories") || only.has("train")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
 
@@ -59,6 +60,11 @@ if (only.has("110m")) {
 }
 if (only.has("stories")) {
   await runSpeed(report, { label: "stories260K", dir: stories, prefill: [128, 512], decode: [{ tokens: 128, batch: 1 }, { tokens: 128, batch: 8 }], reps: reps + 2 }, limits, threads);
+}
+if (only.has("train")) {
+  // the PyTorch anchor's shapes: 110M at 4 × 256, stories260K at 32 × 256
+  await runTrainSpeed(report, { label: "110M f32", dir: await benchCheckpoint(outRoot, "110M", "f32"), batch: 4, seqLen: 256, steps: reps }, limits, threads);
+  await runTrainSpeed(report, { label: "stories260K", dir: stories, batch: 32, seqLen: 256, steps: reps + 2 }, limits, threads);
 }
 if (only.has("http")) {
   await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });
