@@ -6,7 +6,7 @@ import type { Engine } from "../engine/engine.js";
 import type { LoadedModel } from "../engine/model.js";
 import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from "./error-handler.js";
 import { errors } from "./errors.js";
-import { servingFor } from "./served-model.js";
+import { servingFor, type AdapterVariant } from "./served-model.js";
 import { ServingSlot } from "./serving.js";
 import { chatCompletionsRoutes } from "./routes/chat-completions.js";
 import { completionsRoutes } from "./routes/completions.js";
@@ -26,6 +26,8 @@ export interface AppOptions {
   model?: LoadedModel;
   /** the id clients send as `model`; default: the model directory's base name */
   servedModelName?: string;
+  /** LoRA adapters already loaded on the model, each served under its own id */
+  adapters?: readonly AdapterVariant[];
   /** largest request body accepted (413 above); default 8 MiB */
   maxBodyBytes?: number;
   logger?: FastifyServerOptions["logger"];
@@ -76,12 +78,18 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   void app.register(chatCompletionsRoutes, routeOpts);
   void app.register(completionsRoutes, routeOpts);
 
-  if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName);
+  if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
   else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");
   return app;
 }
 
 /** Switches the app from "loading" to serving this model. */
-export function attachModel(app: FastifyInstance, engine: Engine, model: LoadedModel, servedModelName?: string): void {
-  app.serving.ready(servingFor(engine, model, servedModelName));
+export function attachModel(
+  app: FastifyInstance,
+  engine: Engine,
+  model: LoadedModel,
+  servedModelName?: string,
+  adapters: readonly AdapterVariant[] = [],
+): void {
+  app.serving.ready(servingFor(engine, model, servedModelName, adapters));
 }
