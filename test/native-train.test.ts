@@ -22,7 +22,7 @@ const base: Tiny = { C: 24, I: 40, L: 2, NH: 4, NKV: 2, HD: 6, V: 37, dtype: "f3
 const variants: [string, Tiny][] = [
   ["llama gqa tied", base],
   ["llama mha untied, odd sizes", { ...base, C: 21, I: 33, NH: 3, NKV: 3, HD: 8, V: 29, tied: false }],
-  ["qwen2 biases", { ...base, bias: true, NH: 4, NKV: 1, HD: 8, C: 20 }],
+  ["qwen2 biases, bf16 base", { ...base, dtype: "bf16", bias: true, NH: 4, NKV: 1, HD: 8, C: 20 }],
   ["qwen3 qk-norm untied, rope scaling", { ...base, qkNorm: true, tied: false, ropeScaling: 0.9 }],
 ];
 
@@ -215,7 +215,9 @@ describe("native training on tiny random models", () => {
         const accumulated = await grads(m);
         for (const [name, g] of plain) {
           assertClose(ckpt.get(name)!, g, 1e-7, 1e-6, `checkpoint ${name} seed=${seed}`);
-          assertClose(accumulated.get(name)!, g, 2e-6, 1e-4, `micro-batches ${name} seed=${seed}`);
+          // summation order differs (one GEMM over 18 rows vs two): fp32 rounding relative to the tensor's scale
+          const scale = g.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+          assertClose(accumulated.get(name)!, g, 1e-3 * scale + 1e-7, 1e-3, `micro-batches ${name} seed=${seed}`);
         }
         // masked targets: dlogp there changes nothing
         const masked = { ...one, targets: one.targets.map((t, i) => (i % 2 ? -1 : t)) };
