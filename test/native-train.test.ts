@@ -408,6 +408,14 @@ describe("native training on tiny random models", () => {
       await assert.rejects(m.step(PROBE), hasCode("busy"));
       await pending;
       await assert.rejects(m.trainBackward(new Float32Array(4), new Float32Array(3)), hasCode("invalid_argument"));
+      assert.throws(() => m.addAdapter("none", { lora: null, valueHead: false }), hasCode("invalid_adapter"));
+      m.addAdapter("l", loraSpec(2));
+      m.setTrainable({ adapter: "l" });
+      assert.throws(() => m.mergeAdapter("l"), hasCode("adapter_trainable"));
+      assert.throws(() => m.mergeAdapter("a"), hasCode("invalid_adapter"));
+      const long = randomBatch(rng, base.V, [33]);
+      await assert.rejects(m.trainForward(trainBatch(long, null)), hasCode("context_full"));
+      m.removeAdapter("l");
       m.removeAdapter("a");
       assert.deepEqual(m.adapters(), []);
       await assert.rejects(m.step(PROBE), hasCode("nothing_trainable"));
