@@ -5,103 +5,14 @@
 // dispose) and greedy decoding of the real stories260K checkpoint.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native, type DType, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
-import { fromNumbers, toFloat64 } from "./reference/dtype.js";
-import { llamaForwardRef, type RefConfig, type RefWeights } from "./reference/llama.js";
+import { llamaForwardRef } from "./reference/llama.js";
+import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
-
-interface Tiny {
-  C: number; I: number; L: number; NH: number; NKV: number; HD: number; V: number;
-  dtype: DType; bias: boolean; qkNorm: boolean; tied: boolean; ropeScaling: number;
-}
-
-const DTYPE_TAG: Record<DType, string> = { f32: "F32", bf16: "BF16", f16: "F16" };
-
-/** Writes a safetensors file; returns TensorRefs with absolute offsets. */
-function writeSafetensors(file: string, tensors: { name: string; dtype: DType; shape: number[]; data: Float32Array | Uint16Array }[]): TensorRef[] {
-  const header: Record<string, unknown> = {};
-  let off = 0;
-  for (const t of tensors) {
-    header[t.name] = { dtype: DTYPE_TAG[t.dtype], shape: t.shape, data_offsets: [off, off + t.data.byteLength] };
-    off += t.data.byteLength;
-  }
-  let json = JSON.stringify(header);
-  json += " ".repeat((8 - ((8 + json.length) % 8)) % 8); // data starts 8-byte aligned
-  const head = Buffer.alloc(8);
-  head.writeBigUInt64LE(BigInt(json.length));
-  const parts = [head, Buffer.from(json), ...tensors.map((t) => Buffer.from(t.data.buffer, t.data.byteOffset, t.data.byteLength))];
-  writeFileSync(file, Buffer.concat(parts));
-  const base = 8 + json.length;
-  let o = 0;
-  return tensors.map((t) => {
-    const ref: TensorRef = { name: t.name, file, offset: base + o, dtype: t.dtype, shape: t.shape };
-    o += t.data.byteLength;
-    return ref;
-  });
-}
-
-function invFreq(HD: number): Float32Array {
-  return Float32Array.from({ length: HD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HD));
-}
-
-interface Built {
-  spec: ModelSpec;
-  tensors: TensorRef[];
-  ref: RefConfig;
-  weights: RefWeights;
-}
-
-function buildTiny(dir: string, name: string, m: Tiny, rng: Rng): Built {
-  const list: { name: string; dtype: DType; shape: number[]; data: Float32Array | Uint16Array }[] = [];
-  const weights: RefWeights = new Map();
-  // linear weights in the model dtype; norms and biases in f32 (as many checkpoints do)
-  const add = (n: string, shape: number[], lo: number, hi: number, dtype: DType) => {
-    const data = fromNumbers(rng.f32(shape.reduce((a, b) => a * b, 1), lo, hi), dtype);
-    list.push({ name: n, dtype, shape, data });
-    weights.set(n, toFloat64(data, dtype));
-  };
-  const s = 1 / Math.sqrt(m.C);
-  add("embed", [m.V, m.C], -1, 1, m.dtype);
-  for (let l = 0; l < m.L; l++) {
-    const p = `L${l}.`;
-    add(p + "attn_norm", [m.C], 0.5, 1.5, "f32");
-    add(p + "q", [m.NH * m.HD, m.C], -2 * s, 2 * s, m.dtype);
-    add(p + "k", [m.NKV * m.HD, m.C], -2 * s, 2 * s, m.dtype);
-    add(p + "v", [m.NKV * m.HD, m.C], -s, s, m.dtype);
-    if (m.bias) {
-      add(p + "q_bias", [m.NH * m.HD], -0.5, 0.5, "f32");
-      add(p + "k_bias", [m.NKV * m.HD], -0.5, 0.5, "f32");
-      add(p + "v_bias", [m.NKV * m.HD], -0.5, 0.5, "f32");
-    }
-    if (m.qkNorm) {
-      add(p + "q_norm", [m.HD], 0.5, 1.5, "f32");
-      add(p + "k_norm", [m.HD], 0.5, 1.5, "f32");
-    }
-    add(p + "o", [m.C, m.NH * m.HD], -s, s, m.dtype);
-    add(p + "mlp_norm", [m.C], 0.5, 1.5, "f32");
-    add(p + "gate", [m.I, m.C], -2 * s, 2 * s, m.dtype);
-    add(p + "up", [m.I, m.C], -2 * s, 2 * s, m.dtype);
-    add(p + "down", [m.C, m.I], -1 / Math.sqrt(m.I), 1 / Math.sqrt(m.I), m.dtype);
-  }
-  add("final_norm", [m.C], 0.5, 1.5, "f32");
-  if (!m.tied) add("lm_head", [m.V, m.C], -2 * s, 2 * s, m.dtype);
-  const tensors = writeSafetensors(join(dir, `${name}.safetensors`), list);
-  const inv = invFreq(m.HD);
-  const spec: ModelSpec = {
-    hiddenSize: m.C, intermediateSize: m.I, numLayers: m.L, numHeads: m.NH, numKvHeads: m.NKV, headDim: m.HD,
-    vocabSize: m.V, maxPositions: 64, rmsNormEps: 1e-5, ropeInvFreq: inv, ropeAttentionScaling: m.ropeScaling,
-    attentionBias: m.bias, qkNorm: m.qkNorm, tieWordEmbeddings: m.tied,
-  };
-  const ref: RefConfig = {
-    C: m.C, I: m.I, L: m.L, NH: m.NH, NKV: m.NKV, HD: m.HD, V: m.V, eps: 1e-5, invFreq: inv,
-    ropeScaling: m.ropeScaling, attentionBias: m.bias, qkNorm: m.qkNorm, tied: m.tied,
-  };
-  return { spec, tensors, ref, weights };
-}
 
 const base: Tiny = { C: 48, I: 80, L: 2, NH: 6, NKV: 2, HD: 8, V: 97, dtype: "f32", bias: false, qkNorm: false, tied: true, ropeScaling: 1 };
 const variants: [string, Tiny][] = [

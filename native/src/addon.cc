@@ -1,119 +1,16 @@
 // The N-API surface described in native/index.ts. Heavy work (forward, probes) runs in
 // AsyncWorkers and settles a Promise; every C++ failure reaches JS as an Error with a
 // string `code` (hc::Error's code, or "internal").
-#include <napi.h>
-
-#include <atomic>
-#include <memory>
-#include <string>
-#include <thread>
-#include <vector>
+#include "addon.h"
 
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
-#include "errors.h"
-#include "model.h"
 
 namespace {
 
-using hc::Error;
-
-Napi::Error js_error(Napi::Env env, const std::string& code, const std::string& msg) {
-  Napi::Error e = Napi::Error::New(env, msg);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
-
-// Runs f, turning hc::Error / std::exception into a JS exception with a code.
-template <typename F>
-auto guard(Napi::Env env, F&& f) -> decltype(f()) {
-  try {
-    return f();
-  } catch (const Napi::Error&) {
-    throw;
-  } catch (const Error& e) {
-    throw js_error(env, e.code(), e.what());
-  } catch (const std::bad_alloc&) {
-    throw js_error(env, "out_of_memory", "out of memory");
-  } catch (const std::exception& e) {
-    throw js_error(env, "internal", e.what());
-  }
-}
-
-// ---- argument helpers -------------------------------------------------------------
-
-double num(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) throw Error("invalid_argument", std::string("expected a number for '") + key + "'");
-  return v.As<Napi::Number>().DoubleValue();
-}
-int64_t int_of(const Napi::Object& o, const char* key) {
-  const double d = num(o, key);
-  if (d != static_cast<double>(static_cast<int64_t>(d)))
-    throw Error("invalid_argument", std::string("expected an integer for '") + key + "'");
-  return static_cast<int64_t>(d);
-}
-bool flag(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  if (!v.IsBoolean()) throw Error("invalid_argument", std::string("expected a boolean for '") + key + "'");
-  return v.As<Napi::Boolean>().Value();
-}
-int64_t int_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (i >= info.Length() || !info[i].IsNumber()) throw Error("invalid_argument", std::string("expected a number for ") + what);
-  const double d = info[i].As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int64_t>(d)) || d < 0)
-    throw Error("invalid_argument", std::string(what) + " must be a non-negative integer");
-  return static_cast<int64_t>(d);
-}
-
-template <typename T>
-struct ArrayType;
-template <>
-struct ArrayType<float> {
-  static constexpr napi_typedarray_type type = napi_float32_array;
-  static constexpr const char* name = "Float32Array";
-};
-template <>
-struct ArrayType<int32_t> {
-  static constexpr napi_typedarray_type type = napi_int32_array;
-  static constexpr const char* name = "Int32Array";
-};
-template <>
-struct ArrayType<uint16_t> {
-  static constexpr napi_typedarray_type type = napi_uint16_array;
-  static constexpr const char* name = "Uint16Array";
-};
-
-// A typed array argument of exactly the expected element type, with at least `min_len` elements.
-template <typename T>
-Napi::TypedArrayOf<T> typed(Napi::Value v, const char* what, int64_t min_len = 0) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != ArrayType<T>::type)
-    throw Error("invalid_argument", std::string(what) + " must be a " + ArrayType<T>::name);
-  auto a = v.As<Napi::TypedArrayOf<T>>();
-  if (static_cast<int64_t>(a.ElementLength()) < min_len)
-    throw Error("invalid_argument", std::string(what) + " holds " + std::to_string(a.ElementLength()) +
-                                        " elements, needs " + std::to_string(min_len));
-  return a;
-}
-template <typename T>
-std::vector<T> copy_of(Napi::Value v, const char* what) {
-  auto a = typed<T>(v, what);
-  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
-}
-
-hc::DType dtype_arg(Napi::Value v) {
-  if (!v.IsString()) throw Error("invalid_argument", "dtype must be a string");
-  return hc::parse_dtype(v.As<Napi::String>().Utf8Value());
-}
-
-int default_threads() {
-  const unsigned n = std::thread::hardware_concurrency();
-  return n ? static_cast<int>(n) : 1;
-}
+using namespace hc::addon;
 
 // ---- model ----------------------------------------------------------------------
-
-class ModelWrap;
 
 class ForwardWorker : public Napi::AsyncWorker {
  public:
@@ -163,84 +60,105 @@ class ForwardWorker : public Napi::AsyncWorker {
   std::string code_;
 };
 
-class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
- public:
-  static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeModel",
-                       {InstanceMethod<&ModelWrap::Forward>("forward"),
-                        InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
-                        InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
-                        InstanceMethod<&ModelWrap::KvStats>("kvStats"),
-                        InstanceMethod<&ModelWrap::Dispose>("dispose")});
-  }
-  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
-  void set(std::shared_ptr<hc::Model> m) { model_ = std::move(m); }
+}  // namespace
 
- private:
-  hc::Model& live(Napi::Env env) {
-    if (!model_) throw js_error(env, "disposed", "the model has been disposed");
-    return *model_;
-  }
+namespace hc::addon {
 
-  Napi::Value Forward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    auto reject = [&](const std::string& code, const std::string& msg) {
-      auto d = Napi::Promise::Deferred::New(env);
-      d.Reject(js_error(env, code, msg).Value());
-      return d.Promise();
-    };
-    if (!model_) return reject("disposed", "the model has been disposed");
-    if (busy_->load()) return reject("busy", "a forward is already running on this model");
-    hc::ForwardBatch batch;
-    try {
-      if (info.Length() < 1 || !info[0].IsObject()) throw Error("invalid_argument", "forward(batch) needs an object");
-      Napi::Object o = info[0].As<Napi::Object>();
-      // copied: the caller may reuse its arrays while the step runs
-      batch.seq_ids = copy_of<int32_t>(o.Get("seqIds"), "seqIds");
-      batch.tokens = copy_of<int32_t>(o.Get("tokens"), "tokens");
-      batch.counts = copy_of<int32_t>(o.Get("counts"), "counts");
-      Napi::Value lg = o.Get("logits");
-      const std::string mode = lg.IsString() ? lg.As<Napi::String>().Utf8Value() : "";
-      if (mode != "last" && mode != "all") throw Error("invalid_argument", "batch.logits must be \"last\" or \"all\"");
-      batch.all_logits = mode == "all";
-    } catch (const Error& e) {
-      return reject(e.code(), e.what());
+Napi::Function ModelWrap::Define(Napi::Env env) {
+  return DefineClass(env, "NativeModel",
+                     {InstanceMethod<&ModelWrap::Forward>("forward"),
+                      InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
+                      InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
+                      InstanceMethod<&ModelWrap::KvStats>("kvStats"),
+                      InstanceMethod<&ModelWrap::Dispose>("dispose"),
+                      InstanceMethod<&ModelWrap::AddAdapter>("addAdapter"),
+                      InstanceMethod<&ModelWrap::RemoveAdapter>("removeAdapter"),
+                      InstanceMethod<&ModelWrap::Adapters>("adapters"),
+                      InstanceMethod<&ModelWrap::SetTrainable>("setTrainable"),
+                      InstanceMethod<&ModelWrap::TrainForward>("trainForward"),
+                      InstanceMethod<&ModelWrap::TrainBackward>("trainBackward"),
+                      InstanceMethod<&ModelWrap::Step>("step"),
+                      InstanceMethod<&ModelWrap::ZeroGrad>("zeroGrad"),
+                      InstanceMethod<&ModelWrap::Parameters>("parameters"),
+                      InstanceMethod<&ModelWrap::ReadParameter>("readParameter"),
+                      InstanceMethod<&ModelWrap::WriteParameter>("writeParameter"),
+                      InstanceMethod<&ModelWrap::OptimizerState>("optimizerState"),
+                      InstanceMethod<&ModelWrap::LoadOptimizerState>("loadOptimizerState"),
+                      InstanceMethod<&ModelWrap::MergeAdapter>("mergeAdapter"),
+                      InstanceMethod<&ModelWrap::UnmergeAdapter>("unmergeAdapter")});
+}
+
+Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto reject = [&](const std::string& code, const std::string& msg) {
+    auto d = Napi::Promise::Deferred::New(env);
+    d.Reject(js_error(env, code, msg).Value());
+    return d.Promise();
+  };
+  if (!model_) return reject("disposed", "the model has been disposed");
+  if (busy_->load()) return reject("busy", "a forward is already running on this model");
+  hc::ForwardBatch batch;
+  try {
+    if (info.Length() < 1 || !info[0].IsObject()) throw Error("invalid_argument", "forward(batch) needs an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    // copied: the caller may reuse its arrays while the step runs
+    batch.seq_ids = copy_of<int32_t>(o.Get("seqIds"), "seqIds");
+    batch.tokens = copy_of<int32_t>(o.Get("tokens"), "tokens");
+    batch.counts = copy_of<int32_t>(o.Get("counts"), "counts");
+    Napi::Value lg = o.Get("logits");
+    const std::string mode = lg.IsString() ? lg.As<Napi::String>().Utf8Value() : "";
+    if (mode != "last" && mode != "all") throw Error("invalid_argument", "batch.logits must be \"last\" or \"all\"");
+    batch.all_logits = mode == "all";
+    Napi::Value ad = o.Get("adapters");
+    if (!absent(ad)) {
+      if (!ad.IsArray()) throw Error("invalid_argument", "batch.adapters must be an array of names or nulls");
+      Napi::Array arr = ad.As<Napi::Array>();
+      for (uint32_t i = 0; i < arr.Length(); i++) {
+        Napi::Value e = arr.Get(i);
+        if (!absent(e) && !e.IsString()) throw Error("invalid_argument", "batch.adapters must hold names or nulls");
+        batch.adapters.push_back(absent(e) ? std::string() : e.As<Napi::String>().Utf8Value());
+      }
     }
-    busy_->store(true);
-    model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
-    auto* w = new ForwardWorker(env, model_, std::move(batch), busy_);
-    Napi::Promise p = w->promise();
-    w->Queue();
-    return p;
+  } catch (const Error& e) {
+    return reject(e.code(), e.what());
   }
-  Napi::Value SeqLength(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    hc::Model& m = live(env);
-    return guard(env, [&] {
-      const int64_t id = int_arg(info, 0, "seqId");
-      return Napi::Number::New(env, static_cast<double>(m.kv().length(static_cast<int32_t>(id))));
-    });
-  }
-  void FreeSeq(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    hc::Model& m = live(env);
-    guard(env, [&] { m.kv().free_seq(static_cast<int32_t>(int_arg(info, 0, "seqId"))); });
-  }
-  Napi::Value KvStats(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const hc::KvStatsValue s = live(env).kv().stats();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("blockSize", static_cast<double>(s.block_size));
-    o.Set("totalBlocks", static_cast<double>(s.total_blocks));
-    o.Set("freeBlocks", static_cast<double>(s.free_blocks));
-    o.Set("sequences", static_cast<double>(s.sequences));
-    return o;
-  }
-  void Dispose(const Napi::CallbackInfo&) { model_.reset(); }
+  busy_->store(true);
+  model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
+  auto* w = new ForwardWorker(env, model_, std::move(batch), busy_);
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
 
-  std::shared_ptr<hc::Model> model_;
-  std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
-};
+Napi::Value ModelWrap::SeqLength(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  hc::Model& m = live(env);
+  return guard(env, [&] {
+    const int64_t id = int_arg(info, 0, "seqId");
+    return Napi::Number::New(env, static_cast<double>(m.kv().length(static_cast<int32_t>(id))));
+  });
+}
+
+void ModelWrap::FreeSeq(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  hc::Model& m = live(env);
+  guard(env, [&] { m.kv().free_seq(static_cast<int32_t>(int_arg(info, 0, "seqId"))); });
+}
+
+Napi::Value ModelWrap::KvStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const hc::KvStatsValue s = live(env).kv().stats();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("blockSize", static_cast<double>(s.block_size));
+  o.Set("totalBlocks", static_cast<double>(s.total_blocks));
+  o.Set("freeBlocks", static_cast<double>(s.free_blocks));
+  o.Set("sequences", static_cast<double>(s.sequences));
+  return o;
+}
+
+}  // namespace hc::addon
+
+namespace {
 
 struct AddonData {
   Napi::FunctionReference model_ctor;
@@ -424,7 +342,6 @@ float float_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (i >= info.Length() || !info[i].IsNumber()) throw Error("invalid_argument", std::string(what) + " must be a number");
   return info[i].As<Napi::Number>().FloatValue();
 }
-bool absent(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
 
 // Every token id in [0, V) (and >= 0 unless negatives are allowed as masks).
 void check_ids(const int32_t* ids, int64_t n, int64_t V, bool allow_negative, const char* what) {

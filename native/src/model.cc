@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <set>
 
+#include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "errors.h"
@@ -27,8 +28,8 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     const Tensor& t = store_.get(name, {out, in});
     used.insert(name);
     Linear l;
-    l.w = t.data;
-    l.dtype = t.dtype;
+    l.w = l.map = t.data;
+    l.dtype = l.map_dtype = t.dtype;
     l.out = out;
     l.in = in;
     if (!bias.empty()) {
@@ -83,6 +84,39 @@ void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
   cpu::matmul(out, in, w.w, w.dtype, w.bias.empty() ? nullptr : w.bias.data(), M, w.out, w.in, *pool_);
 }
 
+void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps) {
+  for (const LoraApp& ap : apps) {
+    const LoraMats& m = ap.a->at(layer, t);
+    if (!m.on()) continue;
+    const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
+    grow(lora_u_, R * r);
+    cpu::sgemm(false, true, R, r, m.in, 1.0f, in + ap.r0 * m.in, m.in, m.A.data(), m.in, 0.0f, lora_u_.data(), r,
+               *pool_);
+    cpu::sgemm(false, true, R, m.out, r, ap.sign * ap.a->scale, lora_u_.data(), r, m.B.data(), r, 1.0f,
+               out + ap.r0 * m.out, m.out, *pool_);
+  }
+}
+
+// Row ranges of each adapter's LoRA in a packed serving batch (runs of sequences on the
+// same adapter coalesced). Rows not on the merged adapter undo its merged delta.
+std::vector<LoraApp> Model::lora_apps(const ForwardBatch& b) {
+  std::vector<LoraApp> apps;
+  const Adapter* merged = merged_.empty() ? nullptr : &adapter(merged_);
+  auto push = [&](const Adapter* a, float sign, int64_t r0, int64_t r1) {
+    if (!a || !a->spec.has_lora) return;
+    if (!apps.empty() && apps.back().a == a && apps.back().sign == sign && apps.back().r1 == r0) apps.back().r1 = r1;
+    else apps.push_back({a, sign, r0, r1});
+  };
+  for (size_t sq = 0, t = 0; sq < b.seq_ids.size(); t += static_cast<size_t>(b.counts[sq++])) {
+    const Adapter* a = b.adapters.empty() || b.adapters[sq].empty() ? nullptr : &adapter(b.adapters[sq]);
+    const int64_t r0 = static_cast<int64_t>(t), r1 = r0 + b.counts[sq];
+    if (a == merged) continue;  // the merged weights already are this adapter
+    push(merged, -1.0f, r0, r1);
+    push(a, 1.0f, r0, r1);
+  }
+  return apps;
+}
+
 void Model::validate(const ForwardBatch& b) const {
   const size_t n = b.seq_ids.size();
   if (n == 0) throw Error("invalid_batch", "forward: empty batch");
@@ -100,6 +134,11 @@ void Model::validate(const ForwardBatch& b) const {
                                       " tokens, more than the model's " + std::to_string(spec_.max_positions) +
                                       " positions");
   }
+  if (!b.adapters.empty() && b.adapters.size() != n)
+    throw Error("invalid_batch", "forward: adapters must hold one entry per sequence");
+  for (const std::string& a : b.adapters)
+    if (!a.empty() && std::none_of(adapters_.begin(), adapters_.end(), [&](auto& p) { return p->name == a; }))
+      throw Error("adapter_unknown", "forward: no adapter named '" + a + "'");
   if (total != static_cast<int64_t>(b.tokens.size()))
     throw Error("invalid_batch", "forward: counts sum to " + std::to_string(total) + " but " +
                                      std::to_string(b.tokens.size()) + " tokens were given");
@@ -121,6 +160,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   ThreadPool& pool = *pool_;
 
+  const std::vector<LoraApp> apps = lora_apps(b);
   KVCache::Reservation res;
   try {
     res = kv_->reserve(b.seq_ids.data(), b.counts.data(), nseq);
@@ -156,6 +196,9 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       linear(q_.data(), xn, w.q, T);
       linear(k_.data(), xn, w.k, T);
       linear(v_.data(), xn, w.v, T);
+      lora_apply(q_.data(), xn, l, kQ, apps);
+      lora_apply(k_.data(), xn, l, kK, apps);
+      lora_apply(v_.data(), xn, l, kV, apps);
       if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
         cpu::rmsnorm_forward(q_.data(), q_.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
         cpu::rmsnorm_forward(k_.data(), k_.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
@@ -178,13 +221,17 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       cpu::attention_forward(att_.data(), q_.data(), spans_.data(), seq_of_.data(), npos_.data(), T, NH, NKV, HD,
                              pool);
       linear(tmp_.data(), att_.data(), w.o, T);
+      lora_apply(tmp_.data(), att_.data(), l, kO, apps);
       cpu::residual_forward(x, x, tmp_.data(), T * C);
       // MLP block
       cpu::rmsnorm_forward(xn, x, w.mlp_norm.data(), T, C, s.eps, pool);
       linear(gate_.data(), xn, w.gate, T);
       linear(up_.data(), xn, w.up, T);
+      lora_apply(gate_.data(), xn, l, kGate, apps);
+      lora_apply(up_.data(), xn, l, kUp, apps);
       cpu::swiglu_forward(gate_.data(), gate_.data(), up_.data(), T * I, pool);
       linear(tmp_.data(), gate_.data(), w.down, T);
+      lora_apply(tmp_.data(), gate_.data(), l, kDown, apps);
       cpu::residual_forward(x, x, tmp_.data(), T * C);
     }
 

@@ -11,6 +11,9 @@
 #include "cpu/ops.h"
 #include "kvcache.h"
 #include "threadpool.h"
+#include "train/adapter.h"
+#include "train/params.h"
+#include "train/tape.h"
 #include "weights.h"
 
 namespace hc {
@@ -33,18 +36,67 @@ struct ModelOptions {
 struct ForwardBatch {
   std::vector<int32_t> seq_ids, tokens, counts;
   bool all_logits = false;
+  std::vector<std::string> adapters;  // per sequence ("" = the base alone); empty = all base
 };
 
+struct TrainBatch {
+  std::vector<int32_t> tokens, counts, targets;
+  std::string adapter;  // "" = the base alone
+  bool values = false, grad = false, checkpoint = false;
+};
+
+struct TrainResult {
+  std::vector<float> logp, values;  // values empty unless asked for
+};
+
+// What a caller of setTrainable chose.
+enum class TrainKind { None, Base, Adapter };
+
 struct Linear {
-  const void* w = nullptr;  // [out, in], in the checkpoint's dtype, inside the mapping
+  const void* w = nullptr;  // [out, in] as the forward reads it: `map` or owned.data()
   DType dtype = DType::F32;
   std::vector<float> bias;  // empty when the layer has none
   int64_t out = 0, in = 0;
+  const void* map = nullptr;  // the checkpoint's tensor inside the mapping
+  DType map_dtype = DType::F32;
+  // fp32 copy the forward reads instead of `map`: full fine-tuning's master weight
+  // (materialised) or a merged adapter's W + s·B·A (merged)
+  std::vector<float> owned;
+  bool materialised = false, merged = false;
 };
 
 struct LayerWeights {
   std::vector<float> attn_norm, mlp_norm, q_norm, k_norm;
   Linear q, k, v, o, gate, up, down;
+  // the linear of Target t (adapter.h's order)
+  Linear& at(int t) {
+    switch (t) {
+      case kQ: return q;
+      case kK: return k;
+      case kV: return v;
+      case kO: return o;
+      case kGate: return gate;
+      case kUp: return up;
+      default: return down;
+    }
+  }
+  const Linear& at(int t) const { return const_cast<LayerWeights*>(this)->at(t); }
+};
+
+// One base tensor by canonical name, wherever it lives.
+struct BaseTensor {
+  std::string name;
+  std::vector<int64_t> shape;
+  Linear* lin = nullptr;            // a linear's weight
+  std::vector<float>* vec = nullptr;  // a norm or bias (always fp32, owned)
+  bool embed = false;
+};
+
+// A LoRA applied to rows [r0, r1) of a packed batch with sign ±1 (−1 undoes a merged adapter).
+struct LoraApp {
+  const Adapter* a;
+  float sign;
+  int64_t r0, r1;
 };
 
 class Model {
@@ -56,9 +108,52 @@ class Model {
   KVCache& kv() { return *kv_; }
   const ModelSpec& spec() const { return spec_; }
 
+  // ---- training (model_train.cc, model_params.cc) ----
+  // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.
+  void train_forward(const TrainBatch& b, TrainResult& out);
+  // Accumulates the trainable set's gradients from dL/dlogp (and dL/dvalue, may be null).
+  void train_backward(const std::vector<float>& dlogp, const std::vector<float>* dvalues);
+  StepResult step(const OptimizerStep& o);
+  void zero_grad() { trainable_.zero_grad(); }
+
+  void add_adapter(const std::string& name, const AdapterSpec& spec);
+  void remove_adapter(const std::string& name);
+  std::vector<std::string> adapter_names() const;
+  void set_trainable(TrainKind kind, const std::string& adapter);
+  std::vector<std::pair<std::string, std::vector<int64_t>>> parameters(const std::string* adapter);
+  std::vector<float> read_parameter(const std::string* adapter, const std::string& name);
+  void write_parameter(const std::string* adapter, const std::string& name, const std::vector<float>& data);
+  const ParamSet& trainable() const { return trainable_; }
+  // Replaces the moments and step count; every trainable tensor must be given, shapes checked.
+  void load_optimizer_state(int64_t step, const std::vector<std::string>& names,
+                            const std::vector<std::vector<float>>& exp_avg,
+                            const std::vector<std::vector<float>>& exp_avg_sq);
+  void merge_adapter(const std::string& name);
+  void unmerge_adapter();
+
  private:
   void validate(const ForwardBatch& b) const;
   void linear(float* out, const float* in, const Linear& w, int64_t M);
+  // out[rows] += sign·s·(in[rows]·Aᵀ)·Bᵀ for each app's rows (no dropout: serving path)
+  void lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps);
+  std::vector<LoraApp> lora_apps(const ForwardBatch& b);
+
+  // training internals (model_train.cc)
+  void train_linear(float* out, const float* in, int64_t layer, int t, int64_t T, LayerTape& tp);
+  void train_linear_backward(float* dx, float beta, const float* dy, const float* x, int64_t layer, int t,
+                             int64_t T, const LayerTape& tp);
+  void layer_forward(int64_t l, const float* x_in, float* x_out, LayerTape& tp);
+  void layer_backward(int64_t l, float* dx, const float* x_in, const LayerTape& tp);
+  void head_logits(float* logits, const float* xf, int64_t r0, int64_t R);
+
+  // parameters (model_params.cc)
+  std::vector<BaseTensor> base_tensors();
+  BaseTensor base_tensor(const std::string& name);
+  Adapter& adapter(const std::string& name);
+  void materialise(Linear& l);
+  void materialise_embed();
+  void drop_tape() { tape_.valid = false; }
+  bool any_merged() const { return !merged_.empty(); }
 
   ModelSpec spec_;
   WeightStore store_;
@@ -74,6 +169,15 @@ class Model {
   std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, cos_, sin_, sel_;
   std::vector<int32_t> pos_, seq_of_, npos_;
   std::vector<cpu::KVSpan> spans_;
+  std::vector<float> lora_u_;
+
+  std::vector<float> embed_owned_;  // fp32 master of the embedding once materialised
+  std::vector<std::unique_ptr<Adapter>> adapters_;
+  std::string merged_;  // the merged adapter's name, "" when none
+  TrainKind train_kind_ = TrainKind::None;
+  std::string train_adapter_;
+  ParamSet trainable_;
+  Tape tape_;
 };
 
 }  // namespace hc

@@ -29,22 +29,47 @@ function get(w: RefWeights, name: string): Float64Array {
   return t;
 }
 
-/** logits[T,V] for every position of `tokens`. */
-export function llamaForwardRef(cfg: RefConfig, w: RefWeights, tokens: readonly number[]): Float64Array {
-  const { C, I, NH, NKV, HD, V, eps } = cfg;
+/**
+ * LoRA as PEFT applies it (no dropout): a targeted linear's output gains
+ * scale · (x·Aᵀ)·Bᵀ, with A [rank,in] and B [out,rank] keyed "L{i}.{target}".
+ */
+export interface RefLora {
+  rank: number;
+  scale: number;
+  A: Map<string, Float64Array>;
+  B: Map<string, Float64Array>;
+}
+
+/** logits[T,V] for every position of `tokens` (with `lora` on its targeted linears, if given). */
+export function llamaForwardRef(cfg: RefConfig, w: RefWeights, tokens: readonly number[], lora: RefLora | null = null): Float64Array {
+  const xn = llamaHiddenRef(cfg, w, tokens, lora);
+  return matmulRef(xn, get(w, cfg.tied ? "embed" : "lm_head"), null, tokens.length, cfg.V, cfg.C);
+}
+
+/** The final-normed hidden state [T,C] the LM head (and a value head) reads. */
+export function llamaHiddenRef(cfg: RefConfig, w: RefWeights, tokens: readonly number[], lora: RefLora | null = null): Float64Array {
+  const { C, I, NH, NKV, HD, eps } = cfg;
   const T = tokens.length;
   let x = new Float64Array(T * C);
   const embed = get(w, "embed");
   tokens.forEach((tok, t) => x.set(embed.subarray(tok * C, tok * C + C), t * C));
   const pos = Array.from({ length: T }, (_, t) => t);
   const add = (a: Float64Array, b: Float64Array) => a.map((v, i) => v + b[i]!);
+  const linear = (x: Float64Array, name: string, bias: Float64Array | null, out: number, inp: number) => {
+    const y = matmulRef(x, get(w, name), bias, T, out, inp);
+    const A = lora?.A.get(name), B = lora?.B.get(name);
+    if (!lora || !A || !B) return y;
+    const u = matmulRef(x, A, null, T, lora.rank, inp);
+    const d = matmulRef(u, B, null, T, out, lora.rank);
+    return y.map((v, i) => v + lora.scale * d[i]!);
+  };
 
   for (let l = 0; l < cfg.L; l++) {
     const p = `L${l}.`;
     const h = rmsnormRef(x, get(w, p + "attn_norm"), T, C, eps);
-    let q = matmulRef(h, get(w, p + "q"), cfg.attentionBias ? get(w, p + "q_bias") : null, T, NH * HD, C);
-    let k = matmulRef(h, get(w, p + "k"), cfg.attentionBias ? get(w, p + "k_bias") : null, T, NKV * HD, C);
-    const v = matmulRef(h, get(w, p + "v"), cfg.attentionBias ? get(w, p + "v_bias") : null, T, NKV * HD, C);
+    let q = linear(h, p + "q", cfg.attentionBias ? get(w, p + "q_bias") : null, NH * HD, C);
+    let k = linear(h, p + "k", cfg.attentionBias ? get(w, p + "k_bias") : null, NKV * HD, C);
+    const v = linear(h, p + "v", cfg.attentionBias ? get(w, p + "v_bias") : null, NKV * HD, C);
     if (cfg.qkNorm) {
       q = rmsnormRef(q, get(w, p + "q_norm"), T * NH, HD, eps);
       k = rmsnormRef(k, get(w, p + "k_norm"), T * NKV, HD, eps);
@@ -52,12 +77,11 @@ export function llamaForwardRef(cfg: RefConfig, w: RefWeights, tokens: readonly 
     q = ropeRef(q, pos, cfg.invFreq, T, NH, HD, cfg.ropeScaling);
     k = ropeRef(k, pos, cfg.invFreq, T, NKV, HD, cfg.ropeScaling);
     const att = attentionRef(q, k, v, T, T, NH, NKV, HD);
-    x = add(x, matmulRef(att, get(w, p + "o"), null, T, C, NH * HD));
+    x = add(x, linear(att, p + "o", null, C, NH * HD));
     const h2 = rmsnormRef(x, get(w, p + "mlp_norm"), T, C, eps);
-    const gate = matmulRef(h2, get(w, p + "gate"), null, T, I, C);
-    const up = matmulRef(h2, get(w, p + "up"), null, T, I, C);
-    x = add(x, matmulRef(swigluRef(gate, up), get(w, p + "down"), null, T, C, I));
+    const gate = linear(h2, p + "gate", null, I, C);
+    const up = linear(h2, p + "up", null, I, C);
+    x = add(x, linear(swigluRef(gate, up), p + "down", null, C, I));
   }
-  const xn = rmsnormRef(x, get(w, "final_norm"), T, C, eps);
-  return matmulRef(xn, get(w, cfg.tied ? "embed" : "lm_head"), null, T, V, C);
+  return rmsnormRef(x, get(w, "final_norm"), T, C, eps);
 }

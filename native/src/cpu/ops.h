@@ -17,7 +17,8 @@ namespace hc::cpu {
 // out[M,C] = inp[M,C] / sqrt(mean(inp²) + eps) * weight[C]   (out may alias inp)
 void rmsnorm_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t C, float eps,
                      ThreadPool& pool);
-// dinp[M,C] = ∂L/∂inp (may alias dout), dweight[C] += ∂L/∂weight; deterministic for any thread count.
+// dinp[M,C] = ∂L/∂inp (may alias dout), dweight[C] += ∂L/∂weight (null: frozen, skipped);
+// deterministic for any thread count.
 void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const float* inp, const float* weight,
                       int64_t M, int64_t C, float eps, ThreadPool& pool);
 

@@ -68,6 +68,7 @@ void rmsnorm_backward(float* dinp, float* dweight, const float* dout, const floa
       }
     }
   });
+  if (!dweight) return;  // frozen weight: only dinp was wanted
   pool.parallel_for(C, 256, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
       float s = 0.0f;

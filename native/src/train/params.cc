@@ -1,0 +1,80 @@
+#include "params.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "../errors.h"
+
+namespace hc {
+
+void ParamSet::clear() {
+  params_.clear();
+  by_data_.clear();
+  step_ = 0;
+}
+
+void ParamSet::add(std::string name, std::vector<int64_t> shape, float* data) {
+  Param p;
+  p.name = std::move(name);
+  p.n = 1;
+  for (int64_t d : shape) p.n *= d;
+  p.shape = std::move(shape);
+  p.data = data;
+  p.grad.assign(static_cast<size_t>(p.n), 0.0f);
+  p.exp_avg.assign(static_cast<size_t>(p.n), 0.0f);
+  p.exp_avg_sq.assign(static_cast<size_t>(p.n), 0.0f);
+  by_data_[data] = params_.size();
+  params_.push_back(std::move(p));
+}
+
+float* ParamSet::grad_for(const void* data) const {
+  auto it = by_data_.find(data);
+  if (it == by_data_.end()) return nullptr;
+  return const_cast<float*>(params_[it->second].grad.data());
+}
+
+Param* ParamSet::find(const std::string& name) {
+  for (Param& p : params_)
+    if (p.name == name) return &p;
+  return nullptr;
+}
+
+void ParamSet::zero_grad() {
+  for (Param& p : params_) std::fill(p.grad.begin(), p.grad.end(), 0.0f);
+}
+
+StepResult ParamSet::step(const OptimizerStep& o, ThreadPool& pool) {
+  if (!(o.lr >= 0) || !(o.beta1 >= 0 && o.beta1 < 1) || !(o.beta2 >= 0 && o.beta2 < 1) || !(o.eps > 0) ||
+      !(o.weight_decay >= 0) || !(o.max_grad_norm >= 0))
+    throw Error("invalid_argument", "step: lr, weightDecay, maxGradNorm >= 0, betas in [0, 1), eps > 0");
+  double sq = 0;
+  for (const Param& p : params_)
+    for (float g : p.grad) sq += static_cast<double>(g) * g;
+  const double norm = std::sqrt(sq);
+  // torch.nn.utils.clip_grad_norm_: coefficient max/(norm+1e-6), only ever shrinking
+  const float clip =
+      o.max_grad_norm > 0 && norm > o.max_grad_norm ? static_cast<float>(o.max_grad_norm / (norm + 1e-6)) : 1.0f;
+  step_++;
+  const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step_));
+  const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step_));
+  const float decay = static_cast<float>(1 - o.lr * o.weight_decay);
+  const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2);
+  const float step_size = static_cast<float>(o.lr / bc1), bc2_sqrt = static_cast<float>(std::sqrt(bc2));
+  const float eps = static_cast<float>(o.eps);
+  for (Param& p : params_) {
+    pool.parallel_for(p.n, 4096, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) {
+        const float g = p.grad[i] * clip;
+        float& m = p.exp_avg[i];
+        float& v = p.exp_avg_sq[i];
+        m = b1 * m + (1 - b1) * g;
+        v = b2 * v + (1 - b2) * g * g;
+        p.data[i] = p.data[i] * decay - step_size * m / (std::sqrt(v) / bc2_sqrt + eps);
+        p.grad[i] = 0.0f;
+      }
+    });
+  }
+  return StepResult{norm, step_};
+}
+
+}  // namespace hc

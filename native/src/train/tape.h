@@ -1,0 +1,39 @@
+// What one grad trainForward keeps for its trainBackward. Each layer's input is kept
+// always; the rest of a layer (LayerTape) is kept for every layer, or — with
+// activation checkpointing — for one layer at a time, recomputed from its input
+// during the backward.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "adapter.h"
+
+namespace hc {
+
+struct LayerTape {
+  std::vector<float> xn1;           // [T,C] attn-normed input
+  std::vector<float> q_raw, k_raw;  // [T,QD],[T,KD] before the Qwen3 q/k norm (only with qk_norm)
+  std::vector<float> q, k, v;       // attention inputs (after norm and RoPE)
+  std::vector<float> att, lse;      // [T,QD] attention output, [T,NH] its logsumexp
+  std::vector<float> x_mid, xn2;    // [T,C] after the attention residual, and mlp-normed
+  std::vector<float> gate, up, h;   // [T,I] pre-activations and swiglu output
+  std::array<std::vector<float>, kTargets> u;     // LoRA x·Aᵀ [T,r] per targeted linear
+  std::array<std::vector<float>, kTargets> mask;  // dropout multipliers [T,in] (dropout > 0 only)
+};
+
+struct Tape {
+  bool valid = false;  // a grad forward ran and no backward has consumed it yet
+  bool checkpoint = false, values = false;
+  std::vector<int32_t> tokens, targets, counts;
+  const Adapter* adapter = nullptr;  // the batch's adapter (its LoRA and value head)
+  bool dropout = false;              // LoRA dropout active in this forward
+  uint64_t counter = 0;              // the adapter's dropout counter for this forward
+  std::vector<float> cos, sin;       // RoPE tables [T, HD/2]
+  std::vector<std::vector<float>> inputs;  // [L] each layer's input [T,C]
+  std::vector<LayerTape> layers;            // [L], or [1] with checkpointing
+  std::vector<float> x_final, xf;           // last layer's output and its final norm [T,C]
+};
+
+}  // namespace hc
