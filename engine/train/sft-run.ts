@@ -230,7 +230,9 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
           await appendFile(log, JSON.stringify({ type: "eval", ...e }) + "\n");
           o.onEpoch?.(e);
           const st: TrainerState = { global_step: e.step, epoch: e.epoch, total_steps: total, rng: { seed: o.seed }, data_hash: hash, settings };
-          o.onCheckpoint?.(await saveCheckpoint(outDir, weights, st));
+          // saved first: `o.onCheckpoint?.(await save…)` would skip the save when no callback is given
+          const dir = await saveCheckpoint(outDir, weights, st);
+          o.onCheckpoint?.(dir);
         },
       },
       state?.epoch ?? 0,
