@@ -22,7 +22,7 @@ const base: Tiny = { C: 24, I: 40, L: 2, NH: 4, NKV: 2, HD: 6, V: 37, dtype: "f3
 const variants: [string, Tiny][] = [
   ["llama gqa tied", base],
   ["llama mha untied, odd sizes", { ...base, C: 21, I: 33, NH: 3, NKV: 3, HD: 8, V: 29, tied: false }],
-  ["qwen2 biases", { ...base, bias: true, NH: 4, NKV: 1, HD: 8, C: 20 }],
+  ["qwen2 biases, bf16 base", { ...base, dtype: "bf16", bias: true, NH: 4, NKV: 1, HD: 8, C: 20 }],
   ["qwen3 qk-norm untied, rope scaling", { ...base, qkNorm: true, tied: false, ropeScaling: 0.9 }],
 ];
 
@@ -215,7 +215,9 @@ describe("native training on tiny random models", () => {
         const accumulated = await grads(m);
         for (const [name, g] of plain) {
           assertClose(ckpt.get(name)!, g, 1e-7, 1e-6, `checkpoint ${name} seed=${seed}`);
-          assertClose(accumulated.get(name)!, g, 2e-6, 1e-4, `micro-batches ${name} seed=${seed}`);
+          // summation order differs (one GEMM over 18 rows vs two): fp32 rounding relative to the tensor's scale
+          const scale = g.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+          assertClose(accumulated.get(name)!, g, 1e-3 * scale + 1e-7, 1e-3, `micro-batches ${name} seed=${seed}`);
         }
         // masked targets: dlogp there changes nothing
         const masked = { ...one, targets: one.targets.map((t, i) => (i % 2 ? -1 : t)) };
@@ -238,6 +240,185 @@ describe("native training on tiny random models", () => {
       for (const [name, g] of plain) assertClose(ckpt.get(name)!, g, 1e-7, 1e-6, `dropout checkpoint ${name} seed=${seed}`);
       const again = await runOn("a", false); // the next forward draws fresh masks
       assert.ok([...again].some(([name, g]) => g.some((v, i) => v !== plain.get(name)![i])), "fresh dropout masks per forward");
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it("AdamW with clipping matches a float64 reference over 3 steps; optimizer state resumes identically", async () => {
+    const b = buildTiny(dir, "adamw", base, rng);
+    const [P, G, Q] = [open(b), open(b), open(b)]; // trained, gradient probe, resumed
+    try {
+      const copyAdapter = (from: NativeModel, to: NativeModel) => {
+        for (const p of from.parameters("a")) to.writeParameter("a", p.name, from.readParameter("a", p.name));
+      };
+      for (const m of [P, G, Q]) m.addAdapter("a", loraSpec(5));
+      randomiseAdapter(P, "a", rng);
+      for (const m of [P, G, Q]) m.setTrainable({ adapter: "a" });
+      const names = P.parameters("a").map((p) => p.name);
+      const w = new Map(names.map((n) => [n, Float64Array.from(P.readParameter("a", n))]));
+      const mom = new Map(names.map((n) => [n, new Float64Array(w.get(n)!.length)]));
+      const sq = new Map(names.map((n) => [n, new Float64Array(w.get(n)!.length)]));
+      let opt: OptimizerStep | null = null;
+      for (let step = 1; step <= 3; step++) {
+        const batch = randomBatch(rng, base.V, [5, 6]);
+        const d = rng.f32(11), dv = rng.f32(11);
+        copyAdapter(P, G); // the probe sees P's current weights, so its gradients are P's
+        await G.trainForward(trainBatch(batch, "a", { values: true }));
+        await G.trainBackward(d, dv);
+        const gp = await grads(G);
+        let ss = 0;
+        for (const t of gp.values()) for (const v of t) ss += v * v;
+        const norm2 = Math.sqrt(ss);
+        opt ??= { lr: 2e-2, beta1: 0.8, beta2: 0.95, eps: 1e-6, weightDecay: 0.1, maxGradNorm: norm2 / 2 };
+        if (step === 3) {  // Q resumes from P's state after two steps
+          copyAdapter(P, Q);
+          Q.loadOptimizerState(P.optimizerState());
+          await Q.trainForward(trainBatch(batch, "a", { values: true }));
+          await Q.trainBackward(d, dv);
+        }
+        await P.trainForward(trainBatch(batch, "a", { values: true }));
+        await P.trainBackward(d, dv);
+        const res = await P.step(opt);
+        assert.equal(res.step, step);
+        assert.ok(Math.abs(res.gradNorm - norm2) <= 1e-5 * norm2, `gradNorm ${res.gradNorm} vs ${norm2}`);
+        const clip = opt.maxGradNorm > 0 && norm2 > opt.maxGradNorm ? opt.maxGradNorm / (norm2 + 1e-6) : 1;
+        const bc1 = 1 - opt.beta1 ** step, bc2 = 1 - opt.beta2 ** step;
+        for (const n of names) {
+          const p = w.get(n)!, m1 = mom.get(n)!, m2 = sq.get(n)!, gt = gp.get(n)!;
+          for (let i = 0; i < p.length; i++) {
+            const gi = gt[i]! * clip;
+            m1[i] = opt.beta1 * m1[i]! + (1 - opt.beta1) * gi;
+            m2[i] = opt.beta2 * m2[i]! + (1 - opt.beta2) * gi * gi;
+            p[i] = p[i]! * (1 - opt.lr * opt.weightDecay) - (opt.lr / bc1) * m1[i]! / (Math.sqrt(m2[i]!) / Math.sqrt(bc2) + opt.eps);
+          }
+          assertClose(P.readParameter("a", n), p, 1e-6, 1e-4, `step ${step} ${n} seed=${seed}`);
+        }
+        if (step === 3) {
+          const rq = await Q.step(opt);
+          assert.equal(rq.step, 3);
+          for (const n of names) assert.deepEqual(Q.readParameter("a", n), P.readParameter("a", n), `resumed ${n}`);
+        }
+      }
+    } finally {
+      for (const m of [P, G, Q]) m.dispose();
+    }
+  });
+
+  it("adapters in the serving forward: B = 0 is the base, mixed batches equal each alone, merge and unmerge", async () => {
+    const b = buildTiny(dir, "serve", { ...base, dtype: "bf16", bias: true }, rng);
+    const m = open(b);
+    let id = 0;
+    const fwd = async (seqs: number[][], adapters: (string | null)[]) => {
+      const ids = seqs.map(() => ++id);
+      const out = await m.forward({ seqIds: i32(ids), tokens: i32(seqs.flat()), counts: i32(seqs.map((q) => q.length)), logits: "all", adapters });
+      ids.forEach((i) => m.freeSeq(i));
+      return out;
+    };
+    try {
+      m.addAdapter("zero", loraSpec(1));
+      m.addAdapter("x", loraSpec(2));
+      m.addAdapter("y", { lora: { rank: 2, alpha: 3, dropout: 0.5, targets: ["k", "o", "down"], seed: 3 }, valueHead: false });
+      randomiseAdapter(m, "x", rng);
+      randomiseAdapter(m, "y", rng);
+      const seqs = [5, 3, 6].map((n) => Array.from({ length: n }, () => rng.int(base.V)));
+      const baseAlone = await fwd([seqs[1]!], [null]);
+      assert.deepEqual(await fwd([seqs[1]!], ["zero"]), baseAlone, "B = 0 leaves the base's logits bit for bit");
+      const xRef = llamaForwardRef(b.ref, b.weights, seqs[0]!, refAdapter(m, "x", 3, 5 / 3).lora);
+      const alone = [await fwd([seqs[0]!], ["x"]), baseAlone, await fwd([seqs[2]!], ["y"])];
+      assertClose(alone[0]!, xRef, 1e-4, 1e-3, `adapter x vs float64 reference seed=${seed}`);
+      const V = base.V;
+      const checkMixed = (mixed: Float32Array, atol: number, what: string) => {
+        let r = 0;
+        seqs.forEach((q, s) => {
+          assertClose(mixed.subarray(r * V, (r + q.length) * V), alone[s]!, atol, atol, `${what} sequence ${s} seed=${seed}`);
+          r += q.length;
+        });
+      };
+      checkMixed(await fwd(seqs, ["x", null, "y"]), 1e-5, "mixed batch");
+      m.mergeAdapter("x");
+      checkMixed(await fwd(seqs, ["x", null, "y"]), 1e-4, "merged x");
+      await assert.rejects(m.trainForward(trainBatch(randomBatch(rng, V, [3]), null)), hasCode("adapter_merged"));
+      assert.throws(() => m.mergeAdapter("y"), hasCode("adapter_merged"));
+      m.unmergeAdapter();
+      assert.deepEqual(await fwd([seqs[1]!], [null]), baseAlone, "unmerged: the base bit for bit");
+    } finally {
+      m.dispose();
+    }
+  });
+
+  it("full fine-tuning: after a step the serving forward runs the trained weights", async () => {
+    for (const cfg of [base, { ...base, tied: false, dtype: "bf16" as const, qkNorm: true }]) {
+      const b = buildTiny(dir, `fullft_${cfg.tied}`, cfg, rng);
+      const m = open(b);
+      try {
+        m.setTrainable({ base: true });
+        const batch = randomBatch(rng, cfg.V, [7]);
+        await m.trainForward(trainBatch(batch, null));
+        await m.trainBackward(rng.f32(7), null);
+        await m.step({ lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, maxGradNorm: 1 });
+        const trained: RefWeights = new Map(m.parameters(null).map((p) => [p.name, Float64Array.from(m.readParameter(null, p.name))]));
+        assert.notDeepEqual(trained.get("L0.q"), b.weights.get("L0.q"));
+        const toks = batch.tokens;
+        const got = await m.forward({ seqIds: i32([1]), tokens: i32(toks), counts: i32([toks.length]), logits: "all" });
+        assertClose(got, llamaForwardRef(b.ref, trained, toks), 1e-4, 1e-3, `trained logits tied=${cfg.tied} seed=${seed}`);
+        assert.throws(() => m.mergeAdapter("nope"), hasCode("adapter_unknown"));
+        m.addAdapter("l", loraSpec(1));
+        assert.throws(() => m.mergeAdapter("l"), hasCode("merge_unsupported"));
+      } finally {
+        m.dispose();
+      }
+    }
+  });
+
+  it("reports each misuse with a stable code", async () => {
+    const b = buildTiny(dir, "errors", base, rng);
+    const m = open(b);
+    try {
+      const batch = randomBatch(rng, base.V, [4]);
+      assert.throws(() => m.addAdapter("bad", { lora: { rank: 0, alpha: 1, dropout: 0, targets: ["q"], seed: 0 }, valueHead: false }), hasCode("invalid_adapter"));
+      assert.throws(() => m.addAdapter("bad", { lora: { rank: 2, alpha: 1, dropout: 1, targets: ["q"], seed: 0 }, valueHead: false }), hasCode("invalid_adapter"));
+      assert.throws(() => m.addAdapter("bad", { lora: { rank: 2, alpha: 1, dropout: 0, targets: ["q_proj" as "q"], seed: 0 }, valueHead: false }), hasCode("invalid_adapter"));
+      m.addAdapter("a", { lora: null, valueHead: true });
+      assert.throws(() => m.addAdapter("a", loraSpec(1)), hasCode("adapter_exists"));
+      assert.deepEqual(m.adapters(), ["a"]);
+      assert.throws(() => m.removeAdapter("nope"), hasCode("adapter_unknown"));
+      assert.throws(() => m.setTrainable({ adapter: "nope" }), hasCode("adapter_unknown"));
+      await assert.rejects(m.forward({ seqIds: i32([1]), tokens: i32([1]), counts: i32([1]), logits: "last", adapters: ["nope"] }), hasCode("adapter_unknown"));
+      await assert.rejects(m.step(PROBE), hasCode("nothing_trainable"));
+      await assert.rejects(m.trainBackward(new Float32Array(4), null), hasCode("no_forward"));
+      await m.trainForward(trainBatch(batch, null, { grad: false }));
+      await assert.rejects(m.trainBackward(new Float32Array(4), null), hasCode("no_forward"));
+      await m.trainForward(trainBatch(batch, null));
+      await m.trainBackward(new Float32Array(4), null);
+      await assert.rejects(m.trainBackward(new Float32Array(4), null), hasCode("no_forward"));
+      await assert.rejects(m.trainForward(trainBatch(batch, null, { values: true })), hasCode("no_value_head"));
+      await assert.rejects(m.trainForward(trainBatch(batch, "nope")), hasCode("adapter_unknown"));
+      await assert.rejects(m.trainForward({ ...trainBatch(batch, null), targets: i32([1]) }), hasCode("invalid_batch"));
+      assert.throws(() => m.readParameter("a", "L0.q.lora_A"), hasCode("parameter_unknown"));
+      assert.throws(() => m.readParameter(null, "L9.q"), hasCode("parameter_unknown"));
+      assert.throws(() => m.writeParameter("a", "value_head", new Float32Array(3)), hasCode("shape_mismatch"));
+      assert.throws(() => m.writeParameter(null, "L0.q", new Float32Array(3)), hasCode("shape_mismatch"));
+      m.setTrainable({ adapter: "a" });
+      assert.throws(() => m.loadOptimizerState({ step: 1, tensors: [{ name: "L0.q", expAvg: new Float32Array(1), expAvgSq: new Float32Array(1) }] }), hasCode("parameter_unknown"));
+      assert.throws(() => m.loadOptimizerState({ step: 1, tensors: [{ name: "value_head", expAvg: new Float32Array(1), expAvgSq: new Float32Array(1) }] }), hasCode("shape_mismatch"));
+      const pending = m.trainForward(trainBatch(batch, "a", { values: true }));
+      await assert.rejects(m.trainForward(trainBatch(batch, null)), hasCode("busy"));
+      assert.throws(() => m.addAdapter("b", loraSpec(1)), hasCode("busy"));
+      await assert.rejects(m.step(PROBE), hasCode("busy"));
+      await pending;
+      await assert.rejects(m.trainBackward(new Float32Array(4), new Float32Array(3)), hasCode("invalid_argument"));
+      assert.throws(() => m.addAdapter("none", { lora: null, valueHead: false }), hasCode("invalid_adapter"));
+      m.addAdapter("l", loraSpec(2));
+      m.setTrainable({ adapter: "l" });
+      assert.throws(() => m.mergeAdapter("l"), hasCode("adapter_trainable"));
+      assert.throws(() => m.mergeAdapter("a"), hasCode("invalid_adapter"));
+      const long = randomBatch(rng, base.V, [33]);
+      await assert.rejects(m.trainForward(trainBatch(long, null)), hasCode("context_full"));
+      m.removeAdapter("l");
+      m.removeAdapter("a");
+      assert.deepEqual(m.adapters(), []);
+      await assert.rejects(m.step(PROBE), hasCode("nothing_trainable"));
     } finally {
       m.dispose();
     }

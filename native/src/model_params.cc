@@ -2,6 +2,7 @@
 // name, adapters and their tensors, the trainable set, optimizer state, and merging an
 // adapter into fp32 copies of the base linears.
 #include <algorithm>
+#include <set>
 
 #include "cpu/gemm.h"
 #include "cpu/ops.h"
@@ -204,7 +205,10 @@ void Model::load_optimizer_state(int64_t step, const std::vector<std::string>& n
   if (names.size() != trainable_.params().size())
     throw Error("parameter_unknown", "loadOptimizerState: the state holds " + std::to_string(names.size()) +
                                          " tensors, the trainable set " + std::to_string(trainable_.params().size()));
+  std::set<std::string> seen;
   for (size_t i = 0; i < names.size(); i++) {  // check everything before changing anything
+    if (!seen.insert(names[i]).second)
+      throw Error("invalid_argument", "loadOptimizerState: '" + names[i] + "' appears twice");
     Param* p = trainable_.find(names[i]);
     if (!p) throw Error("parameter_unknown", "loadOptimizerState: '" + names[i] + "' is not trainable");
     if (static_cast<int64_t>(m[i].size()) != p->n || static_cast<int64_t>(v[i].size()) != p->n)

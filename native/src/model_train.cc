@@ -140,7 +140,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
     if (b.targets[i] >= s.V || b.targets[i] < -1)
       throw Error("invalid_batch", "trainForward: target " + std::to_string(b.targets[i]) + " outside the vocabulary");
   }
-  const Adapter* a = b.adapter.empty() ? nullptr : &adapter(b.adapter);
+  Adapter* a = b.adapter.empty() ? nullptr : &adapter(b.adapter);
   if (b.values && (!a || a->value_head.empty()))
     throw Error("no_value_head", "trainForward: values asked for, but the batch's adapter has no value head");
   if (any_merged())
@@ -165,7 +165,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
   tape_.counts = b.counts;
   tape_.adapter = a;
   tape_.dropout = b.grad && a && a->spec.has_lora && a->spec.lora.dropout > 0;
-  if (tape_.dropout) tape_.counter = const_cast<Adapter*>(a)->forwards++;
+  if (tape_.dropout) tape_.counter = a->forwards++;
   std::vector<int32_t> pos(static_cast<size_t>(T));
   for (int64_t sq = 0, t = 0; sq < static_cast<int64_t>(b.counts.size()); sq++)
     for (int32_t i = 0; i < b.counts[sq]; i++) pos[t++] = i;
