@@ -13,7 +13,7 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
-import { TrainingInterrupted } from "../engine/train/sft.js";
+import { TrainingInterrupted, type StepEvent } from "../engine/train/sft.js";
 import { storiesDir, repoRoot } from "./test-model.js";
 import { greedyText, HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
 
@@ -50,17 +50,7 @@ function opts(out: string, o: Partial<SftRunOptions> = {}): SftRunOptions {
   };
 }
 
-interface LogLine {
-  type: string;
-  step: number;
-  epoch: number;
-  loss: number;
-  lr: number;
-  grad_norm: number;
-  tokens: number;
-  tokens_per_s: number;
-  elapsed_s: number;
-}
+type LogLine = StepEvent & { type: "step" | "eval" };
 const readLog = (out: string): LogLine[] => readFileSync(join(out, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as LogLine);
 
 test("the base model names the girl Lily, not the new name", () => {
@@ -126,6 +116,19 @@ test("full fine-tuning writes an HF checkpoint that loadModel serves with the ne
   } finally {
     tuned.dispose();
   }
+});
+
+test("chat-format data with a validation file: validation loss reported each epoch, and it falls", async () => {
+  const chat = join(tmp, "names-chat.jsonl");
+  const lines = readFileSync(data, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; completion: string });
+  writeFileSync(chat, lines.map((l) => JSON.stringify({ messages: [{ role: "user", content: l.prompt }, { role: "assistant", content: l.completion }] })).join("\n"));
+  const out = join(tmp, "chat");
+  const epochs: (number | null)[] = [];
+  await runSftFromFiles(opts(out, { dataFile: chat, validationFile: chat, epochs: 2, batchSize: 4, onEpoch: (e) => epochs.push(e.val_loss) }));
+  assert.equal(epochs.length, 2);
+  assert.ok(epochs[0]! > 0 && epochs[1]! < epochs[0]!, JSON.stringify(epochs));
+  const evals = readLog(out).filter((l) => l.type === "eval") as unknown as { val_loss: number }[];
+  assert.deepEqual(evals.map((e) => e.val_loss), epochs);
 });
 
 describe("--resume", () => {
