@@ -5,7 +5,8 @@
 // --resume ends with the same weights as an uninterrupted one; the CLI as a child process.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -178,6 +179,28 @@ describe("hybridchat train sft (child process)", () => {
     assert.equal(readLog(out).filter((l) => l.type === "step").length, 4);
     const cfg = JSON.parse(readFileSync(join(out, "adapter_config.json"), "utf8"));
     assert.deepEqual([cfg.r, cfg.lora_alpha, cfg.target_modules], [4, 8, ["q_proj", "v_proj"]]);
+  });
+
+  test("SIGINT stops at a step boundary (exit 130, says --resume); --resume then finishes the run", async () => {
+    const out = join(tmp, "cli-int");
+    const args = ["--model", storiesDir, "--data", data, "--out", out, "--epochs", "25", "--batch-size", "1", "--lora-rank", "2", "--target-modules", "q", "--threads", "1"];
+    const child = spawn(process.execPath, [CLI, "train", "sft", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      stdout += c;
+      if (stdout.includes("checkpoint ")) child.kill("SIGINT");
+    });
+    child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 130, stdout + stderr);
+    assert.match(stderr, /training interrupted after step \d+; continue from the last checkpoint with the same command and --resume/);
+    assert.ok(!existsSync(join(out, "adapter_config.json")));
+    const r = run([...args, "--resume", "--epochs", "25"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /resuming from .*checkpoint-\d+ \(step \d+\)/);
+    assert.ok(existsSync(join(out, "adapter_config.json")));
+    assert.deepEqual(readLog(out).filter((l) => l.type === "step").map((l) => l.step), Array.from({ length: 25 * 32 }, (_, i) => i + 1));
   });
 
   test("bad data: every bad line listed, exit 1, nothing written", () => {

@@ -3,7 +3,7 @@
 // train, log every step to <out>/train_log.jsonl, checkpoint every epoch, save the result.
 // The CLI adds argument parsing and a progress bar; tests call this directly.
 import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { appendFile, mkdir, writeFile } from "node:fs/promises";
+import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { AdapterSpec, LinearName } from "../../native/index.js";
 import { loadModel, type LoadedModel } from "../model.js";
@@ -197,6 +197,8 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       startStep: state?.global_step ?? 0,
     };
     await mkdir(outDir, { recursive: true });
+    // checkpoints a killed run was still writing (complete ones have been renamed)
+    for (const f of readdirSync(outDir)) if (/^checkpoint-\d+\.tmp-\d+$/.test(f)) await rm(join(outDir, f), { recursive: true, force: true });
     const log = join(outDir, TRAIN_LOG);
     if (state) await trimLog(log, state.global_step, state.epoch);
     else await writeFile(log, "");
