@@ -168,12 +168,17 @@ function parsePeftConfig(raw: JsonObject, file: string): LoraSpec {
   return { rank: r as number, alpha, dropout: dropout as number, targets, seed: 0 };
 }
 
+/** An adapter directory read and validated: its spec and the native parameters to write. */
+export interface PeftAdapterData {
+  spec: AdapterSpec;
+  params: { param: string; data: Float32Array }[];
+}
+
 /**
- * Loads a PEFT adapter directory onto `model` as adapter `name`. Everything is validated
- * (config keys, every tensor's name and shape against the model's config) before the adapter
- * is added; a failure names the file and tensor and leaves the model unchanged.
+ * Reads a PEFT adapter directory and validates everything (config keys, every tensor's name
+ * and shape against the model's config); errors name the file and tensor.
  */
-export async function loadPeftAdapter(model: NativeModel, config: ModelConfig, name: string, dir: string): Promise<AdapterSpec> {
+export function readPeftAdapter(config: ModelConfig, dir: string): PeftAdapterData {
   const cfgFile = join(dir, ADAPTER_CONFIG);
   const weightsFile = join(dir, ADAPTER_WEIGHTS);
   const vhFile = join(dir, VALUE_HEAD_WEIGHTS);
@@ -226,14 +231,30 @@ export async function loadPeftAdapter(model: NativeModel, config: ModelConfig, n
       throw new ModelLoadError(`shape mismatch for tensor "${VALUE_HEAD_NAME}" in ${vhFile}: expected [1, ${config.hiddenSize}], found [${t.shape.join(", ")}]`, "shape_mismatch");
     writes.push({ param: "value_head", data: t.data });
   }
-  const spec: AdapterSpec = { lora, valueHead: hasVh };
+  return { spec: { lora, valueHead: hasVh }, params: writes };
+}
+
+/**
+ * Adds adapter `name` with `data`'s spec (or `spec`, same shapes) and writes its parameters;
+ * on failure the adapter is removed again.
+ */
+export function addAdapterWithData(model: NativeModel, name: string, data: PeftAdapterData, spec: AdapterSpec = data.spec): void {
   addAdapter(model, name, spec);
   try {
-    for (const w of writes) model.writeParameter(name, w.param, w.data);
+    for (const w of data.params) model.writeParameter(name, w.param, w.data);
   } catch (e) {
     model.removeAdapter(name);
     specs.get(model)?.delete(name);
     throw e;
   }
-  return spec;
+}
+
+/**
+ * Loads a PEFT adapter directory onto `model` as adapter `name`. Everything is validated
+ * before the adapter is added (readPeftAdapter); a failure leaves the model unchanged.
+ */
+export async function loadPeftAdapter(model: NativeModel, config: ModelConfig, name: string, dir: string): Promise<AdapterSpec> {
+  const data = readPeftAdapter(config, dir);
+  addAdapterWithData(model, name, data);
+  return data.spec;
 }

@@ -12,7 +12,7 @@ import type { ModelConfig } from "../types.js";
 import { ModelLoadError } from "../load-errors.js";
 import { readJsonFile } from "../json-file.js";
 import { canonicalName } from "../weights.js";
-import { loadPeftAdapter, savePeftAdapter } from "../peft.js";
+import { addAdapterWithData, readPeftAdapter, savePeftAdapter } from "../peft.js";
 import { writeHfCheckpoint } from "../hf-checkpoint-writer.js";
 import { readF32Tensors, writeF32Tensors, type F32Tensor } from "../safetensors-writer.js";
 import { writeJsonAtomic } from "../init-checkpoint.js";
@@ -144,19 +144,25 @@ export function settingsMismatch(saved: RunSettings, now: RunSettings): string[]
 }
 
 /**
- * Restores the trained weights and optimizer state of a checkpoint. For an adapter run the
- * adapter must not exist yet (it is loaded from the checkpoint as `adapterName`); the caller
- * then calls setTrainable before this restores the optimizer state.
+ * Restores the trained weights of a checkpoint. For an adapter run the adapter must not exist
+ * yet: it is added with the run's own `spec` (its seed drives LoRA dropout; PEFT files do not
+ * keep it) after the checkpoint's files are validated against that spec's shapes.
  */
-export async function restoreWeights(dir: string, model: NativeModel, config: ModelConfig, adapterName: string | null): Promise<AdapterSpec | null> {
-  if (adapterName !== null) return loadPeftAdapter(model, config, adapterName, dir);
+export function restoreWeights(dir: string, model: NativeModel, config: ModelConfig, adapter: { name: string; spec: AdapterSpec } | null): void {
+  if (adapter !== null) {
+    const data = readPeftAdapter(config, dir);
+    const a = data.spec.lora, b = adapter.spec.lora;
+    if (!a || !b || a.rank !== b.rank || a.alpha !== b.alpha || a.targets.join() !== b.targets.join())
+      throw new ModelLoadError(`${dir}: the adapter saved there does not match this run's LoRA settings`, "shape_mismatch");
+    addAdapterWithData(model, adapter.name, data, adapter.spec);
+    return;
+  }
   const file = join(dir, "model.safetensors");
   for (const [hf, t] of readF32Tensors(file).tensors) {
     const canon = canonicalName(hf);
     if (canon === null) throw new ModelLoadError(`unexpected tensor "${hf}" in ${file}`, "unexpected_tensor");
     model.writeParameter(null, canon, t.data);
   }
-  return null;
 }
 
 export function restoreOptimizer(dir: string, model: NativeModel): void {

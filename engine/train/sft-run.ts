@@ -175,13 +175,13 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
         lora: { rank: o.loraRank, alpha: settings.loraAlpha, dropout: settings.loraDropout, targets: [...o.targets], seed: o.seed },
         valueHead: false,
       };
-      if (resumeDir) await restoreWeights(resumeDir, lm.native, lm.config, ADAPTER);
-      else addAdapter(lm.native, ADAPTER, spec);
       adapter = { name: ADAPTER, spec };
+      if (resumeDir) restoreWeights(resumeDir, lm.native, lm.config, adapter);
+      else addAdapter(lm.native, ADAPTER, spec);
       lm.native.setTrainable({ adapter: ADAPTER });
     } else {
       lm.native.setTrainable({ base: true });
-      if (resumeDir) await restoreWeights(resumeDir, lm.native, lm.config, null);
+      if (resumeDir) restoreWeights(resumeDir, lm.native, lm.config, null);
     }
     if (resumeDir) restoreOptimizer(resumeDir, lm.native);
 
