@@ -136,6 +136,7 @@ async function sftCommand(argv: string[]): Promise<void> {
         if (i.stats.truncated > 0) say(`warning: ${i.stats.truncated} examples were longer than ${s.maxLength} tokens and were truncated (--max-length)`);
         if (i.stats.dropped > 0) say(`warning: ${i.stats.dropped} examples had nothing left to learn after truncation and were skipped`);
         if (i.resumedFrom) say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
+        else if (values.resume) say(`no checkpoint in ${values.out} yet: starting from the beginning`);
         // cli-progress draws nothing without a terminal: plain lines (above) are the output then
         if (process.stderr.isTTY) bar = bars.create(i.totalSteps, i.startStep, { epoch: "-", loss: "-", tps: "-" });
       },
