@@ -33,3 +33,19 @@ export function toF16(v: number): number {
   if (rem > 0x1000 || (rem === 0x1000 && (h & 1))) h++;
   return sign | h;
 }
+
+/** bf16 bit pattern -> float32 value (exact). */
+export function fromBf16(h: number): number {
+  u32[0] = (h & 0xffff) << 16;
+  return f32[0];
+}
+
+/** f16 bit pattern -> float32 value (exact, subnormals included). */
+export function fromF16(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 31) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}

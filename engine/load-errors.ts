@@ -8,7 +8,8 @@ export type ModelLoadErrorCode =
   | "missing_tensor"
   | "unexpected_tensor"
   | "shape_mismatch"
-  | "bad_safetensors";
+  | "bad_safetensors"
+  | "unsupported_adapter";
 
 export class ModelLoadError extends Error {
   constructor(

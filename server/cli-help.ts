@@ -7,12 +7,14 @@ export const HELP = `Usage: hybridchat <command> [options]
 Commands:
   serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
   init    write a randomly initialised Hugging Face checkpoint
+  train   fine-tune a model (train sft: supervised fine-tuning from JSONL)
 
 Run \`hybridchat <command> --help\` for a command's options.
 
 Examples:
   hybridchat serve --model ../shared/models/stories260K
   hybridchat init --preset tiny --out /tmp/tiny
+  hybridchat train sft --model ../shared/models/stories260K --data train.jsonl --out ./my-adapter
 `;
 
 export const SERVE_HELP = `Usage: hybridchat serve [options]
@@ -61,3 +63,55 @@ Examples:
   hybridchat init --config ./llama-110m.json --out ./llama-110m --dtype bf16 --seed 7
 `;
 
+
+export const TRAIN_HELP = `Usage: hybridchat train <method> [options]
+
+Methods:
+  sft     supervised fine-tuning on chat or prompt/completion examples (JSONL)
+
+Run \`hybridchat train sft --help\` for its options.
+`;
+
+export const TRAIN_SFT_HELP = `Usage: hybridchat train sft --model DIR --data FILE.jsonl --out DIR [options]
+
+Fine-tunes a checkpoint on examples in OpenAI's fine-tuning formats, one JSON object a line:
+  {"messages":[{"role":"system","content":"…"},{"role":"user","content":"…"},{"role":"assistant","content":"…"}]}
+      the chat template is applied; the loss covers assistant messages only
+      (an assistant message with "weight": 0 is context, not learned)
+  {"prompt":"…","completion":"…"}
+      the texts are joined; the loss covers the completion (and a final end-of-sequence token)
+Every bad line is reported with its number before anything is trained.
+
+Writes into --out: a LoRA adapter in Hugging Face PEFT's layout (adapter_config.json,
+adapter_model.safetensors), or with --lora-rank 0 a full Hugging Face checkpoint; the log
+train_log.jsonl (one line per step: loss, lr, grad_norm, tokens/s); and checkpoint-<step>/
+after every epoch, which --resume continues from.
+
+Options:
+  --model DIR            checkpoint directory to fine-tune (required)
+  --data FILE.jsonl      training examples (required)
+  --out DIR              output directory (required; must not hold another run unless --resume)
+  --validation FILE      examples whose loss is reported after every epoch
+  --lora-rank R          LoRA rank; 0 = full fine-tuning of every weight (default 8)
+  --lora-alpha A         LoRA scale numerator: updates are scaled by A/R (default 2 × R)
+  --lora-dropout P       dropout on the LoRA input while training (default 0)
+  --target-modules LIST  layers LoRA adapts: q,k,v,o,gate,up,down or all (default all)
+  --epochs N|auto        passes over the data (default auto: 3, more for small data sets so
+                         at least ~100 examples are seen, at most 25; fewer for large ones)
+  --lr X                 peak learning rate (default 2e-3 with LoRA, 1e-4 for full fine-tuning)
+  --schedule S           constant | linear | cosine learning-rate decay (default linear)
+  --warmup-steps N       linear warm-up steps (default 3 % of all steps)
+  --batch-size B|auto    sequences per optimizer step (default auto: ~0.2 % of the examples, at least 1)
+  --max-length N         longer examples are truncated (default: the model's context)
+  --seed S               data order and LoRA initialisation (default 0)
+  --resume               continue from the last checkpoint in --out (same options and data)
+  --threads N            compute threads (default: all ${availableParallelism()} cores)
+  -h, --help             this help
+
+Examples:
+  hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-adapter
+  hybridchat train sft --model ./my-llama --data chat.jsonl --validation val.jsonl --out ./chat-lora \\
+      --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3
+  hybridchat train sft --model ./my-llama --data chat.jsonl --out ./my-llama-sft --lora-rank 0
+  hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-lora --resume
+`;
