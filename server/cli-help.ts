@@ -28,6 +28,8 @@ Options:
   --host HOST               address to bind (default 127.0.0.1)
   --port N                  port (default 8000; 0 picks a free one)
   --served-model-name NAME  the id clients send as "model" (default: the directory's name)
+  --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
+                            model id NAME, on the same base weights; repeatable
   --threads N               compute threads (default: all ${availableParallelism()} cores)
   --max-batch N             most sequences decoded together (default 8)
   --max-queue N             most requests waiting before 429 (default 64)
@@ -41,6 +43,7 @@ Examples:
   hybridchat serve
   hybridchat serve --model ../shared/models/stories260K --port 8080
   hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
+  hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
 `;
 
 export const INIT_HELP = `Usage: hybridchat init (--config FILE.json | --preset NAME) --out DIR [options]

@@ -9,6 +9,16 @@ import { createServer } from "./server.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
+/** `--adapter NAME=DIR`: a PEFT adapter directory served as model id NAME. */
+function adapterOption(spec: string, c: string): { name: string; dir: string } {
+  const eq = spec.indexOf("=");
+  const name = eq > 0 ? spec.slice(0, eq) : "";
+  const dir = eq > 0 ? resolve(spec.slice(eq + 1)) : "";
+  if (!name || !dir) throw new UsageError(`--adapter ${spec}: expected NAME=DIR (the model id to serve it as, then a PEFT adapter directory)`, c);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--adapter ${spec}: no such directory ${dir}`, c);
+  return { name, dir };
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -19,6 +29,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       host: { type: "string", default: "127.0.0.1" },
       port: { type: "string", default: "8000" },
       "served-model-name": { type: "string" },
+      adapter: { type: "string", multiple: true },
       threads: { type: "string" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
@@ -39,11 +50,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (!existsSync(dir) || !statSync(dir).isDirectory())
       throw new UsageError(`--model ${values.model}: no such directory (give a Hugging Face checkpoint directory, or leave --model out for the built-in demo model)`, c);
   }
+  const adapters = (values.adapter ?? []).map((spec) => adapterOption(spec, c));
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
   const port = intOption(values.port, "port", c, 0, 65535)!;
   const server = createServer({
     model: values.model === undefined ? undefined : resolve(values.model),
     servedModelName: values["served-model-name"],
+    adapters,
     threads: intOption(values.threads, "threads", c, 1, 1024),
     maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
@@ -97,7 +110,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (s.status === "ready") {
     const m = s.serving;
     process.stderr.write(
-      `hybridchat: ready: serving "${m.servedModelName}"${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
+      `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
         ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads\n` +
         `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
         `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,

@@ -6,6 +6,7 @@ import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { ensureBuiltinModel } from "../engine/builtin.js";
 import { Engine } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
+import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./app.js";
 
 export interface ServerOptions {
@@ -13,6 +14,8 @@ export interface ServerOptions {
   model?: string;
   /** the id clients send as `model`; default: the directory's base name */
   servedModelName?: string;
+  /** PEFT LoRA adapters loaded onto the base at start, each served as model id `name` */
+  adapters?: { name: string; dir: string }[];
   /** compute threads; default: all cores */
   threads?: number;
   /** most sequences decoded together; default 8 */
@@ -58,6 +61,12 @@ export class HybridchatServer {
     const builtin = o.model === undefined;
     const dir = builtin ? await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()) : o.model!;
     const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), maxContext: o.maxContext });
+    try {
+      for (const a of o.adapters ?? []) await loadPeftAdapter(model.native, model.config, a.name, a.dir);
+    } catch (e) {
+      model.dispose();
+      throw e;
+    }
     if (this.#closing) {
       model.dispose();
       return;
@@ -70,7 +79,13 @@ export class HybridchatServer {
     });
     this.model = model;
     this.engine = engine;
-    attachModel(this.app, engine, model, o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : undefined));
+    attachModel(
+      this.app,
+      engine,
+      model,
+      o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : undefined),
+      (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir })),
+    );
   }
 
   /** Opens the port (the model may still be loading); resolves with the base URL. */

@@ -104,6 +104,12 @@ describe("hybridchat serve", () => {
     const unknown = run(["serve", "--modle", "x"]);
     assert.equal(unknown.status, 2);
     assert.match(unknown.stderr, /--modle/);
+    const adapterSpec = run(["serve", "--adapter", "no-equals-sign"]);
+    assert.equal(adapterSpec.status, 2);
+    assert.match(adapterSpec.stderr, /--adapter no-equals-sign: expected NAME=DIR/);
+    const adapterDir = run(["serve", "--adapter", `a=${join(tmpdir(), "hybridchat-no-adapter-here")}`]);
+    assert.equal(adapterDir.status, 2);
+    assert.match(adapterDir.stderr, /--adapter a=.*no such directory/);
     const cmd = run(["serv"]);
     assert.equal(cmd.status, 2);
     assert.match(cmd.stderr, /unknown command "serv"/);
