@@ -3,7 +3,8 @@
 # which are compiled with AVX2/FMA/F16C flags into their own static library and
 # chosen at run time (__builtin_cpu_supports), so the addon runs on any x86-64.
 # Where nvcc exists (tools/find-nvcc.sh), src/cuda/*.cu become build/Release/
-# libhybridchat_cuda.so (cudart static), which the addon dlopens at run time; without
+# libhybridchat_cuda.so (one translation unit, tools/nvcc-unity.sh; cudart static),
+# which the addon dlopens at run time; without
 # nvcc the build is CPU only and the addon reports cuda as not built.
 {
   "variables": {
@@ -49,7 +50,7 @@
               "inputs": ["<!@(find src/cuda -name '*.cu' -o -name '*.cuh' -o -name '*.h' | sort)"],
               "outputs": ["<(PRODUCT_DIR)/libhybridchat_cuda.so"],
               "action": [
-                "<(nvcc)", "-shared", "-std=c++17", "-O3", "--threads", "0",
+                "sh", "tools/nvcc-unity.sh", "<(nvcc)", "-shared", "-std=c++17", "-O3", "--threads", "0",
                 "-gencode", "arch=compute_80,code=sm_80",
                 "-gencode", "arch=compute_90,code=sm_90",
                 "-gencode", "arch=compute_90,code=compute_90",

@@ -1,4 +1,6 @@
 // Devices and the per-thread last error of the C API.
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <cstring>
 
@@ -28,7 +30,16 @@ const char* hc_cuda_last_error_message(void) { return hc::cuda::last_message; }
 
 int hc_cuda_device_count(int* count) {
   *count = 0;
-  return entry([&] { HC_CUDA_CHECK(cudaGetDeviceCount(count)); });
+  return entry([&] {
+    const cudaError_t e = cudaGetDeviceCount(count);
+    // cudart says "driver version is insufficient" also when there is no driver at all
+    if (e == cudaErrorInsufficientDriver && !dlopen("libcuda.so.1", RTLD_LAZY | RTLD_NOLOAD) &&
+        !dlopen("libcuda.so.1", RTLD_LAZY)) {
+      cudaGetLastError();
+      throw hc::cuda::Failure("cuda_unavailable", "no CUDA driver on this machine (libcuda.so.1 cannot be loaded)");
+    }
+    HC_CUDA_CHECK(e);
+  });
 }
 
 int hc_cuda_device_name(int device, char* name, size_t len) {
