@@ -56,7 +56,7 @@
                 "-gencode", "arch=compute_90,code=compute_90",
                 "-cudart", "static",
                 "-Xcompiler", "-fPIC,-fvisibility=hidden",
-                "-Xlinker", "--exclude-libs,ALL",
+                "-Xlinker", "--exclude-libs,ALL", "-Xlinker", "--no-undefined",
                 "-o", "<@(_outputs)",
                 "<!@(find src/cuda -name '*.cu' | sort)"
               ]

@@ -35,24 +35,24 @@ void from_f32(uint16_t* out, const float* src, int dtype, int64_t n, cudaStream_
   HC_CUDA_LAUNCHED("from_f32_kernel");
 }
 
-}  // namespace hc::cuda
-
-extern "C" int hc_cuda_to_f32(float* out, const uint16_t* src, int dtype, int64_t n) {
-  using namespace hc::cuda;
+// Both entry points: src[n] to the device, converted, back into out[n].
+template <typename Dst, typename Src>
+static int convert_entry(Dst* out, const Src* src, int dtype, int64_t n,
+                         void (*launch)(Dst*, const Src*, int, int64_t, cudaStream_t)) {
   return entry([&] {
-    Buffer<uint16_t> d_src(src, n);
-    Buffer<float> d_out(n);
-    to_f32(d_out.get(), d_src.get(), dtype, n, 0);
+    Buffer<Src> d_src(src, n);
+    Buffer<Dst> d_out(n);
+    launch(d_out.get(), d_src.get(), dtype, n, 0);
     d_out.download(out);
   });
 }
 
+}  // namespace hc::cuda
+
+extern "C" int hc_cuda_to_f32(float* out, const uint16_t* src, int dtype, int64_t n) {
+  return hc::cuda::convert_entry(out, src, dtype, n, hc::cuda::to_f32);
+}
+
 extern "C" int hc_cuda_from_f32(uint16_t* out, const float* src, int dtype, int64_t n) {
-  using namespace hc::cuda;
-  return entry([&] {
-    Buffer<float> d_src(src, n);
-    Buffer<uint16_t> d_out(n);
-    from_f32(d_out.get(), d_src.get(), dtype, n, 0);
-    d_out.download(out);
-  });
+  return hc::cuda::convert_entry(out, src, dtype, n, hc::cuda::from_f32);
 }

@@ -17,10 +17,5 @@ void residual_forward(float* out, const float* a, const float* b, int64_t N, cud
 }  // namespace hc::cuda
 
 extern "C" int hc_cuda_residual(float* out, const float* a, const float* b, int64_t N) {
-  using namespace hc::cuda;
-  return entry([&] {
-    Buffer<float> d_a(a, N), d_b(b, N);
-    residual_forward(d_a.get(), d_a.get(), d_b.get(), N, 0);
-    d_a.download(out);
-  });
+  return hc::cuda::binary_entry(out, a, b, N, hc::cuda::residual_forward);
 }

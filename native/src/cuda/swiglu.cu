@@ -39,12 +39,7 @@ void swiglu_backward(float* dgate, float* dup, const float* dout, const float* g
 }  // namespace hc::cuda
 
 extern "C" int hc_cuda_swiglu(float* out, const float* gate, const float* up, int64_t N) {
-  using namespace hc::cuda;
-  return entry([&] {
-    Buffer<float> d_g(gate, N), d_u(up, N);
-    swiglu_forward(d_g.get(), d_g.get(), d_u.get(), N, 0);
-    d_g.download(out);
-  });
+  return hc::cuda::binary_entry(out, gate, up, N, hc::cuda::swiglu_forward);
 }
 
 extern "C" int hc_cuda_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
