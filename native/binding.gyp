@@ -2,7 +2,14 @@
 # needs no edit here: every src/**/*.cc goes into the addon, except *_avx2.cc files,
 # which are compiled with AVX2/FMA/F16C flags into their own static library and
 # chosen at run time (__builtin_cpu_supports), so the addon runs on any x86-64.
+# Where nvcc exists (tools/find-nvcc.sh), src/cuda/*.cu become build/Release/
+# libhybridchat_cuda.so (one translation unit, tools/nvcc-unity.sh; cudart static),
+# which the addon dlopens at run time; without
+# nvcc the build is CPU only and the addon reports cuda as not built.
 {
+  "variables": {
+    "nvcc%": "<!(sh tools/find-nvcc.sh)"
+  },
   "target_defaults": {
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "src"],
@@ -21,6 +28,7 @@
     {
       "target_name": "hybridchat",
       "sources": ["<!@(find src -name '*.cc' ! -name '*_avx2.cc' | sort)"],
+      "libraries": ["-ldl"],
       "conditions": [
         ["target_arch=='x64' or target_arch=='ia32'", {
           "dependencies": ["hybridchat_avx2"],
@@ -30,6 +38,33 @@
     }
   ],
   "conditions": [
+    ["nvcc!=''", {
+      "targets": [
+        {
+          "target_name": "hybridchat_cuda",
+          "type": "none",
+          "actions": [
+            {
+              "action_name": "nvcc_shared_library",
+              "message": "nvcc: libhybridchat_cuda.so (sm_80, sm_90, compute_90 PTX)",
+              "inputs": ["<!@(find src/cuda -name '*.cu' -o -name '*.cuh' -o -name '*.h' | sort)"],
+              "outputs": ["<(PRODUCT_DIR)/libhybridchat_cuda.so"],
+              "action": [
+                "sh", "tools/nvcc-unity.sh", "<(nvcc)", "-shared", "-std=c++17", "-O3", "--threads", "0",
+                "-gencode", "arch=compute_80,code=sm_80",
+                "-gencode", "arch=compute_90,code=sm_90",
+                "-gencode", "arch=compute_90,code=compute_90",
+                "-cudart", "static",
+                "-Xcompiler", "-fPIC,-fvisibility=hidden",
+                "-Xlinker", "--exclude-libs,ALL", "-Xlinker", "--no-undefined",
+                "-o", "<@(_outputs)",
+                "<!@(find src/cuda -name '*.cu' | sort)"
+              ]
+            }
+          ]
+        }
+      ]
+    }],
     ["target_arch=='x64' or target_arch=='ia32'", {
       "targets": [
         {

@@ -251,13 +251,26 @@ export interface NativeOps {
   logprobBackward(dlogits: Float32Array, dlogp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
 }
 
+/** The CUDA backend's state: `error` says why "cuda" is not in backends() (null when it is). */
+export interface CudaStatus {
+  /** libhybridchat_cuda.so exists: nvcc was found at build time (or HYBRIDCHAT_CUDA_LIB names a file) */
+  built: boolean;
+  /** it was dlopened and exports every entry point the addon needs */
+  loaded: boolean;
+  /** CUDA devices visible to it (0 when not loaded or no driver) */
+  devices: number;
+  error: string | null;
+}
+
 export interface NativeBinding {
   /** e.g. "avx2+fma+f16c" or "scalar": which kernel variant this CPU runs */
   cpuFeatures(): string;
   /** physical compute backends built into this addon, e.g. ["cpu"] or ["cpu","cuda"] */
   backends(): string[];
   createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;
-  /** the op kernels on a given backend, for tests */
+  /** whether the CUDA library was built and loaded, and how many devices it sees */
+  cudaStatus(): CudaStatus;
+  /** the op kernels on a given backend, for tests; an absent backend throws code "backend_unavailable" */
   ops(backend: "cpu" | "cuda"): NativeOps;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s

@@ -3,6 +3,7 @@
 // string `code` (hc::Error's code, or "internal").
 #include "addon.h"
 
+#include "addon_cuda.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -238,6 +239,80 @@ hc::ThreadPool& ops_pool(Napi::Env env) {
   return *d->ops_pool;
 }
 
+// The CPU kernels behind the op-test object; CudaOps (addon_cuda.h) is the GPU twin.
+struct CpuOps {
+  static void matmul(Napi::Env env, float* out, const float* x, const void* w, hc::DType dt, const float* bias,
+                     int64_t M, int64_t N, int64_t K) {
+    hc::cpu::matmul(out, x, w, dt, bias, M, N, K, ops_pool(env));
+  }
+  static void rmsnorm(Napi::Env env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) {
+    hc::cpu::rmsnorm_forward(out, x, w, M, C, eps, ops_pool(env));
+  }
+  static void rope(Napi::Env env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
+                   float scaling) {
+    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
+    hc::cpu::rope_tables(c.data(), s.data(), pos, inv, T, HD / 2, scaling);
+    hc::cpu::rope_forward(x, c.data(), s.data(), T, H, HD, ops_pool(env));
+  }
+  static void attention(Napi::Env env, float* out, const float* q, const float* k, const float* v, int64_t T,
+                        int64_t S, int64_t NH, int64_t NKV, int64_t HD) {
+    const int32_t zero = 0;
+    // contiguous [S,NKV,HD] keys are one block as large as the whole sequence
+    hc::cpu::KVSpan span{k, v, &zero, 0, HD, NKV * HD, std::max<int64_t>(S, 1)};
+    std::vector<int32_t> seq_of(static_cast<size_t>(T), 0), npos(static_cast<size_t>(T));
+    for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
+    hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, ops_pool(env));
+  }
+  static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
+    hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
+  }
+  static void to_f32(Napi::Env, float* out, const uint16_t* src, hc::DType dt, int64_t n) {
+    hc::cpu::to_f32(out, src, dt, n);
+  }
+  static void from_f32(Napi::Env, uint16_t* out, const float* src, hc::DType dt, int64_t n) {
+    hc::cpu::from_f32(out, src, dt, n);
+  }
+  static void rmsnorm_backward(Napi::Env env, float* dx, float* dw, const float* dout, const float* x, const float* w,
+                               int64_t M, int64_t C, float eps) {
+    hc::cpu::rmsnorm_backward(dx, dw, dout, x, w, M, C, eps, ops_pool(env));
+  }
+  static void rope_backward(Napi::Env env, float* dx, const int32_t* pos, const float* inv, int64_t T, int64_t H,
+                            int64_t HD, float scaling) {
+    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
+    hc::cpu::rope_tables(c.data(), s.data(), pos, inv, T, HD / 2, scaling);
+    hc::cpu::rope_backward(dx, c.data(), s.data(), T, H, HD, ops_pool(env));
+  }
+  static void attention_train_forward(Napi::Env env, float* out, float* lse, const float* q, const float* k,
+                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
+    hc::cpu::attention_train_forward(out, lse, q, k, v, T, NH, NKV, HD, ops_pool(env));
+  }
+  static void attention_backward(Napi::Env env, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                 const float* k, const float* v, const float* lse, int64_t T, int64_t NH,
+                                 int64_t NKV, int64_t HD) {
+    hc::cpu::attention_backward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD, ops_pool(env));
+  }
+  static void swiglu_backward(Napi::Env env, float* dg, float* du, const float* dout, const float* g, const float* u,
+                              int64_t N) {
+    hc::cpu::swiglu_backward(dg, du, dout, g, u, N, ops_pool(env));
+  }
+  static void embedding_backward(Napi::Env, float* dtable, const float* dout, const int32_t* tokens, int64_t T,
+                                 int64_t C, int64_t /*V*/) {
+    hc::cpu::embedding_backward(dtable, dout, tokens, T, C);
+  }
+  static void matmul_backward(Napi::Env env, float* dx, float* dw, float* db, const float* dout, const float* x,
+                              const void* w, hc::DType dt, int64_t M, int64_t N, int64_t K) {
+    hc::cpu::matmul_backward(dx, dw, db, dout, x, w, dt, M, N, K, ops_pool(env));
+  }
+  static void logprob(Napi::Env env, float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V) {
+    hc::cpu::logprob_forward(logp, logits, targets, T, V, ops_pool(env));
+  }
+  static void logprob_backward(Napi::Env env, float* dlogits, const float* dlogp, const float* logits,
+                               const int32_t* targets, int64_t T, int64_t V) {
+    hc::cpu::logprob_backward(dlogits, dlogp, logits, targets, T, V, ops_pool(env));
+  }
+};
+
+template <class B>
 void OpMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -250,10 +325,11 @@ void OpMatmul(const Napi::CallbackInfo& info) {
     else w = typed<uint16_t>(info[2], "w", N * K).Data();
     const float* bias = nullptr;
     if (!info[4].IsNull() && !info[4].IsUndefined()) bias = typed<float>(info[4], "bias", N).Data();
-    hc::cpu::matmul(out.Data(), x.Data(), w, dt, bias, M, N, K, ops_pool(env));
+    B::matmul(env, out.Data(), x.Data(), w, dt, bias, M, N, K);
   });
 }
 
+template <class B>
 void OpRmsnorm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -263,10 +339,11 @@ void OpRmsnorm(const Napi::CallbackInfo& info) {
     auto out = typed<float>(info[0], "out", M * C);
     auto x = typed<float>(info[1], "x", M * C);
     auto w = typed<float>(info[2], "weight", C);
-    hc::cpu::rmsnorm_forward(out.Data(), x.Data(), w.Data(), M, C, eps, ops_pool(env));
+    B::rmsnorm(env, out.Data(), x.Data(), w.Data(), M, C, eps);
   });
 }
 
+template <class B>
 void OpRope(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -277,12 +354,11 @@ void OpRope(const Napi::CallbackInfo& info) {
     auto x = typed<float>(info[0], "x", T * H * HD);
     auto pos = typed<int32_t>(info[1], "pos", T);
     auto inv = typed<float>(info[2], "invFreq", HD / 2);
-    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
-    hc::cpu::rope_tables(c.data(), s.data(), pos.Data(), inv.Data(), T, HD / 2, scaling);
-    hc::cpu::rope_forward(x.Data(), c.data(), s.data(), T, H, HD, ops_pool(env));
+    B::rope(env, x.Data(), pos.Data(), inv.Data(), T, H, HD, scaling);
   });
 }
 
+template <class B>
 void OpAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -294,15 +370,11 @@ void OpAttention(const Napi::CallbackInfo& info) {
     auto q = typed<float>(info[1], "q", T * NH * HD);
     auto k = typed<float>(info[2], "k", S * NKV * HD);
     auto v = typed<float>(info[3], "v", S * NKV * HD);
-    const int32_t zero = 0;
-    // contiguous [S,NKV,HD] keys are one block as large as the whole sequence
-    hc::cpu::KVSpan span{k.Data(), v.Data(), &zero, 0, HD, NKV * HD, std::max<int64_t>(S, 1)};
-    std::vector<int32_t> seq_of(static_cast<size_t>(T), 0), npos(static_cast<size_t>(T));
-    for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
-    hc::cpu::attention_forward(out.Data(), q.Data(), &span, seq_of.data(), npos.data(), T, NH, NKV, HD, ops_pool(env));
+    B::attention(env, out.Data(), q.Data(), k.Data(), v.Data(), T, S, NH, NKV, HD);
   });
 }
 
+template <class B>
 void OpSwiglu(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -310,10 +382,11 @@ void OpSwiglu(const Napi::CallbackInfo& info) {
     auto out = typed<float>(info[0], "out", M * I);
     auto g = typed<float>(info[1], "gate", M * I);
     auto u = typed<float>(info[2], "up", M * I);
-    hc::cpu::swiglu_forward(out.Data(), g.Data(), u.Data(), M * I, ops_pool(env));
+    B::swiglu(env, out.Data(), g.Data(), u.Data(), M * I);
   });
 }
 
+template <class B>
 void OpToF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -321,10 +394,11 @@ void OpToF32(const Napi::CallbackInfo& info) {
     auto out = typed<float>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
     const hc::DType dt = dtype_arg(info[2]);
     if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16 or f16");
-    hc::cpu::to_f32(out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
+    B::to_f32(env, out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
   });
 }
 
+template <class B>
 void OpFromF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -332,7 +406,7 @@ void OpFromF32(const Napi::CallbackInfo& info) {
     auto out = typed<uint16_t>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
     const hc::DType dt = dtype_arg(info[2]);
     if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16 or f16");
-    hc::cpu::from_f32(out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
+    B::from_f32(env, out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
   });
 }
 
@@ -351,6 +425,7 @@ void check_ids(const int32_t* ids, int64_t n, int64_t V, bool allow_negative, co
                                           " is out of range");
 }
 
+template <class B>
 void OpRmsnormBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -361,10 +436,11 @@ void OpRmsnormBackward(const Napi::CallbackInfo& info) {
     auto dout = typed<float>(info[2], "dout", M * C);
     auto x = typed<float>(info[3], "x", M * C);
     auto w = typed<float>(info[4], "weight", C);
-    hc::cpu::rmsnorm_backward(dx.Data(), dw.Data(), dout.Data(), x.Data(), w.Data(), M, C, eps, ops_pool(env));
+    B::rmsnorm_backward(env, dx.Data(), dw.Data(), dout.Data(), x.Data(), w.Data(), M, C, eps);
   });
 }
 
+template <class B>
 void OpRopeBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -374,9 +450,7 @@ void OpRopeBackward(const Napi::CallbackInfo& info) {
     auto dx = typed<float>(info[0], "dx", T * H * HD);
     auto pos = typed<int32_t>(info[1], "pos", T);
     auto inv = typed<float>(info[2], "invFreq", HD / 2);
-    std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
-    hc::cpu::rope_tables(c.data(), s.data(), pos.Data(), inv.Data(), T, HD / 2, scaling);
-    hc::cpu::rope_backward(dx.Data(), c.data(), s.data(), T, H, HD, ops_pool(env));
+    B::rope_backward(env, dx.Data(), pos.Data(), inv.Data(), T, H, HD, scaling);
   });
 }
 
@@ -388,6 +462,7 @@ void attention_dims(const Napi::CallbackInfo& info, size_t at, int64_t& T, int64
   if (NKV == 0 || NH % NKV) throw Error("invalid_argument", "attention: NH must be a multiple of NKV");
 }
 
+template <class B>
 void OpAttentionTrainForward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -398,11 +473,11 @@ void OpAttentionTrainForward(const Napi::CallbackInfo& info) {
     auto q = typed<float>(info[2], "q", T * NH * HD);
     auto k = typed<float>(info[3], "k", T * NKV * HD);
     auto v = typed<float>(info[4], "v", T * NKV * HD);
-    hc::cpu::attention_train_forward(out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), T, NH, NKV, HD,
-                                     ops_pool(env));
+    B::attention_train_forward(env, out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), T, NH, NKV, HD);
   });
 }
 
+template <class B>
 void OpAttentionBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -416,11 +491,12 @@ void OpAttentionBackward(const Napi::CallbackInfo& info) {
     auto k = typed<float>(info[5], "k", T * NKV * HD);
     auto v = typed<float>(info[6], "v", T * NKV * HD);
     auto lse = typed<float>(info[7], "lse", T * NH);
-    hc::cpu::attention_backward(dq.Data(), dk.Data(), dv.Data(), dout.Data(), q.Data(), k.Data(), v.Data(),
-                                lse.Data(), T, NH, NKV, HD, ops_pool(env));
+    B::attention_backward(env, dq.Data(), dk.Data(), dv.Data(), dout.Data(), q.Data(), k.Data(), v.Data(),
+                          lse.Data(), T, NH, NKV, HD);
   });
 }
 
+template <class B>
 void OpSwigluBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -430,10 +506,11 @@ void OpSwigluBackward(const Napi::CallbackInfo& info) {
     auto dout = typed<float>(info[2], "dout", M * I);
     auto g = typed<float>(info[3], "gate", M * I);
     auto u = typed<float>(info[4], "up", M * I);
-    hc::cpu::swiglu_backward(dg.Data(), du.Data(), dout.Data(), g.Data(), u.Data(), M * I, ops_pool(env));
+    B::swiglu_backward(env, dg.Data(), du.Data(), dout.Data(), g.Data(), u.Data(), M * I);
   });
 }
 
+template <class B>
 void OpEmbeddingBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -442,11 +519,13 @@ void OpEmbeddingBackward(const Napi::CallbackInfo& info) {
     auto dtable = typed<float>(info[0], "dtable");
     auto dout = typed<float>(info[1], "dout", T * C);
     auto tokens = typed<int32_t>(info[2], "tokens", T);
-    check_ids(tokens.Data(), T, static_cast<int64_t>(dtable.ElementLength()) / C, false, "tokens");
-    hc::cpu::embedding_backward(dtable.Data(), dout.Data(), tokens.Data(), T, C);
+    const int64_t V = static_cast<int64_t>(dtable.ElementLength()) / C;
+    check_ids(tokens.Data(), T, V, false, "tokens");
+    B::embedding_backward(env, dtable.Data(), dout.Data(), tokens.Data(), T, C, V);
   });
 }
 
+template <class B>
 void OpMatmulBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -460,10 +539,11 @@ void OpMatmulBackward(const Napi::CallbackInfo& info) {
     const void* w;
     if (dt == hc::DType::F32) w = typed<float>(info[5], "w", N * K).Data();
     else w = typed<uint16_t>(info[5], "w", N * K).Data();
-    hc::cpu::matmul_backward(dx, dw, db, dout.Data(), x.Data(), w, dt, M, N, K, ops_pool(env));
+    B::matmul_backward(env, dx, dw, db, dout.Data(), x.Data(), w, dt, M, N, K);
   });
 }
 
+template <class B>
 void OpLogprob(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -472,10 +552,11 @@ void OpLogprob(const Napi::CallbackInfo& info) {
     auto logits = typed<float>(info[1], "logits", T * V);
     auto targets = typed<int32_t>(info[2], "targets", T);
     check_ids(targets.Data(), T, V, true, "targets");
-    hc::cpu::logprob_forward(logp.Data(), logits.Data(), targets.Data(), T, V, ops_pool(env));
+    B::logprob(env, logp.Data(), logits.Data(), targets.Data(), T, V);
   });
 }
 
+template <class B>
 void OpLogprobBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
@@ -485,33 +566,42 @@ void OpLogprobBackward(const Napi::CallbackInfo& info) {
     auto logits = typed<float>(info[2], "logits", T * V);
     auto targets = typed<int32_t>(info[3], "targets", T);
     check_ids(targets.Data(), T, V, true, "targets");
-    hc::cpu::logprob_backward(dlogits.Data(), dlogp.Data(), logits.Data(), targets.Data(), T, V, ops_pool(env));
+    B::logprob_backward(env, dlogits.Data(), dlogp.Data(), logits.Data(), targets.Data(), T, V);
   });
+}
+
+// The op-test object of one backend: the same argument checks, B's kernels.
+template <class B>
+Napi::Object make_ops(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("matmul", Napi::Function::New<OpMatmul<B>>(env, "matmul"));
+  o.Set("rmsnorm", Napi::Function::New<OpRmsnorm<B>>(env, "rmsnorm"));
+  o.Set("rope", Napi::Function::New<OpRope<B>>(env, "rope"));
+  o.Set("attention", Napi::Function::New<OpAttention<B>>(env, "attention"));
+  o.Set("swiglu", Napi::Function::New<OpSwiglu<B>>(env, "swiglu"));
+  o.Set("toF32", Napi::Function::New<OpToF32<B>>(env, "toF32"));
+  o.Set("fromF32", Napi::Function::New<OpFromF32<B>>(env, "fromF32"));
+  o.Set("rmsnormBackward", Napi::Function::New<OpRmsnormBackward<B>>(env, "rmsnormBackward"));
+  o.Set("ropeBackward", Napi::Function::New<OpRopeBackward<B>>(env, "ropeBackward"));
+  o.Set("attentionTrainForward", Napi::Function::New<OpAttentionTrainForward<B>>(env, "attentionTrainForward"));
+  o.Set("attentionBackward", Napi::Function::New<OpAttentionBackward<B>>(env, "attentionBackward"));
+  o.Set("swigluBackward", Napi::Function::New<OpSwigluBackward<B>>(env, "swigluBackward"));
+  o.Set("embeddingBackward", Napi::Function::New<OpEmbeddingBackward<B>>(env, "embeddingBackward"));
+  o.Set("matmulBackward", Napi::Function::New<OpMatmulBackward<B>>(env, "matmulBackward"));
+  o.Set("logprob", Napi::Function::New<OpLogprob<B>>(env, "logprob"));
+  o.Set("logprobBackward", Napi::Function::New<OpLogprobBackward<B>>(env, "logprobBackward"));
+  return o;
 }
 
 Napi::Value Ops(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string backend = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
-  if (backend != "cpu")
-    throw js_error(env, "backend_unavailable", "backend '" + backend + "' is not built into this addon");
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("matmul", Napi::Function::New<OpMatmul>(env, "matmul"));
-  o.Set("rmsnorm", Napi::Function::New<OpRmsnorm>(env, "rmsnorm"));
-  o.Set("rope", Napi::Function::New<OpRope>(env, "rope"));
-  o.Set("attention", Napi::Function::New<OpAttention>(env, "attention"));
-  o.Set("swiglu", Napi::Function::New<OpSwiglu>(env, "swiglu"));
-  o.Set("toF32", Napi::Function::New<OpToF32>(env, "toF32"));
-  o.Set("fromF32", Napi::Function::New<OpFromF32>(env, "fromF32"));
-  o.Set("rmsnormBackward", Napi::Function::New<OpRmsnormBackward>(env, "rmsnormBackward"));
-  o.Set("ropeBackward", Napi::Function::New<OpRopeBackward>(env, "ropeBackward"));
-  o.Set("attentionTrainForward", Napi::Function::New<OpAttentionTrainForward>(env, "attentionTrainForward"));
-  o.Set("attentionBackward", Napi::Function::New<OpAttentionBackward>(env, "attentionBackward"));
-  o.Set("swigluBackward", Napi::Function::New<OpSwigluBackward>(env, "swigluBackward"));
-  o.Set("embeddingBackward", Napi::Function::New<OpEmbeddingBackward>(env, "embeddingBackward"));
-  o.Set("matmulBackward", Napi::Function::New<OpMatmulBackward>(env, "matmulBackward"));
-  o.Set("logprob", Napi::Function::New<OpLogprob>(env, "logprob"));
-  o.Set("logprobBackward", Napi::Function::New<OpLogprobBackward>(env, "logprobBackward"));
-  return o;
+  if (backend == "cpu") return make_ops<CpuOps>(env);
+  if (backend == "cuda") return guard(env, [&] {
+    hc::cuda_require_usable();
+    return make_ops<hc::CudaOps>(env);
+  });
+  throw js_error(env, "backend_unavailable", "backend '" + backend + "' is not built into this addon");
 }
 
 // ---- probes ------------------------------------------------------------------
@@ -570,12 +660,14 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                 return Napi::String::New(info.Env(), hc::cpu::cpu_features());
               }));
   exports.Set("backends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
-                Napi::Array a = Napi::Array::New(info.Env(), 1);
+                Napi::Array a = Napi::Array::New(info.Env());
                 a.Set(0u, Napi::String::New(info.Env(), "cpu"));
+                if (hc::cuda_usable()) a.Set(1u, Napi::String::New(info.Env(), "cuda"));
                 return a;
               }));
   exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
   exports.Set("ops", Napi::Function::New<Ops>(env, "ops"));
+  exports.Set("cudaStatus", Napi::Function::New<hc::CudaStatus>(env, "cudaStatus"));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));
   return exports;

@@ -1,0 +1,52 @@
+// The CUDA backend as the addon sees it: libhybridchat_cuda.so, dlopened at run time
+// so the addon itself never links CUDA and loads on machines without it.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+
+#include "dtype.h"
+
+namespace hc {
+
+// True when the library loaded and at least one device answers.
+bool cuda_usable();
+// Throws Error("backend_unavailable", why) unless cuda_usable().
+void cuda_require_usable();
+// JS: cudaStatus() → {built, loaded, devices, error}
+Napi::Value CudaStatus(const Napi::CallbackInfo& info);
+
+// The GPU twin of addon.cc's CpuOps: host arrays in and out, a failure thrown as
+// hc::Error with the library's code.
+struct CudaOps {
+  static void matmul(Napi::Env, float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M,
+                     int64_t N, int64_t K);
+  static void rmsnorm(Napi::Env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps);
+  static void rope(Napi::Env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
+                   float scaling);
+  static void attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
+                        int64_t NH, int64_t NKV, int64_t HD);
+  static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
+  static void to_f32(Napi::Env, float* out, const uint16_t* src, DType dt, int64_t n);
+  static void from_f32(Napi::Env, uint16_t* out, const float* src, DType dt, int64_t n);
+  static void rmsnorm_backward(Napi::Env, float* dx, float* dw, const float* dout, const float* x, const float* w,
+                               int64_t M, int64_t C, float eps);
+  static void rope_backward(Napi::Env, float* dx, const int32_t* pos, const float* inv, int64_t T, int64_t H,
+                            int64_t HD, float scaling);
+  static void attention_train_forward(Napi::Env, float* out, float* lse, const float* q, const float* k,
+                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
+  static void attention_backward(Napi::Env, float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                 const float* k, const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV,
+                                 int64_t HD);
+  static void swiglu_backward(Napi::Env, float* dg, float* du, const float* dout, const float* g, const float* u,
+                              int64_t N);
+  static void embedding_backward(Napi::Env, float* dtable, const float* dout, const int32_t* tokens, int64_t T,
+                                 int64_t C, int64_t V);
+  static void matmul_backward(Napi::Env, float* dx, float* dw, float* db, const float* dout, const float* x,
+                              const void* w, DType dt, int64_t M, int64_t N, int64_t K);
+  static void logprob(Napi::Env, float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+  static void logprob_backward(Napi::Env, float* dlogits, const float* dlogp, const float* logits,
+                               const int32_t* targets, int64_t T, int64_t V);
+};
+
+}  // namespace hc

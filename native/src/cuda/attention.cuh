@@ -1,0 +1,45 @@
+// What the attention forward (attention.cu) and backward (attention_backward.cu) share:
+// warp-per-row layout, head-dim dispatch, shape checks.
+#pragma once
+#include "common.cuh"
+
+namespace hc::cuda {
+
+constexpr int kAttnThreads = 128;  // 4 rows per block
+constexpr int64_t kAttnMaxHD = 512;
+
+inline void check_attention_shapes(int64_t T, int64_t S, int64_t NH, int64_t NKV, int64_t HD) {
+  require(NKV > 0 && NH % NKV == 0, "invalid_argument", "attention: NH must be a multiple of NKV");
+  require(T <= S, "invalid_argument", "attention: T must be <= S");
+  require(HD > 0 && HD <= kAttnMaxHD, "unsupported", "attention: head_dim must be in [1, 512] on CUDA");
+}
+
+// registers per lane for a head of HD dims: the smallest power of two with 32·NR >= HD
+inline int attention_regs(int64_t HD) {
+  int nr = 1;
+  while (32 * nr < HD) nr *= 2;
+  return nr;
+}
+
+template <int NR>
+__device__ __forceinline__ void load_row(float (&r)[NR], const float* p, int HD, int lane) {
+#pragma unroll
+  for (int i = 0; i < NR; i++) {
+    const int d = lane + 32 * i;
+    r[i] = d < HD ? p[d] : 0.0f;
+  }
+}
+
+// Σ_d a[d]·p[d] over the warp, the row a held in registers; every lane gets the sum.
+template <int NR>
+__device__ __forceinline__ float row_dot(const float (&a)[NR], const float* p, int HD, int lane) {
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < NR; i++) {
+    const int d = lane + 32 * i;
+    if (d < HD) s = fmaf(a[i], p[d], s);
+  }
+  return warp_sum(s);
+}
+
+}  // namespace hc::cuda

@@ -1,0 +1,54 @@
+// The launchers: each op on DEVICE pointers, queued on `stream`, nothing copied or
+// synchronised. The extern "C" entry points (ops_cuda.h) wrap them for host data; a
+// model that keeps its activations on the GPU calls these directly. Shapes and aliasing
+// as the CPU twins in ../cpu/ops.h and ../cpu/matmul.h.
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace hc::cuda {
+
+// ---- forward ----
+void matmul(float* out, const float* x, const void* w, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
+            cudaStream_t stream);
+void rmsnorm_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t C, float eps,
+                     cudaStream_t stream);
+// cos,sin[T,half] = cos/sin(pos[t]·inv_freq[i]) · scaling, the angle in double
+void rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq, int64_t T, int64_t half,
+                 float scaling, cudaStream_t stream);
+void rope_forward(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
+                  cudaStream_t stream);
+// Causal GQA over contiguous k,v[S,NKV,HD]: query t sees keys [0, S−T+t]. lse[T,NH]
+// (may be null) receives each row's logsumexp of the scaled scores.
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T, int64_t S,
+                       int64_t NH, int64_t NKV, int64_t HD, cudaStream_t stream);
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t stream);
+void embedding_forward(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T, int64_t C,
+                       cudaStream_t stream);
+void residual_forward(float* out, const float* a, const float* b, int64_t N, cudaStream_t stream);
+void to_f32(float* out, const uint16_t* src, int dtype, int64_t n, cudaStream_t stream);
+void from_f32(uint16_t* out, const float* src, int dtype, int64_t n, cudaStream_t stream);
+
+// ---- backward ----
+// rinv[M] is scratch (the rows' 1/rms, handed from the row pass to the column pass)
+void rmsnorm_backward(float* dinp, float* dweight, float* rinv, const float* dout, const float* inp,
+                      const float* weight, int64_t M, int64_t C, float eps, cudaStream_t stream);
+void rope_backward(float* dx, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
+                   cudaStream_t stream);
+// delta[T,NH] is scratch (Σ_j P·dP per query row)
+void attention_backward(float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,
+                        const float* k, const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV,
+                        int64_t HD, cudaStream_t stream);
+void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N,
+                     cudaStream_t stream);
+void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t T, int64_t C,
+                        cudaStream_t stream);
+void logprob_forward(float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V,
+                     cudaStream_t stream);
+void logprob_backward(float* dlogits, const float* dlogp, const float* logits, const int32_t* targets, int64_t T,
+                      int64_t V, cudaStream_t stream);
+void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w, int dtype,
+                     int64_t M, int64_t N, int64_t K, cudaStream_t stream);
+
+}  // namespace hc::cuda

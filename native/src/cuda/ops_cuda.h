@@ -1,0 +1,121 @@
+/* The C API of libhybridchat_cuda.so, which the addon dlopens (native/src/addon_cuda.cc):
+ * the CUDA twins of the kernels in native/src/cpu/ops.h and matmul.h, same shapes, same
+ * argument order. Every op takes HOST pointers: it copies its inputs to device buffers,
+ * runs the kernel and copies the outputs back (the op-test path). Outputs may alias
+ * inputs on the host wherever the CPU twin allows it.
+ *
+ * Every function returns 0 on success; otherwise nonzero, and hc_cuda_last_error_code()
+ * / _message() say why (per thread): codes "cuda_unavailable" (no device or driver),
+ * "out_of_memory", "invalid_argument", "unsupported", "bad_dtype", "cuda_error".
+ * Plain C types only: the addon is built without CUDA headers. */
+#ifndef HC_OPS_CUDA_H
+#define HC_OPS_CUDA_H
+#include <stddef.h>
+#include <stdint.h>
+
+/* Weight storage types; the same values as hc::DType. */
+#define HC_CUDA_F32 0
+#define HC_CUDA_BF16 1
+#define HC_CUDA_F16 2
+
+#if defined(__GNUC__)
+#define HC_CUDA_API __attribute__((visibility("default")))
+#else
+#define HC_CUDA_API
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+HC_CUDA_API const char* hc_cuda_last_error_code(void);
+HC_CUDA_API const char* hc_cuda_last_error_message(void);
+
+/* ---- devices (device.cu) ---- */
+HC_CUDA_API int hc_cuda_device_count(int* count);
+HC_CUDA_API int hc_cuda_device_name(int device, char* name, size_t len);
+HC_CUDA_API int hc_cuda_device_memory(int device, size_t* free_bytes, size_t* total_bytes);
+
+/* ---- forward ---- */
+/* out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N], may be NULL); w stored as dtype */
+HC_CUDA_API int hc_cuda_matmul(float* out, const float* x, const void* w, int dtype, const float* bias, int64_t M,
+                               int64_t N, int64_t K);
+/* out[M,C] = x / rms(x) * weight[C] */
+HC_CUDA_API int hc_cuda_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps);
+/* in place on x[T,H,HD], HF rotate_half at positions pos[T]; tables built on the device */
+HC_CUDA_API int hc_cuda_rope(float* x, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t HD,
+                             float scaling);
+/* out[T,NH,HD] = causal GQA attention of q over contiguous k,v[S,NKV,HD]; query t at position S-T+t */
+HC_CUDA_API int hc_cuda_attention(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
+                                  int64_t NH, int64_t NKV, int64_t HD);
+/* out[N] = silu(gate[N]) * up[N] */
+HC_CUDA_API int hc_cuda_swiglu(float* out, const float* gate, const float* up, int64_t N);
+/* out[T,C] = table[tokens[t], :] as fp32; table [V,C] stored as dtype */
+HC_CUDA_API int hc_cuda_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T,
+                                  int64_t C, int64_t V);
+/* out[N] = a[N] + b[N] */
+HC_CUDA_API int hc_cuda_residual(float* out, const float* a, const float* b, int64_t N);
+/* bf16/f16 words <-> fp32, round to nearest even */
+HC_CUDA_API int hc_cuda_to_f32(float* out, const uint16_t* src, int dtype, int64_t n);
+HC_CUDA_API int hc_cuda_from_f32(uint16_t* out, const float* src, int dtype, int64_t n);
+
+/* ---- backward: gradients first, then dout, then what the forward saved ---- */
+/* dx[M,C] (overwritten), dweight[C] += */
+HC_CUDA_API int hc_cuda_rmsnorm_backward(float* dx, float* dweight, const float* dout, const float* x,
+                                         const float* weight, int64_t M, int64_t C, float eps);
+/* in place on dx[T,H,HD] */
+HC_CUDA_API int hc_cuda_rope_backward(float* dx, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H,
+                                      int64_t HD, float scaling);
+/* one sequence at positions 0..T-1: out[T,NH,HD], lse[T,NH] */
+HC_CUDA_API int hc_cuda_attention_train_forward(float* out, float* lse, const float* q, const float* k,
+                                                const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
+/* dq[T,NH,HD], dk,dv[T,NKV,HD] (overwritten) */
+HC_CUDA_API int hc_cuda_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
+                                           const float* k, const float* v, const float* lse, int64_t T, int64_t NH,
+                                           int64_t NKV, int64_t HD);
+/* dgate[N], dup[N] (overwritten) */
+HC_CUDA_API int hc_cuda_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                                        const float* up, int64_t N);
+/* dtable[V,C] += dout[T,C] scattered to rows tokens[T] */
+HC_CUDA_API int hc_cuda_embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t T,
+                                           int64_t C, int64_t V);
+/* logp[T] = log softmax(logits[T,V])[targets[t]]; a negative target masks its row (0) */
+HC_CUDA_API int hc_cuda_logprob(float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+/* dlogits[T,V] = dlogp[t]·(onehot(targets[t]) − softmax(logits[t])) (overwritten) */
+HC_CUDA_API int hc_cuda_logprob_backward(float* dlogits, const float* dlogp, const float* logits,
+                                         const int32_t* targets, int64_t T, int64_t V);
+/* dx[M,K] = dout·w (overwritten), dw[N,K] += doutᵀ·x, dbias[N] += Σ rows of dout; NULL skips one */
+HC_CUDA_API int hc_cuda_matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x,
+                                        const void* w, int dtype, int64_t M, int64_t N, int64_t K);
+
+#ifdef __cplusplus
+}
+#endif
+
+/* Every entry point above, for the loader's symbol table: X(name). */
+#define HC_CUDA_ENTRY_POINTS(X)                                                                                    \
+  X(hc_cuda_last_error_code)                                                                                       \
+  X(hc_cuda_last_error_message)                                                                                    \
+  X(hc_cuda_device_count)                                                                                          \
+  X(hc_cuda_device_name)                                                                                           \
+  X(hc_cuda_device_memory)                                                                                         \
+  X(hc_cuda_matmul)                                                                                                \
+  X(hc_cuda_rmsnorm)                                                                                               \
+  X(hc_cuda_rope)                                                                                                  \
+  X(hc_cuda_attention)                                                                                             \
+  X(hc_cuda_swiglu)                                                                                                \
+  X(hc_cuda_embedding)                                                                                             \
+  X(hc_cuda_residual)                                                                                              \
+  X(hc_cuda_to_f32)                                                                                                \
+  X(hc_cuda_from_f32)                                                                                              \
+  X(hc_cuda_rmsnorm_backward)                                                                                      \
+  X(hc_cuda_rope_backward)                                                                                         \
+  X(hc_cuda_attention_train_forward)                                                                               \
+  X(hc_cuda_attention_backward)                                                                                    \
+  X(hc_cuda_swiglu_backward)                                                                                       \
+  X(hc_cuda_embedding_backward)                                                                                    \
+  X(hc_cuda_logprob)                                                                                               \
+  X(hc_cuda_logprob_backward)                                                                                      \
+  X(hc_cuda_matmul_backward)
+
+#endif

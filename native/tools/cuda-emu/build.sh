@@ -1,0 +1,17 @@
+#!/bin/sh
+# build.sh OUT.so : the CUDA op library compiled for the host emulation in this folder,
+# with the same C API as libhybridchat_cuda.so. Run the op tests on it with
+#   HYBRIDCHAT_CUDA_LIB=OUT.so node --test dist/test/native-ops.test.js dist/test/native-backward.test.js
+# (the addon then sees one "device"). The .cu sources are copied with each
+# `kernel<<<g, b, s, st>>>(` rewritten to `::emu::launch(g, b, s, st, kernel, `.
+set -e
+here=$(cd "$(dirname "$0")" && pwd)
+src="$here/../../src/cuda"
+out=$1
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+for f in "$src"/*.cu "$src"/*.cuh "$src"/*.h; do
+  perl -pe 's/([A-Za-z_][\w:]*(?:<[^<>;]*>)?)<<<(.*?)>>>\(/::emu::launch($2, $1, /g' "$f" > "$work/$(basename "$f")"
+done
+for f in "$work"/*.cu; do echo "#include \"$f\""; done > "$work/all.cc"
+g++ -std=c++20 -O1 -g -fPIC -shared -pthread -I"$here" -I"$work" -o "$out" "$work/all.cc"
