@@ -25,6 +25,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-context": { type: "string" },
       "max-body-bytes": { type: "string" },
       "data-dir": { type: "string", default: "hybridchat-data" },
+      "no-store": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
       help: { type: "boolean", short: "h" },
     },
@@ -50,6 +51,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     dataDir: resolve(values["data-dir"]!),
+    store: !values["no-store"],
     logger: { level: values["log-level"]! },
   });
 

@@ -28,8 +28,9 @@ export function engineErrorToApi(e: EngineError): ApiError {
 export function toApiError(error: unknown, request: FastifyRequest, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof EngineError) return engineErrorToApi(error);
-  const fe = error as Partial<FastifyError> & { validation?: SchemaError[] };
-  if (Array.isArray(fe.validation)) return validationError(fe.validation, request.body);
+  const fe = error as Partial<FastifyError> & { validation?: SchemaError[]; validationContext?: string };
+  if (Array.isArray(fe.validation))
+    return validationError(fe.validation, fe.validationContext === "querystring" ? request.query : fe.validationContext === "params" ? request.params : request.body);
   switch (fe.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return errors.bodyTooLarge(bodyLimit);

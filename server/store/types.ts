@@ -1,12 +1,9 @@
 // The values that cross the store's boundary (the rows' meaning, not their columns).
+import type { ChatMessage } from "../../engine/types.js";
 import type { ChatCompletionBody, CompletionBody } from "../schemas/responses.js";
 
-/** One conversation turn as stored and exported: content flattened to text. */
-export interface PromptMessage {
-  role: "system" | "developer" | "user" | "assistant" | "tool";
-  content: string;
-  name?: string;
-}
+/** One conversation turn as stored and exported: content flattened to text, as the engine sees it. */
+export type PromptMessage = ChatMessage;
 
 export type CompletionObject = "chat.completion" | "text_completion";
 
