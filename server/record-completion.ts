@@ -9,8 +9,25 @@ import type { Store } from "./store/store.js";
 import type { CompletionObject, PromptMessage } from "./store/types.js";
 
 /** The store to keep this request in, or null when it is not kept. */
-export function storeFor(store: Store | null, body: { store?: boolean | null }): Store | null {
+function storeFor(store: Store | null, body: { store?: boolean | null }): Store | null {
   return store !== null && body.store !== false ? store : null;
+}
+
+/**
+ * `build` (the choices -> the response object) that also stores the response first, when
+ * the server keeps completions and the request did not say `store: false`.
+ */
+export function completionRecorder<R extends ChatCompletionBody | CompletionBody>(
+  serverStore: Store | null,
+  origin: CompletionOrigin,
+  build: (results: readonly ChoiceResult[]) => R,
+): (results: ChoiceResult[]) => R {
+  const store = storeFor(serverStore, origin.request);
+  return (results) => {
+    const response = build(results);
+    if (store) recordCompletion(store, origin, results, response);
+    return response;
+  };
 }
 
 export interface CompletionOrigin {
@@ -19,14 +36,13 @@ export interface CompletionOrigin {
   created: number;
   variant: ServedVariant;
   /** the validated body */
-  request: { metadata?: Record<string, string> | null };
+  request: { metadata?: Record<string, string> | null; store?: boolean | null; stream?: boolean | null };
   promptMessages: PromptMessage[] | null;
-  streamed: boolean;
   /** performance.now() when the handler started */
   startedMs: number;
 }
 
-export function recordCompletion(
+function recordCompletion(
   store: Store,
   o: CompletionOrigin,
   results: readonly ChoiceResult[],
@@ -51,7 +67,7 @@ export function recordCompletion(
       ttftMs: timings.length ? Math.min(...timings.map((t) => t.firstTokenMs)) : 0,
       totalMs: performance.now() - o.startedMs,
     },
-    streamed: o.streamed,
+    streamed: o.request.stream === true,
     metadata: o.request.metadata ?? {},
     response,
   });

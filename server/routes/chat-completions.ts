@@ -8,7 +8,7 @@ import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from
 import { chatLogprobs, completionId, nowSeconds, usageBody } from "../openai-shapes.js";
 import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
-import { recordCompletion, storeFor, type CompletionOrigin } from "../record-completion.js";
+import { completionRecorder } from "../record-completion.js";
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from "../schemas/chat.js";
 import type { ChatChunkBody, ChatCompletionBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../serving.js";
@@ -71,23 +71,12 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
       })),
       usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
     });
-    const store = storeFor(opts.store, body);
-    const origin: CompletionOrigin = {
-      id,
-      object: "chat.completion",
-      created,
-      variant,
-      request: body,
-      promptMessages: messages,
-      streamed: body.stream === true,
-      startedMs,
-    };
     // a stream is recorded as the completion its chunks add up to
-    const record = (results: ChoiceResult[]): ChatCompletionBody => {
-      const response = completion(results);
-      if (store) recordCompletion(store, origin, results, response);
-      return response;
-    };
+    const record = completionRecorder(
+      opts.store,
+      { id, object: "chat.completion", created, variant, request: body, promptMessages: messages, startedMs },
+      completion,
+    );
 
     if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
 

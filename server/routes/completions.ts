@@ -5,7 +5,7 @@ import { errors } from "../errors.js";
 import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from "../generation.js";
 import { completionId, completionLogprobs, nowSeconds, usageBody } from "../openai-shapes.js";
 import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
-import { recordCompletion, storeFor } from "../record-completion.js";
+import { completionRecorder } from "../record-completion.js";
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
 import { CompletionRequestSchema, type CompletionRequest, type PromptInput } from "../schemas/completions.js";
 import type { CompletionBody } from "../schemas/responses.js";
@@ -101,14 +101,8 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       }),
       usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
     });
-    const store = storeFor(opts.store, body);
     // a stream is recorded as the completion its chunks add up to
-    const record = (results: ChoiceResult[]): CompletionBody => {
-      const response = completion(results);
-      const origin = { ...head, variant, request: body, promptMessages: null, streamed: body.stream === true, startedMs };
-      if (store) recordCompletion(store, origin, results, response);
-      return response;
-    };
+    const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs }, completion);
 
     if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
 
