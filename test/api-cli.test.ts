@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
-import { README, testModelDir } from "./api-helpers.js";
+import { README, testModelDir, waitFor } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";
 
 const tmpRoots: string[] = [];
@@ -38,6 +38,11 @@ describe("hybridchat serve", () => {
       assert.equal(r.status, 200);
       assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
       assert.doesNotMatch(s.stderr(), /UNTRAINED/);
+      // the ready line follows /health's 200 by a moment
+      await waitFor(() => /storing nothing \(--no-store\)/.test(s.stderr()), "the ready line");
+      const stored = await fetch(`${s.url}/v1/chat/completions`);
+      assert.equal(stored.status, 404);
+      assert.equal(((await stored.json()) as { error: { code: string } }).error.code, "store_disabled");
     } finally {
       assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
     }

@@ -13,7 +13,7 @@ import OpenAI from "openai";
 import { DB_FILE } from "../server/store/db.js";
 import type { FeedbackBody } from "../server/schemas/store-responses.js";
 import { Store } from "../server/store/store.js";
-import { testModelDir } from "./api-helpers.js";
+import { testModelDir, waitFor } from "./api-helpers.js";
 import { serve, stop } from "./serve-process.js";
 import { MODEL, postJson } from "./store-helpers.js";
 
@@ -28,6 +28,8 @@ describe("crash safety", () => {
   test("SIGKILL right after the responses loses no completion and no feedback", async () => {
     dataDir = await mkdtemp(join(tmpdir(), "hybridchat-crash-"));
     const s = await serve(["--model", testModelDir, "--data-dir", dataDir]);
+    // the ready line (it follows /health's 200 by a moment) says where
+    await waitFor(() => s.stderr().includes(`storing completions and feedback in ${join(dataDir, DB_FILE)}`), "the ready line");
     const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 });
     const plain = async (i: number) => (await client.chat.completions.create({ model: MODEL, messages: prompt, max_tokens: 8, seed: i, n: 1 + (i % 2) })).id;
     const streamed = async (i: number) => {
