@@ -10,8 +10,11 @@ import { servingFor, type AdapterVariant } from "./served-model.js";
 import { ServingSlot } from "./serving.js";
 import { chatCompletionsRoutes } from "./routes/chat-completions.js";
 import { completionsRoutes } from "./routes/completions.js";
+import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
 import { modelsRoutes } from "./routes/models.js";
+import { storedCompletionsRoutes } from "./routes/stored-completions.js";
+import type { Store } from "./store/store.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -31,6 +34,11 @@ export interface AppOptions {
   /** largest request body accepted (413 above); default 8 MiB */
   maxBodyBytes?: number;
   logger?: FastifyServerOptions["logger"];
+  /**
+   * where completions and feedback are kept (opened and closed by the caller); null or
+   * absent: nothing is kept and the store's routes answer 404 store_disabled
+   */
+  store?: Store | null;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -72,11 +80,13 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     throw errors.shuttingDown();
   });
 
-  const routeOpts = { slot };
+  const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
   void app.register(modelsRoutes, routeOpts);
   void app.register(chatCompletionsRoutes, routeOpts);
   void app.register(completionsRoutes, routeOpts);
+  void app.register(storedCompletionsRoutes, routeOpts);
+  void app.register(feedbackRoutes, routeOpts);
 
   if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
   else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");

@@ -20,7 +20,8 @@ Examples:
 export const SERVE_HELP = `Usage: hybridchat serve [options]
 
 Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
-(/v1/chat/completions, /v1/completions, /v1/models, /health).
+(/v1/chat/completions, /v1/completions, /v1/models, /health), keeps every completion
+(OpenAI's "store"; GET /v1/chat/completions/{id}) and collects feedback (/v1/feedback).
 
 Options:
   --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json).
@@ -35,7 +36,10 @@ Options:
   --max-queue N             most requests waiting before 429 (default 64)
   --max-context N           cap on prompt + completion tokens (default: the model's)
   --max-body-bytes N        largest request body before 413 (default 8388608)
-  --data-dir DIR            where the server keeps its state (default ./hybridchat-data)
+  --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored
+                            completions and feedback (default ./hybridchat-data)
+  --no-store                keep no completions (a request's "store": false does this per request);
+                            /v1/feedback and GET /v1/chat/completions then answer 404 store_disabled
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default info)
   -h, --help                this help
 

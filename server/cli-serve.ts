@@ -2,10 +2,11 @@
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import { intOption, UsageError } from "./cli-errors.js";
 import { SERVE_HELP } from "./cli-help.js";
-import { createServer } from "./server.js";
+import { createServer, type HybridchatServer, type ServerOptions } from "./server.js";
+import { DB_FILE } from "./store/db.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -36,6 +37,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-context": { type: "string" },
       "max-body-bytes": { type: "string" },
       "data-dir": { type: "string", default: "hybridchat-data" },
+      "no-store": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
       help: { type: "boolean", short: "h" },
     },
@@ -53,7 +55,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const adapters = (values.adapter ?? []).map((spec) => adapterOption(spec, c));
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
   const port = intOption(values.port, "port", c, 0, 65535)!;
-  const server = createServer({
+  const dataDir = resolve(values["data-dir"]!);
+  const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
     servedModelName: values["served-model-name"],
     adapters,
@@ -62,9 +65,17 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
-    dataDir: resolve(values["data-dir"]!),
+    dataDir,
+    store: !values["no-store"],
     logger: { level: values["log-level"]! },
-  });
+  };
+  let server: HybridchatServer;
+  try {
+    server = createServer(options);
+  } catch (e) {
+    // the store opens here, before anything listens: say which directory is the problem
+    throw new UsageError(`--data-dir ${values["data-dir"]}: cannot open ${join(dataDir, DB_FILE)} (${(e as Error).message}); pick another directory, or pass --no-store`, c);
+  }
 
   let signals = 0;
   const shutdown = (signal: string) => {
@@ -112,6 +123,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     process.stderr.write(
       `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
         ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads\n` +
+        `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
         `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
         `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,
     );

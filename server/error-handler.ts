@@ -28,8 +28,12 @@ export function engineErrorToApi(e: EngineError): ApiError {
 export function toApiError(error: unknown, request: FastifyRequest, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   if (error instanceof EngineError) return engineErrorToApi(error);
-  const fe = error as Partial<FastifyError> & { validation?: SchemaError[] };
-  if (Array.isArray(fe.validation)) return validationError(fe.validation, request.body);
+  const fe = error as Partial<FastifyError> & { validation?: SchemaError[]; validationContext?: string };
+  if (Array.isArray(fe.validation)) {
+    const ctx = fe.validationContext;
+    const data = ctx === "querystring" ? request.query : ctx === "params" ? request.params : request.body;
+    return validationError(fe.validation, data, request.routeOptions.url);
+  }
   switch (fe.code) {
     case "FST_ERR_CTP_BODY_TOO_LARGE":
       return errors.bodyTooLarge(bodyLimit);

@@ -114,6 +114,30 @@ export const errors = {
   shuttingDown: () =>
     new ApiError(503, "server_error", "engine_closed", "The server is shutting down; retry on another instance."),
 
+  completionNotFound: (id: string, param: string) =>
+    new ApiError(404, "invalid_request_error", "completion_not_found", `No stored completion found with id '${id}'.`, param),
+
+  feedbackNotFound: (id: string, param: string) =>
+    new ApiError(404, "invalid_request_error", "feedback_not_found", `No feedback found with id '${id}'.`, param),
+
+  storeDisabled: () =>
+    new ApiError(
+      404,
+      "invalid_request_error",
+      "store_disabled",
+      "This server does not keep completions or feedback (it was started with --no-store).",
+    ),
+
+  /** Same Idempotency-Key, different body: 422 as the IETF Idempotency-Key draft says (409 is for a key still in flight). */
+  idempotencyKeyReused: () =>
+    new ApiError(
+      422,
+      "invalid_request_error",
+      "idempotency_key_reused",
+      "This Idempotency-Key was already used with a different request body. Use a new key for a new request.",
+      "Idempotency-Key",
+    ),
+
   internal: () =>
     new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Sorry about that!"),
 } as const;

@@ -1,6 +1,6 @@
 // Runs the engine requests behind one API request (n choices, several prompts) and
 // either collects them or streams their events interleaved as they come.
-import type { FinishReason, GenerateRequest, GenerationEvent, SamplingParams, TokenLogprob } from "../engine/types.js";
+import type { FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Timings, TokenLogprob } from "../engine/types.js";
 import type { ServingEngine } from "./serving.js";
 
 /** One engine request: choice `index` of the API response. */
@@ -20,6 +20,8 @@ export interface ChoiceResult {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** the engine's timings; null until the choice finished */
+  timings: Timings | null;
 }
 
 export interface TaggedEvent {
@@ -46,7 +48,11 @@ export class ChoiceStream implements AsyncIterable<TaggedEvent> {
   #wake: (() => void) | null = null;
   readonly #controller = new AbortController();
 
-  constructor(engine: ServingEngine, specs: readonly ChoiceSpec[], signal: AbortSignal) {
+  constructor(
+    engine: ServingEngine,
+    readonly specs: readonly ChoiceSpec[],
+    signal: AbortSignal,
+  ) {
     this.#running = specs.length;
     const onAbort = () => this.#controller.abort(signal.reason);
     if (signal.aborted) onAbort();
@@ -126,25 +132,26 @@ export class ChoiceStream implements AsyncIterable<TaggedEvent> {
   }
 }
 
-/** Runs all choices to the end and gathers each one's text, tokens and logprobs. */
-export async function collectChoices(
-  engine: ServingEngine,
-  specs: readonly ChoiceSpec[],
-  signal: AbortSignal,
-): Promise<ChoiceResult[]> {
-  const results = new Map<number, ChoiceResult>();
-  for (const spec of specs)
-    results.set(spec.index, {
-      index: spec.index,
-      text: "",
-      tokenIds: [],
-      logprobs: [],
-      finishReason: "length",
-      promptTokens: spec.promptTokens.length,
-      completionTokens: 0,
-    });
-  for await (const { index, event } of new ChoiceStream(engine, specs, signal)) {
-    const r = results.get(index)!;
+/** Gathers each choice's text, tokens, logprobs, finish and timings from its events. */
+export class ChoiceCollector {
+  readonly #results = new Map<number, ChoiceResult>();
+
+  constructor(specs: readonly ChoiceSpec[]) {
+    for (const spec of specs)
+      this.#results.set(spec.index, {
+        index: spec.index,
+        text: "",
+        tokenIds: [],
+        logprobs: [],
+        finishReason: "length",
+        promptTokens: spec.promptTokens.length,
+        completionTokens: 0,
+        timings: null,
+      });
+  }
+
+  add({ index, event }: TaggedEvent): void {
+    const r = this.#results.get(index)!;
     if (event.type === "delta") {
       r.text += event.text;
       r.tokenIds.push(...event.tokenIds);
@@ -153,7 +160,23 @@ export async function collectChoices(
       r.finishReason = event.finishReason;
       r.promptTokens = event.usage.promptTokens;
       r.completionTokens = event.usage.completionTokens;
+      r.timings = event.timings;
     }
   }
-  return [...results.values()].sort((a, b) => a.index - b.index);
+
+  /** by choice index */
+  results(): ChoiceResult[] {
+    return [...this.#results.values()].sort((a, b) => a.index - b.index);
+  }
+}
+
+/** Runs all choices to the end and gathers each one's text, tokens and logprobs. */
+export async function collectChoices(
+  engine: ServingEngine,
+  specs: readonly ChoiceSpec[],
+  signal: AbortSignal,
+): Promise<ChoiceResult[]> {
+  const collector = new ChoiceCollector(specs);
+  for await (const tagged of new ChoiceStream(engine, specs, signal)) collector.add(tagged);
+  return collector.results();
 }

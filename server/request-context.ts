@@ -3,10 +3,19 @@
 import type { FastifyReply } from "fastify";
 import { errors } from "./errors.js";
 import type { Serving, ServedVariant, ServingSlot } from "./serving.js";
+import type { Store } from "./store/store.js";
 
 /** Options each route plugin is registered with. */
 export interface RouteOptions {
   slot: ServingSlot;
+  /** where completions and feedback are kept; null: not kept (--no-store) */
+  store: Store | null;
+}
+
+/** The store, or 404 store_disabled for a server started with --no-store. */
+export function requireStore(store: Store | null): Store {
+  if (store === null) throw errors.storeDisabled();
+  return store;
 }
 
 /** The ready serving state, or 503 (loading/failed). */

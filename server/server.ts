@@ -8,6 +8,7 @@ import { Engine } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./app.js";
+import { Store } from "./store/store.js";
 
 export interface ServerOptions {
   /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
@@ -28,8 +29,10 @@ export interface ServerOptions {
   maxContext?: number;
   /** largest request body; default 8 MiB */
   maxBodyBytes?: number;
-  /** where the server keeps its state (the built-in model's cache for now) */
+  /** where the server keeps its state: hybridchat.sqlite, the built-in model's cache */
   dataDir?: string;
+  /** keep completions and feedback (default true); without dataDir they are kept in memory only */
+  store?: boolean;
   logger?: FastifyServerOptions["logger"];
 }
 
@@ -47,10 +50,13 @@ export class HybridchatServer {
   readonly ready: Promise<void>;
   engine: Engine | null = null;
   model: LoadedModel | null = null;
+  /** null with `store: false` */
+  readonly store: Store | null;
   #closing: Promise<void> | null = null;
 
   constructor(private readonly opts: ServerOptions = {}) {
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger });
+    this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));
@@ -110,6 +116,8 @@ export class HybridchatServer {
       await this.ready.catch(() => undefined);
       await this.engine?.close();
       await appClosed.finally(() => clearInterval(sweep));
+      // after the app: streams cancelled by the engine's close are never recorded
+      this.store?.close();
       this.model?.dispose();
     })();
     return this.#closing;

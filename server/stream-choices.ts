@@ -1,12 +1,14 @@
 // The SSE side of both completion endpoints: wait until every choice is admitted (so a
 // full queue is still a real 429), then stream each choice's deltas and finish, the usage
 // chunk when asked, and [DONE]. The endpoints only say what their chunks look like.
+// What was streamed is gathered too, and handed to `beforeDone` (the store) before the
+// last chunk: a client that saw [DONE] can count on it being recorded.
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { EngineError } from "../engine/errors.js";
 import type { GenerationEvent, FinishReason } from "../engine/types.js";
 import { engineErrorToApi } from "./error-handler.js";
 import { ApiError, errors } from "./errors.js";
-import type { ChoiceStream } from "./generation.js";
+import { ChoiceCollector, type ChoiceResult, type ChoiceStream } from "./generation.js";
 import { usageBody } from "./openai-shapes.js";
 import type { UsageBody } from "./schemas/responses.js";
 import { SseWriter } from "./sse.js";
@@ -27,6 +29,8 @@ export async function streamChoices<C>(
   promptTokens: number,
   includeUsage: boolean,
   shapes: ChunkShapes<C>,
+  /** runs once every choice finished and the client is still there; throwing fails the stream */
+  beforeDone?: (results: ChoiceResult[]) => void,
 ): Promise<void> {
   await stream.admitted;
   reply.hijack();
@@ -35,8 +39,11 @@ export async function streamChoices<C>(
   try {
     for (const c of shapes.opening()) await sse.send(c);
     let completionTokens = 0;
-    for await (const { index, event } of stream) {
+    const collector = new ChoiceCollector(stream.specs);
+    for await (const tagged of stream) {
       if (sse.closed) break;
+      collector.add(tagged);
+      const { index, event } = tagged;
       if (event.type === "delta") {
         if (event.text === "" && event.logprobs.length === 0) continue;
         await sse.send(shapes.delta(index, event));
@@ -46,6 +53,7 @@ export async function streamChoices<C>(
       }
     }
     if (sse.closed) return;
+    beforeDone?.(collector.results());
     if (includeUsage) await sse.send(shapes.usage(usageBody(promptTokens, completionTokens)));
     await sse.done();
   } catch (error) {

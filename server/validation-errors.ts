@@ -73,16 +73,21 @@ function rank(e: SchemaError): number {
 const better = (a: SchemaError, b: SchemaError): SchemaError =>
   depth(b) > depth(a) || (depth(b) === depth(a) && rank(b) > rank(a)) ? b : a;
 
-/** Unions whose branches are too different to name a part: their errors are reported whole. */
-const WHOLE_PARAMS: Record<string, string> = {
-  prompt: "'prompt' must be a string, an array of strings, an array of token ids, or an array of arrays of token ids.",
+/** Unions whose branches are too different to name a part: their errors are reported whole (per route). */
+const WHOLE_PARAMS: Record<string, Record<string, string>> = {
+  "/v1/completions": {
+    prompt: "'prompt' must be a string, an array of strings, an array of token ids, or an array of arrays of token ids.",
+  },
+  "/v1/feedback": {
+    prompt: "'prompt' must be a string (one user turn) or a non-empty array of chat messages.",
+  },
 };
 
 /**
  * Picks the most specific error (the deepest path: inside a union, the branch that got
  * furthest names the real culprit) and words it for a client.
  */
-export function validationError(errs: readonly SchemaError[], body: unknown): ApiError {
+export function validationError(errs: readonly SchemaError[], body: unknown, route?: string): ApiError {
   if (errs.length === 0) return errors.invalidRequest("The request body is invalid.", null);
   // unions report one error per branch and then "anyOf"; the best branch error wins,
   // and type/const errors at that same path are merged ("expected a number or null")
@@ -90,8 +95,8 @@ export function validationError(errs: readonly SchemaError[], body: unknown): Ap
   const pool = concrete.length > 0 ? concrete : errs;
   const best = pool.reduce(better);
   const top = paramFromPointer("/" + (best.instancePath.split("/")[1] ?? ""));
-  if (top !== null && best.keyword === "type" && top in WHOLE_PARAMS)
-    return errors.invalidRequest(WHOLE_PARAMS[top]!, top, "invalid_type");
+  const whole = top === null || route === undefined ? undefined : WHOLE_PARAMS[route]?.[top];
+  if (whole !== undefined && best.keyword === "type") return errors.invalidRequest(whole, top, "invalid_type");
   const param = paramFromPointer(best.instancePath, body);
   const value = valueAt(body, best.instancePath);
   const where = param ?? "the request body";

@@ -2,15 +2,14 @@
 // port (and stopping on SIGTERM/SIGINT), `init` writing a checkpoint that loads.
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { once } from "node:events";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
-import { README, repoRoot, testModelDir, waitFor } from "./api-helpers.js";
+import { README, testModelDir, waitFor } from "./api-helpers.js";
+import { CLI, serve, stop } from "./serve-process.js";
 
-const CLI = join(repoRoot, "dist", "server", "cli.js");
 const tmpRoots: string[] = [];
 after(async () => {
   for (const d of tmpRoots) await rm(d, { recursive: true, force: true });
@@ -26,39 +25,10 @@ function run(args: string[]): { status: number | null; stdout: string; stderr: s
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-interface Served {
-  child: ChildProcess;
-  url: string;
-  stderr: () => string;
-}
-
-/** Starts `hybridchat serve` on a free port; resolves once /health says 200. */
-async function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--log-level", "warn", "--threads", "2", ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c));
-  let exited = false;
-  child.once("exit", () => (exited = true));
-  await waitFor(() => exited || /listening on (http:\/\/\S+)/.test(err), "the listening line", 60_000);
-  const m = /listening on (http:\/\/\S+)/.exec(err);
-  assert.ok(m, `serve did not start: ${err}`);
-  const url = m[1]!;
-  let healthy = false;
-  while (!healthy && !exited) healthy = (await fetch(`${url}/health`)).status === 200;
-  assert.ok(healthy, err);
-  return { child, url, stderr: () => err };
-}
-
-async function stop(s: Served, signal: NodeJS.Signals): Promise<number | null> {
-  const exit = once(s.child, "exit");
-  s.child.kill(signal);
-  const [code] = (await exit) as [number | null];
-  return code;
-}
-
 describe("hybridchat serve", () => {
   test("--model DIR answers on its port with the README output; SIGTERM exits 0", async () => {
-    const s = await serve(["--model", testModelDir]);
+    // --no-store: this test keeps nothing (there is no --data-dir to put it in)
+    const s = await serve(["--model", testModelDir, "--no-store"]);
     try {
       const r = await fetch(`${s.url}/v1/chat/completions`, {
         method: "POST",
@@ -68,6 +38,11 @@ describe("hybridchat serve", () => {
       assert.equal(r.status, 200);
       assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
       assert.doesNotMatch(s.stderr(), /UNTRAINED/);
+      // the ready line follows /health's 200 by a moment
+      await waitFor(() => /storing nothing \(--no-store\)/.test(s.stderr()), "the ready line");
+      const stored = await fetch(`${s.url}/v1/chat/completions`);
+      assert.equal(stored.status, 404);
+      assert.equal(((await stored.json()) as { error: { code: string } }).error.code, "store_disabled");
     } finally {
       assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
     }

@@ -166,7 +166,8 @@ describe("other statuses", () => {
   test("unknown routes: 404, known route with another method: 405, both OpenAI-shaped", async () => {
     assertError(await s.app.inject({ method: "GET", url: "/v1/nothing" }), 404, null, "unknown_url");
     assertError(await s.app.inject({ method: "POST", url: "/v2/chat/completions", payload: {} }), 404, null, "unknown_url");
-    const r = await s.app.inject({ method: "GET", url: "/v1/chat/completions" });
+    // (GET /v1/chat/completions lists stored completions)
+    const r = await s.app.inject({ method: "GET", url: "/v1/completions" });
     assertError(r, 405, null, "method_not_allowed");
     assert.equal(r.headers.allow, "POST");
     assertError(await s.app.inject({ method: "DELETE", url: "/v1/models" }), 405, null, "method_not_allowed");

@@ -1,30 +1,21 @@
 // POST /v1/chat/completions: non-streamed and SSE-streamed, n choices.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { performance } from "node:perf_hooks";
 import type { ChatMessage } from "../../engine/types.js";
+import { toChatMessage } from "../chat-messages.js";
 import { errors } from "../errors.js";
-import { ChoiceStream, collectChoices, type ChoiceSpec } from "../generation.js";
+import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from "../generation.js";
 import { chatLogprobs, completionId, nowSeconds, usageBody } from "../openai-shapes.js";
 import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
-import { ChatCompletionRequestSchema, type ChatCompletionRequest, type ChatMessageInput } from "../schemas/chat.js";
+import { completionRecorder } from "../record-completion.js";
+import { ChatCompletionRequestSchema, type ChatCompletionRequest } from "../schemas/chat.js";
 import type { ChatChunkBody, ChatCompletionBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../serving.js";
 import { streamChoices } from "../stream-choices.js";
 
-function toChatMessage(m: ChatMessageInput): ChatMessage {
-  const content =
-    m.content === null || m.content === undefined
-      ? ""
-      : typeof m.content === "string"
-        ? m.content
-        : m.content.map((p) => p.text).join("\n");
-  const out: ChatMessage = { role: m.role, content };
-  if (typeof m.name === "string") out.name = m.name;
-  return out;
-}
-
 /** Validated body -> one engine request per choice. */
-function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: ServedVariant): ChoiceSpec[] {
+function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: ServedVariant, messages: ChatMessage[]): ChoiceSpec[] {
   const logprobs = body.logprobs ?? false;
   const topLogprobs = body.top_logprobs ?? 0;
   if (topLogprobs > 0 && !logprobs)
@@ -32,7 +23,7 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: Ser
 
   let promptTokens: number[];
   try {
-    promptTokens = serving.model.encodeChat(body.messages.map(toChatMessage));
+    promptTokens = serving.model.encodeChat(messages);
   } catch (e) {
     // templates may raise_exception() on conversations they do not accept (roles not alternating...)
     throw errors.invalidRequest(`The model's chat template rejected these messages: ${(e as Error).message}`, "messages");
@@ -59,31 +50,35 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: Ser
 
 export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   app.post("/v1/chat/completions", { schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
+    const startedMs = performance.now();
     const body = request.body;
     const { serving, variant } = requireServing(opts.slot, body.model);
-    const specs = choiceSpecs(body, serving, variant);
+    const messages = body.messages.map(toChatMessage);
+    const specs = choiceSpecs(body, serving, variant, messages);
     const signal = clientGone(reply);
     const id = completionId("chatcmpl");
     const created = nowSeconds();
     const head = <O extends string>(object: O) => ({ id, object, created, model: variant.id, system_fingerprint: variant.fingerprint });
     const topLogprobs = body.top_logprobs ?? 0;
     const promptTokens = specs[0]!.promptTokens.length;
+    const completion = (results: readonly ChoiceResult[]): ChatCompletionBody => ({
+      ...head("chat.completion"),
+      choices: results.map((r) => ({
+        index: r.index,
+        message: { role: "assistant", content: r.text, refusal: null },
+        logprobs: body.logprobs ? chatLogprobs(r.logprobs, topLogprobs) : null,
+        finish_reason: r.finishReason,
+      })),
+      usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
+    });
+    // a stream is recorded as the completion its chunks add up to
+    const record = completionRecorder(
+      opts.store,
+      { id, object: "chat.completion", created, variant, request: body, promptMessages: messages, startedMs },
+      completion,
+    );
 
-    if (!body.stream) {
-      const results = await collectChoices(serving.engine, specs, signal);
-      const completionTokens = results.reduce((s, r) => s + r.completionTokens, 0);
-      const response: ChatCompletionBody = {
-        ...head("chat.completion"),
-        choices: results.map((r) => ({
-          index: r.index,
-          message: { role: "assistant", content: r.text, refusal: null },
-          logprobs: body.logprobs ? chatLogprobs(r.logprobs, topLogprobs) : null,
-          finish_reason: r.finishReason,
-        })),
-        usage: usageBody(promptTokens, completionTokens),
-      };
-      return response;
-    }
+    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
 
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: ChatChunkBody["choices"]): ChatChunkBody => {
@@ -91,12 +86,20 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
       if (includeUsage) c.usage = null;
       return c;
     };
-    await streamChoices(request, reply, new ChoiceStream(serving.engine, specs, signal), promptTokens, includeUsage, {
-      opening: () => specs.map((s) => chunk([{ index: s.index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }])),
-      delta: (index, event) =>
-        chunk([{ index, delta: { content: event.text }, logprobs: body.logprobs ? chatLogprobs(event.logprobs, topLogprobs) : null, finish_reason: null }]),
-      finish: (index, reason) => chunk([{ index, delta: {}, logprobs: null, finish_reason: reason }]),
-      usage: (usage) => ({ ...chunk([]), usage }),
-    });
+    await streamChoices(
+      request,
+      reply,
+      new ChoiceStream(serving.engine, specs, signal),
+      promptTokens,
+      includeUsage,
+      {
+        opening: () => specs.map((s) => chunk([{ index: s.index, delta: { role: "assistant", content: "" }, logprobs: null, finish_reason: null }])),
+        delta: (index, event) =>
+          chunk([{ index, delta: { content: event.text }, logprobs: body.logprobs ? chatLogprobs(event.logprobs, topLogprobs) : null, finish_reason: null }]),
+        finish: (index, reason) => chunk([{ index, delta: {}, logprobs: null, finish_reason: reason }]),
+        usage: (usage) => ({ ...chunk([]), usage }),
+      },
+      (results) => void record(results),
+    );
   });
 };

@@ -1,9 +1,11 @@
 // POST /v1/completions (legacy text completions): one or many prompts, n choices each.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { performance } from "node:perf_hooks";
 import { errors } from "../errors.js";
-import { ChoiceStream, collectChoices, type ChoiceSpec } from "../generation.js";
+import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from "../generation.js";
 import { completionId, completionLogprobs, nowSeconds, usageBody } from "../openai-shapes.js";
 import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
+import { completionRecorder } from "../record-completion.js";
 import { resolveMaxTokens, samplingParams } from "../sampling.js";
 import { CompletionRequestSchema, type CompletionRequest, type PromptInput } from "../schemas/completions.js";
 import type { CompletionBody } from "../schemas/responses.js";
@@ -68,6 +70,7 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedV
 
 export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   app.post("/v1/completions", { schema: { body: CompletionRequestSchema } }, async (request, reply) => {
+    const startedMs = performance.now();
     const body = request.body;
     const { serving, variant } = requireServing(opts.slot, body.model);
     const list = prompts(body.prompt, serving);
@@ -85,24 +88,23 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       model: variant.id,
       system_fingerprint: variant.fingerprint,
     };
+    const completion = (results: readonly ChoiceResult[]): CompletionBody => ({
+      ...head,
+      choices: results.map((r) => {
+        const prefix = echo ? promptOf(r.index).text : "";
+        return {
+          index: r.index,
+          text: prefix + r.text,
+          logprobs: body.logprobs != null ? completionLogprobs(r.logprobs, topLogprobs, prefix.length) : null,
+          finish_reason: r.finishReason,
+        };
+      }),
+      usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
+    });
+    // a stream is recorded as the completion its chunks add up to
+    const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs }, completion);
 
-    if (!body.stream) {
-      const results = await collectChoices(serving.engine, specs, signal);
-      const response: CompletionBody = {
-        ...head,
-        choices: results.map((r) => {
-          const prefix = echo ? promptOf(r.index).text : "";
-          return {
-            index: r.index,
-            text: prefix + r.text,
-            logprobs: body.logprobs != null ? completionLogprobs(r.logprobs, topLogprobs, prefix.length) : null,
-            finish_reason: r.finishReason,
-          };
-        }),
-        usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
-      };
-      return response;
-    }
+    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
 
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: CompletionBody["choices"]): CompletionBody => {
@@ -112,21 +114,29 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
     };
     // where the next token's text starts in each choice's text, for logprobs text_offset
     const offsets = new Map<number, number>();
-    await streamChoices(request, reply, new ChoiceStream(serving.engine, specs, signal), promptTokens, includeUsage, {
-      opening: () =>
-        specs.flatMap((s) => {
-          const prefix = echo ? promptOf(s.index).text : "";
-          offsets.set(s.index, prefix.length);
-          return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
-        }),
-      delta: (index, event) => {
-        const offset = offsets.get(index) ?? 0;
-        const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;
-        offsets.set(index, offset + event.text.length);
-        return chunk([{ index, text: event.text, logprobs, finish_reason: null }]);
+    await streamChoices(
+      request,
+      reply,
+      new ChoiceStream(serving.engine, specs, signal),
+      promptTokens,
+      includeUsage,
+      {
+        opening: () =>
+          specs.flatMap((s) => {
+            const prefix = echo ? promptOf(s.index).text : "";
+            offsets.set(s.index, prefix.length);
+            return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
+          }),
+        delta: (index, event) => {
+          const offset = offsets.get(index) ?? 0;
+          const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;
+          offsets.set(index, offset + event.text.length);
+          return chunk([{ index, text: event.text, logprobs, finish_reason: null }]);
+        },
+        finish: (index, reason) => chunk([{ index, text: "", logprobs: null, finish_reason: reason }]),
+        usage: (usage) => ({ ...chunk([]), usage }),
       },
-      finish: (index, reason) => chunk([{ index, text: "", logprobs: null, finish_reason: reason }]),
-      usage: (usage) => ({ ...chunk([]), usage }),
-    });
+      (results) => void record(results),
+    );
   });
 };

@@ -22,6 +22,12 @@ export const StreamOptionsSchema = Type.Object({
   include_usage: Opt(Type.Boolean()),
 });
 
+/** OpenAI's metadata: up to 16 string pairs, keys up to 64 characters, values up to 512 */
+export const MetadataSchema = Type.Record(Type.String(), Type.String({ maxLength: 512 }), {
+  maxProperties: 16,
+  propertyNames: { maxLength: 64 },
+});
+
 /** The sampling parameters both endpoints take, plus vLLM's extensions (top_k, min_p, ignore_eos). */
 export const samplingProperties = {
   model: Type.String({ minLength: 1 }),
@@ -41,4 +47,7 @@ export const samplingProperties = {
   top_k: Opt(Type.Integer({ minimum: -1, maximum: MAX_INT32 })),
   min_p: Opt(Type.Number({ minimum: 0, maximum: 1 })),
   ignore_eos: Opt(Type.Boolean()),
+  /** keep this completion (GET /v1/chat/completions/{id}, feedback); default true here */
+  store: Opt(Type.Boolean()),
+  metadata: Opt(MetadataSchema),
 };

@@ -1,0 +1,239 @@
+// The feedback table group: ratings, preferences and corrections, listed and scanned
+// for export. Rows carry their own prompt and texts, so export needs no joins.
+import { randomBytes } from "node:crypto";
+import type { Db } from "./db.js";
+import type { Page, PromptMessage, SortOrder } from "./types.js";
+
+export type FeedbackType = "rating" | "preference" | "correction";
+
+interface FeedbackBase {
+  /** the conversation the judged answers continue */
+  promptMessages: PromptMessage[];
+}
+
+export interface RatingFeedback extends FeedbackBase {
+  type: "rating";
+  completionId: string;
+  choiceIndex: number;
+  rating: 1 | -1;
+  comment: string | null;
+  /** the rated answer's text */
+  answer: string;
+  model: string;
+}
+
+export interface CorrectionFeedback extends FeedbackBase {
+  type: "correction";
+  completionId: string;
+  choiceIndex: number;
+  correction: string;
+  /** the corrected answer's text */
+  answer: string;
+  model: string;
+}
+
+export interface PreferenceFeedback extends FeedbackBase {
+  type: "preference";
+  /** null when the preference was given as text */
+  chosenId: string | null;
+  chosenIndex: number | null;
+  rejectedId: string | null;
+  rejectedIndex: number | null;
+  chosen: string;
+  rejected: string;
+  model: string | null;
+  rejectedModel: string | null;
+}
+
+export type NewFeedback = RatingFeedback | CorrectionFeedback | PreferenceFeedback;
+export type FeedbackRecord = NewFeedback & { id: string; created: number };
+
+export interface FeedbackFilter {
+  type?: FeedbackType | readonly FeedbackType[];
+  /** as the judged, chosen or rejected completion */
+  completionId?: string;
+  /** as the model of the judged, chosen or rejected answer */
+  model?: string;
+  /** created >= since (unix seconds) */
+  since?: number;
+  /** created < until (unix seconds) */
+  until?: number;
+  /** only +1 ratings (for SFT) */
+  positiveOnly?: boolean;
+}
+
+export interface FeedbackQuery extends FeedbackFilter {
+  after?: string;
+  limit: number;
+  order: SortOrder;
+}
+
+interface FeedbackRow {
+  seq: number;
+  id: string;
+  type: FeedbackType;
+  created: number;
+  completion_id: string | null;
+  choice_index: number | null;
+  rating: 1 | -1 | null;
+  comment: string | null;
+  correction: string | null;
+  chosen_id: string | null;
+  chosen_index: number | null;
+  rejected_id: string | null;
+  rejected_index: number | null;
+  prompt_messages: string;
+  answer: string | null;
+  chosen: string | null;
+  rejected: string | null;
+  model: string | null;
+  rejected_model: string | null;
+}
+
+/** Thrown by list() for an `after` id that is not there. */
+export class UnknownFeedbackError extends Error {
+  constructor(readonly id: string) {
+    super(`no feedback ${id}`);
+    this.name = "UnknownFeedbackError";
+  }
+}
+
+export const feedbackId = (): string => `fb_${randomBytes(12).toString("base64url")}`;
+
+export class FeedbackStore {
+  readonly #db: Db;
+  readonly #insert;
+  readonly #seqOf;
+
+  constructor(db: Db) {
+    this.#db = db;
+    this.#insert = db.prepare(
+      `INSERT INTO feedback (id, type, created, completion_id, choice_index, rating, comment, correction, chosen_id,
+         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model)
+       VALUES (@id, @type, @created, @completion_id, @choice_index, @rating, @comment, @correction, @chosen_id,
+         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model)`,
+    );
+    this.#seqOf = db.prepare("SELECT seq FROM feedback WHERE id = ?").pluck();
+  }
+
+  /** Stores one piece of feedback. Call inside the caller's transaction when it has one. */
+  insert(f: NewFeedback, created: number, id = feedbackId()): FeedbackRecord {
+    const row: Omit<FeedbackRow, "seq"> = {
+      id,
+      type: f.type,
+      created,
+      completion_id: f.type === "preference" ? null : f.completionId,
+      choice_index: f.type === "preference" ? null : f.choiceIndex,
+      rating: f.type === "rating" ? f.rating : null,
+      comment: f.type === "rating" ? f.comment : null,
+      correction: f.type === "correction" ? f.correction : null,
+      chosen_id: f.type === "preference" ? f.chosenId : null,
+      chosen_index: f.type === "preference" ? f.chosenIndex : null,
+      rejected_id: f.type === "preference" ? f.rejectedId : null,
+      rejected_index: f.type === "preference" ? f.rejectedIndex : null,
+      prompt_messages: JSON.stringify(f.promptMessages),
+      answer: f.type === "preference" ? null : f.answer,
+      chosen: f.type === "preference" ? f.chosen : null,
+      rejected: f.type === "preference" ? f.rejected : null,
+      model: f.model,
+      rejected_model: f.type === "preference" ? f.rejectedModel : null,
+    };
+    this.#insert.run(row);
+    return { ...f, id, created };
+  }
+
+  list(q: FeedbackQuery): Page<FeedbackRecord> {
+    let afterSeq: number | undefined;
+    if (q.after !== undefined) {
+      afterSeq = this.#seqOf.get(q.after) as number | undefined;
+      if (afterSeq === undefined) throw new UnknownFeedbackError(q.after);
+    }
+    const rows = this.#select(q, afterSeq, q.order, q.limit + 1);
+    return { items: rows.slice(0, q.limit).map(toRecord), hasMore: rows.length > q.limit };
+  }
+
+  /**
+   * The next `limit` rows after insertion position `afterSeq` (0: from the start), oldest
+   * first, with the position to continue from. Export reads in such batches instead of one
+   * long-lived statement, so other requests can use the connection between batches.
+   */
+  scan(filter: FeedbackFilter, afterSeq: number, limit: number): { items: FeedbackRecord[]; next: number } {
+    const rows = this.#select(filter, afterSeq, "asc", limit);
+    return { items: rows.map(toRecord), next: rows.at(-1)?.seq ?? afterSeq };
+  }
+
+  #select(f: FeedbackFilter, afterSeq: number | undefined, order: SortOrder, limit: number): FeedbackRow[] {
+    const where: string[] = [];
+    const params: Record<string, string | number> = { limit };
+    if (afterSeq !== undefined) {
+      where.push(order === "asc" ? "seq > @after" : "seq < @after");
+      params.after = afterSeq;
+    }
+    if (f.type !== undefined) {
+      const types = typeof f.type === "string" ? [f.type] : f.type;
+      where.push(`type IN (${types.map((_, i) => `@t${i}`).join(", ")})`);
+      types.forEach((t, i) => (params[`t${i}`] = t));
+    }
+    if (f.completionId !== undefined) {
+      where.push("(completion_id = @cid OR chosen_id = @cid OR rejected_id = @cid)");
+      params.cid = f.completionId;
+    }
+    if (f.model !== undefined) {
+      where.push("(model = @model OR rejected_model = @model)");
+      params.model = f.model;
+    }
+    if (f.since !== undefined) {
+      where.push("created >= @since");
+      params.since = f.since;
+    }
+    if (f.until !== undefined) {
+      where.push("created < @until");
+      params.until = f.until;
+    }
+    if (f.positiveOnly) where.push("(type <> 'rating' OR rating = 1)");
+    const sql =
+      `SELECT * FROM feedback ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ` +
+      `ORDER BY seq ${order === "asc" ? "ASC" : "DESC"} LIMIT @limit`;
+    return this.#db.prepare(sql).all(params) as FeedbackRow[];
+  }
+}
+
+function toRecord(r: FeedbackRow): FeedbackRecord {
+  const base = { id: r.id, created: r.created, promptMessages: JSON.parse(r.prompt_messages) as PromptMessage[] };
+  switch (r.type) {
+    case "rating":
+      return {
+        ...base,
+        type: "rating",
+        completionId: r.completion_id!,
+        choiceIndex: r.choice_index!,
+        rating: r.rating!,
+        comment: r.comment,
+        answer: r.answer!,
+        model: r.model!,
+      };
+    case "correction":
+      return {
+        ...base,
+        type: "correction",
+        completionId: r.completion_id!,
+        choiceIndex: r.choice_index!,
+        correction: r.correction!,
+        answer: r.answer!,
+        model: r.model!,
+      };
+    case "preference":
+      return {
+        ...base,
+        type: "preference",
+        chosenId: r.chosen_id,
+        chosenIndex: r.chosen_index,
+        rejectedId: r.rejected_id,
+        rejectedIndex: r.rejected_index,
+        chosen: r.chosen!,
+        rejected: r.rejected!,
+        model: r.model,
+        rejectedModel: r.rejected_model,
+      };
+  }
+}

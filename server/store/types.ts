@@ -1,0 +1,54 @@
+// The values that cross the store's boundary (the rows' meaning, not their columns).
+import type { ChatMessage } from "../../engine/types.js";
+import type { ChatCompletionBody, CompletionBody } from "../schemas/responses.js";
+
+/** One conversation turn as stored and exported: content flattened to text, as the engine sees it. */
+export type PromptMessage = ChatMessage;
+
+export type CompletionObject = "chat.completion" | "text_completion";
+
+export interface StoredChoice {
+  index: number;
+  text: string;
+  finishReason: string;
+}
+
+export interface CompletionTimings {
+  /** submit -> first scheduled, the slowest choice */
+  queuedMs: number;
+  /** submit -> first token, the fastest choice */
+  ttftMs: number;
+  /** handler start -> stored */
+  totalMs: number;
+}
+
+export interface CompletionRecord {
+  id: string;
+  object: CompletionObject;
+  created: number;
+  /** the served model id (variant) that answered */
+  model: string;
+  /** its native adapter; null = the base weights */
+  adapter: string | null;
+  systemFingerprint: string;
+  /** the validated request body */
+  request: Record<string, unknown>;
+  /** chat completions: the conversation the choices continue; null for text completions */
+  promptMessages: PromptMessage[] | null;
+  choices: StoredChoice[];
+  promptTokens: number;
+  completionTokens: number;
+  timings: CompletionTimings;
+  streamed: boolean;
+  metadata: Record<string, string>;
+  /** exactly what the client got (for streams: the object the chunks add up to) */
+  response: ChatCompletionBody | CompletionBody;
+}
+
+/** A page of a list: the items and whether more follow. */
+export interface Page<T> {
+  items: T[];
+  hasMore: boolean;
+}
+
+export type SortOrder = "asc" | "desc";
