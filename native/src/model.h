@@ -178,6 +178,8 @@ class Model {
   std::string train_adapter_;
   ParamSet trainable_;
   Tape tape_;
+  Tape nograd_tape_;  // a no-grad forward's buffers, kept apart so a pending grad tape survives it
+  TrainScratch scratch_;
 };
 
 }  // namespace hc

@@ -52,6 +52,7 @@ void Model::materialise(Linear& l) {
   if (l.merged) throw Error("adapter_merged", "the base is merged with adapter '" + merged_ + "'; unmerge it first");
   l.owned.resize(static_cast<size_t>(l.out * l.in));
   cpu::to_f32(l.owned.data(), l.map, l.map_dtype, l.out * l.in);
+  drop_resident(l.map, l.out * l.in * dtype_size(l.map_dtype));
   l.w = l.owned.data();
   l.dtype = DType::F32;
   l.materialised = true;
@@ -62,6 +63,7 @@ void Model::materialise_embed() {
   const int64_t n = spec_.V * spec_.C;
   embed_owned_.resize(static_cast<size_t>(n));
   cpu::to_f32(embed_owned_.data(), embed_, embed_dtype_, n);
+  drop_resident(embed_, n * dtype_size(embed_dtype_));
   embed_ = embed_owned_.data();
   embed_dtype_ = DType::F32;
   if (spec_.tie_embeddings) {  // still one tensor: the head reads the same master
@@ -116,6 +118,11 @@ void Model::set_trainable(TrainKind kind, const std::string& name) {
   if (a && merged_ == name)
     throw Error("adapter_merged", "setTrainable: adapter '" + name + "' is merged; unmerge it first");
   trainable_.clear();
+  if (kind == TrainKind::None) {  // training is over: give the activation memory back
+    tape_ = Tape{};
+    nograd_tape_ = Tape{};
+    scratch_ = TrainScratch{};
+  }
   train_kind_ = kind;
   train_adapter_ = a ? name : "";
   if (a) {

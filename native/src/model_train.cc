@@ -31,7 +31,7 @@ void Model::train_linear(float* out, const float* in, int64_t layer, int t, int6
   const LoraMats& m = a->at(layer, t);
   const int64_t r = a->spec.lora.rank;
   const float* xd = in;
-  std::vector<float> dropped;
+  std::vector<float>& dropped = scratch_.dropped;
   if (tape_.dropout) {
     fit(tp.mask[t], T * m.in);
     dropout_mask(tp.mask[t].data(), T * m.in, a->spec.lora.dropout, a->spec.lora.seed, tape_.counter, layer, t);
@@ -57,14 +57,15 @@ void Model::train_linear_backward(float* dx, float beta, const float* dy, const 
   const LoraMats& m = a->at(layer, t);
   const int64_t r = a->spec.lora.rank;
   const float s = a->scale;
-  std::vector<float> du(static_cast<size_t>(T * r));
+  std::vector<float>& du = scratch_.du;
+  fit(du, T * r);
   cpu::sgemm(false, false, T, r, m.out, s, dy, m.out, m.B.data(), r, 0.0f, du.data(), r, *pool_);
   if (float* dB = trainable_.grad_for(m.B.data()))
     cpu::sgemm(true, false, m.out, r, T, s, dy, m.out, tp.u[t].data(), r, 1.0f, dB, r, *pool_);
   const bool masked = tape_.dropout;
   if (float* dA = trainable_.grad_for(m.A.data())) {
     const float* xd = x;
-    std::vector<float> dropped;
+    std::vector<float>& dropped = scratch_.dropped;
     if (masked) {
       fit(dropped, T * m.in);
       for (int64_t i = 0; i < T * m.in; i++) dropped[i] = x[i] * tp.mask[t][i];
@@ -76,7 +77,8 @@ void Model::train_linear_backward(float* dx, float beta, const float* dy, const 
     cpu::sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, m.A.data(), m.in, 1.0f, dx, m.in, *pool_);
     return;
   }
-  std::vector<float> dxd(static_cast<size_t>(T * m.in));
+  std::vector<float>& dxd = scratch_.dxd;
+  fit(dxd, T * m.in);
   cpu::sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, m.A.data(), m.in, 0.0f, dxd.data(), m.in, *pool_);
   for (int64_t i = 0; i < T * m.in; i++) dx[i] += dxd[i] * tp.mask[t][i];
 }
@@ -151,11 +153,11 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
   struct Keep {
     Tape& tape;
     bool on;
-    Tape saved;
+    Tape& saved;
     ~Keep() {
       if (on) std::swap(tape, saved);
     }
-  } keep{tape_, !b.grad, Tape{}};
+  } keep{tape_, !b.grad, nograd_tape_};
   if (keep.on) std::swap(tape_, keep.saved);
   tape_.valid = false;
   tape_.checkpoint = b.checkpoint;
@@ -183,13 +185,13 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
     float* out = l + 1 < L ? input(l + 1) : tape_.x_final.data();
     layer_forward(l, input(l), out, tape_.layers[tape_.layers.size() == 1 ? 0 : static_cast<size_t>(l)]);
   }
-  if (b.checkpoint || !b.grad) tape_.layers.assign(1, LayerTape{});  // free the scratch layer's activations
 
   fit(tape_.xf, T * C);
   cpu::rmsnorm_forward(tape_.xf.data(), tape_.x_final.data(), final_norm_.data(), T, C, s.eps, *pool_);
   res.logp.assign(static_cast<size_t>(T), 0.0f);
   const int64_t rows = head_rows(T, s.V);
-  std::vector<float> logits(static_cast<size_t>(rows * s.V));
+  std::vector<float>& logits = scratch_.logits;
+  fit(logits, rows * s.V);
   for (int64_t r0 = 0; r0 < T; r0 += rows) {
     const int64_t R = std::min(rows, T - r0);
     head_logits(logits.data(), tape_.xf.data(), r0, R);
@@ -205,12 +207,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
       res.values[t] = static_cast<float>(acc);
     }
   }
-  if (b.grad) {
-    tape_.valid = true;
-  } else {
-    tape_.inputs.clear();
-    tape_.layers.clear();
-  }
+  tape_.valid = b.grad;
 }
 
 void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape& tp) {
@@ -219,7 +216,8 @@ void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape
   const int64_t T = static_cast<int64_t>(tape_.tokens.size());
   const int64_t C = s.C, I = s.I, NH = s.NH, NKV = s.NKV, HD = s.HD, QD = NH * HD, KD = NKV * HD;
   ThreadPool& pool = *pool_;
-  std::vector<float> dh(static_cast<size_t>(T * I)), dup(static_cast<size_t>(T * I)), dxn(static_cast<size_t>(T * C));
+  std::vector<float>&dh = scratch_.dh, &dup = scratch_.dup, &dxn = scratch_.dxn;
+  fit(dh, T * I), fit(dup, T * I), fit(dxn, T * C);
   // MLP block: x_out = x_mid + down(swiglu(gate(xn2), up(xn2)))
   train_linear_backward(dh.data(), 0.0f, dy, tp.h.data(), l, kDown, T, tp);
   cpu::swiglu_backward(dh.data(), dup.data(), dh.data(), tp.gate.data(), tp.up.data(), T * I, pool);
@@ -229,8 +227,8 @@ void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape
                         w.mlp_norm.data(), T, C, s.eps, pool);
   for (int64_t i = 0; i < T * C; i++) dy[i] += dxn[i];  // dy is now dL/dx_mid
   // attention block: x_mid = x + o(attention(rope(norm(q)), rope(norm(k)), v))
-  std::vector<float> datt(static_cast<size_t>(T * QD)), dq(static_cast<size_t>(T * QD));
-  std::vector<float> dk(static_cast<size_t>(T * KD)), dv(static_cast<size_t>(T * KD));
+  std::vector<float>&datt = scratch_.datt, &dq = scratch_.dq, &dk = scratch_.dk, &dv = scratch_.dv;
+  fit(datt, T * QD), fit(dq, T * QD), fit(dk, T * KD), fit(dv, T * KD);
   train_linear_backward(datt.data(), 0.0f, dy, tp.att.data(), l, kO, T, tp);
   for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(tape_.counts.size()); t0 += tape_.counts[sq++]) {
     const int64_t n = tape_.counts[sq];
@@ -268,9 +266,9 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
   tape_.valid = false;  // consumed, whatever happens below
   ThreadPool& pool = *pool_;
 
-  std::vector<float> dxf(static_cast<size_t>(T * C));
+  std::vector<float>&dxf = scratch_.dxf, &logits = scratch_.logits;
   const int64_t rows = head_rows(T, V);
-  std::vector<float> logits(static_cast<size_t>(rows * V));
+  fit(dxf, T * C), fit(logits, rows * V);
   float* dhead = trainable_.grad_for(lm_head_.w);
   for (int64_t r0 = 0; r0 < T; r0 += rows) {
     const int64_t R = std::min(rows, T - r0);
@@ -290,7 +288,6 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
       }
     }
   }
-  tape_.xf.clear();
   float* dx = dxf.data();  // reused in place: dL/dx of each layer's output, then input
   cpu::rmsnorm_backward(dx, trainable_.grad_for(final_norm_.data()), dx, tape_.x_final.data(), final_norm_.data(), T,
                         C, s.eps, pool);
@@ -298,15 +295,12 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
     const float* x = tape_.inputs[static_cast<size_t>(l)].data();
     LayerTape& tp = tape_.layers[tape_.checkpoint ? 0 : static_cast<size_t>(l)];
     if (tape_.checkpoint) {
-      std::vector<float> out(static_cast<size_t>(T * C));
-      layer_forward(l, x, out.data(), tp);
+      fit(scratch_.layer_out, T * C);
+      layer_forward(l, x, scratch_.layer_out.data(), tp);
     }
     layer_backward(l, dx, x, tp);
-    if (!tape_.checkpoint) tape_.layers[static_cast<size_t>(l)] = LayerTape{};
   }
   if (float* demb = trainable_.grad_for(embed_)) cpu::embedding_backward(demb, dx, tape_.tokens.data(), T, C);
-  tape_.inputs.clear();
-  tape_.layers.clear();
 }
 
 StepResult Model::step(const OptimizerStep& o) {

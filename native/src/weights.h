@@ -60,4 +60,9 @@ class WeightStore {
 
 std::string shape_str(const std::vector<int64_t>& s);
 
+// Lets the kernel drop the resident pages of a mapped range nobody reads any more (a
+// tensor copied into an fp32 master): they stop counting against the process and come
+// back from the file if something does read them again. Whole pages inside the range only.
+void drop_resident(const void* p, int64_t bytes);
+
 }  // namespace hc
