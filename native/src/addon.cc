@@ -11,55 +11,6 @@ namespace {
 
 using namespace hc::addon;
 
-// ---- model ----------------------------------------------------------------------
-
-class ForwardWorker : public Napi::AsyncWorker {
- public:
-  ForwardWorker(Napi::Env env, std::shared_ptr<hc::Model> model, hc::ForwardBatch batch,
-                std::shared_ptr<std::atomic<bool>> busy)
-      : Napi::AsyncWorker(env, "hybridchat.forward"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        model_(std::move(model)),
-        batch_(std::move(batch)),
-        busy_(std::move(busy)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      model_->forward(batch_, logits_);
-    } catch (const Error& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = "out_of_memory";
-      SetError("out of memory during forward");
-    } catch (const std::exception& e) {
-      code_ = "internal";
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    busy_->store(false);
-    model_.reset();
-    Napi::Env env = Env();
-    auto out = Napi::Float32Array::New(env, logits_.size());
-    std::copy(logits_.begin(), logits_.end(), out.Data());
-    deferred_.Resolve(out);
-  }
-  void OnError(const Napi::Error& e) override {
-    busy_->store(false);
-    model_.reset();
-    deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<hc::Model> model_;  // keeps weights mapped even if dispose() runs meanwhile
-  hc::ForwardBatch batch_;
-  std::shared_ptr<std::atomic<bool>> busy_;
-  std::vector<float> logits_;
-  std::string code_;
-};
 
 }  // namespace
 
@@ -125,7 +76,10 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   }
   busy_->store(true);
   model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
-  auto* w = new ForwardWorker(env, model_, std::move(batch), busy_);
+  auto logits = std::make_shared<std::vector<float>>();
+  auto* w = new ModelWorker(
+      env, model_, busy_, [batch = std::move(batch), logits](hc::Model& m) { m.forward(batch, *logits); },
+      [logits](Napi::Env e) -> Napi::Value { return f32_array(e, *logits); });
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

@@ -4,6 +4,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
@@ -163,5 +164,61 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   std::shared_ptr<hc::Model> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
 };
+
+
+// Every heavy model call (forward, trainForward, trainBackward, step): runs `work` off the
+// JS thread with the busy flag held, then settles with `done`'s value.
+class ModelWorker : public Napi::AsyncWorker {
+ public:
+  ModelWorker(Napi::Env env, std::shared_ptr<hc::Model> model, std::shared_ptr<std::atomic<bool>> busy,
+              std::function<void(hc::Model&)> work, std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "hybridchat.model"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        model_(std::move(model)),
+        busy_(std::move(busy)),
+        work_(std::move(work)),
+        done_(std::move(done)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      work_(*model_);
+    } catch (const Error& e) {
+      code_ = e.code();
+      SetError(e.what());
+    } catch (const std::bad_alloc&) {
+      code_ = "out_of_memory";
+      SetError("out of memory");
+    } catch (const std::exception& e) {
+      code_ = "internal";
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    busy_->store(false);
+    model_.reset();
+    deferred_.Resolve(done_(Env()));
+  }
+  void OnError(const Napi::Error& e) override {
+    busy_->store(false);
+    model_.reset();
+    deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::shared_ptr<hc::Model> model_;  // keeps weights mapped even if dispose() runs meanwhile
+  std::shared_ptr<std::atomic<bool>> busy_;
+  std::function<void(hc::Model&)> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  std::string code_;
+};
+
+
+inline Napi::Float32Array f32_array(Napi::Env env, const std::vector<float>& v) {
+  auto out = Napi::Float32Array::New(env, v.size());
+  std::copy(v.begin(), v.end(), out.Data());
+  return out;
+}
 
 }  // namespace hc::addon

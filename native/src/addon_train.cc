@@ -1,66 +1,12 @@
 // The training boundary of native/index.ts (adapters, trainForward/trainBackward/step,
 // parameters, optimizer state, merge). The three heavy calls run in AsyncWorkers under
 // the busy flag they share with forward; the rest are synchronous and refused while busy.
-#include <functional>
-
 #include "addon.h"
 
 namespace hc::addon {
 
 namespace {
 
-// Runs `work` off the JS thread with the busy flag held, then settles with `done`'s value.
-class TrainWorker : public Napi::AsyncWorker {
- public:
-  TrainWorker(Napi::Env env, std::shared_ptr<hc::Model> model, std::shared_ptr<std::atomic<bool>> busy,
-              std::function<void(hc::Model&)> work, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env, "hybridchat.train"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        model_(std::move(model)),
-        busy_(std::move(busy)),
-        work_(std::move(work)),
-        done_(std::move(done)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      work_(*model_);
-    } catch (const Error& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = "out_of_memory";
-      SetError("out of memory during training");
-    } catch (const std::exception& e) {
-      code_ = "internal";
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    busy_->store(false);
-    model_.reset();
-    deferred_.Resolve(done_(Env()));
-  }
-  void OnError(const Napi::Error& e) override {
-    busy_->store(false);
-    model_.reset();
-    deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<hc::Model> model_;
-  std::shared_ptr<std::atomic<bool>> busy_;
-  std::function<void(hc::Model&)> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  std::string code_;
-};
-
-Napi::Float32Array f32_array(Napi::Env env, const std::vector<float>& v) {
-  auto out = Napi::Float32Array::New(env, v.size());
-  std::copy(v.begin(), v.end(), out.Data());
-  return out;
-}
 
 std::string str_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   if (i >= info.Length() || !info[i].IsString()) throw Error("invalid_argument", std::string(what) + " must be a string");
@@ -160,7 +106,7 @@ Napi::Value ModelWrap::TrainForward(const Napi::CallbackInfo& info) {
   }
   busy_->store(true);
   auto result = std::make_shared<hc::TrainResult>();
-  auto* w = new TrainWorker(
+  auto* w = new ModelWorker(
       env, model_, busy_, [batch, result](hc::Model& m) { m.train_forward(*batch, *result); },
       [batch, result](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
@@ -188,7 +134,7 @@ Napi::Value ModelWrap::TrainBackward(const Napi::CallbackInfo& info) {
     return rejected(env, e.code(), e.what());
   }
   busy_->store(true);
-  auto* w = new TrainWorker(
+  auto* w = new ModelWorker(
       env, model_, busy_, [dlogp, dvalues](hc::Model& m) { m.train_backward(*dlogp, dvalues.get()); },
       [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
   Napi::Promise p = w->promise();
@@ -215,7 +161,7 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
   }
   busy_->store(true);
   auto result = std::make_shared<hc::StepResult>();
-  auto* w = new TrainWorker(
+  auto* w = new ModelWorker(
       env, model_, busy_, [opt, result](hc::Model& m) { *result = m.step(opt); },
       [result](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
