@@ -47,6 +47,31 @@ export interface EngineOptions {
   maxQueue: number;
   /** most tokens in one forward step (decodes + prefill chunks); >= maxBatch */
   maxBatchTokens: number;
+  /** told about every token and every finished request (metrics) */
+  observer?: EngineObserver;
+}
+
+/** What a finished request looked like, for metrics; `adapter` null = the base weights. */
+export interface FinishedRequest {
+  adapter: string | null;
+  finishReason: FinishReason;
+  promptTokens: number;
+  completionTokens: number;
+  /** submit → first scheduled */
+  queuedMs: number;
+  /** submit → first token */
+  firstTokenMs: number;
+  /** submit → finished */
+  totalMs: number;
+}
+
+/** Hooks the engine calls on its loop; they must be cheap and must not throw. */
+export interface EngineObserver {
+  /** time between two consecutive tokens of one request (from its second token on) */
+  interTokenMs(adapter: string | null, ms: number): void;
+  finished(r: FinishedRequest): void;
+  /** a request that ended without finishing (client gone, engine closed, a failed step) */
+  aborted(adapter: string | null, reason: "cancelled" | "failed"): void;
 }
 
 export interface EngineCounters {
@@ -134,6 +159,7 @@ class Request implements SchedSeq {
   readonly submittedAt = performance.now();
   scheduledAt = -1;
   firstTokenAt = -1;
+  lastTokenAt = -1;
   detachAbort: () => void = () => {};
 
   constructor(
@@ -159,6 +185,7 @@ export class Engine {
   private readonly tokenizer: Tokenizer;
   private readonly eos: Set<number>;
   private readonly scheduler: Scheduler<Request>;
+  private readonly observer: EngineObserver | null;
   /** prompt + max_tokens limit: the model's context, or the KV pool if smaller */
   readonly maxContext: number;
   private sampler: Sampler | null = null;
@@ -181,6 +208,7 @@ export class Engine {
     this.native = model.native;
     this.tokenizer = model.tokenizer;
     this.eos = new Set(model.tokenizer.eosIds);
+    this.observer = opts.observer ?? null;
     const kv = model.native.kvStats();
     this.scheduler = new Scheduler<Request>(
       { ...opts, blockSize: kv.blockSize, totalBlocks: kv.totalBlocks },
@@ -357,7 +385,10 @@ export class Engine {
     seq.tokens.push(tok);
     seq.generated++;
     seq.counts.set(tok, (seq.counts.get(tok) ?? 0) + 1);
-    if (seq.firstTokenAt < 0) seq.firstTokenAt = performance.now();
+    const now = performance.now();
+    if (seq.firstTokenAt < 0) seq.firstTokenAt = now;
+    else this.observer?.interTokenMs(seq.adapter, now - seq.lastTokenAt);
+    seq.lastTokenAt = now;
 
     if (!p.ignoreEos && this.eos.has(tok)) {
       // the EOS token counts as a completion token but is not reported as text or logprob
@@ -407,6 +438,15 @@ export class Engine {
     this.counters.completed++;
     this.counters.promptTokens += seq.promptLength;
     this.counters.completionTokens += seq.generated;
+    this.observer?.finished({
+      adapter: seq.adapter,
+      finishReason,
+      promptTokens: seq.promptLength,
+      completionTokens: seq.generated,
+      queuedMs: scheduled - seq.submittedAt,
+      firstTokenMs: firstToken - seq.submittedAt,
+      totalMs: end - seq.submittedAt,
+    });
     seq.channel.push({
       type: "done",
       finishReason,
@@ -425,12 +465,14 @@ export class Engine {
   private cancel(seq: Request): void {
     if (!this.scheduler.finish(seq)) return;
     this.counters.cancelled++;
+    this.observer?.aborted(seq.adapter, "cancelled");
     seq.detachAbort();
     seq.channel.end(new EngineError("the request was cancelled", "cancelled"));
   }
 
   private fail(seq: Request, err: EngineError): void {
     if (err.code !== "engine_closed") this.counters.failed++;
+    this.observer?.aborted(seq.adapter, err.code === "engine_closed" ? "cancelled" : "failed");
     seq.detachAbort();
     seq.channel.end(err);
   }

@@ -14,12 +14,16 @@ import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
 import { modelsRoutes } from "./routes/models.js";
 import { storedCompletionsRoutes } from "./routes/stored-completions.js";
+import { metricsRoutes } from "./routes/metrics.js";
+import { ServerMetrics } from "./metrics.js";
 import type { Store } from "./store/store.js";
 
 declare module "fastify" {
   interface FastifyInstance {
     /** the model being served, once loaded */
     serving: ServingSlot;
+    /** what GET /metrics reports; its `observer` belongs in the engine's options */
+    metrics: ServerMetrics;
   }
 }
 
@@ -39,6 +43,8 @@ export interface AppOptions {
    * absent: nothing is kept and the store's routes answer 404 store_disabled
    */
   store?: Store | null;
+  /** the metrics the engine reports to (pass the same object's observer to the Engine); default: new */
+  metrics?: ServerMetrics;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -67,6 +73,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
 
   const slot = new ServingSlot();
   app.decorate("serving", slot);
+  const metrics = opts.metrics ?? new ServerMetrics();
+  app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
 
   // while shutting down, requests that still arrive on open connections get a 503
@@ -87,6 +95,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   void app.register(completionsRoutes, routeOpts);
   void app.register(storedCompletionsRoutes, routeOpts);
   void app.register(feedbackRoutes, routeOpts);
+  void app.register(metricsRoutes, { metrics });
 
   if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
   else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");
@@ -101,5 +110,7 @@ export function attachModel(
   servedModelName?: string,
   adapters: readonly AdapterVariant[] = [],
 ): void {
-  app.serving.ready(servingFor(engine, model, servedModelName, adapters));
+  const serving = servingFor(engine, model, servedModelName, adapters);
+  app.metrics.attach(serving.servedModelName, engine);
+  app.serving.ready(serving);
 }

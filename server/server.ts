@@ -82,6 +82,7 @@ export class HybridchatServer {
       maxBatch,
       maxQueue: o.maxQueue ?? 64,
       maxBatchTokens: o.maxBatchTokens ?? Math.max(512, maxBatch),
+      observer: this.app.metrics.observer,
     });
     this.model = model;
     this.engine = engine;

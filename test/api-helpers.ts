@@ -5,6 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { loadModel, type LoadedModel, type LoadModelOptions } from "../engine/model.js";
 import { buildApp, type AppOptions } from "../server/app.js";
+import { ServerMetrics } from "../server/metrics.js";
 
 import { repoRoot, storiesDir as testModelDir } from "./test-model.js";
 export { repoRoot, testModelDir };
@@ -29,8 +30,9 @@ export async function serveModel(
   o: { dir?: string; load?: LoadModelOptions; engine?: Partial<EngineOptions>; app?: Omit<AppOptions, "engine" | "model"> } = {},
 ): Promise<TestServing> {
   const model = await loadModel(o.dir ?? testModelDir, { threads: 2, ...o.load });
-  const engine = new Engine(model, { maxBatch: 8, maxQueue: 64, maxBatchTokens: 512, ...o.engine });
-  const app = buildApp({ ...o.app, engine, model });
+  const metrics = new ServerMetrics();
+  const engine = new Engine(model, { maxBatch: 8, maxQueue: 64, maxBatchTokens: 512, observer: metrics.observer, ...o.engine });
+  const app = buildApp({ ...o.app, engine, model, metrics });
   await app.ready();
   return {
     app,

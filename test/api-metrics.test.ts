@@ -1,0 +1,114 @@
+// GET /metrics: Prometheus text format whose numbers agree with what the API returned —
+// token counters with the responses' usage, latency histogram counts with the requests and
+// tokens generated, gauges with a request caught while it runs, aborts by reason.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import OpenAI from "openai";
+import { serveModel, waitFor, type TestServing } from "./api-helpers.js";
+
+const MODEL = "stories260K";
+let s: TestServing;
+let url: string;
+let client: OpenAI;
+
+before(async () => {
+  s = await serveModel();
+  url = await s.app.listen({ host: "127.0.0.1", port: 0 });
+  client = new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 });
+});
+after(async () => {
+  await s.close();
+});
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** The exposition format's sample lines (# HELP / # TYPE skipped), strictly parsed. */
+function parse(text: string): Sample[] {
+  const out: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `not a sample line: ${JSON.stringify(line)}`);
+    const labels: Record<string, string> = {};
+    for (const part of m[2] ? m[2].match(/[a-zA-Z_]\w*="(?:[^"\\]|\\.)*"/g) ?? [] : []) {
+      const eq = part.indexOf("=");
+      labels[part.slice(0, eq)] = JSON.parse(part.slice(eq + 1)) as string;
+    }
+    out.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return out;
+}
+
+async function scrape(): Promise<Sample[]> {
+  const res = await fetch(`${url}/metrics`);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get("content-type") ?? "", /^text\/plain; version=0\.0\.4/);
+  return parse(await res.text());
+}
+
+function value(samples: Sample[], name: string, labels: Record<string, string> = {}): number {
+  const hit = samples.filter((x) => x.name === name && Object.entries(labels).every(([k, v]) => x.labels[k] === v));
+  assert.equal(hit.length, 1, `one sample ${name} ${JSON.stringify(labels)}, found ${hit.length}`);
+  return hit[0]!.value;
+}
+
+describe("GET /metrics", () => {
+  test("counters and histogram counts agree with the responses", async () => {
+    const messages = [{ role: "user" as const, content: "Once upon a time" }];
+    const usages: OpenAI.CompletionUsage[] = [];
+    const a = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 9, temperature: 0 });
+    usages.push(a.usage!);
+    const b = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 5, temperature: 0.8, seed: 3, n: 2 });
+    usages.push(b.usage!);
+    const stream = await client.chat.completions.create({ model: MODEL, messages, max_tokens: 7, stream: true, stream_options: { include_usage: true } });
+    for await (const c of stream) if (c.usage) usages.push(c.usage);
+    const requests = 1 + 2 + 1; // n = 2 is two engine requests
+    // each choice of b counts its own prompt; usage.prompt_tokens counts it once
+    const prompt = usages.reduce((t, u) => t + u.prompt_tokens, 0) + usages[1]!.prompt_tokens;
+    const generated = usages.reduce((t, u) => t + u.completion_tokens, 0);
+
+    const m = await scrape();
+    const model_name = MODEL;
+    assert.equal(value(m, "hybridchat_prompt_tokens_total", { model_name }), prompt);
+    assert.equal(value(m, "hybridchat_generation_tokens_total", { model_name }), generated);
+    const finished = m.filter((x) => x.name === "hybridchat_request_success_total").reduce((t, x) => t + x.value, 0);
+    assert.equal(finished, requests);
+    for (const h of ["time_to_first_token_seconds", "e2e_request_latency_seconds", "request_queue_time_seconds"])
+      assert.equal(value(m, `hybridchat_${h}_count`, { model_name }), requests, h);
+    // one inter-token gap per generated token after each request's first
+    assert.equal(value(m, "hybridchat_inter_token_latency_seconds_count", { model_name }), generated - requests);
+    const ttftSum = value(m, "hybridchat_time_to_first_token_seconds_sum", { model_name });
+    const e2eSum = value(m, "hybridchat_e2e_request_latency_seconds_sum", { model_name });
+    assert.ok(ttftSum > 0 && ttftSum <= e2eSum, "first token comes before the end");
+    const inf = value(m, "hybridchat_e2e_request_latency_seconds_bucket", { model_name, le: "+Inf" });
+    assert.equal(inf, requests, "the +Inf bucket holds every observation");
+    assert.equal(value(m, "hybridchat_num_requests_running"), 0);
+    assert.equal(value(m, "hybridchat_num_requests_waiting"), 0);
+    assert.equal(value(m, "hybridchat_kv_cache_usage_perc"), 0, "every finished request gave its KV blocks back");
+  });
+
+  test("a running request shows in the gauges; a disconnect counts as cancelled", async () => {
+    const controller = new AbortController();
+    const res = await fetch(`${url}/v1/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: MODEL, prompt: "Once upon a time", max_tokens: 400, ignore_eos: true, stream: true }),
+      signal: controller.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read(); // the stream has started: the request is in the batch
+    const during = await scrape();
+    assert.equal(value(during, "hybridchat_num_requests_running"), 1);
+    assert.ok(value(during, "hybridchat_kv_cache_usage_perc") > 0);
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+    await waitFor(() => s.engine.stats().running === 0, "the engine to drop the cancelled request");
+    const afterAbort = await scrape();
+    assert.equal(value(afterAbort, "hybridchat_request_aborted_total", { model_name: MODEL, reason: "cancelled" }), 1);
+    assert.equal(value(afterAbort, "hybridchat_num_requests_running"), 0);
+  });
+});
