@@ -193,6 +193,8 @@ export class Engine {
   private closed = false;
   private loop: Promise<void> | null = null;
   private wakeQueued = false;
+  /** work that needs the native model to itself (training calls), run between forward steps */
+  private readonly exclusive: { work: () => Promise<unknown>; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private readonly counters: EngineCounters = {
     submitted: 0,
     completed: 0,
@@ -259,6 +261,21 @@ export class Engine {
     };
   }
 
+  /**
+   * Runs `work` — calls that need the native model to itself, such as a training job's
+   * trainForward/trainBackward/step on the serving weights — between two forward steps,
+   * never during one. Serving keeps priority: while requests run or wait, one task runs
+   * after each forward step (so a decode step waits for at most one task: a job keeps its
+   * tasks small to bound that); with nothing to serve, tasks run back to back.
+   */
+  runExclusive<T>(work: () => Promise<T>): Promise<T> {
+    if (this.closed) return Promise.reject(new EngineError("the engine is closed", "engine_closed"));
+    return new Promise<T>((resolve, reject) => {
+      this.exclusive.push({ work, resolve: resolve as (v: unknown) => void, reject });
+      this.wake();
+    });
+  }
+
   stats(): EngineStats {
     const kv = this.native.kvStats();
     return {
@@ -279,6 +296,7 @@ export class Engine {
       for (const r of this.scheduler.drainWaiting()) this.fail(r, new EngineError("the engine was closed", "engine_closed"));
     }
     await this.loop;
+    for (const t of this.exclusive.splice(0)) t.reject(new EngineError("the engine was closed", "engine_closed"));
     for (const r of this.scheduler.runningSeqs()) {
       this.scheduler.finish(r);
       this.fail(r, new EngineError("the engine was closed", "engine_closed"));
@@ -327,7 +345,7 @@ export class Engine {
       if (this.loop || this.closed) return;
       this.loop = this.run().finally(() => {
         this.loop = null;
-        if (this.scheduler.hasWork()) this.wake();
+        if (this.scheduler.hasWork() || this.exclusive.length > 0) this.wake();
       });
     });
   }
@@ -335,8 +353,10 @@ export class Engine {
   private async run(): Promise<void> {
     while (!this.closed) {
       const out = this.scheduler.schedule();
-      if (!out) return;
-      await this.step(out);
+      if (out) await this.step(out);
+      const task = this.closed ? undefined : this.exclusive.shift();
+      if (task) await task.work().then(task.resolve, task.reject);
+      if (!out && !task) return;
     }
   }
 
