@@ -1,5 +1,11 @@
 # CPU image: builds the native addon, then runs the server as a non-root user.
 # docker build -t hybridchat . && docker run -p 8000:8000 -v hc-data:/data hybridchat
+#
+# CUDA variant: build on an image that has nvcc, e.g.
+#   docker build --build-arg BUILD_IMAGE=nvidia/cuda:12.6.2-devel-ubuntu24.04 ... (with Node 20
+#   installed in it), and copy native/build/Release/libhybridchat_cuda.so next to the addon;
+# binding.gyp builds that library whenever nvcc is on PATH, and the addon loads it at run
+# time (run with --gpus all; `cudaStatus()` says whether a device was found).
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
@@ -19,6 +25,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/native/build/Release/hybridchat.node ./native/build/Release/hybridchat.node
+# the web page is served from the sources' server/web (no build step)
+COPY --from=build /app/server/web ./server/web
 RUN mkdir -p /data /models && chown node:node /data
 USER node
 VOLUME ["/data"]
