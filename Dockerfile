@@ -1,11 +1,11 @@
 # CPU image: builds the native addon, then runs the server as a non-root user.
 # docker build -t hybridchat . && docker run -p 8000:8000 -v hc-data:/data hybridchat
 #
-# CUDA variant: build on an image that has nvcc, e.g.
-#   docker build --build-arg BUILD_IMAGE=nvidia/cuda:12.6.2-devel-ubuntu24.04 ... (with Node 20
-#   installed in it), and copy native/build/Release/libhybridchat_cuda.so next to the addon;
-# binding.gyp builds that library whenever nvcc is on PATH, and the addon loads it at run
-# time (run with --gpus all; `cudaStatus()` says whether a device was found).
+# CUDA variant (not built in CI, which has no GPU): use a build stage with nvcc and Node 20
+# (e.g. nvidia/cuda:12.x-devel plus Node 20) — binding.gyp then also builds
+# native/build/Release/libhybridchat_cuda.so; copy it next to hybridchat.node in the runtime
+# stage (an nvidia/cuda:12.x-runtime base), and run with `--gpus all`. The addon loads the
+# library at run time and `cudaStatus()` says whether a device was found.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
