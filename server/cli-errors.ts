@@ -18,3 +18,12 @@ export function intOption(value: string | undefined, name: string, command: stri
   if (n < min || n > max) throw new UsageError(`--${name} must be between ${min} and ${max}, got ${n}`, command);
   return n;
 }
+
+/** Number option values in [min, max] (or (min, max] with minExclusive). */
+export function floatOption(value: string | undefined, name: string, command: string, min: number, max: number, minExclusive = false): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (value.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${value}"`, command);
+  if (n < min || n > max || (minExclusive && n === min)) throw new UsageError(`--${name} must be ${minExclusive ? "above" : "at least"} ${min} and at most ${max}, got ${n}`, command);
+  return n;
+}

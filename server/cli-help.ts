@@ -75,8 +75,9 @@ export const TRAIN_HELP = `Usage: hybridchat train <method> [options]
 
 Methods:
   sft     supervised fine-tuning on chat or prompt/completion examples (JSONL)
+  ppo     RLHF with PPO (DeepSpeed-Chat step 3): an actor trained against a reward model
 
-Run \`hybridchat train sft --help\` for its options.
+Run \`hybridchat train <method> --help\` for its options.
 `;
 
 export const TRAIN_SFT_HELP = `Usage: hybridchat train sft --model DIR --data FILE.jsonl --out DIR [options]
@@ -121,4 +122,52 @@ Examples:
       --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./my-llama-sft --lora-rank 0
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-lora --resume
+`;
+
+export const TRAIN_PPO_HELP = `Usage: hybridchat train ppo --actor DIR --reward-model DIR --prompts FILE.jsonl --out DIR [options]
+
+PPO as DeepSpeed-Chat's step 3 runs it, on one copy of the base weights: the actor is the
+base plus a LoRA adapter, the reference is the base with adapters off, the critic is the
+base plus an adapter and value head copied from the reward model, and the reward model is
+its own frozen adapter. Each step samples answers with the serving engine (KV cache,
+batched sampling) on the very weights being trained, scores them (reward = −kl_ctl ·
+(logp − logp_ref) per token plus the reward model's score clipped to ±clip at the last
+one), computes GAE advantages, and takes PPO steps on the actor (clipped policy loss) and
+the critic (clipped value loss). Prompts: one {"prompt":"…"} or {"messages":[…]} a line.
+
+Writes into --out: actor/ and critic/ (PEFT adapters; the critic with value_head.safetensors),
+actor_ema/ with --ema, and ppo_log.jsonl: one line per step with reward, kl, policy_loss,
+value_loss, entropy, response_length and the time split generation_s / experience_s /
+training_s / switch_s.
+
+Options (defaults are DeepSpeed-Chat's unless noted):
+  --actor DIR            an SFT adapter (PEFT) or a model directory (a fresh LoRA on it) (required)
+  --model DIR            the base, when --actor is an adapter (default: its base_model_name_or_path)
+  --reward-model DIR     reward model adapter with a value head (train rm) (required)
+  --prompts FILE.jsonl   prompts (required)
+  --out DIR              output directory (required; must not hold another PPO run)
+  --epochs N             passes over the prompts (default 1)
+  --generation-batch N   prompts sampled per step (default 16)
+  --train-batch N        sequences per actor/critic optimizer step (default 16)
+  --ppo-epochs N         passes over each step's experience (default 1)
+  --max-prompt-tokens N  longer prompts are skipped (default 256)
+  --max-answer-tokens N  longest sampled answer (default 256)
+  --temperature T, --top-p P, --top-k K   answer sampling (default 1, 1, 0: plain sampling)
+  --kl-ctl X             KL penalty coefficient (default 0.1)
+  --clip-reward X        reward-model score clipped to ±X (default 5)
+  --gamma X, --lambda X  GAE discount and λ (default 1, 0.95)
+  --clip-range X         policy ratio clip (default 0.2)
+  --clip-range-value X   value clip around the old values (default 0.2)
+  --whiten-advantages    normalise advantages over each step's tokens (TRL does; DeepSpeed-Chat does not; default off)
+  --actor-lr X, --critic-lr X   LoRA learning rates (default 5e-4 each)
+  --schedule S           constant | linear | cosine (default cosine)
+  --warmup-steps N       linear warm-up steps (default 0)
+  --weight-decay X       AdamW weight decay (default 0; betas 0.9, 0.95)
+  --max-grad-norm X      gradient clipping (default 1)
+  --ema                  also keep an EMA of the actor (decay 0.992) and save it as actor_ema/
+  --ptx-data FILE        SFT JSONL mixed into each actor step as a pretraining loss
+  --ptx-coef X           its coefficient (default 27.8)
+  --lora-rank R, --lora-alpha A, --target-modules LIST   a fresh actor's LoRA (default 8, 2 × R, all)
+  --seed N               sampling and prompt order (default 0)
+  --threads N            compute threads (default: all cores)
 `;

@@ -75,6 +75,8 @@ export interface PpoRunOptions {
 }
 
 export interface PpoRunInfo {
+  /** the base model directory */
+  base: string;
   prompts: number;
   /** prompts longer than maxPromptTokens, skipped */
   skippedPrompts: number;
@@ -186,7 +188,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
       seed: o.seed ?? 0,
     };
     const { roles: _r, ptx: _p, ...shown } = settings;
-    const info: PpoRunInfo = { prompts: prompts.length, skippedPrompts: all.length - prompts.length, totalSteps: total, actor: actorKind, settings: { ...shown, ptxCoef: ptx?.coef ?? null } };
+    const info: PpoRunInfo = { base: lm.dir, prompts: prompts.length, skippedPrompts: all.length - prompts.length, totalSteps: total, actor: actorKind, settings: { ...shown, ptxCoef: ptx?.coef ?? null } };
 
     await mkdir(outDir, { recursive: true });
     const log = join(outDir, PPO_LOG);
