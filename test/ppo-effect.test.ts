@@ -59,7 +59,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
   let result: PpoRunResult;
   const steps: PpoStepEvent[] = [];
 
-  test("a reward model trained on the base's own samples ranks held-out pairs (≥ 80 %)", async () => {
+  test("a reward model trained on the base's own samples ranks held-out pairs (≥ 80 %)", async (t) => {
     const own = await sample(lm, engine, TRAIN, 1200, null, 1, ANSWER);
     const yes = own.filter((r) => DOG.test(answerText(lm, r)));
     const no = own.filter((r) => !DOG.test(answerText(lm, r)));
@@ -69,12 +69,13 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     const held = pairs.slice(0, Math.floor(pairs.length / 4));
     await trainRewardModel(lm, "rm", pairs.slice(held.length), 5, 2e-3);
     rmAccuracy = await pairwiseAccuracy(lm, "rm", held);
+    t.diagnostic(`base dog rate ${base.toFixed(3)}; ${pairs.length} pairs; held-out accuracy ${rmAccuracy.toFixed(3)}`);
     assert.ok(rmAccuracy >= 0.8, `held-out pairwise accuracy ${rmAccuracy} over ${held.length} pairs`);
     await savePeftAdapter(lm.native, lm.config, "rm", join(dir, "rm"), { baseModel: storiesDir });
     lm.native.removeAdapter("rm");
   });
 
-  test("train ppo: held-out stories mention a dog clearly more often, KL to the base bounded, base logits unchanged", async () => {
+  test("train ppo: held-out stories mention a dog clearly more often, KL to the base bounded, base logits unchanged", async (t) => {
     assert.ok(existsSync(join(dir, "rm")), "needs the reward model of the previous test");
     const prompts = Array.from({ length: 16 * 32 }, (_, i) => JSON.stringify({ prompt: TRAIN[i % TRAIN.length] })).join("\n");
     writeFileSync(join(dir, "prompts.jsonl"), prompts + "\n");
@@ -108,6 +109,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     const z = (after - base) / Math.sqrt((2 * p * (1 - p)) / n);
     assert.ok(after - base >= 0.1 && z > 4, `dog rate: base ${base}, after PPO ${after} (z ${z.toFixed(1)})`);
     const kl = await klToBase(lm, tuned, "ppo");
+    t.diagnostic(`dog rate on held-out openings: base ${base}, after PPO ${after}, z ${z.toFixed(1)}; KL ${kl.toFixed(2)} nats per answer`);
     assert.ok(kl >= 0 && kl < 15, `KL(actor ‖ base) per answer ${kl} nats`);
     lm.native.removeAdapter("ppo");
 
