@@ -129,7 +129,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
         const s = i.settings;
         say(
           `${i.prompts} prompts${i.skippedPrompts ? ` (${i.skippedPrompts} longer than --max-prompt-tokens skipped)` : ""}; actor: ${i.actor === "fresh" ? "a fresh LoRA" : "the SFT adapter"}; ` +
-            `${i.totalSteps} steps of ${s.generationBatchSize} answers (≤ ${s.sampling.maxTokens} tokens), ${s.ppoEpochs} PPO epoch(s) in batches of ${s.trainBatchSize}; ` +
+            `${i.totalSteps} step${i.totalSteps === 1 ? "" : "s"} of ${s.generationBatchSize} answers (≤ ${s.sampling.maxTokens} tokens), ${s.ppoEpochs} PPO epoch(s) in batches of ${s.trainBatchSize}; ` +
             `kl_ctl ${s.klCtl}, reward clip ±${s.clipRewardValue}, γ ${s.gamma}, λ ${s.lambda}, clip ${s.clipRange}/${s.clipRangeValue}; lr ${s.actorSchedule.lr}/${s.criticSchedule.lr} ${s.actorSchedule.kind}` +
             (s.ema !== null ? `; EMA ${s.ema}` : "") +
             (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : ""),
@@ -145,7 +145,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
     });
     if (drawing) bar.stop();
     say(
-      `wrote the actor to ${values.out}/actor and the critic to ${values.out}/critic (${r.steps} steps; log ${values.out}/${PPO_LOG})\n` +
+      `wrote the actor to ${values.out}/actor and the critic to ${values.out}/critic (${r.steps} step${r.steps === 1 ? "" : "s"}; log ${values.out}/${PPO_LOG})\n` +
         `serve it with: hybridchat serve --model ${r.base} --adapter NAME=${values.out}/actor`,
     );
   } catch (e) {

@@ -163,12 +163,13 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     }
 
     const epochs = o.epochs ?? PPO_DEFAULTS.epochs;
-    const total = ppoTotalSteps(prompts.length, { epochs, generationBatchSize: genBatch });
+    const generationBatchSize = Math.min(genBatch, prompts.length);
+    const total = ppoTotalSteps(prompts.length, { epochs, generationBatchSize });
     const schedule = (lr: number): PpoSettings["actorSchedule"] => ({ kind: o.schedule ?? "cosine", lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: total });
     const settings: PpoSettings = {
       roles: ROLES,
       epochs,
-      generationBatchSize: genBatch,
+      generationBatchSize,
       trainBatchSize: o.trainBatchSize ?? PPO_DEFAULTS.trainBatchSize,
       ppoEpochs: o.ppoEpochs ?? PPO_DEFAULTS.ppoEpochs,
       maxBatchTokens: o.maxBatchTokens ?? Math.max(4096, maxPrompt + maxAnswer),
