@@ -1,6 +1,6 @@
 // PPO by effect on the real stories260K: stories that mention a dog (the base writes one
 // in roughly 10–15 % of its 64-token continuations of these openings) are preferred over
-// those that don't; a reward model learns that from the base's own samples; `train ppo`
+// those that don't; `train rm` learns that from the base's own samples; `train ppo`
 // (runPpoFromFiles, the CLI's path) trains a fresh LoRA actor against it. On held-out
 // openings the saved actor must mention dogs clearly more often than the base, with the
 // KL to the base bounded, and the base's own logits must be bit-identical afterwards
@@ -12,17 +12,19 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { Engine } from "../engine/engine.js";
-import { loadPeftAdapter, savePeftAdapter } from "../engine/peft.js";
+import { LINEAR_NAMES, loadPeftAdapter } from "../engine/peft.js";
+import { runRewardModelFromFiles, RM_ADAPTER } from "../engine/train/rm-run.js";
 import { runPpoFromFiles, PPO_LOG, type PpoRunResult } from "../engine/train/ppo-run.js";
 import type { PpoStepEvent } from "../engine/train/ppo.js";
 import type { Rollout } from "../engine/train/experience.js";
 import { storiesDir } from "./test-model.js";
-import { answerText, klToBase, pairwiseAccuracy, sample, trainRewardModel } from "./ppo-helpers.js";
+import { answerText, klToBase, sample } from "./ppo-helpers.js";
 
 const TRAIN = ["Tom had a pet", "Ben and his", "At the farm, there was a", "Once upon a time, there was a", "Sam had a pet", "Anna and her", "Once upon a time, there was a big", "One day, a little"];
 const HELD_OUT = ["One day, a small", "Mia had a pet", "Lily and her", "On the farm, there was a"];
 const DOG = /\bdogs?\b/i;
 const ANSWER = 64;
+const STEPS = 10;
 const PROBE = Int32Array.from([1, 403, 407, 261, 378, 300, 350, 270, 280, 290]);
 
 describe("PPO on stories260K: the actor learns what the reward model prefers", () => {
@@ -55,29 +57,51 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  let rmAccuracy = 0;
   let result: PpoRunResult;
   const steps: PpoStepEvent[] = [];
 
-  test("a reward model trained on the base's own samples ranks held-out pairs (≥ 80 %)", async (t) => {
+  test("train rm on preferences built from the base's own samples: ≥ 80 % held-out pairwise accuracy", async (t) => {
     const own = await sample(lm, engine, TRAIN, 1200, null, 1, ANSWER);
     const yes = own.filter((r) => DOG.test(answerText(lm, r)));
     const no = own.filter((r) => !DOG.test(answerText(lm, r)));
     const base = yes.length / own.length;
     assert.ok(base > 0.05 && base < 0.4, `the base mentions a dog in ${base} of its stories: not a usable preference`);
-    const pairs = yes.map((y, i): [Rollout, Rollout] => [y, no[i]]);
-    const held = pairs.slice(0, Math.floor(pairs.length / 4));
-    await trainRewardModel(lm, "rm", pairs.slice(held.length), 5, 2e-3);
-    rmAccuracy = await pairwiseAccuracy(lm, "rm", held);
-    t.diagnostic(`base dog rate ${base.toFixed(3)}; ${pairs.length} pairs; held-out accuracy ${rmAccuracy.toFixed(3)}`);
-    assert.ok(rmAccuracy >= 0.8, `held-out pairwise accuracy ${rmAccuracy} over ${held.length} pairs`);
-    await savePeftAdapter(lm.native, lm.config, "rm", join(dir, "rm"), { baseModel: storiesDir });
-    lm.native.removeAdapter("rm");
+    // each preferred story against one that isn't, for the same opening
+    const lines = yes.map((y) => {
+      const k = no.findIndex((r) => r.promptLength === y.promptLength && r.tokens.subarray(0, r.promptLength).every((v, j) => v === y.tokens[j]));
+      assert.ok(k >= 0, "a story without a dog for every one with");
+      const [n] = no.splice(k, 1);
+      const prompt = lm.tokenizer.decode(Array.from(y.tokens.subarray(0, y.promptLength)), true);
+      return JSON.stringify({ prompt, chosen: answerText(lm, y), rejected: answerText(lm, n) });
+    });
+    const held = Math.floor(lines.length / 4);
+    writeFileSync(join(dir, "pref-val.jsonl"), lines.slice(0, held).join("\n") + "\n");
+    writeFileSync(join(dir, "pref-train.jsonl"), lines.slice(held).join("\n") + "\n");
+    const rm = await runRewardModelFromFiles({
+      modelDir: storiesDir,
+      dataFile: join(dir, "pref-train.jsonl"),
+      validationFile: join(dir, "pref-val.jsonl"),
+      outDir: join(dir, "rm"),
+      loraRank: 8,
+      targets: [...LINEAR_NAMES],
+      epochs: 5,
+      lr: 2e-3,
+      batchSize: 16,
+      schedule: "constant",
+      warmupSteps: 0,
+      seed: 1,
+      resume: false,
+      model: lm,
+    });
+    const acc = rm.lastEpoch?.val_accuracy ?? 0;
+    t.diagnostic(`base dog rate ${base.toFixed(3)}; ${lines.length} pairs; held-out accuracy ${acc.toFixed(3)}`);
+    assert.ok(acc >= 0.8, `held-out pairwise accuracy ${acc} over ${held} pairs`);
+    lm.native.removeAdapter(RM_ADAPTER);
   });
 
   test("train ppo: held-out stories mention a dog clearly more often, KL to the base bounded, base logits unchanged", async (t) => {
     assert.ok(existsSync(join(dir, "rm")), "needs the reward model of the previous test");
-    const prompts = Array.from({ length: 16 * 32 }, (_, i) => JSON.stringify({ prompt: TRAIN[i % TRAIN.length] })).join("\n");
+    const prompts = Array.from({ length: STEPS * 32 }, (_, i) => JSON.stringify({ prompt: TRAIN[i % TRAIN.length] })).join("\n");
     writeFileSync(join(dir, "prompts.jsonl"), prompts + "\n");
     result = await runPpoFromFiles({
       actor: storiesDir,
@@ -95,7 +119,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
       seed: 5,
       onStep: (e) => steps.push(e),
     });
-    assert.equal(result.steps, 16);
+    assert.equal(result.steps, STEPS);
     assert.deepEqual(lm.native.adapters(), [], "the run removes its roles from a model it was given");
 
     // the saved actor, loaded as a serving adapter, against the base on held-out openings
@@ -110,7 +134,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     assert.ok(after - base >= 0.1 && z > 4, `dog rate: base ${base}, after PPO ${after} (z ${z.toFixed(1)})`);
     const kl = await klToBase(lm, tuned, "ppo");
     t.diagnostic(`dog rate on held-out openings: base ${base}, after PPO ${after}, z ${z.toFixed(1)}; KL ${kl.toFixed(2)} nats per answer`);
-    assert.ok(kl >= 0 && kl < 15, `KL(actor ‖ base) per answer ${kl} nats`);
+    assert.ok(kl >= 0 && kl < 20, `KL(actor ‖ base) per answer ${kl} nats`);
     lm.native.removeAdapter("ppo");
 
     const now = await probe();
@@ -119,7 +143,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
 
   test("the log and outputs: one line per step with the time split; actor, critic and EMA saved", () => {
     const lines = readFileSync(join(dir, "out", PPO_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as PpoStepEvent & { type: string });
-    assert.equal(lines.length, 16);
+    assert.equal(lines.length, STEPS);
     for (const l of lines) {
       for (const k of ["reward", "kl", "policy_loss", "value_loss", "entropy", "response_length", "generation_s", "experience_s", "training_s", "switch_s"] as const)
         assert.ok(Number.isFinite(l[k]), `${k} = ${l[k]}`);
@@ -127,9 +151,10 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
       assert.ok(l.response_length > 0 && l.response_length <= ANSWER);
     }
     assert.deepEqual(lines.map((l) => l.step), steps.map((s) => s.step));
-    // reward rises: the last quarter's mean score above the first quarter's
+    // reward rises: the last third's mean score above the first third's
     const m = (xs: PpoStepEvent[]): number => xs.reduce((s, x) => s + x.reward, 0) / xs.length;
-    assert.ok(m(steps.slice(12)) > m(steps.slice(0, 4)), `reward ${m(steps.slice(0, 4))} → ${m(steps.slice(12))}`);
+    const third = Math.floor(STEPS / 3);
+    assert.ok(m(steps.slice(-third)) > m(steps.slice(0, third)), `reward ${m(steps.slice(0, third))} → ${m(steps.slice(-third))}`);
     for (const d of ["actor", "critic", "actor_ema"]) assert.ok(existsSync(join(dir, "out", d, d === "critic" ? "value_head.safetensors" : "adapter_model.safetensors")), d);
   });
 });

@@ -11,6 +11,7 @@ import type { Engine } from "../engine.js";
 import type { SamplingParams } from "../types.js";
 import { microBatches, trainBatch } from "./batches.js";
 import type { EncodedExample } from "./sft-encode.js";
+import { scoreSequences } from "./rm.js";
 
 export interface Rollout extends EncodedExample {
   promptLength: number;
@@ -24,7 +25,7 @@ export interface Experience {
   logpRef: Float32Array;
   /** the critic's value at each answer token's position */
   values: Float32Array;
-  /** the reward model's value at the answer's last token, unclipped */
+  /** the reward model's value at the sequence's last token, unclipped */
   score: number;
 }
 
@@ -91,46 +92,25 @@ export function rolloutBatch(rollouts: readonly Rollout[], indices: readonly num
   return { ...trainBatch(rollouts, indices, adapter, grad), values };
 }
 
-/**
- * Runs `fn` over the rollouts in micro-batches of at most `maxBatchTokens` tokens (grad off)
- * and gathers what it reads per rollout, in rollout order.
- */
-async function perRollout<T>(
-  model: NativeModel,
-  rollouts: readonly Rollout[],
-  maxBatchTokens: number,
-  adapter: string | null,
-  values: boolean,
-  read: (out: { logp: Float32Array; values: Float32Array | null }, mb: number[]) => T[],
-): Promise<T[]> {
-  const res: T[] = new Array(rollouts.length);
+/** Per rollout, the answer's log-probs or values under `adapter`, in micro-batches of at most `maxBatchTokens` tokens, grad off. */
+async function perAnswer(model: NativeModel, rollouts: readonly Rollout[], adapter: string | null, read: "logp" | "values", maxBatchTokens: number): Promise<Float32Array[]> {
+  const res: Float32Array[] = new Array(rollouts.length);
   const all = rollouts.map((_, i) => i);
   for (const mb of microBatches(rollouts, all, maxBatchTokens)) {
-    const out = await model.trainForward(rolloutBatch(rollouts, mb, adapter, false, values));
-    read(out, mb).forEach((x, k) => (res[mb[k]] = x));
+    const out = await model.trainForward(rolloutBatch(rollouts, mb, adapter, false, read === "values"));
+    answerSlices(rollouts, mb, read === "logp" ? out.logp : out.values!).forEach((x, k) => (res[mb[k]] = x));
   }
   return res;
 }
 
 /** The answer's log-probs under `adapter` (null: the reference), no gradients. */
 export function answerLogp(model: NativeModel, rollouts: readonly Rollout[], adapter: string | null, maxBatchTokens: number): Promise<Float32Array[]> {
-  return perRollout(model, rollouts, maxBatchTokens, adapter, false, (o, mb) => answerSlices(rollouts, mb, o.logp));
+  return perAnswer(model, rollouts, adapter, "logp", maxBatchTokens);
 }
 
 /** `adapter`'s value head at each answer token's predicting position, no gradients. */
 export function answerValues(model: NativeModel, rollouts: readonly Rollout[], adapter: string, maxBatchTokens: number): Promise<Float32Array[]> {
-  return perRollout(model, rollouts, maxBatchTokens, adapter, true, (o, mb) => answerSlices(rollouts, mb, o.values!));
-}
-
-/** The reward model's score of each whole sequence: its value head at the last token. */
-export function rewardScores(model: NativeModel, rollouts: readonly Rollout[], adapter: string, maxBatchTokens: number): Promise<number[]> {
-  return perRollout(model, rollouts, maxBatchTokens, adapter, true, (o, mb) => {
-    let off = 0;
-    return mb.map((i) => {
-      off += rollouts[i].tokens.length;
-      return o.values![off - 1];
-    });
-  });
+  return perAnswer(model, rollouts, adapter, "values", maxBatchTokens);
 }
 
 /** Everything PPO needs about some rollouts, computed on the shared weights with grad off. */
@@ -138,6 +118,7 @@ export async function makeExperience(model: NativeModel, rollouts: readonly Roll
   const logpOld = await answerLogp(model, rollouts, roles.actor, maxBatchTokens);
   const logpRef = await answerLogp(model, rollouts, null, maxBatchTokens);
   const values = await answerValues(model, rollouts, roles.critic, maxBatchTokens);
-  const scores = await rewardScores(model, rollouts, roles.reward, maxBatchTokens);
+  // the reward model's score: its value head at each sequence's last token, as train rm reads it
+  const scores = await scoreSequences(model, roles.reward, rollouts.map((r) => r.tokens), maxBatchTokens);
   return rollouts.map((rollout, i) => ({ rollout, logpOld: logpOld[i], logpRef: logpRef[i], values: values[i], score: scores[i] }));
 }

@@ -11,7 +11,7 @@ import { Rng } from "../rng.js";
 import { epochOrder, lossTokens, microBatches, optimizerBatches, trainBatch } from "./batches.js";
 import { learningRate, type Schedule } from "./lr-schedule.js";
 import type { EncodedExample } from "./sft-encode.js";
-import { TrainingInterrupted } from "./sft.js";
+import { TrainingInterrupted } from "./loop.js";
 import { gae, klRewards, whiten } from "./gae.js";
 import { policyLoss, valueLoss } from "./ppo-losses.js";
 import { answerLength, answerSlices, generateRollouts, makeExperience, rolloutBatch, type Experience, type Roles, type Rollout } from "./experience.js";
