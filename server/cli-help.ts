@@ -7,7 +7,7 @@ export const HELP = `Usage: hybridchat <command> [options]
 Commands:
   serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
   init    write a randomly initialised Hugging Face checkpoint
-  train   fine-tune a model (train sft: supervised fine-tuning from JSONL)
+  train   fine-tune a model (train sft: supervised fine-tuning from JSONL; train ppo: RLHF)
 
 Run \`hybridchat <command> --help\` for a command's options.
 
