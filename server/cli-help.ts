@@ -96,7 +96,7 @@ const PREFERENCE_OPTIONS = `  --model DIR            base checkpoint directory (
   --lora-alpha A         LoRA scale numerator: updates are scaled by A/R (default 2 × R)
   --target-modules LIST  layers LoRA adapts: q,k,v,o,gate,up,down or all (default all)
   --epochs N|auto        passes over the pairs (default auto: as train sft)
-  --lr X                 peak learning rate, linear decay (default 2e-3)
+  --lr X                 peak learning rate, linear decay (default 2e-3 for rm, 5e-4 for dpo)
   --batch-size B|auto    pairs per optimizer step (default auto: ~0.2 % of the pairs, at least 1)
   --max-length N         longer sequences are truncated (default: the model's context)
   --seed S               pair order and LoRA initialisation (default 0)

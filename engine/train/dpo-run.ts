@@ -3,7 +3,7 @@
 // from, loaded a second time as a frozen adapter). The result is a PEFT adapter directory.
 import { resolve } from "node:path";
 import { addAdapterWithData, readPeftAdapter, type PeftAdapterData } from "../peft.js";
-import { DEFAULT_LORA_LR } from "./hyperparams.js";
+import { DEFAULT_DPO_LR } from "./hyperparams.js";
 import { loadForPairs, preparePairRun, type PrefRunInfo, type PrefRunOptions } from "./pref-run.js";
 import { DEFAULT_BETA, trainDpo, type DpoEpochEvent, type DpoStepEvent } from "./dpo.js";
 
@@ -39,7 +39,7 @@ export async function runDpoFromFiles(o: DpoRunOptions): Promise<DpoRunResult> {
       init = { dir: o.initAdapter, data: lora };
     }
     const beta = o.beta ?? DEFAULT_BETA;
-    const run = await preparePairRun(o, lm, { adapter: DPO_ADAPTER, method: "dpo", valueHead: false, defaultLr: DEFAULT_LORA_LR, init, extra: { beta } });
+    const run = await preparePairRun(o, lm, { adapter: DPO_ADAPTER, method: "dpo", valueHead: false, defaultLr: DEFAULT_DPO_LR, init, extra: { beta } });
     added.push(DPO_ADAPTER);
     let lastEpoch: DpoEpochEvent | null = null;
     const steps = await trainDpo(
