@@ -121,7 +121,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
       ptxCoef: num("ptx-coef", 0, 1e6),
       loraRank: int("lora-rank", 1, 4096),
       loraAlpha: num("lora-alpha", 0, 1e6, true),
-      targets: parseTargets(values["target-modules"]!),
+      targets: parseTargets(values["target-modules"]!, C),
       seed: int("seed", 0, 0xffffffff),
       threads: int("threads", 1, 4096) ?? availableParallelism(),
       signal: abort.signal,
