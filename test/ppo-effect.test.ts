@@ -11,14 +11,12 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
-import { Engine } from "../engine/engine.js";
 import { LINEAR_NAMES, loadPeftAdapter } from "../engine/peft.js";
 import { runRewardModelFromFiles, RM_ADAPTER } from "../engine/train/rm-run.js";
 import { runPpoFromFiles, PPO_LOG, type PpoRunResult } from "../engine/train/ppo-run.js";
 import type { PpoStepEvent } from "../engine/train/ppo.js";
-import type { Rollout } from "../engine/train/experience.js";
 import { storiesDir } from "./test-model.js";
-import { answerText, klToBase, sample } from "./ppo-helpers.js";
+import { meanLogRatio, preferencePairs, rate, sampleStories } from "./pref-helpers.js";
 
 const TRAIN = ["Tom had a pet", "Ben and his", "At the farm, there was a", "Once upon a time, there was a", "Sam had a pet", "Anna and her", "Once upon a time, there was a big", "One day, a little"];
 const HELD_OUT = ["One day, a small", "Mia had a pet", "Lily and her", "On the farm, there was a"];
@@ -29,7 +27,6 @@ const PROBE = Int32Array.from([1, 403, 407, 261, 378, 300, 350, 270, 280, 290]);
 
 describe("PPO on stories260K: the actor learns what the reward model prefers", () => {
   let lm: LoadedModel;
-  let engine: Engine;
   let dir: string;
   let baseLogits: Float32Array;
   let seq = 5000;
@@ -43,16 +40,13 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
       lm.native.freeSeq(id);
     }
   }
-  const rate = (rs: readonly Rollout[]): number => rs.filter((r) => DOG.test(answerText(lm, r))).length / rs.length;
 
   before(async () => {
     lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 1024 });
-    engine = new Engine(lm, { maxBatch: 64, maxQueue: 4096, maxBatchTokens: 4096 });
     dir = mkdtempSync(join(tmpdir(), "hc-ppo-"));
     baseLogits = await probe();
   });
   after(async () => {
-    await engine?.close();
     lm?.dispose();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -61,19 +55,10 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
   const steps: PpoStepEvent[] = [];
 
   test("train rm on preferences built from the base's own samples: ≥ 80 % held-out pairwise accuracy", async (t) => {
-    const own = await sample(lm, engine, TRAIN, 1200, null, 1, ANSWER);
-    const yes = own.filter((r) => DOG.test(answerText(lm, r)));
-    const no = own.filter((r) => !DOG.test(answerText(lm, r)));
-    const base = yes.length / own.length;
+    const own = await sampleStories(lm, TRAIN, 150, ANSWER, 1);
+    const base = rate(own, DOG);
     assert.ok(base > 0.05 && base < 0.4, `the base mentions a dog in ${base} of its stories: not a usable preference`);
-    // each preferred story against one that isn't, for the same opening
-    const lines = yes.map((y) => {
-      const k = no.findIndex((r) => r.promptLength === y.promptLength && r.tokens.subarray(0, r.promptLength).every((v, j) => v === y.tokens[j]));
-      assert.ok(k >= 0, "a story without a dog for every one with");
-      const [n] = no.splice(k, 1);
-      const prompt = lm.tokenizer.decode(Array.from(y.tokens.subarray(0, y.promptLength)), true);
-      return JSON.stringify({ prompt, chosen: answerText(lm, y), rejected: answerText(lm, n) });
-    });
+    const lines = preferencePairs(own, DOG).map((p) => JSON.stringify(p));
     const held = Math.floor(lines.length / 4);
     writeFileSync(join(dir, "pref-val.jsonl"), lines.slice(0, held).join("\n") + "\n");
     writeFileSync(join(dir, "pref-train.jsonl"), lines.slice(held).join("\n") + "\n");
@@ -125,16 +110,17 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     // the saved actor, loaded as a serving adapter, against the base on held-out openings
     await loadPeftAdapter(lm.native, lm.config, "ppo", join(dir, "out", "actor"));
     const n = 400;
-    const base = rate(await sample(lm, engine, HELD_OUT, n, null, 100000, ANSWER));
-    const tuned = await sample(lm, engine, HELD_OUT, n, "ppo", 100000, ANSWER);
-    const after = rate(tuned);
+    const base = rate(await sampleStories(lm, HELD_OUT, n / HELD_OUT.length, ANSWER, 100000), DOG);
+    const tuned = await sampleStories(lm, HELD_OUT, n / HELD_OUT.length, ANSWER, 100000, "ppo");
+    const after = rate(tuned, DOG);
     // two-proportion z statistic: > 4 is far beyond what sampling noise gives
     const p = (base + after) / 2;
     const z = (after - base) / Math.sqrt((2 * p * (1 - p)) / n);
     assert.ok(after - base >= 0.1 && z > 4, `dog rate: base ${base}, after PPO ${after} (z ${z.toFixed(1)})`);
-    const kl = await klToBase(lm, tuned, "ppo");
-    t.diagnostic(`dog rate on held-out openings: base ${base}, after PPO ${after}, z ${z.toFixed(1)}; KL ${kl.toFixed(2)} nats per answer`);
-    assert.ok(kl >= 0 && kl < 20, `KL(actor ‖ base) per answer ${kl} nats`);
+    // bounded: the KL penalty holds it to a fraction of a nat per token (the base itself: 0)
+    const kl = await meanLogRatio(lm, tuned, "ppo");
+    t.diagnostic(`dog rate on held-out openings: base ${base}, after PPO ${after}, z ${z.toFixed(1)}; KL ${kl.toFixed(3)} nats per token`);
+    assert.ok(kl >= 0 && kl < 0.3, `KL(actor ‖ base) ${kl} nats per token`);
     lm.native.removeAdapter("ppo");
 
     const now = await probe();

@@ -62,19 +62,19 @@ export async function sampleStories(model: LoadedModel, prompts: readonly string
   }
 }
 
-export const rate = (samples: readonly Sample[]): number => samples.filter((s) => WORD.test(s.text)).length / Math.max(samples.length, 1);
+export const rate = (samples: readonly Sample[], word: RegExp = WORD): number => samples.filter((s) => word.test(s.text)).length / Math.max(samples.length, 1);
 
 /**
- * {"prompt","chosen","rejected"} pairs: per prompt, samples with the word paired one to one
+ * {"prompt","chosen","rejected"} pairs: per prompt, samples with the word (WORD unless given) paired one to one
  * with samples without it (no sample in two pairs, so a model cannot pass by memorising a few).
  */
-export function preferencePairs(samples: readonly Sample[]): { prompt: string; chosen: string; rejected: string }[] {
+export function preferencePairs(samples: readonly Sample[], word: RegExp = WORD): { prompt: string; chosen: string; rejected: string }[] {
   const byPrompt = new Map<string, Sample[]>();
   for (const s of samples) byPrompt.set(s.prompt, [...(byPrompt.get(s.prompt) ?? []), s]);
   const out: { prompt: string; chosen: string; rejected: string }[] = [];
   for (const [prompt, ss] of byPrompt) {
-    const yes = ss.filter((s) => WORD.test(s.text));
-    const no = ss.filter((s) => !WORD.test(s.text));
+    const yes = ss.filter((s) => word.test(s.text));
+    const no = ss.filter((s) => !word.test(s.text));
     for (let i = 0; i < Math.min(yes.length, no.length); i++) out.push({ prompt, chosen: yes[i].text, rejected: no[i].text });
   }
   return out;
