@@ -1,10 +1,16 @@
 // PPO's scalar math against hand-computed values: the KL reward, GAE, whitening, and the
 // clipped policy and value losses with their per-token gradients (also checked against
-// central finite differences of the loss itself).
+// central finite differences of the loss itself); the role switch and the actor's EMA.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { gae, klRewards, whiten } from "../engine/train/gae.js";
 import { policyLoss, valueLoss } from "../engine/train/ppo-losses.js";
+import { AdapterEma, RoleSwitch } from "../engine/train/ppo.js";
+import { rollout, rolloutBatch } from "../engine/train/experience.js";
+import { loadModel } from "../engine/model.js";
+import { addAdapter } from "../engine/peft.js";
+import type { LinearName } from "../native/index.js";
+import { storiesDir } from "./test-model.js";
 
 const close = (a: number, b: number, tol = 1e-6): void => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
 const closeAll = (a: ArrayLike<number>, b: number[], tol = 1e-6): void => {
@@ -120,5 +126,46 @@ describe("clipped value loss", () => {
     const f = (x: number[]): number => valueLoss(x, old, ret, 0.2, 7).loss;
     const g = valueLoss(v, old, ret, 0.2, 7).grad;
     for (let t = 0; t < v.length; t++) close(g[t], fd(f, v, t), 1e-5);
+  });
+});
+
+describe("role switch and EMA on a real model", () => {
+  test("each role's AdamW moments and step count survive switching to the other role and back; EMA blends", async () => {
+    const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 16 });
+    try {
+      const m = lm.native;
+      const lora = { rank: 2, alpha: 4, dropout: 0, targets: ["q", "v"] as LinearName[], seed: 1 };
+      addAdapter(m, "a", { lora, valueHead: false });
+      addAdapter(m, "c", { lora, valueHead: true });
+      const r = rollout([1, 403, 407], [261, 378, 300]);
+      const opt = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+      const ema = new AdapterEma(m, "a", 0.9);
+      const before = m.readParameter("a", "L0.q.lora_B").slice();
+      const sw = new RoleSwitch(m);
+      sw.use("a");
+      await m.trainForward(rolloutBatch([r], [0], "a", true, false));
+      await m.trainBackward(Float32Array.from([0, 0, -1, -1, -1, 0]), null);
+      await m.step(opt);
+      ema.update();
+      const stateA = m.optimizerState();
+      assert.equal(stateA.step, 1);
+      sw.use("c");
+      assert.equal(m.optimizerState().step, 0);
+      await m.trainForward(rolloutBatch([r], [0], "c", true, true));
+      await m.trainBackward(new Float32Array(6), Float32Array.from([0, 0, 1, 1, 1, 0]));
+      await m.step(opt);
+      sw.use("a");
+      assert.deepEqual(m.optimizerState(), stateA);
+      sw.use("c");
+      assert.equal(m.optimizerState().step, 1);
+      sw.release();
+      const after = m.readParameter("a", "L0.q.lora_B");
+      assert.ok(after.some((x, i) => x !== before[i]), "the actor's step moved its LoRA B");
+      const e = ema.params.get("L0.q.lora_B")!;
+      for (let i = 0; i < e.length; i++) close(e[i], 0.9 * before[i] + 0.1 * after[i], 1e-7);
+      assert.ok(sw.ms > 0);
+    } finally {
+      lm.dispose();
+    }
   });
 });

@@ -66,7 +66,10 @@ export async function generateRollouts(
       let reason = "length";
       for await (const ev of engine.generate({ promptTokens: [...prompt], params: params(i), adapter })) {
         if (ev.type === "delta") answer.push(...ev.tokenIds);
-        else ({ completionTokens: generated } = ev.usage), (reason = ev.finishReason);
+        else {
+          generated = ev.usage.completionTokens;
+          reason = ev.finishReason;
+        }
       }
       if (reason === "stop" && generated === answer.length + 1 && eosIds.length === 1) answer.push(eosIds[0]);
       return rollout(prompt, answer);

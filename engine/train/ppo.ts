@@ -274,17 +274,18 @@ class PpoTrainer {
     };
   }
 
-  /** Adds coef · (−mean logp) of the next pretraining micro-batch to the actor's gradients; returns that mean. */
+  /** Adds coef · (−mean logp) over the next trainBatchSize pretraining examples to the actor's gradients; returns that mean. */
   private async ptxBackward(examples: readonly EncodedExample[], coef: number): Promise<number> {
-    const idx = [this.ptxCursor % examples.length];
-    this.ptxCursor++;
-    const batch = trainBatch(examples, idx, this.s.roles.actor, true);
+    const idx = Array.from({ length: Math.min(this.s.trainBatchSize, examples.length) }, () => this.ptxCursor++ % examples.length);
     const N = lossTokens(examples, idx);
-    const { logp } = await this.model.trainForward(batch);
-    const d = new Float32Array(logp.length);
     let sum = 0;
-    for (let t = 0; t < logp.length; t++) if (batch.targets[t] >= 0) (sum -= logp[t]), (d[t] = -coef / N);
-    await this.model.trainBackward(d, null);
+    for (const mb of microBatches(examples, idx, this.s.maxBatchTokens)) {
+      const batch = trainBatch(examples, mb, this.s.roles.actor, true);
+      const { logp } = await this.model.trainForward(batch);
+      const d = new Float32Array(logp.length);
+      for (let t = 0; t < logp.length; t++) if (batch.targets[t] >= 0) (sum -= logp[t]), (d[t] = -coef / N);
+      await this.model.trainBackward(d, null);
+    }
     return N > 0 ? sum / N : 0;
   }
 }
