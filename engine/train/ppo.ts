@@ -229,6 +229,8 @@ class PpoTrainer {
     for (let ep = 0; ep < s.ppoEpochs; ep++) {
       for (const mini of optimizerBatches(rollouts.map((_, i) => i), s.trainBatchSize)) {
         const count = lossTokens(rollouts, mini);
+        // answers with no token (an EOS the engine could not name, see generateRollouts) train nothing
+        if (count === 0) continue;
         // actor: the clipped policy loss (and ptx)
         this.roles.use(s.roles.actor);
         for (const mb of microBatches(rollouts, mini, s.maxBatchTokens)) {
