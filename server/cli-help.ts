@@ -8,7 +8,7 @@ export const HELP = `Usage: hybridchat <command> [options]
 Commands:
   serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
   init    write a randomly initialised Hugging Face checkpoint
-  train   fine-tune a model (train sft: supervised fine-tuning from JSONL)
+  train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)
   chat    chat with a running server in the terminal, and rate or compare its answers
 
 Run \`hybridchat <command> --help\` for a command's options.
@@ -97,8 +97,79 @@ export const TRAIN_HELP = `Usage: hybridchat train <method> [options]
 
 Methods:
   sft     supervised fine-tuning on chat or prompt/completion examples (JSONL)
+  rm      a reward model (LoRA + value head) from preference pairs (JSONL)
+  dpo     Direct Preference Optimization of a LoRA policy on preference pairs (JSONL)
+  ppo     RLHF with PPO (DeepSpeed-Chat step 3): an actor trained against a reward model
 
-Run \`hybridchat train sft --help\` for its options.
+Run \`hybridchat train <method> --help\` for its options.
+`;
+
+const PREFERENCE_LINES = `Preference pairs, one JSON object a line (one format per file):
+  {"prompt":"…","chosen":"…","rejected":"…"}
+      plain text: each answer is appended to the prompt as it is
+  {"input":{"messages":[…]},"preferred_output":[{"role":"assistant","content":"…"}],"non_preferred_output":[{"role":"assistant","content":"…"}]}
+      OpenAI's DPO format: the chat template renders the messages, then each answer
+Every bad line is reported with its number before anything is trained.`;
+
+const PREFERENCE_OPTIONS = `  --model DIR            base checkpoint directory (required)
+  --data FILE.jsonl      preference pairs (required)
+  --out DIR              output directory (required; must not hold another run unless --resume)
+  --validation FILE      held-out pairs, evaluated after every epoch
+  --lora-rank R          LoRA rank (default 8)
+  --lora-alpha A         LoRA scale numerator: updates are scaled by A/R (default 2 × R)
+  --target-modules LIST  layers LoRA adapts: q,k,v,o,gate,up,down or all (default all)
+  --epochs N|auto        passes over the pairs (default auto: as train sft)
+  --lr X                 peak learning rate, linear decay (default 2e-3 for rm, 5e-4 for dpo)
+  --batch-size B|auto    pairs per optimizer step (default auto: ~0.2 % of the pairs, at least 1)
+  --max-length N         longer sequences are truncated (default: the model's context)
+  --seed S               pair order and LoRA initialisation (default 0)
+  --resume               continue from the last checkpoint in --out (same options and data)
+  --threads N            compute threads (default: all ${availableParallelism()} cores)`;
+
+export const TRAIN_RM_HELP = `Usage: hybridchat train rm --model DIR --data FILE.jsonl --out DIR [options]
+
+Trains a reward model (DeepSpeed-Chat step 2): the frozen base + its own LoRA adapter + a
+scalar value head. The score of prompt + answer is the value at its last token; the loss is
+−log σ(score_chosen − score_rejected). With --validation, the held-out pairwise accuracy
+(chosen scored above rejected) and mean margin are reported after every epoch.
+
+${PREFERENCE_LINES}
+
+Writes into --out: the adapter in Hugging Face PEFT's layout (adapter_config.json,
+adapter_model.safetensors) with value_head.safetensors (v_head.summary.weight), the log
+train_log.jsonl (per step: loss, accuracy, margin, lr, grad_norm) and checkpoint-<step>/.
+
+Options:
+${PREFERENCE_OPTIONS}
+  -h, --help             this help
+
+Example:
+  hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --validation held-out.jsonl --out ./rm
+`;
+
+export const TRAIN_DPO_HELP = `Usage: hybridchat train dpo --model DIR --data FILE.jsonl --out DIR [options]
+
+Direct Preference Optimization (Rafailov et al. 2023) of a LoRA policy: loss
+−log σ(β[(logp_chosen − ref_chosen) − (logp_rejected − ref_rejected)]) over summed answer
+log-probs. The reference is the base with adapters off (no second copy of the weights), or
+with --adapter the SFT adapter the policy starts from. The defaults work on a few dozen pairs.
+
+${PREFERENCE_LINES}
+
+Writes into --out: the policy adapter in PEFT's layout, the log train_log.jsonl (per step:
+loss, implicit rewards and their margin and accuracy, logratio_per_token — how far the
+policy drifted from the reference on the data) and checkpoint-<step>/.
+
+Options:
+${PREFERENCE_OPTIONS}
+  --beta B               DPO's β: how strongly the policy is held to the reference (default 0.1)
+  --adapter DIR          start from this PEFT adapter (an SFT result; its LoRA shape replaces
+                         --lora-rank/--lora-alpha/--target-modules); it is also the reference
+  -h, --help             this help
+
+Example:
+  hybridchat train dpo --model ../shared/models/stories260K --data prefs.jsonl --out ./dpo
+  hybridchat serve --model ../shared/models/stories260K --adapter dpo=./dpo
 `;
 
 export const TRAIN_SFT_HELP = `Usage: hybridchat train sft --model DIR --data FILE.jsonl --out DIR [options]
@@ -143,4 +214,52 @@ Examples:
       --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./my-llama-sft --lora-rank 0
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-lora --resume
+`;
+
+export const TRAIN_PPO_HELP = `Usage: hybridchat train ppo --actor DIR --reward-model DIR --prompts FILE.jsonl --out DIR [options]
+
+PPO as DeepSpeed-Chat's step 3 runs it, on one copy of the base weights: the actor is the
+base plus a LoRA adapter, the reference is the base with adapters off, the critic is the
+base plus an adapter and value head copied from the reward model, and the reward model is
+its own frozen adapter. Each step samples answers with the serving engine (KV cache,
+batched sampling) on the very weights being trained, scores them (reward = −kl_ctl ·
+(logp − logp_ref) per token plus the reward model's score clipped to ±clip at the last
+one), computes GAE advantages, and takes PPO steps on the actor (clipped policy loss) and
+the critic (clipped value loss). Prompts: one {"prompt":"…"} or {"messages":[…]} a line.
+
+Writes into --out: actor/ and critic/ (PEFT adapters; the critic with value_head.safetensors),
+actor_ema/ with --ema, and ppo_log.jsonl: one line per step with reward, kl, policy_loss,
+value_loss, entropy, response_length and the time split generation_s / experience_s /
+training_s / switch_s.
+
+Options (defaults are DeepSpeed-Chat's unless noted):
+  --actor DIR            an SFT adapter (PEFT) or a model directory (a fresh LoRA on it) (required)
+  --model DIR            the base, when --actor is an adapter (default: its base_model_name_or_path)
+  --reward-model DIR     reward model adapter with a value head (train rm) (required)
+  --prompts FILE.jsonl   prompts (required)
+  --out DIR              output directory (required; must not hold another PPO run)
+  --epochs N             passes over the prompts (default 1)
+  --generation-batch N   prompts sampled per step (default 16)
+  --train-batch N        sequences per actor/critic optimizer step (default 16)
+  --ppo-epochs N         passes over each step's experience (default 1)
+  --max-prompt-tokens N  longer prompts are skipped (default 256)
+  --max-answer-tokens N  longest sampled answer (default 256)
+  --temperature T, --top-p P, --top-k K   answer sampling (default 1, 1, 0: plain sampling)
+  --kl-ctl X             KL penalty coefficient (default 0.1)
+  --clip-reward X        reward-model score clipped to ±X (default 5)
+  --gamma X, --lambda X  GAE discount and λ (default 1, 0.95)
+  --clip-range X         policy ratio clip (default 0.2)
+  --clip-range-value X   value clip around the old values (default 0.2)
+  --whiten-advantages    normalise advantages over each step's tokens (TRL does; DeepSpeed-Chat does not; default off)
+  --actor-lr X, --critic-lr X   LoRA learning rates (default 5e-4 each)
+  --schedule S           constant | linear | cosine (default cosine)
+  --warmup-steps N       linear warm-up steps (default 0)
+  --weight-decay X       AdamW weight decay (default 0; betas 0.9, 0.95)
+  --max-grad-norm X      gradient clipping (default 1)
+  --ema                  also keep an EMA of the actor (decay 0.992) and save it as actor_ema/
+  --ptx-data FILE        SFT JSONL mixed into each actor step as a pretraining loss
+  --ptx-coef X           its coefficient (default 27.8)
+  --lora-rank R, --lora-alpha A, --target-modules LIST   a fresh actor's LoRA (default 8, 2 × R, all)
+  --seed N               sampling and prompt order (default 0)
+  --threads N            compute threads (default: all cores)
 `;

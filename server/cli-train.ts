@@ -9,25 +9,13 @@ import { LINEAR_NAMES } from "../engine/peft.js";
 import { SCHEDULES, type ScheduleKind } from "../engine/train/lr-schedule.js";
 import { runSftFromFiles, TRAIN_LOG } from "../engine/train/sft-run.js";
 import { TrainingInterrupted } from "../engine/train/sft.js";
-import { intOption, UsageError } from "./cli-errors.js";
+import { autoOrInt, floatOption, intOption, UsageError } from "./cli-errors.js";
 import { TRAIN_HELP, TRAIN_SFT_HELP } from "./cli-help.js";
 
 const C = "train sft";
 
-function floatOption(value: string | undefined, name: string, min: number, max: number, minExclusive = false): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (value.trim() === "" || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got "${value}"`, C);
-  if (n < min || n > max || (minExclusive && n === min)) throw new UsageError(`--${name} must be ${minExclusive ? "above" : "at least"} ${min} and at most ${max}, got ${n}`, C);
-  return n;
-}
-
-function autoOrInt(value: string, name: string, max: number): number | "auto" {
-  return value === "auto" ? "auto" : intOption(value, name, C, 1, max)!;
-}
-
 /** "q,k,v" or HF names ("q_proj,v_proj") or "all" -> canonical targets in a fixed order. */
-export function parseTargets(value: string): LinearName[] {
+export function parseTargets(value: string, C = "train sft"): LinearName[] {
   if (value === "all" || value === "all-linear") return [...LINEAR_NAMES];
   const set = new Set<LinearName>();
   for (const raw of value.split(",").map((s) => s.trim()).filter(Boolean)) {
@@ -45,7 +33,9 @@ export async function trainCommand(argv: string[]): Promise<void> {
     process.stdout.write(TRAIN_HELP);
     return;
   }
-  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}" (available: sft)`, "train");
+  if (sub === "rm" || sub === "dpo") return (await import("./cli-train-pref.js")).preferenceCommand(sub, rest);
+  if (sub === "ppo") return (await import("./cli-train-ppo.js")).ppoCommand(rest);
+  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}" (available: sft, rm, dpo, ppo)`, "train");
   return sftCommand(rest);
 }
 
@@ -112,12 +102,12 @@ async function sftCommand(argv: string[]): Promise<void> {
       validationFile: values.validation,
       outDir: values.out!,
       loraRank,
-      loraAlpha: floatOption(values["lora-alpha"], "lora-alpha", 0, 1e6, true),
-      loraDropout: floatOption(values["lora-dropout"], "lora-dropout", 0, 0.99)!,
+      loraAlpha: floatOption(values["lora-alpha"], "lora-alpha", C, 0, 1e6, true),
+      loraDropout: floatOption(values["lora-dropout"], "lora-dropout", C, 0, 0.99)!,
       targets: parseTargets(values["target-modules"]!),
-      epochs: autoOrInt(values.epochs!, "epochs", 1000),
-      lr: floatOption(values.lr, "lr", 0, 1, true),
-      batchSize: autoOrInt(values["batch-size"]!, "batch-size", 1 << 20),
+      epochs: autoOrInt(values.epochs!, "epochs", C, 1000),
+      lr: floatOption(values.lr, "lr", C, 0, 1, true),
+      batchSize: autoOrInt(values["batch-size"]!, "batch-size", C, 1 << 20),
       schedule,
       warmupSteps: intOption(values["warmup-steps"], "warmup-steps", C, 0, 1 << 30),
       seed: intOption(values.seed, "seed", C, 0, 0xffffffff)!,

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import type OpenAI from "openai";
 import type { ErrorBody } from "../server/errors.js";
 import type { FeedbackBody, ListPageBody } from "../server/schemas/store-responses.js";
-import { jsonlErrors } from "../server/store/training-format.js";
+import { jsonlErrors } from "../engine/train/training-format.js";
 import { getJson, MODEL, postJson, serveWithStore, type StoreServing } from "./store-helpers.js";
 
 let s: StoreServing;

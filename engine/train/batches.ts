@@ -35,11 +35,16 @@ export function optimizerBatches(order: readonly number[], batchSize: number): n
  * accumulation runs over them); a sequence longer than the budget runs alone.
  */
 export function microBatches(examples: readonly EncodedExample[], indices: readonly number[], maxTokens: number): number[][] {
+  return microBatchesBy(indices, maxTokens, (i) => examples[i].tokens.length);
+}
+
+/** microBatches over items whose token count is `lengthOf(i)` (a preference pair: both answers). */
+export function microBatchesBy(indices: readonly number[], maxTokens: number, lengthOf: (i: number) => number): number[][] {
   const out: number[][] = [];
   let cur: number[] = [];
   let tokens = 0;
   for (const i of indices) {
-    const n = examples[i].tokens.length;
+    const n = lengthOf(i);
     if (cur.length > 0 && tokens + n > maxTokens) {
       out.push(cur);
       cur = [];
@@ -79,4 +84,36 @@ export function trainBatch(examples: readonly EncodedExample[], indices: readonl
     off += n;
   });
   return { tokens, counts, targets, adapter, values: false, grad, checkpoint: false };
+}
+
+/**
+ * Whole sequences packed for their value-head outputs (no token log-probs: every target −1).
+ * `last[s]` is the packed position of sequence s's last token, where its score is read.
+ */
+export function valueBatch(sequences: readonly Int32Array[], adapter: string, grad: boolean): { batch: TrainBatch; last: Int32Array } {
+  let total = 0;
+  for (const s of sequences) total += s.length;
+  const tokens = new Int32Array(total);
+  const counts = new Int32Array(sequences.length);
+  const last = new Int32Array(sequences.length);
+  let off = 0;
+  sequences.forEach((s, i) => {
+    if (s.length === 0) throw new RangeError(`sequence ${i} is empty (a score needs at least one token)`);
+    tokens.set(s, off);
+    counts[i] = s.length;
+    off += s.length;
+    last[i] = off - 1;
+  });
+  return { batch: { tokens, counts, targets: new Int32Array(total).fill(-1), adapter, values: true, grad, checkpoint: false }, last };
+}
+
+/** Σ logp over each sequence's learned positions (targets ≥ 0) of a packed batch. */
+export function sequenceLogp(batch: TrainBatch, logp: Float32Array): Float64Array {
+  const out = new Float64Array(batch.counts.length);
+  let off = 0;
+  batch.counts.forEach((n, s) => {
+    for (let t = off; t < off + n; t++) if (batch.targets[t] >= 0) out[s] += logp[t];
+    off += n;
+  });
+  return out;
 }

@@ -33,6 +33,12 @@ export interface RunSettings {
   schedule: string;
   warmupSteps: number;
   maxLength: number;
+  /** "rm", "dpo" (absent: SFT, as older checkpoints were written) */
+  method?: string;
+  /** DPO's β */
+  beta?: number;
+  /** DPO: the SFT adapter the policy started from (and the reference is) */
+  initAdapter?: string;
 }
 
 export interface TrainerState {

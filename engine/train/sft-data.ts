@@ -3,6 +3,7 @@
 // file in one pass instead of one error per run.
 import { readFileSync, existsSync } from "node:fs";
 import type { ChatMessage } from "../types.js";
+import { describeJson, eachJsonlObject } from "./jsonl.js";
 
 /** A chat message of a training example; `weight` 0 on an assistant message excludes it from the loss (OpenAI). */
 export interface TrainMessage extends ChatMessage {
@@ -24,8 +25,9 @@ export class SftDataError extends Error {
   constructor(
     readonly file: string,
     readonly errors: LineError[],
+    hint = SFT_FORMATS,
   ) {
-    super(formatErrors(file, errors));
+    super(formatErrors(file, errors, hint));
     this.name = "SftDataError";
   }
 }
@@ -33,24 +35,21 @@ export class SftDataError extends Error {
 // past this many lines the message stops listing them (the array keeps them all)
 const SHOWN_ERRORS = 50;
 
-function formatErrors(file: string, errors: LineError[]): string {
+const SFT_FORMATS =
+  `Each line must be one JSON object: {"messages":[{"role":"user","content":"…"},{"role":"assistant","content":"…"}]} ` + `or {"prompt":"…","completion":"…"}.`;
+
+function formatErrors(file: string, errors: LineError[], hint: string): string {
   const shown = errors.slice(0, SHOWN_ERRORS).map((e) => (e.line > 0 ? `  line ${e.line}: ${e.reason}` : `  ${e.reason}`));
   const more = errors.length > SHOWN_ERRORS ? `\n  … and ${errors.length - SHOWN_ERRORS} more` : "";
   return (
-    `${file}: ${errors.length} bad line${errors.length === 1 ? "" : "s"}; nothing was trained. Fix them and run again:\n${shown.join("\n")}${more}\n` +
-    `Each line must be one JSON object: {"messages":[{"role":"user","content":"…"},{"role":"assistant","content":"…"}]} ` +
-    `or {"prompt":"…","completion":"…"}.`
+    `${file}: ${errors.length} bad line${errors.length === 1 ? "" : "s"}; nothing was trained. Fix them and run again:\n${shown.join("\n")}${more}\n` + hint
   );
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 const MESSAGE_KEYS = new Set(["role", "content", "name", "weight"]);
 
-function describe(v: unknown): string {
-  if (v === null) return "null";
-  if (Array.isArray(v)) return "an array";
-  return typeof v === "string" ? `a string` : `${typeof v} ${JSON.stringify(v)}`.slice(0, 40);
-}
+const describe = describeJson;
 
 /** OpenAI lets content be a list of text parts; anything else (images, audio) is not text training data. */
 function messageText(content: unknown, where: string): string {
@@ -120,33 +119,16 @@ function parseCompletion(o: Record<string, unknown>): { prompt: string; completi
  */
 export function parseSftJsonl(text: string, file = "data"): SftExample[] {
   const examples: SftExample[] = [];
-  const errors: LineError[] = [];
   let format: SftExample["kind"] | null = null;
-  const lines = text.split("\n");
-  for (let i = 0; i < lines.length; i++) {
-    const line = i + 1;
-    const src = lines[i].replace(/\r$/, "");
-    if (src.trim() === "") continue;
-    try {
-      let v: unknown;
-      try {
-        v = JSON.parse(src);
-      } catch (e) {
-        throw new Error(`not valid JSON (${(e as Error).message})`);
-      }
-      if (!v || typeof v !== "object" || Array.isArray(v)) throw new Error(`expected a JSON object, got ${describe(v)}`);
-      const o = v as Record<string, unknown>;
-      const kind: SftExample["kind"] | null = "messages" in o ? "chat" : "prompt" in o || "completion" in o ? "completion" : null;
-      if (kind === null) throw new Error(`neither "messages" nor "prompt"/"completion" (keys: ${Object.keys(o).join(", ") || "none"})`);
-      if (format !== null && kind !== format)
-        throw new Error(`${kind === "chat" ? "a chat" : "a prompt/completion"} example in a file of ${format === "chat" ? "chat" : "prompt/completion"} examples (use one format per file)`);
-      if (kind === "chat") examples.push({ kind, line, messages: parseChat(o) });
-      else examples.push({ kind, line, ...parseCompletion(o) });
-      format = kind;
-    } catch (e) {
-      errors.push({ line, reason: (e as Error).message });
-    }
-  }
+  const errors = eachJsonlObject(text, (o, line) => {
+    const kind: SftExample["kind"] | null = "messages" in o ? "chat" : "prompt" in o || "completion" in o ? "completion" : null;
+    if (kind === null) throw new Error(`neither "messages" nor "prompt"/"completion" (keys: ${Object.keys(o).join(", ") || "none"})`);
+    if (format !== null && kind !== format)
+      throw new Error(`${kind === "chat" ? "a chat" : "a prompt/completion"} example in a file of ${format === "chat" ? "chat" : "prompt/completion"} examples (use one format per file)`);
+    if (kind === "chat") examples.push({ kind, line, messages: parseChat(o) });
+    else examples.push({ kind, line, ...parseCompletion(o) });
+    format = kind;
+  });
   if (examples.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no examples" });
   if (errors.length > 0) throw new SftDataError(file, errors);
   return examples;

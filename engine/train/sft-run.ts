@@ -2,33 +2,19 @@
 // hyperparameters, start fresh or resume from the last checkpoint in the output directory,
 // train, log every step to <out>/train_log.jsonl, checkpoint every epoch, save the result.
 // The CLI adds argument parsing and a progress bar; tests call this directly.
-import { existsSync, readFileSync, readdirSync } from "node:fs";
-import { appendFile, mkdir, rm, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { AdapterSpec, LinearName } from "../../native/index.js";
 import { loadModel, type LoadedModel } from "../model.js";
-import { addAdapter } from "../peft.js";
 import { readSftJsonl, SftDataError } from "./sft-data.js";
 import { encodeExamples, type EncodeStats, type EncodedExample } from "./sft-encode.js";
 import { autoBatchSize, autoEpochs, autoWarmupSteps, defaultLearningRate } from "./hyperparams.js";
 import { stepsPerEpoch } from "./batches.js";
 import type { ScheduleKind } from "./lr-schedule.js";
 import { runSft, totalSteps, type EpochEvent, type StepEvent } from "./sft.js";
-import {
-  dataHash,
-  lastCheckpoint,
-  readTrainerState,
-  restoreOptimizer,
-  restoreWeights,
-  saveCheckpoint,
-  saveWeights,
-  settingsMismatch,
-  type RunSettings,
-  type TrainedWeights,
-  type TrainerState,
-} from "./run-state.js";
+import { dataHash, restoreOptimizer, restoreWeights, saveWeights, type RunSettings, type TrainedWeights } from "./run-state.js";
+import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, TrainRunError } from "./run-files.js";
 
-export const TRAIN_LOG = "train_log.jsonl";
+export { TRAIN_LOG };
 /** the adapter's name inside the model while training (never visible outside) */
 const ADAPTER = "sft";
 
@@ -85,51 +71,19 @@ export interface SftRunResult extends SftRunInfo {
   lastEpoch: EpochEvent | null;
 }
 
-export class SftRunError extends Error {
-  constructor(
-    message: string,
-    readonly code: "out_not_empty" | "resume_mismatch" | "no_examples",
-  ) {
-    super(message);
-    this.name = "SftRunError";
-  }
-}
-
-/** Files that say a directory already holds a run's output. */
-function holdsRun(dir: string): boolean {
-  if (!existsSync(dir)) return false;
-  return readdirSync(dir).some((f) => f === TRAIN_LOG || f === "adapter_config.json" || f === "model.safetensors" || /^checkpoint-\d+$/.test(f));
-}
-
-/** Keeps the log lines up to the checkpoint resumed from, so the log reads as one run. */
-async function trimLog(file: string, step: number, epoch: number): Promise<void> {
-  if (!existsSync(file)) return;
-  const keep = readFileSync(file, "utf8")
-    .split("\n")
-    .filter((l) => {
-      if (l.trim() === "") return false;
-      try {
-        const r = JSON.parse(l) as { type?: string; step?: number; epoch?: number };
-        return r.type === "eval" ? (r.epoch ?? 0) <= epoch : (r.step ?? 0) <= step;
-      } catch {
-        return false;
-      }
-    });
-  await writeFile(file, keep.map((l) => l + "\n").join(""));
-}
+export { TrainRunError as SftRunError };
 
 function encodeFile(model: LoadedModel, file: string, maxLength: number): { encoded: EncodedExample[]; stats: EncodeStats } {
   const { encoded, stats, errors } = encodeExamples({ tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, maxLength }, readSftJsonl(file));
   if (errors.length > 0) throw new SftDataError(file, errors);
-  if (encoded.length === 0) throw new SftRunError(`${file}: every example was cut to nothing by --max-length ${maxLength}; raise it`, "no_examples");
+  if (encoded.length === 0) throw new TrainRunError(`${file}: every example was cut to nothing by --max-length ${maxLength}; raise it`, "no_examples");
   return { encoded, stats };
 }
 
 export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   const outDir = resolve(o.outDir);
   const modelDir = resolve(o.modelDir);
-  if (!o.resume && holdsRun(outDir))
-    throw new SftRunError(`--out ${o.outDir} already holds a training run; pass --resume to continue it, or choose another directory`, "out_not_empty");
+  checkOutDir(outDir, o.outDir, o.resume);
   // validate the data files before paying for the model
   readSftJsonl(o.dataFile);
   if (o.validationFile) readSftJsonl(o.validationFile);
@@ -158,16 +112,9 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
     };
     const hash = dataHash(train.encoded);
 
-    const resumeDir = o.resume ? lastCheckpoint(outDir) : null;
-    let state: TrainerState | null = null;
-    if (resumeDir) {
-      state = readTrainerState(resumeDir);
-      const diff = settingsMismatch(state.settings, settings);
-      if (state.data_hash !== hash) diff.push("the training data changed");
-      if (state.rng.seed !== o.seed) diff.push(`seed: ${state.rng.seed} → ${o.seed}`);
-      if (diff.length > 0)
-        throw new SftRunError(`cannot resume from ${resumeDir}: ${diff.join("; ")}. Run with the same options, or without --resume into a new --out`, "resume_mismatch");
-    }
+    const resume = resumePoint(outDir, o.resume, settings, hash, o.seed);
+    const resumeDir = resume?.dir ?? null;
+    const state = resume?.state ?? null;
 
     let adapter: { name: string; spec: AdapterSpec } | null = null;
     if (o.loraRank > 0) {
@@ -176,14 +123,14 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
         valueHead: false,
       };
       adapter = { name: ADAPTER, spec };
-      if (resumeDir) restoreWeights(resumeDir, lm.native, lm.config, adapter);
-      else addAdapter(lm.native, ADAPTER, spec);
-      lm.native.setTrainable({ adapter: ADAPTER });
+      setUpAdapter(lm.native, lm.config, ADAPTER, spec, resumeDir);
     } else {
       lm.native.setTrainable({ base: true });
-      if (resumeDir) restoreWeights(resumeDir, lm.native, lm.config, null);
+      if (resumeDir) {
+        restoreWeights(resumeDir, lm.native, lm.config, null);
+        restoreOptimizer(resumeDir, lm.native);
+      }
     }
-    if (resumeDir) restoreOptimizer(resumeDir, lm.native);
 
     const weights: TrainedWeights = { model: lm.native, config: lm.config, modelDir: lm.dir, adapter };
     const info: SftRunInfo = {
@@ -196,16 +143,16 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       resumedFrom: resumeDir,
       startStep: state?.global_step ?? 0,
     };
-    await mkdir(outDir, { recursive: true });
-    // checkpoints a killed run was still writing (complete ones have been renamed)
-    for (const f of readdirSync(outDir)) if (/^checkpoint-\d+\.tmp-\d+$/.test(f)) await rm(join(outDir, f), { recursive: true, force: true });
-    const log = join(outDir, TRAIN_LOG);
-    if (state) await trimLog(log, state.global_step, state.epoch);
-    else await writeFile(log, "");
+    const runLog = await openRunLog({
+      outDir,
+      resumed: state,
+      weights,
+      state: (step, epoch) => ({ global_step: step, epoch, total_steps: total, rng: { seed: o.seed }, data_hash: hash, settings }),
+      onCheckpoint: o.onCheckpoint,
+    });
     o.onStart?.(info);
 
     let lastEpoch: EpochEvent | null = null;
-    let pending: Promise<void> = Promise.resolve();
     const steps = await runSft(
       lm.native,
       train.encoded,
@@ -222,23 +169,17 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       {
         signal: o.signal,
         onStep: (e) => {
-          // one chain of appends keeps the lines in step order without blocking the loop
-          pending = pending.then(() => appendFile(log, JSON.stringify({ type: "step", ...e }) + "\n"));
+          runLog.onStep(e);
           o.onStep?.(e);
         },
         onEpoch: async (e) => {
           lastEpoch = e;
-          await pending;
-          await appendFile(log, JSON.stringify({ type: "eval", ...e }) + "\n");
+          await runLog.onEpoch(e);
           o.onEpoch?.(e);
-          const st: TrainerState = { global_step: e.step, epoch: e.epoch, total_steps: total, rng: { seed: o.seed }, data_hash: hash, settings };
-          // saved first: `o.onCheckpoint?.(await save…)` would skip the save when no callback is given
-          const dir = await saveCheckpoint(outDir, weights, st);
-          o.onCheckpoint?.(dir);
         },
       },
       state?.epoch ?? 0,
-    ).finally(() => pending);
+    ).finally(() => runLog.settle());
     await saveWeights(weights, outDir);
     return { ...info, steps, lastEpoch };
   } finally {
