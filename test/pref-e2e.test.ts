@@ -15,6 +15,8 @@ import { runRewardModelFromFiles } from "../engine/train/rm-run.js";
 import { scoreSequences } from "../engine/train/rm.js";
 import { runDpoFromFiles } from "../engine/train/dpo-run.js";
 import { TRAIN_LOG } from "../engine/train/run-files.js";
+import { TrainingInterrupted } from "../engine/train/loop.js";
+import { readF32Tensors } from "../engine/safetensors-writer.js";
 import type { PrefRunOptions } from "../engine/train/pref-run.js";
 import { storiesDir, repoRoot } from "./test-model.js";
 import { HELD_OUT_PROMPTS, meanLogRatio, preferencePairs, rate, sampleStories, STORY_PROMPTS, type Sample } from "./pref-helpers.js";
@@ -127,6 +129,40 @@ describe("DPO", () => {
     assert.ok(kl > 0 && kl < 0.5, `KL ${kl} nats/token`);
     assert.ok(existsSync(join(out, "adapter_model.safetensors")) && !existsSync(join(out, "value_head.safetensors")));
   });
+});
+
+describe("--resume", () => {
+  for (const method of ["rm", "dpo"] as const) {
+    test(`an interrupted ${method} run resumed ends with the same weights as an uninterrupted one`, async () => {
+      const few = join(tmp, `resume-${method}.jsonl`);
+      writeFileSync(few, jsonl(trainPairs.slice(0, 12)));
+      const runFiles = method === "rm" ? runRewardModelFromFiles : runDpoFromFiles;
+      // a model of its own per run: a lent model keeps the trained adapter under its fixed name
+      const o = (out: string, x: Partial<PrefRunOptions> = {}): PrefRunOptions => opts(out, { dataFile: few, model: undefined, epochs: 2, batchSize: 2, loraRank: 4, targets: ["q", "v"], ...x });
+      const whole = join(tmp, `whole-${method}`);
+      const parts = join(tmp, `parts-${method}`);
+      await runFiles(o(whole));
+      // 6 steps an epoch: stop in epoch 2, after the checkpoint of epoch 1
+      const abort = new AbortController();
+      await assert.rejects(
+        runFiles({ ...o(parts, { signal: abort.signal }), onStep: (e: { step: number }) => e.step === 8 && abort.abort() }),
+        (e) => e instanceof TrainingInterrupted && e.step === 8,
+      );
+      await assert.rejects(runFiles(o(parts)), /already holds a training run; pass --resume/);
+      await assert.rejects(runFiles(o(parts, { resume: true, lr: 1e-2 })), /cannot resume .*lr: 0\.0\d+ → 0\.01/);
+      const r = await runFiles(o(parts, { resume: true }));
+      assert.equal(r.startStep, 6);
+      const files = method === "rm" ? ["adapter_model.safetensors", "value_head.safetensors"] : ["adapter_model.safetensors"];
+      for (const f of files) {
+        const a = readF32Tensors(join(whole, f)).tensors;
+        const b = readF32Tensors(join(parts, f)).tensors;
+        assert.deepEqual([...b.keys()].sort(), [...a.keys()].sort());
+        for (const [k, t] of a) assert.deepEqual(b.get(k)!.data, t.data, k);
+      }
+      const steps = readFileSync(join(parts, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; step: number });
+      assert.deepEqual(steps.filter((l) => l.type === "step").map((l) => l.step), Array.from({ length: 12 }, (_, i) => i + 1));
+    });
+  }
 });
 
 describe("hybridchat train rm / dpo (child process)", () => {

@@ -55,8 +55,7 @@ export async function runDpoFromFiles(o: DpoRunOptions): Promise<DpoRunResult> {
         },
         onEpoch: async (e) => {
           lastEpoch = e;
-          await run.log.onEpoch(e);
-          o.onEpoch?.(e);
+          await run.log.onEpoch(e, o.onEpoch);
         },
       },
       run.startEpoch,

@@ -91,7 +91,7 @@ function encodeFile(lm: LoadedModel, file: string, maxLength: number): { encoded
   return { encoded, stats };
 }
 
-/** Validates the files (before loading the model), then loads the model (unless given) or nothing. */
+/** Checks --out and validates the data files (before paying for the model), then loads the model unless one is lent. */
 export async function loadForPairs(o: PrefRunOptions): Promise<LoadedModel> {
   checkOutDir(resolve(o.outDir), o.outDir, o.resume);
   readPreferenceJsonl(o.dataFile);

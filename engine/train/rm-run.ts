@@ -37,8 +37,7 @@ export async function runRewardModelFromFiles(o: RmRunOptions): Promise<RmRunRes
         },
         onEpoch: async (e) => {
           lastEpoch = e;
-          await run.log.onEpoch(e);
-          o.onEpoch?.(e);
+          await run.log.onEpoch(e, o.onEpoch);
         },
       },
       run.startEpoch,

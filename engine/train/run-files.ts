@@ -89,8 +89,8 @@ export interface RunLogOptions {
 /** Step and epoch callbacks that log and checkpoint, and `settle` to await the pending log writes. */
 export interface RunLog {
   onStep(e: object): void;
-  /** logs the epoch event, then writes checkpoint-<step>/ */
-  onEpoch(e: { epoch: number; step: number }): Promise<void>;
+  /** logs the epoch event, calls `announce` (the caller's own report of the epoch), then writes checkpoint-<step>/ */
+  onEpoch<E extends { epoch: number; step: number }>(e: E, announce?: (e: E) => void): Promise<void>;
   settle(): Promise<void>;
 }
 
@@ -108,9 +108,10 @@ export async function openRunLog(o: RunLogOptions): Promise<RunLog> {
       // one chain of appends keeps the lines in step order without blocking the loop
       pending = pending.then(() => appendFile(log, JSON.stringify({ type: "step", ...e }) + "\n"));
     },
-    onEpoch: async (e) => {
+    onEpoch: async (e, announce) => {
       await pending;
       await appendFile(log, JSON.stringify({ type: "eval", ...e }) + "\n");
+      announce?.(e);
       // saved first: `o.onCheckpoint?.(await save…)` would skip the save when no callback is given
       const dir = await saveCheckpoint(o.outDir, o.weights, o.state(e.step, e.epoch));
       o.onCheckpoint?.(dir);

@@ -49,8 +49,6 @@ function formatErrors(file: string, errors: LineError[], hint: string): string {
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
 const MESSAGE_KEYS = new Set(["role", "content", "name", "weight"]);
 
-const describe = describeJson;
-
 /** OpenAI lets content be a list of text parts; anything else (images, audio) is not text training data. */
 function messageText(content: unknown, where: string): string {
   if (typeof content === "string") return content;
@@ -64,25 +62,25 @@ function messageText(content: unknown, where: string): string {
     }
     return text;
   }
-  throw new Error(`${where}.content must be a string, got ${describe(content)}`);
+  throw new Error(`${where}.content must be a string, got ${describeJson(content)}`);
 }
 
 function parseChat(o: Record<string, unknown>): TrainMessage[] {
   for (const k of Object.keys(o)) if (k !== "messages") throw new Error(`unknown key "${k}" (a chat example has only "messages")`);
   const msgs = o.messages;
-  if (!Array.isArray(msgs)) throw new Error(`"messages" must be an array, got ${describe(msgs)}`);
+  if (!Array.isArray(msgs)) throw new Error(`"messages" must be an array, got ${describeJson(msgs)}`);
   if (msgs.length === 0) throw new Error(`"messages" is empty`);
   const out: TrainMessage[] = [];
   let trained = 0;
   for (const [i, raw] of msgs.entries()) {
     const where = `messages[${i}]`;
-    if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${where} must be an object, got ${describe(raw)}`);
+    if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${where} must be an object, got ${describeJson(raw)}`);
     const m = raw as Record<string, unknown>;
     for (const k of Object.keys(m)) {
       if (k === "tool_calls" || k === "function_call") throw new Error(`${where}.${k} is not supported (train on text content only)`);
       if (!MESSAGE_KEYS.has(k)) throw new Error(`${where} has unknown key "${k}" (allowed: role, content, name, weight)`);
     }
-    if (typeof m.role !== "string" || !ROLES.has(m.role)) throw new Error(`${where}.role must be one of ${[...ROLES].join(", ")}, got ${describe(m.role)}`);
+    if (typeof m.role !== "string" || !ROLES.has(m.role)) throw new Error(`${where}.role must be one of ${[...ROLES].join(", ")}, got ${describeJson(m.role)}`);
     const role = m.role as ChatMessage["role"];
     const content = messageText(m.content, where);
     const msg: TrainMessage = { role, content };
@@ -107,8 +105,8 @@ function parseChat(o: Record<string, unknown>): TrainMessage[] {
 
 function parseCompletion(o: Record<string, unknown>): { prompt: string; completion: string } {
   for (const k of Object.keys(o)) if (k !== "prompt" && k !== "completion") throw new Error(`unknown key "${k}" (a prompt/completion example has only "prompt" and "completion")`);
-  if (typeof o.prompt !== "string") throw new Error(`"prompt" must be a string, got ${describe(o.prompt)}`);
-  if (typeof o.completion !== "string") throw new Error(`"completion" must be a string, got ${describe(o.completion)}`);
+  if (typeof o.prompt !== "string") throw new Error(`"prompt" must be a string, got ${describeJson(o.prompt)}`);
+  if (typeof o.completion !== "string") throw new Error(`"completion" must be a string, got ${describeJson(o.completion)}`);
   if (o.completion.length === 0) throw new Error(`"completion" is empty (nothing to learn)`);
   return { prompt: o.prompt, completion: o.completion };
 }

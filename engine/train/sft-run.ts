@@ -174,8 +174,7 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
         },
         onEpoch: async (e) => {
           lastEpoch = e;
-          await runLog.onEpoch(e);
-          o.onEpoch?.(e);
+          await runLog.onEpoch(e, o.onEpoch);
         },
       },
       state?.epoch ?? 0,
