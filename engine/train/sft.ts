@@ -3,6 +3,12 @@
 // loss = −Σ logp over the learned tokens of the optimizer batch / their number N, so
 // dL/dlogp = −1/N at each learned position and 0 elsewhere.
 import type { NativeModel, OptimizerStep } from "../../native/index.js";
+
+/**
+ * The training calls the loop makes: a NativeModel, or a wrapper that runs each call on
+ * the serving model between forward steps (engine/train/exclusive-model.ts).
+ */
+export type TrainingCalls = Pick<NativeModel, "trainForward" | "trainBackward" | "step">;
 import type { EncodedExample } from "./sft-encode.js";
 import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "./batches.js";
 import { learningRate, type Schedule } from "./lr-schedule.js";
@@ -65,7 +71,7 @@ export function totalSteps(examples: number, s: Pick<SftSettings, "epochs" | "ba
 }
 
 /** Mean −logp per learned token of some examples, without gradients. */
-export async function evaluateLoss(model: NativeModel, examples: readonly EncodedExample[], adapter: string | null, maxBatchTokens: number): Promise<number> {
+export async function evaluateLoss(model: TrainingCalls, examples: readonly EncodedExample[], adapter: string | null, maxBatchTokens: number): Promise<number> {
   let sum = 0;
   let n = 0;
   const all = examples.map((_, i) => i);
@@ -84,7 +90,7 @@ export async function evaluateLoss(model: NativeModel, examples: readonly Encode
  * uninterrupted run). Returns the number of optimizer steps taken in total.
  */
 export async function runSft(
-  model: NativeModel,
+  model: TrainingCalls,
   train: readonly EncodedExample[],
   validation: readonly EncodedExample[] | null,
   s: SftSettings,

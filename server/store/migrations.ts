@@ -165,10 +165,11 @@ CREATE TABLE model_versions (
   created_at INTEGER NOT NULL
 );
 
--- what a base id serves when it is not the base weights: the promoted version
+-- what a base id serves when it is not the base weights: the promoted model id (a version,
+-- or an adapter given at start; one no longer served at start-up is ignored)
 CREATE TABLE model_aliases (
   alias TEXT PRIMARY KEY,
-  target TEXT NOT NULL REFERENCES model_versions (id)
+  target TEXT NOT NULL
 ) WITHOUT ROWID;
 `;
 
