@@ -1,5 +1,11 @@
 # CPU image: builds the native addon, then runs the server as a non-root user.
 # docker build -t hybridchat . && docker run -p 8000:8000 -v hc-data:/data hybridchat
+#
+# CUDA variant (not built in CI, which has no GPU): use a build stage with nvcc and Node 20
+# (e.g. nvidia/cuda:12.x-devel plus Node 20) — binding.gyp then also builds
+# native/build/Release/libhybridchat_cuda.so; copy it next to hybridchat.node in the runtime
+# stage (an nvidia/cuda:12.x-runtime base), and run with `--gpus all`. The addon loads the
+# library at run time and `cudaStatus()` says whether a device was found.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
@@ -19,6 +25,8 @@ COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/native/build/Release/hybridchat.node ./native/build/Release/hybridchat.node
+# the web page is served from the sources' server/web (no build step)
+COPY --from=build /app/server/web ./server/web
 RUN mkdir -p /data /models && chown node:node /data
 USER node
 VOLUME ["/data"]

@@ -13,3 +13,5 @@ export { initCheckpoint } from "./engine/init-checkpoint.js";
 export type { InitOptions } from "./engine/init-checkpoint.js";
 export { PRESETS, preset, presetNames } from "./engine/presets.js";
 export { ensureBuiltinModel } from "./engine/builtin.js";
+export { HybridchatClient, FeedbackResource } from "./clients/client.js";
+export type { FeedbackBody, FeedbackOptions, FeedbackQuery, FeedbackType, Preference } from "./clients/client.js";

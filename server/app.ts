@@ -15,6 +15,7 @@ import { healthRoutes } from "./routes/health.js";
 import { modelsRoutes } from "./routes/models.js";
 import { storedCompletionsRoutes } from "./routes/stored-completions.js";
 import { metricsRoutes } from "./routes/metrics.js";
+import { webRoutes } from "./routes/web.js";
 import { ServerMetrics } from "./metrics.js";
 import type { Store } from "./store/store.js";
 import { FineTuning } from "./fine-tuning/fine-tuning.js";
@@ -110,6 +111,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   void app.register(metricsRoutes, { metrics });
   void app.register(filesRoutes, { fineTuning });
   void app.register(fineTuningJobsRoutes, { fineTuning });
+  void app.register(webRoutes);
 
   if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
   else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");

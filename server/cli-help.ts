@@ -1,6 +1,7 @@
 // Help texts, kept apart from the commands so `--help` loads nothing heavy.
 import { availableParallelism } from "node:os";
 import { presetNames } from "../engine/presets.js";
+import { CHAT_COMMANDS } from "../clients/chat-commands.js";
 
 export const HELP = `Usage: hybridchat <command> [options]
 
@@ -8,6 +9,7 @@ Commands:
   serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
   init    write a randomly initialised Hugging Face checkpoint
   train   fine-tune a model (train sft: supervised fine-tuning from JSONL)
+  chat    chat with a running server in the terminal, and rate or compare its answers
 
 Run \`hybridchat <command> --help\` for a command's options.
 
@@ -15,6 +17,26 @@ Examples:
   hybridchat serve --model ../shared/models/stories260K
   hybridchat init --preset tiny --out /tmp/tiny
   hybridchat train sft --model ../shared/models/stories260K --data train.jsonl --out ./my-adapter
+  hybridchat chat --url http://127.0.0.1:8000
+`;
+
+export const CHAT_HELP = `Usage: hybridchat chat [options]
+
+A terminal chat with a running hybridchat server: answers stream in, the conversation is
+kept, and what you think of the answers is stored as feedback the server can train on.
+
+Options:
+  --url URL            the server (default http://127.0.0.1:8000)
+  --model ID           the model id to talk to (default: the first one /v1/models lists)
+  --system TEXT        a system message to start the conversation with
+  --max-tokens N       longest answer (default 256)
+  --temperature T      sampling temperature (default 0.8)
+  -h, --help           this help
+
+${CHAT_COMMANDS}
+Examples:
+  hybridchat chat
+  hybridchat chat --url http://127.0.0.1:8080 --model ft:stories260K:names:ftjob-abc
 `;
 
 export const SERVE_HELP = `Usage: hybridchat serve [options]

@@ -1,0 +1,109 @@
+// clients/: HybridchatClient (the official openai client plus the feedback extension) and
+// `hybridchat chat` driven through its stdin, both against a real server with a real store;
+// what they send is checked where it lands, in the store.
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { join } from "node:path";
+import { HybridchatClient } from "../clients/client.js";
+import { jsonlErrors } from "../server/store/training-format.js";
+import { README, repoRoot } from "./api-helpers.js";
+import { MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
+
+let s: StoreServing;
+let hc: HybridchatClient;
+const story = [{ role: "user" as const, content: "Once upon a time" }];
+
+before(async () => {
+  s = await serveWithStore();
+  hc = new HybridchatClient({ baseURL: `${s.baseUrl}/v1`, maxRetries: 0 });
+});
+after(async () => {
+  await s.close();
+});
+
+describe("HybridchatClient", () => {
+  test("chat as openai does; rate, correct and prefer land in the store; export is valid JSONL", async () => {
+    const r = await hc.chat.completions.create({ model: MODEL, messages: story, max_tokens: 12, temperature: 0 });
+    assert.equal(r.object, "chat.completion");
+    const up = await hc.feedback.rate(r.id, 1, { comment: "nice" });
+    assert.equal(up.type, "rating");
+    const fix = await hc.feedback.correct(r.id, ", there was a brave knight.");
+    assert.equal(fix.type, "correction");
+    const pair = await hc.chat.completions.create({ model: MODEL, messages: story, max_tokens: 8, temperature: 1, seed: 4, n: 2 });
+    const pref = await hc.feedback.prefer({ completionId: pair.id, chosenIndex: 1, rejectedIndex: 0 });
+    assert.equal(pref.type, "preference");
+    const text = await hc.feedback.prefer({ prompt: "Tell me about a dog", chosen: "The dog ran.", rejected: "No." });
+    assert.equal(text.type, "preference");
+
+    const mine = await hc.feedback.list({ completionId: r.id });
+    assert.deepEqual(new Set(mine.data.map((f) => f.id)), new Set([up.id, fix.id]));
+    const prefs = await hc.feedback.list({ type: "preference" });
+    assert.deepEqual(new Set(prefs.data.map((f) => f.id)), new Set([pref.id, text.id]));
+
+    const sft = await hc.feedback.export("sft");
+    const dpo = await hc.feedback.export("dpo");
+    assert.deepEqual(jsonlErrors("sft", sft), []);
+    assert.deepEqual(jsonlErrors("dpo", dpo), []);
+    assert.ok(sft.includes("a brave knight"), "the correction is an SFT example");
+    assert.equal(dpo.trim().split("\n").length, 2);
+  });
+
+  test("an Idempotency-Key makes a retried rating the same feedback", async () => {
+    const r = await hc.chat.completions.create({ model: MODEL, messages: story, max_tokens: 4, temperature: 0 });
+    const a = await hc.feedback.rate(r.id, -1, { idempotencyKey: "retry-1" });
+    const b = await hc.feedback.rate(r.id, -1, { idempotencyKey: "retry-1" });
+    assert.equal(b.id, a.id);
+    assert.equal((await hc.feedback.list({ completionId: r.id })).data.length, 1);
+  });
+
+  test("server errors arrive as the openai client's typed errors", async () => {
+    await assert.rejects(hc.feedback.rate("chatcmpl-nope", 1), (e: unknown) => (e as { status?: number }).status === 404);
+  });
+});
+
+describe("hybridchat chat", () => {
+  test("streams answers, keeps the conversation, and stores /good, /compare and /bad", async () => {
+    const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", "--url", s.baseUrl, "--temperature", "0", "--max-tokens", "40"], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let out = "";
+    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+    child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
+    const until = async (re: RegExp): Promise<void> => {
+      const t0 = Date.now();
+      while (!re.test(out)) {
+        if (Date.now() - t0 > 30_000) throw new Error(`chat never printed ${re}; it printed:\n${out}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    const say = (line: string): void => void child.stdin.write(line + "\n");
+    await until(/\/help for commands/);
+    say("Once upon a time");
+    await until(/Lily/);
+    say("/good");
+    await until(/\(rated \+1/);
+    say("/compare");
+    await until(/Which is better\? \[1\/2\]/);
+    say("2");
+    await until(/\(preference stored/);
+    say("/bad too short");
+    await until(/\(rated -1/);
+    say("/frobnicate");
+    await until(/unknown command \/frobnicate/);
+    say("/quit");
+    const [code] = (await new Promise((res) => child.on("exit", (c) => res([c])))) as [number | null];
+    assert.equal(code, 0, out);
+    // the first answer is the model's greedy continuation, streamed as it came
+    assert.ok(out.includes(README.continuation.slice(0, 60)), out);
+
+    const ratings = (await hc.feedback.list({ type: "rating" })).data.filter((f) => f.type === "rating" && f.comment !== "nice");
+    const good = ratings.find((f) => f.type === "rating" && f.rating === 1 && f.comment === null);
+    const bad = ratings.find((f) => f.type === "rating" && f.rating === -1 && f.comment === "too short");
+    assert.ok(good && bad, JSON.stringify(ratings));
+    const pref = (await hc.feedback.list({ type: "preference" })).data.at(-1); // the newest: /compare's
+    assert.ok(pref && pref.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, "/compare stored choice 2 over choice 1");
+    // /bad judged the compared answer the user picked: the same completion, choice 1
+    assert.ok(bad.type === "rating" && bad.completion_id === pref.chosen_id && bad.choice_index === 1, JSON.stringify({ bad, pref }));
+  });
+});
