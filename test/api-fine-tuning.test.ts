@@ -10,6 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
+import { HybridchatClient } from "../clients/client.js";
 import { HELD_OUT, NEW_NAME } from "./sft-helpers.js";
 import { greedy, MODEL, percentile, startServer, uploadNameChange, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
@@ -100,6 +101,7 @@ test("upload → job → the new model id serves the new name; promote and roll 
   assert.equal(messages.at(-1)?.status, "succeeded");
 
   // promote while a request on the base id is streaming: it finishes on the base weights
+  const hc = new HybridchatClient({ baseURL: `${s.url}/v1`, maxRetries: 0 });
   const long = await greedy(s.client, MODEL, HELD_OUT, 48);
   const stream = await s.client.completions.create({ model: MODEL, prompt: HELD_OUT, max_tokens: 48, temperature: 0, stream: true });
   let streamed = "";
@@ -107,16 +109,15 @@ test("upload → job → the new model id serves the new name; promote and roll 
   for await (const chunk of stream) {
     streamed += chunk.choices[0]?.text ?? "";
     if (!promoted) {
-      const r = await fetch(`${s.url}/v1/models/${encodeURIComponent(ftId)}/promote`, { method: "POST" });
-      assert.equal(r.status, 200, await r.clone().text());
-      assert.equal(((await r.json()) as { serves: string }).serves, ftId);
+      const r = await hc.promote(ftId);
+      assert.equal(r.id, MODEL);
+      assert.equal(r.serves, ftId);
       promoted = true;
     }
   }
   assert.equal(streamed, long, "the request in flight kept the variant it started with");
   assert.match(await greedy(s.client, MODEL, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`), "the base id serves the promoted version");
 
-  const back = await fetch(`${s.url}/v1/models/${MODEL}/promote`, { method: "POST" });
-  assert.equal(back.status, 200);
+  assert.equal((await hc.promote(MODEL)).serves, MODEL);
   assert.equal(await greedy(s.client, MODEL, HELD_OUT), baseText, "promoting the base rolls back");
 });
