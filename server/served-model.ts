@@ -30,7 +30,7 @@ export interface AdapterVariant {
   created?: number;
 }
 
-export const fingerprint = (...parts: string[]): string =>
+const fingerprint = (...parts: string[]): string =>
   `fp_${createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10)}`;
 
 /** The variant of an adapter loaded on the model under the base `name`. */

@@ -4,14 +4,15 @@
 // dL/dlogp = −1/N at each learned position and 0 elsewhere.
 import type { NativeModel, OptimizerStep } from "../../native/index.js";
 
+import type { EncodedExample } from "./sft-encode.js";
+import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "./batches.js";
+import { learningRate, type Schedule } from "./lr-schedule.js";
+
 /**
  * The training calls the loop makes: a NativeModel, or a wrapper that runs each call on
  * the serving model between forward steps (engine/train/exclusive-model.ts).
  */
 export type TrainingCalls = Pick<NativeModel, "trainForward" | "trainBackward" | "step">;
-import type { EncodedExample } from "./sft-encode.js";
-import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "./batches.js";
-import { learningRate, type Schedule } from "./lr-schedule.js";
 
 export interface SftSettings {
   /** the adapter trained (setTrainable({adapter}) done by the caller); null: full fine-tuning of the base */
