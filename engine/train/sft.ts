@@ -3,7 +3,6 @@
 // loss = −Σ logp over the learned tokens of the optimizer batch / their number N, so
 // dL/dlogp = −1/N at each learned position and 0 elsewhere.
 import type { NativeModel, OptimizerStep } from "../../native/index.js";
-
 import type { EncodedExample } from "./sft-encode.js";
 import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "./batches.js";
 import { learningRate, type Schedule } from "./lr-schedule.js";
