@@ -81,7 +81,7 @@ describe("files", () => {
   });
 });
 
-describe("jobs", () => {
+describe("jobs", { timeout: 120_000 }, () => {
   test("unknown file, model or job: 404; an unsupported method or bad hyperparameters: 400", async () => {
     let e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "file-nope" }));
     assert.equal(e.status, 404);

@@ -39,7 +39,7 @@ const summary = (ms: number[]): string => {
   return `n=${s.length} p50=${percentile(s, 50).toFixed(1)} ms p99=${percentile(s, 99).toFixed(1)} ms`;
 };
 
-test("upload → job → the new model id serves the new name; promote and roll back", async () => {
+test("upload → job → the new model id serves the new name; promote and roll back", { timeout: 120_000 }, async () => {
   const fileId = await uploadNameChange(s, dataFile);
   const f = await s.client.files.retrieve(fileId);
   assert.equal(f.purpose, "fine-tune");

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI from "openai";
 import { loadModel } from "../engine/model.js";
 import { testModelDir } from "./api-helpers.js";
@@ -28,7 +29,7 @@ async function start(): Promise<{ s: Served; client: OpenAI }> {
   return { s, client: new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 }) };
 }
 
-test("a job running at SIGKILL is failed after restart; published versions are served again", async () => {
+test("a job running at SIGKILL is failed after restart; published versions are served again", { timeout: 120_000 }, async () => {
   const data = join(dir, "names.jsonl");
   const m = await loadModel(testModelDir, { threads: 2, kvBlocks: 8 });
   try {
@@ -48,8 +49,9 @@ test("a job running at SIGKILL is failed after restart; published versions are s
   await waitForJob(first.client, b.id, ["running"]);
   // let it take a few steps on the serving weights before the kill
   for (;;) {
-    const ev = await first.client.fineTuning.jobs.listEvents(b.id, { limit: 1 });
-    if (ev.data[0]?.type === "metrics") break;
+    const ev = await first.client.fineTuning.jobs.listEvents(b.id, { limit: 100 });
+    if (ev.data.some((e) => e.type === "metrics")) break;
+    await sleep(20);
   }
   assert.equal(await stop(first.s, "SIGKILL"), null);
 

@@ -21,7 +21,7 @@ import { readyServing } from "../request-context.js";
 import type { CreateJobRequest } from "../schemas/fine-tuning.js";
 import type { ServingSlot } from "../serving.js";
 import { exportLines } from "../store/export.js";
-import { isFinal, jobId, type JobError, type JobEvent, type JobRecord } from "../store/jobs.js";
+import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
 import type { Store } from "../store/store.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
 import type { MethodReporter, TrainingMethod } from "./methods/method.js";
@@ -41,6 +41,9 @@ export interface JobRunnerOptions {
 
 /** What subscribers of a job hear: each new event, and the job whenever its status changes. */
 export type JobUpdate = { kind: "event"; event: JobEvent } | { kind: "status"; job: JobRecord };
+
+/** how long step metrics wait to be stored together */
+const METRICS_FLUSH_MS = 1000;
 
 class JobFailure extends Error {
   constructor(readonly error: JobError) {
@@ -68,6 +71,9 @@ export class JobRunner {
   readonly #o: JobRunnerOptions;
   readonly #queue: string[] = [];
   #current: { id: string; abort: AbortController } | null = null;
+  /** step metrics announced but not stored yet */
+  readonly #metrics: JobEvent[] = [];
+  #flushTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | null = null;
   #closing = false;
 
@@ -131,37 +137,60 @@ export class JobRunner {
     this.#queue.length = 0;
     this.#current?.abort.abort();
     await this.idle();
+    this.flushEvents();
   }
 
   #jobDir(id: string): string {
     return join(this.#o.dataDir, "jobs", id);
   }
 
-  #event(jobId: string, level: JobEvent["level"], message: string, type: JobEvent["type"] = "message", data: Record<string, unknown> | null = null): void {
-    const event = this.#o.store.jobs.addEvent({ jobId, createdAt: nowSeconds(), level, message, type, data });
-    this.updates.emit(jobId, { kind: "event", event } satisfies JobUpdate);
+  /**
+   * Stores an event; the caller announces it once its transaction is committed. Step
+   * metrics come many a second and are the exception: announced here at once and stored
+   * in batches (METRICS_FLUSH_MS), each batch before any other event so the stored order
+   * is the order they happened (a crash loses at most the last batch, of a job that is
+   * then failed anyway), instead of one synchronous commit per step on the event loop.
+   */
+  #event(jobId: string, level: JobEvent["level"], message: string, type: JobEvent["type"] = "message", data: Record<string, unknown> | null = null): JobEvent {
+    const event = jobEvent({ jobId, createdAt: nowSeconds(), level, message, type, data });
+    if (type === "metrics") {
+      this.#metrics.push(event);
+      this.#flushTimer ??= setTimeout(() => this.flushEvents(), METRICS_FLUSH_MS);
+      this.#announce(jobId, { kind: "event", event });
+    } else {
+      this.flushEvents();
+      this.#o.store.jobs.addEvents([event]);
+    }
+    return event;
+  }
+
+  /** An informational event, stored, then announced. */
+  #say(jobId: string, message: string): void {
+    this.#announce(jobId, { kind: "event", event: this.#event(jobId, "info", message) });
+  }
+
+  /** Stores the step metrics not stored yet (before a replay of the stored events). */
+  flushEvents(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#metrics.length > 0) this.#o.store.jobs.addEvents(this.#metrics.splice(0));
+  }
+
+  #announce(jobId: string, u: JobUpdate): void {
+    this.updates.emit(jobId, u);
   }
 
   /** A final status with its event, committed together, then announced. */
   #finish(id: string, patch: { status: "succeeded" | "failed" | "cancelled"; error?: JobError } & Partial<Pick<JobRecord, "fineTunedModel" | "trainedTokens">>, level: JobEvent["level"], message: string): JobRecord {
-    const { store } = this.#o;
-    const job = store.transaction(() => {
-      const j = store.jobs.update(id, { ...patch, finishedAt: nowSeconds() });
-      this.#event(id, level, message);
-      return j;
-    });
-    this.updates.emit(id, { kind: "status", job } satisfies JobUpdate);
-    return job;
+    return this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level);
   }
 
-  #status(id: string, patch: Parameters<Store["jobs"]["update"]>[1], message: string): JobRecord {
+  /** A status change with its event, committed together, then announced. */
+  #status(id: string, patch: JobPatch, message: string, level: JobEvent["level"] = "info"): JobRecord {
     const { store } = this.#o;
-    const job = store.transaction(() => {
-      const j = store.jobs.update(id, patch);
-      this.#event(id, "info", message);
-      return j;
-    });
-    this.updates.emit(id, { kind: "status", job } satisfies JobUpdate);
+    const [job, event] = store.transaction(() => [store.jobs.update(id, patch), this.#event(id, level, message)] as const);
+    this.#announce(id, { kind: "event", event });
+    this.#announce(id, { kind: "status", job });
     return job;
   }
 
@@ -279,7 +308,7 @@ export class JobRunner {
   #reporter(id: string, adapter: string, base: string): MethodReporter {
     const { store, engine, model } = this.#o;
     return {
-      message: (text) => this.#event(id, "info", text),
+      message: (text) => this.#say(id, text),
       step: (m) => this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m),
       epoch: async (e) => {
         const dir = join(this.#jobDir(id), `checkpoint-${e.step}`);
@@ -292,7 +321,7 @@ export class JobRunner {
           fineTunedModelCheckpoint: `${adapter}:ckpt-step-${e.step}`,
           dir,
         });
-        this.#event(id, "info", `Epoch ${e.epoch} done: checkpoint at step ${e.step}${e.valid_loss === null ? "" : `, validation loss=${e.valid_loss.toFixed(4)}`}`);
+        this.#say(id, `Epoch ${e.epoch} done: checkpoint at step ${e.step}${e.valid_loss === null ? "" : `, validation loss=${e.valid_loss.toFixed(4)}`}`);
       },
     };
   }

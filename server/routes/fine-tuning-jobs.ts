@@ -48,8 +48,10 @@ function streamJob(ft: FineTuning, socket: WebSocket, id: string): void {
     send(jobBody(u.job));
     if (isFinal(u.job.status)) socket.close(1000, u.job.status);
   };
-  // subscribe before the replay; both happen in this turn, so nothing falls between them
+  // subscribe before the replay and store what was announced but not stored yet; all in
+  // this turn, so nothing falls between them and nothing comes twice
   runner?.updates.on(id, onUpdate);
+  runner?.flushEvents();
   socket.on("close", () => runner?.updates.off(id, onUpdate));
   let after: string | undefined;
   for (;;) {

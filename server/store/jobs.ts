@@ -108,6 +108,9 @@ interface CheckpointRow {
 const hex = (n: number): string => randomBytes(n).toString("hex");
 export const jobId = (): string => `ftjob-${hex(12)}`;
 
+/** A new event with its id (stored by JobStore.addEvents). */
+export const jobEvent = (e: Omit<JobEvent, "id">): JobEvent => ({ id: `ftevent-${hex(12)}`, ...e });
+
 const toJob = (r: JobRow): JobRecord => ({
   id: r.id,
   createdAt: r.created_at,
@@ -246,10 +249,11 @@ export class JobStore {
     return p && { items: p.rows.map(toJob), hasMore: p.hasMore };
   }
 
-  addEvent(e: Omit<JobEvent, "id">): JobEvent {
-    const ev: JobEvent = { id: `ftevent-${hex(12)}`, ...e };
-    this.#insertEvent.run({ ...ev, data: ev.data === null ? null : JSON.stringify(ev.data) });
-    return ev;
+  /** Stores events (made by jobEvent) in the order given, in one transaction. */
+  addEvents(events: readonly JobEvent[]): void {
+    this.#db.transaction(() => {
+      for (const ev of events) this.#insertEvent.run({ ...ev, data: ev.data === null ? null : JSON.stringify(ev.data) });
+    })();
   }
 
   /** newest first (OpenAI); `order: "asc"` replays them in the order they happened */
