@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI, { toFile } from "openai";
 import WebSocket from "ws";
 import { MODEL, startServer, uploadNameChange, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
@@ -113,12 +114,25 @@ describe("jobs", { timeout: 120_000 }, () => {
   test("cancel: a running job stops, its adapter is never served; cancelling it again is 409", async () => {
     const job = await s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, suffix: "long", method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 25 } } } });
     await waitForJob(s.client, job.id, ["running"]);
+    // a WebSocket opened mid-run: the stored events replayed, then the live ones, none twice
+    await sleep(300);
+    const ws = new WebSocket(`${s.url.replace("http", "ws")}/v1/fine_tuning/jobs/${job.id}/events/stream`);
+    const messages: { object: string; type?: string; status?: string; data?: { step?: number } }[] = [];
+    ws.on("message", (d) => messages.push(JSON.parse(String(d)) as (typeof messages)[number]));
+    const closed = new Promise<number>((res) => ws.on("close", (code) => res(code)));
+    await new Promise((res) => ws.once("open", res));
+    await sleep(300);
     const c = await s.client.fineTuning.jobs.cancel(job.id);
     assert.equal(c.status, "cancelled");
     await s.server.app.fineTuning!.runner!.idle();
     const j = await s.client.fineTuning.jobs.retrieve(job.id);
     assert.equal(j.status, "cancelled");
     assert.equal(j.fine_tuned_model, null);
+    assert.equal(await closed, 1000);
+    const steps = messages.filter((m) => m.type === "metrics").map((m) => m.data?.step);
+    assert.ok(steps.length > 1);
+    assert.deepEqual(steps, Array.from({ length: steps.length }, (_, i) => i + 1), "steps 1..k, each once");
+    assert.equal(messages.at(-1)?.status, "cancelled");
     assert.ok(!(await s.client.models.list()).data.some((m) => m.id.includes(job.id)));
     assert.ok(!s.server.model!.native.adapters().some((a) => a.includes(job.id)), "the trained adapter was removed");
     const e = await apiError(s.client.fineTuning.jobs.cancel(job.id));

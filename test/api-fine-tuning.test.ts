@@ -64,7 +64,7 @@ test("upload → job → the new model id serves the new name; promote and roll 
 
   // the WebSocket replays the events so far, then sends new ones until the job is final
   const ws = new WebSocket(`${s.url.replace("http", "ws")}/v1/fine_tuning/jobs/${job.id}/events/stream`);
-  const messages: { object: string; type?: string; status?: string }[] = [];
+  const messages: { object: string; type?: string; status?: string; data?: { step?: number } }[] = [];
   ws.on("message", (d) => messages.push(JSON.parse(String(d)) as (typeof messages)[number]));
   const wsClosed = new Promise<number>((res) => ws.on("close", (code) => res(code)));
 
@@ -96,7 +96,8 @@ test("upload → job → the new model id serves the new name; promote and roll 
   assert.ok((await s.client.fineTuning.jobs.list({ limit: 5 })).data.some((j) => j.id === job.id));
 
   assert.equal(await wsClosed, 1000);
-  assert.ok(messages.some((m) => m.object === "fine_tuning.job.event" && m.type === "metrics"), "metrics events over the WebSocket");
+  const steps = messages.filter((m) => m.object === "fine_tuning.job.event" && m.type === "metrics").map((m) => m.data?.step);
+  assert.deepEqual(steps, Array.from({ length: 128 }, (_, i) => i + 1), "every step's metrics, once each, in order, over the WebSocket");
   assert.equal(messages.at(-1)?.object, "fine_tuning.job");
   assert.equal(messages.at(-1)?.status, "succeeded");
 
