@@ -42,6 +42,12 @@ export interface JobRunnerOptions {
 /** What subscribers of a job hear: each new event, and the job whenever its status changes. */
 export type JobUpdate = { kind: "event"; event: JobEvent } | { kind: "status"; job: JobRecord };
 
+/** extra rows committed with a status change, and what to do once it is committed */
+interface StatusHooks {
+  write?: () => void;
+  committed?: () => void;
+}
+
 /** how long step metrics wait to be stored together */
 const METRICS_FLUSH_MS = 1000;
 
@@ -181,14 +187,21 @@ export class JobRunner {
   }
 
   /** A final status with its event, committed together, then announced. */
-  #finish(id: string, patch: { status: "succeeded" | "failed" | "cancelled"; error?: JobError } & Partial<Pick<JobRecord, "fineTunedModel" | "trainedTokens">>, level: JobEvent["level"], message: string): JobRecord {
-    return this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level);
+  #finish(id: string, patch: { status: "succeeded" | "failed" | "cancelled"; error?: JobError } & Partial<Pick<JobRecord, "fineTunedModel" | "trainedTokens">>, level: JobEvent["level"], message: string, also: StatusHooks = {}): JobRecord {
+    return this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level, also);
   }
 
-  /** A status change with its event, committed together, then announced. */
-  #status(id: string, patch: JobPatch, message: string, level: JobEvent["level"] = "info"): JobRecord {
+  /**
+   * A status change with its event (and `also.write`'s rows) committed in one
+   * transaction; then `also.committed` runs, then the change is announced.
+   */
+  #status(id: string, patch: JobPatch, message: string, level: JobEvent["level"] = "info", also: StatusHooks = {}): JobRecord {
     const { store } = this.#o;
-    const [job, event] = store.transaction(() => [store.jobs.update(id, patch), this.#event(id, level, message)] as const);
+    const [job, event] = store.transaction(() => {
+      also.write?.();
+      return [store.jobs.update(id, patch), this.#event(id, level, message)] as const;
+    });
+    also.committed?.();
     this.#announce(id, { kind: "event", event });
     this.#announce(id, { kind: "status", job });
     return job;
@@ -283,13 +296,17 @@ export class JobRunner {
       renameSync(tmp, versionDir);
       if (abort.signal.aborted) throw new TrainingInterrupted(-1);
       const created = nowSeconds();
-      store.transaction(() => {
-        store.versions.insert({ id: adapter, base: queued.model, jobId: id, dir: versionDir, createdAt: created });
-        store.jobs.update(id, { method: { type: method.type, hyperparameters: result.hyperparameters } });
+      // the version and the job's success commit together, so a restart never finds one without the other
+      this.#finish(id, { status: "succeeded", fineTunedModel: adapter, trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: ${adapter} is served`, {
+        write: () => {
+          store.versions.insert({ id: adapter, base: queued.model, jobId: id, dir: versionDir, createdAt: created });
+          store.jobs.update(id, { method: { type: method.type, hyperparameters: result.hyperparameters } });
+        },
+        committed: () => {
+          publishVersion(slot, model.dir, { id: adapter, dir: versionDir, created });
+          added = false; // served from now on
+        },
       });
-      publishVersion(slot, model.dir, { id: adapter, dir: versionDir, created });
-      added = false; // served from now on
-      this.#finish(id, { status: "succeeded", fineTunedModel: adapter, trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: ${adapter} is served`);
     } catch (e) {
       if (added) {
         await exclusively(engine, () => {
