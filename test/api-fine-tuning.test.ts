@@ -122,3 +122,26 @@ test("upload → job → the new model id serves the new name; promote and roll 
   assert.equal((await hc.promote(MODEL)).serves, MODEL);
   assert.equal(await greedy(s.client, MODEL, HELD_OUT), baseText, "promoting the base rolls back");
 });
+
+test('training_file "feedback": the corrections collected become the job\'s data, as the export had them', { timeout: 60_000 }, async () => {
+  const hc = new HybridchatClient({ baseURL: `${s.url}/v1`, maxRetries: 0 });
+  const since = Math.floor(Date.now() / 1000);
+  for (const [i, opening] of ["Tom had a dog", "The sun was", "Sue saw a cat"].entries()) {
+    const r = await hc.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: opening }], max_tokens: 8, seed: i });
+    await hc.feedback.correct(r.id, `${opening} named ${NEW_NAME}.`);
+  }
+  const exported = await hc.feedback.export("sft");
+  const job = await hc.fineTuning.jobs.create({
+    model: MODEL,
+    training_file: "feedback",
+    suffix: "fb",
+    method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 2 } } },
+    // @ts-expect-error the extension's field is not in the openai client's types
+    feedback_filter: { since },
+  });
+  const final = await waitForJob(hc, job.id, ["succeeded", "failed", "cancelled"]);
+  assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+  assert.equal(final.training_file, "feedback");
+  assert.equal(readFileSync(join(dir, "data", "jobs", job.id, "training.jsonl"), "utf8"), exported);
+  assert.ok((await hc.models.list()).data.some((m) => m.id === `ft:${MODEL}:fb:${job.id}`));
+});

@@ -1,7 +1,7 @@
 // Restart: `hybridchat serve` in a child process publishes a version (and promotes it),
 // then is SIGKILLed while a second job runs. After a restart on the same data dir the
 // killed job is failed with the reason, and the published version is served again under
-// its id, still promoted.
+// its id, still promoted. A job running at a graceful shutdown (SIGTERM) is failed too.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createReadStream, mkdtempSync, rmSync } from "node:fs";
@@ -66,5 +66,14 @@ test("a job running at SIGKILL is failed after restart; published versions are s
   assert.ok((await second.client.models.list()).data.some((x) => x.id === ftId));
   assert.match(await greedy(second.client, ftId, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));
   assert.match(await greedy(second.client, MODEL, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`), "the promotion survived the restart");
+
+  // a job running at a graceful shutdown is failed with that reason
+  const c = await second.client.fineTuning.jobs.create({ model: MODEL, training_file: file.id, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 25 } } } });
+  await waitForJob(second.client, c.id, ["running"]);
   assert.equal(await stop(second.s, "SIGTERM"), 0);
+  const third = await start();
+  const stopped = await third.client.fineTuning.jobs.retrieve(c.id);
+  assert.equal(stopped.status, "failed");
+  assert.equal(stopped.error?.code, "server_shutdown");
+  assert.equal(await stop(third.s, "SIGTERM"), 0);
 });
