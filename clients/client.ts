@@ -85,6 +85,9 @@ export class FeedbackResource {
   }
 }
 
+/** POST /v1/models/{id}/promote's answer: the base id's model object and what it serves now. */
+export type PromoteBody = OpenAI.Models.Model & { serves: string };
+
 export class HybridchatClient extends OpenAI {
   readonly feedback: FeedbackResource;
 
@@ -92,5 +95,13 @@ export class HybridchatClient extends OpenAI {
     // a local server needs no key; the openai client insists on one
     super({ apiKey: "unused", ...opts });
     this.feedback = new FeedbackResource(this);
+  }
+
+  /**
+   * Makes the base model id serve version `modelId` (e.g. a job's `fine_tuned_model`);
+   * promoting the base id itself rolls back to the base weights.
+   */
+  promote(modelId: string): Promise<PromoteBody> {
+    return this.post<PromoteBody>(`/models/${encodeURIComponent(modelId)}/promote`);
   }
 }

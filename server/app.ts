@@ -18,6 +18,10 @@ import { metricsRoutes } from "./routes/metrics.js";
 import { webRoutes } from "./routes/web.js";
 import { ServerMetrics } from "./metrics.js";
 import type { Store } from "./store/store.js";
+import { FineTuning } from "./fine-tuning/fine-tuning.js";
+import { promoteVersion } from "./fine-tuning/versions.js";
+import { filesRoutes } from "./routes/files.js";
+import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -25,6 +29,8 @@ declare module "fastify" {
     serving: ServingSlot;
     /** what GET /metrics reports; its `observer` belongs in the engine's options */
     metrics: ServerMetrics;
+    /** files and fine-tuning jobs; null without a store */
+    fineTuning: FineTuning | null;
   }
 }
 
@@ -46,6 +52,8 @@ export interface AppOptions {
   store?: Store | null;
   /** the metrics the engine reports to (pass the same object's observer to the Engine); default: new */
   metrics?: ServerMetrics;
+  /** where uploaded files, job data and model versions are kept; default: a temporary directory */
+  dataDir?: string;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -77,6 +85,10 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const metrics = opts.metrics ?? new ServerMetrics();
   app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir) : null;
+  app.decorate("fineTuning", fineTuning);
+  // a running job stops (failed: shut down) before the engine and the store go
+  app.addHook("onClose", async () => fineTuning?.close());
 
   // while shutting down, requests that still arrive on open connections get a 503
   let closing = false;
@@ -97,6 +109,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   void app.register(storedCompletionsRoutes, routeOpts);
   void app.register(feedbackRoutes, routeOpts);
   void app.register(metricsRoutes, { metrics });
+  void app.register(filesRoutes, { fineTuning });
+  void app.register(fineTuningJobsRoutes, { fineTuning });
   void app.register(webRoutes);
 
   if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
@@ -104,7 +118,10 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   return app;
 }
 
-/** Switches the app from "loading" to serving this model. */
+/**
+ * Switches the app from "loading" to serving this model (the base id serving the version
+ * it was promoted to, when the store says so) and starts the fine-tuning job runner.
+ */
 export function attachModel(
   app: FastifyInstance,
   engine: Engine,
@@ -115,4 +132,9 @@ export function attachModel(
   const serving = servingFor(engine, model, servedModelName, adapters);
   app.metrics.attach(serving.servedModelName, engine);
   app.serving.ready(serving);
+  const ft = app.fineTuning;
+  if (!ft) return;
+  const promoted = ft.store.versions.promoted(serving.servedModelName);
+  if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
+  ft.start(app.serving, engine, model);
 }

@@ -138,6 +138,22 @@ export const errors = {
       "Idempotency-Key",
     ),
 
+  fileNotFound: (id: string, param: string) =>
+    new ApiError(404, "invalid_request_error", "file_not_found", `No such File object: ${id}`, param),
+
+  invalidFile: (message: string, param: string) => new ApiError(400, "invalid_request_error", "invalid_file", message, param),
+
+  jobNotFound: (id: string, param = "fine_tuning_job_id") =>
+    new ApiError(404, "invalid_request_error", "fine_tuning_job_not_found", `No such fine-tuning job: ${id}`, param),
+
+  jobNotCancellable: (id: string, status: string) =>
+    new ApiError(409, "invalid_request_error", "job_not_cancellable", `Fine-tuning job ${id} has already ${status === "cancelled" ? "been cancelled" : status}; only a job that has not finished can be cancelled.`),
+
+  fineTuningUnavailable: () =>
+    new ApiError(503, "server_error", "model_loading", "Fine-tuning starts when the model is loaded. Retry when GET /health returns 200.", null, {
+      "retry-after": "1",
+    }),
+
   internal: () =>
     new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Sorry about that!"),
 } as const;

@@ -26,19 +26,27 @@ export interface AdapterVariant {
   id: string;
   /** where it was loaded from, for the fingerprint */
   dir: string;
+  /** unix seconds for /v1/models; default: now */
+  created?: number;
 }
 
 const fingerprint = (...parts: string[]): string =>
   `fp_${createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10)}`;
 
+/** The variant of an adapter loaded on the model under the base `name`. */
+export function adapterVariant(name: string, modelDir: string, a: AdapterVariant, created: number): ServedVariant {
+  return { id: a.id, adapter: a.id, created, fingerprint: fingerprint(name, modelDir, a.id, a.dir) };
+}
+
 export function servingFor(engine: Engine, model: LoadedModel, servedModelName?: string, adapters: readonly AdapterVariant[] = []): Serving {
   const name = servedModelName ?? model.id;
   const created = nowSeconds();
   const variants = new Map<string, ServedVariant>();
-  variants.set(name, { id: name, adapter: null, created, fingerprint: fingerprint(name, model.dir) });
+  const baseVariant: ServedVariant = { id: name, adapter: null, created, fingerprint: fingerprint(name, model.dir) };
+  variants.set(name, baseVariant);
   for (const a of adapters) {
     if (variants.has(a.id)) throw new Error(`adapter id "${a.id}" is already served (ids must differ from the base model's and each other)`);
-    variants.set(a.id, { id: a.id, adapter: a.id, created, fingerprint: fingerprint(name, model.dir, a.id, a.dir) });
+    variants.set(a.id, adapterVariant(name, model.dir, a, a.created ?? created));
   }
-  return { engine, model: servedModel(model, engine), servedModelName: name, variants };
+  return { engine, model: servedModel(model, engine), servedModelName: name, variants, baseVariant, promoted: null };
 }

@@ -9,6 +9,7 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./app.js";
 import { Store } from "./store/store.js";
+import { restoreVersions } from "./fine-tuning/restore.js";
 
 export interface ServerOptions {
   /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
@@ -56,7 +57,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));
@@ -67,8 +68,12 @@ export class HybridchatServer {
     const builtin = o.model === undefined;
     const dir = builtin ? await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()) : o.model!;
     const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), maxContext: o.maxContext });
+    const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
+    const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {
       for (const a of o.adapters ?? []) await loadPeftAdapter(model.native, model.config, a.name, a.dir);
+      // the versions earlier fine-tuning jobs published
+      if (this.store) adapters.push(...(await restoreVersions(this.store, model, servedName, (m) => this.app.log.warn(m))));
     } catch (e) {
       model.dispose();
       throw e;
@@ -86,13 +91,7 @@ export class HybridchatServer {
     });
     this.model = model;
     this.engine = engine;
-    attachModel(
-      this.app,
-      engine,
-      model,
-      o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : undefined),
-      (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir })),
-    );
+    attachModel(this.app, engine, model, servedName, adapters);
   }
 
   /** Opens the port (the model may still be loading); resolves with the base URL. */
@@ -115,6 +114,8 @@ export class HybridchatServer {
       await Promise.race([appClosed, grace]);
       clearTimeout(timer);
       await this.ready.catch(() => undefined);
+      // a running job stops first (failed: shut down), while the engine still runs its calls
+      await this.app.fineTuning?.close();
       await this.engine?.close();
       await appClosed.finally(() => clearInterval(sweep));
       // after the app: streams cancelled by the engine's close are never recorded

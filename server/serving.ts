@@ -43,8 +43,16 @@ export interface Serving {
   model: ServedModel;
   /** the base variant's id (the directory name unless --served-model-name) */
   servedModelName: string;
-  /** every id /v1/models lists, the base first */
+  /**
+   * every id /v1/models lists, the base first. A Serving is never changed in place:
+   * publishing or promoting a version puts a new one in the slot (server/fine-tuning/
+   * versions.ts), so a request that resolved its variant keeps it to the end.
+   */
   variants: ReadonlyMap<string, ServedVariant>;
+  /** the base id on its own weights (what it serves again when a promotion is rolled back) */
+  baseVariant: ServedVariant;
+  /** the version the base id serves now, or null for the base weights */
+  promoted: string | null;
 }
 
 export type SlotState =

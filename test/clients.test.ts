@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { HybridchatClient } from "../clients/client.js";
-import { jsonlErrors } from "../server/store/training-format.js";
+import { jsonlErrors } from "../engine/train/training-format.js";
 import { README, repoRoot } from "./api-helpers.js";
 import { MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
 

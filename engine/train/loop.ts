@@ -3,6 +3,10 @@
 // batch (forwards and backwards; gradients accumulate), then one AdamW step at the scheduled
 // learning rate, a step event, and at the end of each epoch an evaluation and an epoch event.
 import type { NativeModel, OptimizerStep } from "../../native/index.js";
+
+/** The training calls the loop makes: a NativeModel, or a wrapper that runs each call on
+ * the serving model between forward steps (engine/train/exclusive-model.ts). */
+export type TrainingCalls = Pick<NativeModel, "trainForward" | "trainBackward" | "step">;
 import { epochOrder, optimizerBatches, stepsPerEpoch } from "./batches.js";
 import { learningRate, type Schedule } from "./lr-schedule.js";
 
@@ -57,7 +61,7 @@ export class TrainingInterrupted extends Error {
  * completed epoch; the order of each epoch depends only on (seed, epoch), so it matches an
  * uninterrupted run). Returns the number of optimizer steps taken in total.
  */
-export async function runEpochs<S, E>(model: NativeModel, n: number, s: LoopSettings, work: LoopWork<S, E>, cb: LoopCallbacks<S, E> = {}, startEpoch = 0): Promise<number> {
+export async function runEpochs<S, E>(model: TrainingCalls, n: number, s: LoopSettings, work: LoopWork<S, E>, cb: LoopCallbacks<S, E> = {}, startEpoch = 0): Promise<number> {
   let step = startEpoch * stepsPerEpoch(n, s.batchSize);
   const started = performance.now();
   for (let epoch = startEpoch; epoch < s.epochs; epoch++) {

@@ -2,10 +2,11 @@
 // trainBackward over its micro-batches (gradients accumulate), then one AdamW step.
 // loss = −Σ logp over the learned tokens of the optimizer batch / their number N, so
 // dL/dlogp = −1/N at each learned position and 0 elsewhere.
-import type { NativeModel } from "../../native/index.js";
 import type { EncodedExample } from "./sft-encode.js";
 import { lossTokens, microBatches, stepsPerEpoch, trainBatch } from "./batches.js";
-import { runEpochs, TrainingInterrupted, type LoopCallbacks, type LoopSettings, type StepCommon } from "./loop.js";
+import { runEpochs, TrainingInterrupted, type LoopCallbacks, type LoopSettings, type StepCommon, type TrainingCalls } from "./loop.js";
+
+export type { TrainingCalls } from "./loop.js";
 
 export interface SftSettings extends LoopSettings {
   /** the adapter trained (setTrainable({adapter}) done by the caller); null: full fine-tuning of the base */
@@ -38,7 +39,7 @@ export function totalSteps(examples: number, s: Pick<SftSettings, "epochs" | "ba
 }
 
 /** Mean −logp per learned token of some examples, without gradients. */
-export async function evaluateLoss(model: NativeModel, examples: readonly EncodedExample[], adapter: string | null, maxBatchTokens: number): Promise<number> {
+export async function evaluateLoss(model: TrainingCalls, examples: readonly EncodedExample[], adapter: string | null, maxBatchTokens: number): Promise<number> {
   let sum = 0;
   let n = 0;
   const all = examples.map((_, i) => i);
@@ -56,7 +57,7 @@ export async function evaluateLoss(model: NativeModel, examples: readonly Encode
  * optimizer steps taken in total.
  */
 export async function runSft(
-  model: NativeModel,
+  model: TrainingCalls,
   train: readonly EncodedExample[],
   validation: readonly EncodedExample[] | null,
   s: SftSettings,

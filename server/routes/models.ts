@@ -1,6 +1,10 @@
-// GET /v1/models and GET /v1/models/{id}: the base model and each adapter served on it.
+// GET /v1/models and GET /v1/models/{id}: the base model and each adapter served on it;
+// POST /v1/models/{id}/promote (extension): the base id serves that version from now on
+// (promoting the base id itself rolls back to the base weights).
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { promoteVersion } from "../fine-tuning/versions.js";
 import { readyServing, requireServing, type RouteOptions } from "../request-context.js";
+import { errors } from "../errors.js";
 import type { ModelBody, ModelListBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../serving.js";
 
@@ -24,5 +28,17 @@ export const modelsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
   app.get("/v1/models/*", async (request): Promise<ModelBody> => {
     const { serving, variant } = requireServing(opts.slot, (request.params as { "*": string })["*"]);
     return modelBody(serving, variant);
+  });
+
+  app.post("/v1/models/*", async (request): Promise<ModelBody & { serves: string }> => {
+    const path = (request.params as { "*": string })["*"];
+    const m = /^(.+)\/promote$/.exec(path);
+    if (!m) throw errors.routeNotFound("POST", request.url);
+    const target = m[1]!;
+    const base = requireServing(opts.slot, target).serving.servedModelName;
+    // persisted first (a restart serves the same thing under the base id), then swapped in
+    opts.store?.versions.promote(base, target === base ? null : target);
+    const serving = promoteVersion(opts.slot, target);
+    return { ...modelBody(serving, serving.variants.get(base)!), serves: serving.promoted ?? base };
   });
 };

@@ -96,4 +96,84 @@ CREATE TABLE idempotency_keys (
 ) WITHOUT ROWID;
 `;
 
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: "completions and feedback", up: completionsAndFeedback }];
+const filesJobsVersions = /* sql */ `
+-- uploaded files (OpenAI's File objects); the bytes live in <data-dir>/files/<id>.jsonl
+CREATE TABLE files (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- file-...
+  filename TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,            -- unix seconds
+  format TEXT NOT NULL CHECK (format IN ('sft', 'dpo')),  -- which training lines it holds
+  examples INTEGER NOT NULL
+);
+
+-- fine-tuning jobs; status moves validating_files -> queued -> running -> a final state
+CREATE TABLE fine_tuning_jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- ftjob-...
+  created_at INTEGER NOT NULL,
+  model TEXT NOT NULL,                    -- the served base id trained on
+  training_file TEXT NOT NULL,            -- a file id, or 'feedback'
+  validation_file TEXT,
+  feedback_filter TEXT,                   -- training_file 'feedback': the export filter (JSON)
+  suffix TEXT,
+  seed INTEGER NOT NULL,
+  method TEXT NOT NULL,                   -- the request's method object (JSON), 'auto' resolved once running
+  status TEXT NOT NULL CHECK (status IN ('validating_files', 'queued', 'running', 'succeeded', 'failed', 'cancelled')),
+  error TEXT,                             -- {code, message, param} (JSON) when failed
+  started_at INTEGER,
+  finished_at INTEGER,
+  fine_tuned_model TEXT,
+  trained_tokens INTEGER,
+  result_files TEXT NOT NULL DEFAULT '[]' -- JSON array of file ids
+);
+CREATE INDEX fine_tuning_jobs_by_status ON fine_tuning_jobs (status);
+
+CREATE TABLE fine_tuning_job_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- ftevent-...
+  job_id TEXT NOT NULL REFERENCES fine_tuning_jobs (id),
+  created_at INTEGER NOT NULL,
+  level TEXT NOT NULL CHECK (level IN ('info', 'warn', 'error')),
+  message TEXT NOT NULL,
+  type TEXT NOT NULL CHECK (type IN ('message', 'metrics')),
+  data TEXT                               -- JSON
+);
+CREATE INDEX fine_tuning_job_events_by_job ON fine_tuning_job_events (job_id, seq);
+
+CREATE TABLE fine_tuning_checkpoints (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- ftckpt-...
+  job_id TEXT NOT NULL REFERENCES fine_tuning_jobs (id),
+  created_at INTEGER NOT NULL,
+  step_number INTEGER NOT NULL,
+  metrics TEXT NOT NULL,                  -- JSON
+  fine_tuned_model_checkpoint TEXT NOT NULL,
+  dir TEXT NOT NULL                       -- the PEFT adapter on disk
+);
+CREATE INDEX fine_tuning_checkpoints_by_job ON fine_tuning_checkpoints (job_id, seq);
+
+-- published model versions: a job's adapter, served under its own model id
+CREATE TABLE model_versions (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- ft:<base>:<suffix>:<job-id>
+  base TEXT NOT NULL,
+  job_id TEXT NOT NULL REFERENCES fine_tuning_jobs (id),
+  dir TEXT NOT NULL,                      -- <data-dir>/versions/<job-id>, PEFT layout
+  created_at INTEGER NOT NULL
+);
+
+-- what a base id serves when it is not the base weights: the promoted model id (a version,
+-- or an adapter given at start; one no longer served at start-up is ignored)
+CREATE TABLE model_aliases (
+  alias TEXT PRIMARY KEY,
+  target TEXT NOT NULL
+) WITHOUT ROWID;
+`;
+
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: "completions and feedback", up: completionsAndFeedback },
+  { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
+];

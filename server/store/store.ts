@@ -3,12 +3,18 @@
 import { CompletionStore } from "./completions.js";
 import { openDb, type Db } from "./db.js";
 import { FeedbackStore } from "./feedback.js";
+import { FileStore } from "./files.js";
 import { IdempotencyStore } from "./idempotency.js";
+import { JobStore } from "./jobs.js";
+import { VersionStore } from "./versions.js";
 
 export class Store {
   readonly completions: CompletionStore;
   readonly feedback: FeedbackStore;
   readonly idempotency: IdempotencyStore;
+  readonly files: FileStore;
+  readonly jobs: JobStore;
+  readonly versions: VersionStore;
   readonly #db: Db;
   #closed = false;
 
@@ -17,6 +23,9 @@ export class Store {
     this.completions = new CompletionStore(db);
     this.feedback = new FeedbackStore(db);
     this.idempotency = new IdempotencyStore(db);
+    this.files = new FileStore(db);
+    this.jobs = new JobStore(db);
+    this.versions = new VersionStore(db);
   }
 
   /** `<dataDir>/hybridchat.sqlite`, or `":memory:"` (gone when closed). */

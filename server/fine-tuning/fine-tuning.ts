@@ -1,0 +1,54 @@
+// The files and jobs side of the server: file contents from the start (uploads need no
+// model), the job runner once the model is served. Routes reach it as app.fineTuning.
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { LoadedModel } from "../../engine/model.js";
+import type { ExclusiveRunner } from "../../engine/train/exclusive-model.js";
+import { errors } from "../errors.js";
+import type { ServingSlot } from "../serving.js";
+import type { Store } from "../store/store.js";
+import { JobRunner } from "./job-runner.js";
+import { METHODS } from "./methods/index.js";
+import { FileContents } from "./training-files.js";
+
+export class FineTuning {
+  readonly files: FileContents;
+  readonly dataDir: string;
+  #runner: JobRunner | null = null;
+  /** a temporary data dir (no --data-dir), removed on close */
+  readonly #ownDir: boolean;
+
+  constructor(
+    readonly store: Store,
+    dataDir: string | undefined,
+  ) {
+    this.#ownDir = dataDir === undefined;
+    this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "hybridchat-data-"));
+    this.files = new FileContents(join(this.dataDir, "files"));
+  }
+
+  /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
+  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel): JobRunner {
+    if (this.#runner) throw new Error("the job runner is already started");
+    this.#runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS });
+    this.#runner.recover();
+    return this.#runner;
+  }
+
+  get runner(): JobRunner | null {
+    return this.#runner;
+  }
+
+  /** the runner, or 503 while the model loads */
+  requireRunner(): JobRunner {
+    if (!this.#runner) throw errors.fineTuningUnavailable();
+    return this.#runner;
+  }
+
+  /** Stops the running job (failed: shut down); call before the engine closes. */
+  async close(): Promise<void> {
+    await this.#runner?.close();
+    if (this.#ownDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}

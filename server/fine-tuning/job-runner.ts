@@ -1,0 +1,345 @@
+// Fine-tuning jobs in the serving process, on the serving weights. One job runs at a time
+// (a FIFO queue); its method trains a new LoRA adapter on the native model that serves,
+// every native call a runExclusive task of the engine, so requests keep being answered
+// between training calls. A finished job saves its adapter under
+// <data-dir>/versions/<job-id>/ (PEFT layout), records the version and publishes it as a
+// served model id, without a reload: the trained adapter is the one served.
+//
+// Every status change is committed before it is announced. A failing job is caught here:
+// its adapter is removed, the job is `failed` with the reason, serving goes on.
+import { EventEmitter } from "node:events";
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
+import type { LoadedModel } from "../../engine/model.js";
+import { exclusiveTraining, exclusively, type ExclusiveRunner } from "../../engine/train/exclusive-model.js";
+import { TrainingInterrupted } from "../../engine/train/sft.js";
+import { SftDataError } from "../../engine/train/sft-data.js";
+import { errors } from "../errors.js";
+import { nowSeconds } from "../openai-shapes.js";
+import { readyServing } from "../request-context.js";
+import type { CreateJobRequest } from "../schemas/fine-tuning.js";
+import type { ServingSlot } from "../serving.js";
+import { exportLines } from "../store/export.js";
+import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
+import type { Store } from "../store/store.js";
+import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
+import type { MethodReporter, TrainingMethod } from "./methods/method.js";
+import { FileContents, TrainingFileError, validateTrainingFile } from "./training-files.js";
+import { publishVersion } from "./versions.js";
+
+export interface JobRunnerOptions {
+  store: Store;
+  slot: ServingSlot;
+  engine: ExclusiveRunner;
+  model: LoadedModel;
+  files: FileContents;
+  /** versions/ and jobs/ live here */
+  dataDir: string;
+  methods: ReadonlyMap<string, TrainingMethod>;
+}
+
+/** What subscribers of a job hear: each new event, and the job whenever its status changes. */
+export type JobUpdate = { kind: "event"; event: JobEvent } | { kind: "status"; job: JobRecord };
+
+/** extra rows committed with a status change, and what to do once it is committed */
+interface StatusHooks {
+  write?: () => void;
+  committed?: () => void;
+}
+
+/** how long step metrics wait to be stored together */
+const METRICS_FLUSH_MS = 1000;
+
+class JobFailure extends Error {
+  constructor(readonly error: JobError) {
+    super(error.message);
+  }
+}
+
+const RESTARTED: JobError = {
+  code: "server_restarted",
+  message: "The server restarted while this job was running; its partial training was discarded. Create a new job to train again.",
+  param: null,
+};
+const SHUT_DOWN: JobError = { code: "server_shutdown", message: "The server shut down while this job was running.", param: null };
+
+function failureOf(e: unknown): JobError {
+  if (e instanceof JobFailure) return e.error;
+  if (e instanceof SftDataError || e instanceof TrainingFileError) return { code: "invalid_training_file", message: e.message, param: "training_file" };
+  const code = typeof (e as { code?: unknown })?.code === "string" ? (e as { code: string }).code : "training_failed";
+  return { code, message: `Training failed: ${(e as Error)?.message ?? String(e)}`, param: null };
+}
+
+export class JobRunner {
+  /** emits JobUpdate under the job's id */
+  readonly updates = new EventEmitter().setMaxListeners(0);
+  readonly #o: JobRunnerOptions;
+  readonly #queue: string[] = [];
+  #current: { id: string; abort: AbortController } | null = null;
+  /** step metrics announced but not stored yet */
+  readonly #metrics: JobEvent[] = [];
+  #flushTimer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | null = null;
+  #closing = false;
+
+  constructor(o: JobRunnerOptions) {
+    this.#o = o;
+  }
+
+  /** After a restart: running jobs failed (their adapter was only in memory), waiting ones queued again. */
+  recover(): void {
+    const { jobs } = this.#o.store;
+    for (const j of jobs.withStatus("running")) this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
+    for (const j of jobs.withStatus("validating_files")) setImmediate(() => this.#validate(j.id));
+    for (const j of jobs.withStatus("queued")) this.#queue.push(j.id);
+    this.#pump();
+  }
+
+  create(body: CreateJobRequest): JobRecord {
+    const { store, slot, methods } = this.#o;
+    if (this.#closing) throw errors.shuttingDown();
+    const serving = readyServing(slot);
+    const { jobMethod, seed } = checkJobRequest(body, serving, store, methods);
+    const id = jobId();
+    const job = store.transaction(() => {
+      const j = store.jobs.insert({
+        id,
+        createdAt: nowSeconds(),
+        model: body.model,
+        trainingFile: body.training_file,
+        validationFile: body.validation_file ?? null,
+        feedbackFilter: body.training_file === FEEDBACK_FILE ? (body.feedback_filter ?? {}) : null,
+        suffix: body.suffix ?? null,
+        seed,
+        method: jobMethod,
+        status: "validating_files",
+      });
+      this.#event(id, "info", `Validating training file: ${body.training_file}`);
+      return j;
+    });
+    setImmediate(() => this.#validate(id));
+    return job;
+  }
+
+  /** Cancels a job that has not finished (409 otherwise); a running one stops at its next step. */
+  cancel(id: string): JobRecord {
+    const job = this.#o.store.jobs.get(id);
+    if (!job) throw errors.jobNotFound(id);
+    if (isFinal(job.status)) throw errors.jobNotCancellable(id, job.status);
+    const out = this.#finish(id, { status: "cancelled" }, "info", "Job cancelled");
+    if (this.#current?.id === id) this.#current.abort.abort();
+    return out;
+  }
+
+  /** Settles when no job runs (tests, shutdown). */
+  async idle(): Promise<void> {
+    while (this.#running) await this.#running;
+  }
+
+  /** Stops the running job (it is failed: the server shut down) and takes no more. */
+  async close(): Promise<void> {
+    this.#closing = true;
+    this.#queue.length = 0;
+    this.#current?.abort.abort();
+    await this.idle();
+    this.flushEvents();
+  }
+
+  #jobDir(id: string): string {
+    return join(this.#o.dataDir, "jobs", id);
+  }
+
+  /**
+   * Stores an event; the caller announces it once its transaction is committed. Step
+   * metrics come many a second and are the exception: announced here at once and stored
+   * in batches (METRICS_FLUSH_MS), each batch before any other event so the stored order
+   * is the order they happened (a crash loses at most the last batch, of a job that is
+   * then failed anyway), instead of one synchronous commit per step on the event loop.
+   */
+  #event(jobId: string, level: JobEvent["level"], message: string, type: JobEvent["type"] = "message", data: Record<string, unknown> | null = null): JobEvent {
+    const event = jobEvent({ jobId, createdAt: nowSeconds(), level, message, type, data });
+    if (type === "metrics") {
+      this.#metrics.push(event);
+      this.#flushTimer ??= setTimeout(() => this.flushEvents(), METRICS_FLUSH_MS);
+      this.#announce(jobId, { kind: "event", event });
+    } else {
+      this.flushEvents();
+      this.#o.store.jobs.addEvents([event]);
+    }
+    return event;
+  }
+
+  /** An informational event, stored, then announced. */
+  #say(jobId: string, message: string): void {
+    this.#announce(jobId, { kind: "event", event: this.#event(jobId, "info", message) });
+  }
+
+  /** Stores the step metrics not stored yet (before a replay of the stored events). */
+  flushEvents(): void {
+    clearTimeout(this.#flushTimer);
+    this.#flushTimer = undefined;
+    if (this.#metrics.length > 0) this.#o.store.jobs.addEvents(this.#metrics.splice(0));
+  }
+
+  #announce(jobId: string, u: JobUpdate): void {
+    this.updates.emit(jobId, u);
+  }
+
+  /** A final status with its event, committed together, then announced. */
+  #finish(id: string, patch: { status: "succeeded" | "failed" | "cancelled"; error?: JobError } & Partial<Pick<JobRecord, "fineTunedModel" | "trainedTokens">>, level: JobEvent["level"], message: string, also: StatusHooks = {}): JobRecord {
+    return this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level, also);
+  }
+
+  /**
+   * A status change with its event (and `also.write`'s rows) committed in one
+   * transaction; then `also.committed` runs, then the change is announced.
+   */
+  #status(id: string, patch: JobPatch, message: string, level: JobEvent["level"] = "info", also: StatusHooks = {}): JobRecord {
+    const { store } = this.#o;
+    const [job, event] = store.transaction(() => {
+      also.write?.();
+      return [store.jobs.update(id, patch), this.#event(id, level, message)] as const;
+    });
+    also.committed?.();
+    this.#announce(id, { kind: "event", event });
+    this.#announce(id, { kind: "status", job });
+    return job;
+  }
+
+  /**
+   * validating_files → queued: the job's data is copied into its own directory, so a file
+   * deleted later (or feedback collected later) does not change what it trains on.
+   */
+  #validate(id: string): void {
+    const { store } = this.#o;
+    const job = store.jobs.get(id);
+    if (!job || job.status !== "validating_files" || this.#closing) return;
+    try {
+      const dir = this.#jobDir(id);
+      mkdirSync(dir, { recursive: true });
+      const method = this.#o.methods.get(job.method.type)!;
+      let train: string;
+      if (job.trainingFile === FEEDBACK_FILE) {
+        train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {})].join("");
+        if (train === "") throw new JobFailure({ code: "no_feedback", message: `No collected feedback gives ${method.format === "sft" ? "supervised examples (corrections or +1 ratings)" : "preference pairs"} to train on.`, param: "training_file" });
+      } else train = this.#fileText(job.trainingFile, "training_file");
+      validateTrainingFile(train);
+      writeFileSync(join(dir, "training.jsonl"), train);
+      if (job.validationFile) writeFileSync(join(dir, "validation.jsonl"), this.#fileText(job.validationFile, "validation_file"));
+      this.#status(id, { status: "queued" }, "Files validated; job queued");
+      this.#queue.push(id);
+      this.#pump();
+    } catch (e) {
+      const err = failureOf(e);
+      this.#finish(id, { status: "failed", error: err }, "error", err.message);
+    }
+  }
+
+  #fileText(fileId: string, param: string): string {
+    if (!this.#o.store.files.get(fileId) || !this.#o.files.exists(fileId))
+      throw new JobFailure({ code: "file_not_found", message: `File ${fileId} was deleted before the job could read it.`, param });
+    return this.#o.files.read(fileId).toString("utf8");
+  }
+
+  #pump(): void {
+    if (this.#running || this.#closing) return;
+    const id = this.#queue.shift();
+    if (id === undefined) return;
+    this.#running = this.#run(id).finally(() => {
+      this.#running = null;
+      this.#current = null;
+      this.#pump();
+    });
+  }
+
+  async #run(id: string): Promise<void> {
+    const { store, engine, model, slot, dataDir } = this.#o;
+    const queued = store.jobs.get(id);
+    if (!queued || queued.status !== "queued") return;
+    const method = this.#o.methods.get(queued.method.type)!;
+    const adapter = fineTunedModelId(queued.model, queued.suffix, id);
+    const abort = new AbortController();
+    this.#current = { id, abort };
+    this.#status(id, { status: "running", startedAt: nowSeconds() }, "Fine-tuning job started");
+    const native = model.native;
+    let added = false;
+    try {
+      await exclusively(engine, () => {
+        addAdapter(native, adapter, method.adapterSpec(queued.seed));
+        added = true;
+        native.setTrainable({ adapter });
+      });
+      const dir = this.#jobDir(id);
+      const text = (f: string): string => readFileSync(join(dir, f), "utf8");
+      const result = await method.run({
+        model,
+        training: exclusiveTraining(engine, native),
+        adapter,
+        trainText: text("training.jsonl"),
+        validationText: queued.validationFile ? text("validation.jsonl") : null,
+        hyperparameters: queued.method.hyperparameters,
+        seed: queued.seed,
+        signal: abort.signal,
+        report: this.#reporter(id, adapter, queued.model),
+      });
+      if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      // the trained adapter, written next to its final place and renamed into it
+      const versionDir = join(dataDir, "versions", id);
+      const tmp = `${versionDir}.tmp`;
+      rmSync(tmp, { recursive: true, force: true });
+      await exclusively(engine, async () => {
+        native.setTrainable(null); // drops gradients and AdamW moments
+        await savePeftAdapter(native, model.config, adapter, tmp, { baseModel: queued.model });
+      });
+      rmSync(versionDir, { recursive: true, force: true });
+      renameSync(tmp, versionDir);
+      if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      const created = nowSeconds();
+      // the version and the job's success commit together, so a restart never finds one without the other
+      this.#finish(id, { status: "succeeded", fineTunedModel: adapter, trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: ${adapter} is served`, {
+        write: () => {
+          store.versions.insert({ id: adapter, base: queued.model, jobId: id, dir: versionDir, createdAt: created });
+          store.jobs.update(id, { method: { type: method.type, hyperparameters: result.hyperparameters } });
+        },
+        committed: () => {
+          publishVersion(slot, model.dir, { id: adapter, dir: versionDir, created });
+          added = false; // served from now on
+        },
+      });
+    } catch (e) {
+      if (added) {
+        await exclusively(engine, () => {
+          native.setTrainable(null);
+          native.removeAdapter(adapter);
+        }).catch(() => undefined); // the engine closed: the model goes with it
+      }
+      const now = store.jobs.get(id);
+      if (now && !isFinal(now.status)) {
+        const err = this.#closing ? SHUT_DOWN : failureOf(e);
+        this.#finish(id, { status: "failed", error: err }, "error", err.message);
+      }
+    }
+  }
+
+  #reporter(id: string, adapter: string, base: string): MethodReporter {
+    const { store, engine, model } = this.#o;
+    return {
+      message: (text) => this.#say(id, text),
+      step: (m) => this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m),
+      epoch: async (e) => {
+        const dir = join(this.#jobDir(id), `checkpoint-${e.step}`);
+        await exclusively(engine, () => savePeftAdapter(model.native, model.config, adapter, dir, { baseModel: base }));
+        store.jobs.addCheckpoint({
+          jobId: id,
+          createdAt: nowSeconds(),
+          stepNumber: e.step,
+          metrics: { step: e.step, train_loss: e.train_loss, valid_loss: e.valid_loss, full_valid_loss: e.valid_loss },
+          fineTunedModelCheckpoint: `${adapter}:ckpt-step-${e.step}`,
+          dir,
+        });
+        this.#say(id, `Epoch ${e.epoch} done: checkpoint at step ${e.step}${e.valid_loss === null ? "" : `, validation loss=${e.valid_loss.toFixed(4)}`}`);
+      },
+    };
+  }
+}

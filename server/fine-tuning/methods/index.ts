@@ -1,0 +1,8 @@
+// The fine-tuning methods this server runs, by method.type.
+import type { TrainingMethod } from "./method.js";
+import { supervised } from "./supervised.js";
+
+export const METHODS: ReadonlyMap<string, TrainingMethod> = new Map([[supervised.type, supervised]]);
+
+/** every method.type OpenAI defines; the ones not in METHODS are refused with a clear 400 */
+export const KNOWN_METHOD_TYPES = ["supervised", "dpo", "reinforcement"] as const;

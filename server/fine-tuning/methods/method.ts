@@ -1,0 +1,50 @@
+// What a fine-tuning method is to the job runner: which file format it trains on, which
+// hyperparameters it takes, and a run on an adapter the runner has already added and made
+// trainable. The runner owns everything around it (status, events, saving, publishing);
+// a method is one small module (supervised.ts; dpo.ts and ppo.ts plug in the same way).
+import type { AdapterSpec } from "../../../native/index.js";
+import type { LoadedModel } from "../../../engine/model.js";
+import type { TrainingCalls } from "../../../engine/train/sft.js";
+import type { Hyperparameters } from "../../store/jobs.js";
+import type { TrainingFormat } from "../../../engine/train/training-format.js";
+
+/** What a method reports while it runs; the runner turns these into job events. */
+export interface MethodReporter {
+  /** one optimizer step's numbers (OpenAI's metrics event: step, train_loss, total_steps, ...) */
+  step(metrics: { step: number; total_steps: number; train_loss: number } & Record<string, number>): void;
+  /** awaited: an epoch is done (the runner saves a checkpoint of the adapter) */
+  epoch(e: { step: number; epoch: number; train_loss: number; valid_loss: number | null }): Promise<void>;
+  message(text: string): void;
+}
+
+export interface MethodRun {
+  model: LoadedModel;
+  /** the model's training calls, each run between serving's forward steps */
+  training: TrainingCalls;
+  /** the native adapter being trained (added and set trainable by the runner) */
+  adapter: string;
+  trainText: string;
+  validationText: string | null;
+  hyperparameters: Hyperparameters;
+  seed: number;
+  signal: AbortSignal;
+  report: MethodReporter;
+}
+
+export interface MethodResult {
+  /** the hyperparameters with every "auto" resolved, as the job then shows them */
+  hyperparameters: Record<string, number>;
+  trainedTokens: number;
+}
+
+export interface TrainingMethod {
+  readonly type: string;
+  /** the training file lines it reads */
+  readonly format: TrainingFormat;
+  /** why these hyperparameters are not acceptable (names the key), or null */
+  checkHyperparameters(h: Record<string, unknown>): string | null;
+  /** every accepted hyperparameter, "auto" where the request left it out */
+  withDefaults(h: Record<string, unknown>): Hyperparameters;
+  adapterSpec(seed: number): AdapterSpec;
+  run(r: MethodRun): Promise<MethodResult>;
+}
