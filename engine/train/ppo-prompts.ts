@@ -4,6 +4,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import type { ChatMessage, ChatTemplate, Tokenizer } from "../types.js";
 import { encodeChat } from "../chat-template.js";
+import { eachJsonlObject } from "./jsonl.js";
 import { SftDataError, type LineError } from "./sft-data.js";
 
 export type PromptExample = { line: number; prompt: string } | { line: number; messages: ChatMessage[] };
@@ -23,25 +24,10 @@ function parseMessages(v: unknown): ChatMessage[] {
 
 export function parsePromptJsonl(text: string, file = "prompts"): PromptExample[] {
   const out: PromptExample[] = [];
-  const errors: LineError[] = [];
-  text.split("\n").forEach((src, i) => {
-    const line = i + 1;
-    if (src.trim() === "") return;
-    try {
-      let v: unknown;
-      try {
-        v = JSON.parse(src);
-      } catch (e) {
-        throw new Error(`not valid JSON (${(e as Error).message})`);
-      }
-      const o = v as Record<string, unknown> | null;
-      if (!o || typeof o !== "object" || Array.isArray(o)) throw new Error(`expected a JSON object`);
-      if (typeof o.prompt === "string") out.push({ line, prompt: o.prompt });
-      else if ("messages" in o) out.push({ line, messages: parseMessages(o.messages) });
-      else throw new Error(`expected {"prompt": "…"} or {"messages": [...]} (keys: ${Object.keys(o).join(", ") || "none"})`);
-    } catch (e) {
-      errors.push({ line, reason: (e as Error).message });
-    }
+  const errors: LineError[] = eachJsonlObject(text, (o, line) => {
+    if (typeof o.prompt === "string") out.push({ line, prompt: o.prompt });
+    else if ("messages" in o) out.push({ line, messages: parseMessages(o.messages) });
+    else throw new Error(`expected {"prompt": "…"} or {"messages": [...]} (keys: ${Object.keys(o).join(", ") || "none"})`);
   });
   if (out.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no prompts" });
   if (errors.length > 0) throw new SftDataError(file, errors);
