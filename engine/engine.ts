@@ -413,7 +413,7 @@ export class Engine {
     if (!p.ignoreEos && this.eos.has(tok)) {
       // the EOS token counts as a completion token but is not reported as text or logprob
       this.flushText(seq);
-      return this.complete(seq, "stop");
+      return this.complete(seq, "stop", tok);
     }
     const logprobs: TokenLogprob[] = p.logprobs ? [this.tokenLogprob(sampler, row, tok, p.topLogprobs)] : [];
     const r = seq.stop.push(seq.detok.push(tok));
@@ -449,7 +449,7 @@ export class Engine {
     };
   }
 
-  private complete(seq: Request, finishReason: FinishReason): void {
+  private complete(seq: Request, finishReason: FinishReason, eosTokenId: number | null = null): void {
     this.scheduler.finish(seq);
     seq.detachAbort();
     const end = performance.now();
@@ -477,6 +477,7 @@ export class Engine {
         decodeMs: end - firstToken,
         firstTokenMs: firstToken - seq.submittedAt,
       },
+      eosTokenId,
     });
     seq.channel.end();
   }

@@ -85,7 +85,14 @@ export interface GenerateRequest {
  */
 export type GenerationEvent =
   | { type: "delta"; text: string; tokenIds: number[]; logprobs: TokenLogprob[] }
-  | { type: "done"; finishReason: FinishReason; usage: Usage; timings: Timings };
+  | {
+      type: "done";
+      finishReason: FinishReason;
+      usage: Usage;
+      timings: Timings;
+      /** which of the tokenizer's eosIds ended the sequence (models with several differ in meaning); null: a stop string or max tokens did */
+      eosTokenId: number | null;
+    };
 
 export interface Timings {
   queuedMs: number; // from submit to first scheduled

@@ -49,29 +49,17 @@ export function answerLength(r: Rollout): number {
 
 /**
  * Samples one answer per prompt, all submitted at once so the engine batches them. An answer
- * that ended with the model's end-of-sequence keeps that token (the engine reports it only
- * in the token count) when the model has a single EOS id, so stopping is an action too.
+ * that ended with an end-of-sequence token keeps it (the engine names it in the done event,
+ * not as text), so stopping, and with which EOS, is an action too.
  */
-export async function generateRollouts(
-  engine: Engine,
-  eosIds: readonly number[],
-  prompts: readonly (readonly number[])[],
-  params: (i: number) => SamplingParams,
-  adapter: string | null,
-): Promise<Rollout[]> {
+export async function generateRollouts(engine: Engine, prompts: readonly (readonly number[])[], params: (i: number) => SamplingParams, adapter: string | null): Promise<Rollout[]> {
   return Promise.all(
     prompts.map(async (prompt, i) => {
       const answer: number[] = [];
-      let generated = 0;
-      let reason = "length";
       for await (const ev of engine.generate({ promptTokens: [...prompt], params: params(i), adapter })) {
         if (ev.type === "delta") answer.push(...ev.tokenIds);
-        else {
-          generated = ev.usage.completionTokens;
-          reason = ev.finishReason;
-        }
+        else if (ev.eosTokenId !== null) answer.push(ev.eosTokenId);
       }
-      if (reason === "stop" && generated === answer.length + 1 && eosIds.length === 1) answer.push(eosIds[0]);
       return rollout(prompt, answer);
     }),
   );

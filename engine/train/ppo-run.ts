@@ -199,7 +199,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     let last: PpoStepEvent | null = null;
     let result;
     try {
-      result = await runPpo(m, engine, lm.tokenizer.eosIds, prompts, settings, {
+      result = await runPpo(m, engine, prompts, settings, {
         signal: o.signal,
         onStep: async (e) => {
           last = e;

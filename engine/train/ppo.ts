@@ -229,7 +229,7 @@ class PpoTrainer {
     for (let ep = 0; ep < s.ppoEpochs; ep++) {
       for (const mini of optimizerBatches(rollouts.map((_, i) => i), s.trainBatchSize)) {
         const count = lossTokens(rollouts, mini);
-        // answers with no token (an EOS the engine could not name, see generateRollouts) train nothing
+        // a mini-batch of empty answers trains nothing
         if (count === 0) continue;
         // actor: the clipped policy loss (and ptx)
         this.roles.use(s.roles.actor);
@@ -302,7 +302,7 @@ export interface PpoResult {
  * Runs PPO over tokenized prompts. The engine must run on `model` (the same weights);
  * the roles' adapters must exist. Returns after the last step with nothing trainable.
  */
-export async function runPpo(model: NativeModel, engine: Engine, eosIds: readonly number[], prompts: readonly (readonly number[])[], s: PpoSettings, cb: PpoCallbacks = {}): Promise<PpoResult> {
+export async function runPpo(model: NativeModel, engine: Engine, prompts: readonly (readonly number[])[], s: PpoSettings, cb: PpoCallbacks = {}): Promise<PpoResult> {
   const trainer = new PpoTrainer(model, s);
   const started = performance.now();
   let step = 0;
@@ -314,7 +314,7 @@ export async function runPpo(model: NativeModel, engine: Engine, eosIds: readonl
         const t0 = performance.now();
         // the engine reads the actor's adapter as the last step left it: no copy, no reload
         const rng = Rng.stream(s.seed, `ppo-generate-${step}`);
-        const rollouts = await generateRollouts(engine, eosIds, batch.map((i) => prompts[i]), () => samplingParams(s, rng.nextU32()), s.roles.actor);
+        const rollouts = await generateRollouts(engine, batch.map((i) => prompts[i]), () => samplingParams(s, rng.nextU32()), s.roles.actor);
         const t1 = performance.now();
         const exps = await makeExperience(model, rollouts, s.roles, s.maxBatchTokens);
         const { adv, ret } = advantages(exps, s);
