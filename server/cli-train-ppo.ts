@@ -1,162 +1,140 @@
 // `hybridchat train ppo`: PPO against a reward model (engine/train/ppo-run.ts), with a
 // progress bar (reward, KL, where the time goes) and the JSONL log of every step.
 import { parseArgs } from "node:util";
-import { availableParallelism } from "node:os";
-import { existsSync } from "node:fs";
-import { SingleBar, Presets } from "cli-progress";
-import { SCHEDULES, type ScheduleKind } from "../engine/train/lr-schedule.js";
 import { PPO_DEFAULTS } from "../engine/train/ppo.js";
-import { PPO_LOG, runPpoFromFiles } from "../engine/train/ppo-run.js";
-import { TrainingInterrupted } from "../engine/train/sft.js";
-import { floatOption, intOption, UsageError } from "./cli-errors.js";
+import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo-run.js";
 import { TRAIN_PPO_HELP } from "./cli-help.js";
-import { parseTargets } from "./cli-train.js";
+import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, Progress, runInterruptible } from "./cli-train-common.js";
 
 const C = "train ppo";
+const str = { type: "string" } as const;
+
+/** The flags of a PPO run (also the pipeline's step 3, as --ppo-…). */
+export const PPO_OPTIONS = {
+  ...LORA_OPTIONS,
+  epochs: str,
+  "generation-batch": str,
+  "train-batch": str,
+  "ppo-epochs": str,
+  "max-prompt-tokens": str,
+  "max-answer-tokens": str,
+  temperature: str,
+  "top-p": str,
+  "top-k": str,
+  "kl-ctl": str,
+  "clip-reward": str,
+  gamma: str,
+  lambda: str,
+  "clip-range": str,
+  "clip-range-value": str,
+  "whiten-advantages": { type: "boolean", default: false },
+  "actor-lr": str,
+  "critic-lr": str,
+  schedule: { type: "string", default: "cosine" },
+  "warmup-steps": str,
+  "weight-decay": str,
+  "max-grad-norm": str,
+  ema: { type: "boolean", default: false },
+  "ptx-data": str,
+  "ptx-coef": str,
+} as const;
+
+export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "threads" | "model" | "signal" | "onStart" | "onStep">;
+
+export function ppoHyperparams(r: OptionReader): PpoHyperparams {
+  r.exist("file", "ptx-data");
+  const { loraRank, loraAlpha, targets, seed } = r.lora(1);
+  return {
+    epochs: r.int("epochs", 1, 10000),
+    generationBatchSize: r.int("generation-batch", 1, 4096),
+    trainBatchSize: r.int("train-batch", 1, 4096),
+    ppoEpochs: r.int("ppo-epochs", 1, 1000),
+    maxPromptTokens: r.int("max-prompt-tokens", 1, 1 << 24),
+    maxAnswerTokens: r.int("max-answer-tokens", 1, 1 << 24),
+    temperature: r.num("temperature", 0, 100, true),
+    topP: r.num("top-p", 0, 1, true),
+    topK: r.int("top-k", 0, 1 << 24),
+    klCtl: r.num("kl-ctl", 0, 1e6),
+    clipRewardValue: r.num("clip-reward", 0, 1e9, true),
+    gamma: r.num("gamma", 0, 1),
+    lambda: r.num("lambda", 0, 1),
+    clipRange: r.num("clip-range", 0, 10, true),
+    clipRangeValue: r.num("clip-range-value", 0, 1e9, true),
+    whitenAdvantages: r.bool("whiten-advantages"),
+    actorLr: r.num("actor-lr", 0, 1, true),
+    criticLr: r.num("critic-lr", 0, 1, true),
+    schedule: r.schedule(),
+    warmupSteps: r.int("warmup-steps", 0, 1 << 30),
+    weightDecay: r.num("weight-decay", 0, 10),
+    maxGradNorm: r.num("max-grad-norm", 0, 1e9),
+    emaDecay: r.bool("ema") ? PPO_DEFAULTS.ema : undefined,
+    ptxFile: r.str("ptx-data"),
+    ptxCoef: r.num("ptx-coef", 0, 1e6),
+    // the shape of a fresh actor LoRA (an SFT adapter keeps its own)
+    loraRank,
+    loraAlpha,
+    targets,
+    seed,
+  };
+}
+
+export const ppoProgress = (): Progress => new Progress("ppo [{bar}] {percentage}% | step {value}/{total} | reward {reward} | kl {kl} | gen {gen}s train {train}s switch {sw}s");
+
+/** What the user sees of a PPO run: the settings at the start, the bar per step. */
+export function ppoReports(p: Progress): Pick<PpoRunOptions, "onStart" | "onStep"> {
+  return {
+    onStart: (i) => {
+      const s = i.settings;
+      p.say(
+        `${i.prompts} prompts${i.skippedPrompts ? ` (${i.skippedPrompts} longer than --max-prompt-tokens skipped)` : ""}; actor: ${i.actor === "fresh" ? "a fresh LoRA" : "the SFT adapter"}; ` +
+          `${i.totalSteps} step${i.totalSteps === 1 ? "" : "s"} of ${s.generationBatchSize} answers (≤ ${s.sampling.maxTokens} tokens), ${s.ppoEpochs} PPO epoch(s) in batches of ${s.trainBatchSize}; ` +
+          `kl_ctl ${s.klCtl}, reward clip ±${s.clipRewardValue}, γ ${s.gamma}, λ ${s.lambda}, clip ${s.clipRange}/${s.clipRangeValue}; lr ${s.actorSchedule.lr}/${s.criticSchedule.lr} ${s.actorSchedule.kind}` +
+          (s.ema !== null ? `; EMA ${s.ema}` : "") +
+          (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : ""),
+      );
+      p.start(i.totalSteps, 0, { reward: "-", kl: "-", gen: "-", train: "-", sw: "-" });
+    },
+    onStep: (e) => {
+      p.update(e.step, { reward: e.reward.toFixed(3), kl: e.kl.toFixed(3), gen: e.generation_s.toFixed(1), train: (e.experience_s + e.training_s).toFixed(1), sw: e.switch_s.toFixed(3) });
+      if (!process.stderr.isTTY) p.say(`step ${e.step}: reward ${e.reward.toFixed(3)}, kl ${e.kl.toFixed(3)}, policy loss ${e.policy_loss.toFixed(4)}, value loss ${e.value_loss.toFixed(4)}`);
+    },
+  };
+}
 
 export async function ppoCommand(argv: string[]): Promise<void> {
-  const str = { type: "string" } as const;
   const { values } = parseArgs({
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: {
-      actor: str,
-      model: str,
-      "reward-model": str,
-      prompts: str,
-      out: str,
-      epochs: str,
-      "generation-batch": str,
-      "train-batch": str,
-      "ppo-epochs": str,
-      "max-prompt-tokens": str,
-      "max-answer-tokens": str,
-      temperature: str,
-      "top-p": str,
-      "top-k": str,
-      "kl-ctl": str,
-      "clip-reward": str,
-      gamma: str,
-      lambda: str,
-      "clip-range": str,
-      "clip-range-value": str,
-      "whiten-advantages": { type: "boolean", default: false },
-      "actor-lr": str,
-      "critic-lr": str,
-      schedule: { type: "string", default: "cosine" },
-      "warmup-steps": str,
-      "weight-decay": str,
-      "max-grad-norm": str,
-      ema: { type: "boolean", default: false },
-      "ptx-data": str,
-      "ptx-coef": str,
-      "lora-rank": str,
-      "lora-alpha": str,
-      "target-modules": { type: "string", default: "all" },
-      seed: { type: "string", default: "0" },
-      threads: str,
-      help: { type: "boolean", short: "h" },
-    },
+    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, ...COMMAND_OPTIONS },
   });
   if (values.help) {
     process.stdout.write(TRAIN_PPO_HELP);
     return;
   }
-  const required = { actor: "the SFT adapter or model to train", "reward-model": "the reward model adapter", prompts: "the prompts JSONL file", out: "where to write the actor, critic and log" } as const;
-  for (const [k, what] of Object.entries(required)) if (values[k as keyof typeof required] === undefined) throw new UsageError(`--${k} is required (${what})`, C);
-  for (const k of ["actor", "model", "reward-model", "prompts", "ptx-data"] as const)
-    if (values[k] !== undefined && !existsSync(values[k]!)) throw new UsageError(`--${k} ${values[k]}: no such ${k === "prompts" || k === "ptx-data" ? "file" : "directory"}`, C);
-  const schedule = values.schedule as ScheduleKind;
-  if (!SCHEDULES.includes(schedule)) throw new UsageError(`--schedule must be one of ${SCHEDULES.join(", ")}, got "${values.schedule}"`, C);
-  const int = (k: keyof typeof values, min: number, max: number): number | undefined => intOption(values[k] as string | undefined, k, C, min, max);
-  const num = (k: keyof typeof values, min: number, max: number, exclusive = false): number | undefined => floatOption(values[k] as string | undefined, k, C, min, max, exclusive);
-
-  const bar = new SingleBar(
-    {
-      format: "ppo [{bar}] {percentage}% | step {value}/{total} | reward {reward} | kl {kl} | gen {gen}s train {train}s switch {sw}s | eta {eta_formatted}",
-      hideCursor: true,
-      stream: process.stderr,
-      etaBuffer: 10,
-    },
-    Presets.shades_classic,
-  );
-  let drawing = false;
-  const say = (line: string): void => void process.stdout.write(line + "\n");
-  const abort = new AbortController();
-  const onSignal = (): void => abort.abort();
-  process.once("SIGINT", onSignal);
-  process.once("SIGTERM", onSignal);
-  try {
-    const r = await runPpoFromFiles({
+  const r = new OptionReader(values, C);
+  r.require({ actor: "the SFT adapter or model to train", "reward-model": "the reward model adapter", prompts: "the prompts JSONL file", out: "where to write the actor, critic and log" });
+  r.exist("directory", "actor", "model", "reward-model");
+  r.exist("file", "prompts");
+  const hyper = ppoHyperparams(r);
+  const out = values.out!;
+  const progress = ppoProgress();
+  await runInterruptible(progress, "nothing was saved", async (signal) => {
+    const result = await runPpoFromFiles({
       actor: values.actor!,
       modelDir: values.model,
       rewardModel: values["reward-model"]!,
       promptsFile: values.prompts!,
-      outDir: values.out!,
-      epochs: int("epochs", 1, 10000),
-      generationBatchSize: int("generation-batch", 1, 4096),
-      trainBatchSize: int("train-batch", 1, 4096),
-      ppoEpochs: int("ppo-epochs", 1, 1000),
-      maxPromptTokens: int("max-prompt-tokens", 1, 1 << 24),
-      maxAnswerTokens: int("max-answer-tokens", 1, 1 << 24),
-      temperature: num("temperature", 0, 100, true),
-      topP: num("top-p", 0, 1, true),
-      topK: int("top-k", 0, 1 << 24),
-      klCtl: num("kl-ctl", 0, 1e6),
-      clipRewardValue: num("clip-reward", 0, 1e9, true),
-      gamma: num("gamma", 0, 1),
-      lambda: num("lambda", 0, 1),
-      clipRange: num("clip-range", 0, 10, true),
-      clipRangeValue: num("clip-range-value", 0, 1e9, true),
-      whitenAdvantages: values["whiten-advantages"],
-      actorLr: num("actor-lr", 0, 1, true),
-      criticLr: num("critic-lr", 0, 1, true),
-      schedule,
-      warmupSteps: int("warmup-steps", 0, 1 << 30),
-      weightDecay: num("weight-decay", 0, 10),
-      maxGradNorm: num("max-grad-norm", 0, 1e9),
-      emaDecay: values.ema ? PPO_DEFAULTS.ema : undefined,
-      ptxFile: values["ptx-data"],
-      ptxCoef: num("ptx-coef", 0, 1e6),
-      loraRank: int("lora-rank", 1, 4096),
-      loraAlpha: num("lora-alpha", 0, 1e6, true),
-      targets: parseTargets(values["target-modules"]!, C),
-      seed: int("seed", 0, 0xffffffff),
-      threads: int("threads", 1, 4096) ?? availableParallelism(),
-      signal: abort.signal,
-      onStart: (i) => {
-        const s = i.settings;
-        say(
-          `${i.prompts} prompts${i.skippedPrompts ? ` (${i.skippedPrompts} longer than --max-prompt-tokens skipped)` : ""}; actor: ${i.actor === "fresh" ? "a fresh LoRA" : "the SFT adapter"}; ` +
-            `${i.totalSteps} step${i.totalSteps === 1 ? "" : "s"} of ${s.generationBatchSize} answers (≤ ${s.sampling.maxTokens} tokens), ${s.ppoEpochs} PPO epoch(s) in batches of ${s.trainBatchSize}; ` +
-            `kl_ctl ${s.klCtl}, reward clip ±${s.clipRewardValue}, γ ${s.gamma}, λ ${s.lambda}, clip ${s.clipRange}/${s.clipRangeValue}; lr ${s.actorSchedule.lr}/${s.criticSchedule.lr} ${s.actorSchedule.kind}` +
-            (s.ema !== null ? `; EMA ${s.ema}` : "") +
-            (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : ""),
-        );
-        // cli-progress draws nothing without a terminal: the per-step log file is the record then
-        if (process.stderr.isTTY) (bar.start(i.totalSteps, 0, { reward: "-", kl: "-", gen: "-", train: "-", sw: "-" }), (drawing = true));
-      },
-      onStep: (e) => {
-        const fields = { reward: e.reward.toFixed(3), kl: e.kl.toFixed(3), gen: e.generation_s.toFixed(1), train: (e.experience_s + e.training_s).toFixed(1), sw: e.switch_s.toFixed(3) };
-        if (drawing) bar.update(e.step, fields);
-        else say(`step ${e.step}: reward ${fields.reward}, kl ${fields.kl}, policy loss ${e.policy_loss.toFixed(4)}, value loss ${e.value_loss.toFixed(4)}`);
-      },
+      outDir: out,
+      threads: r.threads(),
+      signal,
+      ...hyper,
+      ...ppoReports(progress),
     });
-    if (drawing) bar.stop();
-    say(
-      `wrote the actor to ${values.out}/actor and the critic to ${values.out}/critic (${r.steps} step${r.steps === 1 ? "" : "s"}; log ${values.out}/${PPO_LOG})\n` +
-        `serve it with: hybridchat serve --model ${r.base} --adapter NAME=${values.out}/actor`,
+    progress.stop();
+    progress.say(
+      `wrote the actor to ${out}/actor and the critic to ${out}/critic (${result.steps} step${result.steps === 1 ? "" : "s"}; log ${out}/${PPO_LOG})\n` +
+        `serve it with: hybridchat serve --model ${result.base} --adapter NAME=${out}/actor`,
     );
-  } catch (e) {
-    if (drawing) bar.stop();
-    if (e instanceof TrainingInterrupted) {
-      process.stderr.write(`hybridchat: ${e.message}; nothing was saved\n`);
-      process.exit(130);
-    }
-    throw e;
-  } finally {
-    process.off("SIGINT", onSignal);
-    process.off("SIGTERM", onSignal);
-  }
+  });
 }

@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { addAdapterWithData, readPeftAdapter, type PeftAdapterData } from "../peft.js";
 import { DEFAULT_DPO_LR } from "./hyperparams.js";
 import { loadForPairs, preparePairRun, type PrefRunInfo, type PrefRunOptions } from "./pref-run.js";
+import { trainLogged } from "./run-files.js";
 import { DEFAULT_BETA, trainDpo, type DpoEpochEvent, type DpoStepEvent } from "./dpo.js";
 
 /** the adapters' names inside the model while training */
@@ -41,26 +42,13 @@ export async function runDpoFromFiles(o: DpoRunOptions): Promise<DpoRunResult> {
     const beta = o.beta ?? DEFAULT_BETA;
     const run = await preparePairRun(o, lm, { adapter: DPO_ADAPTER, method: "dpo", valueHead: false, defaultLr: DEFAULT_DPO_LR, init, extra: { beta } });
     added.push(DPO_ADAPTER);
-    let lastEpoch: DpoEpochEvent | null = null;
-    const steps = await trainDpo(
-      lm.native,
-      run.train,
-      run.validation,
-      { ...run.loop, adapter: DPO_ADAPTER, reference: init ? REFERENCE_ADAPTER : null, beta },
-      {
-        signal: o.signal,
-        onStep: (e) => {
-          run.log.onStep(e);
-          o.onStep?.(e);
-        },
-        onEpoch: async (e) => {
-          lastEpoch = e;
-          await run.log.onEpoch(e, o.onEpoch);
-        },
-      },
-      run.startEpoch,
-    ).finally(() => run.log.settle());
-    await run.finish();
+    const reference = init ? REFERENCE_ADAPTER : null;
+    const { steps, lastEpoch } = await trainLogged<DpoStepEvent, DpoEpochEvent>(
+      run.log,
+      o,
+      (cb) => trainDpo(lm.native, run.train, run.validation, { ...run.loop, adapter: DPO_ADAPTER, reference, beta }, cb, run.startEpoch),
+      run.finish,
+    );
     return { ...run.info, steps, lastEpoch };
   } finally {
     if (!o.model) lm.dispose();

@@ -4,6 +4,7 @@
 // engine/peft.ts loadPeftAdapter.
 import { DEFAULT_LORA_LR } from "./hyperparams.js";
 import { loadForPairs, preparePairRun, type PrefRunInfo, type PrefRunOptions } from "./pref-run.js";
+import { trainLogged } from "./run-files.js";
 import { trainRewardModel, type RmEpochEvent, type RmStepEvent } from "./rm.js";
 
 /** the adapter's name inside the model while training */
@@ -23,26 +24,12 @@ export async function runRewardModelFromFiles(o: RmRunOptions): Promise<RmRunRes
   const lm = await loadForPairs(o);
   try {
     const run = await preparePairRun(o, lm, { adapter: RM_ADAPTER, method: "rm", valueHead: true, defaultLr: DEFAULT_LORA_LR });
-    let lastEpoch: RmEpochEvent | null = null;
-    const steps = await trainRewardModel(
-      lm.native,
-      run.train,
-      run.validation,
-      { ...run.loop, adapter: RM_ADAPTER },
-      {
-        signal: o.signal,
-        onStep: (e) => {
-          run.log.onStep(e);
-          o.onStep?.(e);
-        },
-        onEpoch: async (e) => {
-          lastEpoch = e;
-          await run.log.onEpoch(e, o.onEpoch);
-        },
-      },
-      run.startEpoch,
-    ).finally(() => run.log.settle());
-    await run.finish();
+    const { steps, lastEpoch } = await trainLogged<RmStepEvent, RmEpochEvent>(
+      run.log,
+      o,
+      (cb) => trainRewardModel(lm.native, run.train, run.validation, { ...run.loop, adapter: RM_ADAPTER }, cb, run.startEpoch),
+      run.finish,
+    );
     return { ...run.info, steps, lastEpoch };
   } finally {
     if (!o.model) lm.dispose();

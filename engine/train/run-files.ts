@@ -132,3 +132,37 @@ export function setUpAdapter(model: NativeModel, config: ModelConfig, name: stri
   model.setTrainable({ adapter: name });
   if (resumeDir) restoreOptimizer(resumeDir, model);
 }
+
+/** The caller's view of a run's loop: its own step and epoch reports, and the stop signal. */
+export interface RunCallbacks<S, E> {
+  signal?: AbortSignal;
+  onStep?: (e: S) => void;
+  onEpoch?: (e: E) => void;
+}
+
+/**
+ * Runs a method's loop with every step and epoch logged (and checkpointed) before the
+ * caller hears of it, waits for the log, then saves the result; returns the steps run and
+ * the last epoch's event.
+ */
+export async function trainLogged<S extends object, E extends { epoch: number; step: number }>(
+  log: RunLog,
+  o: RunCallbacks<S, E>,
+  train: (cb: { signal?: AbortSignal; onStep: (e: S) => void; onEpoch: (e: E) => Promise<void> }) => Promise<number>,
+  save: () => Promise<void>,
+): Promise<{ steps: number; lastEpoch: E | null }> {
+  let lastEpoch: E | null = null;
+  const steps = await train({
+    signal: o.signal,
+    onStep: (e) => {
+      log.onStep(e);
+      o.onStep?.(e);
+    },
+    onEpoch: async (e) => {
+      lastEpoch = e;
+      await log.onEpoch(e, o.onEpoch);
+    },
+  }).finally(() => log.settle());
+  await save();
+  return { steps, lastEpoch };
+}

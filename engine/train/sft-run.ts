@@ -12,7 +12,7 @@ import { stepsPerEpoch } from "./batches.js";
 import type { ScheduleKind } from "./lr-schedule.js";
 import { runSft, totalSteps, type EpochEvent, type StepEvent } from "./sft.js";
 import { dataHash, restoreOptimizer, restoreWeights, saveWeights, type RunSettings, type TrainedWeights } from "./run-state.js";
-import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, TrainRunError } from "./run-files.js";
+import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, trainLogged, TrainRunError } from "./run-files.js";
 
 export { TRAIN_LOG };
 /** the adapter's name inside the model while training (never visible outside) */
@@ -152,34 +152,21 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
     });
     o.onStart?.(info);
 
-    let lastEpoch: EpochEvent | null = null;
-    const steps = await runSft(
-      lm.native,
-      train.encoded,
-      val?.encoded ?? null,
-      {
-        adapter: adapter?.name ?? null,
-        epochs,
-        batchSize,
-        maxBatchTokens: o.maxBatchTokens ?? Math.max(maxLength, 4096),
-        seed: o.seed,
-        schedule: { kind: o.schedule, lr, warmupSteps: settings.warmupSteps, totalSteps: total },
-        optimizer: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? 1 },
-      },
-      {
-        signal: o.signal,
-        onStep: (e) => {
-          runLog.onStep(e);
-          o.onStep?.(e);
-        },
-        onEpoch: async (e) => {
-          lastEpoch = e;
-          await runLog.onEpoch(e, o.onEpoch);
-        },
-      },
-      state?.epoch ?? 0,
-    ).finally(() => runLog.settle());
-    await saveWeights(weights, outDir);
+    const loop = {
+      adapter: adapter?.name ?? null,
+      epochs,
+      batchSize,
+      maxBatchTokens: o.maxBatchTokens ?? Math.max(maxLength, 4096),
+      seed: o.seed,
+      schedule: { kind: o.schedule, lr, warmupSteps: settings.warmupSteps, totalSteps: total },
+      optimizer: { beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? 1 },
+    };
+    const { steps, lastEpoch } = await trainLogged<StepEvent, EpochEvent>(
+      runLog,
+      o,
+      (cb) => runSft(lm.native, train.encoded, val?.encoded ?? null, loop, cb, state?.epoch ?? 0),
+      () => saveWeights(weights, outDir),
+    );
     return { ...info, steps, lastEpoch };
   } finally {
     if (!o.model) lm.dispose();
