@@ -9,6 +9,7 @@ Commands:
   serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
   init    write a randomly initialised Hugging Face checkpoint
   train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)
+  pipeline  the three RLHF steps in one run: SFT → reward model → PPO, with training curves
   chat    chat with a running server in the terminal, and rate or compare its answers
 
 Run \`hybridchat <command> --help\` for a command's options.
@@ -17,6 +18,7 @@ Examples:
   hybridchat serve --model ../shared/models/stories260K
   hybridchat init --preset tiny --out /tmp/tiny
   hybridchat train sft --model ../shared/models/stories260K --data train.jsonl --out ./my-adapter
+  hybridchat pipeline --model ../shared/models/stories260K --sft-data sft.jsonl --preference-data prefs.jsonl --prompts prompts.jsonl --out ./rlhf
   hybridchat chat --url http://127.0.0.1:8000
 `;
 
@@ -101,7 +103,13 @@ Methods:
   dpo     Direct Preference Optimization of a LoRA policy on preference pairs (JSONL)
   ppo     RLHF with PPO (DeepSpeed-Chat step 3): an actor trained against a reward model
 
-Run \`hybridchat train <method> --help\` for its options.
+Run \`hybridchat train <method> --help\` for its options; \`hybridchat pipeline\` runs sft, rm
+and ppo one after the other.
+
+Examples:
+  hybridchat train sft --model ../shared/models/stories260K --data sft.jsonl --out ./sft
+  hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --out ./rm
+  hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo
 `;
 
 const PREFERENCE_LINES = `Preference pairs, one JSON object a line (one format per file):
@@ -262,4 +270,57 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --lora-rank R, --lora-alpha A, --target-modules LIST   a fresh actor's LoRA (default 8, 2 × R, all)
   --seed N               sampling and prompt order (default 0)
   --threads N            compute threads (default: all cores)
+  -h, --help             this help
+
+Examples:
+  hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo
+  hybridchat train ppo --actor ../shared/models/stories260K --reward-model ./rm --prompts prompts.jsonl \\
+      --out ./ppo --generation-batch 32 --max-answer-tokens 64 --actor-lr 2e-3 --ema
+  hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./ppo/actor
+`;
+
+export const PIPELINE_HELP = `Usage: hybridchat pipeline --model DIR --sft-data FILE --preference-data FILE --prompts FILE --out DIR [--step 1 2 3] [options]
+
+The three steps of RLHF in one command, as DeepSpeed-Chat's e2e_rlhf.py runs them, on one
+loaded copy of the base:
+  step 1  SFT: the actor's LoRA adapter from --sft-data             → OUT/step1-sft
+  step 2  reward model: LoRA + value head from --preference-data   → OUT/step2-reward-model
+  step 3  PPO: the actor starts from step 1's adapter, the critic
+          from step 2's reward model; prompts from --prompts       → OUT/step3-ppo (actor/, critic/)
+Each step's output is the next one's input and is written as \`train sft|rm|ppo\` write it
+(PEFT layout, logs). --step runs some of them: an earlier step not run is read from OUT
+(\`--step 3\` needs OUT/step1-sft and OUT/step2-reward-model). Each step shows a progress
+bar with its ETA on stderr and ends with one summary line; at the end OUT/training-curves.svg
+plots reward, KL, policy and value loss over the PPO steps, the SFT loss, and the reward
+model's loss and pairwise accuracy.
+
+Options:
+  --model DIR               base checkpoint directory (required)
+  --sft-data FILE.jsonl     SFT examples, as train sft reads them (for step 1)
+  --preference-data FILE    preference pairs, as train rm reads them (for step 2)
+  --prompts FILE.jsonl      PPO prompts, as train ppo reads them (for step 3)
+  --out DIR                 where the steps write (a step's directory must not hold a run)
+  --step N [N …]            the steps to run, in order (default 1 2 3)
+  --threads N               compute threads (default: all ${availableParallelism()} cores)
+  -h, --help                this help
+
+Each step takes its \`train\` command's options behind a prefix (defaults as there; "auto"
+epochs and batch sizes suit a few dozen examples):
+  --sft-…   train sft's: --sft-epochs, --sft-lr, --sft-batch-size, --sft-lora-rank (≥ 1),
+            --sft-lora-alpha, --sft-target-modules, --sft-validation, --sft-max-length,
+            --sft-schedule, --sft-warmup-steps, --sft-lora-dropout, --sft-seed
+  --rm-…    train rm's: --rm-epochs, --rm-lr, --rm-batch-size, --rm-lora-rank, --rm-validation, …
+  --ppo-…   train ppo's: --ppo-epochs, --ppo-generation-batch, --ppo-train-batch,
+            --ppo-ppo-epochs, --ppo-max-answer-tokens, --ppo-kl-ctl, --ppo-actor-lr,
+            --ppo-critic-lr, --ppo-ema, --ppo-ptx-data, --ppo-seed, …
+Run \`hybridchat train sft|rm|ppo --help\` for what each one does.
+
+Examples:
+  hybridchat pipeline --model ../shared/models/stories260K --sft-data sft.jsonl \\
+      --preference-data prefs.jsonl --prompts prompts.jsonl --out ./rlhf
+  hybridchat pipeline --model ../shared/models/stories260K --prompts prompts.jsonl --out ./rlhf \\
+      --step 3 --ppo-kl-ctl 0.05 --ppo-max-answer-tokens 64
+  hybridchat pipeline --model ./my-llama --sft-data sft.jsonl --preference-data prefs.jsonl \\
+      --prompts prompts.jsonl --out ./rlhf --sft-epochs 2 --rm-lr 1e-3 --ppo-generation-batch 8
+  hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./rlhf/step3-ppo/actor
 `;

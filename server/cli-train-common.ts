@@ -177,7 +177,7 @@ export const percent = (x: number | null): string => (x === null ? "-" : `${(100
  * second Ctrl-C while a checkpoint is written does not kill it), the bar stopped whatever
  * happens, and an interrupted run ending with exit code 130 and `after` (what to do next).
  */
-export async function runInterruptible(progress: Progress, after: string, run: (signal: AbortSignal) => Promise<void>): Promise<void> {
+export async function runInterruptible(progress: { stop(): void }, after: string | (() => string), run: (signal: AbortSignal) => Promise<void>): Promise<void> {
   const abort = new AbortController();
   const onSignal = (): void => abort.abort();
   process.on("SIGINT", onSignal);
@@ -187,7 +187,7 @@ export async function runInterruptible(progress: Progress, after: string, run: (
   } catch (e) {
     progress.stop();
     if (e instanceof TrainingInterrupted) {
-      process.stderr.write(`hybridchat: ${e.message}; ${after}\n`);
+      process.stderr.write(`hybridchat: ${e.message}; ${typeof after === "string" ? after : after()}\n`);
       process.exit(130);
     }
     throw e;

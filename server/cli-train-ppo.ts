@@ -96,7 +96,7 @@ export function ppoReports(p: Progress): Pick<PpoRunOptions, "onStart" | "onStep
     },
     onStep: (e) => {
       p.update(e.step, { reward: e.reward.toFixed(3), kl: e.kl.toFixed(3), gen: e.generation_s.toFixed(1), train: (e.experience_s + e.training_s).toFixed(1), sw: e.switch_s.toFixed(3) });
-      if (!process.stderr.isTTY) p.say(`step ${e.step}: reward ${e.reward.toFixed(3)}, kl ${e.kl.toFixed(3)}, policy loss ${e.policy_loss.toFixed(4)}, value loss ${e.value_loss.toFixed(4)}`);
+      if (!process.stderr.isTTY) p.say(`ppo step ${e.step}: reward ${e.reward.toFixed(3)}, kl ${e.kl.toFixed(3)}, policy loss ${e.policy_loss.toFixed(4)}, value loss ${e.value_loss.toFixed(4)}`);
     },
   };
 }

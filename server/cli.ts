@@ -3,9 +3,9 @@
 // that says what to do, never a stack trace for a user mistake.
 import { readFileSync } from "node:fs";
 import { UsageError } from "./cli-errors.js";
-import { CHAT_HELP, HELP, INIT_HELP, SERVE_HELP, TRAIN_HELP } from "./cli-help.js";
+import { CHAT_HELP, HELP, INIT_HELP, PIPELINE_HELP, SERVE_HELP, TRAIN_HELP } from "./cli-help.js";
 
-const HELPS: Record<string, string> = { serve: SERVE_HELP, init: INIT_HELP, train: TRAIN_HELP, chat: CHAT_HELP };
+const HELPS: Record<string, string> = { serve: SERVE_HELP, init: INIT_HELP, train: TRAIN_HELP, chat: CHAT_HELP, pipeline: PIPELINE_HELP };
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -24,6 +24,8 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./cli-chat.js")).chatCommand(rest);
     case "train":
       return (await import("./cli-train.js")).trainCommand(rest);
+    case "pipeline":
+      return (await import("./cli-pipeline.js")).pipelineCommand(rest);
     case undefined:
     case "help":
     case "-h":

@@ -100,6 +100,12 @@ export class PpoRunError extends Error {
   }
 }
 
+/** KV-cache blocks (of 16 tokens) a model needs to sample a whole generation batch at once. */
+export function ppoKvBlocks(o: Pick<PpoRunOptions, "generationBatchSize" | "maxPromptTokens" | "maxAnswerTokens">): number {
+  const tokens = (o.maxPromptTokens ?? PPO_DEFAULTS.maxPromptTokens) + (o.maxAnswerTokens ?? PPO_DEFAULTS.maxAnswerTokens);
+  return (o.generationBatchSize ?? PPO_DEFAULTS.generationBatchSize) * Math.ceil(tokens / 16);
+}
+
 function isAdapterDir(dir: string): boolean {
   return existsSync(join(dir, ADAPTER_CONFIG));
 }
@@ -120,10 +126,10 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
   const promptExamples = readPromptJsonl(o.promptsFile);
   const ptxExamples = o.ptxFile ? readSftJsonl(o.ptxFile) : null;
   const genBatch = o.generationBatchSize ?? PPO_DEFAULTS.generationBatchSize;
-  const maxPrompt = o.maxPromptTokens ?? 256;
+  const maxPrompt = o.maxPromptTokens ?? PPO_DEFAULTS.maxPromptTokens;
   const maxAnswer = o.maxAnswerTokens ?? PPO_DEFAULTS.maxAnswerTokens;
 
-  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: genBatch * Math.ceil((maxPrompt + maxAnswer) / 16) }));
+  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: ppoKvBlocks(o) }));
   const m = lm.native;
   const added: string[] = [];
   const add = (name: string, f: () => void): void => {

@@ -51,6 +51,7 @@ export const PPO_DEFAULTS = {
   generationBatchSize: 16,
   trainBatchSize: 16,
   ppoEpochs: 1,
+  maxPromptTokens: 256,
   maxAnswerTokens: 256,
   klCtl: 0.1,
   clipRewardValue: 5,

@@ -16,7 +16,7 @@ import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, trainLog
 
 export { TRAIN_LOG };
 /** the adapter's name inside the model while training (never visible outside) */
-const ADAPTER = "sft";
+export const SFT_ADAPTER = "sft";
 
 export interface SftRunOptions {
   modelDir: string;
@@ -122,8 +122,8 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
         lora: { rank: o.loraRank, alpha: settings.loraAlpha, dropout: settings.loraDropout, targets: [...o.targets], seed: o.seed },
         valueHead: false,
       };
-      adapter = { name: ADAPTER, spec };
-      setUpAdapter(lm.native, lm.config, ADAPTER, spec, resumeDir);
+      adapter = { name: SFT_ADAPTER, spec };
+      setUpAdapter(lm.native, lm.config, SFT_ADAPTER, spec, resumeDir);
     } else {
       lm.native.setTrainable({ base: true });
       if (resumeDir) {
