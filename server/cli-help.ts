@@ -236,7 +236,8 @@ one), computes GAE advantages, and takes PPO steps on the actor (clipped policy 
 the critic (clipped value loss). Prompts: one {"prompt":"…"} or {"messages":[…]} a line.
 
 Writes into --out: actor/ and critic/ (PEFT adapters; the critic with value_head.safetensors),
-actor_ema/ with --ema, and ppo_log.jsonl: one line per step with reward, kl, policy_loss,
+actor_ema/ with --ema, checkpoint-<step>/ (both adapters, their AdamW moments, the EMA and
+trainer_state.json, for --resume), and ppo_log.jsonl: one line per step with reward, kl, policy_loss,
 value_loss, entropy, response_length and the time split generation_s / experience_s /
 training_s / switch_s.
 
@@ -245,7 +246,7 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --model DIR            the base, when --actor is an adapter (default: its base_model_name_or_path)
   --reward-model DIR     reward model adapter with a value head (train rm) (required)
   --prompts FILE.jsonl   prompts (required)
-  --out DIR              output directory (required; must not hold another PPO run)
+  --out DIR              output directory (required; must not hold another PPO run unless --resume)
   --epochs N             passes over the prompts (default 1)
   --generation-batch N   prompts sampled per step (default 16)
   --train-batch N        sequences per actor/critic optimizer step (default 16)
@@ -269,6 +270,9 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --ptx-coef X           its coefficient (default 27.8)
   --lora-rank R, --lora-alpha A, --target-modules LIST   a fresh actor's LoRA (default 8, 2 × R, all)
   --seed N               sampling and prompt order (default 0)
+  --save-steps N         a checkpoint every N steps and after the last; only the newest is kept (default 1)
+  --resume               continue from the checkpoint in --out (same options, prompts and seed):
+                         the continuation is the same, bit for bit, as a run never stopped
   --threads N            compute threads (default: all cores)
   -h, --help             this help
 

@@ -92,7 +92,7 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
   const bars = { 1: sftProgress(), 2: prefProgress("rm"), 3: ppoProgress() };
   let current: PipelineStep = steps[0];
   let firstReward: number | null = null;
-  const ppoReport = ppoReports(bars[3]);
+  const ppoReport = ppoReports(bars[3], false, `${out}/${STEP_DIRS[3]}`);
   const after = (): string => `step ${current} (${STEP_NAMES[current]}) did not finish; remove ${out}/${STEP_DIRS[current]} and run again with --step ${steps.filter((s) => s >= current).join(" ")}`;
   await runInterruptible({ stop: () => Object.values(bars).forEach((b) => b.stop()) }, after, async (signal) => {
     const result = await runPipeline({

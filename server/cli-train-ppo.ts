@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { PPO_DEFAULTS } from "../engine/train/ppo.js";
 import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo-run.js";
 import { TRAIN_PPO_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, Progress, runInterruptible } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible } from "./cli-train-common.js";
 
 const C = "train ppo";
 const str = { type: "string" } as const;
@@ -37,9 +37,10 @@ export const PPO_OPTIONS = {
   ema: { type: "boolean", default: false },
   "ptx-data": str,
   "ptx-coef": str,
+  "save-steps": str,
 } as const;
 
-export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "threads" | "model" | "signal" | "onStart" | "onStep">;
+export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
 
 export function ppoHyperparams(r: OptionReader): PpoHyperparams {
   r.exist("file", "ptx-data");
@@ -70,6 +71,7 @@ export function ppoHyperparams(r: OptionReader): PpoHyperparams {
     emaDecay: r.bool("ema") ? PPO_DEFAULTS.ema : undefined,
     ptxFile: r.str("ptx-data"),
     ptxCoef: r.num("ptx-coef", 0, 1e6),
+    saveSteps: r.int("save-steps", 1, 1 << 30),
     // the shape of a fresh actor LoRA (an SFT adapter keeps its own)
     loraRank,
     loraAlpha,
@@ -81,7 +83,7 @@ export function ppoHyperparams(r: OptionReader): PpoHyperparams {
 export const ppoProgress = (): Progress => new Progress("ppo [{bar}] {percentage}% | step {value}/{total} | reward {reward} | kl {kl} | gen {gen}s train {train}s switch {sw}s");
 
 /** What the user sees of a PPO run: the settings at the start, the bar per step. */
-export function ppoReports(p: Progress): Pick<PpoRunOptions, "onStart" | "onStep"> {
+export function ppoReports(p: Progress, resume: boolean, out: string): Pick<PpoRunOptions, "onStart" | "onStep"> {
   return {
     onStart: (i) => {
       const s = i.settings;
@@ -92,7 +94,9 @@ export function ppoReports(p: Progress): Pick<PpoRunOptions, "onStart" | "onStep
           (s.ema !== null ? `; EMA ${s.ema}` : "") +
           (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : ""),
       );
-      p.start(i.totalSteps, 0, { reward: "-", kl: "-", gen: "-", train: "-", sw: "-" });
+      if (i.resumedFrom) p.say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
+      else if (resume) p.say(`no checkpoint in ${out} yet: starting from the beginning`);
+      p.start(i.totalSteps, i.startStep, { reward: "-", kl: "-", gen: "-", train: "-", sw: "-" });
     },
     onStep: (e) => {
       p.update(e.step, { reward: e.reward.toFixed(3), kl: e.kl.toFixed(3), gen: e.generation_s.toFixed(1), train: (e.experience_s + e.training_s).toFixed(1), sw: e.switch_s.toFixed(3) });
@@ -106,7 +110,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, ...COMMAND_OPTIONS },
+    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, resume: { type: "boolean", default: false }, ...COMMAND_OPTIONS },
   });
   if (values.help) {
     process.stdout.write(TRAIN_PPO_HELP);
@@ -119,17 +123,18 @@ export async function ppoCommand(argv: string[]): Promise<void> {
   const hyper = ppoHyperparams(r);
   const out = values.out!;
   const progress = ppoProgress();
-  await runInterruptible(progress, "nothing was saved", async (signal) => {
+  await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const result = await runPpoFromFiles({
       actor: values.actor!,
       modelDir: values.model,
       rewardModel: values["reward-model"]!,
       promptsFile: values.prompts!,
       outDir: out,
+      resume: values.resume,
       threads: r.threads(),
       signal,
       ...hyper,
-      ...ppoReports(progress),
+      ...ppoReports(progress, values.resume, out),
     });
     progress.stop();
     progress.say(

@@ -12,7 +12,9 @@ import type { AdapterSpec, LinearName } from "../../native/index.js";
 import { Engine } from "../engine.js";
 import { loadModel, type LoadedModel } from "../model.js";
 import { readJsonFile } from "../json-file.js";
-import { ADAPTER_CONFIG, addAdapter, addAdapterWithData, adapterSpec, readPeftAdapter, savePeftAdapter } from "../peft.js";
+import { ADAPTER_CONFIG, addAdapter, addAdapterWithData, adapterSpec, readPeftAdapter, savePeftAdapter, type PeftAdapterData } from "../peft.js";
+import { restorePpoCheckpoint, savePpoCheckpoint, tokensHash } from "./ppo-checkpoint.js";
+import { trimLog } from "./run-files.js";
 import { readSftJsonl, SftDataError } from "./sft-data.js";
 import { encodeExamples } from "./sft-encode.js";
 import type { ScheduleKind } from "./lr-schedule.js";
@@ -67,11 +69,16 @@ export interface PpoRunOptions {
   maxBatchTokens?: number;
   seed?: number;
   threads?: number;
+  /** continue from the newest checkpoint in outDir (same settings, prompts and seed) */
+  resume?: boolean;
+  /** a checkpoint every this many steps (and after the last); only the newest is kept. Default 1 */
+  saveSteps?: number;
   /** a model already loaded (tests); the run neither reloads nor disposes it, and removes its adapters again */
   model?: LoadedModel;
   signal?: AbortSignal;
   onStart?: (info: PpoRunInfo) => void;
   onStep?: (e: PpoStepEvent) => void;
+  onCheckpoint?: (dir: string) => void;
 }
 
 export interface PpoRunInfo {
@@ -83,6 +90,9 @@ export interface PpoRunInfo {
   totalSteps: number;
   actor: "adapter" | "fresh";
   settings: Omit<PpoSettings, "ptx" | "roles"> & { ptxCoef: number | null };
+  /** the checkpoint resumed from, or null */
+  resumedFrom: string | null;
+  startStep: number;
 }
 
 export interface PpoRunResult extends PpoRunInfo {
@@ -121,8 +131,8 @@ function baseDir(o: PpoRunOptions): string {
 
 export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
   const outDir = resolve(o.outDir);
-  if (existsSync(outDir) && readdirSync(outDir).some((f) => f === PPO_LOG || f === "actor" || f === "critic"))
-    throw new PpoRunError(`--out ${o.outDir} already holds a PPO run; choose another directory`, "out_not_empty");
+  if (!o.resume && existsSync(outDir) && readdirSync(outDir).some((f) => f === PPO_LOG || f === "actor" || f === "critic" || /^checkpoint-\d+$/.test(f)))
+    throw new PpoRunError(`--out ${o.outDir} already holds a PPO run; pass --resume to continue it, or choose another directory`, "out_not_empty");
   const promptExamples = readPromptJsonl(o.promptsFile);
   const ptxExamples = o.ptxFile ? readSftJsonl(o.ptxFile) : null;
   const genBatch = o.generationBatchSize ?? PPO_DEFAULTS.generationBatchSize;
@@ -146,19 +156,17 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     const rm = readPeftAdapter(lm.config, o.rewardModel);
     if (!rm.spec.valueHead) throw new PpoRunError(`--reward-model ${o.rewardModel} has no value head (value_head.safetensors): train it with \`hybridchat train rm\``, "bad_reward_model");
     add(ROLES.reward, () => addAdapterWithData(m, ROLES.reward, rm));
-    add(ROLES.critic, () => addAdapterWithData(m, ROLES.critic, rm));
 
-    let actorKind: PpoRunInfo["actor"];
+    // the actor: the SFT adapter's weights, or a fresh LoRA (added below, unless a checkpoint has it)
+    let actorInit: PeftAdapterData | null = null;
+    let actorSpec: AdapterSpec;
     if (isAdapterDir(o.actor)) {
-      const a = readPeftAdapter(lm.config, o.actor);
-      if (!a.spec.lora) throw new PpoRunError(`--actor ${o.actor} holds no LoRA`, "bad_actor");
-      add(ROLES.actor, () => addAdapterWithData(m, ROLES.actor, a, { lora: a.spec.lora, valueHead: false }));
-      actorKind = "adapter";
+      actorInit = readPeftAdapter(lm.config, o.actor);
+      if (!actorInit.spec.lora) throw new PpoRunError(`--actor ${o.actor} holds no LoRA`, "bad_actor");
+      actorSpec = { lora: actorInit.spec.lora, valueHead: false };
     } else {
       const rank = o.loraRank ?? 8;
-      const spec: AdapterSpec = { lora: { rank, alpha: o.loraAlpha ?? 2 * rank, dropout: 0, targets: [...(o.targets ?? ["q", "k", "v", "o", "gate", "up", "down"])], seed: o.seed ?? 0 }, valueHead: false };
-      add(ROLES.actor, () => addAdapter(m, ROLES.actor, spec));
-      actorKind = "fresh";
+      actorSpec = { lora: { rank, alpha: o.loraAlpha ?? 2 * rank, dropout: 0, targets: [...(o.targets ?? ["q", "k", "v", "o", "gate", "up", "down"])], seed: o.seed ?? 0 }, valueHead: false };
     }
 
     let ptx: PpoSettings["ptx"] = null;
@@ -195,24 +203,63 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
       seed: o.seed ?? 0,
     };
     const { roles: _r, ptx: _p, ...shown } = settings;
-    const info: PpoRunInfo = { base: lm.dir, prompts: prompts.length, skippedPrompts: all.length - prompts.length, totalSteps: total, actor: actorKind, settings: { ...shown, ptxCoef: ptx?.coef ?? null } };
+    const checkpointState = {
+      total_steps: total,
+      rng: { seed: settings.seed },
+      data_hash: tokensHash([...prompts, ...(ptx?.examples.map((e) => e.tokens) ?? [])]),
+      settings: { ...shown, ptxCoef: ptx?.coef ?? null },
+    };
+    const checkpointRoles = { actor: { adapter: ROLES.actor, spec: actorSpec }, critic: { adapter: ROLES.critic, spec: rm.spec } };
+    // a checkpoint's actor and critic, else the SFT adapter (or a fresh LoRA) and a copy of the reward model
+    added.push(ROLES.actor, ROLES.critic);
+    const resumed = o.resume ? restorePpoCheckpoint(outDir, m, lm.config, checkpointRoles, checkpointState) : null;
+    if (!resumed) {
+      addAdapterWithData(m, ROLES.critic, rm);
+      if (actorInit) addAdapterWithData(m, ROLES.actor, actorInit, actorSpec);
+      else addAdapter(m, ROLES.actor, actorSpec);
+    }
+    const info: PpoRunInfo = {
+      base: lm.dir,
+      prompts: prompts.length,
+      skippedPrompts: all.length - prompts.length,
+      totalSteps: total,
+      actor: actorInit ? "adapter" : "fresh",
+      settings: checkpointState.settings,
+      resumedFrom: resumed?.dir ?? null,
+      startStep: resumed?.state.step ?? 0,
+    };
 
     await mkdir(outDir, { recursive: true });
     const log = join(outDir, PPO_LOG);
-    await writeFile(log, "");
+    if (resumed) await trimLog(log, resumed.state.step, Infinity);
+    else await writeFile(log, "");
     o.onStart?.(info);
+    const saveSteps = o.saveSteps ?? 1;
     const engine = new Engine(lm, { maxBatch: genBatch, maxQueue: genBatch, maxBatchTokens: Math.max(genBatch, 4096) });
     let last: PpoStepEvent | null = null;
     let result;
     try {
-      result = await runPpo(m, engine, prompts, settings, {
-        signal: o.signal,
-        onStep: async (e) => {
-          last = e;
-          await appendFile(log, JSON.stringify({ type: "step", ...e }) + "\n");
-          o.onStep?.(e);
+      result = await runPpo(
+        m,
+        engine,
+        prompts,
+        settings,
+        {
+          signal: o.signal,
+          onStep: async (e) => {
+            last = e;
+            await appendFile(log, JSON.stringify({ type: "step", ...e }) + "\n");
+            o.onStep?.(e);
+          },
+          onCheckpoint: async (st) => {
+            if (st.step % saveSteps !== 0 && st.step !== total) return;
+            // saved first: o.onCheckpoint?.(await save…) would skip the save without a callback
+            const saved = await savePpoCheckpoint(outDir, m, lm.config, lm.dir, checkpointRoles, st, checkpointState);
+            o.onCheckpoint?.(saved);
+          },
         },
-      });
+        resumed?.state ?? null,
+      );
     } finally {
       await engine.close();
     }

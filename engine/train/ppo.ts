@@ -94,7 +94,23 @@ export interface PpoStepEvent {
 
 export interface PpoCallbacks {
   onStep?: (e: PpoStepEvent) => void | Promise<void>;
+  /** after a step (the steps' onStep first), with what resuming from there needs; awaited */
+  onCheckpoint?: (state: PpoResumeState) => Promise<void>;
   signal?: AbortSignal;
+}
+
+/**
+ * Where a run stands after `step` steps, besides the actor's and critic's weights: every
+ * other input of the next step is a function of (seed, step), so these make a resumed run
+ * continue bit for bit.
+ */
+export interface PpoResumeState {
+  step: number;
+  /** the next pretraining example (ptx) */
+  ptxCursor: number;
+  /** each role adapter's AdamW moments and step count */
+  optimizer: ReadonlyMap<string, OptimizerState>;
+  ema: ReadonlyMap<string, Float32Array> | null;
 }
 
 /** Steps of a whole run. */
@@ -123,6 +139,18 @@ export class RoleSwitch {
     if (saved) this.model.loadOptimizerState(saved);
     this.current = adapter;
     this.ms += performance.now() - t0;
+  }
+
+  /** every role's AdamW moments as of now (a checkpoint); the current role keeps training */
+  snapshot(): Map<string, OptimizerState> {
+    if (this.current !== null) this.states.set(this.current, this.model.optimizerState());
+    return new Map(this.states);
+  }
+
+  /** moments restored from a checkpoint: each role loads its own when it next trains */
+  restore(states: ReadonlyMap<string, OptimizerState>): void {
+    this.release();
+    for (const [role, st] of states) this.states.set(role, st);
   }
 
   /** nothing trainable (e.g. before the engine merges or a save) */
@@ -201,9 +229,21 @@ class PpoTrainer {
   constructor(
     private readonly model: NativeModel,
     private readonly s: PpoSettings,
+    resume: PpoResumeState | null,
   ) {
     this.roles = new RoleSwitch(model);
     this.ema = s.ema === null ? null : new AdapterEma(model, s.roles.actor, s.ema);
+    if (resume) {
+      this.ppoSteps = resume.step;
+      this.ptxCursor = resume.ptxCursor;
+      this.roles.restore(resume.optimizer);
+      if (this.ema && resume.ema) for (const [name, data] of resume.ema) this.ema.params.set(name, Float32Array.from(data));
+    }
+  }
+
+  /** what a checkpoint after `step` steps holds besides the adapters' weights */
+  state(step: number): PpoResumeState {
+    return { step, ptxCursor: this.ptxCursor, optimizer: this.roles.snapshot(), ema: this.ema?.params ?? null };
   }
 
   get emaParams(): Map<string, Float32Array> | null {
@@ -303,13 +343,25 @@ export interface PpoResult {
  * Runs PPO over tokenized prompts. The engine must run on `model` (the same weights);
  * the roles' adapters must exist. Returns after the last step with nothing trainable.
  */
-export async function runPpo(model: NativeModel, engine: Engine, prompts: readonly (readonly number[])[], s: PpoSettings, cb: PpoCallbacks = {}): Promise<PpoResult> {
-  const trainer = new PpoTrainer(model, s);
+export async function runPpo(
+  model: NativeModel,
+  engine: Engine,
+  prompts: readonly (readonly number[])[],
+  s: PpoSettings,
+  cb: PpoCallbacks = {},
+  resume: PpoResumeState | null = null,
+): Promise<PpoResult> {
+  const trainer = new PpoTrainer(model, s, resume);
   const started = performance.now();
   let step = 0;
   try {
     for (let epoch = 0; epoch < s.epochs; epoch++) {
       for (const batch of optimizerBatches(epochOrder(prompts.length, s.seed, epoch), s.generationBatchSize)) {
+        // the steps a resumed run already took: their prompts, skipped in the same order
+        if (resume && step < resume.step) {
+          step++;
+          continue;
+        }
         if (cb.signal?.aborted) throw new TrainingInterrupted(step);
         const switch0 = trainer.switchMs;
         const t0 = performance.now();
@@ -344,6 +396,7 @@ export async function runPpo(model: NativeModel, engine: Engine, prompts: readon
           switch_s: switchS,
           elapsed_s: (performance.now() - started) / 1000,
         });
+        await cb.onCheckpoint?.(trainer.state(step));
       }
     }
   } finally {

@@ -60,7 +60,7 @@ export function resumePoint(outDir: string, resume: boolean, settings: RunSettin
 }
 
 /** Keeps the log lines up to the checkpoint resumed from, so the log reads as one run. */
-async function trimLog(file: string, step: number, epoch: number): Promise<void> {
+export async function trimLog(file: string, step: number, epoch: number): Promise<void> {
   if (!existsSync(file)) return;
   const keep = readFileSync(file, "utf8")
     .split("\n")

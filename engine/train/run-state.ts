@@ -142,9 +142,9 @@ export function readTrainerState(dir: string): TrainerState {
 }
 
 /** Differences between the settings of a checkpoint and of this run, as "key: was → now". */
-export function settingsMismatch(saved: RunSettings, now: RunSettings): string[] {
+export function settingsMismatch<T extends object>(saved: T, now: T): string[] {
   const out: string[] = [];
-  for (const k of Object.keys(now) as (keyof RunSettings)[])
+  for (const k of Object.keys(now) as (keyof T & string)[])
     if (JSON.stringify(saved[k]) !== JSON.stringify(now[k])) out.push(`${k}: ${JSON.stringify(saved[k])} → ${JSON.stringify(now[k])}`);
   return out;
 }
