@@ -305,6 +305,8 @@ Options:
   --prompts FILE.jsonl      PPO prompts, as train ppo reads them (for step 3)
   --out DIR                 where the steps write (a step's directory must not hold a run)
   --step N [N …]            the steps to run, in order (default 1 2 3)
+  --resume                  continue an interrupted run: finished steps are kept, the interrupted
+                            one resumes from its last checkpoint (same options and data)
   --threads N               compute threads (default: all ${availableParallelism()} cores)
   -h, --help                this help
 

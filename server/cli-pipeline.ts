@@ -26,6 +26,7 @@ const OPTIONS = {
   prompts: str,
   out: str,
   step: str,
+  resume: { type: "boolean", default: false } as const,
   ...prefixed("sft-", SFT_OPTIONS),
   ...prefixed("rm-", RM_OPTIONS),
   ...prefixed("ppo-", PPO_OPTIONS),
@@ -92,8 +93,9 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
   const bars = { 1: sftProgress(), 2: prefProgress("rm"), 3: ppoProgress() };
   let current: PipelineStep = steps[0];
   let firstReward: number | null = null;
-  const ppoReport = ppoReports(bars[3], false, `${out}/${STEP_DIRS[3]}`);
-  const after = (): string => `step ${current} (${STEP_NAMES[current]}) did not finish; remove ${out}/${STEP_DIRS[current]} and run again with --step ${steps.filter((s) => s >= current).join(" ")}`;
+  const ppoReport = ppoReports(bars[3], values.resume, `${out}/${STEP_DIRS[3]}`);
+  const after = (): string => `step ${current} (${STEP_NAMES[current]}) did not finish; continue with the same command and --resume (finished steps are kept)`;
+  const resume = values.resume;
   await runInterruptible({ stop: () => Object.values(bars).forEach((b) => b.stop()) }, after, async (signal) => {
     const result = await runPipeline({
       modelDir: values.model!,
@@ -102,10 +104,11 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
       prompts: values.prompts,
       outDir: out,
       steps,
+      resume,
       threads: r.threads(),
       signal,
-      sft: { ...sftHyper, validationFile: sft.str("validation"), ...sftReports(bars[1], false, `${out}/${STEP_DIRS[1]}`) },
-      rm: { ...prefHyperparams(rm), validationFile: rm.str("validation"), ...rmReports(bars[2], false, `${out}/${STEP_DIRS[2]}`) },
+      sft: { ...sftHyper, validationFile: sft.str("validation"), ...sftReports(bars[1], resume, `${out}/${STEP_DIRS[1]}`) },
+      rm: { ...prefHyperparams(rm), validationFile: rm.str("validation"), ...rmReports(bars[2], resume, `${out}/${STEP_DIRS[2]}`) },
       ppo: {
         ...ppoHyperparams(new OptionReader(values, C, "ppo-")),
         ...ppoReport,
@@ -118,6 +121,7 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
         current = s;
         process.stdout.write(`step ${s} (${STEP_NAMES[s]}) → ${out}/${STEP_DIRS[s]}\n`);
       },
+      onStepKept: (s, d) => process.stdout.write(`step ${s} (${STEP_NAMES[s]}): finished before, kept → ${d}\n`),
       onStepDone: (s) => {
         bars[s.step].stop();
         process.stdout.write(summary(s, firstReward) + "\n");

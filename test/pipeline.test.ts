@@ -6,7 +6,8 @@
 // steps 1 and 2, and the errors for a step whose input is missing.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { once } from "node:events";
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -120,6 +121,37 @@ describe("hybridchat pipeline on stories260K", () => {
     assert.ok(existsSync(join(again, "step3-ppo", "actor", "adapter_model.safetensors")));
     const svg = readFileSync(join(again, CURVES_SVG), "utf8");
     for (const title of ["policy loss", "SFT loss", "reward model pairwise accuracy"]) assert.ok(svg.includes(`data-title="${title}"`), title);
+  });
+
+  test("Ctrl-C stops step 3 at a step boundary (exit 130); --resume keeps steps 1 and 2 and continues step 3 from its checkpoint", async () => {
+    assert.ok(existsSync(join(out(), "step1-sft")), "needs the first test's run");
+    const cut = join(dir, "cut");
+    for (const s of ["step1-sft", "step2-reward-model"]) cpSync(join(out(), s), join(cut, s), { recursive: true });
+    const args = [CLI, "pipeline", "--model", storiesDir, "--threads", "2", ...files(), "--out", cut, "--ppo-generation-batch", "4", "--ppo-max-answer-tokens", "8"];
+    const child = spawn(process.execPath, [...args, "--step", "3"], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    let signalled = false;
+    child.stdout!.setEncoding("utf8").on("data", (c: string) => {
+      stdout += c;
+      if (!signalled && /^ppo step 3:/m.test(stdout)) signalled = child.kill("SIGINT");
+    });
+    child.stderr!.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+    const [code] = (await once(child, "exit")) as [number | null];
+    assert.equal(code, 130, stdout + stderr);
+    assert.match(stderr, /training interrupted after step \d+; step 3 \(PPO\) did not finish; continue with the same command and --resume/);
+    const stopped = Number(/interrupted after step (\d+)/.exec(stderr)![1]);
+    const total = (PPO_STEPS * 32) / 4;
+    assert.ok(stopped >= 3 && stopped < total, `stopped after ${stopped} of ${total}`);
+
+    const r = spawnSync(process.execPath, [...args, "--resume"], { encoding: "utf8", timeout: 240_000 });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /step 1 \(SFT\): finished before, kept/);
+    assert.match(r.stdout, /step 2 \(reward model\): finished before, kept/);
+    assert.match(r.stdout, new RegExp(`resuming from .*checkpoint-${stopped} \\(step ${stopped}\\)`));
+    const steps = readFileSync(join(cut, "step3-ppo", PPO_LOG), "utf8").trim().split("\n").map((l) => (JSON.parse(l) as { step: number }).step);
+    assert.deepEqual(steps, Array.from({ length: total }, (_, i) => i + 1), "the log reads as one run");
+    assert.ok(existsSync(join(cut, "step3-ppo", "actor", "adapter_config.json")));
   });
 
   test("a step whose input is missing fails before anything runs, naming the step and the file", () => {

@@ -24,12 +24,14 @@ export const STEP_NAMES = { 1: "SFT", 2: "reward model", 3: "PPO" } as const;
 export const CURVES_SVG = "training-curves.svg";
 /** what a later step reads of an earlier one's output */
 const VALUE_HEAD = "value_head.safetensors";
+/** a file each step writes last, when it has finished (checkpoints keep theirs in subdirectories) */
+const FINISHED: Record<PipelineStep, string> = { 1: ADAPTER_CONFIG, 2: VALUE_HEAD, 3: join("actor", ADAPTER_CONFIG) };
 
 /** What the pipeline fixes of each step: the base, the data, the output, the model, the stop signal. */
 type Owned = "modelDir" | "dataFile" | "outDir" | "model" | "signal" | "threads" | "resume";
 export type SftStepOptions = Omit<SftRunOptions, Owned>;
 export type RmStepOptions = Omit<RmRunOptions, Owned>;
-export type PpoStepOptions = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "model" | "signal" | "threads">;
+export type PpoStepOptions = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "model" | "signal" | "threads" | "resume">;
 
 export interface PipelineOptions {
   modelDir: string;
@@ -45,12 +47,16 @@ export interface PipelineOptions {
   sft: SftStepOptions;
   rm: RmStepOptions;
   ppo: PpoStepOptions;
+  /** continue an interrupted pipeline: a step whose output is complete is kept, the others resume from their checkpoints */
+  resume?: boolean;
   threads?: number;
   /** a model already loaded from modelDir (tests); left loaded, with no adapter added */
   model?: LoadedModel;
   signal?: AbortSignal;
   onStepStart?: (step: PipelineStep) => void;
   onStepDone?: (r: StepResult) => void;
+  /** with resume: a step whose output was already complete, not run again */
+  onStepKept?: (step: PipelineStep, dir: string) => void;
 }
 
 export type StepResult = { seconds: number; out: string } & (
@@ -85,12 +91,8 @@ export function checkPipeline(o: Pick<PipelineOptions, "steps" | "outDir" | "sft
   const data = { 1: ["sftData", "--sft-data"], 2: ["preferenceData", "--preference-data"], 3: ["prompts", "--prompts"] } as const;
   for (const s of steps) if (o[data[s][0]] === undefined) throw new PipelineError(`step ${s} (${STEP_NAMES[s]}) needs ${data[s][1]}`, "missing_data");
   if (!steps.includes(3)) return;
-  const needs: [PipelineStep, string][] = [
-    [1, ADAPTER_CONFIG],
-    [2, VALUE_HEAD],
-  ];
-  for (const [s, file] of needs) {
-    const f = join(stepDir(o.outDir, s), file);
+  for (const s of [1, 2] as const) {
+    const f = join(stepDir(o.outDir, s), FINISHED[s]);
     if (!steps.includes(s) && !existsSync(f))
       throw new PipelineError(`step 3 (PPO) needs step ${s}'s ${STEP_NAMES[s]} in ${stepDir(o.outDir, s)}, but ${f} does not exist: run step ${s} first (--step ${s} …), or the whole pipeline`, "missing_step_output");
   }
@@ -101,10 +103,15 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
   const dirs = { 1: stepDir(o.outDir, 1), 2: stepDir(o.outDir, 2), 3: stepDir(o.outDir, 3) };
   // one base for all three steps; room in the KV cache for PPO's generation batch
   const lm = o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: o.steps.includes(3) ? ppoKvBlocks(o.ppo) : 4 }));
-  const common = { modelDir: lm.dir, model: lm, signal: o.signal, threads: o.threads, resume: false };
+  const resume = o.resume ?? false;
+  const common = { modelDir: lm.dir, model: lm, signal: o.signal, threads: o.threads, resume };
   const done: StepResult[] = [];
   try {
     for (const step of o.steps) {
+      if (resume && existsSync(join(dirs[step], FINISHED[step]))) {
+        o.onStepKept?.(step, dirs[step]);
+        continue;
+      }
       o.onStepStart?.(step);
       const t0 = performance.now();
       const seconds = (): number => (performance.now() - t0) / 1000;
@@ -116,7 +123,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
         const result = await runRewardModelFromFiles({ ...o.rm, ...common, dataFile: o.preferenceData!, outDir: dirs[2] }).finally(() => drop(lm, RM_ADAPTER));
         r = { step, result, seconds: seconds(), out: dirs[2] };
       } else {
-        const result = await runPpoFromFiles({ ...o.ppo, actor: dirs[1], modelDir: lm.dir, rewardModel: dirs[2], promptsFile: o.prompts!, outDir: dirs[3], model: lm, signal: o.signal, threads: o.threads });
+        const result = await runPpoFromFiles({ ...o.ppo, actor: dirs[1], modelDir: lm.dir, rewardModel: dirs[2], promptsFile: o.prompts!, outDir: dirs[3], model: lm, signal: o.signal, threads: o.threads, resume });
         r = { step, result, seconds: seconds(), out: dirs[3] };
       }
       done.push(r);
