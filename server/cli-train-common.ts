@@ -118,6 +118,11 @@ export class OptionReader {
     };
   }
 
+  /** the files, output and run control of a `train sft|rm|dpo` command */
+  fileRun(signal: AbortSignal): { modelDir: string; dataFile: string; validationFile?: string; outDir: string; resume: boolean; threads: number; signal: AbortSignal } {
+    return { modelDir: this.str("model")!, dataFile: this.str("data")!, validationFile: this.str("validation"), outDir: this.str("out")!, resume: this.bool("resume"), threads: this.threads(), signal };
+  }
+
   threads(): number {
     return this.int("threads", 1, 4096) ?? availableParallelism();
   }
@@ -168,6 +173,37 @@ export class Progress {
     if (this.bar) this.bars.stop();
     this.bar = null;
   }
+}
+
+/** What an epoch run (sft, rm, dpo) tells at its start, whatever it trains on. */
+export interface EpochRunStart {
+  stats: { truncated: number; dropped: number };
+  settings: { epochs: number; batchSize: number; lr: number; schedule: string; warmupSteps: number; maxLength: number };
+  stepsPerEpoch: number;
+  resumedFrom: string | null;
+  startStep: number;
+}
+
+/**
+ * The start of an epoch run: `head` (what it trains on, and how) with the schedule, the
+ * truncation warnings, where it resumes from; then the bar.
+ */
+export function sayRunStart(
+  p: Progress,
+  unit: { item: string; batch: string },
+  head: string,
+  i: EpochRunStart & { totalSteps: number },
+  resume: boolean,
+  out: string,
+  fields: Record<string, string>,
+): void {
+  const s = i.settings;
+    p.say(`${head}; ${s.epochs} epochs × ${i.stepsPerEpoch} steps of ${s.batchSize} ${unit.batch}; lr ${s.lr} ${s.schedule}, ${s.warmupSteps} warm-up steps`);
+  if (i.stats.truncated > 0) p.say(`warning: ${i.stats.truncated} ${unit.item} were longer than ${s.maxLength} tokens and were truncated (--max-length)`);
+  if (i.stats.dropped > 0) p.say(`warning: ${i.stats.dropped} ${unit.item} had nothing left to learn after truncation and were skipped`);
+  if (i.resumedFrom) p.say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
+  else if (resume) p.say(`no checkpoint in ${out} yet: starting from the beginning`);
+  p.start(i.totalSteps, i.startStep, fields);
 }
 
 export const percent = (x: number | null): string => (x === null ? "-" : `${(100 * x).toFixed(1)}%`);

@@ -6,7 +6,7 @@ import { runRewardModelFromFiles, type RmRunOptions } from "../engine/train/rm-r
 import { runDpoFromFiles } from "../engine/train/dpo-run.js";
 import type { PrefRunInfo, PrefRunOptions } from "../engine/train/pref-run.js";
 import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, Progress, RESUME_HINT, runInterruptible } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
 
 /** The flags of a reward-model run (also the pipeline's step 2, as --rm-…). */
 export const RM_OPTIONS = EPOCH_RUN_OPTIONS;
@@ -22,17 +22,11 @@ export function prefStartReports(p: Progress, resume: boolean, out: string): Pic
   return {
     onStart: (i: PrefRunInfo) => {
       const s = i.settings;
-      p.say(
+      const head =
         `${i.pairs} pairs (${i.stats.tokens} tokens)` +
-          (i.validationPairs ? `, ${i.validationPairs} held out` : "") +
-          `; LoRA r=${s.loraRank} alpha=${s.loraAlpha} on ${s.targets.join(",")}${s.beta !== undefined ? `; beta ${s.beta}` : ""}` +
-          `; ${s.epochs} epochs × ${i.stepsPerEpoch} steps of ${s.batchSize} pairs; lr ${s.lr} ${s.schedule}, ${s.warmupSteps} warm-up steps`,
-      );
-      if (i.stats.truncated > 0) p.say(`warning: ${i.stats.truncated} pairs were longer than ${s.maxLength} tokens and were truncated (--max-length)`);
-      if (i.stats.dropped > 0) p.say(`warning: ${i.stats.dropped} pairs had nothing left to learn after truncation and were skipped`);
-      if (i.resumedFrom) p.say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
-      else if (resume) p.say(`no checkpoint in ${out} yet: starting from the beginning`);
-      p.start(i.totalSteps, i.startStep, { epoch: "-", loss: "-", acc: "-" });
+        (i.validationPairs ? `, ${i.validationPairs} held out` : "") +
+        `; LoRA r=${s.loraRank} alpha=${s.loraAlpha} on ${s.targets.join(",")}${s.beta !== undefined ? `; beta ${s.beta}` : ""}`;
+      sayRunStart(p, { item: "pairs", batch: "pairs" }, head, i, resume, out, { epoch: "-", loss: "-", acc: "-" });
     },
     onCheckpoint: (d) => p.say(`checkpoint ${d}`),
   };
@@ -76,13 +70,7 @@ export async function preferenceCommand(method: "rm" | "dpo", argv: string[]): P
   const progress = prefProgress(method);
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const common: PrefRunOptions = {
-      modelDir: values.model!,
-      dataFile: values.data!,
-      validationFile: values.validation,
-      outDir: out,
-      resume: values.resume!,
-      threads: r.threads(),
-      signal,
+      ...r.fileRun(signal),
       ...prefHyperparams(r),
       ...prefStartReports(progress, values.resume!, out),
     };

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
 import { UsageError } from "./cli-errors.js";
 import { TRAIN_HELP, TRAIN_SFT_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
 
 const C = "train sft";
 
@@ -36,17 +36,11 @@ export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftR
   return {
     onStart: (i) => {
       const s = i.settings;
-      p.say(
+      const head =
         `${i.examples} examples (${i.stats.tokens} tokens, ${i.stats.lossTokens} learned)` +
-          (i.validationExamples ? `, ${i.validationExamples} validation` : "") +
-          `; ${s.loraRank > 0 ? `LoRA r=${s.loraRank} alpha=${s.loraAlpha} on ${s.targets.join(",")}` : "full fine-tuning"}` +
-          `; ${s.epochs} epochs × ${i.stepsPerEpoch} steps of ${s.batchSize} sequences; lr ${s.lr} ${s.schedule}, ${s.warmupSteps} warm-up steps`,
-      );
-      if (i.stats.truncated > 0) p.say(`warning: ${i.stats.truncated} examples were longer than ${s.maxLength} tokens and were truncated (--max-length)`);
-      if (i.stats.dropped > 0) p.say(`warning: ${i.stats.dropped} examples had nothing left to learn after truncation and were skipped`);
-      if (i.resumedFrom) p.say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
-      else if (resume) p.say(`no checkpoint in ${out} yet: starting from the beginning`);
-      p.start(i.totalSteps, i.startStep, { epoch: "-", loss: "-", tps: "-" });
+        (i.validationExamples ? `, ${i.validationExamples} validation` : "") +
+        `; ${s.loraRank > 0 ? `LoRA r=${s.loraRank} alpha=${s.loraAlpha} on ${s.targets.join(",")}` : "full fine-tuning"}`;
+      sayRunStart(p, { item: "examples", batch: "sequences" }, head, i, resume, out, { epoch: "-", loss: "-", tps: "-" });
     },
     onStep: (e) => p.update(e.step, { epoch: e.epoch, loss: e.loss.toFixed(4), tps: Math.round(e.tokens_per_s) }),
     onEpoch: (e) => p.say(`epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}${e.val_loss === null ? "" : `, validation loss ${e.val_loss.toFixed(4)}`}`),
@@ -86,13 +80,7 @@ async function sftCommand(argv: string[]): Promise<void> {
   const progress = sftProgress();
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const result = await runSftFromFiles({
-      modelDir: values.model!,
-      dataFile: values.data!,
-      validationFile: values.validation,
-      outDir: out,
-      resume: values.resume!,
-      threads: r.threads(),
-      signal,
+      ...r.fileRun(signal),
       ...hyper,
       ...sftReports(progress, values.resume!, out),
     });

@@ -19,6 +19,15 @@ function points(rows: readonly Row[], type: string, x: string, y: string): [numb
   return rows.filter((r) => r.type === type && typeof r[x] === "number" && typeof r[y] === "number").map((r) => [r[x] as number, r[y] as number]);
 }
 
+/** A per-step training series and the per-epoch evaluation of the same quantity (when the run had one). */
+function trainAndEval(title: string, xLabel: string, rows: readonly Row[], stepField: string, [evalName, evalField]: [string, string]): Panel {
+  const series = [
+    { name: "train", points: points(rows, "step", "step", stepField) },
+    { name: evalName, points: points(rows, "eval", "step", evalField) },
+  ];
+  return { title, xLabel, series: series.filter((s) => s.points.length > 0) };
+}
+
 export interface CurveLogs {
   /** step 1's train_log.jsonl */
   sft: string;
@@ -37,26 +46,11 @@ export function trainingCurves(logs: CurveLogs): Panel[] {
     panels.push(one("reward (reward-model score)", "reward"), one("KL to the reference (nats per answer)", "kl"), one("policy loss", "policy_loss"), one("value loss", "value_loss"));
   }
   const sft = readLog(logs.sft);
-  if (sft.length > 0)
-    panels.push({
-      title: "SFT loss",
-      xLabel: "SFT step",
-      series: [
-        { name: "train", points: points(sft, "step", "step", "loss") },
-        { name: "validation", points: points(sft, "eval", "step", "val_loss") },
-      ].filter((s) => s.points.length > 0),
-    });
+  if (sft.length > 0) panels.push(trainAndEval("SFT loss", "SFT step", sft, "loss", ["validation", "val_loss"]));
   const rm = readLog(logs.rm);
   if (rm.length > 0) {
     panels.push({ title: "reward model loss", xLabel: "RM step", series: [{ name: "train", points: points(rm, "step", "step", "loss") }] });
-    panels.push({
-      title: "reward model pairwise accuracy",
-      xLabel: "RM step",
-      series: [
-        { name: "train", points: points(rm, "step", "step", "accuracy") },
-        { name: "held out", points: points(rm, "eval", "step", "val_accuracy") },
-      ].filter((s) => s.points.length > 0),
-    });
+    panels.push(trainAndEval("reward model pairwise accuracy", "RM step", rm, "accuracy", ["held out", "val_accuracy"]));
   }
   return panels;
 }
