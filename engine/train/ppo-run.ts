@@ -3,7 +3,8 @@
 // (the reward model's tensors copied into a trainable adapter) added as adapters; the
 // Engine on that same model samples the answers. Every step is logged to
 // <out>/ppo_log.jsonl; the actor (and its EMA) and the critic are saved in PEFT's layout
-// under <out>/actor, <out>/actor_ema and <out>/critic, as DeepSpeed-Chat names them.
+// under <out>/actor, <out>/actor_ema and <out>/critic, as DeepSpeed-Chat names them, and
+// <out>/checkpoint-<step>/ after every step (ppo-checkpoint.ts) lets `resume` continue.
 // The CLI adds argument parsing and a progress bar; tests call this directly.
 import { existsSync, readdirSync } from "node:fs";
 import { appendFile, mkdir, writeFile } from "node:fs/promises";

@@ -15,7 +15,7 @@ import { dataHash, restoreOptimizer, restoreWeights, saveWeights, type RunSettin
 import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, trainLogged, TrainRunError } from "./run-files.js";
 
 export { TRAIN_LOG };
-/** the adapter's name inside the model while training (never visible outside) */
+/** the adapter's name inside the model while training (the pipeline removes it from the model it lends) */
 export const SFT_ADAPTER = "sft";
 
 export interface SftRunOptions {
