@@ -42,6 +42,10 @@ describe("hybridchat train ppo", () => {
     r = run(["--actor", storiesDir, "--reward-model", join(dir, "no-value-head"), "--prompts", join(dir, "prompts.jsonl"), "--out", join(dir, "x")]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /no value head.*\[bad_reward_model\]/);
+    r = run(["--help"]);
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /--resume .*\n.*bit for bit/);
+    assert.match(r.stdout, /Examples:\n {2}hybridchat train ppo --actor/);
   });
 
   test("a fresh actor with --ema, then the saved actor with --ptx-data: outputs and one log line per step", () => {
