@@ -255,6 +255,8 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --max-answer-tokens N  longest sampled answer (default 256)
   --temperature T, --top-p P, --top-k K   answer sampling (default 1, 1, 0: plain sampling)
   --kl-ctl X             KL penalty coefficient (default 0.1)
+  --reference base|actor the KL term's reference: the base with adapters off (default), or the
+                         SFT adapter --actor starts from, kept frozen (DeepSpeed-Chat's ref model)
   --clip-reward X        reward-model score clipped to ±X (default 5)
   --gamma X, --lambda X  GAE discount and λ (default 1, 0.95)
   --clip-range X         policy ratio clip (default 0.2)
@@ -317,8 +319,10 @@ epochs and batch sizes suit a few dozen examples):
             --sft-schedule, --sft-warmup-steps, --sft-lora-dropout, --sft-seed
   --rm-…    train rm's: --rm-epochs, --rm-lr, --rm-batch-size, --rm-lora-rank, --rm-validation, …
   --ppo-…   train ppo's: --ppo-epochs, --ppo-generation-batch, --ppo-train-batch,
-            --ppo-ppo-epochs, --ppo-max-answer-tokens, --ppo-kl-ctl, --ppo-actor-lr,
+            --ppo-ppo-epochs, --ppo-max-answer-tokens, --ppo-kl-ctl, --ppo-reference, --ppo-actor-lr,
             --ppo-critic-lr, --ppo-ema, --ppo-ptx-data, --ppo-seed, …
+One default differs from \`train ppo\`'s: --ppo-reference is actor, so the KL term holds the
+actor to step 1's SFT adapter (DeepSpeed-Chat's reference), not to the base.
 Run \`hybridchat train sft|rm|ppo --help\` for what each one does.
 
 Examples:

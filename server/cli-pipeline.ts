@@ -30,6 +30,8 @@ const OPTIONS = {
   ...prefixed("sft-", SFT_OPTIONS),
   ...prefixed("rm-", RM_OPTIONS),
   ...prefixed("ppo-", PPO_OPTIONS),
+  // the actor starts from step 1's adapter: DeepSpeed-Chat's reference is that SFT model, not the base
+  "ppo-reference": { type: "string", default: "actor" } as const,
   ...COMMAND_OPTIONS,
 };
 

@@ -88,10 +88,15 @@ export class OptionReader {
     return autoOrInt(this.str(k) ?? "auto", this.flag(k), this.command, max);
   }
 
-  schedule(k = "schedule"): ScheduleKind | undefined {
+  /** one of a fixed set of words */
+  choice<T extends string>(k: string, allowed: readonly T[]): T | undefined {
     const v = this.str(k);
-    if (v !== undefined && !SCHEDULES.includes(v as ScheduleKind)) throw new UsageError(`--${this.flag(k)} must be one of ${SCHEDULES.join(", ")}, got "${v}"`, this.command);
-    return v as ScheduleKind | undefined;
+    if (v !== undefined && !allowed.includes(v as T)) throw new UsageError(`--${this.flag(k)} must be one of ${allowed.join(", ")}, got "${v}"`, this.command);
+    return v as T | undefined;
+  }
+
+  schedule(k = "schedule"): ScheduleKind | undefined {
+    return this.choice(k, SCHEDULES);
   }
 
   targets(): LinearName[] {

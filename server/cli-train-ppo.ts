@@ -38,6 +38,7 @@ export const PPO_OPTIONS = {
   "ptx-data": str,
   "ptx-coef": str,
   "save-steps": str,
+  reference: { type: "string", default: "base" },
 } as const;
 
 export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
@@ -72,6 +73,7 @@ export function ppoHyperparams(r: OptionReader): PpoHyperparams {
     ptxFile: r.str("ptx-data"),
     ptxCoef: r.num("ptx-coef", 0, 1e6),
     saveSteps: r.int("save-steps", 1, 1 << 30),
+    reference: r.choice("reference", ["base", "actor"] as const),
     // the shape of a fresh actor LoRA (an SFT adapter keeps its own)
     loraRank,
     loraAlpha,
@@ -92,7 +94,8 @@ export function ppoReports(p: Progress, resume: boolean, out: string): Pick<PpoR
           `${i.totalSteps} step${i.totalSteps === 1 ? "" : "s"} of ${s.generationBatchSize} answers (≤ ${s.sampling.maxTokens} tokens), ${s.ppoEpochs} PPO epoch(s) in batches of ${s.trainBatchSize}; ` +
           `kl_ctl ${s.klCtl}, reward clip ±${s.clipRewardValue}, γ ${s.gamma}, λ ${s.lambda}, clip ${s.clipRange}/${s.clipRangeValue}; lr ${s.actorSchedule.lr}/${s.criticSchedule.lr} ${s.actorSchedule.kind}` +
           (s.ema !== null ? `; EMA ${s.ema}` : "") +
-          (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : ""),
+          (s.ptxCoef !== null ? `; ptx ×${s.ptxCoef}` : "") +
+          `; reference: ${s.reference === "actor" ? "the SFT adapter, frozen" : "the base"}`,
       );
       if (i.resumedFrom) p.say(`resuming from ${i.resumedFrom} (step ${i.startStep})`);
       else if (resume) p.say(`no checkpoint in ${out} yet: starting from the beginning`);

@@ -80,6 +80,7 @@ describe("hybridchat pipeline on stories260K", () => {
     assert.ok(acc >= 80, `reward model held-out accuracy ${acc} %: ${summaries[1]}`);
     assert.match(summaries[2], new RegExp(`^step 3 \\(PPO\\): ${PPO_STEPS} steps in .*, reward -?[\\d.]+ → -?[\\d.]+, KL`));
     assert.match(r.stdout, /actor: the SFT adapter/, "step 3's actor starts from step 1's adapter");
+    assert.match(r.stdout, /reference: the SFT adapter, frozen/, "and is held to it, as DeepSpeed-Chat's ref model");
     // a progress bar per step, with its ETA, on stderr
     for (const bar of ["sft", "rm", "ppo"]) assert.match(r.stderr, new RegExp(`^${bar} \\[.*\\| eta `, "m"), `${bar} bar: ${r.stderr.slice(0, 400)}`);
 

@@ -29,11 +29,13 @@ export interface Experience {
   score: number;
 }
 
-/** The adapters of PPO's roles on one model; the reference is the base (adapter null). */
+/** The adapters of PPO's roles on one model. */
 export interface Roles {
   actor: string;
   critic: string;
   reward: string;
+  /** null: the base with adapters off; else a frozen adapter (the actor's starting weights) */
+  reference: string | null;
 }
 
 export function rollout(prompt: readonly number[], answer: readonly number[]): Rollout {
@@ -107,7 +109,7 @@ export function answerValues(model: NativeModel, rollouts: readonly Rollout[], a
 /** Everything PPO needs about some rollouts, computed on the shared weights with grad off. */
 export async function makeExperience(model: NativeModel, rollouts: readonly Rollout[], roles: Roles, maxBatchTokens: number): Promise<Experience[]> {
   const logpOld = await answerLogp(model, rollouts, roles.actor, maxBatchTokens);
-  const logpRef = await answerLogp(model, rollouts, null, maxBatchTokens);
+  const logpRef = await answerLogp(model, rollouts, roles.reference, maxBatchTokens);
   const values = await answerValues(model, rollouts, roles.critic, maxBatchTokens);
   // the reward model's score: its value head at each sequence's last token, as train rm reads it
   const scores = await scoreSequences(model, roles.reward, rollouts.map((r) => r.tokens), maxBatchTokens);

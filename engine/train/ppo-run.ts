@@ -25,6 +25,7 @@ import { PPO_DEFAULTS, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEven
 export const PPO_LOG = "ppo_log.jsonl";
 // the roles' adapter names inside the model while training (removed afterwards)
 const ROLES = { actor: "ppo_actor", critic: "ppo_critic", reward: "ppo_reward" } as const;
+const REFERENCE = "ppo_reference";
 const EMA = "ppo_actor_ema";
 
 export interface PpoRunOptions {
@@ -36,6 +37,11 @@ export interface PpoRunOptions {
   rewardModel: string;
   promptsFile: string;
   outDir: string;
+  /**
+   * the KL term's reference: "base" (adapters off; the default) or "actor", the actor's
+   * starting weights frozen as DeepSpeed-Chat's ref model is (the same as the base for a fresh LoRA)
+   */
+  reference?: "base" | "actor";
   /** for a fresh actor LoRA */
   loraRank?: number;
   loraAlpha?: number;
@@ -90,7 +96,7 @@ export interface PpoRunInfo {
   skippedPrompts: number;
   totalSteps: number;
   actor: "adapter" | "fresh";
-  settings: Omit<PpoSettings, "ptx" | "roles"> & { ptxCoef: number | null };
+  settings: Omit<PpoSettings, "ptx" | "roles"> & { ptxCoef: number | null; reference: "base" | "actor" };
   /** the checkpoint resumed from, or null */
   resumedFrom: string | null;
   startStep: number;
@@ -181,8 +187,11 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     const generationBatchSize = Math.min(genBatch, prompts.length);
     const total = ppoTotalSteps(prompts.length, { epochs, generationBatchSize });
     const schedule = (lr: number): PpoSettings["actorSchedule"] => ({ kind: o.schedule ?? "cosine", lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: total });
+    // a copy of the SFT adapter, never trained; a fresh LoRA starts as the base itself
+    const reference: PpoRunInfo["settings"]["reference"] = o.reference === "actor" && actorInit ? "actor" : "base";
+    if (reference === "actor") add(REFERENCE, () => addAdapterWithData(m, REFERENCE, actorInit!, actorSpec));
     const settings: PpoSettings = {
-      roles: ROLES,
+      roles: { ...ROLES, reference: reference === "actor" ? REFERENCE : null },
       epochs,
       generationBatchSize,
       trainBatchSize: o.trainBatchSize ?? PPO_DEFAULTS.trainBatchSize,
@@ -208,7 +217,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
       total_steps: total,
       rng: { seed: settings.seed },
       data_hash: tokensHash([...prompts, ...(ptx?.examples.map((e) => e.tokens) ?? [])]),
-      settings: { ...shown, ptxCoef: ptx?.coef ?? null },
+      settings: { ...shown, ptxCoef: ptx?.coef ?? null, reference },
     };
     const checkpointRoles = { actor: { adapter: ROLES.actor, spec: actorSpec }, critic: { adapter: ROLES.critic, spec: rm.spec } };
     // a checkpoint's actor and critic, else the SFT adapter (or a fresh LoRA) and a copy of the reward model
