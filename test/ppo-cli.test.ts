@@ -8,9 +8,10 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
-import { addAdapter, savePeftAdapter } from "../engine/peft.js";
+import { savePeftAdapter } from "../engine/peft.js";
 import { PPO_LOG } from "../engine/train/ppo-run.js";
 import { CLI } from "./serve-process.js";
+import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";
 
 const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "ppo", "--threads", "2", ...args], { encoding: "utf8" });
@@ -21,9 +22,7 @@ describe("hybridchat train ppo", () => {
     dir = mkdtempSync(join(tmpdir(), "hc-ppo-cli-"));
     // a reward model with a non-zero value head (its LoRA B is zero, as PEFT initialises it)
     const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 16 });
-    addAdapter(lm.native, "rm", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v"], seed: 3 }, valueHead: true });
-    lm.native.writeParameter("rm", "value_head", Float32Array.from({ length: lm.config.hiddenSize }, (_, i) => 0.1 * Math.sin(i)));
-    await savePeftAdapter(lm.native, lm.config, "rm", join(dir, "rm"), { baseModel: storiesDir });
+    await saveToyRewardModel(lm, join(dir, "rm"));
     lm.native.addAdapter("plain", { lora: { rank: 2, alpha: 2, dropout: 0, targets: ["q"], seed: 0 }, valueHead: false });
     await savePeftAdapter(lm.native, lm.config, "plain", join(dir, "no-value-head"), { baseModel: storiesDir, spec: { lora: { rank: 2, alpha: 2, dropout: 0, targets: ["q"], seed: 0 }, valueHead: false } });
     lm.dispose();

@@ -11,6 +11,7 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { addAdapter, savePeftAdapter } from "../engine/peft.js";
 import { runPpoFromFiles, type PpoRunResult } from "../engine/train/ppo-run.js";
 import type { PpoStepEvent } from "../engine/train/ppo.js";
+import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";
 
 describe("train ppo --reference", () => {
@@ -19,15 +20,13 @@ describe("train ppo --reference", () => {
   before(async () => {
     lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 256 });
     dir = mkdtempSync(join(tmpdir(), "hc-ppo-ref-"));
-    addAdapter(lm.native, "rm", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v"], seed: 3 }, valueHead: true });
-    lm.native.writeParameter("rm", "value_head", Float32Array.from({ length: lm.config.hiddenSize }, (_, i) => 0.1 * Math.sin(i)));
-    await savePeftAdapter(lm.native, lm.config, "rm", join(dir, "rm"), { baseModel: storiesDir });
+    await saveToyRewardModel(lm, join(dir, "rm"));
     // an "SFT" adapter that moved the model: non-zero LoRA B everywhere it adapts
     addAdapter(lm.native, "sft", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v", "down"], seed: 5 }, valueHead: false });
     for (const p of lm.native.parameters("sft").filter((q) => q.name.endsWith("lora_B")))
       lm.native.writeParameter("sft", p.name, Float32Array.from({ length: p.shape.reduce((a, b) => a * b, 1) }, (_, i) => 0.05 * Math.cos(i)));
     await savePeftAdapter(lm.native, lm.config, "sft", join(dir, "sft"), { baseModel: storiesDir });
-    for (const a of ["rm", "sft"]) lm.native.removeAdapter(a);
+    lm.native.removeAdapter("sft");
     writeFileSync(join(dir, "prompts.jsonl"), ["Tom had a pet", "One day", "Lily and her", "The sun was"].map((p) => JSON.stringify({ prompt: p })).join("\n") + "\n");
   });
   after(() => {

@@ -8,11 +8,11 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSy
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
-import { addAdapter, savePeftAdapter } from "../engine/peft.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { TrainingInterrupted } from "../engine/train/loop.js";
 import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo-run.js";
 import type { PpoStepEvent } from "../engine/train/ppo.js";
+import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";
 
 describe("train ppo --resume", () => {
@@ -21,11 +21,7 @@ describe("train ppo --resume", () => {
   before(async () => {
     lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 256 });
     dir = mkdtempSync(join(tmpdir(), "hc-ppo-resume-"));
-    // a reward model with a non-zero value head, as ppo-cli.test.ts builds one
-    addAdapter(lm.native, "rm", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v"], seed: 3 }, valueHead: true });
-    lm.native.writeParameter("rm", "value_head", Float32Array.from({ length: lm.config.hiddenSize }, (_, i) => 0.1 * Math.sin(i)));
-    await savePeftAdapter(lm.native, lm.config, "rm", join(dir, "rm"), { baseModel: storiesDir });
-    lm.native.removeAdapter("rm");
+    await saveToyRewardModel(lm, join(dir, "rm"));
     writeFileSync(join(dir, "prompts.jsonl"), ["Tom had a pet", "One day", "Lily and her", "The sun was", "Ben and his", "Once upon a time"].map((p) => JSON.stringify({ prompt: p })).join("\n") + "\n");
     writeFileSync(join(dir, "ptx.jsonl"), ['{"prompt":"Once upon a time","completion":" there was a dog."}', '{"prompt":"Tom had","completion":" a red ball."}', '{"prompt":"Sue saw","completion":" a cat."}'].join("\n") + "\n");
   });

@@ -5,6 +5,7 @@ import type { LoadedModel } from "../engine/model.js";
 import { Engine } from "../engine/engine.js";
 import { collect, samplingParams } from "./generation-helpers.js";
 import { microBatches, trainBatch } from "../engine/train/batches.js";
+import { addAdapter, savePeftAdapter } from "../engine/peft.js";
 
 /** the behaviour preferred, mentioning an animal: about 1 in 5 of stories260K's 32-token continuations */
 export const WORD = /\b(dog|cat|bird|bear|duck|frog|bunny|fish|puppy|kitty|cow|horse|pig|lion|mouse|animal|rabbit|owl|bug)s?\b/i;
@@ -104,4 +105,15 @@ export async function meanLogRatio(model: LoadedModel, samples: readonly Sample[
       }
   }
   return sum / Math.max(n, 1);
+}
+
+/**
+ * Saves a reward model that scores without training (a LoRA whose B is zero, as PEFT
+ * initialises it, and a non-zero value head) for PPO tests that need one, not a good one.
+ */
+export async function saveToyRewardModel(model: LoadedModel, dir: string): Promise<void> {
+  addAdapter(model.native, "toy-rm", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v"], seed: 3 }, valueHead: true });
+  model.native.writeParameter("toy-rm", "value_head", Float32Array.from({ length: model.config.hiddenSize }, (_, i) => 0.1 * Math.sin(i)));
+  await savePeftAdapter(model.native, model.config, "toy-rm", dir, { baseModel: model.dir });
+  model.native.removeAdapter("toy-rm");
 }
