@@ -136,5 +136,5 @@ export function attachModel(
   if (!ft) return;
   const promoted = ft.store.versions.promoted(serving.servedModelName);
   if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
-  ft.start(app.serving, engine, model);
+  ft.start(app.serving, engine, model, (id, method, m) => app.metrics.jobStep(id, method, m));
 }

@@ -8,7 +8,7 @@ import type { ExclusiveRunner } from "../../engine/train/exclusive-model.js";
 import { errors } from "../errors.js";
 import type { ServingSlot } from "../serving.js";
 import type { Store } from "../store/store.js";
-import { JobRunner } from "./job-runner.js";
+import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
 import { FileContents } from "./training-files.js";
 
@@ -29,9 +29,9 @@ export class FineTuning {
   }
 
   /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
-  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel): JobRunner {
+  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel, onStep?: JobRunnerOptions["onStep"]): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
-    this.#runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS });
+    this.#runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, onStep });
     this.#runner.recover();
     return this.#runner;
   }

@@ -37,6 +37,8 @@ export interface JobRunnerOptions {
   /** versions/ and jobs/ live here */
   dataDir: string;
   methods: ReadonlyMap<string, TrainingMethod>;
+  /** each optimizer step of a job (GET /metrics' job gauges) */
+  onStep?: (jobId: string, method: string, metrics: Readonly<Record<string, number>>) => void;
 }
 
 /** What subscribers of a job hear: each new event, and the job whenever its status changes. */
@@ -281,7 +283,7 @@ export class JobRunner {
         hyperparameters: queued.method.hyperparameters,
         seed: queued.seed,
         signal: abort.signal,
-        report: this.#reporter(id, adapter, queued.model),
+        report: this.#reporter(id, adapter, queued.model, method.type),
       });
       if (abort.signal.aborted) throw new TrainingInterrupted(-1);
       // the trained adapter, written next to its final place and renamed into it
@@ -322,11 +324,14 @@ export class JobRunner {
     }
   }
 
-  #reporter(id: string, adapter: string, base: string): MethodReporter {
-    const { store, engine, model } = this.#o;
+  #reporter(id: string, adapter: string, base: string, method: string): MethodReporter {
+    const { store, engine, model, onStep } = this.#o;
     return {
       message: (text) => this.#say(id, text),
-      step: (m) => this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m),
+      step: (m) => {
+        this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m);
+        onStep?.(id, method, m);
+      },
       epoch: async (e) => {
         const dir = join(this.#jobDir(id), `checkpoint-${e.step}`);
         await exclusively(engine, () => savePeftAdapter(model.native, model.config, adapter, dir, { baseModel: base }));
