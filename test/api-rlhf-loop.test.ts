@@ -8,13 +8,12 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type OpenAI from "openai";
-import { HELD_OUT_PROMPTS, STORY_PROMPTS, WORD } from "./pref-helpers.js";
+import { HELD_OUT_PROMPTS, STORY_PROMPTS } from "./pref-helpers.js";
+import { animalRate, chats, preferAnimals } from "./loop-helpers.js";
 import { MODEL, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hc-loop-"));
 let s: FtServer;
-const TOKENS = 32;
 
 before(async () => {
   s = await startServer(join(dir, "data"));
@@ -24,37 +23,8 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** `requests` chat completions with n choices per prompt, sampled at temperature 1 with distinct seeds, 16 in flight. */
-async function chats(model: string, prompts: readonly string[], requests: number, n: number, seed: number): Promise<OpenAI.ChatCompletion[]> {
-  const todo = prompts.flatMap((p, i) => Array.from({ length: requests }, (_, k) => ({ p, seed: seed + 1000 * i + k })));
-  const out: OpenAI.ChatCompletion[] = [];
-  for (let i = 0; i < todo.length; i += 16)
-    out.push(
-      ...(await Promise.all(
-        todo.slice(i, i + 16).map((t) => s.client.chat.completions.create({ model, messages: [{ role: "user", content: t.p }], n, max_tokens: TOKENS, temperature: 1, seed: t.seed })),
-      )),
-    );
-  return out;
-}
-
-const animalRate = (cs: readonly OpenAI.ChatCompletion[]): number => {
-  const texts = cs.flatMap((c) => c.choices.map((x) => x.message.content ?? ""));
-  return texts.filter((t) => WORD.test(t)).length / texts.length;
-};
-
 test("chat → pairwise feedback → dpo job on the feedback → the new model prefers what people preferred", { timeout: 150_000 }, async (t) => {
-  let pairs = 0;
-  for (const c of await chats(MODEL, STORY_PROMPTS, 12, 2, 1)) {
-    const [a, b] = c.choices.map((x) => WORD.test(x.message.content ?? ""));
-    if (a === b) continue;
-    const r = await fetch(`${s.url}/v1/feedback`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ completion_id: c.id, chosen_index: a ? 0 : 1, rejected_index: a ? 1 : 0 }),
-    });
-    assert.equal(r.status, 200, await r.text());
-    pairs++;
-  }
+  const pairs = await preferAnimals(s.url, await chats(s.client, MODEL, STORY_PROMPTS, 12, 2, 1));
   assert.ok(pairs >= 40, `${pairs} preference pairs`);
 
   const job = await s.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", suffix: "animals", seed: 0, method: { type: "dpo", dpo: { hyperparameters: { beta: 0.1 } } } });
@@ -66,8 +36,8 @@ test("chat → pairwise feedback → dpo job on the feedback → the new model p
   assert.ok((await s.client.models.list()).data.some((m) => m.id === done.fine_tuned_model));
 
   // 16 requests × n 4 per held-out prompt: 256 samples per model, seeds the same for both
-  const p0 = animalRate(await chats(MODEL, HELD_OUT_PROMPTS, 16, 4, 7));
-  const p1 = animalRate(await chats(done.fine_tuned_model!, HELD_OUT_PROMPTS, 16, 4, 7));
+  const p0 = animalRate(await chats(s.client, MODEL, HELD_OUT_PROMPTS, 16, 4, 7));
+  const p1 = animalRate(await chats(s.client, done.fine_tuned_model!, HELD_OUT_PROMPTS, 16, 4, 7));
   t.diagnostic(`${pairs} pairs; animal rate base ${p0} → dpo ${p1}`);
   // as in test/pref-e2e.test.ts: under "no change" the difference of two rates of 256 samples
   // near 0.2 has sd ≈ 0.035, so a rise of 0.15 is over 4 sd
