@@ -305,6 +305,19 @@ export class JobRunner {
         this.#say(id, verdict.message);
       }
       if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      if (!method.publishes) {
+        // a reward model is no chat model: its last epoch's checkpoint is the result
+        await exclusively(engine, () => {
+          native.setTrainable(null);
+          native.removeAdapter(adapter);
+        });
+        added = false;
+        const last = store.jobs.checkpoints(id, { limit: 1 })?.items[0];
+        this.#finish(id, { status: "succeeded", trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: its result is checkpoint ${last?.fineTunedModelCheckpoint ?? "(none)"}`, {
+          write: () => store.jobs.update(id, { method: { type: method.type, hyperparameters: result.hyperparameters } }),
+        });
+        return;
+      }
       // the trained adapter, written next to its final place and renamed into it
       const versionDir = join(dataDir, "versions", id);
       const tmp = `${versionDir}.tmp`;

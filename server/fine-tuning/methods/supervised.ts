@@ -30,6 +30,7 @@ function encode(model: LoadedModel, text: string, what: string): EncodedExample[
 export const supervised: TrainingMethod = {
   type: "supervised",
   format: "sft",
+  publishes: true,
   checkHyperparameters: (h) => checkKnownHyperparameters(h, COMMON_KEYS, checkCommonValue),
   withDefaults: (h) => withAutos(COMMON_KEYS, h),
   adapterSpec: (seed) => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead: false }),
