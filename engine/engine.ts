@@ -72,6 +72,8 @@ export interface EngineObserver {
   finished(r: FinishedRequest): void;
   /** a request that ended without finishing (client gone, engine closed, a failed step) */
   aborted(adapter: string | null, reason: "cancelled" | "failed"): void;
+  /** how long the model was busy with one forward step (serving) or one exclusive task (training) */
+  busy?(kind: "forward" | "exclusive", ms: number): void;
 }
 
 export interface EngineCounters {
@@ -353,9 +355,17 @@ export class Engine {
   private async run(): Promise<void> {
     while (!this.closed) {
       const out = this.scheduler.schedule();
-      if (out) await this.step(out);
+      let t0 = performance.now();
+      if (out) {
+        await this.step(out);
+        this.observer?.busy?.("forward", performance.now() - t0);
+      }
       const task = this.closed ? undefined : this.exclusive.shift();
-      if (task) await task.work().then(task.resolve, task.reject);
+      if (task) {
+        t0 = performance.now();
+        await task.work().then(task.resolve, task.reject);
+        this.observer?.busy?.("exclusive", performance.now() - t0);
+      }
       if (!out && !task) return;
     }
   }

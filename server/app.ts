@@ -19,6 +19,7 @@ import { webRoutes } from "./routes/web.js";
 import { ServerMetrics } from "./metrics.js";
 import type { Store } from "./store/store.js";
 import { FineTuning } from "./fine-tuning/fine-tuning.js";
+import type { RlhfPolicyConfig } from "./rlhf-policy.js";
 import { promoteVersion } from "./fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
@@ -54,6 +55,8 @@ export interface AppOptions {
   metrics?: ServerMetrics;
   /** where uploaded files, job data and model versions are kept; default: a temporary directory */
   dataDir?: string;
+  /** continuous RLHF on the collected preferences (needs the store); default off */
+  rlhf?: RlhfPolicyConfig | null;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -85,7 +88,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const metrics = opts.metrics ?? new ServerMetrics();
   app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
-  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir) : null;
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
   app.addHook("onClose", async () => fineTuning?.close());
@@ -136,5 +139,5 @@ export function attachModel(
   if (!ft) return;
   const promoted = ft.store.versions.promoted(serving.servedModelName);
   if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
-  ft.start(app.serving, engine, model);
+  ft.start(app.serving, engine, model, { onStep: (id, method, m) => app.metrics.jobStep(id, method, m), log: (m) => app.log.info(m) });
 }

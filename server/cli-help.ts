@@ -1,4 +1,5 @@
 // Help texts, kept apart from the commands so `--help` loads nothing heavy.
+import { RLHF_HELP } from "./cli-rlhf.js";
 import { availableParallelism } from "node:os";
 import { presetNames } from "../engine/presets.js";
 import { CHAT_COMMANDS } from "../clients/chat-commands.js";
@@ -65,13 +66,14 @@ Options:
   --no-store                keep no completions (a request's "store": false does this per request);
                             /v1/feedback and GET /v1/chat/completions then answer 404 store_disabled
   --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default info)
-  -h, --help                this help
+${RLHF_HELP}  -h, --help                this help
 
 Examples:
   hybridchat serve
   hybridchat serve --model ../shared/models/stories260K --port 8080
   hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
   hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
+  hybridchat serve --model ../shared/models/stories260K --rlhf-after 50 --rlhf-promote
 `;
 
 export const INIT_HELP = `Usage: hybridchat init (--config FILE.json | --preset NAME) --out DIR [options]

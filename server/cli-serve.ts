@@ -1,4 +1,5 @@
 // `hybridchat serve`: listen first (so /health says "loading"), then load the model.
+import { rlhfConfig, RLHF_FLAGS } from "./cli-rlhf.js";
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
@@ -39,6 +40,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "data-dir": { type: "string", default: "hybridchat-data" },
       "no-store": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
+      ...RLHF_FLAGS,
       help: { type: "boolean", short: "h" },
     },
   });
@@ -67,6 +69,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     dataDir,
     store: !values["no-store"],
+    rlhf: rlhfConfig(values, c),
     logger: { level: values["log-level"]! },
   };
   let server: HybridchatServer;

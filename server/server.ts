@@ -1,5 +1,6 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
+import type { RlhfPolicyConfig } from "./rlhf-policy.js";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
@@ -34,6 +35,8 @@ export interface ServerOptions {
   dataDir?: string;
   /** keep completions and feedback (default true); without dataDir they are kept in memory only */
   store?: boolean;
+  /** continuous RLHF on the collected preferences (needs the store); default off */
+  rlhf?: RlhfPolicyConfig | null;
   logger?: FastifyServerOptions["logger"];
 }
 
@@ -57,7 +60,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));

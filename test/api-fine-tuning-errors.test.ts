@@ -91,9 +91,17 @@ describe("jobs", { timeout: 120_000 }, () => {
     e = await apiError(s.client.fineTuning.jobs.create({ model: "gpt-4o", training_file: goodFile }));
     assert.equal(e.status, 404);
     assert.equal(e.code, "model_not_found");
-    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "dpo", dpo: { hyperparameters: { beta: 0.1 } } } }));
+    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "reinforcement", reinforcement: {} } as never }));
     assert.equal(e.status, 400);
     assert.equal(e.code, "unsupported_method");
+    // dpo trains on preference lines, not the supervised ones of goodFile
+    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "dpo", dpo: { hyperparameters: { beta: 0.1 } } } }));
+    assert.equal(e.status, 400);
+    assert.equal(e.param, "training_file");
+    assert.match(e.message, /method 'dpo' trains on preference \(DPO\) lines/);
+    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", method: { type: "dpo", dpo: { hyperparameters: { beta: 0 } } } }));
+    assert.equal(e.status, 400);
+    assert.equal(e.param, "method.dpo.hyperparameters");
     e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 0 } } } }));
     assert.equal(e.status, 400);
     assert.equal(e.param, "method.supervised.hyperparameters");

@@ -4,7 +4,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { serveModel, waitFor, type TestServing } from "./api-helpers.js";
+import { startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
 const MODEL = "stories260K";
 let s: TestServing;
@@ -110,5 +114,45 @@ describe("GET /metrics", () => {
     const afterAbort = await scrape();
     assert.equal(value(afterAbort, "hybridchat_request_aborted_total", { model_name: MODEL, reason: "cancelled" }), 1);
     assert.equal(value(afterAbort, "hybridchat_num_requests_running"), 0);
+  });
+});
+
+describe("GET /metrics: the training side", { timeout: 120_000 }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "hc-metrics-"));
+  let ft: FtServer;
+  before(async () => {
+    ft = await startServer(dir);
+  });
+  after(async () => {
+    await ft.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test("a DPO job's step, loss, reward, KL and tokens/s are gauges labelled by job and method; busy seconds split serving / training", async () => {
+    const scrapeFt = async (): Promise<Sample[]> => parse(await (await fetch(`${ft.url}/metrics`)).text());
+    const before = await scrapeFt();
+    assert.equal(value(before, "hybridchat_model_busy_seconds_total", { phase: "training" }), 0);
+    for (const [chosen, rejected] of [["The dog ran home.", "It was late."], ["A cat sat down.", "The sun set."], ["The bird sang.", "He went in."]]) {
+      const r = await fetch(`${ft.url}/v1/feedback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Tell me a story.", chosen, rejected }) });
+      assert.equal(r.status, 200);
+    }
+    const job = await ft.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", method: { type: "dpo", dpo: { hyperparameters: { n_epochs: 2, batch_size: 1 } } } });
+    await ft.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 8 });
+    const done = await waitForJob(ft.client, job.id, ["succeeded", "failed"]);
+    assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+    const events = (await ft.client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.filter((e) => e.type === "metrics");
+    const last = events.reduce((a, e) => ((e.data as { step: number }).step > (a.data as { step: number }).step ? e : a)).data as Record<string, number>;
+    const m = await scrapeFt();
+    const labels = { job_id: job.id, method: "dpo" };
+    assert.equal(value(m, "hybridchat_fine_tuning_job_step", labels), 6);
+    assert.equal(last.step, 6);
+    assert.equal(value(m, "hybridchat_fine_tuning_job_loss", labels), last.train_loss);
+    assert.equal(value(m, "hybridchat_fine_tuning_job_reward", labels), last.reward);
+    assert.equal(value(m, "hybridchat_fine_tuning_job_kl", labels), last.kl);
+    assert.ok(value(m, "hybridchat_fine_tuning_job_tokens_per_second", labels) > 0);
+    const training = value(m, "hybridchat_model_busy_seconds_total", { phase: "training" });
+    const serving = value(m, "hybridchat_model_busy_seconds_total", { phase: "serving" });
+    // 6 steps of forwards and backwards vs one 8-token answer
+    assert.ok(training > 0 && serving > 0, `training ${training} s, serving ${serving} s`);
   });
 });

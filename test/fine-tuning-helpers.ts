@@ -5,7 +5,7 @@ import { createReadStream } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI from "openai";
 import type { FineTuningJob } from "openai/resources/fine-tuning/jobs/jobs";
-import { createServer, type HybridchatServer } from "../server/server.js";
+import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { testModelDir } from "./api-helpers.js";
 import { nameChangeData } from "./sft-helpers.js";
 
@@ -17,8 +17,8 @@ export interface FtServer {
   client: OpenAI;
 }
 
-export async function startServer(dataDir: string): Promise<FtServer> {
-  const server = createServer({ model: testModelDir, dataDir, threads: 2 });
+export async function startServer(dataDir: string, more: Partial<ServerOptions> = {}): Promise<FtServer> {
+  const server = createServer({ model: testModelDir, dataDir, threads: 2, ...more });
   const url = await server.listen({ port: 0 });
   await server.ready;
   return { server, url, client: new OpenAI({ baseURL: `${url}/v1`, apiKey: "unused", maxRetries: 0 }) };

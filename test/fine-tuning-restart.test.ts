@@ -1,19 +1,22 @@
 // Restart: `hybridchat serve` in a child process publishes a version (and promotes it),
-// then is SIGKILLed while a second job runs. After a restart on the same data dir the
-// killed job is failed with the reason, and the published version is served again under
-// its id, still promoted. A job running at a graceful shutdown (SIGTERM) is failed too.
+// then is SIGKILLed while a DPO job on the collected feedback runs and chats and feedback
+// keep arriving. After a restart on the same data dir the killed job is failed with the
+// reason, every completion and piece of feedback answered before the kill is there, and the
+// published version is served again under its id, still promoted. A job running at a
+// graceful shutdown (SIGTERM) is failed too.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
 import { createReadStream, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI from "openai";
 import { loadModel } from "../engine/model.js";
 import { testModelDir } from "./api-helpers.js";
 import { greedy, MODEL, waitForJob } from "./fine-tuning-helpers.js";
 import { serve, stop, type Served } from "./serve-process.js";
 import { HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
+import { getJson, postJson } from "./store-helpers.js";
+import type { FeedbackBody } from "../server/schemas/store-responses.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hc-ft-restart-"));
 const dataDir = join(dir, "data");
@@ -45,13 +48,24 @@ test("a job running at SIGKILL is failed after restart; published versions are s
   const ftId = done.fine_tuned_model!;
   assert.equal((await fetch(`${first.s.url}/v1/models/${encodeURIComponent(ftId)}/promote`, { method: "POST" })).status, 200);
 
-  const b = await first.client.fineTuning.jobs.create({ model: MODEL, training_file: file.id, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 25 } } } });
+  const feedbackIds: string[] = [];
+  const completions: OpenAI.ChatCompletion[] = [];
+  const feedback = async (body: object): Promise<void> => {
+    const r = await postJson<FeedbackBody>(first.s.url, "/v1/feedback", body);
+    assert.equal(r.status, 200);
+    feedbackIds.push(r.json.id);
+  };
+  for (const [chosen, rejected] of [[" A dog ran.", " It was late."], [" The cat sat.", " The sun set."], [" A bird sang.", " He went in."]])
+    await feedback({ prompt: "Once upon a time", chosen, rejected });
+  const b = await first.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", method: { type: "dpo", dpo: { hyperparameters: { n_epochs: 256, batch_size: 1 } } } });
   await waitForJob(first.client, b.id, ["running"]);
-  // let it take a few steps on the serving weights before the kill
-  for (;;) {
+  // chats and feedback while it takes steps on the serving weights, then the kill
+  for (let i = 0; ; i++) {
+    const c = await first.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 8, seed: i, n: 2 });
+    completions.push(c);
+    await feedback(i % 2 ? { completion_id: c.id, rating: 1 } : { completion_id: c.id, chosen_index: 1, rejected_index: 0 });
     const ev = await first.client.fineTuning.jobs.listEvents(b.id, { limit: 100 });
-    if (ev.data.some((e) => e.type === "metrics")) break;
-    await sleep(20);
+    if (i >= 3 && ev.data.some((e) => e.type === "metrics")) break;
   }
   assert.equal(await stop(first.s, "SIGKILL"), null);
 
@@ -62,6 +76,9 @@ test("a job running at SIGKILL is failed after restart; published versions are s
   assert.match(killed.error!.message, /restarted while this job was running/);
   assert.ok(killed.finished_at !== null);
   assert.equal((await second.client.fineTuning.jobs.retrieve(a.id)).status, "succeeded");
+  for (const c of completions) assert.deepEqual(await second.client.chat.completions.retrieve(c.id), c);
+  const stored = await getJson<{ data: { id: string }[] }>(second.s.url, "/v1/feedback?limit=100");
+  assert.deepEqual(stored.json.data.map((f) => f.id).sort(), [...feedbackIds].sort(), "every piece of feedback answered before the kill");
 
   assert.ok((await second.client.models.list()).data.some((x) => x.id === ftId));
   assert.match(await greedy(second.client, ftId, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));

@@ -5,9 +5,8 @@
 // its summed answer log-probs are computed once per data set before training.
 // Per pair: z = β[(logp_c − ref_c) − (logp_r − ref_r)], loss −log σ(z), averaged over the
 // optimizer batch; every learned token of an answer gets that answer's dL/dΣlogp / B.
-import type { NativeModel } from "../../native/index.js";
 import { microBatchesBy, sequenceLogp, trainBatch } from "./batches.js";
-import { runEpochs, type LoopCallbacks, type LoopSettings, type StepCommon } from "./loop.js";
+import { runEpochs, type LoopCallbacks, type LoopSettings, type StepCommon, type TrainingCalls } from "./loop.js";
 import { dpoLoss } from "./pref-loss.js";
 import { pairSequences, type EncodedPair } from "./pref-data.js";
 
@@ -64,7 +63,7 @@ function answerTokens(p: EncodedPair): number {
 }
 
 /** Summed answer log-probs of every pair under `adapter` (null: the base), without gradients. */
-export async function pairLogp(model: NativeModel, adapter: string | null, pairs: readonly EncodedPair[], maxBatchTokens = 4096): Promise<PairLogp> {
+export async function pairLogp(model: TrainingCalls, adapter: string | null, pairs: readonly EncodedPair[], maxBatchTokens = 4096): Promise<PairLogp> {
   const out: PairLogp = { chosen: new Float64Array(pairs.length), rejected: new Float64Array(pairs.length) };
   for (const mb of microBatchesBy(pairs.map((_, i) => i), maxBatchTokens, pairTokens(pairs))) {
     const seqs = pairSequences(pairs, mb);
@@ -108,7 +107,7 @@ class DpoAccumulator {
 }
 
 /** DPO statistics of the policy on some pairs, given their reference log-probs; no gradients. */
-export async function evaluateDpo(model: NativeModel, s: Pick<DpoSettings, "adapter" | "beta" | "maxBatchTokens">, pairs: readonly EncodedPair[], ref: PairLogp): Promise<DpoStats> {
+export async function evaluateDpo(model: TrainingCalls, s: Pick<DpoSettings, "adapter" | "beta" | "maxBatchTokens">, pairs: readonly EncodedPair[], ref: PairLogp): Promise<DpoStats> {
   const pol = await pairLogp(model, s.adapter, pairs, s.maxBatchTokens);
   const acc = new DpoAccumulator(s.beta);
   pairs.forEach((p, i) => acc.add(p, pol.chosen[i], ref.chosen[i], pol.rejected[i], ref.rejected[i]));
@@ -120,7 +119,7 @@ export async function evaluateDpo(model: NativeModel, s: Pick<DpoSettings, "adap
  * Returns the number of optimizer steps taken in total.
  */
 export async function trainDpo(
-  model: NativeModel,
+  model: TrainingCalls,
   train: readonly EncodedPair[],
   validation: readonly EncodedPair[] | null,
   s: DpoSettings,

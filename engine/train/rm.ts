@@ -4,9 +4,8 @@
 // with the EOS the encoders append, it reads the whole answer). Loss per pair:
 // −log σ(r_chosen − r_rejected), averaged over the optimizer batch; both answers of a pair
 // run in the same forward so their gradient (dL/dvalue at two positions) goes back at once.
-import type { NativeModel } from "../../native/index.js";
 import { microBatchesBy, valueBatch } from "./batches.js";
-import { runEpochs, type LoopCallbacks, type LoopSettings, type StepCommon } from "./loop.js";
+import { runEpochs, type LoopCallbacks, type LoopSettings, type StepCommon, type TrainingCalls } from "./loop.js";
 import { pairwiseLoss } from "./pref-loss.js";
 import { pairSequences, type EncodedPair } from "./pref-data.js";
 
@@ -49,7 +48,7 @@ const pairTokens = (pairs: readonly EncodedPair[]) => (i: number) => pairs[i].ch
  * each sequence's last token, without gradients. Sequences are packed up to `maxBatchTokens`
  * per forward (a longer one runs alone).
  */
-export async function scoreSequences(model: NativeModel, adapter: string, sequences: readonly Int32Array[], maxBatchTokens = 4096): Promise<Float32Array> {
+export async function scoreSequences(model: TrainingCalls, adapter: string, sequences: readonly Int32Array[], maxBatchTokens = 4096): Promise<Float32Array> {
   const out = new Float32Array(sequences.length);
   const all = sequences.map((_, i) => i);
   for (const mb of microBatchesBy(all, maxBatchTokens, (i) => sequences[i].length)) {
@@ -61,7 +60,7 @@ export async function scoreSequences(model: NativeModel, adapter: string, sequen
 }
 
 /** Loss, accuracy and margin of the reward adapter on some pairs, without gradients. */
-export async function evaluatePairs(model: NativeModel, adapter: string, pairs: readonly EncodedPair[], maxBatchTokens = 4096): Promise<PairStats> {
+export async function evaluatePairs(model: TrainingCalls, adapter: string, pairs: readonly EncodedPair[], maxBatchTokens = 4096): Promise<PairStats> {
   const seqs = pairSequences(pairs, pairs.map((_, i) => i)).map((e) => e.tokens);
   const r = await scoreSequences(model, adapter, seqs, maxBatchTokens);
   const acc = new PairAccumulator();
@@ -93,7 +92,7 @@ class PairAccumulator {
  * Returns the number of optimizer steps taken in total.
  */
 export async function trainRewardModel(
-  model: NativeModel,
+  model: TrainingCalls,
   train: readonly EncodedPair[],
   validation: readonly EncodedPair[] | null,
   s: RewardSettings,

@@ -8,20 +8,24 @@ import type { ExclusiveRunner } from "../../engine/train/exclusive-model.js";
 import { errors } from "../errors.js";
 import type { ServingSlot } from "../serving.js";
 import type { Store } from "../store/store.js";
-import { JobRunner } from "./job-runner.js";
+import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
 import { FileContents } from "./training-files.js";
+import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf-policy.js";
 
 export class FineTuning {
   readonly files: FileContents;
   readonly dataDir: string;
   #runner: JobRunner | null = null;
+  #policy: RlhfPolicy | null = null;
   /** a temporary data dir (no --data-dir), removed on close */
   readonly #ownDir: boolean;
 
   constructor(
     readonly store: Store,
     dataDir: string | undefined,
+    /** continuous RLHF (null: off) */
+    readonly rlhf: RlhfPolicyConfig | null = null,
   ) {
     this.#ownDir = dataDir === undefined;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "hybridchat-data-"));
@@ -29,11 +33,21 @@ export class FineTuning {
   }
 
   /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
-  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel): JobRunner {
+  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
-    this.#runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS });
-    this.#runner.recover();
-    return this.#runner;
+    let policy: RlhfPolicy | null = null;
+    const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
+    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined) });
+    this.#runner = runner;
+    this.#policy = policy;
+    runner.recover();
+    policy?.start();
+    return runner;
+  }
+
+  /** the continuous-RLHF policy, when configured and the model is served */
+  get policy(): RlhfPolicy | null {
+    return this.#policy;
   }
 
   get runner(): JobRunner | null {
@@ -48,6 +62,7 @@ export class FineTuning {
 
   /** Stops the running job (failed: shut down); call before the engine closes. */
   async close(): Promise<void> {
+    this.#policy?.close();
     await this.#runner?.close();
     if (this.#ownDir) rmSync(this.dataDir, { recursive: true, force: true });
   }

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
 import type { LoadedModel } from "../../engine/model.js";
 import { exclusiveTraining, exclusively, type ExclusiveRunner } from "../../engine/train/exclusive-model.js";
-import { TrainingInterrupted } from "../../engine/train/sft.js";
+import { TrainingInterrupted, type TrainingCalls } from "../../engine/train/sft.js";
 import { SftDataError } from "../../engine/train/sft-data.js";
 import { errors } from "../errors.js";
 import { nowSeconds } from "../openai-shapes.js";
@@ -37,7 +37,18 @@ export interface JobRunnerOptions {
   /** versions/ and jobs/ live here */
   dataDir: string;
   methods: ReadonlyMap<string, TrainingMethod>;
+  /**
+   * The check a job's trained adapter must pass before it is saved and published, if the
+   * job has one (the continuous-RLHF policy's not-worse gate); read from the job's record,
+   * so a job queued before a restart is still gated after it.
+   */
+  gateFor?: (job: JobRecord) => JobGate | null;
+  /** each optimizer step of a job (GET /metrics' job gauges) */
+  onStep?: (jobId: string, method: string, metrics: Readonly<Record<string, number>>) => void;
 }
+
+/** A trained candidate judged before it is published: pass or not, and why (a job event). */
+export type JobGate = (candidate: { adapter: string; training: TrainingCalls; validationText: string | null }) => Promise<{ pass: boolean; message: string }>;
 
 /** What subscribers of a job hear: each new event, and the job whenever its status changes. */
 export type JobUpdate = { kind: "event"; event: JobEvent } | { kind: "status"; job: JobRecord };
@@ -212,9 +223,10 @@ export class JobRunner {
    * deleted later (or feedback collected later) does not change what it trains on.
    */
   #validate(id: string): void {
+    if (this.#closing) return; // the store may be closed already
     const { store } = this.#o;
     const job = store.jobs.get(id);
-    if (!job || job.status !== "validating_files" || this.#closing) return;
+    if (!job || job.status !== "validating_files") return;
     try {
       const dir = this.#jobDir(id);
       mkdirSync(dir, { recursive: true });
@@ -272,18 +284,40 @@ export class JobRunner {
       });
       const dir = this.#jobDir(id);
       const text = (f: string): string => readFileSync(join(dir, f), "utf8");
+      const training = exclusiveTraining(engine, native);
+      const validationText = queued.validationFile ? text("validation.jsonl") : null;
       const result = await method.run({
         model,
-        training: exclusiveTraining(engine, native),
+        training,
         adapter,
         trainText: text("training.jsonl"),
-        validationText: queued.validationFile ? text("validation.jsonl") : null,
+        validationText,
         hyperparameters: queued.method.hyperparameters,
         seed: queued.seed,
         signal: abort.signal,
-        report: this.#reporter(id, adapter, queued.model),
+        report: this.#reporter(id, adapter, queued.model, method.type),
       });
       if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      const gate = this.#o.gateFor?.(queued);
+      if (gate) {
+        const verdict = await gate({ adapter, training, validationText });
+        if (!verdict.pass) throw new JobFailure({ code: "candidate_not_better", message: verdict.message, param: null });
+        this.#say(id, verdict.message);
+      }
+      if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      if (!method.publishes) {
+        // a reward model is no chat model: its last epoch's checkpoint is the result
+        await exclusively(engine, () => {
+          native.setTrainable(null);
+          native.removeAdapter(adapter);
+        });
+        added = false;
+        const last = store.jobs.checkpoints(id, { limit: 1 })?.items[0];
+        this.#finish(id, { status: "succeeded", trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: its result is checkpoint ${last?.fineTunedModelCheckpoint ?? "(none)"}`, {
+          write: () => store.jobs.update(id, { method: { type: method.type, hyperparameters: result.hyperparameters } }),
+        });
+        return;
+      }
       // the trained adapter, written next to its final place and renamed into it
       const versionDir = join(dataDir, "versions", id);
       const tmp = `${versionDir}.tmp`;
@@ -322,11 +356,14 @@ export class JobRunner {
     }
   }
 
-  #reporter(id: string, adapter: string, base: string): MethodReporter {
-    const { store, engine, model } = this.#o;
+  #reporter(id: string, adapter: string, base: string, method: string): MethodReporter {
+    const { store, engine, model, onStep } = this.#o;
     return {
       message: (text) => this.#say(id, text),
-      step: (m) => this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m),
+      step: (m) => {
+        this.#event(id, "info", `Step ${m.step}/${m.total_steps}: training loss=${m.train_loss.toFixed(4)}`, "metrics", m);
+        onStep?.(id, method, m);
+      },
       epoch: async (e) => {
         const dir = join(this.#jobDir(id), `checkpoint-${e.step}`);
         await exclusively(engine, () => savePeftAdapter(model.native, model.config, adapter, dir, { baseModel: base }));

@@ -21,6 +21,8 @@ export const CreateJobSchema = Type.Object(
           type: Type.String({ minLength: 1 }),
           supervised: Opt(MethodParams),
           dpo: Opt(MethodParams),
+          /** extension: a reward model (kept as the job's checkpoints) */
+          reward_model: Opt(MethodParams),
           reinforcement: Opt(MethodParams),
         },
         { additionalProperties: false },

@@ -41,6 +41,8 @@ export interface TrainingMethod {
   readonly type: string;
   /** the training file lines it reads */
   readonly format: TrainingFormat;
+  /** true: the result is a chat model, published as ft:<base>:<suffix>:<job-id>; false: it stays the job's checkpoints (a reward model) */
+  readonly publishes: boolean;
   /** why these hyperparameters are not acceptable (names the key), or null */
   checkHyperparameters(h: Record<string, unknown>): string | null;
   /** every accepted hyperparameter, "auto" where the request left it out */

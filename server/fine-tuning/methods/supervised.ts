@@ -3,11 +3,11 @@
 // number); the base learning rate is the LoRA default of engine/train/hyperparams.ts.
 import { parseSftJsonl, SftDataError } from "../../../engine/train/sft-data.js";
 import { encodeExamples, type EncodedExample } from "../../../engine/train/sft-encode.js";
-import { autoBatchSize, autoEpochs, autoWarmupSteps, defaultLearningRate } from "../../../engine/train/hyperparams.js";
+import { autoWarmupSteps, defaultLearningRate } from "../../../engine/train/hyperparams.js";
 import { runSft, totalSteps } from "../../../engine/train/sft.js";
 import type { LoadedModel } from "../../../engine/model.js";
 import { LINEAR_NAMES } from "../../../engine/peft.js";
-import type { Hyperparameters } from "../../store/jobs.js";
+import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, commonSettings, withAutos } from "./hyperparameters.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
 
 export const LORA_RANK = 8;
@@ -18,23 +18,6 @@ export const LORA_RANK = 8;
  * on stories260K on 2 cores (ARCHITECTURE.md, "Fine-tuning jobs").
  */
 export const JOB_MICRO_BATCH_TOKENS = 256;
-
-const KEYS = ["n_epochs", "batch_size", "learning_rate_multiplier"] as const;
-
-function checkValue(key: string, v: unknown): string | null {
-  if (v === "auto") return null;
-  if (key === "learning_rate_multiplier") return typeof v === "number" && v > 0 && v <= 100 ? null : `${key} must be "auto" or a number in (0, 100]`;
-  return Number.isInteger(v) && (v as number) >= 1 && (v as number) <= 256 ? null : `${key} must be "auto" or an integer from 1 to 256`;
-}
-
-export function checkKnownHyperparameters(h: Record<string, unknown>, keys: readonly string[], check: (k: string, v: unknown) => string | null): string | null {
-  for (const [k, v] of Object.entries(h)) {
-    if (!keys.includes(k)) return `unknown hyperparameter "${k}" (allowed: ${keys.join(", ")})`;
-    const e = check(k, v);
-    if (e) return e;
-  }
-  return null;
-}
 
 function encode(model: LoadedModel, text: string, what: string): EncodedExample[] {
   const ctx = { tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, maxLength: Math.min(model.maxContext, model.config.maxPositions) };
@@ -47,18 +30,16 @@ function encode(model: LoadedModel, text: string, what: string): EncodedExample[
 export const supervised: TrainingMethod = {
   type: "supervised",
   format: "sft",
-  checkHyperparameters: (h) => checkKnownHyperparameters(h, KEYS, checkValue),
-  withDefaults: (h) => Object.fromEntries(KEYS.map((k) => [k, (h[k] as number | "auto" | undefined) ?? "auto"])) as Hyperparameters,
+  publishes: true,
+  checkHyperparameters: (h) => checkKnownHyperparameters(h, COMMON_KEYS, checkCommonValue),
+  withDefaults: (h) => withAutos(COMMON_KEYS, h),
   adapterSpec: (seed) => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead: false }),
 
   async run(r: MethodRun): Promise<MethodResult> {
     const train = encode(r.model, r.trainText, "training_file");
     const val = r.validationText === null ? null : encode(r.model, r.validationText, "validation_file");
     const n = train.length;
-    const h = r.hyperparameters;
-    const epochs = h.n_epochs === "auto" || h.n_epochs === undefined ? autoEpochs(n) : h.n_epochs;
-    const batchSize = Math.min(n, h.batch_size === "auto" || h.batch_size === undefined ? autoBatchSize(n) : h.batch_size);
-    const mult = h.learning_rate_multiplier === "auto" || h.learning_rate_multiplier === undefined ? 1 : h.learning_rate_multiplier;
+    const { epochs, batchSize, mult } = commonSettings(r.hyperparameters, n);
     const lr = defaultLearningRate(LORA_RANK) * mult;
     const total = totalSteps(n, { epochs, batchSize });
     r.report.message(`Training ${n} examples${val ? ` (validation: ${val.length})` : ""}: ${epochs} epochs, batch size ${batchSize}, ${total} steps`);
@@ -80,7 +61,7 @@ export const supervised: TrainingMethod = {
         signal: r.signal,
         onStep: (e) => {
           tokens += e.tokens;
-          r.report.step({ step: e.step, total_steps: total, train_loss: e.loss, learning_rate: e.lr, grad_norm: e.grad_norm });
+          r.report.step({ step: e.step, total_steps: total, train_loss: e.loss, learning_rate: e.lr, grad_norm: e.grad_norm, tokens_per_s: e.tokens_per_s });
         },
         onEpoch: (e) => r.report.epoch({ step: e.step, epoch: e.epoch, train_loss: e.train_loss, valid_loss: e.val_loss }),
       },

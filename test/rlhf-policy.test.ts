@@ -1,0 +1,88 @@
+// Continuous RLHF over real HTTP on stories260K. A server with `rlhf: {after: 30, promote}`
+// collects preferences (chat n: 2, the animal preference of test/loop-helpers.ts); the
+// policy fires by itself, leaves a visible job and two files (train / held-out), the gate's
+// verdict as a job event, and the base id serving the promoted candidate. Restarted with a
+// time trigger and a learning rate too small to learn anything, the next candidate is worse
+// than the promoted version on the held-out pairs: its job fails with the gate's reason,
+// it is neither published nor promoted, and serving goes on. A run in progress blocks
+// another; with nothing new, nothing fires.
+import { after, test } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { isHeldOut, RLHF_SUFFIX } from "../server/rlhf-policy.js";
+import { STORY_PROMPTS } from "./pref-helpers.js";
+import { chats, preferAnimals } from "./loop-helpers.js";
+import { MODEL, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+
+const dir = mkdtempSync(join(tmpdir(), "hc-rlhf-"));
+const data = join(dir, "data");
+let s: FtServer | undefined;
+after(async () => {
+  await s?.server.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+async function rlhfJobs(f: FtServer) {
+  return (await f.client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => f.server.store!.jobs.get(j.id)?.suffix === RLHF_SUFFIX);
+}
+
+test("the split is deterministic and holds out about the share asked", () => {
+  const ids = Array.from({ length: 2000 }, (_, i) => `fb-${i}`);
+  const held = ids.filter((id) => isHeldOut(id, 0.2)).length;
+  assert.ok(held > 320 && held < 480, `${held} of 2000 held out`);
+  assert.deepEqual(ids.map((id) => isHeldOut(id, 0.2)), ids.map((id) => isHeldOut(id, 0.2)));
+});
+
+test("after N preferences the policy trains, gates, publishes and promotes; a worse candidate is not published", { timeout: 150_000 }, async (t) => {
+  s = await startServer(data, { rlhf: { after: 30, everyMinutes: null, method: "dpo", promote: true, pollMs: 20, heldOut: 0.3 } });
+  const policy = s.server.app.fineTuning!.policy!;
+  assert.deepEqual(await rlhfJobs(s), [], "nothing fires before any preference");
+  const pairs = await preferAnimals(s.url, await chats(s.client, MODEL, STORY_PROMPTS, 12, 2, 1));
+  assert.ok(pairs >= 30, `${pairs} pairs`);
+  await new Promise((r) => setTimeout(r, 100));
+  await policy.idle();
+  const [job, ...more] = await rlhfJobs(s);
+  assert.ok(job, "the policy created a job");
+  assert.equal(more.length, 0, "one run at a time (the preferences after the 30th wait for the next run)");
+  assert.equal(job.status, "succeeded", JSON.stringify(job.error));
+  assert.equal(job.method?.type, "dpo");
+  const files = (await s.client.files.list()).data;
+  const train = files.find((f) => f.id === job.training_file)!;
+  const held = files.find((f) => f.id === job.validation_file)!;
+  assert.match(train.filename, /^rlhf-\d+\.train\.jsonl$/);
+  assert.match(held.filename, /^rlhf-\d+\.heldout\.jsonl$/);
+  const events = (await s.client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
+  const verdict = events.find((m) => m.startsWith("Held-out evaluation"));
+  assert.ok(verdict, events.join("\n"));
+  assert.match(verdict, new RegExp(`served ${MODEL} margin .*not worse, publishing`));
+  t.diagnostic(verdict);
+  const good = job.fine_tuned_model!;
+  assert.equal(s.server.store!.versions.promoted(MODEL), good);
+  assert.ok((await s.client.models.list()).data.some((m) => m.id === good));
+  await s.server.close();
+
+  // restarted: a time trigger, a candidate that cannot learn; checks by hand (no polling)
+  s = await startServer(data, {
+    rlhf: { after: null, everyMinutes: 0.0001, method: "dpo", promote: true, pollMs: 1e9, heldOut: 0.3, hyperparameters: { n_epochs: 1, learning_rate_multiplier: 0.001 } },
+  });
+  const p2 = s.server.app.fineTuning!.policy!;
+  const r = await fetch(`${s.url}/v1/feedback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Mia had a red ball.", chosen: " A dog ran to her.", rejected: " She went home." }) });
+  assert.equal(r.status, 200);
+  const worse = await p2.check();
+  assert.ok(worse, "a preference came and the period has passed");
+  assert.equal(await p2.check(), null, "never two runs at once");
+  await p2.idle();
+  assert.equal(await p2.check(), null, "nothing new since the last run: nothing fires, whatever the period");
+  const failed = await waitForJob(s.client, worse.id, ["succeeded", "failed", "cancelled"]);
+  assert.equal(failed.status, "failed");
+  assert.equal(failed.error?.code, "candidate_not_better");
+  assert.match(failed.error!.message, new RegExp(`served ${good.replace(/[.:]/g, "\\$&")} margin .*worse, not published`));
+  t.diagnostic(failed.error!.message);
+  assert.equal(failed.fine_tuned_model, null);
+  assert.ok(!(await s.client.models.list()).data.some((m) => m.id.endsWith(worse.id)));
+  assert.equal(s.server.store!.versions.promoted(MODEL), good, "the promoted version stays");
+  const c = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 8 });
+  assert.ok(c.choices[0]!.message.content!.length > 0, "serving goes on");
+});
