@@ -22,6 +22,7 @@ import { FineTuning } from "./fine-tuning/fine-tuning.js";
 import { promoteVersion } from "./fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
+import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -54,6 +55,8 @@ export interface AppOptions {
   metrics?: ServerMetrics;
   /** where uploaded files, job data and model versions are kept; default: a temporary directory */
   dataDir?: string;
+  /** who may call what (server/auth.ts); none: every route is open */
+  apiKeys?: readonly ApiKey[];
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -100,6 +103,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     reply.header("connection", "close");
     throw errors.shuttingDown();
   });
+
+  installAuth(app, new ApiKeys(opts.apiKeys ?? []));
 
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
