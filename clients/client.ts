@@ -1,10 +1,12 @@
-// The hybridchat client: the official `openai` client (chat, completions, models, stored
-// completions work exactly as there) plus typed helpers for hybridchat's extensions.
-//   const hc = new HybridchatClient({ baseURL: "http://127.0.0.1:8000/v1", apiKey: "unused" });
+// The hybridchat client: the official `openai` client (chat, completions, models, files,
+// stored completions work exactly as there) plus typed helpers for hybridchat's extensions.
+//   const hc = new HybridchatClient({ baseURL: "http://127.0.0.1:8000/v1", apiKey: process.env.HYBRIDCHAT_API_KEY });
 //   const r = await hc.chat.completions.create({ model, messages });
 //   await hc.feedback.rate(r.id, 1);
 import OpenAI, { type ClientOptions } from "openai";
 import type { FeedbackBody, ListPageBody } from "../server/schemas/store-responses.js";
+import { JobsResource } from "./jobs.js";
+import { VersionsResource, type ModelBody } from "./versions.js";
 
 export type { FeedbackBody };
 export type FeedbackType = FeedbackBody["type"];
@@ -85,23 +87,26 @@ export class FeedbackResource {
   }
 }
 
-/** POST /v1/models/{id}/promote's answer: the base id's model object and what it serves now. */
-export type PromoteBody = OpenAI.Models.Model & { serves: string };
+/** The key sent when none is given: a server without API keys ignores it. */
+const NO_KEY = "unused";
 
 export class HybridchatClient extends OpenAI {
   readonly feedback: FeedbackResource;
+  /** fine-tuning jobs: every method the server runs, and `stream(id)` over the WebSocket */
+  readonly jobs: JobsResource;
+  /** served versions: list, promote, rollback */
+  readonly versions: VersionsResource;
 
+  /** `apiKey` defaults to $HYBRIDCHAT_API_KEY; a server without keys needs none */
   constructor(opts: ClientOptions = {}) {
-    // a local server needs no key; the openai client insists on one
-    super({ apiKey: "unused", ...opts });
+    super({ ...opts, apiKey: opts.apiKey ?? process.env.HYBRIDCHAT_API_KEY ?? NO_KEY });
     this.feedback = new FeedbackResource(this);
+    this.jobs = new JobsResource(this);
+    this.versions = new VersionsResource(this);
   }
 
-  /**
-   * Makes the base model id serve version `modelId` (e.g. a job's `fine_tuned_model`);
-   * promoting the base id itself rolls back to the base weights.
-   */
-  promote(modelId: string): Promise<PromoteBody> {
-    return this.post<PromoteBody>(`/models/${encodeURIComponent(modelId)}/promote`);
+  /** the same as `versions.promote` */
+  promote(modelId: string): Promise<ModelBody> {
+    return this.versions.promote(modelId);
   }
 }

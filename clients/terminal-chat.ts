@@ -8,6 +8,8 @@ import { CHAT_COMMANDS } from "./chat-commands.js";
 
 export interface ChatOptions {
   url: string;
+  /** sent as a Bearer token; needed when the server was started with API keys */
+  apiKey?: string;
   model?: string;
   system?: string;
   maxTokens: number;
@@ -19,7 +21,7 @@ export interface ChatOptions {
 type Message = OpenAI.ChatCompletionMessageParam;
 
 export async function runChat(o: ChatOptions): Promise<void> {
-  const client = new HybridchatClient({ baseURL: `${o.url.replace(/\/+$/, "")}/v1`, maxRetries: 0 });
+  const client = new HybridchatClient({ baseURL: `${o.url.replace(/\/+$/, "")}/v1`, apiKey: o.apiKey, maxRetries: 0 });
   const out = (s: string): void => void o.output.write(s);
   const model = o.model ?? (await client.models.list()).data[0]?.id;
   if (!model) throw new Error(`${o.url} serves no model`);

@@ -23,6 +23,7 @@ import type { RlhfPolicyConfig } from "./rlhf-policy.js";
 import { promoteVersion } from "./fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
+import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -57,6 +58,8 @@ export interface AppOptions {
   dataDir?: string;
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
+  /** who may call what (server/auth.ts); none: every route is open */
+  apiKeys?: readonly ApiKey[];
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -103,6 +106,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     reply.header("connection", "close");
     throw errors.shuttingDown();
   });
+
+  installAuth(app, new ApiKeys(opts.apiKeys ?? []));
 
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);

@@ -12,6 +12,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
     options: {
       url: { type: "string", default: "http://127.0.0.1:8000" },
       model: { type: "string" },
+      "api-key": { type: "string" },
       system: { type: "string" },
       "max-tokens": { type: "string" },
       temperature: { type: "string" },
@@ -30,6 +31,7 @@ export async function chatCommand(argv: string[]): Promise<void> {
     await runChat({
       url: values.url!,
       model: values.model,
+      apiKey: values["api-key"] ?? process.env.HYBRIDCHAT_API_KEY,
       system: values.system,
       maxTokens: intOption(values["max-tokens"], "max-tokens", c, 1, 1_000_000) ?? 256,
       temperature,
@@ -39,6 +41,8 @@ export async function chatCommand(argv: string[]): Promise<void> {
   } catch (e) {
     const err = e as Error & { cause?: { code?: string } };
     if (err.name === "APIConnectionError") throw new UsageError(`cannot reach ${values.url}: is \`hybridchat serve\` running there?`, c);
+    if (err.name === "AuthenticationError")
+      throw new UsageError(`${values.url} wants an API key: pass --api-key KEY or set HYBRIDCHAT_API_KEY (${err.message})`, c);
     throw e;
   }
 }

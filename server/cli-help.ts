@@ -31,6 +31,7 @@ kept, and what you think of the answers is stored as feedback the server can tra
 Options:
   --url URL            the server (default http://127.0.0.1:8000)
   --model ID           the model id to talk to (default: the first one /v1/models lists)
+  --api-key KEY        the key, when the server requires one (default: $HYBRIDCHAT_API_KEY)
   --system TEXT        a system message to start the conversation with
   --max-tokens N       longest answer (default 256)
   --temperature T      sampling temperature (default 0.8)
@@ -40,6 +41,7 @@ ${CHAT_COMMANDS}
 Examples:
   hybridchat chat
   hybridchat chat --url http://127.0.0.1:8080 --model ft:stories260K:names:ftjob-abc
+  HYBRIDCHAT_API_KEY=my-user-key hybridchat chat --url http://gpu-box:8000
 `;
 
 export const SERVE_HELP = `Usage: hybridchat serve [options]
@@ -51,7 +53,12 @@ Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
 Options:
   --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json).
                             Without it, a built-in tiny model with random (UNTRAINED) weights is served.
-  --host HOST               address to bind (default 127.0.0.1)
+  --host HOST               address to bind (default 127.0.0.1). Any other address needs API keys:
+                            without them every route (files, jobs, promote) is open to whoever connects
+  --api-key KEY:ROLE        require "Authorization: Bearer KEY"; ROLE is user (chat, completions,
+                            models, feedback, stored completions) or admin (everything, incl. files,
+                            fine-tuning jobs, promote, /metrics); repeatable. Also read from
+                            HYBRIDCHAT_API_KEYS="key1:admin,key2:user". /health and the web page stay open
   --port N                  port (default 8000; 0 picks a free one)
   --served-model-name NAME  the id clients send as "model" (default: the directory's name)
   --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
@@ -74,6 +81,8 @@ Examples:
   hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
   hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
   hybridchat serve --model ../shared/models/stories260K --rlhf-after 50 --rlhf-promote
+  hybridchat serve --model ../shared/models/stories260K --host 0.0.0.0 --api-key "$ADMIN_KEY:admin" --api-key "$USER_KEY:user"
+  HYBRIDCHAT_API_KEYS="$ADMIN_KEY:admin" hybridchat serve --host 0.0.0.0 --data-dir /var/lib/hybridchat
 `;
 
 export const INIT_HELP = `Usage: hybridchat init (--config FILE.json | --preset NAME) --out DIR [options]

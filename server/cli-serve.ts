@@ -8,6 +8,7 @@ import { intOption, UsageError } from "./cli-errors.js";
 import { SERVE_HELP } from "./cli-help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "./server.js";
 import { DB_FILE } from "./store/db.js";
+import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "./auth.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -21,6 +22,15 @@ function adapterOption(spec: string, c: string): { name: string; dir: string } {
   return { name, dir };
 }
 
+/** --api-key KEY:ROLE (repeatable) and HYBRIDCHAT_API_KEYS="k1:admin,k2:user", together. */
+function apiKeysOption(flags: readonly string[], env: string | undefined, c: string): ApiKey[] {
+  try {
+    return [...flags.map(parseApiKey), ...parseApiKeys(env ?? "")];
+  } catch (e) {
+    throw new UsageError((e as Error).message, c);
+  }
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -32,6 +42,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       port: { type: "string", default: "8000" },
       "served-model-name": { type: "string" },
       adapter: { type: "string", multiple: true },
+      "api-key": { type: "string", multiple: true },
       threads: { type: "string" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
@@ -57,6 +68,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const adapters = (values.adapter ?? []).map((spec) => adapterOption(spec, c));
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
   const port = intOption(values.port, "port", c, 0, 65535)!;
+  const apiKeys = apiKeysOption(values["api-key"] ?? [], process.env.HYBRIDCHAT_API_KEYS, c);
+  try {
+    checkBind(values.host!, new ApiKeys(apiKeys));
+  } catch (e) {
+    throw new UsageError((e as Error).message, c);
+  }
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -71,6 +88,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     store: !values["no-store"],
     rlhf: rlhfConfig(values, c),
     logger: { level: values["log-level"]! },
+    apiKeys,
   };
   let server: HybridchatServer;
   try {
@@ -108,6 +126,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw e;
   }
   process.stderr.write(`hybridchat: listening on ${url} (GET ${url}/health says 503 until the model is loaded)\n`);
+  process.stderr.write(
+    apiKeys.length === 0
+      ? "hybridchat: no API keys: every route is open, so listening on loopback only; add --api-key KEY:admin to serve other hosts\n"
+      : `hybridchat: API keys required (${apiKeys.filter((k) => k.role === "admin").length} admin, ${apiKeys.filter((k) => k.role === "user").length} user): send Authorization: Bearer KEY\n`,
+  );
   if (values.model === undefined)
     process.stderr.write(
       "hybridchat: no --model given: serving the built-in tiny model. It is UNTRAINED (random weights):\n" +

@@ -154,6 +154,34 @@ export const errors = {
       "retry-after": "1",
     }),
 
+  missingApiKey: () =>
+    new ApiError(
+      401,
+      "invalid_request_error",
+      "missing_api_key",
+      "You didn't provide an API key. Send it in an Authorization header using Bearer auth (Authorization: Bearer YOUR_KEY); the server's operator gives out keys.",
+      null,
+      { "www-authenticate": 'Bearer realm="hybridchat"' },
+    ),
+
+  invalidApiKey: (redacted: string) =>
+    new ApiError(
+      401,
+      "invalid_request_error",
+      "invalid_api_key",
+      `Incorrect API key provided: ${redacted}. Check the key, or ask the server's operator for one.`,
+      null,
+      { "www-authenticate": 'Bearer realm="hybridchat", error="invalid_token"' },
+    ),
+
+  adminOnly: (method: string, path: string) =>
+    new ApiError(
+      403,
+      "invalid_request_error",
+      "insufficient_permissions",
+      `${method} ${path} needs an admin API key; this key has the user role (chat, completions, models, feedback, stored completions).`,
+    ),
+
   internal: () =>
     new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Sorry about that!"),
 } as const;

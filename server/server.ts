@@ -11,6 +11,7 @@ import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./app.js";
 import { Store } from "./store/store.js";
 import { restoreVersions } from "./fine-tuning/restore.js";
+import { ApiKeys, checkBind, type ApiKey } from "./auth.js";
 
 export interface ServerOptions {
   /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
@@ -38,6 +39,8 @@ export interface ServerOptions {
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
   logger?: FastifyServerOptions["logger"];
+  /** API keys and their roles; without any the server listens on loopback only */
+  apiKeys?: ApiKey[];
 }
 
 /** The served name of the built-in model (its directory name is a cache key). */
@@ -60,7 +63,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));
@@ -97,9 +100,14 @@ export class HybridchatServer {
     attachModel(this.app, engine, model, servedName, adapters);
   }
 
-  /** Opens the port (the model may still be loading); resolves with the base URL. */
+  /**
+   * Opens the port (the model may still be loading); resolves with the base URL. Without
+   * API keys, a host other than loopback is refused.
+   */
   async listen(l: ListenOptions = {}): Promise<string> {
-    return this.app.listen({ host: l.host ?? "127.0.0.1", port: l.port ?? 8000 });
+    const host = l.host ?? "127.0.0.1";
+    checkBind(host, new ApiKeys(this.opts.apiKeys ?? []));
+    return this.app.listen({ host, port: l.port ?? 8000 });
   }
 
   /**

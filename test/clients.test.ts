@@ -4,8 +4,11 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { HybridchatClient } from "../clients/client.js";
+import type { JobStreamMessage } from "../clients/job-stream.js";
+import { nameChangeData } from "./sft-helpers.js";
 import { jsonlErrors } from "../engine/train/training-format.js";
 import { README, repoRoot } from "./api-helpers.js";
 import { MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
@@ -14,9 +17,14 @@ let s: StoreServing;
 let hc: HybridchatClient;
 const story = [{ role: "user" as const, content: "Once upon a time" }];
 
+let dataFile: string;
+
 before(async () => {
   s = await serveWithStore();
   hc = new HybridchatClient({ baseURL: `${s.baseUrl}/v1`, maxRetries: 0 });
+  // made with the model before the engine serves anything on it
+  dataFile = join(s.dir, "names.jsonl");
+  await nameChangeData(s.model, dataFile, 4);
 });
 after(async () => {
   await s.close();
@@ -59,6 +67,52 @@ describe("HybridchatClient", () => {
 
   test("server errors arrive as the openai client's typed errors", async () => {
     await assert.rejects(hc.feedback.rate("chatcmpl-nope", 1), (e: unknown) => (e as { status?: number }).status === 404);
+  });
+});
+
+describe("HybridchatClient jobs and versions", () => {
+  test("upload, create, stream to success; the version is listed, promoted and rolled back", { timeout: 120_000 }, async () => {
+    const file = await hc.files.create({ file: createReadStream(dataFile), purpose: "fine-tune" });
+    const job = await hc.jobs.create({
+      model: MODEL,
+      training_file: file.id,
+      suffix: "sdk",
+      seed: 0,
+      method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 1, batch_size: 1 } } },
+    });
+    assert.equal(job.object, "fine_tuning.job");
+    const seen: JobStreamMessage[] = [];
+    for await (const m of hc.jobs.stream(job.id)) seen.push(m);
+    const last = seen.at(-1)!;
+    assert.ok(last.object === "fine_tuning.job" && last.status === "succeeded", JSON.stringify(last));
+    const steps = seen.filter((m) => m.object === "fine_tuning.job.event" && m.type === "metrics");
+    assert.ok(steps.length >= 4, `one metrics event per step: ${steps.length}`);
+    assert.equal(new Set(seen.filter((m) => m.object === "fine_tuning.job.event").map((m) => m.id)).size, seen.length - seen.filter((m) => m.object === "fine_tuning.job").length, "no event twice");
+
+    const done = await hc.jobs.retrieve(job.id);
+    assert.equal(done.status, "succeeded");
+    const ft = done.fine_tuned_model!;
+    assert.ok((await hc.jobs.list()).data.some((j) => j.id === job.id));
+    assert.ok((await hc.jobs.events(job.id)).data.length > 0);
+
+    let v = await hc.versions.list();
+    assert.deepEqual([v.base, v.serves], [MODEL, MODEL]);
+    assert.ok(v.versions.some((m) => m.id === ft));
+    await assert.rejects(hc.versions.rollback(), /nothing to roll back/);
+    assert.equal((await hc.versions.promote(ft)).serves, ft);
+    v = await hc.versions.list();
+    assert.equal(v.serves, ft);
+    assert.equal((await hc.versions.rollback()).serves, MODEL, "the first version rolls back to the base weights");
+    assert.equal((await hc.versions.list()).serves, MODEL);
+  });
+
+  test("cancel a queued job; the stream of an unknown job fails with 404", async () => {
+    const file = await hc.files.create({ file: createReadStream(dataFile), purpose: "fine-tune" });
+    const job = await hc.jobs.create({ model: MODEL, training_file: file.id, method: { type: "supervised" } });
+    assert.equal((await hc.jobs.cancel(job.id)).status, "cancelled");
+    await assert.rejects(async () => {
+      for await (const _m of hc.jobs.stream("ftjob-missing")) assert.fail("no message expected");
+    }, (e: unknown) => (e as { status?: number }).status === 404);
   });
 });
 

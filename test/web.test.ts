@@ -1,12 +1,18 @@
 // The web page end to end in a real headless Chromium (Debian's, driven by playwright-core)
 // against a real server and store: send a message, watch the answer stream in, rate it,
 // correct it, compare two answers side by side and pick one — and find each judgement
-// stored where training reads it.
+// stored where training reads it; watch a fine-tuning job train in the Jobs tab's charts and
+// promote its version; on a server with API keys, the key field gets the page in.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
+import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import type { FeedbackBody } from "../server/schemas/store-responses.js";
+import type { ModelBody } from "../server/schemas/responses.js";
+import { createServer } from "../server/server.js";
+import { testModelDir } from "./api-helpers.js";
+import { nameChangeData } from "./sft-helpers.js";
 import { serveWithStore, type StoreServing } from "./store-helpers.js";
 
 const CHROMIUM = process.env.HYBRIDCHAT_CHROMIUM ?? "/usr/bin/chromium";
@@ -25,6 +31,8 @@ async function stored(): Promise<FeedbackBody[]> {
 describe("web page", { skip }, () => {
   before(async () => {
     s = await serveWithStore();
+    // the job's data, made with the model before the engine serves anything on it
+    await nameChangeData(s.model, join(s.dir, "names.jsonl"), 4);
     browser = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
     page = await browser.newPage();
     const errors: string[] = [];
@@ -77,5 +85,61 @@ describe("web page", { skip }, () => {
     assert.equal(await page.locator(".pair .chosen").count(), 1);
     const pref = (await stored()).find((f) => f.type === "preference");
     assert.ok(pref?.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, JSON.stringify(pref));
+  });
+
+  test("jobs: a job's loss chart fills from the events WebSocket; promote and roll back from the page", { timeout: 120_000 }, async () => {
+    const file = await s.client.files.create({ file: createReadStream(join(s.dir, "names.jsonl")), purpose: "fine-tune" });
+    const job = await s.client.fineTuning.jobs.create({
+      model: "stories260K",
+      training_file: file.id,
+      suffix: "web",
+      method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 1, batch_size: 1 } } },
+    });
+    await page.getByRole("tab", { name: "Jobs" }).click();
+    const row = page.locator(`tr[data-job="${job.id}"]`);
+    await row.waitFor();
+    assert.match(await row.innerText(), /supervised\s+stories260K/);
+    await page.getByRole("button", { name: `watch ${job.id}` }).click();
+    await page.locator('#job-state[data-status="succeeded"]').waitFor({ timeout: 90_000 });
+    const chart = page.locator('.chart[data-series="loss"]');
+    const count = Number(await chart.getAttribute("data-count"));
+    assert.ok(count >= 4, `one point per step: ${count}`);
+    assert.equal((await chart.locator("polyline").getAttribute("points"))!.split(" ").length, count);
+
+    const ft = (await s.client.fineTuning.jobs.retrieve(job.id)).fine_tuned_model!;
+    const serves = async (): Promise<string | undefined> =>
+      ((await (await fetch(`${s.baseUrl}/v1/models`)).json()) as { data: ModelBody[] }).data.find((m) => m.id === "stories260K")!.serves;
+    await page.getByRole("button", { name: `promote ${ft}` }).click();
+    await page.getByText(`stories260K now serves ${ft}.`).waitFor();
+    assert.equal(await serves(), ft);
+    await page.getByRole("button", { name: "roll back to stories260K" }).click();
+    await page.getByText("stories260K now serves stories260K.").waitFor();
+    assert.equal(await serves(), "stories260K");
+  });
+});
+
+describe("web page with API keys", { skip }, () => {
+  test("without a key the page says to enter one; with the key typed in, it chats", { timeout: 60_000 }, async () => {
+    const keyed = createServer({ model: testModelDir, store: false, threads: 2, apiKeys: [{ key: "page-key-123456", role: "user" }] });
+    const url = await keyed.listen({ port: 0 });
+    await keyed.ready;
+    const b = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    try {
+      const p = await b.newPage();
+      await p.goto(`${url}/`);
+      await p.waitForSelector("body[data-ready=true]");
+      await p.getByText("Enter an API key at the top of the page.").waitFor();
+      await p.getByLabel("API key").fill("page-key-123456");
+      await p.getByLabel("API key").press("Enter");
+      await p.locator("#model option", { hasText: "stories260K" }).waitFor({ state: "attached" });
+      assert.equal(await p.evaluate(`localStorage.getItem("hybridchat.apiKey")`), "page-key-123456", "the key is remembered");
+      await p.fill("#input", "Once upon a time");
+      await p.press("#input", "Enter");
+      await p.locator(".turn.assistant").getByRole("button", { name: "good answer" }).waitFor();
+      assert.ok((await p.locator(".turn.assistant").innerText()).length > 10);
+    } finally {
+      await b.close();
+      await keyed.close(0);
+    }
   });
 });

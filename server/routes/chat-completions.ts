@@ -49,7 +49,7 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: Ser
 }
 
 export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.post("/v1/chat/completions", { schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
+  app.post("/v1/chat/completions", { config: { access: "user" }, schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
     const { serving, variant } = requireServing(opts.slot, body.model);

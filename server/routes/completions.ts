@@ -69,7 +69,7 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedV
 }
 
 export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.post("/v1/completions", { schema: { body: CompletionRequestSchema } }, async (request, reply) => {
+  app.post("/v1/completions", { config: { access: "user" }, schema: { body: CompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
     const { serving, variant } = requireServing(opts.slot, body.model);

@@ -26,7 +26,7 @@ function idempotencyKey(header: string | string[] | undefined): string | null {
 }
 
 export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.post("/v1/feedback", { schema: { body: FeedbackRequestSchema } }, async (request, reply) => {
+  app.post("/v1/feedback", { config: { access: "user" }, schema: { body: FeedbackRequestSchema } }, async (request, reply) => {
     const store = requireStore(opts.store);
     const key = idempotencyKey(request.headers["idempotency-key"]);
     const out = store.idempotency.run<FeedbackBody>(SCOPE, key, request.body, () => ({
@@ -40,7 +40,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
 
   app.get(
     "/v1/feedback",
-    { schema: { querystring: ListFeedbackQuerySchema }, validatorCompiler: queryValidatorCompiler },
+    { config: { access: "user" }, schema: { querystring: ListFeedbackQuerySchema }, validatorCompiler: queryValidatorCompiler },
     async (request): Promise<ListPageBody<FeedbackBody>> => {
       const store = requireStore(opts.store);
       const q = request.query;
@@ -65,7 +65,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
 
   app.get(
     "/v1/feedback/export",
-    { schema: { querystring: ExportQuerySchema }, validatorCompiler: queryValidatorCompiler },
+    { config: { access: "user" }, schema: { querystring: ExportQuerySchema }, validatorCompiler: queryValidatorCompiler },
     async (request, reply) => {
       const store = requireStore(opts.store);
       const q = request.query;

@@ -5,6 +5,7 @@
 import websocket from "@fastify/websocket";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import type { WebSocket } from "ws";
+import { chooseWsProtocol } from "../auth.js";
 import { ApiError, errors } from "../errors.js";
 import type { FineTuning } from "../fine-tuning/fine-tuning.js";
 import type { JobUpdate } from "../fine-tuning/job-runner.js";
@@ -65,7 +66,7 @@ function streamJob(ft: FineTuning, socket: WebSocket, id: string): void {
 }
 
 export const fineTuningJobsRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOptions> = async (app, opts) => {
-  await app.register(websocket);
+  await app.register(websocket, { options: { handleProtocols: chooseWsProtocol } });
 
   app.post("/v1/fine_tuning/jobs", { schema: { body: CreateJobSchema } }, async (request): Promise<JobBody> => {
     const ft = requireFineTuning(opts.fineTuning);

@@ -9,7 +9,7 @@ export interface HealthBody {
 }
 
 export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.get("/health", async (_request, reply): Promise<HealthBody> => {
+  app.get("/health", { config: { access: "public" } }, async (_request, reply): Promise<HealthBody> => {
     const s = opts.slot.state;
     if (s.status === "ready") return { status: "ok", model: s.serving.servedModelName };
     reply.code(503).header("retry-after", "1");

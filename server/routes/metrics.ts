@@ -3,7 +3,9 @@ import type { FastifyPluginAsync } from "fastify";
 import type { ServerMetrics } from "../metrics.js";
 
 export const metricsRoutes: FastifyPluginAsync<{ metrics: ServerMetrics }> = async (app, opts) => {
-  app.get("/metrics", async (_request, reply) => {
+  // admin: it names the served versions and shows traffic and training progress; Prometheus
+  // scrapes with `authorization: { credentials: KEY }`
+  app.get("/metrics", { config: { access: "admin" } }, async (_request, reply) => {
     reply.header("content-type", opts.metrics.registry.contentType);
     return opts.metrics.registry.metrics();
   });

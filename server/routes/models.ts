@@ -15,22 +15,23 @@ const modelBody = (s: Serving, v: ServedVariant): ModelBody => ({
   created: v.created,
   owned_by: "hybridchat",
   root: s.servedModelName,
-  parent: v.adapter === null ? null : s.servedModelName,
+  parent: v.id === s.servedModelName ? null : s.servedModelName,
+  ...(v.id === s.servedModelName ? { serves: s.promoted ?? s.servedModelName } : {}),
 });
 
 export const modelsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.get("/v1/models", async (): Promise<ModelListBody> => {
+  app.get("/v1/models", { config: { access: "user" } }, async (): Promise<ModelListBody> => {
     const serving = readyServing(opts.slot);
     return { object: "list", data: [...serving.variants.values()].map((v) => modelBody(serving, v)) };
   });
 
   // a wildcard, because served names may hold slashes ("org/model")
-  app.get("/v1/models/*", async (request): Promise<ModelBody> => {
+  app.get("/v1/models/*", { config: { access: "user" } }, async (request): Promise<ModelBody> => {
     const { serving, variant } = requireServing(opts.slot, (request.params as { "*": string })["*"]);
     return modelBody(serving, variant);
   });
 
-  app.post("/v1/models/*", async (request): Promise<ModelBody & { serves: string }> => {
+  app.post("/v1/models/*", { config: { access: "admin" } }, async (request): Promise<ModelBody> => {
     const path = (request.params as { "*": string })["*"];
     const m = /^(.+)\/promote$/.exec(path);
     if (!m) throw errors.routeNotFound("POST", request.url);
@@ -39,6 +40,6 @@ export const modelsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     // persisted first (a restart serves the same thing under the base id), then swapped in
     opts.store?.versions.promote(base, target === base ? null : target);
     const serving = promoteVersion(opts.slot, target);
-    return { ...modelBody(serving, serving.variants.get(base)!), serves: serving.promoted ?? base };
+    return modelBody(serving, serving.variants.get(base)!);
   });
 };

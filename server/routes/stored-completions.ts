@@ -27,7 +27,7 @@ function storedChat(store: Store, id: string): CompletionRecord {
 export const storedCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   const validatorCompiler = queryValidatorCompiler;
 
-  app.get("/v1/chat/completions", { schema: { querystring: ListCompletionsQuerySchema }, validatorCompiler }, async (request) => {
+  app.get("/v1/chat/completions", { config: { access: "user" }, schema: { querystring: ListCompletionsQuerySchema }, validatorCompiler }, async (request) => {
     const store = requireStore(opts.store);
     const q = request.query;
     try {
@@ -46,13 +46,13 @@ export const storedCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = 
     }
   });
 
-  app.get("/v1/chat/completions/:id", { schema: { params: IdParamsSchema }, validatorCompiler }, async (request) => {
+  app.get("/v1/chat/completions/:id", { config: { access: "user" }, schema: { params: IdParamsSchema }, validatorCompiler }, async (request) => {
     return storedChat(requireStore(opts.store), request.params.id).response as ChatCompletionBody;
   });
 
   app.get(
     "/v1/chat/completions/:id/messages",
-    { schema: { params: IdParamsSchema, querystring: ListMessagesQuerySchema }, validatorCompiler },
+    { config: { access: "user" }, schema: { params: IdParamsSchema, querystring: ListMessagesQuerySchema }, validatorCompiler },
     async (request): Promise<ListPageBody<StoredMessageBody>> => {
       const c = storedChat(requireStore(opts.store), request.params.id);
       const q = request.query;

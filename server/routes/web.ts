@@ -7,6 +7,10 @@ import type { FastifyPluginAsync } from "fastify";
 const WEB_ROOT = fileURLToPath(new URL(import.meta.url.includes("/dist/") ? "../../../server/web/" : "../web/", import.meta.url));
 
 export const webRoutes: FastifyPluginAsync = async (app) => {
+  // the page and its files hold no data: open to all, the page then asks for a key
+  app.addHook("onRoute", (route) => {
+    route.config = { ...route.config, access: "public" };
+  });
   await app.register(fastifyStatic, { root: WEB_ROOT, prefix: "/web/", index: false });
   app.get("/", async (_request, reply) => reply.sendFile("index.html", WEB_ROOT));
 };

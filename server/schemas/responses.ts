@@ -85,6 +85,8 @@ export interface ModelBody {
   root: string;
   /** for an adapter, the base it is applied to; null for the base itself */
   parent: string | null;
+  /** on the base id only: the version it serves (itself, or the promoted one) */
+  serves?: string;
 }
 
 export interface ModelListBody {

@@ -1,6 +1,9 @@
 // The chat page: streamed answers, a rating and a correction box on each, and a side-by-side
-// mode that records which of two answers the person prefers. Plain ES module, no build step;
-// it speaks only the public HTTP API (OpenAI chat completions + /v1/feedback).
+// mode that records which of two answers the person prefers; the Jobs tab is jobs.js. Plain
+// ES modules, no build step; they speak only the public HTTP API (OpenAI chat completions,
+// /v1/feedback, fine-tuning jobs, promote) with the key typed at the top (api.js).
+import { apiKey, call, errorText, headers, setApiKey } from "./api.js";
+import { refreshJobs } from "./jobs.js";
 
 /** @typedef {{ role: "system" | "user" | "assistant", content: string }} Message */
 /** @typedef {{ id: string, index: number }} Source  the completion (and choice) an answer came from */
@@ -21,12 +24,6 @@ function say(/** @type {string} */ text) {
   status.textContent = text;
 }
 
-async function api(/** @type {string} */ path, /** @type {unknown} */ body) {
-  const res = await fetch(path, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
-  const json = await res.json();
-  if (!res.ok) throw new Error(json?.error?.message ?? `HTTP ${res.status}`);
-  return json;
-}
 
 /**
  * Streams one chat completion; calls onDelta(choiceIndex, text) as tokens arrive.
@@ -35,12 +32,12 @@ async function api(/** @type {string} */ path, /** @type {unknown} */ body) {
 async function stream(/** @type {string} */ model, /** @type {Message[]} */ messages, /** @type {number} */ n, /** @type {(i: number, t: string) => void} */ onDelta) {
   const res = await fetch("/v1/chat/completions", {
     method: "POST",
-    headers: { "content-type": "application/json" },
+    headers: headers({ "content-type": "application/json" }),
     body: JSON.stringify({ model, messages, n, stream: true, max_tokens: 200, temperature: 0.8 }),
   });
   if (!res.ok || !res.body) {
     const json = await res.json().catch(() => null);
-    throw new Error(json?.error?.message ?? `HTTP ${res.status}`);
+    throw new Error(errorText(res, json));
   }
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   const texts = Array.from({ length: n }, () => "");
@@ -85,7 +82,7 @@ function tools(/** @type {HTMLElement} */ box, /** @type {Source} */ src, /** @t
   bar.className = "tools";
   const rate = (/** @type {1 | -1} */ rating, /** @type {HTMLButtonElement} */ b) => async () => {
     try {
-      await api("/v1/feedback", { completion_id: src.id, choice_index: src.index, rating });
+      await call("/v1/feedback", { completion_id: src.id, choice_index: src.index, rating });
       b.classList.add("done");
       say(rating > 0 ? "Thanks: marked as good." : "Thanks: marked as bad.");
     } catch (e) {
@@ -107,7 +104,7 @@ function tools(/** @type {HTMLElement} */ box, /** @type {Source} */ src, /** @t
     const save = button("save correction", "save the better answer");
     save.onclick = async () => {
       try {
-        await api("/v1/feedback", { completion_id: src.id, choice_index: src.index, correction: area.value });
+        await call("/v1/feedback", { completion_id: src.id, choice_index: src.index, correction: area.value });
         row.remove();
         say("Thanks: the correction is saved and can be trained on.");
       } catch (e) {
@@ -164,7 +161,7 @@ async function pair(/** @type {string} */ model, /** @type {string} */ other) {
       ? { completion_id: win.id, chosen_index: win.index, rejected_index: lose.index }
       : { chosen_id: win.id, rejected_id: lose.id };
     try {
-      await api("/v1/feedback", body);
+      await call("/v1/feedback", body);
       boxes[k].classList.add("chosen");
       row.querySelectorAll(".prefer").forEach((b) => b.remove());
       history.push({ role: "assistant", content: texts[k] });
@@ -217,9 +214,37 @@ $("reset").addEventListener("click", () => {
   say("");
 });
 
-const models = await fetch("/v1/models").then((r) => r.json());
-for (const m of models.data ?? []) {
-  modelSel.append(new Option(m.id, m.id));
-  modelB.append(new Option(m.id, m.id));
+async function loadModels() {
+  modelSel.replaceChildren();
+  modelB.replaceChildren(new Option("another sample", ""));
+  try {
+    for (const m of (await call("/v1/models")).data) {
+      modelSel.append(new Option(m.id, m.id));
+      modelB.append(new Option(m.id, m.id));
+    }
+  } catch (e) {
+    say(/** @type {Error} */ (e).message);
+  }
 }
+
+const keyInput = /** @type {HTMLInputElement} */ ($("api-key"));
+keyInput.value = apiKey();
+keyInput.addEventListener("change", () => {
+  setApiKey(keyInput.value.trim());
+  say("");
+  void loadModels();
+});
+
+function showTab(/** @type {"chat" | "jobs"} */ name) {
+  for (const t of ["chat", "jobs"]) {
+    $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
+    $(`${t}-view`).hidden = t !== name;
+  }
+  if (name === "jobs") void refreshJobs();
+}
+$("tab-chat").addEventListener("click", () => showTab("chat"));
+$("tab-jobs").addEventListener("click", () => showTab("jobs"));
+$("jobs-refresh").addEventListener("click", () => void refreshJobs());
+
+await loadModels();
 document.body.dataset.ready = "true";
