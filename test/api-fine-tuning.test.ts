@@ -3,28 +3,19 @@
 // being served (latency idle vs. during the job printed), watch its events over the
 // WebSocket; the new model id says the new name, the base id still says "Lily"; promote
 // it (a request already running finishes on the base), promote the base back.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import WebSocket from "ws";
 import { HybridchatClient } from "../clients/client.js";
 import { HELD_OUT, NEW_NAME } from "./sft-helpers.js";
-import { greedy, MODEL, percentile, startServer, uploadNameChange, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+import { greedy, MODEL, percentile, serverForFile, uploadNameChange, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
-const dir = mkdtempSync(join(tmpdir(), "hc-ft-"));
-const dataFile = join(dir, "names.jsonl");
 let s: FtServer;
-
-before(async () => {
-  s = await startServer(join(dir, "data"));
-});
-after(async () => {
-  await s?.server.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+const dir = serverForFile("hc-ft-", (x) => (s = x));
+const dataFile = join(dir, "names.jsonl");
 
 /** One short chat request; its latency in ms (throws if it fails). */
 async function timedRequest(i: number): Promise<number> {

@@ -3,25 +3,14 @@
 // animal (the model's own samples, test/pref-helpers.ts) → POST /v1/fine_tuning/jobs with
 // training_file "feedback", method dpo → the job succeeds → the new model id, served by the
 // same process, mentions animals on held-out prompts clearly more often than the base.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { HELD_OUT_PROMPTS, STORY_PROMPTS } from "./pref-helpers.js";
 import { animalRate, chats, preferAnimals } from "./loop-helpers.js";
-import { MODEL, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
-const dir = mkdtempSync(join(tmpdir(), "hc-loop-"));
 let s: FtServer;
-
-before(async () => {
-  s = await startServer(join(dir, "data"));
-});
-after(async () => {
-  await s?.server.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+serverForFile("hc-loop-", (x) => (s = x));
 
 test("chat → pairwise feedback → dpo job on the feedback → the new model prefers what people preferred", { timeout: 150_000 }, async (t) => {
   const pairs = await preferAnimals(s.url, await chats(s.client, MODEL, STORY_PROMPTS, 12, 2, 1));

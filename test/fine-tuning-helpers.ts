@@ -1,7 +1,10 @@
 // Shared by the fine-tuning tests: a server on the real model with a data dir, the
 // official client, the name-change data set as an upload, greedy text through the API,
 // and job polling. (No tests here.)
-import { createReadStream } from "node:fs";
+import { createReadStream, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import OpenAI from "openai";
 import type { FineTuningJob } from "openai/resources/fine-tuning/jobs/jobs";
@@ -15,6 +18,25 @@ export interface FtServer {
   server: HybridchatServer;
   url: string;
   client: OpenAI;
+}
+
+/**
+ * A server for a test file on a fresh temporary directory (the data dir is its "data"):
+ * started before the file's tests (handed to `set`), closed and the directory removed after.
+ * Returns the directory.
+ */
+export function serverForFile(prefix: string, set: (s: FtServer) => void, more: Partial<ServerOptions> = {}): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  let s: FtServer | undefined;
+  before(async () => {
+    s = await startServer(join(dir, "data"), more);
+    set(s);
+  });
+  after(async () => {
+    await s?.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+  return dir;
 }
 
 export async function startServer(dataDir: string, more: Partial<ServerOptions> = {}): Promise<FtServer> {

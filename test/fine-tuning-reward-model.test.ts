@@ -1,27 +1,19 @@
 // method.type "reward_model" over HTTP: a reward model trained on the collected preferences
 // is no served version; its last checkpoint (PEFT + value_head.safetensors), loaded on a
 // fresh model, ranks every chosen answer it was trained on above the rejected one.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { loadPeftAdapter, VALUE_HEAD_WEIGHTS } from "../engine/peft.js";
 import { evaluatePairs } from "../engine/train/rm.js";
 import { encodeJobPairs } from "../server/fine-tuning/methods/pairs.js";
 import { testModelDir } from "./api-helpers.js";
-import { MODEL, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
-const dir = mkdtempSync(join(tmpdir(), "hc-rm-job-"));
 let s: FtServer;
-before(async () => {
-  s = await startServer(join(dir, "data"));
-});
-after(async () => {
-  await s?.server.close();
-  rmSync(dir, { recursive: true, force: true });
-});
+serverForFile("hc-rm-job-", (x) => (s = x));
 
 const PAIRS = [
   [" The dog ran to the park.", " It was late and dark."],

@@ -12,6 +12,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { isHeldOut, RLHF_SUFFIX } from "../server/rlhf-policy.js";
+import { rlhfConfig } from "../server/cli-rlhf.js";
 import { STORY_PROMPTS } from "./pref-helpers.js";
 import { chats, preferAnimals } from "./loop-helpers.js";
 import { MODEL, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
@@ -33,6 +34,16 @@ test("the split is deterministic and holds out about the share asked", () => {
   const held = ids.filter((id) => isHeldOut(id, 0.2)).length;
   assert.ok(held > 320 && held < 480, `${held} of 2000 held out`);
   assert.deepEqual(ids.map((id) => isHeldOut(id, 0.2)), ids.map((id) => isHeldOut(id, 0.2)));
+});
+
+test("serve's --rlhf-* flags: off by default, checked, and the config the policy takes", () => {
+  assert.equal(rlhfConfig({}, "serve"), null);
+  assert.deepEqual(rlhfConfig({ "rlhf-after": "50", "rlhf-promote": true }, "serve"), { after: 50, everyMinutes: null, method: "dpo", promote: true });
+  assert.deepEqual(rlhfConfig({ "rlhf-every": "0.5", "rlhf-method": "dpo" }, "serve"), { after: null, everyMinutes: 0.5, method: "dpo", promote: false });
+  assert.throws(() => rlhfConfig({ "rlhf-after": "0" }, "serve"), /--rlhf-after must be between 1/);
+  assert.throws(() => rlhfConfig({ "rlhf-every": "0" }, "serve"), /--rlhf-every/);
+  assert.throws(() => rlhfConfig({ "rlhf-after": "5", "rlhf-method": "ppo" }, "serve"), /--rlhf-method must be one of dpo/);
+  assert.throws(() => rlhfConfig({ "rlhf-promote": true }, "serve"), /need --rlhf-after N or --rlhf-every MINUTES/);
 });
 
 test("after N preferences the policy trains, gates, publishes and promotes; a worse candidate is not published", { timeout: 150_000 }, async (t) => {

@@ -4,10 +4,9 @@
 // hyperparameters: beta, n_epochs, batch_size, learning_rate_multiplier.
 import { DEFAULT_BETA, trainDpo } from "../../../engine/train/dpo.js";
 import { DEFAULT_DPO_LR } from "../../../engine/train/hyperparams.js";
-import { LINEAR_NAMES } from "../../../engine/peft.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, resolved, withAutos } from "./hyperparameters.js";
 import { preparePairJob } from "./pairs.js";
-import { LORA_RANK } from "./supervised.js";
+import { jobAdapterSpec } from "./supervised.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
 
 const KEYS = [...COMMON_KEYS, "beta"] as const;
@@ -23,7 +22,7 @@ export const dpo: TrainingMethod = {
   publishes: true,
   checkHyperparameters: (h) => checkKnownHyperparameters(h, KEYS, checkValue),
   withDefaults: (h) => withAutos(KEYS, h),
-  adapterSpec: (seed) => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead: false }),
+  adapterSpec: jobAdapterSpec(false),
 
   async run(r: MethodRun): Promise<MethodResult> {
     const job = preparePairJob(r, DEFAULT_DPO_LR);

@@ -4,10 +4,9 @@
 // it as its checkpoints (PEFT layout with value_head.safetensors; the last one is the result).
 import { DEFAULT_LORA_LR } from "../../../engine/train/hyperparams.js";
 import { trainRewardModel } from "../../../engine/train/rm.js";
-import { LINEAR_NAMES } from "../../../engine/peft.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, withAutos } from "./hyperparameters.js";
 import { preparePairJob } from "./pairs.js";
-import { LORA_RANK } from "./supervised.js";
+import { jobAdapterSpec } from "./supervised.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
 
 export const rewardModel: TrainingMethod = {
@@ -16,7 +15,7 @@ export const rewardModel: TrainingMethod = {
   publishes: false,
   checkHyperparameters: (h) => checkKnownHyperparameters(h, COMMON_KEYS, checkCommonValue),
   withDefaults: (h) => withAutos(COMMON_KEYS, h),
-  adapterSpec: (seed) => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead: true }),
+  adapterSpec: jobAdapterSpec(true),
 
   async run(r: MethodRun): Promise<MethodResult> {
     const job = preparePairJob(r, DEFAULT_LORA_LR);

@@ -6,11 +6,17 @@ import { encodeExamples, type EncodedExample } from "../../../engine/train/sft-e
 import { autoWarmupSteps, defaultLearningRate } from "../../../engine/train/hyperparams.js";
 import { runSft, totalSteps } from "../../../engine/train/sft.js";
 import type { LoadedModel } from "../../../engine/model.js";
+import type { AdapterSpec } from "../../../native/index.js";
 import { LINEAR_NAMES } from "../../../engine/peft.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, commonSettings, withAutos } from "./hyperparameters.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
 
 export const LORA_RANK = 8;
+
+/** every job's adapter: LoRA rank 8 on every linear layer, with a value head for a reward model */
+export const jobAdapterSpec =
+  (valueHead: boolean) =>
+  (seed: number): AdapterSpec => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead });
 
 /**
  * Tokens per micro-batch (one trainForward/trainBackward call): the latency budget of a
@@ -33,7 +39,7 @@ export const supervised: TrainingMethod = {
   publishes: true,
   checkHyperparameters: (h) => checkKnownHyperparameters(h, COMMON_KEYS, checkCommonValue),
   withDefaults: (h) => withAutos(COMMON_KEYS, h),
-  adapterSpec: (seed) => ({ lora: { rank: LORA_RANK, alpha: 2 * LORA_RANK, dropout: 0, targets: [...LINEAR_NAMES], seed }, valueHead: false }),
+  adapterSpec: jobAdapterSpec(false),
 
   async run(r: MethodRun): Promise<MethodResult> {
     const train = encode(r.model, r.trainText, "training_file");
