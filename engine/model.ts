@@ -20,6 +20,8 @@ export interface LoadModelOptions {
   kvBlocks?: number;
   /** cap on prompt + completion tokens; default (and at most) the model's maxPositions */
   maxContext?: number;
+  /** thread ranks each layer is split over (tensor parallelism); default 1 */
+  tensorParallel?: number;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
@@ -97,6 +99,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     threads: opts.threads ?? availableParallelism(),
     kvBlockSize,
     kvBlocks,
+    tensorParallel: opts.tensorParallel,
   });
   let disposed = false;
   return {

@@ -54,6 +54,8 @@ export interface ModelOptions {
   kvBlockSize: number;
   /** number of KV-cache blocks in the pool (capacity = kvBlocks * kvBlockSize tokens over all sequences) */
   kvBlocks: number;
+  /** thread ranks each layer is split over (Megatron tensor parallelism, native/src/rank.h); default 1 */
+  tensorParallel?: number;
 }
 
 /**

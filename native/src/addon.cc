@@ -178,6 +178,8 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (opts.threads < 1) opts.threads = default_threads();
     opts.kv_block_size = int_of(oo, "kvBlockSize");
     opts.kv_blocks = int_of(oo, "kvBlocks");
+    if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
+      opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
     auto model = std::make_shared<hc::Model>(spec, tensors, opts);
     Napi::Object obj = env.GetInstanceData<AddonData>()->model_ctor.New({});
     ModelWrap::Unwrap(obj)->set(std::move(model));

@@ -77,6 +77,8 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   for (const std::string& n : store_.names())
     if (!used.count(n)) throw Error("tensor_unexpected", "tensor " + n + " is not used by this model spec");
   pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
+  TensorParallel::check(s, opts.tensor_parallel);
+  if (opts.tensor_parallel > 1) tp_ = std::make_unique<TensorParallel>(s, opts.tensor_parallel, opts.threads);
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks);
 }
 
@@ -190,6 +192,10 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     spans_.resize(static_cast<size_t>(nseq));
 
     for (int64_t l = 0; l < s.L; l++) {
+      if (tp_) {
+        tp_->layer_forward(*this, l, res, apps, T);
+        continue;
+      }
       const LayerWeights& w = layers_[l];
       // attention block
       cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, pool);

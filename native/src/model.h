@@ -10,6 +10,7 @@
 
 #include "cpu/ops.h"
 #include "kvcache.h"
+#include "rank.h"
 #include "threadpool.h"
 #include "train/adapter.h"
 #include "train/params.h"
@@ -31,6 +32,7 @@ struct ModelOptions {
   int threads = 1;
   int64_t kv_block_size = 16;
   int64_t kv_blocks = 256;
+  int tensor_parallel = 1;  // thread ranks splitting each layer (rank.h); 1 = off
 };
 
 struct ForwardBatch {
@@ -132,6 +134,7 @@ class Model {
   void unmerge_adapter();
 
  private:
+  friend class TensorParallel;
   void validate(const ForwardBatch& b) const;
   void linear(float* out, const float* in, const Linear& w, int64_t M);
   // out[rows] += sign·s·(in[rows]·Aᵀ)·Bᵀ for each app's rows (no dropout: serving path)
@@ -164,6 +167,7 @@ class Model {
   Linear lm_head_;
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<KVCache> kv_;
+  std::unique_ptr<TensorParallel> tp_;  // null at --tensor-parallel 1
 
   // activations, reused across steps (grown when a step is larger than any before)
   std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, cos_, sin_, sel_;

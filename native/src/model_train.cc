@@ -147,6 +147,9 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
     throw Error("no_value_head", "trainForward: values asked for, but the batch's adapter has no value head");
   if (any_merged())
     throw Error("adapter_merged", "trainForward: adapter '" + merged_ + "' is merged; unmerge it before training");
+  if (tp_)
+    throw Error("not_supported", "trainForward: training with tensor parallelism is not implemented; load the model "
+                                 "with tensor parallel size 1 to train");
 
   const int64_t C = s.C, L = s.L, HD = s.HD;
   // A no-grad forward (e.g. reference log-probs) leaves a pending grad forward's tape alone.

@@ -1,0 +1,171 @@
+// Tensor parallelism (native/src/rank.h): a model split over 2 thread ranks gives the
+// logits of the unsplit model (fp32 tolerance: only the all-reduce's summation order
+// differs) on random checkpoints of every layout and on stories260K, greedy decoding
+// token for token, under continuous batching, with LoRA adapters applied per sequence
+// and merged; a size that does not divide the heads is refused.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { native, type NativeModel } from "../native/index.js";
+import { loadModel } from "../engine/model.js";
+import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { llamaForwardRef } from "./reference/llama.js";
+import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
+import { storiesDir } from "./test-model.js";
+
+const seq = (...a: number[]) => Int32Array.from(a);
+type Coded = Error & { code?: string };
+const hasCode = (code: string) => (e: unknown) => (e as Coded).code === code;
+
+// head counts and MLP width divisible by 2; C and I large enough that the kernels split work
+const base: Tiny = { C: 64, I: 96, L: 2, NH: 8, NKV: 4, HD: 8, V: 101, dtype: "f32", bias: false, qkNorm: false, tied: true, ropeScaling: 1 };
+const variants: [string, Tiny][] = [
+  ["llama gqa tied f32", base],
+  ["qwen2 biases bf16, one kv head per rank", { ...base, dtype: "bf16", bias: true, NKV: 2, HD: 16, C: 48 }],
+  ["qwen3 qk-norm f16 untied", { ...base, dtype: "f16", qkNorm: true, tied: false, L: 3 }],
+];
+
+const argmax = (a: Float32Array, off: number, V: number) => {
+  let best = 0;
+  for (let i = 1; i < V; i++) if (a[off + i]! > a[off + best]!) best = i;
+  return best;
+};
+
+describe("tensor parallelism on random checkpoints", () => {
+  let dir = "";
+  const seed = freshSeed();
+  const rng = new Rng(seed);
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "hc-tp-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const tokens = (n: number, V: number) => Array.from({ length: n }, () => rng.int(V));
+  const open = (b: Built, tp: number): NativeModel =>
+    native().createModel(b.spec, b.tensors, { threads: 2, kvBlockSize: 4, kvBlocks: 64, tensorParallel: tp });
+
+  for (const [label, cfg] of variants) {
+    it(`TP=2 prefill and decode logits equal TP=1 and the float64 reference: ${label}`, async () => {
+      const b = buildTiny(dir, label.replace(/\W+/g, "_"), cfg, rng);
+      const one = open(b, 1), two = open(b, 2);
+      try {
+        const toks = tokens(13, cfg.V);
+        const batch = { seqIds: seq(4), tokens: Int32Array.from(toks), counts: seq(13), logits: "all" as const };
+        const [l1, l2] = [await one.forward(batch), await two.forward(batch)];
+        assertClose(l2, l1, 2e-5, 2e-4, `${label} prefill TP=2 vs TP=1 seed=${seed}`);
+        assertClose(l2, llamaForwardRef(b.ref, b.weights, toks), 1e-4, 1e-3, `${label} prefill vs reference seed=${seed}`);
+        for (const t of tokens(5, cfg.V)) {  // decode reads the keys/values each rank wrote for its heads
+          const step = { seqIds: seq(4), tokens: seq(t), counts: seq(1), logits: "last" as const };
+          assertClose(await two.forward(step), await one.forward(step), 2e-5, 2e-4, `${label} decode seed=${seed}`);
+        }
+      } finally {
+        one.dispose();
+        two.dispose();
+      }
+    });
+  }
+
+  it("continuous batching under TP=2: mixed prefill/decode steps equal TP=1, freed sequences too", async () => {
+    const b = buildTiny(dir, "batching", base, rng);
+    const one = open(b, 1), two = open(b, 2);
+    try {
+      const a = tokens(7, base.V), c = tokens(5, base.V), d = tokens(9, base.V);
+      const steps = [
+        { seqIds: seq(1, 2), tokens: Int32Array.from([...a, ...c]), counts: seq(7, 5), logits: "last" as const },
+        { seqIds: seq(2, 3, 1), tokens: Int32Array.from([c[0]!, ...d, a[1]!]), counts: seq(1, 9, 1), logits: "all" as const },
+        { seqIds: seq(3, 1), tokens: seq(d[2]!, a[3]!), counts: seq(1, 1), logits: "last" as const },
+      ];
+      for (const [i, s] of steps.entries()) {
+        assertClose(await two.forward(s), await one.forward(s), 2e-5, 2e-4, `step ${i} seed=${seed}`);
+        if (i === 0) {
+          one.freeSeq(2);
+          two.freeSeq(2);
+        }
+      }
+      assert.deepEqual(two.kvStats(), one.kvStats());
+    } finally {
+      one.dispose();
+      two.dispose();
+    }
+  });
+
+  it("LoRA adapters per sequence and merged give the same logits at TP=2 as at TP=1", async () => {
+    const b = buildTiny(dir, "lora", base, rng);
+    const one = open(b, 1), two = open(b, 2);
+    try {
+      for (const m of [one, two]) {
+        m.addAdapter("x", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false });
+      }
+      // B starts at zero: give it random values so every LoRA path shows in the logits
+      for (const p of one.parameters("x").filter((p) => p.name.endsWith("lora_B"))) {
+        const data = Float32Array.from(rng.f32(p.shape[0]! * p.shape[1]!, -0.3, 0.3));
+        one.writeParameter("x", p.name, data);
+        two.writeParameter("x", p.name, data);
+      }
+      const toks = tokens(6, base.V), other = tokens(4, base.V);
+      const batch = { seqIds: seq(1, 2), tokens: Int32Array.from([...toks, ...other]), counts: seq(6, 4), logits: "all" as const, adapters: ["x", null] };
+      const want = await one.forward(batch);
+      assertClose(await two.forward(batch), want, 2e-5, 2e-4, `adapter per sequence seed=${seed}`);
+      const plain = await one.forward({ ...batch, seqIds: seq(5, 6), adapters: [null, null] });
+      assert.ok(want.some((v, i) => Math.abs(v - plain[i]!) > 1e-3), "the adapter changes the logits");
+      two.mergeAdapter("x");
+      assertClose(await two.forward({ ...batch, seqIds: seq(3, 4) }), want, 2e-5, 2e-4, `merged adapter seed=${seed}`);
+    } finally {
+      one.dispose();
+      two.dispose();
+    }
+  });
+
+  it("a size that does not divide the heads is refused, and TP training is refused clearly", async () => {
+    const b = buildTiny(dir, "bad", { ...base, NKV: 2, NH: 6, I: 90 }, rng);
+    assert.throws(() => open(b, 4), (e: Coded) => e.code === "bad_tensor_parallel" && /must divide the key\/value heads \(2\)/.test(e.message));
+    assert.throws(() => open(b, 0), hasCode("bad_tensor_parallel"));
+    const ok = buildTiny(dir, "ok", base, rng);
+    const two = open(ok, 2);
+    try {
+      await assert.rejects(
+        two.trainForward({ tokens: seq(1, 2, 3), counts: seq(3), targets: seq(2, 3, -1), adapter: null, values: false, grad: false, checkpoint: false }),
+        (e: Coded) => e.code === "not_supported" && /tensor parallel/.test(e.message),
+      );
+    } finally {
+      two.dispose();
+    }
+  });
+});
+
+describe("tensor parallelism on stories260K", () => {
+  it("TP=2 greedy decoding equals TP=1 token for token, two sequences batched", async () => {
+    const one = await loadModel(storiesDir, { threads: 2, kvBlocks: 16 });
+    const two = await loadModel(storiesDir, { threads: 2, kvBlocks: 16, tensorParallel: 2 });
+    const V = one.config.vocabSize;
+    try {
+      const run = async (m: NativeModel) => {
+        const a = [1], c = [1, 403, 407, 261];  // from BOS, and from a 4-token prefill
+        const logits: Float32Array[] = [];
+        let lg = await m.forward({ seqIds: seq(0, 1), tokens: Int32Array.from([...a, ...c]), counts: seq(1, 4), logits: "last" });
+        for (let i = 0; i < 30; i++) {
+          logits.push(lg);
+          a.push(argmax(lg, 0, V));
+          c.push(argmax(lg, V, V));
+          lg = await m.forward({ seqIds: seq(0, 1), tokens: seq(a.at(-1)!, c.at(-1)!), counts: seq(1, 1), logits: "last" });
+        }
+        return { a, c, logits };
+      };
+      const r1 = await run(one.native), r2 = await run(two.native);
+      assert.deepEqual(r2.a, r1.a);
+      assert.deepEqual(r2.c, r1.c);
+      for (const [i, l] of r2.logits.entries()) assertClose(l, r1.logits[i]!, 2e-5, 2e-4, `step ${i}`);
+      // and TP=4 (8 heads, 4 kv heads, MLP 172 all divide by 4)
+      const four = await loadModel(storiesDir, { threads: 2, kvBlocks: 16, tensorParallel: 4 });
+      try {
+        assert.deepEqual((await run(four.native)).a, r1.a);
+      } finally {
+        four.dispose();
+      }
+    } finally {
+      one.dispose();
+      two.dispose();
+    }
+  });
+});
