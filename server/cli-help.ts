@@ -64,6 +64,9 @@ Options:
   --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
                             model id NAME, on the same base weights; repeatable
   --threads N               compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N       split every layer over N thread ranks (Megatron layout: attention by
+                            heads, MLP by width; the threads are shared out among them); N must
+                            divide the model's key/value heads and MLP width (default 1)
   --max-batch N             most sequences decoded together (default 8)
   --max-queue N             most requests waiting before 429 (default 64)
   --max-context N           cap on prompt + completion tokens (default: the model's)
@@ -80,6 +83,7 @@ Examples:
   hybridchat serve --model ../shared/models/stories260K --port 8080
   hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
   hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
+  hybridchat serve --model ../shared/models/stories260K --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --rlhf-after 50 --rlhf-promote
   hybridchat serve --model ../shared/models/stories260K --host 0.0.0.0 --api-key "$ADMIN_KEY:admin" --api-key "$USER_KEY:user"
   HYBRIDCHAT_API_KEYS="$ADMIN_KEY:admin" hybridchat serve --host 0.0.0.0 --data-dir /var/lib/hybridchat

@@ -44,6 +44,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       adapter: { type: "string", multiple: true },
       "api-key": { type: "string", multiple: true },
       threads: { type: "string" },
+      "tensor-parallel": { type: "string" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
@@ -80,6 +81,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     servedModelName: values["served-model-name"],
     adapters,
     threads: intOption(values.threads, "threads", c, 1, 1024),
+    tensorParallel: intOption(values["tensor-parallel"], "tensor-parallel", c, 1, 64),
     maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
@@ -148,7 +150,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
     const m = s.serving;
     process.stderr.write(
       `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
-        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads\n` +
+        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads` +
+        `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
         `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
         `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,

@@ -22,6 +22,8 @@ export interface ServerOptions {
   adapters?: { name: string; dir: string }[];
   /** compute threads; default: all cores */
   threads?: number;
+  /** thread ranks each layer is split over (tensor parallelism); default 1 */
+  tensorParallel?: number;
   /** most sequences decoded together; default 8 */
   maxBatch?: number;
   /** most requests waiting for a batch slot before 429; default 64 */
@@ -73,7 +75,7 @@ export class HybridchatServer {
     const o = this.opts;
     const builtin = o.model === undefined;
     const dir = builtin ? await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()) : o.model!;
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), maxContext: o.maxContext });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

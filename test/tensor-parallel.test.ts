@@ -2,7 +2,8 @@
 // logits of the unsplit model (fp32 tolerance: only the all-reduce's summation order
 // differs) on random checkpoints of every layout and on stories260K, greedy decoding
 // token for token, under continuous batching, with LoRA adapters applied per sequence
-// and merged; a size that does not divide the heads is refused.
+// and merged, and through `hybridchat serve --tensor-parallel 2`; a size that does not
+// divide the heads is refused.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -14,6 +15,9 @@ import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { llamaForwardRef } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
+import { README } from "./api-helpers.js";
+import { CLI, serve, stop } from "./serve-process.js";
+import { spawnSync } from "node:child_process";
 
 const seq = (...a: number[]) => Int32Array.from(a);
 type Coded = Error & { code?: string };
@@ -167,5 +171,31 @@ describe("tensor parallelism on stories260K", () => {
       one.dispose();
       two.dispose();
     }
+  });
+});
+
+describe("hybridchat serve --tensor-parallel", () => {
+  it("answers with the README's greedy continuation at --tensor-parallel 2", async () => {
+    const s = await serve(["--model", storiesDir, "--no-store", "--tensor-parallel", "2"]);
+    try {
+      const r = await fetch(`${s.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
+      });
+      assert.equal(r.status, 200);
+      assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
+    } finally {
+      assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
+    }
+  });
+
+  it("a size that does not divide the model's heads stops serve with the reason", () => {
+    const r = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--no-store", "--model", storiesDir, "--tensor-parallel", "3"], { encoding: "utf8" });
+    assert.equal(r.status, 1, r.stderr);
+    assert.match(r.stderr, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
+    const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /--tensor-parallel/);
   });
 });
