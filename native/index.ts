@@ -264,6 +264,25 @@ export interface CudaStatus {
   error: string | null;
 }
 
+/** A collective of the Communicator (native/src/dist/communicator.h). */
+export type CommOp = "allReduceSum" | "reduceScatterSum" | "allGather" | "broadcast" | "barrier";
+
+export interface CommRunOptions {
+  /** broadcast's source rank (default 0) */
+  root?: number;
+  /** reduceScatterSum: the result lands in the rank's own shard of its buffer; allGather: each rank's
+   *  send is its shard inside its receive buffer */
+  inPlace?: boolean;
+}
+
+/** Whether NCCL (libnccl.so.2, dlopened at run time) is usable for GPU ranks. */
+export interface NcclStatus {
+  loaded: boolean;
+  /** NCCL_VERSION_CODE, e.g. 22105; 0 when not loaded */
+  version: number;
+  error: string | null;
+}
+
 export interface NativeBinding {
   /** e.g. "avx2+fma+f16c" or "scalar": which kernel variant this CPU runs */
   cpuFeatures(): string;
@@ -274,6 +293,15 @@ export interface NativeBinding {
   cudaStatus(): CudaStatus;
   /** the op kernels on a given backend, for tests; an absent backend throws code "backend_unavailable" */
   ops(backend: "cpu" | "cuda"): NativeOps;
+  /**
+   * Runs one collective across buffers.length in-process thread ranks (rank r gets buffers[r];
+   * f32 as Float32Array, bf16 as Uint16Array bit patterns; equal lengths) and returns what each
+   * rank holds after it: the whole buffer for allReduceSum/broadcast/barrier/allGather (whose send
+   * is rank r's shard of buffers[r]), rank r's shard for reduceScatterSum. Shards are blocks of
+   * ceil(n/ranks) elements, the last ones shorter or empty.
+   */
+  commRun(op: CommOp, dtype: "f32" | "bf16", buffers: (Float32Array | Uint16Array)[], options?: CommRunOptions): (Float32Array | Uint16Array)[];
+  ncclStatus(): NcclStatus;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s
