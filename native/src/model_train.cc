@@ -84,6 +84,7 @@ void Model::train_linear_backward(float* dx, float beta, const float* dy, const 
 }
 
 void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp) {
+  if (tp_) return tp_->train_layer_forward(*this, l, x, x_out, tp);
   const ModelSpec& s = spec_;
   const LayerWeights& w = layers_[l];
   const int64_t T = static_cast<int64_t>(tape_.tokens.size());
@@ -147,9 +148,6 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
     throw Error("no_value_head", "trainForward: values asked for, but the batch's adapter has no value head");
   if (any_merged())
     throw Error("adapter_merged", "trainForward: adapter '" + merged_ + "' is merged; unmerge it before training");
-  if (tp_)
-    throw Error("not_supported", "trainForward: training with tensor parallelism is not implemented; load the model "
-                                 "with tensor parallel size 1 to train");
 
   const int64_t C = s.C, L = s.L, HD = s.HD;
   // A no-grad forward (e.g. reference log-probs) leaves a pending grad forward's tape alone.
@@ -214,6 +212,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
 }
 
 void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape& tp) {
+  if (tp_) return tp_->train_layer_backward(*this, l, dy, x, tp);
   const ModelSpec& s = spec_;
   const LayerWeights& w = layers_[l];
   const int64_t T = static_cast<int64_t>(tape_.tokens.size());

@@ -1,6 +1,7 @@
 #include "rank.h"
 
 #include <algorithm>
+#include <exception>
 #include <string>
 
 #include "cpu/gemm.h"
@@ -48,6 +49,34 @@ TensorParallel::TensorParallel(const ModelSpec& s, int ranks, int threads) : n_(
 }
 
 TensorParallel::~TensorParallel() = default;
+
+static bool aborted(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err.code() == "comm_aborted";
+  } catch (...) {
+    return false;
+  }
+}
+
+void TensorParallel::run_ranks(const std::function<void(int)>& fn) {
+  std::vector<std::exception_ptr> errors(static_cast<size_t>(n_));
+  ranks_.run([&](int r, int) {
+    try {
+      fn(r);
+    } catch (...) {
+      errors[r] = std::current_exception();
+      if (dist::ThreadGroup* g = dist::thread_group_of(*comm_[r])) g->abort();
+    }
+  });
+  std::exception_ptr first;  // the failing rank's own error, not the comm_aborted it caused
+  for (auto& e : errors)
+    if (e && (!first || (aborted(first) && !aborted(e)))) first = e;
+  if (!first) return;
+  comm_ = dist::make_thread_communicators(n_);  // an aborted group stays aborted
+  std::rethrow_exception(first);
+}
 
 void TensorParallel::column(Rank& rk, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
                             const std::vector<LoraApp>& apps, int64_t T) {
@@ -142,13 +171,13 @@ void TensorParallel::layer_forward(Model& m, int64_t l, const KVCache::Reservati
   const int64_t C = s.C;
   // the norms and residuals are replicated work on the shared stream, done once
   cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, *m.pool_);
-  ranks_.run([&](int r, int) {
+  run_ranks([&](int r) {
     attention(m, rank_[r], l, res, apps, T);
     comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });
   cpu::residual_forward(x, x, rank_[0].part.data(), T * C);
   cpu::rmsnorm_forward(xn, x, w.mlp_norm.data(), T, C, s.eps, *m.pool_);
-  ranks_.run([&](int r, int) {
+  run_ranks([&](int r) {
     mlp(m, rank_[r], l, apps, T);
     comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });

@@ -10,8 +10,14 @@
 // vocab split would need an all-gather of the logits every step.
 // The collectives go through the Communicator (dist/communicator.h), the interface NCCL
 // fills on GPUs.
+// Training (rank_train.cc) splits the same way: each rank keeps its shard of the layer's
+// activations (LayerTape::ranks) and writes only its slice of each sharded weight's
+// gradient; the norms, embedding and head are computed once on the shared stream.
+// On CPU the ranks share one copy of the parameters, gradients and optimizer state;
+// only the compute is split.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -24,6 +30,8 @@ class Model;
 struct LoraApp;
 struct Linear;
 struct ModelSpec;
+struct LayerTape;
+struct LoraMats;
 namespace dist {
 class Communicator;
 }
@@ -48,10 +56,16 @@ class TensorParallel {
   void layer_forward(Model& m, int64_t l, const KVCache::Reservation& res, const std::vector<LoraApp>& apps,
                      int64_t T);
 
+  // Model::layer_forward / layer_backward (training) split over the ranks: x [T,C] in,
+  // x_out [T,C] out; dy [T,C] is dL/dx_out on entry and dL/dx on return.
+  void train_layer_forward(Model& m, int64_t l, const float* x, float* x_out, LayerTape& tp);
+  void train_layer_backward(Model& m, int64_t l, float* dy, const float* x, const LayerTape& tp);
+
  private:
   struct Rank {
     std::unique_ptr<ThreadPool> pool;
     std::vector<float> q, k, v, att, gate, up, part, u;
+    std::vector<float> dq, dk, dv, datt, dh, dup, du, dropped, dxd, dnorm;  // training
     Slice heads, kv_heads, mlp;
   };
   void attention(Model& m, Rank& rk, int64_t l, const KVCache::Reservation& res, const std::vector<LoraApp>& apps,
@@ -63,6 +77,29 @@ class TensorParallel {
   // rk.part[T, out] = in[T, shard] · W[:, shard]ᵀ + the LoRAs' partial sums (all-reduced later)
   void row(Rank& rk, const float* in, const Linear& w, Slice sh, int64_t l, int t, const std::vector<LoraApp>& apps,
            int64_t T);
+
+  // Runs fn(rank) on every rank at once; a rank that throws aborts the group's
+  // collectives (so none waits forever) and the first error is rethrown here.
+  void run_ranks(const std::function<void(int)>& fn);
+
+  // training halves (rank_train.cc); `rt` is the rank's own part of the layer's tape
+  void train_attention(Model& m, int r, LayerTape& rt, const LayerTape& tp, int64_t l, int64_t T);
+  void train_mlp(Model& m, int r, LayerTape& rt, const LayerTape& tp, int64_t l, int64_t T);
+  // out[T, shard] = in·W[shard rows]ᵀ (+ bias) + s·(dropout(in)·Aᵀ)·B[shard rows]ᵀ
+  void train_column(Model& m, int r, LayerTape& rt, float* out, const float* in, int64_t l, int t, Slice sh,
+                    int64_t T);
+  // rank_[r].part[T, out] = in[T, shard]·W[:, shard]ᵀ + LoRA, to be all-reduced
+  void train_row(Model& m, int r, LayerTape& rt, const float* in, int64_t l, int t, Slice sh, int64_t T);
+  // dx[T, in] = beta·dx + (this rank's share of) dy[T, shard]·W[shard rows]; gradients of the slice
+  void column_backward(Model& m, int r, const LayerTape& rt, float* dx, float beta, const float* dy, const float* x,
+                       int64_t l, int t, Slice sh, int64_t T);
+  // dx[T, shard] = dy[T, out]·W[:, shard]; gradients of the slice
+  void row_backward(Model& m, int r, const LayerTape& rt, float* dx, const float* dy, const float* x, int64_t l, int t,
+                    Slice sh, int64_t T);
+  static const LoraMats* lora_of(const Model& m, int64_t l, int t);  // the tape adapter's, or null
+  // this rank's LoRA input: in, or in·mask over the columns [c0, c0 + K) of a [T, ld] mask
+  const float* dropped(Model& m, int r, const LayerTape& rt, const float* in, int t, int64_t c0, int64_t K,
+                       int64_t ld, int64_t T);
 
   int n_;
   ThreadPool ranks_;  // one thread per rank; each drives its own kernel pool

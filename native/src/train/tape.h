@@ -21,6 +21,7 @@ struct LayerTape {
   std::vector<float> gate, up, h;   // [T,I] pre-activations and swiglu output
   std::array<std::vector<float>, kTargets> u;     // LoRA x·Aᵀ [T,r] per targeted linear
   std::array<std::vector<float>, kTargets> mask;  // dropout multipliers [T,in] (dropout > 0 only)
+  std::vector<LayerTape> ranks;  // tensor parallelism (rank.h): each rank's shard of q…h, u, mask
 };
 
 struct Tape {
