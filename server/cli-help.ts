@@ -229,10 +229,13 @@ Options:
   --seed S               data order and LoRA initialisation (default 0)
   --resume               continue from the last checkpoint in --out (same options and data)
   --threads N            compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
+                         the model's key/value heads and MLP width (default 1)
   -h, --help             this help
 
 Examples:
   hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-adapter
+  hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-tp --threads 2 --tensor-parallel 2
   hybridchat train sft --model ./my-llama --data chat.jsonl --validation val.jsonl --out ./chat-lora \\
       --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./my-llama-sft --lora-rank 0

@@ -17,7 +17,7 @@ export const SFT_OPTIONS = {
   "warmup-steps": { type: "string" },
 } as const;
 
-export type SftHyperparams = Omit<SftRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint">;
+export type SftHyperparams = Omit<SftRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint">;
 
 export function sftHyperparams(r: OptionReader): SftHyperparams {
   return {
@@ -65,7 +65,7 @@ async function sftCommand(argv: string[]): Promise<void> {
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: { model: { type: "string" }, data: { type: "string" }, out: { type: "string" }, ...SFT_OPTIONS, resume: { type: "boolean", default: false }, ...COMMAND_OPTIONS },
+    options: { model: { type: "string" }, data: { type: "string" }, out: { type: "string" }, ...SFT_OPTIONS, resume: { type: "boolean", default: false }, "tensor-parallel": { type: "string" }, ...COMMAND_OPTIONS },
   });
   if (values.help) {
     process.stdout.write(TRAIN_SFT_HELP);
@@ -81,6 +81,7 @@ async function sftCommand(argv: string[]): Promise<void> {
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const result = await runSftFromFiles({
       ...r.fileRun(signal),
+      tensorParallel: r.int("tensor-parallel", 1, 64),
       ...hyper,
       ...sftReports(progress, values.resume!, out),
     });

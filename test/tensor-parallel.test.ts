@@ -19,6 +19,10 @@ import { storiesDir } from "./test-model.js";
 import { README } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";
 import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { readF32Tensors } from "../engine/safetensors-writer.js";
+import { TRAIN_LOG } from "../engine/train/sft-run.js";
+import { nameChangeData } from "./sft-helpers.js";
 
 const seq = (...a: number[]) => Int32Array.from(a);
 type Coded = Error & { code?: string };
@@ -283,5 +287,41 @@ describe("hybridchat serve --tensor-parallel", () => {
     const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--tensor-parallel/);
+  });
+});
+
+describe("hybridchat train sft --tensor-parallel", () => {
+  let dir = "";
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), "hc-tp-sft-"));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const sft = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", ...args], { encoding: "utf8" });
+
+  it("a LoRA run at --tensor-parallel 2 logs the losses and writes the adapter of --tensor-parallel 1", async () => {
+    const data = join(dir, "names.jsonl");
+    const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 4 });
+    try {
+      await nameChangeData(lm, data, 16);
+    } finally {
+      lm.dispose();
+    }
+    const common = ["--model", storiesDir, "--data", data, "--epochs", "1", "--batch-size", "4", "--lora-rank", "4", "--lora-dropout", "0.1", "--threads", "2"];
+    const outs = [join(dir, "tp1"), join(dir, "tp2")];
+    for (const [i, out] of outs.entries()) {
+      const r = sft([...common, "--out", out, ...(i ? ["--tensor-parallel", "2"] : [])]);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const losses = outs.map((o) =>
+      readFileSync(join(o, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((l) => l.type === "step").map((l) => l.loss!),
+    );
+    assert.equal(losses[1]!.length, 4);
+    assertClose(losses[1]!, losses[0]!, 1e-5, 1e-4, "step losses");
+    const [w1, w2] = outs.map((o) => readF32Tensors(join(o, "adapter_model.safetensors")).tensors);
+    assert.deepEqual([...w2!.keys()], [...w1!.keys()]);
+    for (const [name, t] of w2!) assertClose(t.data, w1!.get(name)!.data, 1e-4, 1e-3, name);
+    const bad = sft([...common, "--out", join(dir, "bad"), "--tensor-parallel", "3"]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr + bad.stdout, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
   });
 });

@@ -45,6 +45,8 @@ export interface SftRunOptions {
   maxGradNorm?: number;
   resume: boolean;
   threads?: number;
+  /** thread ranks each layer is split over (tensor parallelism); default 1 */
+  tensorParallel?: number;
   /** a model already loaded from modelDir (tests); the run neither reloads nor disposes it */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -88,7 +90,7 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   readSftJsonl(o.dataFile);
   if (o.validationFile) readSftJsonl(o.validationFile);
 
-  const lm = o.model ?? (await loadModel(modelDir, { threads: o.threads, kvBlocks: 4 }));
+  const lm = o.model ?? (await loadModel(modelDir, { threads: o.threads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
   try {
     const maxLength = Math.min(o.maxLength ?? lm.maxContext, lm.config.maxPositions);
     const train = encodeFile(lm, o.dataFile, maxLength);
