@@ -4,10 +4,12 @@
 import { parseArgs } from "node:util";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
 import { UsageError } from "./cli-errors.js";
+import { didYouMean } from "./cli-suggest.js";
 import { TRAIN_HELP, TRAIN_SFT_HELP } from "./cli-help.js";
 import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
 
 const C = "train sft";
+const TRAIN_METHODS = ["sft", "rm", "dpo", "ppo"];
 
 /** The flags of an SFT run (also the pipeline's step 1, as --sft-…). */
 export const SFT_OPTIONS = {
@@ -56,7 +58,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   if (sub === "rm" || sub === "dpo") return (await import("./cli-train-pref.js")).preferenceCommand(sub, rest);
   if (sub === "ppo") return (await import("./cli-train-ppo.js")).ppoCommand(rest);
-  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}" (available: sft, rm, dpo, ppo)`, "train");
+  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}"${didYouMean(sub, TRAIN_METHODS)} (available: ${TRAIN_METHODS.join(", ")})`, "train");
   return sftCommand(rest);
 }
 

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { README, testModelDir, waitFor } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";
+import { HELPS } from "../server/cli-help-index.js";
 
 const tmpRoots: string[] = [];
 after(async () => {
@@ -90,16 +91,37 @@ describe("hybridchat serve", () => {
     assert.match(cmd.stderr, /unknown command "serv"/);
   });
 
-  test("--help for the program and each command, with examples", () => {
-    const outs = [["--help"], ["serve", "--help"], ["init", "--help"]].map((args) => {
+  test("--help for the program and every command and subcommand, with examples; `help X` says the same", () => {
+    for (const topic of Object.keys(HELPS)) {
+      const words = topic ? topic.split(" ") : [];
+      const r = run([...words, "--help"]);
+      assert.equal(r.status, 0, `${topic}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: hybridchat/, topic);
+      assert.match(r.stdout, /\nExamples?:\n {2}(\S+=\S+ )?hybridchat /, `${topic}: an example`);
+      assert.equal(r.stdout, HELPS[topic], topic);
+      assert.equal(run(["help", ...words]).stdout, r.stdout, `help ${topic}`);
+    }
+    assert.match(run(["serve", "--help"]).stdout, /--served-model-name/);
+    assert.match(run(["init", "-h"]).stdout, /--preset NAME/);
+  });
+
+  test("a mistyped command, method or flag: exit 2, the nearest known one, and which --help to read", () => {
+    const cases: [string[], RegExp, string][] = [
+      [["serv"], /unknown command "serv" \(did you mean serve\?\); commands: serve, init, train, pipeline, chat/, "hybridchat --help"],
+      [["help", "trian"], /no help for "trian" \(did you mean train\?\)/, "hybridchat --help"],
+      [["train", "sfx"], /unknown training method "sfx" \(did you mean sft\?\)/, "hybridchat train --help"],
+      [["serve", "--modle", "x"], /unknown option --modle \(did you mean --model\?\)/, "hybridchat serve --help"],
+      [["train", "sft", "--dta", "x"], /unknown option --dta \(did you mean --data\?\)/, "hybridchat train sft --help"],
+      [["train", "ppo", "--actr", "x"], /unknown option --actr \(did you mean --actor\?\)/, "hybridchat train ppo --help"],
+      [["chat", "--urll", "x"], /unknown option --urll \(did you mean --url\?\)/, "hybridchat chat --help"],
+      [["init", "--zzzzzz"], /unknown option --zzzzzz\n/, "hybridchat init --help"],
+    ];
+    for (const [args, message, help] of cases) {
       const r = run(args);
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Usage: hybridchat/);
-      assert.match(r.stdout, /Examples:/);
-      return r.stdout;
-    });
-    assert.match(outs[1]!, /--served-model-name/);
-    assert.match(outs[2]!, /--preset NAME/);
+      assert.equal(r.status, 2, args.join(" "));
+      assert.match(r.stderr, message, args.join(" "));
+      assert.ok(r.stderr.includes(`Run \`${help}\` for usage.`), r.stderr);
+    }
   });
 });
 
