@@ -19,7 +19,10 @@ export const SFT_OPTIONS = {
   "warmup-steps": { type: "string" },
 } as const;
 
-export type SftHyperparams = Omit<SftRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint">;
+export type SftHyperparams = Omit<
+  SftRunOptions,
+  "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"
+>;
 
 export function sftHyperparams(r: OptionReader): SftHyperparams {
   return {
@@ -34,7 +37,7 @@ export function sftHyperparams(r: OptionReader): SftHyperparams {
 export const sftProgress = (): Progress => new Progress("sft [{bar}] {percentage}% | step {value}/{total} | epoch {epoch} | loss {loss} | {tps} tok/s");
 
 /** What the user sees of an SFT run: one line at the start and per epoch, the bar per step. */
-export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftRunOptions, "onStart" | "onStep" | "onEpoch" | "onCheckpoint"> {
+export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftRunOptions, "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"> {
   return {
     onStart: (i) => {
       const s = i.settings;
@@ -47,6 +50,7 @@ export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftR
     onStep: (e) => p.update(e.step, { epoch: e.epoch, loss: e.loss.toFixed(4), tps: Math.round(e.tokens_per_s) }),
     onEpoch: (e) => p.say(`epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}${e.val_loss === null ? "" : `, validation loss ${e.val_loss.toFixed(4)}`}`),
     onCheckpoint: (d) => p.say(`checkpoint ${d}`),
+    onWriteProgress: p.writing(),
   };
 }
 

@@ -3,7 +3,7 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
@@ -151,10 +151,23 @@ describe("hybridchat init", () => {
     bf.dispose();
   });
 
+  test("a big checkpoint's write is followed on stderr (no terminal: start, end); a small one's is not", async () => {
+    const root = await tmp();
+    const cfg = join(root, "config.json");
+    // 13.7M parameters: 52 MiB in f32, over the 32 MiB a bar needs
+    const shape = { architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 3 };
+    await writeFile(cfg, JSON.stringify({ ...shape, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 8000, max_position_embeddings: 256, tie_word_embeddings: true }));
+    const big = run(["init", "--config", cfg, "--out", join(root, "big")]);
+    assert.equal(big.status, 0, big.stderr);
+    assert.match(big.stderr, /^writing model\.safetensors \(52\.4 MiB\)\n(.*\n)*wrote model\.safetensors \(52\.4 MiB\) in \d+\.\d s\n$/);
+    const small = run(["init", "--preset", "tiny", "--out", join(root, "small")]);
+    assert.equal(small.status, 0, small.stderr);
+    assert.equal(small.stderr, "");
+  });
+
   test("--config FILE.json and its errors", async () => {
     const root = await tmp();
     const cfg = join(root, "config.json");
-    const { writeFile } = await import("node:fs/promises");
     await writeFile(
       cfg,
       JSON.stringify({
