@@ -20,11 +20,25 @@ export interface ChatOptions {
 
 type Message = OpenAI.ChatCompletionMessageParam;
 
+/** --model names nothing the server serves; `available` is what /v1/models lists. */
+export class UnknownModelError extends Error {
+  constructor(
+    readonly model: string,
+    readonly available: readonly string[],
+  ) {
+    super(`the server serves no model "${model}"`);
+    this.name = "UnknownModelError";
+  }
+}
+
 export async function runChat(o: ChatOptions): Promise<void> {
   const client = new HybridchatClient({ baseURL: `${o.url.replace(/\/+$/, "")}/v1`, apiKey: o.apiKey, maxRetries: 0 });
   const out = (s: string): void => void o.output.write(s);
-  const model = o.model ?? (await client.models.list()).data[0]?.id;
+  // asked first: a wrong URL, key or model is reported before the user types anything
+  const served = (await client.models.list()).data.map((m) => m.id);
+  const model = o.model ?? served[0];
   if (!model) throw new Error(`${o.url} serves no model`);
+  if (!served.includes(model)) throw new UnknownModelError(model, served);
   out(`hybridchat chat — ${model} at ${o.url}. /help for commands.\n`);
 
   const history: Message[] = o.system ? [{ role: "system", content: o.system }] : [];

@@ -8,7 +8,7 @@ import type { DType, NativeModel } from "../native/index.js";
 import type { ModelConfig } from "./types.js";
 import { hfName } from "./weights.js";
 import { readJsonFile } from "./json-file.js";
-import { writeF32Tensors } from "./safetensors-writer.js";
+import { writeF32Tensors, type WriteProgress } from "./safetensors-writer.js";
 import { writeJsonAtomic } from "./init-checkpoint.js";
 
 const TORCH_DTYPE: Record<DType, string> = { f32: "float32", bf16: "bfloat16", f16: "float16" };
@@ -26,13 +26,13 @@ export async function writeHfCheckpoint(
   config: ModelConfig,
   sourceDir: string,
   outDir: string,
-  opts: { dtype?: DType } = {},
+  opts: { dtype?: DType; onProgress?: WriteProgress } = {},
 ): Promise<void> {
   const dtype = opts.dtype ?? "f32";
   await mkdir(outDir, { recursive: true });
   const tensors = model.parameters(null).map((p) => ({ name: hfName(p.name), shape: p.shape, data: model.readParameter(null, p.name) }));
   for (const t of tensors) if (t.name === undefined) throw new Error(`base parameter without an HF name: ${JSON.stringify(t.shape)}`);
-  await writeF32Tensors(join(outDir, "model.safetensors"), tensors, { dtype, metadata: { format: "pt" } });
+  await writeF32Tensors(join(outDir, "model.safetensors"), tensors, { dtype, metadata: { format: "pt" }, onProgress: opts.onProgress });
   const raw = readJsonFile(join(sourceDir, "config.json"));
   raw.torch_dtype = TORCH_DTYPE[dtype];
   if (config.tieWordEmbeddings) raw.tie_word_embeddings = true;

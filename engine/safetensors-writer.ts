@@ -2,9 +2,13 @@
 // weights), stored as F32 or converted to BF16/F16 on the way out. The atomic streaming
 // writer itself is engine/safetensors.ts's writeSafetensors.
 import { openSync, readSync, closeSync } from "node:fs";
+import { basename } from "node:path";
 import type { DType } from "../native/index.js";
 import { readSafetensorsHeader, tensorFromArray, writeSafetensors, type TensorSource } from "./safetensors.js";
 import { fromBf16, fromF16, toBf16, toF16 } from "./half.js";
+
+/** How far a file write is: tensor bytes written of `total`, and the file's name (for progress bars). */
+export type WriteProgress = (written: number, total: number, file: string) => void;
 
 export interface F32Tensor {
   name: string;
@@ -21,16 +25,22 @@ function convert(data: Float32Array, dtype: "bf16" | "f16"): Uint16Array {
 
 /**
  * Writes tensors (in the given order) to `file` atomically: a temp file in the same
- * directory, fsync, rename. `dtype` is the stored type; `metadata` goes in __metadata__.
+ * directory, fsync, rename. `dtype` is the stored type; `metadata` goes in __metadata__;
+ * `onProgress` follows the bytes written.
  */
-export async function writeF32Tensors(file: string, tensors: readonly F32Tensor[], opts: { dtype?: DType; metadata?: Record<string, string> } = {}): Promise<void> {
+export async function writeF32Tensors(
+  file: string,
+  tensors: readonly F32Tensor[],
+  opts: { dtype?: DType; metadata?: Record<string, string>; onProgress?: WriteProgress } = {},
+): Promise<void> {
   const dtype = opts.dtype ?? "f32";
   const sources: TensorSource[] = tensors.map((t) => {
     const n = t.shape.reduce((a, b) => a * b, 1);
     if (n !== t.data.length) throw new RangeError(`tensor "${t.name}": shape [${t.shape}] holds ${n} values, data has ${t.data.length}`);
     return tensorFromArray(t.name, dtype, t.shape, dtype === "f32" ? t.data : convert(t.data, dtype));
   });
-  await writeSafetensors(file, sources, opts.metadata ?? {});
+  const progress = opts.onProgress;
+  await writeSafetensors(file, sources, opts.metadata ?? {}, progress && ((written, total) => progress(written, total, basename(file))));
 }
 
 /** Reads every tensor of a safetensors file as fp32 (BF16/F16 widened exactly), keyed by its stored name. */

@@ -1,8 +1,10 @@
 // `hybridchat chat`: options → clients/terminal-chat.ts.
 import { parseArgs } from "node:util";
-import { runChat } from "../clients/terminal-chat.js";
+import { APIConnectionError, AuthenticationError } from "openai";
+import { runChat, UnknownModelError } from "../clients/terminal-chat.js";
 import { intOption, UsageError } from "./cli-errors.js";
 import { CHAT_HELP } from "./cli-help.js";
+import { didYouMean } from "./cli-suggest.js";
 
 export async function chatCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -27,11 +29,12 @@ export async function chatCommand(argv: string[]): Promise<void> {
   if (!/^https?:\/\/[^/]+/.test(values.url!)) throw new UsageError(`--url must be an http(s) URL such as http://127.0.0.1:8000, got "${values.url}"`, c);
   const temperature = values.temperature === undefined ? 0.8 : Number(values.temperature);
   if (!Number.isFinite(temperature) || temperature < 0 || temperature > 2) throw new UsageError(`--temperature must be a number in [0, 2], got "${values.temperature}"`, c);
+  const apiKey = values["api-key"] ?? process.env.HYBRIDCHAT_API_KEY;
   try {
     await runChat({
       url: values.url!,
       model: values.model,
-      apiKey: values["api-key"] ?? process.env.HYBRIDCHAT_API_KEY,
+      apiKey,
       system: values.system,
       maxTokens: intOption(values["max-tokens"], "max-tokens", c, 1, 1_000_000) ?? 256,
       temperature,
@@ -39,10 +42,17 @@ export async function chatCommand(argv: string[]): Promise<void> {
       output: process.stdout,
     });
   } catch (e) {
-    const err = e as Error & { cause?: { code?: string } };
-    if (err.name === "APIConnectionError") throw new UsageError(`cannot reach ${values.url}: is \`hybridchat serve\` running there?`, c);
-    if (err.name === "AuthenticationError")
-      throw new UsageError(`${values.url} wants an API key: pass --api-key KEY or set HYBRIDCHAT_API_KEY (${err.message})`, c);
+    // the openai client's error classes (their `name` is plain "Error")
+    if (e instanceof APIConnectionError) throw new UsageError(`cannot reach ${values.url}: is \`hybridchat serve\` running there?`, c);
+    if (e instanceof AuthenticationError)
+      throw new UsageError(
+        apiKey
+          ? `${values.url} refused the API key (${e.message}); check it against the server's --api-key / HYBRIDCHAT_API_KEYS`
+          : `${values.url} wants an API key: pass --api-key KEY or set HYBRIDCHAT_API_KEY (${e.message})`,
+        c,
+      );
+    if (e instanceof UnknownModelError)
+      throw new UsageError(`${values.url} serves no model "${e.model}"${didYouMean(e.model, e.available)}; pass --model with one of: ${e.available.join(", ")}`, c);
     throw e;
   }
 }

@@ -2,7 +2,6 @@
 import { parseArgs } from "node:util";
 import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { SingleBar, Presets } from "cli-progress";
 import type { DType } from "../native/index.js";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset, presetNames } from "../engine/presets.js";
@@ -10,10 +9,9 @@ import { expectedShapes } from "../engine/weights.js";
 import type { JsonObject } from "../engine/json-file.js";
 import { intOption, UsageError } from "./cli-errors.js";
 import { INIT_HELP } from "./cli-help.js";
+import { Progress } from "./progress-bar.js";
 
 const DTYPES: DType[] = ["f32", "bf16", "f16"];
-/** below this a progress bar only flickers */
-const BAR_MIN_BYTES = 32 * 1024 * 1024;
 
 function readConfig(file: string): JsonObject {
   const path = resolve(file);
@@ -65,25 +63,16 @@ export async function initCommand(argv: string[]): Promise<void> {
   if (existsSync(out) && readdirSync(out).length > 0 && !values.force)
     throw new UsageError(`--out ${values.out} is not empty; choose another directory or pass --force to overwrite`, c);
 
-  let bar: SingleBar | null = null;
+  // only the file's own bar: init has no steps
+  const progress = new Progress("init");
+  const writing = progress.writing();
   const started = Date.now();
-  const { config: resolved } = await initCheckpoint({
-    config,
-    out,
-    dtype,
-    seed,
-    onProgress: (written, total) => {
-      if (!bar && total >= BAR_MIN_BYTES) {
-        bar = new SingleBar(
-          { format: "writing weights [{bar}] {percentage}% | {value}/{total} MiB | eta {eta}s", hideCursor: true, stream: process.stderr },
-          Presets.shades_classic,
-        );
-        bar.start(Math.round(total / 2 ** 20), 0);
-      }
-      bar?.update(Math.round(written / 2 ** 20));
-    },
-  });
-  (bar as SingleBar | null)?.stop();
+  let resolved: Awaited<ReturnType<typeof initCheckpoint>>["config"];
+  try {
+    ({ config: resolved } = await initCheckpoint({ config, out, dtype, seed, onProgress: (written, total) => writing(written, total, "model.safetensors") }));
+  } finally {
+    progress.stop();
+  }
   let params = 0;
   for (const shape of expectedShapes(resolved).values()) params += shape.reduce((a, b) => a * b, 1);
   const mb = (params * (dtype === "f32" ? 4 : 2)) / 2 ** 20;

@@ -4,7 +4,6 @@
 // stderr, Ctrl-C as a clean stop between steps, and the exit code of an interrupted run.
 import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
-import { MultiBar, Presets, type SingleBar } from "cli-progress";
 import type { LinearName } from "../native/index.js";
 import { LINEAR_NAMES } from "../engine/peft.js";
 import { TrainingInterrupted } from "../engine/train/loop.js";
@@ -146,39 +145,9 @@ export class OptionReader {
   }
 }
 
-/**
- * A progress bar with ETA on stderr, and `say` for report lines (stdout; above the bar on
- * a terminal). Without a terminal the bar is redrawn as a plain line every few seconds.
- */
-export class Progress {
-  private readonly bars: MultiBar;
-  private bar: SingleBar | null = null;
-
-  constructor(format: string) {
-    this.bars = new MultiBar(
-      { format: `${format} | eta {eta_formatted}`, hideCursor: true, stream: process.stderr, etaBuffer: 20, noTTYOutput: true, notTTYSchedule: 5000 },
-      Presets.shades_classic,
-    );
-  }
-
-  start(total: number, start: number, fields: Record<string, string | number>): void {
-    this.bar = this.bars.create(total, start, fields);
-  }
-
-  update(value: number, fields: Record<string, string | number>): void {
-    this.bar?.update(value, fields);
-  }
-
-  say(line: string): void {
-    if (this.bar && process.stderr.isTTY) this.bars.log(line + "\n");
-    else process.stdout.write(line + "\n");
-  }
-
-  stop(): void {
-    if (this.bar) this.bars.stop();
-    this.bar = null;
-  }
-}
+// the bar itself is shared with `init` (server/progress-bar.ts)
+export { Progress } from "./progress-bar.js";
+import type { Progress } from "./progress-bar.js";
 
 /** What an epoch run (sft, rm, dpo) tells at its start, whatever it trains on. */
 export interface EpochRunStart {

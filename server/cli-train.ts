@@ -4,10 +4,12 @@
 import { parseArgs } from "node:util";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
 import { UsageError } from "./cli-errors.js";
+import { didYouMean } from "./cli-suggest.js";
 import { TRAIN_HELP, TRAIN_SFT_HELP } from "./cli-help.js";
 import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
 
 const C = "train sft";
+const TRAIN_METHODS = ["sft", "rm", "dpo", "ppo"];
 
 /** The flags of an SFT run (also the pipeline's step 1, as --sft-…). */
 export const SFT_OPTIONS = {
@@ -17,7 +19,10 @@ export const SFT_OPTIONS = {
   "warmup-steps": { type: "string" },
 } as const;
 
-export type SftHyperparams = Omit<SftRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint">;
+export type SftHyperparams = Omit<
+  SftRunOptions,
+  "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"
+>;
 
 export function sftHyperparams(r: OptionReader): SftHyperparams {
   return {
@@ -32,7 +37,7 @@ export function sftHyperparams(r: OptionReader): SftHyperparams {
 export const sftProgress = (): Progress => new Progress("sft [{bar}] {percentage}% | step {value}/{total} | epoch {epoch} | loss {loss} | {tps} tok/s");
 
 /** What the user sees of an SFT run: one line at the start and per epoch, the bar per step. */
-export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftRunOptions, "onStart" | "onStep" | "onEpoch" | "onCheckpoint"> {
+export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftRunOptions, "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"> {
   return {
     onStart: (i) => {
       const s = i.settings;
@@ -45,6 +50,7 @@ export function sftReports(p: Progress, resume: boolean, out: string): Pick<SftR
     onStep: (e) => p.update(e.step, { epoch: e.epoch, loss: e.loss.toFixed(4), tps: Math.round(e.tokens_per_s) }),
     onEpoch: (e) => p.say(`epoch ${e.epoch}: train loss ${e.train_loss.toFixed(4)}${e.val_loss === null ? "" : `, validation loss ${e.val_loss.toFixed(4)}`}`),
     onCheckpoint: (d) => p.say(`checkpoint ${d}`),
+    onWriteProgress: p.writing(),
   };
 }
 
@@ -56,7 +62,7 @@ export async function trainCommand(argv: string[]): Promise<void> {
   }
   if (sub === "rm" || sub === "dpo") return (await import("./cli-train-pref.js")).preferenceCommand(sub, rest);
   if (sub === "ppo") return (await import("./cli-train-ppo.js")).ppoCommand(rest);
-  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}" (available: sft, rm, dpo, ppo)`, "train");
+  if (sub !== "sft") throw new UsageError(`unknown training method "${sub}"${didYouMean(sub, TRAIN_METHODS)} (available: ${TRAIN_METHODS.join(", ")})`, "train");
   return sftCommand(rest);
 }
 

@@ -3,9 +3,16 @@
 // that says what to do, never a stack trace for a user mistake.
 import { readFileSync } from "node:fs";
 import { UsageError } from "./cli-errors.js";
-import { CHAT_HELP, HELP, INIT_HELP, PIPELINE_HELP, SERVE_HELP, TRAIN_HELP } from "./cli-help.js";
+import { HELPS } from "./cli-help-index.js";
+import { didYouMean, helpFlags } from "./cli-suggest.js";
 
-const HELPS: Record<string, string> = { serve: SERVE_HELP, init: INIT_HELP, train: TRAIN_HELP, chat: CHAT_HELP, pipeline: PIPELINE_HELP };
+const COMMANDS = Object.keys(HELPS).filter((k) => k && !k.includes(" "));
+
+/** The command a help text exists for: "train sft" for `train sft …`, else the first word. */
+function commandOf(argv: readonly string[]): string {
+  const two = argv.slice(0, 2).join(" ");
+  return HELPS[two] ? two : (argv[0] ?? "");
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string };
@@ -29,23 +36,34 @@ async function main(argv: string[]): Promise<void> {
     case undefined:
     case "help":
     case "-h":
-    case "--help":
-      process.stdout.write(rest[0] && HELPS[rest[0]] ? HELPS[rest[0]] : HELP);
+    case "--help": {
+      // `hybridchat help train sft` is `hybridchat train sft --help`
+      const topic = rest.join(" ");
+      if (topic && !HELPS[topic]) throw new UsageError(`no help for "${topic}"${didYouMean(topic, Object.keys(HELPS))}; commands: ${COMMANDS.join(", ")}`, "");
+      process.stdout.write(HELPS[topic]!);
       return;
+    }
     case "-v":
     case "--version":
       process.stdout.write(`${version()}\n`);
       return;
     default:
-      throw new UsageError(`unknown command "${command}"`, "");
+      throw new UsageError(`unknown command "${command}"${didYouMean(command, COMMANDS)}; commands: ${COMMANDS.join(", ")}`, "");
   }
+}
+
+/** node:util parseArgs' errors, shorter, with the nearest flag the command's help lists. */
+function parseArgsMessage(err: Error & { code?: string }, cmd: string): string {
+  const flag = /'(-[^']*)'/.exec(err.message)?.[1];
+  if (err.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag) return `unknown option ${flag}${didYouMean(flag, helpFlags(HELPS[cmd] ?? ""))}`;
+  return err.message;
 }
 
 main(process.argv.slice(2)).catch((e: unknown) => {
   const err = e as Error & { code?: string };
   if (e instanceof UsageError || err.code?.startsWith("ERR_PARSE_ARGS")) {
-    const cmd = e instanceof UsageError ? e.command : process.argv[2];
-    process.stderr.write(`hybridchat: ${err.message}\nRun \`hybridchat ${cmd ? cmd + " " : ""}--help\` for usage.\n`);
+    const cmd = e instanceof UsageError ? e.command : commandOf(process.argv.slice(2));
+    process.stderr.write(`hybridchat: ${e instanceof UsageError ? err.message : parseArgsMessage(err, cmd)}\nRun \`hybridchat ${cmd ? cmd + " " : ""}--help\` for usage.\n`);
     process.exit(2);
   }
   // load and native errors carry a stable code and a message that names the file

@@ -3,12 +3,13 @@
 import { after, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { README, testModelDir, waitFor } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";
+import { HELPS } from "../server/cli-help-index.js";
 
 const tmpRoots: string[] = [];
 after(async () => {
@@ -90,16 +91,37 @@ describe("hybridchat serve", () => {
     assert.match(cmd.stderr, /unknown command "serv"/);
   });
 
-  test("--help for the program and each command, with examples", () => {
-    const outs = [["--help"], ["serve", "--help"], ["init", "--help"]].map((args) => {
+  test("--help for the program and every command and subcommand, with examples; `help X` says the same", () => {
+    for (const topic of Object.keys(HELPS)) {
+      const words = topic ? topic.split(" ") : [];
+      const r = run([...words, "--help"]);
+      assert.equal(r.status, 0, `${topic}: ${r.stderr}`);
+      assert.match(r.stdout, /^Usage: hybridchat/, topic);
+      assert.match(r.stdout, /\nExamples?:\n {2}(\S+=\S+ )?hybridchat /, `${topic}: an example`);
+      assert.equal(r.stdout, HELPS[topic], topic);
+      assert.equal(run(["help", ...words]).stdout, r.stdout, `help ${topic}`);
+    }
+    assert.match(run(["serve", "--help"]).stdout, /--served-model-name/);
+    assert.match(run(["init", "-h"]).stdout, /--preset NAME/);
+  });
+
+  test("a mistyped command, method or flag: exit 2, the nearest known one, and which --help to read", () => {
+    const cases: [string[], RegExp, string][] = [
+      [["serv"], /unknown command "serv" \(did you mean serve\?\); commands: serve, init, train, pipeline, chat/, "hybridchat --help"],
+      [["help", "trian"], /no help for "trian" \(did you mean train\?\)/, "hybridchat --help"],
+      [["train", "sfx"], /unknown training method "sfx" \(did you mean sft\?\)/, "hybridchat train --help"],
+      [["serve", "--modle", "x"], /unknown option --modle \(did you mean --model\?\)/, "hybridchat serve --help"],
+      [["train", "sft", "--dta", "x"], /unknown option --dta \(did you mean --data\?\)/, "hybridchat train sft --help"],
+      [["train", "ppo", "--actr", "x"], /unknown option --actr \(did you mean --actor\?\)/, "hybridchat train ppo --help"],
+      [["chat", "--urll", "x"], /unknown option --urll \(did you mean --url\?\)/, "hybridchat chat --help"],
+      [["init", "--zzzzzz"], /unknown option --zzzzzz\n/, "hybridchat init --help"],
+    ];
+    for (const [args, message, help] of cases) {
       const r = run(args);
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, /Usage: hybridchat/);
-      assert.match(r.stdout, /Examples:/);
-      return r.stdout;
-    });
-    assert.match(outs[1]!, /--served-model-name/);
-    assert.match(outs[2]!, /--preset NAME/);
+      assert.equal(r.status, 2, args.join(" "));
+      assert.match(r.stderr, message, args.join(" "));
+      assert.ok(r.stderr.includes(`Run \`${help}\` for usage.`), r.stderr);
+    }
   });
 });
 
@@ -129,10 +151,23 @@ describe("hybridchat init", () => {
     bf.dispose();
   });
 
+  test("a big checkpoint's write is followed on stderr (no terminal: start, end); a small one's is not", async () => {
+    const root = await tmp();
+    const cfg = join(root, "config.json");
+    // 13.7M parameters: 52 MiB in f32, over the 32 MiB a bar needs
+    const shape = { architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: 512, intermediate_size: 1408, num_hidden_layers: 3 };
+    await writeFile(cfg, JSON.stringify({ ...shape, num_attention_heads: 8, num_key_value_heads: 8, vocab_size: 8000, max_position_embeddings: 256, tie_word_embeddings: true }));
+    const big = run(["init", "--config", cfg, "--out", join(root, "big")]);
+    assert.equal(big.status, 0, big.stderr);
+    assert.match(big.stderr, /^writing model\.safetensors \(52\.4 MiB\)\n(.*\n)*wrote model\.safetensors \(52\.4 MiB\) in \d+\.\d s\n$/);
+    const small = run(["init", "--preset", "tiny", "--out", join(root, "small")]);
+    assert.equal(small.status, 0, small.stderr);
+    assert.equal(small.stderr, "");
+  });
+
   test("--config FILE.json and its errors", async () => {
     const root = await tmp();
     const cfg = join(root, "config.json");
-    const { writeFile } = await import("node:fs/promises");
     await writeFile(
       cfg,
       JSON.stringify({

@@ -116,22 +116,34 @@ describe("HybridchatClient jobs and versions", () => {
   });
 });
 
-describe("hybridchat chat", () => {
-  test("streams answers, keeps the conversation, and stores /good, /compare and /bad", async () => {
-    const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", "--url", s.baseUrl, "--temperature", "0", "--max-tokens", "40"], {
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
-    child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
-    const until = async (re: RegExp): Promise<void> => {
+/** `hybridchat chat ARGS` as a child process, read and typed into as a person would. */
+function chatProcess(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", ...args], {
+    stdio: ["pipe", "pipe", "pipe"],
+    env: { ...process.env, HYBRIDCHAT_API_KEY: "", ...env },
+  });
+  let out = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
+  child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
+  const exited = new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+  return {
+    output: () => out,
+    exit: () => exited,
+    say: (line: string): void => void child.stdin.write(line + "\n"),
+    async until(re: RegExp): Promise<void> {
       const t0 = Date.now();
       while (!re.test(out)) {
         if (Date.now() - t0 > 30_000) throw new Error(`chat never printed ${re}; it printed:\n${out}`);
         await new Promise((r) => setTimeout(r, 10));
       }
-    };
-    const say = (line: string): void => void child.stdin.write(line + "\n");
+    },
+  };
+}
+
+describe("hybridchat chat", () => {
+  test("streams answers, keeps the conversation, and stores /good, /compare and /bad", async () => {
+    const chat = chatProcess(["--url", s.baseUrl, "--temperature", "0", "--max-tokens", "40"]);
+    const { until, say } = chat;
     await until(/\/help for commands/);
     say("Once upon a time");
     await until(/Lily/);
@@ -146,7 +158,8 @@ describe("hybridchat chat", () => {
     say("/frobnicate");
     await until(/unknown command \/frobnicate/);
     say("/quit");
-    const [code] = (await new Promise((res) => child.on("exit", (c) => res([c])))) as [number | null];
+    const code = await chat.exit();
+    const out = chat.output();
     assert.equal(code, 0, out);
     // the first answer is the model's greedy continuation, streamed as it came
     assert.ok(out.includes(README.continuation.slice(0, 60)), out);
@@ -159,5 +172,42 @@ describe("hybridchat chat", () => {
     assert.ok(pref && pref.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, "/compare stored choice 2 over choice 1");
     // /bad judged the compared answer the user picked: the same completion, choice 1
     assert.ok(bad.type === "rating" && bad.completion_id === pref.chosen_id && bad.choice_index === 1, JSON.stringify({ bad, pref }));
+  });
+});
+
+describe("hybridchat chat: errors that say what to do", () => {
+  test("no server at --url; a model the server does not serve", async () => {
+    const down = chatProcess(["--url", "http://127.0.0.1:9"]);
+    assert.equal(await down.exit(), 2);
+    assert.match(down.output(), /cannot reach http:\/\/127\.0\.0\.1:9: is `hybridchat serve` running there\?/);
+    const typo = chatProcess(["--url", s.baseUrl, "--model", "stories260k"]);
+    assert.equal(await typo.exit(), 2);
+    assert.match(typo.output(), /serves no model "stories260k" \(did you mean stories260K\?\); pass --model with one of: stories260K/);
+    assert.match(typo.output(), /Run `hybridchat chat --help`/);
+  });
+
+  test("a server with API keys: no key and a wrong key are refused with what to do; the key from the environment chats and rates", async () => {
+    const keyed = await serveWithStore({ apiKeys: [{ key: "chat-user-key-1234", role: "user" }] });
+    try {
+      const none = chatProcess(["--url", keyed.baseUrl]);
+      assert.equal(await none.exit(), 2);
+      assert.match(none.output(), /wants an API key: pass --api-key KEY or set HYBRIDCHAT_API_KEY/);
+      const wrong = chatProcess(["--url", keyed.baseUrl, "--api-key", "not-the-key-5678"]);
+      assert.equal(await wrong.exit(), 2);
+      assert.match(wrong.output(), /refused the API key .*check it against the server's --api-key/);
+
+      const chat = chatProcess(["--url", keyed.baseUrl, "--max-tokens", "8"], { HYBRIDCHAT_API_KEY: "chat-user-key-1234" });
+      await chat.until(/\/help for commands/);
+      chat.say("Once upon a time");
+      chat.say("/good");
+      await chat.until(/\(rated \+1: (\S+)\)/);
+      chat.say("/quit");
+      assert.equal(await chat.exit(), 0, chat.output());
+      const id = /\(rated \+1: (\S+)\)/.exec(chat.output())![1]!;
+      const stored = await new HybridchatClient({ baseURL: `${keyed.baseUrl}/v1`, apiKey: "chat-user-key-1234", maxRetries: 0 }).feedback.list({ type: "rating" });
+      assert.deepEqual(stored.data.map((f) => f.id), [id]);
+    } finally {
+      await keyed.close();
+    }
   });
 });

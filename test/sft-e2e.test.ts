@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { once } from "node:events";
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
@@ -106,10 +106,20 @@ describe("LoRA SFT with the defaults", () => {
   });
 });
 
-test("full fine-tuning writes an HF checkpoint that loadModel serves with the new name", async () => {
+test("full fine-tuning writes an HF checkpoint that loadModel serves with the new name; each file's write is followed to its end", async () => {
   const out = join(tmp, "full");
-  const r = await runSftFromFiles(opts(out, { loraRank: 0 }));
+  const writes: { file: string; written: number; total: number }[] = [];
+  const r = await runSftFromFiles({ ...opts(out, { loraRank: 0 }), onWriteProgress: (written, total, file) => writes.push({ file, written, total }) });
   assert.equal(r.settings.lr, 1e-4);
+  // per epoch the checkpoint's weights and AdamW moments (twice the weights), then the result
+  const ends = writes.filter((w) => w.written === w.total).map((w) => w.file);
+  assert.deepEqual(ends, [...Array.from({ length: r.settings.epochs }, () => ["model.safetensors", "optimizer.safetensors"]).flat(), "model.safetensors"]);
+  const weightBytes = statSync(join(out, "model.safetensors")).size;
+  const modelTotal = writes.find((w) => w.file === "model.safetensors")!.total;
+  assert.ok(modelTotal < weightBytes && modelTotal > weightBytes * 0.9, "the total is the tensor bytes of the file");
+  assert.equal(writes.find((w) => w.file === "optimizer.safetensors")!.total, 2 * modelTotal);
+  for (let i = 1; i < writes.length; i++)
+    if (writes[i]!.file === writes[i - 1]!.file && writes[i - 1]!.written < writes[i - 1]!.total) assert.ok(writes[i]!.written > writes[i - 1]!.written, "bytes only grow within a file");
   for (const f of ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"]) assert.ok(existsSync(join(out, f)), f);
   const tuned = await loadModel(out, { threads: 2, kvBlocks: 8 });
   try {

@@ -4,6 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
+import type { ApiKey } from "../server/auth.js";
 import { Store } from "../server/store/store.js";
 import { serveModel, type TestServing } from "./api-helpers.js";
 
@@ -17,10 +18,10 @@ export interface StoreServing extends TestServing {
 }
 
 /** `store: false` serves without a store, as `--no-store` does. */
-export async function serveWithStore(o: { store?: boolean } = {}): Promise<StoreServing> {
+export async function serveWithStore(o: { store?: boolean; apiKeys?: ApiKey[] } = {}): Promise<StoreServing> {
   const dir = await mkdtemp(join(tmpdir(), "hybridchat-store-"));
   const store = o.store === false ? null : Store.open(dir);
-  const s = await serveModel({ app: { store } });
+  const s = await serveModel({ app: { store, apiKeys: o.apiKeys } });
   const baseUrl = await s.app.listen({ host: "127.0.0.1", port: 0 });
   return {
     ...s,

@@ -19,6 +19,7 @@ import {
   type TrainedWeights,
   type TrainerState,
 } from "./run-state.js";
+import type { WriteProgress } from "../safetensors-writer.js";
 
 export const TRAIN_LOG = "train_log.jsonl";
 
@@ -84,6 +85,8 @@ export interface RunLogOptions {
   /** the trainer state of a checkpoint after `epoch` epochs, `step` steps */
   state: (step: number, epoch: number) => TrainerState;
   onCheckpoint?: (dir: string) => void;
+  /** how far each big checkpoint file is written */
+  onWriteProgress?: WriteProgress;
 }
 
 /** Step and epoch callbacks that log and checkpoint, and `settle` to await the pending log writes. */
@@ -113,7 +116,7 @@ export async function openRunLog(o: RunLogOptions): Promise<RunLog> {
       await appendFile(log, JSON.stringify({ type: "eval", ...e }) + "\n");
       announce?.(e);
       // saved first: `o.onCheckpoint?.(await save…)` would skip the save when no callback is given
-      const dir = await saveCheckpoint(o.outDir, o.weights, o.state(e.step, e.epoch));
+      const dir = await saveCheckpoint(o.outDir, o.weights, o.state(e.step, e.epoch), o.onWriteProgress);
       o.onCheckpoint?.(dir);
     },
     settle: () => pending,

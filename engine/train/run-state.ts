@@ -14,7 +14,7 @@ import { readJsonFile } from "../json-file.js";
 import { canonicalName } from "../weights.js";
 import { addAdapterWithData, readPeftAdapter, savePeftAdapter } from "../peft.js";
 import { writeHfCheckpoint } from "../hf-checkpoint-writer.js";
-import { readF32Tensors, writeF32Tensors, type F32Tensor } from "../safetensors-writer.js";
+import { readF32Tensors, writeF32Tensors, type F32Tensor, type WriteProgress } from "../safetensors-writer.js";
 import { writeJsonAtomic } from "../init-checkpoint.js";
 import type { EncodedExample } from "./sft-encode.js";
 
@@ -73,19 +73,22 @@ export function dataHash(examples: readonly EncodedExample[]): string {
   return h.digest("hex");
 }
 
-/** Writes the final weights (PEFT adapter or HF checkpoint) into `dir`. */
-export async function saveWeights(w: TrainedWeights, dir: string): Promise<void> {
+/**
+ * Writes the final weights (PEFT adapter or HF checkpoint) into `dir`; `onProgress` follows
+ * the base's weights of a full fine-tune (an adapter is small).
+ */
+export async function saveWeights(w: TrainedWeights, dir: string, onProgress?: WriteProgress): Promise<void> {
   if (w.adapter) await savePeftAdapter(w.model, w.config, w.adapter.name, dir, { baseModel: w.modelDir, spec: w.adapter.spec });
-  else await writeHfCheckpoint(w.model, w.config, w.modelDir, dir);
+  else await writeHfCheckpoint(w.model, w.config, w.modelDir, dir, { onProgress });
 }
 
-export async function saveOptimizerState(file: string, state: OptimizerState): Promise<void> {
+export async function saveOptimizerState(file: string, state: OptimizerState, onProgress?: WriteProgress): Promise<void> {
   const tensors: F32Tensor[] = [];
   for (const t of state.tensors) {
     tensors.push({ name: `${t.name}.exp_avg`, shape: [t.expAvg.length], data: t.expAvg });
     tensors.push({ name: `${t.name}.exp_avg_sq`, shape: [t.expAvgSq.length], data: t.expAvgSq });
   }
-  await writeF32Tensors(file, tensors, { metadata: { step: String(state.step) } });
+  await writeF32Tensors(file, tensors, { metadata: { step: String(state.step) }, onProgress });
 }
 
 export function loadOptimizerStateFile(file: string): OptimizerState {
@@ -107,13 +110,13 @@ export function checkpointDir(out: string, step: number): string {
   return join(out, `checkpoint-${step}`);
 }
 
-/** Saves <out>/checkpoint-<step>/ atomically (temp directory + rename). */
-export async function saveCheckpoint(out: string, w: TrainedWeights, state: TrainerState): Promise<string> {
+/** Saves <out>/checkpoint-<step>/ atomically (temp directory + rename); `onProgress` follows each big file. */
+export async function saveCheckpoint(out: string, w: TrainedWeights, state: TrainerState, onProgress?: WriteProgress): Promise<string> {
   const dir = checkpointDir(out, state.global_step);
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
-  await saveWeights(w, tmp);
-  await saveOptimizerState(join(tmp, OPTIMIZER_FILE), w.model.optimizerState());
+  await saveWeights(w, tmp, onProgress);
+  await saveOptimizerState(join(tmp, OPTIMIZER_FILE), w.model.optimizerState(), onProgress);
   await writeJsonAtomic(join(tmp, TRAINER_STATE), state);
   await rm(dir, { recursive: true, force: true });
   await rename(tmp, dir);

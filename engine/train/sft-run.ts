@@ -11,6 +11,7 @@ import { autoBatchSize, autoEpochs, autoWarmupSteps, defaultLearningRate } from 
 import { stepsPerEpoch } from "./batches.js";
 import type { ScheduleKind } from "./lr-schedule.js";
 import { runSft, totalSteps, type EpochEvent, type StepEvent } from "./sft.js";
+import type { WriteProgress } from "../safetensors-writer.js";
 import { dataHash, restoreOptimizer, restoreWeights, saveWeights, type RunSettings, type TrainedWeights } from "./run-state.js";
 import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, trainLogged, TrainRunError } from "./run-files.js";
 
@@ -54,6 +55,8 @@ export interface SftRunOptions {
   onStep?: (e: StepEvent) => void;
   onEpoch?: (e: EpochEvent) => void;
   onCheckpoint?: (dir: string) => void;
+  /** how far each big file is written: a full fine-tune's checkpoints and final weights */
+  onWriteProgress?: WriteProgress;
 }
 
 export interface SftRunInfo {
@@ -151,6 +154,7 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       weights,
       state: (step, epoch) => ({ global_step: step, epoch, total_steps: total, rng: { seed: o.seed }, data_hash: hash, settings }),
       onCheckpoint: o.onCheckpoint,
+      onWriteProgress: o.onWriteProgress,
     });
     o.onStart?.(info);
 
@@ -167,7 +171,7 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       runLog,
       o,
       (cb) => runSft(lm.native, train.encoded, val?.encoded ?? null, loop, cb, state?.epoch ?? 0),
-      () => saveWeights(weights, outDir),
+      () => saveWeights(weights, outDir, o.onWriteProgress),
     );
     return { ...info, steps, lastEpoch };
   } finally {

@@ -1,0 +1,68 @@
+// README's SDK examples, the code blocks marked `<!-- runs -->`, run as a reader would run
+// them — as they are, in a child process — against a local server with a real store; only
+// the package name (to this checkout's build) and the server's address are rewritten.
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { repoRoot } from "./api-helpers.js";
+import { nameChangeData } from "./sft-helpers.js";
+import { serveWithStore, type StoreServing } from "./store-helpers.js";
+
+/** The fenced blocks that directly follow a `<!-- runs -->` line. */
+function runnableBlocks(markdown: string): string[] {
+  return [...markdown.matchAll(/^<!-- runs -->\n```ts\n([\s\S]*?)^```$/gm)].map((m) => m[1]!);
+}
+
+let s: StoreServing;
+before(async () => {
+  s = await serveWithStore();
+  // the second example's training file, made with the model before it serves anything
+  await nameChangeData(s.model, join(s.dir, "names.jsonl"), 4);
+});
+after(async () => {
+  await s?.close();
+});
+
+/** Runs the example (asynchronously: the server answering it lives in this process). */
+async function runExample(example: string, name: string): Promise<string> {
+  const file = join(s.dir, `${name}.mjs`);
+  const source = example
+    .replaceAll('from "hybridchat"', `from ${JSON.stringify(pathToFileURL(join(repoRoot, "dist", "index.js")).href)}`)
+    .replaceAll("http://127.0.0.1:8000", s.baseUrl);
+  writeFileSync(file, source);
+  const child = spawn(process.execPath, [file], { cwd: s.dir, env: { ...process.env, HYBRIDCHAT_API_KEY: "" } });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+  child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+  const code = await new Promise<number | null>((res) => child.on("exit", (c) => res(c)));
+  assert.equal(code, 0, `${name} failed:\n${stderr}\n--- the example ---\n${source}`);
+  return stdout;
+}
+
+const blocks = runnableBlocks(readFileSync(join(repoRoot, "README.md"), "utf8"));
+
+test("README has the SDK examples this test runs", () => {
+  assert.equal(blocks.length, 2, "a marked block was added or lost: update this test");
+  for (const b of blocks) assert.match(b, /from "hybridchat"/);
+});
+
+test("the chat and feedback example: its ratings, correction and preference are stored", async () => {
+  const out = await runExample(blocks[0]!, "chat-and-feedback");
+  assert.match(out, /^1 preference lines$/m);
+  const fb = (await (await fetch(`${s.baseUrl}/v1/feedback?limit=100`)).json()) as { data: { type: string }[] };
+  assert.deepEqual(fb.data.map((f) => f.type).sort(), ["correction", "preference", "rating"]);
+});
+
+test("the jobs example: steps stream in, the version is promoted and rolled back", { timeout: 180_000 }, async () => {
+  const out = await runExample(blocks[1]!, "jobs-and-versions");
+  const steps = [...out.matchAll(/^step (\d+) loss (\d\S*)$/gm)].map((m) => Number(m[1]));
+  assert.ok(steps.length >= 2 && steps.every((n, i) => n === i + 1), `one line per step, in order:\n${out}`);
+  assert.match(out, /^succeeded$/m);
+  assert.match(out, /^serves ft:stories260K:names:ftjob-\S+\nserves stories260K$/m);
+  const models = (await (await fetch(`${s.baseUrl}/v1/models`)).json()) as { data: { id: string; serves?: string }[] };
+  assert.equal(models.data.find((m) => m.id === "stories260K")!.serves, "stories260K");
+});
