@@ -125,12 +125,15 @@ export const ppo: TrainingMethod = {
         onStep: async (e) => {
           const rollouts = Math.min(batch, prompts.length - ((e.step - 1) % perEpoch) * batch);
           tokens += e.response_length * rollouts;
+          const stepS = e.generation_s + e.experience_s + e.training_s + e.switch_s;
           r.report.step({
             step: e.step,
             total_steps: total,
             train_loss: e.policy_loss + e.value_loss,
             reward: e.reward,
-            kl: e.kl,
+            // per token, as the kl gauge and dpo report it; kl_sequence is PPO's per-answer sum
+            kl: e.response_length > 0 ? e.kl / e.response_length : 0,
+            kl_sequence: e.kl,
             policy_loss: e.policy_loss,
             value_loss: e.value_loss,
             entropy: e.entropy,
@@ -141,6 +144,7 @@ export const ppo: TrainingMethod = {
             experience_s: e.experience_s,
             training_s: e.training_s,
             switch_s: e.switch_s,
+            tokens_per_s: stepS > 0 ? (e.response_length * rollouts) / stepS : 0,
           });
           if (e.step % perEpoch === 0) await r.report.epoch({ step: e.step, epoch: e.epoch, train_loss: e.policy_loss + e.value_loss, valid_loss: null });
         },
