@@ -2,27 +2,32 @@
 // (chat n: 2, the animal preference of test/loop-helpers.ts) the policy runs a reward_model
 // job and then a ppo job against it, both visible, on the same train / held-out files; the
 // ppo candidate then meets the not-worse gate, and what happens to it (published and
-// promoted, or failed unpublished) must follow from the margins the gate measured.
+// promoted, or failed unpublished) must follow from the margins the gate measured. A run's
+// reward_model job that a restart left queued is run after it, and its ppo job follows.
 import { test } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { toFile } from "openai";
 import { RLHF_RM_SUFFIX, RLHF_SUFFIX } from "../server/rlhf-policy.js";
 import { STORY_PROMPTS } from "./pref-helpers.js";
 import { chats, preferAnimals } from "./loop-helpers.js";
-import { MODEL, serverForFile, type FtServer } from "./fine-tuning-helpers.js";
+import { MODEL, serverForFile, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
 let s: FtServer;
-serverForFile("hc-rlhf-ppo-", (x) => (s = x), {
-  rlhf: {
-    after: 40,
-    everyMinutes: null,
-    method: "ppo",
-    promote: true,
-    pollMs: 20,
-    heldOut: 0.3,
-    rewardModelHyperparameters: { n_epochs: 6, batch_size: 8 },
-    hyperparameters: { n_epochs: 2, batch_size: 16, max_new_tokens: 32, learning_rate_multiplier: 10 },
-  },
-});
+const RLHF = {
+
+  after: 40,
+  everyMinutes: null,
+  method: "ppo",
+  promote: true,
+  pollMs: 20,
+  heldOut: 0.3,
+  rewardModelHyperparameters: { n_epochs: 6, batch_size: 8 },
+  hyperparameters: { n_epochs: 2, batch_size: 16, max_new_tokens: 32, learning_rate_multiplier: 10 },
+} as const;
+serverForFile("hc-rlhf-ppo-", (x) => (s = x), { rlhf: RLHF });
 
 const VERDICT = /Held-out evaluation on (\d+) preference pairs: candidate margin (-?\d+\.\d+), accuracy \d\.\d+; served (\S+) margin (-?\d+\.\d+), accuracy \d\.\d+; (not worse, publishing|worse, not published)/;
 
@@ -72,4 +77,52 @@ test("--rlhf-method ppo: a reward_model job, then a ppo job against it, then the
   }
   const c = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 8 });
   assert.ok(c.choices[0]!.message.content!.length > 0, "serving goes on");
+});
+
+const dpoLine = (chosen: string, rejected: string): string =>
+  JSON.stringify({ input: { messages: [{ role: "user", content: "Once upon a time" }] }, preferred_output: [{ role: "assistant", content: chosen }], non_preferred_output: [{ role: "assistant", content: rejected }] });
+
+test("a run's reward_model job left queued by a restart runs after it, and its ppo job follows", { timeout: 120_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "hc-rlhf-ppo-restart-"));
+  let a: FtServer | undefined;
+  let b: FtServer | undefined;
+  try {
+    // server A, no policy: a long dpo job runs, a run's reward_model job (as the policy names it) waits behind it
+    a = await startServer(join(dir, "data"));
+    const text = [dpoLine(" A dog ran.", " It was dark."), dpoLine(" The cat sat.", " He went home."), dpoLine(" A bird sang.", " She was sad.")].join("\n") + "\n";
+    const train = await a.client.files.create({ file: await toFile(Buffer.from(text), "rlhf-3.train.jsonl"), purpose: "fine-tune" });
+    const held = await a.client.files.create({ file: await toFile(Buffer.from(text), "rlhf-3.heldout.jsonl"), purpose: "fine-tune" });
+    const long = await a.client.fineTuning.jobs.create({ model: MODEL, training_file: train.id, method: { type: "dpo", dpo: { hyperparameters: { n_epochs: 256, batch_size: 1 } } } });
+    await waitForJob(a.client, long.id, ["running"]);
+    const rm = await a.client.fineTuning.jobs.create({
+      model: MODEL,
+      training_file: train.id,
+      validation_file: held.id,
+      suffix: RLHF_RM_SUFFIX,
+      method: { type: "reward_model", reward_model: { hyperparameters: { n_epochs: 1 } } } as never,
+    });
+    await waitForJob(a.client, rm.id, ["queued"]);
+    await a.server.close();
+    a = undefined;
+
+    // server B with --rlhf-method ppo: the queued reward model runs, then the policy's ppo job against it
+    b = await startServer(join(dir, "data"), { rlhf: { ...RLHF, after: 1000 } });
+    await b.server.app.fineTuning!.policy!.idle();
+    const jobs = (await b.client.fineTuning.jobs.list({ limit: 100 })).data.reverse();
+    assert.deepEqual(jobs.map((j) => [j.id === long.id || j.id === rm.id ? j.id : "new", j.status === "failed" || j.status === "succeeded" ? "final" : j.status]).slice(0, 2), [[long.id, "final"], [rm.id, "final"]]);
+    assert.equal(jobs[1]!.status, "succeeded", JSON.stringify(jobs[1]!.error));
+    const ppo = jobs[2];
+    assert.ok(ppo, "the ppo job followed the reward model");
+    assert.equal(jobs.length, 3);
+    assert.equal(ppo.method?.type, "ppo");
+    assert.equal(b.server.store!.jobs.get(ppo.id)!.suffix, RLHF_SUFFIX);
+    assert.equal((ppo.method as unknown as { ppo: { hyperparameters: Record<string, unknown> } }).ppo.hyperparameters.reward_model, rm.id);
+    assert.equal(ppo.training_file, train.id);
+    assert.equal(ppo.validation_file, held.id);
+    assert.ok(ppo.status === "succeeded" || ppo.error?.code === "candidate_not_better", JSON.stringify(ppo.error));
+  } finally {
+    await a?.server.close();
+    await b?.server.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
