@@ -7,6 +7,8 @@ import { gae, klRewards, whiten } from "../engine/train/gae.js";
 import { policyLoss, valueLoss } from "../engine/train/ppo-losses.js";
 import { AdapterEma, RoleSwitch } from "../engine/train/ppo.js";
 import { directPpoModel } from "../engine/train/ppo-model.js";
+import { parsePromptJsonl } from "../engine/train/ppo-prompts.js";
+import { SftDataError } from "../engine/train/sft-data.js";
 import { rollout, rolloutBatch } from "../engine/train/experience.js";
 import { loadModel } from "../engine/model.js";
 import { addAdapter } from "../engine/peft.js";
@@ -169,5 +171,29 @@ describe("role switch and EMA on a real model", () => {
     } finally {
       lm.dispose();
     }
+  });
+});
+
+describe("prompt files", () => {
+  test("training lines give their prompt part: a chat's messages before its answer, a DPO line's input, a prompt/completion's prompt", () => {
+    const user = { role: "user", content: "Tell me a story" };
+    const lines = [
+      { prompt: "Once upon a time" },
+      { prompt: "Tom had", completion: " a dog." },
+      { messages: [{ role: "system", content: "Be kind." }, user, { role: "assistant", content: "Once…" }] },
+      { messages: [user] },
+      { input: { messages: [user] }, preferred_output: [{ role: "assistant", content: "A" }], non_preferred_output: [{ role: "assistant", content: "B" }] },
+    ];
+    assert.deepEqual(parsePromptJsonl(lines.map((l) => JSON.stringify(l)).join("\n")), [
+      { line: 1, prompt: "Once upon a time" },
+      { line: 2, prompt: "Tom had" },
+      { line: 3, messages: [{ role: "system", content: "Be kind." }, user] },
+      { line: 4, messages: [user] },
+      { line: 5, messages: [user] },
+    ]);
+    assert.throws(
+      () => parsePromptJsonl(`${JSON.stringify({ messages: [{ role: "assistant", content: "hi" }] })}\n{"chosen":"x"}\n`),
+      (e: unknown) => e instanceof SftDataError && /line 1: .*only an assistant answer/.test(e.message) && /line 2: expected/.test(e.message),
+    );
   });
 });
