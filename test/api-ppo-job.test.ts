@@ -5,10 +5,11 @@
 // on held-out prompts clearly more often than the base; its events carry reward, KL and the
 // losses per step, the job gauges follow them. A reward_model reference that is unknown, not
 // a reward model or not succeeded is a 400 naming the param; a cancelled ppo job stops,
-// publishes nothing and leaves no role adapter behind.
+// publishes nothing and leaves no role adapter behind. A file of {"prompt"} lines uploads as
+// prompts, which ppo trains on and supervised refuses.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { APIError, BadRequestError } from "openai";
+import { APIError, BadRequestError, toFile } from "openai";
 import { HELD_OUT_PROMPTS, STORY_PROMPTS } from "./pref-helpers.js";
 import { animalRate, chats, preferAnimals } from "./loop-helpers.js";
 import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
@@ -141,4 +142,31 @@ test("a cancelled ppo job stops, publishes nothing and removes its role adapters
   // serving goes on
   const r = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 });
   assert.ok(r.choices[0]!.message.content !== undefined);
+});
+
+test("a file of prompt lines uploads as prompts: a ppo job trains on it, a supervised job refuses it", { timeout: 120_000 }, async () => {
+  assert.ok(rmJob, "needs the reward model of the earlier test");
+  const text = ["Once upon a time", "Tom had a pet", "One day, a little girl"].map((prompt) => JSON.stringify({ prompt })).join("\n") + "\n";
+  const file = await s.client.files.create({ file: await toFile(Buffer.from(text), "prompts.jsonl"), purpose: "fine-tune" });
+  assert.equal(s.server.store!.files.get(file.id)!.format, "prompts");
+  const bad = await s.client.fineTuning.jobs.create({ model: MODEL, training_file: file.id }).then(
+    () => assert.fail("accepted"),
+    (x: unknown) => x,
+  );
+  assert.ok(bad instanceof BadRequestError && bad.param === "training_file" && /holds prompt lines; method 'supervised' trains on supervised lines/.test(bad.message), String(bad));
+  const job = await s.client.fineTuning.jobs.create({
+    model: MODEL,
+    training_file: file.id,
+    suffix: "prompts",
+    method: { type: "ppo", ppo: { hyperparameters: { reward_model: rmJob, batch_size: 3, max_new_tokens: 8 } } } as never,
+  });
+  const done = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
+  assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+  const events = (await s.client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
+  assert.ok(events.some((m) => m.startsWith("PPO on 3 prompts")), events.join("\n"));
+  const bad2 = await s.client.files.create({ file: await toFile(Buffer.from('{"prompt":"a"}\n{"prompt":7}\n'), "bad.jsonl"), purpose: "fine-tune" }).then(
+    () => assert.fail("accepted"),
+    (x: unknown) => x,
+  );
+  assert.ok(bad2 instanceof BadRequestError && /line 2/.test(bad2.message), String(bad2));
 });

@@ -29,7 +29,7 @@ function checkFile(store: Store, id: string, param: string, method: TrainingMeth
   if (!f) throw errors.fileNotFound(id, param);
   if (f.purpose !== "fine-tune") throw errors.invalidFile(`File ${id} has purpose '${f.purpose}'; fine-tuning needs a file uploaded with purpose 'fine-tune'.`, param);
   const accepts = method.accepts ?? [method.format];
-  const kind = (fmt: string): string => (fmt === "dpo" ? "preference (DPO)" : "supervised");
+  const kind = (fmt: string): string => (fmt === "dpo" ? "preference (DPO)" : fmt === "prompts" ? "prompt" : "supervised");
   if (!accepts.includes(f.format))
     throw errors.invalidFile(`File ${id} holds ${kind(f.format)} lines; method '${method.type}' trains on ${accepts.map(kind).join(" or ")} lines.`, param);
 }

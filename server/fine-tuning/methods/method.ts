@@ -10,6 +10,7 @@ import type { TrainingCalls } from "../../../engine/train/sft.js";
 import type { ExclusiveRunner } from "../../../engine/train/exclusive-model.js";
 import type { RolloutEngine } from "../../../engine/train/ppo-model.js";
 import type { Hyperparameters } from "../../store/jobs.js";
+import type { FileFormat } from "../../store/files.js";
 import type { TrainingFormat } from "../../../engine/train/training-format.js";
 
 /** What a method reports while it runs; the runner turns these into job events. */
@@ -57,7 +58,7 @@ export interface TrainingMethod {
   /** the training file lines it reads (training_file "feedback" exports these) */
   readonly format: TrainingFormat;
   /** the uploaded files it also reads (default: `format` only) */
-  readonly accepts?: readonly TrainingFormat[];
+  readonly accepts?: readonly FileFormat[];
   /** true: the result is a chat model, published as ft:<base>:<suffix>:<job-id>; false: it stays the job's checkpoints (a reward model) */
   readonly publishes: boolean;
   /** why these hyperparameters are not acceptable (names the key), or null */

@@ -4,7 +4,7 @@
 // as a copy of it; the reference is the served base with adapters off. Rollouts are sampled
 // by the serving Engine itself with the actor adapter, and every model call — role switch,
 // scoring forward, training call — is one exclusive task between serving's forward steps.
-// The training file gives prompts: the prompt part of chat or DPO lines, or of the collected
+// The training file gives prompts: prompt lines, the prompt part of chat or DPO lines, or of the collected
 // preferences (training_file "feedback"). A validation file is not trained on (the
 // continuous-RLHF gate reads it).
 import { addAdapterWithData, readPeftAdapter } from "../../../engine/peft.js";
@@ -57,7 +57,7 @@ function jobPrompts(model: LoadedModel, text: string, maxNew: number): number[][
 export const ppo: TrainingMethod = {
   type: "ppo",
   format: "dpo",
-  accepts: ["sft", "dpo"],
+  accepts: ["prompts", "sft", "dpo"],
   publishes: true,
   checkHyperparameters: (h) => (h.reward_model === undefined ? "ppo needs hyperparameters.reward_model: a succeeded reward_model job (its id or model id)" : checkKnownHyperparameters(h, KEYS, checkValue)),
   withDefaults: (h) => withAutos(KEYS, h),
