@@ -43,17 +43,9 @@ function detectFormat(text: string): FileFormat {
 /** Checks every line; returns the format and the number of examples, or throws TrainingFileError. */
 export function validateTrainingFile(text: string): { format: FileFormat; examples: number } {
   const format = detectFormat(text);
-  if (format === "prompts") {
+  if (format === "prompts" || format === "sft") {
     try {
-      return { format, examples: parsePromptJsonl(text, "file").length };
-    } catch (e) {
-      if (e instanceof SftDataError) throw new TrainingFileError(e.errors);
-      throw e;
-    }
-  }
-  if (format === "sft") {
-    try {
-      return { format, examples: parseSftJsonl(text, "file").length };
+      return { format, examples: (format === "prompts" ? parsePromptJsonl(text, "file") : parseSftJsonl(text, "file")).length };
     } catch (e) {
       if (e instanceof SftDataError) throw new TrainingFileError(e.errors);
       throw e;
