@@ -11,8 +11,10 @@ export const RLHF_FLAGS = {
 
 export const RLHF_HELP = `  --rlhf-after N            continuous RLHF: train on the collected preferences after N new ones
   --rlhf-every MINUTES      continuous RLHF: train every MINUTES when a preference came since the last run
-  --rlhf-method dpo         what a run trains (default dpo); each run is a visible fine-tuning job with
-                            suffix "rlhf", gated on held-out preferences against the served version
+  --rlhf-method dpo|ppo     what a run trains (default dpo); each run is a visible fine-tuning job with
+                            suffix "rlhf", gated on held-out preferences against the served version;
+                            ppo first trains a reward model (a visible job with suffix "rlhf-rm"), e.g.
+                            serve --model DIR --rlhf-after 200 --rlhf-method ppo --rlhf-promote
   --rlhf-promote            make the base id serve a run's result when it passed the gate
 `;
 

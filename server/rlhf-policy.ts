@@ -11,6 +11,11 @@
 // job queued before a restart is still gated after it. How far a run read is the training
 // file's name (rlhf-<seq>.train.jsonl), so a restart neither retrains nor skips feedback.
 // One run at a time; a run that fails is a failed job and a logged line, never an outage.
+//
+// With method ppo a run is two visible jobs on the same two files: a reward_model job
+// (suffix "rlhf-rm", its held-out pairwise accuracy reported on the held-out file), then,
+// when it succeeded, a ppo job (suffix "rlhf", gated like a dpo one) against it. A restart
+// that finds the newest run's reward_model job without its ppo job waits for it and goes on.
 import { createHash } from "node:crypto";
 import type { LoadedModel } from "../engine/model.js";
 import type { DpoLine } from "../engine/train/training-format.js";
@@ -30,6 +35,8 @@ import type { RlhfPolicyConfig } from "./rlhf-config.js";
 export type { RlhfPolicyConfig } from "./rlhf-config.js";
 
 export const RLHF_SUFFIX = "rlhf";
+/** the reward_model job of a ppo run (not gated: it publishes nothing) */
+export const RLHF_RM_SUFFIX = "rlhf-rm";
 export interface RlhfPolicyDeps {
   store: Store;
   files: FileContents;
@@ -85,7 +92,8 @@ export class RlhfPolicy {
       const m = f && TRAIN_FILE.exec(f.filename);
       if (m) this.#seq = Number(m[1]);
       this.#lastRunMs = last.createdAt * 1000;
-      if (!isFinal(last.status)) this.#running = this.#follow(last.id).finally(() => (this.#running = null));
+      if (last.suffix === RLHF_RM_SUFFIX && (!isFinal(last.status) || last.status === "succeeded")) this.#running = this.#afterRewardModel(last.id).finally(() => (this.#running = null));
+      else if (!isFinal(last.status)) this.#running = this.#follow(last.id).finally(() => (this.#running = null));
     }
     this.#timer = setInterval(() => void this.check(), this.#c.pollMs ?? 1000);
     this.#timer.unref();
@@ -125,7 +133,7 @@ export class RlhfPolicy {
     for (;;) {
       const page = this.#d.store.jobs.list({ after, limit: 100 });
       if (!page || page.items.length === 0) return null;
-      const hit = page.items.find((j) => j.suffix === RLHF_SUFFIX);
+      const hit = page.items.find((j) => j.suffix === RLHF_SUFFIX || j.suffix === RLHF_RM_SUFFIX);
       if (hit) return hit;
       if (!page.hasMore) return null;
       after = page.items.at(-1)!.id;
@@ -133,7 +141,7 @@ export class RlhfPolicy {
   }
 
   #fire(): JobRecord | null {
-    const { store, runner } = this.#d;
+    const { store } = this.#d;
     const share = this.#c.heldOut ?? 0.2;
     const train: DpoLine[] = [];
     const held: DpoLine[] = [];
@@ -155,19 +163,36 @@ export class RlhfPolicy {
     }
     const trainFile = this.#file(`rlhf-${seq}.train.jsonl`, train);
     const heldFile = this.#file(`rlhf-${seq}.heldout.jsonl`, held);
-    const base = readyServing(this.#d.slot).servedModelName;
-    const job = runner.create({
-      model: base,
-      training_file: trainFile,
-      validation_file: heldFile,
-      suffix: RLHF_SUFFIX,
-      method: { type: this.#c.method, [this.#c.method]: { hyperparameters: this.#c.hyperparameters ?? {} } },
-    });
+    const files = { training_file: trainFile, validation_file: heldFile };
+    const first = this.#c.method === "ppo" ? this.#create(files, RLHF_RM_SUFFIX, "reward_model", this.#c.rewardModelHyperparameters ?? {}) : this.#create(files, RLHF_SUFFIX, this.#c.method, this.#c.hyperparameters ?? {});
     this.#seq = seq;
     this.#lastRunMs = this.#now();
-    this.#d.log(`continuous RLHF: job ${job.id} on ${train.length} preferences (${held.length} held out)`);
-    this.#running = this.#follow(job.id).finally(() => (this.#running = null));
-    return job;
+    this.#d.log(`continuous RLHF: job ${first.id} (${first.method.type}) on ${train.length} preferences (${held.length} held out)`);
+    const run = this.#c.method === "ppo" ? this.#afterRewardModel(first.id) : this.#follow(first.id);
+    this.#running = run.finally(() => (this.#running = null));
+    return first;
+  }
+
+  #create(files: { training_file: string; validation_file: string }, suffix: string, type: string, hyperparameters: Record<string, number | string>): JobRecord {
+    const base = readyServing(this.#d.slot).servedModelName;
+    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } });
+  }
+
+  /** A ppo run's second job: once its reward_model job succeeded, PPO against it on the same files. */
+  async #afterRewardModel(rmJobId: string): Promise<void> {
+    const rm = await this.#final(rmJobId);
+    if (!rm || this.#closed) return;
+    if (rm.status !== "succeeded") {
+      this.#d.log(`continuous RLHF: reward model job ${rm.id} ${rm.status}${rm.error ? `: ${rm.error.message}` : ""}; no ppo job this run`);
+      return;
+    }
+    try {
+      const job = this.#create({ training_file: rm.trainingFile, validation_file: rm.validationFile! }, RLHF_SUFFIX, "ppo", { ...(this.#c.hyperparameters ?? {}), reward_model: rm.id });
+      this.#d.log(`continuous RLHF: job ${job.id} (ppo) against reward model ${rm.id}`);
+      await this.#follow(job.id);
+    } catch (e) {
+      this.#d.log(`continuous RLHF: the ppo job could not start: ${(e as Error).message}`);
+    }
   }
 
   /** An uploaded file of DPO lines, as POST /v1/files would make it: bytes first, then the row. */
@@ -180,31 +205,36 @@ export class RlhfPolicy {
   }
 
   /** Waits for the job to finish; promotes what it published when configured. */
-  #follow(jobId: string): Promise<void> {
-    const { runner, store, slot } = this.#d;
-    return new Promise<void>((resolve) => {
-      const done = (job: JobRecord): void => {
-        runner.updates.off(jobId, listen);
-        try {
-          if (job.status === "succeeded" && job.fineTunedModel && this.#c.promote && !this.#closed) {
-            store.versions.promote(job.model, job.fineTunedModel);
-            promoteVersion(slot, job.fineTunedModel);
-            this.#d.log(`continuous RLHF: ${job.fineTunedModel} promoted: ${job.model} serves it`);
-          } else if (job.status !== "succeeded") this.#d.log(`continuous RLHF: job ${job.id} ${job.status}${job.error ? `: ${job.error.message}` : ""}`);
-        } catch (e) {
-          this.#d.log(`continuous RLHF: promoting ${job.fineTunedModel} failed: ${(e as Error).message}`);
-        }
-        resolve();
-      };
+  async #follow(jobId: string): Promise<void> {
+    const job = await this.#final(jobId);
+    if (!job) return;
+    try {
+      if (job.status === "succeeded" && job.fineTunedModel && this.#c.promote && !this.#closed) {
+        this.#d.store.versions.promote(job.model, job.fineTunedModel);
+        promoteVersion(this.#d.slot, job.fineTunedModel);
+        this.#d.log(`continuous RLHF: ${job.fineTunedModel} promoted: ${job.model} serves it`);
+      } else if (job.status !== "succeeded") this.#d.log(`continuous RLHF: job ${job.id} ${job.status}${job.error ? `: ${job.error.message}` : ""}`);
+    } catch (e) {
+      this.#d.log(`continuous RLHF: promoting ${job.fineTunedModel} failed: ${(e as Error).message}`);
+    }
+  }
+
+  /** The job once its status is final (null: no such job). */
+  #final(jobId: string): Promise<JobRecord | null> {
+    const { runner, store } = this.#d;
+    return new Promise<JobRecord | null>((resolve) => {
       const listen = (u: JobUpdate): void => {
-        if (u.kind === "status" && isFinal(u.job.status)) done(u.job);
+        if (u.kind === "status" && isFinal(u.job.status)) {
+          runner.updates.off(jobId, listen);
+          resolve(u.job);
+        }
       };
       runner.updates.on(jobId, listen);
       const now = store.jobs.get(jobId);
-      if (!now) {
+      if (!now || isFinal(now.status)) {
         runner.updates.off(jobId, listen);
-        resolve();
-      } else if (isFinal(now.status)) done(now);
+        resolve(now ?? null);
+      }
     });
   }
 }

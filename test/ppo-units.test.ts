@@ -6,6 +6,9 @@ import assert from "node:assert/strict";
 import { gae, klRewards, whiten } from "../engine/train/gae.js";
 import { policyLoss, valueLoss } from "../engine/train/ppo-losses.js";
 import { AdapterEma, RoleSwitch } from "../engine/train/ppo.js";
+import { directPpoModel } from "../engine/train/ppo-model.js";
+import { parsePromptJsonl } from "../engine/train/ppo-prompts.js";
+import { SftDataError } from "../engine/train/sft-data.js";
 import { rollout, rolloutBatch } from "../engine/train/experience.js";
 import { loadModel } from "../engine/model.js";
 import { addAdapter } from "../engine/peft.js";
@@ -139,26 +142,27 @@ describe("role switch and EMA on a real model", () => {
       addAdapter(m, "c", { lora, valueHead: true });
       const r = rollout([1, 403, 407], [261, 378, 300]);
       const opt = { lr: 1e-2, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
-      const ema = new AdapterEma(m, "a", 0.9);
+      const pm = directPpoModel(m);
+      const ema = await AdapterEma.create(pm, "a", 0.9);
       const before = m.readParameter("a", "L0.q.lora_B").slice();
-      const sw = new RoleSwitch(m);
-      sw.use("a");
+      const sw = new RoleSwitch(pm);
+      await sw.use("a");
       await m.trainForward(rolloutBatch([r], [0], "a", true, false));
       await m.trainBackward(Float32Array.from([0, 0, -1, -1, -1, 0]), null);
       await m.step(opt);
-      ema.update();
+      await ema.update();
       const stateA = m.optimizerState();
       assert.equal(stateA.step, 1);
-      sw.use("c");
+      await sw.use("c");
       assert.equal(m.optimizerState().step, 0);
       await m.trainForward(rolloutBatch([r], [0], "c", true, true));
       await m.trainBackward(new Float32Array(6), Float32Array.from([0, 0, 1, 1, 1, 0]));
       await m.step(opt);
-      sw.use("a");
+      await sw.use("a");
       assert.deepEqual(m.optimizerState(), stateA);
-      sw.use("c");
+      await sw.use("c");
       assert.equal(m.optimizerState().step, 1);
-      sw.release();
+      await sw.release();
       const after = m.readParameter("a", "L0.q.lora_B");
       assert.ok(after.some((x, i) => x !== before[i]), "the actor's step moved its LoRA B");
       const e = ema.params.get("L0.q.lora_B")!;
@@ -167,5 +171,29 @@ describe("role switch and EMA on a real model", () => {
     } finally {
       lm.dispose();
     }
+  });
+});
+
+describe("prompt files", () => {
+  test("training lines give their prompt part: a chat's messages before its answer, a DPO line's input, a prompt/completion's prompt", () => {
+    const user = { role: "user", content: "Tell me a story" };
+    const lines = [
+      { prompt: "Once upon a time" },
+      { prompt: "Tom had", completion: " a dog." },
+      { messages: [{ role: "system", content: "Be kind." }, user, { role: "assistant", content: "Once…" }] },
+      { messages: [user] },
+      { input: { messages: [user] }, preferred_output: [{ role: "assistant", content: "A" }], non_preferred_output: [{ role: "assistant", content: "B" }] },
+    ];
+    assert.deepEqual(parsePromptJsonl(lines.map((l) => JSON.stringify(l)).join("\n")), [
+      { line: 1, prompt: "Once upon a time" },
+      { line: 2, prompt: "Tom had" },
+      { line: 3, messages: [{ role: "system", content: "Be kind." }, user] },
+      { line: 4, messages: [user] },
+      { line: 5, messages: [user] },
+    ]);
+    assert.throws(
+      () => parsePromptJsonl(`${JSON.stringify({ messages: [{ role: "assistant", content: "hi" }] })}\n{"chosen":"x"}\n`),
+      (e: unknown) => e instanceof SftDataError && /line 1: .*only an assistant answer/.test(e.message) && /line 2: expected/.test(e.message),
+    );
   });
 });

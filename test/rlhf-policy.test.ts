@@ -42,7 +42,8 @@ test("serve's --rlhf-* flags: off by default, checked, and the config the policy
   assert.deepEqual(rlhfConfig({ "rlhf-every": "0.5", "rlhf-method": "dpo" }, "serve"), { after: null, everyMinutes: 0.5, method: "dpo", promote: false });
   assert.throws(() => rlhfConfig({ "rlhf-after": "0" }, "serve"), /--rlhf-after must be between 1/);
   assert.throws(() => rlhfConfig({ "rlhf-every": "0" }, "serve"), /--rlhf-every/);
-  assert.throws(() => rlhfConfig({ "rlhf-after": "5", "rlhf-method": "ppo" }, "serve"), /--rlhf-method must be one of dpo/);
+  assert.deepEqual(rlhfConfig({ "rlhf-after": "5", "rlhf-method": "ppo" }, "serve"), { after: 5, everyMinutes: null, method: "ppo", promote: false });
+  assert.throws(() => rlhfConfig({ "rlhf-after": "5", "rlhf-method": "sft" }, "serve"), /--rlhf-method must be one of dpo, ppo/);
   assert.throws(() => rlhfConfig({ "rlhf-promote": true }, "serve"), /need --rlhf-after N or --rlhf-every MINUTES/);
 });
 

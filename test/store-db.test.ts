@@ -72,6 +72,20 @@ describe("the database file", () => {
     again.close();
   });
 
+  test("migration 3 keeps a version-2 database's files and admits prompt files", () => {
+    const sub = join(dir, "v2-files");
+    const v2 = openDb(sub, MIGRATIONS.slice(0, 2));
+    v2.prepare("INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES ('file-a', 'a.jsonl', 'fine-tune', 10, 1, 'dpo', 2)").run();
+    assert.throws(() => v2.prepare("INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES ('file-b', 'b.jsonl', 'fine-tune', 1, 1, 'prompts', 1)").run(), /CHECK/);
+    v2.close();
+    const db = openDb(sub);
+    assert.deepEqual(db.prepare("SELECT seq, id, format, examples FROM files").all(), [{ seq: 1, id: "file-a", format: "dpo", examples: 2 }]);
+    db.prepare("INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES ('file-b', 'b.jsonl', 'fine-tune', 1, 1, 'prompts', 1)").run();
+    assert.equal(db.prepare("SELECT seq FROM files WHERE id = 'file-b'").pluck().get(), 2);
+    assert.throws(() => db.prepare("INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES ('file-c', 'c.jsonl', 'fine-tune', 1, 1, 'text', 1)").run(), /CHECK/);
+    db.close();
+  });
+
   test("a later migration is applied to an older database; a newer database is refused", () => {
     const sub = join(dir, "versions");
     openDb(sub, MIGRATIONS).close();

@@ -6,8 +6,9 @@
 // A rollout is an EncodedExample: prompt + answer tokens with mask 1 on the answer, so
 // batches.ts packs it and each answer token j is predicted at position promptLength−1+j;
 // logp, values and everything per token below are indexed by j.
-import type { NativeModel, TrainBatch } from "../../native/index.js";
-import type { Engine } from "../engine.js";
+import type { TrainBatch } from "../../native/index.js";
+import type { TrainingCalls } from "./loop.js";
+import type { RolloutEngine } from "./ppo-model.js";
 import type { SamplingParams } from "../types.js";
 import { microBatches, trainBatch } from "./batches.js";
 import type { EncodedExample } from "./sft-encode.js";
@@ -54,7 +55,7 @@ export function answerLength(r: Rollout): number {
  * that ended with an end-of-sequence token keeps it (the engine names it in the done event,
  * not as text), so stopping, and with which EOS, is an action too.
  */
-export async function generateRollouts(engine: Engine, prompts: readonly (readonly number[])[], params: (i: number) => SamplingParams, adapter: string | null): Promise<Rollout[]> {
+export async function generateRollouts(engine: RolloutEngine, prompts: readonly (readonly number[])[], params: (i: number) => SamplingParams, adapter: string | null): Promise<Rollout[]> {
   return Promise.all(
     prompts.map(async (prompt, i) => {
       const answer: number[] = [];
@@ -86,7 +87,7 @@ export function rolloutBatch(rollouts: readonly Rollout[], indices: readonly num
 }
 
 /** Per rollout, the answer's log-probs or values under `adapter`, in micro-batches of at most `maxBatchTokens` tokens, grad off. */
-async function perAnswer(model: NativeModel, rollouts: readonly Rollout[], adapter: string | null, read: "logp" | "values", maxBatchTokens: number): Promise<Float32Array[]> {
+async function perAnswer(model: TrainingCalls, rollouts: readonly Rollout[], adapter: string | null, read: "logp" | "values", maxBatchTokens: number): Promise<Float32Array[]> {
   const res: Float32Array[] = new Array(rollouts.length);
   const all = rollouts.map((_, i) => i);
   for (const mb of microBatches(rollouts, all, maxBatchTokens)) {
@@ -97,17 +98,17 @@ async function perAnswer(model: NativeModel, rollouts: readonly Rollout[], adapt
 }
 
 /** The answer's log-probs under `adapter` (null: the reference), no gradients. */
-export function answerLogp(model: NativeModel, rollouts: readonly Rollout[], adapter: string | null, maxBatchTokens: number): Promise<Float32Array[]> {
+export function answerLogp(model: TrainingCalls, rollouts: readonly Rollout[], adapter: string | null, maxBatchTokens: number): Promise<Float32Array[]> {
   return perAnswer(model, rollouts, adapter, "logp", maxBatchTokens);
 }
 
 /** `adapter`'s value head at each answer token's predicting position, no gradients. */
-export function answerValues(model: NativeModel, rollouts: readonly Rollout[], adapter: string, maxBatchTokens: number): Promise<Float32Array[]> {
+export function answerValues(model: TrainingCalls, rollouts: readonly Rollout[], adapter: string, maxBatchTokens: number): Promise<Float32Array[]> {
   return perAnswer(model, rollouts, adapter, "values", maxBatchTokens);
 }
 
 /** Everything PPO needs about some rollouts, computed on the shared weights with grad off. */
-export async function makeExperience(model: NativeModel, rollouts: readonly Rollout[], roles: Roles, maxBatchTokens: number): Promise<Experience[]> {
+export async function makeExperience(model: TrainingCalls, rollouts: readonly Rollout[], roles: Roles, maxBatchTokens: number): Promise<Experience[]> {
   const logpOld = await answerLogp(model, rollouts, roles.actor, maxBatchTokens);
   const logpRef = await answerLogp(model, rollouts, roles.reference, maxBatchTokens);
   const values = await answerValues(model, rollouts, roles.critic, maxBatchTokens);

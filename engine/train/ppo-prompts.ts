@@ -1,5 +1,8 @@
 // PPO prompt files: JSONL, one {"prompt": "…"} (plain text, BOS added as serving does) or
 // {"messages": [...]} (rendered with the chat template and its generation prompt) per line.
+// Training lines give their prompt part, so SFT and preference files serve as prompt files:
+// a prompt/completion or text pair's "prompt", a chat example's messages before its final
+// assistant answer, an OpenAI DPO line's input.messages.
 // Validated in full before training; every bad line is reported at once (SftDataError).
 import { existsSync, readFileSync } from "node:fs";
 import type { ChatMessage, ChatTemplate, Tokenizer } from "../types.js";
@@ -22,12 +25,20 @@ function parseMessages(v: unknown): ChatMessage[] {
   });
 }
 
+/** A chat example's prompt: the messages before its final assistant answer (all of them when it has none). */
+function promptPart(messages: ChatMessage[]): ChatMessage[] {
+  const end = messages.at(-1)?.role === "assistant" ? messages.length - 1 : messages.length;
+  if (end === 0) throw new Error(`"messages" holds only an assistant answer: no prompt to sample from`);
+  return messages.slice(0, end);
+}
+
 export function parsePromptJsonl(text: string, file = "prompts"): PromptExample[] {
   const out: PromptExample[] = [];
   const errors: LineError[] = eachJsonlObject(text, (o, line) => {
     if (typeof o.prompt === "string") out.push({ line, prompt: o.prompt });
-    else if ("messages" in o) out.push({ line, messages: parseMessages(o.messages) });
-    else throw new Error(`expected {"prompt": "…"} or {"messages": [...]} (keys: ${Object.keys(o).join(", ") || "none"})`);
+    else if ("messages" in o) out.push({ line, messages: promptPart(parseMessages(o.messages)) });
+    else if (o.input && typeof o.input === "object" && "messages" in o.input) out.push({ line, messages: parseMessages((o.input as { messages: unknown }).messages) });
+    else throw new Error(`expected {"prompt": "…"}, {"messages": [...]} or {"input": {"messages": [...]}} (keys: ${Object.keys(o).join(", ") || "none"})`);
   });
   if (out.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no prompts" });
   if (errors.length > 0) throw new SftDataError(file, errors);

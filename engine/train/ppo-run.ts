@@ -20,6 +20,7 @@ import { readSftJsonl, SftDataError } from "./sft-data.js";
 import { encodeExamples } from "./sft-encode.js";
 import type { ScheduleKind } from "./lr-schedule.js";
 import { encodePrompt, readPromptJsonl } from "./ppo-prompts.js";
+import { directPpoModel } from "./ppo-model.js";
 import { PPO_DEFAULTS, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEvent } from "./ppo.js";
 
 export const PPO_LOG = "ppo_log.jsonl";
@@ -250,7 +251,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     let result;
     try {
       result = await runPpo(
-        m,
+        directPpoModel(m),
         engine,
         prompts,
         settings,

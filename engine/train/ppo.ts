@@ -4,8 +4,9 @@
 // (training). Nothing is reloaded between phases: the weights the engine reads are the
 // ones the optimizer just stepped. The only cost of switching roles is setTrainable plus
 // swapping each role's AdamW moments (`switch`), logged per step with the other phases.
-import type { NativeModel, OptimizerState, OptimizerStep } from "../../native/index.js";
-import type { Engine } from "../engine.js";
+// The model is a PpoModel (ppo-model.ts): the same loop runs `train ppo` on a model it owns
+// and a fine-tuning job on the serving one, where each call is an exclusive engine task.
+import type { OptimizerState, OptimizerStep } from "../../native/index.js";
 import type { SamplingParams } from "../types.js";
 import { Rng } from "../rng.js";
 import { epochOrder, lossTokens, microBatches, optimizerBatches, trainBatch } from "./batches.js";
@@ -14,6 +15,7 @@ import type { EncodedExample } from "./sft-encode.js";
 import { TrainingInterrupted } from "./loop.js";
 import { gae, klRewards, whiten } from "./gae.js";
 import { policyLoss, valueLoss } from "./ppo-losses.js";
+import type { PpoModel, RolloutEngine } from "./ppo-model.js";
 import { answerLength, answerSlices, generateRollouts, makeExperience, rolloutBatch, type Experience, type Roles, type Rollout } from "./experience.js";
 
 /** DeepSpeed-Chat step 3's defaults where it has one (see ppoDefaults). */
@@ -128,60 +130,73 @@ export class RoleSwitch {
   /** milliseconds spent switching so far */
   ms = 0;
 
-  constructor(private readonly model: NativeModel) {}
+  constructor(private readonly model: PpoModel) {}
 
-  use(adapter: string): void {
+  /** one call (one exclusive task on a serving model): save the current role's moments, switch, load the new one's */
+  async use(adapter: string): Promise<void> {
     if (this.current === adapter) return;
-    const t0 = performance.now();
-    if (this.current !== null) this.states.set(this.current, this.model.optimizerState());
-    this.model.setTrainable({ adapter });
-    const saved = this.states.get(adapter);
-    if (saved) this.model.loadOptimizerState(saved);
+    const from = this.current;
+    this.ms += await this.model.roles((m) => {
+      const t0 = performance.now();
+      if (from !== null) this.states.set(from, m.optimizerState());
+      m.setTrainable({ adapter });
+      const saved = this.states.get(adapter);
+      if (saved) m.loadOptimizerState(saved);
+      return performance.now() - t0;
+    });
     this.current = adapter;
-    this.ms += performance.now() - t0;
   }
 
   /** every role's AdamW moments as of now (a checkpoint); the current role keeps training */
-  snapshot(): Map<string, OptimizerState> {
-    if (this.current !== null) this.states.set(this.current, this.model.optimizerState());
+  async snapshot(): Promise<Map<string, OptimizerState>> {
+    const cur = this.current;
+    if (cur !== null) this.states.set(cur, await this.model.roles((m) => m.optimizerState()));
     return new Map(this.states);
   }
 
   /** moments restored from a checkpoint: each role loads its own when it next trains */
-  restore(states: ReadonlyMap<string, OptimizerState>): void {
-    this.release();
+  async restore(states: ReadonlyMap<string, OptimizerState>): Promise<void> {
+    await this.release();
     for (const [role, st] of states) this.states.set(role, st);
   }
 
   /** nothing trainable (e.g. before the engine merges or a save) */
-  release(): void {
-    if (this.current === null) return;
-    const t0 = performance.now();
-    this.states.set(this.current, this.model.optimizerState());
-    this.model.setTrainable(null);
+  async release(): Promise<void> {
+    const cur = this.current;
+    if (cur === null) return;
+    this.ms += await this.model.roles((m) => {
+      const t0 = performance.now();
+      this.states.set(cur, m.optimizerState());
+      m.setTrainable(null);
+      return performance.now() - t0;
+    });
     this.current = null;
-    this.ms += performance.now() - t0;
   }
 }
 
 /** An exponential moving average of an adapter's parameters, kept in JS. */
 export class AdapterEma {
-  readonly params = new Map<string, Float32Array>();
-
-  constructor(
-    private readonly model: NativeModel,
+  private constructor(
+    private readonly model: PpoModel,
     private readonly adapter: string,
     private readonly decay: number,
-  ) {
-    for (const p of model.parameters(adapter)) this.params.set(p.name, model.readParameter(adapter, p.name));
+    readonly params: Map<string, Float32Array>,
+  ) {}
+
+  static async create(model: PpoModel, adapter: string, decay: number): Promise<AdapterEma> {
+    const params = await model.roles((m) => new Map(m.parameters(adapter).map((p) => [p.name, m.readParameter(adapter, p.name)] as const)));
+    return new AdapterEma(model, adapter, decay, params);
   }
 
-  update(): void {
+  async update(): Promise<void> {
     const d = this.decay;
-    for (const [name, ema] of this.params) {
-      const cur = this.model.readParameter(this.adapter, name);
-      for (let i = 0; i < ema.length; i++) ema[i] = d * ema[i] + (1 - d) * cur[i];
-    }
+    const names = [...this.params.keys()];
+    const cur = await this.model.roles((m) => names.map((n) => m.readParameter(this.adapter, n)));
+    names.forEach((name, k) => {
+      const ema = this.params.get(name)!;
+      const c = cur[k];
+      for (let i = 0; i < ema.length; i++) ema[i] = d * ema[i] + (1 - d) * c[i];
+    });
   }
 }
 
@@ -220,30 +235,32 @@ function scatter(rollouts: readonly Rollout[], mb: readonly number[], total: num
 }
 
 class PpoTrainer {
-  private readonly roles: RoleSwitch;
-  private readonly ema: AdapterEma | null;
   private ptxCursor = 0;
   /** PPO steps so far: the learning-rate schedules count these */
   private ppoSteps = 0;
 
-  constructor(
-    private readonly model: NativeModel,
+  private constructor(
+    private readonly model: PpoModel,
     private readonly s: PpoSettings,
-    resume: PpoResumeState | null,
-  ) {
-    this.roles = new RoleSwitch(model);
-    this.ema = s.ema === null ? null : new AdapterEma(model, s.roles.actor, s.ema);
+    private readonly roles: RoleSwitch,
+    private readonly ema: AdapterEma | null,
+  ) {}
+
+  static async create(model: PpoModel, s: PpoSettings, resume: PpoResumeState | null): Promise<PpoTrainer> {
+    const ema = s.ema === null ? null : await AdapterEma.create(model, s.roles.actor, s.ema);
+    const t = new PpoTrainer(model, s, new RoleSwitch(model), ema);
     if (resume) {
-      this.ppoSteps = resume.step;
-      this.ptxCursor = resume.ptxCursor;
-      this.roles.restore(resume.optimizer);
-      if (this.ema && resume.ema) for (const [name, data] of resume.ema) this.ema.params.set(name, Float32Array.from(data));
+      t.ppoSteps = resume.step;
+      t.ptxCursor = resume.ptxCursor;
+      await t.roles.restore(resume.optimizer);
+      if (ema && resume.ema) for (const [name, data] of resume.ema) ema.params.set(name, Float32Array.from(data));
     }
+    return t;
   }
 
   /** what a checkpoint after `step` steps holds besides the adapters' weights */
-  state(step: number): PpoResumeState {
-    return { step, ptxCursor: this.ptxCursor, optimizer: this.roles.snapshot(), ema: this.ema?.params ?? null };
+  async state(step: number): Promise<PpoResumeState> {
+    return { step, ptxCursor: this.ptxCursor, optimizer: await this.roles.snapshot(), ema: this.ema?.params ?? null };
   }
 
   get emaParams(): Map<string, Float32Array> | null {
@@ -254,8 +271,8 @@ class PpoTrainer {
     return this.roles.ms;
   }
 
-  release(): void {
-    this.roles.release();
+  release(): Promise<void> {
+    return this.roles.release();
   }
 
   /** ppo_epochs passes of actor then critic updates over the experience, one optimizer step each per mini-batch. */
@@ -273,7 +290,7 @@ class PpoTrainer {
         // a mini-batch of empty answers trains nothing
         if (count === 0) continue;
         // actor: the clipped policy loss (and ptx)
-        this.roles.use(s.roles.actor);
+        await this.roles.use(s.roles.actor);
         for (const mb of microBatches(rollouts, mini, s.maxBatchTokens)) {
           const out = await this.model.trainForward(rolloutBatch(rollouts, mb, s.roles.actor, true, false));
           const logp = answerSlices(rollouts, mb, out.logp);
@@ -287,9 +304,9 @@ class PpoTrainer {
         }
         if (s.ptx) (ptxSum += await this.ptxBackward(s.ptx.examples, s.ptx.coef)), ptxSteps++;
         await this.model.step({ ...s.optimizer, lr: actorLr });
-        this.ema?.update();
+        await this.ema?.update();
         // critic: the clipped value loss
-        this.roles.use(s.roles.critic);
+        await this.roles.use(s.roles.critic);
         for (const mb of microBatches(rollouts, mini, s.maxBatchTokens)) {
           const out = await this.model.trainForward(rolloutBatch(rollouts, mb, s.roles.critic, true, true));
           const values = answerSlices(rollouts, mb, out.values!);
@@ -344,14 +361,14 @@ export interface PpoResult {
  * the roles' adapters must exist. Returns after the last step with nothing trainable.
  */
 export async function runPpo(
-  model: NativeModel,
-  engine: Engine,
+  model: PpoModel,
+  engine: RolloutEngine,
   prompts: readonly (readonly number[])[],
   s: PpoSettings,
   cb: PpoCallbacks = {},
   resume: PpoResumeState | null = null,
 ): Promise<PpoResult> {
-  const trainer = new PpoTrainer(model, s, resume);
+  const trainer = await PpoTrainer.create(model, s, resume);
   const started = performance.now();
   let step = 0;
   try {
@@ -396,11 +413,11 @@ export async function runPpo(
           switch_s: switchS,
           elapsed_s: (performance.now() - started) / 1000,
         });
-        await cb.onCheckpoint?.(trainer.state(step));
+        if (cb.onCheckpoint) await cb.onCheckpoint(await trainer.state(step));
       }
     }
   } finally {
-    trainer.release();
+    await trainer.release();
   }
   return { steps: step, ema: trainer.emaParams };
 }

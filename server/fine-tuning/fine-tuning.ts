@@ -4,12 +4,12 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoadedModel } from "../../engine/model.js";
-import type { ExclusiveRunner } from "../../engine/train/exclusive-model.js";
 import { errors } from "../errors.js";
 import type { ServingSlot } from "../serving.js";
 import type { Store } from "../store/store.js";
 import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
+import type { JobEngine } from "./methods/method.js";
 import { FileContents } from "./training-files.js";
 import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf-policy.js";
 
@@ -33,7 +33,7 @@ export class FineTuning {
   }
 
   /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
-  start(slot: ServingSlot, engine: ExclusiveRunner, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep"> & { log?: (message: string) => void } = {}): JobRunner {
+  start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
     const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });

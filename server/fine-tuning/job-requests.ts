@@ -9,6 +9,7 @@ import type { Store } from "../store/store.js";
 import type { JobMethod } from "../store/jobs.js";
 import type { TrainingMethod } from "./methods/method.js";
 import { KNOWN_METHOD_TYPES } from "./methods/index.js";
+import { modelReferences } from "./model-references.js";
 
 /** the literal training_file that trains on the collected feedback */
 export const FEEDBACK_FILE = "feedback";
@@ -27,11 +28,10 @@ function checkFile(store: Store, id: string, param: string, method: TrainingMeth
   const f = store.files.get(id);
   if (!f) throw errors.fileNotFound(id, param);
   if (f.purpose !== "fine-tune") throw errors.invalidFile(`File ${id} has purpose '${f.purpose}'; fine-tuning needs a file uploaded with purpose 'fine-tune'.`, param);
-  if (f.format !== method.format)
-    throw errors.invalidFile(
-      `File ${id} holds ${f.format === "dpo" ? "preference (DPO)" : "supervised"} lines; method '${method.type}' trains on ${method.format === "dpo" ? "preference (DPO)" : "supervised"} lines.`,
-      param,
-    );
+  const accepts = method.accepts ?? [method.format];
+  const kind = (fmt: string): string => (fmt === "dpo" ? "preference (DPO)" : fmt === "prompts" ? "prompt" : "supervised");
+  if (!accepts.includes(f.format))
+    throw errors.invalidFile(`File ${id} holds ${kind(f.format)} lines; method '${method.type}' trains on ${accepts.map(kind).join(" or ")} lines.`, param);
 }
 
 export function checkJobRequest(body: CreateJobRequest, serving: Serving, store: Store, methods: ReadonlyMap<string, TrainingMethod>): CheckedJob {
@@ -50,6 +50,8 @@ export function checkJobRequest(body: CreateJobRequest, serving: Serving, store:
   const raw: Record<string, unknown> = (body.method ? params?.hyperparameters : body.hyperparameters) ?? {};
   const bad = method.checkHyperparameters(raw);
   if (bad) throw errors.invalidRequest(bad, body.method ? `method.${type}.hyperparameters` : "hyperparameters");
+  const badRef = method.checkReferences?.(raw, modelReferences(store));
+  if (badRef) throw errors.invalidRequest(badRef.message, `method.${type}.hyperparameters.${badRef.param}`, "invalid_reference");
 
   if (body.model !== serving.servedModelName) {
     if (serving.variants.has(body.model))

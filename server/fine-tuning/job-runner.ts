@@ -12,7 +12,7 @@ import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node
 import { join } from "node:path";
 import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
 import type { LoadedModel } from "../../engine/model.js";
-import { exclusiveTraining, exclusively, type ExclusiveRunner } from "../../engine/train/exclusive-model.js";
+import { exclusiveTraining, exclusively } from "../../engine/train/exclusive-model.js";
 import { TrainingInterrupted, type TrainingCalls } from "../../engine/train/sft.js";
 import { SftDataError } from "../../engine/train/sft-data.js";
 import { errors } from "../errors.js";
@@ -24,14 +24,15 @@ import { exportLines } from "../store/export.js";
 import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
 import type { Store } from "../store/store.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
-import type { MethodReporter, TrainingMethod } from "./methods/method.js";
+import type { JobEngine, MethodReporter, TrainingMethod } from "./methods/method.js";
+import { modelReferences } from "./model-references.js";
 import { FileContents, TrainingFileError, validateTrainingFile } from "./training-files.js";
 import { publishVersion } from "./versions.js";
 
 export interface JobRunnerOptions {
   store: Store;
   slot: ServingSlot;
-  engine: ExclusiveRunner;
+  engine: JobEngine;
   model: LoadedModel;
   files: FileContents;
   /** versions/ and jobs/ live here */
@@ -288,6 +289,8 @@ export class JobRunner {
       const validationText = queued.validationFile ? text("validation.jsonl") : null;
       const result = await method.run({
         model,
+        engine,
+        references: modelReferences(store),
         training,
         adapter,
         trainText: text("training.jsonl"),

@@ -30,7 +30,7 @@ export interface JobBody {
   validation_file: string | null;
   fine_tuned_model: string | null;
   finished_at: number | null;
-  hyperparameters: Record<string, number | "auto">;
+  hyperparameters: Record<string, number | string>;
   method: { type: string } & Record<string, unknown>;
   error: JobErrorBody | null;
   organization_id: string;

@@ -4,7 +4,9 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parseSftJsonl, SftDataError, type LineError } from "../../engine/train/sft-data.js";
-import { jsonlErrors, type TrainingFormat } from "../../engine/train/training-format.js";
+import { jsonlErrors } from "../../engine/train/training-format.js";
+import { parsePromptJsonl } from "../../engine/train/ppo-prompts.js";
+import type { FileFormat } from "../store/files.js";
 
 export class TrainingFileError extends Error {
   readonly code = "invalid_file";
@@ -22,13 +24,14 @@ function describeErrors(errors: LineError[]): string {
   return `The file is not valid fine-tuning JSONL (${errors.length} bad line${errors.length === 1 ? "" : "s"}): ${shown.join("; ")}${more}`;
 }
 
-/** A preference line has "input"/"preferred_output"; anything else is read as supervised. */
-function detectFormat(text: string): TrainingFormat {
+/** A preference line has "input"/"preferred_output"; a prompt line only "prompt"; anything else is read as supervised. */
+function detectFormat(text: string): FileFormat {
   for (const raw of text.split("\n")) {
     if (raw.trim() === "") continue;
     try {
       const v = JSON.parse(raw) as unknown;
       if (v !== null && typeof v === "object" && ("preferred_output" in v || "input" in v)) return "dpo";
+      if (v !== null && typeof v === "object" && Object.keys(v).join() === "prompt") return "prompts";
     } catch {
       // the validator names the line
     }
@@ -38,11 +41,11 @@ function detectFormat(text: string): TrainingFormat {
 }
 
 /** Checks every line; returns the format and the number of examples, or throws TrainingFileError. */
-export function validateTrainingFile(text: string): { format: TrainingFormat; examples: number } {
+export function validateTrainingFile(text: string): { format: FileFormat; examples: number } {
   const format = detectFormat(text);
-  if (format === "sft") {
+  if (format === "prompts" || format === "sft") {
     try {
-      return { format, examples: parseSftJsonl(text, "file").length };
+      return { format, examples: (format === "prompts" ? parsePromptJsonl(text, "file") : parseSftJsonl(text, "file")).length };
     } catch (e) {
       if (e instanceof SftDataError) throw new TrainingFileError(e.errors);
       throw e;

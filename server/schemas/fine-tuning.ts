@@ -3,7 +3,8 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { Opt } from "./common.js";
 
-const HyperValue = Type.Union([Type.Literal("auto"), Type.Number()]);
+// a string names another model (ppo's reward_model); each method checks its own keys
+const HyperValue = Type.Union([Type.Literal("auto"), Type.Number(), Type.String({ minLength: 1, maxLength: 256 })]);
 const MethodParams = Type.Object({ hyperparameters: Opt(Type.Record(Type.String(), HyperValue)) }, { additionalProperties: true });
 
 export const CreateJobSchema = Type.Object(
@@ -23,6 +24,8 @@ export const CreateJobSchema = Type.Object(
           dpo: Opt(MethodParams),
           /** extension: a reward model (kept as the job's checkpoints) */
           reward_model: Opt(MethodParams),
+          /** extension: PPO against a reward model (DeepSpeed-Chat step 3) */
+          ppo: Opt(MethodParams),
           reinforcement: Opt(MethodParams),
         },
         { additionalProperties: false },

@@ -4,13 +4,16 @@ import type { Db } from "./db.js";
 import type { TrainingFormat } from "../../engine/train/training-format.js";
 import type { Page, SortOrder } from "./types.js";
 
+/** the lines a file holds: a training format, or prompts only (ppo's training_file) */
+export type FileFormat = TrainingFormat | "prompts";
+
 export interface FileRecord {
   id: string;
   filename: string;
   purpose: string;
   bytes: number;
   createdAt: number;
-  format: TrainingFormat;
+  format: FileFormat;
   examples: number;
 }
 
@@ -21,7 +24,7 @@ interface FileRow {
   purpose: string;
   bytes: number;
   created_at: number;
-  format: TrainingFormat;
+  format: FileFormat;
   examples: number;
 }
 

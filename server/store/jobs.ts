@@ -9,7 +9,8 @@ export type JobStatus = "validating_files" | "queued" | "running" | "succeeded" 
 export const FINAL_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
 export const isFinal = (s: JobStatus): boolean => FINAL_STATUSES.includes(s);
 
-export type Hyperparameters = Record<string, number | "auto">;
+/** numbers or "auto"; a string names a model (ppo's reward_model) */
+export type Hyperparameters = Record<string, number | string>;
 
 /** The method as the job keeps it: its type and its hyperparameters ("auto" until it runs). */
 export interface JobMethod {

@@ -173,7 +173,27 @@ CREATE TABLE model_aliases (
 ) WITHOUT ROWID;
 `;
 
+// prompt files (ppo's training_file: {"prompt": "…"} lines): the files table rebuilt with
+// the wider format check (SQLite cannot alter a CHECK; no foreign key points at files)
+const promptFiles = /* sql */ `
+CREATE TABLE files_v3 (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  filename TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  bytes INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  format TEXT NOT NULL CHECK (format IN ('sft', 'dpo', 'prompts')),
+  examples INTEGER NOT NULL
+);
+INSERT INTO files_v3 (seq, id, filename, purpose, bytes, created_at, format, examples)
+  SELECT seq, id, filename, purpose, bytes, created_at, format, examples FROM files;
+DROP TABLE files;
+ALTER TABLE files_v3 RENAME TO files;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
+  { version: 3, name: "prompt files", up: promptFiles },
 ];

@@ -23,13 +23,13 @@ export function checkKnownHyperparameters(h: Record<string, unknown>, keys: read
 
 /** every key, "auto" where the request left it out */
 export function withAutos(keys: readonly string[], h: Record<string, unknown>): Hyperparameters {
-  return Object.fromEntries(keys.map((k) => [k, (h[k] as number | "auto" | undefined) ?? "auto"])) as Hyperparameters;
+  return Object.fromEntries(keys.map((k) => [k, (h[k] as number | string | undefined) ?? "auto"])) as Hyperparameters;
 }
 
 /** a number hyperparameter, `auto` when the job left it "auto" */
 export function resolved(h: Hyperparameters, key: string, auto: number): number {
   const v = h[key];
-  return v === "auto" || v === undefined ? auto : v;
+  return typeof v === "number" ? v : auto;
 }
 
 /** n_epochs, batch_size (at most the examples) and the multiplier, "auto" resolved for `n` examples */
