@@ -17,7 +17,7 @@ import { llamaForwardRef } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
 import { README } from "./api-helpers.js";
-import { CLI, serve, stop } from "./serve-process.js";
+import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
@@ -268,13 +268,7 @@ describe("hybridchat serve --tensor-parallel", () => {
   it("answers with the README's greedy continuation at --tensor-parallel 2", async () => {
     const s = await serve(["--model", storiesDir, "--no-store", "--tensor-parallel", "2"]);
     try {
-      const r = await fetch(`${s.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
-      });
-      assert.equal(r.status, 200);
-      assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
+      assert.equal(await readmeAnswer(s.url), README.continuation);
     } finally {
       assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
     }
