@@ -291,6 +291,9 @@ export interface DataParallelGroup {
   gathered(): boolean;
   /** per rank */
   trainingMemory(): TrainingMemory[];
+  /** the whole AdamW state (moments all-gathered from the shards), as one model's optimizerState() holds it;
+   * to resume, load it into rank 0's model before dataParallel() (rank 0's state is broadcast then) */
+  optimizerState(): OptimizerState;
 }
 
 /** A collective of the Communicator (native/src/dist/communicator.h). */

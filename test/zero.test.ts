@@ -4,7 +4,8 @@
 // checkpoints written from a sharded run are whole and load back.
 import { after, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AdapterSpec, NativeModel, OptimizerStep, TrainBatch, ZeroStage } from "../native/index.js";
@@ -12,8 +13,12 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { DataParallelModel, splitBatch } from "../engine/train/data-parallel.js";
 import type { TrainingCalls } from "../engine/train/loop.js";
 import { restoreWeights, saveWeights } from "../engine/train/run-state.js";
+import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
+import { TrainingInterrupted } from "../engine/train/sft.js";
+import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
-import { storiesDir } from "./test-model.js";
+import { greedyText, HELD_OUT, nameChangeData } from "./sft-helpers.js";
+import { repoRoot, storiesDir } from "./test-model.js";
 
 // eps well above fp32 noise: with 1e-8 an element whose gradient is ~0 moves by ±lr on the
 // sign of its rounding error (Adam's m/√v), which no summation order can promise to match
@@ -143,6 +148,30 @@ describe("data parallel ZeRO training on stories260K", () => {
         if (stage === 3) assert.equal(dp.group.gathered(), false, "released again after the read");
       });
 
+  it("ZeRO-3 shards are gathered for generation on the very same buffers and released after", async () => {
+    const [one, ...ranks] = await fresh(3);
+    setTrainable(one.native, "lora");
+    for (const r of ranks) setTrainable(r.native, "lora");
+    const dp = new DataParallelModel(ranks.map((r) => r.native), 3);
+    const rng = new Rng(11);
+    for (let k = 0; k < 2; k++) {
+      const batches = [randomBatch(rng, one.config.vocabSize, "a"), randomBatch(rng, one.config.vocabSize, "a")];
+      await trainStep(one.native, batches);
+      await trainStep(dp, batches);
+    }
+    const shardBytes = dp.group.trainingMemory()[0].params;
+    assert.equal(dp.group.gathered(), false);
+    // the generation phase: gather (no disk read), generate on rank 0, release
+    dp.group.gather();
+    assert.ok(dp.group.trainingMemory()[0].params > shardBytes);
+    const text = await greedyText(ranks[0], HELD_OUT, 12, "a");
+    dp.group.release();
+    assert.equal(dp.group.trainingMemory()[0].params, shardBytes);
+    assert.equal(text, await greedyText(one, HELD_OUT, 12, "a"));
+    // and training goes on from the shards
+    await trainStep(dp, [randomBatch(rng, one.config.vocabSize, "a")]);
+  });
+
   it("refuses a stage outside 0-3, one model twice, and a group call while a rank runs", async () => {
     const [a, b] = await fresh(2);
     setTrainable(a.native, "lora");
@@ -154,5 +183,75 @@ describe("data parallel ZeRO training on stories260K", () => {
     const running = a.native.trainForward(randomBatch(new Rng(1), a.config.vocabSize, "a"));
     assert.throws(() => dp.group.step(OPT), code("busy"));
     await running;
+  });
+});
+
+describe("train sft --data-parallel N --zero-stage S", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "hc-zero-sft-"));
+  const data = join(tmp, "names.jsonl");
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const opts = (out: string, o: Partial<SftRunOptions> = {}): SftRunOptions => ({
+    modelDir: storiesDir,
+    dataFile: data,
+    outDir: out,
+    loraRank: 4,
+    loraDropout: 0,
+    targets: ["q", "k", "v", "o", "gate", "up", "down"],
+    epochs: 2,
+    batchSize: 4,
+    seed: 0,
+    schedule: "linear",
+    resume: false,
+    threads: 2,
+    ...o,
+  });
+  const losses = (out: string) =>
+    readFileSync(join(out, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss: number }).filter((l) => l.type === "step").map((l) => l.loss);
+
+  it("a ZeRO-3 run on 2 ranks tracks the 1-rank run, and resumes from its whole checkpoints bit for bit", async () => {
+    const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 8 });
+    try {
+      await nameChangeData(lm, data, 16);
+    } finally {
+      lm.dispose();
+    }
+    const dp = { dataParallel: 2, zeroStage: 3 } as const;
+    const one = join(tmp, "one");
+    const whole = join(tmp, "whole");
+    const parts = join(tmp, "parts");
+    await runSftFromFiles(opts(one));
+    await runSftFromFiles(opts(whole, dp));
+    const [l1, l2] = [losses(one), losses(whole)];
+    assert.equal(l2.length, 8);
+    for (let i = 0; i < l1.length; i++) assert.ok(Math.abs(l1[i] - l2[i]) <= 0.02 * l1[i], `step ${i + 1}: loss ${l2[i]} vs ${l1[i]}`);
+    // checkpoints hold whole tensors and whole optimizer state
+    const opt = readF32Tensors(join(whole, "checkpoint-4", "optimizer.safetensors"));
+    const adapter = readF32Tensors(join(whole, "checkpoint-4", "adapter_model.safetensors"));
+    let moments = 0;
+    for (const t of opt.tensors.values()) moments += t.data.length;
+    let weights = 0;
+    for (const t of adapter.tensors.values()) weights += t.data.length;
+    assert.equal(moments, 2 * weights);
+    const abort = new AbortController();
+    await assert.rejects(
+      runSftFromFiles(opts(parts, { ...dp, signal: abort.signal, onStep: (e) => e.step === 6 && abort.abort() })),
+      (e) => e instanceof TrainingInterrupted,
+    );
+    await runSftFromFiles(opts(parts, { ...dp, resume: true }));
+    const a = readF32Tensors(join(whole, "adapter_model.safetensors")).tensors;
+    const b = readF32Tensors(join(parts, "adapter_model.safetensors")).tensors;
+    for (const [k, t] of a) assert.deepEqual(b.get(k)!.data, t.data, k);
+  });
+
+  it("the CLI takes the flags, and refuses a stage outside 0-3", () => {
+    const CLI = join(repoRoot, "dist", "server", "cli.js");
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", "--model", storiesDir, "--data", data, ...args], { encoding: "utf8" });
+    const out = join(tmp, "cli");
+    const r = run(["--out", out, "--epochs", "1", "--batch-size", "8", "--lora-rank", "0", "--data-parallel", "2", "--zero-stage", "2", "--threads", "2"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(out, "model.safetensors")));
+    const bad = run(["--out", join(tmp, "bad"), "--zero-stage", "4"]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /zero-stage/);
   });
 });

@@ -92,3 +92,23 @@ export class DataParallelModel implements TrainingCalls {
     }
   }
 }
+
+/**
+ * Rank 0's model as checkpoints see it: whole parameters (stage 3 gathers them on a read; the
+ * next step releases them) and the whole optimizer state gathered from the shards.
+ */
+export function wholeView(dp: DataParallelModel): NativeModel {
+  const rank0 = dp.ranks[0];
+  return new Proxy(rank0, {
+    get(target, key) {
+      if (key === "optimizerState") return () => dp.group.optimizerState();
+      if (key === "readParameter")
+        return (adapter: string | null, name: string) => {
+          dp.group.gather();
+          return target.readParameter(adapter, name);
+        };
+      const v = Reflect.get(target, key) as unknown;
+      return typeof v === "function" ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}

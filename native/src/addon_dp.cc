@@ -74,6 +74,25 @@ Napi::Value DataParallel(const Napi::CallbackInfo& info) {
     o.Set("gathered", Napi::Function::New(env, [g](const Napi::CallbackInfo& ci) -> Napi::Value {
       return Napi::Boolean::New(ci.Env(), g->dp->gathered());
     }));
+    o.Set("optimizerState", Napi::Function::New(env, [g](const Napi::CallbackInfo& ci) -> Napi::Value {
+      Napi::Env e = ci.Env();
+      g->check_idle(e);
+      return guard(e, [&]() -> Napi::Value {
+        const DataParallelGroup::State st = g->dp->optimizer_state();
+        Napi::Object o = Napi::Object::New(e);
+        o.Set("step", static_cast<double>(st.step));
+        Napi::Array ts = Napi::Array::New(e, st.names.size());
+        for (uint32_t i = 0; i < st.names.size(); i++) {
+          Napi::Object t = Napi::Object::New(e);
+          t.Set("name", st.names[i]);
+          t.Set("expAvg", f32_array(e, st.exp_avg[i]));
+          t.Set("expAvgSq", f32_array(e, st.exp_avg_sq[i]));
+          ts.Set(i, t);
+        }
+        o.Set("tensors", ts);
+        return o;
+      });
+    }));
     o.Set("trainingMemory", Napi::Function::New(env, [g](const Napi::CallbackInfo& ci) -> Napi::Value {
       const auto mem = g->dp->memory();
       Napi::Array a = Napi::Array::New(ci.Env(), mem.size());

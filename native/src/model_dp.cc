@@ -78,6 +78,18 @@ void DataParallelGroup::release() {
   for (auto& r : ranks_) r->release();
 }
 
+DataParallelGroup::State DataParallelGroup::optimizer_state() {
+  check_current();
+  State st;
+  std::vector<std::vector<std::vector<float>>> m(static_cast<size_t>(size())), v(static_cast<size_t>(size()));
+  on_ranks([&](int r) { ranks_[r]->whole_moments(*comms_[r], m[r], v[r]); });
+  st.step = ranks_[0]->steps();
+  for (const Param& p : models_[0]->trainable().params()) st.names.push_back(p.name);
+  st.exp_avg = std::move(m[0]);
+  st.exp_avg_sq = std::move(v[0]);
+  return st;
+}
+
 std::vector<TrainingMemory> DataParallelGroup::memory() const {
   std::vector<TrainingMemory> out;
   for (auto& r : ranks_) out.push_back(r->memory());

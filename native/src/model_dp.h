@@ -5,6 +5,7 @@
 #pragma once
 #include <functional>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -25,6 +26,13 @@ class DataParallelGroup {
   void release();
   bool gathered() const { return ranks_[0]->gathered(); }
   std::vector<TrainingMemory> memory() const;
+  // The whole optimizer state, as one model's optimizerState() holds it.
+  struct State {
+    int64_t step = 0;
+    std::vector<std::string> names;
+    std::vector<std::vector<float>> exp_avg, exp_avg_sq;
+  };
+  State optimizer_state();
 
  private:
   // Runs f(rank) on every rank's thread; the first real failure (not another rank's abort

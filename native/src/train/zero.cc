@@ -51,7 +51,6 @@ ZeroRank::ZeroRank(ParamSet& set, int stage, int rank, int size) : set_(set), st
     if (stage >= 2) part.grad.assign(static_cast<size_t>(part.s.length), 0.0f);
     parts_.push_back(std::move(part));
   }
-  set.release_moments();
 }
 
 bool ZeroRank::matches(const ParamSet& set) const {
@@ -62,11 +61,40 @@ bool ZeroRank::matches(const ParamSet& set) const {
 }
 
 void ZeroRank::sync(dist::Communicator& c) {
+  float steps = static_cast<float>(set_.steps());  // exact below 2^24
+  c.broadcast(&steps, 1, DType::F32, 0);
+  step_ = static_cast<int64_t>(steps);
+  std::vector<float> whole;
   for (Part& part : parts_) {
-    c.broadcast(part.p->data, part.p->n, DType::F32, 0);
-    if (stage_ == 3) part.master.assign(part.p->data + part.s.offset, part.p->data + part.s.offset + part.s.length);
+    Param& p = *part.p;
+    c.broadcast(p.data, p.n, DType::F32, 0);
+    if (stage_ == 3) part.master.assign(p.data + part.s.offset, p.data + part.s.offset + part.s.length);
+    for (int k = 0; k < 2; k++) {
+      std::vector<float>& own = k == 0 ? p.exp_avg : p.exp_avg_sq;
+      whole.assign(static_cast<size_t>(p.n), 0.0f);
+      if (rank_ == 0 && static_cast<int64_t>(own.size()) == p.n) whole = own;
+      c.broadcast(whole.data(), p.n, DType::F32, 0);
+      std::copy(whole.begin() + part.s.offset, whole.begin() + part.s.offset + part.s.length, (k == 0 ? part.m : part.v).begin());
+    }
   }
+  set_.release_moments();
   if (stage_ == 3) release();
+}
+
+void ZeroRank::whole_moments(dist::Communicator& c, std::vector<std::vector<float>>& m, std::vector<std::vector<float>>& v) {
+  m.clear();
+  v.clear();
+  for (Part& part : parts_) {
+    for (int k = 0; k < 2; k++) {
+      std::vector<float>& mine = k == 0 ? part.m : part.v;
+      std::vector<float> whole(static_cast<size_t>(part.p->n));
+      if (stage_ == 0)
+        whole = mine;
+      else
+        c.all_gather(mine.data(), whole.data(), part.p->n, DType::F32);
+      (k == 0 ? m : v).push_back(std::move(whole));
+    }
+  }
 }
 
 void ZeroRank::gather(dist::Communicator& c) {

@@ -22,12 +22,14 @@ struct TrainingMemory {
 
 class ZeroRank {
  public:
-  // Takes over `set`'s optimizer state (its per-rank moments are freed). Call sync() on every
-  // rank before the first step.
+  // Takes over `set`'s optimizer state. Call sync() on every rank before the first step.
   ZeroRank(ParamSet& set, int stage, int rank, int size);
 
-  // Makes every rank start from rank 0's parameters (and, at stage 3, keep only its shard).
+  // Makes every rank start from rank 0's parameters, AdamW moments and step count (a resumed
+  // run loads them into rank 0's model only), keeping its part; frees the set's own moments.
   void sync(dist::Communicator& c);
+  // Whole moments of every tensor (all-gathered from the shards), for a checkpoint.
+  void whole_moments(dist::Communicator& c, std::vector<std::vector<float>>& m, std::vector<std::vector<float>>& v);
   // After every rank's backward over its part of the batch: sum the gradients, clip by their
   // global norm, AdamW on this rank's part, params whole again (0-2) or released (3).
   StepResult step(dist::Communicator& c, const OptimizerStep& o);
