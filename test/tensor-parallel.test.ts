@@ -317,5 +317,8 @@ describe("hybridchat train sft --tensor-parallel", () => {
     const bad = sft([...common, "--out", join(dir, "bad"), "--tensor-parallel", "3"]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr + bad.stdout, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
+    const both = sft([...common, "--out", join(dir, "both"), "--tensor-parallel", "2", "--data-parallel", "2"]);
+    assert.equal(both.status, 2);
+    assert.match(both.stderr, /--tensor-parallel and --data-parallel cannot be combined/);
   });
 });
