@@ -13,6 +13,7 @@ import { runSpeed } from "./engine-speed.js";
 import { runHttp } from "./http-load.js";
 import { runTrainSpeed } from "./train-speed.js";
 import { runZero } from "./zero-speed.js";
+import { runTpDecode } from "./tp-speed.js";
 
 const HELP = `Usage: npm run bench -- [--only machine,110m,stories,train,zero,tp,http] [--out FILE] [--threads N] [--quick]
 
@@ -81,6 +82,7 @@ if (only.has("tp")) {
     await runSpeed(report, { label: `110M f32 tp${tp}`, dir, prefill: [128], decode: [{ tokens: 32, batch: 1 }, { tokens: 16, batch: 8 }], reps, tensorParallel: tp }, limits, threads);
     await runTrainSpeed(report, { label: `110M f32 tp${tp}`, dir, batch: 2, seqLen: 128, steps: reps, tensorParallel: tp, modes: ["lora"] }, limits, threads);
   }
+  await runTpDecode(report, { label: "110M f32", dir, tokens: 16, rounds: values.quick ? 3 : 7 });
 }
 if (only.has("http")) {
   await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });
