@@ -100,9 +100,10 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   if (ranks > 1 && (o.tensorParallel ?? 1) > 1) throw new Error("tensor and data parallelism cannot be combined (yet): use one of them");
   const rankThreads = o.threads === undefined || ranks === 1 ? o.threads : Math.max(1, Math.floor(o.threads / ranks));
   const lm = o.model ?? (await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
-  // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages)
-  const others = await Promise.all(Array.from({ length: ranks - 1 }, () => loadModel(modelDir, { threads: rankThreads, kvBlocks: 4 })));
+  const others: LoadedModel[] = [];
   try {
+    // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages)
+    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4 }));
     const maxLength = Math.min(o.maxLength ?? lm.maxContext, lm.config.maxPositions);
     const train = encodeFile(lm, o.dataFile, maxLength);
     const val = o.validationFile ? encodeFile(lm, o.validationFile, maxLength) : null;

@@ -1,8 +1,5 @@
 #include "model_dp.h"
 
-#include <exception>
-#include <thread>
-
 #include "dist/comm_threads.h"
 #include "errors.h"
 
@@ -24,36 +21,7 @@ DataParallelGroup::DataParallelGroup(std::vector<std::shared_ptr<Model>> models,
   on_ranks([&](int r) { ranks_[r]->sync(*comms_[r]); });
 }
 
-void DataParallelGroup::on_ranks(const std::function<void(int)>& f) {
-  std::vector<std::exception_ptr> errs(static_cast<size_t>(size()));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < size(); r++)
-    threads.emplace_back([&, r] {
-      try {
-        f(r);
-      } catch (...) {
-        errs[r] = std::current_exception();
-        dist::thread_group_of(*comms_[r])->abort();
-      }
-    });
-  for (auto& t : threads) t.join();
-  std::exception_ptr first;
-  for (auto& e : errs) {
-    if (!e) continue;
-    if (!first) first = e;
-    try {
-      std::rethrow_exception(e);
-    } catch (const Error& err) {
-      if (err.code() != "comm_aborted") throw;
-    } catch (...) {
-      throw;
-    }
-  }
-  if (first) {
-    // an aborted group cannot run another collective: every later call would fail the same way
-    std::rethrow_exception(first);
-  }
-}
+void DataParallelGroup::on_ranks(const std::function<void(int)>& f) { dist::run_on_ranks(comms_, f); }
 
 void DataParallelGroup::check_current() const {
   for (int r = 0; r < size(); r++)
@@ -70,6 +38,7 @@ StepResult DataParallelGroup::step(const OptimizerStep& o) {
 
 void DataParallelGroup::gather() {
   check_current();
+  if (stage_ < 3 || gathered()) return;  // every forward asks; only stage 3 between steps has work
   on_ranks([&](int r) { ranks_[r]->gather(*comms_[r]); });
 }
 

@@ -35,8 +35,7 @@ class DataParallelGroup {
   State optimizer_state();
 
  private:
-  // Runs f(rank) on every rank's thread; the first real failure (not another rank's abort
-  // echo) is rethrown after all have stopped.
+  // f(rank) on every rank's thread (dist::run_on_ranks)
   void on_ranks(const std::function<void(int)>& f);
   void check_current() const;
 
