@@ -281,6 +281,11 @@ describe("hybridchat serve --tensor-parallel", () => {
     const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--tensor-parallel/);
+    for (const cmd of [["serve"], ["train", "sft"]]) {  // the flag and an example in each --help
+      const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
+      assert.match(help, /--tensor-parallel N +split every layer over N thread ranks/);
+      assert.match(help, /hybridchat .*--tensor-parallel 2/);
+    }
   });
 });
 
