@@ -11,6 +11,8 @@ export interface SpeedCase {
   prefill: number[]; // prompt lengths
   decode: { tokens: number; batch: number }[];
   reps: number;
+  /** thread ranks each layer is split over; default 1 */
+  tensorParallel?: number;
 }
 
 /** Bytes of weights read per decode step and FLOPs per token, from the model's own config. */
@@ -67,7 +69,8 @@ async function decodeOnce(m: LoadedModel, steps: number, batch: number): Promise
 }
 
 export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimits, threads: number): Promise<void> {
-  const m = await loadModel(c.dir, { threads, kvBlocks: 1024 });
+  const tp = c.tensorParallel ?? 1;
+  const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp });
   try {
     const bytesPerWeight = m.config.torchDtype === "float32" ? 4 : 2;
     const cost = modelCost(m, bytesPerWeight);
@@ -81,7 +84,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
         name: `${c.label} prefill pp${n}`,
         value: tps,
         unit: "tok/s",
-        config: { model: c.label, threads, tokens: n, gflops: Math.round(gflops * 10) / 10 },
+        config: { model: c.label, threads, tp, tokens: n, gflops: Math.round(gflops * 10) / 10 },
         limit: { name: "GEMM peak", value: limits.gemmGFlops, unit: "GFLOP/s", fraction: gflops / limits.gemmGFlops },
       });
     }
@@ -94,7 +97,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
         name: `${c.label} decode tg${d.tokens} batch ${d.batch}`,
         value: steps * d.batch,
         unit: "tok/s",
-        config: { model: c.label, threads, tokens: d.tokens, batch: d.batch, weight_gbps: Math.round(gbps * 10) / 10 },
+        config: { model: c.label, threads, tp, tokens: d.tokens, batch: d.batch, weight_gbps: Math.round(gbps * 10) / 10 },
         limit: { name: "triad bandwidth", value: limits.triadGBps, unit: "GB/s", fraction: gbps / limits.triadGBps },
       });
     }

@@ -12,13 +12,17 @@ import { benchCheckpoint } from "./models.js";
 import { runSpeed } from "./engine-speed.js";
 import { runHttp } from "./http-load.js";
 import { runTrainSpeed } from "./train-speed.js";
+import { runZero } from "./zero-speed.js";
+import { runTpDecode } from "./tp-speed.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,stories,train,http] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,stories,train,zero,tp,http] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
   npm run bench -- --only stories,http    # the small real model only
-  npm run bench -- --quick                # fewer repetitions, shorter HTTP run`;
+  npm run bench -- --quick                # fewer repetitions, shorter HTTP run
+  npm run bench -- --only zero            # ZeRO memory per rank by stage, training DP=1 vs DP=2
+  npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const { values } = parseArgs({
@@ -42,7 +46,7 @@ const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
 console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()}`);
-const limits = only.has("machine") || only.has("110m") || only.has("stories") || only.has("train")
+const limits = only.has("machine") || only.has("110m") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
 
@@ -65,6 +69,20 @@ if (only.has("train")) {
   // the PyTorch anchor's shapes: 110M at 4 × 256, stories260K at 32 × 256
   await runTrainSpeed(report, { label: "110M f32", dir: await benchCheckpoint(outRoot, "110M", "f32"), batch: 4, seqLen: 256, steps: reps }, limits, threads);
   await runTrainSpeed(report, { label: "stories260K", dir: stories, batch: 32, seqLen: 256, steps: reps + 2 }, limits, threads);
+}
+if (only.has("zero")) {
+  // not in the default set: it loads the 110M model a dozen times over
+  await runZero(report, { label: "stories260K", dir: stories, batch: 32, seqLen: 256, steps: reps + 2 }, threads);
+  await runZero(report, { label: "110M f32", dir: await benchCheckpoint(outRoot, "110M", "f32"), batch: 4, seqLen: 256, steps: reps }, threads);
+}
+if (only.has("tp")) {
+  // the same cores split between 1 and 2 tensor-parallel ranks (rank.h)
+  const dir = await benchCheckpoint(outRoot, "110M", "f32");
+  for (const tp of [1, 2]) {
+    await runSpeed(report, { label: `110M f32 tp${tp}`, dir, prefill: [128], decode: [{ tokens: 32, batch: 1 }, { tokens: 16, batch: 8 }], reps, tensorParallel: tp }, limits, threads);
+    await runTrainSpeed(report, { label: `110M f32 tp${tp}`, dir, batch: 2, seqLen: 128, steps: reps, tensorParallel: tp, modes: ["lora"] }, limits, threads);
+  }
+  await runTpDecode(report, { label: "110M f32", dir, tokens: 16, rounds: values.quick ? 3 : 7 });
 }
 if (only.has("http")) {
   await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });

@@ -1,6 +1,6 @@
 // One training-throughput measurement in a process of its own, so that its peak resident
 // memory (getrusage maxrss) is this mode's alone. Run by bench/train-speed.ts:
-//   node dist/bench/train-one.js DIR lora|full BATCH SEQ STEPS THREADS
+//   node dist/bench/train-one.js DIR lora|full BATCH SEQ STEPS THREADS [TENSOR_PARALLEL]
 // prints one JSON line (TrainOneResult).
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { addAdapter, LINEAR_NAMES } from "../engine/peft.js";
@@ -24,10 +24,10 @@ async function oneStep(m: LoadedModel, batch: number, seqLen: number, adapter: s
 }
 
 async function main(): Promise<void> {
-  const [dir, mode, batchS, seqS, stepsS, threadsS] = process.argv.slice(2);
+  const [dir, mode, batchS, seqS, stepsS, threadsS, tpS] = process.argv.slice(2);
   if (!dir || (mode !== "lora" && mode !== "full")) throw new Error("usage: train-one DIR lora|full BATCH SEQ STEPS THREADS");
   const batch = Number(batchS), seqLen = Number(seqS), steps = Number(stepsS);
-  const m = await loadModel(dir, { threads: Number(threadsS), kvBlocks: 16 });
+  const m = await loadModel(dir, { threads: Number(threadsS), kvBlocks: 16, tensorParallel: Number(tpS ?? 1) });
   const baselineRssBytes = process.memoryUsage().rss;
   let adapter: string | null = null;
   let trainable: TrainableSet = { base: true };

@@ -30,6 +30,10 @@ export interface TrainSpeedCase {
   batch: number;
   seqLen: number;
   steps: number;
+  /** thread ranks each layer is split over; default 1 */
+  tensorParallel?: number;
+  /** default both */
+  modes?: ("lora" | "full")[];
 }
 
 function linearParams(dir: string): number {
@@ -42,8 +46,9 @@ const ONE = fileURLToPath(new URL("./train-one.js", import.meta.url));
 const MiB = 1024 * 1024;
 
 export async function runTrainSpeed(report: Report, c: TrainSpeedCase, limits: MachineLimits, threads: number): Promise<void> {
-  for (const mode of ["lora", "full"] as const) {
-    const out = execFileSync(process.execPath, [ONE, c.dir, mode, String(c.batch), String(c.seqLen), String(c.steps), String(threads)], { encoding: "utf8" });
+  const tp = c.tensorParallel ?? 1;
+  for (const mode of c.modes ?? (["lora", "full"] as const)) {
+    const out = execFileSync(process.execPath, [ONE, c.dir, mode, String(c.batch), String(c.seqLen), String(c.steps), String(threads), String(tp)], { encoding: "utf8" });
     const r = JSON.parse(out.trim().split("\n").pop()!) as TrainOneResult;
     const flopsPerToken = (mode === "full" ? 6 : 4) * linearParams(c.dir);
     const name = `${c.label} train ${mode === "lora" ? `LoRA r${LORA_RANK}` : "full"} ${c.batch}×${c.seqLen}`;
@@ -51,7 +56,7 @@ export async function runTrainSpeed(report: Report, c: TrainSpeedCase, limits: M
       name,
       value: r.tokensPerS,
       unit: "tok/s",
-      config: { model: c.label, mode, batch: c.batch, seq_len: c.seqLen, threads, gflops: Math.round((r.tokensPerS * flopsPerToken) / 1e8) / 10 },
+      config: { model: c.label, mode, batch: c.batch, seq_len: c.seqLen, threads, tp, gflops: Math.round((r.tokensPerS * flopsPerToken) / 1e8) / 10 },
       limit: { name: "GEMM peak", value: limits.gemmGFlops, unit: "GFLOP/s", fraction: (r.tokensPerS * flopsPerToken) / 1e9 / limits.gemmGFlops },
     });
     report.add({

@@ -264,6 +264,40 @@ export interface CudaStatus {
   error: string | null;
 }
 
+/** Bytes one data-parallel rank holds for training (activations excluded), from the engine's own accounting. */
+export interface TrainingMemory {
+  /** fp32 trainable parameters: whole (stages 0-2), the shard plus, while gathered, the whole (stage 3) */
+  params: number;
+  /** gradients: whole (0-1), this rank's shard between steps (2-3) */
+  grads: number;
+  /** AdamW moments: whole (0), this rank's shard (1-3) */
+  optimizer: number;
+}
+
+export type ZeroStage = 0 | 1 | 2 | 3;
+
+/**
+ * Data-parallel ranks over N models of the same checkpoint (each with the same trainable set
+ * chosen), ZeRO stage 0-3 (native/src/train/zero.h). Calls are synchronous and refused ("busy")
+ * while any rank's model runs.
+ */
+export interface DataParallelGroup {
+  readonly size: number;
+  readonly zeroStage: ZeroStage;
+  /** after every rank's backward over its slice: sums gradients over ranks, clips, AdamW */
+  step(opt: OptimizerStep): StepResult;
+  /** stage 3: whole parameters on every rank before a forward or a read (no-op below 3) */
+  gather(): void;
+  /** stage 3: drops the whole parameters again, keeping each rank's shard */
+  release(): void;
+  gathered(): boolean;
+  /** per rank */
+  trainingMemory(): TrainingMemory[];
+  /** the whole AdamW state (moments all-gathered from the shards), as one model's optimizerState() holds it;
+   * to resume, load it into rank 0's model before dataParallel() (rank 0's state is broadcast then) */
+  optimizerState(): OptimizerState;
+}
+
 /** A collective of the Communicator (native/src/dist/communicator.h). */
 export type CommOp = "allReduceSum" | "reduceScatterSum" | "allGather" | "broadcast" | "barrier";
 
@@ -302,6 +336,8 @@ export interface NativeBinding {
    */
   commRun(op: CommOp, dtype: "f32" | "bf16", buffers: (Float32Array | Uint16Array)[], options?: CommRunOptions): (Float32Array | Uint16Array)[];
   ncclStatus(): NcclStatus;
+  /** Joins models (ranks 0..N−1, each its own model) into one data-parallel group; rank 0's parameters are broadcast. */
+  dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s

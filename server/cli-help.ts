@@ -228,13 +228,19 @@ Options:
   --max-length N         longer examples are truncated (default: the model's context)
   --seed S               data order and LoRA initialisation (default 0)
   --resume               continue from the last checkpoint in --out (same options and data)
-  --threads N            compute threads (default: all ${availableParallelism()} cores)
+  --threads N            compute threads, shared out among the ranks (default: all ${availableParallelism()} cores)
+  --data-parallel N      data-parallel ranks: each optimizer batch is split among N models of the
+                         checkpoint (the base's pages are shared), gradients summed (default 1)
+  --zero-stage S         ZeRO partitioning over the ranks: 0 none, 1 optimizer state, 2 also
+                         gradients, 3 also the trained weights, gathered only for use (default 0)
   --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
                          the model's key/value heads and MLP width (default 1)
   -h, --help             this help
 
 Examples:
   hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-adapter
+  hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-sft --lora-rank 0 \\
+      --data-parallel 2 --zero-stage 3
   hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-tp --threads 2 --tensor-parallel 2
   hybridchat train sft --model ./my-llama --data chat.jsonl --validation val.jsonl --out ./chat-lora \\
       --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3

@@ -2,6 +2,7 @@
 // (loss, tokens/s, ETA), a JSONL log of every step, checkpoints every epoch and --resume.
 // `hybridchat train` itself dispatches to the methods.
 import { parseArgs } from "node:util";
+import type { ZeroStage } from "../native/index.js";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
 import { UsageError } from "./cli-errors.js";
 import { didYouMean } from "./cli-suggest.js";
@@ -71,7 +72,17 @@ async function sftCommand(argv: string[]): Promise<void> {
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: { model: { type: "string" }, data: { type: "string" }, out: { type: "string" }, ...SFT_OPTIONS, resume: { type: "boolean", default: false }, "tensor-parallel": { type: "string" }, ...COMMAND_OPTIONS },
+    options: {
+      model: { type: "string" },
+      data: { type: "string" },
+      out: { type: "string" },
+      ...SFT_OPTIONS,
+      "data-parallel": { type: "string", default: "1" },
+      "zero-stage": { type: "string", default: "0" },
+      "tensor-parallel": { type: "string", default: "1" },
+      resume: { type: "boolean", default: false },
+      ...COMMAND_OPTIONS,
+    },
   });
   if (values.help) {
     process.stdout.write(TRAIN_SFT_HELP);
@@ -82,13 +93,19 @@ async function sftCommand(argv: string[]): Promise<void> {
   r.exist("directory", "model");
   r.exist("file", "data", "validation");
   const hyper = sftHyperparams(r);
+  const tensorParallel = r.int("tensor-parallel", 1, 64);
+  const dataParallel = r.int("data-parallel", 1, 64);
+  if ((tensorParallel ?? 1) > 1 && (dataParallel ?? 1) > 1)
+    throw new UsageError("--tensor-parallel and --data-parallel cannot be combined (yet): use one of them", C);
   const out = values.out!;
   const progress = sftProgress();
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const result = await runSftFromFiles({
       ...r.fileRun(signal),
-      tensorParallel: r.int("tensor-parallel", 1, 64),
       ...hyper,
+      tensorParallel,
+      dataParallel,
+      zeroStage: r.int("zero-stage", 0, 3) as ZeroStage | undefined,
       ...sftReports(progress, values.resume!, out),
     });
     progress.stop();

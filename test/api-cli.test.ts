@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { README, testModelDir, waitFor } from "./api-helpers.js";
-import { CLI, serve, stop } from "./serve-process.js";
+import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
 import { HELPS } from "../server/cli-help-index.js";
 
 const tmpRoots: string[] = [];
@@ -31,13 +31,7 @@ describe("hybridchat serve", () => {
     // --no-store: this test keeps nothing (there is no --data-dir to put it in)
     const s = await serve(["--model", testModelDir, "--no-store"]);
     try {
-      const r = await fetch(`${s.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
-      });
-      assert.equal(r.status, 200);
-      assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
+      assert.equal(await readmeAnswer(s.url), README.continuation);
       assert.doesNotMatch(s.stderr(), /UNTRAINED/);
       // the ready line follows /health's 200 by a moment
       await waitFor(() => /storing nothing \(--no-store\)/.test(s.stderr()), "the ready line");

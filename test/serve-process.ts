@@ -31,6 +31,17 @@ export async function serve(args: string[]): Promise<Served> {
   return { child, url, stderr: () => err };
 }
 
+/** The served stories260K's greedy answer to the README's chat request (README.continuation). */
+export async function readmeAnswer(url: string): Promise<string> {
+  const r = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
+  });
+  assert.equal(r.status, 200);
+  return ((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content;
+}
+
 /** Sends `signal` and resolves with the exit code (null when killed by the signal). */
 export async function stop(s: Served, signal: NodeJS.Signals): Promise<number | null> {
   const exit = once(s.child, "exit");

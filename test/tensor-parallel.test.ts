@@ -1,10 +1,9 @@
-// Tensor parallelism (native/src/rank.h): a model split over 2 thread ranks gives the
-// logits of the unsplit model, and trains to the same weights (LoRA and full, dropout,
-// value head, checkpointing), (fp32 tolerance: only the all-reduce's summation order
-// differs) on random checkpoints of every layout and on stories260K, greedy decoding
-// token for token, under continuous batching, with LoRA adapters applied per sequence
-// and merged, and through `hybridchat serve --tensor-parallel 2`; a size that does not
-// divide the heads is refused.
+// Tensor parallelism (native/src/rank.h) against one rank, up to fp32 rounding (only the
+// all-reduce's summation order differs): logits of random checkpoints of every layout and
+// of stories260K, greedy decoding token for token, continuous batching, LoRA adapters per
+// sequence and merged; training to the same gradients and weights (LoRA and full, dropout,
+// value head, checkpointing); `serve` and `train sft --tensor-parallel 2`, and a
+// fine-tuning job on a split server. Sizes that do not divide the heads are refused.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -17,12 +16,13 @@ import { llamaForwardRef } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
 import { README } from "./api-helpers.js";
-import { CLI, serve, stop } from "./serve-process.js";
+import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { TRAIN_LOG } from "../engine/train/sft-run.js";
-import { nameChangeData } from "./sft-helpers.js";
+import { HELD_OUT, nameChangeData, NEW_NAME } from "./sft-helpers.js";
+import { greedy, MODEL, startServer, uploadNameChange, waitForJob } from "./fine-tuning-helpers.js";
 
 const seq = (...a: number[]) => Int32Array.from(a);
 type Coded = Error & { code?: string };
@@ -268,13 +268,7 @@ describe("hybridchat serve --tensor-parallel", () => {
   it("answers with the README's greedy continuation at --tensor-parallel 2", async () => {
     const s = await serve(["--model", storiesDir, "--no-store", "--tensor-parallel", "2"]);
     try {
-      const r = await fetch(`${s.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], temperature: 0, max_tokens: 57 }),
-      });
-      assert.equal(r.status, 200);
-      assert.equal(((await r.json()) as { choices: { message: { content: string } }[] }).choices[0]!.message.content, README.continuation);
+      assert.equal(await readmeAnswer(s.url), README.continuation);
     } finally {
       assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
     }
@@ -287,6 +281,11 @@ describe("hybridchat serve --tensor-parallel", () => {
     const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--tensor-parallel/);
+    for (const cmd of [["serve"], ["train", "sft"]]) {  // the flag and an example in each --help
+      const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
+      assert.match(help, /--tensor-parallel N +split every layer over N thread ranks/);
+      assert.match(help, /hybridchat .*--tensor-parallel 2/);
+    }
   });
 });
 
@@ -323,5 +322,33 @@ describe("hybridchat train sft --tensor-parallel", () => {
     const bad = sft([...common, "--out", join(dir, "bad"), "--tensor-parallel", "3"]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr + bad.stdout, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
+    const both = sft([...common, "--out", join(dir, "both"), "--tensor-parallel", "2", "--data-parallel", "2"]);
+    assert.equal(both.status, 2);
+    assert.match(both.stderr, /--tensor-parallel and --data-parallel cannot be combined/);
+  });
+});
+
+describe("a fine-tuning job on a server at --tensor-parallel 2", () => {
+  it("trains on the split layers and serves the result beside the unchanged base", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hc-tp-job-"));
+    const s = await startServer(join(dir, "data"), { tensorParallel: 2 });
+    try {
+      const baseText = await greedy(s.client, MODEL, HELD_OUT);
+      const fileId = await uploadNameChange(s, join(dir, "names.jsonl"));
+      const job = await s.client.fineTuning.jobs.create({
+        model: MODEL,
+        training_file: fileId,
+        suffix: "tp",
+        seed: 0,
+        method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 4, batch_size: 1, learning_rate_multiplier: "auto" } } },
+      });
+      const final = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
+      assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+      assert.match(await greedy(s.client, final.fine_tuned_model!, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));
+      assert.equal(await greedy(s.client, MODEL, HELD_OUT), baseText);
+    } finally {
+      await s.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -3,7 +3,7 @@
 // train, log every step to <out>/train_log.jsonl, checkpoint every epoch, save the result.
 // The CLI adds argument parsing and a progress bar; tests call this directly.
 import { resolve } from "node:path";
-import type { AdapterSpec, LinearName } from "../../native/index.js";
+import type { AdapterSpec, LinearName, ZeroStage } from "../../native/index.js";
 import { loadModel, type LoadedModel } from "../model.js";
 import { readSftJsonl, SftDataError } from "./sft-data.js";
 import { encodeExamples, type EncodeStats, type EncodedExample } from "./sft-encode.js";
@@ -13,6 +13,7 @@ import type { ScheduleKind } from "./lr-schedule.js";
 import { runSft, totalSteps, type EpochEvent, type StepEvent } from "./sft.js";
 import type { WriteProgress } from "../safetensors-writer.js";
 import { dataHash, restoreOptimizer, restoreWeights, saveWeights, type RunSettings, type TrainedWeights } from "./run-state.js";
+import { DataParallelModel, wholeView } from "./data-parallel.js";
 import { checkOutDir, openRunLog, resumePoint, setUpAdapter, TRAIN_LOG, trainLogged, TrainRunError } from "./run-files.js";
 
 export { TRAIN_LOG };
@@ -45,7 +46,12 @@ export interface SftRunOptions {
   weightDecay?: number;
   maxGradNorm?: number;
   resume: boolean;
+  /** compute threads, shared out among the data-parallel ranks */
   threads?: number;
+  /** data-parallel ranks, each its own model over the same checkpoint (default 1) */
+  dataParallel?: number;
+  /** ZeRO stage of the data-parallel ranks (default 0: plain data parallelism) */
+  zeroStage?: ZeroStage;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
   /** a model already loaded from modelDir (tests); the run neither reloads nor disposes it */
@@ -93,8 +99,14 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   readSftJsonl(o.dataFile);
   if (o.validationFile) readSftJsonl(o.validationFile);
 
-  const lm = o.model ?? (await loadModel(modelDir, { threads: o.threads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
+  const ranks = o.dataParallel ?? 1;
+  if (ranks > 1 && (o.tensorParallel ?? 1) > 1) throw new Error("tensor and data parallelism cannot be combined (yet): use one of them");
+  const rankThreads = o.threads === undefined || ranks === 1 ? o.threads : Math.max(1, Math.floor(o.threads / ranks));
+  const lm = o.model ?? (await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
+  const others: LoadedModel[] = [];
   try {
+    // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages)
+    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4 }));
     const maxLength = Math.min(o.maxLength ?? lm.maxContext, lm.config.maxPositions);
     const train = encodeFile(lm, o.dataFile, maxLength);
     const val = o.validationFile ? encodeFile(lm, o.validationFile, maxLength) : null;
@@ -129,15 +141,19 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
       };
       adapter = { name: SFT_ADAPTER, spec };
       setUpAdapter(lm.native, lm.config, SFT_ADAPTER, spec, resumeDir);
+      for (const r of others) setUpAdapter(r.native, r.config, SFT_ADAPTER, spec, null);
     } else {
       lm.native.setTrainable({ base: true });
+      for (const r of others) r.native.setTrainable({ base: true });
       if (resumeDir) {
         restoreWeights(resumeDir, lm.native, lm.config, null);
         restoreOptimizer(resumeDir, lm.native);
       }
     }
 
-    const weights: TrainedWeights = { model: lm.native, config: lm.config, modelDir: lm.dir, adapter };
+    // rank 0's weights and optimizer state (a resumed run's) are broadcast to the others here
+    const dp = ranks > 1 || (o.zeroStage ?? 0) > 0 ? new DataParallelModel([lm.native, ...others.map((r) => r.native)], o.zeroStage ?? 0) : null;
+    const weights: TrainedWeights = { model: dp ? wholeView(dp) : lm.native, config: lm.config, modelDir: lm.dir, adapter };
     const info: SftRunInfo = {
       examples: n,
       validationExamples: val?.encoded.length ?? 0,
@@ -170,11 +186,12 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
     const { steps, lastEpoch } = await trainLogged<StepEvent, EpochEvent>(
       runLog,
       o,
-      (cb) => runSft(lm.native, train.encoded, val?.encoded ?? null, loop, cb, state?.epoch ?? 0),
+      (cb) => runSft(dp ?? lm.native, train.encoded, val?.encoded ?? null, loop, cb, state?.epoch ?? 0),
       () => saveWeights(weights, outDir, o.onWriteProgress),
     );
     return { ...info, steps, lastEpoch };
   } finally {
+    for (const r of others) r.dispose();
     if (!o.model) lm.dispose();
   }
 }

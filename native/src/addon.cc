@@ -5,6 +5,7 @@
 
 #include "addon_comm.h"
 #include "addon_cuda.h"
+#include "addon_dp.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -626,6 +627,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("ops", Napi::Function::New<Ops>(env, "ops"));
   exports.Set("cudaStatus", Napi::Function::New<hc::CudaStatus>(env, "cudaStatus"));
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
+  exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));

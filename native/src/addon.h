@@ -112,6 +112,20 @@ inline int default_threads() {
 
 inline bool absent(const Napi::Value& v) { return v.IsNull() || v.IsUndefined(); }
 
+// step()'s AdamW settings (native/index.ts OptimizerStep).
+inline hc::OptimizerStep optimizer_step_arg(const Napi::Value& v) {
+  if (!v.IsObject()) throw Error("invalid_argument", "step(opt) needs an object");
+  Napi::Object o = v.As<Napi::Object>();
+  hc::OptimizerStep opt;
+  opt.lr = num(o, "lr");
+  opt.beta1 = num(o, "beta1");
+  opt.beta2 = num(o, "beta2");
+  opt.eps = num(o, "eps");
+  opt.weight_decay = num(o, "weightDecay");
+  opt.max_grad_norm = num(o, "maxGradNorm");
+  return opt;
+}
+
 // A rejected promise carrying a code: async methods report bad arguments this way too.
 inline Napi::Promise rejected(Napi::Env env, const std::string& code, const std::string& msg) {
   auto d = Napi::Promise::Deferred::New(env);
@@ -124,6 +138,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
   void set(std::shared_ptr<hc::Model> m) { model_ = std::move(m); }
+  // For a data-parallel group (addon_dp.cc): the model, refused while it runs, and its busy flag.
+  std::shared_ptr<hc::Model> shared_idle(Napi::Env env) {
+    idle(env);
+    return model_;
+  }
+  std::shared_ptr<std::atomic<bool>> busy_flag() const { return busy_; }
 
  private:
   hc::Model& live(Napi::Env env) {

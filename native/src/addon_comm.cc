@@ -3,8 +3,6 @@
 #include "addon_comm.h"
 
 #include <cstring>
-#include <exception>
-#include <thread>
 
 #include "addon.h"
 #include "dist/comm_nccl.h"
@@ -105,29 +103,7 @@ Napi::Value CommRun(const Napi::CallbackInfo& info) {
       count = c;
     }
     auto comms = dist::make_thread_communicators(n);
-    std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
-    std::vector<std::thread> threads;
-    for (int r = 0; r < n; r++)
-      threads.emplace_back([&, r] {
-        try {
-          run_rank(*comms[r], op, dt, count, root, in_place, bufs[r]);
-        } catch (...) {
-          errs[r] = std::current_exception();
-          dist::thread_group_of(*comms[r])->abort();
-        }
-      });
-    for (auto& t : threads) t.join();
-    // the first rank's own failure, not a comm_aborted echoed by the others
-    for (auto& e : errs)
-      if (e) {
-        try {
-          std::rethrow_exception(e);
-        } catch (const Error& err) {
-          if (err.code() != "comm_aborted") throw;
-        }
-      }
-    for (auto& e : errs)
-      if (e) std::rethrow_exception(e);
+    dist::run_on_ranks(comms, [&](int r) { run_rank(*comms[r], op, dt, count, root, in_place, bufs[r]); });
     Napi::Array out = Napi::Array::New(env, n);
     for (int r = 0; r < n; r++) {
       const auto& o = bufs[r].out;

@@ -148,14 +148,7 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
   if (busy_->load()) return rejected(env, "busy", "the model is running a forward, backward or step");
   hc::OptimizerStep opt;
   try {
-    if (info.Length() < 1 || !info[0].IsObject()) throw Error("invalid_argument", "step(opt) needs an object");
-    Napi::Object o = info[0].As<Napi::Object>();
-    opt.lr = num(o, "lr");
-    opt.beta1 = num(o, "beta1");
-    opt.beta2 = num(o, "beta2");
-    opt.eps = num(o, "eps");
-    opt.weight_decay = num(o, "weightDecay");
-    opt.max_grad_norm = num(o, "maxGradNorm");
+    opt = optimizer_step_arg(info.Length() < 1 ? info.Env().Undefined() : info[0]);
   } catch (const Error& e) {
     return rejected(env, e.code(), e.what());
   }

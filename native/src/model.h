@@ -126,6 +126,7 @@ class Model {
   std::vector<float> read_parameter(const std::string* adapter, const std::string& name);
   void write_parameter(const std::string* adapter, const std::string& name, const std::vector<float>& data);
   const ParamSet& trainable() const { return trainable_; }
+  ParamSet& trainable() { return trainable_; }  // data-parallel ranks (train/zero.h) drive its optimizer
   // Replaces the moments and step count; every trainable tensor must be given, shapes checked.
   void load_optimizer_state(int64_t step, const std::vector<std::string>& names,
                             const std::vector<std::vector<float>>& exp_avg,

@@ -261,6 +261,7 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
   const int64_t T = static_cast<int64_t>(tape_.tokens.size()), C = s.C, V = s.V;
   if (static_cast<int64_t>(dlogp.size()) != T)
     throw Error("invalid_argument", "trainBackward: dlogp must hold " + std::to_string(T) + " values");
+  trainable_.ensure_grads();  // a ZeRO-2/3 rank frees them between steps
   if (dvalues && !tape_.values)
     throw Error("invalid_argument", "trainBackward: dvalues given but the forward computed no values");
   if (dvalues && static_cast<int64_t>(dvalues->size()) != T)

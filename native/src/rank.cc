@@ -19,8 +19,7 @@ static void grow(std::vector<float>& v, int64_t n) {
 
 static Slice slice(int64_t n, int r, int ranks) { return {n / ranks * r, n / ranks * (r + 1)}; }
 
-// A weight's element offset as a byte pointer, whatever its storage type.
-static const void* at(const Linear& w, int64_t elements) {
+const void* TensorParallel::at(const Linear& w, int64_t elements) {
   return static_cast<const char*>(w.w) + elements * static_cast<int64_t>(dtype_size(w.dtype));
 }
 

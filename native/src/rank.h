@@ -96,6 +96,8 @@ class TensorParallel {
   // dx[T, shard] = dy[T, out]·W[:, shard]; gradients of the slice
   void row_backward(Model& m, int r, const LayerTape& rt, float* dx, const float* dy, const float* x, int64_t l, int t,
                     Slice sh, int64_t T);
+  // w's element `elements` as a byte pointer, whatever its storage type: a shard's view
+  static const void* at(const Linear& w, int64_t elements);
   static const LoraMats* lora_of(const Model& m, int64_t l, int t);  // the tape adapter's, or null
   // this rank's LoRA input: in, or in·mask over the columns [c0, c0 + K) of a [T, ld] mask
   const float* dropped(Model& m, int r, const LayerTape& rt, const float* in, int t, int64_t c0, int64_t K,

@@ -19,10 +19,6 @@ namespace hc {
 
 static void fit(std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
 
-static const void* at(const Linear& w, int64_t elements) {
-  return static_cast<const char*>(w.w) + elements * static_cast<int64_t>(dtype_size(w.dtype));
-}
-
 const LoraMats* TensorParallel::lora_of(const Model& m, int64_t l, int t) {
   const Adapter* a = m.tape_.adapter;
   return a && a->at(l, t).on() ? &a->at(l, t) : nullptr;

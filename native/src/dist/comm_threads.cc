@@ -1,6 +1,8 @@
 #include "dist/comm_threads.h"
 
 #include <cstring>
+#include <exception>
+#include <thread>
 #include <string>
 
 #include "errors.h"
@@ -143,6 +145,33 @@ std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size) {
   std::vector<std::unique_ptr<Communicator>> out;
   for (int r = 0; r < size; r++) out.push_back(std::make_unique<ThreadCommunicator>(g, r));
   return out;
+}
+
+void run_on_ranks(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f) {
+  const int n = static_cast<int>(comms.size());
+  std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
+  std::vector<std::thread> threads;
+  for (int r = 0; r < n; r++)
+    threads.emplace_back([&, r] {
+      try {
+        f(r);
+      } catch (...) {
+        errs[r] = std::current_exception();
+        if (ThreadGroup* g = thread_group_of(*comms[r])) g->abort();
+      }
+    });
+  for (auto& t : threads) t.join();
+  std::exception_ptr first;
+  for (auto& e : errs) {
+    if (!e) continue;
+    if (!first) first = e;
+    try {
+      std::rethrow_exception(e);
+    } catch (const Error& err) {
+      if (err.code() != "comm_aborted") throw;
+    }
+  }
+  if (first) std::rethrow_exception(first);
 }
 
 ThreadGroup* thread_group_of(Communicator& c) {

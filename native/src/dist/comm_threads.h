@@ -3,6 +3,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -47,5 +48,10 @@ class ThreadGroup {
 std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size);
 // The group behind a communicator made above (nullptr for other kinds), to abort it.
 ThreadGroup* thread_group_of(Communicator& c);
+
+// Runs f(rank) on one thread per communicator and waits for all. A rank that throws aborts
+// the group (the others' collectives fail instead of waiting forever); the first real failure,
+// not another rank's "comm_aborted" echo, is rethrown. An aborted group stays aborted.
+void run_on_ranks(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f);
 
 }  // namespace hc::dist

@@ -30,6 +30,19 @@ struct StepResult {
   int64_t step = 0;
 };
 
+// torch.optim.AdamW's scalars for step number `step` (1-based), shared by ParamSet::step and
+// the ZeRO optimizer so that a sharded update is the same arithmetic as a whole one.
+struct AdamW {
+  AdamW(const OptimizerStep& o, int64_t step);
+  // data, m, v updated from grad·clip over [0, n); grad is zeroed
+  void update(float* data, float* grad, float* m, float* v, int64_t n, float clip) const;
+  float decay, b1, b2, step_size, bc2_sqrt, eps;
+};
+// Throws "invalid_argument" unless lr, weightDecay, maxGradNorm >= 0, betas in [0, 1), eps > 0.
+void validate_step(const OptimizerStep& o);
+// torch.nn.utils.clip_grad_norm_'s coefficient for a global norm: only ever shrinking.
+float clip_coefficient(const OptimizerStep& o, double norm);
+
 class ParamSet {
  public:
   void clear();
@@ -42,6 +55,12 @@ class ParamSet {
   Param* find(const std::string& name);
 
   void zero_grad();
+  // Data-parallel ranks keep the moments (and between steps, with ZeRO-2/3, the gradients) in
+  // their ZeRO optimizer: these free the per-rank copies; ensure_grads (every backward) and
+  // step bring them back when needed.
+  void release_moments();
+  void release_grads();
+  void ensure_grads();
   // Global L2 norm (double accumulation), clipping, torch.optim.AdamW, zeroed grads.
   StepResult step(const OptimizerStep& o, ThreadPool& pool);
   int64_t steps() const { return step_; }

@@ -1,0 +1,61 @@
+// ZeRO (Rajbhandari et al. 2020, as in DeepSpeed) for one data-parallel rank's trainable set:
+//   stage 0  plain DP: gradients all-reduced, every rank keeps whole moments and params;
+//   stage 1  AdamW moments partitioned: each rank updates only its shard of every tensor,
+//            then the params are all-gathered;
+//   stage 2  gradients too: reduce-scattered, the whole-gradient buffers freed between steps;
+//   stage 3  params too: each rank keeps an fp32 master of its shard only; the whole tensors
+//            are all-gathered before use (gather) and released after the step.
+// Every tensor is split by dist::shard_of, so a rank holds ceil(n/N) (or fewer) elements of it.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "dist/communicator.h"
+#include "train/params.h"
+
+namespace hc {
+
+// Bytes one rank holds for training between steps (the model's own activations excluded).
+struct TrainingMemory {
+  int64_t params = 0, grads = 0, optimizer = 0;
+};
+
+class ZeroRank {
+ public:
+  // Takes over `set`'s optimizer state. Call sync() on every rank before the first step.
+  ZeroRank(ParamSet& set, int stage, int rank, int size);
+
+  // Makes every rank start from rank 0's parameters, AdamW moments and step count (a resumed
+  // run loads them into rank 0's model only), keeping its part; frees the set's own moments.
+  void sync(dist::Communicator& c);
+  // Whole moments of every tensor (all-gathered from the shards), for a checkpoint.
+  void whole_moments(dist::Communicator& c, std::vector<std::vector<float>>& m, std::vector<std::vector<float>>& v);
+  // After every rank's backward over its part of the batch: sum the gradients, clip by their
+  // global norm, AdamW on this rank's part, params whole again (0-2) or released (3).
+  StepResult step(dist::Communicator& c, const OptimizerStep& o);
+  // Stage 3: whole params before a forward or a read; release() drops them again. No-ops below 3.
+  void gather(dist::Communicator& c);
+  void release();
+  bool gathered() const { return gathered_; }
+
+  TrainingMemory memory() const;
+  int64_t steps() const { return step_; }
+  // The model's trainable set is still the one this rank was built on.
+  bool matches(const ParamSet& set) const;
+
+ private:
+  struct Part {
+    Param* p;
+    dist::Shard s;
+    std::vector<float> master;  // stage 3: this rank's shard of the params
+    std::vector<float> grad;    // stages 2-3: this rank's shard of the summed gradient
+    std::vector<float> m, v;    // AdamW moments: whole at stage 0, the shard above
+  };
+  ParamSet& set_;
+  const int stage_, rank_, size_;
+  std::vector<Part> parts_;
+  int64_t step_ = 0;
+  bool gathered_ = true;
+};
+
+}  // namespace hc

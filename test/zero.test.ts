@@ -1,0 +1,266 @@
+// Data parallelism with ZeRO stages 0-3 on stories260K: N ranks over the same global batches
+// reach the same weights as one model after k steps (fp32 tolerance: only the order of the
+// gradient sums differs), the engine's own memory accounting shows the 1/N partitions, and
+// checkpoints written from a sharded run are whole and load back.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { spawnSync } from "node:child_process";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { AdapterSpec, NativeModel, OptimizerStep, TrainBatch, ZeroStage } from "../native/index.js";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { DataParallelModel, splitBatch } from "../engine/train/data-parallel.js";
+import type { TrainingCalls } from "../engine/train/loop.js";
+import { restoreWeights, saveWeights } from "../engine/train/run-state.js";
+import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
+import { TrainingInterrupted } from "../engine/train/sft.js";
+import { readF32Tensors } from "../engine/safetensors-writer.js";
+import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { greedyText, HELD_OUT, nameChangeData } from "./sft-helpers.js";
+import { repoRoot, storiesDir } from "./test-model.js";
+
+// eps well above fp32 noise: with 1e-8 an element whose gradient is ~0 moves by ±lr on the
+// sign of its rounding error (Adam's m/√v), which no summation order can promise to match
+const OPT: OptimizerStep = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-4, weightDecay: 0.01, maxGradNorm: 1 };
+const LORA: AdapterSpec = { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false };
+const STEPS = 3;
+
+type Mode = "lora" | "full";
+const adapterOf = (mode: Mode) => (mode === "lora" ? "a" : null);
+
+/** Uneven sequences, so rank slices differ in size; a masked prefix like a prompt. */
+function randomBatch(rng: Rng, V: number, adapter: string | null): TrainBatch {
+  const counts = Int32Array.from({ length: 5 }, () => 3 + rng.int(20));
+  const T = counts.reduce((a, b) => a + b, 0);
+  const tokens = Int32Array.from({ length: T }, () => rng.int(V));
+  const targets = Int32Array.from({ length: T }, (_, t) => (t % 4 === 0 ? -1 : rng.int(V)));
+  return { tokens, counts, targets, adapter, values: false, grad: true, checkpoint: false };
+}
+
+/** One optimizer step the way runSft takes it: two micro-batches, loss = −Σ logp / N over both. */
+async function trainStep(m: TrainingCalls, batches: TrainBatch[]): Promise<number> {
+  let N = 0;
+  for (const b of batches) for (const t of b.targets) if (t >= 0) N++;
+  for (const b of batches) {
+    const { logp } = await m.trainForward(b);
+    const dlogp = new Float32Array(logp.length);
+    for (let t = 0; t < logp.length; t++) if (b.targets[t] >= 0) dlogp[t] = -1 / N;
+    await m.trainBackward(dlogp, null);
+  }
+  return (await m.step(OPT)).gradNorm;
+}
+
+function setTrainable(m: NativeModel, mode: Mode): void {
+  if (mode === "lora") {
+    m.addAdapter("a", LORA);
+    m.setTrainable({ adapter: "a" });
+  } else m.setTrainable({ base: true });
+}
+
+function params(m: NativeModel, mode: Mode): Map<string, Float32Array> {
+  const a = adapterOf(mode);
+  return new Map(m.parameters(a).map((p) => [p.name, m.readParameter(a, p.name)]));
+}
+
+function assertSameParams(got: Map<string, Float32Array>, want: Map<string, Float32Array>, what: string): void {
+  assert.deepEqual([...got.keys()], [...want.keys()], what);
+  for (const [name, w] of want) assertClose(got.get(name)!, w, 2e-5, 1e-3, `${what}: ${name}`);
+}
+
+describe("data parallel ZeRO training on stories260K", () => {
+  const models: LoadedModel[] = [];
+  const out = mkdtempSync(join(tmpdir(), "hc-zero-"));
+  async function fresh(n: number): Promise<LoadedModel[]> {
+    const ms = await Promise.all(Array.from({ length: n }, () => loadModel(storiesDir, { threads: 1, kvBlocks: 4 })));
+    models.push(...ms);
+    return ms;
+  }
+  after(() => {
+    for (const m of models) m.dispose();
+    rmSync(out, { recursive: true, force: true });
+  });
+
+  it("splits a packed batch into contiguous runs of whole sequences, balanced by tokens", () => {
+    const s = splitBatch(Int32Array.of(5, 5, 5, 5), 2);
+    assert.deepEqual(s, [{ seq0: 0, seq1: 2, tok0: 0, tok1: 10 }, { seq0: 2, seq1: 4, tok0: 10, tok1: 20 }]);
+    const few = splitBatch(Int32Array.of(7), 3);
+    assert.equal(few.filter((x) => x.seq1 > x.seq0).length, 1);
+    assert.equal(few.at(-1)!.tok1, 7);
+  });
+
+  for (const mode of ["lora", "full"] as Mode[])
+    for (const [stage, N] of [[0, 2], [1, 2], [2, 2], [3, 2], [2, 3], [3, 3]] as [ZeroStage, number][])
+      it(`${mode}, ZeRO-${stage}, DP=${N} reaches DP=1's weights after ${STEPS} steps`, async () => {
+        const seed = freshSeed();
+        const [one, ...ranks] = await fresh(N + 1);
+        setTrainable(one.native, mode);
+        for (const r of ranks) setTrainable(r.native, mode);
+        const dp = new DataParallelModel(ranks.map((r) => r.native), stage);
+        const sizes = [...params(one.native, mode).values()].map((p) => p.length);
+        const total = sizes.reduce((a, n) => a + n, 0);
+        // every tensor split into blocks of ceil(n/N) (communicator.h): rank r's elements
+        const shardOf = (r: number) => sizes.reduce((a, n) => a + Math.max(0, Math.min(n, Math.ceil(n / N) * (r + 1)) - Math.ceil(n / N) * r), 0);
+
+        const rng = new Rng(seed);
+        const V = one.config.vocabSize;
+        for (let k = 0; k < STEPS; k++) {
+          const batches = [randomBatch(rng, V, adapterOf(mode)), randomBatch(rng, V, adapterOf(mode))];
+          const g1 = await trainStep(one.native, batches);
+          const gN = await trainStep(dp, batches);
+          assert.ok(Math.abs(g1 - gN) <= 1e-4 * g1, `seed ${seed} step ${k}: grad norm ${gN} vs ${g1}`);
+        }
+
+        const mem = dp.group.trainingMemory();
+        const whole = 4 * total;
+        for (const [r, m] of mem.entries()) {
+          const what = `rank ${r}: ${JSON.stringify(m)}`;
+          assert.equal(m.optimizer, stage === 0 ? 2 * whole : 2 * 4 * shardOf(r), what);
+          if (stage > 0 && total % N === 0) assert.equal(m.optimizer * N, 2 * whole, what + ": 1/N of the whole");
+          assert.equal(m.grads, stage >= 2 ? m.optimizer / 2 : whole, what);
+          assert.equal(m.params, stage === 3 ? m.optimizer / 2 : whole, what);
+        }
+        assert.equal(mem.reduce((a, m) => a + m.optimizer, 0), stage === 0 ? N * 2 * whole : 2 * whole, "the shards cover every element once");
+
+        const want = params(one.native, mode);
+        if (stage === 3) {
+          // released between steps: the whole buffers hold nothing usable until gathered
+          const released = params(ranks[1].native, mode);
+          assert.ok([...released.values()].some((p) => p.some((x) => !Number.isFinite(x) || x === 0)));
+        }
+        await dp.withWholeParameters(async () => {
+          for (const [r, lm] of ranks.entries()) assertSameParams(params(lm.native, mode), want, `seed ${seed} rank ${r}`);
+          if (stage === 3 && mode === "lora") {
+            const dir = join(out, `lora-${stage}-${N}`);
+            await saveWeights({ model: ranks[0].native, config: ranks[0].config, modelDir: ranks[0].dir, adapter: { name: "a", spec: LORA } }, dir);
+            const [back] = await fresh(1);
+            restoreWeights(dir, back.native, back.config, { name: "a", spec: LORA });
+            assertSameParams(params(back.native, mode), want, "PEFT checkpoint written from ZeRO-3 shards");
+          }
+          if (stage === 3 && mode === "full" && N === 2) {
+            const dir = join(out, `full-${stage}-${N}`);
+            await saveWeights({ model: ranks[0].native, config: ranks[0].config, modelDir: ranks[0].dir, adapter: null }, dir);
+            const [back] = await fresh(1);
+            restoreWeights(dir, back.native, back.config, null);
+            assertSameParams(params(back.native, mode), want, "HF checkpoint written from ZeRO-3 shards");
+          }
+        });
+        if (stage === 3) assert.equal(dp.group.gathered(), false, "released again after the read");
+      });
+
+  it("ZeRO-3 shards are gathered for generation on the very same buffers and released after", async () => {
+    const [one, ...ranks] = await fresh(3);
+    setTrainable(one.native, "lora");
+    for (const r of ranks) setTrainable(r.native, "lora");
+    const dp = new DataParallelModel(ranks.map((r) => r.native), 3);
+    const rng = new Rng(11);
+    for (let k = 0; k < 2; k++) {
+      const batches = [randomBatch(rng, one.config.vocabSize, "a"), randomBatch(rng, one.config.vocabSize, "a")];
+      await trainStep(one.native, batches);
+      await trainStep(dp, batches);
+    }
+    const shardBytes = dp.group.trainingMemory()[0].params;
+    assert.equal(dp.group.gathered(), false);
+    // the generation phase: gather (no disk read), generate on rank 0, release
+    dp.group.gather();
+    assert.ok(dp.group.trainingMemory()[0].params > shardBytes);
+    const text = await greedyText(ranks[0], HELD_OUT, 12, "a");
+    dp.group.release();
+    assert.equal(dp.group.trainingMemory()[0].params, shardBytes);
+    assert.equal(text, await greedyText(one, HELD_OUT, 12, "a"));
+    // and training goes on from the shards
+    await trainStep(dp, [randomBatch(rng, one.config.vocabSize, "a")]);
+  });
+
+  it("refuses a stage outside 0-3, one model twice, and a group call while a rank runs", async () => {
+    const [a, b] = await fresh(2);
+    setTrainable(a.native, "lora");
+    setTrainable(b.native, "lora");
+    const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
+    assert.throws(() => new DataParallelModel([a.native, b.native], 4 as ZeroStage), code("invalid_argument"));
+    assert.throws(() => new DataParallelModel([a.native, a.native], 1), code("invalid_argument"));
+    const dp = new DataParallelModel([a.native, b.native], 1);
+    const running = a.native.trainForward(randomBatch(new Rng(1), a.config.vocabSize, "a"));
+    assert.throws(() => dp.group.step(OPT), code("busy"));
+    await running;
+  });
+});
+
+describe("train sft --data-parallel N --zero-stage S", () => {
+  const tmp = mkdtempSync(join(tmpdir(), "hc-zero-sft-"));
+  const data = join(tmp, "names.jsonl");
+  before(async () => {
+    const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 8 });
+    try {
+      await nameChangeData(lm, data, 16);
+    } finally {
+      lm.dispose();
+    }
+  });
+  after(() => rmSync(tmp, { recursive: true, force: true }));
+  const opts = (out: string, o: Partial<SftRunOptions> = {}): SftRunOptions => ({
+    modelDir: storiesDir,
+    dataFile: data,
+    outDir: out,
+    loraRank: 4,
+    loraDropout: 0,
+    targets: ["q", "k", "v", "o", "gate", "up", "down"],
+    epochs: 2,
+    batchSize: 4,
+    seed: 0,
+    schedule: "linear",
+    resume: false,
+    threads: 2,
+    ...o,
+  });
+  const losses = (out: string) =>
+    readFileSync(join(out, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss: number }).filter((l) => l.type === "step").map((l) => l.loss);
+
+  it("a ZeRO-3 run on 2 ranks tracks the 1-rank run, and resumes from its whole checkpoints bit for bit", async () => {
+    const dp = { dataParallel: 2, zeroStage: 3 } as const;
+    const one = join(tmp, "one");
+    const whole = join(tmp, "whole");
+    const parts = join(tmp, "parts");
+    const mixed = join(tmp, "mixed");
+    await runSftFromFiles(opts(one));
+    await runSftFromFiles(opts(whole, dp));
+    const [l1, l2] = [losses(one), losses(whole)];
+    assert.equal(l2.length, 8);
+    for (let i = 0; i < l1.length; i++) assert.ok(Math.abs(l1[i] - l2[i]) <= 0.02 * l1[i], `step ${i + 1}: loss ${l2[i]} vs ${l1[i]}`);
+    // checkpoints hold whole tensors and whole optimizer state
+    const opt = readF32Tensors(join(whole, "checkpoint-4", "optimizer.safetensors"));
+    const adapter = readF32Tensors(join(whole, "checkpoint-4", "adapter_model.safetensors"));
+    let moments = 0;
+    for (const t of opt.tensors.values()) moments += t.data.length;
+    let weights = 0;
+    for (const t of adapter.tensors.values()) weights += t.data.length;
+    assert.equal(moments, 2 * weights);
+    const abort = new AbortController();
+    await assert.rejects(
+      runSftFromFiles(opts(parts, { ...dp, signal: abort.signal, onStep: (e) => e.step === 6 && abort.abort() })),
+      (e) => e instanceof TrainingInterrupted,
+    );
+    cpSync(parts, mixed, { recursive: true });
+    await runSftFromFiles(opts(parts, { ...dp, resume: true }));
+    const a = readF32Tensors(join(whole, "adapter_model.safetensors")).tensors;
+    const b = readF32Tensors(join(parts, "adapter_model.safetensors")).tensors;
+    for (const [k, t] of a) assert.deepEqual(b.get(k)!.data, t.data, k);
+    // the checkpoint is whole, so one rank can take over from two
+    const r = await runSftFromFiles(opts(mixed, { resume: true }));
+    assert.equal(r.startStep, 4);
+    const l3 = losses(mixed);
+    for (let i = 4; i < 8; i++) assert.ok(Math.abs(l3[i] - l2[i]) <= 0.02 * l2[i], `resumed on 1 rank, step ${i + 1}: loss ${l3[i]} vs ${l2[i]}`);
+  });
+
+  it("the CLI takes the flags, and refuses a stage outside 0-3", () => {
+    const CLI = join(repoRoot, "dist", "server", "cli.js");
+    const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", "--model", storiesDir, "--data", data, ...args], { encoding: "utf8" });
+    const out = join(tmp, "cli");
+    const r = run(["--out", out, "--epochs", "1", "--batch-size", "8", "--lora-rank", "0", "--data-parallel", "2", "--zero-stage", "2", "--threads", "2"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.ok(existsSync(join(out, "model.safetensors")));
+    const bad = run(["--out", join(tmp, "bad"), "--zero-stage", "4"]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /zero-stage/);
+  });
+});
