@@ -118,6 +118,50 @@ describe("web page", { skip }, () => {
   });
 });
 
+describe("web page: from feedback to a promoted version", { skip }, () => {
+  test("Train on the preferences given on the page: a DPO job's loss, reward and KL charts fill; its version is promoted", { timeout: 180_000 }, async () => {
+    const b = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    const fresh = await serveWithStore();
+    try {
+      const p = await b.newPage();
+      await p.goto(`${fresh.baseUrl}/`);
+      await p.waitForSelector("body[data-ready=true]");
+      // a person compares two answers twice and picks one each time
+      await p.check("#compare");
+      for (const [prompt, pick] of [["Tom had a dog", "answer 2 is better"], ["Lily saw a bird", "answer 1 is better"]] as const) {
+        await p.fill("#input", prompt);
+        await p.press("#input", "Enter");
+        await p.getByRole("button", { name: pick }).last().click();
+        await p.getByText(`Thanks: ${pick.replace(" is better", "")} is preferred.`).last().waitFor();
+      }
+      await p.getByRole("tab", { name: "Jobs" }).click();
+      await p.getByText("No jobs yet").waitFor();
+      await p.getByLabel("what to train on").selectOption("dpo");
+      await p.getByRole("button", { name: "Train", exact: true }).click();
+      await p.locator("#job-title", { hasText: /^ftjob-/ }).waitFor();
+      const id = await p.locator("#job-title").innerText();
+      const job = await fresh.client.fineTuning.jobs.retrieve(id);
+      assert.equal(job.training_file, "feedback");
+      assert.equal(job.method?.type, "dpo");
+      await p.locator(`tr[data-job="${id}"]`).waitFor();
+      await p.locator('#job-state[data-status="succeeded"]').waitFor({ timeout: 150_000 });
+      const steps = Number(await p.locator('.chart[data-series="loss"]').getAttribute("data-count"));
+      assert.ok(steps >= 1, `loss points: ${steps}`);
+      for (const series of ["reward", "KL"])
+        assert.equal(Number(await p.locator(`.chart[data-series="${series}"]`).getAttribute("data-count")), steps, `a ${series} point per step`);
+
+      const ft = (await fresh.client.fineTuning.jobs.retrieve(id)).fine_tuned_model!;
+      await p.getByRole("button", { name: `promote ${ft}` }).click();
+      await p.getByText(`stories260K now serves ${ft}.`).waitFor();
+      const models = (await (await fetch(`${fresh.baseUrl}/v1/models`)).json()) as { data: ModelBody[] };
+      assert.equal(models.data.find((m) => m.id === "stories260K")!.serves, ft);
+    } finally {
+      await b.close();
+      await fresh.close();
+    }
+  });
+});
+
 describe("web page with API keys", { skip }, () => {
   test("without a key the page says to enter one; with the key typed in, it chats", { timeout: 60_000 }, async () => {
     const keyed = createServer({ model: testModelDir, store: false, threads: 2, apiKeys: [{ key: "page-key-123456", role: "user" }] });

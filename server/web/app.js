@@ -3,7 +3,7 @@
 // ES modules, no build step; they speak only the public HTTP API (OpenAI chat completions,
 // /v1/feedback, fine-tuning jobs, promote) with the key typed at the top (api.js).
 import { apiKey, call, errorText, headers, setApiKey } from "./api.js";
-import { refreshJobs } from "./jobs.js";
+import { refreshJobs, trainOnFeedback } from "./jobs.js";
 
 /** @typedef {{ role: "system" | "user" | "assistant", content: string }} Message */
 /** @typedef {{ id: string, index: number }} Source  the completion (and choice) an answer came from */
@@ -245,6 +245,10 @@ function showTab(/** @type {"chat" | "jobs"} */ name) {
 $("tab-chat").addEventListener("click", () => showTab("chat"));
 $("tab-jobs").addEventListener("click", () => showTab("jobs"));
 $("jobs-refresh").addEventListener("click", () => void refreshJobs());
+$("train-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void trainOnFeedback(/** @type {"dpo" | "supervised"} */ (/** @type {HTMLSelectElement} */ ($("train-method")).value));
+});
 
 await loadModels();
 document.body.dataset.ready = "true";
