@@ -151,6 +151,22 @@ describe("web page: from feedback to a promoted version", { skip }, () => {
         assert.equal(Number(await p.locator(`.chart[data-series="${series}"]`).getAttribute("data-count")), steps, `a ${series} point per step`);
 
       const ft = (await fresh.client.fineTuning.jobs.retrieve(id)).fine_tuned_model!;
+      // back in the chat, the new version is offered side by side against the base
+      await p.getByRole("tab", { name: "Chat" }).click();
+      await p.click("#reset"); // a new chat: the old one fills most of the model's 512 positions
+      await p.locator("#model-b option", { hasText: ft }).waitFor({ state: "attached" });
+      await p.getByLabel("second model").selectOption(ft);
+      await p.fill("#input", "Once upon a time");
+      await p.press("#input", "Enter");
+      await p.getByRole("button", { name: "answer 2 is better" }).last().click();
+      await p.getByText("Thanks: answer 2 is preferred.").waitFor();
+      const prefs = (await (await fetch(`${fresh.baseUrl}/v1/feedback?type=preference&order=desc&limit=1`)).json()) as { data: FeedbackBody[] };
+      const pref = prefs.data[0]!;
+      assert.ok(pref.type === "preference" && pref.chosen_id !== pref.rejected_id, JSON.stringify(pref));
+      const modelOf = async (cid: string): Promise<string> => ((await (await fetch(`${fresh.baseUrl}/v1/chat/completions/${cid}`)).json()) as { model: string }).model;
+      assert.deepEqual([await modelOf(pref.chosen_id!), await modelOf(pref.rejected_id!)], [ft, "stories260K"]);
+
+      await p.getByRole("tab", { name: "Jobs" }).click();
       await p.getByRole("button", { name: `promote ${ft}` }).click();
       await p.getByText(`stories260K now serves ${ft}.`).waitFor();
       const models = (await (await fetch(`${fresh.baseUrl}/v1/models`)).json()) as { data: ModelBody[] };

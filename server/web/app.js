@@ -214,14 +214,15 @@ $("reset").addEventListener("click", () => {
   say("");
 });
 
+/** Fills both model lists (again: a job may have published a version), keeping the choices. */
 async function loadModels() {
-  modelSel.replaceChildren();
-  modelB.replaceChildren(new Option("another sample", ""));
+  const [keepA, keepB] = [modelSel.value, modelB.value];
   try {
-    for (const m of (await call("/v1/models")).data) {
-      modelSel.append(new Option(m.id, m.id));
-      modelB.append(new Option(m.id, m.id));
-    }
+    const ids = (await call("/v1/models")).data.map((/** @type {{ id: string }} */ m) => m.id);
+    modelSel.replaceChildren(...ids.map((/** @type {string} */ id) => new Option(id, id)));
+    modelB.replaceChildren(new Option("another sample", ""), ...ids.map((/** @type {string} */ id) => new Option(id, id)));
+    if (ids.includes(keepA)) modelSel.value = keepA;
+    if (ids.includes(keepB)) modelB.value = keepB;
   } catch (e) {
     say(/** @type {Error} */ (e).message);
   }
@@ -241,6 +242,7 @@ function showTab(/** @type {"chat" | "jobs"} */ name) {
     $(`${t}-view`).hidden = t !== name;
   }
   if (name === "jobs") void refreshJobs();
+  else void loadModels();
 }
 $("tab-chat").addEventListener("click", () => showTab("chat"));
 $("tab-jobs").addEventListener("click", () => showTab("jobs"));
