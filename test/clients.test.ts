@@ -116,6 +116,8 @@ describe("HybridchatClient jobs and versions", () => {
   });
 });
 
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
 /** `hybridchat chat ARGS` as a child process, read and typed into as a person would. */
 function chatProcess(args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", ...args], {
@@ -157,6 +159,11 @@ describe("hybridchat chat", () => {
     await until(/\(rated -1/);
     say("/frobnicate");
     await until(/unknown command \/frobnicate/);
+    // /retry: a new (greedy, so the same) answer to the last message; /correct replaces it
+    say("/retry");
+    await until(new RegExp(`(${escape(README.continuation.slice(0, 40))}[\\s\\S]*){2}`));
+    say("/correct Once upon a time, a fox learned to sing.");
+    await until(/\(correction stored: (\S+)\)/);
     say("/quit");
     const code = await chat.exit();
     const out = chat.output();
@@ -172,6 +179,8 @@ describe("hybridchat chat", () => {
     assert.ok(pref && pref.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, "/compare stored choice 2 over choice 1");
     // /bad judged the compared answer the user picked: the same completion, choice 1
     assert.ok(bad.type === "rating" && bad.completion_id === pref.chosen_id && bad.choice_index === 1, JSON.stringify({ bad, pref }));
+    const fox = (await hc.feedback.list({ type: "correction" })).data.find((f) => f.type === "correction" && f.correction.includes("fox"));
+    assert.ok(fox?.type === "correction" && fox.completion_id !== pref.chosen_id, "/correct judged /retry's new answer");
   });
 });
 
