@@ -87,6 +87,15 @@ describe("web page", { skip }, () => {
     assert.ok(pref?.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, JSON.stringify(pref));
   });
 
+  test("a message too long for the model's context: the page says to start a new chat", async () => {
+    await page.click("#reset");
+    await page.uncheck("#compare");
+    await page.fill("#input", "Once upon a time there was a little dog. ".repeat(40));
+    await page.press("#input", "Enter");
+    await page.getByText(/maximum context length is 512 tokens.*Press “new chat” to start over\./).waitFor();
+    await page.click("#reset");
+  });
+
   test("jobs: a job's loss chart fills from the events WebSocket; promote and roll back from the page", { timeout: 120_000 }, async () => {
     const file = await s.client.files.create({ file: createReadStream(join(s.dir, "names.jsonl")), purpose: "fine-tune" });
     const job = await s.client.fineTuning.jobs.create({
