@@ -1,11 +1,20 @@
 # CPU image: builds the native addon, then runs the server as a non-root user.
-# docker build -t hybridchat . && docker run -p 8000:8000 -v hc-data:/data hybridchat
+#   docker build -t hybridchat .
+#   docker run -d -p 8000:8000 -v hc-data:/data -v "$PWD/models:/models:ro" \
+#     -e HYBRIDCHAT_API_KEYS="$ADMIN_KEY:admin,$USER_KEY:user" \
+#     hybridchat serve --host 0.0.0.0 --data-dir /data --model /models/stories260K
+# Keys are required: the server listens beyond loopback inside the container and refuses to
+# do that with every route (files, jobs, promote) open. Without --model it serves a built-in
+# UNTRAINED tiny model. Arguments after the image name replace CMD: repeat --host and
+# --data-dir. A bind mount for /data must be writable by uid 1000 (the image's "node" user).
 #
-# CUDA variant (not built in CI, which has no GPU): use a build stage with nvcc and Node 20
-# (e.g. nvidia/cuda:12.x-devel plus Node 20) — binding.gyp then also builds
-# native/build/Release/libhybridchat_cuda.so; copy it next to hybridchat.node in the runtime
-# stage (an nvidia/cuda:12.x-runtime base), and run with `--gpus all`. The addon loads the
-# library at run time and `cudaStatus()` says whether a device was found.
+# CUDA variant (for a host with an NVIDIA GPU; not built in CI, which has none): build the
+# `build` stage on an image that has nvcc and Node 20 (e.g. nvidia/cuda:12.6.3-devel-ubuntu22.04
+# with Node 20 installed) — binding.gyp then also builds native/build/Release/libhybridchat_cuda.so
+# (sm_80, sm_90; the CUDA runtime linked statically) — and add to the runtime stage
+#   COPY --from=build /app/native/build/Release/libhybridchat_cuda.so ./native/build/Release/
+# The addon loads it from beside hybridchat.node; the runtime stage needs only the NVIDIA
+# driver, which `docker run --gpus all` (NVIDIA Container Toolkit) mounts in.
 FROM node:20-bookworm AS build
 WORKDIR /app
 COPY package.json package-lock.json tsconfig.json ./
@@ -16,6 +25,7 @@ COPY clients ./clients
 COPY bench ./bench
 COPY test ./test
 COPY index.ts ./
+# npm ci runs the install script (node-gyp: the addon) and prepare (tsc: dist/)
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -31,7 +41,7 @@ RUN mkdir -p /data /models && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8000
+# /health needs no key; it says 503 until the model is loaded (start-period covers a big one)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s CMD node -e "fetch('http://127.0.0.1:8000/health').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"
-# Mount a Hugging Face model directory at /models/NAME and add: --model /models/NAME
 ENTRYPOINT ["node", "dist/server/cli.js"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]

@@ -1,7 +1,7 @@
 // `hybridchat chat`: a terminal chat against a running server, through HybridchatClient —
 // streamed answers, multi-turn history, and the feedback commands that teach the model.
 import { createInterface } from "node:readline";
-import type OpenAI from "openai";
+import { BadRequestError, type default as OpenAI } from "openai";
 import { HybridchatClient } from "./client.js";
 import { CHAT_COMMANDS } from "./chat-commands.js";
 
@@ -150,7 +150,8 @@ export async function runChat(o: ChatOptions): Promise<void> {
       }
     } catch (e) {
       // a failed call is reported and the conversation goes on
-      out(`(error: ${(e as Error).message})\n`);
+      const full = e instanceof BadRequestError && e.code === "context_length_exceeded";
+      out(`(error: ${(e as Error).message}${full ? " /reset starts a new conversation." : ""})\n`);
       if (history.at(-1)?.role === "user" && !cmd!.startsWith("/")) history.pop();
     }
   }

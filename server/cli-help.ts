@@ -13,7 +13,7 @@ Commands:
   pipeline  the three RLHF steps in one run: SFT → reward model → PPO, with training curves
   chat    chat with a running server in the terminal, and rate or compare its answers
 
-Run \`hybridchat <command> --help\` for a command's options.
+Run \`hybridchat <command> --help\` for a command's options (also \`hybridchat help train sft\`).
 
 Examples:
   hybridchat serve --model ../shared/models/stories260K

@@ -9,6 +9,10 @@ import { LINEAR_NAMES } from "../engine/peft.js";
 import { TrainingInterrupted } from "../engine/train/loop.js";
 import { SCHEDULES, type ScheduleKind } from "../engine/train/lr-schedule.js";
 import { autoOrInt, floatOption, intOption, UsageError } from "./cli-errors.js";
+import type { Progress } from "./progress-bar.js";
+
+// the bar itself lives in server/progress-bar.ts (shared with `init`); the commands import it from here
+export { Progress } from "./progress-bar.js";
 
 const str = { type: "string" } as const;
 
@@ -144,10 +148,6 @@ export class OptionReader {
     }
   }
 }
-
-// the bar itself is shared with `init` (server/progress-bar.ts)
-export { Progress } from "./progress-bar.js";
-import type { Progress } from "./progress-bar.js";
 
 /** What an epoch run (sft, rm, dpo) tells at its start, whatever it trains on. */
 export interface EpochRunStart {

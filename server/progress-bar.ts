@@ -2,6 +2,7 @@
 // lines above it, and a bar for each big file written (checkpoints, init's weights) — shown
 // only when the file is big enough for the wait to be noticed.
 import { MultiBar, Presets, type SingleBar } from "cli-progress";
+import type { WriteProgress } from "../engine/safetensors-writer.js";
 
 /** Below this a write takes well under a second and a bar would only flicker. */
 export const WRITE_BAR_MIN_BYTES = 32 * 2 ** 20;
@@ -12,8 +13,6 @@ export interface ProgressOptions {
   /** smallest file that gets a bar (default WRITE_BAR_MIN_BYTES) */
   writeBarMinBytes?: number;
 }
-
-import type { WriteProgress } from "../engine/safetensors-writer.js";
 
 const MIB = 2 ** 20;
 /** without a terminal, a line about a file being written at most this often */

@@ -82,6 +82,18 @@ describe("API keys", () => {
     assert.equal(text.object, "text_completion");
   });
 
+  test("HybridchatClient takes its key from HYBRIDCHAT_API_KEY when none is given", async () => {
+    process.env.HYBRIDCHAT_API_KEY = USER;
+    let hc: HybridchatClient;
+    try {
+      hc = new HybridchatClient({ baseURL: `${url}/v1`, maxRetries: 0 });
+    } finally {
+      delete process.env.HYBRIDCHAT_API_KEY;
+    }
+    assert.deepEqual((await hc.models.list()).data.map((m) => m.id), [MODEL]);
+    assert.equal((await failure(new HybridchatClient({ baseURL: `${url}/v1`, maxRetries: 0 }).models.list())).status, 401, "and without it, none");
+  });
+
   test("a user key on admin routes: 403 insufficient_permissions", async () => {
     const hc = client(USER);
     for (const p of [hc.fineTuning.jobs.list(), hc.files.list(), hc.versions.promote(MODEL)]) {

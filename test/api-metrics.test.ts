@@ -155,4 +155,18 @@ describe("GET /metrics: the training side", { timeout: 120_000 }, () => {
     // 6 steps of forwards and backwards vs one 8-token answer
     assert.ok(training > 0 && serving > 0, `training ${training} s, serving ${serving} s`);
   });
+
+  test("requests are labelled by the version that answers them: after a promotion the base id's go under the version", async () => {
+    const version = (await ft.client.fineTuning.jobs.list()).data.find((j) => j.status === "succeeded")!.fine_tuned_model!;
+    const promote = await fetch(`${ft.url}/v1/models/${encodeURIComponent(version)}/promote`, { method: "POST" });
+    assert.equal(promote.status, 200);
+    const scrapeFt = async (): Promise<Sample[]> => parse(await (await fetch(`${ft.url}/metrics`)).text());
+    const count = (m: Sample[], model_name: string): number => m.filter((x) => x.name === "hybridchat_e2e_request_latency_seconds_count" && x.labels.model_name === model_name).reduce((a, x) => a + x.value, 0);
+    const before = await scrapeFt();
+    const r = await ft.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Hi" }], max_tokens: 4 });
+    assert.equal(r.model, MODEL);
+    const after_ = await scrapeFt();
+    assert.equal(count(after_, version) - count(before, version), 1, "counted under the promoted version");
+    assert.equal(count(after_, MODEL), count(before, MODEL), "not under the base weights");
+  });
 });

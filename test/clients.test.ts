@@ -3,7 +3,7 @@
 // what they send is checked where it lands, in the store.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { HybridchatClient } from "../clients/client.js";
@@ -116,12 +116,21 @@ describe("HybridchatClient jobs and versions", () => {
   });
 });
 
+const escape = (text: string): string => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+
+// a test that fails while its chat still runs would otherwise keep this file from ending
+const children: ChildProcess[] = [];
+after(() => {
+  for (const c of children) if (c.exitCode === null) c.kill();
+});
+
 /** `hybridchat chat ARGS` as a child process, read and typed into as a person would. */
 function chatProcess(args: string[], env: Record<string, string> = {}) {
   const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", ...args], {
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, HYBRIDCHAT_API_KEY: "", ...env },
   });
+  children.push(child);
   let out = "";
   child.stdout.setEncoding("utf8").on("data", (c: string) => (out += c));
   child.stderr.setEncoding("utf8").on("data", (c: string) => (out += c));
@@ -157,6 +166,11 @@ describe("hybridchat chat", () => {
     await until(/\(rated -1/);
     say("/frobnicate");
     await until(/unknown command \/frobnicate/);
+    // /retry: a new (greedy, so the same) answer to the last message; /correct replaces it
+    say("/retry");
+    await until(new RegExp(`(${escape(README.continuation.slice(0, 40))}[\\s\\S]*){2}`));
+    say("/correct Once upon a time, a fox learned to sing.");
+    await until(/\(correction stored: (\S+)\)/);
     say("/quit");
     const code = await chat.exit();
     const out = chat.output();
@@ -172,6 +186,8 @@ describe("hybridchat chat", () => {
     assert.ok(pref && pref.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, "/compare stored choice 2 over choice 1");
     // /bad judged the compared answer the user picked: the same completion, choice 1
     assert.ok(bad.type === "rating" && bad.completion_id === pref.chosen_id && bad.choice_index === 1, JSON.stringify({ bad, pref }));
+    const fox = (await hc.feedback.list({ type: "correction" })).data.find((f) => f.type === "correction" && f.correction.includes("fox"));
+    assert.ok(fox?.type === "correction" && fox.completion_id !== pref.chosen_id, "/correct judged /retry's new answer");
   });
 });
 
@@ -184,6 +200,15 @@ describe("hybridchat chat: errors that say what to do", () => {
     assert.equal(await typo.exit(), 2);
     assert.match(typo.output(), /serves no model "stories260k" \(did you mean stories260K\?\); pass --model with one of: stories260K/);
     assert.match(typo.output(), /Run `hybridchat chat --help`/);
+  });
+
+  test("an answer that cannot fit the model's context: the error says what to do, and the chat goes on", async () => {
+    const chat = chatProcess(["--url", s.baseUrl, "--max-tokens", "600"]);
+    await chat.until(/\/help for commands/);
+    chat.say("Once upon a time");
+    await chat.until(/\(error: (400 )?This model's maximum context length is 512 tokens\..* \/reset starts a new conversation\.\)\n> /);
+    chat.say("/quit");
+    assert.equal(await chat.exit(), 0, chat.output());
   });
 
   test("a server with API keys: no key and a wrong key are refused with what to do; the key from the environment chats and rates", async () => {

@@ -1,10 +1,12 @@
-// README's SDK examples, the code blocks marked `<!-- runs -->`, run as a reader would run
-// them — as they are, in a child process — against a local server with a real store; only
-// the package name (to this checkout's build) and the server's address are rewritten.
+// README's SDK examples, the code blocks marked `<!-- runs -->`: type-checked as TypeScript
+// against the package's types, and run as a reader would run them — as they are, in a child
+// process — against a local server with a real store; only the package name (to this
+// checkout's build) and the server's address are rewritten.
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { repoRoot } from "./api-helpers.js";
@@ -45,9 +47,32 @@ async function runExample(example: string, name: string): Promise<string> {
 
 const blocks = runnableBlocks(readFileSync(join(repoRoot, "README.md"), "utf8"));
 
-test("README has the SDK examples this test runs", () => {
+test("README has the SDK examples this test runs, and they type-check against the package's types", () => {
   assert.equal(blocks.length, 2, "a marked block was added or lost: update this test");
   for (const b of blocks) assert.match(b, /from "hybridchat"/);
+  const dir = mkdtempSync(join(tmpdir(), "hc-readme-ts-"));
+  try {
+    const files = blocks.map((b, i) => {
+      writeFileSync(join(dir, `example-${i}.mts`), b);
+      return `example-${i}.mts`;
+    });
+    const compilerOptions = {
+      module: "NodeNext",
+      target: "ES2022",
+      strict: true,
+      noEmit: true,
+      skipLibCheck: true,
+      types: ["node"],
+      typeRoots: [join(repoRoot, "node_modules", "@types")],
+      // `import … from "hybridchat"` as an installed package resolves it: this build's types
+      paths: { hybridchat: [join(repoRoot, "dist", "index.d.ts")] },
+    };
+    writeFileSync(join(dir, "tsconfig.json"), JSON.stringify({ compilerOptions, files }));
+    const tsc = spawnSync(process.execPath, [join(repoRoot, "node_modules", "typescript", "bin", "tsc"), "-p", dir], { encoding: "utf8" });
+    assert.equal(tsc.status, 0, tsc.stdout + tsc.stderr);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("the chat and feedback example: its ratings, correction and preference are stored", async () => {

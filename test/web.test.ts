@@ -87,6 +87,15 @@ describe("web page", { skip }, () => {
     assert.ok(pref?.type === "preference" && pref.chosen_index === 1 && pref.rejected_index === 0, JSON.stringify(pref));
   });
 
+  test("a message too long for the model's context: the page says to start a new chat", async () => {
+    await page.click("#reset");
+    await page.uncheck("#compare");
+    await page.fill("#input", "Once upon a time there was a little dog. ".repeat(40));
+    await page.press("#input", "Enter");
+    await page.getByText(/maximum context length is 512 tokens.*Press “new chat” to start over\./).waitFor();
+    await page.click("#reset");
+  });
+
   test("jobs: a job's loss chart fills from the events WebSocket; promote and roll back from the page", { timeout: 120_000 }, async () => {
     const file = await s.client.files.create({ file: createReadStream(join(s.dir, "names.jsonl")), purpose: "fine-tune" });
     const job = await s.client.fineTuning.jobs.create({
@@ -115,6 +124,66 @@ describe("web page", { skip }, () => {
     await page.getByRole("button", { name: "roll back to stories260K" }).click();
     await page.getByText("stories260K now serves stories260K.").waitFor();
     assert.equal(await serves(), "stories260K");
+  });
+});
+
+describe("web page: from feedback to a promoted version", { skip }, () => {
+  test("Train on the preferences given on the page: a DPO job's loss, reward and KL charts fill; its version is promoted", { timeout: 180_000 }, async () => {
+    const b = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    const fresh = await serveWithStore();
+    try {
+      const p = await b.newPage();
+      await p.goto(`${fresh.baseUrl}/`);
+      await p.waitForSelector("body[data-ready=true]");
+      // a person compares two answers twice and picks one each time
+      await p.check("#compare");
+      for (const [prompt, pick] of [["Tom had a dog", "answer 2 is better"], ["Lily saw a bird", "answer 1 is better"]] as const) {
+        await p.fill("#input", prompt);
+        await p.press("#input", "Enter");
+        await p.getByRole("button", { name: pick }).last().click();
+        await p.getByText(`Thanks: ${pick.replace(" is better", "")} is preferred.`).last().waitFor();
+      }
+      await p.getByRole("tab", { name: "Jobs" }).click();
+      await p.getByText("No jobs yet").waitFor();
+      await p.getByLabel("what to train on").selectOption("dpo");
+      await p.getByRole("button", { name: "Train", exact: true }).click();
+      await p.locator("#job-title", { hasText: /^ftjob-/ }).waitFor();
+      const id = await p.locator("#job-title").innerText();
+      const job = await fresh.client.fineTuning.jobs.retrieve(id);
+      assert.equal(job.training_file, "feedback");
+      assert.equal(job.method?.type, "dpo");
+      await p.locator(`tr[data-job="${id}"]`).waitFor();
+      await p.locator('#job-state[data-status="succeeded"]').waitFor({ timeout: 150_000 });
+      const steps = Number(await p.locator('.chart[data-series="loss"]').getAttribute("data-count"));
+      assert.ok(steps >= 1, `loss points: ${steps}`);
+      for (const series of ["reward", "KL"])
+        assert.equal(Number(await p.locator(`.chart[data-series="${series}"]`).getAttribute("data-count")), steps, `a ${series} point per step`);
+
+      const ft = (await fresh.client.fineTuning.jobs.retrieve(id)).fine_tuned_model!;
+      // back in the chat, the new version is offered side by side against the base
+      await p.getByRole("tab", { name: "Chat" }).click();
+      await p.click("#reset"); // a new chat: the old one fills most of the model's 512 positions
+      await p.locator("#model-b option", { hasText: ft }).waitFor({ state: "attached" });
+      await p.getByLabel("second model").selectOption(ft);
+      await p.fill("#input", "Once upon a time");
+      await p.press("#input", "Enter");
+      await p.getByRole("button", { name: "answer 2 is better" }).last().click();
+      await p.getByText("Thanks: answer 2 is preferred.").waitFor();
+      const prefs = (await (await fetch(`${fresh.baseUrl}/v1/feedback?type=preference&order=desc&limit=1`)).json()) as { data: FeedbackBody[] };
+      const pref = prefs.data[0]!;
+      assert.ok(pref.type === "preference" && pref.chosen_id !== pref.rejected_id, JSON.stringify(pref));
+      const modelOf = async (cid: string): Promise<string> => ((await (await fetch(`${fresh.baseUrl}/v1/chat/completions/${cid}`)).json()) as { model: string }).model;
+      assert.deepEqual([await modelOf(pref.chosen_id!), await modelOf(pref.rejected_id!)], [ft, "stories260K"]);
+
+      await p.getByRole("tab", { name: "Jobs" }).click();
+      await p.getByRole("button", { name: `promote ${ft}` }).click();
+      await p.getByText(`stories260K now serves ${ft}.`).waitFor();
+      const models = (await (await fetch(`${fresh.baseUrl}/v1/models`)).json()) as { data: ModelBody[] };
+      assert.equal(models.data.find((m) => m.id === "stories260K")!.serves, ft);
+    } finally {
+      await b.close();
+      await fresh.close();
+    }
   });
 });
 

@@ -24,6 +24,8 @@ export function errorText(/** @type {Response} */ res, /** @type {any} */ json) 
   const msg = json?.error?.message ?? `HTTP ${res.status}`;
   if (res.status === 401) return `${msg} Enter an API key at the top of the page.`;
   if (res.status === 403) return `${msg} Ask for an admin key.`;
+  // the whole conversation is sent each turn: a small model's context fills after a few
+  if (json?.error?.code === "context_length_exceeded") return `${msg} Press “new chat” to start over.`;
   return msg;
 }
 

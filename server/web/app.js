@@ -3,7 +3,7 @@
 // ES modules, no build step; they speak only the public HTTP API (OpenAI chat completions,
 // /v1/feedback, fine-tuning jobs, promote) with the key typed at the top (api.js).
 import { apiKey, call, errorText, headers, setApiKey } from "./api.js";
-import { refreshJobs } from "./jobs.js";
+import { refreshJobs, trainOnFeedback } from "./jobs.js";
 
 /** @typedef {{ role: "system" | "user" | "assistant", content: string }} Message */
 /** @typedef {{ id: string, index: number }} Source  the completion (and choice) an answer came from */
@@ -214,14 +214,15 @@ $("reset").addEventListener("click", () => {
   say("");
 });
 
+/** Fills both model lists (again: a job may have published a version), keeping the choices. */
 async function loadModels() {
-  modelSel.replaceChildren();
-  modelB.replaceChildren(new Option("another sample", ""));
+  const [keepA, keepB] = [modelSel.value, modelB.value];
   try {
-    for (const m of (await call("/v1/models")).data) {
-      modelSel.append(new Option(m.id, m.id));
-      modelB.append(new Option(m.id, m.id));
-    }
+    const ids = (await call("/v1/models")).data.map((/** @type {{ id: string }} */ m) => m.id);
+    modelSel.replaceChildren(...ids.map((/** @type {string} */ id) => new Option(id, id)));
+    modelB.replaceChildren(new Option("another sample", ""), ...ids.map((/** @type {string} */ id) => new Option(id, id)));
+    if (ids.includes(keepA)) modelSel.value = keepA;
+    if (ids.includes(keepB)) modelB.value = keepB;
   } catch (e) {
     say(/** @type {Error} */ (e).message);
   }
@@ -241,10 +242,15 @@ function showTab(/** @type {"chat" | "jobs"} */ name) {
     $(`${t}-view`).hidden = t !== name;
   }
   if (name === "jobs") void refreshJobs();
+  else void loadModels();
 }
 $("tab-chat").addEventListener("click", () => showTab("chat"));
 $("tab-jobs").addEventListener("click", () => showTab("jobs"));
 $("jobs-refresh").addEventListener("click", () => void refreshJobs());
+$("train-form").addEventListener("submit", (e) => {
+  e.preventDefault();
+  void trainOnFeedback(/** @type {"dpo" | "supervised"} */ (/** @type {HTMLSelectElement} */ ($("train-method")).value));
+});
 
 await loadModels();
 document.body.dataset.ready = "true";

@@ -1,6 +1,7 @@
-// The Jobs tab: the fine-tuning jobs (status, method, model, created), one job's live loss /
-// reward / KL charts from its events WebSocket, and the served versions with a button to
-// promote one (or roll back to the base weights). Admin routes: a user key sees a 403.
+// The Jobs tab: the fine-tuning jobs (status, method, model, created), a button that trains
+// on the feedback given on the page, one job's live loss / reward / KL charts from its events
+// WebSocket, and the served versions with a button to promote one (or roll back to the base
+// weights). Admin routes: a user key sees a 403.
 import { call, socket } from "./api.js";
 import { LineChart } from "./chart.js";
 
@@ -17,6 +18,24 @@ const when = (/** @type {number} */ s) => new Date(s * 1000).toLocaleString();
 
 /** @type {WebSocket | null} */
 let watching = null;
+/** the base model id, once /v1/models was read: what a job from the page trains */
+let baseModel = "";
+
+/**
+ * A job on the feedback collected so far (training_file "feedback"), on the base model,
+ * watched at once: DPO on the preferences, or supervised on corrections and 👍 answers.
+ */
+export async function trainOnFeedback(/** @type {"dpo" | "supervised"} */ method) {
+  try {
+    if (!baseModel) await refreshVersions();
+    const job = await call("/v1/fine_tuning/jobs", { model: baseModel, training_file: "feedback", suffix: "web", method: { type: method } });
+    await refreshJobs();
+    watch(job.id);
+    say(`Started ${job.id}: ${method === "dpo" ? "DPO on the preferences" : "supervised on the corrections and 👍 answers"} given so far.`);
+  } catch (e) {
+    say(`Could not start a job: ${/** @type {Error} */ (e).message}`);
+  }
+}
 
 export async function refreshJobs() {
   try {
@@ -88,6 +107,7 @@ export async function refreshVersions() {
   const models = (await call("/v1/models")).data;
   const base = models.find((/** @type {any} */ m) => m.serves !== undefined);
   if (!base) return;
+  baseModel = base.id;
   const others = models.filter((/** @type {any} */ m) => m !== base).sort((/** @type {any} */ a, /** @type {any} */ b) => a.created - b.created);
   $("serving").textContent = `${base.id} serves ${base.serves === base.id ? "its own weights" : base.serves}`;
   const items = [base, ...others].map((m) => {
