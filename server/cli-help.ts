@@ -300,12 +300,15 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --resume               continue from the checkpoint in --out (same options, prompts and seed):
                          the continuation is the same, bit for bit, as a run never stopped
   --threads N            compute threads (default: all cores)
+  --tensor-parallel N    split every layer over N thread ranks (Megatron layout), for the rollouts
+                         and the training alike; N must divide the key/value heads and MLP width (default 1)
   -h, --help             this help
 
 Examples:
   hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo
   hybridchat train ppo --actor ../shared/models/stories260K --reward-model ./rm --prompts prompts.jsonl \\
       --out ./ppo --generation-batch 32 --max-answer-tokens 64 --actor-lr 2e-3 --ema
+  hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./ppo/actor
 `;
 

@@ -2,8 +2,8 @@
 // all-reduce's summation order differs): logits of random checkpoints of every layout and
 // of stories260K, greedy decoding token for token, continuous batching, LoRA adapters per
 // sequence and merged; training to the same gradients and weights (LoRA and full, dropout,
-// value head, checkpointing); `serve` and `train sft --tensor-parallel 2`, and a
-// fine-tuning job on a split server. Sizes that do not divide the heads are refused.
+// value head, checkpointing); `serve`, `train sft` and `train ppo --tensor-parallel 2`,
+// and a fine-tuning job on a split server. Sizes that do not divide the heads are refused.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -18,7 +18,9 @@ import { storiesDir } from "./test-model.js";
 import { README } from "./api-helpers.js";
 import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
+import { PPO_LOG } from "../engine/train/ppo-run.js";
+import { saveToyRewardModel } from "./pref-helpers.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { TRAIN_LOG } from "../engine/train/sft-run.js";
 import { HELD_OUT, nameChangeData, NEW_NAME } from "./sft-helpers.js";
@@ -348,6 +350,36 @@ describe("a fine-tuning job on a server at --tensor-parallel 2", () => {
       assert.equal(await greedy(s.client, MODEL, HELD_OUT), baseText);
     } finally {
       await s.server.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("hybridchat train ppo --tensor-parallel", () => {
+  it("rollouts and updates on the split layers log the rewards, KL and losses of one rank", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hc-tp-ppo-"));
+    try {
+      const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 16 });
+      try {
+        await saveToyRewardModel(lm, join(dir, "rm"));
+      } finally {
+        lm.dispose();
+      }
+      writeFileSync(join(dir, "prompts.jsonl"), '{"prompt":"Tom had a pet"}\n{"prompt":"One day"}\n');
+      const logs = [1, 2].map((tp) => {
+        const out = join(dir, `tp${tp}`);
+        const r = spawnSync(process.execPath, [CLI, "train", "ppo", "--threads", "2", "--tensor-parallel", String(tp), "--actor", storiesDir, "--reward-model", join(dir, "rm"),
+          "--prompts", join(dir, "prompts.jsonl"), "--out", out, "--generation-batch", "2", "--train-batch", "1", "--max-answer-tokens", "10", "--epochs", "2", "--seed", "3"], { encoding: "utf8" });
+        assert.equal(r.status, 0, r.stderr);
+        return readFileSync(join(out, PPO_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+      });
+      assert.equal(logs[1]!.length, 2);
+      for (const key of ["reward", "kl", "policy_loss", "value_loss", "response_length"]) {
+        const v = logs.map((log) => Float64Array.from(log, (l) => l[key] as number));
+        assert.ok(v[0]!.every(Number.isFinite), `${key} logged`);
+        assertClose(v[1]!, v[0]!, 1e-4, 1e-3, key);
+      }
+    } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
