@@ -147,7 +147,9 @@ const PREFERENCE_OPTIONS = `  --model DIR            base checkpoint directory (
   --max-length N         longer sequences are truncated (default: the model's context)
   --seed S               pair order and LoRA initialisation (default 0)
   --resume               continue from the last checkpoint in --out (same options and data)
-  --threads N            compute threads (default: all ${availableParallelism()} cores)`;
+  --threads N            compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
+                         the model's key/value heads and MLP width (default 1)`;
 
 export const TRAIN_RM_HELP = `Usage: hybridchat train rm --model DIR --data FILE.jsonl --out DIR [options]
 
@@ -168,6 +170,7 @@ ${PREFERENCE_OPTIONS}
 
 Example:
   hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --validation held-out.jsonl --out ./rm
+  hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --out ./rm --threads 2 --tensor-parallel 2
 `;
 
 export const TRAIN_DPO_HELP = `Usage: hybridchat train dpo --model DIR --data FILE.jsonl --out DIR [options]
@@ -192,6 +195,7 @@ ${PREFERENCE_OPTIONS}
 
 Example:
   hybridchat train dpo --model ../shared/models/stories260K --data prefs.jsonl --out ./dpo
+  hybridchat train dpo --model ../shared/models/stories260K --data prefs.jsonl --out ./dpo --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter dpo=./dpo
 `;
 

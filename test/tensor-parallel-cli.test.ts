@@ -1,5 +1,5 @@
 // `--tensor-parallel N` as a user runs it: `serve` answering the README's greedy text,
-// `train sft` and `train ppo` logging what one rank logs (and sft writing its adapter),
+// `train sft`, `rm`, `dpo` and `ppo` logging what one rank logs (and sft writing its adapter),
 // a fine-tuning job on a split server, sizes refused with the reason, the flag in --help.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -36,7 +36,7 @@ describe("hybridchat serve --tensor-parallel", () => {
     const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--tensor-parallel/);
-    for (const cmd of [["serve"], ["train", "sft"]]) {  // the flag and an example in each --help
+    for (const cmd of [["serve"], ["train", "sft"], ["train", "rm"], ["train", "dpo"], ["train", "ppo"]]) {  // the flag and an example in each --help
       const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
       assert.match(help, /--tensor-parallel N +split every layer over N thread ranks/);
       assert.match(help, /hybridchat .*--tensor-parallel 2/);
@@ -131,6 +131,34 @@ describe("hybridchat train ppo --tensor-parallel", () => {
         const v = logs.map((log) => Float64Array.from(log, (l) => l[key] as number));
         assert.ok(v[0]!.every(Number.isFinite), `${key} logged`);
         assertClose(v[1]!, v[0]!, 1e-4, 1e-3, key);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("hybridchat train rm and dpo --tensor-parallel", () => {
+  it("log the losses of one rank, step for step", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hc-tp-pref-"));
+    try {
+      const pairs = [
+        ["Tom had a pet", " dog. The dog was happy.", " box. The box was red."],
+        ["One day, Lily saw a", " cat in the tree.", " car on the road."],
+        ["Sam went to the farm and saw a", " cow and a pig.", " hill and a tree."],
+        ["Mia found a", " little bird.", " little stone."],
+      ].map(([prompt, chosen, rejected]) => JSON.stringify({ prompt, chosen, rejected }));
+      writeFileSync(join(dir, "prefs.jsonl"), pairs.join("\n") + "\n");
+      for (const method of ["rm", "dpo"]) {
+        const losses = [1, 2].map((tp) => {
+          const out = join(dir, `${method}-tp${tp}`);
+          const r = spawnSync(process.execPath, [CLI, "train", method, "--model", storiesDir, "--data", join(dir, "prefs.jsonl"), "--out", out,
+            "--epochs", "2", "--batch-size", "2", "--threads", "2", "--tensor-parallel", String(tp)], { encoding: "utf8" });
+          assert.equal(r.status, 0, r.stderr);
+          return readFileSync(join(out, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((l) => l.type === "step").map((l) => l.loss!);
+        });
+        assert.equal(losses[1]!.length, 4, method);
+        assertClose(losses[1]!, losses[0]!, 1e-5, 1e-4, `${method} step losses`);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
