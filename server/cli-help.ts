@@ -341,6 +341,8 @@ Options:
   --resume                  continue an interrupted run: finished steps are kept, the interrupted
                             one resumes from its last checkpoint (same options and data)
   --threads N               compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N       split every layer of the base over N thread ranks for all three steps
+                            (Megatron layout; N must divide the KV heads and MLP width; default 1)
   -h, --help                this help
 
 Each step takes its \`train\` command's options behind a prefix (defaults as there; "auto"
@@ -363,5 +365,7 @@ Examples:
       --step 3 --ppo-kl-ctl 0.05 --ppo-max-answer-tokens 64
   hybridchat pipeline --model ./my-llama --sft-data sft.jsonl --preference-data prefs.jsonl \\
       --prompts prompts.jsonl --out ./rlhf --sft-epochs 2 --rm-lr 1e-3 --ppo-generation-batch 8
+  hybridchat pipeline --model ../shared/models/stories260K --sft-data sft.jsonl \\
+      --preference-data prefs.jsonl --prompts prompts.jsonl --out ./rlhf --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./rlhf/step3-ppo/actor
 `;

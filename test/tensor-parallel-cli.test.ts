@@ -1,5 +1,5 @@
 // `--tensor-parallel N` as a user runs it: `serve` answering the README's greedy text,
-// `train sft`, `rm`, `dpo` and `ppo` logging what one rank logs (and sft writing its adapter),
+// `train sft`, `rm`, `dpo`, `ppo` and `pipeline` logging what one rank logs (and sft writing its adapter),
 // a fine-tuning job on a split server, sizes refused with the reason, the flag in --help.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
+import { STEP_DIRS } from "../engine/train/pipeline.js";
 import { PPO_LOG } from "../engine/train/ppo-run.js";
 import { TRAIN_LOG } from "../engine/train/sft-run.js";
 import { README } from "./api-helpers.js";
@@ -36,10 +37,10 @@ describe("hybridchat serve --tensor-parallel", () => {
     const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /--tensor-parallel/);
-    for (const cmd of [["serve"], ["train", "sft"], ["train", "rm"], ["train", "dpo"], ["train", "ppo"]]) {  // the flag and an example in each --help
+    for (const cmd of [["serve"], ["train", "sft"], ["train", "rm"], ["train", "dpo"], ["train", "ppo"], ["pipeline"]]) {  // the flag and an example in each --help
       const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
-      assert.match(help, /--tensor-parallel N +split every layer over N thread ranks/);
-      assert.match(help, /hybridchat .*--tensor-parallel 2/);
+      assert.match(help, /--tensor-parallel N +split every layer (of the base )?over N thread ranks/);
+      assert.match(help, /Examples?:[\s\S]*--tensor-parallel 2/);
     }
   });
 });
@@ -138,7 +139,7 @@ describe("hybridchat train ppo --tensor-parallel", () => {
   });
 });
 
-describe("hybridchat train rm and dpo --tensor-parallel", () => {
+describe("hybridchat train rm, dpo and pipeline --tensor-parallel", () => {
   it("log the losses of one rank, step for step", () => {
     const dir = mkdtempSync(join(tmpdir(), "hc-tp-pref-"));
     try {
@@ -149,13 +150,17 @@ describe("hybridchat train rm and dpo --tensor-parallel", () => {
         ["Mia found a", " little bird.", " little stone."],
       ].map(([prompt, chosen, rejected]) => JSON.stringify({ prompt, chosen, rejected }));
       writeFileSync(join(dir, "prefs.jsonl"), pairs.join("\n") + "\n");
-      for (const method of ["rm", "dpo"]) {
+      const stepLosses = (log: string) =>
+        readFileSync(log, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((l) => l.type === "step").map((l) => l.loss!);
+      for (const method of ["rm", "dpo", "pipeline"]) {
         const losses = [1, 2].map((tp) => {
           const out = join(dir, `${method}-tp${tp}`);
-          const r = spawnSync(process.execPath, [CLI, "train", method, "--model", storiesDir, "--data", join(dir, "prefs.jsonl"), "--out", out,
-            "--epochs", "2", "--batch-size", "2", "--threads", "2", "--tensor-parallel", String(tp)], { encoding: "utf8" });
+          const args = method === "pipeline"  // the pipeline's step 2 is train rm on its one loaded base
+            ? ["pipeline", "--step", "2", "--preference-data", join(dir, "prefs.jsonl"), "--rm-epochs", "2", "--rm-batch-size", "2"]
+            : ["train", method, "--data", join(dir, "prefs.jsonl"), "--epochs", "2", "--batch-size", "2"];
+          const r = spawnSync(process.execPath, [CLI, ...args, "--model", storiesDir, "--out", out, "--threads", "2", "--tensor-parallel", String(tp)], { encoding: "utf8" });
           assert.equal(r.status, 0, r.stderr);
-          return readFileSync(join(out, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((l) => l.type === "step").map((l) => l.loss!);
+          return stepLosses(method === "pipeline" ? join(out, STEP_DIRS[2], TRAIN_LOG) : join(out, TRAIN_LOG));
         });
         assert.equal(losses[1]!.length, 4, method);
         assertClose(losses[1]!, losses[0]!, 1e-5, 1e-4, `${method} step losses`);
