@@ -147,7 +147,9 @@ const PREFERENCE_OPTIONS = `  --model DIR            base checkpoint directory (
   --max-length N         longer sequences are truncated (default: the model's context)
   --seed S               pair order and LoRA initialisation (default 0)
   --resume               continue from the last checkpoint in --out (same options and data)
-  --threads N            compute threads (default: all ${availableParallelism()} cores)`;
+  --threads N            compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
+                         the model's key/value heads and MLP width (default 1)`;
 
 export const TRAIN_RM_HELP = `Usage: hybridchat train rm --model DIR --data FILE.jsonl --out DIR [options]
 
@@ -168,6 +170,7 @@ ${PREFERENCE_OPTIONS}
 
 Example:
   hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --validation held-out.jsonl --out ./rm
+  hybridchat train rm --model ../shared/models/stories260K --data prefs.jsonl --out ./rm --threads 2 --tensor-parallel 2
 `;
 
 export const TRAIN_DPO_HELP = `Usage: hybridchat train dpo --model DIR --data FILE.jsonl --out DIR [options]
@@ -192,6 +195,7 @@ ${PREFERENCE_OPTIONS}
 
 Example:
   hybridchat train dpo --model ../shared/models/stories260K --data prefs.jsonl --out ./dpo
+  hybridchat train dpo --model ../shared/models/stories260K --data prefs.jsonl --out ./dpo --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter dpo=./dpo
 `;
 
@@ -300,12 +304,15 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --resume               continue from the checkpoint in --out (same options, prompts and seed):
                          the continuation is the same, bit for bit, as a run never stopped
   --threads N            compute threads (default: all cores)
+  --tensor-parallel N    split every layer over N thread ranks (Megatron layout), for the rollouts
+                         and the training alike; N must divide the key/value heads and MLP width (default 1)
   -h, --help             this help
 
 Examples:
   hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo
   hybridchat train ppo --actor ../shared/models/stories260K --reward-model ./rm --prompts prompts.jsonl \\
       --out ./ppo --generation-batch 32 --max-answer-tokens 64 --actor-lr 2e-3 --ema
+  hybridchat train ppo --actor ./sft --reward-model ./rm --prompts prompts.jsonl --out ./ppo --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./ppo/actor
 `;
 
@@ -334,6 +341,8 @@ Options:
   --resume                  continue an interrupted run: finished steps are kept, the interrupted
                             one resumes from its last checkpoint (same options and data)
   --threads N               compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N       split every layer of the base over N thread ranks for all three steps
+                            (Megatron layout; N must divide the KV heads and MLP width; default 1)
   -h, --help                this help
 
 Each step takes its \`train\` command's options behind a prefix (defaults as there; "auto"
@@ -356,5 +365,7 @@ Examples:
       --step 3 --ppo-kl-ctl 0.05 --ppo-max-answer-tokens 64
   hybridchat pipeline --model ./my-llama --sft-data sft.jsonl --preference-data prefs.jsonl \\
       --prompts prompts.jsonl --out ./rlhf --sft-epochs 2 --rm-lr 1e-3 --ppo-generation-batch 8
+  hybridchat pipeline --model ../shared/models/stories260K --sft-data sft.jsonl \\
+      --preference-data prefs.jsonl --prompts prompts.jsonl --out ./rlhf --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --adapter rlhf=./rlhf/step3-ppo/actor
 `;

@@ -41,7 +41,7 @@ export const PPO_OPTIONS = {
   reference: { type: "string", default: "base" },
 } as const;
 
-export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
+export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
 
 export function ppoHyperparams(r: OptionReader): PpoHyperparams {
   r.exist("file", "ptx-data");
@@ -113,7 +113,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, resume: { type: "boolean", default: false }, ...COMMAND_OPTIONS },
+    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, resume: { type: "boolean", default: false }, "tensor-parallel": str, ...COMMAND_OPTIONS },
   });
   if (values.help) {
     process.stdout.write(TRAIN_PPO_HELP);
@@ -135,6 +135,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
       outDir: out,
       resume: values.resume,
       threads: r.threads(),
+      tensorParallel: r.int("tensor-parallel", 1, 64),
       signal,
       ...hyper,
       ...ppoReports(progress, values.resume, out),

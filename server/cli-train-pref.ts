@@ -11,7 +11,7 @@ import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, Progress, RE
 /** The flags of a reward-model run (also the pipeline's step 2, as --rm-…). */
 export const RM_OPTIONS = EPOCH_RUN_OPTIONS;
 
-export type PrefHyperparams = Omit<PrefRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "model" | "signal" | "onStart" | "onCheckpoint">;
+export type PrefHyperparams = Omit<PrefRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onCheckpoint">;
 
 export const prefHyperparams = (r: OptionReader): PrefHyperparams => ({ ...r.lora(1), ...r.epochRun() });
 
@@ -55,6 +55,7 @@ export async function preferenceCommand(method: "rm" | "dpo", argv: string[]): P
       ...RM_OPTIONS,
       resume: { type: "boolean", default: false },
       ...(method === "dpo" ? { beta: { type: "string" as const }, adapter: { type: "string" as const } } : {}),
+      "tensor-parallel": { type: "string" },
       ...COMMAND_OPTIONS,
     },
   });
@@ -71,6 +72,7 @@ export async function preferenceCommand(method: "rm" | "dpo", argv: string[]): P
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const common: PrefRunOptions = {
       ...r.fileRun(signal),
+      tensorParallel: r.int("tensor-parallel", 1, 64),
       ...prefHyperparams(r),
       ...prefStartReports(progress, values.resume!, out),
     };

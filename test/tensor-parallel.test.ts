@@ -2,8 +2,8 @@
 // all-reduce's summation order differs): logits of random checkpoints of every layout and
 // of stories260K, greedy decoding token for token, continuous batching, LoRA adapters per
 // sequence and merged; training to the same gradients and weights (LoRA and full, dropout,
-// value head, checkpointing); `serve` and `train sft --tensor-parallel 2`, and a
-// fine-tuning job on a split server. Sizes that do not divide the heads are refused.
+// value head, checkpointing). Sizes that do not divide the heads are refused. The commands
+// are in tensor-parallel-cli.test.ts.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -15,14 +15,6 @@ import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { llamaForwardRef } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
-import { README } from "./api-helpers.js";
-import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
-import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { readF32Tensors } from "../engine/safetensors-writer.js";
-import { TRAIN_LOG } from "../engine/train/sft-run.js";
-import { HELD_OUT, nameChangeData, NEW_NAME } from "./sft-helpers.js";
-import { greedy, MODEL, startServer, uploadNameChange, waitForJob } from "./fine-tuning-helpers.js";
 
 const seq = (...a: number[]) => Int32Array.from(a);
 type Coded = Error & { code?: string };
@@ -260,95 +252,6 @@ describe("tensor parallelism on stories260K", () => {
     } finally {
       one.dispose();
       two.dispose();
-    }
-  });
-});
-
-describe("hybridchat serve --tensor-parallel", () => {
-  it("answers with the README's greedy continuation at --tensor-parallel 2", async () => {
-    const s = await serve(["--model", storiesDir, "--no-store", "--tensor-parallel", "2"]);
-    try {
-      assert.equal(await readmeAnswer(s.url), README.continuation);
-    } finally {
-      assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
-    }
-  });
-
-  it("a size that does not divide the model's heads stops serve with the reason", () => {
-    const r = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--no-store", "--model", storiesDir, "--tensor-parallel", "3"], { encoding: "utf8" });
-    assert.equal(r.status, 1, r.stderr);
-    assert.match(r.stderr, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
-    const bad = spawnSync(process.execPath, [CLI, "serve", "--tensor-parallel", "0"], { encoding: "utf8" });
-    assert.equal(bad.status, 2);
-    assert.match(bad.stderr, /--tensor-parallel/);
-    for (const cmd of [["serve"], ["train", "sft"]]) {  // the flag and an example in each --help
-      const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
-      assert.match(help, /--tensor-parallel N +split every layer over N thread ranks/);
-      assert.match(help, /hybridchat .*--tensor-parallel 2/);
-    }
-  });
-});
-
-describe("hybridchat train sft --tensor-parallel", () => {
-  let dir = "";
-  before(() => {
-    dir = mkdtempSync(join(tmpdir(), "hc-tp-sft-"));
-  });
-  after(() => rmSync(dir, { recursive: true, force: true }));
-  const sft = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", ...args], { encoding: "utf8" });
-
-  it("a LoRA run at --tensor-parallel 2 logs the losses and writes the adapter of --tensor-parallel 1", async () => {
-    const data = join(dir, "names.jsonl");
-    const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 4 });
-    try {
-      await nameChangeData(lm, data, 16);
-    } finally {
-      lm.dispose();
-    }
-    const common = ["--model", storiesDir, "--data", data, "--epochs", "1", "--batch-size", "4", "--lora-rank", "4", "--lora-dropout", "0.1", "--threads", "2"];
-    const outs = [join(dir, "tp1"), join(dir, "tp2")];
-    for (const [i, out] of outs.entries()) {
-      const r = sft([...common, "--out", out, ...(i ? ["--tensor-parallel", "2"] : [])]);
-      assert.equal(r.status, 0, r.stderr);
-    }
-    const losses = outs.map((o) =>
-      readFileSync(join(o, TRAIN_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { type: string; loss?: number }).filter((l) => l.type === "step").map((l) => l.loss!),
-    );
-    assert.equal(losses[1]!.length, 4);
-    assertClose(losses[1]!, losses[0]!, 1e-5, 1e-4, "step losses");
-    const [w1, w2] = outs.map((o) => readF32Tensors(join(o, "adapter_model.safetensors")).tensors);
-    assert.deepEqual([...w2!.keys()], [...w1!.keys()]);
-    for (const [name, t] of w2!) assertClose(t.data, w1!.get(name)!.data, 1e-4, 1e-3, name);
-    const bad = sft([...common, "--out", join(dir, "bad"), "--tensor-parallel", "3"]);
-    assert.notEqual(bad.status, 0);
-    assert.match(bad.stderr + bad.stdout, /tensor parallel size 3 must divide the key\/value heads \(4\)/);
-    const both = sft([...common, "--out", join(dir, "both"), "--tensor-parallel", "2", "--data-parallel", "2"]);
-    assert.equal(both.status, 2);
-    assert.match(both.stderr, /--tensor-parallel and --data-parallel cannot be combined/);
-  });
-});
-
-describe("a fine-tuning job on a server at --tensor-parallel 2", () => {
-  it("trains on the split layers and serves the result beside the unchanged base", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hc-tp-job-"));
-    const s = await startServer(join(dir, "data"), { tensorParallel: 2 });
-    try {
-      const baseText = await greedy(s.client, MODEL, HELD_OUT);
-      const fileId = await uploadNameChange(s, join(dir, "names.jsonl"));
-      const job = await s.client.fineTuning.jobs.create({
-        model: MODEL,
-        training_file: fileId,
-        suffix: "tp",
-        seed: 0,
-        method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 4, batch_size: 1, learning_rate_multiplier: "auto" } } },
-      });
-      const final = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
-      assert.equal(final.status, "succeeded", JSON.stringify(final.error));
-      assert.match(await greedy(s.client, final.fine_tuned_model!, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));
-      assert.equal(await greedy(s.client, MODEL, HELD_OUT), baseText);
-    } finally {
-      await s.server.close();
-      rmSync(dir, { recursive: true, force: true });
     }
   });
 });

@@ -50,6 +50,8 @@ export interface PipelineOptions {
   /** continue an interrupted pipeline: a step whose output is complete is kept, the others resume from their checkpoints */
   resume?: boolean;
   threads?: number;
+  /** thread ranks each layer of the one loaded base is split over, for all three steps; default 1 */
+  tensorParallel?: number;
   /** a model already loaded from modelDir (tests); left loaded, with no adapter added */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -102,7 +104,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
   checkPipeline(o);
   const dirs = { 1: stepDir(o.outDir, 1), 2: stepDir(o.outDir, 2), 3: stepDir(o.outDir, 3) };
   // one base for all three steps; room in the KV cache for PPO's generation batch
-  const lm = o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: o.steps.includes(3) ? ppoKvBlocks(o.ppo) : 4 }));
+  const lm = o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: o.steps.includes(3) ? ppoKvBlocks(o.ppo) : 4, tensorParallel: o.tensorParallel }));
   const resume = o.resume ?? false;
   const common = { modelDir: lm.dir, model: lm, signal: o.signal, threads: o.threads, resume };
   const done: StepResult[] = [];

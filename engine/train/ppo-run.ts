@@ -77,6 +77,8 @@ export interface PpoRunOptions {
   maxBatchTokens?: number;
   seed?: number;
   threads?: number;
+  /** thread ranks each layer is split over, for generation and training alike; default 1 */
+  tensorParallel?: number;
   /** continue from the newest checkpoint in outDir (same settings, prompts and seed) */
   resume?: boolean;
   /** a checkpoint every this many steps (and after the last); only the newest is kept. Default 1 */
@@ -147,7 +149,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
   const maxPrompt = o.maxPromptTokens ?? PPO_DEFAULTS.maxPromptTokens;
   const maxAnswer = o.maxAnswerTokens ?? PPO_DEFAULTS.maxAnswerTokens;
 
-  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: ppoKvBlocks(o) }));
+  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: ppoKvBlocks(o), tensorParallel: o.tensorParallel }));
   const m = lm.native;
   const added: string[] = [];
   const add = (name: string, f: () => void): void => {

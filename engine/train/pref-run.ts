@@ -42,6 +42,8 @@ export interface PrefRunOptions {
   maxGradNorm?: number;
   resume: boolean;
   threads?: number;
+  /** thread ranks each layer is split over (tensor parallelism); default 1 */
+  tensorParallel?: number;
   /** a model already loaded from modelDir (tests); the run neither reloads nor disposes it */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -96,7 +98,7 @@ export async function loadForPairs(o: PrefRunOptions): Promise<LoadedModel> {
   checkOutDir(resolve(o.outDir), o.outDir, o.resume);
   readPreferenceJsonl(o.dataFile);
   if (o.validationFile) readPreferenceJsonl(o.validationFile);
-  return o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: 4 }));
+  return o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
 }
 
 export async function preparePairRun(o: PrefRunOptions, lm: LoadedModel, m: PrefMethod): Promise<PrefRun> {
