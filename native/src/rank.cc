@@ -49,29 +49,10 @@ TensorParallel::TensorParallel(const ModelSpec& s, int ranks, int threads) : n_(
 
 TensorParallel::~TensorParallel() = default;
 
-static bool aborted(const std::exception_ptr& e) {
-  try {
-    std::rethrow_exception(e);
-  } catch (const Error& err) {
-    return err.code() == "comm_aborted";
-  } catch (...) {
-    return false;
-  }
-}
-
 void TensorParallel::run_ranks(const std::function<void(int)>& fn) {
   std::vector<std::exception_ptr> errors(static_cast<size_t>(n_));
-  ranks_.run([&](int r, int) {
-    try {
-      fn(r);
-    } catch (...) {
-      errors[r] = std::current_exception();
-      if (dist::ThreadGroup* g = dist::thread_group_of(*comm_[r])) g->abort();
-    }
-  });
-  std::exception_ptr first;  // the failing rank's own error, not the comm_aborted it caused
-  for (auto& e : errors)
-    if (e && (!first || (aborted(first) && !aborted(e)))) first = e;
+  ranks_.run([&](int r, int) { dist::run_guarded(*comm_[r], errors[r], r, fn); });
+  const std::exception_ptr first = dist::first_failure(errors);
   if (!first) return;
   comm_ = dist::make_thread_communicators(n_);  // an aborted group stays aborted
   std::rethrow_exception(first);

@@ -147,31 +147,39 @@ std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size) {
   return out;
 }
 
+void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const std::function<void(int)>& f) {
+  try {
+    f(rank);
+  } catch (...) {
+    err = std::current_exception();
+    if (ThreadGroup* g = thread_group_of(comm)) g->abort();
+  }
+}
+
+static bool is_abort_echo(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const Error& err) {
+    return err.code() == "comm_aborted";
+  } catch (...) {
+    return false;
+  }
+}
+
+std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs) {
+  std::exception_ptr first;
+  for (const auto& e : errs)
+    if (e && (!first || (is_abort_echo(first) && !is_abort_echo(e)))) first = e;
+  return first;
+}
+
 void run_on_ranks(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f) {
   const int n = static_cast<int>(comms.size());
   std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
   std::vector<std::thread> threads;
-  for (int r = 0; r < n; r++)
-    threads.emplace_back([&, r] {
-      try {
-        f(r);
-      } catch (...) {
-        errs[r] = std::current_exception();
-        if (ThreadGroup* g = thread_group_of(*comms[r])) g->abort();
-      }
-    });
+  for (int r = 0; r < n; r++) threads.emplace_back([&, r] { run_guarded(*comms[r], errs[r], r, f); });
   for (auto& t : threads) t.join();
-  std::exception_ptr first;
-  for (auto& e : errs) {
-    if (!e) continue;
-    if (!first) first = e;
-    try {
-      std::rethrow_exception(e);
-    } catch (const Error& err) {
-      if (err.code() != "comm_aborted") throw;
-    }
-  }
-  if (first) std::rethrow_exception(first);
+  if (std::exception_ptr e = first_failure(errs)) std::rethrow_exception(e);
 }
 
 ThreadGroup* thread_group_of(Communicator& c) {

@@ -3,6 +3,7 @@
 #pragma once
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -48,6 +49,14 @@ class ThreadGroup {
 std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size);
 // The group behind a communicator made above (nullptr for other kinds), to abort it.
 ThreadGroup* thread_group_of(Communicator& c);
+
+// One rank's part of a group run (run_on_ranks, or a launcher with threads of its own):
+// f(rank); if it throws, the error is kept in `err` and the rank's group aborted, so the
+// other ranks' collectives fail instead of waiting forever.
+void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const std::function<void(int)>& f);
+// The error a group run reports: the first real failure, not another rank's "comm_aborted"
+// echo of it; null when no rank failed.
+std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs);
 
 // Runs f(rank) on one thread per communicator and waits for all. A rank that throws aborts
 // the group (the others' collectives fail instead of waiting forever); the first real failure,
