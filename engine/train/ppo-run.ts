@@ -21,7 +21,7 @@ import { encodeExamples } from "./sft-encode.js";
 import type { ScheduleKind } from "./lr-schedule.js";
 import { encodePrompt, readPromptJsonl } from "./ppo-prompts.js";
 import { directPpoModel } from "./ppo-model.js";
-import { PPO_DEFAULTS, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEvent } from "./ppo.js";
+import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEvent } from "./ppo.js";
 
 export const PPO_LOG = "ppo_log.jsonl";
 // the roles' adapter names inside the model while training (removed afterwards)
@@ -210,7 +210,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
       whitenAdvantages: o.whitenAdvantages ?? false,
       actorSchedule: schedule(o.actorLr ?? PPO_DEFAULTS.actorLr),
       criticSchedule: schedule(o.criticLr ?? PPO_DEFAULTS.criticLr),
-      optimizer: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: o.weightDecay ?? 0, maxGradNorm: o.maxGradNorm ?? PPO_DEFAULTS.maxGradNorm },
+      optimizer: ppoOptimizer(o.weightDecay, o.maxGradNorm),
       ema: o.emaDecay ?? null,
       ptx,
       seed: o.seed ?? 0,

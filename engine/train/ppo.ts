@@ -69,6 +69,11 @@ export const PPO_DEFAULTS = {
   maxGradNorm: 1,
 } as const;
 
+/** AdamW as DeepSpeed-Chat's step 3 sets it for actor and critic (betas 0.9 / 0.95). */
+export function ppoOptimizer(weightDecay = 0, maxGradNorm: number = PPO_DEFAULTS.maxGradNorm): PpoSettings["optimizer"] {
+  return { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay, maxGradNorm };
+}
+
 export interface PpoStepEvent {
   step: number;
   epoch: number;

@@ -12,7 +12,7 @@ import type { LoadedModel } from "../../../engine/model.js";
 import { SftDataError } from "../../../engine/train/sft-data.js";
 import { encodePrompt, parsePromptJsonl } from "../../../engine/train/ppo-prompts.js";
 import { exclusivePpoModel } from "../../../engine/train/ppo-model.js";
-import { PPO_DEFAULTS, ppoTotalSteps, runPpo, type PpoSettings } from "../../../engine/train/ppo.js";
+import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings } from "../../../engine/train/ppo.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, resolved, withAutos } from "./hyperparameters.js";
 import { JOB_MICRO_BATCH_TOKENS, jobAdapterSpec } from "./supervised.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
@@ -102,7 +102,7 @@ export const ppo: TrainingMethod = {
       whitenAdvantages: false,
       actorSchedule: schedule(PPO_DEFAULTS.actorLr),
       criticSchedule: schedule(PPO_DEFAULTS.criticLr),
-      optimizer: { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0, maxGradNorm: PPO_DEFAULTS.maxGradNorm },
+      optimizer: ppoOptimizer(),
       ema: null,
       ptx: null,
       seed: r.seed,
