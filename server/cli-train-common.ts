@@ -11,9 +11,6 @@ import { SCHEDULES, type ScheduleKind } from "../engine/train/lr-schedule.js";
 import { autoOrInt, floatOption, intOption, UsageError } from "./cli-errors.js";
 import type { Progress } from "./progress-bar.js";
 
-// the bar itself lives in server/progress-bar.ts (shared with `init`); the commands import it from here
-export { Progress } from "./progress-bar.js";
-
 const str = { type: "string" } as const;
 
 /** The LoRA shape and the run-wide flags of every training command. */

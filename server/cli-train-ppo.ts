@@ -4,7 +4,8 @@ import { parseArgs } from "node:util";
 import { PPO_DEFAULTS } from "../engine/train/ppo.js";
 import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo-run.js";
 import { TRAIN_PPO_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, RESUME_HINT, runInterruptible } from "./cli-train-common.js";
+import { Progress } from "./progress-bar.js";
 
 const C = "train ppo";
 const str = { type: "string" } as const;

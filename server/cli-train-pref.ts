@@ -6,7 +6,8 @@ import { runRewardModelFromFiles, type RmRunOptions } from "../engine/train/rm-r
 import { runDpoFromFiles } from "../engine/train/dpo-run.js";
 import type { PrefRunInfo, PrefRunOptions } from "../engine/train/pref-run.js";
 import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
+import { Progress } from "./progress-bar.js";
 
 /** The flags of a reward-model run (also the pipeline's step 2, as --rm-…). */
 export const RM_OPTIONS = EPOCH_RUN_OPTIONS;

@@ -7,7 +7,8 @@ import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/
 import { UsageError } from "./cli-errors.js";
 import { didYouMean } from "./cli-suggest.js";
 import { TRAIN_HELP, TRAIN_SFT_HELP } from "./cli-help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, Progress, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
+import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, RESUME_HINT, runInterruptible, sayRunStart } from "./cli-train-common.js";
+import { Progress } from "./progress-bar.js";
 
 const C = "train sft";
 const TRAIN_METHODS = ["sft", "rm", "dpo", "ppo"];
