@@ -67,6 +67,12 @@ float clip_coefficient(const OptimizerStep& o, double norm) {
   return o.max_grad_norm > 0 && norm > o.max_grad_norm ? static_cast<float>(o.max_grad_norm / (norm + 1e-6)) : 1.0f;
 }
 
+double sum_squares(const float* g, int64_t n) {
+  double sq = 0;
+  for (int64_t i = 0; i < n; i++) sq += static_cast<double>(g[i]) * g[i];
+  return sq;
+}
+
 AdamW::AdamW(const OptimizerStep& o, int64_t step) {
   const double bc1 = 1 - std::pow(o.beta1, static_cast<double>(step));
   const double bc2 = 1 - std::pow(o.beta2, static_cast<double>(step));
@@ -90,8 +96,7 @@ StepResult ParamSet::step(const OptimizerStep& o, ThreadPool& pool) {
   validate_step(o);
   ensure_grads();
   double sq = 0;
-  for (const Param& p : params_)
-    for (float g : p.grad) sq += static_cast<double>(g) * g;
+  for (const Param& p : params_) sq += sum_squares(p.grad.data(), p.n);
   const double norm = std::sqrt(sq);
   const float clip = clip_coefficient(o, norm);
   step_++;

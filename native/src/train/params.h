@@ -42,6 +42,8 @@ struct AdamW {
 void validate_step(const OptimizerStep& o);
 // torch.nn.utils.clip_grad_norm_'s coefficient for a global norm: only ever shrinking.
 float clip_coefficient(const OptimizerStep& o, double norm);
+// Σ g² in double: the global gradient norm's accumulation, whole or per shard.
+double sum_squares(const float* g, int64_t n);
 
 class ParamSet {
  public:

@@ -33,12 +33,6 @@ double all_reduce_double(dist::Communicator& c, double x) {
   return static_cast<double>(pair[0]) + static_cast<double>(pair[1]);
 }
 
-double sum_sq(const float* g, int64_t n) {
-  double sq = 0;
-  for (int64_t i = 0; i < n; i++) sq += static_cast<double>(g[i]) * g[i];
-  return sq;
-}
-
 }  // namespace
 
 ZeroRank::ZeroRank(ParamSet& set, int stage, int rank, int size) : set_(set), stage_(stage), rank_(rank), size_(size) {
@@ -118,10 +112,10 @@ StepResult ZeroRank::step(dist::Communicator& c, const OptimizerStep& o) {
     Param& p = *part.p;
     if (stage_ <= 1) {
       c.all_reduce_sum(p.grad.data(), p.n, DType::F32);
-      sq += sum_sq(p.grad.data(), p.n);
+      sq += sum_squares(p.grad.data(), p.n);
     } else {
       c.reduce_scatter_sum(p.grad.data(), part.grad.data(), p.n, DType::F32);
-      sq += sum_sq(part.grad.data(), part.s.length);
+      sq += sum_squares(part.grad.data(), part.s.length);
     }
   }
   if (stage_ >= 2) {
