@@ -43,5 +43,5 @@ VOLUME ["/data"]
 EXPOSE 8000
 # /health needs no key; it says 503 until the model is loaded (start-period covers a big one)
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s CMD node -e "fetch('http://127.0.0.1:8000/health').then(r=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"
-ENTRYPOINT ["node", "dist/server/cli.js"]
+ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]

@@ -1,10 +1,10 @@
 // hybridchat's public API: `import { createServer, Engine, loadModel } from "hybridchat"`.
 export { createServer, HybridchatServer, BUILTIN_SERVED_NAME } from "./server/server.js";
 export type { ServerOptions, ListenOptions } from "./server/server.js";
-export { buildApp, attachModel, DEFAULT_MAX_BODY_BYTES } from "./server/app.js";
-export type { AppOptions } from "./server/app.js";
-export { ApiError } from "./server/errors.js";
-export type { ErrorBody, ErrorType } from "./server/errors.js";
+export { buildApp, attachModel, DEFAULT_MAX_BODY_BYTES } from "./server/http/app.js";
+export type { AppOptions } from "./server/http/app.js";
+export { ApiError } from "./server/http/errors.js";
+export type { ErrorBody, ErrorType } from "./server/http/errors.js";
 export { Engine, EngineError, loadModel } from "./engine/index.js";
 export type * from "./engine/index.js";
 export { ModelLoadError } from "./engine/load-errors.js";

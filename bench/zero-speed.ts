@@ -3,8 +3,8 @@
 // one rank with every thread vs two ranks with half the threads each, on the same global batch.
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { addAdapter, LINEAR_NAMES } from "../engine/peft.js";
-import { DataParallelModel } from "../engine/train/data-parallel.js";
-import type { TrainingCalls } from "../engine/train/loop.js";
+import { DataParallelModel } from "../engine/train/loop/data-parallel.js";
+import type { TrainingCalls } from "../engine/train/loop/loop.js";
 import type { ZeroStage } from "../native/index.js";
 import type { Report } from "./report.js";
 import { LORA_RANK } from "./train-speed.js";

@@ -4,7 +4,7 @@
 //   const r = await hc.chat.completions.create({ model, messages });
 //   await hc.feedback.rate(r.id, 1);
 import OpenAI, { type ClientOptions } from "openai";
-import type { FeedbackBody, ListPageBody } from "../server/schemas/store-responses.js";
+import type { FeedbackBody, ListPageBody } from "../server/http/schemas/store-responses.js";
 import { JobsResource } from "./jobs.js";
 import { VersionsResource, type ModelBody } from "./versions.js";
 

@@ -2,7 +2,7 @@
 // match, plus what it lacks: hybridchat's other methods (reward_model, ppo) at creation,
 // and the live event stream over the WebSocket.
 import type OpenAI from "openai";
-import type { CreateJobRequest } from "../server/schemas/fine-tuning.js";
+import type { CreateJobRequest } from "../server/http/schemas/fine-tuning.js";
 import type { JobBody } from "../server/fine-tuning/shapes.js";
 import { jobStreamUrl, streamJob, type JobStreamMessage } from "./job-stream.js";
 

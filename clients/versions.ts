@@ -1,7 +1,7 @@
 // Model versions: what /v1/models lists (the base id and one id per published version or
 // adapter), promotion (POST /v1/models/{id}/promote, a hybridchat extension) and roll back.
 import type OpenAI from "openai";
-import type { ModelBody } from "../server/schemas/responses.js";
+import type { ModelBody } from "../server/http/schemas/responses.js";
 
 export type { ModelBody };
 

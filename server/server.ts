@@ -1,6 +1,6 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
-import type { RlhfPolicyConfig } from "./rlhf-policy.js";
+import type { RlhfPolicyConfig } from "./rlhf/policy.js";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
@@ -8,10 +8,10 @@ import { ensureBuiltinModel } from "../engine/builtin.js";
 import { Engine } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
-import { attachModel, buildApp } from "./app.js";
+import { attachModel, buildApp } from "./http/app.js";
 import { Store } from "./store/store.js";
 import { restoreVersions } from "./fine-tuning/restore.js";
-import { ApiKeys, checkBind, type ApiKey } from "./auth.js";
+import { ApiKeys, checkBind, type ApiKey } from "./http/auth.js";
 
 export interface ServerOptions {
   /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */

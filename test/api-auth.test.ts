@@ -12,7 +12,7 @@ import OpenAI from "openai";
 import WebSocket from "ws";
 import { HybridchatClient } from "../clients/client.js";
 import { JobStreamError } from "../clients/job-stream.js";
-import { parseApiKeys, WS_KEY_PROTOCOL_PREFIX, WS_PROTOCOL } from "../server/auth.js";
+import { parseApiKeys, WS_KEY_PROTOCOL_PREFIX, WS_PROTOCOL } from "../server/http/auth.js";
 import { createServer, type HybridchatServer } from "../server/server.js";
 import { testModelDir } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";

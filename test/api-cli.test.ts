@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { README, testModelDir, waitFor } from "./api-helpers.js";
 import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
-import { HELPS } from "../server/cli-help-index.js";
+import { HELPS } from "../cli/help-index.js";
 
 const tmpRoots: string[] = [];
 after(async () => {

@@ -4,9 +4,9 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import type OpenAI from "openai";
-import type { ErrorBody } from "../server/errors.js";
-import type { FeedbackBody, ListPageBody } from "../server/schemas/store-responses.js";
-import { jsonlErrors } from "../engine/train/training-format.js";
+import type { ErrorBody } from "../server/http/errors.js";
+import type { FeedbackBody, ListPageBody } from "../server/http/schemas/store-responses.js";
+import { jsonlErrors } from "../engine/train/data/training-format.js";
 import { getJson, MODEL, postJson, serveWithStore, type StoreServing } from "./store-helpers.js";
 
 let s: StoreServing;

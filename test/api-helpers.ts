@@ -4,8 +4,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { FastifyInstance } from "fastify";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { loadModel, type LoadedModel, type LoadModelOptions } from "../engine/model.js";
-import { buildApp, type AppOptions } from "../server/app.js";
-import { ServerMetrics } from "../server/metrics.js";
+import { buildApp, type AppOptions } from "../server/http/app.js";
+import { ServerMetrics } from "../server/http/metrics.js";
 
 import { repoRoot, storiesDir as testModelDir } from "./test-model.js";
 export { repoRoot, testModelDir };

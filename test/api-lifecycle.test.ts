@@ -11,7 +11,7 @@ import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
 import { Engine } from "../engine/engine.js";
 import { loadModel } from "../engine/model.js";
-import { attachModel, buildApp } from "../server/app.js";
+import { attachModel, buildApp } from "../server/http/app.js";
 import { createServer } from "../server/server.js";
 import { README, serveModel, sseData, testModelDir, waitFor, type TestServing } from "./api-helpers.js";
 

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { HybridchatClient } from "../clients/client.js";
 import type { JobStreamMessage } from "../clients/job-stream.js";
 import { nameChangeData } from "./sft-helpers.js";
-import { jsonlErrors } from "../engine/train/training-format.js";
+import { jsonlErrors } from "../engine/train/data/training-format.js";
 import { README, repoRoot } from "./api-helpers.js";
 import { MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
 
@@ -126,7 +126,7 @@ after(() => {
 
 /** `hybridchat chat ARGS` as a child process, read and typed into as a person would. */
 function chatProcess(args: string[], env: Record<string, string> = {}) {
-  const child = spawn(process.execPath, [join(repoRoot, "dist", "server", "cli.js"), "chat", ...args], {
+  const child = spawn(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), "chat", ...args], {
     stdio: ["pipe", "pipe", "pipe"],
     env: { ...process.env, HYBRIDCHAT_API_KEY: "", ...env },
   });

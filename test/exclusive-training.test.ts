@@ -1,4 +1,4 @@
-// Training on the serving model through Engine.runExclusive (engine/train/exclusive-model.ts):
+// Training on the serving model through Engine.runExclusive (engine/train/loop/exclusive-model.ts):
 // with requests decoding between every training call, SFT ends with exactly the adapter
 // weights of the same run on a model nobody serves, and the served outputs are unchanged.
 // Also prints how long one training call of a job's micro-batch takes (the most a decode
@@ -12,10 +12,10 @@ import { performance } from "node:perf_hooks";
 import { Engine } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { addAdapter, LINEAR_NAMES } from "../engine/peft.js";
-import { exclusiveTraining, exclusively } from "../engine/train/exclusive-model.js";
-import { parseSftJsonl } from "../engine/train/sft-data.js";
-import { encodeExamples, type EncodedExample } from "../engine/train/sft-encode.js";
-import { runSft, type SftSettings, type TrainingCalls } from "../engine/train/sft.js";
+import { exclusiveTraining, exclusively } from "../engine/train/loop/exclusive-model.js";
+import { parseSftJsonl } from "../engine/train/data/sft-data.js";
+import { encodeExamples, type EncodedExample } from "../engine/train/data/sft-encode.js";
+import { runSft, type SftSettings, type TrainingCalls } from "../engine/train/sft/sft.js";
 import { JOB_MICRO_BATCH_TOKENS } from "../server/fine-tuning/methods/supervised.js";
 import type { AdapterSpec } from "../native/index.js";
 import { collect, samplingParams } from "./generation-helpers.js";

@@ -16,7 +16,7 @@ import { greedy, MODEL, waitForJob } from "./fine-tuning-helpers.js";
 import { serve, stop, type Served } from "./serve-process.js";
 import { HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
 import { getJson, postJson } from "./store-helpers.js";
-import type { FeedbackBody } from "../server/schemas/store-responses.js";
+import type { FeedbackBody } from "../server/http/schemas/store-responses.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hc-ft-restart-"));
 const dataDir = join(dir, "data");

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { loadPeftAdapter, VALUE_HEAD_WEIGHTS } from "../engine/peft.js";
-import { evaluatePairs } from "../engine/train/rm.js";
+import { evaluatePairs } from "../engine/train/preference/rm.js";
 import { encodeJobPairs } from "../server/fine-tuning/methods/pairs.js";
 import { testModelDir } from "./api-helpers.js";
 import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";

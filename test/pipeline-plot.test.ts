@@ -2,7 +2,7 @@
 // axes' ranges and the plot area onto exactly the data they were drawn from.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { niceTicks, plotSvg, type Panel } from "../engine/train/plot-svg.js";
+import { niceTicks, plotSvg, type Panel } from "../engine/train/pipeline/plot-svg.js";
 
 interface Node {
   tag: string;

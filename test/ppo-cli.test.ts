@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { savePeftAdapter } from "../engine/peft.js";
-import { PPO_LOG } from "../engine/train/ppo-run.js";
+import { PPO_LOG } from "../engine/train/ppo/ppo-run.js";
 import { CLI } from "./serve-process.js";
 import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";

@@ -12,9 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { LINEAR_NAMES, loadPeftAdapter } from "../engine/peft.js";
-import { runRewardModelFromFiles, RM_ADAPTER } from "../engine/train/rm-run.js";
-import { runPpoFromFiles, PPO_LOG, type PpoRunResult } from "../engine/train/ppo-run.js";
-import type { PpoStepEvent } from "../engine/train/ppo.js";
+import { runRewardModelFromFiles, RM_ADAPTER } from "../engine/train/preference/rm-run.js";
+import { runPpoFromFiles, PPO_LOG, type PpoRunResult } from "../engine/train/ppo/ppo-run.js";
+import type { PpoStepEvent } from "../engine/train/ppo/ppo.js";
 import { storiesDir } from "./test-model.js";
 import { meanLogRatio, preferencePairs, rate, sampleStories } from "./pref-helpers.js";
 

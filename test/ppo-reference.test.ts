@@ -9,8 +9,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { addAdapter, savePeftAdapter } from "../engine/peft.js";
-import { runPpoFromFiles, type PpoRunResult } from "../engine/train/ppo-run.js";
-import type { PpoStepEvent } from "../engine/train/ppo.js";
+import { runPpoFromFiles, type PpoRunResult } from "../engine/train/ppo/ppo-run.js";
+import type { PpoStepEvent } from "../engine/train/ppo/ppo.js";
 import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";
 

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
-import { TrainingInterrupted } from "../engine/train/loop.js";
-import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo-run.js";
-import type { PpoStepEvent } from "../engine/train/ppo.js";
+import { TrainingInterrupted } from "../engine/train/loop/loop.js";
+import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../engine/train/ppo/ppo-run.js";
+import type { PpoStepEvent } from "../engine/train/ppo/ppo.js";
 import { saveToyRewardModel } from "./pref-helpers.js";
 import { storiesDir } from "./test-model.js";
 

@@ -3,13 +3,13 @@
 // central finite differences of the loss itself); the role switch and the actor's EMA.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { gae, klRewards, whiten } from "../engine/train/gae.js";
-import { policyLoss, valueLoss } from "../engine/train/ppo-losses.js";
-import { AdapterEma, RoleSwitch } from "../engine/train/ppo.js";
-import { directPpoModel } from "../engine/train/ppo-model.js";
-import { parsePromptJsonl } from "../engine/train/ppo-prompts.js";
-import { SftDataError } from "../engine/train/sft-data.js";
-import { rollout, rolloutBatch } from "../engine/train/experience.js";
+import { gae, klRewards, whiten } from "../engine/train/ppo/gae.js";
+import { policyLoss, valueLoss } from "../engine/train/ppo/ppo-losses.js";
+import { AdapterEma, RoleSwitch } from "../engine/train/ppo/ppo.js";
+import { directPpoModel } from "../engine/train/ppo/ppo-model.js";
+import { parsePromptJsonl } from "../engine/train/data/ppo-prompts.js";
+import { SftDataError } from "../engine/train/data/sft-data.js";
+import { rollout, rolloutBatch } from "../engine/train/ppo/experience.js";
 import { loadModel } from "../engine/model.js";
 import { addAdapter } from "../engine/peft.js";
 import type { LinearName } from "../native/index.js";

@@ -11,13 +11,13 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
-import { runRewardModelFromFiles } from "../engine/train/rm-run.js";
-import { scoreSequences } from "../engine/train/rm.js";
-import { runDpoFromFiles } from "../engine/train/dpo-run.js";
-import { TRAIN_LOG } from "../engine/train/run-files.js";
-import { TrainingInterrupted } from "../engine/train/loop.js";
+import { runRewardModelFromFiles } from "../engine/train/preference/rm-run.js";
+import { scoreSequences } from "../engine/train/preference/rm.js";
+import { runDpoFromFiles } from "../engine/train/preference/dpo-run.js";
+import { TRAIN_LOG } from "../engine/train/checkpoints/run-files.js";
+import { TrainingInterrupted } from "../engine/train/loop/loop.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
-import type { PrefRunOptions } from "../engine/train/pref-run.js";
+import type { PrefRunOptions } from "../engine/train/preference/pref-run.js";
 import { storiesDir, repoRoot } from "./test-model.js";
 import { HELD_OUT_PROMPTS, meanLogRatio, preferencePairs, rate, sampleStories, STORY_PROMPTS, type Sample } from "./pref-helpers.js";
 
@@ -166,7 +166,7 @@ describe("--resume", () => {
 });
 
 describe("hybridchat train rm / dpo (child process)", () => {
-  const CLI = join(repoRoot, "dist", "server", "cli.js");
+  const CLI = join(repoRoot, "dist", "cli", "main.js");
   const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", ...args], { encoding: "utf8" });
 
   test("train --help lists both; each has its own help", () => {

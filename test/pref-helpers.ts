@@ -4,7 +4,7 @@
 import type { LoadedModel } from "../engine/model.js";
 import { Engine } from "../engine/engine.js";
 import { collect, samplingParams } from "./generation-helpers.js";
-import { microBatches, trainBatch } from "../engine/train/batches.js";
+import { microBatches, trainBatch } from "../engine/train/loop/batches.js";
 import { addAdapter, savePeftAdapter } from "../engine/peft.js";
 
 /** the behaviour preferred, mentioning an animal: about 1 in 5 of stories260K's 32-token continuations */

@@ -3,9 +3,9 @@
 // preference data validation (every bad line with its number) and encoding masks.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { dpoLoss, logSigmoid, pairwiseLoss, sigmoid } from "../engine/train/pref-loss.js";
-import { encodePairs, parsePreferenceJsonl, PreferenceDataError } from "../engine/train/pref-data.js";
-import { sequenceLogp, valueBatch } from "../engine/train/batches.js";
+import { dpoLoss, logSigmoid, pairwiseLoss, sigmoid } from "../engine/train/preference/pref-loss.js";
+import { encodePairs, parsePreferenceJsonl, PreferenceDataError } from "../engine/train/data/pref-data.js";
+import { sequenceLogp, valueBatch } from "../engine/train/loop/batches.js";
 import { loadTokenizer } from "../engine/tokenizer.js";
 import { chatTemplateFromConfig } from "../engine/chat-template.js";
 import { storiesDir } from "./test-model.js";

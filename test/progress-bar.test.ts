@@ -1,10 +1,10 @@
-// server/progress-bar.ts's file-write progress as a log (no terminal) sees it: nothing for a
+// cli/progress-bar.ts's file-write progress as a log (no terminal) sees it: nothing for a
 // small file; for a big one a line when it starts, one every few seconds with the ETA, and
 // one when it is written — each file on its own.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
-import { Progress } from "../server/progress-bar.js";
+import { Progress } from "../cli/progress-bar.js";
 
 function logStream(): { stream: NodeJS.WriteStream; lines: () => string[] } {
   let text = "";

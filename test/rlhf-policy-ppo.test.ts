@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { toFile } from "openai";
-import { RLHF_RM_SUFFIX, RLHF_SUFFIX } from "../server/rlhf-policy.js";
+import { RLHF_RM_SUFFIX, RLHF_SUFFIX } from "../server/rlhf/policy.js";
 import { STORY_PROMPTS } from "./pref-helpers.js";
 import { chats, preferAnimals } from "./loop-helpers.js";
 import { MODEL, serverForFile, startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";

@@ -6,7 +6,7 @@ import { once } from "node:events";
 import { join } from "node:path";
 import { repoRoot, waitFor } from "./api-helpers.js";
 
-export const CLI = join(repoRoot, "dist", "server", "cli.js");
+export const CLI = join(repoRoot, "dist", "cli", "main.js");
 
 export interface Served {
   child: ChildProcess;

@@ -2,8 +2,8 @@
 // cover exactly the learned text (assistant turns + their end, or the completion + EOS).
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { parseSftJsonl, SftDataError, type SftExample, type TrainMessage } from "../engine/train/sft-data.js";
-import { encodeExample, encodeExamples, type EncodeContext } from "../engine/train/sft-encode.js";
+import { parseSftJsonl, SftDataError, type SftExample, type TrainMessage } from "../engine/train/data/sft-data.js";
+import { encodeExample, encodeExamples, type EncodeContext } from "../engine/train/data/sft-encode.js";
 import { loadTokenizer } from "../engine/tokenizer.js";
 import { chatTemplateFromConfig, JinjaChatTemplate } from "../engine/chat-template.js";
 import { storiesDir } from "./test-model.js";

@@ -13,8 +13,8 @@ import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
-import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
-import { TrainingInterrupted, type StepEvent } from "../engine/train/sft.js";
+import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft/sft-run.js";
+import { TrainingInterrupted, type StepEvent } from "../engine/train/sft/sft.js";
 import { storiesDir, repoRoot } from "./test-model.js";
 import { greedyText, HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
 
@@ -176,7 +176,7 @@ describe("--resume", () => {
 });
 
 describe("hybridchat train sft (child process)", () => {
-  const CLI = join(repoRoot, "dist", "server", "cli.js");
+  const CLI = join(repoRoot, "dist", "cli", "main.js");
   const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", ...args], { encoding: "utf8" });
 
   test("trains, prints progress lines, writes the log and the adapter", () => {

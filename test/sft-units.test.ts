@@ -1,10 +1,10 @@
 // Batching, learning-rate schedules and "auto" hyperparameters against their formulas.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "../engine/train/batches.js";
-import { learningRate, type Schedule } from "../engine/train/lr-schedule.js";
-import { autoBatchSize, autoEpochs, autoWarmupSteps, defaultLearningRate } from "../engine/train/hyperparams.js";
-import type { EncodedExample } from "../engine/train/sft-encode.js";
+import { epochOrder, lossTokens, microBatches, optimizerBatches, stepsPerEpoch, trainBatch } from "../engine/train/loop/batches.js";
+import { learningRate, type Schedule } from "../engine/train/loop/lr-schedule.js";
+import { autoBatchSize, autoEpochs, autoWarmupSteps, defaultLearningRate } from "../engine/train/loop/hyperparams.js";
+import type { EncodedExample } from "../engine/train/data/sft-encode.js";
 
 function ex(tokens: number[], mask: number[]): EncodedExample {
   return { line: 0, tokens: Int32Array.from(tokens), mask: Uint8Array.from(mask) };

@@ -4,7 +4,7 @@
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
-import type { ErrorBody } from "../server/errors.js";
+import type { ErrorBody } from "../server/http/errors.js";
 import { getJson, MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
 
 const prompt = [{ role: "user" as const, content: "Once upon a time" }];

@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
 import { DB_FILE } from "../server/store/db.js";
-import type { FeedbackBody } from "../server/schemas/store-responses.js";
+import type { FeedbackBody } from "../server/http/schemas/store-responses.js";
 import { Store } from "../server/store/store.js";
 import { testModelDir, waitFor } from "./api-helpers.js";
 import { serve, stop } from "./serve-process.js";

@@ -11,7 +11,7 @@ import { MIGRATIONS } from "../server/store/migrations.js";
 import { Store } from "../server/store/store.js";
 import { UnknownCursorError } from "../server/store/completions.js";
 import { exportLines } from "../server/store/export.js";
-import { jsonlErrors, trainingLineError } from "../engine/train/training-format.js";
+import { jsonlErrors, trainingLineError } from "../engine/train/data/training-format.js";
 import type { CompletionRecord, PromptMessage } from "../server/store/types.js";
 
 let dir: string;

@@ -4,7 +4,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
-import type { ApiKey } from "../server/auth.js";
+import type { ApiKey } from "../server/http/auth.js";
 import { Store } from "../server/store/store.js";
 import { serveModel, type TestServing } from "./api-helpers.js";
 

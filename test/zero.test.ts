@@ -10,11 +10,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AdapterSpec, NativeModel, OptimizerStep, TrainBatch, ZeroStage } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
-import { DataParallelModel, splitBatch } from "../engine/train/data-parallel.js";
-import type { TrainingCalls } from "../engine/train/loop.js";
-import { restoreWeights, saveWeights } from "../engine/train/run-state.js";
-import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft-run.js";
-import { TrainingInterrupted } from "../engine/train/sft.js";
+import { DataParallelModel, splitBatch } from "../engine/train/loop/data-parallel.js";
+import type { TrainingCalls } from "../engine/train/loop/loop.js";
+import { restoreWeights, saveWeights } from "../engine/train/checkpoints/run-state.js";
+import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft/sft-run.js";
+import { TrainingInterrupted } from "../engine/train/sft/sft.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { greedyText, HELD_OUT, nameChangeData } from "./sft-helpers.js";
@@ -253,7 +253,7 @@ describe("train sft --data-parallel N --zero-stage S", () => {
   });
 
   it("the CLI takes the flags, and refuses a stage outside 0-3", () => {
-    const CLI = join(repoRoot, "dist", "server", "cli.js");
+    const CLI = join(repoRoot, "dist", "cli", "main.js");
     const run = (args: string[]) => spawnSync(process.execPath, [CLI, "train", "sft", "--model", storiesDir, "--data", data, ...args], { encoding: "utf8" });
     const out = join(tmp, "cli");
     const r = run(["--out", out, "--epochs", "1", "--batch-size", "8", "--lora-rank", "0", "--data-parallel", "2", "--zero-stage", "2", "--threads", "2"]);

@@ -4,14 +4,14 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LoadedModel } from "../../engine/model.js";
-import { errors } from "../errors.js";
-import type { ServingSlot } from "../serving.js";
+import { errors } from "../http/errors.js";
+import type { ServingSlot } from "../serving/serving.js";
 import type { Store } from "../store/store.js";
 import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
 import type { JobEngine } from "./methods/method.js";
 import { FileContents } from "./training-files.js";
-import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf-policy.js";
+import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf/policy.js";
 
 export class FineTuning {
   readonly files: FileContents;

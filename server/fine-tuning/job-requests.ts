@@ -2,9 +2,9 @@
 // hyperparameters, the model (the served base id), the files (known, of the format the
 // method trains on). Everything a client can get wrong is answered here, as 400/404.
 import { randomInt } from "node:crypto";
-import { errors } from "../errors.js";
-import type { CreateJobRequest } from "../schemas/fine-tuning.js";
-import type { Serving } from "../serving.js";
+import { errors } from "../http/errors.js";
+import type { CreateJobRequest } from "../http/schemas/fine-tuning.js";
+import type { Serving } from "../serving/serving.js";
 import type { Store } from "../store/store.js";
 import type { JobMethod } from "../store/jobs.js";
 import type { TrainingMethod } from "./methods/method.js";

@@ -2,7 +2,7 @@
 // their PEFT directories) so they are served under the same ids.
 import type { LoadedModel } from "../../engine/model.js";
 import { loadPeftAdapter } from "../../engine/peft.js";
-import type { AdapterVariant } from "../served-model.js";
+import type { AdapterVariant } from "../serving/served-model.js";
 import type { Store } from "../store/store.js";
 
 /**

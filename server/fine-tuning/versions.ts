@@ -3,9 +3,9 @@
 // slot in one assignment (the JS thread never sees half a change), and routes resolve
 // `model` → variant → adapter once per request, so a request in flight finishes on the
 // variant it started with.
-import { adapterVariant } from "../served-model.js";
-import type { Serving, ServingSlot } from "../serving.js";
-import { readyServing } from "../request-context.js";
+import { adapterVariant } from "../serving/served-model.js";
+import type { Serving, ServingSlot } from "../serving/serving.js";
+import { readyServing } from "../http/request-context.js";
 
 function replace(slot: ServingSlot, next: Serving): Serving {
   slot.ready(next);

@@ -3,7 +3,7 @@
 // database connection between writes.
 import type { FeedbackFilter, FeedbackRecord, FeedbackStore } from "./feedback.js";
 import type { PromptMessage } from "./types.js";
-import type { DpoLine, SftLine, TrainingFormat, TrainingMessage } from "../../engine/train/training-format.js";
+import type { DpoLine, SftLine, TrainingFormat, TrainingMessage } from "../../engine/train/data/training-format.js";
 
 export type ExportFilter = Pick<FeedbackFilter, "model" | "since" | "until">;
 

@@ -1,7 +1,7 @@
 // Uploaded files' metadata (the bytes are on disk, server/fine-tuning/file-storage.ts).
 import { randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
-import type { TrainingFormat } from "../../engine/train/training-format.js";
+import type { TrainingFormat } from "../../engine/train/data/training-format.js";
 import type { Page, SortOrder } from "./types.js";
 
 /** the lines a file holds: a training format, or prompts only (ppo's training_file) */

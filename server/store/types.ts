@@ -1,6 +1,6 @@
 // The values that cross the store's boundary (the rows' meaning, not their columns).
 import type { ChatMessage } from "../../engine/types.js";
-import type { ChatCompletionBody, CompletionBody } from "../schemas/responses.js";
+import type { ChatCompletionBody, CompletionBody } from "../http/schemas/responses.js";
 
 /** One conversation turn as stored and exported: content flattened to text, as the engine sees it. */
 export type PromptMessage = ChatMessage;

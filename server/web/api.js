@@ -37,7 +37,7 @@ export async function call(/** @type {string} */ path, /** @type {unknown} */ bo
   return json;
 }
 
-/** A WebSocket to `path` on this server, the key sent as a subprotocol (server/auth.ts). */
+/** A WebSocket to `path` on this server, the key sent as a subprotocol (server/http/auth.ts). */
 export function socket(/** @type {string} */ path) {
   const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}${path}`;
   const key = apiKey();

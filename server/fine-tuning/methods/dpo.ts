@@ -1,9 +1,9 @@
-// method.type "dpo": Direct Preference Optimization (engine/train/dpo.ts) of a new LoRA
+// method.type "dpo": Direct Preference Optimization (engine/train/preference/dpo.ts) of a new LoRA
 // adapter against the served base (the reference is the same weights with no adapter),
 // on preference pairs: an uploaded DPO file or training_file "feedback". OpenAI's
 // hyperparameters: beta, n_epochs, batch_size, learning_rate_multiplier.
-import { DEFAULT_BETA, trainDpo } from "../../../engine/train/dpo.js";
-import { DEFAULT_DPO_LR } from "../../../engine/train/hyperparams.js";
+import { DEFAULT_BETA, trainDpo } from "../../../engine/train/preference/dpo.js";
+import { DEFAULT_DPO_LR } from "../../../engine/train/loop/hyperparams.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, resolved, withAutos } from "./hyperparameters.js";
 import { preparePairJob } from "./pairs.js";
 import { jobAdapterSpec } from "./supervised.js";

@@ -1,6 +1,6 @@
 // The hyperparameters every method shares (n_epochs, batch_size, learning_rate_multiplier,
 // "auto" or a number, as OpenAI takes them), their checks, and how "auto" resolves.
-import { autoBatchSize, autoEpochs } from "../../../engine/train/hyperparams.js";
+import { autoBatchSize, autoEpochs } from "../../../engine/train/loop/hyperparams.js";
 import type { Hyperparameters } from "../../store/jobs.js";
 
 export const COMMON_KEYS = ["n_epochs", "batch_size", "learning_rate_multiplier"] as const;

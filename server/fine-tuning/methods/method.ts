@@ -6,12 +6,12 @@
 // ModelReferences, checked when the job is created and read again when it runs.
 import type { AdapterSpec } from "../../../native/index.js";
 import type { LoadedModel } from "../../../engine/model.js";
-import type { TrainingCalls } from "../../../engine/train/sft.js";
-import type { ExclusiveRunner } from "../../../engine/train/exclusive-model.js";
-import type { RolloutEngine } from "../../../engine/train/ppo-model.js";
+import type { TrainingCalls } from "../../../engine/train/sft/sft.js";
+import type { ExclusiveRunner } from "../../../engine/train/loop/exclusive-model.js";
+import type { RolloutEngine } from "../../../engine/train/ppo/ppo-model.js";
 import type { Hyperparameters } from "../../store/jobs.js";
 import type { FileFormat } from "../../store/files.js";
-import type { TrainingFormat } from "../../../engine/train/training-format.js";
+import type { TrainingFormat } from "../../../engine/train/data/training-format.js";
 
 /** What a method reports while it runs; the runner turns these into job events. */
 export interface MethodReporter {

@@ -2,10 +2,10 @@
 // (training_file "feedback" exports OpenAI's DPO lines) validated and encoded, the shared
 // hyperparameters resolved, and the loop settings of a job.
 import type { LoadedModel } from "../../../engine/model.js";
-import { stepsPerEpoch } from "../../../engine/train/batches.js";
-import { autoWarmupSteps } from "../../../engine/train/hyperparams.js";
-import type { LoopSettings } from "../../../engine/train/loop.js";
-import { encodePairs, parsePreferenceJsonl, PreferenceDataError, type EncodedPair } from "../../../engine/train/pref-data.js";
+import { stepsPerEpoch } from "../../../engine/train/loop/batches.js";
+import { autoWarmupSteps } from "../../../engine/train/loop/hyperparams.js";
+import type { LoopSettings } from "../../../engine/train/loop/loop.js";
+import { encodePairs, parsePreferenceJsonl, PreferenceDataError, type EncodedPair } from "../../../engine/train/data/pref-data.js";
 import { commonSettings } from "./hyperparameters.js";
 import type { MethodRun } from "./method.js";
 import { JOB_MICRO_BATCH_TOKENS } from "./supervised.js";

@@ -1,4 +1,4 @@
-// method.type "ppo" (extension): PPO as DeepSpeed-Chat's step 3 (engine/train/ppo.ts), run
+// method.type "ppo" (extension): PPO as DeepSpeed-Chat's step 3 (engine/train/ppo/ppo.ts), run
 // on the serving weights. The actor is the job's new LoRA adapter (what the job publishes);
 // the reward model is a succeeded reward_model job's checkpoint, frozen; the critic starts
 // as a copy of it; the reference is the served base with adapters off. Rollouts are sampled
@@ -9,10 +9,10 @@
 // continuous-RLHF gate reads it).
 import { addAdapterWithData, readPeftAdapter } from "../../../engine/peft.js";
 import type { LoadedModel } from "../../../engine/model.js";
-import { SftDataError } from "../../../engine/train/sft-data.js";
-import { encodePrompt, parsePromptJsonl } from "../../../engine/train/ppo-prompts.js";
-import { exclusivePpoModel } from "../../../engine/train/ppo-model.js";
-import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings } from "../../../engine/train/ppo.js";
+import { SftDataError } from "../../../engine/train/data/sft-data.js";
+import { encodePrompt, parsePromptJsonl } from "../../../engine/train/data/ppo-prompts.js";
+import { exclusivePpoModel } from "../../../engine/train/ppo/ppo-model.js";
+import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings } from "../../../engine/train/ppo/ppo.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, resolved, withAutos } from "./hyperparameters.js";
 import { JOB_MICRO_BATCH_TOKENS, jobAdapterSpec } from "./supervised.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";

@@ -1,9 +1,9 @@
-// method.type "reward_model" (extension): a reward model (engine/train/rm.ts: the base + a
+// method.type "reward_model" (extension): a reward model (engine/train/preference/rm.ts: the base + a
 // LoRA adapter + a scalar value head, pairwise loss) on preference pairs, as DeepSpeed-Chat's
 // step 2. It is not a chat model, so it is not published as a served version: the job keeps
 // it as its checkpoints (PEFT layout with value_head.safetensors; the last one is the result).
-import { DEFAULT_LORA_LR } from "../../../engine/train/hyperparams.js";
-import { trainRewardModel } from "../../../engine/train/rm.js";
+import { DEFAULT_LORA_LR } from "../../../engine/train/loop/hyperparams.js";
+import { trainRewardModel } from "../../../engine/train/preference/rm.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, withAutos } from "./hyperparameters.js";
 import { preparePairJob } from "./pairs.js";
 import { jobAdapterSpec } from "./supervised.js";

@@ -1,10 +1,10 @@
-// method.type "supervised": LoRA SFT (engine/train/sft.ts) on the job's training file.
+// method.type "supervised": LoRA SFT (engine/train/sft/sft.ts) on the job's training file.
 // n_epochs, batch_size and learning_rate_multiplier as OpenAI takes them ("auto" or a
-// number); the base learning rate is the LoRA default of engine/train/hyperparams.ts.
-import { parseSftJsonl, SftDataError } from "../../../engine/train/sft-data.js";
-import { encodeExamples, type EncodedExample } from "../../../engine/train/sft-encode.js";
-import { autoWarmupSteps, defaultLearningRate } from "../../../engine/train/hyperparams.js";
-import { runSft, totalSteps } from "../../../engine/train/sft.js";
+// number); the base learning rate is the LoRA default of engine/train/loop/hyperparams.ts.
+import { parseSftJsonl, SftDataError } from "../../../engine/train/data/sft-data.js";
+import { encodeExamples, type EncodedExample } from "../../../engine/train/data/sft-encode.js";
+import { autoWarmupSteps, defaultLearningRate } from "../../../engine/train/loop/hyperparams.js";
+import { runSft, totalSteps } from "../../../engine/train/sft/sft.js";
 import type { LoadedModel } from "../../../engine/model.js";
 import type { AdapterSpec } from "../../../native/index.js";
 import { LINEAR_NAMES } from "../../../engine/peft.js";

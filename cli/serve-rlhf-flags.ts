@@ -1,0 +1,31 @@
+// `serve`'s continuous-RLHF flags → the policy's config (server/rlhf/policy.ts).
+import { floatOption, intOption, UsageError } from "./errors.js";
+import { RLHF_METHODS, type RlhfPolicyConfig } from "../server/rlhf/config.js";
+
+export const RLHF_FLAGS = {
+  "rlhf-after": { type: "string" },
+  "rlhf-every": { type: "string" },
+  "rlhf-method": { type: "string" },
+  "rlhf-promote": { type: "boolean", default: false },
+} as const;
+
+export const RLHF_HELP = `  --rlhf-after N            continuous RLHF: train on the collected preferences after N new ones
+  --rlhf-every MINUTES      continuous RLHF: train every MINUTES when a preference came since the last run
+  --rlhf-method dpo|ppo     what a run trains (default dpo); each run is a visible fine-tuning job with
+                            suffix "rlhf", gated on held-out preferences against the served version;
+                            ppo first trains a reward model (a visible job with suffix "rlhf-rm"), e.g.
+                            serve --model DIR --rlhf-after 200 --rlhf-method ppo --rlhf-promote
+  --rlhf-promote            make the base id serve a run's result when it passed the gate
+`;
+
+export function rlhfConfig(v: { "rlhf-after"?: string; "rlhf-every"?: string; "rlhf-method"?: string; "rlhf-promote"?: boolean }, command: string): RlhfPolicyConfig | null {
+  const after = intOption(v["rlhf-after"], "rlhf-after", command, 1, 1_000_000) ?? null;
+  const everyMinutes = floatOption(v["rlhf-every"], "rlhf-every", command, 0, 525_600, true) ?? null;
+  const method = v["rlhf-method"] ?? "dpo";
+  if (!(RLHF_METHODS as readonly string[]).includes(method)) throw new UsageError(`--rlhf-method must be one of ${RLHF_METHODS.join(", ")}, got "${method}"`, command);
+  if (after === null && everyMinutes === null) {
+    if (v["rlhf-method"] !== undefined || v["rlhf-promote"]) throw new UsageError("--rlhf-method and --rlhf-promote need --rlhf-after N or --rlhf-every MINUTES", command);
+    return null;
+  }
+  return { after, everyMinutes, method: method as RlhfPolicyConfig["method"], promote: v["rlhf-promote"] === true };
+}

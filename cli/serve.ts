@@ -1,0 +1,160 @@
+// `hybridchat serve`: listen first (so /health says "loading"), then load the model.
+import { rlhfConfig, RLHF_FLAGS } from "./serve-rlhf-flags.js";
+import { parseArgs } from "node:util";
+import { availableParallelism } from "node:os";
+import { existsSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { intOption, UsageError } from "./errors.js";
+import { SERVE_HELP } from "./help.js";
+import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
+import { DB_FILE } from "../server/store/db.js";
+import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
+
+const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** `--adapter NAME=DIR`: a PEFT adapter directory served as model id NAME. */
+function adapterOption(spec: string, c: string): { name: string; dir: string } {
+  const eq = spec.indexOf("=");
+  const name = eq > 0 ? spec.slice(0, eq) : "";
+  const dir = eq > 0 ? resolve(spec.slice(eq + 1)) : "";
+  if (!name || !dir) throw new UsageError(`--adapter ${spec}: expected NAME=DIR (the model id to serve it as, then a PEFT adapter directory)`, c);
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--adapter ${spec}: no such directory ${dir}`, c);
+  return { name, dir };
+}
+
+/** --api-key KEY:ROLE (repeatable) and HYBRIDCHAT_API_KEYS="k1:admin,k2:user", together. */
+function apiKeysOption(flags: readonly string[], env: string | undefined, c: string): ApiKey[] {
+  try {
+    return [...flags.map(parseApiKey), ...parseApiKeys(env ?? "")];
+  } catch (e) {
+    throw new UsageError((e as Error).message, c);
+  }
+}
+
+export async function serveCommand(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    strict: true,
+    allowPositionals: false,
+    options: {
+      model: { type: "string" },
+      host: { type: "string", default: "127.0.0.1" },
+      port: { type: "string", default: "8000" },
+      "served-model-name": { type: "string" },
+      adapter: { type: "string", multiple: true },
+      "api-key": { type: "string", multiple: true },
+      threads: { type: "string" },
+      "tensor-parallel": { type: "string" },
+      "max-batch": { type: "string" },
+      "max-queue": { type: "string" },
+      "max-context": { type: "string" },
+      "max-body-bytes": { type: "string" },
+      "data-dir": { type: "string", default: "hybridchat-data" },
+      "no-store": { type: "boolean", default: false },
+      "log-level": { type: "string", default: "info" },
+      ...RLHF_FLAGS,
+      help: { type: "boolean", short: "h" },
+    },
+  });
+  if (values.help) {
+    process.stdout.write(SERVE_HELP);
+    return;
+  }
+  const c = "serve";
+  if (values.model !== undefined) {
+    const dir = resolve(values.model);
+    if (!existsSync(dir) || !statSync(dir).isDirectory())
+      throw new UsageError(`--model ${values.model}: no such directory (give a Hugging Face checkpoint directory, or leave --model out for the built-in demo model)`, c);
+  }
+  const adapters = (values.adapter ?? []).map((spec) => adapterOption(spec, c));
+  if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
+  const port = intOption(values.port, "port", c, 0, 65535)!;
+  const apiKeys = apiKeysOption(values["api-key"] ?? [], process.env.HYBRIDCHAT_API_KEYS, c);
+  try {
+    checkBind(values.host!, new ApiKeys(apiKeys));
+  } catch (e) {
+    throw new UsageError((e as Error).message, c);
+  }
+  const dataDir = resolve(values["data-dir"]!);
+  const options: ServerOptions = {
+    model: values.model === undefined ? undefined : resolve(values.model),
+    servedModelName: values["served-model-name"],
+    adapters,
+    threads: intOption(values.threads, "threads", c, 1, 1024),
+    tensorParallel: intOption(values["tensor-parallel"], "tensor-parallel", c, 1, 64),
+    maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
+    maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
+    maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
+    maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
+    dataDir,
+    store: !values["no-store"],
+    rlhf: rlhfConfig(values, c),
+    logger: { level: values["log-level"]! },
+    apiKeys,
+  };
+  let server: HybridchatServer;
+  try {
+    server = createServer(options);
+  } catch (e) {
+    // the store opens here, before anything listens: say which directory is the problem
+    throw new UsageError(`--data-dir ${values["data-dir"]}: cannot open ${join(dataDir, DB_FILE)} (${(e as Error).message}); pick another directory, or pass --no-store`, c);
+  }
+
+  let signals = 0;
+  const shutdown = (signal: string) => {
+    if (++signals > 1) {
+      process.stderr.write(`hybridchat: ${signal} again, exiting now\n`);
+      process.exit(130);
+    }
+    process.stderr.write(`hybridchat: ${signal}: finishing running requests (up to 10 s), then exiting; ${signal} again to force\n`);
+    server.close().then(
+      () => process.exit(0),
+      (e: unknown) => {
+        process.stderr.write(`hybridchat: error while shutting down: ${(e as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", () => shutdown("SIGINT"));
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+
+  let url: string;
+  try {
+    url = await server.listen({ host: values.host, port });
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === "EADDRINUSE") throw new UsageError(`port ${port} on ${values.host} is already in use; pick another with --port`, c);
+    if (err.code === "EADDRNOTAVAIL") throw new UsageError(`cannot bind to ${values.host}: no such local address; try --host 127.0.0.1`, c);
+    throw e;
+  }
+  process.stderr.write(`hybridchat: listening on ${url} (GET ${url}/health says 503 until the model is loaded)\n`);
+  process.stderr.write(
+    apiKeys.length === 0
+      ? "hybridchat: no API keys: every route is open, so listening on loopback only; add --api-key KEY:admin to serve other hosts\n"
+      : `hybridchat: API keys required (${apiKeys.filter((k) => k.role === "admin").length} admin, ${apiKeys.filter((k) => k.role === "user").length} user): send Authorization: Bearer KEY\n`,
+  );
+  if (values.model === undefined)
+    process.stderr.write(
+      "hybridchat: no --model given: serving the built-in tiny model. It is UNTRAINED (random weights):\n" +
+        "            its output is gibberish. Pass --model DIR to serve a real checkpoint.\n",
+    );
+  try {
+    await server.ready;
+  } catch (e) {
+    process.stderr.write(`hybridchat: could not load the model: ${(e as Error).message}\n`);
+    await server.close(0);
+    process.exit(1);
+  }
+  const s = server.app.serving.state;
+  if (s.status === "ready") {
+    const m = s.serving;
+    process.stderr.write(
+      `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
+        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads` +
+        `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}\n` +
+        `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
+        `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
+        `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,
+    );
+  }
+}

@@ -1,0 +1,148 @@
+// build(): the Fastify app with its plugins, schemas and the one error handler. It does
+// not listen (server/listen.ts does) and may be built before the model is loaded:
+// /health answers 503 "loading" until `app.serving.ready(...)` (or `attachModel`).
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from "fastify";
+import type { Engine } from "../../engine/engine.js";
+import type { LoadedModel } from "../../engine/model.js";
+import { clientErrorHandler, frameworkErrorHandler, installErrorHandling } from "./error-handler.js";
+import { errors } from "./errors.js";
+import { servingFor, type AdapterVariant } from "../serving/served-model.js";
+import { ServingSlot } from "../serving/serving.js";
+import { chatCompletionsRoutes } from "./routes/chat-completions.js";
+import { completionsRoutes } from "./routes/completions.js";
+import { feedbackRoutes } from "./routes/feedback.js";
+import { healthRoutes } from "./routes/health.js";
+import { modelsRoutes } from "./routes/models.js";
+import { storedCompletionsRoutes } from "./routes/stored-completions.js";
+import { metricsRoutes } from "./routes/metrics.js";
+import { webRoutes } from "./routes/web.js";
+import { ServerMetrics } from "./metrics.js";
+import type { Store } from "../store/store.js";
+import { FineTuning } from "../fine-tuning/fine-tuning.js";
+import type { RlhfPolicyConfig } from "../rlhf/policy.js";
+import { promoteVersion } from "../fine-tuning/versions.js";
+import { filesRoutes } from "./routes/files.js";
+import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
+import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
+
+declare module "fastify" {
+  interface FastifyInstance {
+    /** the model being served, once loaded */
+    serving: ServingSlot;
+    /** what GET /metrics reports; its `observer` belongs in the engine's options */
+    metrics: ServerMetrics;
+    /** files and fine-tuning jobs; null without a store */
+    fineTuning: FineTuning | null;
+  }
+}
+
+export interface AppOptions {
+  /** both or neither: without them the app starts in the "loading" state */
+  engine?: Engine;
+  model?: LoadedModel;
+  /** the id clients send as `model`; default: the model directory's base name */
+  servedModelName?: string;
+  /** LoRA adapters already loaded on the model, each served under its own id */
+  adapters?: readonly AdapterVariant[];
+  /** largest request body accepted (413 above); default 8 MiB */
+  maxBodyBytes?: number;
+  logger?: FastifyServerOptions["logger"];
+  /**
+   * where completions and feedback are kept (opened and closed by the caller); null or
+   * absent: nothing is kept and the store's routes answer 404 store_disabled
+   */
+  store?: Store | null;
+  /** the metrics the engine reports to (pass the same object's observer to the Engine); default: new */
+  metrics?: ServerMetrics;
+  /** where uploaded files, job data and model versions are kept; default: a temporary directory */
+  dataDir?: string;
+  /** continuous RLHF on the collected preferences (needs the store); default off */
+  rlhf?: RlhfPolicyConfig | null;
+  /** who may call what (server/http/auth.ts); none: every route is open */
+  apiKeys?: readonly ApiKey[];
+}
+
+export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+
+export function buildApp(opts: AppOptions = {}): FastifyInstance {
+  const bodyLimit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit,
+    // closing is answered below, in the OpenAI error shape
+    return503OnClosing: false,
+    clientErrorHandler,
+    frameworkErrors: frameworkErrorHandler,
+    ajv: {
+      customOptions: {
+        // a string where a number belongs is an error, as with OpenAI; no silent coercion
+        coerceTypes: false,
+        removeAdditional: false,
+        useDefaults: false,
+        // every branch of a union reports, so the error can name the real culprit
+        // (bodies are size-limited, so collecting all errors stays cheap)
+        allErrors: true,
+      },
+    },
+  });
+
+  const slot = new ServingSlot();
+  app.decorate("serving", slot);
+  const metrics = opts.metrics ?? new ServerMetrics();
+  app.decorate("metrics", metrics);
+  installErrorHandling(app, bodyLimit);
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
+  app.decorate("fineTuning", fineTuning);
+  // a running job stops (failed: shut down) before the engine and the store go
+  app.addHook("onClose", async () => fineTuning?.close());
+
+  // while shutting down, requests that still arrive on open connections get a 503
+  let closing = false;
+  app.addHook("preClose", async () => {
+    closing = true;
+  });
+  app.addHook("onRequest", async (_request, reply) => {
+    if (!closing) return;
+    reply.header("connection", "close");
+    throw errors.shuttingDown();
+  });
+
+  installAuth(app, new ApiKeys(opts.apiKeys ?? []));
+
+  const routeOpts = { slot, store: opts.store ?? null };
+  void app.register(healthRoutes, routeOpts);
+  void app.register(modelsRoutes, routeOpts);
+  void app.register(chatCompletionsRoutes, routeOpts);
+  void app.register(completionsRoutes, routeOpts);
+  void app.register(storedCompletionsRoutes, routeOpts);
+  void app.register(feedbackRoutes, routeOpts);
+  void app.register(metricsRoutes, { metrics });
+  void app.register(filesRoutes, { fineTuning });
+  void app.register(fineTuningJobsRoutes, { fineTuning });
+  void app.register(webRoutes);
+
+  if (opts.engine && opts.model) attachModel(app, opts.engine, opts.model, opts.servedModelName, opts.adapters);
+  else if (opts.engine || opts.model) throw new Error("buildApp: pass both `engine` and `model`, or neither");
+  return app;
+}
+
+/**
+ * Switches the app from "loading" to serving this model (the base id serving the version
+ * it was promoted to, when the store says so) and starts the fine-tuning job runner.
+ */
+export function attachModel(
+  app: FastifyInstance,
+  engine: Engine,
+  model: LoadedModel,
+  servedModelName?: string,
+  adapters: readonly AdapterVariant[] = [],
+): void {
+  const serving = servingFor(engine, model, servedModelName, adapters);
+  app.metrics.attach(serving.servedModelName, engine);
+  app.serving.ready(serving);
+  const ft = app.fineTuning;
+  if (!ft) return;
+  const promoted = ft.store.versions.promoted(serving.servedModelName);
+  if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
+  ft.start(app.serving, engine, model, { onStep: (id, method, m) => app.metrics.jobStep(id, method, m), log: (m) => app.log.info(m) });
+}

@@ -1,0 +1,142 @@
+// POST /v1/completions (legacy text completions): one or many prompts, n choices each.
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { performance } from "node:perf_hooks";
+import { errors } from "../errors.js";
+import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from "../../serving/generation.js";
+import { completionId, completionLogprobs, nowSeconds, usageBody } from "../openai-shapes.js";
+import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
+import { completionRecorder } from "../../serving/record-completion.js";
+import { resolveMaxTokens, samplingParams } from "../../serving/sampling.js";
+import { CompletionRequestSchema, type CompletionRequest, type PromptInput } from "../schemas/completions.js";
+import type { CompletionBody } from "../schemas/responses.js";
+import type { Serving, ServedVariant } from "../../serving/serving.js";
+import { streamChoices } from "../../serving/stream-choices.js";
+
+/** OpenAI's default for the legacy endpoint */
+const DEFAULT_MAX_TOKENS = 16;
+
+interface Prompt {
+  tokens: number[];
+  /** what `echo` puts before the completion */
+  text: string;
+}
+
+function prompts(input: PromptInput, serving: Serving): Prompt[] {
+  const { model } = serving;
+  const fromIds = (ids: number[], param: string): Prompt => {
+    const bad = ids.find((t) => t >= model.vocabSize);
+    if (bad !== undefined)
+      throw errors.invalidRequest(`Token id ${bad} in '${param}' is out of range (the vocabulary has ${model.vocabSize} tokens).`, param);
+    return { tokens: ids, text: model.decode(ids) };
+  };
+  const fromText = (text: string): Prompt => ({ tokens: model.encodePrompt(text), text });
+  if (typeof input === "string") return [fromText(input)];
+  const first = input[0];
+  if (typeof first === "number") return [fromIds(input as number[], "prompt")];
+  if (typeof first === "string") return (input as string[]).map(fromText);
+  return (input as number[][]).map((ids, i) => fromIds(ids, `prompt[${i}]`));
+}
+
+function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedVariant, list: Prompt[]): ChoiceSpec[] {
+  if (body.suffix) throw errors.invalidRequest("'suffix' is not supported by this model.", "suffix", "unsupported_parameter");
+  const n = body.n ?? 1;
+  if (body.best_of != null && body.best_of !== n)
+    throw errors.invalidRequest("'best_of' is not supported; leave it out or set it equal to 'n'.", "best_of", "unsupported_parameter");
+  if (body.echo && body.logprobs != null)
+    throw errors.invalidRequest("'echo' together with 'logprobs' (prompt log-probs) is not supported.", "echo", "unsupported_parameter");
+  const logprobs = body.logprobs != null;
+  const topLogprobs = body.logprobs ?? 0;
+  const specs: ChoiceSpec[] = [];
+  list.forEach((p, pi) => {
+    const maxTokens = resolveMaxTokens({
+      requested: body.max_tokens ?? null,
+      defaultMaxTokens: DEFAULT_MAX_TOKENS,
+      promptTokens: p.tokens.length,
+      maxContext: serving.model.maxContext,
+      promptParam: list.length > 1 ? `prompt[${pi}]` : "prompt",
+    });
+    for (let i = 0; i < n; i++) {
+      const index = pi * n + i;
+      specs.push({
+        index,
+        promptTokens: p.tokens,
+        params: samplingParams(body, { maxTokens, logprobs, topLogprobs, vocabSize: serving.model.vocabSize, choice: index }),
+        adapter: variant.adapter,
+      });
+    }
+  });
+  return specs;
+}
+
+export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
+  app.post("/v1/completions", { config: { access: "user" }, schema: { body: CompletionRequestSchema } }, async (request, reply) => {
+    const startedMs = performance.now();
+    const body = request.body;
+    const { serving, variant } = requireServing(opts.slot, body.model);
+    const list = prompts(body.prompt, serving);
+    const specs = choiceSpecs(body, serving, variant, list);
+    const n = body.n ?? 1;
+    const echo = body.echo === true;
+    const topLogprobs = body.logprobs ?? 0;
+    const promptTokens = list.reduce((s, p) => s + p.tokens.length, 0);
+    const promptOf = (index: number): Prompt => list[Math.floor(index / n)]!;
+    const signal = clientGone(reply);
+    const head = {
+      id: completionId("cmpl"),
+      object: "text_completion" as const,
+      created: nowSeconds(),
+      model: variant.id,
+      system_fingerprint: variant.fingerprint,
+    };
+    const completion = (results: readonly ChoiceResult[]): CompletionBody => ({
+      ...head,
+      choices: results.map((r) => {
+        const prefix = echo ? promptOf(r.index).text : "";
+        return {
+          index: r.index,
+          text: prefix + r.text,
+          logprobs: body.logprobs != null ? completionLogprobs(r.logprobs, topLogprobs, prefix.length) : null,
+          finish_reason: r.finishReason,
+        };
+      }),
+      usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
+    });
+    // a stream is recorded as the completion its chunks add up to
+    const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs }, completion);
+
+    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
+
+    const includeUsage = body.stream_options?.include_usage === true;
+    const chunk = (choices: CompletionBody["choices"]): CompletionBody => {
+      const c: CompletionBody = { ...head, choices };
+      if (includeUsage) c.usage = null;
+      return c;
+    };
+    // where the next token's text starts in each choice's text, for logprobs text_offset
+    const offsets = new Map<number, number>();
+    await streamChoices(
+      request,
+      reply,
+      new ChoiceStream(serving.engine, specs, signal),
+      promptTokens,
+      includeUsage,
+      {
+        opening: () =>
+          specs.flatMap((s) => {
+            const prefix = echo ? promptOf(s.index).text : "";
+            offsets.set(s.index, prefix.length);
+            return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
+          }),
+        delta: (index, event) => {
+          const offset = offsets.get(index) ?? 0;
+          const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;
+          offsets.set(index, offset + event.text.length);
+          return chunk([{ index, text: event.text, logprobs, finish_reason: null }]);
+        },
+        finish: (index, reason) => chunk([{ index, text: "", logprobs: null, finish_reason: reason }]),
+        usage: (usage) => ({ ...chunk([]), usage }),
+      },
+      (results) => void record(results),
+    );
+  });
+};

@@ -1,0 +1,79 @@
+// POST /v1/feedback (ratings, preferences, corrections; Idempotency-Key), GET /v1/feedback
+// (list and filter) and GET /v1/feedback/export (JSONL in OpenAI's training formats).
+import { Readable } from "node:stream";
+import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
+import { errors } from "../errors.js";
+import { feedbackBody, resolveFeedback } from "../feedback-forms.js";
+import { listPage } from "../list-pages.js";
+import { nowSeconds } from "../openai-shapes.js";
+import { queryValidatorCompiler } from "../query-validation.js";
+import { requireStore, type RouteOptions } from "../request-context.js";
+import { FeedbackRequestSchema } from "../schemas/feedback.js";
+import { DEFAULT_LIMIT, ExportQuerySchema, ListFeedbackQuerySchema } from "../schemas/store-queries.js";
+import type { FeedbackBody, ListPageBody } from "../schemas/store-responses.js";
+import { exportLines } from "../../store/export.js";
+import { UnknownFeedbackError } from "../../store/feedback.js";
+
+const SCOPE = "POST /v1/feedback";
+
+/** The Idempotency-Key header (Stripe's limit: 255 characters), or null. */
+function idempotencyKey(header: string | string[] | undefined): string | null {
+  if (header === undefined) return null;
+  const key = Array.isArray(header) ? header[0]! : header;
+  if (key.length === 0 || key.length > 255)
+    throw errors.invalidRequest("The Idempotency-Key header must be 1 to 255 characters.", "Idempotency-Key", "invalid_idempotency_key");
+  return key;
+}
+
+export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
+  app.post("/v1/feedback", { config: { access: "user" }, schema: { body: FeedbackRequestSchema } }, async (request, reply) => {
+    const store = requireStore(opts.store);
+    const key = idempotencyKey(request.headers["idempotency-key"]);
+    const out = store.idempotency.run<FeedbackBody>(SCOPE, key, request.body, () => ({
+      status: 200,
+      body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body), nowSeconds())),
+    }));
+    if (out.kind === "mismatch") throw errors.idempotencyKeyReused();
+    if (out.kind === "replay") reply.header("idempotent-replayed", "true");
+    return reply.code(out.status).send(out.body);
+  });
+
+  app.get(
+    "/v1/feedback",
+    { config: { access: "user" }, schema: { querystring: ListFeedbackQuerySchema }, validatorCompiler: queryValidatorCompiler },
+    async (request): Promise<ListPageBody<FeedbackBody>> => {
+      const store = requireStore(opts.store);
+      const q = request.query;
+      try {
+        const page = store.feedback.list({
+          type: q.type,
+          completionId: q.completion_id,
+          model: q.model,
+          since: q.since,
+          until: q.until,
+          after: q.after,
+          limit: q.limit ?? DEFAULT_LIMIT,
+          order: q.order ?? "asc",
+        });
+        return listPage({ items: page.items.map(feedbackBody), hasMore: page.hasMore });
+      } catch (e) {
+        if (e instanceof UnknownFeedbackError) throw errors.feedbackNotFound(e.id, "after");
+        throw e;
+      }
+    },
+  );
+
+  app.get(
+    "/v1/feedback/export",
+    { config: { access: "user" }, schema: { querystring: ExportQuerySchema }, validatorCompiler: queryValidatorCompiler },
+    async (request, reply) => {
+      const store = requireStore(opts.store);
+      const q = request.query;
+      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until });
+      return reply
+        .type("application/jsonl; charset=utf-8")
+        .header("content-disposition", `attachment; filename="feedback-${q.format}.jsonl"`)
+        .send(Readable.from(lines));
+    },
+  );
+};

@@ -1,0 +1,45 @@
+// Response bodies of the stored-completions and feedback routes (types only).
+import type { PromptMessage } from "../../store/types.js";
+import type { ChatMessageInput } from "./chat.js";
+
+/** OpenAI's cursor page */
+export interface ListPageBody<T> {
+  object: "list";
+  data: T[];
+  first_id: string | null;
+  last_id: string | null;
+  has_more: boolean;
+}
+
+/** a request message of a stored chat completion (GET .../{id}/messages) */
+export interface StoredMessageBody {
+  id: string;
+  role: ChatMessageInput["role"];
+  content: string;
+  name: string | null;
+  /** the parts as sent, when the content was an array */
+  content_parts: { type: "text"; text: string }[] | null;
+}
+
+interface FeedbackHead {
+  id: string;
+  object: "feedback";
+  created: number;
+  /** the model that produced the judged (or chosen) answer; null for text preferences */
+  model: string | null;
+}
+
+export type FeedbackBody =
+  | (FeedbackHead & { type: "rating"; completion_id: string; choice_index: number; rating: 1 | -1; comment: string | null })
+  | (FeedbackHead & { type: "correction"; completion_id: string; choice_index: number; correction: string })
+  | (FeedbackHead & {
+      type: "preference";
+      chosen_id: string | null;
+      chosen_index: number | null;
+      rejected_id: string | null;
+      rejected_index: number | null;
+      /** text preferences only: what was given */
+      prompt?: PromptMessage[];
+      chosen?: string;
+      rejected?: string;
+    });

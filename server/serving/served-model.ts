@@ -1,0 +1,52 @@
+// Adapts the engine's LoadedModel + Engine to what the routes need (server/serving/serving.ts).
+import { createHash } from "node:crypto";
+import type { Engine } from "../../engine/engine.js";
+import type { LoadedModel } from "../../engine/model.js";
+import { encodeChat } from "../../engine/chat-template.js";
+import type { ChatMessage } from "../../engine/types.js";
+import { nowSeconds } from "../http/openai-shapes.js";
+import type { Serving, ServedModel, ServedVariant } from "./serving.js";
+
+export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
+  return {
+    id: model.id,
+    // the engine may hold less than the model's positions (a small KV pool)
+    maxContext: Math.min(model.maxContext, engine.maxContext),
+    untrained: model.untrained,
+    vocabSize: model.config.vocabSize,
+    encodeChat: (messages: readonly ChatMessage[]) => encodeChat(model, messages, true),
+    encodePrompt: (text: string) => model.tokenizer.encode(text, true),
+    decode: (ids: readonly number[]) => model.tokenizer.decode(ids, true),
+  };
+}
+
+/** A LoRA adapter loaded on the native model, served under its own model id. */
+export interface AdapterVariant {
+  /** the id clients send as `model` (also the native adapter's name) */
+  id: string;
+  /** where it was loaded from, for the fingerprint */
+  dir: string;
+  /** unix seconds for /v1/models; default: now */
+  created?: number;
+}
+
+const fingerprint = (...parts: string[]): string =>
+  `fp_${createHash("sha256").update(parts.join("\0")).digest("hex").slice(0, 10)}`;
+
+/** The variant of an adapter loaded on the model under the base `name`. */
+export function adapterVariant(name: string, modelDir: string, a: AdapterVariant, created: number): ServedVariant {
+  return { id: a.id, adapter: a.id, created, fingerprint: fingerprint(name, modelDir, a.id, a.dir) };
+}
+
+export function servingFor(engine: Engine, model: LoadedModel, servedModelName?: string, adapters: readonly AdapterVariant[] = []): Serving {
+  const name = servedModelName ?? model.id;
+  const created = nowSeconds();
+  const variants = new Map<string, ServedVariant>();
+  const baseVariant: ServedVariant = { id: name, adapter: null, created, fingerprint: fingerprint(name, model.dir) };
+  variants.set(name, baseVariant);
+  for (const a of adapters) {
+    if (variants.has(a.id)) throw new Error(`adapter id "${a.id}" is already served (ids must differ from the base model's and each other)`);
+    variants.set(a.id, adapterVariant(name, model.dir, a, a.created ?? created));
+  }
+  return { engine, model: servedModel(model, engine), servedModelName: name, variants, baseVariant, promoted: null };
+}

@@ -1,0 +1,78 @@
+// What the HTTP layer needs from the engine and the loaded model, and the slot that
+// holds them. The app is built before the model is loaded (so /health can answer
+// "loading"); routes read the slot on every request.
+import type { ChatMessage, GenerateRequest, GenerationEvent } from "../../engine/types.js";
+
+/** The parts of engine/model.ts's LoadedModel the routes use. */
+export interface ServedModel {
+  /** directory base name; the served name may differ (--served-model-name) */
+  readonly id: string;
+  /** prompt + completion tokens one sequence may hold */
+  readonly maxContext: number;
+  readonly untrained: boolean;
+  readonly vocabSize: number;
+  /** chat template applied and tokenized (BOS as the template/tokenizer wants) */
+  encodeChat(messages: readonly ChatMessage[]): number[];
+  /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
+  encodePrompt(text: string): number[];
+  /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
+  decode(ids: readonly number[]): string;
+}
+
+/** The parts of engine/engine.ts's Engine the routes use. */
+export interface ServingEngine {
+  generate(req: GenerateRequest): AsyncIterable<GenerationEvent>;
+}
+
+/**
+ * One id clients may send in `model`: the base weights, or the base with one LoRA adapter
+ * (loaded on the same native model: no second copy of the weights).
+ */
+export interface ServedVariant {
+  id: string;
+  /** the native adapter name; null = the base weights alone */
+  adapter: string | null;
+  /** unix seconds, for /v1/models `created` */
+  created: number;
+  /** `system_fingerprint`: changes when the served weights or the server change */
+  fingerprint: string;
+}
+
+export interface Serving {
+  engine: ServingEngine;
+  model: ServedModel;
+  /** the base variant's id (the directory name unless --served-model-name) */
+  servedModelName: string;
+  /**
+   * every id /v1/models lists, the base first. A Serving is never changed in place:
+   * publishing or promoting a version puts a new one in the slot (server/fine-tuning/
+   * versions.ts), so a request that resolved its variant keeps it to the end.
+   */
+  variants: ReadonlyMap<string, ServedVariant>;
+  /** the base id on its own weights (what it serves again when a promotion is rolled back) */
+  baseVariant: ServedVariant;
+  /** the version the base id serves now, or null for the base weights */
+  promoted: string | null;
+}
+
+export type SlotState =
+  | { status: "loading" }
+  | { status: "ready"; serving: Serving }
+  | { status: "failed"; message: string };
+
+/** Holds the model once it is ready; the app is usable (health, errors) before that. */
+export class ServingSlot {
+  #state: SlotState = { status: "loading" };
+
+  get state(): SlotState {
+    return this.#state;
+  }
+
+  ready(serving: Serving): void {
+    this.#state = { status: "ready", serving };
+  }
+
+  failed(message: string): void {
+    this.#state = { status: "failed", message };
+  }
+}
