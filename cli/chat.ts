@@ -3,7 +3,7 @@ import { parseArgs } from "node:util";
 import { APIConnectionError, AuthenticationError } from "openai";
 import { runChat, UnknownModelError } from "../clients/terminal-chat.js";
 import { intOption, UsageError } from "./errors.js";
-import { CHAT_HELP } from "./help.js";
+import { CHAT_HELP } from "./chat.help.js";
 import { didYouMean } from "./suggest.js";
 
 export async function chatCommand(argv: string[]): Promise<void> {

@@ -1,6 +1,15 @@
 // Every command's and subcommand's help, by what the user types before `--help`
 // (`hybridchat help train sft` looks up "train sft"); "" is the program's own.
-import { CHAT_HELP, HELP, INIT_HELP, PIPELINE_HELP, SERVE_HELP, TRAIN_DPO_HELP, TRAIN_HELP, TRAIN_PPO_HELP, TRAIN_RM_HELP, TRAIN_SFT_HELP } from "./help.js";
+// Each text lives beside its command in `<command>.help.ts`.
+import { HELP } from "./main.help.js";
+import { SERVE_HELP } from "./serve.help.js";
+import { INIT_HELP } from "./init.help.js";
+import { CHAT_HELP } from "./chat.help.js";
+import { PIPELINE_HELP } from "./pipeline.help.js";
+import { TRAIN_HELP } from "./train/train.help.js";
+import { TRAIN_SFT_HELP } from "./train/sft.help.js";
+import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./train/pref.help.js";
+import { TRAIN_PPO_HELP } from "./train/ppo.help.js";
 
 export const HELPS: Readonly<Record<string, string>> = {
   "": HELP,

@@ -8,7 +8,7 @@ import { preset, presetNames } from "../engine/presets.js";
 import { expectedShapes } from "../engine/weights.js";
 import type { JsonObject } from "../engine/json-file.js";
 import { intOption, UsageError } from "./errors.js";
-import { INIT_HELP } from "./help.js";
+import { INIT_HELP } from "./init.help.js";
 import { Progress } from "./progress-bar.js";
 
 const DTYPES: DType[] = ["f32", "bf16", "f16"];

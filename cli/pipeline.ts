@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { PIPELINE_STEPS, runPipeline, STEP_DIRS, STEP_NAMES, type PipelineStep, type StepResult } from "../engine/train/pipeline/pipeline.js";
 import { PPO_LOG } from "../engine/train/ppo/ppo-run.js";
 import { UsageError } from "./errors.js";
-import { PIPELINE_HELP } from "./help.js";
+import { PIPELINE_HELP } from "./pipeline.help.js";
 import { COMMAND_OPTIONS, OptionReader, percent, runInterruptible } from "./train/common.js";
 import { SFT_OPTIONS, sftHyperparams, sftProgress, sftReports } from "./train/sft.js";
 import { prefHyperparams, prefProgress, RM_OPTIONS, rmReports } from "./train/pref.js";

@@ -5,7 +5,7 @@ import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { intOption, UsageError } from "./errors.js";
-import { SERVE_HELP } from "./help.js";
+import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { DB_FILE } from "../server/store/db.js";
 import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";

@@ -3,7 +3,7 @@
 import { parseArgs } from "node:util";
 import { PPO_DEFAULTS } from "../../engine/train/ppo/ppo.js";
 import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../../engine/train/ppo/ppo-run.js";
-import { TRAIN_PPO_HELP } from "../help.js";
+import { TRAIN_PPO_HELP } from "./ppo.help.js";
 import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, RESUME_HINT, runInterruptible } from "./common.js";
 import { Progress } from "../progress-bar.js";
 

@@ -5,7 +5,7 @@ import { TRAIN_LOG } from "../../engine/train/checkpoints/run-files.js";
 import { runRewardModelFromFiles, type RmRunOptions } from "../../engine/train/preference/rm-run.js";
 import { runDpoFromFiles } from "../../engine/train/preference/dpo-run.js";
 import type { PrefRunInfo, PrefRunOptions } from "../../engine/train/preference/pref-run.js";
-import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "../help.js";
+import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./pref.help.js";
 import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
 import { Progress } from "../progress-bar.js";
 

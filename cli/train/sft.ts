@@ -6,7 +6,8 @@ import type { ZeroStage } from "../../native/index.js";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../../engine/train/sft/sft-run.js";
 import { UsageError } from "../errors.js";
 import { didYouMean } from "../suggest.js";
-import { TRAIN_HELP, TRAIN_SFT_HELP } from "../help.js";
+import { TRAIN_HELP } from "./train.help.js";
+import { TRAIN_SFT_HELP } from "./sft.help.js";
 import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
 import { Progress } from "../progress-bar.js";
 

@@ -1,0 +1,48 @@
+// `hybridchat serve --help`, beside the command (serve.ts); apart from it so `--help` loads nothing heavy.
+import { RLHF_HELP } from "./serve-rlhf-flags.js";
+import { availableParallelism } from "node:os";
+
+export const SERVE_HELP = `Usage: hybridchat serve [options]
+
+Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
+(/v1/chat/completions, /v1/completions, /v1/models, /health), keeps every completion
+(OpenAI's "store"; GET /v1/chat/completions/{id}) and collects feedback (/v1/feedback).
+
+Options:
+  --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json).
+                            Without it, a built-in tiny model with random (UNTRAINED) weights is served.
+  --host HOST               address to bind (default 127.0.0.1). Any other address needs API keys:
+                            without them every route (files, jobs, promote) is open to whoever connects
+  --api-key KEY:ROLE        require "Authorization: Bearer KEY"; ROLE is user (chat, completions,
+                            models, feedback, stored completions) or admin (everything, incl. files,
+                            fine-tuning jobs, promote, /metrics); repeatable. Also read from
+                            HYBRIDCHAT_API_KEYS="key1:admin,key2:user". /health and the web page stay open
+  --port N                  port (default 8000; 0 picks a free one)
+  --served-model-name NAME  the id clients send as "model" (default: the directory's name)
+  --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
+                            model id NAME, on the same base weights; repeatable
+  --threads N               compute threads (default: all ${availableParallelism()} cores)
+  --tensor-parallel N       split every layer over N thread ranks (Megatron layout: attention by
+                            heads, MLP by width; the threads are shared out among them); N must
+                            divide the model's key/value heads and MLP width (default 1)
+  --max-batch N             most sequences decoded together (default 8)
+  --max-queue N             most requests waiting before 429 (default 64)
+  --max-context N           cap on prompt + completion tokens (default: the model's)
+  --max-body-bytes N        largest request body before 413 (default 8388608)
+  --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored
+                            completions and feedback (default ./hybridchat-data)
+  --no-store                keep no completions (a request's "store": false does this per request);
+                            /v1/feedback and GET /v1/chat/completions then answer 404 store_disabled
+  --log-level LEVEL         fatal|error|warn|info|debug|trace|silent (default info)
+${RLHF_HELP}  -h, --help                this help
+
+Examples:
+  hybridchat serve
+  hybridchat serve --model ../shared/models/stories260K --port 8080
+  hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
+  hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
+  hybridchat serve --model ../shared/models/stories260K --threads 2 --tensor-parallel 2
+  hybridchat serve --model ../shared/models/stories260K --rlhf-after 50 --rlhf-promote
+  hybridchat serve --model ../shared/models/stories260K --host 0.0.0.0 --api-key "$ADMIN_KEY:admin" --api-key "$USER_KEY:user"
+  HYBRIDCHAT_API_KEYS="$ADMIN_KEY:admin" hybridchat serve --host 0.0.0.0 --data-dir /var/lib/hybridchat
+`;
