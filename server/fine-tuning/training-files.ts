@@ -3,7 +3,8 @@
 // (a temp file renamed into place) so a crash never leaves half a file under a live id.
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { parseSftJsonl, SftDataError, type LineError } from "../../engine/train/data/sft-data.js";
+import { parseSftJsonl, SftDataError } from "../../engine/train/data/sft-data.js";
+import type { LineError } from "../../engine/train/data/jsonl.js";
 import { jsonlErrors } from "../../engine/train/data/training-format.js";
 import { parsePromptJsonl } from "../../engine/train/data/ppo-prompts.js";
 import type { FileFormat } from "../store/files.js";

@@ -1,7 +1,12 @@
 // The line loop every training-data reader shares: JSONL text -> one JSON object a line, each
 // handed to the format's parser; a line that fails is recorded with its 1-based number and
 // the loop goes on, so every bad line of a file is reported at once.
-import type { LineError } from "./sft-data.js";
+
+/** One rejected line of a data file, 1-based. */
+export interface LineError {
+  line: number;
+  reason: string;
+}
 
 export function describeJson(v: unknown): string {
   if (v === null) return "null";

@@ -8,7 +8,8 @@ import { existsSync, readFileSync } from "node:fs";
 import type { ChatMessage, ChatTemplate, Tokenizer } from "../../types.js";
 import { encodeChat } from "../../chat-template.js";
 import { eachJsonlObject } from "./jsonl.js";
-import { SftDataError, type LineError } from "./sft-data.js";
+import { SftDataError } from "./sft-data.js";
+import type { LineError } from "./jsonl.js";
 
 export type PromptExample = { line: number; prompt: string } | { line: number; messages: ChatMessage[] };
 

@@ -6,7 +6,8 @@
 // Each answer is encoded as its own sequence, prompt + answer (+ EOS), the answer tokens
 // masked as learned, exactly as SFT encodes a completion or a final assistant message.
 import { existsSync, readFileSync } from "node:fs";
-import { SftDataError, type LineError, type SftExample, type TrainMessage } from "./sft-data.js";
+import { SftDataError, type SftExample, type TrainMessage } from "./sft-data.js";
+import type { LineError } from "./jsonl.js";
 import { eachJsonlObject, describeJson } from "./jsonl.js";
 import { trainingLineError, type DpoLine } from "./training-format.js";
 import { encodeExample, type EncodeContext, type EncodedExample, type EncodeStats } from "./sft-encode.js";

@@ -3,7 +3,7 @@
 // file in one pass instead of one error per run.
 import { readFileSync, existsSync } from "node:fs";
 import type { ChatMessage } from "../../types.js";
-import { describeJson, eachJsonlObject } from "./jsonl.js";
+import { describeJson, eachJsonlObject, type LineError } from "./jsonl.js";
 
 /** A chat message of a training example; `weight` 0 on an assistant message excludes it from the loss (OpenAI). */
 export interface TrainMessage extends ChatMessage {
@@ -13,11 +13,6 @@ export interface TrainMessage extends ChatMessage {
 export type SftExample =
   | { kind: "chat"; line: number; messages: TrainMessage[] }
   | { kind: "completion"; line: number; prompt: string; completion: string };
-
-export interface LineError {
-  line: number;
-  reason: string;
-}
 
 /** Thrown when a data file has bad lines; `errors` lists every one of them. */
 export class SftDataError extends Error {

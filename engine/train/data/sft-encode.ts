@@ -6,7 +6,8 @@
 // segment is where the tokens of the text up to it stop agreeing with the tokens of the whole
 // text (the longest common prefix), so masks align with exactly the tokens the model sees.
 import type { ChatTemplate, Tokenizer } from "../../types.js";
-import type { SftExample, TrainMessage, LineError } from "./sft-data.js";
+import type { SftExample, TrainMessage } from "./sft-data.js";
+import type { LineError } from "./jsonl.js";
 
 export interface EncodedExample {
   /** the data file line it came from (0 when built in code) */
