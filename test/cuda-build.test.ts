@@ -2,15 +2,22 @@
 // where nvcc exists (native/tools/find-nvcc.sh, which binding.gyp asks as well) the
 // library was built, exports every entry point of native/src/cuda/ops_cuda.h and loads;
 // without a device, cudaStatus() says why instead of crashing and "cuda" is not a
-// backend. The kernels themselves are checked by native-ops / native-backward, which
-// run on "cuda" wherever backends() lists it.
+// backend. Beyond the symbols: the same .cu sources, compiled for the host emulator
+// (native/tools/cuda-emu), are loaded through HYBRIDCHAT_CUDA_LIB in a child process and
+// every entry point is run against the CPU backend on random inputs (test/cuda-vs-cpu.ts),
+// so a kernel that computes the wrong thing fails here on any machine with g++. The float64
+// references stay in native-ops / native-backward, which run on "cuda" wherever backends()
+// lists it.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { native, type CudaStatus } from "../native/index.js";
+
+const gxx = spawnSync("g++", ["--version"]).status === 0;
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
 const nvcc = spawnSync("sh", [join(root, "native", "tools", "find-nvcc.sh")], { encoding: "utf8" }).stdout.trim();
@@ -72,5 +79,23 @@ describe("CUDA build", () => {
     const bogus = statusWith({ HYBRIDCHAT_CUDA_LIB: join(root, "package.json") });
     assert.deepEqual({ built: bogus.built, loaded: bogus.loaded, devices: bogus.devices }, { built: true, loaded: false, devices: 0 });
     assert.match(bogus.error ?? "", /cannot load/);
+  });
+
+  it("the kernels, built for the host emulator from the same sources, compute every entry point as the CPU backend does", { skip: gxx ? false : "g++ absent: cannot build the emulation" }, () => {
+    const dir = mkdtempSync(join(tmpdir(), "hc-cuda-emu-"));
+    try {
+      const lib = join(dir, "libhybridchat_cuda_emu.so");
+      const build = spawnSync("sh", [join(root, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
+      assert.equal(build.status, 0, build.stderr);
+      const r = spawnSync(process.execPath, [join(root, "dist", "test", "cuda-vs-cpu.js")], { env: { ...process.env, HYBRIDCHAT_CUDA_LIB: lib }, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      const got = JSON.parse(r.stdout) as { seed: number; devices: number; ops: Record<string, number> };
+      assert.equal(got.devices, 1, "the emulation is one device");
+      // every op the backends share was run, and each stayed within its tolerance
+      assert.deepEqual(Object.keys(got.ops).sort(), Object.keys(native().ops("cpu")).sort());
+      for (const [op, excess] of Object.entries(got.ops)) assert.ok(excess <= 0, `${op}: cuda differs from cpu beyond tolerance by ${excess} (seed ${got.seed})`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
