@@ -12,6 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
+import { readSftJsonl } from "../engine/train/data/sft-data.js";
+import { encodeExamples } from "../engine/train/data/sft-encode.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft/sft-run.js";
 import { TrainingInterrupted, type StepEvent } from "../engine/train/sft/sft.js";
@@ -129,17 +131,65 @@ test("full fine-tuning writes an HF checkpoint that loadModel serves with the ne
   }
 });
 
-test("chat-format data with a validation file: validation loss reported each epoch, and it falls", async () => {
-  const chat = join(tmp, "names-chat.jsonl");
+test("chat-format data with a held-out validation file: validation loss reported each epoch, as computed apart, and it falls beyond the noise", async (t) => {
+  // 24 openings train, the other 8 validate: no validation conversation is a training one
   const lines = readFileSync(data, "utf8").trim().split("\n").map((l) => JSON.parse(l) as { prompt: string; completion: string });
-  writeFileSync(chat, lines.map((l) => JSON.stringify({ messages: [{ role: "user", content: l.prompt }, { role: "assistant", content: l.completion }] })).join("\n"));
+  const chatLine = (l: { prompt: string; completion: string }) => JSON.stringify({ messages: [{ role: "user", content: l.prompt }, { role: "assistant", content: l.completion }] });
+  const chat = join(tmp, "names-chat.jsonl");
+  const heldOut = join(tmp, "names-chat-val.jsonl");
+  writeFileSync(chat, lines.slice(0, 24).map(chatLine).join("\n"));
+  writeFileSync(heldOut, lines.slice(24).map(chatLine).join("\n"));
   const out = join(tmp, "chat");
   const epochs: (number | null)[] = [];
-  await runSftFromFiles(opts(out, { dataFile: chat, validationFile: chat, epochs: 2, batchSize: 4, onEpoch: (e) => epochs.push(e.val_loss) }));
+  await runSftFromFiles(opts(out, { dataFile: chat, validationFile: heldOut, epochs: 2, batchSize: 4, onEpoch: (e) => epochs.push(e.val_loss) }));
   assert.equal(epochs.length, 2);
-  assert.ok(epochs[0]! > 0 && epochs[1]! < epochs[0]!, JSON.stringify(epochs));
   const evals = readLog(out).filter((l) => l.type === "eval") as unknown as { val_loss: number }[];
   assert.deepEqual(evals.map((e) => e.val_loss), epochs);
+
+  // each held-out example's mean −log p of its answer tokens, through the inference forward
+  // (logits, float64 log-softmax) rather than the training forward that computed val_loss
+  const { encoded } = encodeExamples({ tokenizer: base.tokenizer, chatTemplate: base.chatTemplate, maxLength: base.maxContext }, readSftJsonl(heldOut));
+  await loadPeftAdapter(base.native, base.config, "val-check", out);
+  const V = base.config.vocabSize;
+  const losses = async (adapter: string | null): Promise<{ sum: number; n: number }[]> => {
+    const res: { sum: number; n: number }[] = [];
+    for (const ex of encoded) {
+      const logits = await base.native.forward({ seqIds: Int32Array.of(600), tokens: ex.tokens, counts: Int32Array.of(ex.tokens.length), logits: "all", adapters: adapter ? [adapter] : undefined });
+      base.native.freeSeq(600);
+      let sum = 0;
+      let n = 0;
+      for (let i = 1; i < ex.tokens.length; i++) {
+        if (!ex.mask[i]) continue;
+        const row = logits.subarray((i - 1) * V, i * V);
+        let max = -Infinity;
+        for (const x of row) max = Math.max(max, x);
+        let z = 0;
+        for (const x of row) z += Math.exp(x - max);
+        sum -= row[ex.tokens[i]] - max - Math.log(z);
+        n++;
+      }
+      res.push({ sum, n });
+    }
+    return res;
+  };
+  let tuned: { sum: number; n: number }[];
+  let before: { sum: number; n: number }[];
+  try {
+    [tuned, before] = [await losses("val-check"), await losses(null)];
+  } finally {
+    base.native.removeAdapter("val-check");
+  }
+  const tokenMean = (xs: { sum: number; n: number }[]) => xs.reduce((a, x) => a + x.sum, 0) / xs.reduce((a, x) => a + x.n, 0);
+  // the reported number is the held-out file's loss under the final adapter, not the training file's
+  assert.ok(Math.abs(tokenMean(tuned) - epochs[1]!) <= 1e-4 * epochs[1]!, `val_loss ${epochs[1]} but the held-out file's loss is ${tokenMean(tuned)}`);
+  // it fell from the base's: per example, paired, by more than 4 standard errors of the mean
+  // improvement (the spread across the 8 held-out stories is the noise)
+  const diffs = before.map((b, i) => b.sum / b.n - tuned[i]!.sum / tuned[i]!.n);
+  const mean = diffs.reduce((a, d) => a + d, 0) / diffs.length;
+  const se = Math.sqrt(diffs.reduce((a, d) => a + (d - mean) ** 2, 0) / (diffs.length - 1) / diffs.length);
+  t.diagnostic(`held-out loss: base ${tokenMean(before).toFixed(4)}, epoch 1 ${epochs[0]!.toFixed(4)}, epoch 2 ${epochs[1]!.toFixed(4)}; per-example improvement ${mean.toFixed(4)} ± ${se.toFixed(4)} (se)`);
+  assert.ok(mean > 4 * se && mean > 0, `held-out improvement ${mean} with standard error ${se}`);
+  assert.ok(epochs[1]! < epochs[0]!, JSON.stringify(epochs));
 });
 
 describe("--resume", () => {
