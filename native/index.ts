@@ -338,6 +338,8 @@ export interface NativeBinding {
   ncclStatus(): NcclStatus;
   /** Joins models (ranks 0..N−1, each its own model) into one data-parallel group; rank 0's parameters are broadcast. */
   dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
+  /** bytes malloc has handed out and not had back, process-wide (glibc mallinfo2: uordblks + hblkhd) */
+  mallocBytes(): number;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s

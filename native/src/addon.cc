@@ -3,6 +3,8 @@
 // string `code` (hc::Error's code, or "internal").
 #include "addon.h"
 
+#include <malloc.h>
+
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
@@ -629,6 +631,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));
+  // bytes malloc has handed out and not had back (glibc's mallinfo2: small chunks + mmapped
+  // ones), the real allocation the tests hold the engine's own accounting against
+  exports.Set("mallocBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                const struct mallinfo2 m = mallinfo2();
+                return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+              }));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));
   return exports;
