@@ -1,6 +1,6 @@
 // The whole loop on stories260K over real HTTP with the official client: upload the
 // name-change examples, create a supervised job, poll it to success while requests keep
-// being served (latency idle vs. during the job printed), watch its events over the
+// being served (latency idle vs. during the job printed and bounded), watch its events over the
 // WebSocket; the new model id says the new name, the base id still says "Lily"; promote
 // it (a request already running finishes on the base), promote the base back.
 import { test } from "node:test";
@@ -23,6 +23,14 @@ async function timedRequest(i: number): Promise<number> {
   const r = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 16, seed: i });
   assert.ok(r.choices[0]!.message.content!.length > 0);
   return performance.now() - t0;
+}
+
+/** the server's hybridchat_model_busy_seconds_total{phase="training"} now */
+async function trainingSeconds(): Promise<number> {
+  const text = await (await fetch(`${s.url}/metrics`)).text();
+  const m = /^hybridchat_model_busy_seconds_total\{[^}]*phase="training"[^}]*\} (\S+)$/m.exec(text);
+  assert.ok(m, "no training busy-time counter in /metrics");
+  return Number(m[1]);
 }
 
 const summary = (ms: number[]): string => {
@@ -61,14 +69,34 @@ test("upload → job → the new model id serves the new name; promote and roll 
 
   // requests keep succeeding while the job trains on the same weights
   await waitForJob(s.client, job.id, ["running", "succeeded", "failed"]);
+  const jobStart = performance.now();
+  const trainingBefore = await trainingSeconds();
   const during: number[] = [];
   let done = false;
   const finished = waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]).finally(() => (done = true));
   for (let i = 0; !done; i++) during.push(await timedRequest(1000 + i));
   const final = await finished;
+  const jobMs = performance.now() - jobStart;
+  const trainingMs = 1000 * ((await trainingSeconds()) - trainingBefore);
   assert.equal(final.status, "succeeded", JSON.stringify(final.error));
-  console.log(`# serving latency (chat, 16 tokens, sequential) idle: ${summary(idle)}; during the job: ${summary(during)}`);
+  console.log(`# serving latency (chat, 16 tokens, sequential) idle: ${summary(idle)}; during the job: ${summary(during)}; the job ran ${jobMs.toFixed(0)} ms`);
   assert.ok(during.length > 0);
+  // The latency budget: a decode step waits for at most one training call, so a 16-token
+  // request during a job is slower than idle by at most 16 calls (17 with the prefill).
+  // A call's mean length comes from the server's own busy-time counter: the job's 128 steps
+  // are 3 calls each (forward, backward, AdamW step). Measured: p50 8 → 84 ms, p99 113 ms
+  // quiet; idle p99 176 ms, during p50 180 ms / p99 602 ms with calls of ~10 ms loaded.
+  // Serving blocked behind training — a decode step waiting for several calls, a step, an
+  // epoch or the job — breaks one bound or both: p99 within idle p99 + 17 calls of 6× the
+  // mean (the first call, which grows the buffers, takes several means), and no request
+  // taking a quarter of the job (an epoch).
+  const sorted = [...during].sort((a, b) => a - b);
+  const p99 = percentile(sorted, 99);
+  const idleP99 = percentile([...idle].sort((a, b) => a - b), 99);
+  const callMs = trainingMs / (3 * 128);
+  console.log(`# training: ${trainingMs.toFixed(0)} ms busy over the job, a call ${callMs.toFixed(1)} ms on average`);
+  assert.ok(p99 <= jobMs / 4, `p99 ${p99.toFixed(0)} ms during a ${jobMs.toFixed(0)} ms job: requests wait out whole epochs`);
+  assert.ok(p99 <= idleP99 + 17 * 6 * callMs, `p99 ${p99.toFixed(0)} ms during the job; idle p99 ${idleP99.toFixed(0)} ms, a training call ${callMs.toFixed(1)} ms`);
 
   const ftId = `ft:${MODEL}:zara:${job.id}`;
   assert.equal(final.fine_tuned_model, ftId);
