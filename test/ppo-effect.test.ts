@@ -2,9 +2,10 @@
 // in roughly 10–15 % of its 64-token continuations of these openings) are preferred over
 // those that don't; `train rm` learns that from the base's own samples; `train ppo`
 // (runPpoFromFiles, the CLI's path) trains a fresh LoRA actor against it. On held-out
-// openings the saved actor must mention dogs clearly more often than the base, with the
-// KL to the base bounded, and the base's own logits must be bit-identical afterwards
-// (the hybrid switch reloads and rewrites nothing of the base).
+// openings the saved actor must mention dogs clearly more often than the base and score
+// clearly higher under the reward model (both by a margin sized from the sampling noise),
+// with the KL to the base bounded, and the base's own logits must be bit-identical
+// afterwards (the hybrid switch reloads and rewrites nothing of the base).
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -13,10 +14,12 @@ import { join } from "node:path";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { LINEAR_NAMES, loadPeftAdapter } from "../engine/peft.js";
 import { runRewardModelFromFiles, RM_ADAPTER } from "../engine/train/preference/rm-run.js";
+import { scoreSequences } from "../engine/train/preference/rm.js";
 import { runPpoFromFiles, PPO_LOG, type PpoRunResult } from "../engine/train/ppo/ppo-run.js";
 import type { PpoStepEvent } from "../engine/train/ppo/ppo.js";
 import { storiesDir } from "./test-model.js";
-import { meanLogRatio, preferencePairs, rate, sampleStories } from "./pref-helpers.js";
+import { meanLogRatio, preferencePairs, rate, sampleStories, type Sample } from "./pref-helpers.js";
+import { mean, trendT, welch } from "./stats.js";
 
 const TRAIN = ["Tom had a pet", "Ben and his", "At the farm, there was a", "Once upon a time, there was a", "Sam had a pet", "Anna and her", "Once upon a time, there was a big", "One day, a little"];
 const HELD_OUT = ["One day, a small", "Mia had a pet", "Lily and her", "On the farm, there was a"];
@@ -110,9 +113,19 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     // the saved actor, loaded as a serving adapter, against the base on held-out openings
     await loadPeftAdapter(lm.native, lm.config, "ppo", join(dir, "out", "actor"));
     const n = 400;
-    const base = rate(await sampleStories(lm, HELD_OUT, n / HELD_OUT.length, ANSWER, 100000), DOG);
+    const baseSamples = await sampleStories(lm, HELD_OUT, n / HELD_OUT.length, ANSWER, 100000);
+    const base = rate(baseSamples, DOG);
     const tuned = await sampleStories(lm, HELD_OUT, n / HELD_OUT.length, ANSWER, 100000, "ppo");
     const after = rate(tuned, DOG);
+    // the reward model's own verdict on the same held-out samples: a score per story, so the
+    // noise is the spread of the scores themselves
+    await loadPeftAdapter(lm.native, lm.config, "rm-eval", join(dir, "rm"));
+    const score = async (ss: Sample[]) => [...(await scoreSequences(lm.native, "rm-eval", ss.map((x) => Int32Array.from([...x.promptTokens, ...x.tokens]))))];
+    const [r0, r1] = [await score(baseSamples), await score(tuned)];
+    lm.native.removeAdapter("rm-eval");
+    const zr = welch(r0, r1);
+    t.diagnostic(`held-out reward-model score: base ${mean(r0).toFixed(3)}, after PPO ${mean(r1).toFixed(3)} (${zr.toFixed(1)} standard errors)`);
+    assert.ok(zr > 4, `held-out score base ${mean(r0)} → PPO ${mean(r1)}: ${zr.toFixed(2)} standard errors`);
     // two-proportion z statistic: > 4 is far beyond what sampling noise gives
     const p = (base + after) / 2;
     const z = (after - base) / Math.sqrt((2 * p * (1 - p)) / n);
@@ -127,7 +140,7 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
     assert.ok(Buffer.from(now.buffer).equals(Buffer.from(baseLogits.buffer)), "the base's logits changed");
   });
 
-  test("the log and outputs: one line per step with the time split; actor, critic and EMA saved", () => {
+  test("the log and outputs: one line per step with the time split; reward rising beyond its scatter; actor, critic and EMA saved", (tc) => {
     const lines = readFileSync(join(dir, "out", PPO_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as PpoStepEvent & { type: string });
     assert.equal(lines.length, STEPS);
     for (const l of lines) {
@@ -137,10 +150,11 @@ describe("PPO on stories260K: the actor learns what the reward model prefers", (
       assert.ok(l.response_length > 0 && l.response_length <= ANSWER);
     }
     assert.deepEqual(lines.map((l) => l.step), steps.map((s) => s.step));
-    // reward rises: the last third's mean score above the first third's
-    const m = (xs: PpoStepEvent[]): number => xs.reduce((s, x) => s + x.reward, 0) / xs.length;
-    const third = Math.floor(STEPS / 3);
-    assert.ok(m(steps.slice(-third)) > m(steps.slice(0, third)), `reward ${m(steps.slice(0, third))} → ${m(steps.slice(-third))}`);
+    // reward rises over the steps: the least-squares slope of the step means, beyond its own
+    // standard error (the steps' scatter around the line is the noise)
+    const { slope, t } = trendT(steps.map((s) => s.reward));
+    tc.diagnostic(`reward per step ${steps.map((s) => s.reward.toFixed(3)).join(" ")}: slope ${slope.toFixed(4)}, ${t.toFixed(1)} standard errors`);
+    assert.ok(slope > 0 && t > 3, `reward per step ${steps.map((s) => s.reward.toFixed(3)).join(" ")}: slope ${slope}, ${t.toFixed(2)} standard errors`);
     for (const d of ["actor", "critic", "actor_ema"]) assert.ok(existsSync(join(dir, "out", d, d === "critic" ? "value_head.safetensors" : "adapter_model.safetensors")), d);
   });
 });
