@@ -37,6 +37,21 @@ export const COMMAND_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** What a training command run on its own takes besides its hyperparameters: where it writes, --resume, the ranks each layer is split over, threads and help. */
+export const RUN_OPTIONS = {
+  out: str,
+  resume: { type: "boolean", default: false },
+  "tensor-parallel": str,
+  ...COMMAND_OPTIONS,
+} as const;
+
+/** The same for a run over a data file (sft, rm, dpo): the model and data too, as OptionReader.fileRun reads them. */
+export const FILE_RUN_OPTIONS = {
+  model: str,
+  data: str,
+  ...RUN_OPTIONS,
+} as const;
+
 export type OptionValues = Record<string, string | boolean | undefined>;
 
 /** "q,k,v" or HF names ("q_proj,v_proj") or "all" -> canonical targets in a fixed order. */

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { PPO_DEFAULTS } from "../../engine/train/ppo/ppo.js";
 import { PPO_LOG, runPpoFromFiles, type PpoRunOptions } from "../../engine/train/ppo/ppo-run.js";
 import { TRAIN_PPO_HELP } from "./ppo.help.js";
-import { COMMAND_OPTIONS, LORA_OPTIONS, OptionReader, RESUME_HINT, runInterruptible } from "./common.js";
+import { LORA_OPTIONS, OptionReader, RESUME_HINT, RUN_OPTIONS, runInterruptible } from "./common.js";
 import { Progress } from "../progress-bar.js";
 
 const C = "train ppo";
@@ -114,7 +114,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
     args: argv,
     strict: true,
     allowPositionals: false,
-    options: { actor: str, model: str, "reward-model": str, prompts: str, out: str, ...PPO_OPTIONS, resume: { type: "boolean", default: false }, "tensor-parallel": str, ...COMMAND_OPTIONS },
+    options: { actor: str, model: str, "reward-model": str, prompts: str, ...PPO_OPTIONS, ...RUN_OPTIONS },
   });
   if (values.help) {
     process.stdout.write(TRAIN_PPO_HELP);

@@ -6,7 +6,7 @@ import { runRewardModelFromFiles, type RmRunOptions } from "../../engine/train/p
 import { runDpoFromFiles } from "../../engine/train/preference/dpo-run.js";
 import type { PrefRunInfo, PrefRunOptions } from "../../engine/train/preference/pref-run.js";
 import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./pref.help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, percent, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
+import { EPOCH_RUN_OPTIONS, FILE_RUN_OPTIONS, OptionReader, percent, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
 import { Progress } from "../progress-bar.js";
 
 /** The flags of a reward-model run (also the pipeline's step 2, as --rm-…). */
@@ -50,14 +50,9 @@ export async function preferenceCommand(method: "rm" | "dpo", argv: string[]): P
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: "string" },
-      data: { type: "string" },
-      out: { type: "string" },
+      ...FILE_RUN_OPTIONS,
       ...RM_OPTIONS,
-      resume: { type: "boolean", default: false },
       ...(method === "dpo" ? { beta: { type: "string" as const }, adapter: { type: "string" as const } } : {}),
-      "tensor-parallel": { type: "string" },
-      ...COMMAND_OPTIONS,
     },
   });
   if (values.help) {

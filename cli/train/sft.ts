@@ -8,7 +8,7 @@ import { UsageError } from "../errors.js";
 import { didYouMean } from "../suggest.js";
 import { TRAIN_HELP } from "./train.help.js";
 import { TRAIN_SFT_HELP } from "./sft.help.js";
-import { COMMAND_OPTIONS, EPOCH_RUN_OPTIONS, OptionReader, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
+import { EPOCH_RUN_OPTIONS, FILE_RUN_OPTIONS, OptionReader, RESUME_HINT, runInterruptible, sayRunStart } from "./common.js";
 import { Progress } from "../progress-bar.js";
 
 const C = "train sft";
@@ -75,15 +75,10 @@ async function sftCommand(argv: string[]): Promise<void> {
     strict: true,
     allowPositionals: false,
     options: {
-      model: { type: "string" },
-      data: { type: "string" },
-      out: { type: "string" },
+      ...FILE_RUN_OPTIONS,
       ...SFT_OPTIONS,
       "data-parallel": { type: "string", default: "1" },
       "zero-stage": { type: "string", default: "0" },
-      "tensor-parallel": { type: "string", default: "1" },
-      resume: { type: "boolean", default: false },
-      ...COMMAND_OPTIONS,
     },
   });
   if (values.help) {

@@ -1,5 +1,6 @@
-// commRun: every rank is a std::thread holding its own ThreadCommunicator, as DP/TP ranks
-// do; the JS thread waits for all of them (test-sized buffers, so no AsyncWorker).
+// commRun: the ranks of a RankLauncher, as DP/TP ranks are run, each with its own
+// ThreadCommunicator; the JS thread is rank 0 and waits for the others (test-sized buffers,
+// so no AsyncWorker).
 #include "addon_comm.h"
 
 #include <cstring>
@@ -102,8 +103,8 @@ Napi::Value CommRun(const Napi::CallbackInfo& info) {
       if (count >= 0 && c != count) throw Error("invalid_argument", "every rank's buffer must have the same length");
       count = c;
     }
-    auto comms = dist::make_thread_communicators(n);
-    dist::run_on_ranks(comms, [&](int r) { run_rank(*comms[r], op, dt, count, root, in_place, bufs[r]); });
+    dist::RankLauncher ranks(n);
+    ranks.run([&](int r) { run_rank(ranks.comm(r), op, dt, count, root, in_place, bufs[r]); });
     Napi::Array out = Napi::Array::New(env, n);
     for (int r = 0; r < n; r++) {
       const auto& o = bufs[r].out;

@@ -15,13 +15,11 @@ DataParallelGroup::DataParallelGroup(std::vector<std::shared_ptr<Model>> models,
     for (size_t i = 0; alike && i < ps.size(); i++) alike = ps[i].name == first[i].name && ps[i].n == first[i].n;
     if (!alike) throw Error("invalid_argument", "data parallel ranks must train the same set of tensors");
   }
-  comms_ = dist::make_thread_communicators(size());
+  ranks_on_ = std::make_unique<dist::RankLauncher>(size());
   for (int r = 0; r < size(); r++)
     ranks_.push_back(std::make_unique<ZeroRank>(models_[r]->trainable(), stage, r, size()));
-  on_ranks([&](int r) { ranks_[r]->sync(*comms_[r]); });
+  ranks_on_->run([&](int r) { ranks_[r]->sync(ranks_on_->comm(r)); });
 }
-
-void DataParallelGroup::on_ranks(const std::function<void(int)>& f) { dist::run_on_ranks(comms_, f); }
 
 void DataParallelGroup::check_current() const {
   for (int r = 0; r < size(); r++)
@@ -32,14 +30,14 @@ void DataParallelGroup::check_current() const {
 StepResult DataParallelGroup::step(const OptimizerStep& o) {
   check_current();
   std::vector<StepResult> res(static_cast<size_t>(size()));
-  on_ranks([&](int r) { res[r] = ranks_[r]->step(*comms_[r], o); });
+  ranks_on_->run([&](int r) { res[r] = ranks_[r]->step(ranks_on_->comm(r), o); });
   return res[0];
 }
 
 void DataParallelGroup::gather() {
   check_current();
   if (stage_ < 3 || gathered()) return;  // every forward asks; only stage 3 between steps has work
-  on_ranks([&](int r) { ranks_[r]->gather(*comms_[r]); });
+  ranks_on_->run([&](int r) { ranks_[r]->gather(ranks_on_->comm(r)); });
 }
 
 void DataParallelGroup::release() {
@@ -51,7 +49,7 @@ DataParallelGroup::State DataParallelGroup::optimizer_state() {
   check_current();
   State st;
   std::vector<std::vector<std::vector<float>>> m(static_cast<size_t>(size())), v(static_cast<size_t>(size()));
-  on_ranks([&](int r) { ranks_[r]->whole_moments(*comms_[r], m[r], v[r]); });
+  ranks_on_->run([&](int r) { ranks_[r]->whole_moments(ranks_on_->comm(r), m[r], v[r]); });
   st.step = ranks_[0]->steps();
   for (const Param& p : models_[0]->trainable().params()) st.names.push_back(p.name);
   st.exp_avg = std::move(m[0]);

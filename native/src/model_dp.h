@@ -1,14 +1,15 @@
 // Data-parallel ranks of one model: N Model instances over the same checkpoint files (the
 // frozen base is mapped read-only, so the OS keeps one copy of its pages for all of them),
 // each with its own tape and activations for its slice of the global batch, and a ZeroRank
-// per model. Collective calls run every rank on its own thread with a thread Communicator.
+// per model. Collective calls run every rank on its own thread of the group's RankLauncher
+// (dist/comm_threads.h), each with its thread Communicator.
 #pragma once
 #include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "dist/communicator.h"
+#include "dist/comm_threads.h"
 #include "model.h"
 #include "train/zero.h"
 
@@ -35,13 +36,11 @@ class DataParallelGroup {
   State optimizer_state();
 
  private:
-  // f(rank) on every rank's thread (dist::run_on_ranks)
-  void on_ranks(const std::function<void(int)>& f);
   void check_current() const;
 
   std::vector<std::shared_ptr<Model>> models_;
   const int stage_;
-  std::vector<std::unique_ptr<dist::Communicator>> comms_;
+  std::unique_ptr<dist::RankLauncher> ranks_on_;  // f(rank) on every rank's thread
   std::vector<std::unique_ptr<ZeroRank>> ranks_;
 };
 

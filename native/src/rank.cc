@@ -44,19 +44,11 @@ TensorParallel::TensorParallel(const ModelSpec& s, int ranks, int threads) : n_(
     rk.kv_heads = slice(s.NKV, r, ranks);
     rk.mlp = slice(s.I, r, ranks);
   }
-  comm_ = dist::make_thread_communicators(ranks);
 }
 
 TensorParallel::~TensorParallel() = default;
 
-void TensorParallel::run_ranks(const std::function<void(int)>& fn) {
-  std::vector<std::exception_ptr> errors(static_cast<size_t>(n_));
-  ranks_.run([&](int r, int) { dist::run_guarded(*comm_[r], errors[r], r, fn); });
-  const std::exception_ptr first = dist::first_failure(errors);
-  if (!first) return;
-  comm_ = dist::make_thread_communicators(n_);  // an aborted group stays aborted
-  std::rethrow_exception(first);
-}
+void TensorParallel::run_ranks(const std::function<void(int)>& fn) { ranks_.run(fn); }
 
 void TensorParallel::column(Rank& rk, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
                             const std::vector<LoraApp>& apps, int64_t T) {
@@ -153,13 +145,13 @@ void TensorParallel::layer_forward(Model& m, int64_t l, const KVCache::Reservati
   cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, *m.pool_);
   run_ranks([&](int r) {
     attention(m, rank_[r], l, res, apps, T);
-    comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });
   cpu::residual_forward(x, x, rank_[0].part.data(), T * C);
   cpu::rmsnorm_forward(xn, x, w.mlp_norm.data(), T, C, s.eps, *m.pool_);
   run_ranks([&](int r) {
     mlp(m, rank_[r], l, apps, T);
-    comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });
   cpu::residual_forward(x, x, rank_[0].part.data(), T * C);
 }

@@ -21,6 +21,7 @@
 #include <memory>
 #include <vector>
 
+#include "dist/comm_threads.h"
 #include "kvcache.h"
 #include "threadpool.h"
 
@@ -104,9 +105,8 @@ class TensorParallel {
                        int64_t ld, int64_t T);
 
   int n_;
-  ThreadPool ranks_;  // one thread per rank; each drives its own kernel pool
+  dist::RankLauncher ranks_;  // one thread and communicator per rank; each rank drives its own kernel pool
   std::vector<Rank> rank_;
-  std::vector<std::unique_ptr<dist::Communicator>> comm_;  // comm_[r] is rank r's
 };
 
 }  // namespace hc

@@ -75,7 +75,7 @@ void TensorParallel::train_row(Model& m, int r, LayerTape& rt, const float* in, 
   const float* xd = dropped(m, r, rt, in, t, sh.begin, K, w.in, T);
   fit(rt.u[t], T * R);  // u = Σ_ranks x_r·A_rᵀ, kept whole for dB
   cpu::sgemm(false, true, T, R, K, 1.f, xd, K, lm->A.data() + sh.begin, w.in, 0.f, rt.u[t].data(), R, *rk.pool);
-  comm_[r]->all_reduce_sum(rt.u[t].data(), T * R, DType::F32);
+  ranks_.comm(r).all_reduce_sum(rt.u[t].data(), T * R, DType::F32);
   if (r == 0)  // B is replicated: its product is added once, before the all-reduce of part
     cpu::sgemm(false, true, T, N, R, a->scale, rt.u[t].data(), R, lm->B.data(), R, 1.f, rk.part.data(), N,
                *rk.pool);
@@ -127,13 +127,13 @@ void TensorParallel::train_layer_forward(Model& m, int64_t l, const float* x, fl
   cpu::rmsnorm_forward(tp.xn1.data(), x, w.attn_norm.data(), T, C, s.eps, pool);
   run_ranks([&](int r) {
     train_attention(m, r, tp.ranks[r], tp, l, T);
-    comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });
   cpu::residual_forward(tp.x_mid.data(), rank_[0].part.data(), x, T * C);
   cpu::rmsnorm_forward(tp.xn2.data(), tp.x_mid.data(), w.mlp_norm.data(), T, C, s.eps, pool);
   run_ranks([&](int r) {
     train_mlp(m, r, tp.ranks[r], tp, l, T);
-    comm_[r]->all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
   });
   cpu::residual_forward(x_out, rank_[0].part.data(), tp.x_mid.data(), T * C);
 }
@@ -163,7 +163,7 @@ void TensorParallel::column_backward(Model& m, int r, const LayerTape& rt, float
   if (float* dB = m.trainable_.grad_for(lm->B.data()))
     cpu::sgemm(true, false, O, R, T, s, dy, O, rt.u[t].data(), R, 1.f, dB + sh.begin * R, R, pool);
   // du is a sum over the ranks' output slices; A is replicated, so rank 0 applies the total
-  comm_[r]->all_reduce_sum(rk.du.data(), T * R, DType::F32);
+  ranks_.comm(r).all_reduce_sum(rk.du.data(), T * R, DType::F32);
   if (r != 0) return;
   if (float* dA = m.trainable_.grad_for(lm->A.data()))
     cpu::sgemm(true, false, R, K, T, 1.f, rk.du.data(), R, dropped(m, r, rt, x, t, 0, K, K, T), K, 1.f, dA, K, pool);
@@ -224,7 +224,7 @@ void TensorParallel::train_layer_backward(Model& m, int64_t l, float* dy, const 
     cpu::swiglu_backward(rk.dh.data(), rk.dup.data(), rk.dh.data(), rt.gate.data(), rt.up.data(), T * I, *rk.pool);
     column_backward(m, r, rt, rk.part.data(), 0.f, rk.dh.data(), tp.xn2.data(), l, kGate, rk.mlp, T);
     column_backward(m, r, rt, rk.part.data(), 1.f, rk.dup.data(), tp.xn2.data(), l, kUp, rk.mlp, T);
-    comm_[r]->all_reduce_sum(rk.part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rk.part.data(), T * C, DType::F32);
   });
   float* dxn = rank_[0].part.data();
   cpu::rmsnorm_backward(dxn, m.trainable_.grad_for(w.mlp_norm.data()), dxn, tp.x_mid.data(), w.mlp_norm.data(), T,
@@ -254,12 +254,12 @@ void TensorParallel::train_layer_backward(Model& m, int64_t l, float* dy, const 
                             w.q_norm.data(), T * NH, HD, s.eps, rp);
       cpu::rmsnorm_backward(rk.dk.data(), dkn ? rk.dnorm.data() + HD : nullptr, rk.dk.data(), rt.k_raw.data(),
                             w.k_norm.data(), T * NKV, HD, s.eps, rp);
-      if (dqn || dkn) comm_[r]->all_reduce_sum(rk.dnorm.data(), 2 * HD, DType::F32);
+      if (dqn || dkn) ranks_.comm(r).all_reduce_sum(rk.dnorm.data(), 2 * HD, DType::F32);
     }
     column_backward(m, r, rt, rk.part.data(), 0.f, rk.dq.data(), tp.xn1.data(), l, kQ, qs, T);
     column_backward(m, r, rt, rk.part.data(), 1.f, rk.dk.data(), tp.xn1.data(), l, kK, ks, T);
     column_backward(m, r, rt, rk.part.data(), 1.f, rk.dv.data(), tp.xn1.data(), l, kV, ks, T);
-    comm_[r]->all_reduce_sum(rk.part.data(), T * C, DType::F32);
+    ranks_.comm(r).all_reduce_sum(rk.part.data(), T * C, DType::F32);
   });
   if (s.qk_norm)
     for (int64_t i = 0; i < HD; i++) {

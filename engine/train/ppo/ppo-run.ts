@@ -18,10 +18,10 @@ import { restorePpoCheckpoint, savePpoCheckpoint, tokensHash } from "../checkpoi
 import { trimLog } from "../checkpoints/run-files.js";
 import { readSftJsonl, SftDataError } from "../data/sft-data.js";
 import { encodeExamples } from "../data/sft-encode.js";
-import type { ScheduleKind } from "../loop/lr-schedule.js";
 import { encodePrompt, readPromptJsonl } from "../data/ppo-prompts.js";
 import { directPpoModel } from "./ppo-model.js";
-import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEvent } from "./ppo.js";
+import { PPO_DEFAULTS, ppoTotalSteps, runPpo, type PpoSettings, type PpoStepEvent } from "./ppo.js";
+import { ppoSettings, type PpoKnobs } from "./ppo-settings.js";
 
 export const PPO_LOG = "ppo_log.jsonl";
 // the roles' adapter names inside the model while training (removed afterwards)
@@ -29,7 +29,8 @@ const ROLES = { actor: "ppo_actor", critic: "ppo_critic", reward: "ppo_reward" }
 const REFERENCE = "ppo_reference";
 const EMA = "ppo_actor_ema";
 
-export interface PpoRunOptions {
+/** The run's own options; the PPO knobs (PpoKnobs: learning rates, clipping, sampling, …) with their defaults in ppo-settings.ts. */
+export interface PpoRunOptions extends PpoKnobs {
   /** an SFT adapter directory (PEFT), or a model directory (the actor is then a fresh LoRA on it) */
   actor: string;
   /** the base, when `actor` is an adapter directory (default: the adapter's base_model_name_or_path) */
@@ -49,33 +50,12 @@ export interface PpoRunOptions {
   targets?: LinearName[];
   epochs?: number;
   generationBatchSize?: number;
-  trainBatchSize?: number;
-  ppoEpochs?: number;
   maxPromptTokens?: number;
   maxAnswerTokens?: number;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  klCtl?: number;
-  clipRewardValue?: number;
-  gamma?: number;
-  lambda?: number;
-  clipRange?: number;
-  clipRangeValue?: number;
-  whitenAdvantages?: boolean;
-  actorLr?: number;
-  criticLr?: number;
-  schedule?: ScheduleKind;
-  warmupSteps?: number;
-  weightDecay?: number;
-  maxGradNorm?: number;
-  /** EMA of the actor (saved as actor_ema) with this decay; absent: off */
-  emaDecay?: number;
   /** pretraining data (SFT JSONL) for the ptx loss, and its coefficient */
   ptxFile?: string;
   ptxCoef?: number;
   maxBatchTokens?: number;
-  seed?: number;
   threads?: number;
   /** thread ranks each layer is split over, for generation and training alike; default 1 */
   tensorParallel?: number;
@@ -189,32 +169,21 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
     const epochs = o.epochs ?? PPO_DEFAULTS.epochs;
     const generationBatchSize = Math.min(genBatch, prompts.length);
     const total = ppoTotalSteps(prompts.length, { epochs, generationBatchSize });
-    const schedule = (lr: number): PpoSettings["actorSchedule"] => ({ kind: o.schedule ?? "cosine", lr, warmupSteps: o.warmupSteps ?? 0, totalSteps: total });
     // a copy of the SFT adapter, never trained; a fresh LoRA starts as the base itself
     const reference: PpoRunInfo["settings"]["reference"] = o.reference === "actor" && actorInit ? "actor" : "base";
     if (reference === "actor") add(REFERENCE, () => addAdapterWithData(m, REFERENCE, actorInit!, actorSpec));
-    const settings: PpoSettings = {
-      roles: { ...ROLES, reference: reference === "actor" ? REFERENCE : null },
-      epochs,
-      generationBatchSize,
-      trainBatchSize: o.trainBatchSize ?? PPO_DEFAULTS.trainBatchSize,
-      ppoEpochs: o.ppoEpochs ?? PPO_DEFAULTS.ppoEpochs,
-      maxBatchTokens: o.maxBatchTokens ?? Math.max(4096, maxPrompt + maxAnswer),
-      sampling: { temperature: o.temperature ?? 1, topP: o.topP ?? 1, topK: o.topK ?? 0, maxTokens: maxAnswer },
-      klCtl: o.klCtl ?? PPO_DEFAULTS.klCtl,
-      clipRewardValue: o.clipRewardValue ?? PPO_DEFAULTS.clipRewardValue,
-      gamma: o.gamma ?? PPO_DEFAULTS.gamma,
-      lambda: o.lambda ?? PPO_DEFAULTS.lambda,
-      clipRange: o.clipRange ?? PPO_DEFAULTS.clipRange,
-      clipRangeValue: o.clipRangeValue ?? PPO_DEFAULTS.clipRangeValue,
-      whitenAdvantages: o.whitenAdvantages ?? false,
-      actorSchedule: schedule(o.actorLr ?? PPO_DEFAULTS.actorLr),
-      criticSchedule: schedule(o.criticLr ?? PPO_DEFAULTS.criticLr),
-      optimizer: ppoOptimizer(o.weightDecay, o.maxGradNorm),
-      ema: o.emaDecay ?? null,
-      ptx,
-      seed: o.seed ?? 0,
-    };
+    const settings = ppoSettings(
+      {
+        roles: { ...ROLES, reference: reference === "actor" ? REFERENCE : null },
+        epochs,
+        generationBatchSize,
+        totalSteps: total,
+        maxBatchTokens: o.maxBatchTokens ?? Math.max(4096, maxPrompt + maxAnswer),
+        maxAnswerTokens: maxAnswer,
+        ptx,
+      },
+      o,
+    );
     const { roles: _r, ptx: _p, ...shown } = settings;
     const checkpointState = {
       total_steps: total,

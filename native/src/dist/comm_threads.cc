@@ -147,6 +147,14 @@ std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size) {
   return out;
 }
 
+ThreadGroup* thread_group_of(Communicator& c) {
+  auto* t = dynamic_cast<ThreadCommunicator*>(&c);
+  return t ? t->group() : nullptr;
+}
+
+namespace {
+
+// f(rank); an exception is kept in `err` and aborts the rank's group.
 void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const std::function<void(int)>& f) {
   try {
     f(rank);
@@ -156,7 +164,7 @@ void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const st
   }
 }
 
-static bool is_abort_echo(const std::exception_ptr& e) {
+bool is_abort_echo(const std::exception_ptr& e) {
   try {
     std::rethrow_exception(e);
   } catch (const Error& err) {
@@ -166,6 +174,7 @@ static bool is_abort_echo(const std::exception_ptr& e) {
   }
 }
 
+// The first real failure, not another rank's "comm_aborted" echo of it; null when none failed.
 std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs) {
   std::exception_ptr first;
   for (const auto& e : errs)
@@ -173,18 +182,20 @@ std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs) {
   return first;
 }
 
-void run_on_ranks(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f) {
-  const int n = static_cast<int>(comms.size());
-  std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
-  std::vector<std::thread> threads;
-  for (int r = 0; r < n; r++) threads.emplace_back([&, r] { run_guarded(*comms[r], errs[r], r, f); });
-  for (auto& t : threads) t.join();
-  if (std::exception_ptr e = first_failure(errs)) std::rethrow_exception(e);
-}
+}  // namespace
 
-ThreadGroup* thread_group_of(Communicator& c) {
-  auto* t = dynamic_cast<ThreadCommunicator*>(&c);
-  return t ? t->group() : nullptr;
+// make_thread_communicators refuses fewer than one rank
+RankLauncher::RankLauncher(int ranks) : pool_(ranks), comms_(make_thread_communicators(ranks)) {}
+
+void RankLauncher::run(const std::function<void(int)>& f) {
+  std::lock_guard<std::mutex> lk(run_mu_);
+  const int n = size();
+  std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
+  pool_.run([&](int r, int) { run_guarded(*comms_[static_cast<size_t>(r)], errs[static_cast<size_t>(r)], r, f); });
+  const std::exception_ptr first = first_failure(errs);
+  if (!first) return;
+  comms_ = make_thread_communicators(n);  // an aborted group stays aborted: the next run gets a fresh one
+  std::rethrow_exception(first);
 }
 
 }  // namespace hc::dist

@@ -1,5 +1,7 @@
 // In-process ranks: one Communicator per thread, all sharing one ThreadGroup, so a
-// collective is a few barriers around plain loads and stores of the other ranks' buffers.
+// collective is a few barriers around plain loads and stores of the other ranks' buffers;
+// and RankLauncher, the one way such ranks are run (tensor parallelism, data-parallel
+// groups, commRun), on a pool of threads that lives as long as the group.
 #pragma once
 #include <condition_variable>
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "threadpool.h"
 
 namespace hc::dist {
 
@@ -50,17 +53,28 @@ std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size);
 // The group behind a communicator made above (nullptr for other kinds), to abort it.
 ThreadGroup* thread_group_of(Communicator& c);
 
-// One rank's part of a group run (run_on_ranks, or a launcher with threads of its own):
-// f(rank); if it throws, the error is kept in `err` and the rank's group aborted, so the
-// other ranks' collectives fail instead of waiting forever.
-void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const std::function<void(int)>& f);
-// The error a group run reports: the first real failure, not another rank's "comm_aborted"
-// echo of it; null when no rank failed.
-std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs);
+// A group of `ranks` in-process ranks and the threads that run them: a ThreadPool with one
+// thread per rank (the calling thread is rank 0, the others persist between runs, spinning
+// briefly and then sleeping) and a thread Communicator per rank. run(f) runs f(rank) on every
+// rank and returns when all have finished. A rank that throws aborts the group, so the
+// others' collectives fail instead of waiting forever; the first real failure (not another
+// rank's "comm_aborted" echo of it) is rethrown and the group is made afresh, so the next run
+// starts clean. Runs are serialised: one at a time per launcher.
+class RankLauncher {
+ public:
+  explicit RankLauncher(int ranks);
+  RankLauncher(const RankLauncher&) = delete;
+  RankLauncher& operator=(const RankLauncher&) = delete;
 
-// Runs f(rank) on one thread per communicator and waits for all. A rank that throws aborts
-// the group (the others' collectives fail instead of waiting forever); the first real failure,
-// not another rank's "comm_aborted" echo, is rethrown. An aborted group stays aborted.
-void run_on_ranks(std::vector<std::unique_ptr<Communicator>>& comms, const std::function<void(int)>& f);
+  int size() const { return pool_.size(); }
+  // Rank r's communicator, for f(r) to use during a run.
+  Communicator& comm(int rank) { return *comms_[static_cast<size_t>(rank)]; }
+  void run(const std::function<void(int rank)>& f);
+
+ private:
+  ThreadPool pool_;
+  std::vector<std::unique_ptr<Communicator>> comms_;
+  std::mutex run_mu_;
+};
 
 }  // namespace hc::dist

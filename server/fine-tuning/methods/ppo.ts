@@ -12,7 +12,8 @@ import type { LoadedModel } from "../../../engine/model.js";
 import { SftDataError } from "../../../engine/train/data/sft-data.js";
 import { encodePrompt, parsePromptJsonl } from "../../../engine/train/data/ppo-prompts.js";
 import { exclusivePpoModel } from "../../../engine/train/ppo/ppo-model.js";
-import { PPO_DEFAULTS, ppoOptimizer, ppoTotalSteps, runPpo, type PpoSettings } from "../../../engine/train/ppo/ppo.js";
+import { PPO_DEFAULTS, ppoTotalSteps, runPpo } from "../../../engine/train/ppo/ppo.js";
+import { ppoSettings } from "../../../engine/train/ppo/ppo-settings.js";
 import { checkCommonValue, checkKnownHyperparameters, COMMON_KEYS, resolved, withAutos } from "./hyperparameters.js";
 import { JOB_MICRO_BATCH_TOKENS, jobAdapterSpec } from "./supervised.js";
 import type { MethodRun, MethodResult, TrainingMethod } from "./method.js";
@@ -84,29 +85,21 @@ export const ppo: TrainingMethod = {
     const rm = readPeftAdapter(r.model.config, found.dir);
     if (!rm.spec.valueHead) throw new Error(`reward_model '${ref}' has no value head`);
     const roles = { actor: r.adapter, critic: `${r.adapter}/ppo-critic`, reward: `${r.adapter}/ppo-reward`, reference: null };
-    const schedule = (lr: number): PpoSettings["actorSchedule"] => ({ kind: "linear", lr: lr * mult, warmupSteps: 0, totalSteps: total });
-    const settings: PpoSettings = {
-      roles,
-      epochs,
-      generationBatchSize: batch,
-      trainBatchSize: batch,
-      ppoEpochs: n("ppo_epochs"),
-      maxBatchTokens: JOB_MICRO_BATCH_TOKENS,
-      sampling: { temperature: n("temperature"), topP: 1, topK: 0, maxTokens: maxNew },
-      klCtl: n("kl_ctl"),
-      clipRewardValue: PPO_DEFAULTS.clipRewardValue,
-      gamma: PPO_DEFAULTS.gamma,
-      lambda: PPO_DEFAULTS.lambda,
-      clipRange: n("clip"),
-      clipRangeValue: n("clip"),
-      whitenAdvantages: false,
-      actorSchedule: schedule(PPO_DEFAULTS.actorLr),
-      criticSchedule: schedule(PPO_DEFAULTS.criticLr),
-      optimizer: ppoOptimizer(),
-      ema: null,
-      ptx: null,
-      seed: r.seed,
-    };
+    const settings = ppoSettings(
+      { roles, epochs, generationBatchSize: batch, totalSteps: total, maxBatchTokens: JOB_MICRO_BATCH_TOKENS, maxAnswerTokens: maxNew, ptx: null },
+      {
+        trainBatchSize: batch,
+        ppoEpochs: n("ppo_epochs"),
+        temperature: n("temperature"),
+        klCtl: n("kl_ctl"),
+        clipRange: n("clip"),
+        clipRangeValue: n("clip"),
+        actorLr: PPO_DEFAULTS.actorLr * mult,
+        criticLr: PPO_DEFAULTS.criticLr * mult,
+        schedule: "linear",
+        seed: r.seed,
+      },
+    );
     r.report.message(`PPO on ${prompts.length} prompts against reward model ${ref}: ${epochs} epochs, batch size ${batch}, ${total} steps, kl_ctl ${settings.klCtl}, max_new_tokens ${maxNew}`);
     // the frozen reward model and the critic (a trainable copy of it), beside the actor
     await r.engine.runExclusive(async () => {
