@@ -22,8 +22,20 @@ function batch(rng: Rng, V: number): TrainBatch {
   return { tokens, counts, targets, adapter: null, values: false, grad: true, checkpoint: false };
 }
 
-function measure(): { malloc: number; rss: number } {
-  gc();
+/**
+ * After a full GC, once the reading has settled: V8 may free the backing stores of dead
+ * ArrayBuffers on a background thread a little after gc() returns, so read until two
+ * readings 20 ms apart agree within 16 KiB.
+ */
+async function measure(): Promise<{ malloc: number; rss: number }> {
+  let last = -1;
+  for (let i = 0; i < 50; i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 20));
+    const now = native().mallocBytes();
+    if (Math.abs(now - last) <= 16384) break;
+    last = now;
+  }
   return { malloc: native().mallocBytes(), rss: process.memoryUsage().rss };
 }
 
@@ -31,22 +43,22 @@ const models = await Promise.all(Array.from({ length: N }, () => loadModel(stori
 for (const m of models) m.native.setTrainable({ base: true });
 const rng = new Rng(5);
 const batches = [batch(rng, models[0].config.vocabSize), batch(rng, models[0].config.vocabSize)];
-const before = measure();
+const before = await measure();
 const dp = new DataParallelModel(models.map((m) => m.native), stage);
 for (const b of batches) {
   const { logp } = await dp.trainForward(b);
   await dp.trainBackward(new Float32Array(logp.length).fill(-1 / logp.length), null);
   await dp.step(OPT);
 }
-const after = measure();
+const after = await measure();
 const mem = dp.group.trainingMemory();
 const accounted = mem.reduce((a, m) => a + m.params + m.grads + m.optimizer, 0);
 // stage 3 releases the whole params by handing their pages back (madvise), not by freeing
 // them: malloc still counts the buffers, the resident set drops. Gather and release again
 // and measure what the release gives back (0 below stage 3, where both are no-ops).
 dp.group.gather();
-const gathered = measure();
+const gathered = await measure();
 dp.group.release();
-const released = measure();
+const released = await measure();
 console.log(JSON.stringify({ stage, N, accounted, ranks: mem, malloc: after.malloc - before.malloc, rss: after.rss - before.rss, releasedResident: gathered.rss - released.rss }));
 for (const m of models) m.dispose();

@@ -179,7 +179,7 @@ describe("data parallel ZeRO training on stories260K", () => {
     // two steps; real = malloc's bytes gained − resident bytes a stage-3 release hands back
     const N = 2;
     const probe = (stage: ZeroStage) => {
-      const r = spawnSync(process.execPath, ["--expose-gc", join(repoRoot, "dist", "test", "zero-memory-probe.js"), String(stage), String(N)], { encoding: "utf8" });
+      const r = spawnSync(process.execPath, ["--expose-gc", "--single-threaded", join(repoRoot, "dist", "test", "zero-memory-probe.js"), String(stage), String(N)], { encoding: "utf8" });
       assert.equal(r.status, 0, r.stderr);
       const p = JSON.parse(r.stdout) as { accounted: number; malloc: number; releasedResident: number };
       return { ...p, real: p.malloc - p.releasedResident };
