@@ -190,6 +190,8 @@ export class Engine {
   private readonly observer: EngineObserver | null;
   /** prompt + max_tokens limit: the model's context, or the KV pool if smaller */
   readonly maxContext: number;
+  /** most requests that may wait at once: a request of more choices can never be admitted */
+  readonly maxQueue: number;
   private sampler: Sampler | null = null;
   private nextSeqId = 1;
   private closed = false;
@@ -219,6 +221,7 @@ export class Engine {
       { freeSeq: (id) => this.native.freeSeq(id) },
     );
     this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
+    this.maxQueue = opts.maxQueue;
   }
 
   /**

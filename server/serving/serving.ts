@@ -22,6 +22,8 @@ export interface ServedModel {
 /** The parts of engine/engine.ts's Engine the routes use. */
 export interface ServingEngine {
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent>;
+  /** most engine requests that may wait at once (one per choice and prompt) */
+  readonly maxQueue: number;
 }
 
 /**

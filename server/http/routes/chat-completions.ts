@@ -10,6 +10,7 @@ import { clientGone, requireServing, type RouteOptions } from "../request-contex
 import { resolveMaxTokens, samplingParams } from "../../serving/sampling.js";
 import { completionRecorder } from "../../serving/record-completion.js";
 import { ChatCompletionRequestSchema, type ChatCompletionRequest } from "../schemas/chat.js";
+import { CHAT_PARAMETERS, checkChoiceCount, checkRequest } from "../schemas/parameters.js";
 import type { ChatChunkBody, ChatCompletionBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../../serving/serving.js";
 import { streamChoices } from "../../serving/stream-choices.js";
@@ -37,6 +38,7 @@ function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: Ser
     promptParam: "messages",
   });
   const n = body.n ?? 1;
+  checkChoiceCount(n, serving.engine.maxQueue, "n");
   const specs: ChoiceSpec[] = [];
   for (let i = 0; i < n; i++)
     specs.push({
@@ -52,6 +54,7 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
   app.post("/v1/chat/completions", { config: { access: "user" }, schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
+    checkRequest(body, CHAT_PARAMETERS);
     const { serving, variant } = requireServing(opts.slot, body.model);
     const messages = body.messages.map(toChatMessage);
     const specs = choiceSpecs(body, serving, variant, messages);
