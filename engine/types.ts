@@ -77,6 +77,18 @@ export interface GenerateRequest {
   signal?: AbortSignal;
   /** the LoRA adapter (loaded on the native model) this request runs with; absent = the base */
   adapter?: string | null;
+  /** a grammar every sampled token must follow; the engine owns it from the call on and disposes it when the request ends */
+  constraint?: TokenConstraint | null;
+}
+
+/** A grammar's state for one generation (engine/grammar/): which tokens may come next. */
+export interface TokenConstraint {
+  /** the allowed next tokens (bit i of word i >> 5 set = token i allowed); asked once per sampled step */
+  nextMask(): Promise<Int32Array>;
+  /** advances past the sampled token; false: the grammar does not allow it */
+  accept(tokenId: number): boolean;
+  /** frees it; idempotent */
+  dispose(): void;
 }
 
 /**

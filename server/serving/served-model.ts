@@ -4,10 +4,13 @@ import type { Engine } from "../../engine/engine.js";
 import type { LoadedModel } from "../../engine/model.js";
 import { encodeChat } from "../../engine/chat-template.js";
 import type { ChatMessage } from "../../engine/types.js";
+import { Grammars, type GrammarSpec } from "../../engine/grammar/grammars.js";
 import { nowSeconds } from "../http/openai-shapes.js";
 import type { Serving, ServedModel, ServedVariant } from "./serving.js";
 
 export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
+  // built on first use: reading the vocabulary into xgrammar costs a moment per model
+  let grammars: Grammars | null = null;
   return {
     id: model.id,
     // the engine may hold less than the model's positions (a small KV pool)
@@ -17,6 +20,12 @@ export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
     encodeChat: (messages: readonly ChatMessage[]) => encodeChat(model, messages, true),
     encodePrompt: (text: string) => model.tokenizer.encode(text, true),
     decode: (ids: readonly number[]) => model.tokenizer.decode(ids, true),
+    grammar: async (spec: GrammarSpec) => {
+      grammars ??= new Grammars(model.tokenizer, model.config.vocabSize);
+      const g = grammars;
+      await g.compiled(spec);
+      return () => g.constraint(spec);
+    },
   };
 }
 

@@ -1,7 +1,11 @@
 // What the HTTP layer needs from the engine and the loaded model, and the slot that
 // holds them. The app is built before the model is loaded (so /health can answer
 // "loading"); routes read the slot on every request.
-import type { ChatMessage, GenerateRequest, GenerationEvent } from "../../engine/types.js";
+import type { ChatMessage, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
+import type { GrammarSpec } from "../../engine/grammar/grammars.js";
+
+/** Makes one generation's grammar state (a compiled grammar's fresh matcher). */
+export type ConstraintFactory = () => Promise<TokenConstraint>;
 
 /** The parts of engine/model.ts's LoadedModel the routes use. */
 export interface ServedModel {
@@ -17,6 +21,12 @@ export interface ServedModel {
   encodePrompt(text: string): number[];
   /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
   decode(ids: readonly number[]): string;
+  /**
+   * Compiles `spec` for this model's vocabulary (cached) and returns what makes each
+   * choice's constraint. Rejects with UnsupportedSchemaError for keywords outside the
+   * subset, or with xgrammar's error for a schema it cannot compile.
+   */
+  grammar(spec: GrammarSpec): Promise<ConstraintFactory>;
 }
 
 /** The parts of engine/engine.ts's Engine the routes use. */

@@ -14,6 +14,7 @@ import { CHAT_PARAMETERS, checkChoiceCount, checkRequest } from "../schemas/para
 import type { ChatChunkBody, ChatCompletionBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../../serving/serving.js";
 import { streamChoices } from "../../serving/stream-choices.js";
+import { compileGrammar, responseFormatGrammar } from "../../serving/structured-output.js";
 
 /** Validated body -> one engine request per choice. */
 function choiceSpecs(body: ChatCompletionRequest, serving: Serving, variant: ServedVariant, messages: ChatMessage[]): ChoiceSpec[] {
@@ -58,6 +59,11 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
     const { serving, variant } = requireServing(opts.slot, body.model);
     const messages = body.messages.map(toChatMessage);
     const specs = choiceSpecs(body, serving, variant, messages);
+    const grammar = responseFormatGrammar(body.response_format);
+    if (grammar) {
+      const constraint = await compileGrammar(serving.model, grammar, "response_format.json_schema.schema");
+      for (const s of specs) s.constraint = constraint;
+    }
     const signal = clientGone(reply);
     const id = completionId("chatcmpl");
     const created = nowSeconds();
