@@ -81,3 +81,42 @@ export function checkSchemaSubset(schema: unknown, path = ""): void {
     }
   }
 }
+
+/**
+ * A copy of `schema` without the keywords outside the subset (for tools that are not
+ * `strict`: OpenAI follows their schemas on a best-effort basis too, so a forced call keeps
+ * the structure and drops only refinements such as minimum or format).
+ */
+export function relaxSchema(schema: unknown): unknown {
+  if (typeof schema === "boolean") return schema;
+  if (!isObject(schema)) return {};
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(schema)) {
+    if (!KEYWORDS.has(key) || ANNOTATIONS.has(key)) continue;
+    switch (key) {
+      case "properties":
+      case "$defs":
+      case "definitions":
+        if (isObject(value)) out[key] = Object.fromEntries(Object.entries(value).map(([k, v]) => [k, relaxSchema(v)]));
+        break;
+      case "items":
+      case "additionalProperties":
+        out[key] = relaxSchema(value);
+        break;
+      case "anyOf":
+        if (Array.isArray(value) && value.length > 0) out[key] = value.map(relaxSchema);
+        break;
+      case "type": {
+        const types = (Array.isArray(value) ? value : [value]).filter((t) => typeof t === "string" && TYPES.has(t));
+        if (types.length > 0) out[key] = Array.isArray(value) ? types : types[0];
+        break;
+      }
+      case "$ref":
+        if (typeof value === "string" && /^#(\/(\$defs|definitions)\/[^/]+)?$/.test(value)) out[key] = value;
+        break;
+      default:
+        out[key] = value;
+    }
+  }
+  return out;
+}

@@ -17,7 +17,9 @@ export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
     maxContext: Math.min(model.maxContext, engine.maxContext),
     untrained: model.untrained,
     vocabSize: model.config.vocabSize,
-    encodeChat: (messages: readonly ChatMessage[]) => encodeChat(model, messages, true),
+    chatTemplate: model.chatTemplate,
+    encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null) => encodeChat(model, messages, true, tools ?? null),
+    encodeContinuation: (text: string) => model.tokenizer.encode(text, false),
     encodePrompt: (text: string) => model.tokenizer.encode(text, true),
     decode: (ids: readonly number[]) => model.tokenizer.decode(ids, true),
     grammar: async (spec: GrammarSpec) => {

@@ -1,7 +1,7 @@
 // What the HTTP layer needs from the engine and the loaded model, and the slot that
 // holds them. The app is built before the model is loaded (so /health can answer
 // "loading"); routes read the slot on every request.
-import type { ChatMessage, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
+import type { ChatMessage, ChatTemplate, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
 import type { GrammarSpec } from "../../engine/grammar/grammars.js";
 
 /** Makes one generation's grammar state (a compiled grammar's fresh matcher). */
@@ -15,8 +15,12 @@ export interface ServedModel {
   readonly maxContext: number;
   readonly untrained: boolean;
   readonly vocabSize: number;
-  /** chat template applied and tokenized (BOS as the template/tokenizer wants) */
-  encodeChat(messages: readonly ChatMessage[]): number[];
+  /** the model's chat template (whether it renders tools, its source for the tool-call family) */
+  readonly chatTemplate: ChatTemplate;
+  /** chat template applied (with `tools` when given) and tokenized (BOS as the template/tokenizer wants) */
+  encodeChat(messages: readonly ChatMessage[], tools?: readonly object[] | null): number[];
+  /** text that continues a prompt (a forced tool call's opener): no BOS, special tokens recognised */
+  encodeContinuation(text: string): number[];
   /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
   encodePrompt(text: string): number[];
   /** prompt token ids back to text (for `echo` of token prompts), specials skipped */

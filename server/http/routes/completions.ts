@@ -128,12 +128,13 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
             return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
           }),
         delta: (index, event) => {
+          if (event.text === "" && event.logprobs.length === 0) return [];
           const offset = offsets.get(index) ?? 0;
           const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;
           offsets.set(index, offset + event.text.length);
-          return chunk([{ index, text: event.text, logprobs, finish_reason: null }]);
+          return [chunk([{ index, text: event.text, logprobs, finish_reason: null }])];
         },
-        finish: (index, reason) => chunk([{ index, text: "", logprobs: null, finish_reason: reason }]),
+        finish: (index, reason) => [chunk([{ index, text: "", logprobs: null, finish_reason: reason }])],
         usage: (usage) => ({ ...chunk([]), usage }),
       },
       (results) => void record(results),
