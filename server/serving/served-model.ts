@@ -18,10 +18,12 @@ export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
     untrained: model.untrained,
     vocabSize: model.config.vocabSize,
     chatTemplate: model.chatTemplate,
-    encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null) => encodeChat(model, messages, true, tools ?? null),
+    encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt = true) =>
+      encodeChat(model, messages, addGenerationPrompt, tools ?? null),
     encodeContinuation: (text: string) => model.tokenizer.encode(text, false),
     encodePrompt: (text: string) => model.tokenizer.encode(text, true),
-    decode: (ids: readonly number[]) => model.tokenizer.decode(ids, true),
+    decode: (ids: readonly number[], skipSpecial = true) => model.tokenizer.decode(ids, skipSpecial),
+    tokenText: (id: number) => model.tokenizer.tokenText(id),
     grammar: async (spec: GrammarSpec) => {
       grammars ??= new Grammars(model.tokenizer, model.config.vocabSize);
       const g = grammars;

@@ -18,13 +18,15 @@ export interface ServedModel {
   /** the model's chat template (whether it renders tools, its source for the tool-call family) */
   readonly chatTemplate: ChatTemplate;
   /** chat template applied (with `tools` when given) and tokenized (BOS as the template/tokenizer wants) */
-  encodeChat(messages: readonly ChatMessage[], tools?: readonly object[] | null): number[];
+  encodeChat(messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt?: boolean): number[];
   /** text that continues a prompt (a forced tool call's opener): no BOS, special tokens recognised */
   encodeContinuation(text: string): number[];
   /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
   encodePrompt(text: string): number[];
-  /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
-  decode(ids: readonly number[]): string;
+  /** token ids back to text (for `echo` of token prompts); specials skipped unless `skipSpecial` is false */
+  decode(ids: readonly number[], skipSpecial?: boolean): string;
+  /** one token's text as OpenAI shows it in logprobs */
+  tokenText(id: number): string;
   /**
    * Compiles `spec` for this model's vocabulary (cached) and returns what makes each
    * choice's constraint. Rejects with UnsupportedSchemaError for keywords outside the
