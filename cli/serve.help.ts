@@ -26,7 +26,7 @@ Options:
                             heads, MLP by width; the threads are shared out among them); N must
                             divide the model's key/value heads and MLP width (default 1)
   --max-batch N             most sequences decoded together (default 8)
-  --max-queue N             most requests waiting before 429 (default 64)
+  --max-queue N             most requests waiting before 429 (default 256: n = 128 fits twice)
   --max-context N           cap on prompt + completion tokens (default: the model's)
   --max-body-bytes N        largest request body before 413 (default 8388608)
   --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored

@@ -16,6 +16,7 @@ export const DEFAULT_CHAT_TEMPLATE =
 
 export class JinjaChatTemplate implements ChatTemplate {
   private readonly template: Template;
+  readonly rendersTools: boolean;
 
   constructor(
     readonly source: string,
@@ -27,12 +28,15 @@ export class JinjaChatTemplate implements ChatTemplate {
     } catch (e) {
       throw new ModelLoadError(`chat_template does not parse: ${(e as Error).message}`, "bad_json");
     }
+    this.rendersTools = /\btools\b/.test(source);
   }
 
-  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string {
+  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean, tools?: readonly object[] | null): string {
     return this.template.render({
       messages: messages.map((m) => ({ ...m })),
       add_generation_prompt: addGenerationPrompt,
+      // absent rather than empty when there are none: templates test `tools is defined`/`if tools`
+      ...(tools && tools.length > 0 ? { tools: [...tools] } : {}),
       ...this.specials,
     });
   }
@@ -64,6 +68,7 @@ export function encodeChat(
   model: { tokenizer: Tokenizer; chatTemplate: ChatTemplate },
   messages: readonly ChatMessage[],
   addGenerationPrompt = true,
+  tools: readonly object[] | null = null,
 ): number[] {
-  return model.tokenizer.encode(model.chatTemplate.render(messages, addGenerationPrompt), false);
+  return model.tokenizer.encode(model.chatTemplate.render(messages, addGenerationPrompt, tools), false);
 }

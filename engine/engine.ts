@@ -22,6 +22,7 @@ import type {
   GenerateRequest,
   GenerationEvent,
   SamplingParams,
+  TokenConstraint,
   TokenLogprob,
   Tokenizer,
 } from "./types.js";
@@ -157,6 +158,10 @@ class Request implements SchedSeq {
   readonly bias: LogitBias;
   readonly detok: Detokenizer;
   readonly stop: StopMatcher;
+  /** structured output / forced tool call: the grammar's state, advanced per sampled token */
+  readonly constraint: TokenConstraint | null;
+  /** the grammar's mask for the token being sampled now, computed while the forward step runs */
+  pendingMask: Promise<Int32Array> | null = null;
   generated = 0;
   readonly submittedAt = performance.now();
   scheduledAt = -1;
@@ -171,7 +176,9 @@ class Request implements SchedSeq {
     readonly adapter: string | null,
     tokenizer: Tokenizer,
     readonly channel: Channel,
+    constraint: TokenConstraint | null,
   ) {
+    this.constraint = constraint;
     this.promptLength = prompt.length;
     this.maxTokens = params.maxTokens;
     this.tokens = prompt.slice();
@@ -190,6 +197,8 @@ export class Engine {
   private readonly observer: EngineObserver | null;
   /** prompt + max_tokens limit: the model's context, or the KV pool if smaller */
   readonly maxContext: number;
+  /** most requests that may wait at once: a request of more choices can never be admitted */
+  readonly maxQueue: number;
   private sampler: Sampler | null = null;
   private nextSeqId = 1;
   private closed = false;
@@ -219,6 +228,7 @@ export class Engine {
       { freeSeq: (id) => this.native.freeSeq(id) },
     );
     this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
+    this.maxQueue = opts.maxQueue;
   }
 
   /**
@@ -228,21 +238,24 @@ export class Engine {
    */
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent> {
     const { promptTokens: prompt, params, signal } = req;
+    const constraint = req.constraint ?? null;
     try {
       this.validate(prompt, params, signal);
     } catch (e) {
       this.counters.rejected++;
+      constraint?.dispose();
       throw e;
     }
     let request: Request | null = null;
     const channel = new Channel(() => {
       if (request) this.cancel(request);
     });
-    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel);
+    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, constraint);
     try {
       this.scheduler.add(request);
     } catch (e) {
       this.counters.rejected++;
+      constraint?.dispose();
       throw e;
     }
     this.counters.submitted++;
@@ -385,6 +398,12 @@ export class Engine {
       for (let j = 0; j < e.count; j++) tokens[k++] = e.seq.tokens[e.start + j];
       if (e.seq.scheduledAt < 0) e.seq.scheduledAt = now;
     });
+    // grammar masks are computed on this thread while the forward step runs on the native one
+    for (const e of out.entries) {
+      if (!e.sample || !e.seq.constraint) continue;
+      e.seq.pendingMask = e.seq.constraint.nextMask();
+      e.seq.pendingMask.catch(() => undefined); // awaited below, unless the request ends first
+    }
     let logits: Float32Array;
     try {
       logits = await this.native.forward({ seqIds, tokens, counts, logits: "last", adapters });
@@ -403,15 +422,31 @@ export class Engine {
     const V = logits.length / n;
     if (!this.sampler || this.sampler.vocabSize !== V) this.sampler = new Sampler(V);
     for (const { seq, row } of this.scheduler.update(out)) {
-      this.advance(seq, logits.subarray(row * V, (row + 1) * V));
+      let mask: Int32Array | null = null;
+      if (seq.pendingMask) {
+        try {
+          mask = await seq.pendingMask;
+        } catch (cause) {
+          if (this.scheduler.finish(seq)) this.fail(seq, new EngineError(`the grammar failed: ${(cause as Error)?.message ?? String(cause)}`, "internal", { cause }));
+          continue;
+        }
+        seq.pendingMask = null;
+        // the request may have been cancelled while the mask was awaited
+        if (!this.scheduler.isRunning(seq)) continue;
+      }
+      this.advance(seq, logits.subarray(row * V, (row + 1) * V), mask);
     }
   }
 
   /** samples one token for `seq` from its logits row and reports it */
-  private advance(seq: Request, row: Float32Array): void {
+  private advance(seq: Request, row: Float32Array, mask: Int32Array | null): void {
     const sampler = this.sampler!;
     const p = seq.params;
-    const tok = sampler.sample(row, p, seq.bias, seq, seq.rng);
+    const tok = sampler.sample(row, p, seq.bias, seq, seq.rng, mask);
+    if (seq.constraint && !seq.constraint.accept(tok)) {
+      this.scheduler.finish(seq);
+      return this.fail(seq, new EngineError(`the grammar refused token ${tok} that its own mask allowed`, "internal"));
+    }
     seq.tokens.push(tok);
     seq.generated++;
     seq.counts.set(tok, (seq.counts.get(tok) ?? 0) + 1);
@@ -462,6 +497,7 @@ export class Engine {
   private complete(seq: Request, finishReason: FinishReason, eosTokenId: number | null = null): void {
     this.scheduler.finish(seq);
     seq.detachAbort();
+    seq.constraint?.dispose();
     const end = performance.now();
     const firstToken = seq.firstTokenAt >= 0 ? seq.firstTokenAt : end;
     const scheduled = seq.scheduledAt >= 0 ? seq.scheduledAt : end;
@@ -498,6 +534,7 @@ export class Engine {
     this.counters.cancelled++;
     this.observer?.aborted(seq.adapter, "cancelled");
     seq.detachAbort();
+    seq.constraint?.dispose();
     seq.channel.end(new EngineError("the request was cancelled", "cancelled"));
   }
 
@@ -505,6 +542,7 @@ export class Engine {
     if (err.code !== "engine_closed") this.counters.failed++;
     this.observer?.aborted(seq.adapter, err.code === "engine_closed" ? "cancelled" : "failed");
     seq.detachAbort();
+    seq.constraint?.dispose();
     seq.channel.end(err);
   }
 }

@@ -4,6 +4,8 @@
 //   1. penalties over the tokens generated so far (OpenAI semantics):
 //        logit[j] -= count[j] * frequencyPenalty + (count[j] > 0 ? presencePenalty : 0)
 //   2. logit_bias added
+//   2b. a grammar's token mask (structured outputs, forced tool calls): tokens it forbids
+//      get -Infinity, after penalties and bias so no bias can bring one back
 //   3. temperature 0 → argmax (lowest id on ties); otherwise logits / temperature,
 //      then top_k, then top_p over what top_k left (renormalised), then min_p
 //      (keep p >= minP * p_max), then one uniform draw from the request's own Rng.
@@ -67,10 +69,10 @@ export class Sampler {
    * Penalties and bias applied to `logits` [V]. Returns `logits` itself when nothing
    * changes it, else a view of the sampler's work buffer (valid until the next call).
    */
-  process(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState): Float32Array {
+  process(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState, mask: TokenMask | null = null): Float32Array {
     const V = this.vocabSize;
     const penalise = (params.presencePenalty !== 0 || params.frequencyPenalty !== 0) && state.counts.size > 0;
-    if (!penalise && bias.ids.length === 0) return logits;
+    if (!penalise && bias.ids.length === 0 && mask === null) return logits;
     const out = this.work;
     out.set(logits.subarray(0, V));
     if (penalise) {
@@ -80,12 +82,13 @@ export class Sampler {
       }
     }
     for (let i = 0; i < bias.ids.length; i++) if (bias.ids[i] < V) out[bias.ids[i]] += bias.values[i];
+    if (mask !== null) applyMask(out, V, mask);
     return out;
   }
 
-  /** Chooses the next token from one row of logits [V]. */
-  sample(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState, rng: Rng): number {
-    const src = this.process(logits, params, bias, state);
+  /** Chooses the next token from one row of logits [V]; with a mask, only among the tokens it allows. */
+  sample(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState, rng: Rng, mask: TokenMask | null = null): number {
+    const src = this.process(logits, params, bias, state, mask);
     if (params.temperature <= 0) return argmax(src, this.vocabSize);
     return this.sampleFrom(src, params, rng);
   }
@@ -134,11 +137,14 @@ export class Sampler {
       mass = massOf(idx, w, len);
     }
     let u = rng.nextFloat() * mass;
+    let last = idx[0];
     for (let i = 0; i < len; i++) {
+      if (w[idx[i]] === 0) continue; // masked out (or underflowed): never drawn
+      last = idx[i];
       u -= w[idx[i]];
       if (u < 0) return idx[i];
     }
-    return idx[len - 1]; // rounding left a sliver: the last candidate takes it
+    return last; // rounding left a sliver: the last candidate with any weight takes it
   }
 
   /** Raw log-softmax of the model's row [V]: the chosen token's log-prob and the `n` best. */
@@ -158,6 +164,21 @@ export class Sampler {
       for (let i = 0; i < k; i++) top.push({ tokenId: idx[i], logprob: logits[idx[i]] - lse });
     }
     return { logprob: logits[tokenId] - lse, top };
+  }
+}
+
+/** bit i of word i >> 5 set = token i allowed (xgrammar's bitmask layout); ids past its end are forbidden */
+export type TokenMask = Int32Array;
+
+/** -Infinity for every token of x[0..V) the mask forbids; a whole zero word (32 tokens) at a time. */
+export function applyMask(x: Float32Array, V: number, mask: TokenMask): void {
+  const words = Math.ceil(V / 32);
+  for (let w = 0; w < words; w++) {
+    const bits = w < mask.length ? mask[w] : 0;
+    if (bits === -1) continue; // all 32 allowed
+    const base = w * 32;
+    const end = Math.min(32, V - base);
+    for (let b = 0; b < end; b++) if (((bits >>> b) & 1) === 0) x[base + b] = -Infinity;
   }
 }
 

@@ -29,7 +29,8 @@ function idList(v: unknown): number[] {
 }
 
 // GPT-2's byte <-> printable-unicode table, used by ByteLevel (Qwen, Llama 3) vocabularies.
-const BYTE_LEVEL_DECODE: Map<string, number> = (() => {
+/** byte -> the character a ByteLevel vocabulary writes it as (any byte string maps losslessly) */
+export const BYTE_LEVEL_CHAR: readonly string[] = (() => {
   const bs: number[] = [];
   for (let b = 33; b <= 126; b++) bs.push(b);
   for (let b = 161; b <= 172; b++) bs.push(b);
@@ -42,8 +43,11 @@ const BYTE_LEVEL_DECODE: Map<string, number> = (() => {
       cs.push(256 + n++);
     }
   }
-  return new Map(bs.map((b, i) => [String.fromCodePoint(cs[i]), b]));
+  const out: string[] = [];
+  bs.forEach((b, i) => (out[b] = String.fromCodePoint(cs[i])));
+  return out;
 })();
+const BYTE_LEVEL_DECODE: Map<string, number> = new Map(BYTE_LEVEL_CHAR.map((ch, b) => [ch, b]));
 
 function usesDecoder(decoder: unknown, type: string): boolean {
   if (!decoder || typeof decoder !== "object") return false;

@@ -77,6 +77,18 @@ export interface GenerateRequest {
   signal?: AbortSignal;
   /** the LoRA adapter (loaded on the native model) this request runs with; absent = the base */
   adapter?: string | null;
+  /** a grammar every sampled token must follow; the engine owns it from the call on and disposes it when the request ends */
+  constraint?: TokenConstraint | null;
+}
+
+/** A grammar's state for one generation (engine/grammar/): which tokens may come next. */
+export interface TokenConstraint {
+  /** the allowed next tokens (bit i of word i >> 5 set = token i allowed); asked once per sampled step */
+  nextMask(): Promise<Int32Array>;
+  /** advances past the sampled token; false: the grammar does not allow it */
+  accept(tokenId: number): boolean;
+  /** frees it; idempotent */
+  dispose(): void;
 }
 
 /**
@@ -131,9 +143,26 @@ export interface ChatMessage {
   role: "system" | "developer" | "user" | "assistant" | "tool";
   content: string;
   name?: string;
+  /** assistant turns: the calls it made, arguments parsed (as transformers hands them to templates) */
+  tool_calls?: ChatToolCall[];
+  /** tool turns: the call this answers */
+  tool_call_id?: string;
+}
+
+export interface ChatToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: unknown };
 }
 
 export interface ChatTemplate {
-  /** renders with bos_token/eos_token/add_generation_prompt as HF's apply_chat_template does */
-  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean): string;
+  /** whether the template reads `tools` (else tools must be described in a message) */
+  readonly rendersTools: boolean;
+  /** the template's source, for recognising a model family's tool-call format */
+  readonly source: string;
+  /**
+   * renders with bos_token/eos_token/add_generation_prompt as HF's apply_chat_template does;
+   * `tools` (OpenAI's `{type: "function", function}` objects) as transformers passes them
+   */
+  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean, tools?: readonly object[] | null): string;
 }

@@ -93,7 +93,7 @@ export class HybridchatServer {
     const maxBatch = o.maxBatch ?? 8;
     const engine = new Engine(model, {
       maxBatch,
-      maxQueue: o.maxQueue ?? 64,
+      maxQueue: o.maxQueue ?? 256,
       maxBatchTokens: o.maxBatchTokens ?? Math.max(512, maxBatch),
       observer: this.app.metrics.observer,
     });

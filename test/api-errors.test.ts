@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
-import { serveModel, type TestServing } from "./api-helpers.js";
+import { serveModel, waitFor, type TestServing } from "./api-helpers.js";
 
 let s: TestServing;
 const MODEL = "stories260K";
@@ -83,6 +83,20 @@ describe("400 invalid_request_error names the offending param", () => {
     ["top_k below -1", chat({ top_k: -2 }), "top_k"],
     ["min_p over 1", chat({ min_p: 2 }), "min_p"],
     ["user a number", chat({ user: 1 }), "user", "invalid_type"],
+    ["n over 128", chat({ n: 129 }), "n"],
+    ["an unknown field", chat({ best_effort: true }), "best_effort", "unsupported_parameter"],
+    ["an unknown message field", chat({ messages: [{ role: "user", content: "x", audio: {} }] }), "messages[0].audio", "unsupported_parameter"],
+    ["functions (deprecated)", chat({ functions: [{ name: "f" }] }), "functions", "unsupported_parameter"],
+    ["audio modality", chat({ modalities: ["text", "audio"] }), "modalities", "unsupported_parameter"],
+    ["reasoning_effort", chat({ reasoning_effort: "high" }), "reasoning_effort", "unsupported_parameter"],
+    ["stream_options without stream", chat({ stream_options: { include_usage: true } }), "stream_options"],
+    ["stream_options with stream false", chat({ stream: false, stream_options: {} }), "stream_options"],
+    ["logit_bias key in exponent form", chat({ logit_bias: { "1e2": 1 } }), "logit_bias"],
+    ["logit_bias key in hex", chat({ logit_bias: { "0x10": 1 } }), "logit_bias"],
+    ["logit_bias key empty", chat({ logit_bias: { "": 1 } }), "logit_bias"],
+    ["logit_bias key with a space", chat({ logit_bias: { " 5": 1 } }), "logit_bias"],
+    ["response_format of an unknown type", chat({ response_format: { type: "sound" } }), "response_format.type"],
+    ["tool_choice a number", chat({ tool_choice: 12345 }), "tool_choice"],
   ];
   for (const [name, payload, param, code] of cases) {
     test(`chat: ${name} -> ${param}`, async () => {
@@ -102,7 +116,10 @@ describe("400 invalid_request_error names the offending param", () => {
     ["logprobs boolean", comp({ logprobs: true }), "logprobs", "invalid_type"],
     ["echo with logprobs", comp({ echo: true, logprobs: 1 }), "echo"],
     ["suffix", comp({ suffix: "the end" }), "suffix"],
-    ["best_of above n", comp({ best_of: 3 }), "best_of"],
+    ["best_of above n", comp({ best_of: 3 }), "best_of", "unsupported_parameter"],
+    ["an unknown field", comp({ guided_json: {} }), "guided_json", "unsupported_parameter"],
+    ["stream_options without stream", comp({ stream_options: { include_usage: true } }), "stream_options"],
+    ["n over 128", comp({ n: 129 }), "n"],
   ];
   for (const [name, payload, param, code] of compCases) {
     test(`completions: ${name} -> ${param}`, async () => {
@@ -174,25 +191,35 @@ describe("other statuses", () => {
     assertError(await s.app.inject({ method: "GET", url: "/v1/models/%zz" }), 400, null, "invalid_url");
   });
 
-  test("a full queue answers 429 and leaves nothing behind", async () => {
-    // n choices are submitted together: more than the queue holds is refused as a whole
+  test("a full queue answers 429 and leaves nothing behind; a request that can never fit is a 400", async () => {
+    // n choices are submitted together: more than the queue can ever hold is refused as a whole
     const q = await serveModel({ engine: { maxBatch: 1, maxQueue: 2 } });
     try {
-      const r = await q.app.inject({
+      const never = await q.app.inject({
         method: "POST",
         url: "/v1/chat/completions",
         payload: { model: MODEL, messages: msgs, n: 3, max_tokens: 8 },
       });
-      const e = assertError(r, 429, null, "queue_full");
-      assert.equal(e.type, "rate_limit_error");
-      assert.equal(r.headers["retry-after"], "1");
-      const streamed = await q.app.inject({
+      assertError(never, 400, "n", "invalid_value");
+      const neverPrompts = await q.app.inject({
         method: "POST",
         url: "/v1/completions",
         payload: { model: MODEL, prompt: ["a", "b", "c"], max_tokens: 8, stream: true },
       });
-      assertError(streamed, 429, null, "queue_full");
-      // the admitted choices were cancelled with the rest of their request
+      assertError(neverPrompts, 400, "n", "invalid_value");
+      // the engine held by an exclusive task: two choices of one request fill the queue
+      let release!: () => void;
+      const held = q.engine.runExclusive(() => new Promise<void>((res) => (release = res)));
+      const busy = [q.app.inject({ method: "POST", url: "/v1/completions", payload: { model: MODEL, prompt: "b", n: 2, max_tokens: 8 } })];
+      await waitFor(() => q.engine.stats().waiting === 2, "the queue to fill");
+      const r = await q.app.inject({ method: "POST", url: "/v1/chat/completions", payload: { model: MODEL, messages: msgs, max_tokens: 8 } });
+      release();
+      await held;
+      const e = assertError(r, 429, null, "queue_full");
+      assert.equal(e.type, "rate_limit_error");
+      assert.equal(r.headers["retry-after"], "1");
+      for (const b of await Promise.all(busy)) assert.equal(b.statusCode, 200, b.body);
+      // nothing of the refused request stayed behind
       const st = q.engine.stats();
       assert.equal(st.running + st.waiting, 0);
       assert.equal(q.model.native.kvStats().sequences, 0);

@@ -261,3 +261,35 @@ test("same seed, same tokens; the sampler's buffers carry nothing between rows",
   };
   assert.deepEqual(run(false), run(true));
 });
+
+test("a grammar mask: only allowed tokens, greedy is the best allowed, draws follow the renormalised softmax", () => {
+  // allowed: ids 1, 2, 3 and 37 of 40 (bits across two mask words); the best logits are forbidden
+  const mask = new Int32Array(2);
+  for (const id of [1, 2, 3, 37]) mask[id >> 5] |= 1 << (id & 31);
+  const x = logitsFor([0.6, 0.2, 0.1, 0.05, 0.05]);
+  const s = new Sampler(SV);
+  assert.equal(s.sample(x, params({ temperature: 0 }), noBias, none, new Rng(1), mask), 1);
+  // a +100 bias cannot bring a forbidden token back
+  assert.equal(s.sample(x, params({ temperature: 0 }), parseLogitBias({ 0: 100 }, SV), none, new Rng(1), mask), 1);
+  for (const p of [params(), params({ topK: 2 }), params({ topP: 0.9 }), params({ minP: 0.01 }), params({ topK: 30, topP: 0.999 })]) {
+    const rng = new Rng(3);
+    for (let i = 0; i < 2000; i++) {
+      const t = s.sample(x, p, noBias, none, rng, mask);
+      assert.ok([1, 2, 3, 37].includes(t), `token ${t} is masked out`);
+    }
+  }
+  // among the allowed: 0.2 : 0.1 : 0.05 : ~0 (id 37 has logit -1e4)
+  const N = 20_000;
+  const rng = new Rng(7);
+  const h = new Map<number, number>();
+  for (let i = 0; i < N; i++) {
+    const t = s.sample(x, params(), noBias, none, rng, mask);
+    h.set(t, (h.get(t) ?? 0) + 1);
+  }
+  const probs = [0.2 / 0.35, 0.1 / 0.35, 0.05 / 0.35];
+  let chi2 = 0;
+  probs.forEach((p, i) => (chi2 += ((h.get(i + 1) ?? 0) - p * N) ** 2 / (p * N)));
+  assert.ok(chi2 < 13.8, `chi2 ${chi2}`); // 2 dof, p = 0.001
+  // a mask shorter than the vocabulary forbids the ids past its end
+  assert.equal(s.sample(x, params({ temperature: 0 }), noBias, none, new Rng(1), Int32Array.of(0b1000)), 3);
+});

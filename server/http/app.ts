@@ -10,6 +10,7 @@ import { servingFor, type AdapterVariant } from "../serving/served-model.js";
 import { ServingSlot } from "../serving/serving.js";
 import { chatCompletionsRoutes } from "./routes/chat-completions.js";
 import { completionsRoutes } from "./routes/completions.js";
+import { tokenizeRoutes } from "./routes/tokenize.js";
 import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
 import { modelsRoutes } from "./routes/models.js";
@@ -114,6 +115,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   void app.register(modelsRoutes, routeOpts);
   void app.register(chatCompletionsRoutes, routeOpts);
   void app.register(completionsRoutes, routeOpts);
+  void app.register(tokenizeRoutes, routeOpts);
   void app.register(storedCompletionsRoutes, routeOpts);
   void app.register(feedbackRoutes, routeOpts);
   void app.register(metricsRoutes, { metrics });

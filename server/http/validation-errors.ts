@@ -118,12 +118,14 @@ export function validationError(errs: readonly SchemaError[], body: unknown, rou
     }
     case "additionalProperties": {
       const key = String(best.params.additionalProperty);
-      return errors.invalidRequest(
-        param === "logit_bias"
-          ? `Invalid key '${key}' in 'logit_bias': keys must be token ids (non-negative integers written as strings).`
-          : `Unrecognized parameter: '${joinParam(param, key)}'.`,
-        param === "logit_bias" ? param : joinParam(param, key),
-      );
+      if (param === "logit_bias")
+        return errors.invalidRequest(
+          `Invalid key '${key}' in 'logit_bias': keys must be token ids (non-negative integers written in decimal).`,
+          param,
+        );
+      // a field we do not know is one we do not implement: refused by name, never ignored
+      const named = joinParam(param, key);
+      return errors.invalidRequest(`Unsupported parameter: '${named}' is not supported by this server.`, named, "unsupported_parameter");
     }
     case "enum":
     case "const": {

@@ -1,7 +1,7 @@
 // Runs the engine requests behind one API request (n choices, several prompts) and
 // either collects them or streams their events interleaved as they come.
 import type { FinishReason, GenerateRequest, GenerationEvent, SamplingParams, Timings, TokenLogprob } from "../../engine/types.js";
-import type { ServingEngine } from "./serving.js";
+import type { ConstraintFactory, ServingEngine } from "./serving.js";
 
 /** One engine request: choice `index` of the API response. */
 export interface ChoiceSpec {
@@ -10,6 +10,8 @@ export interface ChoiceSpec {
   params: SamplingParams;
   /** the served variant's adapter (null: the base weights) */
   adapter: string | null;
+  /** structured output / forced tool call: makes this choice's grammar state */
+  constraint?: ConstraintFactory | null;
 }
 
 export interface ChoiceResult {
@@ -29,8 +31,9 @@ export interface TaggedEvent {
   event: GenerationEvent;
 }
 
-function submit(engine: ServingEngine, spec: ChoiceSpec, signal: AbortSignal): AsyncIterator<GenerationEvent> {
-  const req: GenerateRequest = { promptTokens: spec.promptTokens, params: spec.params, signal, adapter: spec.adapter };
+async function submit(engine: ServingEngine, spec: ChoiceSpec, signal: AbortSignal): Promise<AsyncIterator<GenerationEvent>> {
+  const constraint = spec.constraint ? await spec.constraint() : null;
+  const req: GenerateRequest = { promptTokens: spec.promptTokens, params: spec.params, signal, adapter: spec.adapter, constraint };
   return engine.generate(req)[Symbol.asyncIterator]();
 }
 
@@ -82,7 +85,7 @@ export class ChoiceStream implements AsyncIterable<TaggedEvent> {
   async #pump(engine: ServingEngine, spec: ChoiceSpec, first: () => void, fail: (e: unknown) => void): Promise<void> {
     let seenFirst = false;
     try {
-      const it = submit(engine, spec, this.#controller.signal);
+      const it = await submit(engine, spec, this.#controller.signal);
       for (;;) {
         const r = await it.next();
         if (r.done) break;

@@ -4,19 +4,32 @@ import type { Engine } from "../../engine/engine.js";
 import type { LoadedModel } from "../../engine/model.js";
 import { encodeChat } from "../../engine/chat-template.js";
 import type { ChatMessage } from "../../engine/types.js";
+import { Grammars, type GrammarSpec } from "../../engine/grammar/grammars.js";
 import { nowSeconds } from "../http/openai-shapes.js";
 import type { Serving, ServedModel, ServedVariant } from "./serving.js";
 
 export function servedModel(model: LoadedModel, engine: Engine): ServedModel {
+  // built on first use: reading the vocabulary into xgrammar costs a moment per model
+  let grammars: Grammars | null = null;
   return {
     id: model.id,
     // the engine may hold less than the model's positions (a small KV pool)
     maxContext: Math.min(model.maxContext, engine.maxContext),
     untrained: model.untrained,
     vocabSize: model.config.vocabSize,
-    encodeChat: (messages: readonly ChatMessage[]) => encodeChat(model, messages, true),
+    chatTemplate: model.chatTemplate,
+    encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt = true) =>
+      encodeChat(model, messages, addGenerationPrompt, tools ?? null),
+    encodeContinuation: (text: string) => model.tokenizer.encode(text, false),
     encodePrompt: (text: string) => model.tokenizer.encode(text, true),
-    decode: (ids: readonly number[]) => model.tokenizer.decode(ids, true),
+    decode: (ids: readonly number[], skipSpecial = true) => model.tokenizer.decode(ids, skipSpecial),
+    tokenText: (id: number) => model.tokenizer.tokenText(id),
+    grammar: async (spec: GrammarSpec) => {
+      grammars ??= new Grammars(model.tokenizer, model.config.vocabSize);
+      const g = grammars;
+      await g.compiled(spec);
+      return () => g.constraint(spec);
+    },
   };
 }
 

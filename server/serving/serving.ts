@@ -1,7 +1,11 @@
 // What the HTTP layer needs from the engine and the loaded model, and the slot that
 // holds them. The app is built before the model is loaded (so /health can answer
 // "loading"); routes read the slot on every request.
-import type { ChatMessage, GenerateRequest, GenerationEvent } from "../../engine/types.js";
+import type { ChatMessage, ChatTemplate, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
+import type { GrammarSpec } from "../../engine/grammar/grammars.js";
+
+/** Makes one generation's grammar state (a compiled grammar's fresh matcher). */
+export type ConstraintFactory = () => Promise<TokenConstraint>;
 
 /** The parts of engine/model.ts's LoadedModel the routes use. */
 export interface ServedModel {
@@ -11,17 +15,31 @@ export interface ServedModel {
   readonly maxContext: number;
   readonly untrained: boolean;
   readonly vocabSize: number;
-  /** chat template applied and tokenized (BOS as the template/tokenizer wants) */
-  encodeChat(messages: readonly ChatMessage[]): number[];
+  /** the model's chat template (whether it renders tools, its source for the tool-call family) */
+  readonly chatTemplate: ChatTemplate;
+  /** chat template applied (with `tools` when given) and tokenized (BOS as the template/tokenizer wants) */
+  encodeChat(messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt?: boolean): number[];
+  /** text that continues a prompt (a forced tool call's opener): no BOS, special tokens recognised */
+  encodeContinuation(text: string): number[];
   /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
   encodePrompt(text: string): number[];
-  /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
-  decode(ids: readonly number[]): string;
+  /** token ids back to text (for `echo` of token prompts); specials skipped unless `skipSpecial` is false */
+  decode(ids: readonly number[], skipSpecial?: boolean): string;
+  /** one token's text as OpenAI shows it in logprobs */
+  tokenText(id: number): string;
+  /**
+   * Compiles `spec` for this model's vocabulary (cached) and returns what makes each
+   * choice's constraint. Rejects with UnsupportedSchemaError for keywords outside the
+   * subset, or with xgrammar's error for a schema it cannot compile.
+   */
+  grammar(spec: GrammarSpec): Promise<ConstraintFactory>;
 }
 
 /** The parts of engine/engine.ts's Engine the routes use. */
 export interface ServingEngine {
   generate(req: GenerateRequest): AsyncIterable<GenerationEvent>;
+  /** most engine requests that may wait at once (one per choice and prompt) */
+  readonly maxQueue: number;
 }
 
 /**

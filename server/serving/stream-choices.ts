@@ -16,8 +16,10 @@ import { SseWriter } from "../http/sse.js";
 export interface ChunkShapes<C> {
   /** chunks sent before any token: the role delta of chat, the echoed prompt of completions */
   opening(): C[];
-  delta(index: number, event: Extract<GenerationEvent, { type: "delta" }>): C;
-  finish(index: number, reason: FinishReason): C;
+  /** the chunks one delta event becomes (none: nothing to say yet) */
+  delta(index: number, event: Extract<GenerationEvent, { type: "delta" }>): C[];
+  /** the chunks that end a choice (held-back text, then the finish_reason chunk) */
+  finish(index: number, reason: FinishReason): C[];
   /** the `choices: []` chunk carrying usage (stream_options.include_usage) */
   usage(usage: UsageBody): C;
 }
@@ -45,11 +47,10 @@ export async function streamChoices<C>(
       collector.add(tagged);
       const { index, event } = tagged;
       if (event.type === "delta") {
-        if (event.text === "" && event.logprobs.length === 0) continue;
-        await sse.send(shapes.delta(index, event));
+        for (const c of shapes.delta(index, event)) await sse.send(c);
       } else {
         completionTokens += event.usage.completionTokens;
-        await sse.send(shapes.finish(index, event.finishReason));
+        for (const c of shapes.finish(index, event.finishReason)) await sse.send(c);
       }
     }
     if (sse.closed) return;

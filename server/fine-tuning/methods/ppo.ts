@@ -37,7 +37,7 @@ function checkValue(key: string, v: unknown): string | null {
     case "ppo_epochs":
       return num((x) => Number.isInteger(x) && x >= 1 && x <= 16, "an integer from 1 to 16");
     case "batch_size":
-      // one step's rollouts wait in the serving queue (serve --max-queue, default 64) together
+      // one step's rollouts wait in the serving queue (serve --max-queue, default 256) together
       return num((x) => Number.isInteger(x) && x >= 1 && x <= 64, "an integer from 1 to 64");
     case "max_new_tokens":
       return num((x) => Number.isInteger(x) && x >= 1 && x <= 4096, "an integer from 1 to 4096");

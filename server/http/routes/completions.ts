@@ -8,6 +8,7 @@ import { clientGone, requireServing, type RouteOptions } from "../request-contex
 import { completionRecorder } from "../../serving/record-completion.js";
 import { resolveMaxTokens, samplingParams } from "../../serving/sampling.js";
 import { CompletionRequestSchema, type CompletionRequest, type PromptInput } from "../schemas/completions.js";
+import { COMPLETION_PARAMETERS, checkChoiceCount, checkRequest } from "../schemas/parameters.js";
 import type { CompletionBody } from "../schemas/responses.js";
 import type { Serving, ServedVariant } from "../../serving/serving.js";
 import { streamChoices } from "../../serving/stream-choices.js";
@@ -38,10 +39,8 @@ function prompts(input: PromptInput, serving: Serving): Prompt[] {
 }
 
 function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedVariant, list: Prompt[]): ChoiceSpec[] {
-  if (body.suffix) throw errors.invalidRequest("'suffix' is not supported by this model.", "suffix", "unsupported_parameter");
   const n = body.n ?? 1;
-  if (body.best_of != null && body.best_of !== n)
-    throw errors.invalidRequest("'best_of' is not supported; leave it out or set it equal to 'n'.", "best_of", "unsupported_parameter");
+  checkChoiceCount(n * list.length, serving.engine.maxQueue, "n");
   if (body.echo && body.logprobs != null)
     throw errors.invalidRequest("'echo' together with 'logprobs' (prompt log-probs) is not supported.", "echo", "unsupported_parameter");
   const logprobs = body.logprobs != null;
@@ -72,6 +71,7 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
   app.post("/v1/completions", { config: { access: "user" }, schema: { body: CompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
+    checkRequest(body, COMPLETION_PARAMETERS);
     const { serving, variant } = requireServing(opts.slot, body.model);
     const list = prompts(body.prompt, serving);
     const specs = choiceSpecs(body, serving, variant, list);
@@ -128,12 +128,13 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
             return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
           }),
         delta: (index, event) => {
+          if (event.text === "" && event.logprobs.length === 0) return [];
           const offset = offsets.get(index) ?? 0;
           const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;
           offsets.set(index, offset + event.text.length);
-          return chunk([{ index, text: event.text, logprobs, finish_reason: null }]);
+          return [chunk([{ index, text: event.text, logprobs, finish_reason: null }])];
         },
-        finish: (index, reason) => chunk([{ index, text: "", logprobs: null, finish_reason: reason }]),
+        finish: (index, reason) => [chunk([{ index, text: "", logprobs: null, finish_reason: reason }])],
         usage: (usage) => ({ ...chunk([]), usage }),
       },
       (results) => void record(results),

@@ -5,8 +5,8 @@ import { Type, type TSchema } from "@sinclair/typebox";
 export const Nullable = <T extends TSchema>(schema: T) => Type.Union([schema, Type.Null()]);
 export const Opt = <T extends TSchema>(schema: T) => Type.Optional(Nullable(schema));
 
-/** Choices per prompt; each is a separate engine request. */
-export const MAX_N = 16;
+/** Choices per prompt (OpenAI's limit); each is a separate engine request, those beyond the batch wait in the queue. */
+export const MAX_N = 128;
 /** token ids and counts stay well inside int32 for the native side */
 export const MAX_INT32 = 2_147_483_647;
 
@@ -16,6 +16,8 @@ export const StopSchema = Type.Union([Type.String(), Type.Array(Type.String(), {
 export const LogitBiasSchema = Type.Record(
   Type.String({ pattern: "^[0-9]{1,10}$" }),
   Type.Number({ minimum: -100, maximum: 100 }),
+  // "1e2", "0x10", "", " 5" are not decimal ids, whatever Number() makes of them
+  { additionalProperties: false },
 );
 
 export const StreamOptionsSchema = Type.Object({

@@ -1,6 +1,6 @@
 // POST /v1/completions request body.
 import { Type, type Static } from "@sinclair/typebox";
-import { MAX_INT32, Opt, samplingProperties } from "./common.js";
+import { MAX_INT32, MAX_N, Opt, samplingProperties } from "./common.js";
 
 /** prompts per request (each with n choices) */
 export const MAX_PROMPTS = 64;
@@ -20,9 +20,9 @@ export const CompletionRequestSchema = Type.Object({
   echo: Opt(Type.Boolean()),
   /** OpenAI's legacy logprobs: how many alternatives per token, 0..5 */
   logprobs: Opt(Type.Integer({ minimum: 0, maximum: 5 })),
-  best_of: Opt(Type.Integer({ minimum: 1, maximum: 16 })),
+  best_of: Opt(Type.Integer({ minimum: 1, maximum: MAX_N })),
   suffix: Opt(Type.String()),
-});
+}, { additionalProperties: false });
 
 export type CompletionRequest = Static<typeof CompletionRequestSchema>;
 export type PromptInput = Static<typeof PromptSchema>;

@@ -22,7 +22,21 @@ export interface ChatLogprobs {
   refusal: null;
 }
 
-export type FinishReasonBody = "stop" | "length" | null;
+export type FinishReasonBody = "stop" | "length" | "tool_calls" | null;
+
+export interface ToolCallBody {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
+/** a streamed fragment of a tool call: the first one carries id, type and name */
+export interface ToolCallDeltaBody {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
+}
 
 export interface ChatCompletionBody {
   id: string;
@@ -32,7 +46,7 @@ export interface ChatCompletionBody {
   system_fingerprint: string;
   choices: {
     index: number;
-    message: { role: "assistant"; content: string; refusal: null };
+    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ToolCallBody[] };
     logprobs: ChatLogprobs | null;
     finish_reason: FinishReasonBody;
   }[];
@@ -47,7 +61,7 @@ export interface ChatChunkBody {
   system_fingerprint: string;
   choices: {
     index: number;
-    delta: { role?: "assistant"; content?: string };
+    delta: { role?: "assistant"; content?: string; tool_calls?: ToolCallDeltaBody[] };
     logprobs: ChatLogprobs | null;
     finish_reason: FinishReasonBody;
   }[];

@@ -1,0 +1,114 @@
+// A chat request with tools -> what the model is prompted with and how its answer is read:
+// the messages (assistant tool calls and tool results included), the tools handed to the
+// chat template as transformers does, or, for a template that cannot render tools, the
+// generic rendering (a system message listing them and asking for Hermes <tool_call>
+// blocks); and for tool_choice "required" or a named function, the grammar that forces one
+// call (the prompt ends with the family's opener, the grammar writes the call's JSON).
+import type { ChatMessage, ChatTemplate } from "../../../engine/types.js";
+import type { GrammarSpec } from "../../../engine/grammar/grammars.js";
+import { checkSchemaSubset, relaxSchema, UnsupportedSchemaError } from "../../../engine/grammar/schema-subset.js";
+import { errors } from "../../http/errors.js";
+import type { ChatMessageInput } from "../../http/schemas/chat.js";
+import type { FunctionTool, ToolChoice } from "../../http/schemas/tools.js";
+import { toChatMessage } from "../chat-messages.js";
+import { toolCallFormat, type ToolCallFormat } from "./tool-call-format.js";
+
+export interface ToolPlan {
+  format: ToolCallFormat;
+  /** the function names the request declares: a call to any other is text */
+  known: ReadonlySet<string>;
+  /** forced: one call, written by the grammar after `format.forcedOpener` */
+  forced: GrammarSpec | null;
+  /** parallel_tool_calls false: only the first call an answer makes is returned */
+  parallel: boolean;
+}
+
+export interface ChatPrompt {
+  messages: ChatMessage[];
+  /** for the template; null when it does not render them (or there are none) */
+  tools: FunctionTool[] | null;
+  /** null: no tools in play (none given, or tool_choice "none") */
+  plan: ToolPlan | null;
+}
+
+/** The generic rendering's instructions (README "Tool calling" shows them). */
+export function genericToolPrompt(tools: readonly FunctionTool[]): string {
+  const lines = tools.map((t) => JSON.stringify(t.function));
+  return (
+    "You may call functions. Their signatures, as JSON schemas:\n<tools>\n" +
+    lines.join("\n") +
+    '\n</tools>\nTo call a function, answer with one <tool_call></tool_call> block per call, each holding {"name": <function name>, "arguments": <arguments object>}.'
+  );
+}
+
+/** Tool turns and tool calls written as text, for a template that knows only role and content. */
+function genericMessages(messages: readonly ChatMessage[], tools: readonly FunctionTool[]): ChatMessage[] {
+  const out: ChatMessage[] = messages.map((m) => {
+    if (m.role === "tool") return { role: "user", content: `<tool_response>\n${m.content}\n</tool_response>` };
+    if (m.tool_calls) {
+      const calls = m.tool_calls.map((c) => `<tool_call>\n${JSON.stringify({ name: c.function.name, arguments: c.function.arguments })}\n</tool_call>`);
+      return { role: m.role, content: [m.content, ...calls].filter((x) => x !== "").join("\n") };
+    }
+    return m;
+  });
+  const system = genericToolPrompt(tools);
+  if (out[0]?.role === "system" || out[0]?.role === "developer") out[0] = { ...out[0], content: `${out[0].content}\n\n${system}` };
+  else out.unshift({ role: "system", content: system });
+  return out;
+}
+
+/** the schema of one call to `tool` in the family's JSON: {"name": ..., "arguments"|"parameters": ...} */
+function callSchema(format: ToolCallFormat, tool: FunctionTool): Record<string, unknown> {
+  const params = tool.function.parameters ?? { type: "object", properties: {} };
+  return {
+    type: "object",
+    properties: { name: { const: tool.function.name }, [format.argumentsKey]: tool.function.strict ? params : relaxSchema(params) },
+    required: ["name", format.argumentsKey],
+    additionalProperties: false,
+  };
+}
+
+export function chatPrompt(
+  body: { messages: ChatMessageInput[]; tools?: FunctionTool[] | null; tool_choice?: ToolChoice | null; parallel_tool_calls?: boolean | null },
+  template: ChatTemplate,
+): ChatPrompt {
+  const messages = body.messages.map(toChatMessage);
+  const tools = body.tools ?? [];
+  const choice = body.tool_choice ?? (tools.length > 0 ? "auto" : "none");
+  if (tools.length === 0) {
+    if (body.tool_choice != null && choice !== "none")
+      throw errors.invalidRequest("'tool_choice' is only allowed when 'tools' are specified.", "tool_choice");
+    return { messages, tools: null, plan: null };
+  }
+  const names = new Set<string>();
+  tools.forEach((t, i) => {
+    if (names.has(t.function.name)) throw errors.invalidRequest(`Duplicate function name '${t.function.name}' in 'tools'.`, `tools[${i}].function.name`);
+    names.add(t.function.name);
+    if (t.function.strict && t.function.parameters) {
+      try {
+        checkSchemaSubset(t.function.parameters);
+      } catch (e) {
+        if (e instanceof UnsupportedSchemaError)
+          throw errors.invalidRequest(`Invalid schema for 'tools[${i}].function.parameters': ${e.message}`, `tools[${i}].function.parameters`);
+        throw e;
+      }
+    }
+  });
+  if (choice === "none") return { messages, tools: null, plan: null };
+
+  const format = toolCallFormat(template.source, template.rendersTools);
+  let forced: GrammarSpec | null = null;
+  if (choice !== "auto") {
+    let allowed = tools;
+    if (typeof choice === "object") {
+      allowed = tools.filter((t) => t.function.name === choice.function.name);
+      if (allowed.length === 0)
+        throw errors.invalidRequest(`'tool_choice' names the function '${choice.function.name}', which is not in 'tools'.`, "tool_choice.function.name");
+    }
+    const schemas = allowed.map((t) => callSchema(format, t));
+    forced = { kind: "json_schema", schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas } };
+  }
+  const plan: ToolPlan = { format, known: names, forced, parallel: body.parallel_tool_calls !== false };
+  if (template.rendersTools) return { messages, tools, plan };
+  return { messages: genericMessages(messages, tools), tools: null, plan };
+}
