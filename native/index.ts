@@ -309,6 +309,10 @@ export interface CommRunOptions {
   inPlace?: boolean;
 }
 
+/** The CPU kernel variants, lowest first; HYBRIDCHAT_KERNELS=<one> forces it (when runnable). */
+export const KERNEL_VARIANTS = ["portable", "avx2", "avx512", "avx512bf16"] as const;
+export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
+
 /** Whether NCCL (libnccl.so.2, dlopened at run time) is usable for GPU ranks. */
 export interface NcclStatus {
   loaded: boolean;
@@ -318,8 +322,10 @@ export interface NcclStatus {
 }
 
 export interface NativeBinding {
-  /** e.g. "avx2+fma+f16c" or "scalar": which kernel variant this CPU runs */
+  /** which CPU kernel variant runs: one of KERNEL_VARIANTS (HYBRIDCHAT_KERNELS may pick a lower one) */
   cpuFeatures(): string;
+  /** every CPU kernel variant this CPU and build can run, lowest first */
+  kernelVariants(): KernelVariant[];
   /** physical compute backends built into this addon, e.g. ["cpu"] or ["cpu","cuda"] */
   backends(): string[];
   createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;

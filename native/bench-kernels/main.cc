@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/matmul_kernels.h"
@@ -147,10 +148,12 @@ void check_one(const CpuKernels& kern, GemmPath path, ThreadPool& pool, bool ta,
 }
 
 int cmd_check() {
-  std::vector<const CpuKernels*> variants{&portable_kernels()};
-  if (avx2_kernels() && &active_kernels() == avx2_kernels()) variants.push_back(avx2_kernels());
-  const int64_t Ms[] = {1, 2, 3, 5, 8, 17, 64, 130};
-  const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}};
+  // every variant this CPU runs (HYBRIDCHAT_KERNELS caps them, as it caps the active one)
+  std::vector<const CpuKernels*> variants;
+  for (int l = 0; l <= static_cast<int>(kernel_level()); l++)
+    if (const CpuKernels* v = kernels_for(l)) variants.push_back(v);
+  const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 64, 130};
+  const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}, {70, 32}, {33, 47}};
   const DType dts[] = {DType::F32, DType::BF16, DType::F16};
   Rng rng(42);
   for (int threads : {1, 2}) {

@@ -6,6 +6,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "cpu/dispatch.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -616,6 +617,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("cpuFeatures", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), hc::cpu::cpu_features());
+              }));
+  exports.Set("kernelVariants", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Array a = Napi::Array::New(info.Env());
+                uint32_t i = 0;
+                for (const std::string& l : hc::cpu::runnable_levels()) a.Set(i++, Napi::String::New(info.Env(), l));
+                return a;
               }));
   exports.Set("backends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 Napi::Array a = Napi::Array::New(info.Env());

@@ -13,7 +13,7 @@
 //     C[MR,NR] = alpha·Ap·Bp + beta·C (+ bias[NR]); beta == 0 never reads C.
 //     Ap: [kc][MR], Bp: [kc][NR], both packed and 32-byte aligned.
 //   static float half(uint16_t h);                   f16 → f32
-//   template <DType DT> static bool pack_bt16(const void* B, int64_t ldb, int64_t row0,
+//   template <DType DT> static bool pack_bt(const void* B, int64_t ldb, int64_t row0,
 //                   int64_t k0, int64_t kc, float* dst);
 //     optional fast path for one full NR-wide panel of a transposed B (tb): returns
 //     false to fall back to the generic loop.
@@ -34,14 +34,15 @@ template <class T>
 constexpr T min_of(T a, T b) { return a < b ? a : b; }
 
 // A per-thread packing buffer that grows (never shrinks), 64-byte aligned.
+template <class T = float>
 struct Scratch {
-  float* p = nullptr;
+  T* p = nullptr;
   size_t n = 0;
   ~Scratch() { std::free(p); }
-  float* get(size_t want) {
+  T* get(size_t want) {
     if (want > n) {
       std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, (want * sizeof(float) + 63) / 64 * 64));
+      p = static_cast<T*>(std::aligned_alloc(64, (want * sizeof(T) + 63) / 64 * 64));
       if (!p) throw std::bad_alloc();
       n = want;
     }
@@ -97,7 +98,7 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
     const int64_t nr = min_of(NR, nc - p);
     float* dst = Bp + p * kc;
     if (g.tb) {  // B rows are output features: read each contiguously along k
-      if (nr == NR && MK::template pack_bt16<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
+      if (nr == NR && MK::template pack_bt<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
       for (int64_t j = 0; j < nr; j++) {
         const int64_t row = (n0 + p + j) * g.ldb + k0;
         for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + k);
@@ -117,7 +118,7 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
 template <class MK>
 void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
-  thread_local Scratch abuf, bbuf;
+  thread_local Scratch<> abuf, bbuf;
   float* Ap = abuf.get(MC * KC);
   float* Bp = bbuf.get(KC * NC);
   alignas(64) float edge[MR * NR];
