@@ -3,8 +3,10 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
+#include "../errors.h"
 #include "dispatch.h"
 #include "gemm.h"
 #include "matmul_driver.h"
@@ -38,18 +40,12 @@ struct PortableMicro {
   }
 };
 
-// Converts each B row to fp32 once, then dots it with every row of A.
+// Converts (dequantizes) each B row to fp32 once, then dots it with every row of A.
 void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   thread_local std::vector<float> row;
   row.resize(g.K);
   for (int64_t n = n0; n < n1; n++) {
-    if (g.btype == DType::F32) {
-      std::memcpy(row.data(), static_cast<const float*>(g.B) + n * g.ldb, g.K * sizeof(float));
-    } else {
-      const uint16_t* src = static_cast<const uint16_t*>(g.B) + n * g.ldb;
-      for (int64_t k = 0; k < g.K; k++)
-        row[k] = g.btype == DType::BF16 ? bf16_to_f32(src[k]) : f16_to_f32(src[k]);
-    }
+    to_f32(row.data(), static_cast<const char*>(g.B) + dtype_bytes(g.btype, n * g.ldb), g.btype, g.K);
     for (int64_t m = 0; m < g.M; m++) {
       const float* a = g.A + m * g.lda;
       float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -150,6 +146,10 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
           const float* bias, ThreadPool& pool) {
+  // blocks of 32 never span rows of B, and the streaming kernels step a block at a time
+  if (is_quantized(btype) && (ldb % 32 != 0 || (tb ? K : N) % 32 != 0))
+    throw Error("invalid_argument", "q8_0/q4_0 weights need rows of a multiple of 32 (K = " + std::to_string(tb ? K : N) +
+                                        ", ldb = " + std::to_string(ldb) + ")");
   const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias};
   gemm_run(active_kernels(), g, pool);
 }

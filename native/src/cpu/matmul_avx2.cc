@@ -101,11 +101,73 @@ void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
   for (; n < n1; n++) gemv_rows<DT, 1>(g, n);
 }
 
+// ---- q8_0 / q4_0 weights: each block dequantized in registers (exactly) and used
+// for every row of the tile, activations kept fp32 (matmul_avx512.cc says why).
+
+// The 32 weights of one block in w[0..4), 8 each.
+template <DType DT>
+inline void dequant_block(const uint8_t* blk, __m256 w[4]) {
+  uint16_t dbits;
+  __builtin_memcpy(&dbits, blk, 2);
+  const __m256 d = _mm256_set1_ps(_cvtsh_ss(dbits));
+  if constexpr (DT == DType::Q8_0) {
+    for (int i = 0; i < 4; i++) {
+      const __m128i q = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk + 2 + 8 * i));
+      w[i] = _mm256_mul_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q)));
+    }
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m128i q0 = _mm_and_si128(b, m4), q1 = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+    const __m256 d8 = _mm256_mul_ps(d, _mm256_set1_ps(-8.f));  // d·(q − 8) = d·q − 8d, exact
+    const __m128i q[4] = {q0, _mm_srli_si128(q0, 8), q1, _mm_srli_si128(q1, 8)};
+    for (int i = 0; i < 4; i++) w[i] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q[i])), d8);
+  }
+}
+
+// R rows of B against MT rows of A (x read from L1 by the FMAs: 16 ymm registers)
+template <DType DT, int R, int MT>
+inline void gemv_q_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  constexpr int64_t BB = dtype_bytes(DT, 32);
+  const int64_t row_bytes = dtype_bytes(DT, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m256 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  for (int64_t k = 0, off = 0; k < g.K; k += 32, off += BB)
+    for (int r = 0; r < R; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(B + (R + r) * row_bytes + off), _MM_HINT_T0);
+      __m256 w[4];
+      dequant_block<DT>(B + r * row_bytes + off, w);
+      for (int m = 0; m < MT; m++)
+        for (int i = 0; i < 4; i++) acc[r][m] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(a + m * g.lda + k + 8 * i), acc[r][m]);
+    }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+}
+
+template <DType DT, int R>
+inline void gemv_q_rows(const GemmArgs& g, int64_t n) {
+  int64_t m = 0;
+  for (; g.M - m >= 2; m += 2) gemv_q_block<DT, R, 2>(g, m, n);
+  if (m < g.M) gemv_q_block<DT, R, 1>(g, m, n);
+}
+
+template <DType DT>
+void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) gemv_q_rows<DT, 4>(g, n);
+  for (; n < n1; n++) gemv_q_rows<DT, 1>(g, n);
+}
+
 void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
     case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
+    case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
+    case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
   }
 }
 

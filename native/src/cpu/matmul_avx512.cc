@@ -91,24 +91,92 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
-// All M rows of A (M <= kGemvMaxM) against R rows of B at n, in tiles of 4 rows: the
-// first tile pulls the B rows from memory, the others find them in L1/L2.
-template <DType DT, int R>
-inline void gemv_rows(const GemmArgs& g, int64_t n) {
+// Calls block(R, MT, m, n) (R and MT as std::integral_constant) over the output
+// C[:, n0:n1]: groups of 4 rows of B (then single rows) against all M rows of A
+// (M <= kGemvMaxM) in tiles of 4 rows (then the 1..3 left). The first tile of a group
+// pulls its B rows from memory, the others find them in L1/L2.
+template <int R, class F>
+inline void row_tiles(const GemmArgs& g, int64_t n, F&& block) {
+  using std::integral_constant;
   int64_t m = 0;
-  for (; g.M - m >= 4; m += 4) gemv_block<DT, R, 4>(g, m, n);
+  for (; g.M - m >= 4; m += 4) block(integral_constant<int, R>{}, integral_constant<int, 4>{}, m, n);
   switch (g.M - m) {
-    case 3: return gemv_block<DT, R, 3>(g, m, n);
-    case 2: return gemv_block<DT, R, 2>(g, m, n);
-    case 1: return gemv_block<DT, R, 1>(g, m, n);
+    case 3: return block(integral_constant<int, R>{}, integral_constant<int, 3>{}, m, n);
+    case 2: return block(integral_constant<int, R>{}, integral_constant<int, 2>{}, m, n);
+    case 1: return block(integral_constant<int, R>{}, integral_constant<int, 1>{}, m, n);
   }
+}
+template <class F>
+inline void for_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) row_tiles<4>(g, n, block);
+  for (; n < n1; n++) row_tiles<1>(g, n, block);
 }
 
 template <DType DT>
 void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) gemv_rows<DT, 4>(g, n);
-  for (; n < n1; n++) gemv_rows<DT, 1>(g, n);
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); });
+}
+
+// ---- q8_0 / q4_0 weights ----------------------------------------------------
+// Each block is dequantized to fp32 in registers (exactly: d·q fits fp32) and used for
+// all MT rows of A, so the activations stay fp32 (no int8 rounding of x, unlike
+// llama.cpp's vec_dot) and a batch shares the unpacking. Decode is bound by the
+// weight bytes (4.5 / 8.5 bits a weight), not by these few instructions a block.
+
+// The 32 weights of one block: w[0..16) in lo, w[16..32) in hi.
+template <DType DT>
+inline void dequant_block(const uint8_t* blk, __m512& lo, __m512& hi) {
+  uint16_t dbits;
+  __builtin_memcpy(&dbits, blk, 2);
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(dbits));
+  if constexpr (DT == DType::Q8_0) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+    lo = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
+    hi = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m128i q0 = _mm_and_si128(b, m4), q1 = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+    const __m512 d8 = _mm512_mul_ps(d, _mm512_set1_ps(-8.f));  // d·(q − 8) = d·q − 8d, exact
+    lo = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q0)), d8);
+    hi = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q1)), d8);
+  }
+}
+
+template <DType DT, int R, int MT>
+inline void gemv_q_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  constexpr int64_t BB = dtype_bytes(DT, 32);
+  const int64_t row_bytes = dtype_bytes(DT, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  for (int64_t k = 0, off = 0; k < g.K; k += 32, off += BB) {
+    __m512 x0[MT], x1[MT];
+    for (int m = 0; m < MT; m++) {
+      x0[m] = _mm512_loadu_ps(a + m * g.lda + k);
+      x1[m] = _mm512_loadu_ps(a + m * g.lda + k + 16);
+    }
+    for (int r = 0; r < R; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(B + (R + r) * row_bytes + off), _MM_HINT_T0);
+      __m512 w0, w1;
+      dequant_block<DT>(B + r * row_bytes + off, w0, w1);
+      for (int m = 0; m < MT; m++) {
+        acc[r][m] = _mm512_fmadd_ps(w0, x0[m], acc[r][m]);
+        acc[r][m] = _mm512_fmadd_ps(w1, x1[m], acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+template <DType DT>
+void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q_block<DT, R(), MT()>(g, m, n); });
 }
 
 void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
@@ -116,6 +184,8 @@ void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
     case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
+    case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
+    case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
   }
 }
 
@@ -177,17 +247,6 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
-template <int R>
-inline void dp_rows(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, int64_t n) {
-  int64_t m = 0;
-  for (; g.M - m >= 4; m += 4) dp_block<R, 4>(g, hi, lo, m, n);
-  switch (g.M - m) {
-    case 3: return dp_block<R, 3>(g, hi, lo, m, n);
-    case 2: return dp_block<R, 2>(g, hi, lo, m, n);
-    case 1: return dp_block<R, 1>(g, hi, lo, m, n);
-  }
-}
-
 void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   if (g.btype != DType::BF16) return avx512_gemv(g, n0, n1);
   // one rank's copy of A's rows split into hi/lo pairs, each row zero-padded to a
@@ -197,9 +256,7 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   uint16_t* hi = buf.get(2 * g.M * K32);
   uint16_t* lo = hi + g.M * K32;
   split_rows(g, hi, lo);
-  int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) dp_rows<4>(g, hi, lo, n);
-  for (; n < n1; n++) dp_rows<1>(g, hi, lo, n);
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT()>(g, hi, lo, m, n); });
 }
 
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, &driver::gemm_tile<Avx512Micro>,

@@ -3,8 +3,8 @@
 // compiler flags. Loops, outer to inner: jc (NC columns of B, packed block in
 // L3) → pc (KC of the inner dimension) → ic (MC rows of A, packed block in L2)
 // → jr (one NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers).
-// bf16/f16 B is converted to fp32 while packing, so every dtype runs at the
-// fp32 kernel's speed once M is large enough to amortise the packing.
+// bf16/f16 B is converted (q8_0/q4_0 dequantized) to fp32 while packing, so every
+// dtype runs at the fp32 kernel's speed once M is large enough to amortise the packing.
 //
 // A micro-kernel type MK provides:
 //   static constexpr int64_t MR, NR, KC, MC, NC;    (MC % MR == 0, NC % NR == 0)
@@ -79,14 +79,26 @@ void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, f
   }
 }
 
+// Element idx of B; for the block types, rows start at multiples of 32 (ldb % 32 == 0).
 template <class MK, DType DT>
 inline float load_b(const void* base, int64_t idx) {
   if constexpr (DT == DType::F32) {
     return static_cast<const float*>(base)[idx];
   } else if constexpr (DT == DType::BF16) {
     return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[idx]);
-  } else {
+  } else if constexpr (DT == DType::F16) {
     return MK::half(static_cast<const uint16_t*>(base)[idx]);
+  } else {
+    const uint8_t* blk = static_cast<const uint8_t*>(base) + dtype_bytes(DT, idx / 32 * 32);
+    uint16_t d;
+    __builtin_memcpy(&d, blk, 2);
+    const int j = static_cast<int>(idx % 32);
+    if constexpr (DT == DType::Q8_0) {
+      return MK::half(d) * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+    } else {
+      const int q = j < 16 ? (blk[2 + j] & 15) : (blk[2 + j - 16] >> 4);
+      return MK::half(d) * static_cast<float>(q - 8);
+    }
   }
 }
 
@@ -124,7 +136,9 @@ void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
   alignas(64) float edge[MR * NR];
   auto pack = g.btype == DType::F32    ? &pack_b<MK, DType::F32>
               : g.btype == DType::BF16 ? &pack_b<MK, DType::BF16>
-                                       : &pack_b<MK, DType::F16>;
+              : g.btype == DType::F16  ? &pack_b<MK, DType::F16>
+              : g.btype == DType::Q8_0 ? &pack_b<MK, DType::Q8_0>
+                                       : &pack_b<MK, DType::Q4_0>;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = min_of(NC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += KC) {

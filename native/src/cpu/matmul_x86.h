@@ -93,8 +93,11 @@ struct X86Packing {
   static float half(uint16_t h) { return _cvtsh_ss(h); }
   template <DType DT>
   static bool pack_bt(const void* B, int64_t ldb, int64_t row0, int64_t k0, int64_t kc, float* dst) {
-    pack_bt_panel<DT, NR>(B, ldb, row0, k0, kc, dst);
-    return true;
+    if constexpr (is_quantized(DT)) return false;  // the driver's generic loop dequantizes
+    else {
+      pack_bt_panel<DT, NR>(B, ldb, row0, k0, kc, dst);
+      return true;
+    }
   }
 };
 
