@@ -156,7 +156,7 @@ std::vector<hc::TensorDesc> parse_tensors(Napi::Value v) {
     d.name = o.Get("name").As<Napi::String>().Utf8Value();
     d.file = o.Get("file").As<Napi::String>().Utf8Value();
     d.offset = int_of(o, "offset");
-    d.dtype = dtype_arg(o.Get("dtype"));
+    d.dtype = dtype_arg(o.Get("dtype"), true);  // q8_0/q4_0: linear weights of a quantized checkpoint
     Napi::Array sh = o.Get("shape").As<Napi::Array>();
     for (uint32_t j = 0; j < sh.Length(); j++) {
       Napi::Value x = sh.Get(j);
