@@ -9,6 +9,13 @@ import { fileURLToPath } from "node:url";
 export type DType = "f32" | "bf16" | "f16";
 /** llama.cpp's weight-only block formats (native/src/quant.h): rows of multiples of 32, raw blocks in a Uint8Array */
 export type BlockDType = "q8_0" | "q4_0";
+/** How a checkpoint tensor is stored: an element type, or (linear weights only) a block format. */
+export type StorageDType = DType | BlockDType;
+/** Bytes of one block of 32 weights (fp16 scale + quants), as llama.cpp lays them out. */
+export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18 };
+export function isBlockDType(t: string): t is BlockDType {
+  return t === "q8_0" || t === "q4_0";
+}
 
 /**
  * One weight tensor, located inside a file the native side memory-maps.
@@ -25,7 +32,8 @@ export interface TensorRef {
   file: string;
   /** absolute byte offset of the tensor's first byte in `file` */
   offset: number;
-  dtype: DType;
+  /** a block type for linear weights of a quantized checkpoint only; `shape` is then the weights' [out, in] */
+  dtype: StorageDType;
   shape: number[];
 }
 
