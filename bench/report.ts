@@ -1,6 +1,7 @@
 // One result line per measurement: printed as a table, appended as JSON lines.
 import { appendFileSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { native } from "../native/index.js";
 
 export interface BenchResult {
   name: string;
@@ -23,7 +24,8 @@ export class Report {
       name: r.name,
       value: round(r.value),
       unit: r.unit,
-      config: { ...r.config, ...(r.limit ? { limit: r.limit.name, limit_value: round(r.limit.value), fraction: round(r.limit.fraction) } : {}) },
+      // every line says which CPU kernel variant produced it (HYBRIDCHAT_KERNELS may force one)
+      config: { kernels: native().cpuFeatures(), ...r.config, ...(r.limit ? { limit: r.limit.name, limit_value: round(r.limit.value), fraction: round(r.limit.fraction) } : {}) },
     };
     appendFileSync(this.outFile, JSON.stringify(line) + "\n");
     const frac = r.limit ? `  (${(100 * r.limit.fraction).toFixed(1)} % of ${r.limit.name})` : "";

@@ -15,13 +15,15 @@ import { runTrainSpeed } from "./train-speed.js";
 import { runZero } from "./zero-speed.js";
 import { runTpDecode } from "./tp-speed.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,stories,train,zero,tp,http] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,stories,train,zero,tp,http] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
   npm run bench -- --only stories,http    # the small real model only
   npm run bench -- --quick                # fewer repetitions, shorter HTTP run
   npm run bench -- --only zero            # ZeRO memory per rank by stage, training DP=1 vs DP=2
+  npm run bench -- --only batch           # 110M f32/bf16 decode at batch 1, 2, 4, 8, 16 (not in the default set)
+  HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
@@ -45,8 +47,8 @@ const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
 const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
-console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()}`);
-const limits = only.has("machine") || only.has("110m") || only.has("stories") || only.has("train") || only.has("tp")
+console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")})`);
+const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
 
@@ -60,6 +62,14 @@ if (only.has("110m")) {
       decode: [{ tokens: 128, batch: 1 }, { tokens: 32, batch: 8 }],
       reps,
     }, limits, threads);
+  }
+}
+if (only.has("batch")) {
+  // the batch scaling curve of decode: each step reads the weights once for all rows
+  for (const dtype of ["f32", "bf16"] as const) {
+    const dir = await benchCheckpoint(outRoot, "110M", dtype);
+    const decode = [1, 2, 4, 8, 16].map((batch) => ({ tokens: 32, batch }));
+    await runSpeed(report, { label: `110M ${dtype}`, dir, prefill: [], decode, reps }, limits, threads);
   }
 }
 if (only.has("stories")) {

@@ -27,6 +27,8 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./serve.js")).serveCommand(rest);
     case "init":
       return (await import("./init.js")).initCommand(rest);
+    case "quantize":
+      return (await import("./quantize.js")).quantizeCommand(rest);
     case "chat":
       return (await import("./chat.js")).chatCommand(rest);
     case "train":

@@ -3,7 +3,7 @@
 // writer itself is engine/safetensors.ts's writeSafetensors.
 import { openSync, readSync, closeSync } from "node:fs";
 import { basename } from "node:path";
-import type { DType } from "../native/index.js";
+import { isBlockDType, type DType } from "../native/index.js";
 import { readSafetensorsHeader, tensorFromArray, writeSafetensors, type TensorSource } from "./safetensors.js";
 import { fromBf16, fromF16, toBf16, toF16 } from "./half.js";
 
@@ -50,6 +50,7 @@ export function readF32Tensors(file: string): { tensors: Map<string, F32Tensor>;
   const fd = openSync(file, "r");
   try {
     for (const t of header.tensors) {
+      if (isBlockDType(t.dtype)) throw new Error(`${file}: tensor "${t.name}" is ${t.dtype} blocks; only F32/BF16/F16 files are read as fp32`);
       const n = t.shape.reduce((a, b) => a * b, 1);
       const data = new Float32Array(n);
       // files are little-endian, as is every host the addon builds for: read straight into place

@@ -3,7 +3,7 @@
 import { openSync, readSync, closeSync, fstatSync, existsSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import type { DType } from "../native/index.js";
+import { BLOCK_BYTES, isBlockDType, type DType, type StorageDType } from "../native/index.js";
 import { ModelLoadError } from "./load-errors.js";
 import { readJsonFile } from "./json-file.js";
 
@@ -19,8 +19,21 @@ export interface StoredTensor {
   /** absolute: 8 + headerLength + data_offsets[0] */
   offset: number;
   byteLength: number;
-  dtype: DType;
+  /** a block type in a quantized file (QUANT_KEY): stored as U8 [out, in/32 · block bytes], `shape` is [out, in] */
+  dtype: StorageDType;
   shape: number[];
+}
+
+/**
+ * __metadata__ key of a quantized checkpoint (`hybridchat quantize`): "q8_0" or "q4_0". Its U8
+ * tensors are 2-D [out, in/32 · block bytes] arrays of llama.cpp blocks, the weights [out, in].
+ */
+export const QUANT_KEY = "quantization";
+
+/** Stored bytes of a tensor of `shape` (for a block type: the weights' [out, in]). */
+export function storedBytes(dtype: StorageDType, shape: readonly number[]): number {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return isBlockDType(dtype) ? (n / 32) * BLOCK_BYTES[dtype] : n * DTYPE_BYTES[dtype];
 }
 
 export interface SafetensorsHeader {
@@ -57,24 +70,29 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     const dataStart = 8 + headerLen;
     const dataSize = size - dataStart;
     const tensors: StoredTensor[] = [];
-    let metadata: Record<string, string> = {};
+    const meta = (header as Record<string, unknown>).__metadata__;
+    const metadata: Record<string, string> = meta && typeof meta === "object" ? (meta as Record<string, string>) : {};
+    const quant = metadata[QUANT_KEY];
+    if (quant !== undefined && !isBlockDType(quant)) return bad(`__metadata__.${QUANT_KEY} is ${JSON.stringify(quant)}; supported: q8_0, q4_0`);
     for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
-      if (name === "__metadata__") {
-        if (entry && typeof entry === "object") metadata = entry as Record<string, string>;
-        continue;
-      }
+      if (name === "__metadata__") continue;
       if (!entry || typeof entry !== "object") return bad(`entry "${name}" is not an object`);
       const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
-      const dtype = typeof e.dtype === "string" ? FROM_ST[e.dtype] : undefined;
+      const dtype: StorageDType | undefined = e.dtype === "U8" && quant ? quant : typeof e.dtype === "string" ? FROM_ST[e.dtype] : undefined;
       if (!dtype) {
-        throw new ModelLoadError(`${file}: tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, BF16, F16`, "bad_safetensors");
+        throw new ModelLoadError(`${file}: tensor "${name}" has dtype ${JSON.stringify(e.dtype)}; supported: F32, BF16, F16 (and U8 blocks in a quantized file)`, "bad_safetensors");
       }
       if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) return bad(`tensor "${name}" has a bad shape`);
-      const shape = e.shape as number[];
+      let shape = e.shape as number[];
+      if (isBlockDType(dtype)) {  // U8 [out, blocks · block bytes] -> the weights' [out, in]
+        if (shape.length !== 2 || shape[1]! % BLOCK_BYTES[dtype] !== 0)
+          return bad(`tensor "${name}": U8 [${shape}] is not [out, whole ${dtype} blocks of ${BLOCK_BYTES[dtype]} bytes]`);
+        shape = [shape[0]!, (shape[1]! / BLOCK_BYTES[dtype]) * 32];
+      }
       const off = e.data_offsets;
       if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0)) return bad(`tensor "${name}" has bad data_offsets`);
       const [begin, end] = off as [number, number];
-      const want = shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[dtype];
+      const want = storedBytes(dtype, shape);
       if (end - begin !== want) return bad(`tensor "${name}" spans ${end - begin} bytes but shape [${shape}] ${e.dtype} needs ${want}`);
       if (end > dataSize) return bad(`tensor "${name}" ends at data byte ${end}, past the end of the data (${dataSize} bytes)`);
       tensors.push({ name, file, offset: dataStart + begin, byteLength: want, dtype, shape });
@@ -123,7 +141,9 @@ export function readCheckpointTensors(dir: string): StoredTensor[] {
 /** A tensor to write; `write` streams its bytes (exactly byteLength in total) in any chunking. */
 export interface TensorSource {
   name: string;
-  dtype: DType;
+  /** a block type is written as U8 [out, in/32 · block bytes] (QUANT_KEY must be in the metadata) */
+  dtype: StorageDType;
+  /** for a block type, the weights' [out, in] */
   shape: number[];
   write(sink: (chunk: Uint8Array) => Promise<void>): Promise<void>;
 }
@@ -153,8 +173,12 @@ export async function writeSafetensors(
   let pos = 0;
   const sizes: number[] = [];
   for (const t of tensors) {
-    const n = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    header[t.name] = { dtype: TO_ST[t.dtype], shape: t.shape, data_offsets: [pos, pos + n] };
+    const n = storedBytes(t.dtype, t.shape);
+    const d = t.dtype;
+    if (isBlockDType(d) && metadata[QUANT_KEY] !== d) throw new Error(`tensor "${t.name}" is ${d}: the file's metadata must say ${QUANT_KEY}=${d}`);
+    header[t.name] = isBlockDType(d)
+      ? { dtype: "U8", shape: [t.shape[0], (t.shape[1]! / 32) * BLOCK_BYTES[d]], data_offsets: [pos, pos + n] }
+      : { dtype: TO_ST[d], shape: t.shape, data_offsets: [pos, pos + n] };
     sizes.push(n);
     pos += n;
   }

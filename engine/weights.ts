@@ -1,6 +1,6 @@
 // HF tensor names -> the canonical engine names of native/index.ts (TensorRef), with every
 // tensor's presence and shape checked against the config before the native side sees it.
-import type { TensorRef } from "../native/index.js";
+import { isBlockDType, type TensorRef } from "../native/index.js";
 import type { ModelConfig } from "./types.js";
 import { ModelLoadError } from "./load-errors.js";
 import type { StoredTensor } from "./safetensors.js";
@@ -26,6 +26,8 @@ const TOP: Record<string, string> = {
   "model.norm.weight": "final_norm",
   "lm_head.weight": "lm_head",
 };
+// The tensors a quantized checkpoint may store as blocks (quantize.ts picks from these).
+export const LINEAR = /^L\d+\.(q|k|v|o|gate|up|down)$/;
 const CANON_TO_HF_PART = Object.fromEntries(Object.entries(LAYER_PARTS).map(([hf, c]) => [c, hf]));
 const CANON_TO_HF_TOP = Object.fromEntries(Object.entries(TOP).map(([hf, c]) => [c, hf]));
 
@@ -106,6 +108,8 @@ export function resolveWeights(config: ModelConfig, stored: readonly StoredTenso
         "shape_mismatch",
       );
     }
+    if (isBlockDType(t.dtype) && !LINEAR.test(canon))
+      throw new ModelLoadError(`tensor "${t.name}" in ${t.file} is ${t.dtype}: only the layers' linear weights may be quantized`, "bad_safetensors");
     found.set(canon, { name: canon, file: t.file, offset: t.offset, dtype: t.dtype, shape: [...t.shape] });
   }
   const out: TensorRef[] = [];

@@ -7,6 +7,15 @@ import { fileURLToPath } from "node:url";
 
 /** Storage type of a weight tensor as the checkpoint holds it. */
 export type DType = "f32" | "bf16" | "f16";
+/** llama.cpp's weight-only block formats (native/src/quant.h): rows of multiples of 32, raw blocks in a Uint8Array */
+export type BlockDType = "q8_0" | "q4_0";
+/** How a checkpoint tensor is stored: an element type, or (linear weights only) a block format. */
+export type StorageDType = DType | BlockDType;
+/** Bytes of one block of 32 weights (fp16 scale + quants), as llama.cpp lays them out. */
+export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18 };
+export function isBlockDType(t: string): t is BlockDType {
+  return t === "q8_0" || t === "q4_0";
+}
 
 /**
  * One weight tensor, located inside a file the native side memory-maps.
@@ -23,7 +32,8 @@ export interface TensorRef {
   file: string;
   /** absolute byte offset of the tensor's first byte in `file` */
   offset: number;
-  dtype: DType;
+  /** a block type for linear weights of a quantized checkpoint only; `shape` is then the weights' [out, in] */
+  dtype: StorageDType;
   shape: number[];
 }
 
@@ -217,7 +227,7 @@ export interface NativeModel {
 /** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */
 export interface NativeOps {
   /** out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); w stored as dtype (Float32Array for f32, Uint16Array for bf16/f16) */
-  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: DType, bias: Float32Array | null, M: number, N: number, K: number): void;
+  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array | Uint8Array, dtype: DType | BlockDType, bias: Float32Array | null, M: number, N: number, K: number): void;
   /** out[M,C] = x / rms(x) * weight */
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */
@@ -228,7 +238,11 @@ export interface NativeOps {
   swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
   /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */
   toF32(out: Float32Array, src: Uint16Array, dtype: "bf16" | "f16"): void;
+  /** dequantizes whole blocks (CPU only) */
+  toF32(out: Float32Array, src: Uint8Array, dtype: BlockDType): void;
   fromF32(out: Uint16Array, src: Float32Array, dtype: "bf16" | "f16"): void;
+  /** quantizes as llama.cpp's reference quantizer does, src.length % 32 == 0 (CPU only) */
+  fromF32(out: Uint8Array, src: Float32Array, dtype: BlockDType): void;
 
   // Training kernels (native/src/cpu/ops.h): gradients first, then the upstream gradient,
   // then what the forward saved. Weight gradients accumulate (+=); input gradients are overwritten.
@@ -246,7 +260,7 @@ export interface NativeOps {
   /** dtable[V,C] += dout[T,C] scattered to rows tokens[T] */
   embeddingBackward(dtable: Float32Array, dout: Float32Array, tokens: Int32Array, T: number, C: number): void;
   /** matmul's backward: dx[M,K] = dout·w (overwritten), dw[N,K] += doutᵀ·x, dbias[N] += Σ rows of dout; null skips a gradient */
-  matmulBackward(dx: Float32Array | null, dw: Float32Array | null, dbias: Float32Array | null, dout: Float32Array, x: Float32Array, w: Float32Array | Uint16Array, dtype: DType, M: number, N: number, K: number): void;
+  matmulBackward(dx: Float32Array | null, dw: Float32Array | null, dbias: Float32Array | null, dout: Float32Array, x: Float32Array, w: Float32Array | Uint16Array | Uint8Array, dtype: DType | BlockDType, M: number, N: number, K: number): void;
   /** logp[T] = log softmax(logits[T,V])[targets[t]]; a negative target masks its row (logp 0) */
   logprob(logp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
   /** dlogits[T,V] = dlogp[t]·(onehot(targets[t]) − softmax(logits[t])) (overwritten; may be the logits array; masked rows get 0) */
@@ -309,6 +323,10 @@ export interface CommRunOptions {
   inPlace?: boolean;
 }
 
+/** The CPU kernel variants, lowest first; HYBRIDCHAT_KERNELS=<one> forces it (when runnable). */
+export const KERNEL_VARIANTS = ["portable", "avx2", "avx512", "avx512bf16"] as const;
+export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
+
 /** Whether NCCL (libnccl.so.2, dlopened at run time) is usable for GPU ranks. */
 export interface NcclStatus {
   loaded: boolean;
@@ -318,8 +336,10 @@ export interface NcclStatus {
 }
 
 export interface NativeBinding {
-  /** e.g. "avx2+fma+f16c" or "scalar": which kernel variant this CPU runs */
+  /** which CPU kernel variant runs: one of KERNEL_VARIANTS (HYBRIDCHAT_KERNELS may pick a lower one) */
   cpuFeatures(): string;
+  /** every CPU kernel variant this CPU and build can run, lowest first */
+  kernelVariants(): KernelVariant[];
   /** physical compute backends built into this addon, e.g. ["cpu"] or ["cpu","cuda"] */
   backends(): string[];
   createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;

@@ -6,10 +6,9 @@
 // native side is fp32, so the tolerances are fp32 rounding of the sums involved.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { native, type DType, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { describeEachKernelVariant } from "./kernel-variants.js";
 import { fromNumbers, toFloat64 } from "./reference/dtype.js";
 import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./reference/ops.js";
 import {
@@ -201,16 +200,5 @@ for (const backend of ["cpu", "cuda"] as const) {
   });
 }
 
-// The same tests with the portable (non-AVX2) kernels, in a child process because the
-// variant is chosen once per process.
-describe("portable training kernels", { skip: process.env.HYBRIDCHAT_SCALAR === "1" ? "already the portable run" : false }, () => {
-  it("pass the same backward tests with HYBRIDCHAT_SCALAR=1", () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HYBRIDCHAT_SCALAR: "1" };
-    delete env.NODE_TEST_CONTEXT;
-    const r = spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], { env, encoding: "utf8" });
-    assert.equal(r.status, 0, `portable backward tests failed:\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /# pass [1-9]/);
-    assert.match(r.stdout, /# fail 0/);
-  });
-});
-
+// The same tests under every other kernel variant this CPU runs.
+describeEachKernelVariant(import.meta.url, "backward tests");

@@ -3,11 +3,11 @@
 // included. Tolerance: |native - ref| <= atol + rtol·|ref| per element, stated per op.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
-import { native, type DType, type NativeOps } from "../native/index.js";
+import { native, type BlockDType, type DType, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { describeEachKernelVariant } from "./kernel-variants.js";
 import { bf16ToNumber, f16ToNumber, fromNumbers, numberToBf16, numberToF16, toFloat64 } from "./reference/dtype.js";
+import { BLOCK_BYTES, dequantize, quantize } from "./reference/quant.js";
 import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./reference/ops.js";
 
 const ALL_BACKENDS = ["cpu", "cuda"] as const;
@@ -25,9 +25,11 @@ for (const backend of ALL_BACKENDS) {
     it("matmul matches the reference for f32/bf16/f16 weights, with and without bias", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      // K not a multiple of 8, M = 1 (decode path) and M = 37 / 130 (GEMM path)
+      // K not a multiple of 8 (nor of 16/32: the AVX-512 tails), M = 1..16 (the streaming
+      // decode path, one to four register tiles of rows) and M = 37 / 130 (GEMM path)
       const shapes: [number, number, number][] = [
-        [1, 1, 1], [1, 13, 7], [1, 96, 67], [3, 17, 261], [37, 13, 7], [37, 96, 67], [37, 64, 261], [130, 70, 300],
+        [1, 1, 1], [1, 13, 7], [1, 96, 67], [3, 17, 261], [2, 40, 64], [4, 37, 100], [5, 33, 47], [8, 70, 300],
+        [16, 36, 96], [37, 13, 7], [37, 96, 67], [37, 64, 261], [130, 70, 300],
       ];
       for (const dtype of ["f32", "bf16", "f16"] as DType[])
         for (const [M, N, K] of shapes)
@@ -41,6 +43,41 @@ for (const backend of ALL_BACKENDS) {
             // fp32 accumulation of K products of magnitude <= 1
             assertClose(out, ref, 1e-6 * Math.sqrt(K) * 4, 1e-5, `matmul ${dtype} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
           }
+    });
+
+    it("q8_0/q4_0: llama.cpp's blocks byte for byte, and matmul on them for decode and prefill", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const dtype of ["q8_0", "q4_0"] as BlockDType[]) {
+        if (backend === "cuda") {
+          assert.throws(() => ops().matmul(new Float32Array(32), new Float32Array(32), new Uint8Array(BLOCK_BYTES[dtype]), dtype, null, 1, 1, 32),
+            (e: Error & { code?: string }) => e.code === "unsupported_dtype");
+          continue;
+        }
+        // quantize: equal to the reference bytes, zeros and a tie-heavy block included
+        const values = rng.f32(32 * 40, -3, 3);
+        values.fill(0, 0, 32);
+        for (let j = 0; j < 32; j++) values[32 + j] = (j - 16) / 4;
+        const blocks = new Uint8Array(values.length / 32 * BLOCK_BYTES[dtype]);
+        ops().fromF32(blocks, values, dtype);
+        assert.deepEqual(blocks, quantize(values, dtype), `fromF32 ${dtype} seed=${seed}`);
+        const back = new Float32Array(values.length);
+        ops().toF32(back, blocks, dtype);
+        assert.deepEqual(Array.from(back), Array.from(dequantize(blocks, dtype)), `toF32 ${dtype}`);
+        // M = 1..16 stream a block at a time (register tiles of 1..4 rows), 37 / 130 pack
+        for (const [M, N, K] of [[1, 1, 32], [1, 13, 64], [3, 17, 96], [5, 36, 320], [8, 70, 256], [16, 33, 64], [37, 20, 96], [130, 70, 320]] as [number, number, number][])
+          for (const withBias of [false, true]) {
+            const x = rng.f32(M * K);
+            const w = quantize(rng.f32(N * K), dtype);
+            const bias = withBias ? rng.f32(N) : null;
+            const out = new Float32Array(M * N).fill(NaN);
+            ops().matmul(out, x, w, dtype, bias, M, N, K);
+            assertClose(out, matmulRef(x, dequantize(w, dtype), bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
+              `matmul ${dtype} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
+          }
+        assert.throws(() => ops().matmul(new Float32Array(48), new Float32Array(48), new Uint8Array(3 * BLOCK_BYTES[dtype]), dtype, null, 1, 1, 48),
+          (e: Error & { code?: string }) => e.code === "invalid_argument", "K not a multiple of 32");
+      }
     });
 
     it("rmsnorm matches the reference (also in place)", () => {
@@ -160,18 +197,5 @@ describe("native probes", () => {
   });
 });
 
-// The same tests once more with the portable (non-AVX2) kernels, in a child process
-// because the variant is chosen once per process.
-describe("portable kernels", { skip: process.env.HYBRIDCHAT_SCALAR === "1" ? "already the portable run" : false }, () => {
-  it("pass the same op tests with HYBRIDCHAT_SCALAR=1", () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HYBRIDCHAT_SCALAR: "1" };
-    delete env.NODE_TEST_CONTEXT; // else the child reports to this runner instead of its stdout
-    const r = spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], {
-      env,
-      encoding: "utf8",
-    });
-    assert.equal(r.status, 0, `portable op tests failed:\n${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /# pass [1-9]/);
-    assert.match(r.stdout, /# fail 0/);
-  });
-});
+// The same tests under every other kernel variant this CPU runs (portable, AVX2, AVX-512, AVX-512 BF16).
+describeEachKernelVariant(import.meta.url, "op tests");

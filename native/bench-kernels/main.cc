@@ -13,9 +13,11 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/dispatch.h"
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/matmul_kernels.h"
+#include "cpu/ops.h"
 #include "dtype.h"
 #include "threadpool.h"
 
@@ -43,21 +45,36 @@ struct Rng {
   float uniform() { return static_cast<float>((next() >> 40) * (2.0 / 16777216.0) - 1.0); }
 };
 
-const char* dtype_name(DType t) { return t == DType::F32 ? "f32" : t == DType::BF16 ? "bf16" : "f16"; }
+const char* dtype_name(DType t) {
+  const char* names[] = {"f32", "bf16", "f16", "q8_0", "q4_0"};
+  return names[static_cast<int>(t)];
+}
 
 // B as stored (raw bytes of btype) plus its exact fp32 values, for the reference.
 struct Weights {
   std::vector<float> f32;      // values the kernel must see (already rounded)
   std::vector<uint16_t> half;  // storage for bf16/f16
+  std::vector<uint8_t> blocks;  // storage for q8_0/q4_0
   DType type;
-  const void* data() const { return type == DType::F32 ? static_cast<const void*>(f32.data()) : half.data(); }
-  size_t bytes() const { return type == DType::F32 ? f32.size() * 4 : half.size() * 2; }
+  const void* data() const {
+    return type == DType::F32 ? static_cast<const void*>(f32.data())
+           : is_quantized(type) ? static_cast<const void*>(blocks.data()) : half.data();
+  }
+  size_t bytes() const { return dtype_bytes(type, f32.size()); }
 };
 
+// n % 32 == 0 for the block types
 Weights make_weights(size_t n, DType t, Rng& rng, float scale = 1.f) {
   Weights w;
   w.type = t;
   w.f32.resize(n);
+  if (is_quantized(t)) {
+    for (auto& v : w.f32) v = rng.uniform() * scale;
+    w.blocks.resize(dtype_bytes(t, n));
+    from_f32(w.blocks.data(), w.f32.data(), t, n);
+    to_f32(w.f32.data(), w.blocks.data(), t, n);
+    return w;
+  }
   if (t != DType::F32) w.half.resize(n);
   for (size_t i = 0; i < n; i++) {
     float v = rng.uniform() * scale;
@@ -147,10 +164,12 @@ void check_one(const CpuKernels& kern, GemmPath path, ThreadPool& pool, bool ta,
 }
 
 int cmd_check() {
-  std::vector<const CpuKernels*> variants{&portable_kernels()};
-  if (avx2_kernels() && &active_kernels() == avx2_kernels()) variants.push_back(avx2_kernels());
-  const int64_t Ms[] = {1, 2, 3, 5, 8, 17, 64, 130};
-  const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}};
+  // every variant this CPU runs (HYBRIDCHAT_KERNELS caps them, as it caps the active one)
+  std::vector<const CpuKernels*> variants;
+  for (int l = 0; l <= static_cast<int>(kernel_level()); l++)
+    if (const CpuKernels* v = kernels_for(l)) variants.push_back(v);
+  const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 64, 130};
+  const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}, {70, 32}, {33, 47}};
   const DType dts[] = {DType::F32, DType::BF16, DType::F16};
   Rng rng(42);
   for (int threads : {1, 2}) {
@@ -175,6 +194,21 @@ int cmd_check() {
                 check_one(*kern, GemmPath::Auto, pool, ta, tb, M, 45, 600, dt, beta != 0.f, 0.75f, beta, 3, rng);
                 check_one(*kern, GemmPath::Auto, pool, ta, tb, 33, M, 300, dt, false, 1.f, beta, 0, rng);
               }
+      // q8_0 / q4_0 weights: rows of multiples of 32, every path, both transposes of B
+      for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+        for (int64_t M : Ms)
+          for (int64_t NK : {int64_t(32), int64_t(96), int64_t(768)})
+            for (bool bias : {false, true}) {
+              check_one(*kern, GemmPath::Auto, pool, false, true, M, 37, NK, dt, bias, 1.f, 0.f, 0, rng);
+              check_one(*kern, GemmPath::Packed, pool, false, true, M, 37, NK, dt, bias, 1.f, 0.f, 0, rng);
+              if (M <= 32) check_one(*kern, GemmPath::Stream, pool, false, true, M, 37, NK, dt, bias, 1.f, 0.f, 0, rng);
+            }
+        // the backward's dx = dY·W (tb = false), beta accumulation, padded rows of 32 more
+        for (int64_t M : {int64_t(1), int64_t(7), int64_t(130)}) {
+          check_one(*kern, GemmPath::Auto, pool, false, false, M, 64, 45, dt, false, 1.f, 0.f, 32, rng);
+          check_one(*kern, GemmPath::Auto, pool, false, true, M, 45, 320, dt, true, 0.75f, -0.5f, 32, rng);
+        }
+      }
       // K = 0 leaves beta·C + bias
       check_one(*kern, GemmPath::Auto, pool, false, true, 3, 5, 0, DType::F32, true, 1.f, 0.5f, 0, rng);
     }

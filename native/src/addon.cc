@@ -8,6 +8,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "cpu/dispatch.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 
@@ -157,7 +158,7 @@ std::vector<hc::TensorDesc> parse_tensors(Napi::Value v) {
     d.name = o.Get("name").As<Napi::String>().Utf8Value();
     d.file = o.Get("file").As<Napi::String>().Utf8Value();
     d.offset = int_of(o, "offset");
-    d.dtype = hc::parse_dtype(o.Get("dtype").As<Napi::String>().Utf8Value());
+    d.dtype = dtype_arg(o.Get("dtype"), true);  // q8_0/q4_0: linear weights of a quantized checkpoint
     Napi::Array sh = o.Get("shape").As<Napi::Array>();
     for (uint32_t j = 0; j < sh.Length(); j++) {
       Napi::Value x = sh.Get(j);
@@ -226,10 +227,10 @@ struct CpuOps {
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
   }
-  static void to_f32(Napi::Env, float* out, const uint16_t* src, hc::DType dt, int64_t n) {
+  static void to_f32(Napi::Env, float* out, const void* src, hc::DType dt, int64_t n) {
     hc::cpu::to_f32(out, src, dt, n);
   }
-  static void from_f32(Napi::Env, uint16_t* out, const float* src, hc::DType dt, int64_t n) {
+  static void from_f32(Napi::Env, void* out, const float* src, hc::DType dt, int64_t n) {
     hc::cpu::from_f32(out, src, dt, n);
   }
   static void rmsnorm_backward(Napi::Env env, float* dx, float* dw, const float* dout, const float* x, const float* w,
@@ -272,6 +273,15 @@ struct CpuOps {
   }
 };
 
+// A [N, K] weight as stored: Float32Array, Uint16Array (bf16/f16) or the raw blocks
+// of a quantized type in a Uint8Array (K a multiple of 32: blocks never span rows).
+const void* weight_arg(Napi::Value v, hc::DType dt, int64_t N, int64_t K) {
+  if (dt == hc::DType::F32) return typed<float>(v, "w", N * K).Data();
+  if (!hc::is_quantized(dt)) return typed<uint16_t>(v, "w", N * K).Data();
+  if (K % 32 != 0) throw Error("invalid_argument", "K must be a multiple of 32 for q8_0/q4_0 weights (got " + std::to_string(K) + ")");
+  return typed<uint8_t>(v, "w", hc::dtype_bytes(dt, N * K)).Data();
+}
+
 template <class B>
 void OpMatmul(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -279,10 +289,8 @@ void OpMatmul(const Napi::CallbackInfo& info) {
     const int64_t M = int_arg(info, 5, "M"), N = int_arg(info, 6, "N"), K = int_arg(info, 7, "K");
     auto out = typed<float>(info[0], "out", M * N);
     auto x = typed<float>(info[1], "x", M * K);
-    const hc::DType dt = dtype_arg(info[3]);
-    const void* w;
-    if (dt == hc::DType::F32) w = typed<float>(info[2], "w", N * K).Data();
-    else w = typed<uint16_t>(info[2], "w", N * K).Data();
+    const hc::DType dt = dtype_arg(info[3], true);
+    const void* w = weight_arg(info[2], dt, N, K);
     const float* bias = nullptr;
     if (!info[4].IsNull() && !info[4].IsUndefined()) bias = typed<float>(info[4], "bias", N).Data();
     B::matmul(env, out.Data(), x.Data(), w, dt, bias, M, N, K);
@@ -350,10 +358,18 @@ template <class B>
 void OpToF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
+    const hc::DType dt = dtype_arg(info[2], true);
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16, f16, q8_0 or q4_0");
+    if (hc::is_quantized(dt)) {  // a Uint8Array of whole blocks
+      auto src = typed<uint8_t>(info[1], "src");
+      const int64_t n = static_cast<int64_t>(src.ElementLength()) / hc::dtype_bytes(dt, 32) * 32;
+      if (hc::dtype_bytes(dt, n) != static_cast<int64_t>(src.ElementLength()))
+        throw Error("invalid_argument", "src must hold whole blocks of " + std::to_string(hc::dtype_bytes(dt, 32)) + " bytes");
+      auto out = typed<float>(info[0], "out", n);
+      return B::to_f32(env, out.Data(), src.Data(), dt, n);
+    }
     auto src = typed<uint16_t>(info[1], "src");
     auto out = typed<float>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
-    const hc::DType dt = dtype_arg(info[2]);
-    if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16 or f16");
     B::to_f32(env, out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
   });
 }
@@ -363,9 +379,15 @@ void OpFromF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
     auto src = typed<float>(info[1], "src");
+    const hc::DType dt = dtype_arg(info[2], true);
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16, f16, q8_0 or q4_0");
+    const int64_t n = static_cast<int64_t>(src.ElementLength());
+    if (hc::is_quantized(dt)) {
+      if (n % 32 != 0) throw Error("invalid_argument", "q8_0/q4_0 quantize whole blocks of 32 values (got " + std::to_string(n) + ")");
+      auto out = typed<uint8_t>(info[0], "out", hc::dtype_bytes(dt, n));
+      return B::from_f32(env, out.Data(), src.Data(), dt, n);
+    }
     auto out = typed<uint16_t>(info[0], "out", static_cast<int64_t>(src.ElementLength()));
-    const hc::DType dt = dtype_arg(info[2]);
-    if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16 or f16");
     B::from_f32(env, out.Data(), src.Data(), dt, static_cast<int64_t>(src.ElementLength()));
   });
 }
@@ -495,10 +517,8 @@ void OpMatmulBackward(const Napi::CallbackInfo& info) {
     float* db = absent(info[2]) ? nullptr : typed<float>(info[2], "dbias", N).Data();
     auto dout = typed<float>(info[3], "dout", M * N);
     auto x = typed<float>(info[4], "x", M * K);
-    const hc::DType dt = dtype_arg(info[6]);
-    const void* w;
-    if (dt == hc::DType::F32) w = typed<float>(info[5], "w", N * K).Data();
-    else w = typed<uint16_t>(info[5], "w", N * K).Data();
+    const hc::DType dt = dtype_arg(info[6], true);
+    const void* w = weight_arg(info[5], dt, N, K);
     B::matmul_backward(env, dx, dw, db, dout.Data(), x.Data(), w, dt, M, N, K);
   });
 }
@@ -618,6 +638,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData<AddonData>(data);
   exports.Set("cpuFeatures", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return Napi::String::New(info.Env(), hc::cpu::cpu_features());
+              }));
+  exports.Set("kernelVariants", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                Napi::Array a = Napi::Array::New(info.Env());
+                uint32_t i = 0;
+                for (const std::string& l : hc::cpu::runnable_levels()) a.Set(i++, Napi::String::New(info.Env(), l));
+                return a;
               }));
   exports.Set("backends", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 Napi::Array a = Napi::Array::New(info.Env());

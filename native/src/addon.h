@@ -78,6 +78,11 @@ struct ArrayType<int32_t> {
   static constexpr const char* name = "Int32Array";
 };
 template <>
+struct ArrayType<uint8_t> {
+  static constexpr napi_typedarray_type type = napi_uint8_array;
+  static constexpr const char* name = "Uint8Array";
+};
+template <>
 struct ArrayType<uint16_t> {
   static constexpr napi_typedarray_type type = napi_uint16_array;
   static constexpr const char* name = "Uint16Array";
@@ -100,9 +105,14 @@ std::vector<T> copy_of(Napi::Value v, const char* what) {
   return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
 }
 
-inline hc::DType dtype_arg(Napi::Value v) {
+// A storage type by name; the block types (q8_0, q4_0) only where the caller takes
+// weights in them (the matmul ops), never for activations or model tensors yet.
+inline hc::DType dtype_arg(Napi::Value v, bool quantized_ok = false) {
   if (!v.IsString()) throw Error("invalid_argument", "dtype must be a string");
-  return hc::parse_dtype(v.As<Napi::String>().Utf8Value());
+  const hc::DType t = hc::parse_dtype(v.As<Napi::String>().Utf8Value());
+  if (hc::is_quantized(t) && !quantized_ok)
+    throw Error("bad_dtype", v.As<Napi::String>().Utf8Value() + " is a weight-only block format, not accepted here");
+  return t;
 }
 
 inline int default_threads() {

@@ -79,7 +79,11 @@ void call(int rc) {
   if (rc != 0) throw Error(library().hc_cuda_last_error_code(), library().hc_cuda_last_error_message());
 }
 
-int dt(DType t) { return static_cast<int>(t); }  // HC_CUDA_* share hc::DType's values
+// HC_CUDA_* share hc::DType's values; the block types have no CUDA kernel yet
+int dt(DType t) {
+  if (is_quantized(t)) throw Error("unsupported_dtype", "q8_0/q4_0 weights run on the CPU backend only");
+  return static_cast<int>(t);
+}
 
 }  // namespace
 
@@ -118,11 +122,11 @@ void CudaOps::attention(Napi::Env, float* out, const float* q, const float* k, c
 void CudaOps::swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N) {
   call(library().hc_cuda_swiglu(out, g, u, N));
 }
-void CudaOps::to_f32(Napi::Env, float* out, const uint16_t* src, DType t, int64_t n) {
-  call(library().hc_cuda_to_f32(out, src, dt(t), n));
+void CudaOps::to_f32(Napi::Env, float* out, const void* src, DType t, int64_t n) {
+  call(library().hc_cuda_to_f32(out, static_cast<const uint16_t*>(src), dt(t), n));
 }
-void CudaOps::from_f32(Napi::Env, uint16_t* out, const float* src, DType t, int64_t n) {
-  call(library().hc_cuda_from_f32(out, src, dt(t), n));
+void CudaOps::from_f32(Napi::Env, void* out, const float* src, DType t, int64_t n) {
+  call(library().hc_cuda_from_f32(static_cast<uint16_t*>(out), src, dt(t), n));
 }
 void CudaOps::rmsnorm_backward(Napi::Env, float* dx, float* dw, const float* dout, const float* x, const float* w,
                                int64_t M, int64_t C, float eps) {

@@ -27,8 +27,8 @@ struct CudaOps {
   static void attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                         int64_t NH, int64_t NKV, int64_t HD);
   static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
-  static void to_f32(Napi::Env, float* out, const uint16_t* src, DType dt, int64_t n);
-  static void from_f32(Napi::Env, uint16_t* out, const float* src, DType dt, int64_t n);
+  static void to_f32(Napi::Env, float* out, const void* src, DType dt, int64_t n);
+  static void from_f32(Napi::Env, void* out, const float* src, DType dt, int64_t n);
   static void rmsnorm_backward(Napi::Env, float* dx, float* dw, const float* dout, const float* x, const float* w,
                                int64_t M, int64_t C, float eps);
   static void rope_backward(Napi::Env, float* dx, const int32_t* pos, const float* inv, int64_t T, int64_t H,

@@ -8,7 +8,9 @@ DType parse_dtype(const std::string& s) {
   if (s == "f32") return DType::F32;
   if (s == "bf16") return DType::BF16;
   if (s == "f16") return DType::F16;
-  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16 or f16)");
+  if (s == "q8_0") return DType::Q8_0;
+  if (s == "q4_0") return DType::Q4_0;
+  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16, f16, q8_0 or q4_0)");
 }
 
 uint16_t f32_to_bf16(float f) {

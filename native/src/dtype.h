@@ -6,10 +6,22 @@
 
 namespace hc {
 
-enum class DType : int { F32 = 0, BF16 = 1, F16 = 2 };
+// Q8_0 and Q4_0 are llama.cpp's block formats (quant.h): weights only, in blocks of
+// 32 along a row, so a tensor's rows must be multiples of 32 long.
+enum class DType : int { F32 = 0, BF16 = 1, F16 = 2, Q8_0 = 3, Q4_0 = 4 };
 
-inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
-DType parse_dtype(const std::string& s);  // "f32" | "bf16" | "f16", throws otherwise
+constexpr bool is_quantized(DType t) { return t == DType::Q8_0 || t == DType::Q4_0; }
+// Bytes of one element: element types only (a block type has none; see dtype_bytes).
+constexpr size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+// Bytes of n elements stored as t; for a block type n is a multiple of 32 (quant.h).
+constexpr int64_t dtype_bytes(DType t, int64_t n) {
+  switch (t) {
+    case DType::Q8_0: return n / 32 * 34;
+    case DType::Q4_0: return n / 32 * 18;
+    default: return n * static_cast<int64_t>(dtype_size(t));
+  }
+}
+DType parse_dtype(const std::string& s);  // "f32" | "bf16" | "f16" | "q8_0" | "q4_0", throws otherwise
 
 inline float bf16_to_f32(uint16_t h) {
   uint32_t u = static_cast<uint32_t>(h) << 16;

@@ -52,7 +52,7 @@ void Model::materialise(Linear& l) {
   if (l.merged) throw Error("adapter_merged", "the base is merged with adapter '" + merged_ + "'; unmerge it first");
   l.owned.resize(static_cast<size_t>(l.out * l.in));
   cpu::to_f32(l.owned.data(), l.map, l.map_dtype, l.out * l.in);
-  drop_resident(l.map, l.out * l.in * dtype_size(l.map_dtype));
+  drop_resident(l.map, dtype_bytes(l.map_dtype, l.out * l.in));
   l.w = l.owned.data();
   l.dtype = DType::F32;
   l.materialised = true;

@@ -65,7 +65,7 @@ WeightStore::WeightStore(const std::vector<TensorDesc>& descs) {
       if (s < 0) throw Error("shape_mismatch", "tensor " + d.name + " has a negative dimension");
       n *= s;
     }
-    const uint64_t bytes = static_cast<uint64_t>(n) * dtype_size(d.dtype);
+    const uint64_t bytes = static_cast<uint64_t>(dtype_bytes(d.dtype, n));
     if (d.offset < 0 || static_cast<uint64_t>(d.offset) + bytes > f.size())
       throw Error("tensor_out_of_file", "tensor " + d.name + " " + shape_str(d.shape) + " at byte " +
                                             std::to_string(d.offset) + " (+" + std::to_string(bytes) +

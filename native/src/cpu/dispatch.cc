@@ -1,23 +1,72 @@
-// Decides once whether the AVX2/FMA/F16C kernel variants may run on this CPU.
+// Decides once which kernel variants may run on this CPU (dispatch.h).
+#include "dispatch.h"
+
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 #include "ops.h"
 
 namespace hc::cpu {
+namespace {
 
-bool use_avx2() {
-#if defined(HC_HAVE_AVX2_TU) && (defined(__x86_64__) || defined(__i386__))
-  static const bool ok = [] {
-    // HYBRIDCHAT_SCALAR=1 forces the portable kernels (the op tests use it to check both variants)
-    const char* force = std::getenv("HYBRIDCHAT_SCALAR");
-    if (force && force[0] == '1') return false;
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-  }();
-  return ok;
+constexpr const char* kNames[] = {"portable", "avx2", "avx512", "avx512bf16"};
+
+KernelLevel detect() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_cpu_init();
+  KernelLevel l = KernelLevel::Portable;
+#if defined(HC_HAVE_AVX2_TU)
+  if (!(__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c"))) return l;
+  l = KernelLevel::Avx2;
+#endif
+#if defined(HC_HAVE_AVX512_TU)
+  if (!(__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")))
+    return l;
+  l = KernelLevel::Avx512;
+  if (__builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512vnni")) l = KernelLevel::Avx512Bf16;
+#endif
+  return l;
 #else
-  return false;
+  return KernelLevel::Portable;
 #endif
 }
+
+}  // namespace
+
+const char* level_name(KernelLevel l) { return kNames[static_cast<int>(l)]; }
+
+KernelLevel cpu_level() {
+  static const KernelLevel l = detect();
+  return l;
+}
+
+KernelLevel kernel_level() {
+  static const KernelLevel l = [] {
+    const KernelLevel best = cpu_level();
+    const char* want = std::getenv("HYBRIDCHAT_KERNELS");
+    if (!want || !*want) return best;
+    for (int i = 0; i < 4; i++)
+      if (std::strcmp(want, kNames[i]) == 0) {
+        if (i <= static_cast<int>(best)) return static_cast<KernelLevel>(i);
+        std::fprintf(stderr, "hybridchat: HYBRIDCHAT_KERNELS=%s is not runnable here; using %s\n", want,
+                     level_name(best));
+        return best;
+      }
+    std::fprintf(stderr, "hybridchat: HYBRIDCHAT_KERNELS=%s is none of portable|avx2|avx512|avx512bf16; using %s\n",
+                 want, level_name(best));
+    return best;
+  }();
+  return l;
+}
+
+std::vector<std::string> runnable_levels() {
+  std::vector<std::string> out;
+  for (int i = 0; i <= static_cast<int>(cpu_level()); i++) out.emplace_back(kNames[i]);
+  return out;
+}
+
+bool use_avx2() { return kernel_level() >= KernelLevel::Avx2; }
 
 }  // namespace hc::cpu

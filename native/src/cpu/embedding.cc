@@ -1,7 +1,9 @@
-// Token embedding gather, and the storage-type row conversions it shares with the ops API.
+// Token embedding gather, and the storage-type row conversions it shares with the ops API
+// (the block types, q8_0/q4_0, through quant.h: n a multiple of 32).
 #include <cstring>
 
 #include "ops.h"
+#include "../quant.h"
 
 namespace hc::cpu {
 
@@ -20,6 +22,8 @@ void to_f32(float* out, const void* src, DType dtype, int64_t n) {
       for (int64_t i = 0; i < n; i++) out[i] = f16_to_f32(s[i]);
       return;
     }
+    case DType::Q8_0: return dequantize_row_q8_0(src, out, n);
+    case DType::Q4_0: return dequantize_row_q4_0(src, out, n);
   }
 }
 
@@ -38,6 +42,8 @@ void from_f32(void* out, const float* src, DType dtype, int64_t n) {
       for (int64_t i = 0; i < n; i++) o[i] = f32_to_f16(src[i]);
       return;
     }
+    case DType::Q8_0: return quantize_row_q8_0(src, out, n);
+    case DType::Q4_0: return quantize_row_q4_0(src, out, n);
   }
 }
 

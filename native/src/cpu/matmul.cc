@@ -3,8 +3,11 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <string>
 #include <vector>
 
+#include "../errors.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "matmul_driver.h"
 #include "matmul_kernels.h"
@@ -18,7 +21,7 @@ struct PortableMicro {
   static constexpr int64_t MR = 4, NR = 8, KC = 256, MC = 128, NC = 2048;
   static float half(uint16_t h) { return f16_to_f32(h); }
   template <DType DT>
-  static bool pack_bt16(const void*, int64_t, int64_t, int64_t, int64_t, float*) {
+  static bool pack_bt(const void*, int64_t, int64_t, int64_t, int64_t, float*) {
     return false;
   }
   static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
@@ -37,18 +40,12 @@ struct PortableMicro {
   }
 };
 
-// Converts each B row to fp32 once, then dots it with every row of A.
+// Converts (dequantizes) each B row to fp32 once, then dots it with every row of A.
 void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   thread_local std::vector<float> row;
   row.resize(g.K);
   for (int64_t n = n0; n < n1; n++) {
-    if (g.btype == DType::F32) {
-      std::memcpy(row.data(), static_cast<const float*>(g.B) + n * g.ldb, g.K * sizeof(float));
-    } else {
-      const uint16_t* src = static_cast<const uint16_t*>(g.B) + n * g.ldb;
-      for (int64_t k = 0; k < g.K; k++)
-        row[k] = g.btype == DType::BF16 ? bf16_to_f32(src[k]) : f16_to_f32(src[k]);
-    }
+    to_f32(row.data(), static_cast<const char*>(g.B) + dtype_bytes(g.btype, n * g.ldb), g.btype, g.K);
     for (int64_t m = 0; m < g.M; m++) {
       const float* a = g.A + m * g.lda;
       float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -69,7 +66,7 @@ void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kPortable = {"scalar", &driver::gemm_tile<PortableMicro>, &portable_gemv};
+const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, &driver::gemm_tile<PortableMicro>, &portable_gemv};
 
 // Below this many flops, waking the other ranks costs more than it saves.
 constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
@@ -85,15 +82,31 @@ inline void split(int64_t n, int r, int nranks, int64_t align, int64_t& b, int64
 
 const CpuKernels& portable_kernels() { return kPortable; }
 
-// One decision for every kernel family (dispatch.cc: CPU flags, HYBRIDCHAT_SCALAR=1).
-// The AVX2 translation unit is only built (and HC_HAVE_AVX2_TU defined) on x86.
-const CpuKernels& active_kernels() {
+// The AVX2 and AVX-512 translation units are only built (HC_HAVE_AVX2_TU,
+// HC_HAVE_AVX512_TU) on x86.
+const CpuKernels* kernels_for(int level) {
+  switch (static_cast<KernelLevel>(level)) {
+    case KernelLevel::Portable: return &kPortable;
 #if defined(HC_HAVE_AVX2_TU)
-  static const CpuKernels* k = (use_avx2() && avx2_kernels()) ? avx2_kernels() : &kPortable;
-  return *k;
-#else
-  return kPortable;
+    case KernelLevel::Avx2: return avx2_kernels();
 #endif
+#if defined(HC_HAVE_AVX512_TU)
+    case KernelLevel::Avx512: return avx512_kernels(false);
+    case KernelLevel::Avx512Bf16: return avx512_kernels(true);
+#endif
+    default: return nullptr;
+  }
+}
+
+// One decision for every kernel family (dispatch.h: CPU flags, HYBRIDCHAT_KERNELS).
+const CpuKernels& active_kernels() {
+  static const CpuKernels* k = [] {
+    // a level whose TU this compiler could not build falls back to the one below
+    for (int l = static_cast<int>(kernel_level()); l > 0; l--)
+      if (const CpuKernels* v = kernels_for(l)) return v;
+    return &kPortable;
+  }();
+  return *k;
 }
 
 void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath path) {
@@ -108,19 +121,19 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
   }
   const bool gemv = path == GemmPath::Auto ? !g.ta && g.tb && g.M <= kGemvMaxM
                                            : path == GemmPath::Stream && !g.ta && g.tb;
-  // split the larger output dimension, in whole register tiles (16 columns / 12 rows)
+  // split the larger output dimension, in whole register tiles
   const bool by_n = gemv || g.N >= g.M;
   auto body = [&](int r, int nranks) {
     int64_t b, e;
     if (by_n) {
-      split(g.N, r, nranks, 16, b, e);
+      split(g.N, r, nranks, k.nr, b, e);
       if (b >= e) return;
       if (gemv)
         k.gemv_cols(g, b, e);
       else
         k.gemm_tile(g, 0, g.M, b, e);
     } else {
-      split(g.M, r, nranks, 12, b, e);
+      split(g.M, r, nranks, k.mr, b, e);
       if (b < e) k.gemm_tile(g, b, e, 0, g.N);
     }
   };
@@ -133,6 +146,10 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
           const float* bias, ThreadPool& pool) {
+  // blocks of 32 never span rows of B, and the streaming kernels step a block at a time
+  if (is_quantized(btype) && (ldb % 32 != 0 || (tb ? K : N) % 32 != 0))
+    throw Error("invalid_argument", "q8_0/q4_0 weights need rows of a multiple of 32 (K = " + std::to_string(tb ? K : N) +
+                                        ", ldb = " + std::to_string(ldb) + ")");
   const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias};
   gemm_run(active_kernels(), g, pool);
 }

@@ -27,7 +27,7 @@ void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, cons
 double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps
 double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above
 
-// Which kernel variant runs here: "avx2+fma+f16c" or "scalar".
+// Which kernel variant runs here: dispatch.h's level name ("portable", "avx2", "avx512", "avx512bf16").
 const char* cpu_features();
 
 }  // namespace hc::cpu

@@ -3,8 +3,8 @@
 // compiler flags. Loops, outer to inner: jc (NC columns of B, packed block in
 // L3) → pc (KC of the inner dimension) → ic (MC rows of A, packed block in L2)
 // → jr (one NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers).
-// bf16/f16 B is converted to fp32 while packing, so every dtype runs at the
-// fp32 kernel's speed once M is large enough to amortise the packing.
+// bf16/f16 B is converted (q8_0/q4_0 dequantized) to fp32 while packing, so every
+// dtype runs at the fp32 kernel's speed once M is large enough to amortise the packing.
 //
 // A micro-kernel type MK provides:
 //   static constexpr int64_t MR, NR, KC, MC, NC;    (MC % MR == 0, NC % NR == 0)
@@ -13,7 +13,7 @@
 //     C[MR,NR] = alpha·Ap·Bp + beta·C (+ bias[NR]); beta == 0 never reads C.
 //     Ap: [kc][MR], Bp: [kc][NR], both packed and 32-byte aligned.
 //   static float half(uint16_t h);                   f16 → f32
-//   template <DType DT> static bool pack_bt16(const void* B, int64_t ldb, int64_t row0,
+//   template <DType DT> static bool pack_bt(const void* B, int64_t ldb, int64_t row0,
 //                   int64_t k0, int64_t kc, float* dst);
 //     optional fast path for one full NR-wide panel of a transposed B (tb): returns
 //     false to fall back to the generic loop.
@@ -34,14 +34,15 @@ template <class T>
 constexpr T min_of(T a, T b) { return a < b ? a : b; }
 
 // A per-thread packing buffer that grows (never shrinks), 64-byte aligned.
+template <class T = float>
 struct Scratch {
-  float* p = nullptr;
+  T* p = nullptr;
   size_t n = 0;
   ~Scratch() { std::free(p); }
-  float* get(size_t want) {
+  T* get(size_t want) {
     if (want > n) {
       std::free(p);
-      p = static_cast<float*>(std::aligned_alloc(64, (want * sizeof(float) + 63) / 64 * 64));
+      p = static_cast<T*>(std::aligned_alloc(64, (want * sizeof(T) + 63) / 64 * 64));
       if (!p) throw std::bad_alloc();
       n = want;
     }
@@ -78,14 +79,26 @@ void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, f
   }
 }
 
+// Element idx of B; for the block types, rows start at multiples of 32 (ldb % 32 == 0).
 template <class MK, DType DT>
 inline float load_b(const void* base, int64_t idx) {
   if constexpr (DT == DType::F32) {
     return static_cast<const float*>(base)[idx];
   } else if constexpr (DT == DType::BF16) {
     return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[idx]);
-  } else {
+  } else if constexpr (DT == DType::F16) {
     return MK::half(static_cast<const uint16_t*>(base)[idx]);
+  } else {
+    const uint8_t* blk = static_cast<const uint8_t*>(base) + dtype_bytes(DT, idx / 32 * 32);
+    uint16_t d;
+    __builtin_memcpy(&d, blk, 2);
+    const int j = static_cast<int>(idx % 32);
+    if constexpr (DT == DType::Q8_0) {
+      return MK::half(d) * static_cast<float>(static_cast<int8_t>(blk[2 + j]));
+    } else {
+      const int q = j < 16 ? (blk[2 + j] & 15) : (blk[2 + j - 16] >> 4);
+      return MK::half(d) * static_cast<float>(q - 8);
+    }
   }
 }
 
@@ -97,7 +110,7 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
     const int64_t nr = min_of(NR, nc - p);
     float* dst = Bp + p * kc;
     if (g.tb) {  // B rows are output features: read each contiguously along k
-      if (nr == NR && MK::template pack_bt16<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
+      if (nr == NR && MK::template pack_bt<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
       for (int64_t j = 0; j < nr; j++) {
         const int64_t row = (n0 + p + j) * g.ldb + k0;
         for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + k);
@@ -117,13 +130,15 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
 template <class MK>
 void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
-  thread_local Scratch abuf, bbuf;
+  thread_local Scratch<> abuf, bbuf;
   float* Ap = abuf.get(MC * KC);
   float* Bp = bbuf.get(KC * NC);
   alignas(64) float edge[MR * NR];
   auto pack = g.btype == DType::F32    ? &pack_b<MK, DType::F32>
               : g.btype == DType::BF16 ? &pack_b<MK, DType::BF16>
-                                       : &pack_b<MK, DType::F16>;
+              : g.btype == DType::F16  ? &pack_b<MK, DType::F16>
+              : g.btype == DType::Q8_0 ? &pack_b<MK, DType::Q8_0>
+                                       : &pack_b<MK, DType::Q4_0>;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = min_of(NC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += KC) {

@@ -26,6 +26,9 @@ struct GemmArgs {
 
 struct CpuKernels {
   const char* name;
+  // the work is split over ranks in whole register tiles: mr rows (gemm_tile's
+  // row split) and nr columns (gemm_tile's and gemv_cols' column split)
+  int64_t mr, nr;
   // C[m0:m1, n0:n1] through packed panels and cache blocking; compute bound.
   void (*gemm_tile)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
   // C[:, n0:n1] for small M, !ta and tb (B rows are output features): each B
@@ -35,7 +38,12 @@ struct CpuKernels {
 
 const CpuKernels& portable_kernels();
 const CpuKernels* avx2_kernels();  // null when this build has no AVX2/FMA/F16C variant
-const CpuKernels& active_kernels();  // the best variant this CPU runs
+// null when this build has no AVX-512 variant; bf16: the one that also uses
+// AVX512-BF16 (vdpbf16ps) and AVX512-VNNI (the CPU must have them: dispatch.h)
+const CpuKernels* avx512_kernels(bool bf16);
+const CpuKernels& active_kernels();  // the variant dispatch.h's kernel_level() picks
+// The variant of one level (dispatch.h), or null when this build lacks it.
+const CpuKernels* kernels_for(int level);
 
 // Largest M that takes the streaming (gemv) path; measured by bench-kernels.
 constexpr int64_t kGemvMaxM = 16;

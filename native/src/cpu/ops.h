@@ -87,7 +87,8 @@ void logprob_backward(float* dlogits, const float* dlogp, const float* logits, c
 // out[N] = a[N] + b[N]   (out may alias a or b)
 void residual_forward(float* out, const float* a, const float* b, int64_t N);
 
-// Row conversions between storage types and fp32 (round to nearest even).
+// Row conversions between storage types and fp32 (round to nearest even; q8_0/q4_0 as
+// llama.cpp quantizes, n a multiple of 32).
 void to_f32(float* out, const void* src, DType dtype, int64_t n);
 void from_f32(void* out, const float* src, DType dtype, int64_t n);
 

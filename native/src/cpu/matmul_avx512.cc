@@ -1,0 +1,279 @@
+// AVX-512 kernel variants (F/BW/VL/DQ; the bf16 one also AVX512-BF16 and -VNNI).
+// Compiled with the AVX-512 flags in its own target (binding.gyp); matmul.cc only
+// calls into it when dispatch.h's kernel_level() says the CPU has them.
+#include "matmul_kernels.h"
+
+// GCC 12's AVX-512 headers trip its own -Wuninitialized on the _mm*_undefined_*()
+// placeholders inside intrinsics such as _mm512_reduce_add_ps (a false positive).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512BF16__)
+#include <type_traits>
+
+#include "matmul_x86.h"
+
+namespace hc::cpu {
+namespace {
+
+// 12×32 tile of C in 24 zmm accumulators; B micro-panels of 32 columns.
+struct Avx512Micro : X86Packing<32> {
+  static constexpr int64_t MR = 12, KC = 256, MC = 144, NC = 3072;
+  static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha,
+                   float beta, const float* bias) {
+    __m512 c[MR][2];
+    for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++, Ap += MR, Bp += NR) {
+      const __m512 b0 = _mm512_load_ps(Bp), b1 = _mm512_load_ps(Bp + 16);
+      for (int i = 0; i < MR; i++) {
+        const __m512 a = _mm512_set1_ps(Ap[i]);
+        c[i][0] = _mm512_fmadd_ps(a, b0, c[i][0]);
+        c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
+      }
+    }
+    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+    const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+    const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+    for (int i = 0; i < MR; i++) {
+      float* ci = C + i * ldc;
+      __m512 lo = _mm512_fmadd_ps(va, c[i][0], bias0), hi = _mm512_fmadd_ps(va, c[i][1], bias1);
+      if (beta != 0.f) {
+        lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), lo);
+        hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), hi);
+      }
+      _mm512_storeu_ps(ci, lo);
+      _mm512_storeu_ps(ci + 16, hi);
+    }
+  }
+};
+
+// 16 weights from k = idx on (fewer past the row's end: `mask` zero-fills the rest), as fp32.
+template <DType DT, bool Masked>
+inline __m512 wload16(const void* base, int64_t idx, __mmask16 mask) {
+  if constexpr (DT == DType::F32) {
+    const float* p = static_cast<const float*>(base) + idx;
+    return Masked ? _mm512_maskz_loadu_ps(mask, p) : _mm512_loadu_ps(p);
+  } else {
+    const uint16_t* p = static_cast<const uint16_t*>(base) + idx;
+    const __m256i h = Masked ? _mm256_maskz_loadu_epi16(mask, p) : _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+    if constexpr (DT == DType::BF16)
+      return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+    else
+      return _mm512_cvtph_ps(h);
+  }
+}
+
+// C[m0:m0+MT, n:n+R] from R rows of B against MT rows of A, over the whole K,
+// 16 fp32 lanes a step (the last step masked).
+template <DType DT, int R, int MT>
+inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  // one step of 16 k; the main loop unmasked (a masked load is slower even when full)
+  auto step = [&](int64_t k, __mmask16 mask, auto masked) {
+    __m512 x[MT];
+    for (int m = 0; m < MT; m++)
+      x[m] = masked ? _mm512_maskz_loadu_ps(mask, a + m * g.lda + k) : _mm512_loadu_ps(a + m * g.lda + k);
+    for (int r = 0; r < R; r++) {
+      prefetch<DT>(g.B, (n + R + r) * g.ldb + k);
+      const __m512 w = wload16<DT, masked>(g.B, (n + r) * g.ldb + k, mask);
+      for (int m = 0; m < MT; m++) acc[r][m] = _mm512_fmadd_ps(w, x[m], acc[r][m]);
+    }
+  };
+  const int64_t K16 = g.K & ~int64_t(15);
+  for (int64_t k = 0; k < K16; k += 16) step(k, __mmask16(0xFFFF), std::false_type{});
+  if (K16 < g.K) step(K16, __mmask16((1u << (g.K - K16)) - 1), std::true_type{});
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+// Calls block(R, MT, m, n) (R and MT as std::integral_constant) over the output
+// C[:, n0:n1]: groups of 4 rows of B (then single rows) against all M rows of A
+// (M <= kGemvMaxM) in tiles of 4 rows (then the 1..3 left). The first tile of a group
+// pulls its B rows from memory, the others find them in L1/L2.
+template <int R, class F>
+inline void row_tiles(const GemmArgs& g, int64_t n, F&& block) {
+  using std::integral_constant;
+  int64_t m = 0;
+  for (; g.M - m >= 4; m += 4) block(integral_constant<int, R>{}, integral_constant<int, 4>{}, m, n);
+  switch (g.M - m) {
+    case 3: return block(integral_constant<int, R>{}, integral_constant<int, 3>{}, m, n);
+    case 2: return block(integral_constant<int, R>{}, integral_constant<int, 2>{}, m, n);
+    case 1: return block(integral_constant<int, R>{}, integral_constant<int, 1>{}, m, n);
+  }
+}
+template <class F>
+inline void for_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) row_tiles<4>(g, n, block);
+  for (; n < n1; n++) row_tiles<1>(g, n, block);
+}
+
+template <DType DT>
+void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); });
+}
+
+// ---- q8_0 / q4_0 weights ----------------------------------------------------
+// Each block is dequantized to fp32 in registers (exactly: d·q fits fp32) and used for
+// all MT rows of A, so the activations stay fp32 (no int8 rounding of x, unlike
+// llama.cpp's vec_dot) and a batch shares the unpacking. Decode is bound by the
+// weight bytes (4.5 / 8.5 bits a weight), not by these few instructions a block.
+
+// The 32 weights of one block: w[0..16) in lo, w[16..32) in hi.
+template <DType DT>
+inline void dequant_block(const uint8_t* blk, __m512& lo, __m512& hi) {
+  uint16_t dbits;
+  __builtin_memcpy(&dbits, blk, 2);
+  const __m512 d = _mm512_set1_ps(_cvtsh_ss(dbits));
+  if constexpr (DT == DType::Q8_0) {
+    const __m128i q0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i q1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 18));
+    lo = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q0)));
+    hi = _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q1)));
+  } else {
+    const __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + 2));
+    const __m128i m4 = _mm_set1_epi8(15);
+    const __m128i q0 = _mm_and_si128(b, m4), q1 = _mm_and_si128(_mm_srli_epi16(b, 4), m4);
+    const __m512 d8 = _mm512_mul_ps(d, _mm512_set1_ps(-8.f));  // d·(q − 8) = d·q − 8d, exact
+    lo = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q0)), d8);
+    hi = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q1)), d8);
+  }
+}
+
+template <DType DT, int R, int MT>
+inline void gemv_q_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  constexpr int64_t BB = dtype_bytes(DT, 32);
+  const int64_t row_bytes = dtype_bytes(DT, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  for (int64_t k = 0, off = 0; k < g.K; k += 32, off += BB) {
+    __m512 x0[MT], x1[MT];
+    for (int m = 0; m < MT; m++) {
+      x0[m] = _mm512_loadu_ps(a + m * g.lda + k);
+      x1[m] = _mm512_loadu_ps(a + m * g.lda + k + 16);
+    }
+    for (int r = 0; r < R; r++) {
+      _mm_prefetch(reinterpret_cast<const char*>(B + (R + r) * row_bytes + off), _MM_HINT_T0);
+      __m512 w0, w1;
+      dequant_block<DT>(B + r * row_bytes + off, w0, w1);
+      for (int m = 0; m < MT; m++) {
+        acc[r][m] = _mm512_fmadd_ps(w0, x0[m], acc[r][m]);
+        acc[r][m] = _mm512_fmadd_ps(w1, x1[m], acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+template <DType DT>
+void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q_block<DT, R(), MT()>(g, m, n); });
+}
+
+void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  switch (g.btype) {
+    case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
+    case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
+    case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
+    case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
+    case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
+  }
+}
+
+// ---- bf16 weights through vdpbf16ps ----------------------------------------
+// vdpbf16ps multiplies bf16 pairs exactly and accumulates in fp32, but both operands
+// must be bf16. Rounding the activations to bf16 (as llama.cpp does) would cost 8 bits
+// of x; instead each x is split into hi = bf16(x) and lo = bf16(x - hi), and w·x is
+// w·hi + w·lo: x kept to ~16 bits (relative error <= 2^-17), the weights exact, two
+// instructions per 32 weights instead of the widening path's six per 32.
+
+inline int64_t round32(int64_t k) { return (k + 31) & ~int64_t(31); }
+
+// hi[m][k], lo[m][k] for the M rows of A; row stride K32 = round32(K).
+void split_rows(const GemmArgs& g, uint16_t* hi, uint16_t* lo) {
+  const int64_t K32 = round32(g.K);
+  for (int64_t m = 0; m < g.M; m++) {
+    const float* a = g.A + m * g.lda;
+    for (int64_t k = 0; k < K32; k += 16) {
+      const int64_t left = g.K - k;
+      const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
+      const __m512 x = _mm512_maskz_loadu_ps(mask, a + k);
+      const __m256bh h = _mm512_cvtneps_pbh(x);
+      // bf16 → fp32 is a shift: the exact value of hi
+      const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
+      const __m256bh l = _mm512_cvtneps_pbh(_mm512_sub_ps(x, hf));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + m * K32 + k), (__m256i)h);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + m * K32 + k), (__m256i)l);
+    }
+  }
+}
+
+template <int R, int MT>
+inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, int64_t m0, int64_t n) {
+  const int64_t K32 = round32(g.K);
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const uint16_t* w = static_cast<const uint16_t*>(g.B);
+  auto step = [&](int64_t k, __mmask32 mask, auto masked) {
+    __m512bh xh[MT], xl[MT];
+    for (int m = 0; m < MT; m++) {
+      xh[m] = (__m512bh)_mm512_load_si512(hi + (m0 + m) * K32 + k);
+      xl[m] = (__m512bh)_mm512_load_si512(lo + (m0 + m) * K32 + k);
+    }
+    for (int r = 0; r < R; r++) {
+      prefetch<DType::BF16>(w, (n + R + r) * g.ldb + k);
+      const uint16_t* p = w + (n + r) * g.ldb + k;
+      const __m512bh wv = (__m512bh)(masked ? _mm512_maskz_loadu_epi16(mask, p) : _mm512_loadu_si512(p));
+      for (int m = 0; m < MT; m++) {
+        acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xh[m]);
+        acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xl[m]);
+      }
+    }
+  };
+  const int64_t K32m = g.K & ~int64_t(31);
+  for (int64_t k = 0; k < K32m; k += 32) step(k, __mmask32(0xFFFFFFFFu), std::false_type{});
+  if (K32m < g.K) step(K32m, __mmask32((1u << (g.K - K32m)) - 1), std::true_type{});
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.btype != DType::BF16) return avx512_gemv(g, n0, n1);
+  // one rank's copy of A's rows split into hi/lo pairs, each row zero-padded to a
+  // multiple of 32 (so the last step needs no mask on x)
+  thread_local driver::Scratch<uint16_t> buf;
+  const int64_t K32 = round32(g.K);
+  uint16_t* hi = buf.get(2 * g.M * K32);
+  uint16_t* lo = hi + g.M * K32;
+  split_rows(g, hi, lo);
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT()>(g, hi, lo, m, n); });
+}
+
+const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, &driver::gemm_tile<Avx512Micro>,
+                            &avx512_gemv};
+const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR,
+                                &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv};
+
+}  // namespace
+
+const CpuKernels* avx512_kernels(bool bf16) { return bf16 ? &kAvx512Bf16 : &kAvx512; }
+
+}  // namespace hc::cpu
+
+#else
+
+namespace hc::cpu {
+const CpuKernels* avx512_kernels(bool) { return nullptr; }
+}  // namespace hc::cpu
+
+#endif

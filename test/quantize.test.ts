@@ -1,0 +1,106 @@
+// `hybridchat quantize` on the real stories260K: the written file is llama.cpp's blocks under
+// U8 tensors, it loads, its next-token distributions stay close to the f32 model's (mean KL on
+// a fixed text), decode (one token a step: the streaming kernels) agrees with prefill (the
+// packed kernels), and what must be refused is.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { agreement } from "../engine/quant-agreement.js";
+import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
+import { QUANT_KEY, readSafetensorsHeader, writeSafetensors } from "../engine/safetensors.js";
+import { assertClose } from "./reference/check.js";
+import { storiesDir } from "./test-model.js";
+
+const TEXT = "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her friends. One day, she saw a big red ball.";
+const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
+
+let tmp: string;
+let source: LoadedModel;
+before(async () => {
+  tmp = mkdtempSync(join(tmpdir(), "hc-quantize-"));
+  source = await loadModel(storiesDir, { threads: 2 });
+});
+after(() => {
+  source?.dispose();
+  rmSync(tmp, { recursive: true, force: true });
+});
+
+// the mean-KL bounds measured on this text are 8e-5 (q8_0) and 0.026 (q4_0): a wrong block
+// layout or scale gives KL of order 1 and breaks the top-1 agreement
+for (const [type, maxKL, minTop1] of [["q8_0", 1e-3, 0.97], ["q4_0", 0.1, 0.9]] as const) {
+  test(`${type}: the checkpoint loads and agrees with the f32 model, decode and prefill alike`, async () => {
+    const out = join(tmp, type);
+    const r = spawnSync(process.execPath, [cli, "quantize", "--model", storiesDir, "--out", out, "--type", type], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    // hidden 64 rows quantize; down_proj's rows are 172 long and stay f32 (and are named)
+    assert.match(r.stdout, new RegExp(`30 linear weights as ${type}`));
+    assert.match(r.stdout, /left unquantized .*model\.layers\.0\.mlp\.down_proj\.weight/);
+    const header = readSafetensorsHeader(join(out, "model.safetensors"));
+    assert.equal(header.metadata[QUANT_KEY], type);
+    const q = header.tensors.find((t) => t.name === "model.layers.0.self_attn.q_proj.weight")!;
+    assert.equal(q.dtype, type);
+    assert.deepEqual(q.shape, [64, 64]);
+    assert.equal(q.byteLength, 64 * 2 * (type === "q8_0" ? 34 : 18));
+    assert.equal(header.tensors.find((t) => t.name === "model.embed_tokens.weight")!.dtype, "f32");
+
+    const model = await loadModel(out, { threads: 2 });
+    try {
+      const tokens = Int32Array.from(source.tokenizer.encode(TEXT, true));
+      const a = await agreement(source, model, tokens);
+      console.log(`${type} vs f32 on ${a.positions} positions: mean KL ${a.meanKL.toExponential(2)}, max ${a.maxKL.toExponential(2)}, top-1 ${(100 * a.top1).toFixed(1)} %`);
+      assert.ok(a.meanKL < maxKL, `mean KL ${a.meanKL}`);
+      assert.ok(a.top1 >= minTop1, `top-1 agreement ${a.top1}`);
+      // one token a step (M = 1 through the streaming kernels) = the prefill's rows (packed)
+      const V = model.config.vocabSize;
+      const all = await model.native.forward({ seqIds: Int32Array.of(1), tokens, counts: Int32Array.of(tokens.length), logits: "all" });
+      model.native.freeSeq(1);
+      for (let t = 0; t < 12; t++) {
+        const row = await model.native.forward({ seqIds: Int32Array.of(2), tokens: tokens.subarray(t, t + 1), counts: Int32Array.of(1), logits: "last" });
+        assertClose(row, Float64Array.from(all.subarray(t * V, (t + 1) * V)), 1e-4, 1e-4, `${type} decode step ${t}`);
+      }
+      model.native.freeSeq(2);
+    } finally {
+      model.dispose();
+    }
+  });
+}
+
+test("refused: U8 tensors without the quantization key, a quantized embedding, quantizing twice, a bad --type", async () => {
+  const data = new Uint8Array(34 * 2);
+  const u8 = { name: "w", dtype: "q8_0" as const, shape: [1, 64], write: (sink: (c: Uint8Array) => Promise<void>) => sink(data) };
+  await assert.rejects(writeSafetensors(join(tmp, "x.safetensors"), [u8], {}), /metadata must say quantization=q8_0/);
+  // a U8 tensor in a file that does not say it is quantized
+  const file = join(tmp, "plain.safetensors");
+  const header = Buffer.from(JSON.stringify({ w: { dtype: "U8", shape: [1, 68], data_offsets: [0, 68] } }).padEnd(64, " "));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(header.length));
+  writeFileSync(file, Buffer.concat([len, header, Buffer.alloc(68)]));
+  assert.throws(() => readSafetensorsHeader(file), (e: Error & { code?: string }) => e.code === "bad_safetensors" && /U8/.test(e.message));
+  // the embedding stored as blocks
+  const emb = join(tmp, "emb");
+  const q8 = join(tmp, "q8_0");
+  await quantizeCheckpoint({ model: storiesDir, out: emb, type: "q8_0" });
+  const h = readSafetensorsHeader(join(emb, "model.safetensors"));
+  const tensors = h.tensors.map((t) => ({ ...t, dtype: t.name === "model.embed_tokens.weight" ? ("q8_0" as const) : t.dtype }));
+  const { openSync, readSync, closeSync } = await import("node:fs");
+  const fd = openSync(join(emb, "model.safetensors"), "r");
+  const sources = tensors.map((t) => {
+    const raw = new Uint8Array(t.byteLength);
+    readSync(fd, raw, 0, t.byteLength, t.offset);
+    if (t.name !== "model.embed_tokens.weight") return { name: t.name, dtype: t.dtype, shape: t.shape, write: (s: (c: Uint8Array) => Promise<void>) => s(raw) };
+    const blocks = new Uint8Array((t.shape[0]! * t.shape[1]! / 32) * 34);
+    return { name: t.name, dtype: "q8_0" as const, shape: t.shape, write: (s: (c: Uint8Array) => Promise<void>) => s(blocks) };
+  });
+  closeSync(fd);
+  await writeSafetensors(join(emb, "model.safetensors"), sources, { format: "pt", [QUANT_KEY]: "q8_0" });
+  await assert.rejects(loadModel(emb), (e: Error & { code?: string }) => e.code === "bad_safetensors" && /only the layers' linear weights/.test(e.message));
+  await assert.rejects(quantizeCheckpoint({ model: q8, out: join(tmp, "twice"), type: "q4_0" }), /already q8_0/);
+  const bad = spawnSync(process.execPath, [cli, "quantize", "--model", storiesDir, "--out", join(tmp, "bad"), "--type", "q5_0"], { encoding: "utf8" });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--type must be q8_0 or q4_0, got "q5_0"/);
+});
