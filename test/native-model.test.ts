@@ -1,5 +1,6 @@
 // The native model end to end: tiny random Llama checkpoints written to a temp dir
-// (f32/bf16/f16, GQA, Qwen2 biases, Qwen3 q/k norms, tied and untied heads) against the
+// (f32/bf16/f16, GQA, Qwen2 biases, Llama o/MLP biases, sliding windows, Qwen3 q/k norms,
+// tied and untied heads) against the
 // float64 reference in test/reference/llama.ts, plus the KV-cache semantics the
 // scheduler relies on (prefill == decode, batching == alone, freeSeq, kv_full, busy,
 // dispose) and greedy decoding of the real stories260K checkpoint.
@@ -20,6 +21,10 @@ const variants: [string, Tiny][] = [
   ["llama mha untied f32, head_dim 12 (portable attention)", { ...base, C: 36, NH: 3, NKV: 3, HD: 12, tied: false }],
   ["qwen2 biases bf16", { ...base, dtype: "bf16", bias: true, NH: 4, NKV: 1, HD: 16, C: 40 }],
   ["qwen3 qk-norm f16 untied, rope scaling", { ...base, dtype: "f16", qkNorm: true, tied: false, ropeScaling: 0.9, L: 3 }],
+  // Llama attention_bias (q/k/v and o) + mlp_bias, and sliding windows shorter than the sequence
+  // (5 and 3 keys over KV blocks of 4: window starts inside a block)
+  ["llama attention + mlp biases, sliding windows 5 and 3", { ...base, bias: true, oBias: true, mlpBias: true, windows: [5, 3] }],
+  ["qwen2-style: full layers then a window-4 layer, bf16", { ...base, dtype: "bf16", bias: true, L: 3, windows: [0, 0, 4] }],
 ];
 // large enough that matmul and attention split their work over the pool's threads
 const wide: Tiny = { ...base, C: 128, I: 256, NH: 8, NKV: 4, HD: 16, V: 300 };
