@@ -148,6 +148,34 @@ describe("native model", () => {
     }
   });
 
+  it("sliding windows: blocks behind every layer's window go back to the pool, so a sequence outgrows it", async () => {
+    const cfg: Tiny = { ...base, windows: [5, 3] };
+    const b = buildTiny(dir, "window_pool", cfg, rng);
+    const model = open(b, 4, 4); // 16 tokens of cache
+    try {
+      const toks = tokensOf(rng, 11, cfg.V);
+      await model.forward({ seqIds: seq(1), tokens: Int32Array.from(toks), counts: seq(11), logits: "last" });
+      // the next query (position 11) needs keys 7.. only: block 0 (positions 0-3) is free again
+      assert.equal(model.kvStats().freeBlocks, 4 - 3 + 1);
+      for (let i = 0; i < 20; i++) {
+        const t = rng.int(cfg.V);
+        toks.push(t);
+        const row = await model.forward({ seqIds: seq(1), tokens: seq(t), counts: seq(1), logits: "last" });
+        if (i % 6 === 5 || i === 19) {
+          const want = llamaForwardRef(b.ref, b.weights, toks);
+          assertClose(row, want.subarray((toks.length - 1) * cfg.V), 1e-4, 1e-3, `31-token window decode, step ${i} seed=${seed}`);
+        }
+      }
+      assert.equal(model.seqLength(1), 31);
+      // 31 tokens: 8 blocks' worth, of which the 6 wholly before position 31 - 5 + 1 are released
+      assert.equal(model.kvStats().freeBlocks, 4 - (8 - 6));
+      model.freeSeq(1);
+      assert.equal(model.kvStats().freeBlocks, 4);
+    } finally {
+      model.dispose();
+    }
+  });
+
   it("freeSeq returns a sequence's blocks at once; unknown ids are ignored", async () => {
     const b = buildTiny(dir, "free", base, rng);
     const model = open(b, 10, 4);

@@ -84,7 +84,10 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
   TensorParallel::check(s, opts.tensor_parallel);
   if (opts.tensor_parallel > 1) tp_ = std::make_unique<TensorParallel>(s, opts.tensor_parallel, opts.threads);
-  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks);
+  // blocks older than every layer's window are freed as sequences grow (none if a layer sees all)
+  int64_t horizon = s.windows.empty() ? 0 : *std::max_element(s.windows.begin(), s.windows.end());
+  if (std::find(s.windows.begin(), s.windows.end(), 0) != s.windows.end()) horizon = 0;
+  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon);
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
