@@ -152,6 +152,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
         ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads` +
         `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}\n` +
+        `            chat template: ${server.model!.chatTemplate.origin}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
         `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +
         `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,

@@ -11,7 +11,7 @@ import { preset } from "./presets.js";
 export const BUILTIN_SEED = 1234;
 export const BUILTIN_PRESET = "tiny";
 // bump when the init or tokenizer format changes, so stale caches are not reused
-const FORMAT = 1;
+const FORMAT = 2;
 
 const REQUIRED = ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json"];
 

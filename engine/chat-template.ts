@@ -1,10 +1,15 @@
-// The checkpoint's chat template (tokenizer_config.json chat_template) rendered with
-// @huggingface/jinja the way transformers' apply_chat_template renders it.
+// The checkpoint's chat template rendered with @huggingface/jinja the way transformers'
+// apply_chat_template renders it. Where it comes from follows transformers' precedence:
+// chat_template.jinja (saved by transformers >= 4.47, and preferred by it over everything),
+// then chat_template.json (the processors' file), then tokenizer_config.json's
+// chat_template, then our generic role-tagged template.
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { Template } from "@huggingface/jinja";
 import type { ChatMessage, ChatTemplate, Tokenizer } from "./types.js";
 import { ModelLoadError } from "./load-errors.js";
 import { specialTokenString } from "./tokenizer.js";
-import type { JsonObject } from "./json-file.js";
+import { readJsonFile, type JsonObject } from "./json-file.js";
 
 /**
  * Used when a checkpoint has no template (HF would refuse): role-tagged lines, then an
@@ -22,11 +27,13 @@ export class JinjaChatTemplate implements ChatTemplate {
     readonly source: string,
     private readonly specials: { bos_token: string; eos_token: string; unk_token: string; pad_token: string },
     readonly isDefault = false,
+    /** where the template came from: a file name of the checkpoint, or the built-in default */
+    readonly origin = isDefault ? "the built-in role: content template (the checkpoint has none)" : "tokenizer_config.json",
   ) {
     try {
       this.template = new Template(source);
     } catch (e) {
-      throw new ModelLoadError(`chat_template does not parse: ${(e as Error).message}`, "bad_json");
+      throw new ModelLoadError(`chat_template in ${origin} does not parse: ${(e as Error).message}`, "bad_json");
     }
     this.rendersTools = /\btools\b/.test(source);
   }
@@ -44,20 +51,45 @@ export class JinjaChatTemplate implements ChatTemplate {
 
 /** The template of a tokenizer_config.json (string, or a list of named templates: "default"). */
 export function chatTemplateFromConfig(tokenizerConfig: JsonObject): JinjaChatTemplate {
-  const specials = {
+  const specials = specialsOf(tokenizerConfig);
+  const src = templateOf(tokenizerConfig.chat_template);
+  return src === null ? new JinjaChatTemplate(DEFAULT_CHAT_TEMPLATE, specials, true) : new JinjaChatTemplate(src, specials);
+}
+
+/**
+ * The chat template of checkpoint directory `dir`, by transformers' precedence:
+ * chat_template.jinja, chat_template.json ({"chat_template": ...}), tokenizer_config.json.
+ */
+export function loadChatTemplate(dir: string, tokenizerConfig: JsonObject): JinjaChatTemplate {
+  const specials = specialsOf(tokenizerConfig);
+  const jinja = join(dir, "chat_template.jinja");
+  if (existsSync(jinja)) return new JinjaChatTemplate(readFileSync(jinja, "utf8"), specials, false, "chat_template.jinja");
+  const json = join(dir, "chat_template.json");
+  if (existsSync(json)) {
+    const src = templateOf(readJsonFile(json).chat_template);
+    if (src === null) throw new ModelLoadError(`${json}: "chat_template" must be a string or a list of {name, template}`, "bad_json");
+    return new JinjaChatTemplate(src, specials, false, "chat_template.json");
+  }
+  return chatTemplateFromConfig(tokenizerConfig);
+}
+
+function specialsOf(tokenizerConfig: JsonObject) {
+  return {
     bos_token: specialTokenString(tokenizerConfig.bos_token) ?? "",
     eos_token: specialTokenString(tokenizerConfig.eos_token) ?? "",
     unk_token: specialTokenString(tokenizerConfig.unk_token) ?? "",
     pad_token: specialTokenString(tokenizerConfig.pad_token) ?? "",
   };
-  let src: string | null = null;
-  const t = tokenizerConfig.chat_template;
-  if (typeof t === "string") src = t;
-  else if (Array.isArray(t)) {
+}
+
+/** A chat_template value: a string, or a list of named templates (the "default" one, else the first). */
+function templateOf(t: unknown): string | null {
+  if (typeof t === "string") return t;
+  if (Array.isArray(t)) {
     const named = t.filter((x): x is { name: string; template: string } => !!x && typeof x.name === "string" && typeof x.template === "string");
-    src = (named.find((x) => x.name === "default") ?? named[0])?.template ?? null;
+    return (named.find((x) => x.name === "default") ?? named[0])?.template ?? null;
   }
-  return src === null ? new JinjaChatTemplate(DEFAULT_CHAT_TEMPLATE, specials, true) : new JinjaChatTemplate(src, specials);
+  return null;
 }
 
 /**

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import type { DType } from "../native/index.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
+import { withArchDefaults } from "./config-defaults.js";
 import { expectedShapes, hfName } from "./weights.js";
 import { writeSafetensors, type TensorSource } from "./safetensors.js";
 import { buildTokenizerConfig, buildTokenizerJson } from "./init-tokenizer.js";
@@ -38,8 +39,9 @@ export async function initCheckpoint(opts: InitOptions): Promise<{ config: Model
   const seed = opts.seed ?? 0;
   const std = opts.std ?? 0.02;
   const perturb = opts.perturbStd ?? 0;
+  // transformers' defaults written out, so every reader of the checkpoint agrees with its maker
   const raw: JsonObject = {
-    ...opts.config,
+    ...withArchDefaults(opts.config),
     torch_dtype: TORCH_DTYPE[dtype],
     hybridchat: { untrained: true, seed, std, ...(perturb ? { perturbStd: perturb } : {}), ...(opts.marker ?? {}) },
   };

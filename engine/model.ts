@@ -2,10 +2,10 @@
 import { basename, join, resolve } from "node:path";
 import { availableParallelism } from "node:os";
 import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
-import type { ChatTemplate, ModelConfig } from "./types.js";
+import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
 import { loadTokenizer, type HfBackedTokenizer } from "./tokenizer.js";
-import { chatTemplateFromConfig } from "./chat-template.js";
+import { loadChatTemplate, type JinjaChatTemplate } from "./chat-template.js";
 import { readCheckpointTensors } from "./safetensors.js";
 import { resolveWeights } from "./weights.js";
 import { ropeInvFreq } from "./rope.js";
@@ -32,7 +32,8 @@ export interface LoadedModel {
   dir: string;
   config: ModelConfig;
   tokenizer: HfBackedTokenizer;
-  chatTemplate: ChatTemplate;
+  /** `origin` says which file it came from (chat_template.jinja, chat_template.json, tokenizer_config.json) */
+  chatTemplate: JinjaChatTemplate;
   native: NativeModel;
   /** longest prompt + completion the model serves */
   maxContext: number;
@@ -57,7 +58,10 @@ export function modelSpec(config: ModelConfig): ModelSpec {
     ropeInvFreq: rope.invFreq,
     ropeAttentionScaling: rope.attentionScaling,
     attentionBias: config.attentionBias,
+    oBias: config.oBias,
+    mlpBias: config.mlpBias,
     qkNorm: config.qkNorm,
+    layerWindows: Int32Array.from(config.layerWindows),
     tieWordEmbeddings: config.tieWordEmbeddings,
   };
 }
@@ -69,7 +73,7 @@ export function modelSpec(config: ModelConfig): ModelSpec {
 export function inspectCheckpoint(dir: string): {
   config: ModelConfig;
   tokenizer: HfBackedTokenizer;
-  chatTemplate: ChatTemplate;
+  chatTemplate: JinjaChatTemplate;
   tensors: TensorRef[];
   untrained: boolean;
 } {
@@ -78,7 +82,7 @@ export function inspectCheckpoint(dir: string): {
   const config = parseConfig(rawConfig, configFile);
   const tensors = resolveWeights(config, readCheckpointTensors(dir));
   const tokenizer = loadTokenizer(dir);
-  const chatTemplate = chatTemplateFromConfig(tokenizer.config);
+  const chatTemplate = loadChatTemplate(dir, tokenizer.config);
   // written by hybridchat init: random weights, say so wherever the model is served
   const marker = rawConfig.hybridchat;
   const untrained = !!marker && typeof marker === "object" && (marker as { untrained?: unknown }).untrained === true;

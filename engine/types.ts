@@ -15,8 +15,15 @@ export interface ModelConfig {
   rmsNormEps: number;
   ropeTheta: number;
   ropeScaling: RopeScaling | null;
+  /** bias on q/k/v (Qwen2 always; Llama/Qwen3 attention_bias) */
   attentionBias: boolean;
+  /** bias on o_proj (Llama/Qwen3 attention_bias) */
+  oBias: boolean;
+  /** bias on gate/up/down (Llama mlp_bias) */
+  mlpBias: boolean;
   qkNorm: boolean;
+  /** per layer: 0 = full causal attention, W = each query sees its last W keys (itself included) */
+  layerWindows: number[];
   tieWordEmbeddings: boolean;
   torchDtype: string | null;
 }

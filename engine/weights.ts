@@ -14,6 +14,10 @@ const LAYER_PARTS: Record<string, string> = {
   "self_attn.q_proj.bias": "q_bias",
   "self_attn.k_proj.bias": "k_bias",
   "self_attn.v_proj.bias": "v_bias",
+  "self_attn.o_proj.bias": "o_bias",
+  "mlp.gate_proj.bias": "gate_bias",
+  "mlp.up_proj.bias": "up_bias",
+  "mlp.down_proj.bias": "down_bias",
   "self_attn.q_norm.weight": "q_norm",
   "self_attn.k_norm.weight": "k_norm",
   "post_attention_layernorm.weight": "mlp_norm",
@@ -64,6 +68,7 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
       m.set(p + "k_bias", [KV]);
       m.set(p + "v_bias", [KV]);
     }
+    if (c.oBias) m.set(p + "o_bias", [C]);
     if (c.qkNorm) {
       m.set(p + "q_norm", [HD]);
       m.set(p + "k_norm", [HD]);
@@ -72,6 +77,11 @@ export function expectedShapes(c: ModelConfig): Map<string, number[]> {
     m.set(p + "gate", [I, C]);
     m.set(p + "up", [I, C]);
     m.set(p + "down", [C, I]);
+    if (c.mlpBias) {
+      m.set(p + "gate_bias", [I]);
+      m.set(p + "up_bias", [I]);
+      m.set(p + "down_bias", [C]);
+    }
   }
   m.set("final_norm", [C]);
   if (!c.tieWordEmbeddings) m.set("lm_head", [c.vocabSize, C]);
@@ -97,7 +107,7 @@ export function resolveWeights(config: ModelConfig, stored: readonly StoredTenso
     if (canon === null || want === undefined) {
       throw new ModelLoadError(
         `unexpected tensor "${t.name}" in ${t.file}: not part of a ${config.architecture} with ${config.numLayers} layers` +
-          `${config.attentionBias ? "" : ", no attention bias"}${config.qkNorm ? "" : ", no q/k norm"}${config.tieWordEmbeddings ? ", tied embeddings" : ""}`,
+          `${config.attentionBias ? "" : ", no q/k/v bias"}${config.oBias ? "" : ", no o_proj bias"}${config.mlpBias ? "" : ", no MLP bias"}${config.qkNorm ? "" : ", no q/k norm"}${config.tieWordEmbeddings ? ", tied embeddings" : ""}`,
         "unexpected_tensor",
       );
     }

@@ -22,7 +22,8 @@ export function isBlockDType(t: string): t is BlockDType {
  * `name` is the canonical engine name (see engine/weights.ts), not the HF name:
  *   embed [V,C], final_norm [C], lm_head [V,C] (absent when tied),
  *   L{i}.attn_norm [C], L{i}.q [NH*HD,C], L{i}.k [NKV*HD,C], L{i}.v [NKV*HD,C], L{i}.o [C,NH*HD],
- *   L{i}.q_bias [NH*HD], L{i}.k_bias [NKV*HD], L{i}.v_bias [NKV*HD]   (Qwen2 only),
+ *   L{i}.q_bias [NH*HD], L{i}.k_bias [NKV*HD], L{i}.v_bias [NKV*HD]   (attentionBias),
+ *   L{i}.o_bias [C] (oBias), L{i}.gate_bias [I], L{i}.up_bias [I], L{i}.down_bias [C] (mlpBias),
  *   L{i}.q_norm [HD], L{i}.k_norm [HD]                                   (Qwen3 only),
  *   L{i}.mlp_norm [C], L{i}.gate [I,C], L{i}.up [I,C], L{i}.down [C,I]
  * Linear weights are row-major [out, in], as in HF/PyTorch.
@@ -52,8 +53,15 @@ export interface ModelSpec {
   ropeInvFreq: Float32Array;
   /** multiplier applied to cos/sin (1 except for some rope scalings) */
   ropeAttentionScaling: number;
+  /** bias on q/k/v */
   attentionBias: boolean;
+  /** bias on o (default false) */
+  oBias?: boolean;
+  /** bias on gate/up/down (default false) */
+  mlpBias?: boolean;
   qkNorm: boolean;
+  /** per layer: 0 = full causal attention, W = each query attends to its last W keys (itself included); default all 0 */
+  layerWindows?: Int32Array;
   tieWordEmbeddings: boolean;
 }
 
@@ -232,8 +240,8 @@ export interface NativeOps {
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */
   rope(x: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
-  /** out[T,NH,HD] = causal GQA attention of q[T,NH,HD] over k,v[S,NKV,HD]; query t sits at position S-T+t */
-  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, S: number, NH: number, NKV: number, HD: number): void;
+  /** out[T,NH,HD] = causal GQA attention of q[T,NH,HD] over k,v[S,NKV,HD]; query t sits at position S-T+t; window W > 0: only its last W keys */
+  attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, S: number, NH: number, NKV: number, HD: number, window?: number): void;
   /** out[M,I] = silu(gate) * up */
   swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
   /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */
@@ -252,9 +260,9 @@ export interface NativeOps {
   /** in place on dx[T,H,HD]: the gradient of rope's output in, of its input out (same pos/invFreq/scaling) */
   ropeBackward(dx: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
   /** causal GQA attention of ONE sequence at positions 0..T-1: out[T,NH,HD] and lse[T,NH] (logsumexp of each row's scaled scores) for the backward */
-  attentionTrainForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, NH: number, NKV: number, HD: number): void;
+  attentionTrainForward(out: Float32Array, lse: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, NH: number, NKV: number, HD: number, window?: number): void;
   /** dq[T,NH,HD], dk,dv[T,NKV,HD] (overwritten; dk/dv summed over each kv group's query heads) from dout[T,NH,HD] and the forward's q, k, v, lse */
-  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, lse: Float32Array, T: number, NH: number, NKV: number, HD: number): void;
+  attentionBackward(dq: Float32Array, dk: Float32Array, dv: Float32Array, dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, lse: Float32Array, T: number, NH: number, NKV: number, HD: number, window?: number): void;
   /** dgate, dup [M,I] of out = silu(gate) * up */
   swigluBackward(dgate: Float32Array, dup: Float32Array, dout: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
   /** dtable[V,C] += dout[T,C] scattered to rows tokens[T] */

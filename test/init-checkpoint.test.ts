@@ -65,6 +65,18 @@ test("every small preset writes a checkpoint the loader accepts, flagged untrain
   }
 });
 
+test("init and the loader agree on transformers' defaults: a Qwen3 config without head_dim means 128", async () => {
+  const { head_dim: _drop, ...raw } = preset("qwen3-tiny");
+  const dir = tmp("qwen3-default-head-dim");
+  await initCheckpoint({ config: { ...raw, num_attention_heads: 2, num_key_value_heads: 1 }, out: dir, seed: 1 });
+  const written = JSON.parse(readFileSync(join(dir, "config.json"), "utf8")) as Record<string, unknown>;
+  assert.equal(written.head_dim, 128, "the default is written out");
+  assert.equal(written.max_window_layers, 28);
+  const c = inspectCheckpoint(dir);
+  assert.equal(c.config.headDim, 128);
+  assert.deepEqual(c.tensors.find((t) => t.name === "L0.q")!.shape, [2 * 128, 64]);
+});
+
 test("same seed, same bytes; another seed, other bytes", async () => {
   const [a, b, c] = [tmp("a"), tmp("b"), tmp("c")];
   await initCheckpoint({ config: preset("qwen2-tiny"), out: a, seed: 7 });

@@ -74,25 +74,27 @@ for (const backend of ["cpu", "cuda"] as const) {
     it("attention: training forward saves the logsumexp; dq, dk, dv match finite differences", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      // T, NH, NKV, HD, check by finite differences
-      const cases: [number, number, number, number, boolean][] = [
-        [1, 1, 1, 4, true], [5, 4, 2, 6, true], [7, 6, 3, 8, true], [9, 3, 1, 5, true], [4, 2, 2, 3, true],
-        [37, 8, 2, 64, false], [130, 4, 2, 16, false],
+      // T, NH, NKV, HD, check by finite differences, sliding window (0 = none)
+      const cases: [number, number, number, number, boolean, number][] = [
+        [1, 1, 1, 4, true, 0], [5, 4, 2, 6, true, 0], [7, 6, 3, 8, true, 0], [9, 3, 1, 5, true, 0], [4, 2, 2, 3, true, 0],
+        [37, 8, 2, 64, false, 0], [130, 4, 2, 16, false, 0],
+        // windows shorter than the sequence, 1, and across the kernels' 64-row blocks
+        [9, 3, 1, 5, true, 3], [7, 4, 2, 6, true, 1], [6, 2, 2, 4, true, 6], [130, 4, 2, 16, false, 50], [150, 2, 1, 8, false, 70],
       ];
-      for (const [T, NH, NKV, HD, fd] of cases) {
-        const what = `attention T=${T} NH=${NH} NKV=${NKV} HD=${HD} seed=${seed}`;
+      for (const [T, NH, NKV, HD, fd, W] of cases) {
+        const what = `attention T=${T} NH=${NH} NKV=${NKV} HD=${HD} window=${W} seed=${seed}`;
         const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(T * NKV * HD, -2, 2), v = rng.f32(T * NKV * HD);
         const dout = rng.f32(T * NH * HD);
         const out = new Float32Array(T * NH * HD).fill(NaN), lse = new Float32Array(T * NH).fill(NaN);
-        ops().attentionTrainForward(out, lse, q, k, v, T, NH, NKV, HD);
-        assertClose(out, attentionRef(q, k, v, T, T, NH, NKV, HD), 2e-6, 1e-5, `${what} out`);
-        assertClose(lse, attentionLseRef(q, k, T, NH, NKV, HD), 2e-6, 1e-6, `${what} lse`);
+        ops().attentionTrainForward(out, lse, q, k, v, T, NH, NKV, HD, W);
+        assertClose(out, attentionRef(q, k, v, T, T, NH, NKV, HD, W), 2e-6, 1e-5, `${what} out`);
+        assertClose(lse, attentionLseRef(q, k, T, NH, NKV, HD, W), 2e-6, 1e-6, `${what} lse`);
         const dq = new Float32Array(q.length).fill(NaN), dk = new Float32Array(k.length).fill(NaN), dv = new Float32Array(v.length).fill(NaN);
-        ops().attentionBackward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD);
-        let ref = attentionBackwardRef(dout, q, k, v, T, NH, NKV, HD);
+        ops().attentionBackward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD, W);
+        let ref = attentionBackwardRef(dout, q, k, v, T, NH, NKV, HD, W);
         if (fd) {
           const Q = f64(q), K = f64(k), Vv = f64(v);
-          const loss = () => dot(dout, attentionRef(Q, K, Vv, T, T, NH, NKV, HD));
+          const loss = () => dot(dout, attentionRef(Q, K, Vv, T, T, NH, NKV, HD, W));
           ref = { dq: finiteDiff(loss, Q), dk: finiteDiff(loss, K), dv: finiteDiff(loss, Vv) };
         }
         const atol = 2e-6 * Math.sqrt(T * HD);

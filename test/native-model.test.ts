@@ -1,5 +1,6 @@
 // The native model end to end: tiny random Llama checkpoints written to a temp dir
-// (f32/bf16/f16, GQA, Qwen2 biases, Qwen3 q/k norms, tied and untied heads) against the
+// (f32/bf16/f16, GQA, Qwen2 biases, Llama o/MLP biases, sliding windows, Qwen3 q/k norms,
+// tied and untied heads) against the
 // float64 reference in test/reference/llama.ts, plus the KV-cache semantics the
 // scheduler relies on (prefill == decode, batching == alone, freeSeq, kv_full, busy,
 // dispose) and greedy decoding of the real stories260K checkpoint.
@@ -20,6 +21,10 @@ const variants: [string, Tiny][] = [
   ["llama mha untied f32, head_dim 12 (portable attention)", { ...base, C: 36, NH: 3, NKV: 3, HD: 12, tied: false }],
   ["qwen2 biases bf16", { ...base, dtype: "bf16", bias: true, NH: 4, NKV: 1, HD: 16, C: 40 }],
   ["qwen3 qk-norm f16 untied, rope scaling", { ...base, dtype: "f16", qkNorm: true, tied: false, ropeScaling: 0.9, L: 3 }],
+  // Llama attention_bias (q/k/v and o) + mlp_bias, and sliding windows shorter than the sequence
+  // (5 and 3 keys over KV blocks of 4: window starts inside a block)
+  ["llama attention + mlp biases, sliding windows 5 and 3", { ...base, bias: true, oBias: true, mlpBias: true, windows: [5, 3] }],
+  ["qwen2-style: full layers then a window-4 layer, bf16", { ...base, dtype: "bf16", bias: true, L: 3, windows: [0, 0, 4] }],
 ];
 // large enough that matmul and attention split their work over the pool's threads
 const wide: Tiny = { ...base, C: 128, I: 256, NH: 8, NKV: 4, HD: 16, V: 300 };
@@ -138,6 +143,34 @@ describe("native model", () => {
       const aLone = await model.forward({ seqIds: seq(1), tokens: seq(5), counts: seq(1), logits: "last" });
       const fLone = await model.forward({ seqIds: seq(31), tokens: Int32Array.from(fresh), counts: seq(6), logits: "last" });
       assertClose(mixed, Float32Array.from([...aLone, ...fLone]), 2e-5, 2e-4, `mixed step seed=${seed}`);
+    } finally {
+      model.dispose();
+    }
+  });
+
+  it("sliding windows: blocks behind every layer's window go back to the pool, so a sequence outgrows it", async () => {
+    const cfg: Tiny = { ...base, windows: [5, 3] };
+    const b = buildTiny(dir, "window_pool", cfg, rng);
+    const model = open(b, 4, 4); // 16 tokens of cache
+    try {
+      const toks = tokensOf(rng, 11, cfg.V);
+      await model.forward({ seqIds: seq(1), tokens: Int32Array.from(toks), counts: seq(11), logits: "last" });
+      // the next query (position 11) needs keys 7.. only: block 0 (positions 0-3) is free again
+      assert.equal(model.kvStats().freeBlocks, 4 - 3 + 1);
+      for (let i = 0; i < 20; i++) {
+        const t = rng.int(cfg.V);
+        toks.push(t);
+        const row = await model.forward({ seqIds: seq(1), tokens: seq(t), counts: seq(1), logits: "last" });
+        if (i % 6 === 5 || i === 19) {
+          const want = llamaForwardRef(b.ref, b.weights, toks);
+          assertClose(row, want.subarray((toks.length - 1) * cfg.V), 1e-4, 1e-3, `31-token window decode, step ${i} seed=${seed}`);
+        }
+      }
+      assert.equal(model.seqLength(1), 31);
+      // 31 tokens: 8 blocks' worth, of which the 6 wholly before position 31 - 5 + 1 are released
+      assert.equal(model.kvStats().freeBlocks, 4 - (8 - 6));
+      model.freeSeq(1);
+      assert.equal(model.kvStats().freeBlocks, 4);
     } finally {
       model.dispose();
     }

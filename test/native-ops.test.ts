@@ -129,6 +129,25 @@ for (const backend of ALL_BACKENDS) {
       }
     });
 
+    it("sliding-window attention sees only each query's last W keys", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      const cases: [number, number, number, number, number, number][] = [
+        // T, S, NH, NKV, HD, window: shorter than S, 1, equal to S, longer than S
+        [7, 20, 6, 3, 8, 5], [1, 37, 8, 4, 8, 9], [37, 37, 8, 2, 64, 16], [3, 300, 4, 1, 32, 100], [5, 5, 4, 4, 6, 1],
+        [4, 9, 2, 2, 16, 9], [4, 9, 2, 2, 16, 50],
+      ];
+      for (const [T, S, NH, NKV, HD, W] of cases) {
+        const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(S * NKV * HD, -2, 2), v = rng.f32(S * NKV * HD);
+        const out = new Float32Array(T * NH * HD).fill(NaN);
+        ops().attention(out, q, k, v, T, S, NH, NKV, HD, W);
+        const what = `attention T=${T} S=${S} NH=${NH} NKV=${NKV} HD=${HD} window=${W} seed=${seed}`;
+        assertClose(out, attentionRef(q, k, v, T, S, NH, NKV, HD, W), 2e-6, 1e-5, what);
+        // the window makes a difference wherever a query has more than W keys
+        if (W < S) assert.ok(out.some((x, i) => Math.abs(x - attentionRef(q, k, v, T, S, NH, NKV, HD)[i]!) > 1e-3), `${what}: no effect`);
+      }
+    });
+
     it("swiglu matches silu(gate) * up, including saturated gates", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);

@@ -24,6 +24,8 @@ const variants: [string, Tiny][] = [
   ["llama mha untied, odd sizes", { ...base, C: 21, I: 33, NH: 3, NKV: 3, HD: 8, V: 29, tied: false }],
   ["qwen2 biases, bf16 base", { ...base, dtype: "bf16", bias: true, NH: 4, NKV: 1, HD: 8, C: 20 }],
   ["qwen3 qk-norm untied, rope scaling", { ...base, qkNorm: true, tied: false, ropeScaling: 0.9 }],
+  // every bias gets a gradient in full fine-tuning; windows shorter than the 5- and 4-token sequences
+  ["llama attention + mlp biases, sliding windows 3 and 2", { ...base, bias: true, oBias: true, mlpBias: true, windows: [3, 2] }],
 ];
 
 const PROBE: OptimizerStep = { lr: 0, beta1: 0, beta2: 0, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 };

@@ -26,6 +26,8 @@ const variants: [string, Tiny][] = [
   ["llama gqa tied f32", base],
   ["qwen2 biases bf16, one kv head per rank", { ...base, dtype: "bf16", bias: true, NKV: 2, HD: 16, C: 48 }],
   ["qwen3 qk-norm f16 untied", { ...base, dtype: "f16", qkNorm: true, tied: false, L: 3 }],
+  // o and down are row-split: their biases are added once, not once per rank
+  ["llama attention + mlp biases, sliding windows 6 and 3", { ...base, bias: true, oBias: true, mlpBias: true, windows: [6, 3] }],
 ];
 
 const argmax = (a: Float32Array, off: number, V: number) => {
@@ -179,6 +181,7 @@ describe("tensor-parallel training equals TP=1", () => {
     { label: "LoRA on every linear with dropout and a value head", cfg: base, set: "lora", checkpoint: false, values: true },
     { label: "LoRA, qwen3 qk-norm, activation checkpointing", cfg: { ...base, qkNorm: true, tied: false, NKV: 2 }, set: "lora", checkpoint: true, values: false },
     { label: "full fine-tuning, qwen2 biases and qk-norm, bf16 base", cfg: { ...base, dtype: "bf16", bias: true, qkNorm: true, tied: false }, set: "full", checkpoint: false, values: false },
+    { label: "full fine-tuning, o/mlp biases, sliding windows", cfg: { ...base, bias: true, oBias: true, mlpBias: true, windows: [5, 3] }, set: "full", checkpoint: false, values: false },
   ];
   for (const c of cases) {
     it(`${c.label}: 4 steps reach the same log-probs and weights`, async () => {

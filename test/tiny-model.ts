@@ -12,6 +12,10 @@ import type { RefConfig, RefWeights } from "./reference/llama.js";
 export interface Tiny {
   C: number; I: number; L: number; NH: number; NKV: number; HD: number; V: number;
   dtype: DType; bias: boolean; qkNorm: boolean; tied: boolean; ropeScaling: number;
+  /** Llama attention_bias's o_proj bias; mlp_bias (gate/up/down) */
+  oBias?: boolean; mlpBias?: boolean;
+  /** per-layer sliding windows (0 = full attention) */
+  windows?: number[];
 }
 
 const DTYPE_TAG: Record<DType, string> = { f32: "F32", bf16: "BF16", f16: "F16" };
@@ -77,10 +81,16 @@ export function buildTiny(dir: string, name: string, m: Tiny, rng: Rng): Built {
       add(p + "k_norm", [m.HD], 0.5, 1.5, "f32");
     }
     add(p + "o", [m.C, m.NH * m.HD], -s, s, m.dtype);
+    if (m.oBias) add(p + "o_bias", [m.C], -0.5, 0.5, "f32");
     add(p + "mlp_norm", [m.C], 0.5, 1.5, "f32");
     add(p + "gate", [m.I, m.C], -2 * s, 2 * s, m.dtype);
     add(p + "up", [m.I, m.C], -2 * s, 2 * s, m.dtype);
     add(p + "down", [m.C, m.I], -1 / Math.sqrt(m.I), 1 / Math.sqrt(m.I), m.dtype);
+    if (m.mlpBias) {
+      add(p + "gate_bias", [m.I], -0.5, 0.5, "f32");
+      add(p + "up_bias", [m.I], -0.5, 0.5, "f32");
+      add(p + "down_bias", [m.C], -0.5, 0.5, "f32");
+    }
   }
   add("final_norm", [m.C], 0.5, 1.5, "f32");
   if (!m.tied) add("lm_head", [m.V, m.C], -2 * s, 2 * s, m.dtype);
@@ -90,10 +100,13 @@ export function buildTiny(dir: string, name: string, m: Tiny, rng: Rng): Built {
     hiddenSize: m.C, intermediateSize: m.I, numLayers: m.L, numHeads: m.NH, numKvHeads: m.NKV, headDim: m.HD,
     vocabSize: m.V, maxPositions: 64, rmsNormEps: 1e-5, ropeInvFreq: inv, ropeAttentionScaling: m.ropeScaling,
     attentionBias: m.bias, qkNorm: m.qkNorm, tieWordEmbeddings: m.tied,
+    oBias: m.oBias ?? false, mlpBias: m.mlpBias ?? false,
+    ...(m.windows ? { layerWindows: Int32Array.from(m.windows) } : {}),
   };
   const ref: RefConfig = {
     C: m.C, I: m.I, L: m.L, NH: m.NH, NKV: m.NKV, HD: m.HD, V: m.V, eps: 1e-5, invFreq: inv,
     ropeScaling: m.ropeScaling, attentionBias: m.bias, qkNorm: m.qkNorm, tied: m.tied,
+    oBias: m.oBias ?? false, mlpBias: m.mlpBias ?? false, windows: m.windows,
   };
   return { spec, tensors, ref, weights };
 }

@@ -71,6 +71,44 @@ describe("web page", { skip }, () => {
     assert.ok(done.choices[0]!.message.content.startsWith(text.slice(0, 20)), "the stored completion is what the page showed");
   });
 
+  test("without an emoji font: the rating buttons draw SVG icons (screenshot), carry names, and the page holds no emoji", async () => {
+    await page.fill("#input", "Tom had a dog");
+    await page.press("#input", "Enter");
+    const answer = page.locator(".turn.assistant").last();
+    const up = answer.getByRole("button", { name: "good answer" });
+    await up.waitFor();
+    const down = answer.getByRole("button", { name: "bad answer" });
+    const fix = answer.getByRole("button", { name: "write a better answer" });
+    // the screenshot a person can look at (Debian's chromium here has no emoji font)
+    const shot = await answer.locator(".tools").screenshot({ path: process.env.HYBRIDCHAT_SCREENSHOT ?? join(s.dir, "rating-buttons.png") });
+    assert.ok(shot.length > 0);
+    const icons = await Promise.all([up, down, fix].map((b) => b.locator("svg").screenshot()));
+    // decoded by the browser itself: the share of dark pixels in each icon's box
+    const ink = (png: Buffer) =>
+      page.evaluate(`(async () => {
+        const img = new Image();
+        img.src = "data:image/png;base64,${png.toString("base64")}";
+        await img.decode();
+        const c = document.createElement("canvas");
+        c.width = img.width; c.height = img.height;
+        const g = c.getContext("2d");
+        g.drawImage(img, 0, 0);
+        const d = g.getImageData(0, 0, c.width, c.height).data;
+        let dark = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] < 384) dark++;
+        return dark / (d.length / 4);
+      })()`) as Promise<number>;
+    for (const [i, png] of icons.entries()) {
+      const share = await ink(png);
+      assert.ok(share > 0.04 && share < 0.9, `icon ${i} is drawn: ${share} of its pixels are dark`);
+    }
+    // an empty box (.notdef) would look the same for both; the thumbs differ (one is the other turned over)
+    assert.notDeepEqual(icons[0], icons[1]);
+    assert.deepEqual(await Promise.all([up, down, fix].map((b) => b.innerText())), ["good", "bad", "correct"]);
+    const text = (await page.evaluate("document.body.innerText")) as string;
+    assert.doesNotMatch(text, /\p{Extended_Pictographic}/u, "no glyph on the page needs an emoji font");
+  });
+
   test("side by side: two answers, the person picks the second, the preference is stored", async () => {
     await page.click("#reset");
     await page.check("#compare");
@@ -107,9 +145,13 @@ describe("web page", { skip }, () => {
     await page.getByRole("tab", { name: "Jobs" }).click();
     const row = page.locator(`tr[data-job="${job.id}"]`);
     await row.waitFor();
+    // no job chosen yet: no "Job —:" heading
+    assert.equal(await page.locator("#job-heading").isVisible(), false);
+    assert.doesNotMatch(await page.locator("#jobs-view").innerText(), /Job\s*—/);
     assert.match(await row.innerText(), /supervised\s+stories260K/);
     await page.getByRole("button", { name: `watch ${job.id}` }).click();
     await page.locator('#job-state[data-status="succeeded"]').waitFor({ timeout: 90_000 });
+    assert.match(await page.locator("#job-heading").innerText(), new RegExp(`^Job ${job.id}: succeeded`));
     const chart = page.locator('.chart[data-series="loss"]');
     const count = Number(await chart.getAttribute("data-count"));
     assert.ok(count >= 4, `one point per step: ${count}`);

@@ -64,7 +64,14 @@ test("layout-specific tensors are required: Qwen2 biases, Qwen3 q/k norms, untie
   // a Llama checkpoint must not carry biases it would silently ignore
   const ll = parseConfig(preset("llama3-tiny"));
   const extra: StoredTensor = { name: "model.layers.0.self_attn.q_proj.bias", file: "m.safetensors", offset: 0, byteLength: 0, dtype: "f32", shape: [64] };
-  assert.throws(() => resolveWeights(ll, [...stored(ll), extra]), isLoadError("unexpected_tensor", /q_proj\.bias.*no attention bias/));
+  assert.throws(() => resolveWeights(ll, [...stored(ll), extra]), isLoadError("unexpected_tensor", /q_proj\.bias.*no q\/k\/v bias/));
+  // attention_bias + mlp_bias: every linear of a layer carries a bias, o_proj included
+  const lb = parseConfig({ ...preset("llama3-tiny"), attention_bias: true, mlp_bias: true });
+  const biases = resolveWeights(lb, stored(lb)).filter((r) => r.name.startsWith("L1.") && r.name.endsWith("_bias")).map((r) => r.name);
+  assert.deepEqual(biases.sort(), ["L1.down_bias", "L1.gate_bias", "L1.k_bias", "L1.o_bias", "L1.q_bias", "L1.up_bias", "L1.v_bias"]);
+  assert.equal(hfName("L1.o_bias"), "model.layers.1.self_attn.o_proj.bias");
+  assert.equal(hfName("L1.down_bias"), "model.layers.1.mlp.down_proj.bias");
+  assert.throws(() => resolveWeights(lb, stored(lb).filter((t) => t.name !== "model.layers.0.self_attn.o_proj.bias")), isLoadError("missing_tensor", /o_proj\.bias/));
 });
 
 test("tied checkpoints may still store lm_head; rotary inv_freq buffers are ignored", () => {

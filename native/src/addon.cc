@@ -139,6 +139,9 @@ hc::ModelSpec parse_spec(const Napi::Object& o) {
   s.inv_freq = copy_of<float>(o.Get("ropeInvFreq"), "spec.ropeInvFreq");
   s.rope_scaling = static_cast<float>(num(o, "ropeAttentionScaling"));
   s.attention_bias = flag(o, "attentionBias");
+  s.o_bias = !o.Get("oBias").IsUndefined() && flag(o, "oBias");
+  s.mlp_bias = !o.Get("mlpBias").IsUndefined() && flag(o, "mlpBias");
+  if (!o.Get("layerWindows").IsUndefined()) s.windows = copy_of<int32_t>(o.Get("layerWindows"), "spec.layerWindows");
   s.qk_norm = flag(o, "qkNorm");
   s.tie_embeddings = flag(o, "tieWordEmbeddings");
   return s;
@@ -216,13 +219,13 @@ struct CpuOps {
     hc::cpu::rope_forward(x, c.data(), s.data(), T, H, HD, ops_pool(env));
   }
   static void attention(Napi::Env env, float* out, const float* q, const float* k, const float* v, int64_t T,
-                        int64_t S, int64_t NH, int64_t NKV, int64_t HD) {
+                        int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
     const int32_t zero = 0;
     // contiguous [S,NKV,HD] keys are one block as large as the whole sequence
     hc::cpu::KVSpan span{k, v, &zero, 0, HD, NKV * HD, std::max<int64_t>(S, 1)};
     std::vector<int32_t> seq_of(static_cast<size_t>(T), 0), npos(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
-    hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, ops_pool(env));
+    hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, window, ops_pool(env));
   }
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
@@ -244,13 +247,14 @@ struct CpuOps {
     hc::cpu::rope_backward(dx, c.data(), s.data(), T, H, HD, ops_pool(env));
   }
   static void attention_train_forward(Napi::Env env, float* out, float* lse, const float* q, const float* k,
-                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-    hc::cpu::attention_train_forward(out, lse, q, k, v, T, NH, NKV, HD, ops_pool(env));
+                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                      int64_t window) {
+    hc::cpu::attention_train_forward(out, lse, q, k, v, T, NH, NKV, HD, window, ops_pool(env));
   }
   static void attention_backward(Napi::Env env, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                  const float* k, const float* v, const float* lse, int64_t T, int64_t NH,
-                                 int64_t NKV, int64_t HD) {
-    hc::cpu::attention_backward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD, ops_pool(env));
+                                 int64_t NKV, int64_t HD, int64_t window) {
+    hc::cpu::attention_backward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD, window, ops_pool(env));
   }
   static void swiglu_backward(Napi::Env env, float* dg, float* du, const float* dout, const float* g, const float* u,
                               int64_t N) {
@@ -326,6 +330,14 @@ void OpRope(const Napi::CallbackInfo& info) {
   });
 }
 
+// An attention op's optional sliding window (last argument): 0 or absent = full causal.
+int64_t window_arg(const Napi::CallbackInfo& info, size_t i) {
+  if (i >= info.Length() || info[i].IsUndefined()) return 0;
+  const int64_t w = int_arg(info, i, "window");
+  if (w < 0) throw Error("invalid_argument", "attention: window must be >= 0");
+  return w;
+}
+
 template <class B>
 void OpAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -338,7 +350,7 @@ void OpAttention(const Napi::CallbackInfo& info) {
     auto q = typed<float>(info[1], "q", T * NH * HD);
     auto k = typed<float>(info[2], "k", S * NKV * HD);
     auto v = typed<float>(info[3], "v", S * NKV * HD);
-    B::attention(env, out.Data(), q.Data(), k.Data(), v.Data(), T, S, NH, NKV, HD);
+    B::attention(env, out.Data(), q.Data(), k.Data(), v.Data(), T, S, NH, NKV, HD, window_arg(info, 9));
   });
 }
 
@@ -455,7 +467,8 @@ void OpAttentionTrainForward(const Napi::CallbackInfo& info) {
     auto q = typed<float>(info[2], "q", T * NH * HD);
     auto k = typed<float>(info[3], "k", T * NKV * HD);
     auto v = typed<float>(info[4], "v", T * NKV * HD);
-    B::attention_train_forward(env, out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), T, NH, NKV, HD);
+    B::attention_train_forward(env, out.Data(), lse.Data(), q.Data(), k.Data(), v.Data(), T, NH, NKV, HD,
+                               window_arg(info, 9));
   });
 }
 
@@ -474,7 +487,7 @@ void OpAttentionBackward(const Napi::CallbackInfo& info) {
     auto v = typed<float>(info[6], "v", T * NKV * HD);
     auto lse = typed<float>(info[7], "lse", T * NH);
     B::attention_backward(env, dq.Data(), dk.Data(), dv.Data(), dout.Data(), q.Data(), k.Data(), v.Data(),
-                          lse.Data(), T, NH, NKV, HD);
+                          lse.Data(), T, NH, NKV, HD, window_arg(info, 12));
   });
 }
 

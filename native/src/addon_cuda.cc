@@ -116,8 +116,8 @@ void CudaOps::rope(Napi::Env, float* x, const int32_t* pos, const float* inv, in
   call(library().hc_cuda_rope(x, pos, inv, T, H, HD, scaling));
 }
 void CudaOps::attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
-                        int64_t NH, int64_t NKV, int64_t HD) {
-  call(library().hc_cuda_attention(out, q, k, v, T, S, NH, NKV, HD));
+                        int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
+  call(library().hc_cuda_attention(out, q, k, v, T, S, NH, NKV, HD, window));
 }
 void CudaOps::swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N) {
   call(library().hc_cuda_swiglu(out, g, u, N));
@@ -137,13 +137,14 @@ void CudaOps::rope_backward(Napi::Env, float* dx, const int32_t* pos, const floa
   call(library().hc_cuda_rope_backward(dx, pos, inv, T, H, HD, scaling));
 }
 void CudaOps::attention_train_forward(Napi::Env, float* out, float* lse, const float* q, const float* k,
-                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD) {
-  call(library().hc_cuda_attention_train_forward(out, lse, q, k, v, T, NH, NKV, HD));
+                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                      int64_t window) {
+  call(library().hc_cuda_attention_train_forward(out, lse, q, k, v, T, NH, NKV, HD, window));
 }
 void CudaOps::attention_backward(Napi::Env, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                  const float* k, const float* v, const float* lse, int64_t T, int64_t NH,
-                                 int64_t NKV, int64_t HD) {
-  call(library().hc_cuda_attention_backward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD));
+                                 int64_t NKV, int64_t HD, int64_t window) {
+  call(library().hc_cuda_attention_backward(dq, dk, dv, dout, q, k, v, lse, T, NH, NKV, HD, window));
 }
 void CudaOps::swiglu_backward(Napi::Env, float* dg, float* du, const float* dout, const float* g, const float* u,
                               int64_t N) {

@@ -25,7 +25,7 @@ struct CudaOps {
   static void rope(Napi::Env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
                    float scaling);
   static void attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
-                        int64_t NH, int64_t NKV, int64_t HD);
+                        int64_t NH, int64_t NKV, int64_t HD, int64_t window);
   static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
   static void to_f32(Napi::Env, float* out, const void* src, DType dt, int64_t n);
   static void from_f32(Napi::Env, void* out, const float* src, DType dt, int64_t n);
@@ -34,10 +34,10 @@ struct CudaOps {
   static void rope_backward(Napi::Env, float* dx, const int32_t* pos, const float* inv, int64_t T, int64_t H,
                             int64_t HD, float scaling);
   static void attention_train_forward(Napi::Env, float* out, float* lse, const float* q, const float* k,
-                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
+                                      const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window);
   static void attention_backward(Napi::Env, float* dq, float* dk, float* dv, const float* dout, const float* q,
                                  const float* k, const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV,
-                                 int64_t HD);
+                                 int64_t HD, int64_t window);
   static void swiglu_backward(Napi::Env, float* dg, float* du, const float* dout, const float* g, const float* u,
                               int64_t N);
   static void embedding_backward(Napi::Env, float* dtable, const float* dout, const int32_t* tokens, int64_t T,

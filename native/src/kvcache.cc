@@ -1,5 +1,6 @@
 #include "kvcache.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -7,8 +8,8 @@
 
 namespace hc {
 
-KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks)
-    : L_(L), NKV_(NKV), HD_(HD), bs_(block_size), nblocks_(blocks) {
+KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon)
+    : L_(L), NKV_(NKV), HD_(HD), bs_(block_size), nblocks_(blocks), horizon_(horizon) {
   if (block_size < 1 || blocks < 1) throw Error("bad_options", "kvBlockSize and kvBlocks must be >= 1");
   if (blocks > INT32_MAX) throw Error("bad_options", "kvBlocks too large");
   const size_t n = static_cast<size_t>(blocks) * static_cast<size_t>(block_stride());
@@ -81,15 +82,30 @@ void KVCache::commit(const int32_t* seq_ids, const int32_t* counts, int64_t n) {
   std::lock_guard<std::mutex> lk(mu_);
   for (int64_t s = 0; s < n; s++) {
     auto it = seqs_.find(seq_ids[s]);
-    if (it != seqs_.end()) it->second.len += counts[s];
+    if (it == seqs_.end()) continue;
+    it->second.len += counts[s];
+    release_behind(it->second);
   }
   end_step_locked();
+}
+
+// The next query sits at position len and sees keys from len − horizon + 1 on: every
+// block wholly before that is never read again.
+void KVCache::release_behind(Seq& q) {
+  if (horizon_ <= 0) return;
+  const int64_t dead = std::min<int64_t>((q.len - horizon_ + 1) / bs_, static_cast<int64_t>(q.blocks.size()));
+  for (int64_t b = 0; b < dead; b++) {
+    int32_t& id = q.blocks[static_cast<size_t>(b)];
+    if (id == kReleased) continue;
+    free_.push_back(id);
+    id = kReleased;
+  }
 }
 
 void KVCache::trim(Seq& q) {
   const size_t keep = static_cast<size_t>((q.len + bs_ - 1) / bs_);
   while (q.blocks.size() > keep) {
-    free_.push_back(q.blocks.back());
+    if (q.blocks.back() != kReleased) free_.push_back(q.blocks.back());
     q.blocks.pop_back();
   }
 }
@@ -120,7 +136,8 @@ void KVCache::free_seq(int32_t seq) {
 void KVCache::free_locked(int32_t seq) {
   auto it = seqs_.find(seq);
   if (it == seqs_.end()) return;
-  for (int32_t b : it->second.blocks) free_.push_back(b);
+  for (int32_t b : it->second.blocks)
+    if (b != kReleased) free_.push_back(b);
   seqs_.erase(it);
 }
 

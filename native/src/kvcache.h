@@ -20,7 +20,11 @@ struct KvStatsValue {
 
 class KVCache {
  public:
-  KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks);
+  // horizon > 0: no query will ever look further back than `horizon` keys (every layer
+  // has a sliding window, the widest being `horizon`), so a committed step returns the
+  // blocks that fell out of it to the pool; their table entries become kReleased.
+  KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon = 0);
+  static constexpr int32_t kReleased = -1;
   ~KVCache();
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
@@ -65,7 +69,8 @@ class KVCache {
   void trim(Seq& s);
   void end_step_locked();
   void free_locked(int32_t seq);
-  int64_t L_, NKV_, HD_, bs_, nblocks_;
+  void release_behind(Seq& s);
+  int64_t L_, NKV_, HD_, bs_, nblocks_, horizon_;
   float* k_ = nullptr;
   float* v_ = nullptr;
   std::vector<int32_t> free_;

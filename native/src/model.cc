@@ -20,6 +20,10 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     throw Error("bad_spec", "model dimensions must be positive");
   if (s.HD % 2 != 0) throw Error("bad_spec", "head_dim must be even for RoPE");
   if (s.NH % s.NKV != 0) throw Error("bad_spec", "num_heads must be a multiple of num_kv_heads");
+  if (!s.windows.empty() && static_cast<int64_t>(s.windows.size()) != s.L)
+    throw Error("bad_spec", "layerWindows must hold one entry per layer (" + std::to_string(s.L) + ")");
+  for (int32_t w : s.windows)
+    if (w < 0) throw Error("bad_spec", "layerWindows entries must be >= 0 (0 = full attention)");
   if (static_cast<int64_t>(s.inv_freq.size()) != s.HD / 2)
     throw Error("bad_spec", "ropeInvFreq must hold head_dim/2 = " + std::to_string(s.HD / 2) + " values");
   const int64_t C = s.C, I = s.I, QD = s.NH * s.HD, KD = s.NKV * s.HD;
@@ -64,14 +68,15 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     w.q = lin(p + "q", QD, C, b ? p + "q_bias" : "");
     w.k = lin(p + "k", KD, C, b ? p + "k_bias" : "");
     w.v = lin(p + "v", KD, C, b ? p + "v_bias" : "");
-    w.o = lin(p + "o", C, QD, "");
+    w.o = lin(p + "o", C, QD, s.o_bias ? p + "o_bias" : "");
     if (s.qk_norm) {
       w.q_norm = vec(p + "q_norm", s.HD);
       w.k_norm = vec(p + "k_norm", s.HD);
     }
-    w.gate = lin(p + "gate", I, C, "");
-    w.up = lin(p + "up", I, C, "");
-    w.down = lin(p + "down", C, I, "");
+    const bool mb = s.mlp_bias;
+    w.gate = lin(p + "gate", I, C, mb ? p + "gate_bias" : "");
+    w.up = lin(p + "up", I, C, mb ? p + "up_bias" : "");
+    w.down = lin(p + "down", C, I, mb ? p + "down_bias" : "");
     layers_.push_back(std::move(w));
   }
   for (const std::string& n : store_.names())
@@ -79,7 +84,10 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
   TensorParallel::check(s, opts.tensor_parallel);
   if (opts.tensor_parallel > 1) tp_ = std::make_unique<TensorParallel>(s, opts.tensor_parallel, opts.threads);
-  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks);
+  // blocks older than every layer's window are freed as sequences grow (none if a layer sees all)
+  int64_t horizon = s.windows.empty() ? 0 : *std::max_element(s.windows.begin(), s.windows.end());
+  if (std::find(s.windows.begin(), s.windows.end(), 0) != s.windows.end()) horizon = 0;
+  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon);
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
@@ -225,7 +233,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       for (int64_t sq = 0; sq < nseq; sq++)
         spans_[sq] = cpu::KVSpan{kl, vl, res.tables[sq].data(), bstride, hstride, HD, bs};
       cpu::attention_forward(att_.data(), q_.data(), spans_.data(), seq_of_.data(), npos_.data(), T, NH, NKV, HD,
-                             pool);
+                             s.window(l), pool);
       linear(tmp_.data(), att_.data(), w.o, T);
       lora_apply(tmp_.data(), att_.data(), l, kO, apps);
       cpu::residual_forward(x, x, tmp_.data(), T * C);

@@ -26,6 +26,11 @@ struct ModelSpec {
   std::vector<float> inv_freq;  // [HD/2]
   float rope_scaling = 1.0f;
   bool attention_bias = false, qk_norm = false, tie_embeddings = false;
+  bool o_bias = false, mlp_bias = false;  // bias on o; on gate/up/down
+  // per layer: 0 = full causal attention, W = each query sees its last W keys (itself
+  // included); empty = all full
+  std::vector<int32_t> windows;
+  int32_t window(int64_t layer) const { return windows.empty() ? 0 : windows[static_cast<size_t>(layer)]; }
 };
 
 struct ModelOptions {

@@ -108,7 +108,7 @@ void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp
   for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(tape_.counts.size()); t0 += tape_.counts[sq++]) {
     const int64_t n = tape_.counts[sq];
     cpu::attention_train_forward(tp.att.data() + t0 * QD, tp.lse.data() + t0 * NH, tp.q.data() + t0 * QD,
-                                 tp.k.data() + t0 * KD, tp.v.data() + t0 * KD, n, NH, NKV, HD, pool);
+                                 tp.k.data() + t0 * KD, tp.v.data() + t0 * KD, n, NH, NKV, HD, s.window(l), pool);
   }
   train_linear(tp.x_mid.data(), tp.att.data(), l, kO, T, tp);
   cpu::residual_forward(tp.x_mid.data(), tp.x_mid.data(), x, T * C);
@@ -236,7 +236,7 @@ void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape
     const int64_t n = tape_.counts[sq];
     cpu::attention_backward(dq.data() + t0 * QD, dk.data() + t0 * KD, dv.data() + t0 * KD, datt.data() + t0 * QD,
                             tp.q.data() + t0 * QD, tp.k.data() + t0 * KD, tp.v.data() + t0 * KD,
-                            tp.lse.data() + t0 * NH, n, NH, NKV, HD, pool);
+                            tp.lse.data() + t0 * NH, n, NH, NKV, HD, s.window(l), pool);
   }
   cpu::rope_backward(dq.data(), tape_.cos.data(), tape_.sin.data(), T, NH, HD, pool);
   cpu::rope_backward(dk.data(), tape_.cos.data(), tape_.sin.data(), T, NKV, HD, pool);

@@ -75,7 +75,9 @@ void TensorParallel::row(Rank& rk, const float* in, const Linear& w, Slice sh, i
                          const std::vector<LoraApp>& apps, int64_t T) {
   const int64_t K = sh.size(), N = w.out;
   grow(rk.part, T * N);
-  cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, nullptr,
+  // the bias is added once, by rank 0, to the partial sums the all-reduce adds up
+  const float* bias = &rk == &rank_[0] && !w.bias.empty() ? w.bias.data() : nullptr;
+  cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, bias,
             *rk.pool);
   for (const LoraApp& ap : apps) {  // u_r = x_r·A[:, shard]ᵀ; Σ_r u_r·Bᵀ is summed by the all-reduce
     const LoraMats& lm = ap.a->at(l, t);
@@ -124,7 +126,7 @@ void TensorParallel::attention(Model& m, Rank& rk, int64_t l, const KVCache::Res
   for (size_t sq = 0; sq < spans.size(); sq++)
     spans[sq] = cpu::KVSpan{kl, vl, res.tables[sq].data(), bstride, hstride, HD, bs};
   cpu::attention_forward(rk.att.data(), rk.q.data(), spans.data(), m.seq_of_.data(), m.npos_.data(), T, NH, NKV, HD,
-                         pool);
+                         s.window(l), pool);
   row(rk, rk.att.data(), w.o, {rk.heads.begin * HD, rk.heads.end * HD}, l, kO, apps, T);
 }
 

@@ -1,7 +1,8 @@
 // Tensor parallelism (--tensor-parallel N) on in-process thread ranks, Megatron layout:
 // q/k/v/gate/up are split by output features (column-parallel), o/down by input
 // features (row-parallel) with one all-reduce after each, so a layer costs two
-// collectives. Each rank reads its shard of the weights in place: a column split of a
+// collectives (a row-split layer's bias is added by rank 0 alone, before the all-reduce).
+// Each rank reads its shard of the weights in place: a column split of a
 // row-major [out, in] weight is a contiguous row range, a row split a strided column
 // range (the GEMM takes a leading dimension) — nothing is copied, merged or
 // materialised fp32 weights included. Attention and the KV cache are split by KV heads:

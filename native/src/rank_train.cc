@@ -62,7 +62,8 @@ void TensorParallel::train_row(Model& m, int r, LayerTape& rt, const float* in, 
   const Linear& w = m.layers_[l].at(t);
   const int64_t K = sh.size(), N = w.out;
   fit(rk.part, T * N);
-  cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, nullptr,
+  const float* bias = r == 0 && !w.bias.empty() ? w.bias.data() : nullptr;  // once, before the all-reduce
+  cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, bias,
             *rk.pool);
   const LoraMats* lm = lora_of(m, l, t);
   if (!lm) return;
@@ -103,7 +104,8 @@ void TensorParallel::train_attention(Model& m, int r, LayerTape& rt, const Layer
   const std::vector<int32_t>& counts = m.tape_.counts;
   for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(counts.size()); t0 += counts[sq++])
     cpu::attention_train_forward(rt.att.data() + t0 * QD, rt.lse.data() + t0 * NH, rt.q.data() + t0 * QD,
-                                 rt.k.data() + t0 * KD, rt.v.data() + t0 * KD, counts[sq], NH, NKV, HD, pool);
+                                 rt.k.data() + t0 * KD, rt.v.data() + t0 * KD, counts[sq], NH, NKV, HD, s.window(l),
+                                 pool);
   train_row(m, r, rt, rt.att.data(), l, kO, qs, T);
 }
 
@@ -185,6 +187,8 @@ void TensorParallel::row_backward(Model& m, int r, const LayerTape& rt, float* d
   const int64_t K = sh.size(), N = w.out, ld = w.in;
   if (float* dw = m.trainable_.grad_for(w.w))  // this rank's columns of dW
     cpu::gemm(true, false, N, K, T, 1.f, dy, N, x, DType::F32, K, 1.f, dw + sh.begin, ld, nullptr, pool);
+  if (float* db = w.bias.empty() ? nullptr : m.trainable_.grad_for(w.bias.data()); db && r == 0)  // dy is replicated
+    cpu::matmul_backward(nullptr, nullptr, db, dy, x, w.w, w.dtype, T, N, K, pool);
   cpu::gemm(false, false, T, K, N, 1.f, dy, N, at(w, sh.begin), w.dtype, ld, 0.f, dx, K, nullptr, pool);
   const LoraMats* lm = lora_of(m, l, t);
   if (!lm) return;
@@ -245,7 +249,8 @@ void TensorParallel::train_layer_backward(Model& m, int64_t l, float* dy, const 
     for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(counts.size()); t0 += counts[sq++])
       cpu::attention_backward(rk.dq.data() + t0 * QD, rk.dk.data() + t0 * KD, rk.dv.data() + t0 * KD,
                               rk.datt.data() + t0 * QD, rt.q.data() + t0 * QD, rt.k.data() + t0 * KD,
-                              rt.v.data() + t0 * KD, rt.lse.data() + t0 * NH, counts[sq], NH, NKV, HD, rp);
+                              rt.v.data() + t0 * KD, rt.lse.data() + t0 * NH, counts[sq], NH, NKV, HD, s.window(l),
+                              rp);
     cpu::rope_backward(rk.dq.data(), m.tape_.cos.data(), m.tape_.sin.data(), T, NH, HD, rp);
     cpu::rope_backward(rk.dk.data(), m.tape_.cos.data(), m.tape_.sin.data(), T, NKV, HD, rp);
     if (s.qk_norm) {  // the norms are replicated: each rank's share of their gradient is summed

@@ -3,6 +3,7 @@
 // ES modules, no build step; they speak only the public HTTP API (OpenAI chat completions,
 // /v1/feedback, fine-tuning jobs, promote) with the key typed at the top (api.js).
 import { apiKey, call, errorText, headers, setApiKey } from "./api.js";
+import { icon } from "./icons.js";
 import { refreshJobs, trainOnFeedback } from "./jobs.js";
 
 /** @typedef {{ role: "system" | "user" | "assistant", content: string }} Message */
@@ -89,11 +90,11 @@ function tools(/** @type {HTMLElement} */ box, /** @type {Source} */ src, /** @t
       say(`Could not save the rating: ${/** @type {Error} */ (e).message}`);
     }
   };
-  const up = button("👍", "good answer");
-  const down = button("👎", "bad answer");
+  const up = button("good", "good answer", icon("up"));
+  const down = button("bad", "bad answer", icon("down"));
   up.onclick = rate(1, up);
   down.onclick = rate(-1, down);
-  const fix = button("✎ correct", "write a better answer");
+  const fix = button("correct", "write a better answer", icon("pencil"));
   fix.onclick = () => {
     if (box.querySelector(".correction")) return;
     const row = document.createElement("div");
@@ -118,10 +119,12 @@ function tools(/** @type {HTMLElement} */ box, /** @type {Source} */ src, /** @t
   box.append(bar);
 }
 
-function button(/** @type {string} */ label, /** @type {string} */ title) {
+/** A button showing `label` (after an optional icon), named `title` for assistive technology. */
+function button(/** @type {string} */ label, /** @type {string} */ title, /** @type {SVGElement | null} */ glyph = null) {
   const b = document.createElement("button");
   b.type = "button";
   b.textContent = label;
+  if (glyph) b.prepend(glyph);
   b.title = title;
   b.setAttribute("aria-label", title);
   return b;

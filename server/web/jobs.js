@@ -23,7 +23,7 @@ let baseModel = "";
 
 /**
  * A job on the feedback collected so far (training_file "feedback"), on the base model,
- * watched at once: DPO on the preferences, or supervised on corrections and 👍 answers.
+ * watched at once: DPO on the preferences, or supervised on corrections and answers rated good.
  */
 export async function trainOnFeedback(/** @type {"dpo" | "supervised"} */ method) {
   try {
@@ -31,7 +31,7 @@ export async function trainOnFeedback(/** @type {"dpo" | "supervised"} */ method
     const job = await call("/v1/fine_tuning/jobs", { model: baseModel, training_file: "feedback", suffix: "web", method: { type: method } });
     await refreshJobs();
     watch(job.id);
-    say(`Started ${job.id}: ${method === "dpo" ? "DPO on the preferences" : "supervised on the corrections and 👍 answers"} given so far.`);
+    say(`Started ${job.id}: ${method === "dpo" ? "DPO on the preferences" : "supervised on the corrections and the answers rated good"} given so far.`);
   } catch (e) {
     say(`Could not start a job: ${/** @type {Error} */ (e).message}`);
   }
@@ -74,6 +74,7 @@ function watch(/** @type {string} */ id) {
   const box = $("charts");
   box.replaceChildren();
   $("job-title").textContent = id;
+  $("job-heading").hidden = false; // no "Job —:" line before a job is chosen
   const state = $("job-state");
   state.textContent = "connecting…";
   const ws = socket(`/v1/fine_tuning/jobs/${encodeURIComponent(id)}/events/stream`);

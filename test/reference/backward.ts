@@ -53,20 +53,21 @@ function logsumexpRef(x: ArrayLike<number>, at: number, n: number): number {
   return m + Math.log(s);
 }
 
-/** lse[T,NH]: logsumexp of query (t,h)'s causal scaled scores over keys 0..t (one sequence at positions 0..T-1) */
-export function attentionLseRef(q: ArrayLike<number>, k: ArrayLike<number>, T: number, NH: number, NKV: number, HD: number): Float64Array {
+/** lse[T,NH]: logsumexp of query (t,h)'s causal scaled scores over keys 0..t, or t-W+1..t with a window W (one sequence at positions 0..T-1) */
+export function attentionLseRef(q: ArrayLike<number>, k: ArrayLike<number>, T: number, NH: number, NKV: number, HD: number, window = 0): Float64Array {
   const lse = new Float64Array(T * NH);
   const group = NH / NKV, scale = 1 / Math.sqrt(HD);
   for (let t = 0; t < T; t++)
     for (let h = 0; h < NH; h++) {
       const g = Math.floor(h / group);
-      const s = new Float64Array(t + 1);
-      for (let j = 0; j <= t; j++) {
+      const first = window > 0 ? Math.max(0, t - window + 1) : 0;
+      const s = new Float64Array(t + 1 - first);
+      for (let j = first; j <= t; j++) {
         let d = 0;
         for (let i = 0; i < HD; i++) d += q[(t * NH + h) * HD + i]! * k[(j * NKV + g) * HD + i]!;
-        s[j] = d * scale;
+        s[j - first] = d * scale;
       }
-      lse[t * NH + h] = logsumexpRef(s, 0, t + 1);
+      lse[t * NH + h] = logsumexpRef(s, 0, s.length);
     }
   return lse;
 }
@@ -117,18 +118,19 @@ export function matmulBackwardRef(dout: ArrayLike<number>, x: ArrayLike<number>,
   return { dx, dw, dbias };
 }
 
-/** causal GQA attention of one sequence (positions 0..T-1): dq, dk, dv */
-export function attentionBackwardRef(dout: ArrayLike<number>, q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, T: number, NH: number, NKV: number, HD: number): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
+/** causal GQA attention of one sequence (positions 0..T-1), optionally windowed: dq, dk, dv */
+export function attentionBackwardRef(dout: ArrayLike<number>, q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, T: number, NH: number, NKV: number, HD: number, window = 0): { dq: Float64Array; dk: Float64Array; dv: Float64Array } {
   const dq = new Float64Array(T * NH * HD), dk = new Float64Array(T * NKV * HD), dv = new Float64Array(T * NKV * HD);
   const group = NH / NKV, scale = 1 / Math.sqrt(HD);
-  const lse = attentionLseRef(q, k, T, NH, NKV, HD);
+  const lse = attentionLseRef(q, k, T, NH, NKV, HD, window);
   const qi = (t: number, h: number) => (t * NH + h) * HD, ki = (j: number, g: number) => (j * NKV + g) * HD;
   for (let t = 0; t < T; t++)
     for (let h = 0; h < NH; h++) {
       const g = Math.floor(h / group);
+      const first = window > 0 ? Math.max(0, t - window + 1) : 0;
       const p = new Float64Array(t + 1), dp = new Float64Array(t + 1);
       let D = 0;
-      for (let j = 0; j <= t; j++) {
+      for (let j = first; j <= t; j++) {
         let s = 0, e = 0;
         for (let d = 0; d < HD; d++) {
           s += q[qi(t, h) + d]! * k[ki(j, g) + d]!;
@@ -138,7 +140,7 @@ export function attentionBackwardRef(dout: ArrayLike<number>, q: ArrayLike<numbe
         dp[j] = e;
         D += p[j]! * e;
       }
-      for (let j = 0; j <= t; j++) {
+      for (let j = first; j <= t; j++) {
         const ds = p[j]! * (dp[j]! - D);
         for (let d = 0; d < HD; d++) {
           dq[qi(t, h) + d] += scale * ds * k[ki(j, g) + d]!;

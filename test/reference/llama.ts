@@ -1,5 +1,6 @@
 // Float64 reference of a Hugging Face Llama-family forward pass (LlamaForCausalLM,
-// plus Qwen2 q/k/v biases and Qwen3 per-head q/k RMSNorm before RoPE), for one
+// plus Qwen2 q/k/v biases, Llama's attention_bias (o_proj too) and mlp_bias, Mistral /
+// Qwen2 sliding-window layers, and Qwen3 per-head q/k RMSNorm before RoPE), for one
 // sequence at positions 0..T-1, written from the HF modeling code's semantics and
 // sharing nothing with the C++ engine.
 import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./ops.js";
@@ -18,6 +19,12 @@ export interface RefConfig {
   attentionBias: boolean;
   qkNorm: boolean;
   tied: boolean;
+  /** bias on o_proj ("L{i}.o_bias") */
+  oBias?: boolean;
+  /** bias on gate/up/down ("L{i}.gate_bias" …) */
+  mlpBias?: boolean;
+  /** per layer: 0 = full causal attention, W = each query sees its last W keys */
+  windows?: readonly number[];
 }
 
 /** Weights by engine name (native/index.ts TensorRef names), decoded to float64. */
@@ -76,12 +83,13 @@ export function llamaHiddenRef(cfg: RefConfig, w: RefWeights, tokens: readonly n
     }
     q = ropeRef(q, pos, cfg.invFreq, T, NH, HD, cfg.ropeScaling);
     k = ropeRef(k, pos, cfg.invFreq, T, NKV, HD, cfg.ropeScaling);
-    const att = attentionRef(q, k, v, T, T, NH, NKV, HD);
-    x = add(x, linear(att, p + "o", null, C, NH * HD));
+    const att = attentionRef(q, k, v, T, T, NH, NKV, HD, cfg.windows?.[l] ?? 0);
+    x = add(x, linear(att, p + "o", cfg.oBias ? get(w, p + "o_bias") : null, C, NH * HD));
     const h2 = rmsnormRef(x, get(w, p + "mlp_norm"), T, C, eps);
-    const gate = linear(h2, p + "gate", null, I, C);
-    const up = linear(h2, p + "up", null, I, C);
-    x = add(x, linear(swigluRef(gate, up), p + "down", null, C, I));
+    const mb = (n: string) => (cfg.mlpBias ? get(w, p + n + "_bias") : null);
+    const gate = linear(h2, p + "gate", mb("gate"), I, C);
+    const up = linear(h2, p + "up", mb("up"), I, C);
+    x = add(x, linear(swigluRef(gate, up), p + "down", mb("down"), C, I));
   }
   return rmsnormRef(x, get(w, "final_norm"), T, C, eps);
 }

@@ -46,28 +46,33 @@ export function ropeRef(x: ArrayLike<number>, pos: ArrayLike<number>, invFreq: A
   return out;
 }
 
-/** out[T,NH,HD]: causal GQA softmax attention; query t sits at position S-T+t of k,v[S,NKV,HD]. */
-export function attentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, T: number, S: number, NH: number, NKV: number, HD: number): Float64Array {
+/**
+ * out[T,NH,HD]: causal GQA softmax attention; query t sits at position S-T+t of k,v[S,NKV,HD].
+ * With a sliding window W > 0 the query at position p sees keys p-W+1..p only (transformers'
+ * sliding_window mask: kv_idx > q_idx - W).
+ */
+export function attentionRef(q: ArrayLike<number>, k: ArrayLike<number>, v: ArrayLike<number>, T: number, S: number, NH: number, NKV: number, HD: number, window = 0): Float64Array {
   const out = new Float64Array(T * NH * HD);
   const group = NH / NKV;
   const scale = 1 / Math.sqrt(HD);
   for (let t = 0; t < T; t++) {
     const last = S - T + t;
+    const first = window > 0 ? Math.max(0, last - window + 1) : 0;
     for (let h = 0; h < NH; h++) {
       const g = Math.floor(h / group);
       const scores = new Float64Array(last + 1);
       let max = -Infinity;
-      for (let j = 0; j <= last; j++) {
+      for (let j = first; j <= last; j++) {
         let s = 0;
         for (let d = 0; d < HD; d++) s += q[(t * NH + h) * HD + d]! * k[(j * NKV + g) * HD + d]!;
         scores[j] = s * scale;
         max = Math.max(max, scores[j]!);
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) sum += scores[j] = Math.exp(scores[j]! - max);
+      for (let j = first; j <= last; j++) sum += scores[j] = Math.exp(scores[j]! - max);
       for (let d = 0; d < HD; d++) {
         let acc = 0;
-        for (let j = 0; j <= last; j++) acc += scores[j]! * v[(j * NKV + g) * HD + d]!;
+        for (let j = first; j <= last; j++) acc += scores[j]! * v[(j * NKV + g) * HD + d]!;
         out[(t * NH + h) * HD + d] = acc / sum;
       }
     }

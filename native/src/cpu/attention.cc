@@ -19,17 +19,17 @@ static constexpr int64_t kChunk = 16;
 // Keys are scored kChunk at a time so the running max (and the rescale of the
 // accumulator it may cause) is handled once per chunk.
 static void attention_row(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
-                          int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t npos,
-                          int64_t HD, float scale) {
+                          int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first,
+                          int64_t npos, int64_t HD, float scale) {
   float acc[kMaxHD];
   float sc[kChunk];
   const float* vp[kChunk];
   for (int64_t d = 0; d < HD; d++) acc[d] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  for (int64_t j0 = 0; j0 < npos; j0 += block_size) {
+  for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
     const int64_t off = static_cast<int64_t>(blocks[j0 / block_size]) * block_stride;
     const int64_t nb = std::min(block_size, npos - j0);  // keys in this block
-    for (int64_t j = 0; j < nb; j += kChunk) {
+    for (int64_t j = std::max<int64_t>(0, first - j0); j < nb; j += kChunk) {
       const int64_t n = std::min(kChunk, nb - j);
       float cm = -INFINITY;
       for (int64_t i = 0; i < n; i++) {
@@ -58,14 +58,18 @@ static void attention_row(float* out, const float* q, const float* k, const floa
 }
 
 void attention_forward(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
-                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool) {
+                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
+                       ThreadPool& pool) {
+  if (window < 0) throw Error("bad_shape", "attention: window must be >= 0");
   if (HD > kMaxHD) throw Error("unsupported", "head_dim above 1024 is not supported");
   if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   // estimated work, to keep tiny decode steps on the calling thread
   int64_t work = 0;
-  for (int64_t t = 0; t < T; t++) work += static_cast<int64_t>(npos[t]) * NH * HD;
+  // the first key query t sees: its window's start, or 0
+  auto first_of = [&](int64_t t) { return window > 0 ? std::max<int64_t>(0, npos[t] - window) : 0; };
+  for (int64_t t = 0; t < T; t++) work += (npos[t] - first_of(t)) * NH * HD;
   const int64_t items = T * NH;
 #ifdef HC_HAVE_AVX2_TU
   const bool simd = use_avx2() && HD % 8 == 0;
@@ -78,10 +82,10 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
 #ifdef HC_HAVE_AVX2_TU
     if (simd)
       return avx2::attention_row(out + it * HD, q + it * HD, k, v, sp.blocks, sp.block_stride, sp.token_stride,
-                                 sp.block_size, npos[t], HD, scale);
+                                 sp.block_size, first_of(t), npos[t], HD, scale);
 #endif
     attention_row(out + it * HD, q + it * HD, k, v, sp.blocks, sp.block_stride, sp.token_stride, sp.block_size,
-                  npos[t], HD, scale);
+                  first_of(t), npos[t], HD, scale);
   };
   if (work < 65536 || pool.size() == 1) {  // a decode step of a small model: not worth a wake-up
     for (int64_t it = 0; it < items; it++) row(it);
@@ -104,18 +108,23 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
 // ---- training: one whole sequence at positions 0..T-1 -------------------------------
 // Per query head, the score matrix goes through the blocked GEMM (scores, P·V and the
 // four backward products), so training attention runs at GEMM speed. Queries go in
-// blocks of kRowBlock rows, each against keys [0, end of block) only: the masked
-// upper triangle costs at most one block's width instead of half the matrix.
+// blocks of kRowBlock rows, each against keys [lo, end of block) only, lo being the first
+// key the block's first row sees (0 without a window): the masked triangles cost at most
+// one block's width instead of the whole matrix, and a window keeps the cost linear in T.
 
 static constexpr int64_t kRowBlock = 64;
 
-static void check_train_shapes(int64_t NH, int64_t NKV) {
+static void check_train_shapes(int64_t NH, int64_t NKV, int64_t window) {
   if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
+  if (window < 0) throw Error("bad_shape", "attention: window must be >= 0");
 }
 
+// First key row i sees.
+static int64_t first_key(int64_t i, int64_t window) { return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0; }
+
 void attention_train_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T,
-                             int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool) {
-  check_train_shapes(NH, NKV);
+                             int64_t NH, int64_t NKV, int64_t HD, int64_t window, ThreadPool& pool) {
+  check_train_shapes(NH, NKV, window);
   if (T <= 0) return;
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
@@ -123,25 +132,26 @@ void attention_train_forward(float* out, float* lse, const float* q, const float
   for (int64_t h = 0; h < NH; h++) {
     const int64_t g = h / group;
     for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
-      sgemm(false, true, rows, n, HD, scale, q + (i0 * NH + h) * HD, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(),
-            n, pool);
+      const int64_t rows = std::min(kRowBlock, T - i0), lo = first_key(i0, window), n = i0 + rows - lo;  // keys [lo, lo+n)
+      sgemm(false, true, rows, n, HD, scale, q + (i0 * NH + h) * HD, NH * HD, k + (lo * NKV + g) * HD, NKV * HD, 0.0f,
+            P.data(), n, pool);
       pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; r++) {
-          const int64_t i = i0 + r;
+          const int64_t i = i0 + r, a = first_key(i, window) - lo, z = i - lo;  // visible: [a, z]
           float* row = P.data() + r * n;
           float m = -INFINITY;
-          for (int64_t j = 0; j <= i; j++) m = std::max(m, row[j]);
+          for (int64_t j = a; j <= z; j++) m = std::max(m, row[j]);
           float l = 0.0f;
-          for (int64_t j = 0; j <= i; j++) l += row[j] = std::exp(row[j] - m);
+          for (int64_t j = a; j <= z; j++) l += row[j] = std::exp(row[j] - m);
           const float inv = 1.0f / l;
-          for (int64_t j = 0; j <= i; j++) row[j] *= inv;
-          for (int64_t j = i + 1; j < n; j++) row[j] = 0.0f;
+          for (int64_t j = a; j <= z; j++) row[j] *= inv;
+          for (int64_t j = 0; j < a; j++) row[j] = 0.0f;
+          for (int64_t j = z + 1; j < n; j++) row[j] = 0.0f;
           lse[i * NH + h] = m + std::log(l);
         }
       });
-      sgemm(false, false, rows, HD, n, 1.0f, P.data(), n, v + g * HD, NKV * HD, 0.0f, out + (i0 * NH + h) * HD,
-            NH * HD, pool);
+      sgemm(false, false, rows, HD, n, 1.0f, P.data(), n, v + (lo * NKV + g) * HD, NKV * HD, 0.0f,
+            out + (i0 * NH + h) * HD, NH * HD, pool);
     }
   }
 }
@@ -151,43 +161,47 @@ void attention_train_forward(float* out, float* lse, const float* q, const float
 //   dQ = scale·dS·K,  dK += scale·dSᵀ·Q,  dV += Pᵀ·dO  (sums over the heads of a kv group).
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
-                        ThreadPool& pool) {
-  check_train_shapes(NH, NKV);
+                        int64_t window, ThreadPool& pool) {
+  check_train_shapes(NH, NKV, window);
   if (T <= 0) return;
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   const size_t blk = static_cast<size_t>(std::min(T, kRowBlock) * T);
   std::vector<float> P(blk), dS(blk);
-  // every block adds into dk, dv rows [0, n): start from zero
+  // every block adds into dk, dv rows [lo, lo+n): start from zero
   std::fill(dk, dk + T * NKV * HD, 0.0f);
   std::fill(dv, dv + T * NKV * HD, 0.0f);
   for (int64_t h = 0; h < NH; h++) {
     const int64_t g = h / group;
     for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, T - i0), n = i0 + rows;  // keys [0, n)
+      const int64_t rows = std::min(kRowBlock, T - i0), lo = first_key(i0, window), n = i0 + rows - lo;
       const float* qb = q + (i0 * NH + h) * HD;
       const float* db = dout + (i0 * NH + h) * HD;
-      sgemm(false, true, rows, n, HD, scale, qb, NH * HD, k + g * HD, NKV * HD, 0.0f, P.data(), n, pool);
-      sgemm(false, true, rows, n, HD, 1.0f, db, NH * HD, v + g * HD, NKV * HD, 0.0f, dS.data(), n, pool);
+      const float* kb = k + (lo * NKV + g) * HD;
+      sgemm(false, true, rows, n, HD, scale, qb, NH * HD, kb, NKV * HD, 0.0f, P.data(), n, pool);
+      sgemm(false, true, rows, n, HD, 1.0f, db, NH * HD, v + (lo * NKV + g) * HD, NKV * HD, 0.0f, dS.data(), n, pool);
       pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {
         for (int64_t r = b; r < e; r++) {
-          const int64_t i = i0 + r;
+          const int64_t i = i0 + r, a = first_key(i, window) - lo, z = i - lo;
           float* p = P.data() + r * n;
           float* ds = dS.data() + r * n;
           const float l = lse[i * NH + h];
           float D = 0.0f;
-          for (int64_t j = 0; j <= i; j++) {
+          for (int64_t j = a; j <= z; j++) {
             p[j] = std::exp(p[j] - l);
             D += p[j] * ds[j];
           }
-          for (int64_t j = 0; j <= i; j++) ds[j] = p[j] * (ds[j] - D);
-          for (int64_t j = i + 1; j < n; j++) p[j] = ds[j] = 0.0f;
+          for (int64_t j = a; j <= z; j++) ds[j] = p[j] * (ds[j] - D);
+          for (int64_t j = 0; j < a; j++) p[j] = ds[j] = 0.0f;
+          for (int64_t j = z + 1; j < n; j++) p[j] = ds[j] = 0.0f;
         }
       });
-      sgemm(false, false, rows, HD, n, scale, dS.data(), n, k + g * HD, NKV * HD, 0.0f, dq + (i0 * NH + h) * HD,
-            NH * HD, pool);
-      sgemm(true, false, n, HD, rows, scale, dS.data(), n, qb, NH * HD, 1.0f, dk + g * HD, NKV * HD, pool);
-      sgemm(true, false, n, HD, rows, 1.0f, P.data(), n, db, NH * HD, 1.0f, dv + g * HD, NKV * HD, pool);
+      sgemm(false, false, rows, HD, n, scale, dS.data(), n, kb, NKV * HD, 0.0f, dq + (i0 * NH + h) * HD, NH * HD,
+            pool);
+      sgemm(true, false, n, HD, rows, scale, dS.data(), n, qb, NH * HD, 1.0f, dk + (lo * NKV + g) * HD, NKV * HD,
+            pool);
+      sgemm(true, false, n, HD, rows, 1.0f, P.data(), n, db, NH * HD, 1.0f, dv + (lo * NKV + g) * HD, NKV * HD,
+            pool);
     }
   }
 }

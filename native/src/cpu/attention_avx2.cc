@@ -14,7 +14,7 @@ namespace hc::cpu::avx2 {
 // for even and odd keys, to halve the FMA dependency chain).
 template <int NV>
 static void row_fixed(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
-                      int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t npos, float scale) {
+                      int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos, float scale) {
   __m256 qv[NV], acc0[NV], acc1[NV];
   for (int d = 0; d < NV; d++) {
     qv[d] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * d), _mm256_set1_ps(scale));  // fold the scale into q
@@ -25,10 +25,10 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
   const float* vp[8];
   float m = -INFINITY, l = 0.0f;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int64_t j0 = 0; j0 < npos; j0 += block_size) {
+  for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
     const int64_t off = static_cast<int64_t>(blocks[j0 / block_size]) * block_stride;
     const int64_t nb = npos - j0 < block_size ? npos - j0 : block_size;
-    for (int64_t j = 0; j < nb; j += 8) {
+    for (int64_t j = first > j0 ? first - j0 : 0; j < nb; j += 8) {
       const int64_t n = nb - j < 8 ? nb - j : 8;
       for (int64_t i = 0; i < 8; i++) {
         const int64_t o = off + (j + (i < n ? i : 0)) * token_stride;  // padding lanes reread a valid key
@@ -81,8 +81,8 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
 
 // Any HD % 8 == 0: accumulator on the stack.
 static void row_generic(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
-                        int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t npos, int64_t HD,
-                        float scale) {
+                        int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
+                        int64_t HD, float scale) {
   alignas(32) float acc[1024];
   alignas(32) float p[8];
   const float* kp[8];
@@ -92,10 +92,10 @@ static void row_generic(float* out, const float* q, const float* k, const float*
   float m = -INFINITY, l = 0.0f;
   const __m256 vscale = _mm256_set1_ps(scale);
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  for (int64_t j0 = 0; j0 < npos; j0 += block_size) {
+  for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
     const int64_t off = static_cast<int64_t>(blocks[j0 / block_size]) * block_stride;
     const int64_t nb = npos - j0 < block_size ? npos - j0 : block_size;
-    for (int64_t j = 0; j < nb; j += 8) {
+    for (int64_t j = first > j0 ? first - j0 : 0; j < nb; j += 8) {
       const int64_t n = nb - j < 8 ? nb - j : 8;
       for (int64_t i = 0; i < 8; i++) {
         const int64_t o = off + (j + (i < n ? i : 0)) * token_stride;
@@ -136,15 +136,15 @@ static void row_generic(float* out, const float* q, const float* k, const float*
 }
 
 void attention_row(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
-                   int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t npos, int64_t HD,
-                   float scale) {
+                   int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
+                   int64_t HD, float scale) {
   switch (HD) {
-    case 8: return row_fixed<1>(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, scale);
-    case 16: return row_fixed<2>(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, scale);
-    case 32: return row_fixed<4>(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, scale);
-    case 64: return row_fixed<8>(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, scale);
-    case 128: return row_fixed<16>(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, scale);
-    default: return row_generic(out, q, k, v, blocks, block_stride, token_stride, block_size, npos, HD, scale);
+    case 8: return row_fixed<1>(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale);
+    case 16: return row_fixed<2>(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale);
+    case 32: return row_fixed<4>(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale);
+    case 64: return row_fixed<8>(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale);
+    case 128: return row_fixed<16>(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale);
+    default: return row_generic(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, HD, scale);
   }
 }
 

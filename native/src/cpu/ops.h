@@ -48,21 +48,25 @@ struct KVSpan {
 };
 
 // out[T,NH,HD] = causal GQA attention with softmax(q·kᵀ/sqrt(HD)) over keys [0, npos[t])
-// of span spans[seq_of[t]]; query head h reads kv head h / (NH/NKV). Online softmax.
+// of span spans[seq_of[t]] — or, with a sliding window W > 0, over the last W of them
+// (keys [npos[t] − W, npos[t]); earlier blocks are never read, so they may be freed);
+// query head h reads kv head h / (NH/NKV). Online softmax.
 void attention_forward(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
-                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool);
+                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
+                       ThreadPool& pool);
 
 // Training attention over ONE sequence at positions 0..T-1 (a batch of sequences is
 // one call per sequence), contiguous q[T,NH,HD], k,v[T,NKV,HD]:
 // out[T,NH,HD] as attention_forward computes it, plus lse[T,NH] = logsumexp of each
 // query/head's scaled scores, which is all attention_backward needs besides q, k, v.
+// window W > 0: query i sees keys [i − W + 1, i] only (0: all of [0, i]).
 void attention_train_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T,
-                             int64_t NH, int64_t NKV, int64_t HD, ThreadPool& pool);
+                             int64_t NH, int64_t NKV, int64_t HD, int64_t window, ThreadPool& pool);
 // dq[T,NH,HD], dk[T,NKV,HD], dv[T,NKV,HD] (all overwritten; dk/dv summed over the query
 // heads of each kv group) from dout[T,NH,HD] and the forward's q, k, v, lse[T,NH].
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q, const float* k,
                         const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
-                        ThreadPool& pool);
+                        int64_t window, ThreadPool& pool);
 
 // out[M,I] = silu(gate[M,I]) * up[M,I]   (out may alias gate or up)
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, ThreadPool& pool);

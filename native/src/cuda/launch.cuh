@@ -19,10 +19,11 @@ void rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float
                  float scaling, cudaStream_t stream);
 void rope_forward(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
                   cudaStream_t stream);
-// Causal GQA over contiguous k,v[S,NKV,HD]: query t sees keys [0, S−T+t]. lse[T,NH]
-// (may be null) receives each row's logsumexp of the scaled scores.
+// Causal GQA over contiguous k,v[S,NKV,HD]: query t sees keys [0, S−T+t], or with a
+// sliding window W > 0 only the last W of them. lse[T,NH] (may be null) receives each
+// row's logsumexp of the scaled scores.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, int64_t T, int64_t S,
-                       int64_t NH, int64_t NKV, int64_t HD, cudaStream_t stream);
+                       int64_t NH, int64_t NKV, int64_t HD, int64_t window, cudaStream_t stream);
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t N, cudaStream_t stream);
 void embedding_forward(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T, int64_t C,
                        cudaStream_t stream);
@@ -39,7 +40,7 @@ void rope_backward(float* dx, const float* cos_t, const float* sin_t, int64_t T,
 // delta[T,NH] is scratch (Σ_j P·dP per query row)
 void attention_backward(float* dq, float* dk, float* dv, float* delta, const float* dout, const float* q,
                         const float* k, const float* v, const float* lse, int64_t T, int64_t NH, int64_t NKV,
-                        int64_t HD, cudaStream_t stream);
+                        int64_t HD, int64_t window, cudaStream_t stream);
 void swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate, const float* up, int64_t N,
                      cudaStream_t stream);
 void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t T, int64_t C,

@@ -45,9 +45,10 @@ HC_CUDA_API int hc_cuda_rmsnorm(float* out, const float* x, const float* weight,
 /* in place on x[T,H,HD], HF rotate_half at positions pos[T]; tables built on the device */
 HC_CUDA_API int hc_cuda_rope(float* x, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t HD,
                              float scaling);
-/* out[T,NH,HD] = causal GQA attention of q over contiguous k,v[S,NKV,HD]; query t at position S-T+t */
+/* out[T,NH,HD] = causal GQA attention of q over contiguous k,v[S,NKV,HD]; query t at position S-T+t;
+   window W > 0: only its last W keys (0 = all) */
 HC_CUDA_API int hc_cuda_attention(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
-                                  int64_t NH, int64_t NKV, int64_t HD);
+                                  int64_t NH, int64_t NKV, int64_t HD, int64_t window);
 /* out[N] = silu(gate[N]) * up[N] */
 HC_CUDA_API int hc_cuda_swiglu(float* out, const float* gate, const float* up, int64_t N);
 /* out[T,C] = table[tokens[t], :] as fp32; table [V,C] stored as dtype */
@@ -66,13 +67,14 @@ HC_CUDA_API int hc_cuda_rmsnorm_backward(float* dx, float* dweight, const float*
 /* in place on dx[T,H,HD] */
 HC_CUDA_API int hc_cuda_rope_backward(float* dx, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H,
                                       int64_t HD, float scaling);
-/* one sequence at positions 0..T-1: out[T,NH,HD], lse[T,NH] */
+/* one sequence at positions 0..T-1: out[T,NH,HD], lse[T,NH]; window as hc_cuda_attention */
 HC_CUDA_API int hc_cuda_attention_train_forward(float* out, float* lse, const float* q, const float* k,
-                                                const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD);
+                                                const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                                int64_t window);
 /* dq[T,NH,HD], dk,dv[T,NKV,HD] (overwritten) */
 HC_CUDA_API int hc_cuda_attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* q,
                                            const float* k, const float* v, const float* lse, int64_t T, int64_t NH,
-                                           int64_t NKV, int64_t HD);
+                                           int64_t NKV, int64_t HD, int64_t window);
 /* dgate[N], dup[N] (overwritten) */
 HC_CUDA_API int hc_cuda_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
                                         const float* up, int64_t N);
