@@ -24,6 +24,9 @@ import { promoteVersion } from "../fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
+import { installPromptGuard } from "./prompt-guard.js";
+import { installJsonBodyParser } from "./json-body.js";
+import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -64,6 +67,9 @@ export interface AppOptions {
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
+/** each app's tokenizer threads (one per attached model), stopped when the app closes */
+const tokenizerThreads = new WeakMap<FastifyInstance, TokenizerThread[]>();
+
 export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const bodyLimit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
   const app = Fastify({
@@ -91,6 +97,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const metrics = opts.metrics ?? new ServerMetrics();
   app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
+  installJsonBodyParser(app);
   const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
@@ -108,6 +115,12 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   });
 
   installAuth(app, new ApiKeys(opts.apiKeys ?? []));
+  installPromptGuard(app, slot);
+  const threads: TokenizerThread[] = [];
+  tokenizerThreads.set(app, threads);
+  app.addHook("onClose", async () => {
+    await Promise.all(threads.map((t) => t.close()));
+  });
 
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
@@ -137,7 +150,9 @@ export function attachModel(
   servedModelName?: string,
   adapters: readonly AdapterVariant[] = [],
 ): void {
-  const serving = servingFor(engine, model, servedModelName, adapters);
+  const thread = new TokenizerThread(model.dir);
+  tokenizerThreads.get(app)?.push(thread);
+  const serving = servingFor(engine, model, thread, servedModelName, adapters);
   app.metrics.attach(serving.servedModelName, engine);
   app.serving.ready(serving);
   const ft = app.fineTuning;

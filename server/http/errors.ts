@@ -80,6 +80,17 @@ export const errors = {
       param,
     ),
 
+  /** refused by the character bound alone (server/http/prompt-guard.ts), before any tokenization */
+  promptTooLong: (maxContext: number, chars: number, charLimit: number, param: string) =>
+    new ApiError(
+      400,
+      "invalid_request_error",
+      "context_length_exceeded",
+      `This model's maximum context length is ${maxContext} tokens. However, your ${param === "messages" ? "messages" : "prompt"} ` +
+        `hold ${chars} characters, more than any prompt of ${maxContext} tokens can (at most ${charLimit}). Please reduce the length of the ${param}.`,
+      param,
+    ),
+
   routeNotFound: (method: string, url: string) =>
     new ApiError(404, "invalid_request_error", "unknown_url", `Invalid URL (${method} ${url}).`),
 

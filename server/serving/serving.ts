@@ -15,6 +15,14 @@ export interface ServedModel {
   encodeChat(messages: readonly ChatMessage[]): number[];
   /** plain text prompt for /v1/completions (BOS added as the tokenizer wants) */
   encodePrompt(text: string): number[];
+  /** characters (of message contents or a prompt) beyond which no prompt can fit maxContext */
+  readonly promptCharLimit: number;
+  /**
+   * Tokenize on a worker thread; until the returned release is called, encodeChat /
+   * encodePrompt of the same input return these ids without tokenizing on the event loop.
+   */
+  pretokenizeChat(messages: readonly ChatMessage[]): Promise<() => void>;
+  pretokenizePrompt(text: string): Promise<() => void>;
   /** prompt token ids back to text (for `echo` of token prompts), specials skipped */
   decode(ids: readonly number[]): string;
 }
