@@ -26,6 +26,7 @@ import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
 import { installJsonBodyParser } from "./json-body.js";
+import { DEFAULT_CONNECTION_LIMITS, installConnectionLimits, type ConnectionLimits } from "./slow-clients.js";
 import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
 declare module "fastify" {
@@ -63,6 +64,8 @@ export interface AppOptions {
   rlhf?: RlhfPolicyConfig | null;
   /** who may call what (server/http/auth.ts); none: every route is open */
   apiKeys?: readonly ApiKey[];
+  /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -72,9 +75,12 @@ const tokenizerThreads = new WeakMap<FastifyInstance, TokenizerThread[]>();
 
 export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const bodyLimit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveMs,
     // closing is answered below, in the OpenAI error shape
     return503OnClosing: false,
     clientErrorHandler,
@@ -97,6 +103,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const metrics = opts.metrics ?? new ServerMetrics();
   app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
+  installConnectionLimits(app, limits);
   installJsonBodyParser(app);
   const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
   app.decorate("fineTuning", fineTuning);

@@ -114,6 +114,24 @@ export const errors = {
       { "retry-after": "1" },
     ),
 
+  requestTimeout: () =>
+    new ApiError(
+      408,
+      "invalid_request_error",
+      "request_timeout",
+      "The request did not arrive in time: the server stopped waiting for its headers or body.",
+    ),
+
+  tooManyConnections: (max: number) =>
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "too_many_connections",
+      `Too many open connections from your address (at most ${max}). Close idle connections or reuse one.`,
+      null,
+      { "retry-after": "1" },
+    ),
+
   modelLoading: () =>
     new ApiError(503, "server_error", "model_loading", "The model is still loading. Retry when GET /health returns 200.", null, {
       "retry-after": "1",
