@@ -29,6 +29,10 @@ Options:
   --max-queue N             most requests waiting before 429 (default 256: n = 128 fits twice)
   --max-context N           cap on prompt + completion tokens (default: the model's)
   --max-body-bytes N        largest request body before 413 (default 8388608)
+  --request-timeout S       a request's headers and body must arrive within S seconds, with no
+                            silence over 15 s while a body arrives (408 otherwise; default 300)
+  --max-connections-per-client N
+                            connections one client address may hold open (429 above; default 128)
   --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored
                             completions and feedback (default ./hybridchat-data)
   --no-store                keep no completions (a request's "store": false does this per request);

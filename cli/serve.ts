@@ -9,6 +9,7 @@ import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { DB_FILE } from "../server/store/db.js";
 import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
+import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -31,6 +32,19 @@ function apiKeysOption(flags: readonly string[], env: string | undefined, c: str
   }
 }
 
+function connectionLimits(requestTimeout: string | undefined, perClient: string | undefined, c: string): Partial<ConnectionLimits> {
+  const limits: Partial<ConnectionLimits> = {};
+  const seconds = intOption(requestTimeout, "request-timeout", c, 1, 86_400);
+  if (seconds !== undefined) {
+    limits.requestTimeoutMs = seconds * 1000;
+    // the headers' deadline is part of the request's (node requires headers <= request)
+    limits.headersTimeoutMs = Math.min(DEFAULT_CONNECTION_LIMITS.headersTimeoutMs, limits.requestTimeoutMs);
+  }
+  const n = intOption(perClient, "max-connections-per-client", c, 1, 1_000_000);
+  if (n !== undefined) limits.maxConnectionsPerAddress = n;
+  return limits;
+}
+
 export async function serveCommand(argv: string[]): Promise<void> {
   const { values } = parseArgs({
     args: argv,
@@ -49,6 +63,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
       "max-body-bytes": { type: "string" },
+      "request-timeout": { type: "string" },
+      "max-connections-per-client": { type: "string" },
       "data-dir": { type: "string", default: "hybridchat-data" },
       "no-store": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
@@ -86,6 +102,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
+    limits: connectionLimits(values["request-timeout"], values["max-connections-per-client"], c),
     dataDir,
     store: !values["no-store"],
     rlhf: rlhfConfig(values, c),

@@ -103,6 +103,20 @@ export class HfBackedTokenizer implements Tokenizer {
     this.addEos = tokenizerConfig.add_eos_token === true;
   }
 
+  #maxTokenChars = 0;
+
+  /**
+   * The most characters (UTF-16 units) one token stands for: the longest vocabulary entry or
+   * added token as written in tokenizer.json. Written forms are never shorter than the text
+   * they cover ("▁the" is " the", a byte-level entry has one character per byte, "<0x0A>"
+   * is one byte), so a text of n characters needs at least n / maxTokenChars tokens
+   * (before normalization; see server/serving/prompt-tokens.ts).
+   */
+  get maxTokenChars(): number {
+    if (this.#maxTokenChars === 0) for (const tok of this.hf.get_vocab(true).keys()) this.#maxTokenChars = Math.max(this.#maxTokenChars, tok.length, 1);
+    return this.#maxTokenChars;
+  }
+
   encode(text: string, addSpecialTokens: boolean): number[] {
     if (!addSpecialTokens) return this.hf.encode(text, { add_special_tokens: false }).ids;
     if (this.addBos === null) return this.hf.encode(text, { add_special_tokens: true }).ids;

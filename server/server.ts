@@ -12,6 +12,7 @@ import { attachModel, buildApp } from "./http/app.js";
 import { Store } from "./store/store.js";
 import { restoreVersions } from "./fine-tuning/restore.js";
 import { ApiKeys, checkBind, type ApiKey } from "./http/auth.js";
+import type { ConnectionLimits } from "./http/slow-clients.js";
 
 export interface ServerOptions {
   /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
@@ -43,6 +44,8 @@ export interface ServerOptions {
   logger?: FastifyServerOptions["logger"];
   /** API keys and their roles; without any the server listens on loopback only */
   apiKeys?: ApiKey[];
+  /** header/body deadlines and connections per client address; default DEFAULT_CONNECTION_LIMITS */
+  limits?: Partial<ConnectionLimits>;
 }
 
 /** The served name of the built-in model (its directory name is a cache key). */
@@ -65,7 +68,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));

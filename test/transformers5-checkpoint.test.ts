@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { encodeChat } from "../engine/chat-template.js";
 import { inspectCheckpoint, loadModel } from "../engine/model.js";
 import { ropeInvFreq } from "../engine/rope.js";
-import type { TensorRef } from "../native/index.js";
+import { isBlockDType, type TensorRef } from "../native/index.js";
 import { assertClose } from "./reference/check.js";
 import { toFloat64 } from "./reference/dtype.js";
 import { llamaForwardRef, type RefConfig, type RefWeights } from "./reference/llama.js";
@@ -23,6 +23,7 @@ const fixture = join(repoRoot, "test", "fixtures", "transformers5");
 
 /** A TensorRef's values in float64. */
 function values(t: TensorRef): Float64Array {
+  if (isBlockDType(t.dtype)) throw new Error(`${t.dtype} is a quantized block format, not a fixture dtype`);
   const n = t.shape.reduce((a, b) => a * b, 1);
   const bytes = readFileSync(t.file).subarray(t.offset, t.offset + n * (t.dtype === "f32" ? 4 : 2));
   const copy = new Uint8Array(bytes); // aligned

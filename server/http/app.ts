@@ -25,6 +25,10 @@ import { promoteVersion } from "../fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
+import { installPromptGuard } from "./prompt-guard.js";
+import { installJsonBodyParser } from "./json-body.js";
+import { DEFAULT_CONNECTION_LIMITS, installConnectionLimits, type ConnectionLimits } from "./slow-clients.js";
+import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -61,15 +65,23 @@ export interface AppOptions {
   rlhf?: RlhfPolicyConfig | null;
   /** who may call what (server/http/auth.ts); none: every route is open */
   apiKeys?: readonly ApiKey[];
+  /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
+  limits?: Partial<ConnectionLimits>;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
+/** each app's tokenizer threads (one per attached model), stopped when the app closes */
+const tokenizerThreads = new WeakMap<FastifyInstance, TokenizerThread[]>();
+
 export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const bodyLimit = opts.maxBodyBytes ?? DEFAULT_MAX_BODY_BYTES;
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...opts.limits };
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveMs,
     // closing is answered below, in the OpenAI error shape
     return503OnClosing: false,
     clientErrorHandler,
@@ -92,6 +104,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const metrics = opts.metrics ?? new ServerMetrics();
   app.decorate("metrics", metrics);
   installErrorHandling(app, bodyLimit);
+  installConnectionLimits(app, limits);
+  installJsonBodyParser(app);
   const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
@@ -109,6 +123,12 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   });
 
   installAuth(app, new ApiKeys(opts.apiKeys ?? []));
+  installPromptGuard(app, slot);
+  const threads: TokenizerThread[] = [];
+  tokenizerThreads.set(app, threads);
+  app.addHook("onClose", async () => {
+    await Promise.all(threads.map((t) => t.close()));
+  });
 
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
@@ -139,7 +159,9 @@ export function attachModel(
   servedModelName?: string,
   adapters: readonly AdapterVariant[] = [],
 ): void {
-  const serving = servingFor(engine, model, servedModelName, adapters);
+  const thread = new TokenizerThread(model.dir);
+  tokenizerThreads.get(app)?.push(thread);
+  const serving = servingFor(engine, model, thread, servedModelName, adapters);
   app.metrics.attach(serving.servedModelName, engine);
   app.serving.ready(serving);
   const ft = app.fineTuning;

@@ -89,15 +89,34 @@ export function installErrorHandling(app: FastifyInstance, bodyLimit: number): v
   });
 }
 
+/** An error written straight to a socket Fastify does not (or no longer) answer on; the connection closes. */
+export function writeRawError(socket: Duplex, e: ApiError, reason: string): void {
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  const body = JSON.stringify(e.body());
+  const extra = Object.entries(e.headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join("");
+  socket.end(
+    `HTTP/1.1 ${e.status} ${reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`,
+  );
+  // a peer that never reads its answer does not keep the socket
+  setTimeout(() => socket.destroy(), 1_000).unref();
+}
+
 /**
  * Requests Node's HTTP parser rejects before Fastify sees them (garbage, bad chunking,
- * oversized headers) still get an OpenAI-shaped body.
+ * oversized headers) still get an OpenAI-shaped body, and so do requests whose headers or
+ * body did not arrive in time (server/http/slow-clients.ts).
  */
 export function clientErrorHandler(err: Error & { code?: string }, socket: Duplex): void {
   if (err.code === "ECONNRESET" || !socket.writable) {
     socket.destroy();
     return;
   }
+  if (err.code === "ERR_HTTP_REQUEST_TIMEOUT") return writeRawError(socket, errors.requestTimeout(), "Request Timeout");
   const tooLarge = err.code === "HPE_HEADER_OVERFLOW";
   const e = new ApiError(
     tooLarge ? 431 : 400,
@@ -105,9 +124,5 @@ export function clientErrorHandler(err: Error & { code?: string }, socket: Duple
     tooLarge ? "headers_too_large" : "bad_http_request",
     tooLarge ? "The request headers are too large." : "The HTTP request could not be parsed.",
   );
-  const body = JSON.stringify(e.body());
-  socket.end(
-    `HTTP/1.1 ${e.status} ${tooLarge ? "Request Header Fields Too Large" : "Bad Request"}\r\n` +
-      `Content-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
+  writeRawError(socket, e, tooLarge ? "Request Header Fields Too Large" : "Bad Request");
 }

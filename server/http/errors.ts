@@ -80,6 +80,17 @@ export const errors = {
       param,
     ),
 
+  /** refused by the character bound alone (server/http/prompt-guard.ts), before any tokenization */
+  promptTooLong: (maxContext: number, chars: number, charLimit: number, param: string) =>
+    new ApiError(
+      400,
+      "invalid_request_error",
+      "context_length_exceeded",
+      `This model's maximum context length is ${maxContext} tokens. However, your ${param === "messages" ? "messages" : "prompt"} ` +
+        `hold ${chars} characters, more than any prompt of ${maxContext} tokens can (at most ${charLimit}). Please reduce the length of the ${param}.`,
+      param,
+    ),
+
   routeNotFound: (method: string, url: string) =>
     new ApiError(404, "invalid_request_error", "unknown_url", `Invalid URL (${method} ${url}).`),
 
@@ -99,6 +110,24 @@ export const errors = {
       "rate_limit_error",
       "queue_full",
       "The server is busy: its request queue is full. Retry after a short wait.",
+      null,
+      { "retry-after": "1" },
+    ),
+
+  requestTimeout: () =>
+    new ApiError(
+      408,
+      "invalid_request_error",
+      "request_timeout",
+      "The request did not arrive in time: the server stopped waiting for its headers or body.",
+    ),
+
+  tooManyConnections: (max: number) =>
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "too_many_connections",
+      `Too many open connections from your address (at most ${max}). Close idle connections or reuse one.`,
       null,
       { "retry-after": "1" },
     ),

@@ -33,6 +33,14 @@ export interface ServedModel {
    * subset, or with xgrammar's error for a schema it cannot compile.
    */
   grammar(spec: GrammarSpec): Promise<ConstraintFactory>;
+  /** characters (of message contents or a prompt) beyond which no prompt can fit maxContext */
+  readonly promptCharLimit: number;
+  /**
+   * Tokenize on a worker thread; until the returned release is called, encodeChat /
+   * encodePrompt of the same input return these ids without tokenizing on the event loop.
+   */
+  pretokenizeChat(messages: readonly ChatMessage[], tools?: readonly object[] | null): Promise<() => void>;
+  pretokenizePrompt(text: string): Promise<() => void>;
 }
 
 /** The parts of engine/engine.ts's Engine the routes use. */
