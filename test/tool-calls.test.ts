@@ -163,7 +163,7 @@ test("tool prompt: the template gets tools and the history's calls with parsed a
 test("tool output: message.tool_calls, OpenAI's delta fragments, the same ids both ways; parallel_tool_calls false keeps the first", async () => {
   const { ToolOutput } = await import("../server/serving/tools/tool-output.js");
   const output = CASES["qwen2.5: two calls"]!.output;
-  const result = { index: 0, text: output, tokenIds: [1], logprobs: [], finishReason: "stop" as const, promptTokens: 3, completionTokens: 9, timings: null };
+  const result = { index: 0, text: output, tokenIds: [1], logprobs: [], promptLogprobs: [], finishReason: "stop" as const, promptTokens: 3, completionTokens: 9, timings: null };
   for (const parallel of [true, false]) {
     const t = new ToolOutput({ format: HERMES, known, forced: null, parallel }, "chatcmpl-abc", null);
     const m = t.message(result);
