@@ -162,6 +162,9 @@ class Request implements SchedSeq {
   readonly constraint: TokenConstraint | null;
   /** the grammar's mask for the token being sampled now, computed while the forward step runs */
   pendingMask: Promise<Int32Array> | null = null;
+  /** echo + logprobs: alternatives per prompt token (null: not asked), and those read so far */
+  readonly promptLogprobs: number | null;
+  readonly promptLp: (TokenLogprob | null)[] = [];
   generated = 0;
   readonly submittedAt = performance.now();
   scheduledAt = -1;
@@ -177,8 +180,11 @@ class Request implements SchedSeq {
     tokenizer: Tokenizer,
     readonly channel: Channel,
     constraint: TokenConstraint | null,
+    promptLogprobs: number | null,
   ) {
     this.constraint = constraint;
+    this.promptLogprobs = promptLogprobs;
+    if (promptLogprobs !== null) this.promptLp.push(null); // nothing comes before the first token
     this.promptLength = prompt.length;
     this.maxTokens = params.maxTokens;
     this.tokens = prompt.slice();
@@ -250,7 +256,7 @@ export class Engine {
     const channel = new Channel(() => {
       if (request) this.cancel(request);
     });
-    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, constraint);
+    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, constraint, req.promptLogprobs ?? null);
     try {
       this.scheduler.add(request);
     } catch (e) {
@@ -404,11 +410,14 @@ export class Engine {
       e.seq.pendingMask = e.seq.constraint.nextMask();
       e.seq.pendingMask.catch(() => undefined); // awaited below, unless the request ends first
     }
+    // prompt log-probs need every prompt position's row: then the whole step returns all rows
+    const allRows = out.entries.some((e) => e.prefill && e.seq.promptLogprobs !== null);
+    const rows = allRows ? out.numTokens : n;
     let logits: Float32Array;
     try {
-      logits = await this.native.forward({ seqIds, tokens, counts, logits: "last", adapters });
-      if (logits.length === 0 || logits.length % n !== 0) {
-        throw new Error(`forward returned ${logits.length} logits for ${n} sequences`);
+      logits = await this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters });
+      if (logits.length === 0 || logits.length % rows !== 0) {
+        throw new Error(`forward returned ${logits.length} logits for ${rows} rows`);
       }
     } catch (cause) {
       this.scheduler.abandon(out);
@@ -419,9 +428,19 @@ export class Engine {
       return;
     }
     this.counters.steps++;
-    const V = logits.length / n;
+    const V = logits.length / rows;
     if (!this.sampler || this.sampler.vocabSize !== V) this.sampler = new Sampler(V);
-    for (const { seq, row } of this.scheduler.update(out)) {
+    // entry i's rows start at firstRow[i] (one row per entry unless all rows came back)
+    const firstRow: number[] = [];
+    let r0 = 0;
+    for (const e of out.entries) {
+      firstRow.push(r0);
+      r0 += allRows ? e.count : 1;
+    }
+    if (allRows)
+      out.entries.forEach((e, i) => this.scheduler.isRunning(e.seq) && this.readPromptLogprobs(e.seq, e.start, e.count, logits.subarray(firstRow[i]! * V, (firstRow[i]! + e.count) * V), V));
+    for (const { seq, row: entry } of this.scheduler.update(out)) {
+      const row = firstRow[entry]! + (allRows ? out.entries[entry]!.count - 1 : 0);
       let mask: Int32Array | null = null;
       if (seq.pendingMask) {
         try {
@@ -436,6 +455,22 @@ export class Engine {
       }
       this.advance(seq, logits.subarray(row * V, (row + 1) * V), mask);
     }
+  }
+
+  /**
+   * Prompt log-probs from a prefill chunk's rows [count, V]: row j predicts the token at
+   * start + j + 1. Once the whole prompt is read they go out in one delta event.
+   */
+  private readPromptLogprobs(seq: Request, start: number, count: number, rows: Float32Array, V: number): void {
+    if (seq.promptLogprobs === null || start >= seq.promptLength) return;
+    const sampler = this.sampler!;
+    for (let j = 0; j < count; j++) {
+      const pos = start + j + 1;
+      if (pos >= seq.promptLength) break;
+      seq.promptLp.push(this.tokenLogprob(sampler, rows.subarray(j * V, (j + 1) * V), seq.tokens[pos]!, seq.promptLogprobs));
+    }
+    if (seq.promptLp.length === seq.promptLength)
+      seq.channel.push({ type: "delta", text: "", tokenIds: [], logprobs: [], promptLogprobs: seq.promptLp.slice() });
   }
 
   /** samples one token for `seq` from its logits row and reports it */

@@ -86,6 +86,11 @@ export interface GenerateRequest {
   adapter?: string | null;
   /** a grammar every sampled token must follow; the engine owns it from the call on and disposes it when the request ends */
   constraint?: TokenConstraint | null;
+  /**
+   * log-probs of the prompt's own tokens (echo + logprobs), with this many alternatives each;
+   * null/absent: none. They come in one delta event once the prompt is read, the first token's null.
+   */
+  promptLogprobs?: number | null;
 }
 
 /** A grammar's state for one generation (engine/grammar/): which tokens may come next. */
@@ -103,7 +108,14 @@ export interface TokenConstraint {
  * never include (any prefix of) a stop string that was matched.
  */
 export type GenerationEvent =
-  | { type: "delta"; text: string; tokenIds: number[]; logprobs: TokenLogprob[] }
+  | {
+      type: "delta";
+      text: string;
+      tokenIds: number[];
+      logprobs: TokenLogprob[];
+      /** (once, before any token, when asked for) each prompt token's log-prob given the ones before it; null for the first */
+      promptLogprobs?: (TokenLogprob | null)[];
+    }
   | {
       type: "done";
       finishReason: FinishReason;

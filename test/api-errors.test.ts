@@ -114,7 +114,6 @@ describe("400 invalid_request_error names the offending param", () => {
     ["prompt negative token", comp({ prompt: [1, -3] }), "prompt[1]"],
     ["logprobs over 5", comp({ logprobs: 6 }), "logprobs"],
     ["logprobs boolean", comp({ logprobs: true }), "logprobs", "invalid_type"],
-    ["echo with logprobs", comp({ echo: true, logprobs: 1 }), "echo"],
     ["suffix", comp({ suffix: "the end" }), "suffix"],
     ["best_of above n", comp({ best_of: 3 }), "best_of", "unsupported_parameter"],
     ["an unknown field", comp({ guided_json: {} }), "guided_json", "unsupported_parameter"],

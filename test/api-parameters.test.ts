@@ -113,3 +113,21 @@ test("n = 128 is served (choices beyond the batch wait in the queue)", async () 
     await q.close();
   }
 });
+
+test("every request body schema refuses fields it does not declare", async () => {
+  const { FeedbackRequestSchema } = await import("../server/http/schemas/feedback.js");
+  const { CreateJobSchema } = await import("../server/http/schemas/fine-tuning.js");
+  const { TokenizeRequestSchema, DetokenizeRequestSchema } = await import("../server/http/schemas/tokenize.js");
+  const bodies: Record<string, { additionalProperties?: unknown; anyOf?: { additionalProperties?: unknown }[] }> = {
+    ChatCompletionRequestSchema,
+    CompletionRequestSchema,
+    FeedbackRequestSchema,
+    CreateJobSchema,
+    TokenizeRequestSchema,
+    DetokenizeRequestSchema,
+  };
+  for (const [name, schema] of Object.entries(bodies)) {
+    const objects = schema.anyOf ?? [schema];
+    for (const o of objects) assert.equal(o.additionalProperties, false, `${name} accepts undeclared fields`);
+  }
+});

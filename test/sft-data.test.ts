@@ -85,7 +85,7 @@ describe("parseSftJsonl", () => {
       [11, /weight must be 0 or 1, got 0\.5/],
       [12, /no assistant message to learn from/],
       [13, /empty content/],
-      [14, /tool_calls is not supported/],
+      [14, /tool_calls must be a non-empty array/],
       [15, /unknown key "colour"/],
       [16, /only text parts/],
       [17, /unknown key "extra"/],
@@ -151,6 +151,46 @@ describe("encodeExample masks", () => {
     assert.equal(example.tokens[example.tokens.length - 1], 2);
     assert.equal(spans[1], "Max is a bird.[end]\n</s>");
     assert.ok(!spans.some((s) => s.includes("Sue") || s.includes("Who")));
+  });
+
+  test("OpenAI function-calling lines: tools and tool calls rendered as serving renders them; the call is learned", () => {
+    const line = {
+      tools: [{ type: "function", function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } } }],
+      messages: [
+        { role: "user", content: "Weather in Oslo?" },
+        { role: "assistant", content: null, tool_calls: [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: '{"city": "Oslo"}' } }] },
+        { role: "tool", tool_call_id: "call_1", content: "-3" },
+        { role: "assistant", content: "It is -3 in Oslo." },
+      ],
+    };
+    const [ex] = parseSftJsonl(JSON.stringify(line));
+    assert.ok(ex && ex.kind === "chat" && ex.tools?.length === 1);
+    assert.deepEqual(ex.messages[1]!.tool_calls, [{ id: "call_1", type: "function", function: { name: "get_weather", arguments: { city: "Oslo" } } }]);
+    // chatml does not render tools: the generic rendering (as serving prompts the model)
+    const { example } = encodeExample(ctx(), ex)!;
+    const spans = learnedSpans(example.tokens, example.mask).map((t) => tokenizer.decode(t, false));
+    assert.equal(spans.length, 2);
+    assert.equal(spans[0], '<tool_call>\n{"name":"get_weather","arguments":{"city":"Oslo"}}\n</tool_call>[end]\n');
+    assert.equal(spans[1], "It is -3 in Oslo.[end]\n</s>");
+    const text = tokenizer.decode([...example.tokens], false);
+    assert.ok(text.includes("<tools>\n" + JSON.stringify(line.tools[0]!.function)), text);
+    assert.ok(text.includes("<tool_response>\n-3\n</tool_response>"), text);
+    // a template that renders tools gets them (and the calls, arguments parsed) itself
+    const rendering = new JinjaChatTemplate(
+      "{% for t in tools %}[{{ t.function.name }}]{% endfor %}{% for m in messages %}<{{ m.role }}>{{ m.content }}" +
+        "{% for c in m.tool_calls or [] %}CALL {{ c.function.name }}({{ c.function.arguments.city }}){% endfor %}</{{ m.role }}>{% endfor %}" +
+        "{% if add_generation_prompt %}<assistant>{% endif %}",
+      { bos_token: "<s>", eos_token: "</s>", unk_token: "<unk>", pad_token: "" },
+    );
+    const own = encodeExample(ctx(rendering), ex)!.example;
+    const ownSpans = learnedSpans(own.tokens, own.mask).map((t) => tokenizer.decode(t, false));
+    assert.equal(ownSpans[0], "CALL get_weather(Oslo)</assistant>");
+    assert.ok(tokenizer.decode([...own.tokens], false).startsWith("[get_weather]<user>"));
+    // bad function-calling lines
+    const bad = (o: unknown) => () => parseSftJsonl(JSON.stringify(o));
+    assert.throws(bad({ ...line, tools: [{ type: "function" }] }), /tools\[0\]/);
+    assert.throws(bad({ messages: [{ role: "user", content: "x", tool_calls: line.messages[1]!.tool_calls }, { role: "assistant", content: "y" }] }), /only allowed on assistant/);
+    assert.throws(bad({ messages: [{ role: "user", content: "x" }, { role: "assistant", content: null, tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{oops" } }] }] }), /not JSON/);
   });
 
   test("stories260K's template (contents joined, no end marker): the assistant text is learned, then EOS", () => {

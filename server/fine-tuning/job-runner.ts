@@ -20,7 +20,7 @@ import { nowSeconds } from "../http/openai-shapes.js";
 import { readyServing } from "../http/request-context.js";
 import type { CreateJobRequest } from "../http/schemas/fine-tuning.js";
 import type { ServingSlot } from "../serving/serving.js";
-import { exportLines } from "../store/export.js";
+import { exportLines, storedCompletionTools } from "../store/export.js";
 import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
 import type { Store } from "../store/store.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
@@ -234,7 +234,7 @@ export class JobRunner {
       const method = this.#o.methods.get(job.method.type)!;
       let train: string;
       if (job.trainingFile === FEEDBACK_FILE) {
-        train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {})].join("");
+        train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {}, storedCompletionTools(store.completions))].join("");
         if (train === "") throw new JobFailure({ code: "no_feedback", message: `No collected feedback gives ${method.format === "sft" ? "supervised examples (corrections or +1 ratings)" : "preference pairs"} to train on.`, param: "training_file" });
       } else train = this.#fileText(job.trainingFile, "training_file");
       validateTrainingFile(train);

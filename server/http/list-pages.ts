@@ -24,6 +24,8 @@ export function storedMessages(c: CompletionRecord): StoredMessageBody[] {
     content: toChatMessage(m).content,
     name: typeof m.name === "string" ? m.name : null,
     content_parts: Array.isArray(m.content) ? m.content : null,
+    ...(m.tool_calls ? { tool_calls: m.tool_calls } : {}),
+    ...(typeof m.tool_call_id === "string" ? { tool_call_id: m.tool_call_id } : {}),
   }));
 }
 

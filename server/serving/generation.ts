@@ -12,6 +12,8 @@ export interface ChoiceSpec {
   adapter: string | null;
   /** structured output / forced tool call: makes this choice's grammar state */
   constraint?: ConstraintFactory | null;
+  /** echo + logprobs: the prompt tokens' log-probs with this many alternatives */
+  promptLogprobs?: number | null;
 }
 
 export interface ChoiceResult {
@@ -19,6 +21,8 @@ export interface ChoiceResult {
   text: string;
   tokenIds: number[];
   logprobs: TokenLogprob[];
+  /** echo + logprobs: each prompt token's log-prob (null for the first); empty when not asked */
+  promptLogprobs: (TokenLogprob | null)[];
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
@@ -33,7 +37,14 @@ export interface TaggedEvent {
 
 async function submit(engine: ServingEngine, spec: ChoiceSpec, signal: AbortSignal): Promise<AsyncIterator<GenerationEvent>> {
   const constraint = spec.constraint ? await spec.constraint() : null;
-  const req: GenerateRequest = { promptTokens: spec.promptTokens, params: spec.params, signal, adapter: spec.adapter, constraint };
+  const req: GenerateRequest = {
+    promptTokens: spec.promptTokens,
+    params: spec.params,
+    signal,
+    adapter: spec.adapter,
+    constraint,
+    promptLogprobs: spec.promptLogprobs ?? null,
+  };
   return engine.generate(req)[Symbol.asyncIterator]();
 }
 
@@ -146,6 +157,7 @@ export class ChoiceCollector {
         text: "",
         tokenIds: [],
         logprobs: [],
+        promptLogprobs: [],
         finishReason: "length",
         promptTokens: spec.promptTokens.length,
         completionTokens: 0,
@@ -159,6 +171,7 @@ export class ChoiceCollector {
       r.text += event.text;
       r.tokenIds.push(...event.tokenIds);
       r.logprobs.push(...event.logprobs);
+      if (event.promptLogprobs) r.promptLogprobs = event.promptLogprobs;
     } else {
       r.finishReason = event.finishReason;
       r.promptTokens = event.usage.promptTokens;

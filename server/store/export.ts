@@ -3,25 +3,60 @@
 // database connection between writes.
 import type { FeedbackFilter, FeedbackRecord, FeedbackStore } from "./feedback.js";
 import type { PromptMessage } from "./types.js";
+import type { CompletionStore } from "./completions.js";
+import type { ChatCompletionBody } from "../http/schemas/responses.js";
 import type { DpoLine, SftLine, TrainingFormat, TrainingMessage } from "../../engine/train/data/training-format.js";
 
 export type ExportFilter = Pick<FeedbackFilter, "model" | "since" | "until">;
 
 const BATCH = 256;
 
-/** The fine-tuning formats have no "developer" role; it is the newer name of "system". */
+/** What a stored completion adds to a line: the tools it was offered and the calls a choice made. */
+export interface CompletionTools {
+  tools: object[] | null;
+  /** the choice's `message.tool_calls` as the client got them; null: it made none */
+  calls(choiceIndex: number): NonNullable<TrainingMessage["tool_calls"]> | null;
+}
+
+export type ToolsLookup = (completionId: string) => CompletionTools | null;
+
+/** Reads tools and tool calls from the stored completions (the request and the response as sent). */
+export function storedCompletionTools(completions: CompletionStore): ToolsLookup {
+  return (id) => {
+    const c = completions.get(id);
+    if (!c) return null;
+    const tools = Array.isArray(c.request.tools) && c.request.tools.length > 0 ? (c.request.tools as object[]) : null;
+    const choices = c.object === "chat.completion" ? (c.response as ChatCompletionBody).choices : [];
+    return { tools, calls: (i) => choices.find((x) => x.index === i)?.message.tool_calls ?? null };
+  };
+}
+
+/** The fine-tuning formats have no "developer" role; it is the newer name of "system". Tool calls keep OpenAI's form. */
 export function trainingMessages(messages: readonly PromptMessage[]): TrainingMessage[] {
   return messages.map((m) => {
     const out: TrainingMessage = { role: m.role === "developer" ? "system" : m.role, content: m.content };
     if (m.name !== undefined) out.name = m.name;
+    if (m.tool_calls)
+      out.tool_calls = m.tool_calls.map((c) => ({
+        id: c.id,
+        type: "function",
+        function: { name: c.function.name, arguments: typeof c.function.arguments === "string" ? c.function.arguments : JSON.stringify(c.function.arguments) },
+      }));
+    if (m.tool_call_id !== undefined) out.tool_call_id = m.tool_call_id;
     return out;
   });
 }
 
-export function sftLine(f: FeedbackRecord): SftLine | null {
+export function sftLine(f: FeedbackRecord, tools: ToolsLookup = () => null): SftLine | null {
   const answer = f.type === "correction" ? f.correction : f.type === "rating" && f.rating === 1 ? f.answer : null;
-  if (answer === null) return null;
-  return { messages: [...trainingMessages(f.promptMessages), { role: "assistant", content: answer }] };
+  if (answer === null || f.type === "preference") return null;
+  const stored = tools(f.completionId);
+  // a +1 on a tool call teaches the call itself; a correction is the text that replaces it
+  const calls = f.type === "rating" ? (stored?.calls(f.choiceIndex) ?? null) : null;
+  const last: TrainingMessage = calls ? { role: "assistant", content: null, tool_calls: calls } : { role: "assistant", content: answer };
+  const line: SftLine = { messages: [...trainingMessages(f.promptMessages), last] };
+  if (stored?.tools) line.tools = stored.tools;
+  return line;
 }
 
 export function dpoLine(f: FeedbackRecord): DpoLine | null {
@@ -33,11 +68,11 @@ export function dpoLine(f: FeedbackRecord): DpoLine | null {
   };
 }
 
-/** JSONL lines ("...\n"), oldest feedback first. */
-export function* exportLines(feedback: FeedbackStore, format: TrainingFormat, filter: ExportFilter = {}): Generator<string> {
+/** JSONL lines ("...\n"), oldest feedback first; `tools` finds what stored completions add (tools, tool calls). */
+export function* exportLines(feedback: FeedbackStore, format: TrainingFormat, filter: ExportFilter = {}, tools?: ToolsLookup): Generator<string> {
   const query: FeedbackFilter =
     format === "sft" ? { ...filter, type: ["correction", "rating"], positiveOnly: true } : { ...filter, type: "preference" };
-  const toLine = format === "sft" ? sftLine : dpoLine;
+  const toLine = format === "sft" ? (f: FeedbackRecord) => sftLine(f, tools) : dpoLine;
   let after = 0;
   for (;;) {
     const { items, next } = feedback.scan(query, after, BATCH);

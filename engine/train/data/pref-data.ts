@@ -51,7 +51,7 @@ function parseDpoLine(o: Record<string, unknown>): Omit<PreferenceExample, "line
   if (err) throw new Error(err);
   const d = o as unknown as DpoLine;
   // earlier assistant turns are context: weight 0 keeps them out of the learned tokens
-  const messages: TrainMessage[] = d.input.messages.map((m) => ({ role: m.role, content: m.content, ...(m.name !== undefined ? { name: m.name } : {}), ...(m.role === "assistant" ? { weight: 0 as const } : {}) }));
+  const messages: TrainMessage[] = d.input.messages.map((m) => ({ role: m.role, content: m.content ?? "", ...(m.name !== undefined ? { name: m.name } : {}), ...(m.role === "assistant" ? { weight: 0 as const } : {}) }));
   return { prompt: { kind: "chat", messages }, chosen: d.preferred_output[0].content, rejected: d.non_preferred_output[0].content };
 }
 

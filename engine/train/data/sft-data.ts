@@ -2,7 +2,8 @@
 // Every bad line is reported with its number and reason, all at once, so a user fixes the
 // file in one pass instead of one error per run.
 import { readFileSync, existsSync } from "node:fs";
-import type { ChatMessage } from "../../types.js";
+import type { ChatMessage, ChatToolCall } from "../../types.js";
+import type { ToolDefinition } from "../../chat-tools.js";
 import { describeJson, eachJsonlObject, type LineError } from "./jsonl.js";
 
 /** A chat message of a training example; `weight` 0 on an assistant message excludes it from the loss (OpenAI). */
@@ -11,7 +12,8 @@ export interface TrainMessage extends ChatMessage {
 }
 
 export type SftExample =
-  | { kind: "chat"; line: number; messages: TrainMessage[] }
+  /** `tools`: OpenAI's function-calling fine-tuning lines (rendered as serving renders them) */
+  | { kind: "chat"; line: number; messages: TrainMessage[]; tools?: ToolDefinition[] }
   | { kind: "completion"; line: number; prompt: string; completion: string };
 
 /** Thrown when a data file has bad lines; `errors` lists every one of them. */
@@ -42,7 +44,37 @@ function formatErrors(file: string, errors: LineError[], hint: string): string {
 }
 
 const ROLES = new Set(["system", "developer", "user", "assistant", "tool"]);
-const MESSAGE_KEYS = new Set(["role", "content", "name", "weight"]);
+const MESSAGE_KEYS = new Set(["role", "content", "name", "weight", "tool_calls", "tool_call_id"]);
+const CHAT_KEYS = new Set(["messages", "tools", "parallel_tool_calls"]);
+
+/** OpenAI's `tools` of a function-calling line */
+function parseTools(v: unknown): ToolDefinition[] {
+  if (!Array.isArray(v)) throw new Error(`"tools" must be an array, got ${describeJson(v)}`);
+  return v.map((t, i) => {
+    const f = (t as { type?: unknown; function?: { name?: unknown; parameters?: unknown } } | null)?.function;
+    if ((t as { type?: unknown })?.type !== "function" || !f || typeof f.name !== "string")
+      throw new Error(`tools[${i}] must be {"type":"function","function":{"name":"…","parameters":{…}}}`);
+    return t as ToolDefinition;
+  });
+}
+
+/** an assistant turn's calls in OpenAI's format; arguments parsed for the template (as transformers does) */
+function parseToolCalls(v: unknown, where: string): ChatToolCall[] {
+  if (!Array.isArray(v) || v.length === 0) throw new Error(`${where}.tool_calls must be a non-empty array`);
+  return v.map((c, j) => {
+    const call = c as { id?: unknown; type?: unknown; function?: { name?: unknown; arguments?: unknown } } | null;
+    const fn = call?.function;
+    if (!call || call.type !== "function" || typeof call.id !== "string" || !fn || typeof fn.name !== "string" || typeof fn.arguments !== "string")
+      throw new Error(`${where}.tool_calls[${j}] must be {"id":"…","type":"function","function":{"name":"…","arguments":"<JSON>"}}`);
+    let args: unknown;
+    try {
+      args = JSON.parse(fn.arguments);
+    } catch {
+      throw new Error(`${where}.tool_calls[${j}].function.arguments is not JSON`);
+    }
+    return { id: call.id, type: "function", function: { name: fn.name, arguments: args } };
+  });
+}
 
 /** OpenAI lets content be a list of text parts; anything else (images, audio) is not text training data. */
 function messageText(content: unknown, where: string): string {
@@ -61,7 +93,7 @@ function messageText(content: unknown, where: string): string {
 }
 
 function parseChat(o: Record<string, unknown>): TrainMessage[] {
-  for (const k of Object.keys(o)) if (k !== "messages") throw new Error(`unknown key "${k}" (a chat example has only "messages")`);
+  for (const k of Object.keys(o)) if (!CHAT_KEYS.has(k)) throw new Error(`unknown key "${k}" (a chat example has "messages", and "tools"/"parallel_tool_calls" for function calling)`);
   const msgs = o.messages;
   if (!Array.isArray(msgs)) throw new Error(`"messages" must be an array, got ${describeJson(msgs)}`);
   if (msgs.length === 0) throw new Error(`"messages" is empty`);
@@ -72,13 +104,21 @@ function parseChat(o: Record<string, unknown>): TrainMessage[] {
     if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${where} must be an object, got ${describeJson(raw)}`);
     const m = raw as Record<string, unknown>;
     for (const k of Object.keys(m)) {
-      if (k === "tool_calls" || k === "function_call") throw new Error(`${where}.${k} is not supported (train on text content only)`);
-      if (!MESSAGE_KEYS.has(k)) throw new Error(`${where} has unknown key "${k}" (allowed: role, content, name, weight)`);
+      if (k === "function_call") throw new Error(`${where}.function_call is not supported (use OpenAI's tool_calls)`);
+      if (!MESSAGE_KEYS.has(k)) throw new Error(`${where} has unknown key "${k}" (allowed: role, content, name, weight, tool_calls, tool_call_id)`);
     }
     if (typeof m.role !== "string" || !ROLES.has(m.role)) throw new Error(`${where}.role must be one of ${[...ROLES].join(", ")}, got ${describeJson(m.role)}`);
     const role = m.role as ChatMessage["role"];
-    const content = messageText(m.content, where);
+    // an assistant turn that only calls tools has no content
+    const calls = m.tool_calls === undefined ? null : parseToolCalls(m.tool_calls, where);
+    if (calls && role !== "assistant") throw new Error(`${where}.tool_calls is only allowed on assistant messages`);
+    const content = calls && (m.content === null || m.content === undefined) ? "" : messageText(m.content, where);
     const msg: TrainMessage = { role, content };
+    if (calls) msg.tool_calls = calls;
+    if (m.tool_call_id !== undefined) {
+      if (typeof m.tool_call_id !== "string" || role !== "tool") throw new Error(`${where}.tool_call_id must be a string, on a tool message`);
+      msg.tool_call_id = m.tool_call_id;
+    }
     if (m.name !== undefined) {
       if (typeof m.name !== "string") throw new Error(`${where}.name must be a string`);
       msg.name = m.name;
@@ -89,7 +129,7 @@ function parseChat(o: Record<string, unknown>): TrainMessage[] {
       msg.weight = m.weight;
     }
     if (role === "assistant" && msg.weight !== 0) {
-      if (content.length === 0) throw new Error(`${where} is an assistant message with empty content (nothing to learn; give it text or weight 0)`);
+      if (content.length === 0 && !calls) throw new Error(`${where} is an assistant message with empty content (nothing to learn; give it text or weight 0)`);
       trained++;
     }
     out.push(msg);
@@ -118,7 +158,7 @@ export function parseSftJsonl(text: string, file = "data"): SftExample[] {
     if (kind === null) throw new Error(`neither "messages" nor "prompt"/"completion" (keys: ${Object.keys(o).join(", ") || "none"})`);
     if (format !== null && kind !== format)
       throw new Error(`${kind === "chat" ? "a chat" : "a prompt/completion"} example in a file of ${format === "chat" ? "chat" : "prompt/completion"} examples (use one format per file)`);
-    if (kind === "chat") examples.push({ kind, line, messages: parseChat(o) });
+    if (kind === "chat") examples.push({ kind, line, messages: parseChat(o), ...(o.tools !== undefined ? { tools: parseTools(o.tools) } : {}) });
     else examples.push({ kind, line, ...parseCompletion(o) });
     format = kind;
   });

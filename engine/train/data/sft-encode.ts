@@ -6,6 +6,7 @@
 // segment is where the tokens of the text up to it stop agreeing with the tokens of the whole
 // text (the longest common prefix), so masks align with exactly the tokens the model sees.
 import type { ChatTemplate, Tokenizer } from "../../types.js";
+import { withTools, type ToolDefinition } from "../../chat-tools.js";
 import type { SftExample, TrainMessage } from "./sft-data.js";
 import type { LineError } from "./jsonl.js";
 
@@ -41,18 +42,23 @@ function commonPrefix(a: readonly number[], b: readonly number[]): number {
 }
 
 /** Learned spans [start, end) of the final tokens: one per trained assistant message. */
-function chatSpans(ctx: EncodeContext, messages: TrainMessage[]): { ids: number[]; spans: [number, number][] } {
+function chatSpans(ctx: EncodeContext, messages: TrainMessage[], tools: readonly ToolDefinition[] | null): { ids: number[]; spans: [number, number][] } {
   const plain = messages.map(({ weight: _w, ...m }) => m);
+  // tools rendered as serving renders them (chat-tools.ts): prefixes convert message by message
+  const draw = (n: number, gen: boolean): string => {
+    const r = withTools(ctx.chatTemplate, plain.slice(0, n), tools);
+    return ctx.chatTemplate.render(r.messages, gen, r.tools);
+  };
   const render = (n: number, gen: boolean): string => {
     if (n === 0 && gen) {
       // some templates refuse an empty conversation; the prompt before it is then nothing
       try {
-        return ctx.chatTemplate.render([], true);
+        return draw(0, true);
       } catch {
         return "";
       }
     }
-    return ctx.chatTemplate.render(plain.slice(0, n), gen);
+    return draw(n, gen);
   };
   const fullText = render(messages.length, false);
   const ids = ctx.tokenizer.encode(fullText, false);
@@ -84,7 +90,7 @@ function completionSpans(ctx: EncodeContext, prompt: string, completion: string)
  * trained model stops where the examples stop).
  */
 export function encodeExample(ctx: EncodeContext, ex: SftExample): { example: EncodedExample; truncated: boolean } | null {
-  const { ids, spans } = ex.kind === "chat" ? chatSpans(ctx, ex.messages) : completionSpans(ctx, ex.prompt, ex.completion);
+  const { ids, spans } = ex.kind === "chat" ? chatSpans(ctx, ex.messages, ex.tools ?? null) : completionSpans(ctx, ex.prompt, ex.completion);
   const eos = ctx.tokenizer.eosIds[0];
   const last = spans[spans.length - 1];
   if (eos !== undefined && last && last[1] === ids.length && !ctx.tokenizer.eosIds.includes(ids[ids.length - 1])) {

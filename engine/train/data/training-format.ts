@@ -7,16 +7,22 @@ export type TrainingRole = "system" | "user" | "assistant" | "tool";
 
 export interface TrainingMessage {
   role: TrainingRole;
-  content: string;
+  /** null on an assistant turn that only calls tools */
+  content: string | null;
   name?: string;
+  /** OpenAI's function-calling format: arguments as JSON text */
+  tool_calls?: { id: string; type: "function"; function: { name: string; arguments: string } }[];
+  tool_call_id?: string;
 }
 
 export interface SftLine {
   messages: TrainingMessage[];
+  /** the functions the conversation could call (OpenAI's function-calling fine-tuning lines) */
+  tools?: object[];
 }
 
 export interface DpoLine {
-  input: { messages: TrainingMessage[] };
+  input: { messages: TrainingMessage[]; tools?: object[] };
   preferred_output: [{ role: "assistant"; content: string }];
   non_preferred_output: [{ role: "assistant"; content: string }];
 }
@@ -39,7 +45,8 @@ function unknownKey(v: Record<string, unknown>, allowed: Set<string>, where: str
 function checkMessage(m: unknown, where: string): string | null {
   if (!isObject(m)) return `${where}: a message must be an object`;
   if (typeof m.role !== "string" || !ROLES.includes(m.role)) return `${where}.role: must be one of ${ROLES.join(", ")}`;
-  if (typeof m.content !== "string") return `${where}.content: must be a string`;
+  const callsOnly = m.role === "assistant" && Array.isArray(m.tool_calls) && m.tool_calls.length > 0 && (m.content === null || m.content === undefined);
+  if (typeof m.content !== "string" && !callsOnly) return `${where}.content: must be a string`;
   if (m.name !== undefined && typeof m.name !== "string") return `${where}.name: must be a string`;
   return unknownKey(m, new Set(["role", "content", "name", "weight", "tool_calls", "tool_call_id"]), where);
 }

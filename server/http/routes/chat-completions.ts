@@ -74,6 +74,9 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
       throw errors.invalidRequest("'response_format' cannot be combined with a forced tool call ('tool_choice' \"required\" or a named function).", "response_format");
     const specs = choiceSpecs(body, serving, variant, prompt);
     const grammar = plan?.forced ?? formatGrammar;
+    // a finished grammar allows only EOS: generating past it has nothing left to follow
+    if (grammar && body.ignore_eos)
+      throw errors.invalidRequest("'ignore_eos' cannot be combined with 'response_format' JSON or a forced tool call.", "ignore_eos");
     if (grammar) {
       const constraint = await compileGrammar(serving.model, grammar, plan?.forced ? "tools" : "response_format.json_schema.schema");
       for (const s of specs) s.constraint = constraint;
@@ -101,7 +104,7 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
     // a stream is recorded as the completion its chunks add up to
     const record = completionRecorder(
       opts.store,
-      { id, object: "chat.completion", created, variant, request: body, promptMessages: prompt.messages, startedMs },
+      { id, object: "chat.completion", created, variant, request: body, promptMessages: prompt.history, startedMs },
       completion,
     );
 

@@ -1,9 +1,10 @@
 // POST /v1/completions (legacy text completions): one or many prompts, n choices each.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { performance } from "node:perf_hooks";
+import type { TokenLogprob } from "../../../engine/types.js";
 import { errors } from "../errors.js";
 import { ChoiceStream, collectChoices, type ChoiceResult, type ChoiceSpec } from "../../serving/generation.js";
-import { completionId, completionLogprobs, nowSeconds, usageBody } from "../openai-shapes.js";
+import { completionId, completionLogprobs, joinLogprobs, nowSeconds, usageBody } from "../openai-shapes.js";
 import { clientGone, requireServing, type RouteOptions } from "../request-context.js";
 import { completionRecorder } from "../../serving/record-completion.js";
 import { resolveMaxTokens, samplingParams } from "../../serving/sampling.js";
@@ -41,8 +42,6 @@ function prompts(input: PromptInput, serving: Serving): Prompt[] {
 function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedVariant, list: Prompt[]): ChoiceSpec[] {
   const n = body.n ?? 1;
   checkChoiceCount(n * list.length, serving.engine.maxQueue, "n");
-  if (body.echo && body.logprobs != null)
-    throw errors.invalidRequest("'echo' together with 'logprobs' (prompt log-probs) is not supported.", "echo", "unsupported_parameter");
   const logprobs = body.logprobs != null;
   const topLogprobs = body.logprobs ?? 0;
   const specs: ChoiceSpec[] = [];
@@ -61,6 +60,8 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedV
         promptTokens: p.tokens,
         params: samplingParams(body, { maxTokens, logprobs, topLogprobs, vocabSize: serving.model.vocabSize, choice: index }),
         adapter: variant.adapter,
+        // echo + logprobs: the prompt's own log-probs too (lm-evaluation-harness's log-likelihoods)
+        promptLogprobs: body.echo && logprobs ? topLogprobs : null,
       });
     }
   });
@@ -88,6 +89,9 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       model: variant.id,
       system_fingerprint: variant.fingerprint,
     };
+    // the echoed prompt's tokens, the first one unscored
+    const promptItems = (r: { index: number; promptLogprobs: readonly (TokenLogprob | null)[] }) =>
+      r.promptLogprobs.map((t, i) => t ?? { token: serving.model.tokenText(promptOf(r.index).tokens[i]!), logprob: null });
     const completion = (results: readonly ChoiceResult[]): CompletionBody => ({
       ...head,
       choices: results.map((r) => {
@@ -95,7 +99,7 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
         return {
           index: r.index,
           text: prefix + r.text,
-          logprobs: body.logprobs != null ? completionLogprobs(r.logprobs, topLogprobs, prefix.length) : null,
+          logprobs: body.logprobs != null ? joinLogprobs(completionLogprobs(promptItems(r), topLogprobs, 0), completionLogprobs(r.logprobs, topLogprobs, prefix.length)) : null,
           finish_reason: r.finishReason,
         };
       }),
@@ -121,13 +125,18 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       promptTokens,
       includeUsage,
       {
+        // with logprobs, the echoed prompt goes out with its log-probs once they are read
         opening: () =>
           specs.flatMap((s) => {
             const prefix = echo ? promptOf(s.index).text : "";
             offsets.set(s.index, prefix.length);
-            return echo ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
+            return echo && body.logprobs == null ? [chunk([{ index: s.index, text: prefix, logprobs: null, finish_reason: null }])] : [];
           }),
         delta: (index, event) => {
+          if (event.promptLogprobs) {
+            const items = promptItems({ index, promptLogprobs: event.promptLogprobs });
+            return [chunk([{ index, text: promptOf(index).text, logprobs: completionLogprobs(items, topLogprobs, 0), finish_reason: null }])];
+          }
           if (event.text === "" && event.logprobs.length === 0) return [];
           const offset = offsets.get(index) ?? 0;
           const logprobs = body.logprobs != null ? completionLogprobs(event.logprobs, topLogprobs, offset) : null;

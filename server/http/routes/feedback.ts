@@ -11,7 +11,7 @@ import { requireStore, type RouteOptions } from "../request-context.js";
 import { FeedbackRequestSchema } from "../schemas/feedback.js";
 import { DEFAULT_LIMIT, ExportQuerySchema, ListFeedbackQuerySchema } from "../schemas/store-queries.js";
 import type { FeedbackBody, ListPageBody } from "../schemas/store-responses.js";
-import { exportLines } from "../../store/export.js";
+import { exportLines, storedCompletionTools } from "../../store/export.js";
 import { UnknownFeedbackError } from "../../store/feedback.js";
 
 const SCOPE = "POST /v1/feedback";
@@ -69,7 +69,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
     async (request, reply) => {
       const store = requireStore(opts.store);
       const q = request.query;
-      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until });
+      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until }, storedCompletionTools(store.completions));
       return reply
         .type("application/jsonl; charset=utf-8")
         .header("content-disposition", `attachment; filename="feedback-${q.format}.jsonl"`)

@@ -27,6 +27,8 @@ export const ChatMessageSchema = Type.Object({
   tool_call_id: Opt(Type.String()),
   /** assistant turns as the API returned them (always null here); kept out of the prompt */
   refusal: Opt(Type.String()),
+  /** assistant turns sent back as an API returned them: output-only citations, not prompt text */
+  annotations: Opt(Type.Array(Type.Unknown())),
 }, { additionalProperties: false });
 
 /** OpenAI fields this server does not implement: declared so they are refused by name */

@@ -1,4 +1,5 @@
 // Response bodies of the stored-completions and feedback routes (types only).
+import type { ToolCallInput } from "./tools.js";
 import type { PromptMessage } from "../../store/types.js";
 import type { ChatMessageInput } from "./chat.js";
 
@@ -19,6 +20,10 @@ export interface StoredMessageBody {
   name: string | null;
   /** the parts as sent, when the content was an array */
   content_parts: { type: "text"; text: string }[] | null;
+  /** assistant turns: the tool calls as sent */
+  tool_calls?: ToolCallInput[];
+  /** tool turns: the call answered */
+  tool_call_id?: string;
 }
 
 interface FeedbackHead {

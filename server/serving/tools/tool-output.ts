@@ -76,7 +76,8 @@ export class ToolOutput {
     let calls = 0;
     const deltas = (pieces: ParsedPiece[]): ChatDelta[] =>
       pieces.flatMap((p): ChatDelta[] => {
-        if ("content" in p) return p.content === "" ? [] : [{ content: p.content }];
+        // whitespace between and after calls is not content (the whole message trims it too)
+        if ("content" in p) return p.content === "" || (calls > 0 && p.content.trim() === "") ? [] : [{ content: p.content }];
         if (calls > 0 && !this.plan.parallel) return [];
         const k = calls++;
         return [

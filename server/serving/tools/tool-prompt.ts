@@ -11,6 +11,7 @@ import { errors } from "../../http/errors.js";
 import type { ChatMessageInput } from "../../http/schemas/chat.js";
 import type { FunctionTool, ToolChoice } from "../../http/schemas/tools.js";
 import { toChatMessage } from "../chat-messages.js";
+import { withTools } from "../../../engine/chat-tools.js";
 import { toolCallFormat, type ToolCallFormat } from "./tool-call-format.js";
 
 export interface ToolPlan {
@@ -24,37 +25,14 @@ export interface ToolPlan {
 }
 
 export interface ChatPrompt {
+  /** the conversation as the client sent it (what the store keeps) */
+  history: ChatMessage[];
+  /** what the template renders (with the generic rendering, tools written into them) */
   messages: ChatMessage[];
   /** for the template; null when it does not render them (or there are none) */
   tools: FunctionTool[] | null;
   /** null: no tools in play (none given, or tool_choice "none") */
   plan: ToolPlan | null;
-}
-
-/** The generic rendering's instructions (README "Tool calling" shows them). */
-export function genericToolPrompt(tools: readonly FunctionTool[]): string {
-  const lines = tools.map((t) => JSON.stringify(t.function));
-  return (
-    "You may call functions. Their signatures, as JSON schemas:\n<tools>\n" +
-    lines.join("\n") +
-    '\n</tools>\nTo call a function, answer with one <tool_call></tool_call> block per call, each holding {"name": <function name>, "arguments": <arguments object>}.'
-  );
-}
-
-/** Tool turns and tool calls written as text, for a template that knows only role and content. */
-function genericMessages(messages: readonly ChatMessage[], tools: readonly FunctionTool[]): ChatMessage[] {
-  const out: ChatMessage[] = messages.map((m) => {
-    if (m.role === "tool") return { role: "user", content: `<tool_response>\n${m.content}\n</tool_response>` };
-    if (m.tool_calls) {
-      const calls = m.tool_calls.map((c) => `<tool_call>\n${JSON.stringify({ name: c.function.name, arguments: c.function.arguments })}\n</tool_call>`);
-      return { role: m.role, content: [m.content, ...calls].filter((x) => x !== "").join("\n") };
-    }
-    return m;
-  });
-  const system = genericToolPrompt(tools);
-  if (out[0]?.role === "system" || out[0]?.role === "developer") out[0] = { ...out[0], content: `${out[0].content}\n\n${system}` };
-  else out.unshift({ role: "system", content: system });
-  return out;
 }
 
 /** the schema of one call to `tool` in the family's JSON: {"name": ..., "arguments"|"parameters": ...} */
@@ -78,7 +56,7 @@ export function chatPrompt(
   if (tools.length === 0) {
     if (body.tool_choice != null && choice !== "none")
       throw errors.invalidRequest("'tool_choice' is only allowed when 'tools' are specified.", "tool_choice");
-    return { messages, tools: null, plan: null };
+    return { history: messages, messages, tools: null, plan: null };
   }
   const names = new Set<string>();
   tools.forEach((t, i) => {
@@ -94,7 +72,7 @@ export function chatPrompt(
       }
     }
   });
-  if (choice === "none") return { messages, tools: null, plan: null };
+  if (choice === "none") return { history: messages, messages, tools: null, plan: null };
 
   const format = toolCallFormat(template.source, template.rendersTools);
   let forced: GrammarSpec | null = null;
@@ -109,6 +87,6 @@ export function chatPrompt(
     forced = { kind: "json_schema", schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas } };
   }
   const plan: ToolPlan = { format, known: names, forced, parallel: body.parallel_tool_calls !== false };
-  if (template.rendersTools) return { messages, tools, plan };
-  return { messages: genericMessages(messages, tools), tools: null, plan };
+  const rendered = withTools(template, messages, tools);
+  return { history: messages, messages: rendered.messages, tools: rendered.tools as FunctionTool[] | null, plan };
 }
