@@ -164,9 +164,9 @@ void check_one(const CpuKernels& kern, GemmPath path, ThreadPool& pool, bool ta,
 }
 
 int cmd_check() {
-  // every variant this CPU runs (HYBRIDCHAT_KERNELS caps them, as it caps the active one)
+  // every variant this CPU runs
   std::vector<const CpuKernels*> variants;
-  for (int l = 0; l <= static_cast<int>(kernel_level()); l++)
+  for (int l = 0; l <= static_cast<int>(cpu_level()); l++)
     if (const CpuKernels* v = kernels_for(l)) variants.push_back(v);
   const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 64, 130};
   const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}, {70, 32}, {33, 47}};
