@@ -13,16 +13,19 @@ export interface SpeedCase {
   reps: number;
   /** thread ranks each layer is split over; default 1 */
   tensorParallel?: number;
+  /** bytes a weight of the layers' linears (a quantized checkpoint: 34/32 for q8_0, 18/32 for q4_0); default from torch_dtype */
+  bytesPerWeight?: number;
 }
 
 /** Bytes of weights read per decode step and FLOPs per token, from the model's own config. */
-function modelCost(m: LoadedModel, bytesPerWeight: number): { weightBytes: number; flopsPerToken: number } {
+function modelCost(m: LoadedModel, bodyBytesPerWeight: number): { weightBytes: number; flopsPerToken: number } {
   const c = m.config;
   const attn = c.hiddenSize * c.headDim * (2 * c.numHeads + 2 * c.numKvHeads);
   const mlp = 3 * c.hiddenSize * c.intermediateSize;
   const body = c.numLayers * (attn + mlp);
-  const head = c.vocabSize * c.hiddenSize; // read every decode step, tied or not
-  return { weightBytes: (body + head) * bytesPerWeight, flopsPerToken: 2 * body };
+  const head = c.vocabSize * c.hiddenSize; // read every decode step, tied or not; never quantized
+  const headBytes = m.config.torchDtype === "float32" ? 4 : 2;
+  return { weightBytes: body * bodyBytesPerWeight + head * headBytes, flopsPerToken: 2 * body };
 }
 
 function argmax(row: Float32Array, offset: number, n: number): number {
@@ -72,8 +75,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
   const tp = c.tensorParallel ?? 1;
   const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp });
   try {
-    const bytesPerWeight = m.config.torchDtype === "float32" ? 4 : 2;
-    const cost = modelCost(m, bytesPerWeight);
+    const cost = modelCost(m, c.bytesPerWeight ?? (m.config.torchDtype === "float32" ? 4 : 2));
     await prefillOnce(m, 16); // warm-up: page in the weights, size the buffers
     for (const n of c.prefill) {
       let best = Infinity;

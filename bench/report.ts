@@ -41,9 +41,9 @@ export class Report {
 }
 
 function round(v: number): number {
-  return Math.round(v * 1000) / 1000;
+  return Math.abs(v) < 0.01 ? Number(v.toPrecision(3)) : Math.round(v * 1000) / 1000;
 }
 
 function fmt(v: number): string {
-  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
+  return v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v >= 0.01 || v === 0 ? v.toFixed(2) : v.toExponential(2);
 }

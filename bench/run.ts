@@ -15,8 +15,9 @@ import { runTrainSpeed } from "./train-speed.js";
 import { runZero } from "./zero-speed.js";
 import { runTpDecode } from "./tp-speed.js";
 import { runGrammarSpeed } from "./grammar-speed.js";
+import { runQuant } from "./quant-speed.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,stories,train,zero,tp,grammar,http] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -24,6 +25,7 @@ Examples:
   npm run bench -- --quick                # fewer repetitions, shorter HTTP run
   npm run bench -- --only zero            # ZeRO memory per rank by stage, training DP=1 vs DP=2
   npm run bench -- --only batch           # 110M f32/bf16 decode at batch 1, 2, 4, 8, 16 (not in the default set)
+  npm run bench -- --only quant           # 110M and stories260K as q8_0 / q4_0: agreement (mean KL) with f32, pp/tg
   HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8`;
@@ -50,7 +52,7 @@ const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
 console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")})`);
-const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("stories") || only.has("train") || only.has("tp")
+const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("quant") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
 
@@ -73,6 +75,9 @@ if (only.has("batch")) {
     const decode = [1, 2, 4, 8, 16].map((batch) => ({ tokens: 32, batch }));
     await runSpeed(report, { label: `110M ${dtype}`, dir, prefill: [], decode, reps }, limits, threads);
   }
+}
+if (only.has("quant")) {
+  await runQuant(report, outRoot, stories, reps, limits, threads);
 }
 if (only.has("stories")) {
   await runSpeed(report, { label: "stories260K", dir: stories, prefill: [128, 512], decode: [{ tokens: 128, batch: 1 }, { tokens: 128, batch: 8 }], reps: reps + 2 }, limits, threads);

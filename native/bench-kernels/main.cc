@@ -164,9 +164,9 @@ void check_one(const CpuKernels& kern, GemmPath path, ThreadPool& pool, bool ta,
 }
 
 int cmd_check() {
-  // every variant this CPU runs (HYBRIDCHAT_KERNELS caps them, as it caps the active one)
+  // every variant this CPU runs
   std::vector<const CpuKernels*> variants;
-  for (int l = 0; l <= static_cast<int>(kernel_level()); l++)
+  for (int l = 0; l <= static_cast<int>(cpu_level()); l++)
     if (const CpuKernels* v = kernels_for(l)) variants.push_back(v);
   const int64_t Ms[] = {1, 2, 3, 4, 5, 7, 8, 16, 17, 64, 130};
   const int64_t NKs[][2] = {{37, 173}, {173, 769}, {769, 37}, {16, 16}, {1, 7}, {48, 8}, {300, 520}, {70, 32}, {33, 47}};
@@ -182,7 +182,7 @@ int cmd_check() {
             for (bool bias : {false, true}) {
               check_one(*kern, GemmPath::Auto, pool, false, true, M, nk[0], nk[1], dt, bias, 1.f, 0.f, 0, rng);
               check_one(*kern, GemmPath::Packed, pool, false, true, M, nk[0], nk[1], dt, bias, 1.f, 0.f, 0, rng);
-              if (M <= 32)
+              if (M <= 130)
                 check_one(*kern, GemmPath::Stream, pool, false, true, M, nk[0], nk[1], dt, bias, 1.f, 0.f, 0, rng);
             }
       // the training shapes: transposes, strides, alpha/beta accumulation, K beyond one KC block
@@ -326,7 +326,7 @@ int cmd_bench(bool quick) {
           if (M == 2048 && N == 32000 && dt != DType::F32) continue;
           std::vector<float> x = random_vec(M * K, rng), out(M * N);
           GemmArgs g{false, true, M, N, K, 1.f, x.data(), K, w.data(), dt, K, 0.f, out.data(), N, nullptr};
-          const bool stream = M <= kGemvMaxM;
+          const bool stream = M <= active_kernels().stream_max_m;
           Timing t = time_product(g, w.f32.data(), pool, GemmPath::Auto, min_s);
           if (stream) t = time_cold(g, w, pool, GemmPath::Auto);
           const double gf = 2.0 * M * N * K / t.best / 1e9, gbs = w.bytes() / t.best / 1e9;

@@ -14,8 +14,9 @@ enum class KernelLevel : int { Portable = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 
 
 // The best level this CPU and build can run.
 KernelLevel cpu_level();
-// The level the kernels use: cpu_level(), or lower when HYBRIDCHAT_KERNELS=portable|
-// avx2|avx512|avx512bf16 asks for it (a level above cpu_level() is refused on stderr).
+// The level the kernels use: cpu_level() but at most Avx512 (Avx512Bf16 trades activation
+// precision for speed: matmul_avx512.cc), or what HYBRIDCHAT_KERNELS=portable|avx2|avx512|
+// avx512bf16 asks for (a level above cpu_level() is refused on stderr).
 KernelLevel kernel_level();
 const char* level_name(KernelLevel l);
 // Every level this CPU and build can run, lowest first (for the tests and the benchmark).

@@ -66,7 +66,7 @@ void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, &driver::gemm_tile<PortableMicro>, &portable_gemv};
+const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, 16, &driver::gemm_tile<PortableMicro>, &portable_gemv};
 
 // Below this many flops, waking the other ranks costs more than it saves.
 constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
@@ -119,7 +119,7 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
       }
     return;
   }
-  const bool gemv = path == GemmPath::Auto ? !g.ta && g.tb && g.M <= kGemvMaxM
+  const bool gemv = path == GemmPath::Auto ? !g.ta && g.tb && g.M <= k.stream_max_m
                                            : path == GemmPath::Stream && !g.ta && g.tb;
   // split the larger output dimension, in whole register tiles
   const bool by_n = gemv || g.N >= g.M;

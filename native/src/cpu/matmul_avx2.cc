@@ -171,7 +171,7 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, &driver::gemm_tile<Avx2Micro>, &avx2_gemv};
+const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &driver::gemm_tile<Avx2Micro>, &avx2_gemv};
 
 }  // namespace
 

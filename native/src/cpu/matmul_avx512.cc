@@ -93,7 +93,7 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
 
 // Calls block(R, MT, m, n) (R and MT as std::integral_constant) over the output
 // C[:, n0:n1]: groups of 4 rows of B (then single rows) against all M rows of A
-// (M <= kGemvMaxM) in tiles of 4 rows (then the 1..3 left). The first tile of a group
+// (M <= stream_max_m) in tiles of 4 rows (then the 1..3 left). The first tile of a group
 // pulls its B rows from memory, the others find them in L1/L2.
 template <int R, class F>
 inline void row_tiles(const GemmArgs& g, int64_t n, F&& block) {
@@ -193,8 +193,11 @@ void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 // vdpbf16ps multiplies bf16 pairs exactly and accumulates in fp32, but both operands
 // must be bf16. Rounding the activations to bf16 (as llama.cpp does) would cost 8 bits
 // of x; instead each x is split into hi = bf16(x) and lo = bf16(x - hi), and w·x is
-// w·hi + w·lo: x kept to ~16 bits (relative error <= 2^-17), the weights exact, two
-// instructions per 32 weights instead of the widening path's six per 32.
+// w·hi + w·lo: x kept to ~16 bits, the weights exact, two instructions per 32 weights
+// instead of the widening path's six per 32. Measured on Zen 5: 0–15 % faster than the
+// widening GEMV, but ~16-bit x leaves elements off by up to ~1e-3 relative (cancelling
+// sums) where fp32 x gives ~3e-5, enough to break the TP=1 vs TP=2 agreement test; so
+// dispatch.h picks this variant only when HYBRIDCHAT_KERNELS=avx512bf16 asks for it.
 
 inline int64_t round32(int64_t k) { return (k + 31) & ~int64_t(31); }
 
@@ -259,9 +262,13 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT()>(g, hi, lo, m, n); });
 }
 
-const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, &driver::gemm_tile<Avx512Micro>,
-                            &avx512_gemv};
-const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR,
+// Streaming beats packing up to M = 64 here (one Zen 5 core, 2048×768: bf16 1.13 vs 1.32 ms,
+// f32 1.56 vs 1.62, q4_0 1.6 vs 3.5 at M = 64): packing converts and transposes all of B,
+// while the 4×4 register tiles reuse each B row from L1 for every tile of rows.
+constexpr int64_t kAvx512StreamMaxM = 64;
+const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
+                            &driver::gemm_tile<Avx512Micro>, &avx512_gemv};
+const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                                 &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv};
 
 }  // namespace

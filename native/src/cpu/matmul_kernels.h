@@ -29,6 +29,9 @@ struct CpuKernels {
   // the work is split over ranks in whole register tiles: mr rows (gemm_tile's
   // row split) and nr columns (gemm_tile's and gemv_cols' column split)
   int64_t mr, nr;
+  // largest M that streams (gemv_cols) rather than packs, measured per variant by
+  // bench-kernels (shape … stream|packed): packing B costs more than it saves below it
+  int64_t stream_max_m;
   // C[m0:m1, n0:n1] through packed panels and cache blocking; compute bound.
   void (*gemm_tile)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
   // C[:, n0:n1] for small M, !ta and tb (B rows are output features): each B
@@ -45,11 +48,8 @@ const CpuKernels& active_kernels();  // the variant dispatch.h's kernel_level() 
 // The variant of one level (dispatch.h), or null when this build lacks it.
 const CpuKernels* kernels_for(int level);
 
-// Largest M that takes the streaming (gemv) path; measured by bench-kernels.
-constexpr int64_t kGemvMaxM = 16;
-
 // Which of the two kernels computes a product: Auto picks Stream for !ta, tb and
-// M <= kGemvMaxM; the others force one (for bench-kernels; Stream needs !ta, tb).
+// M <= stream_max_m; the others force one (for bench-kernels; Stream needs !ta, tb).
 enum class GemmPath { Auto, Stream, Packed };
 
 // Splits g over the pool's ranks and runs it with kernels k.
