@@ -3,7 +3,7 @@
 export const HELP = `Usage: hybridchat <command> [options]
 
 Commands:
-  serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
+  serve   serve a model with an OpenAI-compatible API (default: the bundled pretrained stories260K)
   init    write a randomly initialised Hugging Face checkpoint
   train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)
   pipeline  the three RLHF steps in one run: SFT → reward model → PPO, with training curves
