@@ -4,8 +4,9 @@
 #     -e HYBRIDCHAT_API_KEYS="$ADMIN_KEY:admin,$USER_KEY:user" \
 #     hybridchat serve --host 0.0.0.0 --data-dir /data --model /models/stories260K
 # Keys are required: the server listens beyond loopback inside the container and refuses to
-# do that with every route (files, jobs, promote) open. Without --model it serves a built-in
-# UNTRAINED tiny model. Arguments after the image name replace CMD: repeat --host and
+# do that with every route (files, jobs, promote) open. Without --model it serves the pretrained
+# default if HYBRIDCHAT_DEFAULT_MODEL names one, else a built-in UNTRAINED tiny model. Arguments
+# after the image name replace CMD: repeat --host and
 # --data-dir. A bind mount for /data must be writable by uid 1000 (the image's "node" user).
 #
 # CUDA variant (for a host with an NVIDIA GPU; not built in CI, which has none): build the

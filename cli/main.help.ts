@@ -3,7 +3,7 @@
 export const HELP = `Usage: hybridchat <command> [options]
 
 Commands:
-  serve   serve a model with an OpenAI-compatible API (default: a built-in untrained tiny model)
+  serve   serve a model with an OpenAI-compatible API (default: the bundled pretrained stories260K)
   init    write a randomly initialised Hugging Face checkpoint
   quantize  rewrite a checkpoint's linear weights as llama.cpp Q8_0 / Q4_0 blocks
   train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)

@@ -10,7 +10,10 @@ Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
 
 Options:
   --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json).
-                            Without it, a built-in tiny model with random (UNTRAINED) weights is served.
+                            Without it, the pretrained TinyStories 260K Llama the package ships
+                            ($HYBRIDCHAT_DEFAULT_MODEL, else ../shared/models/stories260K, else
+                            models/stories260K in the package); only where none is found, a
+                            built-in tiny model with random (UNTRAINED) weights.
   --host HOST               address to bind (default 127.0.0.1). Any other address needs API keys:
                             without them every route (files, jobs, promote) is open to whoever connects
   --api-key KEY:ROLE        require "Authorization: Bearer KEY"; ROLE is user (chat, completions,

@@ -8,6 +8,7 @@ import { intOption, UsageError } from "./errors.js";
 import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { DB_FILE } from "../server/store/db.js";
+import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js";
 import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
 
@@ -150,11 +151,19 @@ export async function serveCommand(argv: string[]): Promise<void> {
       ? "hybridchat: no API keys: every route is open, so listening on loopback only; add --api-key KEY:admin to serve other hosts\n"
       : `hybridchat: API keys required (${apiKeys.filter((k) => k.role === "admin").length} admin, ${apiKeys.filter((k) => k.role === "user").length} user): send Authorization: Bearer KEY\n`,
   );
-  if (values.model === undefined)
+  if (values.model === undefined) {
+    const def = findDefaultModel();
     process.stderr.write(
-      "hybridchat: no --model given: serving the built-in tiny model. It is UNTRAINED (random weights):\n" +
-        "            its output is gibberish. Pass --model DIR to serve a real checkpoint.\n",
+      def.dir !== null
+        ? `hybridchat: no --model given: serving the bundled pretrained TinyStories 260K Llama from ${def.dir}\n` +
+            "            (it tells short children's stories; pass --model DIR to serve another checkpoint)\n"
+        : "hybridchat: ************************************************************************\n" +
+            `hybridchat: no --model given and no pretrained default found (looked in ${def.looked.join(", ")};\n` +
+            `            set ${DEFAULT_MODEL_ENV} to a checkpoint directory): serving the built-in tiny model.\n` +
+            "            It is UNTRAINED (random weights): its output is gibberish. Pass --model DIR.\n" +
+            "hybridchat: ************************************************************************\n",
     );
+  }
   try {
     await server.ready;
   } catch (e) {

@@ -5,6 +5,7 @@ import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { ensureBuiltinModel } from "../engine/builtin.js";
+import { findDefaultModel } from "../engine/default-model.js";
 import { Engine } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
@@ -15,7 +16,10 @@ import { ApiKeys, checkBind, type ApiKey } from "./http/auth.js";
 import type { ConnectionLimits } from "./http/slow-clients.js";
 
 export interface ServerOptions {
-  /** checkpoint directory; default: the built-in tiny model (untrained, random weights) */
+  /**
+   * checkpoint directory; default: the pretrained stories260K the package ships (see
+   * engine/default-model.ts), or, where there is none, the built-in tiny model (untrained, random weights)
+   */
   model?: string;
   /** the id clients send as `model`; default: the directory's base name */
   servedModelName?: string;
@@ -76,8 +80,9 @@ export class HybridchatServer {
 
   async #load(): Promise<void> {
     const o = this.opts;
-    const builtin = o.model === undefined;
-    const dir = builtin ? await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()) : o.model!;
+    const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
+    const builtin = pretrained === null;
+    const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
     const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));

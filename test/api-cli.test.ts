@@ -43,10 +43,28 @@ describe("hybridchat serve", () => {
     }
   });
 
-  test("without --model: the built-in tiny model, announced as UNTRAINED; --served-model-name; SIGINT exits 0", async () => {
-    const dataDir = await tmp();
-    const s = await serve(["--data-dir", dataDir, "--served-model-name", "demo"]);
+  test("the README's first command (no --model) serves the pretrained stories260K: it answers in English", async () => {
+    // the default is found where the package keeps it; here the variable points at the tests' copy
+    const s = await serve(["--data-dir", await tmp()], { HYBRIDCHAT_DEFAULT_MODEL: testModelDir });
     try {
+      assert.match(s.stderr(), /no --model given: serving the bundled pretrained TinyStories 260K Llama/);
+      assert.doesNotMatch(s.stderr(), /UNTRAINED/);
+      const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string }[] };
+      assert.deepEqual(models.data.map((m) => m.id), ["stories260K"]);
+      // the greedy continuation of "Once upon a time" from the model's README
+      assert.equal(await readmeAnswer(s.url), README.continuation);
+      assert.match(README.continuation, /^, there was a little girl named Lily\. She loved to play outside in the park\./);
+      await waitFor(() => /chat template: tokenizer_config\.json/.test(s.stderr()), "the ready line naming the template file");
+    } finally {
+      assert.equal(await stop(s, "SIGTERM"), 0, s.stderr());
+    }
+  });
+
+  test("without --model and no pretrained default: the built-in tiny model, announced loudly as UNTRAINED; --served-model-name; SIGINT exits 0", async () => {
+    const dataDir = await tmp();
+    const s = await serve(["--data-dir", dataDir, "--served-model-name", "demo"], { HYBRIDCHAT_DEFAULT_MODEL: join(dataDir, "no-model-here") });
+    try {
+      assert.match(s.stderr(), /no pretrained default found \(looked in .*no-model-here/);
       assert.match(s.stderr(), /UNTRAINED/);
       const models = (await (await fetch(`${s.url}/v1/models`)).json()) as { data: { id: string }[] };
       assert.deepEqual(models.data.map((m) => m.id), ["demo"]);

@@ -14,9 +14,12 @@ export interface Served {
   stderr: () => string;
 }
 
-/** Starts `hybridchat serve` on a free port; resolves once /health says 200. */
-export async function serve(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--log-level", "warn", "--threads", "2", ...args], { stdio: ["ignore", "ignore", "pipe"] });
+/** Starts `hybridchat serve` on a free port (with `env` added to this process's); resolves once /health says 200. */
+export async function serve(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Served> {
+  const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--log-level", "warn", "--threads", "2", ...args], {
+    stdio: ["ignore", "ignore", "pipe"],
+    env: { ...process.env, ...env },
+  });
   let err = "";
   child.stderr!.setEncoding("utf8").on("data", (c: string) => (err += c));
   let exited = false;

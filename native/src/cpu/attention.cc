@@ -132,7 +132,8 @@ void attention_train_forward(float* out, float* lse, const float* q, const float
   for (int64_t h = 0; h < NH; h++) {
     const int64_t g = h / group;
     for (int64_t i0 = 0; i0 < T; i0 += kRowBlock) {
-      const int64_t rows = std::min(kRowBlock, T - i0), lo = first_key(i0, window), n = i0 + rows - lo;  // keys [lo, lo+n)
+      // keys [lo, lo + n): from the block's first row's first key to its last row
+      const int64_t rows = std::min(kRowBlock, T - i0), lo = first_key(i0, window), n = i0 + rows - lo;
       sgemm(false, true, rows, n, HD, scale, q + (i0 * NH + h) * HD, NH * HD, k + (lo * NKV + g) * HD, NKV * HD, 0.0f,
             P.data(), n, pool);
       pool.parallel_for(rows, std::max<int64_t>(1, 16384 / n), [&](int64_t b, int64_t e) {

@@ -14,7 +14,8 @@ namespace hc::cpu::avx2 {
 // for even and odd keys, to halve the FMA dependency chain).
 template <int NV>
 static void row_fixed(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
-                      int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos, float scale) {
+                      int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
+                      float scale) {
   __m256 qv[NV], acc0[NV], acc1[NV];
   for (int d = 0; d < NV; d++) {
     qv[d] = _mm256_mul_ps(_mm256_loadu_ps(q + 8 * d), _mm256_set1_ps(scale));  // fold the scale into q
