@@ -364,6 +364,8 @@ export interface NativeBinding {
    */
   commRun(op: CommOp, dtype: "f32" | "bf16", buffers: (Float32Array | Uint16Array)[], options?: CommRunOptions): (Float32Array | Uint16Array)[];
   ncclStatus(): NcclStatus;
+  /** a fresh ncclUniqueId (128 bytes; rank 0 makes it, the others receive it); throws code nccl_unavailable where NCCL did not load */
+  ncclUniqueId(): Uint8Array;
   /** Joins models (ranks 0..N−1, each its own model) into one data-parallel group; rank 0's parameters are broadcast. */
   dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
   /** bytes malloc has handed out and not had back, process-wide (glibc mallinfo2: uordblks + hblkhd) */

@@ -1,5 +1,5 @@
 // Every field the chat and text completion schemas declare is handled, accepted-and-ignored
-// (README says why) or refused by name with code unsupported_parameter; none is left
+// (docs/serving.md says why) or refused by name with code unsupported_parameter; none is left
 // undecided, and a field in no schema is refused too.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -47,8 +47,8 @@ const HANDLED: Record<string, { value: unknown; with?: Record<string, unknown> }
 const REFUSED_VALUES: Record<string, unknown> = { modalities: ["text", "audio"], best_of: 3, suffix: "the end" };
 
 let s: TestServing;
-const readme = readFileSync(join(repoRoot, "README.md"), "utf8");
-const requestFields = readme.slice(readme.indexOf("#### Request fields"), readme.indexOf("### `hybridchat serve` options"));
+const servingDoc = readFileSync(join(repoRoot, "docs", "serving.md"), "utf8");
+const requestFields = servingDoc.slice(servingDoc.indexOf("## Request fields"), servingDoc.indexOf("## Limits that keep one client"));
 
 before(async () => {
   s = await serveModel();
@@ -81,7 +81,7 @@ for (const [url, name, properties, table, base] of endpoints) {
           return;
         }
         if (d.kind === "ignored") {
-          assert.ok(requestFields.includes(`\`${field}\``), `README "Request fields" does not say why '${field}' is ignored`);
+          assert.ok(requestFields.includes(`\`${field}\``), `docs/serving.md "Request fields" does not say why '${field}' is ignored`);
           const r = await post({ ...base, [field]: "anything" });
           assert.equal(r.statusCode, 200, r.body);
           return;

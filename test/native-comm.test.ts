@@ -147,3 +147,23 @@ describe("thread communicator, contract", () => {
     }
   });
 });
+
+// NCCL itself: whether it loaded decides which of these run; a skipped one says why. Its
+// collectives need GPU ranks with device buffers, which no addon surface drives yet (commRun
+// runs thread ranks), so no collective runs over NCCL here.
+describe("NCCL", () => {
+  const s = native().ncclStatus();
+  const unavailable = s.loaded ? false : `NCCL is not available here: ${s.error}`;
+
+  it("where NCCL did not load, calling into it is a coded error carrying the reason", { skip: s.loaded ? "NCCL loaded" : false }, () => {
+    assert.throws(() => native().ncclUniqueId(), (e: Error & { code?: string }) => e.code === "nccl_unavailable" && e.message.includes(s.error!));
+  });
+
+  it("where NCCL loaded, it answers a real call: ncclGetUniqueId gives fresh 128-byte ids", { skip: unavailable }, () => {
+    const a = native().ncclUniqueId();
+    const b = native().ncclUniqueId();
+    assert.equal(a.length, 128);
+    assert.ok(a.some((x) => x !== 0), "an all-zero id");
+    assert.ok(!Buffer.from(a).equals(Buffer.from(b)), "two ids alike: not made by NCCL");
+  });
+});

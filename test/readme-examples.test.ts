@@ -1,11 +1,13 @@
-// README's SDK examples, the code blocks marked `<!-- runs -->`: type-checked as TypeScript
-// against the package's types, and run as a reader would run them — as they are, in a child
-// process — against a local server with a real store; only the package name (to this
-// checkout's build) and the server's address are rewritten.
+// The README's and docs/*.md's examples. The SDK code blocks marked `<!-- runs -->` are
+// type-checked as TypeScript against the package's types and run as a reader would run them —
+// as they are, in a child process — against a local server with a real store; only the
+// package name (to this checkout's build) and the server's address are rewritten. Every
+// `hybridchat …` command line (shell blocks and inline code) names a command that exists and
+// only flags its `--help` lists (the pipeline's --sft-/--rm-/--ppo- flags: the step's own).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -45,9 +47,59 @@ async function runExample(example: string, name: string): Promise<string> {
   return stdout;
 }
 
-const blocks = runnableBlocks(readFileSync(join(repoRoot, "README.md"), "utf8"));
+/** README.md and every docs page, in a fixed order */
+const pages = ["README.md", ...readdirSync(join(repoRoot, "docs")).filter((f) => f.endsWith(".md")).sort().map((f) => join("docs", f))];
+const markdown = new Map(pages.map((p) => [p, readFileSync(join(repoRoot, p), "utf8")]));
+const blocks = pages.flatMap((p) => runnableBlocks(markdown.get(p)!));
 
-test("README has the SDK examples this test runs, and they type-check against the package's types", () => {
+const COMMANDS = ["serve", "init", "chat", "train", "pipeline", "help"];
+
+/** Every `hybridchat …` command line: in sh blocks (continued lines joined, comments cut) and in inline code. */
+function commandLines(md: string): string[] {
+  const found: string[] = [];
+  const take = (line: string): void => {
+    const m = new RegExp(`\\bhybridchat (${COMMANDS.join("|")})\\b(.*)$`).exec(line);
+    if (m) found.push(`${m[1]}${m[2]}`.trim());
+  };
+  for (const b of md.matchAll(/^```sh\n([\s\S]*?)^```$/gm))
+    for (const line of b[1]!.replace(/\\\n\s*/g, " ").split("\n")) take(line.replace(/(^|\s)#.*$/, ""));
+  for (const c of md.matchAll(/`((?:npx )?hybridchat [^`]+)`/g)) take(c[1]!);
+  return found;
+}
+
+const helpCache = new Map<string, string>();
+function helpOf(args: string[]): string {
+  const key = args.join(" ");
+  if (!helpCache.has(key)) {
+    const r = spawnSync(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), ...args, "--help"], { encoding: "utf8" });
+    assert.equal(r.status, 0, `hybridchat ${key} --help: ${r.stderr}`);
+    helpCache.set(key, r.stdout);
+  }
+  return helpCache.get(key)!;
+}
+const lists = (help: string, flag: string): boolean => new RegExp(`--${flag.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}(?![\\w-])`).test(help);
+
+test("every hybridchat command line in the README and docs names a command and only flags its --help lists", () => {
+  let checked = 0;
+  for (const [page, md] of markdown)
+    for (const line of commandLines(md)) {
+      const words = line.split(/\s+/).map((w) => w.replace(/^\[|\]$/g, ""));
+      const [command, method] = words;
+      const args = command === "train" ? [command!, method!] : command === "help" ? words.slice(1).filter((w) => !w.startsWith("-")) : [command!];
+      const help = helpOf(args);
+      for (const w of words.filter((x) => x.startsWith("--"))) {
+        const flag = w.slice(2).split("=")[0]!;
+        // the pipeline passes --sft-…, --rm-…, --ppo-… through to that step's own flags
+        const step = command === "pipeline" ? /^(sft|rm|ppo)-(.+)$/.exec(flag) : null;
+        const ok = lists(help, flag) || (step !== null && lists(helpOf(["train", step[1]!]), step[2]!));
+        assert.ok(ok, `${page}: \`hybridchat ${line}\` — --${flag} is not among \`hybridchat ${args.join(" ")} --help\`'s flags`);
+      }
+      checked++;
+    }
+  assert.ok(checked >= 20, `only ${checked} command lines found: the extraction broke`);
+});
+
+test("the docs have the SDK examples this test runs, and they type-check against the package's types", () => {
   assert.equal(blocks.length, 2, "a marked block was added or lost: update this test");
   for (const b of blocks) assert.match(b, /from "hybridchat"/);
   const dir = mkdtempSync(join(tmpdir(), "hc-readme-ts-"));

@@ -670,6 +670,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));
+  exports.Set("ncclUniqueId", Napi::Function::New<hc::addon::NcclUniqueIdJs>(env, "ncclUniqueId"));
   // bytes malloc has handed out and not had back (glibc's mallinfo2: small chunks + mmapped
   // ones), the real allocation the tests hold the engine's own accounting against
   exports.Set("mallocBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {

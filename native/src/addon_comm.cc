@@ -132,4 +132,14 @@ Napi::Value NcclStatusJs(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value NcclUniqueIdJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guard(env, [&]() -> Napi::Value {
+    const dist::NcclId id = dist::nccl_unique_id();
+    auto a = Napi::Uint8Array::New(env, sizeof id.bytes);
+    std::memcpy(a.Data(), id.bytes, sizeof id.bytes);
+    return a;
+  });
+}
+
 }  // namespace hc::addon

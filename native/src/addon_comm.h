@@ -9,5 +9,8 @@ namespace hc::addon {
 Napi::Value CommRun(const Napi::CallbackInfo& info);
 // JS: ncclStatus() → {loaded, version, error}
 Napi::Value NcclStatusJs(const Napi::CallbackInfo& info);
+// JS: ncclUniqueId() → Uint8Array(128), a fresh ncclUniqueId (ncclGetUniqueId: a real NCCL call
+// that needs no GPU); throws code nccl_unavailable, with the reason, where NCCL did not load
+Napi::Value NcclUniqueIdJs(const Napi::CallbackInfo& info);
 
 }  // namespace hc::addon
