@@ -11,7 +11,7 @@ export interface ToolDefinition {
   function: { name: string; description?: string | null; parameters?: Record<string, unknown> | null; strict?: boolean | null };
 }
 
-/** The generic rendering's instructions (README "Structured outputs and tool calls"). */
+/** The generic rendering's instructions (docs/serving.md "Structured outputs and tool calls"). */
 function genericToolPrompt(tools: readonly ToolDefinition[]): string {
   const lines = tools.map((t) => JSON.stringify(t.function));
   return (

@@ -44,7 +44,7 @@ export const ChatCompletionRequestSchema = Type.Object({
   tools: Opt(Type.Array(FunctionToolSchema, { maxItems: 128 })),
   tool_choice: Opt(ToolChoiceSchema),
   parallel_tool_calls: Opt(Type.Boolean()),
-  // accepted and ignored (README: "Request fields")
+  // accepted and ignored (docs/serving.md: "Request fields")
   service_tier: Opt(Type.String()),
   safety_identifier: Opt(Type.String()),
   prompt_cache_key: Opt(Type.String()),

@@ -1,5 +1,5 @@
 // What becomes of every request field the chat and text completion schemas declare: handled,
-// accepted and ignored (with the reason, also in README "Request fields"), or refused by
+// accepted and ignored (with the reason, also in docs/serving.md "Request fields"), or refused by
 // name with code `unsupported_parameter`. The tables are typed by the schemas, so a field
 // added to a schema without a decision here does not compile; a field in no schema is
 // refused by the schema itself (additionalProperties: false).
