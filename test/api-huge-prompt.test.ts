@@ -82,8 +82,11 @@ describe("huge prompts", () => {
     // < 1 s on a quiet machine (the issue's bound); it took 67-84 s when the prompt was tokenized
     // first. The margin is for a shared, loaded test machine (and includes the 10 MB upload)
     assert.ok(result.ms < 3000, `refused after ${result.ms} ms`);
-    // the body's JSON parse is the only whole-prompt work left on the event loop
-    assert.ok(Math.max(...latencies) < Math.max(100, 3 * baseline) + 150, `small chat took ${Math.max(...latencies)} ms (idle ${baseline} ms)`);
+    // the body's JSON parse is the only whole-prompt work left on the event loop. On a loaded
+    // 2-core machine GC and the child's 10 MB body push single chats to ~300-430 ms (measured
+    // in both the branch and main while five builds ran); tokenizing the prompt on the loop
+    // would hold every chat for seconds, which this bound still catches
+    assert.ok(Math.max(...latencies) < Math.max(100, 3 * baseline) + 600, `small chat took ${Math.max(...latencies)} ms (idle ${baseline} ms)`);
   });
 
   test("a long prompt that could fit by its characters is counted on the tokenizer thread", async () => {
