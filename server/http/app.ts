@@ -26,6 +26,7 @@ import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
 import { installJsonBodyParser } from "./json-body.js";
+import { installBrowserGuard } from "./browser-guard.js";
 import { DEFAULT_CONNECTION_LIMITS, installConnectionLimits, type ConnectionLimits } from "./slow-clients.js";
 import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
@@ -64,6 +65,8 @@ export interface AppOptions {
   rlhf?: RlhfPolicyConfig | null;
   /** who may call what (server/http/auth.ts); none: every route is open */
   apiKeys?: readonly ApiKey[];
+  /** host names clients may use besides IP addresses and localhost (server/http/browser-guard.ts) */
+  allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
 }
@@ -121,6 +124,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     throw errors.shuttingDown();
   });
 
+  // before auth: a page of another site is refused whatever key it carries
+  installBrowserGuard(app, { allowedHosts: opts.allowedHosts });
   installAuth(app, new ApiKeys(opts.apiKeys ?? []));
   installPromptGuard(app, slot);
   const threads: TokenizerThread[] = [];

@@ -4,7 +4,7 @@
 // hook checks the caller's key against that declaration. With no keys configured every
 // route is open, and the server refuses to listen anywhere but on loopback.
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errors } from "./errors.js";
 
 export type Role = "user" | "admin";
@@ -109,6 +109,15 @@ export function chooseWsProtocol(offered: Set<string>): string | false {
 }
 
 /**
+ * A refused WebSocket upgrade is answered on a socket the HTTP server no longer tracks (and
+ * before @fastify/websocket marks it as its own): end it after the answer. Call before
+ * refusing.
+ */
+export function closeUpgradeIfRefused(request: FastifyRequest, reply: FastifyReply): void {
+  if (request.headers.upgrade !== undefined) reply.raw.once("finish", () => reply.raw.socket?.end());
+}
+
+/**
  * Checks every request against its route's declared `access`. Routes that are not found
  * only need a valid key (so a user learns a URL is wrong, not that it is forbidden).
  * Does nothing without keys.
@@ -118,9 +127,7 @@ export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
   app.addHook("onRequest", async (request, reply) => {
     const access: Access = request.is404 ? "user" : (request.routeOptions.config.access ?? "admin");
     if (access === "public") return;
-    // a refused WebSocket upgrade is answered on a socket the HTTP server no longer
-    // tracks (and before @fastify/websocket marks it as its own): end it after the answer
-    if (request.headers.upgrade !== undefined) reply.raw.once("finish", () => reply.raw.socket?.end());
+    closeUpgradeIfRefused(request, reply);
     const key = requestKey(request);
     if (key === null) throw errors.missingApiKey();
     const role = keys.roleOf(key);

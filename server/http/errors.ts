@@ -114,6 +114,22 @@ export const errors = {
       { "retry-after": "1" },
     ),
 
+  hostNotAllowed: (host: string) =>
+    new ApiError(
+      403,
+      "invalid_request_error",
+      "host_not_allowed",
+      `This server does not answer to the host name '${host.slice(0, 100)}'. Use its address, or start it with --allowed-hosts naming this host.`,
+    ),
+
+  crossOrigin: (method: string, origin: string) =>
+    new ApiError(
+      403,
+      "invalid_request_error",
+      "cross_origin_request",
+      `${method} requests from web pages of another origin (${origin.slice(0, 100)}) are refused: this server grants no cross-origin access. Call it from its own page or from a program.`,
+    ),
+
   requestTimeout: () =>
     new ApiError(
       408,

@@ -43,7 +43,7 @@ export function installPromptGuard(app: FastifyInstance, slot: ServingSlot): voi
   const releases = new WeakMap<FastifyRequest, () => void>();
   app.addHook("preHandler", async (request) => {
     const route = request.routeOptions.url;
-    if (route !== "/v1/chat/completions" && route !== "/v1/completions") return;
+    if (request.method !== "POST" || (route !== "/v1/chat/completions" && route !== "/v1/completions")) return;
     // not loaded yet: the route answers 503
     if (slot.state.status !== "ready") return;
     const model = slot.state.serving.model;
