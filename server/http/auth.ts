@@ -16,6 +16,15 @@ declare module "fastify" {
     /** who may call this route when API keys are set; default "admin" */
     access?: Access;
   }
+  interface FastifyRequest {
+    /** the id of the caller's API key (apiKeyId(key): never the key); null without keys or on public routes */
+    apiKeyId: string | null;
+  }
+}
+
+/** What the store and the logs know a key by: a prefix of its SHA-256, never the key itself. */
+export function apiKeyId(key: string): string {
+  return `key_${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
 }
 
 export interface ApiKey {
@@ -123,6 +132,7 @@ export function closeUpgradeIfRefused(request: FastifyRequest, reply: FastifyRep
  * Does nothing without keys.
  */
 export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
+  app.decorateRequest("apiKeyId", null);
   if (keys.size === 0) return;
   app.addHook("onRequest", async (request, reply) => {
     const access: Access = request.is404 ? "user" : (request.routeOptions.config.access ?? "admin");
@@ -133,6 +143,8 @@ export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
     const role = keys.roleOf(key);
     if (role === null) throw errors.invalidApiKey(redact(key));
     if (access === "admin" && role !== "admin") throw errors.adminOnly(request.method, request.url.split("?")[0]!);
+    request.apiKeyId = apiKeyId(key);
+    request.log = request.log.child({ key: request.apiKeyId });
   });
 }
 
