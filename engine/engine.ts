@@ -278,6 +278,11 @@ export class Engine {
     });
   }
 
+  /** Whether a waiting or running request generates with adapter `name` (before removing it). */
+  usesAdapter(name: string): boolean {
+    return this.scheduler.some((seq) => seq.adapter === name);
+  }
+
   stats(): EngineStats {
     const kv = this.native.kvStats();
     return {

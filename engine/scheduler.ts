@@ -105,6 +105,11 @@ export class Scheduler<S extends SchedSeq> {
     return this.reserved;
   }
 
+  /** Whether a waiting or running sequence satisfies `pred`. */
+  some(pred: (seq: S) => boolean): boolean {
+    return this.waiting.some(pred) || [...this.running.keys()].some(pred);
+  }
+
   hasWork(): boolean {
     return this.waiting.length > 0 || this.running.size > 0;
   }

@@ -12,7 +12,7 @@ import { chatCompletionsRoutes } from "./routes/chat-completions.js";
 import { completionsRoutes } from "./routes/completions.js";
 import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
-import { modelsRoutes } from "./routes/models.js";
+import { deleteModelRoute, modelsRoutes } from "./routes/models.js";
 import { storedCompletionsRoutes } from "./routes/stored-completions.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { webRoutes } from "./routes/web.js";
@@ -137,6 +137,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
   void app.register(modelsRoutes, routeOpts);
+  void app.register(deleteModelRoute, routeOpts);
   void app.register(chatCompletionsRoutes, routeOpts);
   void app.register(completionsRoutes, routeOpts);
   void app.register(storedCompletionsRoutes, routeOpts);

@@ -91,6 +91,18 @@ export const errors = {
       param,
     ),
 
+  modelNotDeletable: (id: string, why: string) =>
+    new ApiError(400, "invalid_request_error", "model_not_deletable", `Model ${id} cannot be deleted: ${why}.`, "model"),
+
+  modelPromoted: (id: string, base: string) =>
+    new ApiError(
+      409,
+      "invalid_request_error",
+      "model_promoted",
+      `Model ${id} is what ${base} serves now; promote another version (or ${base} itself) before deleting it.`,
+      "model",
+    ),
+
   routeNotFound: (method: string, url: string) =>
     new ApiError(404, "invalid_request_error", "unknown_url", `Invalid URL (${method} ${url}).`),
 
