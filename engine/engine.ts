@@ -171,6 +171,7 @@ class Request implements SchedSeq {
     readonly adapter: string | null,
     tokenizer: Tokenizer,
     readonly channel: Channel,
+    readonly background = false,
   ) {
     this.promptLength = prompt.length;
     this.maxTokens = params.maxTokens;
@@ -238,7 +239,7 @@ export class Engine {
     const channel = new Channel(() => {
       if (request) this.cancel(request);
     });
-    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel);
+    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, req.background === true);
     try {
       this.scheduler.add(request);
     } catch (e) {

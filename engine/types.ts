@@ -77,6 +77,8 @@ export interface GenerateRequest {
   signal?: AbortSignal;
   /** the LoRA adapter (loaded on the native model) this request runs with; absent = the base */
   adapter?: string | null;
+  /** a training job's generation (PPO rollouts): served after user requests, never counted against maxQueue */
+  background?: boolean;
 }
 
 /**
