@@ -27,6 +27,9 @@ test("a published version is deleted; a promoted one and the base are not", { ti
   const done = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
   assert.equal(done.status, "succeeded", JSON.stringify(done.error));
   const id = done.fine_tuned_model!;
+  // the job's metric series went with it (its steps are in its events)
+  const metrics = await (await fetch(`${s.url}/metrics`)).text();
+  assert.ok(!metrics.includes(job.id), "no series of an ended job");
   const version = s.server.store!.versions.get(id)!;
   assert.ok(existsSync(version.dir));
 

@@ -35,7 +35,7 @@ export class FineTuning {
   }
 
   /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
-  start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep"> & { log?: (message: string) => void } = {}): JobRunner {
+  start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep" | "onEnd"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
     const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });

@@ -172,5 +172,9 @@ export function attachModel(
   if (!ft) return;
   const promoted = ft.store.versions.promoted(serving.servedModelName);
   if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
-  ft.start(app.serving, engine, model, { onStep: (id, method, m) => app.metrics.jobStep(id, method, m), log: (m) => app.log.info(m) });
+  ft.start(app.serving, engine, model, {
+    onStep: (id, method, m) => app.metrics.jobStep(id, method, m),
+    onEnd: (id, method) => app.metrics.jobEnded(id, method),
+    log: (m) => app.log.info(m),
+  });
 }
