@@ -35,6 +35,8 @@ Options:
                             localhost (e.g. the name of a reverse proxy; "*" any): other Host
                             headers get 403, so a page of another site cannot reach it by DNS
                             rebinding (default: none; on 0.0.0.0 without it, any)
+  --key-rate-limit N        requests each API key may start per minute (429 with Retry-After above;
+                            default unlimited)
   --max-connections-per-client N
                             connections one client address may hold open (429 above; default 128)
   --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored

@@ -71,3 +71,20 @@ test("expired Idempotency-Keys are swept on a timer", async () => {
     db.close();
   }
 });
+
+test("each key may start --key-rate-limit requests a minute; the next is told when to retry; other keys are not affected", async () => {
+  const limited = await serveModel({ app: { keyRequestsPerMinute: 3, apiKeys: [{ key: A, role: "user" }, { key: B, role: "user" }] } });
+  try {
+    const get = (key: string) => limited.app.inject({ method: "GET", url: "/v1/models", headers: { authorization: `Bearer ${key}` } });
+    for (let i = 0; i < 3; i++) assert.equal((await get(A)).statusCode, 200);
+    const over = await get(A);
+    assert.equal(over.statusCode, 429);
+    assert.equal(JSON.parse(over.body).error.code, "rate_limit_exceeded");
+    const retry = Number(over.headers["retry-after"]);
+    assert.ok(retry >= 1 && retry <= 60, `Retry-After ${retry}`);
+    assert.equal((await get(B)).statusCode, 200, "another key has its own budget");
+    assert.equal((await limited.app.inject({ method: "GET", url: "/health" })).statusCode, 200, "public routes are not counted");
+  } finally {
+    await limited.close();
+  }
+});

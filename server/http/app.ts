@@ -27,6 +27,7 @@ import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
 import { installJsonBodyParser } from "./json-body.js";
 import { installBrowserGuard } from "./browser-guard.js";
+import { installRateLimits } from "./rate-limits.js";
 import { DEFAULT_CONNECTION_LIMITS, installConnectionLimits, type ConnectionLimits } from "./slow-clients.js";
 import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
@@ -65,6 +66,8 @@ export interface AppOptions {
   rlhf?: RlhfPolicyConfig | null;
   /** who may call what (server/http/auth.ts); none: every route is open */
   apiKeys?: readonly ApiKey[];
+  /** requests one API key may start per minute (429 + Retry-After above); default unlimited */
+  keyRequestsPerMinute?: number | null;
   /** host names clients may use besides IP addresses and localhost (server/http/browser-guard.ts) */
   allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
@@ -127,6 +130,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   // before auth: a page of another site is refused whatever key it carries
   installBrowserGuard(app, { allowedHosts: opts.allowedHosts });
   installAuth(app, new ApiKeys(opts.apiKeys ?? []));
+  installRateLimits(app, { requestsPerMinute: opts.keyRequestsPerMinute ?? null });
   installPromptGuard(app, slot);
   const threads: TokenizerThread[] = [];
   tokenizerThreads.set(app, threads);

@@ -160,6 +160,16 @@ export const errors = {
       { "retry-after": "1" },
     ),
 
+  rateLimited: (perMinute: number, retryAfterS: number) =>
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "rate_limit_exceeded",
+      `Rate limit reached for this API key: ${perMinute} requests per minute. Retry after ${retryAfterS} s.`,
+      null,
+      { "retry-after": String(retryAfterS) },
+    ),
+
   modelLoading: () =>
     new ApiError(503, "server_error", "model_loading", "The model is still loading. Retry when GET /health returns 200.", null, {
       "retry-after": "1",
