@@ -34,6 +34,12 @@ Options:
   --max-body-bytes N        largest request body before 413 (default 8388608)
   --request-timeout S       a request's headers and body must arrive within S seconds, with no
                             silence over 15 s while a body arrives (408 otherwise; default 300)
+  --allowed-hosts H1,H2      host names clients may reach the server by, besides IP addresses and
+                            localhost (e.g. the name of a reverse proxy; "*" any): other Host
+                            headers get 403, so a page of another site cannot reach it by DNS
+                            rebinding (default: none; on 0.0.0.0 without it, any)
+  --key-rate-limit N        requests each API key may start per minute (429 with Retry-After above;
+                            default unlimited)
   --max-connections-per-client N
                             connections one client address may hold open (429 above; default 128)
   --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored

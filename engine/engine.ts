@@ -181,6 +181,7 @@ class Request implements SchedSeq {
     readonly channel: Channel,
     constraint: TokenConstraint | null,
     promptLogprobs: number | null,
+    readonly background = false,
   ) {
     this.constraint = constraint;
     this.promptLogprobs = promptLogprobs;
@@ -256,7 +257,7 @@ export class Engine {
     const channel = new Channel(() => {
       if (request) this.cancel(request);
     });
-    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, constraint, req.promptLogprobs ?? null);
+    request = new Request(this.takeSeqId(), prompt, params, req.adapter ?? null, this.tokenizer, channel, constraint, req.promptLogprobs ?? null, req.background === true);
     try {
       this.scheduler.add(request);
     } catch (e) {
@@ -295,6 +296,11 @@ export class Engine {
       this.exclusive.push({ work, resolve: resolve as (v: unknown) => void, reject });
       this.wake();
     });
+  }
+
+  /** Whether a waiting or running request generates with adapter `name` (before removing it). */
+  usesAdapter(name: string): boolean {
+    return this.scheduler.some((seq) => seq.adapter === name);
   }
 
   stats(): EngineStats {

@@ -6,6 +6,9 @@
 // - waiting is FIFO, bounded by maxQueue; the head is admitted only when a running slot
 //   (maxBatch) and its whole KV reservation are free. A head that does not fit blocks
 //   those behind it (no overtaking), so a long request cannot starve.
+// - background sequences (a training job's rollouts) wait in their own FIFO, not counted
+//   against maxQueue; they are admitted only when no user request waits, and never into
+//   the last free running slot (with maxBatch > 1), so users keep a way in.
 // - KV reservation: ceil((prompt + max_tokens) / blockSize) blocks per sequence, held
 //   from admission to finish, so the native pool never runs out in normal operation.
 // - each step carries at most maxBatchTokens tokens: running decodes first (one token
@@ -22,6 +25,8 @@ export interface SchedSeq {
   readonly maxTokens: number;
   /** prompt, then every token sampled so far (the engine appends) */
   readonly tokens: readonly number[];
+  /** a job's work (PPO rollouts): after user requests, outside maxQueue */
+  readonly background?: boolean;
 }
 
 /** The part of the KV pool the scheduler talks to. */
@@ -66,6 +71,7 @@ export class Scheduler<S extends SchedSeq> {
   private readonly opts: SchedulerOptions;
   private readonly kv: KvPool;
   private readonly waiting: S[] = [];
+  private readonly background: S[] = [];
   /** admission order, which is also batch order */
   private readonly running = new Map<S, Slot>();
   private reserved = 0;
@@ -94,7 +100,7 @@ export class Scheduler<S extends SchedSeq> {
   }
 
   get numWaiting(): number {
-    return this.waiting.length;
+    return this.waiting.length + this.background.length;
   }
 
   get numRunning(): number {
@@ -105,13 +111,18 @@ export class Scheduler<S extends SchedSeq> {
     return this.reserved;
   }
 
-  hasWork(): boolean {
-    return this.waiting.length > 0 || this.running.size > 0;
+  /** Whether a waiting or running sequence satisfies `pred`. */
+  some(pred: (seq: S) => boolean): boolean {
+    return this.waiting.some(pred) || this.background.some(pred) || [...this.running.keys()].some(pred);
   }
 
-  /** Queues a request; throws EngineError "queue_full" when maxQueue are already waiting. */
+  hasWork(): boolean {
+    return this.waiting.length > 0 || this.background.length > 0 || this.running.size > 0;
+  }
+
+  /** Queues a request; throws EngineError "queue_full" when maxQueue user requests are already waiting. */
   add(seq: S): void {
-    if (this.waiting.length >= this.opts.maxQueue) {
+    if (!seq.background && this.waiting.length >= this.opts.maxQueue) {
       throw new EngineError(`the request queue is full (${this.opts.maxQueue} waiting); retry later`, "queue_full");
     }
     if (this.blocksFor(seq) > this.opts.totalBlocks) {
@@ -120,7 +131,14 @@ export class Scheduler<S extends SchedSeq> {
         "context_length_exceeded",
       );
     }
-    this.waiting.push(seq);
+    (seq.background ? this.background : this.waiting).push(seq);
+  }
+
+  /** The next sequence to admit: a user request first; a background one only with a slot to spare. */
+  private nextWaiting(): S[] | null {
+    if (this.waiting.length > 0) return this.waiting;
+    const spare = this.opts.maxBatch === 1 ? 1 : this.opts.maxBatch - 1;
+    return this.background.length > 0 && this.running.size < spare ? this.background : null;
   }
 
   /** The next step's work, or null when there is none. Not while a step is in flight. */
@@ -142,11 +160,11 @@ export class Scheduler<S extends SchedSeq> {
       entries.push(this.chunk(seq, slot.computed, budget));
       budget -= entries[entries.length - 1].count;
     }
-    while (budget > 0 && this.waiting.length > 0 && this.running.size < this.opts.maxBatch) {
-      const head = this.waiting[0];
+    for (let queue = this.nextWaiting(); budget > 0 && queue && this.running.size < this.opts.maxBatch; queue = this.nextWaiting()) {
+      const head = queue[0]!;
       const blocks = this.blocksFor(head);
       if (this.reserved + blocks > this.opts.totalBlocks) break; // FIFO: nobody overtakes the head
-      this.waiting.shift();
+      queue.shift();
       this.reserved += blocks;
       this.running.set(head, { computed: 0, blocks, finishing: false });
       const e = this.chunk(head, 0, budget);
@@ -200,10 +218,12 @@ export class Scheduler<S extends SchedSeq> {
    * in flight ends if the sequence is part of it). Returns false if it was unknown.
    */
   finish(seq: S): boolean {
-    const w = this.waiting.indexOf(seq);
-    if (w >= 0) {
-      this.waiting.splice(w, 1);
-      return true;
+    for (const queue of [this.waiting, this.background]) {
+      const w = queue.indexOf(seq);
+      if (w >= 0) {
+        queue.splice(w, 1);
+        return true;
+      }
     }
     const slot = this.running.get(seq);
     if (!slot || slot.finishing) return false;
@@ -217,7 +237,7 @@ export class Scheduler<S extends SchedSeq> {
 
   /** Every queued request (for close()). */
   drainWaiting(): S[] {
-    return this.waiting.splice(0, this.waiting.length);
+    return [...this.waiting.splice(0, this.waiting.length), ...this.background.splice(0, this.background.length)];
   }
 
   runningSeqs(): S[] {

@@ -91,6 +91,8 @@ export interface GenerateRequest {
    * null/absent: none. They come in one delta event once the prompt is read, the first token's null.
    */
   promptLogprobs?: number | null;
+  /** a training job's generation (PPO rollouts): served after user requests, never counted against maxQueue */
+  background?: boolean;
 }
 
 /** A grammar's state for one generation (engine/grammar/): which tokens may come next. */

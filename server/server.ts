@@ -48,6 +48,10 @@ export interface ServerOptions {
   logger?: FastifyServerOptions["logger"];
   /** API keys and their roles; without any the server listens on loopback only */
   apiKeys?: ApiKey[];
+  /** requests one API key may start per minute (429 + Retry-After above); default unlimited */
+  keyRequestsPerMinute?: number | null;
+  /** host names clients may use besides IP addresses and localhost (DNS rebinding guard); "*" any */
+  allowedHosts?: string[];
   /** header/body deadlines and connections per client address; default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
 }
@@ -72,7 +76,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));

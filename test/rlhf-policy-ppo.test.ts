@@ -29,7 +29,8 @@ const RLHF = {
 } as const;
 serverForFile("hc-rlhf-ppo-", (x) => (s = x), { rlhf: RLHF });
 
-const VERDICT = /Held-out evaluation on (\d+) preference pairs: candidate margin (-?\d+\.\d+), accuracy \d\.\d+; served (\S+) margin (-?\d+\.\d+), accuracy \d\.\d+; (not worse, publishing|worse, not published)/;
+const VERDICT =
+  /Held-out evaluation on (\d+) preference pairs: candidate margin\/token (-?\d+\.\d+), accuracy \d\.\d+; served (\S+) margin\/token (-?\d+\.\d+), accuracy \d\.\d+; paired improvement (-?\d+\.\d+) \(sd \S+\), 95 % lower bound (-?\d+\.\d+|-Infinity): (better, publishing|not shown better, not published)/;
 
 test("--rlhf-method ppo: a reward_model job, then a ppo job against it, then the gate's decision as its numbers say", { timeout: 240_000 }, async (t) => {
   const policy = s.server.app.fineTuning!.policy!;
@@ -60,10 +61,12 @@ test("--rlhf-method ppo: a reward_model job, then a ppo job against it, then the
   const m = VERDICT.exec(text ?? "");
   assert.ok(m, `no verdict: ${ppo.status} ${JSON.stringify(ppo.error)} ${events.join(" | ")}`);
   t.diagnostic(`${pairs} pairs posted; ${m[0]}`);
-  const [cand, served] = [Number(m[2]), Number(m[4])];
+  const [cand, served, diff, lower] = [Number(m[2]), Number(m[4]), Number(m[5]), Number(m[6])];
   assert.equal(m[3], MODEL, "judged against what the base id served");
-  const pass = cand >= served;
-  assert.equal(m[5] === "not worse, publishing", pass, "the verdict follows the measured margins");
+  assert.ok(Math.abs(cand - served - diff) < 2e-4, "the paired improvement is the difference of the means");
+  assert.ok(lower <= diff);
+  const pass = lower > 0;
+  assert.equal(m[7] === "better, publishing", pass, "the verdict follows the measured lower bound");
   if (pass) {
     assert.equal(ppo.status, "succeeded");
     assert.equal(ppo.fine_tuned_model, `ft:${MODEL}:${RLHF_SUFFIX}:${ppo.id}`);

@@ -68,7 +68,7 @@ test("after N preferences the policy trains, gates, publishes and promotes; a wo
   const events = (await s.client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
   const verdict = events.find((m) => m.startsWith("Held-out evaluation"));
   assert.ok(verdict, events.join("\n"));
-  assert.match(verdict, new RegExp(`served ${MODEL} margin .*not worse, publishing`));
+  assert.match(verdict, new RegExp(`served ${MODEL} margin/token .*lower bound (\\d+\\.\\d+): better, publishing`));
   t.diagnostic(verdict);
   const good = job.fine_tuned_model!;
   assert.equal(s.server.store!.versions.promoted(MODEL), good);
@@ -90,7 +90,7 @@ test("after N preferences the policy trains, gates, publishes and promotes; a wo
   const failed = await waitForJob(s.client, worse.id, ["succeeded", "failed", "cancelled"]);
   assert.equal(failed.status, "failed");
   assert.equal(failed.error?.code, "candidate_not_better");
-  assert.match(failed.error!.message, new RegExp(`served ${good.replace(/[.:]/g, "\\$&")} margin .*worse, not published`));
+  assert.match(failed.error!.message, new RegExp(`served ${good.replace(/[.:]/g, "\\$&")} margin/token .*: not shown better, not published`));
   t.diagnostic(failed.error!.message);
   assert.equal(failed.fine_tuned_model, null);
   assert.ok(!(await s.client.models.list()).data.some((m) => m.id.endsWith(worse.id)));

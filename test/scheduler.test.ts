@@ -214,6 +214,31 @@ test("scheduler: queue_full at maxQueue waiting", () => {
   assert.equal(sch.numWaiting, 2);
 });
 
+test("scheduler: a job's rollouts wait behind user requests, outside maxQueue, and leave users a slot (issue 16 item 4)", () => {
+  const sch = new Scheduler<S>({ maxBatch: 3, maxQueue: 2, maxBatchTokens: 100, blockSize: 4, totalBlocks: 100 }, { freeSeq: () => {} });
+  const rollouts = Array.from({ length: 10 }, (_, i) => ({ ...seq(100 + i, 2, 2), background: true }));
+  // ten rollouts at once: none of them is refused, and users can still queue maxQueue
+  rollouts.forEach((r) => sch.add(r));
+  sch.add(seq(1, 2, 2));
+  sch.add(seq(2, 2, 2));
+  assert.throws(() => sch.add(seq(3, 2, 2)), isCode("queue_full"));
+  assert.equal(sch.numWaiting, 12);
+  // users first; the one slot left goes to nobody but a user (rollouts keep one spare)
+  const out = sch.schedule()!;
+  assert.deepEqual(out.entries.map((e) => e.seq.seqId), [1, 2]);
+  sch.update(out);
+  sch.finish(out.entries[0]!.seq as S);
+  sch.finish(out.entries[1]!.seq as S);
+  // no user waits: rollouts take all but one slot
+  const out2 = sch.schedule()!;
+  assert.deepEqual(out2.entries.map((e) => e.seq.seqId), [100, 101]);
+  sch.update(out2);
+  // a user arriving now gets the spare slot at once
+  sch.add(seq(4, 2, 2));
+  const out3 = sch.schedule()!;
+  assert.deepEqual(out3.entries.filter((e) => e.prefill).map((e) => e.seq.seqId), [4]);
+});
+
 test("scheduler: a long prompt is prefilled in chunks while decodes keep going", () => {
   const sch = new Scheduler<S>({ maxBatch: 4, maxQueue: 4, maxBatchTokens: 8, blockSize: 4, totalBlocks: 64 }, { freeSeq: () => {} });
   const a = seq(1, 3, 10);

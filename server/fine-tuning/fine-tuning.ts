@@ -12,11 +12,13 @@ import { METHODS } from "./methods/index.js";
 import type { JobEngine } from "./methods/method.js";
 import { FileContents } from "./training-files.js";
 import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf/policy.js";
+import { unpublishVersion } from "./versions.js";
 
 export class FineTuning {
   readonly files: FileContents;
   readonly dataDir: string;
   #runner: JobRunner | null = null;
+  #served: { slot: ServingSlot; engine: JobEngine; model: LoadedModel } | null = null;
   #policy: RlhfPolicy | null = null;
   /** a temporary data dir (no --data-dir), removed on close */
   readonly #ownDir: boolean;
@@ -33,13 +35,14 @@ export class FineTuning {
   }
 
   /** Starts the job runner on the served model: interrupted jobs are failed, waiting ones resume. */
-  start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep"> & { log?: (message: string) => void } = {}): JobRunner {
+  start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep" | "onEnd"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
     const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
     if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined) });
     this.#runner = runner;
     this.#policy = policy;
+    this.#served = { slot, engine, model };
     runner.recover();
     policy?.start();
     return runner;
@@ -58,6 +61,22 @@ export class FineTuning {
   requireRunner(): JobRunner {
     if (!this.#runner) throw errors.fineTuningUnavailable();
     return this.#runner;
+  }
+
+  /**
+   * Deletes published version `id` (not promoted: the caller checks): no new request gets
+   * it at once; the adapter leaves the model once no request in flight uses it; then its
+   * row and its directory go.
+   */
+  async deleteVersion(id: string): Promise<void> {
+    const served = this.#served;
+    const v = this.store.versions.get(id);
+    if (!served || !v) throw new Error(`deleteVersion: ${id} is not a served version`);
+    unpublishVersion(served.slot, id);
+    while (served.engine.usesAdapter(id)) await new Promise((r) => setTimeout(r, 20));
+    await served.engine.runExclusive(async () => served.model.native.removeAdapter(id));
+    this.store.versions.delete(id);
+    rmSync(v.dir, { recursive: true, force: true });
   }
 
   /** Stops the running job (failed: shut down); call before the engine closes. */

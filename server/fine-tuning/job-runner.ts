@@ -46,6 +46,8 @@ export interface JobRunnerOptions {
   gateFor?: (job: JobRecord) => JobGate | null;
   /** each optimizer step of a job (GET /metrics' job gauges) */
   onStep?: (jobId: string, method: string, metrics: Readonly<Record<string, number>>) => void;
+  /** a job reached a final status (its per-job metric series are dropped) */
+  onEnd?: (jobId: string, method: string) => void;
 }
 
 /** A trained candidate judged before it is published: pass or not, and why (a job event). */
@@ -200,7 +202,9 @@ export class JobRunner {
 
   /** A final status with its event, committed together, then announced. */
   #finish(id: string, patch: { status: "succeeded" | "failed" | "cancelled"; error?: JobError } & Partial<Pick<JobRecord, "fineTunedModel" | "trainedTokens">>, level: JobEvent["level"], message: string, also: StatusHooks = {}): JobRecord {
-    return this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level, also);
+    const job = this.#status(id, { ...patch, finishedAt: nowSeconds() }, message, level, also);
+    this.#o.onEnd?.(id, job.method.type);
+    return job;
   }
 
   /**

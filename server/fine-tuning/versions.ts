@@ -34,3 +34,11 @@ export function promoteVersion(slot: ServingSlot, target: string): Serving {
   variants.set(base, target === base ? s.baseVariant : { ...s.baseVariant, adapter: to.adapter, fingerprint: to.fingerprint });
   return replace(slot, { ...s, variants, promoted: target === base ? null : target });
 }
+
+/** Stops serving version `id` (new requests get 404; requests in flight keep their adapter). */
+export function unpublishVersion(slot: ServingSlot, id: string): Serving {
+  const s = readyServing(slot);
+  const variants = new Map(s.variants);
+  variants.delete(id);
+  return replace(slot, { ...s, variants });
+}

@@ -13,7 +13,7 @@ import { completionsRoutes } from "./routes/completions.js";
 import { tokenizeRoutes } from "./routes/tokenize.js";
 import { feedbackRoutes } from "./routes/feedback.js";
 import { healthRoutes } from "./routes/health.js";
-import { modelsRoutes } from "./routes/models.js";
+import { deleteModelRoute, modelsRoutes } from "./routes/models.js";
 import { storedCompletionsRoutes } from "./routes/stored-completions.js";
 import { metricsRoutes } from "./routes/metrics.js";
 import { webRoutes } from "./routes/web.js";
@@ -27,6 +27,8 @@ import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
 import { installJsonBodyParser } from "./json-body.js";
+import { installBrowserGuard } from "./browser-guard.js";
+import { installRateLimits } from "./rate-limits.js";
 import { DEFAULT_CONNECTION_LIMITS, installConnectionLimits, type ConnectionLimits } from "./slow-clients.js";
 import { TokenizerThread } from "../../engine/tokenizer-thread.js";
 
@@ -65,6 +67,10 @@ export interface AppOptions {
   rlhf?: RlhfPolicyConfig | null;
   /** who may call what (server/http/auth.ts); none: every route is open */
   apiKeys?: readonly ApiKey[];
+  /** requests one API key may start per minute (429 + Retry-After above); default unlimited */
+  keyRequestsPerMinute?: number | null;
+  /** host names clients may use besides IP addresses and localhost (server/http/browser-guard.ts) */
+  allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
 }
@@ -122,7 +128,10 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     throw errors.shuttingDown();
   });
 
+  // before auth: a page of another site is refused whatever key it carries
+  installBrowserGuard(app, { allowedHosts: opts.allowedHosts });
   installAuth(app, new ApiKeys(opts.apiKeys ?? []));
+  installRateLimits(app, { requestsPerMinute: opts.keyRequestsPerMinute ?? null });
   installPromptGuard(app, slot);
   const threads: TokenizerThread[] = [];
   tokenizerThreads.set(app, threads);
@@ -133,6 +142,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   const routeOpts = { slot, store: opts.store ?? null };
   void app.register(healthRoutes, routeOpts);
   void app.register(modelsRoutes, routeOpts);
+  void app.register(deleteModelRoute, routeOpts);
   void app.register(chatCompletionsRoutes, routeOpts);
   void app.register(completionsRoutes, routeOpts);
   void app.register(tokenizeRoutes, routeOpts);
@@ -168,5 +178,9 @@ export function attachModel(
   if (!ft) return;
   const promoted = ft.store.versions.promoted(serving.servedModelName);
   if (promoted !== null && serving.variants.has(promoted)) promoteVersion(app.serving, promoted);
-  ft.start(app.serving, engine, model, { onStep: (id, method, m) => app.metrics.jobStep(id, method, m), log: (m) => app.log.info(m) });
+  ft.start(app.serving, engine, model, {
+    onStep: (id, method, m) => app.metrics.jobStep(id, method, m),
+    onEnd: (id, method) => app.metrics.jobEnded(id, method),
+    log: (m) => app.log.info(m),
+  });
 }

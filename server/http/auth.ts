@@ -4,7 +4,7 @@
 // hook checks the caller's key against that declaration. With no keys configured every
 // route is open, and the server refuses to listen anywhere but on loopback.
 import { createHash, timingSafeEqual } from "node:crypto";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { errors } from "./errors.js";
 
 export type Role = "user" | "admin";
@@ -16,6 +16,15 @@ declare module "fastify" {
     /** who may call this route when API keys are set; default "admin" */
     access?: Access;
   }
+  interface FastifyRequest {
+    /** the id of the caller's API key (apiKeyId(key): never the key); null without keys or on public routes */
+    apiKeyId: string | null;
+  }
+}
+
+/** What the store and the logs know a key by: a prefix of its SHA-256, never the key itself. */
+export function apiKeyId(key: string): string {
+  return `key_${createHash("sha256").update(key).digest("hex").slice(0, 16)}`;
 }
 
 export interface ApiKey {
@@ -109,23 +118,33 @@ export function chooseWsProtocol(offered: Set<string>): string | false {
 }
 
 /**
+ * A refused WebSocket upgrade is answered on a socket the HTTP server no longer tracks (and
+ * before @fastify/websocket marks it as its own): end it after the answer. Call before
+ * refusing.
+ */
+export function closeUpgradeIfRefused(request: FastifyRequest, reply: FastifyReply): void {
+  if (request.headers.upgrade !== undefined) reply.raw.once("finish", () => reply.raw.socket?.end());
+}
+
+/**
  * Checks every request against its route's declared `access`. Routes that are not found
  * only need a valid key (so a user learns a URL is wrong, not that it is forbidden).
  * Does nothing without keys.
  */
 export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
+  app.decorateRequest("apiKeyId", null);
   if (keys.size === 0) return;
   app.addHook("onRequest", async (request, reply) => {
     const access: Access = request.is404 ? "user" : (request.routeOptions.config.access ?? "admin");
     if (access === "public") return;
-    // a refused WebSocket upgrade is answered on a socket the HTTP server no longer
-    // tracks (and before @fastify/websocket marks it as its own): end it after the answer
-    if (request.headers.upgrade !== undefined) reply.raw.once("finish", () => reply.raw.socket?.end());
+    closeUpgradeIfRefused(request, reply);
     const key = requestKey(request);
     if (key === null) throw errors.missingApiKey();
     const role = keys.roleOf(key);
     if (role === null) throw errors.invalidApiKey(redact(key));
     if (access === "admin" && role !== "admin") throw errors.adminOnly(request.method, request.url.split("?")[0]!);
+    request.apiKeyId = apiKeyId(key);
+    request.log = request.log.child({ key: request.apiKeyId });
   });
 }
 

@@ -91,6 +91,18 @@ export const errors = {
       param,
     ),
 
+  modelNotDeletable: (id: string, why: string) =>
+    new ApiError(400, "invalid_request_error", "model_not_deletable", `Model ${id} cannot be deleted: ${why}.`, "model"),
+
+  modelPromoted: (id: string, base: string) =>
+    new ApiError(
+      409,
+      "invalid_request_error",
+      "model_promoted",
+      `Model ${id} is what ${base} serves now; promote another version (or ${base} itself) before deleting it.`,
+      "model",
+    ),
+
   routeNotFound: (method: string, url: string) =>
     new ApiError(404, "invalid_request_error", "unknown_url", `Invalid URL (${method} ${url}).`),
 
@@ -114,6 +126,22 @@ export const errors = {
       { "retry-after": "1" },
     ),
 
+  hostNotAllowed: (host: string) =>
+    new ApiError(
+      403,
+      "invalid_request_error",
+      "host_not_allowed",
+      `This server does not answer to the host name '${host.slice(0, 100)}'. Use its address, or start it with --allowed-hosts naming this host.`,
+    ),
+
+  crossOrigin: (method: string, origin: string) =>
+    new ApiError(
+      403,
+      "invalid_request_error",
+      "cross_origin_request",
+      `${method} requests from web pages of another origin (${origin.slice(0, 100)}) are refused: this server grants no cross-origin access. Call it from its own page or from a program.`,
+    ),
+
   requestTimeout: () =>
     new ApiError(
       408,
@@ -130,6 +158,16 @@ export const errors = {
       `Too many open connections from your address (at most ${max}). Close idle connections or reuse one.`,
       null,
       { "retry-after": "1" },
+    ),
+
+  rateLimited: (perMinute: number, retryAfterS: number) =>
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "rate_limit_exceeded",
+      `Rate limit reached for this API key: ${perMinute} requests per minute. Retry after ${retryAfterS} s.`,
+      null,
+      { "retry-after": String(retryAfterS) },
     ),
 
   modelLoading: () =>

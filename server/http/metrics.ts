@@ -85,6 +85,11 @@ export class ServerMetrics {
     }
   }
 
+  /** The job ended: its series go (its step metrics stay in its events), so /metrics does not grow with every job ever run. */
+  jobEnded(jobId: string, method: string): void {
+    for (const gauge of this.#job.values()) gauge.remove({ job_id: jobId, method });
+  }
+
   /** The model is served: label the base's requests with its id, read gauges from the engine. */
   attach(baseName: string, source: MetricsSource): void {
     this.#baseName = baseName;

@@ -23,7 +23,7 @@ import type { JobGate, JobRunner, JobUpdate } from "../fine-tuning/job-runner.js
 import type { FileContents } from "../fine-tuning/training-files.js";
 import { promoteVersion } from "../fine-tuning/versions.js";
 import { readyServing } from "../http/request-context.js";
-import { notWorse } from "./gate.js";
+import { betterThanServed } from "./gate.js";
 import type { ServingSlot } from "../serving/serving.js";
 import { dpoLine } from "../store/export.js";
 import { fileId } from "../store/files.js";
@@ -80,7 +80,7 @@ export class RlhfPolicy {
       if (validationText === null) return { pass: false, message: "No held-out preferences to evaluate the candidate on; not published." };
       const s = readyServing(this.#d.slot);
       const served = s.variants.get(s.servedModelName)!;
-      return notWorse(this.#d.model, training, adapter, { id: s.promoted ?? s.servedModelName, adapter: served.adapter }, validationText);
+      return betterThanServed(this.#d.model, training, adapter, { id: s.promoted ?? s.servedModelName, adapter: served.adapter }, validationText);
     };
   };
 

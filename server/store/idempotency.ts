@@ -1,11 +1,15 @@
 // Idempotency-Key: the first successful response to a (route, key) is kept with a hash of
 // its request body; a retry with the same body gets that response back and writes nothing,
-// the same key with another body is refused. Keys older than KEY_TTL_MS are forgotten.
+// the same key with another body is refused. Keys are scoped by the caller (the route and
+// the API key's id: two keys never see each other's responses). Keys older than KEY_TTL_MS
+// are forgotten, and swept from the table every SWEEP_MS while the store is open.
 import { createHash } from "node:crypto";
 import type { Db } from "./db.js";
 
 /** as Stripe: a day */
 export const KEY_TTL_MS = 24 * 60 * 60 * 1000;
+/** how often expired keys are deleted (they are never answered once expired, swept or not) */
+export const SWEEP_MS = 10 * 60 * 1000;
 
 export type IdempotentOutcome<T> =
   | { kind: "fresh"; status: number; body: T }
@@ -40,15 +44,31 @@ export class IdempotencyStore {
   readonly #find;
   readonly #save;
   readonly #expire;
+  readonly #sweep: NodeJS.Timeout;
 
-  constructor(db: Db) {
+  constructor(db: Db, ttlMs = KEY_TTL_MS, sweepMs = SWEEP_MS) {
     this.#db = db;
     this.#find = db.prepare("SELECT request_hash, status, response, created FROM idempotency_keys WHERE scope = ? AND key = ?");
     this.#save = db.prepare(
       "INSERT OR REPLACE INTO idempotency_keys (scope, key, request_hash, status, response, created) VALUES (?, ?, ?, ?, ?, ?)",
     );
     this.#expire = db.prepare("DELETE FROM idempotency_keys WHERE created < ?");
-    this.#expire.run(Date.now() - KEY_TTL_MS);
+    this.#ttl = ttlMs;
+    this.expire();
+    this.#sweep = setInterval(() => this.expire(), sweepMs);
+    this.#sweep.unref();
+  }
+
+  readonly #ttl: number;
+
+  /** Deletes the keys older than the TTL; returns how many. */
+  expire(): number {
+    return this.#expire.run(Date.now() - this.#ttl).changes;
+  }
+
+  /** Stops the sweep (the store closes). */
+  close(): void {
+    clearInterval(this.#sweep);
   }
 
   /**
@@ -62,7 +82,7 @@ export class IdempotencyStore {
       const hash = requestHash(body);
       const now = Date.now();
       const seen = this.#find.get(scope, key) as KeyRow | undefined;
-      if (seen && seen.created >= now - KEY_TTL_MS) {
+      if (seen && seen.created >= now - this.#ttl) {
         if (seen.request_hash !== hash) return { kind: "mismatch" };
         return { kind: "replay", status: seen.status, body: JSON.parse(seen.response) as T };
       }

@@ -46,6 +46,7 @@ export class Store {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.idempotency.close();
     this.#db.close();
   }
 }

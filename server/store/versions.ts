@@ -26,6 +26,9 @@ export class VersionStore {
   readonly #alias;
   readonly #setAlias;
   readonly #clearAlias;
+  readonly #one;
+  readonly #delete;
+  readonly #deleteAliases;
 
   constructor(db: Db) {
     this.#insert = db.prepare("INSERT INTO model_versions (id, base, job_id, dir, created_at) VALUES (@id, @base, @jobId, @dir, @createdAt)");
@@ -33,6 +36,20 @@ export class VersionStore {
     this.#alias = db.prepare("SELECT target FROM model_aliases WHERE alias = ?").pluck();
     this.#setAlias = db.prepare("INSERT OR REPLACE INTO model_aliases (alias, target) VALUES (?, ?)");
     this.#clearAlias = db.prepare("DELETE FROM model_aliases WHERE alias = ?");
+    this.#one = db.prepare("SELECT * FROM model_versions WHERE id = ?");
+    this.#delete = db.prepare("DELETE FROM model_versions WHERE id = ?");
+    this.#deleteAliases = db.prepare("DELETE FROM model_aliases WHERE target = ?");
+  }
+
+  get(id: string): VersionRecord | null {
+    const r = this.#one.get(id) as VersionRow | undefined;
+    return r ? { id: r.id, base: r.base, jobId: r.job_id, dir: r.dir, createdAt: r.created_at } : null;
+  }
+
+  /** Forgets version `id` (and any alias pointing at it). */
+  delete(id: string): void {
+    this.#deleteAliases.run(id);
+    this.#delete.run(id);
   }
 
   insert(v: VersionRecord): void {

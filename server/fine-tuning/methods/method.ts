@@ -23,7 +23,7 @@ export interface MethodReporter {
 }
 
 /** The serving engine as a job sees it: exclusive tasks between forward steps, and sampling (ppo's rollouts). */
-export type JobEngine = ExclusiveRunner & RolloutEngine;
+export type JobEngine = ExclusiveRunner & RolloutEngine & { usesAdapter(name: string): boolean };
 
 /** Other models a job's hyperparameters may name, resolved from the store. */
 export interface ModelReferences {

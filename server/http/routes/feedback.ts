@@ -29,7 +29,9 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
   app.post("/v1/feedback", { config: { access: "user" }, schema: { body: FeedbackRequestSchema } }, async (request, reply) => {
     const store = requireStore(opts.store);
     const key = idempotencyKey(request.headers["idempotency-key"]);
-    const out = store.idempotency.run<FeedbackBody>(SCOPE, key, request.body, () => ({
+    // per API key: another key's Idempotency-Key never replays this one's response
+    const scope = request.apiKeyId === null ? SCOPE : `${SCOPE} ${request.apiKeyId}`;
+    const out = store.idempotency.run<FeedbackBody>(scope, key, request.body, () => ({
       status: 200,
       body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body), nowSeconds())),
     }));

@@ -1,6 +1,7 @@
 // GET /v1/models and GET /v1/models/{id}: the base model and each adapter served on it;
 // POST /v1/models/{id}/promote (extension): the base id serves that version from now on
-// (promoting the base id itself rolls back to the base weights).
+// (promoting the base id itself rolls back to the base weights); DELETE /v1/models/{id}: a
+// published version goes (as OpenAI deletes fine-tuned models), unless it is promoted.
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { promoteVersion } from "../../fine-tuning/versions.js";
 import { readyServing, requireServing, type RouteOptions } from "../request-context.js";
@@ -41,5 +42,18 @@ export const modelsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     opts.store?.versions.promote(base, target === base ? null : target);
     const serving = promoteVersion(opts.slot, target);
     return modelBody(serving, serving.variants.get(base)!);
+  });
+};
+
+export const deleteModelRoute: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
+  app.delete("/v1/models/*", { config: { access: "admin" } }, async (request) => {
+    const id = (request.params as { "*": string })["*"];
+    const base = requireServing(opts.slot, id).serving.servedModelName;
+    if (id === base) throw errors.modelNotDeletable(id, "it is the base model");
+    const version = opts.store?.versions.get(id) ?? null;
+    if (!version || !app.fineTuning) throw errors.modelNotDeletable(id, "it was loaded with --adapter, not published by a job");
+    if (opts.store!.versions.promoted(base) === id) throw errors.modelPromoted(id, base);
+    await app.fineTuning.deleteVersion(id);
+    return { id, object: "model", deleted: true };
   });
 };
