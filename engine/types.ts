@@ -91,6 +91,11 @@ export interface GenerateRequest {
    * null/absent: none. They come in one delta event once the prompt is read, the first token's null.
    */
   promptLogprobs?: number | null;
+  /**
+   * a training job's rollout: admitted after every waiting serving request, preempted
+   * first, and never counted against maxQueue (the job bounds how many it sends)
+   */
+  background?: boolean;
 }
 
 /** A grammar's state for one generation (engine/grammar/): which tokens may come next. */
