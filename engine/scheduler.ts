@@ -3,7 +3,8 @@
 // running set between steps.
 //
 // Policy:
-// - waiting is FIFO within a priority (lower first: serving before a job's rollouts),
+// - waiting is FIFO within a priority (lower first: serving before a job's rollouts; a
+//   waiting request preempts running ones of a worse priority to get a slot and blocks),
 //   bounded by maxQueue for the requests that count against it; the head is admitted
 //   only when a running slot (maxBatch) and its prompt's KV blocks plus a watermark are
 //   free. A head that does not fit blocks those behind it (no overtaking), so a long
@@ -161,6 +162,7 @@ export class Scheduler<S extends SchedSeq> {
     if (this.inFlight) throw new Error("schedule() called while a step is in flight");
     let budget = this.opts.maxBatchTokens;
     const entries: ScheduledEntry<S>[] = [];
+    if (this.waiting.length > 0) this.makeRoomFor(this.waiting[0]);
     let preempted = false;
     // decodes first: they are what users are watching
     for (const [seq, slot] of [...this.running]) {
@@ -227,6 +229,20 @@ export class Scheduler<S extends SchedSeq> {
     slot.blocks += Math.max(0, need);
     this.reserved += Math.max(0, need);
     return true;
+  }
+
+  /**
+   * A waiting request of a better priority than some running ones (a user while a job's
+   * rollouts fill the batch) takes their slot and blocks: they are preempted, newest first.
+   */
+  private makeRoomFor(head: S): void {
+    const blocks = this.blocksFor(head.tokens.length);
+    while (this.running.size > 0) {
+      if (this.running.size < this.opts.maxBatch && this.reserved + blocks + this.watermark <= this.opts.totalBlocks) return;
+      const victim = this.victim();
+      if (prio(victim) <= prio(head)) return;
+      this.preempt(victim);
+    }
   }
 
   /** the newest running sequence of the lowest priority (largest number) */

@@ -13,9 +13,12 @@ import { APIError, BadRequestError, toFile } from "openai";
 import { HELD_OUT_PROMPTS, STORY_PROMPTS } from "./pref-helpers.js";
 import { animalRate, chats, preferAnimals } from "./loop-helpers.js";
 import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+import { waitFor } from "./api-helpers.js";
 
 let s: FtServer;
-serverForFile("hc-ppo-job-", (x) => (s = x));
+// a queue that a burst of users fills exactly (the chats() helper sends 16 × n 4 at most)
+const MAX_QUEUE = 64;
+serverForFile("hc-ppo-job-", (x) => (s = x), { maxQueue: MAX_QUEUE });
 
 const PPO: Record<string, number> & { n_epochs: number } = { n_epochs: 4, batch_size: 16, max_new_tokens: 32, learning_rate_multiplier: 10 };
 let rmJob = "";
@@ -120,6 +123,30 @@ test("preferences → reward_model job → ppo job on the serving weights → th
   // under "no change" the difference of two rates of 512 samples near 0.2 has sd ≈ 0.025: a rise of 0.15 is 6 sd
   assert.ok(p0 < 0.4, `base rate ${p0}`);
   assert.ok(p1 >= p0 + 0.15, `rate base ${p0} → ppo ${p1}`);
+});
+
+test("during a ppo job's rollouts a burst of users at --max-queue gets no 429 and the job still succeeds", { timeout: 120_000 }, async (t) => {
+  assert.ok(rmJob, "needs the reward model of the previous test");
+  const engine = s.server.engine!;
+  const job = await ppoJob({ ...PPO, n_epochs: 1, reward_model: rmJob }, "burst");
+  // rollouts waiting (batch_size 16 over max-batch 8) while no user request is in: the rollout phase
+  await waitFor(() => engine.stats().waiting > 0, "the job's rollouts queued", 60_000);
+  const queuedRollouts = engine.stats().waiting;
+  const t0 = performance.now();
+  const burst = await Promise.all(
+    Array.from({ length: MAX_QUEUE }, (_, i) =>
+      s.server.app.inject({ method: "POST", url: "/v1/chat/completions", payload: { model: MODEL, messages: [{ role: "user", content: STORY_PROMPTS[i % STORY_PROMPTS.length]! }], max_tokens: 4, seed: i } }),
+    ),
+  );
+  const wall = performance.now() - t0;
+  assert.deepEqual(
+    burst.map((r) => r.statusCode),
+    burst.map(() => 200),
+    burst.find((r) => r.statusCode !== 200)?.body,
+  );
+  const done = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
+  assert.equal(done.status, "succeeded", JSON.stringify(done.error));
+  t.diagnostic(`${queuedRollouts} rollouts waiting when ${MAX_QUEUE} user chats arrived; all answered in ${wall.toFixed(0)} ms`);
 });
 
 test("a cancelled ppo job stops, publishes nothing and removes its role adapters", { timeout: 120_000 }, async () => {

@@ -263,6 +263,25 @@ test("scheduler: serving requests go before background ones, which never count a
   assert.deepEqual(order, [6, 7, 1, 2, 3, 4, 5]);
 });
 
+test("scheduler: a waiting serving request preempts running background ones for a slot", () => {
+  const freed: number[] = [];
+  const sch = new Scheduler<S>({ maxBatch: 2, maxQueue: 8, maxBatchTokens: 100, blockSize: 2, totalBlocks: 64 }, { freeSeq: (id) => freed.push(id) });
+  const jobs = [1, 2, 3].map((id): S => ({ ...seq(id, 4, 4), priority: 1, countsAgainstQueue: false }));
+  jobs.forEach((j) => sch.add(j));
+  sch.update(sch.schedule()!); // 1 and 2 run, 3 waits
+  jobs.forEach((j) => j.tokens.push(7));
+  const user = seq(4, 2, 2);
+  sch.add(user);
+  const out = sch.schedule()!;
+  // the newest job (2) makes room; it waits again in front of 3
+  assert.deepEqual(out.entries.map((e) => [e.seq.seqId, e.prefill]), [[1, false], [4, true]]);
+  assert.deepEqual(freed, [2]);
+  sch.update(out);
+  sch.finish(user);
+  sch.finish(jobs[0]!);
+  assert.deepEqual(sch.schedule()!.entries.map((e) => [e.seq.seqId, e.count]), [[2, 5], [3, 5]]);
+});
+
 test("scheduler: a background sequence is preempted before a newer serving one", () => {
   const freed: number[] = [];
   const sch = new Scheduler<S>({ maxBatch: 8, maxQueue: 8, maxBatchTokens: 100, blockSize: 2, totalBlocks: 5 }, { freeSeq: (id) => freed.push(id) });
