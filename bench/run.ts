@@ -16,8 +16,9 @@ import { runZero } from "./zero-speed.js";
 import { runTpDecode } from "./tp-speed.js";
 import { runGrammarSpeed } from "./grammar-speed.js";
 import { runQuant } from "./quant-speed.js";
+import { runPpoLatency } from "./ppo-latency.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -28,7 +29,8 @@ Examples:
   npm run bench -- --only quant           # 110M and stories260K as q8_0 / q4_0: agreement (mean KL) with f32, pp/tg
   HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
-  npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8`;
+  npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8
+  npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const { values } = parseArgs({
@@ -108,5 +110,8 @@ if (only.has("grammar")) {
 }
 if (only.has("http")) {
   await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });
+}
+if (only.has("ppo-latency")) {
+  await runPpoLatency(report, { modelDir: stories, users: 4, durationS: values.quick ? 5 : 20, threads });
 }
 console.log("\n" + report.table());

@@ -32,3 +32,18 @@ export function floatOption(value: string | undefined, name: string, command: st
 export function autoOrInt(value: string, name: string, command: string, max: number): number | "auto" {
   return value === "auto" ? "auto" : intOption(value, name, command, 1, max)!;
 }
+
+const BYTE_UNITS: Record<string, number> = { "": 1, b: 1, kb: 1e3, mb: 1e6, gb: 1e9, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 };
+
+/** --kv-cache-memory: bytes ("512MiB", "2GB", "1000000") or a fraction of free memory ("0.5"). */
+export function memoryOption(value: string | undefined, name: string, command: string): { bytes: number } | { fraction: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$/i.exec(value);
+  const unit = m ? BYTE_UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) throw new UsageError(`--${name} must be bytes (like 512MiB or 2GB) or a fraction of free memory (like 0.5), got "${value}"`, command);
+  const n = Number(m[1]);
+  if (m[2] === "" && n > 0 && n <= 1) return { fraction: n };
+  if (m[2] === "" && !Number.isInteger(n)) throw new UsageError(`--${name}: a fraction of free memory must be in (0, 1], got ${n}`, command);
+  if (n * unit < 1) throw new UsageError(`--${name} must be more than 0 bytes, got "${value}"`, command);
+  return { bytes: Math.floor(n * unit) };
+}

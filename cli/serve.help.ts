@@ -31,6 +31,8 @@ Options:
   --max-batch N             most sequences decoded together (default 8)
   --max-queue N             most requests waiting before 429 (default 256: n = 128 fits twice)
   --max-context N           cap on prompt + completion tokens (default: the model's)
+  --kv-cache-memory M       KV cache pool: bytes (512MiB, 2GB) or a fraction of free memory
+                            (0.5); default 8 contexts, at most 1 GiB (at least one context)
   --max-body-bytes N        largest request body before 413 (default 8388608)
   --request-timeout S       a request's headers and body must arrive within S seconds, with no
                             silence over 15 s while a body arrives (408 otherwise; default 300)

@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { intOption, UsageError } from "./errors.js";
+import { intOption, memoryOption, UsageError } from "./errors.js";
 import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { DB_FILE } from "../server/store/db.js";
@@ -63,6 +63,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
+      "kv-cache-memory": { type: "string" },
       "max-body-bytes": { type: "string" },
       "request-timeout": { type: "string" },
       "allowed-hosts": { type: "string" },
@@ -104,6 +105,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
+    kvCacheMemory: memoryOption(values["kv-cache-memory"], "kv-cache-memory", c),
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     keyRequestsPerMinute: intOption(values["key-rate-limit"], "key-rate-limit", c, 1, 1_000_000) ?? null,
     allowedHosts: values["allowed-hosts"]?.split(",").map((h) => h.trim()).filter((h) => h.length > 0),

@@ -93,6 +93,8 @@ export interface EngineStats {
   waiting: number;
   /** fraction of the KV pool's blocks in use, 0..1 */
   kvUsage: number;
+  /** running sequences preempted (by recompute) when the KV pool ran short, since the start */
+  preemptions: number;
   counters: EngineCounters;
 }
 
@@ -150,6 +152,8 @@ class Channel implements AsyncIterator<GenerationEvent> {
 }
 
 class Request implements SchedSeq {
+  readonly priority: number;
+  readonly countsAgainstQueue: boolean;
   readonly promptLength: number;
   readonly maxTokens: number;
   readonly tokens: number[];
@@ -181,8 +185,10 @@ class Request implements SchedSeq {
     readonly channel: Channel,
     constraint: TokenConstraint | null,
     promptLogprobs: number | null,
-    readonly background = false,
+    background: boolean,
   ) {
+    this.priority = background ? 1 : 0;
+    this.countsAgainstQueue = !background;
     this.constraint = constraint;
     this.promptLogprobs = promptLogprobs;
     if (promptLogprobs !== null) this.promptLp.push(null); // nothing comes before the first token
@@ -309,6 +315,7 @@ export class Engine {
       running: this.scheduler.numRunning,
       waiting: this.scheduler.numWaiting,
       kvUsage: kv.totalBlocks > 0 ? (kv.totalBlocks - kv.freeBlocks) / kv.totalBlocks : 0,
+      preemptions: this.scheduler.numPreemptions,
       counters: { ...this.counters },
     };
   }
@@ -468,11 +475,13 @@ export class Engine {
    * start + j + 1. Once the whole prompt is read they go out in one delta event.
    */
   private readPromptLogprobs(seq: Request, start: number, count: number, rows: Float32Array, V: number): void {
-    if (seq.promptLogprobs === null || start >= seq.promptLength) return;
+    if (seq.promptLogprobs === null || start >= seq.promptLength || seq.promptLp.length === seq.promptLength) return;
     const sampler = this.sampler!;
     for (let j = 0; j < count; j++) {
       const pos = start + j + 1;
       if (pos >= seq.promptLength) break;
+      if (pos < seq.promptLp.length) continue; // read before a preemption: the prompt is fed again
+
       seq.promptLp.push(this.tokenLogprob(sampler, rows.subarray(j * V, (j + 1) * V), seq.tokens[pos]!, seq.promptLogprobs));
     }
     if (seq.promptLp.length === seq.promptLength)

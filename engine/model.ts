@@ -1,6 +1,6 @@
 // A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
 import { basename, join, resolve } from "node:path";
-import { availableParallelism } from "node:os";
+import { availableParallelism, freemem } from "node:os";
 import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
@@ -16,8 +16,10 @@ export interface LoadModelOptions {
   threads?: number;
   /** tokens per KV block; default 16 */
   kvBlockSize?: number;
-  /** KV pool size in blocks; default: 8 full-length sequences, capped at ~1 GiB of cache */
+  /** KV pool size in blocks; default: kvCacheMemory's, else 8 full-length sequences capped at ~1 GiB */
   kvBlocks?: number;
+  /** KV pool size as bytes, or as a fraction of the memory free when the weights are loaded */
+  kvCacheMemory?: KvCacheMemory;
   /** cap on prompt + completion tokens; default (and at most) the model's maxPositions */
   maxContext?: number;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
@@ -25,6 +27,8 @@ export interface LoadModelOptions {
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
+
+export type KvCacheMemory = { bytes: number } | { fraction: number };
 
 export interface LoadedModel {
   /** the directory's base name (the served model id unless renamed) */
@@ -98,7 +102,11 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * 4;
   const blocksPerSeq = Math.ceil(maxContext / kvBlockSize);
   const capBlocks = Math.floor((1 << 30) / (bytesPerToken * kvBlockSize));
-  const kvBlocks = opts.kvBlocks ?? Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks));
+  // a pool smaller than one context caps the context at the pool (the engine's maxContext)
+  const mem = opts.kvCacheMemory;
+  const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freemem();
+  const kvBlocks =
+    opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor(memBytes / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
   const nativeModel = native().createModel(modelSpec(config), tensors, {
     threads: opts.threads ?? availableParallelism(),
     kvBlockSize,

@@ -91,7 +91,10 @@ export interface GenerateRequest {
    * null/absent: none. They come in one delta event once the prompt is read, the first token's null.
    */
   promptLogprobs?: number | null;
-  /** a training job's generation (PPO rollouts): served after user requests, never counted against maxQueue */
+  /**
+   * a training job's rollout: admitted after every waiting serving request, preempted
+   * first, and never counted against maxQueue (the job bounds how many it sends)
+   */
   background?: boolean;
 }
 

@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyServerOptions } from "fastify";
 import { ensureBuiltinModel } from "../engine/builtin.js";
 import { findDefaultModel } from "../engine/default-model.js";
 import { Engine } from "../engine/engine.js";
-import { loadModel, type LoadedModel } from "../engine/model.js";
+import { loadModel, type KvCacheMemory, type LoadedModel } from "../engine/model.js";
 import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./http/app.js";
 import { Store } from "./store/store.js";
@@ -37,6 +37,8 @@ export interface ServerOptions {
   maxBatchTokens?: number;
   /** cap on prompt + completion tokens; default: the model's positions */
   maxContext?: number;
+  /** KV cache pool size (serve --kv-cache-memory); default: loadModel's */
+  kvCacheMemory?: KvCacheMemory;
   /** largest request body; default 8 MiB */
   maxBodyBytes?: number;
   /** where the server keeps its state: hybridchat.sqlite, the built-in model's cache */
@@ -87,7 +89,7 @@ export class HybridchatServer {
     const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
     const builtin = pretrained === null;
     const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

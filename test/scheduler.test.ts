@@ -180,28 +180,125 @@ const seq = (seqId: number, promptLength: number, maxTokens: number): S => ({
   tokens: Array.from({ length: promptLength }, (_, i) => i + 1),
 });
 
-test("scheduler: KV reservation admits only what fits, FIFO without overtaking", () => {
+test("scheduler: admission takes the prompt's blocks, FIFO without overtaking; decodes grow and preempt the newest", () => {
   const freed: number[] = [];
   const sch = new Scheduler<S>({ maxBatch: 8, maxQueue: 8, maxBatchTokens: 100, blockSize: 4, totalBlocks: 10 }, { freeSeq: (id) => freed.push(id) });
-  const a = seq(1, 8, 8); // 4 blocks
-  const b = seq(2, 8, 8); // 4 blocks
-  const c = seq(3, 12, 8); // 5 blocks: does not fit beside a and b
-  const d = seq(4, 1, 1); // 1 block: would fit, but must not overtake c
+  const a = seq(1, 8, 8); // 2 blocks now, 4 at most
+  const b = seq(2, 8, 8);
+  const c = seq(3, 24, 8); // 6 blocks: fills the pool beside a and b
+  const d = seq(4, 4, 1); // 1 block: does not fit, and nobody overtakes it
   [a, b, c, d].forEach((s) => sch.add(s));
   const out = sch.schedule()!;
-  assert.deepEqual(out.entries.map((e) => e.seq.seqId), [1, 2]);
-  assert.equal(sch.reservedBlocks, 8);
-  assert.equal(sch.numWaiting, 2);
+  assert.deepEqual(out.entries.map((e) => e.seq.seqId), [1, 2, 3]);
+  assert.equal(sch.reservedBlocks, 10);
+  assert.equal(sch.numWaiting, 1);
   sch.update(out);
-  sch.finish(a);
-  assert.deepEqual(freed, [1], "finish frees at once when not in flight");
-  a.tokens.push(1);
-  b.tokens.push(1);
+  [a, b, c].forEach((s) => s.tokens.push(7));
+  // a's 9th token needs a 3rd block: the newest (c) is preempted, its blocks freed at once
   const out2 = sch.schedule()!;
-  // b decodes; c (5 blocks) fits now beside b (4); d (1 block) too: 10 of 10
-  assert.deepEqual(out2.entries.map((e) => [e.seq.seqId, e.count, e.prefill]), [[2, 1, false], [3, 12, true], [4, 1, true]]);
+  assert.deepEqual(out2.entries.map((e) => [e.seq.seqId, e.count, e.prefill]), [[1, 1, false], [2, 1, false]], "no admission in a step that preempted");
+  assert.deepEqual(freed, [3]);
+  assert.equal(sch.numPreemptions, 1);
+  assert.equal(sch.reservedBlocks, 6);
+  assert.equal(sch.numWaiting, 2);
+  sch.update(out2);
+  [a, b].forEach((s) => s.tokens.push(7));
+  const out3 = sch.schedule()!;
+  // c (25 tokens now: 7 blocks) is back at the head and does not fit beside a and b (6); d waits behind it
+  assert.deepEqual(out3.entries.map((e) => e.seq.seqId), [1, 2]);
+  sch.update(out3);
+  sch.finish(a);
+  assert.deepEqual(freed, [3, 1]);
+  b.tokens.push(7);
+  const out4 = sch.schedule()!;
+  // c is prefilled again over everything it holds, its last token sampled: it continues where it was
+  assert.deepEqual(out4.entries.map((e) => [e.seq.seqId, e.start, e.count, e.prefill, e.sample]), [[2, 10, 1, false, true], [3, 0, 25, true, true]]);
   assert.equal(sch.reservedBlocks, 10);
   assert.throws(() => sch.add(seq(5, 400, 1)), isCode("context_length_exceeded"));
+});
+
+test("scheduler: preemption requeues victims at the front, oldest first; the newest may preempt itself", () => {
+  const freed: number[] = [];
+  const sch = new Scheduler<S>({ maxBatch: 8, maxQueue: 8, maxBatchTokens: 100, blockSize: 2, totalBlocks: 6 }, { freeSeq: (id) => freed.push(id) });
+  const [a, b, c] = [1, 2, 3].map((id) => seq(id, 4, 8)); // 2 blocks each: the pool is full
+  [a, b, c].forEach((s) => sch.add(s));
+  sch.update(sch.schedule()!);
+  const later = seq(4, 1, 1);
+  sch.add(later);
+  a.tokens.push(7, 7, 7, 7, 7); // 9 tokens: 5 blocks, so both others must go, newest first
+  const out = sch.schedule()!;
+  assert.deepEqual(out.entries.map((e) => [e.seq.seqId, e.count]), [[1, 5]]);
+  assert.deepEqual(freed, [3, 2]);
+  assert.equal(sch.numPreemptions, 2);
+  sch.update(out);
+  sch.finish(a);
+  const out2 = sch.schedule()!;
+  // b then c (admission order) before the request that came after them
+  assert.deepEqual(out2.entries.map((e) => [e.seq.seqId, e.count]), [[2, 4], [3, 4], [4, 1]]);
+  sch.update(out2);
+  sch.finish(later);
+  b.tokens.push(7); // 5 tokens: 3 blocks
+  c.tokens.push(7, 7, 7); // 7 tokens: 4 blocks, and c is the newest: it preempts itself
+  const out3 = sch.schedule()!;
+  assert.deepEqual(out3.entries.map((e) => e.seq.seqId), [2]);
+  assert.deepEqual(freed, [3, 2, 1, 4, 3]);
+  assert.equal(sch.numWaiting, 1);
+});
+
+test("scheduler: serving requests go before background ones, which never count against maxQueue", () => {
+  const sch = new Scheduler<S>({ maxBatch: 1, maxQueue: 2, maxBatchTokens: 100, blockSize: 2, totalBlocks: 6 }, { freeSeq: () => {} });
+  const bg = (id: number): S => ({ ...seq(id, 4, 1), priority: 1, countsAgainstQueue: false });
+  const jobs = [1, 2, 3, 4, 5].map(bg);
+  jobs.forEach((s) => sch.add(s)); // beyond maxQueue: a job's rollouts are not counted
+  const users = [6, 7].map((id) => seq(id, 2, 1));
+  users.forEach((s) => sch.add(s));
+  assert.throws(() => sch.add(seq(8, 2, 1)), isCode("queue_full"));
+  const order: number[] = [];
+  for (let out = sch.schedule(); out; out = sch.schedule()) {
+    const e = out.entries[0];
+    order.push(e.seq.seqId);
+    sch.update(out);
+    sch.finish(e.seq);
+  }
+  assert.deepEqual(order, [6, 7, 1, 2, 3, 4, 5]);
+});
+
+test("scheduler: a waiting serving request preempts running background ones for a slot", () => {
+  const freed: number[] = [];
+  const sch = new Scheduler<S>({ maxBatch: 2, maxQueue: 8, maxBatchTokens: 100, blockSize: 2, totalBlocks: 64 }, { freeSeq: (id) => freed.push(id) });
+  const jobs = [1, 2, 3].map((id): S => ({ ...seq(id, 4, 4), priority: 1, countsAgainstQueue: false }));
+  jobs.forEach((j) => sch.add(j));
+  sch.update(sch.schedule()!); // 1 and 2 run, 3 waits
+  jobs.forEach((j) => j.tokens.push(7));
+  const user = seq(4, 2, 2);
+  sch.add(user);
+  const out = sch.schedule()!;
+  // the newest job (2) makes room; it waits again in front of 3
+  assert.deepEqual(out.entries.map((e) => [e.seq.seqId, e.prefill]), [[1, false], [4, true]]);
+  assert.deepEqual(freed, [2]);
+  sch.update(out);
+  sch.finish(user);
+  sch.finish(jobs[0]!);
+  assert.deepEqual(sch.schedule()!.entries.map((e) => [e.seq.seqId, e.count]), [[2, 5], [3, 5]]);
+});
+
+test("scheduler: a background sequence is preempted before a newer serving one", () => {
+  const freed: number[] = [];
+  const sch = new Scheduler<S>({ maxBatch: 8, maxQueue: 8, maxBatchTokens: 100, blockSize: 2, totalBlocks: 5 }, { freeSeq: (id) => freed.push(id) });
+  const job: S = { ...seq(1, 4, 4), priority: 1, countsAgainstQueue: false };
+  sch.add(job);
+  sch.update(sch.schedule()!);
+  const user = seq(2, 4, 4);
+  sch.add(user);
+  job.tokens.push(7);
+  const out = sch.schedule()!;
+  sch.update(out);
+  user.tokens.push(7);
+  job.tokens.push(7);
+  // user needs a 3rd block: the job goes, though it is older and was decoding
+  const out2 = sch.schedule()!;
+  assert.deepEqual(out2.entries.map((e) => e.seq.seqId), [2]);
+  assert.deepEqual(freed, [1]);
 });
 
 test("scheduler: queue_full at maxQueue waiting", () => {
@@ -212,31 +309,6 @@ test("scheduler: queue_full at maxQueue waiting", () => {
   sch.update(sch.schedule()!); // one admitted: a waiting place frees up
   sch.add(seq(3, 2, 2));
   assert.equal(sch.numWaiting, 2);
-});
-
-test("scheduler: a job's rollouts wait behind user requests, outside maxQueue, and leave users a slot (issue 16 item 4)", () => {
-  const sch = new Scheduler<S>({ maxBatch: 3, maxQueue: 2, maxBatchTokens: 100, blockSize: 4, totalBlocks: 100 }, { freeSeq: () => {} });
-  const rollouts = Array.from({ length: 10 }, (_, i) => ({ ...seq(100 + i, 2, 2), background: true }));
-  // ten rollouts at once: none of them is refused, and users can still queue maxQueue
-  rollouts.forEach((r) => sch.add(r));
-  sch.add(seq(1, 2, 2));
-  sch.add(seq(2, 2, 2));
-  assert.throws(() => sch.add(seq(3, 2, 2)), isCode("queue_full"));
-  assert.equal(sch.numWaiting, 12);
-  // users first; the one slot left goes to nobody but a user (rollouts keep one spare)
-  const out = sch.schedule()!;
-  assert.deepEqual(out.entries.map((e) => e.seq.seqId), [1, 2]);
-  sch.update(out);
-  sch.finish(out.entries[0]!.seq as S);
-  sch.finish(out.entries[1]!.seq as S);
-  // no user waits: rollouts take all but one slot
-  const out2 = sch.schedule()!;
-  assert.deepEqual(out2.entries.map((e) => e.seq.seqId), [100, 101]);
-  sch.update(out2);
-  // a user arriving now gets the spare slot at once
-  sch.add(seq(4, 2, 2));
-  const out3 = sch.schedule()!;
-  assert.deepEqual(out3.entries.filter((e) => e.prefill).map((e) => e.seq.seqId), [4]);
 });
 
 test("scheduler: a long prompt is prefilled in chunks while decodes keep going", () => {
@@ -435,16 +507,26 @@ test("engine: breaking out of the iteration cancels and frees", async () => {
   assert.equal(engine.stats().counters.cancelled, 1);
 });
 
-test("engine: KV reservation keeps the pool from overflowing under load", async () => {
-  // 12 blocks of 4: each request reserves ceil((4 + 12) / 4) = 4 blocks, so at most 3 run
-  const runner = new FakeRunner(4, 12);
-  const engine = makeEngine(runner, { maxBatch: 8, maxQueue: 16 });
-  const reqs = Array.from({ length: 7 }, (_, i) => collect(engine.generate({ promptTokens: [i + 1, 2, 3, 4], params: params({ maxTokens: 12 }) })));
-  const res = await Promise.all(reqs);
-  res.forEach((r, i) => assert.deepEqual(r.tokens, expectedGreedy([i + 1, 2, 3, 4], 12)));
-  assert.ok(runner.calls.every((c) => c.seqIds.length <= 3));
-  assert.ok(runner.calls.some((c) => c.seqIds.length === 3));
-  assert.equal(runner.kv.size, 0);
+test("engine: a pool too small for everyone preempts and recomputes; greedy and seeded outputs are unchanged", async () => {
+  // 12 blocks of 4: each request ends holding 4 blocks and 7 are admitted at once on their prompt's 1
+  const prompts7 = Array.from({ length: 7 }, (_, i) => [i + 1, 2, 3, 4]);
+  const small = new FakeRunner(4, 12);
+  const engine = makeEngine(small, { maxBatch: 8, maxQueue: 16 });
+  const res = await Promise.all(prompts7.map((p) => collect(engine.generate({ promptTokens: p, params: params({ maxTokens: 12 }) }))));
+  res.forEach((r, i) => assert.deepEqual(r.tokens, expectedGreedy(prompts7[i]!, 12)));
+  assert.ok(engine.stats().preemptions > 0, "the pool must have run short");
+  assert.deepEqual(small.violations, []);
+  assert.equal(small.kv.size, 0);
+  // seeded sampling with penalties: the same with preemptions as with a pool that never runs short
+  const seeded = (i: number): SamplingParams => params({ maxTokens: 12, temperature: 1, seed: 100 + i, frequencyPenalty: 0.5 });
+  const run = async (runner: FakeRunner): Promise<number[][]> => {
+    const e = makeEngine(runner, { maxBatch: 8, maxQueue: 16 });
+    const out = await Promise.all(prompts7.map((p, i) => collect(e.generate({ promptTokens: p, params: seeded(i) }))));
+    assert.ok(runner !== small2 || e.stats().preemptions > 0);
+    return out.map((r) => r.tokens);
+  };
+  const small2 = new FakeRunner(4, 12);
+  assert.deepEqual(await run(small2), await run(new FakeRunner(4, 64)));
 });
 
 test("engine: FIFO — requests start in submission order", async () => {

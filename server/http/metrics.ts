@@ -57,6 +57,17 @@ export class ServerMetrics {
     gauge("hybridchat_num_requests_running", "Requests in the running batch (vLLM: num_requests_running).", (s) => s.running);
     gauge("hybridchat_num_requests_waiting", "Requests waiting for a batch slot (vLLM: num_requests_waiting).", (s) => s.waiting);
     gauge("hybridchat_kv_cache_usage_perc", "Fraction of KV-cache blocks in use, 0..1 (vLLM: kv_cache_usage_perc).", (s) => s.kvUsage);
+    new Counter({
+      name: "hybridchat_num_preemptions_total",
+      help: "Running requests preempted (by recompute) when the KV cache ran short (vLLM: num_preemptions_total).",
+      registers,
+      collect() {
+        const s = source();
+        if (!s) return;
+        this.reset();
+        this.inc(s.stats().preemptions);
+      },
+    });
     this.#promptTokens = new Counter({ name: "hybridchat_prompt_tokens_total", help: "Prompt tokens of finished requests.", labelNames: ["model_name"], registers });
     this.#generationTokens = new Counter({ name: "hybridchat_generation_tokens_total", help: "Generated tokens of finished requests.", labelNames: ["model_name"], registers });
     this.#success = new Counter({ name: "hybridchat_request_success_total", help: "Finished requests by finish reason.", labelNames: ["model_name", "finished_reason"], registers });

@@ -59,7 +59,7 @@ export async function generateRollouts(engine: RolloutEngine, prompts: readonly 
   return Promise.all(
     prompts.map(async (prompt, i) => {
       const answer: number[] = [];
-      for await (const ev of engine.generate({ promptTokens: [...prompt], params: params(i), adapter })) {
+      for await (const ev of engine.generate({ promptTokens: [...prompt], params: params(i), adapter, background: true })) {
         if (ev.type === "delta") answer.push(...ev.tokenIds);
         else if (ev.eosTokenId !== null) answer.push(ev.eosTokenId);
       }

@@ -9,7 +9,6 @@
 // continuous-RLHF gate reads it).
 import { addAdapterWithData, readPeftAdapter } from "../../../engine/peft.js";
 import type { LoadedModel } from "../../../engine/model.js";
-import type { GenerateRequest } from "../../../engine/types.js";
 import { SftDataError } from "../../../engine/train/data/sft-data.js";
 import { encodePrompt, parsePromptJsonl } from "../../../engine/train/data/ppo-prompts.js";
 import { exclusivePpoModel } from "../../../engine/train/ppo/ppo-model.js";
@@ -114,9 +113,9 @@ export const ppo: TrainingMethod = {
     });
     let tokens = 0;
     try {
-      // the rollouts share the serving engine: behind user requests, outside --max-queue
-      const rollouts = { generate: (req: GenerateRequest) => r.engine.generate({ ...req, background: true }) };
-      await runPpo(exclusivePpoModel(r.engine, native), rollouts, prompts, settings, {
+      // the rollouts share the serving engine (generateRollouts marks them background:
+      // behind user requests, outside --max-queue)
+      await runPpo(exclusivePpoModel(r.engine, native), r.engine, prompts, settings, {
         signal: r.signal,
         onStep: async (e) => {
           const rollouts = Math.min(batch, prompts.length - ((e.step - 1) % perEpoch) * batch);
