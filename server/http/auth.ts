@@ -19,6 +19,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** the id of the caller's API key (apiKeyId(key): never the key); null without keys or on public routes */
     apiKeyId: string | null;
+    /** the caller's role; null without keys (every caller has every role) or on public routes */
+    apiKeyRole: Role | null;
   }
 }
 
@@ -133,6 +135,7 @@ export function closeUpgradeIfRefused(request: FastifyRequest, reply: FastifyRep
  */
 export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
   app.decorateRequest("apiKeyId", null);
+  app.decorateRequest("apiKeyRole", null);
   if (keys.size === 0) return;
   app.addHook("onRequest", async (request, reply) => {
     const access: Access = request.is404 ? "user" : (request.routeOptions.config.access ?? "admin");
@@ -144,6 +147,7 @@ export function installAuth(app: FastifyInstance, keys: ApiKeys): void {
     if (role === null) throw errors.invalidApiKey(redact(key));
     if (access === "admin" && role !== "admin") throw errors.adminOnly(request.method, request.url.split("?")[0]!);
     request.apiKeyId = apiKeyId(key);
+    request.apiKeyRole = role;
     request.log = request.log.child({ key: request.apiKeyId });
   });
 }
