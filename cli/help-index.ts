@@ -7,6 +7,7 @@ import { INIT_HELP } from "./init.help.js";
 import { QUANTIZE_HELP } from "./quantize.help.js";
 import { CHAT_HELP } from "./chat.help.js";
 import { PIPELINE_HELP } from "./pipeline.help.js";
+import { KEYS_CREATE_HELP, KEYS_HELP, KEYS_LIST_HELP, KEYS_REVOKE_HELP } from "./keys.help.js";
 import { TRAIN_HELP } from "./train/train.help.js";
 import { TRAIN_SFT_HELP } from "./train/sft.help.js";
 import { TRAIN_DPO_HELP, TRAIN_RM_HELP } from "./train/pref.help.js";
@@ -24,4 +25,8 @@ export const HELPS: Readonly<Record<string, string>> = {
   "train ppo": TRAIN_PPO_HELP,
   pipeline: PIPELINE_HELP,
   chat: CHAT_HELP,
+  keys: KEYS_HELP,
+  "keys create": KEYS_CREATE_HELP,
+  "keys list": KEYS_LIST_HELP,
+  "keys revoke": KEYS_REVOKE_HELP,
 };

@@ -9,6 +9,7 @@ Commands:
   train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)
   pipeline  the three RLHF steps in one run: SFT → reward model → PPO, with training curves
   chat    chat with a running server in the terminal, and rate or compare its answers
+  keys    create, list and revoke the API keys a server accepts (no restart needed)
 
 Run \`hybridchat <command> --help\` for a command's options (also \`hybridchat help train sft\`).
 

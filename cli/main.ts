@@ -31,6 +31,8 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./quantize.js")).quantizeCommand(rest);
     case "chat":
       return (await import("./chat.js")).chatCommand(rest);
+    case "keys":
+      return (await import("./keys.js")).keysCommand(rest);
     case "train":
       return (await import("./train/sft.js")).trainCommand(rest);
     case "pipeline":

@@ -19,7 +19,9 @@ Options:
   --api-key KEY:ROLE        require "Authorization: Bearer KEY"; ROLE is user (chat, completions,
                             models, feedback, stored completions) or admin (everything, incl. files,
                             fine-tuning jobs, promote, /metrics); repeatable. Also read from
-                            HYBRIDCHAT_API_KEYS="key1:admin,key2:user". /health and the web page stay open
+                            HYBRIDCHAT_API_KEYS="key1:admin,key2:user". /health and the web page stay open.
+                            Keys made by \`hybridchat keys create\` (in --data-dir's database) count too,
+                            from the next request on; once any key exists, every request needs one
   --port N                  port (default 8000; 0 picks a free one)
   --served-model-name NAME  the id clients send as "model" (default: the directory's name)
   --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
@@ -41,7 +43,10 @@ Options:
                             headers get 403, so a page of another site cannot reach it by DNS
                             rebinding (default: none; on 0.0.0.0 without it, any)
   --key-rate-limit N        requests each API key may start per minute (429 with Retry-After above;
-                            default unlimited)
+                            default unlimited; a key's own --requests-per-minute replaces it)
+  --key-token-limit N       tokens that may be generated for each API key per minute, counted as
+                            they are generated (chat and completions get 429 with Retry-After while
+                            over; default unlimited; a key's own --tokens-per-minute replaces it)
   --max-connections-per-client N
                             connections one client address may hold open (429 above; default 128)
   --data-dir DIR            where the server keeps its state: hybridchat.sqlite with the stored

@@ -7,9 +7,9 @@ import { join, resolve } from "node:path";
 import { intOption, memoryOption, UsageError } from "./errors.js";
 import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
-import { DB_FILE } from "../server/store/db.js";
+import { DB_FILE, DEFAULT_DATA_DIR } from "../server/store/db.js";
 import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js";
-import { checkBind, ApiKeys, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
+import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -68,8 +68,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "request-timeout": { type: "string" },
       "allowed-hosts": { type: "string" },
       "key-rate-limit": { type: "string" },
+      "key-token-limit": { type: "string" },
       "max-connections-per-client": { type: "string" },
-      "data-dir": { type: "string", default: "hybridchat-data" },
+      "data-dir": { type: "string", default: DEFAULT_DATA_DIR },
       "no-store": { type: "boolean", default: false },
       "log-level": { type: "string", default: "info" },
       ...RLHF_FLAGS,
@@ -90,11 +91,6 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
   const port = intOption(values.port, "port", c, 0, 65535)!;
   const apiKeys = apiKeysOption(values["api-key"] ?? [], process.env.HYBRIDCHAT_API_KEYS, c);
-  try {
-    checkBind(values.host!, new ApiKeys(apiKeys));
-  } catch (e) {
-    throw new UsageError((e as Error).message, c);
-  }
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -108,6 +104,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     kvCacheMemory: memoryOption(values["kv-cache-memory"], "kv-cache-memory", c),
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     keyRequestsPerMinute: intOption(values["key-rate-limit"], "key-rate-limit", c, 1, 1_000_000) ?? null,
+    keyTokensPerMinute: intOption(values["key-token-limit"], "key-token-limit", c, 1, 1_000_000_000) ?? null,
     allowedHosts: values["allowed-hosts"]?.split(",").map((h) => h.trim()).filter((h) => h.length > 0),
     limits: connectionLimits(values["request-timeout"], values["max-connections-per-client"], c),
     dataDir,
@@ -122,6 +119,13 @@ export async function serveCommand(argv: string[]): Promise<void> {
   } catch (e) {
     // the store opens here, before anything listens: say which directory is the problem
     throw new UsageError(`--data-dir ${values["data-dir"]}: cannot open ${join(dataDir, DB_FILE)} (${(e as Error).message}); pick another directory, or pass --no-store`, c);
+  }
+  // after the store opened: keys made with `hybridchat keys create` count too (the process
+  // exits on a refusal, before the model has loaded)
+  try {
+    checkBind(values.host!, server.app.apiKeys);
+  } catch (e) {
+    throw new UsageError((e as Error).message, c);
   }
 
   let signals = 0;
@@ -153,9 +157,11 @@ export async function serveCommand(argv: string[]): Promise<void> {
   }
   process.stderr.write(`hybridchat: listening on ${url} (GET ${url}/health says 503 until the model is loaded)\n`);
   process.stderr.write(
-    apiKeys.length === 0
-      ? "hybridchat: no API keys: every route is open, so listening on loopback only; add --api-key KEY:admin to serve other hosts\n"
-      : `hybridchat: API keys required (${apiKeys.filter((k) => k.role === "admin").length} admin, ${apiKeys.filter((k) => k.role === "user").length} user): send Authorization: Bearer KEY\n`,
+    !server.app.apiKeys.required()
+      ? "hybridchat: no API keys: every route is open, so listening on loopback only; add --api-key KEY:admin to serve other hosts\n" +
+          "            (or `hybridchat keys create`: from the first key on, every request needs one)\n"
+      : `hybridchat: API keys required (${apiKeys.filter((k) => k.role === "admin").length} admin, ${apiKeys.filter((k) => k.role === "user").length} user ` +
+          `on the command line${server.app.apiKeys.stored ? ", and those of `hybridchat keys` in the database" : ""}): send Authorization: Bearer KEY\n`,
   );
   if (values.model === undefined) {
     const def = findDefaultModel();

@@ -12,7 +12,7 @@ import { loadPeftAdapter } from "../engine/peft.js";
 import { attachModel, buildApp } from "./http/app.js";
 import { Store } from "./store/store.js";
 import { restoreVersions } from "./fine-tuning/restore.js";
-import { ApiKeys, checkBind, type ApiKey } from "./http/auth.js";
+import { checkBind, isLoopback, type ApiKey } from "./http/auth.js";
 import type { ConnectionLimits } from "./http/slow-clients.js";
 
 export interface ServerOptions {
@@ -48,10 +48,12 @@ export interface ServerOptions {
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
   logger?: FastifyServerOptions["logger"];
-  /** API keys and their roles; without any the server listens on loopback only */
+  /** API keys and their roles, besides the store's (`hybridchat keys`); without any the server listens on loopback only */
   apiKeys?: ApiKey[];
-  /** requests one API key may start per minute (429 + Retry-After above); default unlimited */
+  /** requests one API key may start per minute (429 + Retry-After above), unless the key has its own; default unlimited */
   keyRequestsPerMinute?: number | null;
+  /** tokens that may be generated for one API key per minute, unless the key has its own; default unlimited */
+  keyTokensPerMinute?: number | null;
   /** host names clients may use besides IP addresses and localhost (DNS rebinding guard); "*" any */
   allowedHosts?: string[];
   /** header/body deadlines and connections per client address; default DEFAULT_CONNECTION_LIMITS */
@@ -78,7 +80,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute, keyTokensPerMinute: opts.keyTokensPerMinute });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));
@@ -118,11 +120,13 @@ export class HybridchatServer {
 
   /**
    * Opens the port (the model may still be loading); resolves with the base URL. Without
-   * API keys, a host other than loopback is refused.
+   * API keys (given or in the store), a host other than loopback is refused; beyond
+   * loopback, a key stays required even if every stored key is later revoked.
    */
   async listen(l: ListenOptions = {}): Promise<string> {
     const host = l.host ?? "127.0.0.1";
-    checkBind(host, new ApiKeys(this.opts.apiKeys ?? []));
+    checkBind(host, this.app.apiKeys);
+    if (!isLoopback(host)) this.app.apiKeys.requireAlways();
     return this.app.listen({ host, port: l.port ?? 8000 });
   }
 

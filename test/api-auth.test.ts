@@ -14,7 +14,7 @@ import { HybridchatClient } from "../clients/client.js";
 import { JobStreamError } from "../clients/job-stream.js";
 import { parseApiKeys, WS_KEY_PROTOCOL_PREFIX, WS_PROTOCOL } from "../server/http/auth.js";
 import { createServer, type HybridchatServer } from "../server/server.js";
-import { testModelDir } from "./api-helpers.js";
+import { apiFailure, testModelDir } from "./api-helpers.js";
 import { CLI, serve, stop } from "./serve-process.js";
 
 const ADMIN = "admin-key-0123456789";
@@ -37,17 +37,6 @@ after(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** the openai client's error for `p`, which must fail */
-async function failure(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof OpenAI.APIError, String(e));
-    return e;
-  }
-  assert.fail("the call succeeded");
-}
-
 describe("API keys", () => {
   test("no key and a wrong key: 401 in OpenAI's shape, on user and admin routes alike", async () => {
     const none = await fetch(`${url}/v1/chat/completions`, {
@@ -57,7 +46,7 @@ describe("API keys", () => {
     });
     assert.equal(none.status, 401);
     assert.deepEqual(((await none.json()) as { error: { type: string; code: string } }).error.code, "missing_api_key");
-    const wrong = await failure(client("not-a-key-at-all").fineTuning.jobs.list());
+    const wrong = await apiFailure(client("not-a-key-at-all").fineTuning.jobs.list());
     assert.ok(wrong instanceof OpenAI.AuthenticationError);
     assert.equal(wrong.code, "invalid_api_key");
     assert.doesNotMatch(wrong.message, /not-a-key-at-all/, "the message does not echo the whole key");
@@ -91,13 +80,13 @@ describe("API keys", () => {
       delete process.env.HYBRIDCHAT_API_KEY;
     }
     assert.deepEqual((await hc.models.list()).data.map((m) => m.id), [MODEL]);
-    assert.equal((await failure(new HybridchatClient({ baseURL: `${url}/v1`, maxRetries: 0 }).models.list())).status, 401, "and without it, none");
+    assert.equal((await apiFailure(new HybridchatClient({ baseURL: `${url}/v1`, maxRetries: 0 }).models.list())).status, 401, "and without it, none");
   });
 
   test("a user key on admin routes: 403 insufficient_permissions", async () => {
     const hc = client(USER);
     for (const p of [hc.fineTuning.jobs.list(), hc.files.list(), hc.versions.promote(MODEL)]) {
-      const e = await failure(p);
+      const e = await apiFailure(p);
       assert.ok(e instanceof OpenAI.PermissionDeniedError, String(e));
       assert.equal(e.code, "insufficient_permissions");
     }

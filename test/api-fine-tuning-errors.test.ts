@@ -8,9 +8,10 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import OpenAI, { toFile } from "openai";
+import { toFile } from "openai";
 import WebSocket from "ws";
 import { MODEL, startServer, uploadNameChange, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
+import { apiFailure } from "./api-helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "hc-ft-err-"));
 let s: FtServer;
@@ -28,16 +29,6 @@ after(async () => {
 const upload = async (text: string, purpose = "fine-tune") =>
   s.client.files.create({ file: await toFile(Buffer.from(text), "data.jsonl"), purpose: purpose as "fine-tune" });
 
-async function apiError(p: PromiseLike<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof OpenAI.APIError) return e;
-    throw e;
-  }
-  assert.fail("the request succeeded");
-}
-
 async function chatWorks(): Promise<void> {
   const r = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Tom had a dog" }], max_tokens: 8 });
   assert.ok(r.choices[0]!.message.content!.length > 0);
@@ -47,7 +38,7 @@ describe("files", () => {
   test("malformed JSONL: 400 naming every bad line; nothing is stored", async () => {
     const before = (await s.client.files.list()).data.length;
     const text = ['{"prompt":"a","completion":" b"}', '{"prompt": "a", ', '{"prompt":"a"}', "", '{"prompt":"a","completion":" b","x":1}'].join("\n");
-    const e = await apiError(upload(text));
+    const e = await apiFailure(upload(text));
     assert.equal(e.status, 400);
     assert.equal(e.code, "invalid_file");
     assert.equal(e.param, "file");
@@ -59,50 +50,50 @@ describe("files", () => {
   });
 
   test("a purpose other than fine-tune: 400", async () => {
-    const e = await apiError(upload('{"prompt":"a","completion":" b"}\n', "assistants"));
+    const e = await apiFailure(upload('{"prompt":"a","completion":" b"}\n', "assistants"));
     assert.equal(e.status, 400);
     assert.equal(e.param, "purpose");
   });
 
   test("preference (DPO) lines are checked too", async () => {
-    const e = await apiError(upload('{"input":{"messages":[{"role":"user","content":"hi"}]},"preferred_output":[{"role":"assistant","content":"a"}]}\n'));
+    const e = await apiFailure(upload('{"input":{"messages":[{"role":"user","content":"hi"}]},"preferred_output":[{"role":"assistant","content":"a"}]}\n'));
     assert.equal(e.status, 400);
     assert.match(e.message, /line 1: non_preferred_output/);
   });
 
   test("unknown file ids: 404; delete removes a file", async () => {
     for (const call of [() => s.client.files.retrieve("file-nope"), () => s.client.files.content("file-nope"), () => s.client.files.delete("file-nope")]) {
-      const e = await apiError(call());
+      const e = await apiFailure(call());
       assert.equal(e.status, 404);
       assert.equal(e.code, "file_not_found");
     }
     const f = await upload('{"prompt":"a","completion":" b"}\n');
     assert.deepEqual(await s.client.files.delete(f.id), { id: f.id, object: "file", deleted: true });
-    assert.equal((await apiError(s.client.files.retrieve(f.id))).status, 404);
+    assert.equal((await apiFailure(s.client.files.retrieve(f.id))).status, 404);
   });
 });
 
 describe("jobs", { timeout: 120_000 }, () => {
   test("unknown file, model or job: 404; an unsupported method or bad hyperparameters: 400", async () => {
-    let e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "file-nope" }));
+    let e = await apiFailure(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "file-nope" }));
     assert.equal(e.status, 404);
     assert.equal(e.code, "file_not_found");
     assert.equal(e.param, "training_file");
-    e = await apiError(s.client.fineTuning.jobs.create({ model: "gpt-4o", training_file: goodFile }));
+    e = await apiFailure(s.client.fineTuning.jobs.create({ model: "gpt-4o", training_file: goodFile }));
     assert.equal(e.status, 404);
     assert.equal(e.code, "model_not_found");
-    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "reinforcement", reinforcement: {} } as never }));
+    e = await apiFailure(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "reinforcement", reinforcement: {} } as never }));
     assert.equal(e.status, 400);
     assert.equal(e.code, "unsupported_method");
     // dpo trains on preference lines, not the supervised ones of goodFile
-    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "dpo", dpo: { hyperparameters: { beta: 0.1 } } } }));
+    e = await apiFailure(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "dpo", dpo: { hyperparameters: { beta: 0.1 } } } }));
     assert.equal(e.status, 400);
     assert.equal(e.param, "training_file");
     assert.match(e.message, /method 'dpo' trains on preference \(DPO\) lines/);
-    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", method: { type: "dpo", dpo: { hyperparameters: { beta: 0 } } } }));
+    e = await apiFailure(s.client.fineTuning.jobs.create({ model: MODEL, training_file: "feedback", method: { type: "dpo", dpo: { hyperparameters: { beta: 0 } } } }));
     assert.equal(e.status, 400);
     assert.equal(e.param, "method.dpo.hyperparameters");
-    e = await apiError(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 0 } } } }));
+    e = await apiFailure(s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 0 } } } }));
     assert.equal(e.status, 400);
     assert.equal(e.param, "method.supervised.hyperparameters");
     for (const call of [
@@ -111,7 +102,7 @@ describe("jobs", { timeout: 120_000 }, () => {
       () => s.client.fineTuning.jobs.listEvents("ftjob-nope"),
       () => s.client.fineTuning.jobs.checkpoints.list("ftjob-nope"),
     ]) {
-      e = await apiError(call());
+      e = await apiFailure(call());
       assert.equal(e.status, 404);
       assert.equal(e.code, "fine_tuning_job_not_found");
     }
@@ -143,7 +134,7 @@ describe("jobs", { timeout: 120_000 }, () => {
     assert.equal(messages.at(-1)?.status, "cancelled");
     assert.ok(!(await s.client.models.list()).data.some((m) => m.id.includes(job.id)));
     assert.ok(!s.server.model!.native.adapters().some((a) => a.includes(job.id)), "the trained adapter was removed");
-    const e = await apiError(s.client.fineTuning.jobs.cancel(job.id));
+    const e = await apiFailure(s.client.fineTuning.jobs.cancel(job.id));
     assert.equal(e.status, 409);
     assert.equal(e.code, "job_not_cancellable");
     await chatWorks();

@@ -1,7 +1,9 @@
 // Shared by the test/api-*.test.ts files: the real test model, an app serving it, and
 // small helpers for SSE bodies. (No tests here.)
 import { setTimeout as sleep } from "node:timers/promises";
+import assert from "node:assert/strict";
 import type { FastifyInstance } from "fastify";
+import OpenAI from "openai";
 import { Engine, type EngineOptions } from "../engine/engine.js";
 import { loadModel, type LoadedModel, type LoadModelOptions } from "../engine/model.js";
 import { buildApp, type AppOptions } from "../server/http/app.js";
@@ -66,4 +68,15 @@ export function sseData(body: string): unknown[] {
     out.push(data === "[DONE]" ? data : JSON.parse(data));
   }
   return out;
+}
+
+/** The official client's error for `p`, which must fail with one (anything else is rethrown). */
+export async function apiFailure(p: PromiseLike<unknown>): Promise<InstanceType<typeof OpenAI.APIError>> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof OpenAI.APIError) return e;
+    throw e;
+  }
+  assert.fail("the request succeeded");
 }

@@ -40,6 +40,8 @@ declare module "fastify" {
     metrics: ServerMetrics;
     /** files and fine-tuning jobs; null without a store */
     fineTuning: FineTuning | null;
+    /** the keys requests are checked against: --api-key ones and the store's live ones */
+    apiKeys: ApiKeys;
   }
 }
 
@@ -65,10 +67,17 @@ export interface AppOptions {
   dataDir?: string;
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
-  /** who may call what (server/http/auth.ts); none: every route is open */
+  /**
+   * who may call what (server/http/auth.ts), besides the store's keys (`hybridchat keys`);
+   * while there are none anywhere, every route is open
+   */
   apiKeys?: readonly ApiKey[];
-  /** requests one API key may start per minute (429 + Retry-After above); default unlimited */
+  /** requests one API key may start per minute (429 + Retry-After above), unless the key has its own; default unlimited */
   keyRequestsPerMinute?: number | null;
+  /** tokens that may be generated for one API key per minute, unless the key has its own; default unlimited */
+  keyTokensPerMinute?: number | null;
+  /** the rate limits' clock (ms); default Date.now */
+  rateLimitClock?: () => number;
   /** host names clients may use besides IP addresses and localhost (server/http/browser-guard.ts) */
   allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
@@ -130,8 +139,10 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
 
   // before auth: a page of another site is refused whatever key it carries
   installBrowserGuard(app, { allowedHosts: opts.allowedHosts });
-  installAuth(app, new ApiKeys(opts.apiKeys ?? []));
-  installRateLimits(app, { requestsPerMinute: opts.keyRequestsPerMinute ?? null });
+  const apiKeys = new ApiKeys(opts.apiKeys ?? [], opts.store ?? null);
+  app.decorate("apiKeys", apiKeys);
+  installAuth(app, apiKeys);
+  installRateLimits(app, { requestsPerMinute: opts.keyRequestsPerMinute ?? null, tokensPerMinute: opts.keyTokensPerMinute ?? null }, opts.rateLimitClock);
   installPromptGuard(app, slot);
   const threads: TokenizerThread[] = [];
   tokenizerThreads.set(app, threads);

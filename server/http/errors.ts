@@ -160,12 +160,13 @@ export const errors = {
       { "retry-after": "1" },
     ),
 
-  rateLimited: (perMinute: number, retryAfterS: number) =>
+  /** `limit`: what the key may have per minute, e.g. "3 requests" or "500 generated tokens" */
+  rateLimited: (limit: string, retryAfterS: number) =>
     new ApiError(
       429,
       "rate_limit_error",
       "rate_limit_exceeded",
-      `Rate limit reached for this API key: ${perMinute} requests per minute. Retry after ${retryAfterS} s.`,
+      `Rate limit reached for this API key: ${limit} per minute. Retry after ${retryAfterS} s.`,
       null,
       { "retry-after": String(retryAfterS) },
     ),

@@ -52,7 +52,8 @@ async function submit(engine: ServingEngine, spec: ChoiceSpec, signal: AbortSign
  * Interleaves the events of all choices in arrival order. `admitted` settles once every
  * choice has produced its first event (or one failed): the stream's headers go out only
  * then, so a full queue or a bad prompt still gets a proper status code.
- * Aborting `signal` cancels every engine request still running.
+ * Aborting `signal` cancels every engine request still running. `onTokens` hears of every
+ * generated token as it comes (the key's token budget).
  */
 export class ChoiceStream implements AsyncIterable<TaggedEvent> {
   readonly admitted: Promise<void>;
@@ -66,6 +67,7 @@ export class ChoiceStream implements AsyncIterable<TaggedEvent> {
     engine: ServingEngine,
     readonly specs: readonly ChoiceSpec[],
     signal: AbortSignal,
+    readonly onTokens: ((tokens: number) => void) | null = null,
   ) {
     this.#running = specs.length;
     const onAbort = () => this.#controller.abort(signal.reason);
@@ -95,11 +97,18 @@ export class ChoiceStream implements AsyncIterable<TaggedEvent> {
 
   async #pump(engine: ServingEngine, spec: ChoiceSpec, first: () => void, fail: (e: unknown) => void): Promise<void> {
     let seenFirst = false;
+    let counted = 0;
     try {
       const it = await submit(engine, spec, this.#controller.signal);
       for (;;) {
         const r = await it.next();
         if (r.done) break;
+        if (this.onTokens) {
+          // deltas as they come; the final usage settles any token no delta carried
+          const n = r.value.type === "delta" ? r.value.tokenIds.length : Math.max(0, r.value.usage.completionTokens - counted);
+          counted += n;
+          if (n > 0) this.onTokens(n);
+        }
         if (!seenFirst) {
           seenFirst = true;
           first();
@@ -191,8 +200,9 @@ export async function collectChoices(
   engine: ServingEngine,
   specs: readonly ChoiceSpec[],
   signal: AbortSignal,
+  onTokens: ((tokens: number) => void) | null = null,
 ): Promise<ChoiceResult[]> {
   const collector = new ChoiceCollector(specs);
-  for await (const tagged of new ChoiceStream(engine, specs, signal)) collector.add(tagged);
+  for await (const tagged of new ChoiceStream(engine, specs, signal, onTokens)) collector.add(tagged);
   return collector.results();
 }

@@ -9,6 +9,8 @@ import { MIGRATIONS, type Migration } from "./migrations.js";
 export type Db = Database.Database;
 
 export const DB_FILE = "hybridchat.sqlite";
+/** where `serve` and `keys` look for it without --data-dir (relative to the working directory) */
+export const DEFAULT_DATA_DIR = "hybridchat-data";
 
 export class StoreError extends Error {
   constructor(

@@ -192,8 +192,28 @@ DROP TABLE files;
 ALTER TABLE files_v3 RENAME TO files;
 `;
 
+// API keys made by `hybridchat keys create`, next to the --api-key ones: what the server
+// checks a request's key against (its SHA-256, never the key) and what the key may do
+const apiKeysTable = /* sql */ `
+CREATE TABLE api_keys (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,                -- key_<first 16 hex of the SHA-256>: apiKeyId(key), what rows and logs name
+  name TEXT NOT NULL,
+  role TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+  key_sha256 BLOB NOT NULL UNIQUE CHECK (length(key_sha256) = 32),
+  created_at INTEGER NOT NULL,            -- unix ms
+  revoked_at INTEGER,                     -- unix ms; NULL while the key works
+  requests_per_minute INTEGER CHECK (requests_per_minute > 0), -- NULL: the server's --key-rate-limit
+  tokens_per_minute INTEGER CHECK (tokens_per_minute > 0),     -- NULL: the server's --key-token-limit
+  last_used_at INTEGER                    -- unix ms, to the minute (written at most once a minute)
+);
+-- a name picks one live key (revoke NAME); a revoked key's name may be reused
+CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
   { version: 3, name: "prompt files", up: promptFiles },
+  { version: 4, name: "api keys", up: apiKeysTable },
 ];

@@ -1,5 +1,6 @@
 // The store: one SQLite database and the table groups on it. The server opens it at
 // start and closes it on shutdown; tests open one in a temp dir or in memory.
+import { ApiKeyStore } from "./api-keys.js";
 import { CompletionStore } from "./completions.js";
 import { openDb, type Db } from "./db.js";
 import { FeedbackStore } from "./feedback.js";
@@ -15,6 +16,7 @@ export class Store {
   readonly files: FileStore;
   readonly jobs: JobStore;
   readonly versions: VersionStore;
+  readonly apiKeys: ApiKeyStore;
   readonly #db: Db;
   #closed = false;
 
@@ -26,6 +28,7 @@ export class Store {
     this.files = new FileStore(db);
     this.jobs = new JobStore(db);
     this.versions = new VersionStore(db);
+    this.apiKeys = new ApiKeyStore(db);
   }
 
   /** `<dataDir>/hybridchat.sqlite`, or `":memory:"` (gone when closed). */

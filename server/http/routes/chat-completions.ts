@@ -62,7 +62,7 @@ function markerId(serving: Serving, marker: string | null): number | null {
 }
 
 export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.post("/v1/chat/completions", { config: { access: "user" }, schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
+  app.post("/v1/chat/completions", { config: { access: "user", generates: true }, schema: { body: ChatCompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
     checkRequest(body, CHAT_PARAMETERS);
@@ -108,7 +108,7 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
       completion,
     );
 
-    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
+    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal, request.tokenMeter));
 
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: ChatChunkBody["choices"]): ChatChunkBody => {
@@ -120,7 +120,7 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
     await streamChoices(
       request,
       reply,
-      new ChoiceStream(serving.engine, specs, signal),
+      new ChoiceStream(serving.engine, specs, signal, request.tokenMeter),
       promptTokens,
       includeUsage,
       {

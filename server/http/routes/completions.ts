@@ -69,7 +69,7 @@ function choiceSpecs(body: CompletionRequest, serving: Serving, variant: ServedV
 }
 
 export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
-  app.post("/v1/completions", { config: { access: "user" }, schema: { body: CompletionRequestSchema } }, async (request, reply) => {
+  app.post("/v1/completions", { config: { access: "user", generates: true }, schema: { body: CompletionRequestSchema } }, async (request, reply) => {
     const startedMs = performance.now();
     const body = request.body;
     checkRequest(body, COMPLETION_PARAMETERS);
@@ -108,7 +108,7 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
     // a stream is recorded as the completion its chunks add up to
     const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs }, completion);
 
-    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal));
+    if (!body.stream) return record(await collectChoices(serving.engine, specs, signal, request.tokenMeter));
 
     const includeUsage = body.stream_options?.include_usage === true;
     const chunk = (choices: CompletionBody["choices"]): CompletionBody => {
@@ -121,7 +121,7 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
     await streamChoices(
       request,
       reply,
-      new ChoiceStream(serving.engine, specs, signal),
+      new ChoiceStream(serving.engine, specs, signal, request.tokenMeter),
       promptTokens,
       includeUsage,
       {
