@@ -56,6 +56,10 @@ Options:
   --all            revoked keys too, with when they were revoked
   --json           one JSON array instead of a table
 ${DATA_DIR}  -h, --help       this help
+
+Examples:
+  hybridchat keys list
+  hybridchat keys list --all --json --data-dir /var/lib/hybridchat
 `;
 
 export const KEYS_REVOKE_HELP = `Usage: hybridchat keys revoke ID|NAME [--data-dir DIR]

@@ -52,7 +52,7 @@ const pages = ["README.md", ...readdirSync(join(repoRoot, "docs")).filter((f) =>
 const markdown = new Map(pages.map((p) => [p, readFileSync(join(repoRoot, p), "utf8")]));
 const blocks = pages.flatMap((p) => runnableBlocks(markdown.get(p)!));
 
-const COMMANDS = ["serve", "init", "chat", "train", "pipeline", "help"];
+const COMMANDS = ["serve", "init", "chat", "train", "pipeline", "keys", "help"];
 
 /** Every `hybridchat …` command line: in sh blocks (continued lines joined, comments cut) and in inline code. */
 function commandLines(md: string): string[] {
@@ -85,7 +85,7 @@ test("every hybridchat command line in the README and docs names a command and o
     for (const line of commandLines(md)) {
       const words = line.split(/\s+/).map((w) => w.replace(/^\[|\]$/g, ""));
       const [command, method] = words;
-      const args = command === "train" ? [command!, method!] : command === "help" ? words.slice(1).filter((w) => !w.startsWith("-")) : [command!];
+      const args = command === "train" || command === "keys" ? [command!, method!].filter((w) => w !== undefined && !w.startsWith("-")) : command === "help" ? words.slice(1).filter((w) => !w.startsWith("-")) : [command!];
       const help = helpOf(args);
       for (const w of words.filter((x) => x.startsWith("--"))) {
         const flag = w.slice(2).split("=")[0]!;
