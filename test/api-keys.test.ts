@@ -19,8 +19,8 @@ import { Store } from "../server/store/store.js";
 import { DB_FILE } from "../server/store/db.js";
 import { apiKeyId } from "../server/http/auth.js";
 import { createServer } from "../server/server.js";
-import { apiFailure, serveModel, testModelDir, type TestServing } from "./api-helpers.js";
-import { CLI } from "./serve-process.js";
+import { apiFailure, serveModel, testModelDir, waitFor, type TestServing } from "./api-helpers.js";
+import { CLI, serve, stop } from "./serve-process.js";
 
 const MODEL = "stories260K";
 const story = [{ role: "user" as const, content: "Once upon a time" }];
@@ -177,6 +177,47 @@ describe("keys made, used and revoked while the server runs", () => {
       assert.equal((await fetch(`${srv.url}/v1/models`)).status, 200, "the loopback server is open again");
     } finally {
       await wide.close(0);
+    }
+  });
+});
+
+describe("the CLI beside a busy server", () => {
+  test("keys are made and revoked while 24 streamed chats are being stored", async () => {
+    const srv = await serveKeyed();
+    try {
+      const admin = (await keys(srv.dir, "create", "--name", "admin", "--role", "admin")).stdout.trim();
+      const c = srv.client(admin);
+      const chats = Array.from({ length: 24 }, async () => {
+        const st = await c.chat.completions.create({ model: MODEL, messages: story, max_tokens: 24, stream: true });
+        for await (const _ of st);
+      });
+      const made: string[] = [];
+      for (let i = 0; i < 4; i++) made.push((await keys(srv.dir, "create", "--name", `busy-${i}`, "--role", "user")).stdout.trim());
+      await keys(srv.dir, "revoke", "busy-0");
+      await Promise.all(chats);
+      await waitFor(() => srv.store.completions.list({ object: "chat.completion", limit: 100, order: "asc" }).items.length === 24, "24 stored chats");
+      assert.equal((await apiFailure(srv.client(made[0]).models.list())).status, 401);
+      for (const k of made.slice(1)) assert.equal((await srv.client(k).models.list()).data[0]!.id, MODEL);
+    } finally {
+      await srv.close();
+    }
+  });
+
+  test("`serve --host 0.0.0.0` starts on a data dir holding a key made by `keys create`, and says keys are required", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hc-keys-serve-"));
+    try {
+      const key = (await keys(dir, "create", "--name", "boot", "--role", "admin")).stdout.trim();
+      const s = await serve(["--model", testModelDir, "--host", "0.0.0.0", "--data-dir", dir], { HYBRIDCHAT_API_KEYS: "" });
+      try {
+        assert.match(s.stderr(), /API keys required \(0 admin, 0 user on the command line, and those of `hybridchat keys` in the database\)/);
+        const url = s.url.replace("0.0.0.0", "127.0.0.1");
+        assert.equal((await fetch(`${url}/v1/models`)).status, 401);
+        assert.equal((await fetch(`${url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status, 200);
+      } finally {
+        await stop(s, "SIGTERM");
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
