@@ -113,11 +113,6 @@ export class ApiKeys {
     this.#store = store;
   }
 
-  /** how many keys were given at start (--api-key, HYBRIDCHAT_API_KEYS) */
-  get size(): number {
-    return this.#keys.length;
-  }
-
   /** whether the database holds a live key now */
   get stored(): boolean {
     const s = this.#store;
