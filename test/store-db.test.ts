@@ -51,6 +51,7 @@ function completion(o: Partial<CompletionRecord> & { messages?: PromptMessage[];
     timings: { queuedMs: 1, ttftMs: 2, totalMs: 3 },
     streamed: false,
     metadata: o.metadata ?? {},
+    owner: o.owner ?? null,
     response,
   };
 }
@@ -156,7 +157,7 @@ describe("feedback, idempotency and export", () => {
     assert.throws(
       () =>
         store.feedback.insert(
-          { type: "rating", completionId: "chatcmpl-missing", choiceIndex: 0, rating: 1, comment: null, answer: "x", model: "m", promptMessages: [] },
+          { owner: null, type: "rating", completionId: "chatcmpl-missing", choiceIndex: 0, rating: 1, comment: null, answer: "x", model: "m", promptMessages: [] },
           1,
         ),
       /FOREIGN KEY/,
@@ -170,11 +171,11 @@ describe("feedback, idempotency and export", () => {
     store.completions.insert(b);
     const prompt = a.promptMessages!;
     const sys: PromptMessage[] = [{ role: "developer", content: "be brief" }, ...prompt];
-    const r1 = store.feedback.insert({ type: "rating", completionId: a.id, choiceIndex: 0, rating: 1, comment: "nice", answer: "good answer", model: "A", promptMessages: prompt }, 100);
-    const r2 = store.feedback.insert({ type: "rating", completionId: b.id, choiceIndex: 0, rating: -1, comment: null, answer: "a story", model: "B", promptMessages: prompt }, 200);
-    const c1 = store.feedback.insert({ type: "correction", completionId: b.id, choiceIndex: 0, correction: "a better story", answer: "a story", model: "B", promptMessages: sys }, 300);
+    const r1 = store.feedback.insert({ owner: null, type: "rating", completionId: a.id, choiceIndex: 0, rating: 1, comment: "nice", answer: "good answer", model: "A", promptMessages: prompt }, 100);
+    const r2 = store.feedback.insert({ owner: null, type: "rating", completionId: b.id, choiceIndex: 0, rating: -1, comment: null, answer: "a story", model: "B", promptMessages: prompt }, 200);
+    const c1 = store.feedback.insert({ owner: null, type: "correction", completionId: b.id, choiceIndex: 0, correction: "a better story", answer: "a story", model: "B", promptMessages: sys }, 300);
     const p1 = store.feedback.insert(
-      { type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt },
+      { owner: null, type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt },
       400,
     );
     const list = (f: Parameters<typeof store.feedback.list>[0]) => store.feedback.list(f).items.map((x) => x.id);
@@ -214,7 +215,7 @@ describe("feedback, idempotency and export", () => {
     store.completions.insert(c);
     store.transaction(() => {
       for (let i = 0; i < 600; i++)
-        store.feedback.insert({ type: "correction", completionId: c.id, choiceIndex: 0, correction: `fix ${i}`, answer: "a story", model: "many", promptMessages: c.promptMessages! }, 500);
+        store.feedback.insert({ owner: null, type: "correction", completionId: c.id, choiceIndex: 0, correction: `fix ${i}`, answer: "a story", model: "many", promptMessages: c.promptMessages! }, 500);
     });
     const lines = [...exportLines(store.feedback, "sft", { model: "many" })];
     assert.equal(lines.length, 600);

@@ -23,6 +23,7 @@ import type { ServingSlot } from "../serving/serving.js";
 import { exportLines, storedCompletionTools } from "../store/export.js";
 import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
 import type { Store } from "../store/store.js";
+import type { Owner } from "../store/types.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
 import type { JobEngine, MethodReporter, TrainingMethod } from "./methods/method.js";
 import { modelReferences } from "./model-references.js";
@@ -110,7 +111,8 @@ export class JobRunner {
     this.#pump();
   }
 
-  create(body: CreateJobRequest): JobRecord {
+  /** `owner`: the key id that asked (null: the server itself, or no keys). */
+  create(body: CreateJobRequest, owner: Owner): JobRecord {
     const { store, slot, methods } = this.#o;
     if (this.#closing) throw errors.shuttingDown();
     const serving = readyServing(slot);
@@ -128,6 +130,7 @@ export class JobRunner {
         seed,
         method: jobMethod,
         status: "validating_files",
+        owner,
       });
       this.#event(id, "info", `Validating training file: ${body.training_file}`);
       return j;

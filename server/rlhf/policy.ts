@@ -175,7 +175,8 @@ export class RlhfPolicy {
 
   #create(files: { training_file: string; validation_file: string }, suffix: string, type: string, hyperparameters: Record<string, number | string>): JobRecord {
     const base = readyServing(this.#d.slot).servedModelName;
-    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } });
+    // the server's own job, like its files: no key owns it, so only admins see it
+    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } }, null);
   }
 
   /** A ppo run's second job: once its reward_model job succeeded, PPO against it on the same files. */
@@ -200,7 +201,7 @@ export class RlhfPolicy {
     const bytes = Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join(""));
     const id = fileId();
     this.#d.files.write(id, bytes);
-    this.#d.store.files.insert({ id, filename, purpose: "fine-tune", bytes: bytes.length, createdAt: nowSeconds(), format: "dpo", examples: lines.length });
+    this.#d.store.files.insert({ id, filename, purpose: "fine-tune", bytes: bytes.length, createdAt: nowSeconds(), format: "dpo", examples: lines.length, owner: null });
     return id;
   }
 

@@ -2,7 +2,7 @@
 // for export. Rows carry their own prompt and texts, so export needs no joins.
 import { randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
-import type { Page, PromptMessage, SortOrder } from "./types.js";
+import { visibleTo, type OwnedBy, type Owner, type Page, type PromptMessage, type SortOrder } from "./types.js";
 
 export type FeedbackType = "rating" | "preference" | "correction";
 
@@ -45,7 +45,10 @@ export interface PreferenceFeedback extends FeedbackBase {
   rejectedModel: string | null;
 }
 
-export type NewFeedback = RatingFeedback | CorrectionFeedback | PreferenceFeedback;
+export type NewFeedback = (RatingFeedback | CorrectionFeedback | PreferenceFeedback) & {
+  /** the key that sent it */
+  owner: Owner;
+};
 export type FeedbackRecord = NewFeedback & { id: string; created: number };
 
 export interface FeedbackFilter {
@@ -60,6 +63,8 @@ export interface FeedbackFilter {
   until?: number;
   /** only +1 ratings (for SFT) */
   positiveOnly?: boolean;
+  /** only this key's feedback */
+  ownedBy?: OwnedBy;
 }
 
 export interface FeedbackQuery extends FeedbackFilter {
@@ -88,6 +93,7 @@ interface FeedbackRow {
   rejected: string | null;
   model: string | null;
   rejected_model: string | null;
+  owner: string | null;
 }
 
 /** Thrown by list() for an `after` id that is not there. */
@@ -109,11 +115,11 @@ export class FeedbackStore {
     this.#db = db;
     this.#insert = db.prepare(
       `INSERT INTO feedback (id, type, created, completion_id, choice_index, rating, comment, correction, chosen_id,
-         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model)
+         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model, owner)
        VALUES (@id, @type, @created, @completion_id, @choice_index, @rating, @comment, @correction, @chosen_id,
-         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model)`,
+         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model, @owner)`,
     );
-    this.#seqOf = db.prepare("SELECT seq FROM feedback WHERE id = ?").pluck();
+    this.#seqOf = db.prepare("SELECT seq, owner FROM feedback WHERE id = ?");
   }
 
   /** Stores one piece of feedback. Call inside the caller's transaction when it has one. */
@@ -137,6 +143,7 @@ export class FeedbackStore {
       rejected: f.type === "preference" ? f.rejected : null,
       model: f.model,
       rejected_model: f.type === "preference" ? f.rejectedModel : null,
+      owner: f.owner,
     };
     this.#insert.run(row);
     return { ...f, id, created };
@@ -145,8 +152,10 @@ export class FeedbackStore {
   list(q: FeedbackQuery): Page<FeedbackRecord> {
     let afterSeq: number | undefined;
     if (q.after !== undefined) {
-      afterSeq = this.#seqOf.get(q.after) as number | undefined;
-      if (afterSeq === undefined) throw new UnknownFeedbackError(q.after);
+      const cursor = this.#seqOf.get(q.after) as { seq: number; owner: string | null } | undefined;
+      // another key's row is as unknown as a missing one: a cursor never tells that it exists
+      if (cursor === undefined || !visibleTo(cursor.owner, q.ownedBy)) throw new UnknownFeedbackError(q.after);
+      afterSeq = cursor.seq;
     }
     const rows = this.#select(q, afterSeq, q.order, q.limit + 1);
     return { items: rows.slice(0, q.limit).map(toRecord), hasMore: rows.length > q.limit };
@@ -190,6 +199,10 @@ export class FeedbackStore {
       where.push("created < @until");
       params.until = f.until;
     }
+    if (f.ownedBy !== undefined) {
+      where.push("owner = @owner");
+      params.owner = f.ownedBy;
+    }
     if (f.positiveOnly) where.push("(type <> 'rating' OR rating = 1)");
     const sql =
       `SELECT * FROM feedback ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ` +
@@ -199,7 +212,7 @@ export class FeedbackStore {
 }
 
 function toRecord(r: FeedbackRow): FeedbackRecord {
-  const base = { id: r.id, created: r.created, promptMessages: JSON.parse(r.prompt_messages) as PromptMessage[] };
+  const base = { id: r.id, created: r.created, promptMessages: JSON.parse(r.prompt_messages) as PromptMessage[], owner: r.owner };
   switch (r.type) {
     case "rating":
       return {

@@ -192,8 +192,21 @@ DROP TABLE files;
 ALTER TABLE files_v3 RENAME TO files;
 `;
 
+// who created each row: the API key id (server/http/auth.ts apiKeyId, never the key) of the
+// request that stored it. NULL: a server without keys, or a row from before this migration;
+// such rows are the admins' (a user key never sees them).
+const owners = /* sql */ `
+ALTER TABLE completions ADD COLUMN owner TEXT;
+CREATE INDEX completions_by_owner ON completions (owner, object, seq);
+ALTER TABLE feedback ADD COLUMN owner TEXT;
+CREATE INDEX feedback_by_owner ON feedback (owner, seq);
+ALTER TABLE files ADD COLUMN owner TEXT;
+ALTER TABLE fine_tuning_jobs ADD COLUMN owner TEXT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
   { version: 3, name: "prompt files", up: promptFiles },
+  { version: 4, name: "owners", up: owners },
 ];

@@ -7,6 +7,7 @@ import { feedbackBody, resolveFeedback } from "../feedback-forms.js";
 import { listPage } from "../list-pages.js";
 import { nowSeconds } from "../openai-shapes.js";
 import { queryValidatorCompiler } from "../query-validation.js";
+import { ownedBy } from "../ownership.js";
 import { requireStore, type RouteOptions } from "../request-context.js";
 import { FeedbackRequestSchema } from "../schemas/feedback.js";
 import { DEFAULT_LIMIT, ExportQuerySchema, ListFeedbackQuerySchema } from "../schemas/store-queries.js";
@@ -33,7 +34,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
     const scope = request.apiKeyId === null ? SCOPE : `${SCOPE} ${request.apiKeyId}`;
     const out = store.idempotency.run<FeedbackBody>(scope, key, request.body, () => ({
       status: 200,
-      body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body), nowSeconds())),
+      body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body, { owner: request.apiKeyId, sees: ownedBy(request) }), nowSeconds())),
     }));
     if (out.kind === "mismatch") throw errors.idempotencyKeyReused();
     if (out.kind === "replay") reply.header("idempotent-replayed", "true");
@@ -56,6 +57,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
           after: q.after,
           limit: q.limit ?? DEFAULT_LIMIT,
           order: q.order ?? "asc",
+          ownedBy: ownedBy(request),
         });
         return listPage({ items: page.items.map(feedbackBody), hasMore: page.hasMore });
       } catch (e) {
@@ -71,7 +73,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
     async (request, reply) => {
       const store = requireStore(opts.store);
       const q = request.query;
-      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until }, storedCompletionTools(store.completions));
+      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until, ownedBy: ownedBy(request) }, storedCompletionTools(store.completions));
       return reply
         .type("application/jsonl; charset=utf-8")
         .header("content-disposition", `attachment; filename="feedback-${q.format}.jsonl"`)
