@@ -86,20 +86,24 @@ const differentPrompts = (chosen: string, rejected: string): ApiError =>
     "different_prompts",
   );
 
-/** Who sends the feedback: the key id it is stored under, and the completions it may judge. */
+/** Who sends the feedback: the key id it is stored under, the completions it may judge, and whether its own text is trusted to train. */
 export interface FeedbackSender {
   owner: Owner;
   sees: OwnedBy;
+  /** an admin key, or a server without keys: free-text preferences are approved at once; else they wait (pending) */
+  trusted: boolean;
 }
 
 export function resolveFeedback(store: Store, body: FeedbackRequest, sender: FeedbackSender): NewFeedback {
   const { owner, sees } = sender;
+  // judgements of the server's own answers need no review; text the sender wrote does
+  const status = "approved" as const;
   const form = formOf(body);
   if (form.type === "rating" || form.type === "correction") {
     const c = chatCompletion(store, body.completion_id!, "completion_id", sees);
     const choiceIndex = body.choice_index ?? 0;
     const answer = choiceText(c, choiceIndex, "choice_index");
-    const common = { completionId: c.id, choiceIndex, answer, model: c.model, promptMessages: c.promptMessages, owner };
+    const common = { completionId: c.id, choiceIndex, answer, model: c.model, promptMessages: c.promptMessages, owner, status };
     return form.type === "rating"
       ? { type: "rating", ...common, rating: body.rating!, comment: body.comment ?? null }
       : { type: "correction", ...common, correction: body.correction! };
@@ -118,6 +122,7 @@ export function resolveFeedback(store: Store, body: FeedbackRequest, sender: Fee
       model: null,
       rejectedModel: null,
       owner,
+      status: sender.trusted ? "approved" : "pending",
     };
   }
   // by ids (index 0 unless given), or two choices of one completion (n >= 2)
@@ -142,12 +147,13 @@ export function resolveFeedback(store: Store, body: FeedbackRequest, sender: Fee
     model: chosen.model,
     rejectedModel: rejected.model,
     owner,
+    status,
   };
 }
 
 /** The API object of a stored piece of feedback. */
 export function feedbackBody(f: FeedbackRecord): FeedbackBody {
-  const head = { id: f.id, object: "feedback" as const, created: f.created, model: f.model };
+  const head = { id: f.id, object: "feedback" as const, created: f.created, model: f.model, source: f.source, status: f.status, owner: f.owner };
   switch (f.type) {
     case "rating":
       return { ...head, type: "rating", completion_id: f.completionId, choice_index: f.choiceIndex, rating: f.rating, comment: f.comment };

@@ -72,7 +72,7 @@ export function dpoLine(f: FeedbackRecord): DpoLine | null {
 export function* exportLines(
   feedback: FeedbackStore,
   format: TrainingFormat,
-  filter: ExportFilter & Pick<FeedbackFilter, "ownedBy"> = {},
+  filter: ExportFilter & Pick<FeedbackFilter, "ownedBy" | "source" | "status"> = {},
   tools?: ToolsLookup,
 ): Generator<string> {
   const query: FeedbackFilter =

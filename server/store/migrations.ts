@@ -204,9 +204,24 @@ ALTER TABLE files ADD COLUMN owner TEXT;
 ALTER TABLE fine_tuning_jobs ADD COLUMN owner TEXT;
 `;
 
+// where each piece of feedback came from, and whether it may train: a rating (or
+// correction) of a served answer, a pairwise choice between two served answers, or a
+// free-text {prompt, chosen, rejected} preference; free text from a user key waits for an
+// admin's review (pending -> approved | rejected). Older rows are classed by their form
+// and stay approved (they trained before, and had no owner, so an admin's).
+const feedbackProvenance = /* sql */ `
+ALTER TABLE feedback ADD COLUMN source TEXT NOT NULL DEFAULT 'rating' CHECK (source IN ('rating', 'pairwise', 'text'));
+UPDATE feedback SET source = CASE WHEN type <> 'preference' THEN 'rating' WHEN chosen_id IS NOT NULL THEN 'pairwise' ELSE 'text' END;
+ALTER TABLE feedback ADD COLUMN status TEXT NOT NULL DEFAULT 'approved' CHECK (status IN ('pending', 'approved', 'rejected'));
+ALTER TABLE feedback ADD COLUMN reviewed_by TEXT;        -- the admin key id that approved or rejected it
+ALTER TABLE feedback ADD COLUMN reviewed_at INTEGER;     -- unix seconds
+CREATE INDEX feedback_by_status ON feedback (status, seq);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
   { version: 3, name: "prompt files", up: promptFiles },
   { version: 4, name: "owners", up: owners },
+  { version: 5, name: "feedback provenance", up: feedbackProvenance },
 ];
