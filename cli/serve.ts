@@ -1,5 +1,5 @@
 // `hybridchat serve`: listen first (so /health says "loading"), then load the model.
-import { rlhfConfig, RLHF_FLAGS } from "./serve-rlhf-flags.js";
+import { rlhfConfig, rlhfSources, RLHF_FLAGS } from "./serve-rlhf-flags.js";
 import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
@@ -110,6 +110,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     dataDir,
     store: !values["no-store"],
     rlhf: rlhfConfig(values, c),
+    trainingSources: rlhfSources(values["rlhf-sources"], c),
     logger: { level: values["log-level"]! },
     apiKeys,
   };

@@ -26,6 +26,9 @@ export type Preference =
 
 export interface FeedbackQuery {
   type?: FeedbackType;
+  source?: FeedbackBody["source"];
+  /** "pending": the free-text preferences waiting for an admin's review */
+  status?: FeedbackBody["status"];
   completionId?: string;
   model?: string;
   /** unix seconds */
@@ -64,6 +67,8 @@ export class FeedbackResource {
   list(q: FeedbackQuery = {}): Promise<ListPageBody<FeedbackBody>> {
     const query: Record<string, string | number> = {};
     if (q.type) query.type = q.type;
+    if (q.source) query.source = q.source;
+    if (q.status) query.status = q.status;
     if (q.completionId) query.completion_id = q.completionId;
     if (q.model) query.model = q.model;
     if (q.since !== undefined) query.since = q.since;
@@ -78,6 +83,16 @@ export class FeedbackResource {
   async export(format: "sft" | "dpo"): Promise<string> {
     const res = await this.client.get<Response>("/feedback/export", { query: { format }, __binaryResponse: true });
     return res.text();
+  }
+
+  /** admin keys: let a piece of feedback (e.g. a pending free-text preference) train */
+  approve(id: string): Promise<FeedbackBody> {
+    return this.client.post<FeedbackBody>(`/feedback/${encodeURIComponent(id)}/approve`);
+  }
+
+  /** admin keys: keep a piece of feedback out of training for good */
+  reject(id: string): Promise<FeedbackBody> {
+    return this.client.post<FeedbackBody>(`/feedback/${encodeURIComponent(id)}/reject`);
   }
 
   #send(body: Record<string, unknown>, opts: Pick<FeedbackOptions, "idempotencyKey">): Promise<FeedbackBody> {

@@ -1,6 +1,7 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
 import type { RlhfPolicyConfig } from "./rlhf/policy.js";
+import type { FeedbackSource } from "./store/feedback.js";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FastifyInstance, FastifyServerOptions } from "fastify";
@@ -47,6 +48,8 @@ export interface ServerOptions {
   store?: boolean;
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
+  /** the feedback sources that may train (--rlhf-sources); default rating, pairwise */
+  trainingSources?: readonly FeedbackSource[];
   logger?: FastifyServerOptions["logger"];
   /** API keys and their roles, besides the store's (`hybridchat keys`); without any the server listens on loopback only */
   apiKeys?: ApiKey[];
@@ -80,7 +83,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute, keyTokensPerMinute: opts.keyTokensPerMinute });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, trainingSources: opts.trainingSources, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute, keyTokensPerMinute: opts.keyTokensPerMinute });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));

@@ -38,13 +38,15 @@ test("one Idempotency-Key value under two API keys: two requests, neither sees t
   const again = await post(A, "/v1/feedback", rate, { "idempotency-key": "retry-1" });
   assert.equal(again.headers["idempotent-replayed"], "true");
   assert.equal(JSON.parse(again.body).id, JSON.parse(first.body).id);
-  // the same header value from B with the same body: B's own row, not A's response
-  const other = await post(B, "/v1/feedback", rate, { "idempotency-key": "retry-1" });
+  // the same header value from B (on B's own completion: A's is not B's to rate): B's own row, not A's response
+  const chatB = await post(B, "/v1/chat/completions", { model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 3 });
+  const idB = (JSON.parse(chatB.body) as { id: string }).id;
+  const other = await post(B, "/v1/feedback", { completion_id: idB, rating: 1 }, { "idempotency-key": "retry-1" });
   assert.equal(other.statusCode, 200, other.body);
   assert.equal(other.headers["idempotent-replayed"], undefined);
   assert.notEqual(JSON.parse(other.body).id, JSON.parse(first.body).id);
   // ... and with another body: not refused because of A's use of the value
-  const otherBody = await post(B, "/v1/feedback", { completion_id: id, rating: -1 }, { "idempotency-key": "retry-2" });
+  const otherBody = await post(B, "/v1/feedback", { completion_id: idB, rating: -1 }, { "idempotency-key": "retry-2" });
   assert.equal(otherBody.statusCode, 200);
   const otherBody2 = await post(A, "/v1/feedback", { completion_id: id, rating: 1 }, { "idempotency-key": "retry-2" });
   assert.equal(otherBody2.statusCode, 200, otherBody2.body);

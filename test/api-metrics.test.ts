@@ -121,7 +121,8 @@ describe("GET /metrics: the training side", { timeout: 120_000 }, () => {
   const dir = mkdtempSync(join(tmpdir(), "hc-metrics-"));
   let ft: FtServer;
   before(async () => {
-    ft = await startServer(dir);
+    // the job's data are text preferences, which do not train by default (--rlhf-sources)
+    ft = await startServer(dir, { trainingSources: ["rating", "pairwise", "text"] });
   });
   after(async () => {
     await ft.server.close();

@@ -27,7 +27,8 @@ after(async () => {
 });
 
 async function start(): Promise<{ s: Served; client: OpenAI }> {
-  const s = await serve(["--model", testModelDir, "--data-dir", dataDir]);
+  // the job's data are text preferences, which do not train by default
+  const s = await serve(["--model", testModelDir, "--data-dir", dataDir, "--rlhf-sources", "rating,pairwise,text"]);
   children.push(s);
   return { s, client: new OpenAI({ baseURL: `${s.url}/v1`, apiKey: "unused", maxRetries: 0 }) };
 }

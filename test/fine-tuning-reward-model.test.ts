@@ -13,7 +13,8 @@ import { testModelDir } from "./api-helpers.js";
 import { MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
 let s: FtServer;
-serverForFile("hc-rm-job-", (x) => (s = x));
+// the pairs are text preferences, which do not train by default (--rlhf-sources)
+serverForFile("hc-rm-job-", (x) => (s = x), { trainingSources: ["rating", "pairwise", "text"] });
 
 const PAIRS = [
   [" The dog ran to the park.", " It was late and dark."],

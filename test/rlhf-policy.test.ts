@@ -80,7 +80,9 @@ test("after N preferences the policy trains, gates, publishes and promotes; a wo
     rlhf: { after: null, everyMinutes: 0.0001, method: "dpo", promote: true, pollMs: 1e9, heldOut: 0.3, hyperparameters: { n_epochs: 1, learning_rate_multiplier: 0.001 } },
   });
   const p2 = s.server.app.fineTuning!.policy!;
-  const r = await fetch(`${s.url}/v1/feedback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ prompt: "Mia had a red ball.", chosen: " A dog ran to her.", rejected: " She went home." }) });
+  // a choice between two served answers (free text does not train by default: --rlhf-sources)
+  const two = await s.client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "Mia had a red ball." }], n: 2, max_tokens: 8, temperature: 1, seed: 5 });
+  const r = await fetch(`${s.url}/v1/feedback`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ completion_id: two.id, chosen_index: 0, rejected_index: 1 }) });
   assert.equal(r.status, 200);
   const worse = await p2.check();
   assert.ok(worse, "a preference came and the period has passed");

@@ -51,6 +51,7 @@ function completion(o: Partial<CompletionRecord> & { messages?: PromptMessage[];
     timings: { queuedMs: 1, ttftMs: 2, totalMs: 3 },
     streamed: false,
     metadata: o.metadata ?? {},
+    owner: o.owner ?? null,
     response,
   };
 }
@@ -84,6 +85,25 @@ describe("the database file", () => {
     assert.equal(db.prepare("SELECT seq FROM files WHERE id = 'file-b'").pluck().get(), 2);
     assert.throws(() => db.prepare("INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES ('file-c', 'c.jsonl', 'fine-tune', 1, 1, 'text', 1)").run(), /CHECK/);
     db.close();
+  });
+
+  test("feedback from before provenance: classed by its form, approved, without an owner", () => {
+    const sub = join(dir, "provenance");
+    const old = openDb(sub, MIGRATIONS.slice(0, 3));
+    const c = completion();
+    old.prepare("INSERT INTO completions (id, object, created, model, system_fingerprint, request, response, prompt_tokens, completion_tokens, queued_ms, ttft_ms, total_ms, streamed, metadata) VALUES (?, 'chat.completion', 1, 'm', 'fp', '{}', '{}', 1, 1, 0, 0, 0, 0, '{}')").run(c.id);
+    const fb = old.prepare("INSERT INTO feedback (id, type, created, completion_id, rating, prompt_messages, answer, chosen_id, chosen, rejected_id, rejected) VALUES (?, ?, 1, ?, ?, '[]', ?, ?, ?, ?, ?)");
+    fb.run("fb_r", "rating", c.id, 1, "a", null, null, null, null);
+    fb.run("fb_p", "preference", null, null, null, c.id, "x", c.id, "y");
+    fb.run("fb_t", "preference", null, null, null, null, "x", null, "y");
+    old.close();
+    const store = Store.open(sub);
+    try {
+      const rows = store.feedback.list({ limit: 10, order: "asc" }).items;
+      assert.deepEqual(rows.map((f) => [f.id, f.source, f.status, f.owner]), [["fb_r", "rating", "approved", null], ["fb_p", "pairwise", "approved", null], ["fb_t", "text", "approved", null]]);
+    } finally {
+      store.close();
+    }
   });
 
   test("a later migration is applied to an older database; a newer database is refused", () => {
@@ -156,7 +176,7 @@ describe("feedback, idempotency and export", () => {
     assert.throws(
       () =>
         store.feedback.insert(
-          { type: "rating", completionId: "chatcmpl-missing", choiceIndex: 0, rating: 1, comment: null, answer: "x", model: "m", promptMessages: [] },
+          { owner: null, status: "approved", type: "rating", completionId: "chatcmpl-missing", choiceIndex: 0, rating: 1, comment: null, answer: "x", model: "m", promptMessages: [] },
           1,
         ),
       /FOREIGN KEY/,
@@ -170,11 +190,11 @@ describe("feedback, idempotency and export", () => {
     store.completions.insert(b);
     const prompt = a.promptMessages!;
     const sys: PromptMessage[] = [{ role: "developer", content: "be brief" }, ...prompt];
-    const r1 = store.feedback.insert({ type: "rating", completionId: a.id, choiceIndex: 0, rating: 1, comment: "nice", answer: "good answer", model: "A", promptMessages: prompt }, 100);
-    const r2 = store.feedback.insert({ type: "rating", completionId: b.id, choiceIndex: 0, rating: -1, comment: null, answer: "a story", model: "B", promptMessages: prompt }, 200);
-    const c1 = store.feedback.insert({ type: "correction", completionId: b.id, choiceIndex: 0, correction: "a better story", answer: "a story", model: "B", promptMessages: sys }, 300);
+    const r1 = store.feedback.insert({ owner: null, status: "approved", type: "rating", completionId: a.id, choiceIndex: 0, rating: 1, comment: "nice", answer: "good answer", model: "A", promptMessages: prompt }, 100);
+    const r2 = store.feedback.insert({ owner: null, status: "approved", type: "rating", completionId: b.id, choiceIndex: 0, rating: -1, comment: null, answer: "a story", model: "B", promptMessages: prompt }, 200);
+    const c1 = store.feedback.insert({ owner: null, status: "approved", type: "correction", completionId: b.id, choiceIndex: 0, correction: "a better story", answer: "a story", model: "B", promptMessages: sys }, 300);
     const p1 = store.feedback.insert(
-      { type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt },
+      { owner: null, status: "approved", type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt },
       400,
     );
     const list = (f: Parameters<typeof store.feedback.list>[0]) => store.feedback.list(f).items.map((x) => x.id);
@@ -214,7 +234,7 @@ describe("feedback, idempotency and export", () => {
     store.completions.insert(c);
     store.transaction(() => {
       for (let i = 0; i < 600; i++)
-        store.feedback.insert({ type: "correction", completionId: c.id, choiceIndex: 0, correction: `fix ${i}`, answer: "a story", model: "many", promptMessages: c.promptMessages! }, 500);
+        store.feedback.insert({ owner: null, status: "approved", type: "correction", completionId: c.id, choiceIndex: 0, correction: `fix ${i}`, answer: "a story", model: "many", promptMessages: c.promptMessages! }, 500);
     });
     const lines = [...exportLines(store.feedback, "sft", { model: "many" })];
     assert.equal(lines.length, 600);

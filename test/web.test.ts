@@ -253,4 +253,57 @@ describe("web page with API keys", { skip }, () => {
       await keyed.close(0);
     }
   });
+
+  test("Review: an admin sees the users' pending free-text preferences and approves or rejects them; a user key may not", { timeout: 60_000 }, async () => {
+    const USER = "review-page-user-1";
+    const ADMIN = "review-page-admin-1";
+    const keyed = createServer({ model: testModelDir, threads: 2, apiKeys: [{ key: USER, role: "user" }, { key: ADMIN, role: "admin" }] });
+    const url = await keyed.listen({ port: 0 });
+    await keyed.ready;
+    const send = async (chosen: string) => {
+      const r = await fetch(`${url}/v1/feedback`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${USER}` },
+        body: JSON.stringify({ prompt: "Tell me a story", chosen, rejected: "No." }),
+      });
+      return ((await r.json()) as FeedbackBody).id;
+    };
+    // the second one's text would run script if the page ever set it as HTML
+    const keep = await send("A fox found a red ball.");
+    const drop = await send('<img src=x onerror="document.body.dataset.pwned=1">');
+    const b = await chromium.launch({ executablePath: CHROMIUM, args: ["--no-sandbox"] });
+    try {
+      const p = await b.newPage();
+      await p.goto(`${url}/`);
+      await p.waitForSelector("body[data-ready=true]");
+      // a user key: sees its own pending items, and is told it needs an admin key to decide
+      await p.getByLabel("API key").fill(USER);
+      await p.getByLabel("API key").press("Enter");
+      await p.getByRole("tab", { name: "Review" }).click();
+      await p.locator(`[data-feedback="${keep}"]`).waitFor();
+      await p.getByRole("button", { name: `approve ${keep}` }).click();
+      await p.getByText("Ask for an admin key.").waitFor();
+      assert.equal(keyed.store!.feedback.get(keep)!.status, "pending");
+
+      await p.getByLabel("API key").fill(ADMIN);
+      await p.getByLabel("API key").press("Enter");
+      await p.getByRole("button", { name: "refresh" }).last().click();
+      const items = p.locator(".review-item");
+      await p.locator(`[data-feedback="${drop}"]`).waitFor();
+      assert.equal(await items.count(), 2);
+      assert.match(await p.locator(`[data-feedback="${keep}"]`).innerText(), /user: Tell me a story[\s\S]*chosen: A fox found a red ball\.[\s\S]*rejected: No\./);
+      assert.ok((await p.locator(`[data-feedback="${drop}"]`).innerText()).includes("<img src=x"), "shown as text");
+      await p.getByRole("button", { name: `approve ${keep}` }).click();
+      await p.getByText(`${keep} approved.`).waitFor();
+      await p.getByRole("button", { name: `reject ${drop}` }).click();
+      await p.getByText(`${drop} rejected.`).waitFor();
+      await p.getByText("Nothing waits for review.").waitFor();
+      assert.equal(keyed.store!.feedback.get(keep)!.status, "approved");
+      assert.equal(keyed.store!.feedback.get(drop)!.status, "rejected");
+      assert.equal(await p.evaluate("document.body.dataset.pwned"), undefined);
+    } finally {
+      await b.close();
+      await keyed.close(0);
+    }
+  });
 });

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import type { LoadedModel } from "../../engine/model.js";
 import { errors } from "../http/errors.js";
 import type { ServingSlot } from "../serving/serving.js";
+import { DEFAULT_TRAINING_SOURCES, type FeedbackSource } from "../store/feedback.js";
 import type { Store } from "../store/store.js";
 import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
@@ -28,6 +29,8 @@ export class FineTuning {
     dataDir: string | undefined,
     /** continuous RLHF (null: off) */
     readonly rlhf: RlhfPolicyConfig | null = null,
+    /** the feedback sources that train, by continuous RLHF and by jobs on training_file "feedback" */
+    readonly trainingSources: readonly FeedbackSource[] = DEFAULT_TRAINING_SOURCES,
   ) {
     this.#ownDir = dataDir === undefined;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "hybridchat-data-"));
@@ -38,8 +41,8 @@ export class FineTuning {
   start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep" | "onEnd"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
-    const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
-    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined) });
+    const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, trainingSources: this.trainingSources, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
+    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined), sources: this.trainingSources });
     this.#runner = runner;
     this.#policy = policy;
     this.#served = { slot, engine, model };

@@ -22,7 +22,9 @@ import type { CreateJobRequest } from "../http/schemas/fine-tuning.js";
 import type { ServingSlot } from "../serving/serving.js";
 import { exportLines, storedCompletionTools } from "../store/export.js";
 import { isFinal, jobEvent, jobId, type JobError, type JobEvent, type JobPatch, type JobRecord } from "../store/jobs.js";
+import { trainable, type FeedbackSource } from "../store/feedback.js";
 import type { Store } from "../store/store.js";
+import type { Owner } from "../store/types.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
 import type { JobEngine, MethodReporter, TrainingMethod } from "./methods/method.js";
 import { modelReferences } from "./model-references.js";
@@ -38,6 +40,8 @@ export interface JobRunnerOptions {
   /** versions/ and jobs/ live here */
   dataDir: string;
   methods: ReadonlyMap<string, TrainingMethod>;
+  /** training_file "feedback" takes these sources, approved only (--rlhf-sources) */
+  trainingSources: readonly FeedbackSource[];
   /**
    * The check a job's trained adapter must pass before it is saved and published, if the
    * job has one (the continuous-RLHF policy's not-worse gate); read from the job's record,
@@ -110,7 +114,8 @@ export class JobRunner {
     this.#pump();
   }
 
-  create(body: CreateJobRequest): JobRecord {
+  /** `owner`: the key id that asked (null: the server itself, or no keys). */
+  create(body: CreateJobRequest, owner: Owner): JobRecord {
     const { store, slot, methods } = this.#o;
     if (this.#closing) throw errors.shuttingDown();
     const serving = readyServing(slot);
@@ -128,6 +133,7 @@ export class JobRunner {
         seed,
         method: jobMethod,
         status: "validating_files",
+        owner,
       });
       this.#event(id, "info", `Validating training file: ${body.training_file}`);
       return j;
@@ -238,7 +244,7 @@ export class JobRunner {
       const method = this.#o.methods.get(job.method.type)!;
       let train: string;
       if (job.trainingFile === FEEDBACK_FILE) {
-        train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {}, storedCompletionTools(store.completions))].join("");
+        train = [...exportLines(store.feedback, method.format, { ...job.feedbackFilter, ...trainable(this.#o.trainingSources) }, storedCompletionTools(store.completions))].join("");
         if (train === "") throw new JobFailure({ code: "no_feedback", message: `No collected feedback gives ${method.format === "sft" ? "supervised examples (corrections or +1 ratings)" : "preference pairs"} to train on.`, param: "training_file" });
       } else train = this.#fileText(job.trainingFile, "training_file");
       validateTrainingFile(train);

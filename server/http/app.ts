@@ -21,6 +21,7 @@ import { ServerMetrics } from "./metrics.js";
 import type { Store } from "../store/store.js";
 import { FineTuning } from "../fine-tuning/fine-tuning.js";
 import type { RlhfPolicyConfig } from "../rlhf/policy.js";
+import { DEFAULT_TRAINING_SOURCES, type FeedbackSource } from "../store/feedback.js";
 import { promoteVersion } from "../fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
@@ -67,6 +68,8 @@ export interface AppOptions {
   dataDir?: string;
   /** continuous RLHF on the collected preferences (needs the store); default off */
   rlhf?: RlhfPolicyConfig | null;
+  /** the feedback sources that may train (--rlhf-sources); default DEFAULT_TRAINING_SOURCES */
+  trainingSources?: readonly FeedbackSource[];
   /**
    * who may call what (server/http/auth.ts), besides the store's keys (`hybridchat keys`);
    * while there are none anywhere, every route is open
@@ -121,7 +124,8 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   installErrorHandling(app, bodyLimit);
   installConnectionLimits(app, limits);
   installJsonBodyParser(app);
-  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
+  const trainingSources = opts.trainingSources ?? DEFAULT_TRAINING_SOURCES;
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null, trainingSources) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
   app.addHook("onClose", async () => fineTuning?.close());
@@ -150,7 +154,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
     await Promise.all(threads.map((t) => t.close()));
   });
 
-  const routeOpts = { slot, store: opts.store ?? null };
+  const routeOpts = { slot, store: opts.store ?? null, trainingSources };
   void app.register(healthRoutes, routeOpts);
   void app.register(modelsRoutes, routeOpts);
   void app.register(deleteModelRoute, routeOpts);

@@ -8,7 +8,7 @@ import type { FeedbackBody } from "./schemas/store-responses.js";
 import { promptKey } from "../store/completions.js";
 import type { FeedbackRecord, FeedbackType, NewFeedback } from "../store/feedback.js";
 import type { Store } from "../store/store.js";
-import type { CompletionRecord, PromptMessage } from "../store/types.js";
+import type { CompletionRecord, OwnedBy, Owner, PromptMessage } from "../store/types.js";
 
 type Field = keyof FeedbackRequest;
 
@@ -60,9 +60,9 @@ function formOf(body: FeedbackRequest): Form {
   return form;
 }
 
-/** A stored chat completion, or 404 naming `param`. */
-function chatCompletion(store: Store, id: string, param: string): CompletionRecord & { promptMessages: PromptMessage[] } {
-  const c = store.completions.get(id);
+/** A stored chat completion the sender may see, or 404 naming `param` (another key's is not there). */
+function chatCompletion(store: Store, id: string, param: string, sees: OwnedBy): CompletionRecord & { promptMessages: PromptMessage[] } {
+  const c = store.completions.get(id, sees);
   if (!c) throw errors.completionNotFound(id, param);
   if (c.promptMessages === null)
     throw errors.invalidRequest(`Feedback applies to chat completions; '${id}' is a text completion.`, param, "unsupported_completion");
@@ -86,13 +86,24 @@ const differentPrompts = (chosen: string, rejected: string): ApiError =>
     "different_prompts",
   );
 
-export function resolveFeedback(store: Store, body: FeedbackRequest): NewFeedback {
+/** Who sends the feedback: the key id it is stored under, the completions it may judge, and whether its own text is trusted to train. */
+export interface FeedbackSender {
+  owner: Owner;
+  sees: OwnedBy;
+  /** an admin key, or a server without keys: free-text preferences are approved at once; else they wait (pending) */
+  trusted: boolean;
+}
+
+export function resolveFeedback(store: Store, body: FeedbackRequest, sender: FeedbackSender): NewFeedback {
+  const { owner, sees } = sender;
+  // judgements of the server's own answers need no review; text the sender wrote does
+  const status = "approved" as const;
   const form = formOf(body);
   if (form.type === "rating" || form.type === "correction") {
-    const c = chatCompletion(store, body.completion_id!, "completion_id");
+    const c = chatCompletion(store, body.completion_id!, "completion_id", sees);
     const choiceIndex = body.choice_index ?? 0;
     const answer = choiceText(c, choiceIndex, "choice_index");
-    const common = { completionId: c.id, choiceIndex, answer, model: c.model, promptMessages: c.promptMessages };
+    const common = { completionId: c.id, choiceIndex, answer, model: c.model, promptMessages: c.promptMessages, owner, status };
     return form.type === "rating"
       ? { type: "rating", ...common, rating: body.rating!, comment: body.comment ?? null }
       : { type: "correction", ...common, correction: body.correction! };
@@ -110,13 +121,15 @@ export function resolveFeedback(store: Store, body: FeedbackRequest): NewFeedbac
       rejected: body.rejected!,
       model: null,
       rejectedModel: null,
+      owner,
+      status: sender.trusted ? "approved" : "pending",
     };
   }
   // by ids (index 0 unless given), or two choices of one completion (n >= 2)
   const oneCompletion = body.completion_id !== undefined;
   const chosenParam = oneCompletion ? "completion_id" : "chosen_id";
-  const chosen = chatCompletion(store, oneCompletion ? body.completion_id! : body.chosen_id!, chosenParam);
-  const rejected = oneCompletion ? chosen : chatCompletion(store, body.rejected_id!, "rejected_id");
+  const chosen = chatCompletion(store, oneCompletion ? body.completion_id! : body.chosen_id!, chosenParam, sees);
+  const rejected = oneCompletion ? chosen : chatCompletion(store, body.rejected_id!, "rejected_id", sees);
   const chosenIndex = body.chosen_index ?? 0;
   const rejectedIndex = body.rejected_index ?? 0;
   if (chosen.id === rejected.id && chosenIndex === rejectedIndex)
@@ -133,12 +146,14 @@ export function resolveFeedback(store: Store, body: FeedbackRequest): NewFeedbac
     rejected: choiceText(rejected, rejectedIndex, "rejected_index"),
     model: chosen.model,
     rejectedModel: rejected.model,
+    owner,
+    status,
   };
 }
 
 /** The API object of a stored piece of feedback. */
 export function feedbackBody(f: FeedbackRecord): FeedbackBody {
-  const head = { id: f.id, object: "feedback" as const, created: f.created, model: f.model };
+  const head = { id: f.id, object: "feedback" as const, created: f.created, model: f.model, source: f.source, status: f.status, owner: f.owner };
   switch (f.type) {
     case "rating":
       return { ...head, type: "rating", completion_id: f.completionId, choice_index: f.choiceIndex, rating: f.rating, comment: f.comment };

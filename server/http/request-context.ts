@@ -3,6 +3,7 @@
 import type { FastifyReply } from "fastify";
 import { errors } from "./errors.js";
 import type { Serving, ServedVariant, ServingSlot } from "../serving/serving.js";
+import type { FeedbackSource } from "../store/feedback.js";
 import type { Store } from "../store/store.js";
 
 /** Options each route plugin is registered with. */
@@ -10,6 +11,8 @@ export interface RouteOptions {
   slot: ServingSlot;
   /** where completions and feedback are kept; null: not kept (--no-store) */
   store: Store | null;
+  /** the feedback sources the training export takes (--rlhf-sources) */
+  trainingSources: readonly FeedbackSource[];
 }
 
 /** The store, or 404 store_disabled for a server started with --no-store. */

@@ -26,6 +26,7 @@ import { readyServing } from "../http/request-context.js";
 import { betterThanServed } from "./gate.js";
 import type { ServingSlot } from "../serving/serving.js";
 import { dpoLine } from "../store/export.js";
+import { trainable, type FeedbackFilter, type FeedbackSource } from "../store/feedback.js";
 import { fileId } from "../store/files.js";
 import { isFinal, type JobRecord } from "../store/jobs.js";
 import type { Store } from "../store/store.js";
@@ -44,6 +45,8 @@ export interface RlhfPolicyDeps {
   slot: ServingSlot;
   model: LoadedModel;
   log: (message: string) => void;
+  /** the feedback sources runs train on (--rlhf-sources) */
+  sources: readonly FeedbackSource[];
   /** the clock (tests) */
   now?: () => number;
 }
@@ -102,7 +105,7 @@ export class RlhfPolicy {
   /** Starts a run if one is due and none is in progress; resolves with its job, or null. */
   async check(): Promise<JobRecord | null> {
     if (this.#closed || this.#running) return null;
-    const { items } = this.#d.store.feedback.scan({ type: "preference" }, this.#seq, Math.max(this.#c.after ?? 1, 1));
+    const { items } = this.#d.store.feedback.scan(this.#preferences(), this.#seq, Math.max(this.#c.after ?? 1, 1));
     const byCount = this.#c.after !== null && items.length >= this.#c.after;
     const byTime = this.#c.everyMinutes !== null && items.length > 0 && this.#now() - this.#lastRunMs >= this.#c.everyMinutes * 60_000;
     if (!byCount && !byTime) return null;
@@ -122,6 +125,11 @@ export class RlhfPolicy {
   close(): void {
     this.#closed = true;
     clearInterval(this.#timer);
+  }
+
+  /** the preferences a run may train on: --rlhf-sources, approved */
+  #preferences(): FeedbackFilter {
+    return { type: "preference", ...trainable(this.#d.sources) };
   }
 
   #now(): number {
@@ -147,7 +155,7 @@ export class RlhfPolicy {
     const held: DpoLine[] = [];
     let seq = 0;
     for (;;) {
-      const { items, next } = store.feedback.scan({ type: "preference" }, seq, BATCH);
+      const { items, next } = store.feedback.scan(this.#preferences(), seq, BATCH);
       for (const f of items) {
         const line = dpoLine(f);
         if (line) (isHeldOut(f.id, share) ? held : train).push(line);
@@ -175,7 +183,8 @@ export class RlhfPolicy {
 
   #create(files: { training_file: string; validation_file: string }, suffix: string, type: string, hyperparameters: Record<string, number | string>): JobRecord {
     const base = readyServing(this.#d.slot).servedModelName;
-    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } });
+    // the server's own job, like its files: no key owns it, so only admins see it
+    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } }, null);
   }
 
   /** A ppo run's second job: once its reward_model job succeeded, PPO against it on the same files. */
@@ -200,7 +209,7 @@ export class RlhfPolicy {
     const bytes = Buffer.from(lines.map((l) => `${JSON.stringify(l)}\n`).join(""));
     const id = fileId();
     this.#d.files.write(id, bytes);
-    this.#d.store.files.insert({ id, filename, purpose: "fine-tune", bytes: bytes.length, createdAt: nowSeconds(), format: "dpo", examples: lines.length });
+    this.#d.store.files.insert({ id, filename, purpose: "fine-tune", bytes: bytes.length, createdAt: nowSeconds(), format: "dpo", examples: lines.length, owner: null });
     return id;
   }
 

@@ -6,7 +6,7 @@ import type { ChoiceResult } from "./generation.js";
 import type { ChatCompletionBody, CompletionBody } from "../http/schemas/responses.js";
 import type { ServedVariant } from "./serving.js";
 import type { Store } from "../store/store.js";
-import type { CompletionObject, PromptMessage } from "../store/types.js";
+import type { CompletionObject, Owner, PromptMessage } from "../store/types.js";
 
 /** The store to keep this request in, or null when it is not kept. */
 function storeFor(store: Store | null, body: { store?: boolean | null }): Store | null {
@@ -40,6 +40,8 @@ export interface CompletionOrigin {
   promptMessages: PromptMessage[] | null;
   /** performance.now() when the handler started */
   startedMs: number;
+  /** the key id that asked (null: a server without keys) */
+  owner: Owner;
 }
 
 function recordCompletion(
@@ -69,6 +71,7 @@ function recordCompletion(
     },
     streamed: o.request.stream === true,
     metadata: o.request.metadata ?? {},
+    owner: o.owner,
     response,
   });
 }

@@ -1,7 +1,7 @@
 // The completions table group: insert a finished completion, get one, list them.
 import { createHash } from "node:crypto";
 import type { Db } from "./db.js";
-import type { CompletionObject, CompletionRecord, Page, PromptMessage, SortOrder, StoredChoice } from "./types.js";
+import { visibleTo, type CompletionObject, type CompletionRecord, type OwnedBy, type Page, type PromptMessage, type SortOrder, type StoredChoice } from "./types.js";
 
 /** "The same prompt": equal conversations (roles, names, texts) hash equal. */
 export function promptKey(messages: readonly PromptMessage[]): string {
@@ -18,6 +18,8 @@ export interface CompletionQuery {
   model?: string;
   /** every pair must match */
   metadata?: Record<string, string>;
+  /** only this key's completions (an `after` of another key's is unknown) */
+  ownedBy?: OwnedBy;
 }
 
 interface CompletionRow {
@@ -37,6 +39,7 @@ interface CompletionRow {
   total_ms: number;
   streamed: number;
   metadata: string;
+  owner: string | null;
 }
 
 interface ChoiceRow {
@@ -66,15 +69,15 @@ export class CompletionStore {
     this.#db = db;
     this.#insert = db.prepare(
       `INSERT INTO completions (id, object, created, model, adapter, system_fingerprint, request, prompt_messages,
-         prompt_key, response, prompt_tokens, completion_tokens, queued_ms, ttft_ms, total_ms, streamed, metadata)
+         prompt_key, response, prompt_tokens, completion_tokens, queued_ms, ttft_ms, total_ms, streamed, metadata, owner)
        VALUES (@id, @object, @created, @model, @adapter, @system_fingerprint, @request, @prompt_messages,
-         @prompt_key, @response, @prompt_tokens, @completion_tokens, @queued_ms, @ttft_ms, @total_ms, @streamed, @metadata)`,
+         @prompt_key, @response, @prompt_tokens, @completion_tokens, @queued_ms, @ttft_ms, @total_ms, @streamed, @metadata, @owner)`,
     );
     this.#insertChoice = db.prepare("INSERT INTO completion_choices (completion_id, idx, text, finish_reason) VALUES (?, ?, ?, ?)");
     this.#insertMeta = db.prepare("INSERT INTO completion_metadata (completion_id, key, value) VALUES (?, ?, ?)");
     this.#get = db.prepare("SELECT * FROM completions WHERE id = ?");
     this.#choices = db.prepare("SELECT idx, text, finish_reason FROM completion_choices WHERE completion_id = ? ORDER BY idx");
-    this.#seqOf = db.prepare("SELECT seq FROM completions WHERE id = ? AND object = ?").pluck();
+    this.#seqOf = db.prepare("SELECT seq, owner FROM completions WHERE id = ? AND object = ?");
   }
 
   /** Stores a finished completion with its choices and metadata, in one transaction. */
@@ -98,24 +101,31 @@ export class CompletionStore {
         total_ms: c.timings.totalMs,
         streamed: c.streamed ? 1 : 0,
         metadata: JSON.stringify(c.metadata),
+        owner: c.owner,
       });
       for (const ch of c.choices) this.#insertChoice.run(c.id, ch.index, ch.text, ch.finishReason);
       for (const [k, v] of Object.entries(c.metadata)) this.#insertMeta.run(c.id, k, v);
     })();
   }
 
-  get(id: string): CompletionRecord | null {
+  /** The completion, or null when there is none that `ownedBy` may see. */
+  get(id: string, ownedBy?: OwnedBy): CompletionRecord | null {
     const row = this.#get.get(id) as CompletionRow | undefined;
-    return row ? this.#record(row) : null;
+    return row && visibleTo(row.owner, ownedBy) ? this.#record(row) : null;
   }
 
   /** A page in insertion order (or its reverse), filtered by model and metadata pairs. */
   list(q: CompletionQuery): Page<CompletionRecord> {
     const where = ["object = @object"];
     const params: Record<string, string | number> = { object: q.object, limit: q.limit + 1 };
+    if (q.ownedBy !== undefined) {
+      where.push("owner = @owner");
+      params.owner = q.ownedBy;
+    }
     if (q.after !== undefined) {
-      const seq = this.#seqOf.get(q.after, q.object) as number | undefined;
-      if (seq === undefined) throw new UnknownCursorError(q.after);
+      const cursor = this.#seqOf.get(q.after, q.object) as { seq: number; owner: string | null } | undefined;
+      if (cursor === undefined || !visibleTo(cursor.owner, q.ownedBy)) throw new UnknownCursorError(q.after);
+      const seq = cursor.seq;
       where.push(q.order === "asc" ? "seq > @after" : "seq < @after");
       params.after = seq;
     }
@@ -156,6 +166,7 @@ export class CompletionStore {
       timings: { queuedMs: r.queued_ms, ttftMs: r.ttft_ms, totalMs: r.total_ms },
       streamed: r.streamed === 1,
       metadata: JSON.parse(r.metadata) as Record<string, string>,
+      owner: r.owner,
       response: JSON.parse(r.response) as CompletionRecord["response"],
     };
   }

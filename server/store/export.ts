@@ -69,7 +69,12 @@ export function dpoLine(f: FeedbackRecord): DpoLine | null {
 }
 
 /** JSONL lines ("...\n"), oldest feedback first; `tools` finds what stored completions add (tools, tool calls). */
-export function* exportLines(feedback: FeedbackStore, format: TrainingFormat, filter: ExportFilter = {}, tools?: ToolsLookup): Generator<string> {
+export function* exportLines(
+  feedback: FeedbackStore,
+  format: TrainingFormat,
+  filter: ExportFilter & Pick<FeedbackFilter, "ownedBy" | "source" | "status"> = {},
+  tools?: ToolsLookup,
+): Generator<string> {
   const query: FeedbackFilter =
     format === "sft" ? { ...filter, type: ["correction", "rating"], positiveOnly: true } : { ...filter, type: "preference" };
   const toLine = format === "sft" ? (f: FeedbackRecord) => sftLine(f, tools) : dpoLine;

@@ -2,9 +2,31 @@
 // for export. Rows carry their own prompt and texts, so export needs no joins.
 import { randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
-import type { Page, PromptMessage, SortOrder } from "./types.js";
+import { visibleTo, type OwnedBy, type Owner, type Page, type PromptMessage, type SortOrder } from "./types.js";
 
 export type FeedbackType = "rating" | "preference" | "correction";
+
+/**
+ * Where feedback came from: `rating`, a judgement (rating or correction) of an answer this
+ * server produced; `pairwise`, a choice between two answers it produced; `text`, a
+ * preference whose prompt and answers the sender wrote ({prompt, chosen, rejected}).
+ */
+export const FEEDBACK_SOURCES = ["rating", "pairwise", "text"] as const;
+export type FeedbackSource = (typeof FEEDBACK_SOURCES)[number];
+/** what trains by default (--rlhf-sources): judgements on answers the server itself produced */
+export const DEFAULT_TRAINING_SOURCES: readonly FeedbackSource[] = ["rating", "pairwise"];
+
+/** pending: waits for an admin (free text from a user key); only approved feedback trains */
+export type FeedbackStatus = "pending" | "approved" | "rejected";
+
+/** The feedback that may train: from the allowed sources, and approved (free text from a user key waits for an admin). */
+export const trainable = (sources: readonly FeedbackSource[]): Pick<FeedbackFilter, "source" | "status"> => ({ source: sources, status: "approved" });
+
+/** A piece of feedback's source, from its form. */
+export function sourceOf(f: Pick<RatingFeedback, "type"> | Pick<CorrectionFeedback, "type"> | Pick<PreferenceFeedback, "type" | "chosenId">): FeedbackSource {
+  if (f.type !== "preference") return "rating";
+  return f.chosenId === null ? "text" : "pairwise";
+}
 
 interface FeedbackBase {
   /** the conversation the judged answers continue */
@@ -45,8 +67,19 @@ export interface PreferenceFeedback extends FeedbackBase {
   rejectedModel: string | null;
 }
 
-export type NewFeedback = RatingFeedback | CorrectionFeedback | PreferenceFeedback;
-export type FeedbackRecord = NewFeedback & { id: string; created: number };
+export type NewFeedback = (RatingFeedback | CorrectionFeedback | PreferenceFeedback) & {
+  /** the key that sent it */
+  owner: Owner;
+  status: FeedbackStatus;
+};
+export type FeedbackRecord = NewFeedback & {
+  id: string;
+  created: number;
+  source: FeedbackSource;
+  /** the admin key id that approved or rejected it (null: not reviewed, or no keys) */
+  reviewedBy: string | null;
+  reviewedAt: number | null;
+};
 
 export interface FeedbackFilter {
   type?: FeedbackType | readonly FeedbackType[];
@@ -60,6 +93,10 @@ export interface FeedbackFilter {
   until?: number;
   /** only +1 ratings (for SFT) */
   positiveOnly?: boolean;
+  /** only this key's feedback */
+  ownedBy?: OwnedBy;
+  source?: FeedbackSource | readonly FeedbackSource[];
+  status?: FeedbackStatus;
 }
 
 export interface FeedbackQuery extends FeedbackFilter {
@@ -88,6 +125,11 @@ interface FeedbackRow {
   rejected: string | null;
   model: string | null;
   rejected_model: string | null;
+  owner: string | null;
+  source: FeedbackSource;
+  status: FeedbackStatus;
+  reviewed_by: string | null;
+  reviewed_at: number | null;
 }
 
 /** Thrown by list() for an `after` id that is not there. */
@@ -104,21 +146,26 @@ export class FeedbackStore {
   readonly #db: Db;
   readonly #insert;
   readonly #seqOf;
+  readonly #get;
+  readonly #review;
 
   constructor(db: Db) {
     this.#db = db;
     this.#insert = db.prepare(
       `INSERT INTO feedback (id, type, created, completion_id, choice_index, rating, comment, correction, chosen_id,
-         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model)
+         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model, owner, source, status)
        VALUES (@id, @type, @created, @completion_id, @choice_index, @rating, @comment, @correction, @chosen_id,
-         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model)`,
+         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model, @owner, @source, @status)`,
     );
-    this.#seqOf = db.prepare("SELECT seq FROM feedback WHERE id = ?").pluck();
+    this.#seqOf = db.prepare("SELECT seq, owner FROM feedback WHERE id = ?");
+    this.#get = db.prepare("SELECT * FROM feedback WHERE id = ?");
+    this.#review = db.prepare("UPDATE feedback SET status = @status, reviewed_by = @by, reviewed_at = @at WHERE id = @id");
   }
 
   /** Stores one piece of feedback. Call inside the caller's transaction when it has one. */
   insert(f: NewFeedback, created: number, id = feedbackId()): FeedbackRecord {
-    const row: Omit<FeedbackRow, "seq"> = {
+    const source = sourceOf(f);
+    const row: Omit<FeedbackRow, "seq" | "reviewed_by" | "reviewed_at"> = {
       id,
       type: f.type,
       created,
@@ -137,16 +184,33 @@ export class FeedbackStore {
       rejected: f.type === "preference" ? f.rejected : null,
       model: f.model,
       rejected_model: f.type === "preference" ? f.rejectedModel : null,
+      owner: f.owner,
+      source,
+      status: f.status,
     };
     this.#insert.run(row);
-    return { ...f, id, created };
+    return { ...f, id, created, source, reviewedBy: null, reviewedAt: null };
+  }
+
+  /** The feedback, or null when there is none that `ownedBy` may see. */
+  get(id: string, ownedBy?: OwnedBy): FeedbackRecord | null {
+    const row = this.#get.get(id) as FeedbackRow | undefined;
+    return row && visibleTo(row.owner, ownedBy) ? toRecord(row) : null;
+  }
+
+  /** An admin's verdict: approved feedback trains, rejected never does. Null: no such feedback. */
+  review(id: string, status: "approved" | "rejected", by: string | null, at: number): FeedbackRecord | null {
+    this.#review.run({ id, status, by, at });
+    return this.get(id);
   }
 
   list(q: FeedbackQuery): Page<FeedbackRecord> {
     let afterSeq: number | undefined;
     if (q.after !== undefined) {
-      afterSeq = this.#seqOf.get(q.after) as number | undefined;
-      if (afterSeq === undefined) throw new UnknownFeedbackError(q.after);
+      const cursor = this.#seqOf.get(q.after) as { seq: number; owner: string | null } | undefined;
+      // another key's row is as unknown as a missing one: a cursor never tells that it exists
+      if (cursor === undefined || !visibleTo(cursor.owner, q.ownedBy)) throw new UnknownFeedbackError(q.after);
+      afterSeq = cursor.seq;
     }
     const rows = this.#select(q, afterSeq, q.order, q.limit + 1);
     return { items: rows.slice(0, q.limit).map(toRecord), hasMore: rows.length > q.limit };
@@ -190,6 +254,20 @@ export class FeedbackStore {
       where.push("created < @until");
       params.until = f.until;
     }
+    if (f.source !== undefined) {
+      const sources = typeof f.source === "string" ? [f.source] : f.source;
+      // no source at all matches nothing (an empty IN list is not SQL)
+      where.push(sources.length ? `source IN (${sources.map((_, i) => `@s${i}`).join(", ")})` : "0");
+      sources.forEach((s, i) => (params[`s${i}`] = s));
+    }
+    if (f.status !== undefined) {
+      where.push("status = @status");
+      params.status = f.status;
+    }
+    if (f.ownedBy !== undefined) {
+      where.push("owner = @owner");
+      params.owner = f.ownedBy;
+    }
     if (f.positiveOnly) where.push("(type <> 'rating' OR rating = 1)");
     const sql =
       `SELECT * FROM feedback ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ` +
@@ -199,7 +277,16 @@ export class FeedbackStore {
 }
 
 function toRecord(r: FeedbackRow): FeedbackRecord {
-  const base = { id: r.id, created: r.created, promptMessages: JSON.parse(r.prompt_messages) as PromptMessage[] };
+  const base = {
+    id: r.id,
+    created: r.created,
+    promptMessages: JSON.parse(r.prompt_messages) as PromptMessage[],
+    owner: r.owner,
+    source: r.source,
+    status: r.status,
+    reviewedBy: r.reviewed_by,
+    reviewedAt: r.reviewed_at,
+  };
   switch (r.type) {
     case "rating":
       return {

@@ -2,7 +2,7 @@
 import { randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
 import type { TrainingFormat } from "../../engine/train/data/training-format.js";
-import type { Page, SortOrder } from "./types.js";
+import type { Owner, Page, SortOrder } from "./types.js";
 
 /** the lines a file holds: a training format, or prompts only (ppo's training_file) */
 export type FileFormat = TrainingFormat | "prompts";
@@ -15,6 +15,8 @@ export interface FileRecord {
   createdAt: number;
   format: FileFormat;
   examples: number;
+  /** the key that uploaded it (null: the server itself, e.g. continuous RLHF, or no keys) */
+  owner: Owner;
 }
 
 interface FileRow {
@@ -26,6 +28,7 @@ interface FileRow {
   created_at: number;
   format: FileFormat;
   examples: number;
+  owner: string | null;
 }
 
 export const fileId = (): string => `file-${randomBytes(12).toString("hex")}`;
@@ -38,6 +41,7 @@ const toRecord = (r: FileRow): FileRecord => ({
   createdAt: r.created_at,
   format: r.format,
   examples: r.examples,
+  owner: r.owner,
 });
 
 export class UnknownFileError extends Error {
@@ -57,7 +61,7 @@ export class FileStore {
   constructor(db: Db) {
     this.#db = db;
     this.#insert = db.prepare(
-      "INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples) VALUES (@id, @filename, @purpose, @bytes, @createdAt, @format, @examples)",
+      "INSERT INTO files (id, filename, purpose, bytes, created_at, format, examples, owner) VALUES (@id, @filename, @purpose, @bytes, @createdAt, @format, @examples, @owner)",
     );
     this.#get = db.prepare("SELECT * FROM files WHERE id = ?");
     this.#seq = db.prepare("SELECT seq FROM files WHERE id = ?").pluck();

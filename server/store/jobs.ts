@@ -3,7 +3,7 @@
 import { randomBytes } from "node:crypto";
 import type { Db } from "./db.js";
 import type { ExportFilter } from "./export.js";
-import type { Page, SortOrder } from "./types.js";
+import type { Owner, Page, SortOrder } from "./types.js";
 
 export type JobStatus = "validating_files" | "queued" | "running" | "succeeded" | "failed" | "cancelled";
 export const FINAL_STATUSES: readonly JobStatus[] = ["succeeded", "failed", "cancelled"];
@@ -43,6 +43,8 @@ export interface JobRecord {
   fineTunedModel: string | null;
   trainedTokens: number | null;
   resultFiles: string[];
+  /** the key that created it (null: the server itself, e.g. continuous RLHF, or no keys) */
+  owner: Owner;
 }
 
 export type JobPatch = Partial<Pick<JobRecord, "method" | "status" | "error" | "startedAt" | "finishedAt" | "fineTunedModel" | "trainedTokens" | "resultFiles">>;
@@ -84,6 +86,7 @@ interface JobRow {
   fine_tuned_model: string | null;
   trained_tokens: number | null;
   result_files: string;
+  owner: string | null;
 }
 
 interface EventRow {
@@ -129,6 +132,7 @@ const toJob = (r: JobRow): JobRecord => ({
   fineTunedModel: r.fine_tuned_model,
   trainedTokens: r.trained_tokens,
   resultFiles: JSON.parse(r.result_files) as string[],
+  owner: r.owner,
 });
 
 const toEvent = (r: EventRow): JobEvent => ({
@@ -196,8 +200,8 @@ export class JobStore {
   constructor(db: Db) {
     this.#db = db;
     this.#insert = db.prepare(
-      `INSERT INTO fine_tuning_jobs (id, created_at, model, training_file, validation_file, feedback_filter, suffix, seed, method, status)
-       VALUES (@id, @createdAt, @model, @trainingFile, @validationFile, @feedbackFilter, @suffix, @seed, @method, @status)`,
+      `INSERT INTO fine_tuning_jobs (id, created_at, model, training_file, validation_file, feedback_filter, suffix, seed, method, status, owner)
+       VALUES (@id, @createdAt, @model, @trainingFile, @validationFile, @feedbackFilter, @suffix, @seed, @method, @status, @owner)`,
     );
     this.#get = db.prepare("SELECT * FROM fine_tuning_jobs WHERE id = ?");
     this.#insertEvent = db.prepare(

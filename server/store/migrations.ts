@@ -211,9 +211,37 @@ CREATE TABLE api_keys (
 CREATE UNIQUE INDEX api_keys_live_name ON api_keys (name) WHERE revoked_at IS NULL;
 `;
 
+// who created each row: the API key id (server/http/auth.ts apiKeyId, never the key) of the
+// request that stored it. NULL: a server without keys, or a row from before this migration;
+// such rows are the admins' (a user key never sees them).
+const owners = /* sql */ `
+ALTER TABLE completions ADD COLUMN owner TEXT;
+CREATE INDEX completions_by_owner ON completions (owner, object, seq);
+ALTER TABLE feedback ADD COLUMN owner TEXT;
+CREATE INDEX feedback_by_owner ON feedback (owner, seq);
+ALTER TABLE files ADD COLUMN owner TEXT;
+ALTER TABLE fine_tuning_jobs ADD COLUMN owner TEXT;
+`;
+
+// where each piece of feedback came from, and whether it may train: a rating (or
+// correction) of a served answer, a pairwise choice between two served answers, or a
+// free-text {prompt, chosen, rejected} preference; free text from a user key waits for an
+// admin's review (pending -> approved | rejected). Older rows are classed by their form
+// and stay approved (they trained before, and had no owner, so an admin's).
+const feedbackProvenance = /* sql */ `
+ALTER TABLE feedback ADD COLUMN source TEXT NOT NULL DEFAULT 'rating' CHECK (source IN ('rating', 'pairwise', 'text'));
+UPDATE feedback SET source = CASE WHEN type <> 'preference' THEN 'rating' WHEN chosen_id IS NOT NULL THEN 'pairwise' ELSE 'text' END;
+ALTER TABLE feedback ADD COLUMN status TEXT NOT NULL DEFAULT 'approved' CHECK (status IN ('pending', 'approved', 'rejected'));
+ALTER TABLE feedback ADD COLUMN reviewed_by TEXT;        -- the admin key id that approved or rejected it
+ALTER TABLE feedback ADD COLUMN reviewed_at INTEGER;     -- unix seconds
+CREATE INDEX feedback_by_status ON feedback (status, seq);
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
   { version: 3, name: "prompt files", up: promptFiles },
   { version: 4, name: "api keys", up: apiKeysTable },
+  { version: 5, name: "owners", up: owners },
+  { version: 6, name: "feedback provenance", up: feedbackProvenance },
 ];

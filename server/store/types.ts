@@ -5,6 +5,21 @@ import type { ChatCompletionBody, CompletionBody } from "../http/schemas/respons
 /** One conversation turn as stored and exported: content flattened to text, as the engine sees it. */
 export type PromptMessage = ChatMessage;
 
+/**
+ * The API key id (server/http/auth.ts apiKeyId, never the key) of the request that stored a
+ * row. null: stored by a server without keys, or before rows had owners; only admins see it.
+ */
+export type Owner = string | null;
+
+/**
+ * Whose rows a read may see: undefined, every row (an admin key, or a server without keys);
+ * a key id, only that key's rows. Another key's row is then "not found", never "forbidden".
+ */
+export type OwnedBy = string | undefined;
+
+/** Whether a row of `owner` is visible to a reader limited to `ownedBy`. */
+export const visibleTo = (owner: Owner, ownedBy: OwnedBy): boolean => ownedBy === undefined || owner === ownedBy;
+
 export type CompletionObject = "chat.completion" | "text_completion";
 
 export interface StoredChoice {
@@ -41,6 +56,7 @@ export interface CompletionRecord {
   timings: CompletionTimings;
   streamed: boolean;
   metadata: Record<string, string>;
+  owner: Owner;
   /** exactly what the client got (for streams: the object the chunks add up to) */
   response: ChatCompletionBody | CompletionBody;
 }

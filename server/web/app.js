@@ -1,10 +1,12 @@
 // The chat page: streamed answers, a rating and a correction box on each, and a side-by-side
-// mode that records which of two answers the person prefers; the Jobs tab is jobs.js. Plain
+// mode that records which of two answers the person prefers; the Jobs tab is jobs.js, the
+// Review tab (admins approve or reject free-text preferences) review.js. Plain
 // ES modules, no build step; they speak only the public HTTP API (OpenAI chat completions,
 // /v1/feedback, fine-tuning jobs, promote) with the key typed at the top (api.js).
 import { apiKey, call, errorText, headers, setApiKey } from "./api.js";
 import { icon } from "./icons.js";
 import { refreshJobs, trainOnFeedback } from "./jobs.js";
+import { refreshReview } from "./review.js";
 
 /** @typedef {{ role: "system" | "user" | "assistant", content: string }} Message */
 /** @typedef {{ id: string, index: number }} Source  the completion (and choice) an answer came from */
@@ -239,16 +241,19 @@ keyInput.addEventListener("change", () => {
   void loadModels();
 });
 
-function showTab(/** @type {"chat" | "jobs"} */ name) {
-  for (const t of ["chat", "jobs"]) {
+function showTab(/** @type {"chat" | "jobs" | "review"} */ name) {
+  for (const t of ["chat", "jobs", "review"]) {
     $(`tab-${t}`).setAttribute("aria-selected", String(t === name));
     $(`${t}-view`).hidden = t !== name;
   }
   if (name === "jobs") void refreshJobs();
+  else if (name === "review") void refreshReview();
   else void loadModels();
 }
 $("tab-chat").addEventListener("click", () => showTab("chat"));
 $("tab-jobs").addEventListener("click", () => showTab("jobs"));
+$("tab-review").addEventListener("click", () => showTab("review"));
+$("review-refresh").addEventListener("click", () => void refreshReview());
 $("jobs-refresh").addEventListener("click", () => void refreshJobs());
 $("train-form").addEventListener("submit", (e) => {
   e.preventDefault();

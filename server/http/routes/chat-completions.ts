@@ -104,7 +104,7 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
     // a stream is recorded as the completion its chunks add up to
     const record = completionRecorder(
       opts.store,
-      { id, object: "chat.completion", created, variant, request: body, promptMessages: prompt.history, startedMs },
+      { id, object: "chat.completion", created, variant, request: body, promptMessages: prompt.history, startedMs, owner: request.apiKeyId },
       completion,
     );
 

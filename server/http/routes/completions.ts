@@ -106,7 +106,7 @@ export const completionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async 
       usage: usageBody(promptTokens, results.reduce((s, r) => s + r.completionTokens, 0)),
     });
     // a stream is recorded as the completion its chunks add up to
-    const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs }, completion);
+    const record = completionRecorder(opts.store, { ...head, variant, request: body, promptMessages: null, startedMs, owner: request.apiKeyId }, completion);
 
     if (!body.stream) return record(await collectChoices(serving.engine, specs, signal, request.tokenMeter));
 

@@ -1,5 +1,7 @@
 // POST /v1/feedback (ratings, preferences, corrections; Idempotency-Key), GET /v1/feedback
-// (list and filter) and GET /v1/feedback/export (JSONL in OpenAI's training formats).
+// (list and filter; status=pending is the review queue), GET /v1/feedback/export (JSONL in
+// OpenAI's training formats: what may train only) and, for admins, POST
+// /v1/feedback/{id}/approve and /reject (the review of free-text preferences).
 import { Readable } from "node:stream";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { errors } from "../errors.js";
@@ -7,12 +9,13 @@ import { feedbackBody, resolveFeedback } from "../feedback-forms.js";
 import { listPage } from "../list-pages.js";
 import { nowSeconds } from "../openai-shapes.js";
 import { queryValidatorCompiler } from "../query-validation.js";
+import { ownedBy } from "../ownership.js";
 import { requireStore, type RouteOptions } from "../request-context.js";
 import { FeedbackRequestSchema } from "../schemas/feedback.js";
-import { DEFAULT_LIMIT, ExportQuerySchema, ListFeedbackQuerySchema } from "../schemas/store-queries.js";
+import { DEFAULT_LIMIT, ExportQuerySchema, IdParamsSchema, ListFeedbackQuerySchema } from "../schemas/store-queries.js";
 import type { FeedbackBody, ListPageBody } from "../schemas/store-responses.js";
 import { exportLines, storedCompletionTools } from "../../store/export.js";
-import { UnknownFeedbackError } from "../../store/feedback.js";
+import { trainable, UnknownFeedbackError } from "../../store/feedback.js";
 
 const SCOPE = "POST /v1/feedback";
 
@@ -33,7 +36,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
     const scope = request.apiKeyId === null ? SCOPE : `${SCOPE} ${request.apiKeyId}`;
     const out = store.idempotency.run<FeedbackBody>(scope, key, request.body, () => ({
       status: 200,
-      body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body), nowSeconds())),
+      body: feedbackBody(store.feedback.insert(resolveFeedback(store, request.body, { owner: request.apiKeyId, sees: ownedBy(request), trusted: request.apiKeyRole !== "user" }), nowSeconds())),
     }));
     if (out.kind === "mismatch") throw errors.idempotencyKeyReused();
     if (out.kind === "replay") reply.header("idempotent-replayed", "true");
@@ -49,6 +52,8 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
       try {
         const page = store.feedback.list({
           type: q.type,
+          source: q.source,
+          status: q.status,
           completionId: q.completion_id,
           model: q.model,
           since: q.since,
@@ -56,6 +61,7 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
           after: q.after,
           limit: q.limit ?? DEFAULT_LIMIT,
           order: q.order ?? "asc",
+          ownedBy: ownedBy(request),
         });
         return listPage({ items: page.items.map(feedbackBody), hasMore: page.hasMore });
       } catch (e) {
@@ -71,11 +77,23 @@ export const feedbackRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (ap
     async (request, reply) => {
       const store = requireStore(opts.store);
       const q = request.query;
-      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until }, storedCompletionTools(store.completions));
+      const lines = exportLines(store.feedback, q.format, { model: q.model, since: q.since, until: q.until, ownedBy: ownedBy(request), ...trainable(opts.trainingSources) }, storedCompletionTools(store.completions));
       return reply
         .type("application/jsonl; charset=utf-8")
         .header("content-disposition", `attachment; filename="feedback-${q.format}.jsonl"`)
         .send(Readable.from(lines));
     },
   );
+
+  // the review: an admin's verdict on any feedback (typically status=pending); approved trains, rejected never does
+  for (const [verb, status] of [["approve", "approved"], ["reject", "rejected"]] as const)
+    app.post(
+      `/v1/feedback/:id/${verb}`,
+      { config: { access: "admin" }, schema: { params: IdParamsSchema }, validatorCompiler: queryValidatorCompiler },
+      async (request): Promise<FeedbackBody> => {
+        const f = requireStore(opts.store).feedback.review(request.params.id, status, request.apiKeyId, nowSeconds());
+        if (!f) throw errors.feedbackNotFound(request.params.id, "feedback_id");
+        return feedbackBody(f);
+      },
+    );
 };

@@ -77,6 +77,7 @@ export const filesRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOptions> = as
       createdAt: nowSeconds(),
       format: checked.format,
       examples: checked.examples,
+      owner: request.apiKeyId,
     };
     // bytes first: a crash in between leaves an unlisted file, never a listed one without bytes
     ft.files.write(record.id, file.bytes);

@@ -70,7 +70,7 @@ export const fineTuningJobsRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOpti
 
   app.post("/v1/fine_tuning/jobs", { schema: { body: CreateJobSchema } }, async (request): Promise<JobBody> => {
     const ft = requireFineTuning(opts.fineTuning);
-    return jobBody(ft.requireRunner().create(request.body));
+    return jobBody(ft.requireRunner().create(request.body, request.apiKeyId));
   });
 
   app.get(

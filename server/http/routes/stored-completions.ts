@@ -16,10 +16,11 @@ import type { ChatCompletionBody } from "../schemas/responses.js";
 import type { ListPageBody, StoredMessageBody } from "../schemas/store-responses.js";
 import { UnknownCursorError } from "../../store/completions.js";
 import type { Store } from "../../store/store.js";
-import type { CompletionRecord } from "../../store/types.js";
+import type { CompletionRecord, OwnedBy } from "../../store/types.js";
+import { ownedBy } from "../ownership.js";
 
-function storedChat(store: Store, id: string): CompletionRecord {
-  const c = store.completions.get(id);
+function storedChat(store: Store, id: string, owner: OwnedBy): CompletionRecord {
+  const c = store.completions.get(id, owner);
   if (!c || c.object !== "chat.completion") throw errors.completionNotFound(id, "completion_id");
   return c;
 }
@@ -38,6 +39,7 @@ export const storedCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = 
         order: q.order ?? "asc",
         model: q.model,
         metadata: metadataFilter(q),
+        ownedBy: ownedBy(request),
       });
       return listPage({ items: page.items.map((c) => c.response as ChatCompletionBody), hasMore: page.hasMore });
     } catch (e) {
@@ -47,14 +49,14 @@ export const storedCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = 
   });
 
   app.get("/v1/chat/completions/:id", { config: { access: "user" }, schema: { params: IdParamsSchema }, validatorCompiler }, async (request) => {
-    return storedChat(requireStore(opts.store), request.params.id).response as ChatCompletionBody;
+    return storedChat(requireStore(opts.store), request.params.id, ownedBy(request)).response as ChatCompletionBody;
   });
 
   app.get(
     "/v1/chat/completions/:id/messages",
     { config: { access: "user" }, schema: { params: IdParamsSchema, querystring: ListMessagesQuerySchema }, validatorCompiler },
     async (request): Promise<ListPageBody<StoredMessageBody>> => {
-      const c = storedChat(requireStore(opts.store), request.params.id);
+      const c = storedChat(requireStore(opts.store), request.params.id, ownedBy(request));
       const q = request.query;
       const page = pageOf(storedMessages(c), { after: q.after, limit: q.limit ?? DEFAULT_LIMIT, order: q.order ?? "asc" });
       if (!page) throw errors.invalidRequest(`No message '${q.after}' in completion '${c.id}'.`, "after", "message_not_found");

@@ -34,8 +34,14 @@ export const ListMessagesQuerySchema = Query({
 
 export const FeedbackTypeSchema = Type.Union([Type.Literal("rating"), Type.Literal("preference"), Type.Literal("correction")]);
 
+export const FeedbackSourceSchema = Type.Union([Type.Literal("rating"), Type.Literal("pairwise"), Type.Literal("text")]);
+export const FeedbackStatusSchema = Type.Union([Type.Literal("pending"), Type.Literal("approved"), Type.Literal("rejected")]);
+
 export const ListFeedbackQuerySchema = Query({
   type: Type.Optional(FeedbackTypeSchema),
+  source: Type.Optional(FeedbackSourceSchema),
+  /** status=pending: what waits for an admin's review */
+  status: Type.Optional(FeedbackStatusSchema),
   completion_id: Type.Optional(Type.String()),
   model: Type.Optional(Type.String()),
   after: Type.Optional(Type.String()),

@@ -32,6 +32,12 @@ interface FeedbackHead {
   created: number;
   /** the model that produced the judged (or chosen) answer; null for text preferences */
   model: string | null;
+  /** rating: of a served answer; pairwise: a choice between two served answers; text: a preference the sender wrote */
+  source: "rating" | "pairwise" | "text";
+  /** only approved feedback trains; a user key's text preference is pending until an admin reviews it */
+  status: "pending" | "approved" | "rejected";
+  /** the key id that sent it (null: no keys, or stored before keys had ids) */
+  owner: string | null;
 }
 
 export type FeedbackBody =
