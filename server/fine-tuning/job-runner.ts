@@ -8,7 +8,8 @@
 // Every status change is committed before it is announced. A failing job is caught here:
 // its adapter is removed, the job is `failed` with the reason, serving goes on.
 import { EventEmitter } from "node:events";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
 import type { LoadedModel } from "../../engine/model.js";
@@ -26,7 +27,9 @@ import type { Store } from "../store/store.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
 import type { JobEngine, MethodReporter, TrainingMethod } from "./methods/method.js";
 import { modelReferences } from "./model-references.js";
-import { FileContents, TrainingFileError, validateTrainingFile } from "./training-files.js";
+import type { FileContents } from "./training-files.js";
+import type { TrainingFileCheck } from "./training-file-check.js";
+import { TrainingFileError } from "./training-lines.js";
 import { publishVersion } from "./versions.js";
 
 export interface JobRunnerOptions {
@@ -35,6 +38,8 @@ export interface JobRunnerOptions {
   engine: JobEngine;
   model: LoadedModel;
   files: FileContents;
+  /** a job's training file is checked on it (off the event loop) before the job is queued */
+  check: TrainingFileCheck;
   /** versions/ and jobs/ live here */
   dataDir: string;
   methods: ReadonlyMap<string, TrainingMethod>;
@@ -105,7 +110,7 @@ export class JobRunner {
   recover(): void {
     const { jobs } = this.#o.store;
     for (const j of jobs.withStatus("running")) this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
-    for (const j of jobs.withStatus("validating_files")) setImmediate(() => this.#validate(j.id));
+    for (const j of jobs.withStatus("validating_files")) setImmediate(() => void this.#validate(j.id));
     for (const j of jobs.withStatus("queued")) this.#queue.push(j.id);
     this.#pump();
   }
@@ -132,7 +137,7 @@ export class JobRunner {
       this.#event(id, "info", `Validating training file: ${body.training_file}`);
       return j;
     });
-    setImmediate(() => this.#validate(id));
+    setImmediate(() => void this.#validate(id));
     return job;
   }
 
@@ -227,36 +232,45 @@ export class JobRunner {
    * validating_files → queued: the job's data is copied into its own directory, so a file
    * deleted later (or feedback collected later) does not change what it trains on.
    */
-  #validate(id: string): void {
+  async #validate(id: string): Promise<void> {
     if (this.#closing) return; // the store may be closed already
     const { store } = this.#o;
     const job = store.jobs.get(id);
     if (!job || job.status !== "validating_files") return;
     try {
       const dir = this.#jobDir(id);
-      mkdirSync(dir, { recursive: true });
+      await mkdir(dir, { recursive: true });
       const method = this.#o.methods.get(job.method.type)!;
-      let train: string;
+      const training = join(dir, "training.jsonl");
       if (job.trainingFile === FEEDBACK_FILE) {
-        train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {}, storedCompletionTools(store.completions))].join("");
+        const train = [...exportLines(store.feedback, method.format, job.feedbackFilter ?? {}, storedCompletionTools(store.completions))].join("");
         if (train === "") throw new JobFailure({ code: "no_feedback", message: `No collected feedback gives ${method.format === "sft" ? "supervised examples (corrections or +1 ratings)" : "preference pairs"} to train on.`, param: "training_file" });
-      } else train = this.#fileText(job.trainingFile, "training_file");
-      validateTrainingFile(train);
-      writeFileSync(join(dir, "training.jsonl"), train);
-      if (job.validationFile) writeFileSync(join(dir, "validation.jsonl"), this.#fileText(job.validationFile, "validation_file"));
+        await writeFile(training, train);
+      } else await this.#copyFile(job.trainingFile, "training_file", training);
+      if (job.validationFile) await this.#copyFile(job.validationFile, "validation_file", join(dir, "validation.jsonl"));
+      // line by line on a worker thread: a big file never holds up serving
+      await this.#o.check.check(training);
+      if (this.#closing || store.jobs.get(id)?.status !== "validating_files") return; // cancelled meanwhile
       this.#status(id, { status: "queued" }, "Files validated; job queued");
       this.#queue.push(id);
       this.#pump();
     } catch (e) {
+      if (this.#closing) return;
       const err = failureOf(e);
       this.#finish(id, { status: "failed", error: err }, "error", err.message);
     }
   }
 
-  #fileText(fileId: string, param: string): string {
-    if (!this.#o.store.files.get(fileId) || !this.#o.files.exists(fileId))
-      throw new JobFailure({ code: "file_not_found", message: `File ${fileId} was deleted before the job could read it.`, param });
-    return this.#o.files.read(fileId).toString("utf8");
+  /** Copies uploaded file `fileId` to `to` (by the kernel, off the event loop). */
+  async #copyFile(fileId: string, param: string, to: string): Promise<void> {
+    const missing = () => new JobFailure({ code: "file_not_found", message: `File ${fileId} was deleted before the job could read it.`, param });
+    if (!this.#o.store.files.get(fileId)) throw missing();
+    try {
+      await copyFile(this.#o.files.path(fileId), to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw missing();
+      throw e;
+    }
   }
 
   #pump(): void {

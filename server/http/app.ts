@@ -23,6 +23,7 @@ import { FineTuning } from "../fine-tuning/fine-tuning.js";
 import type { RlhfPolicyConfig } from "../rlhf/policy.js";
 import { promoteVersion } from "../fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
+import { fileLimits, type FileLimits } from "../fine-tuning/uploads.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
@@ -73,6 +74,8 @@ export interface AppOptions {
   allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
+  /** what an uploaded file may be (server/fine-tuning/uploads.ts); default DEFAULT_FILE_LIMITS */
+  fileLimits?: Partial<FileLimits>;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -112,7 +115,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   installErrorHandling(app, bodyLimit);
   installConnectionLimits(app, limits);
   installJsonBodyParser(app);
-  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null) : null;
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null, fileLimits(opts.fileLimits)) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
   app.addHook("onClose", async () => fineTuning?.close());
