@@ -6,10 +6,13 @@
 // served model id, without a reload: the trained adapter is the one served.
 //
 // Every status change is committed before it is announced. A failing job is caught here:
-// its adapter is removed, the job is `failed` with the reason, serving goes on.
+// its adapter is removed, the job is `failed` with the reason, serving goes on. A job that
+// did not succeed (failed or cancelled) keeps nothing on disk: once it has stopped, its
+// directory (data copies, checkpoints) and any half-written version go, with its
+// checkpoint rows; its events stay (docs/fine-tuning-jobs.md, "What a job leaves").
 import { EventEmitter } from "node:events";
-import { readFileSync, renameSync, rmSync } from "node:fs";
-import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
 import type { LoadedModel } from "../../engine/model.js";
@@ -101,6 +104,8 @@ export class JobRunner {
   #flushTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | null = null;
   #closing = false;
+  /** jobs whose files are being copied and checked (#validate discards a cancelled one itself) */
+  readonly #validating = new Set<string>();
 
   constructor(o: JobRunnerOptions) {
     this.#o = o;
@@ -109,7 +114,16 @@ export class JobRunner {
   /** After a restart: running jobs failed (their adapter was only in memory), waiting ones queued again. */
   recover(): void {
     const { jobs } = this.#o.store;
-    for (const j of jobs.withStatus("running")) this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
+    for (const j of jobs.withStatus("running")) {
+      this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
+      void this.#discard(j.id);
+    }
+    // what an earlier run (or a crash) left of jobs that did not succeed
+    const dirs = existsSync(join(this.#o.dataDir, "jobs")) ? readdirSync(join(this.#o.dataDir, "jobs")) : [];
+    for (const name of dirs) {
+      const status = jobs.get(name)?.status;
+      if (status === undefined || status === "failed" || status === "cancelled") void this.#discard(name);
+    }
     for (const j of jobs.withStatus("validating_files")) setImmediate(() => void this.#validate(j.id));
     for (const j of jobs.withStatus("queued")) this.#queue.push(j.id);
     this.#pump();
@@ -147,7 +161,9 @@ export class JobRunner {
     if (!job) throw errors.jobNotFound(id);
     if (isFinal(job.status)) throw errors.jobNotCancellable(id, job.status);
     const out = this.#finish(id, { status: "cancelled" }, "info", "Job cancelled");
+    // a running job is discarded by its run once it has stopped; a waiting one at once
     if (this.#current?.id === id) this.#current.abort.abort();
+    else if (!this.#validating.has(id)) void this.#discard(id);
     return out;
   }
 
@@ -167,6 +183,18 @@ export class JobRunner {
 
   #jobDir(id: string): string {
     return join(this.#o.dataDir, "jobs", id);
+  }
+
+  /** A finished job's data copy and checkpoints, removed (continuous RLHF's --rlhf-keep). */
+  discardData(id: string): Promise<void> {
+    return this.#discard(id);
+  }
+
+  /** What a job that did not succeed leaves: nothing but its row and events. */
+  async #discard(id: string): Promise<void> {
+    await rm(this.#jobDir(id), { recursive: true, force: true });
+    await rm(join(this.#o.dataDir, "versions", `${id}.tmp`), { recursive: true, force: true });
+    this.#o.store.jobs.deleteCheckpoints(id);
   }
 
   /**
@@ -237,6 +265,7 @@ export class JobRunner {
     const { store } = this.#o;
     const job = store.jobs.get(id);
     if (!job || job.status !== "validating_files") return;
+    this.#validating.add(id);
     try {
       const dir = this.#jobDir(id);
       await mkdir(dir, { recursive: true });
@@ -250,14 +279,20 @@ export class JobRunner {
       if (job.validationFile) await this.#copyFile(job.validationFile, "validation_file", join(dir, "validation.jsonl"));
       // line by line on a worker thread: a big file never holds up serving
       await this.#o.check.check(training);
-      if (this.#closing || store.jobs.get(id)?.status !== "validating_files") return; // cancelled meanwhile
+      if (this.#closing) return;
+      if (store.jobs.get(id)?.status !== "validating_files") return void (await this.#discard(id)); // cancelled meanwhile
       this.#status(id, { status: "queued" }, "Files validated; job queued");
       this.#queue.push(id);
       this.#pump();
     } catch (e) {
       if (this.#closing) return;
-      const err = failureOf(e);
-      this.#finish(id, { status: "failed", error: err }, "error", err.message);
+      if (store.jobs.get(id)?.status === "validating_files") {
+        const err = failureOf(e);
+        this.#finish(id, { status: "failed", error: err }, "error", err.message);
+      }
+      await this.#discard(id);
+    } finally {
+      this.#validating.delete(id);
     }
   }
 
@@ -374,6 +409,7 @@ export class JobRunner {
         const err = this.#closing ? SHUT_DOWN : failureOf(e);
         this.#finish(id, { status: "failed", error: err }, "error", err.message);
       }
+      await this.#discard(id);
     }
   }
 
