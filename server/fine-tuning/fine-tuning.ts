@@ -45,7 +45,7 @@ export class FineTuning {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
     const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, check: this.check, dataDir: this.dataDir, methods: METHODS, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
-    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined) });
+    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined), deleteVersion: (id) => this.deleteVersion(id) });
     this.#runner = runner;
     this.#policy = policy;
     this.#served = { slot, engine, model };
