@@ -106,6 +106,8 @@ export class JobRunner {
   #closing = false;
   /** jobs whose files are being copied and checked (#validate discards a cancelled one itself) */
   readonly #validating = new Set<string>();
+  /** job directories being removed (#discard), awaited by close() while the store is open */
+  readonly #discarding = new Set<Promise<void>>();
 
   constructor(o: JobRunnerOptions) {
     this.#o = o;
@@ -178,6 +180,7 @@ export class JobRunner {
     this.#queue.length = 0;
     this.#current?.abort.abort();
     await this.idle();
+    await Promise.allSettled([...this.#discarding]);
     this.flushEvents();
   }
 
@@ -190,11 +193,18 @@ export class JobRunner {
     return this.#discard(id);
   }
 
-  /** What a job that did not succeed leaves: nothing but its row and events. */
-  async #discard(id: string): Promise<void> {
-    await rm(this.#jobDir(id), { recursive: true, force: true });
-    await rm(join(this.#o.dataDir, "versions", `${id}.tmp`), { recursive: true, force: true });
-    this.#o.store.jobs.deleteCheckpoints(id);
+  /** What a job that did not succeed leaves: nothing but its row and events (close() waits for it). */
+  #discard(id: string): Promise<void> {
+    const done = (async () => {
+      await rm(this.#jobDir(id), { recursive: true, force: true });
+      await rm(join(this.#o.dataDir, "versions", `${id}.tmp`), { recursive: true, force: true });
+      this.#o.store.jobs.deleteCheckpoints(id);
+    })()
+      // best effort: what is not removed now is removed at the next start (recover)
+      .catch(() => undefined)
+      .finally(() => this.#discarding.delete(done));
+    this.#discarding.add(done);
+    return done;
   }
 
   /**
