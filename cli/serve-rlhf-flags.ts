@@ -9,6 +9,7 @@ export const RLHF_FLAGS = {
   "rlhf-method": { type: "string" },
   "rlhf-promote": { type: "boolean", default: false },
   "rlhf-sources": { type: "string" },
+  "rlhf-keep": { type: "string" },
 } as const;
 
 export const RLHF_HELP = `  --rlhf-after N            continuous RLHF: train on the collected preferences after N new ones
@@ -22,6 +23,8 @@ export const RLHF_HELP = `  --rlhf-after N            continuous RLHF: train on 
                             the export): a comma list of rating (judgements of served answers), pairwise
                             (choices between two served answers), text (preferences written by the
                             sender; a user key's wait for an admin's approval); default rating,pairwise
+  --rlhf-keep N             keep the newest N versions continuous RLHF published (default all); older
+                            ones are deleted with their runs' files and checkpoints, never the promoted one
 `;
 
 /** --rlhf-sources: known names only, at least one. */
@@ -34,14 +37,15 @@ export function rlhfSources(list: string | undefined, command: string): Feedback
   return [...new Set(names)] as FeedbackSource[];
 }
 
-export function rlhfConfig(v: { "rlhf-after"?: string; "rlhf-every"?: string; "rlhf-method"?: string; "rlhf-promote"?: boolean }, command: string): RlhfPolicyConfig | null {
+export function rlhfConfig(v: { "rlhf-after"?: string; "rlhf-every"?: string; "rlhf-method"?: string; "rlhf-promote"?: boolean; "rlhf-keep"?: string }, command: string): RlhfPolicyConfig | null {
   const after = intOption(v["rlhf-after"], "rlhf-after", command, 1, 1_000_000) ?? null;
+  const keep = intOption(v["rlhf-keep"], "rlhf-keep", command, 1, 1_000_000);
   const everyMinutes = floatOption(v["rlhf-every"], "rlhf-every", command, 0, 525_600, true) ?? null;
   const method = v["rlhf-method"] ?? "dpo";
   if (!(RLHF_METHODS as readonly string[]).includes(method)) throw new UsageError(`--rlhf-method must be one of ${RLHF_METHODS.join(", ")}, got "${method}"`, command);
   if (after === null && everyMinutes === null) {
-    if (v["rlhf-method"] !== undefined || v["rlhf-promote"]) throw new UsageError("--rlhf-method and --rlhf-promote need --rlhf-after N or --rlhf-every MINUTES", command);
+    if (v["rlhf-method"] !== undefined || v["rlhf-promote"] || keep !== undefined) throw new UsageError("--rlhf-method, --rlhf-promote and --rlhf-keep need --rlhf-after N or --rlhf-every MINUTES", command);
     return null;
   }
-  return { after, everyMinutes, method: method as RlhfPolicyConfig["method"], promote: v["rlhf-promote"] === true };
+  return { after, everyMinutes, method: method as RlhfPolicyConfig["method"], promote: v["rlhf-promote"] === true, ...(keep !== undefined ? { keep } : {}) };
 }

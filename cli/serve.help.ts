@@ -36,6 +36,10 @@ Options:
   --kv-cache-memory M       KV cache pool: bytes (512MiB, 2GB) or a fraction of free memory
                             (0.5); default 8 contexts, at most 1 GiB (at least one context)
   --max-body-bytes N        largest request body before 413 (default 8388608)
+  --max-file-bytes N        largest uploaded training file (POST /v1/files) before 413 (default
+                            536870912, 512 MiB); uploads stream to disk, never held in memory
+  --max-file-lines N        most lines an uploaded file may have (default 2000000)
+  --max-line-bytes N        longest line of an uploaded file, in bytes (default 4194304)
   --request-timeout S       a request's headers and body must arrive within S seconds, with no
                             silence over 15 s while a body arrives (408 otherwise; default 300)
   --allowed-hosts H1,H2      host names clients may reach the server by, besides IP addresses and

@@ -2,7 +2,7 @@
 // worker posts back `{ id, ok }` or `{ id, error }`. The worker starts on first use, is
 // referenced only while a call is pending (an idle one never keeps the process alive),
 // and is restarted by the next call if it dies.
-import { Worker, type TransferListItem } from "node:worker_threads";
+import { Worker, type ResourceLimits, type TransferListItem } from "node:worker_threads";
 
 export type WorkerReply<R> = { id: number; ok: R } | { id: number; error: string };
 
@@ -15,6 +15,8 @@ export class WorkerCalls<Q, R> {
   constructor(
     private readonly script: URL,
     private readonly workerData: unknown,
+    /** the worker's heap limits (node's ResourceLimits), when it should stay small */
+    private readonly resourceLimits?: ResourceLimits,
   ) {}
 
   call(request: Q, transfer: readonly TransferListItem[] = []): Promise<R> {
@@ -30,7 +32,7 @@ export class WorkerCalls<Q, R> {
 
   #start(): Worker {
     if (this.#worker) return this.#worker;
-    const w = new Worker(this.script, { workerData: this.workerData });
+    const w = new Worker(this.script, { workerData: this.workerData, resourceLimits: this.resourceLimits });
     w.unref();
     w.on("message", (m: WorkerReply<R>) => {
       const p = this.#pending.get(m.id);

@@ -1,5 +1,6 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
+import type { FileLimits } from "./fine-tuning/uploads.js";
 import type { RlhfPolicyConfig } from "./rlhf/policy.js";
 import type { FeedbackSource } from "./store/feedback.js";
 import { availableParallelism, tmpdir } from "node:os";
@@ -61,6 +62,8 @@ export interface ServerOptions {
   allowedHosts?: string[];
   /** header/body deadlines and connections per client address; default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
+  /** what an uploaded file may be (bytes, lines, bytes per line); default DEFAULT_FILE_LIMITS */
+  fileLimits?: Partial<FileLimits>;
 }
 
 /** The served name of the built-in model (its directory name is a cache key). */
@@ -83,7 +86,7 @@ export class HybridchatServer {
 
   constructor(private readonly opts: ServerOptions = {}) {
     this.store = opts.store === false ? null : Store.open(opts.dataDir ?? ":memory:");
-    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, trainingSources: opts.trainingSources, apiKeys: opts.apiKeys, limits: opts.limits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute, keyTokensPerMinute: opts.keyTokensPerMinute });
+    this.app = buildApp({ maxBodyBytes: opts.maxBodyBytes, logger: opts.logger, store: this.store, dataDir: opts.dataDir, rlhf: opts.rlhf, trainingSources: opts.trainingSources, apiKeys: opts.apiKeys, limits: opts.limits, fileLimits: opts.fileLimits, allowedHosts: opts.allowedHosts, keyRequestsPerMinute: opts.keyRequestsPerMinute, keyTokensPerMinute: opts.keyTokensPerMinute });
     // a turn later, so listen() can open the port first
     this.ready = new Promise<void>((res) => setImmediate(res)).then(() => this.#load());
     this.ready.catch((e: unknown) => this.app.serving.failed(e instanceof Error ? e.message : String(e)));

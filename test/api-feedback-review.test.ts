@@ -5,7 +5,7 @@
 // "feedback", and the export; over real HTTP with the hybridchat client (the `openai` one).
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -48,7 +48,7 @@ const twoAnswers = async (c: HybridchatClient, content: string, seed: number) =>
 /** What a continuous-RLHF run gave its job to read: the train and held-out files' lines. */
 function runData(job: JobRecord): string[] {
   const files = s.server.app.fineTuning!.files;
-  return [job.trainingFile, job.validationFile!].flatMap((id) => files.read(id).toString("utf8").trim().split("\n"));
+  return [job.trainingFile, job.validationFile!].flatMap((id) => readFileSync(files.path(id), "utf8").trim().split("\n"));
 }
 
 /** The run's job is not needed beyond its data: stop it and let the policy settle. */

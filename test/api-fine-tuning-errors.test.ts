@@ -4,7 +4,7 @@
 // makes training fail and one with no feedback to train on: failed, and serving goes on.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -110,9 +110,12 @@ describe("jobs", { timeout: 120_000 }, () => {
     assert.equal(await new Promise<number>((res) => ws.on("close", (code) => res(code))), 4404);
   });
 
-  test("cancel: a running job stops, its adapter is never served; cancelling it again is 409", async () => {
+  test("cancel: a running job stops, its adapter is never served, its checkpoints and data copy go; cancelling it again is 409", async () => {
     const job = await s.client.fineTuning.jobs.create({ model: MODEL, training_file: goodFile, suffix: "long", method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 25 } } } });
     await waitForJob(s.client, job.id, ["running"]);
+    const jobDir = join(s.server.app.fineTuning!.dataDir, "jobs", job.id);
+    while ((await s.client.fineTuning.jobs.checkpoints.list(job.id)).data.length === 0) await sleep(50);
+    assert.ok(readdirSync(jobDir).some((n) => n.startsWith("checkpoint-")), "an epoch's checkpoint is on disk");
     // a WebSocket opened mid-run: the stored events replayed, then the live ones, none twice
     await sleep(300);
     const ws = new WebSocket(`${s.url.replace("http", "ws")}/v1/fine_tuning/jobs/${job.id}/events/stream`);
@@ -134,6 +137,9 @@ describe("jobs", { timeout: 120_000 }, () => {
     assert.equal(messages.at(-1)?.status, "cancelled");
     assert.ok(!(await s.client.models.list()).data.some((m) => m.id.includes(job.id)));
     assert.ok(!s.server.model!.native.adapters().some((a) => a.includes(job.id)), "the trained adapter was removed");
+    // a job that did not succeed keeps nothing on disk: no checkpoint, no copy of its data
+    assert.ok(!existsSync(jobDir), "the job's directory was removed");
+    assert.deepEqual((await s.client.fineTuning.jobs.checkpoints.list(job.id)).data, []);
     const e = await apiFailure(s.client.fineTuning.jobs.cancel(job.id));
     assert.equal(e.status, 409);
     assert.equal(e.code, "job_not_cancellable");
@@ -150,6 +156,8 @@ describe("jobs", { timeout: 120_000 }, () => {
     assert.equal(j.error?.code, "invalid_training_file");
     assert.match(j.error!.message, /no example has a learned token left/);
     assert.ok(!s.server.model!.native.adapters().some((a) => a.includes(job.id)), "the adapter was removed");
+    await s.server.app.fineTuning!.runner!.idle();
+    assert.ok(!existsSync(join(s.server.app.fineTuning!.dataDir, "jobs", job.id)), "the failed job's directory was removed");
     await chatWorks();
   });
 

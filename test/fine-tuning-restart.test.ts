@@ -6,7 +6,7 @@
 // graceful shutdown (SIGTERM) is failed too.
 import { after, test } from "node:test";
 import assert from "node:assert/strict";
-import { createReadStream, mkdtempSync, rmSync } from "node:fs";
+import { createReadStream, existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import OpenAI from "openai";
@@ -76,6 +76,11 @@ test("a job running at SIGKILL is failed after restart; published versions are s
   assert.equal(killed.error?.code, "server_restarted");
   assert.match(killed.error!.message, /restarted while this job was running/);
   assert.ok(killed.finished_at !== null);
+  // the killed job's data copy and checkpoints are removed at start-up; the succeeded one's stay
+  for (let i = 0; i < 100 && existsSync(join(dataDir, "jobs", b.id)); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(!existsSync(join(dataDir, "jobs", b.id)), "the failed job's directory was removed");
+  assert.deepEqual((await second.client.fineTuning.jobs.checkpoints.list(b.id)).data, []);
+  assert.ok(existsSync(join(dataDir, "jobs", a.id)));
   assert.equal((await second.client.fineTuning.jobs.retrieve(a.id)).status, "succeeded");
   for (const c of completions) assert.deepEqual(await second.client.chat.completions.retrieve(c.id), c);
   const stored = await getJson<{ data: { id: string }[] }>(second.s.url, "/v1/feedback?limit=100");

@@ -50,7 +50,7 @@ test("a reward_model job keeps its result as a checkpoint that ranks the preferr
   const fresh = await loadModel(testModelDir, { threads: 2, kvBlocks: 4 });
   try {
     await loadPeftAdapter(fresh.native, fresh.config, "rm", last.dir);
-    const pairs = encodeJobPairs(fresh, readFileSync(join(s.server.app.fineTuning!.dataDir, "jobs", job.id, "training.jsonl"), "utf8"), "training");
+    const pairs = await encodeJobPairs(fresh, readFileSync(join(s.server.app.fineTuning!.dataDir, "jobs", job.id, "training.jsonl"), "utf8"), "training");
     const stats = await evaluatePairs(fresh.native, "rm", pairs);
     assert.equal(stats.accuracy, 1, JSON.stringify(stats));
   } finally {

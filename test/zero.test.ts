@@ -174,6 +174,51 @@ describe("data parallel ZeRO training on stories260K", () => {
     await trainStep(dp, [randomBatch(rng, one.config.vocabSize, "a")]);
   });
 
+  for (const stage of [1, 2] as ZeroStage[])
+    it(`ZeRO-${stage}: a rank that fails (a bad batch in its slice, a step that dies halfway through its reductions) leaves a working group that reaches one model's weights`, async () => {
+      const [one, ...ranks] = await fresh(3);
+      setTrainable(one.native, "lora");
+      for (const r of ranks) setTrainable(r.native, "lora");
+      const dp = new DataParallelModel(ranks.map((r) => r.native), stage);
+      const V = one.config.vocabSize;
+      const rng = new Rng(23);
+      const good = () => [randomBatch(rng, V, "a"), randomBatch(rng, V, "a")];
+      const code = (c: string) => (e: unknown) => (e as { code?: string }).code === c;
+      let batches = good();
+      await trainStep(one.native, batches);
+      await trainStep(dp, batches);
+
+      // rank 1's slice (the last sequences) holds a token outside the vocabulary: its forward
+      // fails at once while rank 0's (200 tokens) still runs; the failure surfaces once both
+      // have stopped, so the very next step finds no rank busy
+      const counts = Int32Array.of(200, 200, 8);
+      const bad: TrainBatch = { ...randomBatch(rng, V, "a"), counts, tokens: Int32Array.from({ length: 408 }, () => rng.int(V)), targets: Int32Array.from({ length: 408 }, () => rng.int(V)) };
+      bad.tokens[407] = V;
+      await assert.rejects(dp.trainForward(bad), code("invalid_batch"));
+      batches = good();
+      await trainStep(dp, batches);
+      await trainStep(one.native, batches);
+
+      // rank 1 dies halfway through the step's gradient sums: the real failure is reported
+      // (not another rank's comm_aborted), and the same batch redone gives the same weights
+      batches = good();
+      await trainStep(one.native, batches);
+      process.env.HYBRIDCHAT_TEST_FAIL_STEP_RANK = "1";
+      try {
+        await assert.rejects(trainStep(dp, batches), code("injected_failure"));
+      } finally {
+        delete process.env.HYBRIDCHAT_TEST_FAIL_STEP_RANK;
+      }
+      await trainStep(dp, batches);
+      // and the next step too, on communicators made afresh
+      batches = good();
+      await trainStep(one.native, batches);
+      await trainStep(dp, batches);
+
+      const want = params(one.native, "lora");
+      for (const [r, lm] of ranks.entries()) assertSameParams(params(lm.native, "lora"), want, `ZeRO-${stage} rank ${r} after the failures`);
+    });
+
   it("real bytes, not the accounting: what each stage saves in malloc'd and resident memory is what trainingMemory() says it saves", () => {
     // each stage in a fresh process (test/zero-memory-probe.ts): full fine-tuning on 2 ranks,
     // two steps; real = malloc's bytes gained − resident bytes a stage-3 release hands back

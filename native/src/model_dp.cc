@@ -30,7 +30,16 @@ void DataParallelGroup::check_current() const {
 StepResult DataParallelGroup::step(const OptimizerStep& o) {
   check_current();
   std::vector<StepResult> res(static_cast<size_t>(size()));
-  ranks_on_->run([&](int r) { res[r] = ranks_[r]->step(ranks_on_->comm(r), o); });
+  try {
+    ranks_on_->run([&](int r) { res[r] = ranks_[r]->step(ranks_on_->comm(r), o); });
+  } catch (...) {
+    // The launcher has made its communicators afresh; what is left to undo is the step's
+    // gradients, some of which may already be summed over ranks. They are dropped on every
+    // rank, so the batch is redone from its forward. Parameters, moments and the step count
+    // change only after every reduction, so a failure during them leaves those as they were.
+    for (auto& m : models_) m->trainable().zero_grad();
+    throw;
+  }
   return res[0];
 }
 

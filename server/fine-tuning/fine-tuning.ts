@@ -12,11 +12,15 @@ import { JobRunner, type JobRunnerOptions } from "./job-runner.js";
 import { METHODS } from "./methods/index.js";
 import type { JobEngine } from "./methods/method.js";
 import { FileContents } from "./training-files.js";
+import { TrainingFileCheck } from "./training-file-check.js";
+import { DEFAULT_FILE_LIMITS, type FileLimits } from "./uploads.js";
 import { RlhfPolicy, type RlhfPolicyConfig } from "../rlhf/policy.js";
 import { unpublishVersion } from "./versions.js";
 
 export class FineTuning {
   readonly files: FileContents;
+  /** checks training files on a worker thread (uploads, a job's copy) */
+  readonly check = new TrainingFileCheck();
   readonly dataDir: string;
   #runner: JobRunner | null = null;
   #served: { slot: ServingSlot; engine: JobEngine; model: LoadedModel } | null = null;
@@ -31,6 +35,8 @@ export class FineTuning {
     readonly rlhf: RlhfPolicyConfig | null = null,
     /** the feedback sources that train, by continuous RLHF and by jobs on training_file "feedback" */
     readonly trainingSources: readonly FeedbackSource[] = DEFAULT_TRAINING_SOURCES,
+    /** what an upload may be (--max-file-bytes, --max-file-lines, --max-line-bytes) */
+    readonly limits: FileLimits = DEFAULT_FILE_LIMITS,
   ) {
     this.#ownDir = dataDir === undefined;
     this.dataDir = dataDir ?? mkdtempSync(join(tmpdir(), "hybridchat-data-"));
@@ -41,8 +47,8 @@ export class FineTuning {
   start(slot: ServingSlot, engine: JobEngine, model: LoadedModel, hooks: Pick<JobRunnerOptions, "onStep" | "onEnd"> & { log?: (message: string) => void } = {}): JobRunner {
     if (this.#runner) throw new Error("the job runner is already started");
     let policy: RlhfPolicy | null = null;
-    const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, dataDir: this.dataDir, methods: METHODS, trainingSources: this.trainingSources, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
-    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined), sources: this.trainingSources });
+    const runner = new JobRunner({ store: this.store, slot, engine, model, files: this.files, check: this.check, dataDir: this.dataDir, methods: METHODS, trainingSources: this.trainingSources, ...hooks, gateFor: (job) => policy?.gateFor(job) ?? null });
+    if (this.rlhf) policy = new RlhfPolicy(this.rlhf, { store: this.store, files: this.files, runner, slot, model, log: hooks.log ?? (() => undefined), sources: this.trainingSources, deleteVersion: (id) => this.deleteVersion(id) });
     this.#runner = runner;
     this.#policy = policy;
     this.#served = { slot, engine, model };
@@ -86,6 +92,7 @@ export class FineTuning {
   async close(): Promise<void> {
     this.#policy?.close();
     await this.#runner?.close();
+    await this.check.close();
     if (this.#ownDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

@@ -6,9 +6,13 @@
 // served model id, without a reload: the trained adapter is the one served.
 //
 // Every status change is committed before it is announced. A failing job is caught here:
-// its adapter is removed, the job is `failed` with the reason, serving goes on.
+// its adapter is removed, the job is `failed` with the reason, serving goes on. A job that
+// did not succeed (failed or cancelled) keeps nothing on disk: once it has stopped, its
+// directory (data copies, checkpoints) and any half-written version go, with its
+// checkpoint rows; its events stay (docs/fine-tuning-jobs.md, "What a job leaves").
 import { EventEmitter } from "node:events";
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { copyFile, mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { addAdapter, savePeftAdapter } from "../../engine/peft.js";
 import type { LoadedModel } from "../../engine/model.js";
@@ -28,7 +32,9 @@ import type { Owner } from "../store/types.js";
 import { checkJobRequest, FEEDBACK_FILE, fineTunedModelId } from "./job-requests.js";
 import type { JobEngine, MethodReporter, TrainingMethod } from "./methods/method.js";
 import { modelReferences } from "./model-references.js";
-import { FileContents, TrainingFileError, validateTrainingFile } from "./training-files.js";
+import type { FileContents } from "./training-files.js";
+import type { TrainingFileCheck } from "./training-file-check.js";
+import { TrainingFileError } from "./training-lines.js";
 import { publishVersion } from "./versions.js";
 
 export interface JobRunnerOptions {
@@ -37,6 +43,8 @@ export interface JobRunnerOptions {
   engine: JobEngine;
   model: LoadedModel;
   files: FileContents;
+  /** a job's training file is checked on it (off the event loop) before the job is queued */
+  check: TrainingFileCheck;
   /** versions/ and jobs/ live here */
   dataDir: string;
   methods: ReadonlyMap<string, TrainingMethod>;
@@ -100,6 +108,10 @@ export class JobRunner {
   #flushTimer: NodeJS.Timeout | undefined;
   #running: Promise<void> | null = null;
   #closing = false;
+  /** jobs whose files are being copied and checked (#validate discards a cancelled one itself) */
+  readonly #validating = new Set<string>();
+  /** job directories being removed (#discard), awaited by close() while the store is open */
+  readonly #discarding = new Set<Promise<void>>();
 
   constructor(o: JobRunnerOptions) {
     this.#o = o;
@@ -108,8 +120,17 @@ export class JobRunner {
   /** After a restart: running jobs failed (their adapter was only in memory), waiting ones queued again. */
   recover(): void {
     const { jobs } = this.#o.store;
-    for (const j of jobs.withStatus("running")) this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
-    for (const j of jobs.withStatus("validating_files")) setImmediate(() => this.#validate(j.id));
+    for (const j of jobs.withStatus("running")) {
+      this.#finish(j.id, { status: "failed", error: RESTARTED }, "error", RESTARTED.message);
+      void this.#discard(j.id);
+    }
+    // what an earlier run (or a crash) left of jobs that did not succeed
+    const dirs = existsSync(join(this.#o.dataDir, "jobs")) ? readdirSync(join(this.#o.dataDir, "jobs")) : [];
+    for (const name of dirs) {
+      const status = jobs.get(name)?.status;
+      if (status === undefined || status === "failed" || status === "cancelled") void this.#discard(name);
+    }
+    for (const j of jobs.withStatus("validating_files")) setImmediate(() => void this.#validate(j.id));
     for (const j of jobs.withStatus("queued")) this.#queue.push(j.id);
     this.#pump();
   }
@@ -138,7 +159,7 @@ export class JobRunner {
       this.#event(id, "info", `Validating training file: ${body.training_file}`);
       return j;
     });
-    setImmediate(() => this.#validate(id));
+    setImmediate(() => void this.#validate(id));
     return job;
   }
 
@@ -148,7 +169,9 @@ export class JobRunner {
     if (!job) throw errors.jobNotFound(id);
     if (isFinal(job.status)) throw errors.jobNotCancellable(id, job.status);
     const out = this.#finish(id, { status: "cancelled" }, "info", "Job cancelled");
+    // a running job is discarded by its run once it has stopped; a waiting one at once
     if (this.#current?.id === id) this.#current.abort.abort();
+    else if (!this.#validating.has(id)) void this.#discard(id);
     return out;
   }
 
@@ -163,11 +186,31 @@ export class JobRunner {
     this.#queue.length = 0;
     this.#current?.abort.abort();
     await this.idle();
+    await Promise.allSettled([...this.#discarding]);
     this.flushEvents();
   }
 
   #jobDir(id: string): string {
     return join(this.#o.dataDir, "jobs", id);
+  }
+
+  /** A finished job's data copy and checkpoints, removed (continuous RLHF's --rlhf-keep). */
+  discardData(id: string): Promise<void> {
+    return this.#discard(id);
+  }
+
+  /** What a job that did not succeed leaves: nothing but its row and events (close() waits for it). */
+  #discard(id: string): Promise<void> {
+    const done = (async () => {
+      await rm(this.#jobDir(id), { recursive: true, force: true });
+      await rm(join(this.#o.dataDir, "versions", `${id}.tmp`), { recursive: true, force: true });
+      this.#o.store.jobs.deleteCheckpoints(id);
+    })()
+      // best effort: what is not removed now is removed at the next start (recover)
+      .catch(() => undefined)
+      .finally(() => this.#discarding.delete(done));
+    this.#discarding.add(done);
+    return done;
   }
 
   /**
@@ -233,36 +276,52 @@ export class JobRunner {
    * validating_files → queued: the job's data is copied into its own directory, so a file
    * deleted later (or feedback collected later) does not change what it trains on.
    */
-  #validate(id: string): void {
+  async #validate(id: string): Promise<void> {
     if (this.#closing) return; // the store may be closed already
     const { store } = this.#o;
     const job = store.jobs.get(id);
     if (!job || job.status !== "validating_files") return;
+    this.#validating.add(id);
     try {
       const dir = this.#jobDir(id);
-      mkdirSync(dir, { recursive: true });
+      await mkdir(dir, { recursive: true });
       const method = this.#o.methods.get(job.method.type)!;
-      let train: string;
+      const training = join(dir, "training.jsonl");
       if (job.trainingFile === FEEDBACK_FILE) {
-        train = [...exportLines(store.feedback, method.format, { ...job.feedbackFilter, ...trainable(this.#o.trainingSources) }, storedCompletionTools(store.completions))].join("");
+        const train = [...exportLines(store.feedback, method.format, { ...job.feedbackFilter, ...trainable(this.#o.trainingSources) }, storedCompletionTools(store.completions))].join("");
         if (train === "") throw new JobFailure({ code: "no_feedback", message: `No collected feedback gives ${method.format === "sft" ? "supervised examples (corrections or +1 ratings)" : "preference pairs"} to train on.`, param: "training_file" });
-      } else train = this.#fileText(job.trainingFile, "training_file");
-      validateTrainingFile(train);
-      writeFileSync(join(dir, "training.jsonl"), train);
-      if (job.validationFile) writeFileSync(join(dir, "validation.jsonl"), this.#fileText(job.validationFile, "validation_file"));
+        await writeFile(training, train);
+      } else await this.#copyFile(job.trainingFile, "training_file", training);
+      if (job.validationFile) await this.#copyFile(job.validationFile, "validation_file", join(dir, "validation.jsonl"));
+      // line by line on a worker thread: a big file never holds up serving
+      await this.#o.check.check(training);
+      if (this.#closing) return;
+      if (store.jobs.get(id)?.status !== "validating_files") return void (await this.#discard(id)); // cancelled meanwhile
       this.#status(id, { status: "queued" }, "Files validated; job queued");
       this.#queue.push(id);
       this.#pump();
     } catch (e) {
-      const err = failureOf(e);
-      this.#finish(id, { status: "failed", error: err }, "error", err.message);
+      if (this.#closing) return;
+      if (store.jobs.get(id)?.status === "validating_files") {
+        const err = failureOf(e);
+        this.#finish(id, { status: "failed", error: err }, "error", err.message);
+      }
+      await this.#discard(id);
+    } finally {
+      this.#validating.delete(id);
     }
   }
 
-  #fileText(fileId: string, param: string): string {
-    if (!this.#o.store.files.get(fileId) || !this.#o.files.exists(fileId))
-      throw new JobFailure({ code: "file_not_found", message: `File ${fileId} was deleted before the job could read it.`, param });
-    return this.#o.files.read(fileId).toString("utf8");
+  /** Copies uploaded file `fileId` to `to` (by the kernel, off the event loop). */
+  async #copyFile(fileId: string, param: string, to: string): Promise<void> {
+    const missing = () => new JobFailure({ code: "file_not_found", message: `File ${fileId} was deleted before the job could read it.`, param });
+    if (!this.#o.store.files.get(fileId)) throw missing();
+    try {
+      await copyFile(this.#o.files.path(fileId), to);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "ENOENT") throw missing();
+      throw e;
+    }
   }
 
   #pump(): void {
@@ -366,6 +425,7 @@ export class JobRunner {
         const err = this.#closing ? SHUT_DOWN : failureOf(e);
         this.#finish(id, { status: "failed", error: err }, "error", err.message);
       }
+      await this.#discard(id);
     }
   }
 

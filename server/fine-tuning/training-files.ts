@@ -1,82 +1,44 @@
-// Uploaded training files: their lines checked before anything is kept (every bad line
-// named), and their bytes kept under <data-dir>/files/<id>.jsonl, written atomically
-// (a temp file renamed into place) so a crash never leaves half a file under a live id.
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// Uploaded training files' bytes, kept under <data-dir>/files/<id>.jsonl. A file comes in
+// as a temp file (uploads.ts) and is renamed into place once it is on disk and checked, so
+// a crash never leaves half a file under a live id; temp files a crash left behind are
+// removed at start-up.
+import { createReadStream, existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync, type ReadStream } from "node:fs";
+import { open, rename } from "node:fs/promises";
 import { join } from "node:path";
-import { parseSftJsonl, SftDataError } from "../../engine/train/data/sft-data.js";
-import type { LineError } from "../../engine/train/data/jsonl.js";
-import { jsonlErrors } from "../../engine/train/data/training-format.js";
-import { parsePromptJsonl } from "../../engine/train/data/ppo-prompts.js";
-import type { FileFormat } from "../store/files.js";
-
-export class TrainingFileError extends Error {
-  readonly code = "invalid_file";
-  constructor(readonly errors: LineError[]) {
-    super(describeErrors(errors));
-    this.name = "TrainingFileError";
-  }
-}
-
-const SHOWN = 20;
-
-function describeErrors(errors: LineError[]): string {
-  const shown = errors.slice(0, SHOWN).map((e) => (e.line > 0 ? `line ${e.line}: ${e.reason}` : e.reason));
-  const more = errors.length > SHOWN ? `; … and ${errors.length - SHOWN} more` : "";
-  return `The file is not valid fine-tuning JSONL (${errors.length} bad line${errors.length === 1 ? "" : "s"}): ${shown.join("; ")}${more}`;
-}
-
-/** A preference line has "input"/"preferred_output"; a prompt line only "prompt"; anything else is read as supervised. */
-function detectFormat(text: string): FileFormat {
-  for (const raw of text.split("\n")) {
-    if (raw.trim() === "") continue;
-    try {
-      const v = JSON.parse(raw) as unknown;
-      if (v !== null && typeof v === "object" && ("preferred_output" in v || "input" in v)) return "dpo";
-      if (v !== null && typeof v === "object" && Object.keys(v).join() === "prompt") return "prompts";
-    } catch {
-      // the validator names the line
-    }
-    return "sft";
-  }
-  return "sft";
-}
-
-/** Checks every line; returns the format and the number of examples, or throws TrainingFileError. */
-export function validateTrainingFile(text: string): { format: FileFormat; examples: number } {
-  const format = detectFormat(text);
-  if (format === "prompts" || format === "sft") {
-    try {
-      return { format, examples: (format === "prompts" ? parsePromptJsonl(text, "file") : parseSftJsonl(text, "file")).length };
-    } catch (e) {
-      if (e instanceof SftDataError) throw new TrainingFileError(e.errors);
-      throw e;
-    }
-  }
-  const errs = jsonlErrors("dpo", text);
-  if (errs.length > 0) throw new TrainingFileError(errs.map((e) => ({ line: e.line, reason: e.message })));
-  const examples = text.split("\n").filter((l) => l.trim() !== "").length;
-  if (examples === 0) throw new TrainingFileError([{ line: 0, reason: "the file holds no examples" }]);
-  return { format, examples };
-}
+import { UPLOAD_PREFIX } from "./uploads.js";
 
 /** The bytes of uploaded files, one file per id. */
 export class FileContents {
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
+    for (const name of readdirSync(dir)) if (name.startsWith(UPLOAD_PREFIX) || name.includes(".jsonl.tmp-")) rmSync(join(dir, name), { force: true });
   }
 
   path(id: string): string {
     return join(this.dir, `${id}.jsonl`);
   }
 
+  /** small files the server writes itself (continuous RLHF's exports), atomically */
   write(id: string, bytes: Uint8Array): void {
     const tmp = `${this.path(id)}.tmp-${process.pid}`;
     writeFileSync(tmp, bytes, { flush: true });
     renameSync(tmp, this.path(id));
   }
 
-  read(id: string): Buffer {
-    return readFileSync(this.path(id));
+  /** Makes a received upload (a synced temp file in this directory) file `id`, durably. */
+  async keep(tmp: string, id: string): Promise<void> {
+    await rename(tmp, this.path(id));
+    // the rename itself survives a crash once the directory is synced
+    const d = await open(this.dir, "r");
+    try {
+      await d.sync();
+    } finally {
+      await d.close();
+    }
+  }
+
+  stream(id: string): ReadStream {
+    return createReadStream(this.path(id));
   }
 
   exists(id: string): boolean {

@@ -24,6 +24,7 @@ import type { RlhfPolicyConfig } from "../rlhf/policy.js";
 import { DEFAULT_TRAINING_SOURCES, type FeedbackSource } from "../store/feedback.js";
 import { promoteVersion } from "../fine-tuning/versions.js";
 import { filesRoutes } from "./routes/files.js";
+import { fileLimits, type FileLimits } from "../fine-tuning/uploads.js";
 import { fineTuningJobsRoutes } from "./routes/fine-tuning-jobs.js";
 import { ApiKeys, installAuth, type ApiKey } from "./auth.js";
 import { installPromptGuard } from "./prompt-guard.js";
@@ -85,6 +86,8 @@ export interface AppOptions {
   allowedHosts?: readonly string[];
   /** header/body deadlines and connections per address (server/http/slow-clients.ts); default DEFAULT_CONNECTION_LIMITS */
   limits?: Partial<ConnectionLimits>;
+  /** what an uploaded file may be (server/fine-tuning/uploads.ts); default DEFAULT_FILE_LIMITS */
+  fileLimits?: Partial<FileLimits>;
 }
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
@@ -125,7 +128,7 @@ export function buildApp(opts: AppOptions = {}): FastifyInstance {
   installConnectionLimits(app, limits);
   installJsonBodyParser(app);
   const trainingSources = opts.trainingSources ?? DEFAULT_TRAINING_SOURCES;
-  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null, trainingSources) : null;
+  const fineTuning = opts.store ? new FineTuning(opts.store, opts.dataDir, opts.rlhf ?? null, trainingSources, fileLimits(opts.fileLimits)) : null;
   app.decorate("fineTuning", fineTuning);
   // a running job stops (failed: shut down) before the engine and the store go
   app.addHook("onClose", async () => fineTuning?.close());

@@ -211,6 +211,15 @@ export const errors = {
 
   invalidFile: (message: string, param: string) => new ApiError(400, "invalid_request_error", "invalid_file", message, param),
 
+  fileTooLarge: (limitBytes: number) =>
+    new ApiError(413, "invalid_request_error", "file_too_large", `The file is larger than this server accepts (${limitBytes} bytes, --max-file-bytes).`, "file"),
+
+  tooManyLines: (limit: number) =>
+    new ApiError(400, "invalid_request_error", "too_many_lines", `The file has more lines than this server accepts (${limit}, --max-file-lines).`, "file"),
+
+  lineTooLong: (line: number, limitBytes: number) =>
+    new ApiError(400, "invalid_request_error", "line_too_long", `Line ${line} of the file is longer than this server accepts (${limitBytes} bytes, --max-line-bytes).`, "file"),
+
   jobNotFound: (id: string, param = "fine_tuning_job_id") =>
     new ApiError(404, "invalid_request_error", "fine_tuning_job_not_found", `No such fine-tuning job: ${id}`, param),
 

@@ -11,6 +11,11 @@ export interface RlhfPolicyConfig {
   method: (typeof RLHF_METHODS)[number];
   /** make the base id serve a candidate that passed the gate */
   promote: boolean;
+  /**
+   * keep only the newest this many versions the policy published (--rlhf-keep); older ones are
+   * deleted with their runs' files, never the promoted one; absent: keep all
+   */
+  keep?: number;
   /** the job's method hyperparameters (ppo: its reward_model is the run's own); default all "auto" */
   hyperparameters?: Record<string, number | "auto">;
   /** ppo: the reward_model job's hyperparameters; default all "auto" */

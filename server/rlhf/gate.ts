@@ -97,7 +97,7 @@ export async function betterThanServed(
   served: { id: string; adapter: string | null },
   heldOutText: string,
 ): Promise<{ pass: boolean; message: string; comparison: PairedComparison }> {
-  const pairs = encodeJobPairs(model, heldOutText, "validation_file");
+  const pairs = await encodeJobPairs(model, heldOutText, "validation_file");
   const cand = await preferenceScore(training, candidate, pairs);
   const now = await preferenceScore(training, served.adapter, pairs);
   const c = pairedImprovement(cand.margins, now.margins);

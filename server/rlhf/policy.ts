@@ -16,6 +16,10 @@
 // (suffix "rlhf-rm", its held-out pairwise accuracy reported on the held-out file), then,
 // when it succeeded, a ppo job (suffix "rlhf", gated like a dpo one) against it. A restart
 // that finds the newest run's reward_model job without its ppo job waits for it and goes on.
+//
+// With `keep` (--rlhf-keep N), after each run only the newest N versions the policy
+// published stay; an older one is deleted (never the promoted one) with what its run left:
+// its two files, its job's (and a ppo run's reward_model job's) checkpoints and data copy.
 import { createHash } from "node:crypto";
 import type { LoadedModel } from "../../engine/model.js";
 import type { DpoLine } from "../../engine/train/data/training-format.js";
@@ -47,10 +51,13 @@ export interface RlhfPolicyDeps {
   log: (message: string) => void;
   /** the feedback sources runs train on (--rlhf-sources) */
   sources: readonly FeedbackSource[];
+  /** deletes a published version (FineTuning.deleteVersion: unserved once no request uses it, row and directory gone) */
+  deleteVersion: (id: string) => Promise<void>;
   /** the clock (tests) */
   now?: () => number;
 }
 
+const UNFINISHED: JobRecord["status"][] = ["validating_files", "queued", "running"];
 const TRAIN_FILE = /^rlhf-(\d+)\.train\.jsonl$/;
 const BATCH = 256;
 
@@ -226,6 +233,37 @@ export class RlhfPolicy {
     } catch (e) {
       this.#d.log(`continuous RLHF: promoting ${job.fineTunedModel} failed: ${(e as Error).message}`);
     }
+    if (job.status === "succeeded" && !this.#closed)
+      await this.prune().catch((e: unknown) => this.#d.log(`continuous RLHF: removing old versions failed: ${(e as Error).message}`));
+  }
+
+  /**
+   * With `keep`: deletes the versions this policy published beyond the newest `keep` (oldest
+   * first; never the one the base id serves), with their runs' files and job data. Returns
+   * the ids deleted.
+   */
+  async prune(): Promise<string[]> {
+    const keep = this.#c.keep;
+    if (keep === undefined) return [];
+    const { store, runner, files } = this.#d;
+    const promoted = store.versions.promoted(readyServing(this.#d.slot).servedModelName);
+    const mine = store.versions.all().filter((v) => store.jobs.get(v.jobId)?.suffix === RLHF_SUFFIX);
+    const doomed = mine.slice(0, Math.max(0, mine.length - keep)).filter((v) => v.id !== promoted);
+    for (const v of doomed) {
+      await this.#d.deleteVersion(v.id);
+      const job = store.jobs.get(v.jobId)!;
+      const rm = job.method.type === "ppo" ? String(job.method.hyperparameters.reward_model ?? "") : "";
+      for (const id of [job.id, rm]) if (store.jobs.get(id)) await runner.discardData(id);
+      // the run's two files, unless a job still to finish reads them
+      const busy = new Set(UNFINISHED.flatMap((st) => store.jobs.withStatus(st)).flatMap((j) => [j.trainingFile, j.validationFile]));
+      for (const f of [job.trainingFile, job.validationFile]) {
+        if (f === null || busy.has(f) || !store.files.get(f)) continue;
+        store.files.delete(f);
+        files.remove(f);
+      }
+      this.#d.log(`continuous RLHF: ${v.id} deleted (--rlhf-keep ${keep})`);
+    }
+    return doomed.map((v) => v.id);
   }
 
   /** The job once its status is final (null: no such job). */

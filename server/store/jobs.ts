@@ -273,6 +273,11 @@ export class JobStore {
     return ck;
   }
 
+  /** Forgets a job's checkpoints (their directories went with a job that did not succeed). */
+  deleteCheckpoints(jobId: string): void {
+    this.#db.prepare("DELETE FROM fine_tuning_checkpoints WHERE job_id = ?").run(jobId);
+  }
+
   checkpoints(jobId: string, q: { after?: string; limit: number }): Page<JobCheckpoint> | null {
     const p = pageQuery<CheckpointRow>(this.#db, "fine_tuning_checkpoints", { sql: "job_id = ?", args: [jobId] }, { ...q, order: "desc" });
     return p && { items: p.rows.map(toCheckpoint), hasMore: p.hasMore };

@@ -33,14 +33,17 @@ function promptPart(messages: ChatMessage[]): ChatMessage[] {
   return messages.slice(0, end);
 }
 
+/** One prompt line (stateless): parsePromptJsonl and the streaming upload check share it. */
+export function parsePromptLine(o: Record<string, unknown>, line: number): PromptExample {
+  if (typeof o.prompt === "string") return { line, prompt: o.prompt };
+  if ("messages" in o) return { line, messages: promptPart(parseMessages(o.messages)) };
+  if (o.input && typeof o.input === "object" && "messages" in o.input) return { line, messages: parseMessages((o.input as { messages: unknown }).messages) };
+  throw new Error(`expected {"prompt": "…"}, {"messages": [...]} or {"input": {"messages": [...]}} (keys: ${Object.keys(o).join(", ") || "none"})`);
+}
+
 export function parsePromptJsonl(text: string, file = "prompts"): PromptExample[] {
   const out: PromptExample[] = [];
-  const errors: LineError[] = eachJsonlObject(text, (o, line) => {
-    if (typeof o.prompt === "string") out.push({ line, prompt: o.prompt });
-    else if ("messages" in o) out.push({ line, messages: promptPart(parseMessages(o.messages)) });
-    else if (o.input && typeof o.input === "object" && "messages" in o.input) out.push({ line, messages: parseMessages((o.input as { messages: unknown }).messages) });
-    else throw new Error(`expected {"prompt": "…"}, {"messages": [...]} or {"input": {"messages": [...]}} (keys: ${Object.keys(o).join(", ") || "none"})`);
-  });
+  const errors: LineError[] = eachJsonlObject(text, (o, line) => out.push(parsePromptLine(o, line)));
   if (out.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no prompts" });
   if (errors.length > 0) throw new SftDataError(file, errors);
   return out;

@@ -55,11 +55,10 @@ function parseDpoLine(o: Record<string, unknown>): Omit<PreferenceExample, "line
   return { prompt: { kind: "chat", messages }, chosen: d.preferred_output[0].content, rejected: d.non_preferred_output[0].content };
 }
 
-/** Parses preference JSONL; blank lines skipped, one format per file. Throws PreferenceDataError listing every bad line. */
-export function parsePreferenceJsonl(text: string, file = "data"): PreferenceExample[] {
-  const out: PreferenceExample[] = [];
+/** One preference line's parser, remembering the file's format (text or OpenAI DPO) from the lines before. */
+export function preferenceLineParser(): (o: Record<string, unknown>, line: number) => PreferenceExample {
   let format: PreferencePrompt["kind"] | null = null;
-  const errors = eachJsonlObject(text, (o, line) => {
+  return (o, line) => {
     const kind: PreferencePrompt["kind"] | null = "input" in o || "preferred_output" in o ? "chat" : "prompt" in o || "chosen" in o ? "text" : null;
     if (kind === null) throw new Error(`neither "prompt"/"chosen"/"rejected" nor "input"/"preferred_output"/"non_preferred_output" (keys: ${Object.keys(o).join(", ") || "none"})`);
     if (format !== null && kind !== format) throw new Error(`a ${kind === "chat" ? "chat (OpenAI DPO)" : "text"} preference in a file of ${format === "chat" ? "chat (OpenAI DPO)" : "text"} preferences (use one format per file)`);
@@ -67,9 +66,16 @@ export function parsePreferenceJsonl(text: string, file = "data"): PreferenceExa
     if (ex.chosen.length === 0) throw new Error(`the preferred answer is empty`);
     if (ex.rejected.length === 0) throw new Error(`the rejected answer is empty`);
     if (ex.chosen === ex.rejected) throw new Error(`the preferred and rejected answers are the same text (nothing to prefer)`);
-    out.push({ line, ...ex });
     format = kind;
-  });
+    return { line, ...ex };
+  };
+}
+
+/** Parses preference JSONL; blank lines skipped, one format per file. Throws PreferenceDataError listing every bad line. */
+export function parsePreferenceJsonl(text: string, file = "data"): PreferenceExample[] {
+  const out: PreferenceExample[] = [];
+  const parse = preferenceLineParser();
+  const errors = eachJsonlObject(text, (o, line) => out.push(parse(o, line)));
   if (out.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no preference pairs" });
   if (errors.length > 0) throw new PreferenceDataError(file, errors);
   return out;

@@ -150,18 +150,27 @@ function parseCompletion(o: Record<string, unknown>): { prompt: string; completi
  * Parses JSONL text. Blank lines are skipped; all examples of a file must share one format
  * (the first valid line's), as OpenAI requires. Throws SftDataError listing every bad line.
  */
-export function parseSftJsonl(text: string, file = "data"): SftExample[] {
-  const examples: SftExample[] = [];
+/**
+ * One SFT line's parser, remembering the file's format (chat or prompt/completion) from
+ * the lines before: parseSftJsonl and the streaming upload check (server/fine-tuning) share it.
+ */
+export function sftLineParser(): (o: Record<string, unknown>, line: number) => SftExample {
   let format: SftExample["kind"] | null = null;
-  const errors = eachJsonlObject(text, (o, line) => {
+  return (o, line) => {
     const kind: SftExample["kind"] | null = "messages" in o ? "chat" : "prompt" in o || "completion" in o ? "completion" : null;
     if (kind === null) throw new Error(`neither "messages" nor "prompt"/"completion" (keys: ${Object.keys(o).join(", ") || "none"})`);
     if (format !== null && kind !== format)
       throw new Error(`${kind === "chat" ? "a chat" : "a prompt/completion"} example in a file of ${format === "chat" ? "chat" : "prompt/completion"} examples (use one format per file)`);
-    if (kind === "chat") examples.push({ kind, line, messages: parseChat(o), ...(o.tools !== undefined ? { tools: parseTools(o.tools) } : {}) });
-    else examples.push({ kind, line, ...parseCompletion(o) });
+    const ex: SftExample = kind === "chat" ? { kind, line, messages: parseChat(o), ...(o.tools !== undefined ? { tools: parseTools(o.tools) } : {}) } : { kind, line, ...parseCompletion(o) };
     format = kind;
-  });
+    return ex;
+  };
+}
+
+export function parseSftJsonl(text: string, file = "data"): SftExample[] {
+  const examples: SftExample[] = [];
+  const parse = sftLineParser();
+  const errors = eachJsonlObject(text, (o, line) => examples.push(parse(o, line)));
   if (examples.length === 0 && errors.length === 0) errors.push({ line: 0, reason: "the file holds no examples" });
   if (errors.length > 0) throw new SftDataError(file, errors);
   return examples;

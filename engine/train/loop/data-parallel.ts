@@ -2,7 +2,9 @@
 // is cut into N contiguous runs of whole sequences, balanced by tokens, and every rank runs
 // its run's forward and backward at once (each model's calls run off the JS thread); the
 // step is the native group's ZeRO step. The loss stays normalised by the global batch, so
-// the summed gradients are those of one rank over the whole batch.
+// the summed gradients are those of one rank over the whole batch. A rank that fails (a bad
+// batch, a failed step) leaves the group working: its communicators are made afresh and the
+// failed step's gradients dropped, so the next step (a retry, the next job) runs clean.
 import type { DataParallelGroup, NativeModel, OptimizerStep, StepResult, TrainBatch, TrainForwardResult, ZeroStage } from "../../../native/index.js";
 import { native } from "../../../native/index.js";
 import type { TrainingCalls } from "./loop.js";
@@ -47,12 +49,25 @@ export class DataParallelModel implements TrainingCalls {
     this.group = native().dataParallel(ranks, zeroStage);
   }
 
+  /**
+   * Every rank's call, settled: when one fails, the others are let finish (no rank is left
+   * running, or "busy" for the next call) and the group is made clean again before the first
+   * failure is thrown: the step's gradients are dropped on every rank, so the caller redoes
+   * the batch. (A failed step does the same natively, after remaking its communicators.)
+   */
+  async #onEveryRank<T>(calls: Promise<T>[]): Promise<T[]> {
+    const settled = await Promise.allSettled(calls);
+    const failed = settled.find((s): s is PromiseRejectedResult => s.status === "rejected");
+    if (!failed) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+    this.pending = null;
+    for (const m of this.ranks) m.zeroGrad();
+    throw failed.reason;
+  }
+
   async trainForward(batch: TrainBatch): Promise<TrainForwardResult> {
     this.group.gather();
     const slices = splitBatch(batch.counts, this.ranks.length);
-    const parts = await Promise.all(
-      slices.map((s, r) => (s.seq1 > s.seq0 ? this.ranks[r].trainForward(sliceBatch(batch, s)) : Promise.resolve(null))),
-    );
+    const parts = await this.#onEveryRank(slices.map((s, r) => (s.seq1 > s.seq0 ? this.ranks[r].trainForward(sliceBatch(batch, s)) : Promise.resolve(null))));
     if (batch.grad) this.pending = slices;
     const T = batch.tokens.length;
     const logp = new Float32Array(T);
@@ -69,7 +84,7 @@ export class DataParallelModel implements TrainingCalls {
     const slices = this.pending;
     if (!slices) throw Object.assign(new Error("trainBackward needs a grad trainForward first"), { code: "no_forward" });
     this.pending = null;
-    await Promise.all(
+    await this.#onEveryRank(
       slices.map((s, r) =>
         s.seq1 > s.seq0 ? this.ranks[r].trainBackward(dlogp.subarray(s.tok0, s.tok1), dvalues ? dvalues.subarray(s.tok0, s.tok1) : null) : Promise.resolve(),
       ),

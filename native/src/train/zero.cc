@@ -5,8 +5,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <string>
 
 #include "errors.h"
 
@@ -31,6 +34,14 @@ double all_reduce_double(dist::Communicator& c, double x) {
   pair[1] = static_cast<float>(x - static_cast<double>(pair[0]));
   c.all_reduce_sum(pair, 2, DType::F32);
   return static_cast<double>(pair[0]) + static_cast<double>(pair[1]);
+}
+
+// A failure point for tests of a group that loses a rank mid-step: with
+// HYBRIDCHAT_TEST_FAIL_STEP_RANK=r, rank r throws halfway through the step's reductions (the
+// other ranks have summed half the gradients and wait in the next collective). SIZE_MAX: none.
+size_t injected_failure_point(int rank, size_t tensors) {
+  const char* r = std::getenv("HYBRIDCHAT_TEST_FAIL_STEP_RANK");
+  return r != nullptr && *r != '\0' && std::atoi(r) == rank ? tensors / 2 : SIZE_MAX;
 }
 
 }  // namespace
@@ -108,7 +119,10 @@ StepResult ZeroRank::step(dist::Communicator& c, const OptimizerStep& o) {
   set_.ensure_grads();  // a rank whose slice of the batch was empty ran no backward
   // 1. gradients summed over ranks: whole on every rank (0-1) or this rank's shard (2-3)
   double sq = 0;
-  for (Part& part : parts_) {
+  const size_t fail_at = injected_failure_point(rank_, parts_.size());
+  for (size_t i = 0; i < parts_.size(); i++) {
+    if (i == fail_at) throw Error("injected_failure", "rank " + std::to_string(rank_) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_STEP_RANK)");
+    Part& part = parts_[i];
     Param& p = *part.p;
     if (stage_ <= 1) {
       c.all_reduce_sum(p.grad.data(), p.n, DType::F32);

@@ -25,7 +25,7 @@ export const dpo: TrainingMethod = {
   adapterSpec: jobAdapterSpec(false),
 
   async run(r: MethodRun): Promise<MethodResult> {
-    const job = preparePairJob(r, DEFAULT_DPO_LR);
+    const job = await preparePairJob(r, DEFAULT_DPO_LR);
     const beta = resolved(r.hyperparameters, "beta", DEFAULT_BETA);
     const { n_epochs, batch_size } = job.resolved;
     r.report.message(`Training on ${job.train.length} preference pairs${job.validation ? ` (validation: ${job.validation.length})` : ""}: beta ${beta}, ${n_epochs} epochs, batch size ${batch_size}, ${job.total} steps`);

@@ -5,17 +5,22 @@ import type { LoadedModel } from "../../../engine/model.js";
 import { stepsPerEpoch } from "../../../engine/train/loop/batches.js";
 import { autoWarmupSteps } from "../../../engine/train/loop/hyperparams.js";
 import type { LoopSettings } from "../../../engine/train/loop/loop.js";
-import { encodePairs, parsePreferenceJsonl, PreferenceDataError, type EncodedPair } from "../../../engine/train/data/pref-data.js";
+import { encodePairs, preferenceLineParser, PreferenceDataError, type EncodedPair } from "../../../engine/train/data/pref-data.js";
+import { prepareJobData } from "./job-data.js";
 import { commonSettings } from "./hyperparameters.js";
 import type { MethodRun } from "./method.js";
 import { JOB_MICRO_BATCH_TOKENS } from "./supervised.js";
 
-export function encodeJobPairs(model: LoadedModel, text: string, what: string): EncodedPair[] {
+/** A job's preference file parsed and encoded in slices: serving goes on meanwhile. */
+export function encodeJobPairs(model: LoadedModel, text: string, what: string): Promise<EncodedPair[]> {
   const ctx = { tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, maxLength: Math.min(model.maxContext, model.config.maxPositions) };
-  const { encoded, errors } = encodePairs(ctx, parsePreferenceJsonl(text, what));
-  if (errors.length > 0) throw new PreferenceDataError(what, errors);
-  if (encoded.length === 0) throw new PreferenceDataError(what, [{ line: 0, reason: "no pair has a learned token left within the model's context" }]);
-  return encoded;
+  return prepareJobData(text, {
+    parse: preferenceLineParser(),
+    encode: (p) => encodePairs(ctx, [p]),
+    fail: (errors) => new PreferenceDataError(what, errors),
+    noneParsed: "the file holds no preference pairs",
+    noneEncoded: "no pair has a learned token left within the model's context",
+  });
 }
 
 export interface PairJob {
@@ -29,9 +34,9 @@ export interface PairJob {
 }
 
 /** A preference job's data and loop at `baseLr` × learning_rate_multiplier (linear decay, AdamW). */
-export function preparePairJob(r: MethodRun, baseLr: number): PairJob {
-  const train = encodeJobPairs(r.model, r.trainText, "training_file");
-  const validation = r.validationText === null ? null : encodeJobPairs(r.model, r.validationText, "validation_file");
+export async function preparePairJob(r: MethodRun, baseLr: number): Promise<PairJob> {
+  const train = await encodeJobPairs(r.model, r.trainText, "training_file");
+  const validation = r.validationText === null ? null : await encodeJobPairs(r.model, r.validationText, "validation_file");
   const { epochs, batchSize, mult } = commonSettings(r.hyperparameters, train.length);
   const total = epochs * stepsPerEpoch(train.length, batchSize);
   return {

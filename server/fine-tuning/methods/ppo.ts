@@ -10,7 +10,8 @@
 import { addAdapterWithData, readPeftAdapter } from "../../../engine/peft.js";
 import type { LoadedModel } from "../../../engine/model.js";
 import { SftDataError } from "../../../engine/train/data/sft-data.js";
-import { encodePrompt, parsePromptJsonl } from "../../../engine/train/data/ppo-prompts.js";
+import { encodePrompt, parsePromptLine } from "../../../engine/train/data/ppo-prompts.js";
+import { prepareJobData } from "./job-data.js";
 import { exclusivePpoModel } from "../../../engine/train/ppo/ppo-model.js";
 import { PPO_DEFAULTS, ppoTotalSteps, runPpo } from "../../../engine/train/ppo/ppo.js";
 import { ppoSettings } from "../../../engine/train/ppo/ppo-settings.js";
@@ -46,13 +47,17 @@ function checkValue(key: string, v: unknown): string | null {
   }
 }
 
-/** the prompts' tokens, those leaving room for an answer in the context */
-function jobPrompts(model: LoadedModel, text: string, maxNew: number): number[][] {
-  const all = parsePromptJsonl(text, "training_file").map((p) => encodePrompt(p, model));
+/** the prompts' tokens, those leaving room for an answer in the context (parsed and encoded in slices) */
+function jobPrompts(model: LoadedModel, text: string, maxNew: number): Promise<number[][]> {
   const room = Math.min(model.maxContext, model.config.maxPositions) - maxNew;
-  const prompts = all.filter((p) => p.length <= Math.min(room, PPO_DEFAULTS.maxPromptTokens));
-  if (prompts.length === 0) throw new SftDataError("training_file", [{ line: 0, reason: `every prompt is longer than ${PPO_DEFAULTS.maxPromptTokens} tokens or leaves no room for max_new_tokens ${maxNew}` }]);
-  return prompts;
+  const fits = (p: number[]): boolean => p.length <= Math.min(room, PPO_DEFAULTS.maxPromptTokens);
+  return prepareJobData(text, {
+    parse: parsePromptLine,
+    encode: (p) => ({ encoded: [encodePrompt(p, model)].filter(fits), errors: [] }),
+    fail: (errors) => new SftDataError("training_file", errors),
+    noneParsed: "the file holds no prompts",
+    noneEncoded: `every prompt is longer than ${PPO_DEFAULTS.maxPromptTokens} tokens or leaves no room for max_new_tokens ${maxNew}`,
+  });
 }
 
 export const ppo: TrainingMethod = {
@@ -75,7 +80,7 @@ export const ppo: TrainingMethod = {
     if ("error" in found) throw new Error(found.error);
     const n = (k: keyof typeof AUTO): number => resolved(h, k, AUTO[k]);
     const maxNew = n("max_new_tokens");
-    const prompts = jobPrompts(r.model, r.trainText, maxNew);
+    const prompts = await jobPrompts(r.model, r.trainText, maxNew);
     const epochs = n("n_epochs");
     const batch = Math.min(prompts.length, n("batch_size"));
     const mult = resolved(h, "learning_rate_multiplier", 1);

@@ -18,7 +18,7 @@ export const rewardModel: TrainingMethod = {
   adapterSpec: jobAdapterSpec(true),
 
   async run(r: MethodRun): Promise<MethodResult> {
-    const job = preparePairJob(r, DEFAULT_LORA_LR);
+    const job = await preparePairJob(r, DEFAULT_LORA_LR);
     const { n_epochs, batch_size } = job.resolved;
     r.report.message(`Training a reward model on ${job.train.length} preference pairs${job.validation ? ` (validation: ${job.validation.length})` : ""}: ${n_epochs} epochs, batch size ${batch_size}, ${job.total} steps`);
     let tokens = 0;

@@ -1,7 +1,8 @@
 // method.type "supervised": LoRA SFT (engine/train/sft/sft.ts) on the job's training file.
 // n_epochs, batch_size and learning_rate_multiplier as OpenAI takes them ("auto" or a
 // number); the base learning rate is the LoRA default of engine/train/loop/hyperparams.ts.
-import { parseSftJsonl, SftDataError } from "../../../engine/train/data/sft-data.js";
+import { sftLineParser, SftDataError } from "../../../engine/train/data/sft-data.js";
+import { prepareJobData } from "./job-data.js";
 import { encodeExamples, type EncodedExample } from "../../../engine/train/data/sft-encode.js";
 import { autoWarmupSteps, defaultLearningRate } from "../../../engine/train/loop/hyperparams.js";
 import { runSft, totalSteps } from "../../../engine/train/sft/sft.js";
@@ -25,12 +26,16 @@ export const jobAdapterSpec =
  */
 export const JOB_MICRO_BATCH_TOKENS = 256;
 
-function encode(model: LoadedModel, text: string, what: string): EncodedExample[] {
+/** A job's SFT file parsed and encoded in slices: serving goes on meanwhile. */
+function encode(model: LoadedModel, text: string, what: string): Promise<EncodedExample[]> {
   const ctx = { tokenizer: model.tokenizer, chatTemplate: model.chatTemplate, maxLength: Math.min(model.maxContext, model.config.maxPositions) };
-  const { encoded, errors } = encodeExamples(ctx, parseSftJsonl(text, what));
-  if (errors.length > 0) throw new SftDataError(what, errors);
-  if (encoded.length === 0) throw new SftDataError(what, [{ line: 0, reason: "no example has a learned token left within the model's context" }]);
-  return encoded;
+  return prepareJobData(text, {
+    parse: sftLineParser(),
+    encode: (ex) => encodeExamples(ctx, [ex]),
+    fail: (errors) => new SftDataError(what, errors),
+    noneParsed: "the file holds no examples",
+    noneEncoded: "no example has a learned token left within the model's context",
+  });
 }
 
 export const supervised: TrainingMethod = {
@@ -42,8 +47,8 @@ export const supervised: TrainingMethod = {
   adapterSpec: jobAdapterSpec(false),
 
   async run(r: MethodRun): Promise<MethodResult> {
-    const train = encode(r.model, r.trainText, "training_file");
-    const val = r.validationText === null ? null : encode(r.model, r.validationText, "validation_file");
+    const train = await encode(r.model, r.trainText, "training_file");
+    const val = r.validationText === null ? null : await encode(r.model, r.validationText, "validation_file");
     const n = train.length;
     const { epochs, batchSize, mult } = commonSettings(r.hyperparameters, n);
     const lr = defaultLearningRate(LORA_RANK) * mult;

@@ -1,12 +1,14 @@
-// POST /v1/files (multipart: file + purpose "fine-tune"; every JSONL line checked, bad
-// ones named), GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content,
+// POST /v1/files (multipart: file + purpose "fine-tune"; streamed to disk under the stated
+// limits, every JSONL line checked off the event loop, bad ones named), GET /v1/files, GET /v1/files/{id}, GET /v1/files/{id}/content,
 // DELETE /v1/files/{id}.
+import { rm } from "node:fs/promises";
 import multipart from "@fastify/multipart";
 import type { FastifyPluginAsyncTypebox } from "@fastify/type-provider-typebox";
 import { errors } from "../errors.js";
 import type { FineTuning } from "../../fine-tuning/fine-tuning.js";
 import { fileBody, type FileBody } from "../../fine-tuning/shapes.js";
-import { TrainingFileError, validateTrainingFile } from "../../fine-tuning/training-files.js";
+import { TrainingFileError, type CheckedFile } from "../../fine-tuning/training-lines.js";
+import { DEFAULT_FILE_LIMITS, MULTIPART_SLACK_BYTES, receiveUpload } from "../../fine-tuning/uploads.js";
 import { listPage } from "../list-pages.js";
 import { nowSeconds } from "../openai-shapes.js";
 import { queryValidatorCompiler } from "../query-validation.js";
@@ -20,8 +22,6 @@ export interface FineTuningRouteOptions {
   fineTuning: FineTuning | null;
 }
 
-/** largest upload accepted */
-export const MAX_FILE_BYTES = 512 * 1024 * 1024;
 const PURPOSES = ["fine-tune"];
 
 export function requireFineTuning(ft: FineTuning | null): FineTuning {
@@ -29,16 +29,12 @@ export function requireFineTuning(ft: FineTuning | null): FineTuning {
   return ft;
 }
 
-function utf8(bytes: Buffer): string {
-  try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
-  } catch {
-    throw errors.invalidFile("The file is not UTF-8 text; upload JSONL.", "file");
-  }
-}
+/** what busboy reports when a file passes its own size limit (a backstop: LimitCheck refuses first) */
+const isBusboySizeLimit = (e: unknown): boolean => (e as { code?: unknown })?.code === "FST_REQ_FILE_TOO_LARGE";
 
 export const filesRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOptions> = async (app, opts) => {
-  await app.register(multipart, { limits: { fileSize: MAX_FILE_BYTES, files: 1, fields: 8, parts: 10 }, throwFileSizeLimit: true });
+  const limits = opts.fineTuning?.limits ?? DEFAULT_FILE_LIMITS;
+  await app.register(multipart, { limits: { fileSize: limits.maxBytes + 1, files: 1, fields: 8, parts: 10 }, throwFileSizeLimit: true });
 
   const getFile = (ft: FineTuning, id: string): FileRecord => {
     const f = ft.store.files.get(id);
@@ -46,42 +42,61 @@ export const filesRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOptions> = as
     return f;
   };
 
+  // the bytes go to disk as they arrive (uploads.ts), are checked there on a worker thread,
+  // and only then become a file: its row is written after its bytes are safe
   app.post("/v1/files", async (request): Promise<FileBody> => {
     const ft = requireFineTuning(opts.fineTuning);
     if (!request.isMultipart())
       throw errors.invalidRequest("Upload the file as multipart/form-data with the fields 'file' and 'purpose'.", null, "invalid_content_type");
+    // a body that cannot fit is refused before a byte of it is read
+    const declared = Number(request.headers["content-length"] ?? NaN);
+    if (declared > limits.maxBytes + MULTIPART_SLACK_BYTES) throw errors.fileTooLarge(limits.maxBytes);
     let purpose: string | null = null;
-    let file: { name: string; bytes: Buffer } | null = null;
-    for await (const part of request.parts()) {
-      if (part.type === "file") {
-        const bytes = await part.toBuffer();
-        if (part.fieldname !== "file") throw errors.invalidRequest(`Unexpected file field '${part.fieldname}'; send the file as 'file'.`, part.fieldname);
-        file = { name: part.filename, bytes };
-      } else if (part.fieldname === "purpose") purpose = String(part.value);
-    }
-    if (file === null) throw errors.invalidRequest("Missing the 'file' field.", "file", "missing_required_parameter");
-    if (purpose === null) throw errors.invalidRequest("Missing the 'purpose' field.", "purpose", "missing_required_parameter");
-    if (!PURPOSES.includes(purpose)) throw errors.invalidRequest(`purpose '${purpose}' is not supported; this server accepts ${PURPOSES.map((p) => `'${p}'`).join(", ")}.`, "purpose");
-    let checked: ReturnType<typeof validateTrainingFile>;
+    let file: { name: string; tmp: string; bytes: number } | null = null;
     try {
-      checked = validateTrainingFile(utf8(file.bytes));
-    } catch (e) {
-      if (e instanceof TrainingFileError) throw errors.invalidFile(e.message, "file");
-      throw e;
+      try {
+        for await (const part of request.parts()) {
+          if (part.type === "file") {
+            if (part.fieldname !== "file") {
+              part.file.resume();
+              throw errors.invalidRequest(`Unexpected file field '${part.fieldname}'; send the file as 'file'.`, part.fieldname);
+            }
+            const got = await receiveUpload(part.file, ft.files.dir, limits);
+            file = { name: part.filename, tmp: got.path, bytes: got.bytes };
+          } else if (part.fieldname === "purpose") purpose = String(part.value);
+        }
+      } catch (e) {
+        if (isBusboySizeLimit(e)) throw errors.fileTooLarge(limits.maxBytes);
+        throw e;
+      }
+      if (file === null) throw errors.invalidRequest("Missing the 'file' field.", "file", "missing_required_parameter");
+      if (purpose === null) throw errors.invalidRequest("Missing the 'purpose' field.", "purpose", "missing_required_parameter");
+      if (!PURPOSES.includes(purpose)) throw errors.invalidRequest(`purpose '${purpose}' is not supported; this server accepts ${PURPOSES.map((p) => `'${p}'`).join(", ")}.`, "purpose");
+      let checked: CheckedFile;
+      try {
+        checked = await ft.check.check(file.tmp);
+      } catch (e) {
+        if (e instanceof TrainingFileError) throw errors.invalidFile(e.message, "file");
+        throw e;
+      }
+      const record: FileRecord = {
+        id: fileId(),
+        filename: file.name,
+        purpose,
+        bytes: file.bytes,
+        createdAt: nowSeconds(),
+        format: checked.format,
+        examples: checked.examples,
+        owner: request.apiKeyId,
+      };
+      // bytes first: a crash in between leaves bytes no row names (never listed or served),
+      // never a listed file without its bytes
+      await ft.files.keep(file.tmp, record.id);
+      file = null;
+      return fileBody(ft.store.files.insert(record));
+    } finally {
+      if (file !== null) await rm(file.tmp, { force: true });
     }
-    const record: FileRecord = {
-      id: fileId(),
-      filename: file.name,
-      purpose,
-      bytes: file.bytes.length,
-      createdAt: nowSeconds(),
-      format: checked.format,
-      examples: checked.examples,
-      owner: request.apiKeyId,
-    };
-    // bytes first: a crash in between leaves an unlisted file, never a listed one without bytes
-    ft.files.write(record.id, file.bytes);
-    return fileBody(ft.store.files.insert(record));
   });
 
   app.get(
@@ -107,7 +122,7 @@ export const filesRoutes: FastifyPluginAsyncTypebox<FineTuningRouteOptions> = as
   app.get("/v1/files/:id/content", { schema: { params: IdParamsSchema }, validatorCompiler: queryValidatorCompiler }, async (request, reply) => {
     const ft = requireFineTuning(opts.fineTuning);
     const f = getFile(ft, request.params.id);
-    return reply.type("application/jsonl; charset=utf-8").send(ft.files.read(f.id));
+    return reply.type("application/jsonl; charset=utf-8").send(ft.files.stream(f.id));
   });
 
   app.delete("/v1/files/:id", { schema: { params: IdParamsSchema }, validatorCompiler: queryValidatorCompiler }, async (request) => {
