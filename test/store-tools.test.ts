@@ -28,7 +28,7 @@ test("a rated tool call is stored with its calls and exported with tools and too
     { role: "tool" as const, tool_call_id: "call_0", content: "The cat is asleep." },
     { role: "user" as const, content: "Pick again." },
   ];
-  const r = await s.client.chat.completions.create({ model: MODEL, messages: history, tools, tool_choice: "required", seed: 3 });
+  const r = await s.client.chat.completions.create({ model: MODEL, messages: history, tools, tool_choice: "required", parallel_tool_calls: false, seed: 3 });
   const call = r.choices[0]!.message.tool_calls![0]!;
   assert.equal(r.choices[0]!.finish_reason, "tool_calls");
 
@@ -55,5 +55,5 @@ test("a rated tool call is stored with its calls and exported with tools and too
   let learned = "";
   const ids = [...encoded.tokens].filter((_, i) => encoded.mask[i] === 1);
   learned = s.model.tokenizer.decode(ids, true);
-  assert.ok(learned.includes(`<tool_call>\n{"name":"pick","arguments":${call.type === "function" ? call.function.arguments : ""}}\n</tool_call>`), learned);
+  assert.ok(learned.includes(`<tool_call>\n{"name":"pick","arguments":${call.type === "function" ? JSON.stringify(JSON.parse(call.function.arguments)) : ""}}\n</tool_call>`), learned);
 });
