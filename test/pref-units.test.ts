@@ -93,7 +93,7 @@ describe("preference data", () => {
     const d = parsePreferenceJsonl(JSON.stringify({ input: { messages: msgs }, preferred_output: [{ role: "assistant", content: "A dog." }], non_preferred_output: [{ role: "assistant", content: "A box." }] }));
     assert.equal(d[0].prompt.kind, "chat");
     assert.deepEqual(d[0].prompt.kind === "chat" ? d[0].prompt.messages.map((m) => m.weight) : null, [undefined, 0, undefined]);
-    assert.deepEqual([d[0].chosen, d[0].rejected], ["A dog.", "A box."]);
+    assert.deepEqual([d[0].chosen, d[0].rejected], [{ role: "assistant", content: "A dog." }, { role: "assistant", content: "A box." }]);
   });
 
   test("every bad line is reported with its number, nothing returned", () => {

@@ -32,8 +32,21 @@ export interface CorrectionFeedback extends FeedbackBase {
   model: string;
 }
 
+/** a tool call as the client got it (OpenAI's `message.tool_calls`: arguments as JSON text) */
+export interface StoredToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
 export interface PreferenceFeedback extends FeedbackBase {
   type: "preference";
+  /** the tools the prompt offered (null: none) and its parallel_tool_calls (null: not given) */
+  tools: object[] | null;
+  parallelToolCalls: boolean | null;
+  /** each answer's tool calls; null: the answer is text */
+  chosenToolCalls: StoredToolCall[] | null;
+  rejectedToolCalls: StoredToolCall[] | null;
   /** null when the preference was given as text */
   chosenId: string | null;
   chosenIndex: number | null;
@@ -88,6 +101,10 @@ interface FeedbackRow {
   rejected: string | null;
   model: string | null;
   rejected_model: string | null;
+  tools: string | null;
+  parallel_tool_calls: 0 | 1 | null;
+  chosen_tool_calls: string | null;
+  rejected_tool_calls: string | null;
 }
 
 /** Thrown by list() for an `after` id that is not there. */
@@ -109,9 +126,11 @@ export class FeedbackStore {
     this.#db = db;
     this.#insert = db.prepare(
       `INSERT INTO feedback (id, type, created, completion_id, choice_index, rating, comment, correction, chosen_id,
-         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model)
+         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model,
+         tools, parallel_tool_calls, chosen_tool_calls, rejected_tool_calls)
        VALUES (@id, @type, @created, @completion_id, @choice_index, @rating, @comment, @correction, @chosen_id,
-         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model)`,
+         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model,
+         @tools, @parallel_tool_calls, @chosen_tool_calls, @rejected_tool_calls)`,
     );
     this.#seqOf = db.prepare("SELECT seq FROM feedback WHERE id = ?").pluck();
   }
@@ -137,6 +156,10 @@ export class FeedbackStore {
       rejected: f.type === "preference" ? f.rejected : null,
       model: f.model,
       rejected_model: f.type === "preference" ? f.rejectedModel : null,
+      tools: f.type === "preference" ? jsonOrNull(f.tools) : null,
+      parallel_tool_calls: f.type === "preference" && f.parallelToolCalls !== null ? (f.parallelToolCalls ? 1 : 0) : null,
+      chosen_tool_calls: f.type === "preference" ? jsonOrNull(f.chosenToolCalls) : null,
+      rejected_tool_calls: f.type === "preference" ? jsonOrNull(f.rejectedToolCalls) : null,
     };
     this.#insert.run(row);
     return { ...f, id, created };
@@ -234,6 +257,12 @@ function toRecord(r: FeedbackRow): FeedbackRecord {
         rejected: r.rejected!,
         model: r.model,
         rejectedModel: r.rejected_model,
+        tools: r.tools === null ? null : (JSON.parse(r.tools) as object[]),
+        parallelToolCalls: r.parallel_tool_calls === null ? null : r.parallel_tool_calls === 1,
+        chosenToolCalls: r.chosen_tool_calls === null ? null : (JSON.parse(r.chosen_tool_calls) as StoredToolCall[]),
+        rejectedToolCalls: r.rejected_tool_calls === null ? null : (JSON.parse(r.rejected_tool_calls) as StoredToolCall[]),
       };
   }
 }
+
+const jsonOrNull = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));

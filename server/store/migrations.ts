@@ -192,8 +192,19 @@ DROP TABLE files;
 ALTER TABLE files_v3 RENAME TO files;
 `;
 
+// A preference between two tool-using answers is exported as OpenAI's preference line with
+// tools: the row keeps (a self-contained copy, like its texts) the tools the prompt offered,
+// its parallel_tool_calls, and each answer's tool calls (JSON; NULL: text answers).
+const preferenceTools = /* sql */ `
+ALTER TABLE feedback ADD COLUMN tools TEXT;
+ALTER TABLE feedback ADD COLUMN parallel_tool_calls INTEGER;
+ALTER TABLE feedback ADD COLUMN chosen_tool_calls TEXT;
+ALTER TABLE feedback ADD COLUMN rejected_tool_calls TEXT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
   { version: 3, name: "prompt files", up: promptFiles },
+  { version: 4, name: "preference tools", up: preferenceTools },
 ];
