@@ -155,6 +155,33 @@ describe("openai SDK", () => {
     assert.ok(counts.parallel.some((n) => n > 1), JSON.stringify(counts));
   });
 
+  test("auto: the model chooses; whatever it writes comes back (text or valid calls), streamed and not, never an error", async () => {
+    for (const parallel of [true, false])
+      for (const seed of [41, 42, 43, 44]) {
+        const params = { model, messages: question, tools, tool_choice: "auto" as const, parallel_tool_calls: parallel, seed, temperature: 1.5, max_tokens: 40 };
+        const whole = (await client.chat.completions.create(params)).choices[0]!;
+        // the raw chunks (the SDK's helper refuses answers cut at max_tokens when tools are strict)
+        let content = "";
+        const names: string[] = [];
+        let finish: string | null = null;
+        for await (const chunk of await client.chat.completions.create({ ...params, stream: true })) {
+          const ch = chunk.choices[0];
+          if (!ch) continue;
+          content += ch.delta.content ?? "";
+          for (const t of ch.delta.tool_calls ?? []) if (t.function?.name) names[t.index] = t.function.name;
+          finish = ch.finish_reason ?? finish;
+        }
+        const calls = whole.message.tool_calls ?? [];
+        if (calls.length === 0) {
+          assert.equal(typeof whole.message.content, "string");
+          assert.ok(whole.finish_reason === "stop" || whole.finish_reason === "length", whole.finish_reason);
+        } else assert.ok(calls.every((x) => x.type === "function" && tools.some((t) => t.type === "function" && t.function.name === x.function.name)));
+        if (!parallel) assert.ok(calls.length <= 1 && names.length <= 1);
+        assert.equal(content, whole.message.content ?? "");
+        assert.equal(finish, whole.finish_reason);
+      }
+  });
+
   test("a named function with parallel_tool_calls: every call is to that function", async () => {
     for (const seed of [13, 14, 15, 16]) {
       const r = await client.chat.completions.create({ model, messages: question, tools, tool_choice: { type: "function", function: { name: "get_weather" } }, seed, temperature: 0.9, max_tokens });
@@ -165,35 +192,39 @@ describe("openai SDK", () => {
     }
   });
 
-  test("runTools runs the forced function with valid arguments and sends its result back", async () => {
-    const seen: unknown[] = [];
-    const runner = client.chat.completions.runTools({
-      model,
-      messages: question,
-      seed: 11,
-      max_tokens,
-      tool_choice: { type: "function", function: { name: "get_weather" } },
-      tools: [
-        {
-          type: "function",
-          function: {
-            name: "get_weather",
-            description: "The weather forecast",
-            parameters: weatherParams,
-            parse: (args: string) => JSON.parse(args) as unknown,
-            function: (args: unknown) => {
-              seen.push(args);
-              return "-3 degrees";
+  test("runTools, streamed and not, runs the forced function with valid arguments and sends its result back", async () => {
+    for (const stream of [false, true]) {
+      const seen: unknown[] = [];
+      const body = {
+        parallel_tool_calls: false,
+        model,
+        messages: question,
+        seed: 11,
+        max_tokens,
+        tool_choice: { type: "function" as const, function: { name: "get_weather" } },
+        tools: [
+          {
+            type: "function" as const,
+            function: {
+              name: "get_weather",
+              description: "The weather forecast",
+              parameters: weatherParams,
+              parse: (args: string) => JSON.parse(args) as unknown,
+              function: (args: unknown) => {
+                seen.push(args);
+                return "-3 degrees";
+              },
             },
           },
-        },
-      ],
-    });
-    await runner.done();
-    assert.equal(seen.length, 1);
-    assert.ok(validWeather(seen[0]), JSON.stringify(seen[0]));
-    const toolTurn = runner.messages.find((m) => m.role === "tool");
-    assert.equal(toolTurn && "content" in toolTurn ? toolTurn.content : null, "-3 degrees");
+        ],
+      };
+      const runner = stream ? client.chat.completions.runTools({ ...body, stream: true }) : client.chat.completions.runTools({ ...body, stream: false });
+      await runner.done();
+      assert.equal(seen.length, 1);
+      assert.ok(validWeather(seen[0]), JSON.stringify(seen[0]));
+      const toolTurn = runner.messages.find((m) => m.role === "tool");
+      assert.equal(toolTurn && "content" in toolTurn ? toolTurn.content : null, "-3 degrees");
+    }
   });
 });
 
