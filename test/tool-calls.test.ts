@@ -222,7 +222,7 @@ test("tool output: message.tool_calls, OpenAI's delta fragments, the same ids bo
   const output = CASES["qwen2.5: two calls"]!.output;
   const result = { index: 0, text: output, tokenIds: [1], logprobs: [], promptLogprobs: [], finishReason: "stop" as const, promptTokens: 3, completionTokens: 9, timings: null };
   for (const parallel of [true, false]) {
-    const t = new ToolOutput({ format: HERMES, known, forced: null, parallel }, "chatcmpl-abc", null);
+    const t = new ToolOutput({ format: HERMES, known, forced: null, auto: null, parallel }, "chatcmpl-abc", null);
     const m = t.message(result);
     assert.equal(m.finishReason, "tool_calls");
     assert.equal(m.content, null);
@@ -252,6 +252,6 @@ test("tool output: message.tool_calls, OpenAI's delta fragments, the same ids bo
     });
     assert.equal(new Set(deltas.map((d) => d.tool_calls![0]!.index)).size, parallel ? 2 : 1);
   }
-  assert.match(new ToolOutput({ format: HERMES, known, forced: null, parallel: true }, "x", null).callId(0, 0), /^call_[A-Za-z0-9]{24}$/);
-  assert.match(new ToolOutput({ format: MISTRAL, known, forced: null, parallel: true }, "x", null).callId(0, 0), /^[A-Za-z0-9]{9}$/);
+  assert.match(new ToolOutput({ format: HERMES, known, forced: null, auto: null, parallel: true }, "x", null).callId(0, 0), /^call_[A-Za-z0-9]{24}$/);
+  assert.match(new ToolOutput({ format: MISTRAL, known, forced: null, auto: null, parallel: true }, "x", null).callId(0, 0), /^[A-Za-z0-9]{9}$/);
 });

@@ -5,7 +5,7 @@ import { LRUCache } from "lru-cache";
 import type { TokenConstraint, Tokenizer } from "../types.js";
 import { BYTE_LEVEL_CHAR } from "../tokenizer.js";
 import { checkSchemaSubset } from "./schema-subset.js";
-import { xgrammar, type XCompiledGrammar, type XGrammarCompiler, type XGrammarMatcher } from "./xgrammar.js";
+import { xgrammar, type StructuralTag, type XCompiledGrammar, type XGrammarCompiler, type XGrammarMatcher } from "./xgrammar.js";
 
 /** What the output must be. */
 export type GrammarSpec =
@@ -17,7 +17,12 @@ export type GrammarSpec =
    * tool calls: one JSON value valid for `schema` (one call of any allowed tool), then, when
    * `multiple`, any number of `separator` + another one; then `end`
    */
-  | { kind: "json_sequence"; schema: unknown; separator: string; end: string; multiple: boolean };
+  | { kind: "json_sequence"; schema: unknown; separator: string; end: string; multiple: boolean }
+  /**
+   * free text in which `trigger` (a prefix of `begin`) opens `begin`, a JSON value valid for
+   * `schema` and `end` (tool calls the model chooses to make); `once`: the text ends after the first
+   */
+  | { kind: "tagged_json"; trigger: string; begin: string; end: string; schema: unknown; once: boolean };
 
 /** compiled grammars kept per tokenizer */
 const CACHE_SIZE = 128;
@@ -78,6 +83,19 @@ async function sequenceGrammar(spec: Extract<GrammarSpec, { kind: "json_sequence
   return `${ebnf}\n${SEQUENCE_ROOT} ::= root${repeat}${lit(spec.end)}\n`;
 }
 
+/** xgrammar's structural tag: any text until `begin`, then the value and `end` (again and again, or once) */
+function taggedGrammar(spec: Extract<GrammarSpec, { kind: "tagged_json" }>): StructuralTag {
+  return {
+    type: "structural_tag",
+    format: {
+      type: "triggered_tags",
+      triggers: [spec.trigger],
+      tags: [{ type: "tag", begin: spec.begin, content: { type: "json_schema", json_schema: spec.schema as Record<string, unknown> }, end: spec.end }],
+      stop_after_first: spec.once,
+    },
+  };
+}
+
 export class Grammars {
   readonly #compiler: Promise<XGrammarCompiler>;
   readonly #stopIds: number[];
@@ -108,6 +126,7 @@ export class Grammars {
       p = this.#compiler.then(async (c) => {
         if (spec.kind === "json_object") return c.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, [", ", ": "], false);
         if (spec.kind === "json_schema") return c.compileJSONSchema(JSON.stringify(spec.schema), false, -1, [", ", ": "], true);
+        if (spec.kind === "tagged_json") return c.compileStructuralTag(taggedGrammar(spec));
         return c.compileGrammar(await sequenceGrammar(spec), SEQUENCE_ROOT);
       });
       p.catch(() => this.#cache.delete(key));

@@ -40,6 +40,8 @@ export interface ToolCallFormat {
   readonly forcedSeparator: string;
   /** a forced answer: after the last call's JSON */
   readonly forcedEnd: string;
+  /** the tags around each call, for a family that writes them (free text elsewhere); null: untagged */
+  readonly tagged: readonly [open: string, close: string] | null;
   /** the key of a call's arguments in the family's JSON */
   readonly argumentsKey: "arguments" | "parameters";
   /** a special token that opens calls and so never shows in the text (Mistral's [TOOL_CALLS]) */
@@ -265,6 +267,7 @@ const HERMES: ToolCallFormat = {
   forcedOpener: `${HermesParser.OPEN}\n`,
   forcedSeparator: `\n${HermesParser.CLOSE}\n${HermesParser.OPEN}\n`,
   forcedEnd: `\n${HermesParser.CLOSE}`,
+  tagged: [HermesParser.OPEN, HermesParser.CLOSE],
   argumentsKey: "arguments",
   specialMarker: null,
   parser: (known) => new HermesParser(known),
@@ -284,6 +287,7 @@ const LLAMA3: ToolCallFormat = {
   forcedOpener: "",
   forcedSeparator: "; ",
   forcedEnd: "",
+  tagged: null,
   argumentsKey: "parameters",
   specialMarker: null,
   parser: (known) => new WholeOutputParser("{", false, LLAMA_BETWEEN, known, (t) => llamaCalls(t, known)),
@@ -306,6 +310,7 @@ const MISTRAL: ToolCallFormat = {
   forcedOpener: `${MISTRAL_MARKER}[`,
   forcedSeparator: ", ",
   forcedEnd: "]",
+  tagged: null,
   argumentsKey: "arguments",
   specialMarker: MISTRAL_MARKER,
   parser: (known) => new WholeOutputParser(MISTRAL_MARKER, true, MISTRAL_BETWEEN, known, (t) => mistralCalls(t, known)),

@@ -22,6 +22,12 @@ export interface ToolPlan {
   known: ReadonlySet<string>;
   /** forced: the calls, written by the grammar after `format.forcedOpener` */
   forced: GrammarSpec | null;
+  /**
+   * auto, for families whose calls are tagged (Hermes <tool_call> blocks): text is free, but a
+   * block the model opens must hold a valid call (and with parallel_tool_calls false, nothing
+   * follows the first); null for the others, which are read as written
+   */
+  auto: GrammarSpec | null;
   /** parallel_tool_calls false: only the first call an answer makes is returned */
   parallel: boolean;
 }
@@ -79,6 +85,12 @@ export function chatPrompt(
   const format = toolCallFormat(template.source, template.rendersTools);
   const parallel = body.parallel_tool_calls !== false;
   let forced: GrammarSpec | null = null;
+  let auto: GrammarSpec | null = null;
+  if (choice === "auto" && format.tagged) {
+    const schemas = tools.map((t) => callSchema(format, t));
+    const [open, close] = format.tagged;
+    auto = { kind: "tagged_json", trigger: open, begin: `${open}\n`, end: `\n${close}`, schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas }, once: !parallel };
+  }
   if (choice !== "auto") {
     let allowed = tools;
     if (typeof choice === "object") {
@@ -95,7 +107,7 @@ export function chatPrompt(
       multiple: parallel,
     };
   }
-  const plan: ToolPlan = { format, known: names, forced, parallel };
+  const plan: ToolPlan = { format, known: names, forced, auto, parallel };
   const rendered = withTools(template, messages, tools);
   return { history: messages, messages: rendered.messages, tools: rendered.tools as FunctionTool[] | null, plan };
 }
