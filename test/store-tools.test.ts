@@ -65,7 +65,7 @@ test("a rated tool call is stored with its calls and exported with tools and too
   assert.ok(learned.includes(`<tool_call>\n{"name":"pick","arguments":${call.type === "function" ? JSON.stringify(JSON.parse(call.function.arguments)) : ""}}\n</tool_call>`), learned);
 });
 
-test("a preference between a tool call and a text answer: OpenAI's preference line with tools, loaded, encoded and trained by DPO", async () => {
+test("preferences between tool calls (and a call over text): OpenAI's preference lines with tools, loaded, encoded and trained by DPO", async () => {
   const messages = [{ role: "user" as const, content: "Pick an animal." }];
   const call = await s.client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "required", parallel_tool_calls: false, seed: 5 });
   const text = await s.client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "none", parallel_tool_calls: false, seed: 6, max_tokens: 12 });
@@ -81,20 +81,37 @@ test("a preference between a tool call and a text answer: OpenAI's preference li
   assert.equal(refused.status, 400);
   assert.equal(refused.json.error.code, "different_prompts");
 
+  // two tool-call answers: two choices of one completion whose calls differ
+  let pairOf: { id: string; calls: [unknown, unknown] } | null = null;
+  for (let seed = 10; seed < 30 && !pairOf; seed++) {
+    const two = await s.client.chat.completions.create({ model: MODEL, messages, tools, tool_choice: "required", parallel_tool_calls: false, n: 2, temperature: 1, seed });
+    const [a, b] = two.choices.map((c) => c.message.tool_calls!);
+    if (a![0]!.type === "function" && b![0]!.type === "function" && a![0]!.function.arguments !== b![0]!.function.arguments) pairOf = { id: two.id, calls: [a, b] };
+  }
+  assert.ok(pairOf, "two different calls among 20 seeds");
+  const both = await postJson<{ type: string }>(s.baseUrl, "/v1/feedback", { completion_id: pairOf.id, chosen_index: 1, rejected_index: 0 });
+  assert.equal(both.status, 200, JSON.stringify(both.json));
+
   const dpo = await (await fetch(`${s.baseUrl}/v1/feedback/export?format=dpo`)).text();
   assert.deepEqual(jsonlErrors("dpo", dpo), []);
   const lines = dpo.trim().split("\n");
-  assert.equal(lines.length, 1);
+  assert.equal(lines.length, 2);
   assert.deepEqual(JSON.parse(lines[0]!), {
     input: { messages, tools, parallel_tool_calls: false },
     preferred_output: [{ role: "assistant", tool_calls: calls }],
     non_preferred_output: [{ role: "assistant", content: answer }],
   });
+  assert.deepEqual(JSON.parse(lines[1]!), {
+    input: { messages, tools, parallel_tool_calls: false },
+    preferred_output: [{ role: "assistant", tool_calls: pairOf.calls[1] }],
+    non_preferred_output: [{ role: "assistant", tool_calls: pairOf.calls[0] }],
+  });
 
   // the loader renders the tools and learns the call as the assistant turn serving renders
-  const [pair] = parsePreferenceJsonl(dpo);
-  const { encoded, errors } = encodePairs({ tokenizer: s.model.tokenizer, chatTemplate: s.model.chatTemplate, maxLength: 4096 }, [pair!]);
+  const pairs = parsePreferenceJsonl(dpo);
+  const { encoded, errors } = encodePairs({ tokenizer: s.model.tokenizer, chatTemplate: s.model.chatTemplate, maxLength: 4096 }, pairs);
   assert.deepEqual(errors, []);
+  assert.equal(encoded.length, 2);
   const learned = (ex: { tokens: Int32Array; mask: Uint8Array }) => s.model.tokenizer.decode([...ex.tokens].filter((_, i) => ex.mask[i] === 1), true);
   const fn = calls[0]!.type === "function" ? calls[0]!.function : null;
   assert.ok(learned(encoded[0]!.chosen).includes(`<tool_call>\n{"name":"pick","arguments":${JSON.stringify(JSON.parse(fn!.arguments))}}\n</tool_call>`), learned(encoded[0]!.chosen));
@@ -117,6 +134,6 @@ test("a preference between a tool call and a text answer: OpenAI's preference li
     resume: false,
     threads: 2,
   });
-  assert.equal(r.steps, 1);
+  assert.equal(r.steps, 2);
   assert.ok(Number.isFinite(r.lastEpoch!.train_loss), JSON.stringify(r.lastEpoch));
 });

@@ -66,8 +66,9 @@ function parseDpoLine(o: Record<string, unknown>): Omit<PreferenceExample, "line
   return { prompt, chosen: parseMessage(d.preferred_output[0], "preferred_output[0]"), rejected: parseMessage(d.non_preferred_output[0], "non_preferred_output[0]") };
 }
 
-/** an answer's text, or for one that calls tools its calls, as compared for "nothing to prefer" */
-const answerKey = (a: PreferenceAnswer): string => (typeof a === "string" ? a : JSON.stringify({ content: a.content, tool_calls: a.tool_calls ?? null }));
+/** an answer's text, or for one that calls tools its calls (ids aside), as compared for "nothing to prefer" */
+const answerKey = (a: PreferenceAnswer): string =>
+  typeof a === "string" ? a : JSON.stringify({ content: a.content, calls: a.tool_calls?.map((c) => [c.function.name, c.function.arguments]) ?? null });
 
 /** Parses preference JSONL; blank lines skipped, one format per file. Throws PreferenceDataError listing every bad line. */
 export function parsePreferenceJsonl(text: string, file = "data"): PreferenceExample[] {
