@@ -10,6 +10,8 @@ import type { Report } from "./report.js";
 
 export interface GrammarCase {
   label: string;
+  /** "json": a response_format schema; "tools-auto": tool_choice auto's grammar (free text, tagged calls) */
+  grammar: "json" | "tools-auto";
   dir: string;
   batch: number;
   steps: number;
@@ -32,16 +34,20 @@ const SPEC: GrammarSpec = {
   },
 };
 
+/** tool_choice auto in the <tool_call> family: free text, and a valid call of SPEC's shape in each block */
+const TOOLS_AUTO: GrammarSpec = { kind: "tagged_json", trigger: "<tool_call>", begin: "<tool_call>\n", end: "\n</tool_call>", schema: SPEC.kind === "json_schema" ? SPEC.schema : {}, once: false };
+
 export async function runGrammarSpeed(report: Report, c: GrammarCase, threads: number): Promise<void> {
+  const spec = c.grammar === "json" ? SPEC : TOOLS_AUTO;
   const m = await loadModel(c.dir, { threads, kvBlocks: 1024 });
   try {
     const V = m.config.vocabSize;
     const grammars = new Grammars(m.tokenizer, V);
     let t0 = performance.now();
-    await grammars.compiled(SPEC);
+    await grammars.compiled(spec);
     const compileMs = performance.now() - t0;
     const constraints: TokenConstraint[] = [];
-    for (let b = 0; b < c.batch; b++) constraints.push(await grammars.constraint(SPEC));
+    for (let b = 0; b < c.batch; b++) constraints.push(await grammars.constraint(spec));
     const seqIds = Int32Array.from({ length: c.batch }, (_, b) => 1_000_000 + b);
     const counts = new Int32Array(c.batch).fill(1);
     let tokens = Int32Array.from({ length: c.batch }, (_, b) => 1 + b);
@@ -60,7 +66,7 @@ export async function runGrammarSpeed(report: Report, c: GrammarCase, threads: n
         // a finished object: start the next one (the forward below still gets a real token)
         if (eos.has(tok)) {
           constraints[b]!.dispose();
-          constraints[b] = await grammars.constraint(SPEC);
+          constraints[b] = await grammars.constraint(spec);
         }
         next[b] = eos.has(tok) ? 1 : tok;
       }
@@ -74,7 +80,7 @@ export async function runGrammarSpeed(report: Report, c: GrammarCase, threads: n
     for (const id of seqIds) m.native.freeSeq(id);
     const perStep = maskMs / c.steps;
     report.add({
-      name: `${c.label} grammar mask batch ${c.batch}`,
+      name: `${c.label} ${c.grammar === "json" ? "grammar" : "tools auto grammar"} mask batch ${c.batch}`,
       value: perStep,
       unit: "ms/step",
       config: { model: c.label, threads, batch: c.batch, steps: c.steps, vocab: V, decode_ms_per_step: Math.round((forwardMs / c.steps) * 100) / 100, compile_ms: Math.round(compileMs) },

@@ -105,8 +105,10 @@ if (only.has("tp")) {
 }
 if (only.has("grammar")) {
   // the target: the mask costs at most 10 % of a decode step on the 110M model at batch 8
-  await runGrammarSpeed(report, { label: "110M f32", dir: await benchCheckpoint(outRoot, "110M", "f32"), batch: 8, steps: values.quick ? 16 : 48 }, threads);
-  await runGrammarSpeed(report, { label: "stories260K", dir: stories, batch: 8, steps: values.quick ? 32 : 128 }, threads);
+  for (const grammar of ["json", "tools-auto"] as const) {
+    await runGrammarSpeed(report, { label: "110M f32", grammar, dir: await benchCheckpoint(outRoot, "110M", "f32"), batch: 8, steps: values.quick ? 16 : 48 }, threads);
+    await runGrammarSpeed(report, { label: "stories260K", grammar, dir: stories, batch: 8, steps: values.quick ? 32 : 128 }, threads);
+  }
 }
 if (only.has("http")) {
   await runHttp(report, { modelDir: stories, connections: 8, durationS: values.quick ? 5 : 20, maxTokens: 16, threads });

@@ -88,3 +88,50 @@ test("a grammar that refuses a token its mask allowed fails that request only, a
   assert.equal((await good).tokens.length, 8);
   assert.equal(c.disposed, 1);
 });
+
+test("tool-call grammars: auto leaves text free but holds an opened <tool_call> to a valid call (once without parallel calls); required repeats calls", async () => {
+  const { chatPrompt } = await import("../server/serving/tools/tool-prompt.js");
+  const tools = [{ type: "function" as const, function: { name: "pick", parameters: { type: "object", properties: { animal: { enum: ["cat", "dog"] } }, required: ["animal"], additionalProperties: false } } }];
+  const messages = [{ role: "user" as const, content: "Pick one." }];
+  const plan = (o: { tool_choice: "auto" | "required"; parallel_tool_calls: boolean }) => chatPrompt({ messages, tools, ...o }, model.chatTemplate).plan!;
+  /** whether the grammar takes `text` as the tokenizer writes it, token by token (and may end there) */
+  const takes = async (spec: GrammarSpec, text: string): Promise<boolean> => {
+    const c = await grammars.constraint(spec);
+    try {
+      // the tokenizer's leading "▁" is a space of free text (only the auto grammars' texts start free)
+      return model.tokenizer.encode(text, false).every((t) => c.accept(t));
+    } finally {
+      c.dispose();
+    }
+  };
+  const call = (animal: string) => `<tool_call>\n{"name": "pick", "arguments": {"animal": "${animal}"}}\n</tool_call>`;
+  const auto = plan({ tool_choice: "auto", parallel_tool_calls: true }).auto!;
+  const autoOnce = plan({ tool_choice: "auto", parallel_tool_calls: false }).auto!;
+  assert.equal(await takes(auto, "Once upon a time, a cat."), true);
+  assert.equal(await takes(auto, `Sure. ${call("cat")}`), true);
+  assert.equal(await takes(auto, `Sure. ${call("cat")}\n${call("dog")}`), true);
+  assert.equal(await takes(autoOnce, `Sure. ${call("cat")}\n${call("dog")}`), false);
+  assert.equal(await takes(auto, `Sure. ${call("cow")}`), false);
+  assert.equal(await takes(auto, 'Sure. <tool_call>\n{"name": "rm", "arguments": {}}'), false);
+  // required: the prompt ends with "<tool_call>\n"; the grammar writes the JSON and any further blocks
+  const required = plan({ tool_choice: "required", parallel_tool_calls: true }).forced!;
+  const single = plan({ tool_choice: "required", parallel_tool_calls: false }).forced!;
+  const after = (s: string) => s.slice("<tool_call>\n".length);
+  const two = after(`${call("cat")}\n${call("dog")}`);
+  // the tokenizer puts "▁" before a text: join to a real token boundary ("{" then the rest)
+  const takesForced = async (spec: GrammarSpec, text: string) => {
+    const c = await grammars.constraint(spec);
+    try {
+      const all = [...model.tokenizer.encode(`x${text}`, false)];
+      const ids = all.slice(all.findIndex((_, k) => model.tokenizer.decode(all.slice(k), true) === text));
+      assert.equal(model.tokenizer.decode(ids, true), text);
+      return ids.every((t) => c.accept(t));
+    } finally {
+      c.dispose();
+    }
+  };
+  assert.equal(await takesForced(required, two), true);
+  assert.equal(await takesForced(single, after(call("cat"))), true);
+  assert.equal(await takesForced(single, two), false);
+  assert.equal(await takesForced(required, "Hello"), false);
+});

@@ -93,7 +93,18 @@ describe("preference data", () => {
     const d = parsePreferenceJsonl(JSON.stringify({ input: { messages: msgs }, preferred_output: [{ role: "assistant", content: "A dog." }], non_preferred_output: [{ role: "assistant", content: "A box." }] }));
     assert.equal(d[0].prompt.kind, "chat");
     assert.deepEqual(d[0].prompt.kind === "chat" ? d[0].prompt.messages.map((m) => m.weight) : null, [undefined, 0, undefined]);
-    assert.deepEqual([d[0].chosen, d[0].rejected], ["A dog.", "A box."]);
+    assert.deepEqual([d[0].chosen, d[0].rejected], [{ role: "assistant", content: "A dog." }, { role: "assistant", content: "A box." }]);
+  });
+
+  test("OpenAI DPO lines with tools: answers that call tools parse; the same calls under other ids are nothing to prefer", () => {
+    const tools = [{ type: "function", function: { name: "pick", parameters: { type: "object", properties: {} } } }];
+    const call = (id: string, args: string) => ({ role: "assistant", tool_calls: [{ id, type: "function", function: { name: "pick", arguments: args } }] });
+    const line = (a: object, b: object) => JSON.stringify({ input: { messages: [{ role: "user", content: "?" }], tools, parallel_tool_calls: false }, preferred_output: [a], non_preferred_output: [b] });
+    const [p] = parsePreferenceJsonl(line(call("c1", '{"a": 1}'), { role: "assistant", content: "no" }));
+    assert.deepEqual(p!.prompt.kind === "chat" ? p!.prompt.tools : null, tools);
+    assert.deepEqual(p!.chosen, { role: "assistant", content: "", tool_calls: [{ id: "c1", type: "function", function: { name: "pick", arguments: { a: 1 } } }] });
+    assert.throws(() => parsePreferenceJsonl(line(call("c1", '{"a": 1}'), call("c2", '{"a": 1}'))), /line 1: the preferred and rejected answers are the same/);
+    assert.throws(() => parsePreferenceJsonl(line(call("c1", "{oops"), call("c2", "{}"))), /arguments is not JSON/);
   });
 
   test("every bad line is reported with its number, nothing returned", () => {

@@ -194,7 +194,7 @@ describe("feedback, idempotency and export", () => {
     const r2 = store.feedback.insert({ owner: null, status: "approved", type: "rating", completionId: b.id, choiceIndex: 0, rating: -1, comment: null, answer: "a story", model: "B", promptMessages: prompt }, 200);
     const c1 = store.feedback.insert({ owner: null, status: "approved", type: "correction", completionId: b.id, choiceIndex: 0, correction: "a better story", answer: "a story", model: "B", promptMessages: sys }, 300);
     const p1 = store.feedback.insert(
-      { owner: null, status: "approved", type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt },
+      { owner: null, status: "approved", type: "preference", chosenId: a.id, chosenIndex: 0, rejectedId: a.id, rejectedIndex: 1, chosen: "good answer", rejected: "bad answer", model: "A", rejectedModel: "A", promptMessages: prompt, tools: null, parallelToolCalls: null, chosenToolCalls: null, rejectedToolCalls: null },
       400,
     );
     const list = (f: Parameters<typeof store.feedback.list>[0]) => store.feedback.list(f).items.map((x) => x.id);

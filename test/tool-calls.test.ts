@@ -3,7 +3,7 @@
 // (the same pieces come out however the text arrives); malformed calls come back as text.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { parseToolCalls, toolCallFormat, type ParsedPiece, type ToolCallFormat } from "../server/serving/tools/tool-call-format.js";
+import { forcedParser, parseToolCalls, toolCallFormat, type ParsedPiece, type ToolCallFormat } from "../server/serving/tools/tool-call-format.js";
 import { chatPrompt } from "../server/serving/tools/tool-prompt.js";
 import { JinjaChatTemplate } from "../engine/chat-template.js";
 
@@ -74,6 +74,15 @@ const CASES: Record<string, Case> = {
     content: null,
     calls: [{ name: "get_current_weather", arguments: { location: "Paris, France", format: "celsius" } }],
   },
+  "mistral: two calls in the list": {
+    format: MISTRAL,
+    output: '[TOOL_CALLS][{"name": "get_current_temperature", "arguments": {"location": "Rome"}}, {"name": "get_current_wind_speed", "arguments": {"location": "Rome"}}]',
+    content: null,
+    calls: [
+      { name: "get_current_temperature", arguments: { location: "Rome" } },
+      { name: "get_current_wind_speed", arguments: { location: "Rome" } },
+    ],
+  },
   "mistral: plain answer": { format: MISTRAL, output: "The current temperature in Paris is 22°C.", content: "The current temperature in Paris is 22°C.", calls: [] },
   "mistral: truncated list is text": {
     format: MISTRAL,
@@ -95,15 +104,30 @@ function streamed(format: ToolCallFormat, text: string, cuts: number[]): ParsedP
   return out;
 }
 
-/** adjacent content pieces joined: how they were split does not matter */
+/** adjacent content (and argument) pieces joined: how they were split does not matter */
 function merged(pieces: ParsedPiece[]): ParsedPiece[] {
   const out: ParsedPiece[] = [];
   for (const p of pieces) {
     const last = out[out.length - 1];
     if ("content" in p && last && "content" in last) last.content += p.content;
-    else out.push("content" in p ? { content: p.content } : p);
+    else if ("args" in p && last && "args" in last) last.args += p.args;
+    else out.push("content" in p ? { content: p.content } : "args" in p ? { args: p.args } : p);
   }
   return out.filter((p) => !("content" in p) || p.content !== "");
+}
+
+/** each opened call's streamed arguments add up to the arguments of the call that resolves it */
+function checkOpened(pieces: ParsedPiece[]): void {
+  const pending: { name: string; args: string }[] = [];
+  for (const p of pieces) {
+    if ("open" in p) pending.push({ name: p.open, args: "" });
+    else if ("args" in p) pending[pending.length - 1]!.args += p.args;
+    else if ("call" in p && pending.length > 0) {
+      const o = pending.shift()!;
+      assert.equal(o.name, p.call.name);
+      assert.ok(p.call.arguments.startsWith(o.args), `${o.args} | ${p.call.arguments}`);
+    } else if ("content" in p) pending.length = 0;
+  }
 }
 
 for (const [name, c] of Object.entries(CASES)) {
@@ -116,17 +140,50 @@ for (const [name, c] of Object.entries(CASES)) {
     );
     const reference = merged(streamed(c.format, c.output, []));
     // every single cut, and one character at a time
-    for (let i = 1; i < c.output.length; i++) assert.deepEqual(merged(streamed(c.format, c.output, [i])), reference, `cut at ${i}`);
-    assert.deepEqual(merged(streamed(c.format, c.output, [...c.output].map((_, i) => i + 1).slice(0, -1))), reference);
+    for (let i = 1; i < c.output.length; i++) {
+      const pieces = streamed(c.format, c.output, [i]);
+      checkOpened(pieces);
+      assert.deepEqual(merged(pieces), reference, `cut at ${i}`);
+    }
+    const byChar = streamed(c.format, c.output, [...c.output].map((_, i) => i + 1).slice(0, -1));
+    checkOpened(byChar);
+    assert.deepEqual(merged(byChar), reference);
+    // a whole call's arguments are the model's text, sent while it is written: more than one
+    // fragment when the text arrives a character at a time
+    for (const call of whole.calls)
+      if (call.arguments.length > 2) assert.ok(byChar.filter((p) => "args" in p).length > 1, JSON.stringify(byChar));
   });
 }
 
 test("tool calls: content before a call streams before the call is complete", () => {
   const p = HERMES.parser(known);
   assert.deepEqual(p.push("Let me check. <tool"), [{ content: "Let me check. " }]);
-  assert.deepEqual(p.push('_call>\n{"name": "get_current_temperature", '), []);
-  const done = p.push('"arguments": {"location": "Oslo"}}\n</tool_call>');
-  assert.deepEqual(done, [{ call: { name: "get_current_temperature", arguments: '{"location":"Oslo"}' } }]);
+  // the name known: the call opens; its arguments follow as they come, the model's own text
+  assert.deepEqual(p.push('_call>\n{"name": "get_current_temperature", '), [{ open: "get_current_temperature" }]);
+  assert.deepEqual(p.push('"arguments": {"location": "Os'), [{ args: '{"location": "Os' }]);
+  const done = p.push('lo"}}\n</tool_call>');
+  assert.deepEqual(done, [{ args: 'lo"}' }, { call: { name: "get_current_temperature", arguments: '{"location": "Oslo"}' } }]);
+  // arguments written before the name are held until the name is known
+  const q = HERMES.parser(known);
+  assert.deepEqual(q.push('<tool_call>\n{"arguments": {"location": "Oslo"}, '), []);
+  assert.deepEqual(q.push('"name": "get_current_temperature"'), [{ open: "get_current_temperature" }, { args: '{"location": "Oslo"}' }]);
+  // an unknown name opens nothing
+  assert.deepEqual(HERMES.parser(known).push('<tool_call>\n{"name": "rm", "arguments": {"a": 1'), []);
+});
+
+test("forced calls: the family's parser after the opener the prompt ended with; a cut answer is the model's text", () => {
+  const two = '{"name": "get_current_temperature", "arguments": {"location": "Rome"}}\n</tool_call>\n<tool_call>\n{"name": "get_current_wind_speed", "arguments": {}}\n</tool_call>';
+  assert.deepEqual(parseToolCalls(forcedParser(HERMES, known), two).calls, [
+    { name: "get_current_temperature", arguments: '{"location": "Rome"}' },
+    { name: "get_current_wind_speed", arguments: "{}" },
+  ]);
+  const list = '{"name": "get_current_weather", "arguments": {"location": "Rome"}}, {"name": "get_current_weather", "arguments": {"location": "Oslo"}}]';
+  assert.deepEqual(parseToolCalls(forcedParser(MISTRAL, known), list).calls.map((c) => c.arguments), ['{"location": "Rome"}', '{"location": "Oslo"}']);
+  const cut = '{"name": "get_current_temperature", "arguments": {"loc';
+  assert.deepEqual(parseToolCalls(forcedParser(HERMES, known), cut), { content: cut, calls: [] });
+  // the grammar: one call's JSON, then the family's separator and another, then its end
+  const p = chatPrompt({ messages: [{ role: "user", content: "?" }], tools: [{ type: "function", function: { name: "get_current_weather" } }], tool_choice: "required" }, new JinjaChatTemplate(QWEN_TEMPLATE, { bos_token: "", eos_token: "", unk_token: "", pad_token: "" }));
+  assert.deepEqual({ ...p.plan?.forced, schema: undefined }, { kind: "json_sequence", schema: undefined, separator: "\n</tool_call>\n<tool_call>\n", end: "\n</tool_call>", multiple: true });
 });
 
 test("tool prompt: the template gets tools and the history's calls with parsed arguments; without tools support, the generic rendering", () => {
@@ -165,7 +222,7 @@ test("tool output: message.tool_calls, OpenAI's delta fragments, the same ids bo
   const output = CASES["qwen2.5: two calls"]!.output;
   const result = { index: 0, text: output, tokenIds: [1], logprobs: [], promptLogprobs: [], finishReason: "stop" as const, promptTokens: 3, completionTokens: 9, timings: null };
   for (const parallel of [true, false]) {
-    const t = new ToolOutput({ format: HERMES, known, forced: null, parallel }, "chatcmpl-abc", null);
+    const t = new ToolOutput({ format: HERMES, known, forced: null, auto: null, parallel }, "chatcmpl-abc", null);
     const m = t.message(result);
     assert.equal(m.finishReason, "tool_calls");
     assert.equal(m.content, null);
@@ -173,20 +230,28 @@ test("tool output: message.tool_calls, OpenAI's delta fragments, the same ids bo
     assert.deepEqual(m.tool_calls?.[0], {
       id: t.callId(0, 0),
       type: "function",
-      function: { name: "get_current_temperature", arguments: '{"location":"San Francisco, CA, USA"}' },
+      function: { name: "get_current_temperature", arguments: '{"location": "San Francisco, CA, USA"}' },
     });
-    // streamed one character at a time: per call a header fragment, then its arguments
+    // streamed one character at a time: per call a header (index, id, type, name, arguments ""),
+    // then its arguments in fragments as they arrive, which add up to the whole answer's
     const st = t.streamer(0);
     const deltas = [...output].flatMap((ch) => st.push({ type: "delta", text: ch, tokenIds: [], logprobs: [] }));
     const end = st.end("stop");
     deltas.push(...end.deltas);
     assert.equal(end.finishReason, "tool_calls");
-    const expected = m.tool_calls!.flatMap((c, k) => [
-      { tool_calls: [{ index: k, id: c.id, type: "function", function: { name: c.function.name, arguments: "" } }] },
-      { tool_calls: [{ index: k, function: { arguments: c.function.arguments } }] },
-    ]);
-    assert.deepEqual(deltas, expected);
+    assert.ok(deltas.every((d) => d.tool_calls?.length === 1 && d.content === undefined));
+    m.tool_calls!.forEach((c, k) => {
+      const mine = deltas.map((d) => d.tool_calls![0]!).filter((f) => f.index === k);
+      assert.deepEqual(mine[0], { index: k, id: c.id, type: "function", function: { name: c.function.name, arguments: "" } });
+      const fragments = mine.slice(1).map((f) => {
+        assert.deepEqual(Object.keys(f).sort(), ["function", "index"]);
+        return f.function!.arguments!;
+      });
+      assert.ok(fragments.length > 1);
+      assert.equal(fragments.join(""), c.function.arguments);
+    });
+    assert.equal(new Set(deltas.map((d) => d.tool_calls![0]!.index)).size, parallel ? 2 : 1);
   }
-  assert.match(new ToolOutput({ format: HERMES, known, forced: null, parallel: true }, "x", null).callId(0, 0), /^call_[A-Za-z0-9]{24}$/);
-  assert.match(new ToolOutput({ format: MISTRAL, known, forced: null, parallel: true }, "x", null).callId(0, 0), /^[A-Za-z0-9]{9}$/);
+  assert.match(new ToolOutput({ format: HERMES, known, forced: null, auto: null, parallel: true }, "x", null).callId(0, 0), /^call_[A-Za-z0-9]{24}$/);
+  assert.match(new ToolOutput({ format: MISTRAL, known, forced: null, auto: null, parallel: true }, "x", null).callId(0, 0), /^[A-Za-z0-9]{9}$/);
 });

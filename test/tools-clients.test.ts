@@ -112,57 +112,119 @@ describe("openai SDK", () => {
     assert.equal(next.object, "chat.completion");
   });
 
-  test("required: one call to one of the tools, non-streamed and streamed alike", async () => {
-    for (const seed of [7, 8, 9]) {
-      const params = { model, messages: question, tools, tool_choice: "required" as const, seed, temperature: 0.7, max_tokens };
-      const whole = await client.chat.completions.create(params);
-      const stream = client.chat.completions.stream(params);
-      const fragments: string[] = [];
-      stream.on("tool_calls.function.arguments.delta", (e) => fragments.push(e.arguments_delta));
-      const streamed = await stream.finalChatCompletion();
-      // the same request, the same seed: the same call, with the same id scheme
-      const [a, b] = [whole.choices[0]!, streamed.choices[0]!];
-      assert.equal(a.finish_reason, "tool_calls");
-      assert.equal(b.finish_reason, "tool_calls");
-      const [ca, cb] = [a.message.tool_calls![0]!, b.message.tool_calls![0]!];
-      assert.ok(ca.type === "function" && cb.type === "function");
-      assert.equal(cb.function.name, ca.function.name);
-      assert.equal(cb.function.arguments, ca.function.arguments);
-      assert.equal(fragments.join(""), ca.function.arguments);
-      if (ca.function.name === "get_weather") assert.ok(validWeather(JSON.parse(ca.function.arguments)));
-      else assert.deepEqual(JSON.parse(ca.function.arguments), {});
+  /** a call's arguments are valid for its tool */
+  const validCall = (c: OpenAI.ChatCompletionMessageToolCall): boolean =>
+    c.type === "function" && (c.function.name === "get_weather" ? validWeather(JSON.parse(c.function.arguments)) : JSON.stringify(JSON.parse(c.function.arguments)) === "{}");
+
+  test("required: with parallel_tool_calls one or more valid calls, without it exactly one; streamed as OpenAI streams them", async () => {
+    const counts: Record<string, number[]> = { parallel: [], single: [] };
+    for (const parallel of [true, false])
+      for (const seed of [7, 8, 9, 10, 11, 12]) {
+        const params = { model, messages: question, tools, tool_choice: "required" as const, parallel_tool_calls: parallel, seed, temperature: 0.7, max_tokens };
+        const whole = await client.chat.completions.create(params);
+        const stream = client.chat.completions.stream(params);
+        const fragments = new Map<number, string[]>();
+        stream.on("tool_calls.function.arguments.delta", (e) => fragments.set(e.index, [...(fragments.get(e.index) ?? []), e.arguments_delta]));
+        const streamed = await stream.finalChatCompletion();
+        // the same request, the same seed: the same calls (ids are per completion)
+        const [a, b] = [whole.choices[0]!, streamed.choices[0]!];
+        const plain = (c: OpenAI.ChatCompletionMessageToolCall) => (c.type === "function" ? { name: c.function.name, arguments: c.function.arguments } : null);
+        const calls = a.message.tool_calls!;
+        assert.equal(a.message.content, null);
+        assert.equal(b.finish_reason, a.finish_reason);
+        if (a.finish_reason === "length") {
+          // cut inside a further call: the stream had begun it (a stream cannot take a call back)
+          assert.deepEqual(b.message.tool_calls!.slice(0, calls.length).map(plain), calls.map(plain));
+          continue;
+        }
+        assert.equal(a.finish_reason, "tool_calls", JSON.stringify(a));
+        assert.deepEqual(b.message.tool_calls!.map(plain), calls.map(plain));
+        assert.ok(calls.every(validCall), JSON.stringify(calls));
+        assert.equal(new Set(calls.map((c) => c.id)).size, calls.length, "distinct ids");
+        counts[parallel ? "parallel" : "single"]!.push(calls.length);
+        calls.forEach((c, k) => {
+          const parts = fragments.get(k) ?? [];
+          assert.equal(parts.join(""), c.type === "function" ? c.function.arguments : null);
+          // the arguments as the tokens came: several fragments for more than a token's worth
+          if (c.type === "function" && c.function.arguments.length > 2) assert.ok(parts.length > 1, JSON.stringify(parts));
+        });
+      }
+    assert.deepEqual(counts.single, counts.single.map(() => 1));
+    assert.ok(counts.parallel.every((n) => n >= 1));
+    // the grammar lets answers go on to more calls (random weights take that path for some seeds)
+    assert.ok(counts.parallel.some((n) => n > 1), JSON.stringify(counts));
+  });
+
+  test("auto: the model chooses; whatever it writes comes back (text or valid calls), streamed and not, never an error", async () => {
+    for (const parallel of [true, false])
+      for (const seed of [41, 42, 43, 44]) {
+        const params = { model, messages: question, tools, tool_choice: "auto" as const, parallel_tool_calls: parallel, seed, temperature: 1.5, max_tokens: 40 };
+        const whole = (await client.chat.completions.create(params)).choices[0]!;
+        // the raw chunks (the SDK's helper refuses answers cut at max_tokens when tools are strict)
+        let content = "";
+        const names: string[] = [];
+        let finish: string | null = null;
+        for await (const chunk of await client.chat.completions.create({ ...params, stream: true })) {
+          const ch = chunk.choices[0];
+          if (!ch) continue;
+          content += ch.delta.content ?? "";
+          for (const t of ch.delta.tool_calls ?? []) if (t.function?.name) names[t.index] = t.function.name;
+          finish = ch.finish_reason ?? finish;
+        }
+        const calls = whole.message.tool_calls ?? [];
+        if (calls.length === 0) {
+          assert.equal(typeof whole.message.content, "string");
+          assert.ok(whole.finish_reason === "stop" || whole.finish_reason === "length", whole.finish_reason);
+        } else assert.ok(calls.every((x) => x.type === "function" && tools.some((t) => t.type === "function" && t.function.name === x.function.name)));
+        if (!parallel) assert.ok(calls.length <= 1 && names.length <= 1);
+        assert.equal(content, whole.message.content ?? "");
+        assert.equal(finish, whole.finish_reason);
+      }
+  });
+
+  test("a named function with parallel_tool_calls: every call is to that function", async () => {
+    for (const seed of [13, 14, 15, 16]) {
+      const r = await client.chat.completions.create({ model, messages: question, tools, tool_choice: { type: "function", function: { name: "get_weather" } }, seed, temperature: 0.9, max_tokens });
+      const calls = r.choices[0]!.message.tool_calls!;
+      assert.ok(calls.length >= 1);
+      assert.ok(r.choices[0]!.finish_reason === "tool_calls" || r.choices[0]!.finish_reason === "length");
+      assert.ok(calls.every((c) => c.type === "function" && c.function.name === "get_weather" && validCall(c)), JSON.stringify(calls));
     }
   });
 
-  test("runTools runs the forced function with valid arguments and sends its result back", async () => {
-    const seen: unknown[] = [];
-    const runner = client.chat.completions.runTools({
-      model,
-      messages: question,
-      seed: 11,
-      max_tokens,
-      tool_choice: { type: "function", function: { name: "get_weather" } },
-      tools: [
-        {
-          type: "function",
-          function: {
-            name: "get_weather",
-            description: "The weather forecast",
-            parameters: weatherParams,
-            parse: (args: string) => JSON.parse(args) as unknown,
-            function: (args: unknown) => {
-              seen.push(args);
-              return "-3 degrees";
+  test("runTools, streamed and not, runs the forced function with valid arguments and sends its result back", async () => {
+    for (const stream of [false, true]) {
+      const seen: unknown[] = [];
+      const body = {
+        parallel_tool_calls: false,
+        model,
+        messages: question,
+        seed: 11,
+        max_tokens,
+        tool_choice: { type: "function" as const, function: { name: "get_weather" } },
+        tools: [
+          {
+            type: "function" as const,
+            function: {
+              name: "get_weather",
+              description: "The weather forecast",
+              parameters: weatherParams,
+              parse: (args: string) => JSON.parse(args) as unknown,
+              function: (args: unknown) => {
+                seen.push(args);
+                return "-3 degrees";
+              },
             },
           },
-        },
-      ],
-    });
-    await runner.done();
-    assert.equal(seen.length, 1);
-    assert.ok(validWeather(seen[0]), JSON.stringify(seen[0]));
-    const toolTurn = runner.messages.find((m) => m.role === "tool");
-    assert.equal(toolTurn && "content" in toolTurn ? toolTurn.content : null, "-3 degrees");
+        ],
+      };
+      const runner = stream ? client.chat.completions.runTools({ ...body, stream: true }) : client.chat.completions.runTools({ ...body, stream: false });
+      await runner.done();
+      assert.equal(seen.length, 1);
+      assert.ok(validWeather(seen[0]), JSON.stringify(seen[0]));
+      const toolTurn = runner.messages.find((m) => m.role === "tool");
+      assert.equal(toolTurn && "content" in toolTurn ? toolTurn.content : null, "-3 degrees");
+    }
   });
 });
 
@@ -174,9 +236,12 @@ describe("LangChain", () => {
     for (const seed of [21, 22, 23]) {
       const bound = chat(seed).bindTools([tools[0]!], { tool_choice: "get_weather" });
       const msg = await bound.invoke("What is the weather in Oslo?");
-      assert.equal(msg.tool_calls?.length, 1, JSON.stringify(msg));
-      assert.equal(msg.tool_calls![0]!.name, "get_weather");
-      assert.ok(validWeather(msg.tool_calls![0]!.args), JSON.stringify(msg.tool_calls));
+      // parallel_tool_calls is OpenAI's default: one or more calls, all to the forced tool
+      assert.ok((msg.tool_calls?.length ?? 0) >= 1, JSON.stringify(msg));
+      for (const call of msg.tool_calls!) {
+        assert.equal(call.name, "get_weather");
+        assert.ok(validWeather(call.args), JSON.stringify(msg.tool_calls));
+      }
     }
   });
 

@@ -5,14 +5,24 @@ import { LRUCache } from "lru-cache";
 import type { TokenConstraint, Tokenizer } from "../types.js";
 import { BYTE_LEVEL_CHAR } from "../tokenizer.js";
 import { checkSchemaSubset } from "./schema-subset.js";
-import { xgrammar, type XCompiledGrammar, type XGrammarCompiler, type XGrammarMatcher } from "./xgrammar.js";
+import { xgrammar, type StructuralTag, type XCompiledGrammar, type XGrammarCompiler, type XGrammarMatcher } from "./xgrammar.js";
 
 /** What the output must be. */
 export type GrammarSpec =
   /** any JSON object (response_format json_object) */
   | { kind: "json_object" }
   /** JSON valid for the schema (checked against the supported subset first) */
-  | { kind: "json_schema"; schema: unknown };
+  | { kind: "json_schema"; schema: unknown }
+  /**
+   * tool calls: one JSON value valid for `schema` (one call of any allowed tool), then, when
+   * `multiple`, any number of `separator` + another one; then `end`
+   */
+  | { kind: "json_sequence"; schema: unknown; separator: string; end: string; multiple: boolean }
+  /**
+   * free text in which `trigger` (a prefix of `begin`) opens `begin`, a JSON value valid for
+   * `schema` and `end` (tool calls the model chooses to make); `once`: the text ends after the first
+   */
+  | { kind: "tagged_json"; trigger: string; begin: string; end: string; schema: unknown; once: boolean };
 
 /** compiled grammars kept per tokenizer */
 const CACHE_SIZE = 128;
@@ -56,6 +66,36 @@ class GrammarConstraint implements TokenConstraint {
   }
 }
 
+/** the root rule of a json_sequence grammar (the schema's own rules are `root`, `root_*`, `basic_*`) */
+const SEQUENCE_ROOT = "hc_sequence";
+
+/**
+ * A json_sequence as EBNF: the schema's grammar as xgrammar writes it (rule `root`, the same
+ * conversion compileJSONSchema runs, with the same separators), then a root rule repeating it.
+ * xgrammar's JavaScript build exposes that conversion only under `Testings`; the EBNF it
+ * returns is the public grammar language, so the result compiles like any grammar.
+ */
+async function sequenceGrammar(spec: Extract<GrammarSpec, { kind: "json_sequence" }>): Promise<string> {
+  const ebnf = await xgrammar().Testings._jsonSchemaToEBNF(JSON.stringify(spec.schema), false, -1, [", ", ": "], true);
+  // EBNF string literals take JSON's escapes
+  const lit = (s: string): string => (s === "" ? "" : ` ${JSON.stringify(s)}`);
+  const repeat = spec.multiple ? ` (${JSON.stringify(spec.separator)} root)*` : "";
+  return `${ebnf}\n${SEQUENCE_ROOT} ::= root${repeat}${lit(spec.end)}\n`;
+}
+
+/** xgrammar's structural tag: any text until `begin`, then the value and `end` (again and again, or once) */
+function taggedGrammar(spec: Extract<GrammarSpec, { kind: "tagged_json" }>): StructuralTag {
+  return {
+    type: "structural_tag",
+    format: {
+      type: "triggered_tags",
+      triggers: [spec.trigger],
+      tags: [{ type: "tag", begin: spec.begin, content: { type: "json_schema", json_schema: spec.schema as Record<string, unknown> }, end: spec.end }],
+      stop_after_first: spec.once,
+    },
+  };
+}
+
 export class Grammars {
   readonly #compiler: Promise<XGrammarCompiler>;
   readonly #stopIds: number[];
@@ -77,17 +117,18 @@ export class Grammars {
 
   /** The compiled grammar for `spec` (cached). Throws UnsupportedSchemaError for keywords outside the subset. */
   compiled(spec: GrammarSpec): Promise<XCompiledGrammar> {
-    if (spec.kind === "json_schema") checkSchemaSubset(spec.schema);
+    if (spec.kind !== "json_object") checkSchemaSubset(spec.schema);
     const key = JSON.stringify(spec);
     let p = this.#cache.get(key);
     if (!p) {
       // one line, OpenAI's separators (indent -1: none); strict for a schema: properties it
       // does not name are not generated
-      p = this.#compiler.then((c) =>
-        spec.kind === "json_object"
-          ? c.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, [", ", ": "], false)
-          : c.compileJSONSchema(JSON.stringify(spec.schema), false, -1, [", ", ": "], true),
-      );
+      p = this.#compiler.then(async (c) => {
+        if (spec.kind === "json_object") return c.compileJSONSchema(JSON.stringify({ type: "object" }), false, -1, [", ", ": "], false);
+        if (spec.kind === "json_schema") return c.compileJSONSchema(JSON.stringify(spec.schema), false, -1, [", ", ": "], true);
+        if (spec.kind === "tagged_json") return c.compileStructuralTag(taggedGrammar(spec));
+        return c.compileGrammar(await sequenceGrammar(spec), SEQUENCE_ROOT);
+      });
       p.catch(() => this.#cache.delete(key));
       this.#cache.set(key, p);
     }

@@ -8,6 +8,7 @@ import { dirname } from "node:path";
 import type * as XGrammar from "@mlc-ai/web-xgrammar";
 
 export type XGrammarModule = Pick<typeof XGrammar, "GrammarCompiler" | "GrammarMatcher" | "TokenizerInfo" | "Grammar" | "Testings">;
+export type { StructuralTag } from "@mlc-ai/web-xgrammar";
 export type { CompiledGrammar as XCompiledGrammar, GrammarMatcher as XGrammarMatcher, GrammarCompiler as XGrammarCompiler } from "@mlc-ai/web-xgrammar";
 
 let loaded: XGrammarModule | null = null;

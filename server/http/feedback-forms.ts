@@ -7,6 +7,7 @@ import type { FeedbackRequest } from "./schemas/feedback.js";
 import type { FeedbackBody } from "./schemas/store-responses.js";
 import { promptKey } from "../store/completions.js";
 import type { FeedbackRecord, FeedbackType, NewFeedback } from "../store/feedback.js";
+import { choiceToolCalls, offeredTools } from "../store/export.js";
 import type { Store } from "../store/store.js";
 import type { CompletionRecord, OwnedBy, Owner, PromptMessage } from "../store/types.js";
 
@@ -123,6 +124,10 @@ export function resolveFeedback(store: Store, body: FeedbackRequest, sender: Fee
       rejectedModel: null,
       owner,
       status: sender.trusted ? "approved" : "pending",
+      tools: null,
+      parallelToolCalls: null,
+      chosenToolCalls: null,
+      rejectedToolCalls: null,
     };
   }
   // by ids (index 0 unless given), or two choices of one completion (n >= 2)
@@ -135,6 +140,10 @@ export function resolveFeedback(store: Store, body: FeedbackRequest, sender: Fee
   if (chosen.id === rejected.id && chosenIndex === rejectedIndex)
     throw errors.invalidRequest("'chosen' and 'rejected' name the same answer; a preference needs two different answers.", "rejected_index");
   if (promptKey(chosen.promptMessages) !== promptKey(rejected.promptMessages)) throw differentPrompts(chosen.id, rejected.id);
+  // the tools offered are part of the prompt: answers to different tool sets are not comparable
+  const tools = offeredTools(chosen);
+  if (JSON.stringify(tools) !== JSON.stringify(offeredTools(rejected))) throw differentPrompts(chosen.id, rejected.id);
+  const parallel = chosen.request.parallel_tool_calls;
   return {
     type: "preference",
     promptMessages: chosen.promptMessages,
@@ -148,8 +157,13 @@ export function resolveFeedback(store: Store, body: FeedbackRequest, sender: Fee
     rejectedModel: rejected.model,
     owner,
     status,
+    tools,
+    parallelToolCalls: tools !== null && typeof parallel === "boolean" ? parallel : null,
+    chosenToolCalls: choiceToolCalls(chosen, chosenIndex),
+    rejectedToolCalls: choiceToolCalls(rejected, rejectedIndex),
   };
 }
+
 
 /** The API object of a stored piece of feedback. */
 export function feedbackBody(f: FeedbackRecord): FeedbackBody {

@@ -1,11 +1,11 @@
 // Feedback as training lines (JSONL): corrections and +1-rated answers as supervised chat
 // examples, preferences as DPO pairs. Read in batches, so a long export never holds the
 // database connection between writes.
-import type { FeedbackFilter, FeedbackRecord, FeedbackStore } from "./feedback.js";
-import type { PromptMessage } from "./types.js";
+import type { FeedbackFilter, FeedbackRecord, FeedbackStore, StoredToolCall } from "./feedback.js";
+import type { CompletionRecord, PromptMessage } from "./types.js";
 import type { CompletionStore } from "./completions.js";
 import type { ChatCompletionBody } from "../http/schemas/responses.js";
-import type { DpoLine, SftLine, TrainingFormat, TrainingMessage } from "../../engine/train/data/training-format.js";
+import type { DpoLine, DpoOutput, SftLine, TrainingFormat, TrainingMessage } from "../../engine/train/data/training-format.js";
 
 export type ExportFilter = Pick<FeedbackFilter, "model" | "since" | "until">;
 
@@ -20,14 +20,24 @@ export interface CompletionTools {
 
 export type ToolsLookup = (completionId: string) => CompletionTools | null;
 
+/** the tools a stored completion's request offered (null: none) */
+export function offeredTools(c: CompletionRecord): object[] | null {
+  const tools = c.request.tools;
+  return Array.isArray(tools) && tools.length > 0 ? (tools as object[]) : null;
+}
+
+/** a stored chat choice's `message.tool_calls` as the client got them (null: it answered in text) */
+export function choiceToolCalls(c: CompletionRecord, index: number): StoredToolCall[] | null {
+  if (c.object !== "chat.completion") return null;
+  return (c.response as ChatCompletionBody).choices.find((x) => x.index === index)?.message.tool_calls ?? null;
+}
+
 /** Reads tools and tool calls from the stored completions (the request and the response as sent). */
 export function storedCompletionTools(completions: CompletionStore): ToolsLookup {
   return (id) => {
     const c = completions.get(id);
     if (!c) return null;
-    const tools = Array.isArray(c.request.tools) && c.request.tools.length > 0 ? (c.request.tools as object[]) : null;
-    const choices = c.object === "chat.completion" ? (c.response as ChatCompletionBody).choices : [];
-    return { tools, calls: (i) => choices.find((x) => x.index === i)?.message.tool_calls ?? null };
+    return { tools: offeredTools(c), calls: (i) => choiceToolCalls(c, i) };
   };
 }
 
@@ -59,12 +69,20 @@ export function sftLine(f: FeedbackRecord, tools: ToolsLookup = () => null): Sft
   return line;
 }
 
+/** OpenAI's preference line; with tools, the input carries them and an answer that called tools is its calls */
 export function dpoLine(f: FeedbackRecord): DpoLine | null {
   if (f.type !== "preference") return null;
+  const output = (text: string, calls: StoredToolCall[] | null): DpoOutput =>
+    calls ? { role: "assistant", tool_calls: calls } : { role: "assistant", content: text };
+  const input: DpoLine["input"] = { messages: trainingMessages(f.promptMessages) };
+  if (f.tools) {
+    input.tools = f.tools;
+    if (f.parallelToolCalls !== null) input.parallel_tool_calls = f.parallelToolCalls;
+  }
   return {
-    input: { messages: trainingMessages(f.promptMessages) },
-    preferred_output: [{ role: "assistant", content: f.chosen }],
-    non_preferred_output: [{ role: "assistant", content: f.rejected }],
+    input,
+    preferred_output: [output(f.chosen, f.chosenToolCalls)],
+    non_preferred_output: [output(f.rejected, f.rejectedToolCalls)],
   };
 }
 

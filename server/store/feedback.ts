@@ -54,8 +54,21 @@ export interface CorrectionFeedback extends FeedbackBase {
   model: string;
 }
 
+/** a tool call as the client got it (OpenAI's `message.tool_calls`: arguments as JSON text) */
+export interface StoredToolCall {
+  id: string;
+  type: "function";
+  function: { name: string; arguments: string };
+}
+
 export interface PreferenceFeedback extends FeedbackBase {
   type: "preference";
+  /** the tools the prompt offered (null: none) and its parallel_tool_calls (null: not given) */
+  tools: object[] | null;
+  parallelToolCalls: boolean | null;
+  /** each answer's tool calls; null: the answer is text */
+  chosenToolCalls: StoredToolCall[] | null;
+  rejectedToolCalls: StoredToolCall[] | null;
   /** null when the preference was given as text */
   chosenId: string | null;
   chosenIndex: number | null;
@@ -130,6 +143,10 @@ interface FeedbackRow {
   status: FeedbackStatus;
   reviewed_by: string | null;
   reviewed_at: number | null;
+  tools: string | null;
+  parallel_tool_calls: 0 | 1 | null;
+  chosen_tool_calls: string | null;
+  rejected_tool_calls: string | null;
 }
 
 /** Thrown by list() for an `after` id that is not there. */
@@ -153,9 +170,11 @@ export class FeedbackStore {
     this.#db = db;
     this.#insert = db.prepare(
       `INSERT INTO feedback (id, type, created, completion_id, choice_index, rating, comment, correction, chosen_id,
-         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model, owner, source, status)
+         chosen_index, rejected_id, rejected_index, prompt_messages, answer, chosen, rejected, model, rejected_model, owner, source, status,
+         tools, parallel_tool_calls, chosen_tool_calls, rejected_tool_calls)
        VALUES (@id, @type, @created, @completion_id, @choice_index, @rating, @comment, @correction, @chosen_id,
-         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model, @owner, @source, @status)`,
+         @chosen_index, @rejected_id, @rejected_index, @prompt_messages, @answer, @chosen, @rejected, @model, @rejected_model, @owner, @source, @status,
+         @tools, @parallel_tool_calls, @chosen_tool_calls, @rejected_tool_calls)`,
     );
     this.#seqOf = db.prepare("SELECT seq, owner FROM feedback WHERE id = ?");
     this.#get = db.prepare("SELECT * FROM feedback WHERE id = ?");
@@ -187,6 +206,10 @@ export class FeedbackStore {
       owner: f.owner,
       source,
       status: f.status,
+      tools: f.type === "preference" ? jsonOrNull(f.tools) : null,
+      parallel_tool_calls: f.type === "preference" && f.parallelToolCalls !== null ? (f.parallelToolCalls ? 1 : 0) : null,
+      chosen_tool_calls: f.type === "preference" ? jsonOrNull(f.chosenToolCalls) : null,
+      rejected_tool_calls: f.type === "preference" ? jsonOrNull(f.rejectedToolCalls) : null,
     };
     this.#insert.run(row);
     return { ...f, id, created, source, reviewedBy: null, reviewedAt: null };
@@ -321,6 +344,12 @@ function toRecord(r: FeedbackRow): FeedbackRecord {
         rejected: r.rejected!,
         model: r.model,
         rejectedModel: r.rejected_model,
+        tools: r.tools === null ? null : (JSON.parse(r.tools) as object[]),
+        parallelToolCalls: r.parallel_tool_calls === null ? null : r.parallel_tool_calls === 1,
+        chosenToolCalls: r.chosen_tool_calls === null ? null : (JSON.parse(r.chosen_tool_calls) as StoredToolCall[]),
+        rejectedToolCalls: r.rejected_tool_calls === null ? null : (JSON.parse(r.rejected_tool_calls) as StoredToolCall[]),
       };
   }
 }
+
+const jsonOrNull = (v: unknown): string | null => (v === null ? null : JSON.stringify(v));

@@ -237,6 +237,16 @@ ALTER TABLE feedback ADD COLUMN reviewed_at INTEGER;     -- unix seconds
 CREATE INDEX feedback_by_status ON feedback (status, seq);
 `;
 
+// A preference between two tool-using answers is exported as OpenAI's preference line with
+// tools: the row keeps (a self-contained copy, like its texts) the tools the prompt offered,
+// its parallel_tool_calls, and each answer's tool calls (JSON; NULL: text answers).
+const preferenceTools = /* sql */ `
+ALTER TABLE feedback ADD COLUMN tools TEXT;
+ALTER TABLE feedback ADD COLUMN parallel_tool_calls INTEGER;
+ALTER TABLE feedback ADD COLUMN chosen_tool_calls TEXT;
+ALTER TABLE feedback ADD COLUMN rejected_tool_calls TEXT;
+`;
+
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: "completions and feedback", up: completionsAndFeedback },
   { version: 2, name: "files, fine-tuning jobs and model versions", up: filesJobsVersions },
@@ -244,4 +254,5 @@ export const MIGRATIONS: readonly Migration[] = [
   { version: 4, name: "api keys", up: apiKeysTable },
   { version: 5, name: "owners", up: owners },
   { version: 6, name: "feedback provenance", up: feedbackProvenance },
+  { version: 7, name: "preference tools", up: preferenceTools },
 ];

@@ -1,24 +1,31 @@
 // Preference data: JSONL pairs of answers to one prompt, the first preferred over the second,
 // in two formats, validated in full before training (every bad line with its number):
 //   {"prompt":"…","chosen":"…","rejected":"…"}                          plain text, no template
-//   {"input":{"messages":[…]},"preferred_output":[{"role":"assistant","content":"…"}],
-//    "non_preferred_output":[{"role":"assistant","content":"…"}]}      OpenAI's DPO lines
+//   {"input":{"messages":[…],"tools":[…]?,"parallel_tool_calls":…?},
+//    "preferred_output":[{"role":"assistant","content":"…"} or {"role":"assistant","tool_calls":[…]}],
+//    "non_preferred_output":[…]}                                        OpenAI's DPO lines
 // Each answer is encoded as its own sequence, prompt + answer (+ EOS), the answer tokens
-// masked as learned, exactly as SFT encodes a completion or a final assistant message.
+// masked as learned, exactly as SFT encodes a completion or a final assistant message: with
+// tools, rendered as serving renders them (the template's `tools`, or the generic rendering),
+// an answer that calls tools as the assistant turn the template writes for its calls.
 import { existsSync, readFileSync } from "node:fs";
-import { SftDataError, type SftExample, type TrainMessage } from "./sft-data.js";
+import { parseMessage, parseTools, SftDataError, type SftExample, type TrainMessage } from "./sft-data.js";
+import type { ToolDefinition } from "../../chat-tools.js";
 import type { LineError } from "./jsonl.js";
 import { eachJsonlObject, describeJson } from "./jsonl.js";
 import { trainingLineError, type DpoLine } from "./training-format.js";
 import { encodeExample, type EncodeContext, type EncodedExample, type EncodeStats } from "./sft-encode.js";
 
-export type PreferencePrompt = { kind: "text"; text: string } | { kind: "chat"; messages: TrainMessage[] };
+export type PreferencePrompt = { kind: "text"; text: string } | { kind: "chat"; messages: TrainMessage[]; tools?: ToolDefinition[] };
+
+/** an answer: text, or (OpenAI DPO lines) the assistant message, which may call tools */
+export type PreferenceAnswer = string | TrainMessage;
 
 export interface PreferenceExample {
   line: number;
   prompt: PreferencePrompt;
-  chosen: string;
-  rejected: string;
+  chosen: PreferenceAnswer;
+  rejected: PreferenceAnswer;
 }
 
 /** Both answers of a pair as packed-ready sequences (tokens + learned-token masks). */
@@ -51,9 +58,17 @@ function parseDpoLine(o: Record<string, unknown>): Omit<PreferenceExample, "line
   if (err) throw new Error(err);
   const d = o as unknown as DpoLine;
   // earlier assistant turns are context: weight 0 keeps them out of the learned tokens
-  const messages: TrainMessage[] = d.input.messages.map((m) => ({ role: m.role, content: m.content ?? "", ...(m.name !== undefined ? { name: m.name } : {}), ...(m.role === "assistant" ? { weight: 0 as const } : {}) }));
-  return { prompt: { kind: "chat", messages }, chosen: d.preferred_output[0].content, rejected: d.non_preferred_output[0].content };
+  const messages: TrainMessage[] = d.input.messages.map((m, i) => {
+    const msg = parseMessage({ ...m, weight: undefined }, `input.messages[${i}]`);
+    return msg.role === "assistant" ? { ...msg, weight: 0 } : msg;
+  });
+  const prompt: PreferencePrompt = { kind: "chat", messages, ...(d.input.tools !== undefined ? { tools: parseTools(d.input.tools) } : {}) };
+  return { prompt, chosen: parseMessage(d.preferred_output[0], "preferred_output[0]"), rejected: parseMessage(d.non_preferred_output[0], "non_preferred_output[0]") };
 }
+
+/** an answer's text, or for one that calls tools its calls (ids aside), as compared for "nothing to prefer" */
+const answerKey = (a: PreferenceAnswer): string =>
+  typeof a === "string" ? a : JSON.stringify({ content: a.content, calls: a.tool_calls?.map((c) => [c.function.name, c.function.arguments]) ?? null });
 
 /** One preference line's parser, remembering the file's format (text or OpenAI DPO) from the lines before. */
 export function preferenceLineParser(): (o: Record<string, unknown>, line: number) => PreferenceExample {
@@ -63,9 +78,9 @@ export function preferenceLineParser(): (o: Record<string, unknown>, line: numbe
     if (kind === null) throw new Error(`neither "prompt"/"chosen"/"rejected" nor "input"/"preferred_output"/"non_preferred_output" (keys: ${Object.keys(o).join(", ") || "none"})`);
     if (format !== null && kind !== format) throw new Error(`a ${kind === "chat" ? "chat (OpenAI DPO)" : "text"} preference in a file of ${format === "chat" ? "chat (OpenAI DPO)" : "text"} preferences (use one format per file)`);
     const ex = kind === "chat" ? parseDpoLine(o) : parseTextPair(o);
-    if (ex.chosen.length === 0) throw new Error(`the preferred answer is empty`);
-    if (ex.rejected.length === 0) throw new Error(`the rejected answer is empty`);
-    if (ex.chosen === ex.rejected) throw new Error(`the preferred and rejected answers are the same text (nothing to prefer)`);
+    if (ex.chosen === "") throw new Error(`the preferred answer is empty`);
+    if (ex.rejected === "") throw new Error(`the rejected answer is empty`);
+    if (answerKey(ex.chosen) === answerKey(ex.rejected)) throw new Error(`the preferred and rejected answers are the same text (nothing to prefer)`);
     format = kind;
     return { line, ...ex };
   };
@@ -87,10 +102,10 @@ export function readPreferenceJsonl(file: string): PreferenceExample[] {
 }
 
 /** One answer of a pair as the SFT example it encodes like. */
-function answerExample(p: PreferenceExample, answer: string): SftExample {
-  return p.prompt.kind === "text"
-    ? { kind: "completion", line: p.line, prompt: p.prompt.text, completion: answer }
-    : { kind: "chat", line: p.line, messages: [...p.prompt.messages, { role: "assistant", content: answer }] };
+function answerExample(p: PreferenceExample, answer: PreferenceAnswer): SftExample {
+  if (p.prompt.kind === "text") return { kind: "completion", line: p.line, prompt: p.prompt.text, completion: typeof answer === "string" ? answer : answer.content };
+  const last: TrainMessage = typeof answer === "string" ? { role: "assistant", content: answer } : { ...answer, weight: 1 };
+  return { kind: "chat", line: p.line, messages: [...p.prompt.messages, last], ...(p.prompt.tools ? { tools: p.prompt.tools } : {}) };
 }
 
 /**

@@ -48,7 +48,7 @@ const MESSAGE_KEYS = new Set(["role", "content", "name", "weight", "tool_calls",
 const CHAT_KEYS = new Set(["messages", "tools", "parallel_tool_calls"]);
 
 /** OpenAI's `tools` of a function-calling line */
-function parseTools(v: unknown): ToolDefinition[] {
+export function parseTools(v: unknown): ToolDefinition[] {
   if (!Array.isArray(v)) throw new Error(`"tools" must be an array, got ${describeJson(v)}`);
   return v.map((t, i) => {
     const f = (t as { type?: unknown; function?: { name?: unknown; parameters?: unknown } } | null)?.function;
@@ -92,48 +92,51 @@ function messageText(content: unknown, where: string): string {
   throw new Error(`${where}.content must be a string, got ${describeJson(content)}`);
 }
 
+/**
+ * One message of a line in OpenAI's format (`where` names it in errors): text content (or text
+ * parts), an assistant's tool_calls (arguments parsed for the template), a tool turn's
+ * tool_call_id, a name, an assistant's weight.
+ */
+export function parseMessage(raw: unknown, where: string): TrainMessage {
+  if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${where} must be an object, got ${describeJson(raw)}`);
+  const m = raw as Record<string, unknown>;
+  for (const k of Object.keys(m)) {
+    if (k === "function_call") throw new Error(`${where}.function_call is not supported (use OpenAI's tool_calls)`);
+    if (!MESSAGE_KEYS.has(k)) throw new Error(`${where} has unknown key "${k}" (allowed: role, content, name, weight, tool_calls, tool_call_id)`);
+  }
+  if (typeof m.role !== "string" || !ROLES.has(m.role)) throw new Error(`${where}.role must be one of ${[...ROLES].join(", ")}, got ${describeJson(m.role)}`);
+  const role = m.role as ChatMessage["role"];
+  // an assistant turn that only calls tools has no content
+  const calls = m.tool_calls === undefined ? null : parseToolCalls(m.tool_calls, where);
+  if (calls && role !== "assistant") throw new Error(`${where}.tool_calls is only allowed on assistant messages`);
+  const content = calls && (m.content === null || m.content === undefined) ? "" : messageText(m.content, where);
+  const msg: TrainMessage = { role, content };
+  if (calls) msg.tool_calls = calls;
+  if (m.tool_call_id !== undefined) {
+    if (typeof m.tool_call_id !== "string" || role !== "tool") throw new Error(`${where}.tool_call_id must be a string, on a tool message`);
+    msg.tool_call_id = m.tool_call_id;
+  }
+  if (m.name !== undefined) {
+    if (typeof m.name !== "string") throw new Error(`${where}.name must be a string`);
+    msg.name = m.name;
+  }
+  if (m.weight !== undefined) {
+    if (role !== "assistant") throw new Error(`${where}.weight is only allowed on assistant messages (this one is "${role}")`);
+    if (m.weight !== 0 && m.weight !== 1) throw new Error(`${where}.weight must be 0 or 1, got ${JSON.stringify(m.weight)}`);
+    msg.weight = m.weight;
+  }
+  if (role === "assistant" && msg.weight !== 0 && content.length === 0 && !calls)
+    throw new Error(`${where} is an assistant message with empty content (nothing to learn; give it text or weight 0)`);
+  return msg;
+}
+
 function parseChat(o: Record<string, unknown>): TrainMessage[] {
   for (const k of Object.keys(o)) if (!CHAT_KEYS.has(k)) throw new Error(`unknown key "${k}" (a chat example has "messages", and "tools"/"parallel_tool_calls" for function calling)`);
   const msgs = o.messages;
   if (!Array.isArray(msgs)) throw new Error(`"messages" must be an array, got ${describeJson(msgs)}`);
   if (msgs.length === 0) throw new Error(`"messages" is empty`);
-  const out: TrainMessage[] = [];
-  let trained = 0;
-  for (const [i, raw] of msgs.entries()) {
-    const where = `messages[${i}]`;
-    if (!raw || typeof raw !== "object" || Array.isArray(raw)) throw new Error(`${where} must be an object, got ${describeJson(raw)}`);
-    const m = raw as Record<string, unknown>;
-    for (const k of Object.keys(m)) {
-      if (k === "function_call") throw new Error(`${where}.function_call is not supported (use OpenAI's tool_calls)`);
-      if (!MESSAGE_KEYS.has(k)) throw new Error(`${where} has unknown key "${k}" (allowed: role, content, name, weight, tool_calls, tool_call_id)`);
-    }
-    if (typeof m.role !== "string" || !ROLES.has(m.role)) throw new Error(`${where}.role must be one of ${[...ROLES].join(", ")}, got ${describeJson(m.role)}`);
-    const role = m.role as ChatMessage["role"];
-    // an assistant turn that only calls tools has no content
-    const calls = m.tool_calls === undefined ? null : parseToolCalls(m.tool_calls, where);
-    if (calls && role !== "assistant") throw new Error(`${where}.tool_calls is only allowed on assistant messages`);
-    const content = calls && (m.content === null || m.content === undefined) ? "" : messageText(m.content, where);
-    const msg: TrainMessage = { role, content };
-    if (calls) msg.tool_calls = calls;
-    if (m.tool_call_id !== undefined) {
-      if (typeof m.tool_call_id !== "string" || role !== "tool") throw new Error(`${where}.tool_call_id must be a string, on a tool message`);
-      msg.tool_call_id = m.tool_call_id;
-    }
-    if (m.name !== undefined) {
-      if (typeof m.name !== "string") throw new Error(`${where}.name must be a string`);
-      msg.name = m.name;
-    }
-    if (m.weight !== undefined) {
-      if (role !== "assistant") throw new Error(`${where}.weight is only allowed on assistant messages (this one is "${role}")`);
-      if (m.weight !== 0 && m.weight !== 1) throw new Error(`${where}.weight must be 0 or 1, got ${JSON.stringify(m.weight)}`);
-      msg.weight = m.weight;
-    }
-    if (role === "assistant" && msg.weight !== 0) {
-      if (content.length === 0 && !calls) throw new Error(`${where} is an assistant message with empty content (nothing to learn; give it text or weight 0)`);
-      trained++;
-    }
-    out.push(msg);
-  }
+  const out = msgs.map((raw, i) => parseMessage(raw, `messages[${i}]`));
+  const trained = out.filter((m) => m.role === "assistant" && m.weight !== 0).length;
   if (trained === 0) throw new Error(`no assistant message to learn from (add one, or remove "weight": 0)`);
   return out;
 }

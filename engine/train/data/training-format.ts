@@ -21,10 +21,13 @@ export interface SftLine {
   tools?: object[];
 }
 
+/** a preference line's answer: text, or (OpenAI's preference lines with tools) the calls it made */
+export type DpoOutput = { role: "assistant"; content: string } | { role: "assistant"; tool_calls: NonNullable<TrainingMessage["tool_calls"]> };
+
 export interface DpoLine {
-  input: { messages: TrainingMessage[]; tools?: object[] };
-  preferred_output: [{ role: "assistant"; content: string }];
-  non_preferred_output: [{ role: "assistant"; content: string }];
+  input: { messages: TrainingMessage[]; tools?: object[]; parallel_tool_calls?: boolean };
+  preferred_output: [DpoOutput];
+  non_preferred_output: [DpoOutput];
 }
 
 export type TrainingFormat = "sft" | "dpo";

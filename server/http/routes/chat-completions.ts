@@ -73,12 +73,14 @@ export const chatCompletionsRoutes: FastifyPluginAsyncTypebox<RouteOptions> = as
     if (plan?.forced && formatGrammar)
       throw errors.invalidRequest("'response_format' cannot be combined with a forced tool call ('tool_choice' \"required\" or a named function).", "response_format");
     const specs = choiceSpecs(body, serving, variant, prompt);
-    const grammar = plan?.forced ?? formatGrammar;
+    // auto's grammar (valid calls when the model makes some) steps aside for response_format,
+    // and for ignore_eos, which would write on past an answer the grammar has ended
+    const grammar = plan?.forced ?? formatGrammar ?? (body.ignore_eos ? null : (plan?.auto ?? null));
     // a finished grammar allows only EOS: generating past it has nothing left to follow
     if (grammar && body.ignore_eos)
       throw errors.invalidRequest("'ignore_eos' cannot be combined with 'response_format' JSON or a forced tool call.", "ignore_eos");
     if (grammar) {
-      const constraint = await compileGrammar(serving.model, grammar, plan?.forced ? "tools" : "response_format.json_schema.schema");
+      const constraint = await compileGrammar(serving.model, grammar, formatGrammar && grammar === formatGrammar ? "response_format.json_schema.schema" : "tools");
       for (const s of specs) s.constraint = constraint;
     }
     const signal = clientGone(reply);

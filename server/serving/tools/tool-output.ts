@@ -1,13 +1,17 @@
 // A chat choice's output -> OpenAI's assistant message with `tool_calls` (non-streamed), or
 // the `delta.tool_calls` fragments OpenAI streams: per call, one chunk with its index, id,
-// type and name (arguments ""), then its arguments. A choice that made a call finishes with
-// "tool_calls". Call ids are derived from the completion id, so a stream and the completion
+// type and name (arguments "") once the name is known, then its arguments in fragments as the
+// model writes them. A choice that made a call finishes with "tool_calls" (or "length" when
+// max_tokens cut it, as OpenAI says it). A stream cannot
+// take back a call it has begun: when what followed its name turns out not to be a call (an
+// answer cut short by max_tokens, JSON that breaks under `auto`), the stream ends with the
+// fragments sent and the generation's own finish_reason, where the whole answer has it as text. Call ids are derived from the completion id, so a stream and the completion
 // the store records from it name the same calls.
 import { createHash } from "node:crypto";
 import type { FinishReason, GenerationEvent } from "../../../engine/types.js";
 import type { ChatChunkBody, FinishReasonBody, ToolCallBody } from "../../http/schemas/responses.js";
 import type { ChoiceResult } from "../generation.js";
-import { parseToolCalls, type ParsedPiece, type ParsedToolCall, type ToolCallParser } from "./tool-call-format.js";
+import { forcedParser, parseToolCalls, type ParsedPiece, type ParsedToolCall, type ToolCallParser } from "./tool-call-format.js";
 import type { ToolPlan } from "./tool-prompt.js";
 
 export type ChatDelta = ChatChunkBody["choices"][number]["delta"];
@@ -16,21 +20,6 @@ export interface AssistantOutput {
   content: string | null;
   tool_calls?: ToolCallBody[];
   finishReason: FinishReasonBody;
-}
-
-/** A forced call: the whole output is the call's JSON, read when it ends. */
-class ForcedParser implements ToolCallParser {
-  #buf = "";
-  constructor(private readonly plan: ToolPlan) {}
-  push(text: string): ParsedPiece[] {
-    this.#buf += text;
-    return [];
-  }
-  end(): ParsedPiece[] {
-    const call = this.plan.format.parseForced(this.#buf, this.plan.known);
-    // cut short (max_tokens): what was written comes back as text
-    return call ? [{ call }] : this.#buf === "" ? [] : [{ content: this.#buf }];
-  }
 }
 
 export class ToolOutput {
@@ -48,7 +37,7 @@ export class ToolOutput {
   }
 
   #parser(): ToolCallParser {
-    return this.plan.forced ? new ForcedParser(this.plan) : this.plan.format.parser(this.plan.known);
+    return this.plan.forced ? forcedParser(this.plan.format, this.plan.known) : this.plan.format.parser(this.plan.known);
   }
 
   /** the text with the special marker put back where its token was generated (specials are not in the text) */
@@ -67,29 +56,60 @@ export class ToolOutput {
     const { content } = parsed;
     const calls = this.plan.parallel ? parsed.calls : parsed.calls.slice(0, 1);
     if (calls.length === 0) return { content: content ?? "", finishReason: r.finishReason };
-    return { content, tool_calls: calls.map((c, k) => this.#body(r.index, k, c)), finishReason: "tool_calls" };
+    return {
+      // a forced answer is calls only: text after them is a call cut short
+      content: this.plan.forced ? null : content,
+      tool_calls: calls.map((c, k) => this.#body(r.index, k, c)),
+      // cut short by max_tokens: "length", as OpenAI says it, whatever calls came before
+      finishReason: r.finishReason === "length" ? "length" : "tool_calls",
+    };
   }
 
   /** one choice's stream: each event -> deltas; the end -> the last deltas and the finish_reason */
   streamer(choice: number): { push(event: Extract<GenerationEvent, { type: "delta" }>): ChatDelta[]; end(reason: FinishReason): { deltas: ChatDelta[]; finishReason: FinishReasonBody } } {
     const parser = this.#parser();
+    const parallel = this.plan.parallel;
+    /** calls sent (their headers) */
     let calls = 0;
+    /** calls the parser opened and has not resolved yet, in order; index -1: not sent (parallel_tool_calls false) */
+    const pending: { index: number; sent: number }[] = [];
+    let broken = false;
+    const header = (k: number, name: string): ChatDelta => ({ tool_calls: [{ index: k, id: this.callId(choice, k), type: "function", function: { name, arguments: "" } }] });
+    const fragment = (k: number, args: string): ChatDelta[] => (args === "" ? [] : [{ tool_calls: [{ index: k, function: { arguments: args } }] }]);
+    const next = (): number => (calls > 0 && !parallel ? -1 : calls++);
     const deltas = (pieces: ParsedPiece[]): ChatDelta[] =>
       pieces.flatMap((p): ChatDelta[] => {
+        if ("open" in p) {
+          const k = next();
+          pending.push({ index: k, sent: 0 });
+          return k < 0 ? [] : [header(k, p.open)];
+        }
+        if ("args" in p) {
+          const last = pending[pending.length - 1];
+          if (!last || last.index < 0) return [];
+          last.sent += p.args.length;
+          return fragment(last.index, p.args);
+        }
+        if ("call" in p) {
+          const opened = pending.shift();
+          if (opened) return opened.index < 0 ? [] : fragment(opened.index, p.call.arguments.slice(opened.sent));
+          const k = next();
+          return k < 0 ? [] : [header(k, p.call.name), ...fragment(k, p.call.arguments)];
+        }
+        if (pending.length > 0) {
+          // what was opened is not a call after all: its text is dropped, the stream ends as it ended
+          pending.length = 0;
+          broken = true;
+          return [];
+        }
         // whitespace between and after calls is not content (the whole message trims it too)
-        if ("content" in p) return p.content === "" || (calls > 0 && p.content.trim() === "") ? [] : [{ content: p.content }];
-        if (calls > 0 && !this.plan.parallel) return [];
-        const k = calls++;
-        return [
-          { tool_calls: [{ index: k, id: this.callId(choice, k), type: "function", function: { name: p.call.name, arguments: "" } }] },
-          { tool_calls: [{ index: k, function: { arguments: p.call.arguments } }] },
-        ];
+        return p.content === "" || (calls > 0 && p.content.trim() === "") ? [] : [{ content: p.content }];
       });
     return {
       push: (event) => deltas(parser.push(this.#visible(event.text, event.tokenIds))),
       end: (reason) => {
         const last = deltas(parser.end());
-        return { deltas: last, finishReason: calls > 0 ? "tool_calls" : reason };
+        return { deltas: last, finishReason: calls > 0 && !broken && reason !== "length" ? "tool_calls" : reason };
       },
     };
   }

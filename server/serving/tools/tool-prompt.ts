@@ -2,8 +2,10 @@
 // the messages (assistant tool calls and tool results included), the tools handed to the
 // chat template as transformers does, or, for a template that cannot render tools, the
 // generic rendering (a system message listing them and asking for Hermes <tool_call>
-// blocks); and for tool_choice "required" or a named function, the grammar that forces one
-// call (the prompt ends with the family's opener, the grammar writes the call's JSON).
+// blocks); and for tool_choice "required" or a named function, the grammar that forces the
+// calls (the prompt ends with the family's opener, the grammar writes each call's JSON in the
+// family's syntax: one call with parallel_tool_calls false, one or more with it true, OpenAI's
+// default; a named function's calls are all to that function).
 import type { ChatMessage, ChatTemplate } from "../../../engine/types.js";
 import type { GrammarSpec } from "../../../engine/grammar/grammars.js";
 import { checkSchemaSubset, relaxSchema, UnsupportedSchemaError } from "../../../engine/grammar/schema-subset.js";
@@ -18,8 +20,14 @@ export interface ToolPlan {
   format: ToolCallFormat;
   /** the function names the request declares: a call to any other is text */
   known: ReadonlySet<string>;
-  /** forced: one call, written by the grammar after `format.forcedOpener` */
+  /** forced: the calls, written by the grammar after `format.forcedOpener` */
   forced: GrammarSpec | null;
+  /**
+   * auto, for families whose calls are tagged (Hermes <tool_call> blocks): text is free, but a
+   * block the model opens must hold a valid call (and with parallel_tool_calls false, nothing
+   * follows the first); null for the others, which are read as written
+   */
+  auto: GrammarSpec | null;
   /** parallel_tool_calls false: only the first call an answer makes is returned */
   parallel: boolean;
 }
@@ -75,7 +83,14 @@ export function chatPrompt(
   if (choice === "none") return { history: messages, messages, tools: null, plan: null };
 
   const format = toolCallFormat(template.source, template.rendersTools);
+  const parallel = body.parallel_tool_calls !== false;
   let forced: GrammarSpec | null = null;
+  let auto: GrammarSpec | null = null;
+  if (choice === "auto" && format.tagged) {
+    const schemas = tools.map((t) => callSchema(format, t));
+    const [open, close] = format.tagged;
+    auto = { kind: "tagged_json", trigger: open, begin: `${open}\n`, end: `\n${close}`, schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas }, once: !parallel };
+  }
   if (choice !== "auto") {
     let allowed = tools;
     if (typeof choice === "object") {
@@ -84,9 +99,15 @@ export function chatPrompt(
         throw errors.invalidRequest(`'tool_choice' names the function '${choice.function.name}', which is not in 'tools'.`, "tool_choice.function.name");
     }
     const schemas = allowed.map((t) => callSchema(format, t));
-    forced = { kind: "json_schema", schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas } };
+    forced = {
+      kind: "json_sequence",
+      schema: schemas.length === 1 ? schemas[0] : { anyOf: schemas },
+      separator: format.forcedSeparator,
+      end: format.forcedEnd,
+      multiple: parallel,
+    };
   }
-  const plan: ToolPlan = { format, known: names, forced, parallel: body.parallel_tool_calls !== false };
+  const plan: ToolPlan = { format, known: names, forced, auto, parallel };
   const rendered = withTools(template, messages, tools);
   return { history: messages, messages: rendered.messages, tools: rendered.tools as FunctionTool[] | null, plan };
 }
