@@ -5,9 +5,16 @@ import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { Detokenizer, Tokenizer } from "./types.js";
 import { ModelLoadError } from "./load-errors.js";
 import { readJsonFile, readOptionalJsonFile, type JsonObject } from "./json-file.js";
+import { isGgufPath, readGgufModel } from "./gguf-model.js";
+import { ggufTokenizerFiles } from "./gguf-tokenizer.js";
 
-/** Loads the tokenizer of a checkpoint directory. */
+/** Loads the tokenizer of a checkpoint directory, or of a GGUF file (its tokenizer.ggml.* metadata). */
 export function loadTokenizer(dir: string): HfBackedTokenizer {
+  if (isGgufPath(dir)) {
+    const g = readGgufModel(dir);
+    const f = ggufTokenizerFiles(g.gguf);
+    return new HfBackedTokenizer(f.tokenizerJson, f.tokenizerConfig, f.generationConfig, g.config, dir);
+  }
   const tokenizerJson = readJsonFile(join(dir, "tokenizer.json"));
   const tokenizerConfig = readOptionalJsonFile(join(dir, "tokenizer_config.json")) ?? {};
   const generationConfig = readOptionalJsonFile(join(dir, "generation_config.json"));

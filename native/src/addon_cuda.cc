@@ -81,7 +81,7 @@ void call(int rc) {
 
 // HC_CUDA_* share hc::DType's values; the block types have no CUDA kernel yet
 int dt(DType t) {
-  if (is_quantized(t)) throw Error("unsupported_dtype", "q8_0/q4_0 weights run on the CPU backend only");
+  if (is_quantized(t)) throw Error("unsupported_dtype", "q8_0/q4_0/q4_k weights run on the CPU backend only");
   return static_cast<int>(t);
 }
 

@@ -179,6 +179,55 @@ void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
   for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q_block<DT, R(), MT()>(g, m, n); });
 }
 
+// ---- q4_k weights -------------------------------------------------------------
+// Per super-block of 256 the 8 sub-block scales and offsets are decoded once per row, then
+// each 32-byte run of nibbles gives two sub-blocks (low nibbles: 2p, high: 2p + 1), one
+// fused multiply-subtract a 16 weights (d·sc·q − dmin·m); x is read from L1 by the FMAs.
+template <int R, int MT>
+inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  const __m128i m4 = _mm_set1_epi8(15);
+  for (int64_t k = 0, off = 0; k < g.K; k += 256, off += 144) {
+    float ds[R][8], dm[R][8];
+    for (int r = 0; r < R; r++) {
+      const char* next = reinterpret_cast<const char*>(B + (R + r) * row_bytes + off);
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      for (int j = 0; j < 8; j++) driver::q4k_sub<Avx512Micro>(B + r * row_bytes + off, j, ds[r][j], dm[r][j]);
+    }
+    for (int p = 0; p < 4; p++) {
+      const int64_t kp = k + 64 * p;
+      for (int r = 0; r < R; r++) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + r * row_bytes + off + 16 + 32 * p));
+        const __m128i b0 = _mm256_castsi256_si128(b), b1 = _mm256_extracti128_si256(b, 1);
+        const __m128i q[4] = {_mm_and_si128(b0, m4), _mm_and_si128(b1, m4), _mm_and_si128(_mm_srli_epi16(b0, 4), m4),
+                              _mm_and_si128(_mm_srli_epi16(b1, 4), m4)};
+        __m512 w[4];
+        for (int i = 0; i < 4; i++) {
+          const int j = 2 * p + i / 2;
+          w[i] = _mm512_fmsub_ps(_mm512_set1_ps(ds[r][j]), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q[i])),
+                                 _mm512_set1_ps(dm[r][j]));
+        }
+        for (int m = 0; m < MT; m++)
+          for (int i = 0; i < 4; i++)
+            acc[r][m] = _mm512_fmadd_ps(w[i], _mm512_loadu_ps(a + m * g.lda + kp + 16 * i), acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+void gemv_q4k(const GemmArgs& g, int64_t n0, int64_t n1) {
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q4k_block<R(), MT()>(g, m, n); });
+}
+
 void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
@@ -186,6 +235,7 @@ void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
     case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
     case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
+    case DType::Q4_K: return gemv_q4k(g, n0, n1);
   }
 }
 
