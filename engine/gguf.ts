@@ -77,20 +77,50 @@ class Cursor {
     this.pos += n;
     return rel;
   }
-  u8(w: string): number { return this.#buf.readUInt8(this.#need(1, w)); }
-  i8(w: string): number { return this.#buf.readInt8(this.#need(1, w)); }
-  u16(w: string): number { return this.#buf.readUInt16LE(this.#need(2, w)); }
-  i16(w: string): number { return this.#buf.readInt16LE(this.#need(2, w)); }
-  u32(w: string): number { return this.#buf.readUInt32LE(this.#need(4, w)); }
-  i32(w: string): number { return this.#buf.readInt32LE(this.#need(4, w)); }
-  f32(w: string): number { return this.#buf.readFloatLE(this.#need(4, w)); }
-  f64(w: string): number { return this.#buf.readDoubleLE(this.#need(8, w)); }
-  u64(w: string): bigint { return this.#buf.readBigUInt64LE(this.#need(8, w)); }
-  i64(w: string): bigint { return this.#buf.readBigInt64LE(this.#need(8, w)); }
+  u8(w: string): number {
+    const at = this.#need(1, w); // before reading #buf: #need may refill it
+    return this.#buf.readUInt8(at);
+  }
+  i8(w: string): number {
+    const at = this.#need(1, w); // before reading #buf: #need may refill it
+    return this.#buf.readInt8(at);
+  }
+  u16(w: string): number {
+    const at = this.#need(2, w); // before reading #buf: #need may refill it
+    return this.#buf.readUInt16LE(at);
+  }
+  i16(w: string): number {
+    const at = this.#need(2, w); // before reading #buf: #need may refill it
+    return this.#buf.readInt16LE(at);
+  }
+  u32(w: string): number {
+    const at = this.#need(4, w); // before reading #buf: #need may refill it
+    return this.#buf.readUInt32LE(at);
+  }
+  i32(w: string): number {
+    const at = this.#need(4, w); // before reading #buf: #need may refill it
+    return this.#buf.readInt32LE(at);
+  }
+  f32(w: string): number {
+    const at = this.#need(4, w); // before reading #buf: #need may refill it
+    return this.#buf.readFloatLE(at);
+  }
+  f64(w: string): number {
+    const at = this.#need(8, w); // before reading #buf: #need may refill it
+    return this.#buf.readDoubleLE(at);
+  }
+  u64(w: string): bigint {
+    const at = this.#need(8, w); // before reading #buf: #need may refill it
+    return this.#buf.readBigUInt64LE(at);
+  }
+  i64(w: string): bigint {
+    const at = this.#need(8, w); // before reading #buf: #need may refill it
+    return this.#buf.readBigInt64LE(at);
+  }
   /** a u64 that must be a count or offset small enough to be a JS number */
   size64(w: string, max: number): number {
     const v = this.u64(w);
-    if (v > BigInt(max)) bad(this.file, `${w} is ${v}, more than the file could hold`);
+    if (v > BigInt(Math.floor(max))) bad(this.file, `${w} is ${v}, more than the file could hold`);
     return Number(v);
   }
   str(w: string): string {
@@ -165,7 +195,7 @@ export function readGguf(file: string): GgufFile {
       const ne: number[] = [];
       for (let d = 0; d < nd; d++) ne.push(c.size64(`dimension ${d} of "${name}"`, Number.MAX_SAFE_INTEGER));
       const type = c.u32(`type of "${name}"`);
-      const rel = c.size64(`offset of "${name}"`, size);
+      const rel = c.size64(`offset of "${name}"`, Number.MAX_SAFE_INTEGER); // checked against the size below
       infos.push({ name, ne, type, rel });
     }
     const dataOffset = Math.ceil(c.pos / (al as number)) * (al as number);

@@ -24,7 +24,7 @@ export interface QuantizeSummary {
   bytesOut: number;
 }
 
-function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
+export function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
   let fd = fds.get(t.file);
   if (fd === undefined) fds.set(t.file, (fd = openSync(t.file, "r")));
   const buf = new Uint8Array(t.byteLength);
@@ -32,7 +32,7 @@ function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
   return buf;
 }
 
-function toF32(t: StoredTensor, raw: Uint8Array): Float32Array {
+export function toF32(t: StoredTensor, raw: Uint8Array): Float32Array {
   if (t.dtype === "f32") return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
   const half = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
   const widen = t.dtype === "bf16" ? fromBf16 : fromF16;

@@ -72,6 +72,8 @@ export class HfBackedTokenizer implements Tokenizer {
   readonly eosIds: readonly number[];
   /** tokenizer_config.json as read (chat_template, bos_token... for the chat template) */
   readonly config: JsonObject;
+  /** tokenizer.json as read (the GGUF converter writes its vocabulary and merges) */
+  readonly json: JsonObject;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
   private readonly byteLevel: boolean;
@@ -87,6 +89,7 @@ export class HfBackedTokenizer implements Tokenizer {
       throw new ModelLoadError(`${source}: cannot build the tokenizer: ${(e as Error).message}`, "bad_json");
     }
     this.config = tokenizerConfig;
+    this.json = tokenizerJson;
     this.byteLevel = usesDecoder(tokenizerJson.decoder, "ByteLevel");
     this.specialIds = new Set([...this.hf.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
     let maxId = -1;
