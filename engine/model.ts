@@ -105,7 +105,7 @@ function inspectGguf(file: string): ReturnType<typeof inspectCheckpoint> {
   const tensors = resolveWeights(config, g.tensors, { quantizedEmbedding: true });
   const f = ggufTokenizerFiles(g.gguf);
   const tokenizer = new HfBackedTokenizer(f.tokenizerJson, f.tokenizerConfig, f.generationConfig, g.config, file);
-  return { config, tokenizer, chatTemplate: chatTemplateFromConfig(f.tokenizerConfig), tensors, untrained: false, ropeFreqFactors: g.ropeFreqFactors };
+  return { config, tokenizer, chatTemplate: chatTemplateFromConfig(f.tokenizerConfig, "the GGUF's tokenizer.chat_template"), tensors, untrained: false, ropeFreqFactors: g.ropeFreqFactors };
 }
 
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
