@@ -9,7 +9,7 @@ weighted least-squares search, as llama.cpp's quantize_row_q4_K_ref does). The e
 the head, the norms and every other file are copied as they are; a linear whose rows are
 not a multiple of the block (32; q4_k 256) long stays unquantized (it says which).
 \`hybridchat serve --model OUT\` loads the result; decode reads 8.5 (q8_0) or 4.5 (q4_0,
-q4_k) bits a weight instead of 16 or 32. The CPU backend only.
+q4_k) bits a weight instead of 16 or 32.
 
 Options:
   --model DIR   an f32/bf16/f16 Hugging Face checkpoint directory

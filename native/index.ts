@@ -257,7 +257,7 @@ export interface NativeOps {
   /** dequantizes whole blocks (CPU only) */
   toF32(out: Float32Array, src: Uint8Array, dtype: BlockDType): void;
   fromF32(out: Uint16Array, src: Float32Array, dtype: "bf16" | "f16"): void;
-  /** quantizes as llama.cpp's reference quantizer does, src.length % 32 == 0 (CPU only) */
+  /** quantizes as llama.cpp's reference quantizers do, whole blocks (32; q4_k 256) (CPU only) */
   fromF32(out: Uint8Array, src: Float32Array, dtype: BlockDType): void;
 
   // Training kernels (native/src/cpu/ops.h): gradients first, then the upstream gradient,
