@@ -199,17 +199,7 @@ inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
       _mm_prefetch(next, _MM_HINT_T0);
       _mm_prefetch(next + 64, _MM_HINT_T0);
       _mm_prefetch(next + 128, _MM_HINT_T0);
-      const uint8_t* sb = B + r * row_bytes + off;
-      uint16_t dh, mh;
-      __builtin_memcpy(&dh, sb, 2);
-      __builtin_memcpy(&mh, sb + 2, 2);
-      const float d = _cvtsh_ss(dh), dmin = _cvtsh_ss(mh);
-      for (int j = 0; j < 8; j++) {
-        int sc, m;
-        q4k_scale_min(sb + 4, j, sc, m);
-        ds[r][j] = d * static_cast<float>(sc);
-        dm[r][j] = dmin * static_cast<float>(m);
-      }
+      q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
     }
     for (int p = 0; p < 4; p++) {
       const int64_t kp = k + 64 * p;
