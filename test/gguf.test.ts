@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { readGguf } from "../engine/gguf.js";
 import { ggufTokenizerFiles } from "../engine/gguf-tokenizer.js";
-import { HfBackedTokenizer } from "../engine/tokenizer.js";
+import { BYTE_LEVEL_CHAR, HfBackedTokenizer, loadTokenizer } from "../engine/tokenizer.js";
 import { convertToGguf, type GgufOutType } from "../engine/convert-gguf.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
 import { readCheckpointTensors } from "../engine/safetensors.js";
@@ -115,6 +115,39 @@ test("a SentencePiece vocabulary with scores and no merges (llama.cpp's llama2.c
   const t = new HfBackedTokenizer(f.tokenizerJson, f.tokenizerConfig, f.generationConfig, null);
   assert.deepEqual(t.encode(TEXT, true), hf.tokenizer.encode(TEXT, true));
   assert.deepEqual(t.encode(TEXT, false), hf.tokenizer.encode(TEXT, false));
+});
+
+test("a byte-level BPE checkpoint converts to a gpt2 GGUF (merges, pre-tokenizer, specials) and tokenizes the same", async () => {
+  const dir = join(tmp, "bytelevel");
+  await initCheckpoint({ config: preset("tiny"), out: dir, seed: 2 });
+  const vocab: Record<string, number> = {};
+  BYTE_LEVEL_CHAR.forEach((ch, b) => (vocab[ch] = b));
+  const merges = ["Ġ t", "h e", "Ġt he", "i n", "Ġ a", "a n", "Ġa n", "Ġan d", "o n", "e r", "Ġ w", "a s", "Ġw as"];
+  for (const m of merges) vocab[m.replace(" ", "")] = Object.keys(vocab).length;
+  const eos = Object.keys(vocab).length;
+  vocab["<|endoftext|>"] = eos;
+  writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({
+    version: "1.0",
+    added_tokens: [{ id: eos, content: "<|endoftext|>", single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }],
+    normalizer: null,
+    pre_tokenizer: { type: "ByteLevel", add_prefix_space: false, trim_offsets: true, use_regex: true },
+    post_processor: null,
+    decoder: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
+    model: { type: "BPE", dropout: null, unk_token: null, continuing_subword_prefix: "", end_of_word_suffix: "", fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges },
+  }));
+  writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ eos_token: "<|endoftext|>", bos_token: null, add_bos_token: false, chat_template: "{% for m in messages %}<|{{ m.role }}|>{{ m.content }}{% endfor %}" }));
+  const file = join(tmp, "bytelevel.gguf");
+  await convertToGguf({ model: dir, out: file, type: "f32" });
+  const g = readGguf(file);
+  assert.equal(g.metadata.get("tokenizer.ggml.model"), "gpt2");
+  assert.equal(g.metadata.get("tokenizer.ggml.pre"), "default");
+  assert.equal(g.metadata.get("tokenizer.ggml.eos_token_id"), eos);
+  const text = "the cat was in and on the wall, 42 times — 世界 😀 <|endoftext|> and  then";
+  const ref = loadTokenizer(dir), t = loadTokenizer(file);
+  assert.deepEqual(t.encode(text, true), ref.encode(text, true));
+  assert.ok(t.encode(text, true).includes(eos), "the special token is matched whole");
+  assert.deepEqual(t.eosIds, [eos]);
+  assert.equal(t.decode(ref.encode(text, false), false), text);
 });
 
 test("f16 and bf16 GGUFs: the HF load's greedy tokens, logits within the rounding", async () => {
