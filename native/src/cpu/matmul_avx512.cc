@@ -181,8 +181,8 @@ void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
 
 // ---- q4_k weights -------------------------------------------------------------
 // Per super-block of 256 the 8 sub-block scales and offsets are decoded once per row, then
-// each 32-byte run of nibbles gives two sub-blocks (low nibbles: 2p, high: 2p + 1), one
-// fused multiply-subtract a 16 weights (d·sc·q − dmin·m); x is read from L1 by the FMAs.
+// each sub-block of 32 is dequantized in two registers (d·sc·q − dmin·m, one fused
+// multiply-subtract a 16 weights) and used for all MT rows of x, held in registers.
 template <int R, int MT>
 inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
   const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
@@ -201,22 +201,27 @@ inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
       _mm_prefetch(next + 128, _MM_HINT_T0);
       q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
     }
-    for (int p = 0; p < 4; p++) {
-      const int64_t kp = k + 64 * p;
+    for (int j = 0; j < 8; j++) {  // sub-block j: the low (j even) or high nibbles of bytes [32(j/2), +32)
+      const int64_t kj = k + 32 * j;
+      __m512 x0[MT], x1[MT];  // x in registers once for all R rows (as gemv_q_block)
+      for (int m = 0; m < MT; m++) {
+        x0[m] = _mm512_loadu_ps(a + m * g.lda + kj);
+        x1[m] = _mm512_loadu_ps(a + m * g.lda + kj + 16);
+      }
       for (int r = 0; r < R; r++) {
-        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + r * row_bytes + off + 16 + 32 * p));
-        const __m128i b0 = _mm256_castsi256_si128(b), b1 = _mm256_extracti128_si256(b, 1);
-        const __m128i q[4] = {_mm_and_si128(b0, m4), _mm_and_si128(b1, m4), _mm_and_si128(_mm_srli_epi16(b0, 4), m4),
-                              _mm_and_si128(_mm_srli_epi16(b1, 4), m4)};
-        __m512 w[4];
-        for (int i = 0; i < 4; i++) {
-          const int j = 2 * p + i / 2;
-          w[i] = _mm512_fmsub_ps(_mm512_set1_ps(ds[r][j]), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(q[i])),
-                                 _mm512_set1_ps(dm[r][j]));
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + r * row_bytes + off + 16 + 32 * (j / 2)));
+        __m128i q0 = _mm256_castsi256_si128(b), q1 = _mm256_extracti128_si256(b, 1);
+        if (j % 2) {
+          q0 = _mm_srli_epi16(q0, 4);
+          q1 = _mm_srli_epi16(q1, 4);
         }
-        for (int m = 0; m < MT; m++)
-          for (int i = 0; i < 4; i++)
-            acc[r][m] = _mm512_fmadd_ps(w[i], _mm512_loadu_ps(a + m * g.lda + kp + 16 * i), acc[r][m]);
+        const __m512 vds = _mm512_set1_ps(ds[r][j]), vdm = _mm512_set1_ps(dm[r][j]);
+        const __m512 w0 = _mm512_fmsub_ps(vds, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q0, m4))), vdm);
+        const __m512 w1 = _mm512_fmsub_ps(vds, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q1, m4))), vdm);
+        for (int m = 0; m < MT; m++) {
+          acc[r][m] = _mm512_fmadd_ps(w0, x0[m], acc[r][m]);
+          acc[r][m] = _mm512_fmadd_ps(w1, x1[m], acc[r][m]);
+        }
       }
     }
   }
