@@ -11,7 +11,8 @@ llama.cpp, Ollama and \`hybridchat serve --model FILE.gguf\` load the result.
 
 --type f32, f16 or bf16 stores every matrix in that type (norms stay f32). q8_0, q4_0 and
 q4_k quantize the layers' linear weights whose rows are whole blocks (32; q4_k 256) and
-keep everything else as the checkpoint stores it, the same bytes \`hybridchat quantize\` writes.
+keep the other matrices as the checkpoint stores them (the norms f32), the same weights
+\`hybridchat quantize\` writes.
 
 Options:
   --model DIR   an f32/bf16/f16 Hugging Face checkpoint directory (Llama family)

@@ -169,8 +169,8 @@ export async function convertToGguf(o: ConvertOptions): Promise<ConvertSummary> 
     if (isBlockDType(o.type)) {
       const fits = linear && t.shape[1]! % BLOCK_ELEMS[o.type] === 0;
       if (linear && !fits) summary.kept.push(t.name);
-      dtype = fits ? o.type : t.dtype;
-    } else dtype = t.shape.length === 1 ? "f32" : o.type; // norms stay f32, as llama.cpp keeps them
+      dtype = fits ? o.type : t.shape.length === 1 ? "f32" : t.dtype;
+    } else dtype = t.shape.length === 1 ? "f32" : o.type; // norms f32 whatever the type, as llama.cpp keeps them
     const heads = /\.q$/.test(canon) ? config.numHeads : /\.k$/.test(canon) ? config.numKvHeads : 0;
     const n = t.shape.reduce((a, b) => a * b, 1);
     summary.tensors++;

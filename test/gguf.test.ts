@@ -19,7 +19,8 @@ import { readCheckpointTensors } from "../engine/safetensors.js";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
 import { assertClose } from "./reference/check.js";
-import { storiesDir } from "./test-model.js";
+import { repoRoot, storiesDir } from "./test-model.js";
+import { native } from "../native/index.js";
 
 const cli = fileURLToPath(new URL("../cli/main.js", import.meta.url));
 const TEXT = "Once upon a time, there was a little girl named Lily. She loved the park!\nHéllo wörld 😀  — the dog's ball, 42 times.";
@@ -217,4 +218,34 @@ test("malformed GGUFs are refused with what is wrong, never a crash", async () =
   const bad = spawnSync(process.execPath, [cli, "convert", "--model", storiesDir, "--out", join(tmp, "x.gguf"), "--type", "q5_0"], { encoding: "utf8" });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--type must be f32, f16, bf16, q8_0, q4_0, q4_k; got "q5_0"/);
+});
+
+test("llama.cpp's own gguf-py: its GGUFWriter's file reads back; its Q8_0/Q4_0 bytes and Q4_K values are ours", () => {
+  const dir = join(repoRoot, "test", "fixtures", "gguf");
+  const f = JSON.parse(readFileSync(join(dir, "gguf-py-quants.json"), "utf8")) as Record<string, number[]>;
+  const file = join(dir, "gguf-py-writer.gguf");
+  const g = readGguf(file);
+  const m = g.metadata;
+  assert.equal(m.get("general.architecture"), "llama");
+  assert.deepEqual([m.get("test.u32"), m.get("test.i32"), m.get("test.f32"), m.get("test.bool"), m.get("test.u64")], [4000000000, -7, 0.5, true, 2n ** 40n]);
+  assert.equal(m.get("test.string"), "héllo ▁wörld");
+  assert.deepEqual(m.get("test.strings"), ["a", "", "▁b"]);
+  assert.deepEqual(m.get("test.i32s"), [1, -2, 3]);
+  const bytesOf = (name: string, dtype: string): Uint8Array => {
+    const t = g.tensors.find((x) => x.name === name)!;
+    assert.deepEqual([t.dtype, t.shape], [dtype, [2, 256]], name);
+    return new Uint8Array(readFileSync(file).subarray(t.offset, t.offset + t.byteLength));
+  };
+  const x = Float32Array.from(f.x!);
+  assert.deepEqual(new Float32Array(bytesOf("x.f32", "f32").buffer), x);
+  const ops = native().ops("cpu");
+  for (const t of ["q8_0", "q4_0"] as const) {
+    assert.deepEqual(bytesOf(`x.${t}`, t), Uint8Array.from(f[t]!), `${t} in the file`);
+    const ours = new Uint8Array(f[t]!.length);
+    ops.fromF32(ours, x, t);
+    assert.deepEqual(ours, Uint8Array.from(f[t]!), `our ${t} quantizer = gguf.quants.quantize`);
+  }
+  const q4k = new Float32Array(f.q4_k_values!.length);
+  ops.toF32(q4k, Uint8Array.from(f.q4_k_blocks!), "q4_k");
+  assert.deepEqual(Array.from(q4k), f.q4_k_values!.map(Math.fround), "our q4_k blocks decode as gguf.quants.dequantize");
 });
