@@ -1,10 +1,10 @@
-// `--only quant`: stories260K (trained, f32) and 110M (random weights, bf16) quantized to q8_0
-// and q4_0: mean KL of next-token distributions against the source on a fixed text
+// `--only quant`: stories260K (trained, f32) and 110M (random weights, bf16) quantized to q8_0,
+// q4_0 and q4_k (110M only: stories260K has no rows of whole 256-weight super-blocks): mean KL of next-token distributions against the source on a fixed text
 // (llama.cpp's `perplexity --kl-divergence` measure), then pp512 / tg128 of the 110M ones.
 // The embedding (and so the tied head) stays in the source's dtype.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BLOCK_BYTES, type BlockDType } from "../native/index.js";
+import { BLOCK_BYTES, BLOCK_ELEMS, type BlockDType } from "../native/index.js";
 import { loadModel } from "../engine/model.js";
 import { agreement } from "../engine/quant-agreement.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
@@ -24,7 +24,7 @@ export async function runQuant(report: Report, outRoot: string, stories: string,
     const base = await loadModel(src, { threads });
     const tokens = Int32Array.from(base.tokenizer.encode(TEXT, true));
     try {
-      for (const type of ["q8_0", "q4_0"] as BlockDType[]) {
+      for (const type of (label === "110M" ? ["q8_0", "q4_0", "q4_k"] : ["q8_0", "q4_0"]) as BlockDType[]) {
         const dir = join(outRoot, "models", `${label}-${type}`);
         if (!existsSync(join(dir, "model.safetensors"))) await quantizeCheckpoint({ model: src, out: dir, type });
         const q = await loadModel(dir, { threads });
@@ -35,7 +35,7 @@ export async function runQuant(report: Report, outRoot: string, stories: string,
           q.dispose();
         }
         if (label === "110M")
-          await runSpeed(report, { label: `110M ${type}`, dir, prefill: [512], decode: [{ tokens: 128, batch: 1 }, { tokens: 32, batch: 8 }], reps, bytesPerWeight: BLOCK_BYTES[type] / 32 }, limits, threads);
+          await runSpeed(report, { label: `110M ${type}`, dir, prefill: [512], decode: [{ tokens: 128, batch: 1 }, { tokens: 32, batch: 8 }], reps, bytesPerWeight: BLOCK_BYTES[type] / BLOCK_ELEMS[type] }, limits, threads);
       }
     } finally {
       base.dispose();

@@ -5,6 +5,7 @@ import { HELP } from "./main.help.js";
 import { SERVE_HELP } from "./serve.help.js";
 import { INIT_HELP } from "./init.help.js";
 import { QUANTIZE_HELP } from "./quantize.help.js";
+import { CONVERT_HELP } from "./convert.help.js";
 import { CHAT_HELP } from "./chat.help.js";
 import { PIPELINE_HELP } from "./pipeline.help.js";
 import { KEYS_CREATE_HELP, KEYS_HELP, KEYS_LIST_HELP, KEYS_REVOKE_HELP } from "./keys.help.js";
@@ -18,6 +19,7 @@ export const HELPS: Readonly<Record<string, string>> = {
   serve: SERVE_HELP,
   init: INIT_HELP,
   quantize: QUANTIZE_HELP,
+  convert: CONVERT_HELP,
   train: TRAIN_HELP,
   "train sft": TRAIN_SFT_HELP,
   "train rm": TRAIN_RM_HELP,

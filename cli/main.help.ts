@@ -5,7 +5,8 @@ export const HELP = `Usage: hybridchat <command> [options]
 Commands:
   serve   serve a model with an OpenAI-compatible API (default: the bundled pretrained stories260K)
   init    write a randomly initialised Hugging Face checkpoint
-  quantize  rewrite a checkpoint's linear weights as llama.cpp Q8_0 / Q4_0 blocks
+  quantize  rewrite a checkpoint's linear weights as llama.cpp Q8_0 / Q4_0 / Q4_K blocks
+  convert   write a checkpoint as a GGUF file (llama.cpp, Ollama; serve takes --model FILE.gguf)
   train   fine-tune a model (train sft, rm, dpo, ppo: SFT from JSONL, reward model, DPO, RLHF with PPO)
   pipeline  the three RLHF steps in one run: SFT → reward model → PPO, with training curves
   chat    chat with a running server in the terminal, and rate or compare its answers

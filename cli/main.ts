@@ -29,6 +29,8 @@ async function main(argv: string[]): Promise<void> {
       return (await import("./init.js")).initCommand(rest);
     case "quantize":
       return (await import("./quantize.js")).quantizeCommand(rest);
+    case "convert":
+      return (await import("./convert.js")).convertCommand(rest);
     case "chat":
       return (await import("./chat.js")).chatCommand(rest);
     case "keys":

@@ -28,7 +28,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   const c = "quantize";
   if (values.model === undefined) throw new UsageError("--model DIR is required (the checkpoint to quantize)", c);
   if (values.out === undefined) throw new UsageError("--out DIR is required (where to write the quantized checkpoint)", c);
-  if (values.type === undefined || !isBlockDType(values.type)) throw new UsageError(`--type must be q8_0 or q4_0${values.type ? `, got "${values.type}"` : ""}`, c);
+  if (values.type === undefined || !isBlockDType(values.type)) throw new UsageError(`--type must be q8_0, q4_0 or q4_k${values.type ? `, got "${values.type}"` : ""}`, c);
   const model = resolve(values.model), out = resolve(values.out);
   if (!existsSync(model)) throw new UsageError(`--model ${values.model}: no such directory`, c);
   if (out === model) throw new UsageError("--out must differ from --model", c);
@@ -47,7 +47,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   process.stdout.write(
     `wrote ${out}: ${s.quantized} linear weights as ${values.type}, ${mib(s.bytesIn)} -> ${mib(s.bytesOut)} MiB, ` +
       `in ${((Date.now() - started) / 1000).toFixed(1)} s\n` +
-      (s.kept.length ? `left unquantized (rows not a multiple of 32): ${s.kept.join(", ")}\n` : "") +
+      (s.kept.length ? `left unquantized (rows not whole blocks): ${s.kept.join(", ")}\n` : "") +
       `serve it with: hybridchat serve --model ${out}\n`,
   );
 }

@@ -9,7 +9,8 @@ Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
 (OpenAI's "store"; GET /v1/chat/completions/{id}) and collects feedback (/v1/feedback).
 
 Options:
-  --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json).
+  --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json),
+                            or a Llama-family FILE.gguf (F32/F16/BF16/Q8_0/Q4_0/Q4_K tensors).
                             Without it, the pretrained TinyStories 260K Llama the package ships
                             ($HYBRIDCHAT_DEFAULT_MODEL, else ../shared/models/stories260K, else
                             models/stories260K in the package); only where none is found, a
@@ -64,6 +65,7 @@ Examples:
   hybridchat serve
   hybridchat serve --model ../shared/models/stories260K --port 8080
   hybridchat serve --model ./my-llama --served-model-name my-llama --threads 4 --max-batch 16
+  hybridchat serve --model ./llama-110m-q4_k.gguf
   hybridchat serve --model ../shared/models/stories260K --adapter storyteller=./out/sft
   hybridchat serve --model ../shared/models/stories260K --threads 2 --tensor-parallel 2
   hybridchat serve --model ../shared/models/stories260K --rlhf-after 50 --rlhf-promote

@@ -87,8 +87,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const c = "serve";
   if (values.model !== undefined) {
     const dir = resolve(values.model);
-    if (!existsSync(dir) || !statSync(dir).isDirectory())
-      throw new UsageError(`--model ${values.model}: no such directory (give a Hugging Face checkpoint directory, or leave --model out for the built-in demo model)`, c);
+    const gguf = dir.toLowerCase().endsWith(".gguf");
+    if (!existsSync(dir) || statSync(dir).isDirectory() === gguf)
+      throw new UsageError(`--model ${values.model}: no such ${gguf ? "file" : "directory"} (give a Hugging Face checkpoint directory or a .gguf file, or leave --model out for the built-in demo model)`, c);
   }
   const adapters = (values.adapter ?? []).map((spec) => adapterOption(spec, c));
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);

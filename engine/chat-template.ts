@@ -49,11 +49,11 @@ export class JinjaChatTemplate implements ChatTemplate {
   }
 }
 
-/** The template of a tokenizer_config.json (string, or a list of named templates: "default"). */
-export function chatTemplateFromConfig(tokenizerConfig: JsonObject): JinjaChatTemplate {
+/** The template of a tokenizer_config.json (string, or a list of named templates: "default"); `origin` names where it was read. */
+export function chatTemplateFromConfig(tokenizerConfig: JsonObject, origin = "tokenizer_config.json"): JinjaChatTemplate {
   const specials = specialsOf(tokenizerConfig);
   const src = templateOf(tokenizerConfig.chat_template);
-  return src === null ? new JinjaChatTemplate(DEFAULT_CHAT_TEMPLATE, specials, true) : new JinjaChatTemplate(src, specials);
+  return src === null ? new JinjaChatTemplate(DEFAULT_CHAT_TEMPLATE, specials, true) : new JinjaChatTemplate(src, specials, false, origin);
 }
 
 /**

@@ -9,6 +9,7 @@ export type ModelLoadErrorCode =
   | "unexpected_tensor"
   | "shape_mismatch"
   | "bad_safetensors"
+  | "bad_gguf"
   | "unsupported_adapter";
 
 export class ModelLoadError extends Error {

@@ -4,12 +4,14 @@ import { availableParallelism, freemem } from "node:os";
 import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
-import { loadTokenizer, type HfBackedTokenizer } from "./tokenizer.js";
-import { loadChatTemplate, type JinjaChatTemplate } from "./chat-template.js";
+import { HfBackedTokenizer, loadTokenizer } from "./tokenizer.js";
+import { chatTemplateFromConfig, loadChatTemplate, type JinjaChatTemplate } from "./chat-template.js";
 import { readCheckpointTensors } from "./safetensors.js";
 import { resolveWeights } from "./weights.js";
 import { ropeInvFreq } from "./rope.js";
 import { readJsonFile } from "./json-file.js";
+import { isGgufPath, readGgufModel } from "./gguf-model.js";
+import { ggufTokenizerFiles } from "./gguf-tokenizer.js";
 
 export interface LoadModelOptions {
   /** compute threads; default: all cores */
@@ -46,9 +48,10 @@ export interface LoadedModel {
   dispose(): void;
 }
 
-/** The native ModelSpec of a resolved config. */
-export function modelSpec(config: ModelConfig): ModelSpec {
+/** The native ModelSpec of a resolved config (a GGUF's rope_freqs divide the inverse frequencies). */
+export function modelSpec(config: ModelConfig, ropeFreqFactors: Float32Array | null = null): ModelSpec {
   const rope = ropeInvFreq(config);
+  if (ropeFreqFactors) rope.invFreq = rope.invFreq.map((f, i) => f / ropeFreqFactors[i]!);
   return {
     hiddenSize: config.hiddenSize,
     intermediateSize: config.intermediateSize,
@@ -80,7 +83,9 @@ export function inspectCheckpoint(dir: string): {
   chatTemplate: JinjaChatTemplate;
   tensors: TensorRef[];
   untrained: boolean;
+  ropeFreqFactors?: Float32Array | null;
 } {
+  if (isGgufPath(dir)) return inspectGguf(dir);
   const configFile = join(dir, "config.json");
   const rawConfig = readJsonFile(configFile);
   const config = parseConfig(rawConfig, configFile);
@@ -93,9 +98,19 @@ export function inspectCheckpoint(dir: string): {
   return { config, tokenizer, chatTemplate, tensors, untrained };
 }
 
+/** A GGUF file as a checkpoint: config from its llama.* metadata, tensors mapped in place. */
+function inspectGguf(file: string): ReturnType<typeof inspectCheckpoint> {
+  const g = readGgufModel(file);
+  const config = parseConfig(g.config, file);
+  const tensors = resolveWeights(config, g.tensors, { quantizedEmbedding: true });
+  const f = ggufTokenizerFiles(g.gguf);
+  const tokenizer = new HfBackedTokenizer(f.tokenizerJson, f.tokenizerConfig, f.generationConfig, g.config, file);
+  return { config, tokenizer, chatTemplate: chatTemplateFromConfig(f.tokenizerConfig, "the GGUF's tokenizer.chat_template"), tensors, untrained: false, ropeFreqFactors: g.ropeFreqFactors };
+}
+
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const absDir = resolve(dir);
-  const { config, tokenizer, chatTemplate, tensors, untrained } = inspectCheckpoint(absDir);
+  const { config, tokenizer, chatTemplate, tensors, untrained, ropeFreqFactors } = inspectCheckpoint(absDir);
   const maxContext = Math.max(1, Math.min(opts.maxContext ?? config.maxPositions, config.maxPositions));
   const kvBlockSize = opts.kvBlockSize ?? 16;
   // f32 K and V for every layer
@@ -107,7 +122,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freemem();
   const kvBlocks =
     opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor(memBytes / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
-  const nativeModel = native().createModel(modelSpec(config), tensors, {
+  const nativeModel = native().createModel(modelSpec(config, ropeFreqFactors ?? null), tensors, {
     threads: opts.threads ?? availableParallelism(),
     kvBlockSize,
     kvBlocks,
@@ -115,7 +130,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   });
   let disposed = false;
   return {
-    id: basename(absDir),
+    id: isGgufPath(absDir) ? basename(absDir).slice(0, -".gguf".length) : basename(absDir),
     dir: absDir,
     config,
     tokenizer,

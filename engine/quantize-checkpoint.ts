@@ -1,9 +1,9 @@
 // `hybridchat quantize`'s work: a checkpoint's linear weights rewritten as llama.cpp Q8_0 /
-// Q4_0 blocks (native quantizer, llama.cpp's reference rounding), every other tensor and
+// Q4_0 / Q4_K blocks (native quantizer, llama.cpp's reference rounding), every other tensor and
 // file as it was. One tensor is in memory at a time.
 import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { native, BLOCK_BYTES, isBlockDType, type BlockDType } from "../native/index.js";
+import { native, BLOCK_ELEMS, blockBytes, isBlockDType, type BlockDType } from "../native/index.js";
 import { fromBf16, fromF16 } from "./half.js";
 import { QUANT_KEY, readCheckpointTensors, writeSafetensors, type StoredTensor, type TensorSource } from "./safetensors.js";
 import { canonicalName, LINEAR } from "./weights.js";
@@ -18,13 +18,13 @@ export interface QuantizeOptions {
 
 export interface QuantizeSummary {
   quantized: number;
-  /** linear weights left as they were: rows not a multiple of 32 long */
+  /** linear weights left as they were: rows not a multiple of the block (32; q4_k 256) long */
   kept: string[];
   bytesIn: number;
   bytesOut: number;
 }
 
-function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
+export function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
   let fd = fds.get(t.file);
   if (fd === undefined) fds.set(t.file, (fd = openSync(t.file, "r")));
   const buf = new Uint8Array(t.byteLength);
@@ -32,7 +32,7 @@ function readBytes(fds: Map<string, number>, t: StoredTensor): Uint8Array {
   return buf;
 }
 
-function toF32(t: StoredTensor, raw: Uint8Array): Float32Array {
+export function toF32(t: StoredTensor, raw: Uint8Array): Float32Array {
   if (t.dtype === "f32") return new Float32Array(raw.buffer, raw.byteOffset, raw.byteLength / 4);
   const half = new Uint16Array(raw.buffer, raw.byteOffset, raw.byteLength / 2);
   const widen = t.dtype === "bf16" ? fromBf16 : fromF16;
@@ -56,10 +56,10 @@ export async function quantizeCheckpoint(o: QuantizeOptions): Promise<QuantizeSu
     if (isBlockDType(t.dtype)) throw new ModelLoadError(`${t.file}: "${t.name}" is already ${t.dtype}; quantize an f32/bf16/f16 checkpoint`, "bad_safetensors");
     const canon = canonicalName(t.name);
     const linear = canon !== null && LINEAR.test(canon);
-    const quantize = linear && t.shape.length === 2 && t.shape[1]! % 32 === 0;
+    const quantize = linear && t.shape.length === 2 && t.shape[1]! % BLOCK_ELEMS[o.type] === 0;
     if (linear && !quantize) summary.kept.push(t.name);
     summary.bytesIn += t.byteLength;
-    const bytesOut = quantize ? (t.shape[0]! * t.shape[1]! / 32) * BLOCK_BYTES[o.type] : t.byteLength;
+    const bytesOut = quantize ? blockBytes(o.type, t.shape[0]! * t.shape[1]!) : t.byteLength;
     summary.bytesOut += bytesOut;
     if (quantize) summary.quantized++;
     return {

@@ -3,7 +3,7 @@
 import { openSync, readSync, closeSync, fstatSync, existsSync } from "node:fs";
 import { open, rename, unlink } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { BLOCK_BYTES, isBlockDType, type DType, type StorageDType } from "../native/index.js";
+import { BLOCK_BYTES, BLOCK_ELEMS, blockBytes, isBlockDType, type DType, type StorageDType } from "../native/index.js";
 import { ModelLoadError } from "./load-errors.js";
 import { readJsonFile } from "./json-file.js";
 
@@ -22,18 +22,20 @@ export interface StoredTensor {
   /** a block type in a quantized file (QUANT_KEY): stored as U8 [out, in/32 · block bytes], `shape` is [out, in] */
   dtype: StorageDType;
   shape: number[];
+  /** a GGUF's q/k: rows in llama.cpp's rope order, in this many heads (see TensorRef) */
+  ropeHeads?: number;
 }
 
 /**
- * __metadata__ key of a quantized checkpoint (`hybridchat quantize`): "q8_0" or "q4_0". Its U8
- * tensors are 2-D [out, in/32 · block bytes] arrays of llama.cpp blocks, the weights [out, in].
+ * __metadata__ key of a quantized checkpoint (`hybridchat quantize`): "q8_0", "q4_0" or "q4_k". Its U8
+ * tensors are 2-D [out, in/block · block bytes] arrays of llama.cpp blocks, the weights [out, in].
  */
 export const QUANT_KEY = "quantization";
 
 /** Stored bytes of a tensor of `shape` (for a block type: the weights' [out, in]). */
 export function storedBytes(dtype: StorageDType, shape: readonly number[]): number {
   const n = shape.reduce((a, b) => a * b, 1);
-  return isBlockDType(dtype) ? (n / 32) * BLOCK_BYTES[dtype] : n * DTYPE_BYTES[dtype];
+  return isBlockDType(dtype) ? blockBytes(dtype, n) : n * DTYPE_BYTES[dtype];
 }
 
 export interface SafetensorsHeader {
@@ -73,7 +75,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     const meta = (header as Record<string, unknown>).__metadata__;
     const metadata: Record<string, string> = meta && typeof meta === "object" ? (meta as Record<string, string>) : {};
     const quant = metadata[QUANT_KEY];
-    if (quant !== undefined && !isBlockDType(quant)) return bad(`__metadata__.${QUANT_KEY} is ${JSON.stringify(quant)}; supported: q8_0, q4_0`);
+    if (quant !== undefined && !isBlockDType(quant)) return bad(`__metadata__.${QUANT_KEY} is ${JSON.stringify(quant)}; supported: q8_0, q4_0, q4_k`);
     for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
       if (name === "__metadata__") continue;
       if (!entry || typeof entry !== "object") return bad(`entry "${name}" is not an object`);
@@ -87,7 +89,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
       if (isBlockDType(dtype)) {  // U8 [out, blocks · block bytes] -> the weights' [out, in]
         if (shape.length !== 2 || shape[1]! % BLOCK_BYTES[dtype] !== 0)
           return bad(`tensor "${name}": U8 [${shape}] is not [out, whole ${dtype} blocks of ${BLOCK_BYTES[dtype]} bytes]`);
-        shape = [shape[0]!, (shape[1]! / BLOCK_BYTES[dtype]) * 32];
+        shape = [shape[0]!, (shape[1]! / BLOCK_BYTES[dtype]) * BLOCK_ELEMS[dtype]];
       }
       const off = e.data_offsets;
       if (!Array.isArray(off) || off.length !== 2 || !off.every((d) => Number.isInteger(d) && d >= 0)) return bad(`tensor "${name}" has bad data_offsets`);
@@ -177,7 +179,7 @@ export async function writeSafetensors(
     const d = t.dtype;
     if (isBlockDType(d) && metadata[QUANT_KEY] !== d) throw new Error(`tensor "${t.name}" is ${d}: the file's metadata must say ${QUANT_KEY}=${d}`);
     header[t.name] = isBlockDType(d)
-      ? { dtype: "U8", shape: [t.shape[0], (t.shape[1]! / 32) * BLOCK_BYTES[d]], data_offsets: [pos, pos + n] }
+      ? { dtype: "U8", shape: [t.shape[0], blockBytes(d, t.shape[1]!)], data_offsets: [pos, pos + n] }
       : { dtype: TO_ST[d], shape: t.shape, data_offsets: [pos, pos + n] };
     sizes.push(n);
     pos += n;

@@ -5,9 +5,16 @@ import { Tokenizer as HfTokenizer } from "@huggingface/tokenizers";
 import type { Detokenizer, Tokenizer } from "./types.js";
 import { ModelLoadError } from "./load-errors.js";
 import { readJsonFile, readOptionalJsonFile, type JsonObject } from "./json-file.js";
+import { isGgufPath, readGgufModel } from "./gguf-model.js";
+import { ggufTokenizerFiles } from "./gguf-tokenizer.js";
 
-/** Loads the tokenizer of a checkpoint directory. */
+/** Loads the tokenizer of a checkpoint directory, or of a GGUF file (its tokenizer.ggml.* metadata). */
 export function loadTokenizer(dir: string): HfBackedTokenizer {
+  if (isGgufPath(dir)) {
+    const g = readGgufModel(dir);
+    const f = ggufTokenizerFiles(g.gguf);
+    return new HfBackedTokenizer(f.tokenizerJson, f.tokenizerConfig, f.generationConfig, g.config, dir);
+  }
   const tokenizerJson = readJsonFile(join(dir, "tokenizer.json"));
   const tokenizerConfig = readOptionalJsonFile(join(dir, "tokenizer_config.json")) ?? {};
   const generationConfig = readOptionalJsonFile(join(dir, "generation_config.json"));
@@ -65,6 +72,8 @@ export class HfBackedTokenizer implements Tokenizer {
   readonly eosIds: readonly number[];
   /** tokenizer_config.json as read (chat_template, bos_token... for the chat template) */
   readonly config: JsonObject;
+  /** tokenizer.json as read (the GGUF converter writes its vocabulary and merges) */
+  readonly json: JsonObject;
   private readonly hf: HfTokenizer;
   private readonly specialIds: Set<number>;
   private readonly byteLevel: boolean;
@@ -80,6 +89,7 @@ export class HfBackedTokenizer implements Tokenizer {
       throw new ModelLoadError(`${source}: cannot build the tokenizer: ${(e as Error).message}`, "bad_json");
     }
     this.config = tokenizerConfig;
+    this.json = tokenizerJson;
     this.byteLevel = usesDecoder(tokenizerJson.decoder, "ByteLevel");
     this.specialIds = new Set([...this.hf.get_added_tokens_decoder()].filter(([, t]) => t.special).map(([id]) => id));
     let maxId = -1;

@@ -96,7 +96,7 @@ const IGNORED = /(^|\.)rotary_emb\.inv_freq$|\.masked_bias$|\.attn\.bias$/;
  * expected vs actual shape. With tied embeddings a stored lm_head.weight is a copy of the
  * embedding (HF ties them on load) and is dropped.
  */
-export function resolveWeights(config: ModelConfig, stored: readonly StoredTensor[]): TensorRef[] {
+export function resolveWeights(config: ModelConfig, stored: readonly StoredTensor[], opts: { quantizedEmbedding?: boolean } = {}): TensorRef[] {
   const expected = expectedShapes(config);
   const found = new Map<string, TensorRef>();
   for (const t of stored) {
@@ -118,9 +118,13 @@ export function resolveWeights(config: ModelConfig, stored: readonly StoredTenso
         "shape_mismatch",
       );
     }
-    if (isBlockDType(t.dtype) && !LINEAR.test(canon))
+    // a GGUF's embedding (and the head) may be blocks too: the embedding gather dequantizes rows
+    const quantizable = LINEAR.test(canon) || (opts.quantizedEmbedding === true && (canon === "embed" || canon === "lm_head"));
+    if (isBlockDType(t.dtype) && !quantizable)
       throw new ModelLoadError(`tensor "${t.name}" in ${t.file} is ${t.dtype}: only the layers' linear weights may be quantized`, "bad_safetensors");
-    found.set(canon, { name: canon, file: t.file, offset: t.offset, dtype: t.dtype, shape: [...t.shape] });
+    const ref: TensorRef = { name: canon, file: t.file, offset: t.offset, dtype: t.dtype, shape: [...t.shape] };
+    if (t.ropeHeads !== undefined) ref.ropeHeads = t.ropeHeads;
+    found.set(canon, ref);
   }
   const out: TensorRef[] = [];
   for (const [canon, shape] of expected) {

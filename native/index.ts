@@ -7,14 +7,20 @@ import { fileURLToPath } from "node:url";
 
 /** Storage type of a weight tensor as the checkpoint holds it. */
 export type DType = "f32" | "bf16" | "f16";
-/** llama.cpp's weight-only block formats (native/src/quant.h): rows of multiples of 32, raw blocks in a Uint8Array */
-export type BlockDType = "q8_0" | "q4_0";
+/** llama.cpp's weight-only block formats (native/src/quant.h): rows of whole blocks, raw blocks in a Uint8Array */
+export type BlockDType = "q8_0" | "q4_0" | "q4_k";
 /** How a checkpoint tensor is stored: an element type, or (linear weights only) a block format. */
 export type StorageDType = DType | BlockDType;
-/** Bytes of one block of 32 weights (fp16 scale + quants), as llama.cpp lays them out. */
-export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18 };
+/** Weights a block holds (Q4_K: a super-block of 8 sub-blocks of 32); a row is whole blocks. */
+export const BLOCK_ELEMS: Record<BlockDType, number> = { q8_0: 32, q4_0: 32, q4_k: 256 };
+/** Bytes of one block (fp16 scales + quants), as llama.cpp lays them out. */
+export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18, q4_k: 144 };
 export function isBlockDType(t: string): t is BlockDType {
-  return t === "q8_0" || t === "q4_0";
+  return t === "q8_0" || t === "q4_0" || t === "q4_k";
+}
+/** Bytes of n weights stored as blocks (n a multiple of BLOCK_ELEMS[t]). */
+export function blockBytes(t: BlockDType, n: number): number {
+  return (n / BLOCK_ELEMS[t]) * BLOCK_BYTES[t];
 }
 
 /**
@@ -33,9 +39,11 @@ export interface TensorRef {
   file: string;
   /** absolute byte offset of the tensor's first byte in `file` */
   offset: number;
-  /** a block type for linear weights of a quantized checkpoint only; `shape` is then the weights' [out, in] */
+  /** a block type for linear weights of a quantized checkpoint (and a GGUF's embedding); `shape` is then the weights' [out, in] */
   dtype: StorageDType;
   shape: number[];
+  /** q/k of a GGUF: rows in llama.cpp's rope order, in this many heads; loaded into HF order (a copy) */
+  ropeHeads?: number;
 }
 
 /** Architecture numbers the kernels need; HF config quirks are resolved in TypeScript. */
@@ -249,7 +257,7 @@ export interface NativeOps {
   /** dequantizes whole blocks (CPU only) */
   toF32(out: Float32Array, src: Uint8Array, dtype: BlockDType): void;
   fromF32(out: Uint16Array, src: Float32Array, dtype: "bf16" | "f16"): void;
-  /** quantizes as llama.cpp's reference quantizer does, src.length % 32 == 0 (CPU only) */
+  /** quantizes as llama.cpp's reference quantizers do, whole blocks (32; q4_k 256) (CPU only) */
   fromF32(out: Uint8Array, src: Float32Array, dtype: BlockDType): void;
 
   // Training kernels (native/src/cpu/ops.h): gradients first, then the upstream gradient,

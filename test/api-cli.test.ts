@@ -119,7 +119,7 @@ describe("hybridchat serve", () => {
 
   test("a mistyped command, method or flag: exit 2, the nearest known one, and which --help to read", () => {
     const cases: [string[], RegExp, string][] = [
-      [["serv"], /unknown command "serv" \(did you mean serve\?\); commands: serve, init, quantize, train, pipeline, chat/, "hybridchat --help"],
+      [["serv"], /unknown command "serv" \(did you mean serve\?\); commands: serve, init, quantize, convert, train, pipeline, chat/, "hybridchat --help"],
       [["help", "trian"], /no help for "trian" \(did you mean train\?\)/, "hybridchat --help"],
       [["train", "sfx"], /unknown training method "sfx" \(did you mean sft\?\)/, "hybridchat train --help"],
       [["serve", "--modle", "x"], /unknown option --modle \(did you mean --model\?\)/, "hybridchat serve --help"],

@@ -3,11 +3,11 @@
 // included. Tolerance: |native - ref| <= atol + rtol·|ref| per element, stated per op.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { native, type BlockDType, type DType, type NativeOps } from "../native/index.js";
+import { native, type DType, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { describeEachKernelVariant } from "./kernel-variants.js";
 import { bf16ToNumber, f16ToNumber, fromNumbers, numberToBf16, numberToF16, toFloat64 } from "./reference/dtype.js";
-import { BLOCK_BYTES, dequantize, quantize } from "./reference/quant.js";
+import { BLOCK_BYTES, Q4K_BYTES, dequantize, dequantizeQ4K, minMaxQ4Error, quantize } from "./reference/quant.js";
 import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./reference/ops.js";
 
 const ALL_BACKENDS = ["cpu", "cuda"] as const;
@@ -48,12 +48,11 @@ for (const backend of ALL_BACKENDS) {
     it("q8_0/q4_0: llama.cpp's blocks byte for byte, and matmul on them for decode and prefill", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      for (const dtype of ["q8_0", "q4_0"] as BlockDType[]) {
-        if (backend === "cuda") {
-          assert.throws(() => ops().matmul(new Float32Array(32), new Float32Array(32), new Uint8Array(BLOCK_BYTES[dtype]), dtype, null, 1, 1, 32),
-            (e: Error & { code?: string }) => e.code === "unsupported_dtype");
-          continue;
-        }
+      for (const dtype of ["q8_0", "q4_0"] as const) {
+        // quantize (CPU only: CUDA takes the blocks as matmul weights, never converts to them)
+        if (backend === "cuda")
+          assert.throws(() => ops().fromF32(new Uint8Array(BLOCK_BYTES[dtype]), new Float32Array(32), dtype), (e: Error & { code?: string }) => e.code === "unsupported_dtype");
+        else {
         // quantize: equal to the reference bytes, zeros and a tie-heavy block included
         const values = rng.f32(32 * 40, -3, 3);
         values.fill(0, 0, 32);
@@ -64,6 +63,7 @@ for (const backend of ALL_BACKENDS) {
         const back = new Float32Array(values.length);
         ops().toF32(back, blocks, dtype);
         assert.deepEqual(Array.from(back), Array.from(dequantize(blocks, dtype)), `toF32 ${dtype}`);
+        }
         // M = 1..16 stream a block at a time (register tiles of 1..4 rows), 37 / 130 pack
         for (const [M, N, K] of [[1, 1, 32], [1, 13, 64], [3, 17, 96], [5, 36, 320], [8, 70, 256], [16, 33, 64], [37, 20, 96], [130, 70, 320]] as [number, number, number][])
           for (const withBias of [false, true]) {
@@ -78,6 +78,49 @@ for (const backend of ALL_BACKENDS) {
         assert.throws(() => ops().matmul(new Float32Array(48), new Float32Array(48), new Uint8Array(3 * BLOCK_BYTES[dtype]), dtype, null, 1, 1, 48),
           (e: Error & { code?: string }) => e.code === "invalid_argument", "K not a multiple of 32");
       }
+    });
+
+    it("q4_k: llama.cpp's super-blocks, a least-squares fit better than min/max, matmul (and its dx) for decode and prefill", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      const cpu = native().ops("cpu"); // the quantizer: CUDA takes q4_k blocks as matmul weights only
+      // gaussian-ish weights (sum of uniforms), a zero super-block, one all-positive sub-block
+      const values = Float32Array.from({ length: 256 * 24 }, () => rng.f32(1, -1, 1)[0]! + rng.f32(1, -1, 1)[0]! + rng.f32(1, -1, 1)[0]!);
+      values.fill(0, 0, 256);
+      for (let l = 0; l < 32; l++) values[256 + l] = 0.5 + l / 64;
+      const blocks = new Uint8Array(values.length / 256 * Q4K_BYTES);
+      cpu.fromF32(blocks, values, "q4_k");
+      const ref = dequantizeQ4K(blocks);
+      const back = new Float32Array(values.length);
+      cpu.toF32(back, blocks, "q4_k");
+      // d·sc and dmin·m are exact in fp32 (11 + 6 bits), so one rounding: fround of the exact value
+      assert.deepEqual(Array.from(back), Array.from(ref, Math.fround), `toF32 q4_k seed=${seed}`);
+      assert.ok(ref.subarray(0, 256).every((v) => v === 0), "a zero super-block stays zero");
+      // the fit: squared error below plain min/max rounding's (the search, not just the range)
+      let err = 0;
+      for (let i = 0; i < values.length; i++) err += (ref[i]! - values[i]!) ** 2;
+      const baseline = minMaxQ4Error(values);
+      assert.ok(err < 0.9 * baseline, `q4_k error ${err} vs min/max ${baseline} seed=${seed}`);
+      for (const [M, N, K] of [[1, 1, 256], [1, 13, 512], [3, 17, 256], [5, 36, 768], [8, 70, 256], [16, 9, 512], [37, 20, 256], [130, 70, 512]] as [number, number, number][])
+        for (const withBias of [false, true]) {
+          const x = rng.f32(M * K);
+          const w = new Uint8Array(N * K / 256 * Q4K_BYTES);
+          cpu.fromF32(w, rng.f32(N * K), "q4_k");
+          const bias = withBias ? rng.f32(N) : null;
+          const out = new Float32Array(M * N).fill(NaN);
+          ops().matmul(out, x, w, "q4_k", bias, M, N, K);
+          const wd = dequantizeQ4K(w);
+          assertClose(out, matmulRef(x, wd, bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
+            `matmul q4_k M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
+          // dx = dout · w: the weight read untransposed (the frozen base's backward)
+          const dout = rng.f32(M * N), dx = new Float32Array(M * K).fill(NaN);
+          ops().matmulBackward(dx, null, null, dout, x, w, "q4_k", M, N, K);
+          const wt = new Float64Array(K * N);
+          for (let n = 0; n < N; n++) for (let k = 0; k < K; k++) wt[k * N + n] = wd[n * K + k]!;
+          assertClose(dx, matmulRef(dout, wt, null, M, K, N), 1e-6 * Math.sqrt(N) * 4, 1e-5, `matmul dx q4_k M=${M} N=${N} K=${K} seed=${seed}`);
+        }
+      assert.throws(() => ops().matmul(new Float32Array(128), new Float32Array(128), new Uint8Array(Q4K_BYTES), "q4_k", null, 1, 1, 128),
+        (e: Error & { code?: string }) => e.code === "invalid_argument" && /multiple of 256/.test(e.message), "K not a multiple of 256");
     });
 
     it("rmsnorm matches the reference (also in place)", () => {

@@ -17,7 +17,7 @@ train_log.jsonl (one line per step: loss, lr, grad_norm, tokens/s); and checkpoi
 after every epoch, which --resume continues from.
 
 Options:
-  --model DIR            checkpoint directory to fine-tune (required)
+  --model DIR            checkpoint directory (or a Llama .gguf file) to fine-tune (required)
   --data FILE.jsonl      training examples (required)
   --out DIR              output directory (required; must not hold another run unless --resume)
   --validation FILE      examples whose loss is reported after every epoch

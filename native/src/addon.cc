@@ -161,7 +161,8 @@ std::vector<hc::TensorDesc> parse_tensors(Napi::Value v) {
     d.name = o.Get("name").As<Napi::String>().Utf8Value();
     d.file = o.Get("file").As<Napi::String>().Utf8Value();
     d.offset = int_of(o, "offset");
-    d.dtype = dtype_arg(o.Get("dtype"), true);  // q8_0/q4_0: linear weights of a quantized checkpoint
+    d.dtype = dtype_arg(o.Get("dtype"), true);  // block types: weights of a quantized checkpoint or GGUF
+    if (!absent(o.Get("ropeHeads"))) d.rope_heads = int_of(o, "ropeHeads");
     Napi::Array sh = o.Get("shape").As<Napi::Array>();
     for (uint32_t j = 0; j < sh.Length(); j++) {
       Napi::Value x = sh.Get(j);
@@ -278,11 +279,13 @@ struct CpuOps {
 };
 
 // A [N, K] weight as stored: Float32Array, Uint16Array (bf16/f16) or the raw blocks
-// of a quantized type in a Uint8Array (K a multiple of 32: blocks never span rows).
+// of a quantized type in a Uint8Array (K a multiple of the block: blocks never span rows).
 const void* weight_arg(Napi::Value v, hc::DType dt, int64_t N, int64_t K) {
   if (dt == hc::DType::F32) return typed<float>(v, "w", N * K).Data();
   if (!hc::is_quantized(dt)) return typed<uint16_t>(v, "w", N * K).Data();
-  if (K % 32 != 0) throw Error("invalid_argument", "K must be a multiple of 32 for q8_0/q4_0 weights (got " + std::to_string(K) + ")");
+  const int64_t be = hc::block_elems(dt);
+  if (K % be != 0)
+    throw Error("invalid_argument", "K must be a multiple of " + std::to_string(be) + " for " + hc::dtype_name(dt) + " weights (got " + std::to_string(K) + ")");
   return typed<uint8_t>(v, "w", hc::dtype_bytes(dt, N * K)).Data();
 }
 
@@ -371,12 +374,13 @@ void OpToF32(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
     const hc::DType dt = dtype_arg(info[2], true);
-    if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16, f16, q8_0 or q4_0");
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "toF32 converts from bf16, f16, q8_0, q4_0 or q4_k");
     if (hc::is_quantized(dt)) {  // a Uint8Array of whole blocks
       auto src = typed<uint8_t>(info[1], "src");
-      const int64_t n = static_cast<int64_t>(src.ElementLength()) / hc::dtype_bytes(dt, 32) * 32;
+      const int64_t be = hc::block_elems(dt), bb = hc::dtype_bytes(dt, be);
+      const int64_t n = static_cast<int64_t>(src.ElementLength()) / bb * be;
       if (hc::dtype_bytes(dt, n) != static_cast<int64_t>(src.ElementLength()))
-        throw Error("invalid_argument", "src must hold whole blocks of " + std::to_string(hc::dtype_bytes(dt, 32)) + " bytes");
+        throw Error("invalid_argument", "src must hold whole blocks of " + std::to_string(bb) + " bytes");
       auto out = typed<float>(info[0], "out", n);
       return B::to_f32(env, out.Data(), src.Data(), dt, n);
     }
@@ -392,10 +396,12 @@ void OpFromF32(const Napi::CallbackInfo& info) {
   guard(env, [&] {
     auto src = typed<float>(info[1], "src");
     const hc::DType dt = dtype_arg(info[2], true);
-    if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16, f16, q8_0 or q4_0");
+    if (dt == hc::DType::F32) throw Error("invalid_argument", "fromF32 converts to bf16, f16, q8_0, q4_0 or q4_k");
     const int64_t n = static_cast<int64_t>(src.ElementLength());
     if (hc::is_quantized(dt)) {
-      if (n % 32 != 0) throw Error("invalid_argument", "q8_0/q4_0 quantize whole blocks of 32 values (got " + std::to_string(n) + ")");
+      const int64_t be = hc::block_elems(dt);
+      if (n % be != 0)
+        throw Error("invalid_argument", std::string(hc::dtype_name(dt)) + " quantizes whole blocks of " + std::to_string(be) + " values (got " + std::to_string(n) + ")");
       auto out = typed<uint8_t>(info[0], "out", hc::dtype_bytes(dt, n));
       return B::from_f32(env, out.Data(), src.Data(), dt, n);
     }

@@ -105,7 +105,7 @@ std::vector<T> copy_of(Napi::Value v, const char* what) {
   return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
 }
 
-// A storage type by name; the block types (q8_0, q4_0) only where the caller takes
+// A storage type by name; the block types (q8_0, q4_0, q4_k) only where the caller takes
 // weights in them (the matmul ops), never for activations or model tensors yet.
 inline hc::DType dtype_arg(Napi::Value v, bool quantized_ok = false) {
   if (!v.IsString()) throw Error("invalid_argument", "dtype must be a string");

@@ -79,11 +79,12 @@ void call(int rc) {
   if (rc != 0) throw Error(library().hc_cuda_last_error_code(), library().hc_cuda_last_error_message());
 }
 
-// HC_CUDA_* share hc::DType's values; the block types have no CUDA kernel yet
+// HC_CUDA_* share hc::DType's values; the block types are matmul weights only (wdt)
 int dt(DType t) {
-  if (is_quantized(t)) throw Error("unsupported_dtype", "q8_0/q4_0 weights run on the CPU backend only");
+  if (is_quantized(t)) throw Error("unsupported_dtype", std::string(dtype_name(t)) + " is a matmul weight format: no CUDA conversion to or from it");
   return static_cast<int>(t);
 }
+int wdt(DType t) { return static_cast<int>(t); }
 
 }  // namespace
 
@@ -106,7 +107,7 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
 
 void CudaOps::matmul(Napi::Env, float* out, const float* x, const void* w, DType t, const float* bias, int64_t M,
                      int64_t N, int64_t K) {
-  call(library().hc_cuda_matmul(out, x, w, dt(t), bias, M, N, K));
+  call(library().hc_cuda_matmul(out, x, w, wdt(t), bias, M, N, K));
 }
 void CudaOps::rmsnorm(Napi::Env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) {
   call(library().hc_cuda_rmsnorm(out, x, w, M, C, eps));
@@ -156,7 +157,7 @@ void CudaOps::embedding_backward(Napi::Env, float* dtable, const float* dout, co
 }
 void CudaOps::matmul_backward(Napi::Env, float* dx, float* dw, float* db, const float* dout, const float* x,
                               const void* w, DType t, int64_t M, int64_t N, int64_t K) {
-  call(library().hc_cuda_matmul_backward(dx, dw, db, dout, x, w, dt(t), M, N, K));
+  call(library().hc_cuda_matmul_backward(dx, dw, db, dout, x, w, wdt(t), M, N, K));
 }
 void CudaOps::logprob(Napi::Env, float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V) {
   call(library().hc_cuda_logprob(logp, logits, targets, T, V));

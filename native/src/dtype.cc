@@ -10,7 +10,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "f16") return DType::F16;
   if (s == "q8_0") return DType::Q8_0;
   if (s == "q4_0") return DType::Q4_0;
-  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16, f16, q8_0 or q4_0)");
+  if (s == "q4_k") return DType::Q4_K;
+  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16, f16, q8_0, q4_0 or q4_k)");
 }
 
 uint16_t f32_to_bf16(float f) {

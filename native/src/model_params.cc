@@ -63,7 +63,7 @@ void Model::materialise_embed() {
   const int64_t n = spec_.V * spec_.C;
   embed_owned_.resize(static_cast<size_t>(n));
   cpu::to_f32(embed_owned_.data(), embed_, embed_dtype_, n);
-  drop_resident(embed_, n * dtype_size(embed_dtype_));
+  drop_resident(embed_, dtype_bytes(embed_dtype_, n));
   embed_ = embed_owned_.data();
   embed_dtype_ = DType::F32;
   if (spec_.tie_embeddings) {  // still one tensor: the head reads the same master

@@ -20,9 +20,9 @@ static void grow(std::vector<float>& v, int64_t n) {
 static Slice slice(int64_t n, int r, int ranks) { return {n / ranks * r, n / ranks * (r + 1)}; }
 
 const void* TensorParallel::at(const Linear& w, int64_t elements) {
-  // a q8_0/q4_0 weight splits only at whole blocks of 32
-  if (is_quantized(w.dtype) && elements % 32 != 0)
-    throw Error("bad_tensor_parallel", "a rank's slice of a q8_0/q4_0 weight starts inside a block of 32 (element " +
+  // a quantized weight splits only at whole blocks (32 weights; q4_k 256)
+  if (elements % block_elems(w.dtype) != 0)
+    throw Error("bad_tensor_parallel", "a rank's slice of a quantized weight starts inside a block of " + std::to_string(block_elems(w.dtype)) + " (element " +
                                            std::to_string(elements) + "); use a tensor parallel size that keeps slices whole blocks");
   return static_cast<const char*>(w.w) + dtype_bytes(w.dtype, elements);
 }

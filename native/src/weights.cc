@@ -54,6 +54,22 @@ int64_t Tensor::numel() const {
   return n;
 }
 
+// convert_hf_to_gguf writes HF row r = h·D + i·(D/2) + j (head h of D rows, half i, pair
+// index j) at h·D + 2j + i. Rows move whole, so any storage type (blocks never span rows).
+const uint8_t* WeightStore::unpermute_rows(const TensorDesc& d, const uint8_t* src, int64_t bytes) {
+  if (d.shape.size() != 2 || d.shape[0] % (2 * d.rope_heads) != 0)
+    throw Error("shape_mismatch", "tensor " + d.name + " " + shape_str(d.shape) + " does not split into " +
+                                      std::to_string(d.rope_heads) + " heads of pairs of rows");
+  const int64_t D = d.shape[0] / d.rope_heads, row = bytes / d.shape[0];
+  owned_.emplace_back(static_cast<size_t>(bytes));
+  uint8_t* dst = owned_.back().data();
+  for (int64_t h = 0; h < d.rope_heads; h++)
+    for (int64_t i = 0; i < 2; i++)
+      for (int64_t j = 0; j < D / 2; j++)
+        std::memcpy(dst + (h * D + i * (D / 2) + j) * row, src + (h * D + 2 * j + i) * row, static_cast<size_t>(row));
+  return dst;
+}
+
 WeightStore::WeightStore(const std::vector<TensorDesc>& descs) {
   for (const TensorDesc& d : descs) {
     if (tensors_.count(d.name)) throw Error("tensor_duplicate", "tensor " + d.name + " given twice");
@@ -71,7 +87,9 @@ WeightStore::WeightStore(const std::vector<TensorDesc>& descs) {
                                             std::to_string(d.offset) + " (+" + std::to_string(bytes) +
                                             " bytes) runs past the end of " + d.file + " (" +
                                             std::to_string(f.size()) + " bytes)");
-    tensors_.emplace(d.name, Tensor{f.data() + d.offset, d.dtype, d.shape});
+    const uint8_t* data = f.data() + d.offset;
+    if (d.rope_heads > 0) data = unpermute_rows(d, data, static_cast<int64_t>(bytes));
+    tensors_.emplace(d.name, Tensor{data, d.dtype, d.shape});
   }
 }
 

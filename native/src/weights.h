@@ -18,6 +18,10 @@ struct TensorDesc {
   int64_t offset = 0;  // absolute byte offset in `file`
   DType dtype = DType::F32;
   std::vector<int64_t> shape;
+  // > 0: the rows are in llama.cpp's rope order (convert_hf_to_gguf permutes q/k rows so
+  // its interleaved rope sees each head's pairs adjacent), in heads of this many rows'
+  // count (shape[0] / rope_heads rows each): loaded into an owned copy in HF row order.
+  int64_t rope_heads = 0;
 };
 
 class MappedFile {
@@ -54,8 +58,10 @@ class WeightStore {
   std::vector<std::string> names() const;
 
  private:
+  const uint8_t* unpermute_rows(const TensorDesc& d, const uint8_t* src, int64_t bytes);
   std::map<std::string, std::unique_ptr<MappedFile>> files_;
   std::map<std::string, Tensor> tensors_;
+  std::vector<std::vector<uint8_t>> owned_;  // tensors un-permuted from a GGUF's rope order
 };
 
 std::string shape_str(const std::vector<int64_t>& s);

@@ -5,6 +5,8 @@ import { f16ToNumber, numberToF16 } from "./dtype.js";
 
 export type BlockDType = "q8_0" | "q4_0";
 export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18 };
+/** Q4_K: super-blocks of 256 weights in 144 bytes (ggml-common.h's block_q4_K). */
+export const Q4K_BYTES = 144;
 const QK = 32;
 
 const fr = Math.fround;
@@ -55,4 +57,45 @@ export function dequantize(blocks: Uint8Array, dtype: BlockDType): Float64Array 
     }
   }
   return out;
+}
+
+/**
+ * The weights Q4_K super-blocks hold, exactly (float64), read from ggml-common.h's layout: fp16 d and
+ * dmin, 12 bytes of 6-bit scales and mins (get_scale_min_k4), 128 bytes of nibbles, sub-block j
+ * in the low (j even) or high (j odd) nibbles of bytes [32·(j >> 1), +32): w = d·sc·q − dmin·m.
+ */
+export function dequantizeQ4K(blocks: Uint8Array): Float64Array {
+  const nb = blocks.length / Q4K_BYTES;
+  const out = new Float64Array(nb * 256);
+  const view = new DataView(blocks.buffer, blocks.byteOffset, blocks.byteLength);
+  for (let b = 0; b < nb; b++) {
+    const o = b * Q4K_BYTES;
+    const d = f16ToNumber(view.getUint16(o, true)), dmin = f16ToNumber(view.getUint16(o + 2, true));
+    const s = (i: number): number => blocks[o + 4 + i]!;
+    for (let j = 0; j < 8; j++) {
+      const sc = j < 4 ? s(j) & 63 : (s(j + 4) & 15) | ((s(j - 4) >> 6) << 4);
+      const m = j < 4 ? s(j + 4) & 63 : (s(j + 4) >> 4) | ((s(j) >> 6) << 4);
+      for (let l = 0; l < 32; l++) {
+        const byte = blocks[o + 16 + 32 * (j >> 1) + l]!;
+        const q = j & 1 ? byte >> 4 : byte & 15;
+        out[b * 256 + 32 * j + l] = d * sc * q - dmin * m;
+      }
+    }
+  }
+  return out;
+}
+
+/** Plain 4-bit min/max affine rounding per 32 weights (no search): the baseline Q4_K's search must beat. */
+export function minMaxQ4Error(values: ArrayLike<number>): number {
+  let err = 0;
+  for (let b = 0; b < values.length; b += 32) {
+    let mn = 0, mx = -Infinity;
+    for (let j = 0; j < 32; j++) [mn, mx] = [Math.min(mn, values[b + j]!), Math.max(mx, values[b + j]!)];
+    const scale = (mx - mn) / 15;
+    for (let j = 0; j < 32; j++) {
+      const q = scale > 0 ? Math.min(15, Math.max(0, Math.round((values[b + j]! - mn) / scale))) : 0;
+      err += (q * scale + mn - values[b + j]!) ** 2;
+    }
+  }
+  return err;
 }

@@ -1,5 +1,5 @@
 // Token embedding gather, and the storage-type row conversions it shares with the ops API
-// (the block types, q8_0/q4_0, through quant.h: n a multiple of 32).
+// (the block types, q8_0/q4_0/q4_k, through quant.h: n a multiple of the block).
 #include <cstring>
 
 #include "ops.h"
@@ -24,6 +24,7 @@ void to_f32(float* out, const void* src, DType dtype, int64_t n) {
     }
     case DType::Q8_0: return dequantize_row_q8_0(src, out, n);
     case DType::Q4_0: return dequantize_row_q4_0(src, out, n);
+    case DType::Q4_K: return dequantize_row_q4_k(src, out, n);
   }
 }
 
@@ -44,12 +45,14 @@ void from_f32(void* out, const float* src, DType dtype, int64_t n) {
     }
     case DType::Q8_0: return quantize_row_q8_0(src, out, n);
     case DType::Q4_0: return quantize_row_q4_0(src, out, n);
+    case DType::Q4_K: return quantize_row_q4_k(src, out, n);
   }
 }
 
 void embedding_forward(float* out, const int32_t* tokens, const void* table, DType dtype, int64_t T,
                        int64_t C) {
-  const size_t row = static_cast<size_t>(C) * dtype_size(dtype);
+  // a GGUF's table may be quantized (C a multiple of the block)
+  const size_t row = static_cast<size_t>(dtype_bytes(dtype, C));
   for (int64_t t = 0; t < T; t++)
     to_f32(out + t * C, static_cast<const char*>(table) + static_cast<size_t>(tokens[t]) * row, dtype, C);
 }

@@ -146,10 +146,11 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
           const float* bias, ThreadPool& pool) {
-  // blocks of 32 never span rows of B, and the streaming kernels step a block at a time
-  if (is_quantized(btype) && (ldb % 32 != 0 || (tb ? K : N) % 32 != 0))
-    throw Error("invalid_argument", "q8_0/q4_0 weights need rows of a multiple of 32 (K = " + std::to_string(tb ? K : N) +
-                                        ", ldb = " + std::to_string(ldb) + ")");
+  // blocks never span rows of B, and the streaming kernels step a block at a time
+  const int64_t be = block_elems(btype);
+  if (ldb % be != 0 || (tb ? K : N) % be != 0)
+    throw Error("invalid_argument", "quantized weights need rows of a multiple of " + std::to_string(be) + " (K = " +
+                                        std::to_string(tb ? K : N) + ", ldb = " + std::to_string(ldb) + ")");
   const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias};
   gemm_run(active_kernels(), g, pool);
 }

@@ -161,6 +161,64 @@ void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
   for (; n < n1; n++) gemv_q_rows<DT, 1>(g, n);
 }
 
+// ---- q4_k weights: the AVX-512 variant's loop (matmul_avx512.cc) on 8 lanes: a super-block's
+// scales decoded once per row, each sub-block of 32 dequantized in four registers.
+template <int R, int MT>
+inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m256 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  const __m128i m4 = _mm_set1_epi8(15);
+  for (int64_t k = 0, off = 0; k < g.K; k += 256, off += 144) {
+    float ds[R][8], dm[R][8];
+    for (int r = 0; r < R; r++) {
+      const char* next = reinterpret_cast<const char*>(B + (R + r) * row_bytes + off);
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
+    }
+    for (int j = 0; j < 8; j++) {  // sub-block j: nibbles (j odd: high) of bytes [32(j/2), +32)
+      const int64_t kj = k + 32 * j;
+      for (int r = 0; r < R; r++) {
+        const uint8_t* qp = B + r * row_bytes + off + 16 + 32 * (j / 2);
+        __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qp));
+        __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(qp + 16));
+        if (j % 2) {
+          b0 = _mm_srli_epi16(b0, 4);
+          b1 = _mm_srli_epi16(b1, 4);
+        }
+        b0 = _mm_and_si128(b0, m4);
+        b1 = _mm_and_si128(b1, m4);
+        const __m128i q[4] = {b0, _mm_srli_si128(b0, 8), b1, _mm_srli_si128(b1, 8)};
+        const __m256 vds = _mm256_set1_ps(ds[r][j]), vdm = _mm256_set1_ps(dm[r][j]);
+        __m256 w[4];
+        for (int i = 0; i < 4; i++) w[i] = _mm256_fmsub_ps(vds, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(q[i])), vdm);
+        for (int m = 0; m < MT; m++)
+          for (int i = 0; i < 4; i++) acc[r][m] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(a + m * g.lda + kj + 8 * i), acc[r][m]);
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+}
+
+template <int R>
+inline void gemv_q4k_rows(const GemmArgs& g, int64_t n) {
+  int64_t m = 0;
+  for (; g.M - m >= 2; m += 2) gemv_q4k_block<R, 2>(g, m, n);
+  if (m < g.M) gemv_q4k_block<R, 1>(g, m, n);
+}
+
+void gemv_q4k(const GemmArgs& g, int64_t n0, int64_t n1) {
+  int64_t n = n0;
+  for (; n + 4 <= n1; n += 4) gemv_q4k_rows<4>(g, n);
+  for (; n < n1; n++) gemv_q4k_rows<1>(g, n);
+}
+
 void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
@@ -168,6 +226,7 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
     case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
     case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
+    case DType::Q4_K: return gemv_q4k(g, n0, n1);
   }
 }
 

@@ -179,6 +179,60 @@ void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
   for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q_block<DT, R(), MT()>(g, m, n); });
 }
 
+// ---- q4_k weights -------------------------------------------------------------
+// Per super-block of 256 the 8 sub-block scales and offsets are decoded once per row, then
+// each sub-block of 32 is dequantized in two registers (d·sc·q − dmin·m, one fused
+// multiply-subtract a 16 weights) and used for all MT rows of x, held in registers.
+template <int R, int MT>
+inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
+  const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
+  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  __m512 acc[R][MT];
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm512_setzero_ps();
+  const float* a = g.A + m0 * g.lda;
+  const __m128i m4 = _mm_set1_epi8(15);
+  for (int64_t k = 0, off = 0; k < g.K; k += 256, off += 144) {
+    float ds[R][8], dm[R][8];
+    for (int r = 0; r < R; r++) {
+      const char* next = reinterpret_cast<const char*>(B + (R + r) * row_bytes + off);
+      _mm_prefetch(next, _MM_HINT_T0);
+      _mm_prefetch(next + 64, _MM_HINT_T0);
+      _mm_prefetch(next + 128, _MM_HINT_T0);
+      q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
+    }
+    for (int j = 0; j < 8; j++) {  // sub-block j: the low (j even) or high nibbles of bytes [32(j/2), +32)
+      const int64_t kj = k + 32 * j;
+      __m512 x0[MT], x1[MT];  // x in registers once for all R rows (as gemv_q_block)
+      for (int m = 0; m < MT; m++) {
+        x0[m] = _mm512_loadu_ps(a + m * g.lda + kj);
+        x1[m] = _mm512_loadu_ps(a + m * g.lda + kj + 16);
+      }
+      for (int r = 0; r < R; r++) {
+        const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(B + r * row_bytes + off + 16 + 32 * (j / 2)));
+        __m128i q0 = _mm256_castsi256_si128(b), q1 = _mm256_extracti128_si256(b, 1);
+        if (j % 2) {
+          q0 = _mm_srli_epi16(q0, 4);
+          q1 = _mm_srli_epi16(q1, 4);
+        }
+        const __m512 vds = _mm512_set1_ps(ds[r][j]), vdm = _mm512_set1_ps(dm[r][j]);
+        const __m512 w0 = _mm512_fmsub_ps(vds, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q0, m4))), vdm);
+        const __m512 w1 = _mm512_fmsub_ps(vds, _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(q1, m4))), vdm);
+        for (int m = 0; m < MT; m++) {
+          acc[r][m] = _mm512_fmadd_ps(w0, x0[m], acc[r][m]);
+          acc[r][m] = _mm512_fmadd_ps(w1, x1[m], acc[r][m]);
+        }
+      }
+    }
+  }
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
+}
+
+void gemv_q4k(const GemmArgs& g, int64_t n0, int64_t n1) {
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_q4k_block<R(), MT()>(g, m, n); });
+}
+
 void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
@@ -186,6 +240,7 @@ void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
     case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
     case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
+    case DType::Q4_K: return gemv_q4k(g, n0, n1);
   }
 }
 

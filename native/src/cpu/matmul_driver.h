@@ -3,7 +3,7 @@
 // compiler flags. Loops, outer to inner: jc (NC columns of B, packed block in
 // L3) → pc (KC of the inner dimension) → ic (MC rows of A, packed block in L2)
 // → jr (one NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers).
-// bf16/f16 B is converted (q8_0/q4_0 dequantized) to fp32 while packing, so every
+// bf16/f16 B is converted (q8_0/q4_0/q4_k dequantized) to fp32 while packing, so every
 // dtype runs at the fp32 kernel's speed once M is large enough to amortise the packing.
 //
 // A micro-kernel type MK provides:
@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <new>
 
+#include "../quant.h"
 #include "matmul_kernels.h"
 
 // Everything here has internal linkage, and uses no standard-library template
@@ -79,7 +80,19 @@ void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, f
   }
 }
 
-// Element idx of B; for the block types, rows start at multiples of 32 (ldb % 32 == 0).
+// Q4_K super-block sb's sub-block j (32 weights) scale d·sc and offset dmin·m (quant.h's layout).
+template <class MK>
+inline void q4k_sub(const uint8_t* sb, int j, float& ds, float& dm) {
+  uint16_t d, dmin;
+  __builtin_memcpy(&d, sb, 2);
+  __builtin_memcpy(&dmin, sb + 2, 2);
+  int sc, m;
+  q4k_scale_min(sb + 4, j, sc, m);
+  ds = MK::half(d) * static_cast<float>(sc);
+  dm = MK::half(dmin) * static_cast<float>(m);
+}
+
+// Element idx of B; for the block types, rows start at multiples of the block (ldb % block == 0).
 template <class MK, DType DT>
 inline float load_b(const void* base, int64_t idx) {
   if constexpr (DT == DType::F32) {
@@ -88,6 +101,13 @@ inline float load_b(const void* base, int64_t idx) {
     return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[idx]);
   } else if constexpr (DT == DType::F16) {
     return MK::half(static_cast<const uint16_t*>(base)[idx]);
+  } else if constexpr (DT == DType::Q4_K) {
+    const uint8_t* sb = static_cast<const uint8_t*>(base) + idx / 256 * 144;
+    const int i = static_cast<int>(idx % 256), j = i / 32;
+    float ds, dm;
+    q4k_sub<MK>(sb, j, ds, dm);
+    const uint8_t q = sb[16 + 32 * (j / 2) + i % 32];
+    return ds * static_cast<float>(j % 2 ? q >> 4 : q & 15) - dm;
   } else {
     const uint8_t* blk = static_cast<const uint8_t*>(base) + dtype_bytes(DT, idx / 32 * 32);
     uint16_t d;
@@ -111,9 +131,24 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
     float* dst = Bp + p * kc;
     if (g.tb) {  // B rows are output features: read each contiguously along k
       if (nr == NR && MK::template pack_bt<DT>(g.B, g.ldb, n0 + p, k0, kc, dst)) continue;
-      for (int64_t j = 0; j < nr; j++) {
-        const int64_t row = (n0 + p + j) * g.ldb + k0;
-        for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + k);
+      if constexpr (DT == DType::Q4_K) {  // a sub-block's scales decoded once, not per weight
+        for (int64_t j = 0; j < nr; j++) {
+          const int64_t row = (n0 + p + j) * g.ldb + k0;  // k0 and kc: multiples of 32 (KC is)
+          for (int64_t k = 0; k < kc; k += 32) {
+            const uint8_t* sb = static_cast<const uint8_t*>(g.B) + (row + k) / 256 * 144;
+            const int sub = static_cast<int>((row + k) % 256 / 32);
+            float ds, dm;
+            q4k_sub<MK>(sb, sub, ds, dm);
+            const uint8_t* q = sb + 16 + 32 * (sub / 2);
+            for (int l = 0; l < 32; l++)
+              dst[(k + l) * NR + j] = ds * static_cast<float>(sub % 2 ? q[l] >> 4 : q[l] & 15) - dm;
+          }
+        }
+      } else {
+        for (int64_t j = 0; j < nr; j++) {
+          const int64_t row = (n0 + p + j) * g.ldb + k0;
+          for (int64_t k = 0; k < kc; k++) dst[k * NR + j] = load_b<MK, DT>(g.B, row + k);
+        }
       }
     } else {
       for (int64_t k = 0; k < kc; k++) {
@@ -138,7 +173,8 @@ void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
               : g.btype == DType::BF16 ? &pack_b<MK, DType::BF16>
               : g.btype == DType::F16  ? &pack_b<MK, DType::F16>
               : g.btype == DType::Q8_0 ? &pack_b<MK, DType::Q8_0>
-                                       : &pack_b<MK, DType::Q4_0>;
+              : g.btype == DType::Q4_0 ? &pack_b<MK, DType::Q4_0>
+                                       : &pack_b<MK, DType::Q4_K>;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = min_of(NC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += KC) {

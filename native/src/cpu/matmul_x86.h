@@ -101,6 +101,20 @@ struct X86Packing {
   }
 };
 
+// A Q4_K super-block's 8 sub-block scales d·sc[j] and offsets dmin·m[j] (quant.h's layout).
+inline void q4k_scales(const uint8_t* sb, float ds[8], float dm[8]) {
+  uint16_t dh, mh;
+  __builtin_memcpy(&dh, sb, 2);
+  __builtin_memcpy(&mh, sb + 2, 2);
+  const float d = _cvtsh_ss(dh), dmin = _cvtsh_ss(mh);
+  for (int j = 0; j < 8; j++) {
+    int sc, m;
+    q4k_scale_min(sb + 4, j, sc, m);
+    ds[j] = d * static_cast<float>(sc);
+    dm[j] = dmin * static_cast<float>(m);
+  }
+}
+
 // C[m, n] = alpha·s + beta·C[m, n] (+ bias[n]): one output of the streaming path.
 inline void store_out(const GemmArgs& g, int64_t m, int64_t n, float s) {
   float v = g.alpha * s;

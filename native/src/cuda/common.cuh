@@ -109,6 +109,22 @@ inline void check_dtype(int dtype) {
   require(dtype == HC_CUDA_F32 || dtype == HC_CUDA_BF16 || dtype == HC_CUDA_F16, "bad_dtype",
           "dtype must be f32, bf16 or f16");
 }
+// A matmul weight may also be llama.cpp blocks (../quant.h): weights a block (1 for the element types).
+inline int64_t weight_block(int dtype) { return dtype == HC_CUDA_Q4_K ? 256 : dtype >= HC_CUDA_Q8_0 ? 32 : 1; }
+// Bytes of n weights stored as dtype (n whole blocks).
+inline int64_t weight_bytes(int dtype, int64_t n) {
+  switch (dtype) {
+    case HC_CUDA_Q8_0: return n / 32 * 34;
+    case HC_CUDA_Q4_0: return n / 32 * 18;
+    case HC_CUDA_Q4_K: return n / 256 * 144;
+    default: return n * dtype_bytes(dtype);
+  }
+}
+// rows: the length of B's rows (blocks never span them)
+inline void check_weight_dtype(int dtype, int64_t rows) {
+  require(dtype >= HC_CUDA_F32 && dtype <= HC_CUDA_Q4_K, "bad_dtype", "dtype must be f32, bf16, f16, q8_0, q4_0 or q4_k");
+  require(rows % weight_block(dtype) == 0, "invalid_argument", "quantized weights need rows of whole blocks (32; q4_k 256)");
+}
 
 inline unsigned blocks_for(int64_t n, int threads) {
   return static_cast<unsigned>((n + threads - 1) / threads);
@@ -127,12 +143,42 @@ __device__ __forceinline__ uint16_t f32_to_bf16(float f) {
 }
 __device__ __forceinline__ uint16_t f32_to_f16(float f) { return __half_as_ushort(__float2half_rn(f)); }
 
-// Element i of a tensor stored as Dt (fp32, or 16-bit words read as bf16/f16), in fp32.
+// Element i of a tensor stored as Dt (fp32, 16-bit words read as bf16/f16, or llama.cpp
+// blocks dequantized as the CPU's kernels do: d·q, d·(q − 8), d·sc·q − dmin·m), in fp32.
 template <int Dt>
 __device__ __forceinline__ float load_weight(const void* w, int64_t i) {
   if constexpr (Dt == HC_CUDA_F32) return static_cast<const float*>(w)[i];
   else if constexpr (Dt == HC_CUDA_BF16) return bf16_to_f32(static_cast<const uint16_t*>(w)[i]);
-  else return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  else if constexpr (Dt == HC_CUDA_F16) return f16_to_f32(static_cast<const uint16_t*>(w)[i]);
+  else {
+    const uint8_t* base = static_cast<const uint8_t*>(w);
+    // blocks are 2-byte aligned at best: the fp16 scales are read a byte at a time
+    auto half_at = [](const uint8_t* p) { return f16_to_f32(static_cast<uint16_t>(p[0] | (p[1] << 8))); };
+    if constexpr (Dt == HC_CUDA_Q8_0) {
+      const uint8_t* b = base + i / 32 * 34;
+      return half_at(b) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
+    } else if constexpr (Dt == HC_CUDA_Q4_0) {
+      const uint8_t* b = base + i / 32 * 18;
+      const int j = static_cast<int>(i % 32);
+      const int q = j < 16 ? (b[2 + j] & 15) : (b[2 + j - 16] >> 4);
+      return half_at(b) * static_cast<float>(q - 8);
+    } else {
+      const uint8_t* sb = base + i / 256 * 144;
+      const uint8_t* s = sb + 4;
+      const int e = static_cast<int>(i % 256), j = e / 32;
+      int sc, m;
+      if (j < 4) {
+        sc = s[j] & 63;
+        m = s[j + 4] & 63;
+      } else {
+        sc = (s[j + 4] & 15) | ((s[j - 4] >> 6) << 4);
+        m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
+      }
+      const uint8_t byte = sb[16 + 32 * (j / 2) + e % 32];
+      const float ds = half_at(sb) * static_cast<float>(sc), dm = half_at(sb + 2) * static_cast<float>(m);
+      return fmaf(ds, static_cast<float>(j % 2 ? byte >> 4 : byte & 15), -dm);
+    }
+  }
 }
 
 template <typename T>

@@ -1,6 +1,7 @@
 // The one GEMM of the CUDA backend, used by matmul and matmul_backward:
 //   C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] (+ beta · C) (+ bias[N])
-// A fp32, B stored as Dt (fp32, bf16 or f16, widened while loading the tile), row-major
+// A fp32, B stored as Dt (fp32, bf16 or f16 widened, or llama.cpp's q8_0/q4_0/q4_k blocks
+// dequantized, while loading the tile: the weights stay 4.5-8.5 bits on the device), row-major
 // with leading dimensions; op(X) = Xᵀ when its flag is set. 64×64 output tiles, 16-deep
 // K slices in shared memory, 16×16 threads each owning a strided 4×4 patch. Plain fp32
 // FMA, no tensor cores: the same rounding model as the CPU kernels it is tested against.
@@ -73,6 +74,15 @@ inline void gemm(float* C, const float* A, const void* B, int dtype, const float
       break;
     case HC_CUDA_BF16:
       gemm_kernel<HC_CUDA_BF16><<<grid, kGemmThreads, 0, stream>>>(C, A, B, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta);
+      break;
+    case HC_CUDA_Q8_0:
+      gemm_kernel<HC_CUDA_Q8_0><<<grid, kGemmThreads, 0, stream>>>(C, A, B, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta);
+      break;
+    case HC_CUDA_Q4_0:
+      gemm_kernel<HC_CUDA_Q4_0><<<grid, kGemmThreads, 0, stream>>>(C, A, B, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta);
+      break;
+    case HC_CUDA_Q4_K:
+      gemm_kernel<HC_CUDA_Q4_K><<<grid, kGemmThreads, 0, stream>>>(C, A, B, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta);
       break;
     default:
       gemm_kernel<HC_CUDA_F16><<<grid, kGemmThreads, 0, stream>>>(C, A, B, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta);

@@ -15,9 +15,9 @@ extern "C" int hc_cuda_matmul(float* out, const float* x, const void* w, int dty
                               int64_t N, int64_t K) {
   using namespace hc::cuda;
   return entry([&] {
-    check_dtype(dtype);
+    check_weight_dtype(dtype, K);
     Buffer<float> d_x(x, M * K), d_out(M * N), d_bias(bias ? N : 0);
-    Buffer<char> d_w(static_cast<const char*>(w), N * K * dtype_bytes(dtype));
+    Buffer<char> d_w(static_cast<const char*>(w), weight_bytes(dtype, N * K));
     if (bias) d_bias.upload(bias);
     matmul(d_out.get(), d_x.get(), d_w.get(), dtype, bias ? d_bias.get() : nullptr, M, N, K, 0);
     d_out.download(out);

@@ -32,10 +32,10 @@ extern "C" int hc_cuda_matmul_backward(float* dx, float* dw, float* dbias, const
                                        const void* w, int dtype, int64_t M, int64_t N, int64_t K) {
   using namespace hc::cuda;
   return entry([&] {
-    check_dtype(dtype);
+    check_weight_dtype(dtype, K);
     Buffer<float> d_dout(dout, M * N), d_x(dw ? M * K : 0), d_dx(dx ? M * K : 0), d_dw(dw ? N * K : 0),
         d_db(dbias ? N : 0);
-    Buffer<char> d_w(dx ? N * K * dtype_bytes(dtype) : 0);
+    Buffer<char> d_w(dx ? weight_bytes(dtype, N * K) : 0);
     if (dw) {
       d_x.upload(x);
       d_dw.upload(dw);

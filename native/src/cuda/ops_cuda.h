@@ -17,6 +17,10 @@
 #define HC_CUDA_F32 0
 #define HC_CUDA_BF16 1
 #define HC_CUDA_F16 2
+/* llama.cpp's block types (../quant.h), weights of matmul / matmul_backward only */
+#define HC_CUDA_Q8_0 3
+#define HC_CUDA_Q4_0 4
+#define HC_CUDA_Q4_K 5
 
 #if defined(__GNUC__)
 #define HC_CUDA_API __attribute__((visibility("default")))
