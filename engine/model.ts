@@ -2,6 +2,7 @@
 import { basename, join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
 import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { resolveDevice, type DeviceChoice } from "./device.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
 import { loadTokenizer, type HfBackedTokenizer } from "./tokenizer.js";
@@ -24,6 +25,8 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
+  /** where the serving forward runs; "auto" = cuda when a device is present, else cpu; default cpu */
+  device?: DeviceChoice;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
@@ -112,6 +115,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     kvBlockSize,
     kvBlocks,
     tensorParallel: opts.tensorParallel,
+    device: resolveDevice(opts.device ?? "cpu"),
   });
   let disposed = false;
   return {
