@@ -140,6 +140,33 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     for (const m of [cpu, cuda]) m.native.unmergeAdapter(), m.native.removeAdapter("a");
   });
 
+  it("training a cuda model (on the CPU, the host weights) then serving: the device reads what the steps rewrote", async () => {
+    const enc = (t: string) => cpu.tokenizer.encode(t, true);
+    const text = enc("Once upon a time, there was a little dog who liked to run");
+    const prompts = [enc("The little dog"), enc("Once upon a time")];
+    const opt = { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+    const trainStep = async (m: NativeModel, adapter: string | null) => {
+      m.setTrainable(adapter ? { adapter } : { base: true });
+      const r = await m.trainForward({ tokens: Int32Array.from(text), counts: Int32Array.from([text.length]), targets: Int32Array.from([...text.slice(1), -1]), adapter, values: false, grad: true, checkpoint: false });
+      await m.trainBackward(r.logp.map(() => -1), null);
+      await m.step(opt);
+      m.setTrainable(null);
+    };
+    const before = await greedyBoth(cpu.native, cpu.native, prompts, 4, cpu.config.vocabSize);
+    // an adapter's LoRA B starts at zero: one step makes it count, A and B rewritten in place
+    for (const m of [cpu, cuda]) m.native.addAdapter("t", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "v", "up"], seed: 3 }, valueHead: false });
+    for (const m of [cpu, cuda]) await trainStep(m.native, "t");
+    const lora = await greedyBoth(cpu.native, cuda.native, prompts, 4, cpu.config.vocabSize, ["t", "t"]);
+    assert.deepEqual(lora.cuda, lora.cpu);
+    assert.ok(lora.worst <= 0, `after a LoRA step: logits differ by ${lora.worst}`);
+    // full fine-tuning: the norms are rewritten in place, the linears become fp32 masters
+    for (const m of [cpu, cuda]) await trainStep(m.native, null), await trainStep(m.native, null);
+    const full = await greedyBoth(cpu.native, cuda.native, prompts, 4, cpu.config.vocabSize);
+    assert.deepEqual(full.cuda, full.cpu);
+    assert.ok(full.worst <= 0, `after full fine-tuning steps: logits differ by ${full.worst}`);
+    assert.notDeepEqual(full.cpu, before.cpu, "the steps changed nothing: this would test nothing");
+  });
+
   const variants: [string, Tiny][] = [
     ["gqa bf16, q/k/v biases", { C: 48, I: 80, L: 2, NH: 6, NKV: 2, HD: 8, V: 97, dtype: "bf16", bias: true, qkNorm: false, tied: true, ropeScaling: 1 }],
     ["f16 untied, q/k norms, head_dim 40 (two registers per lane)", { C: 40, I: 64, L: 2, NH: 2, NKV: 1, HD: 40, V: 61, dtype: "f16", bias: false, qkNorm: true, tied: false, ropeScaling: 0.9 }],
