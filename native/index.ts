@@ -371,6 +371,8 @@ export interface NativeBinding {
   createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;
   /** whether the CUDA library was built and loaded, and how many devices it sees */
   cudaStatus(): CudaStatus;
+  /** a CUDA device's memory now (throws code "backend_unavailable" without one) */
+  cudaMemory(device: number): { freeBytes: number; totalBytes: number };
   /** the op kernels on a given backend, for tests; an absent backend throws code "backend_unavailable" */
   ops(backend: "cpu" | "cuda"): NativeOps;
   /**

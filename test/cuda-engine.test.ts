@@ -18,6 +18,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native, type NativeModel } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
+import { resolveDevice } from "../engine/device.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
 import { repoRoot, storiesDir } from "./test-model.js";
@@ -101,6 +102,11 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
   it("says where it runs", () => {
     assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu" });
     assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation" });
+    // --device auto takes the device that is present
+    assert.equal(resolveDevice("auto"), "cuda");
+    // --kv-cache-memory FRACTION sizes the pool from the device's memory
+    const mem = native().cudaMemory(0);
+    assert.ok(mem.totalBytes > 0 && mem.freeBytes > 0 && mem.freeBytes <= mem.totalBytes, JSON.stringify(mem));
   });
 
   it("stories260K: greedy tokens equal to the CPU's at TP=1, batch 3, prompts over several KV blocks", async () => {

@@ -680,6 +680,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
   exports.Set("ops", Napi::Function::New<Ops>(env, "ops"));
   exports.Set("cudaStatus", Napi::Function::New<hc::CudaStatus>(env, "cudaStatus"));
+  exports.Set("cudaMemory", Napi::Function::New<hc::CudaMemory>(env, "cudaMemory"));
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "addon.h"
 #include "cuda_library.h"
 #include "errors.h"
 
@@ -34,6 +35,20 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   o.Set("searched", searched);
   o.Set("error", lib.error.empty() ? env.Null() : Napi::String::New(env, lib.error));
   return o;
+}
+
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return addon::guard(env, [&]() -> Napi::Value {
+    cuda_require_usable();
+    const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    size_t free_bytes = 0, total_bytes = 0;
+    call(library().hc_cuda_device_memory(device, &free_bytes, &total_bytes));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("freeBytes", static_cast<double>(free_bytes));
+    o.Set("totalBytes", static_cast<double>(total_bytes));
+    return o;
+  });
 }
 
 void CudaOps::matmul(Napi::Env, float* out, const float* x, const void* w, DType t, const float* bias, int64_t M,

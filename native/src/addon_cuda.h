@@ -12,6 +12,8 @@ namespace hc {
 
 // JS: cudaStatus() → {built, loaded, devices, deviceName, error}
 Napi::Value CudaStatus(const Napi::CallbackInfo& info);
+// JS: cudaMemory(device) → {freeBytes, totalBytes} now; throws backend_unavailable without a device
+Napi::Value CudaMemory(const Napi::CallbackInfo& info);
 
 // The GPU twin of addon.cc's CpuOps: host arrays in and out, a failure thrown as
 // hc::Error with the library's code.
