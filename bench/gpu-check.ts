@@ -3,7 +3,8 @@
 // nvcc action), runs the CUDA test subset on the real device (the op tests against the
 // CPU kernels and test/cuda-engine: the device engine token for token against the CPU
 // engine), then greedy-decodes the model on both devices and prints a short summary:
-// device name, tokens equal y/n, decode tok/s cpu vs cuda. It writes the same as JSON.
+// device name, tokens equal y/n, decode tok/s cpu vs cuda at batch 1, 8, 64, prefill tok/s
+// of one long prompt (2,048 tokens, or the model's context). It writes the same as JSON.
 // Without nvcc or without a device it fails at once, saying which.
 //
 // --emulator: the same steps on the host emulator (native/tools/cuda-emu) for a machine
@@ -11,6 +12,7 @@
 // device measure the emulator, not a GPU.
 //
 // Options: --model DIR (default the bundled stories260K, as `serve` finds it), --tokens N (default 64),
+// --batches 1,8,64 (the emulator's default 1,8), --prefill-tokens N (default 2048),
 // --out FILE (default gpu-check.json), --skip-build (use the library already built).
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
@@ -30,6 +32,24 @@ interface DecodeRun {
   tokens: number[][];
 }
 
+/** One prompt of `length` tokens (capped by the context), logits of its last token: prefill tok/s. */
+async function prefill(dir: string, device: "cpu" | "cuda", length: number): Promise<{ tokens: number; tokensPerSecond: number }> {
+  const { loadModel } = await import("../engine/model.js");
+  const m = await loadModel(dir, { device, kvBlockSize: 16 });
+  try {
+    const T = Math.min(length, m.maxContext);
+    const tokens = Int32Array.from({ length: T }, (_, i) => 1 + (i * 7919) % (m.config.vocabSize - 1));
+    const batch = { seqIds: Int32Array.from([1]), tokens, counts: Int32Array.from([T]), logits: "last" as const };
+    await m.native.forward(batch); // warm: scratch grown, weights touched
+    m.native.freeSeq(1);
+    const t0 = process.hrtime.bigint();
+    await m.native.forward(batch);
+    return { tokens: T, tokensPerSecond: T / (Number(process.hrtime.bigint() - t0) / 1e9) };
+  } finally {
+    m.dispose();
+  }
+}
+
 interface GpuCheckResult {
   mode: "gpu" | "emulator";
   library: string;
@@ -39,6 +59,7 @@ interface GpuCheckResult {
   model: string;
   tokensEqual: boolean;
   decode: { batch: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number }[];
+  prefill: { tokens: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number };
 }
 
 function fail(message: string): never {
@@ -57,7 +78,8 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyn
 /** Greedy decoding of `batch` copies of one prompt (distinct sequences), timed over the decode steps only. */
 async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number): Promise<DecodeRun> {
   const { loadModel } = await import("../engine/model.js");
-  const m = await loadModel(dir, { device, kvBlockSize: 16 });
+  // room for every sequence's prompt and tokens, whatever the default pool would hold
+  const m = await loadModel(dir, { device, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1 });
   try {
     const V = m.config.vocabSize;
     const prompt = m.tokenizer.encode("Once upon a time", true);
@@ -89,6 +111,8 @@ async function main(): Promise<void> {
       "skip-build": { type: "boolean", default: false },
       model: { type: "string" },
       tokens: { type: "string", default: "64" },
+      batches: { type: "string" },
+      "prefill-tokens": { type: "string", default: "2048" },
       out: { type: "string", default: "gpu-check.json" },
     },
   });
@@ -121,6 +145,11 @@ async function main(): Promise<void> {
     fail(`no checkpoint at ${model ?? def.looked.join(" or ")} (pass --model DIR)`);
   const tokens = Number(values.tokens);
   if (!Number.isInteger(tokens) || tokens < 1) fail(`--tokens must be a positive integer, got ${values.tokens}`);
+  // batch 64 is a GPU's case; on the emulator (one core of fibers) it would take an hour
+  const batches = (values.batches ?? (mode === "gpu" ? "1,8,64" : "1,8")).split(",").map(Number);
+  if (batches.some((b) => !Number.isInteger(b) || b < 1)) fail(`--batches must list positive integers, got ${values.batches}`);
+  const prefillTokens = Number(values["prefill-tokens"]);
+  if (!Number.isInteger(prefillTokens) || prefillTokens < 1) fail(`--prefill-tokens must be a positive integer`);
   Object.assign(process.env, env); // read by the addon at its first CUDA call, below
   const { native } = await import("../native/index.js");
   const status = native().cudaStatus();
@@ -135,12 +164,14 @@ async function main(): Promise<void> {
   step(`greedy decoding of ${model} on cpu and cuda, ${tokens} tokens`);
   const decodes: GpuCheckResult["decode"] = [];
   let tokensEqual = true;
-  for (const batch of [1, 8]) {
+  for (const batch of batches) {
     const cpu = await decode(model, "cpu", batch, tokens);
     const cuda = await decode(model, "cuda", batch, tokens);
     tokensEqual &&= JSON.stringify(cpu.tokens) === JSON.stringify(cuda.tokens);
     decodes.push({ batch, cpuTokensPerSecond: cpu.tokensPerSecond, cudaTokensPerSecond: cuda.tokensPerSecond });
   }
+  const pc = await prefill(model, "cpu", prefillTokens);
+  const pg = await prefill(model, "cuda", prefillTokens);
   const result: GpuCheckResult = {
     mode,
     library,
@@ -150,6 +181,7 @@ async function main(): Promise<void> {
     model,
     tokensEqual,
     decode: decodes,
+    prefill: { tokens: pc.tokens, cpuTokensPerSecond: pc.tokensPerSecond, cudaTokensPerSecond: pg.tokensPerSecond },
   };
   writeFileSync(values.out!, JSON.stringify(result, null, 2) + "\n");
   const f = (x: number) => x.toFixed(1);
@@ -157,8 +189,9 @@ async function main(): Promise<void> {
     `gpu-check summary (${mode}${mode === "emulator" ? ": tok/s of the emulator, not of a GPU" : ""})\n` +
       `  device:        ${status.deviceName}\n` +
       `  device tests:  ${tests.status === 0 ? "passed" : "FAILED"} (${testSeconds.toFixed(0)} s)\n` +
-      `  tokens equal:  ${tokensEqual ? "y" : "n"} (greedy, cpu vs cuda, batch 1 and 8)\n` +
+      `  tokens equal:  ${tokensEqual ? "y" : "n"} (greedy, cpu vs cuda, batch ${batches.join(", ")})\n` +
       decodes.map((d) => `  decode tok/s:  batch ${d.batch}: cpu ${f(d.cpuTokensPerSecond)}, cuda ${f(d.cudaTokensPerSecond)}\n`).join("") +
+      `  prefill tok/s: ${pc.tokens}-token prompt: cpu ${f(pc.tokensPerSecond)}, cuda ${f(pg.tokensPerSecond)}\n` +
       (skipped.length ? `  skipped:       ${skipped.join("; ")}\n` : "") +
       `  results:       ${resolve(values.out!)}\n`,
   );

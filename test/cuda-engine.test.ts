@@ -215,7 +215,7 @@ describe("hybridchat serve --device", { skip }, () => {
   const serve = (env: NodeJS.ProcessEnv, ...args: string[]) =>
     spawnSync(process.execPath, [cli, "serve", "--model", storiesDir, "--no-store", "--port", "0", ...args], { env: { ...process.env, HYBRIDCHAT_CUDA_LIB: lib, ...env }, encoding: "utf8", timeout: 60_000 });
 
-  it("cuda without a device is a start-up error naming the library paths searched", { skip: given ? "a real library: HYBRIDCHAT_EMU_DEVICES=0 means nothing to it" : false }, () => {
+  it("cuda without a device is a start-up error naming the library paths searched", { skip: given ? "a given library: HYBRIDCHAT_EMU_DEVICES=0 may mean nothing to it" : false }, () => {
     const r = serve({ HYBRIDCHAT_EMU_DEVICES: "0" }, "--device", "cuda");
     assert.notEqual(r.status, 0);
     assert.match(r.stderr, /--device cuda: no usable CUDA device/);
