@@ -205,6 +205,28 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
       }
     });
 
+  it("the device block pool keeps the CPU's admission rules: kv_full changes nothing, freed blocks are reused", async () => {
+    const m = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 5, device: "cuda" });
+    const ref = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 5, device: "cpu" });
+    try {
+      const step = (model: LoadedModel, id: number, tokens: number[]) =>
+        model.native.forward({ seqIds: Int32Array.from([id]), tokens: Int32Array.from(tokens), counts: Int32Array.from([tokens.length]), logits: "last" });
+      const twelve = Array.from({ length: 12 }, (_, i) => 10 + i);
+      await step(m, 1, twelve); // 3 of the 5 blocks
+      await assert.rejects(step(m, 2, twelve), (e: Error & { code?: string }) => e.code === "kv_full");
+      assert.deepEqual({ free: m.native.kvStats().freeBlocks, len: m.native.seqLength(2) }, { free: 2, len: 0 }, "a refused step takes nothing");
+      m.native.freeSeq(1);
+      await step(ref, 2, twelve);
+      // the blocks sequence 1 wrote are reused by sequence 2 and read back as its own
+      await step(m, 2, twelve);
+      const b = await step(ref, 2, [7]), c = await step(m, 2, [7]);
+      assert.ok(excess(c, b) <= 0, `after reusing freed blocks: logits differ by ${excess(c, b)}`);
+    } finally {
+      m.dispose();
+      ref.dispose();
+    }
+  });
+
   it("quantized weights and tensor parallelism are refused on the device by name", async () => {
     await assert.rejects(loadModel(storiesDir, { threads: 2, tensorParallel: 2, device: "cuda" }), /tensor-parallel/);
   });
