@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <set>
 
-#include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "errors.h"
