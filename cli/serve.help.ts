@@ -31,6 +31,10 @@ Options:
   --tensor-parallel N       split every layer over N thread ranks (Megatron layout: attention by
                             heads, MLP by width; the threads are shared out among them); N must
                             divide the model's key/value heads and MLP width (default 1)
+  --device D                where the model runs: cpu (default), cuda (CUDA device 0: weights, KV
+                            cache and activations resident there; refused at start-up without a
+                            device, naming the library paths searched) or auto (cuda when a device
+                            is present, else cpu)
   --max-batch N             most sequences decoded together (default 8)
   --max-queue N             most requests waiting before 429 (default 256: n = 128 fits twice)
   --max-context N           cap on prompt + completion tokens (default: the model's)

@@ -11,6 +11,8 @@ import { DB_FILE, DEFAULT_DATA_DIR } from "../server/store/db.js";
 import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js";
 import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
+import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, type DeviceChoice } from "../engine/device.js";
+import type { DeviceKind } from "../native/index.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -60,6 +62,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "api-key": { type: "string", multiple: true },
       threads: { type: "string" },
       "tensor-parallel": { type: "string" },
+      device: { type: "string", default: "cpu" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
@@ -95,6 +98,14 @@ export async function serveCommand(argv: string[]): Promise<void> {
   if (!LEVELS.includes(values["log-level"]!)) throw new UsageError(`--log-level must be one of ${LEVELS.join(", ")}`, c);
   const port = intOption(values.port, "port", c, 0, 65535)!;
   const apiKeys = apiKeysOption(values["api-key"] ?? [], process.env.HYBRIDCHAT_API_KEYS, c);
+  if (!(DEVICE_CHOICES as readonly string[]).includes(values.device!)) throw new UsageError(`--device must be one of ${DEVICE_CHOICES.join(", ")}, got "${values.device}"`, c);
+  let device: DeviceKind;
+  try {
+    device = resolveDevice(values.device as DeviceChoice);
+  } catch (e) {
+    if (e instanceof DeviceUnavailableError) throw new UsageError(e.message, c);
+    throw e;
+  }
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -102,6 +113,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     adapters,
     threads: intOption(values.threads, "threads", c, 1, 1024),
     tensorParallel: intOption(values["tensor-parallel"], "tensor-parallel", c, 1, 64),
+    device,
     maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
@@ -198,8 +210,12 @@ export async function serveCommand(argv: string[]): Promise<void> {
     const m = s.serving;
     process.stderr.write(
       `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
-        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ${values.threads ?? availableParallelism()} threads` +
-        `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}\n` +
+        ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ` +
+        (device === "cuda"
+          ? `on CUDA device 0 (${server.model!.native.device().name}: weights, KV cache and activations resident there)`
+          : `on the CPU, ${values.threads ?? availableParallelism()} threads` +
+            `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}`) +
+        "\n" +
         `            chat template: ${server.model!.chatTemplate.origin}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
         `            try: curl ${url}/v1/chat/completions -H 'content-type: application/json' ` +

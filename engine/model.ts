@@ -1,7 +1,8 @@
 // A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
 import { basename, join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
-import { native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { BLOCK_BYTES, isBlockDType, native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { resolveDevice, type DeviceChoice } from "./device.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
 import { HfBackedTokenizer, loadTokenizer } from "./tokenizer.js";
@@ -26,11 +27,19 @@ export interface LoadModelOptions {
   maxContext?: number;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
+  /** where the serving forward runs; "auto" = cuda when a device is present, else cpu; default cpu */
+  device?: DeviceChoice;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
 
 export type KvCacheMemory = { bytes: number } | { fraction: number };
+
+/** bytes a tensor takes stored as its dtype */
+function tensorBytes(t: TensorRef): number {
+  const n = t.shape.reduce((a, b) => a * b, 1);
+  return isBlockDType(t.dtype) ? (n / 32) * BLOCK_BYTES[t.dtype] : (t.dtype === "f32" ? 4 : 2) * n;
+}
 
 export interface LoadedModel {
   /** the directory's base name (the served model id unless renamed) */
@@ -119,7 +128,11 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const capBlocks = Math.floor((1 << 30) / (bytesPerToken * kvBlockSize));
   // a pool smaller than one context caps the context at the pool (the engine's maxContext)
   const mem = opts.kvCacheMemory;
-  const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freemem();
+  const device = resolveDevice(opts.device ?? "cpu");
+  // a fraction of what is free once the weights are loaded: on a device, its memory less the weights it will hold
+  const freeBytes = () =>
+    device === "cuda" ? Math.max(0, native().cudaMemory(0).freeBytes - tensors.reduce((s, t) => s + tensorBytes(t), 0)) : freemem();
+  const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freeBytes();
   const kvBlocks =
     opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor(memBytes / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
   const nativeModel = native().createModel(modelSpec(config, ropeFreqFactors ?? null), tensors, {
@@ -127,6 +140,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     kvBlockSize,
     kvBlocks,
     tensorParallel: opts.tensorParallel,
+    device,
   });
   let disposed = false;
   return {

@@ -82,6 +82,19 @@ export interface ModelOptions {
   kvBlocks: number;
   /** thread ranks each layer is split over (Megatron tensor parallelism, native/src/rank.h); default 1 */
   tensorParallel?: number;
+  /** where the serving forward runs (native/src/exec.h): "cpu" (default) or "cuda" (weights, KV pool, activations on the device) */
+  device?: DeviceKind;
+  /** which CUDA device (default 0) */
+  deviceIndex?: number;
+}
+
+export type DeviceKind = "cpu" | "cuda";
+
+/** Where a model's serving forward runs. */
+export interface DeviceInfo {
+  kind: DeviceKind;
+  /** "cpu", or the CUDA device's name ("host emulation" under native/tools/cuda-emu) */
+  name: string;
 }
 
 /**
@@ -203,6 +216,7 @@ export interface NativeModel {
   /** Frees the sequence's KV blocks at once. Unknown ids are ignored. */
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
+  device(): DeviceInfo;
 
   // ---- training (DESIGN.md "The one boundary that keeps training general") ----
   // forward/trainForward/trainBackward/step share one busy flag: one runs at a time.
@@ -291,6 +305,10 @@ export interface CudaStatus {
   loaded: boolean;
   /** CUDA devices visible to it (0 when not loaded or no driver) */
   devices: number;
+  /** device 0's name, null without one */
+  deviceName: string | null;
+  /** the library paths tried, in order (HYBRIDCHAT_CUDA_LIB, else beside the addon) */
+  searched: string[];
   error: string | null;
 }
 
@@ -361,6 +379,8 @@ export interface NativeBinding {
   createModel(spec: ModelSpec, tensors: TensorRef[], options: ModelOptions): NativeModel;
   /** whether the CUDA library was built and loaded, and how many devices it sees */
   cudaStatus(): CudaStatus;
+  /** a CUDA device's memory now (throws code "backend_unavailable" without one) */
+  cudaMemory(device: number): { freeBytes: number; totalBytes: number };
   /** the op kernels on a given backend, for tests; an absent backend throws code "backend_unavailable" */
   ops(backend: "cpu" | "cuda"): NativeOps;
   /**

@@ -1,6 +1,7 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
 import type { FileLimits } from "./fine-tuning/uploads.js";
+import type { DeviceKind } from "../native/index.js";
 import type { RlhfPolicyConfig } from "./rlhf/policy.js";
 import type { FeedbackSource } from "./store/feedback.js";
 import { availableParallelism, tmpdir } from "node:os";
@@ -31,6 +32,8 @@ export interface ServerOptions {
   threads?: number;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
+  /** where the serving forward runs (default cpu) */
+  device?: DeviceKind;
   /** most sequences decoded together; default 8 */
   maxBatch?: number;
   /** most requests waiting for a batch slot before 429; default 64 */
@@ -97,7 +100,7 @@ export class HybridchatServer {
     const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
     const builtin = pretrained === null;
     const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

@@ -27,6 +27,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
                       InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
                       InstanceMethod<&ModelWrap::KvStats>("kvStats"),
+                      InstanceMethod<&ModelWrap::Device>("device"),
                       InstanceMethod<&ModelWrap::Dispose>("dispose"),
                       InstanceMethod<&ModelWrap::AddAdapter>("addAdapter"),
                       InstanceMethod<&ModelWrap::RemoveAdapter>("removeAdapter"),
@@ -116,6 +117,15 @@ Napi::Value ModelWrap::KvStats(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  hc::Model& m = live(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("kind", m.device());
+  o.Set("name", m.device_name());
+  return o;
+}
+
 }  // namespace hc::addon
 
 namespace {
@@ -189,6 +199,9 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     opts.kv_blocks = int_of(oo, "kvBlocks");
     if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
       opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
+    if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
+    if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
+      opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));
     auto model = std::make_shared<hc::Model>(spec, tensors, opts);
     Napi::Object obj = env.GetInstanceData<AddonData>()->model_ctor.New({});
     ModelWrap::Unwrap(obj)->set(std::move(model));
@@ -673,6 +686,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("createModel", Napi::Function::New<CreateModel>(env, "createModel"));
   exports.Set("ops", Napi::Function::New<Ops>(env, "ops"));
   exports.Set("cudaStatus", Napi::Function::New<hc::CudaStatus>(env, "cudaStatus"));
+  exports.Set("cudaMemory", Napi::Function::New<hc::CudaMemory>(env, "cudaMemory"));
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));

@@ -1,83 +1,18 @@
-// Finds and dlopens libhybridchat_cuda.so (HYBRIDCHAT_CUDA_LIB, else beside this addon),
-// resolves every entry point of cuda/ops_cuda.h, and counts devices, once per process.
-// Whatever fails is kept as the reason cudaStatus() reports and ops("cuda") throws.
+// cudaStatus() and the op-test object of the CUDA library (cuda_library.h loads it).
 #include "addon_cuda.h"
 
-#include <dlfcn.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <string>
 
-#include "cuda/ops_cuda.h"
+#include "addon.h"
+#include "cuda_library.h"
 #include "errors.h"
 
 namespace hc {
 
 namespace {
 
-struct CudaLibrary {
-#define HC_FIELD(name) decltype(&::name) name = nullptr;
-  HC_CUDA_ENTRY_POINTS(HC_FIELD)
-#undef HC_FIELD
-  bool built = false;
-  bool loaded = false;
-  int devices = 0;
-  std::string error;  // empty when usable
-};
-
-std::string library_path() {
-  if (const char* p = std::getenv("HYBRIDCHAT_CUDA_LIB"); p && *p) return p;
-  Dl_info info;
-  if (dladdr(reinterpret_cast<void*>(&library_path), &info) && info.dli_fname) {
-    std::string self = info.dli_fname;
-    const size_t slash = self.rfind('/');
-    if (slash != std::string::npos) return self.substr(0, slash + 1) + "libhybridchat_cuda.so";
-  }
-  return "libhybridchat_cuda.so";
-}
-
-CudaLibrary load() {
-  CudaLibrary lib;
-  const std::string path = library_path();
-  lib.built = access(path.c_str(), R_OK) == 0;
-  if (!lib.built) {
-    lib.error = "the CUDA library was not built (no " + path + "; nvcc was not found at build time)";
-    return lib;
-  }
-  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);  // kept open for the process's life
-  if (!h) {
-    const char* e = dlerror();
-    lib.error = std::string("cannot load ") + path + ": " + (e ? e : "unknown error");
-    return lib;
-  }
-#define HC_RESOLVE(name)                                                              \
-  lib.name = reinterpret_cast<decltype(lib.name)>(dlsym(h, #name));                   \
-  if (!lib.name) {                                                                    \
-    lib.error = path + " lacks the entry point " #name " (built from older sources?)"; \
-    return lib;                                                                       \
-  }
-  HC_CUDA_ENTRY_POINTS(HC_RESOLVE)
-#undef HC_RESOLVE
-  lib.loaded = true;
-  if (lib.hc_cuda_device_count(&lib.devices) != 0) {
-    lib.devices = 0;
-    lib.error = std::string("no usable CUDA device: ") + lib.hc_cuda_last_error_message();
-  } else if (lib.devices == 0) {
-    lib.error = "no CUDA device";
-  }
-  return lib;
-}
-
-const CudaLibrary& library() {
-  static const CudaLibrary lib = load();
-  return lib;
-}
-
-// The library's result code → hc::Error with its code and message.
-void call(int rc) {
-  if (rc != 0) throw Error(library().hc_cuda_last_error_code(), library().hc_cuda_last_error_message());
-}
+const CudaLibrary& library() { return cuda_library(); }
+void call(int rc) { cuda_call(rc); }
 
 // HC_CUDA_* share hc::DType's values; the block types are matmul weights only (wdt)
 int dt(DType t) {
@@ -88,12 +23,6 @@ int wdt(DType t) { return static_cast<int>(t); }
 
 }  // namespace
 
-bool cuda_usable() { return library().loaded && library().devices > 0; }
-
-void cuda_require_usable() {
-  if (!cuda_usable()) throw Error("backend_unavailable", "backend 'cuda' is unavailable: " + library().error);
-}
-
 Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const CudaLibrary& lib = library();
@@ -101,8 +30,26 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   o.Set("built", lib.built);
   o.Set("loaded", lib.loaded);
   o.Set("devices", lib.devices);
+  o.Set("deviceName", lib.device_name.empty() ? env.Null() : Napi::String::New(env, lib.device_name));
+  Napi::Array searched = Napi::Array::New(env, lib.searched.size());
+  for (size_t i = 0; i < lib.searched.size(); i++) searched.Set(static_cast<uint32_t>(i), lib.searched[i]);
+  o.Set("searched", searched);
   o.Set("error", lib.error.empty() ? env.Null() : Napi::String::New(env, lib.error));
   return o;
+}
+
+Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return addon::guard(env, [&]() -> Napi::Value {
+    cuda_require_usable();
+    const int device = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    size_t free_bytes = 0, total_bytes = 0;
+    call(library().hc_cuda_device_memory(device, &free_bytes, &total_bytes));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("freeBytes", static_cast<double>(free_bytes));
+    o.Set("totalBytes", static_cast<double>(total_bytes));
+    return o;
+  });
 }
 
 void CudaOps::matmul(Napi::Env, float* out, const float* x, const void* w, DType t, const float* bias, int64_t M,

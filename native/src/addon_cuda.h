@@ -5,16 +5,15 @@
 
 #include <cstdint>
 
+#include "cuda_library.h"
 #include "dtype.h"
 
 namespace hc {
 
-// True when the library loaded and at least one device answers.
-bool cuda_usable();
-// Throws Error("backend_unavailable", why) unless cuda_usable().
-void cuda_require_usable();
-// JS: cudaStatus() → {built, loaded, devices, error}
+// JS: cudaStatus() → {built, loaded, devices, deviceName, error}
 Napi::Value CudaStatus(const Napi::CallbackInfo& info);
+// JS: cudaMemory(device) → {freeBytes, totalBytes} now; throws backend_unavailable without a device
+Napi::Value CudaMemory(const Napi::CallbackInfo& info);
 
 // The GPU twin of addon.cc's CpuOps: host arrays in and out, a failure thrown as
 // hc::Error with the library's code.

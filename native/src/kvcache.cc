@@ -8,10 +8,15 @@
 
 namespace hc {
 
-KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon)
+KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon,
+                 bool host_storage)
     : L_(L), NKV_(NKV), HD_(HD), bs_(block_size), nblocks_(blocks), horizon_(horizon) {
   if (block_size < 1 || blocks < 1) throw Error("bad_options", "kvBlockSize and kvBlocks must be >= 1");
   if (blocks > INT32_MAX) throw Error("bad_options", "kvBlocks too large");
+  free_.reserve(static_cast<size_t>(blocks));
+  // lowest ids handed out first (popped from the back)
+  for (int64_t b = blocks - 1; b >= 0; b--) free_.push_back(static_cast<int32_t>(b));
+  if (!host_storage) return;
   const size_t n = static_cast<size_t>(blocks) * static_cast<size_t>(block_stride());
   // malloc, not new[]: pages stay untouched (and unbacked) until a block is used
   k_ = static_cast<float*>(std::malloc(n * sizeof(float)));
@@ -21,9 +26,6 @@ KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t
     std::free(v_);
     throw Error("out_of_memory", "cannot allocate a KV cache of " + std::to_string(2 * n * 4) + " bytes");
   }
-  free_.reserve(static_cast<size_t>(blocks));
-  // lowest ids handed out first (popped from the back)
-  for (int64_t b = blocks - 1; b >= 0; b--) free_.push_back(static_cast<int32_t>(b));
 }
 
 KVCache::~KVCache() {

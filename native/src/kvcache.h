@@ -23,7 +23,10 @@ class KVCache {
   // horizon > 0: no query will ever look further back than `horizon` keys (every layer
   // has a sliding window, the widest being `horizon`), so a committed step returns the
   // blocks that fell out of it to the pool; their table entries become kReleased.
-  KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon = 0);
+  // host_storage false: only the block tables live here, the pool itself on a device
+  // (exec_cuda.cc); k() and v() are then null.
+  KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon = 0,
+          bool host_storage = true);
   static constexpr int32_t kReleased = -1;
   ~KVCache();
   KVCache(const KVCache&) = delete;

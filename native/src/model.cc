@@ -3,16 +3,11 @@
 #include <algorithm>
 #include <set>
 
-#include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "errors.h"
 
 namespace hc {
-
-static void grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-}
 
 Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const ModelOptions& opts)
     : spec_(s), store_(tensors) {
@@ -87,11 +82,55 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   // blocks older than every layer's window are freed as sequences grow (none if a layer sees all)
   int64_t horizon = s.windows.empty() ? 0 : *std::max_element(s.windows.begin(), s.windows.end());
   if (std::find(s.windows.begin(), s.windows.end(), 0) != s.windows.end()) horizon = 0;
-  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon);
+  const bool cuda = opts.device == "cuda";
+  if (!cuda && opts.device != "cpu")
+    throw Error("bad_options", "device must be \"cpu\" or \"cuda\", not \"" + opts.device + "\"");
+  if (cuda && opts.tensor_parallel > 1)
+    throw Error("unsupported", "--tensor-parallel > 1 runs on the CPU only for now; use --device cpu or one device");
+  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
+  kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
+                       kv_->block_size()};
+  if (cuda) {
+    exec_ = make_cuda_exec(opts.device_index, kv_geo_);
+    upload_weights();
+  } else {
+    exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_);
+  }
+}
+
+const void* Model::resident(const Linear& l) {
+  if (&l == &lm_head_ && spec_.tie_embeddings) return resident_embed();
+  return exec_->weight(l.w, dtype_bytes(l.dtype, l.out * l.in), l.w != l.map);
+}
+
+const void* Model::resident_embed() {
+  return exec_->weight(embed_, dtype_bytes(embed_dtype_, spec_.V * spec_.C), !embed_owned_.empty());
+}
+
+// Every weight the forward reads, uploaded now (once, in its checkpoint dtype) so that
+// serving never copies a weight; on the CPU these are the host arrays themselves.
+void Model::upload_weights() {
+  for (LayerWeights& w : layers_)
+    for (int t = 0; t < kTargets; t++)
+      if (is_quantized(w.at(t).dtype))
+        throw Error("unsupported_dtype",
+                    "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
+  exec_->bind();
+  resident_embed();
+  resident(final_norm_);
+  if (!spec_.tie_embeddings) resident(lm_head_), resident(lm_head_.bias);
+  for (LayerWeights& w : layers_) {
+    for (const std::vector<float>* v : {&w.attn_norm, &w.mlp_norm, &w.q_norm, &w.k_norm}) resident(*v);
+    for (int t = 0; t < kTargets; t++) resident(w.at(t)), resident(w.at(t).bias);
+  }
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
   cpu::matmul(out, in, w.w, w.dtype, w.bias.empty() ? nullptr : w.bias.data(), M, w.out, w.in, *pool_);
+}
+
+void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M) {
+  exec_->linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
 }
 
 void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps) {
@@ -99,11 +138,10 @@ void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const 
     const LoraMats& m = ap.a->at(layer, t);
     if (!m.on()) continue;
     const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    grow(lora_u_, R * r);
-    cpu::sgemm(false, true, R, r, m.in, 1.0f, in + ap.r0 * m.in, m.in, m.A.data(), m.in, 0.0f, lora_u_.data(), r,
-               *pool_);
-    cpu::sgemm(false, true, R, m.out, r, ap.sign * ap.a->scale, lora_u_.data(), r, m.B.data(), r, 1.0f,
-               out + ap.r0 * m.out, m.out, *pool_);
+    float* u = exec_->scratch(Slot::LoraU, R * r);
+    exec_->sgemm(false, true, R, r, m.in, 1.0f, in + ap.r0 * m.in, m.in, resident(m.A), m.in, 0.0f, u, r);
+    exec_->sgemm(false, true, R, m.out, r, ap.sign * ap.a->scale, u, r, resident(m.B), r, 1.0f, out + ap.r0 * m.out,
+                 m.out);
   }
 }
 
@@ -168,7 +206,6 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   const int64_t C = s.C, I = s.I, NH = s.NH, NKV = s.NKV, HD = s.HD, QD = NH * HD, KD = NKV * HD;
   const int64_t nseq = static_cast<int64_t>(b.seq_ids.size());
   const int64_t T = static_cast<int64_t>(b.tokens.size());
-  ThreadPool& pool = *pool_;
 
   const std::vector<LoraApp> apps = lora_apps(b);
   KVCache::Reservation res;
@@ -179,9 +216,15 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     throw;
   }
   try {
-    grow(x_, T * C), grow(xn_, T * C), grow(q_, T * QD), grow(k_, T * KD), grow(v_, T * KD);
-    grow(att_, T * QD), grow(tmp_, T * C), grow(gate_, T * I), grow(up_, T * I);
-    grow(cos_, T * HD / 2), grow(sin_, T * HD / 2);
+    Exec& ex = *exec_;
+    ex.bind();
+    float* x = act_x_ = ex.scratch(Slot::X, T * C);
+    float* xn = act_xn_ = ex.scratch(Slot::Xn, T * C);
+    float *q = ex.scratch(Slot::Q, T * QD), *k = ex.scratch(Slot::K, T * KD), *v = ex.scratch(Slot::V, T * KD);
+    float *att = ex.scratch(Slot::Att, T * QD), *tmp = ex.scratch(Slot::Tmp, T * C);
+    float *gate = ex.scratch(Slot::Gate, T * I), *up = ex.scratch(Slot::Up, T * I);
+    float* cos_t = act_cos_ = ex.scratch(Slot::Cos, T * HD / 2);
+    float* sin_t = act_sin_ = ex.scratch(Slot::Sin, T * HD / 2);
     pos_.resize(T), seq_of_.resize(T), npos_.resize(T);
     for (int64_t sq = 0, t = 0; sq < nseq; sq++)
       for (int32_t i = 0; i < b.counts[sq]; i++, t++) {
@@ -189,64 +232,57 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
         seq_of_[t] = static_cast<int32_t>(sq);
         npos_[t] = pos_[t] + 1;
       }
-    cpu::rope_tables(cos_.data(), sin_.data(), pos_.data(), s.inv_freq.data(), T, HD / 2, s.rope_scaling);
-
-    float* x = x_.data();
-    float* xn = xn_.data();
-    cpu::embedding_forward(x, b.tokens.data(), embed_, embed_dtype_, T, C);
-
-    const int64_t bstride = kv_->block_stride(), lstride = kv_->layer_stride(), hstride = kv_->head_stride();
-    const int64_t bs = kv_->block_size();
-    spans_.resize(static_cast<size_t>(nseq));
+    // the block tables as one [nseq, max_blocks] array (short tables padded, never read there)
+    size_t maxb = 1;
+    for (const auto& tb : res.tables) maxb = std::max(maxb, tb.size());
+    tables_.assign(static_cast<size_t>(nseq) * maxb, 0);
+    for (int64_t sq = 0; sq < nseq; sq++) std::copy(res.tables[sq].begin(), res.tables[sq].end(), tables_.begin() + sq * maxb);
+    // all that goes down per step: token ids, positions, block tables
+    const int32_t* d_tokens = ex.ints(ISlot::Tokens, b.tokens.data(), T);
+    const int32_t* d_pos = ex.ints(ISlot::Pos, pos_.data(), T);
+    const int32_t* d_seq_of = ex.ints(ISlot::SeqOf, seq_of_.data(), T);
+    const int32_t* d_npos = ex.ints(ISlot::Npos, npos_.data(), T);
+    const int32_t* d_tables = ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
+    ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
+    ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
 
     for (int64_t l = 0; l < s.L; l++) {
-      if (tp_) {
+      if (tp_) {  // CPU only (checked at construction): the host arrays above
         tp_->layer_forward(*this, l, res, apps, T);
         continue;
       }
       const LayerWeights& w = layers_[l];
       // attention block
-      cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, pool);
-      linear(q_.data(), xn, w.q, T);
-      linear(k_.data(), xn, w.k, T);
-      linear(v_.data(), xn, w.v, T);
-      lora_apply(q_.data(), xn, l, kQ, apps);
-      lora_apply(k_.data(), xn, l, kK, apps);
-      lora_apply(v_.data(), xn, l, kV, apps);
+      ex.rmsnorm(xn, x, resident(w.attn_norm), T, C, s.eps);
+      exec_linear(q, xn, w.q, T);
+      exec_linear(k, xn, w.k, T);
+      exec_linear(v, xn, w.v, T);
+      lora_apply(q, xn, l, kQ, apps);
+      lora_apply(k, xn, l, kK, apps);
+      lora_apply(v, xn, l, kV, apps);
       if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
-        cpu::rmsnorm_forward(q_.data(), q_.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
-        cpu::rmsnorm_forward(k_.data(), k_.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
+        ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
+        ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
       }
-      cpu::rope_forward(q_.data(), cos_.data(), sin_.data(), T, NH, HD, pool);
-      cpu::rope_forward(k_.data(), cos_.data(), sin_.data(), T, NKV, HD, pool);
-      float* kl = kv_->k() + l * lstride;
-      float* vl = kv_->v() + l * lstride;
-      for (int64_t t = 0; t < T; t++) {  // write this step's keys/values into their blocks
-        const auto& table = res.tables[seq_of_[t]];
-        const int64_t p = pos_[t];
-        const int64_t off = static_cast<int64_t>(table[p / bs]) * bstride + (p % bs) * HD;
-        for (int64_t g = 0; g < NKV; g++) {
-          std::copy_n(k_.data() + t * KD + g * HD, HD, kl + off + g * hstride);
-          std::copy_n(v_.data() + t * KD + g * HD, HD, vl + off + g * hstride);
-        }
-      }
-      for (int64_t sq = 0; sq < nseq; sq++)
-        spans_[sq] = cpu::KVSpan{kl, vl, res.tables[sq].data(), bstride, hstride, HD, bs};
-      cpu::attention_forward(att_.data(), q_.data(), spans_.data(), seq_of_.data(), npos_.data(), T, NH, NKV, HD,
-                             s.window(l), pool);
-      linear(tmp_.data(), att_.data(), w.o, T);
-      lora_apply(tmp_.data(), att_.data(), l, kO, apps);
-      cpu::residual_forward(x, x, tmp_.data(), T * C);
+      ex.rope(q, cos_t, sin_t, T, NH, HD);
+      ex.rope(k, cos_t, sin_t, T, NKV, HD);
+      float *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+      ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
+      ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
+                         kv_geo_, s.window(l));
+      exec_linear(tmp, att, w.o, T);
+      lora_apply(tmp, att, l, kO, apps);
+      ex.residual(x, x, tmp, T * C);
       // MLP block
-      cpu::rmsnorm_forward(xn, x, w.mlp_norm.data(), T, C, s.eps, pool);
-      linear(gate_.data(), xn, w.gate, T);
-      linear(up_.data(), xn, w.up, T);
-      lora_apply(gate_.data(), xn, l, kGate, apps);
-      lora_apply(up_.data(), xn, l, kUp, apps);
-      cpu::swiglu_forward(gate_.data(), gate_.data(), up_.data(), T * I, pool);
-      linear(tmp_.data(), gate_.data(), w.down, T);
-      lora_apply(tmp_.data(), gate_.data(), l, kDown, apps);
-      cpu::residual_forward(x, x, tmp_.data(), T * C);
+      ex.rmsnorm(xn, x, resident(w.mlp_norm), T, C, s.eps);
+      exec_linear(gate, xn, w.gate, T);
+      exec_linear(up, xn, w.up, T);
+      lora_apply(gate, xn, l, kGate, apps);
+      lora_apply(up, xn, l, kUp, apps);
+      ex.swiglu(gate, gate, up, T * I);
+      exec_linear(tmp, gate, w.down, T);
+      lora_apply(tmp, gate, l, kDown, apps);
+      ex.residual(x, x, tmp, T * C);
     }
 
     // final norm and LM head only on the rows whose logits were asked for
@@ -254,16 +290,18 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     const float* rows = x;
     if (!b.all_logits) {
       R = nseq;
-      grow(sel_, R * C);
-      for (int64_t sq = 0, t = 0; sq < nseq; sq++) {
-        t += b.counts[sq];
-        std::copy_n(x + (t - 1) * C, C, sel_.data() + sq * C);
-      }
-      rows = sel_.data();
+      rows_.resize(static_cast<size_t>(R));
+      for (int64_t sq = 0, t = 0; sq < nseq; sq++) rows_[sq] = static_cast<int32_t>((t += b.counts[sq]) - 1);
+      float* sel = ex.scratch(Slot::Sel, R * C);
+      ex.gather_rows(sel, x, ex.ints(ISlot::Rows, rows_.data(), R), R, C);
+      rows = sel;
     }
-    cpu::rmsnorm_forward(xn, rows, final_norm_.data(), R, C, s.eps, pool);
+    ex.rmsnorm(xn, rows, resident(final_norm_), R, C, s.eps);
+    float* out = ex.scratch(Slot::Logits, R * s.V);
+    exec_linear(out, xn, lm_head_, R);
+    // all that comes back per step: the logits rows
     logits.resize(static_cast<size_t>(R * s.V));
-    linear(logits.data(), xn, lm_head_, R);
+    ex.read(logits.data(), out, R * s.V);
   } catch (...) {
     kv_->rollback(b.seq_ids.data(), nseq);
     throw;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
+#include "exec.h"
 #include "kvcache.h"
 #include "rank.h"
 #include "threadpool.h"
@@ -38,6 +39,10 @@ struct ModelOptions {
   int64_t kv_block_size = 16;
   int64_t kv_blocks = 256;
   int tensor_parallel = 1;  // thread ranks splitting each layer (rank.h); 1 = off
+  // where the serving forward runs (exec.h): "cpu", or "cuda" (weights, KV pool and
+  // activations resident on CUDA device `device_index`)
+  std::string device = "cpu";
+  int device_index = 0;
 };
 
 struct ForwardBatch {
@@ -114,6 +119,9 @@ class Model {
   void forward(const ForwardBatch& batch, std::vector<float>& logits);
   KVCache& kv() { return *kv_; }
   const ModelSpec& spec() const { return spec_; }
+  // "cpu" or "cuda", and the device's name
+  const char* device() const { return exec_->device(); }
+  std::string device_name() const { return exec_->device_name(); }
 
   // ---- training (model_train.cc, model_params.cc) ----
   // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.
@@ -131,7 +139,11 @@ class Model {
   std::vector<float> read_parameter(const std::string* adapter, const std::string& name);
   void write_parameter(const std::string* adapter, const std::string& name, const std::vector<float>& data);
   const ParamSet& trainable() const { return trainable_; }
-  ParamSet& trainable() { return trainable_; }  // data-parallel ranks (train/zero.h) drive its optimizer
+  // data-parallel ranks (train/zero.h) drive its optimizer: the weights may change
+  ParamSet& trainable() {
+    weights_changed();
+    return trainable_;
+  }
   // Replaces the moments and step count; every trainable tensor must be given, shapes checked.
   void load_optimizer_state(int64_t step, const std::vector<std::string>& names,
                             const std::vector<std::vector<float>>& exp_avg,
@@ -142,7 +154,20 @@ class Model {
  private:
   friend class TensorParallel;
   void validate(const ForwardBatch& b) const;
+  // the training path's matmul (host memory, CPU kernels)
   void linear(float* out, const float* in, const Linear& w, int64_t M);
+  // the serving forward's, through exec_
+  void exec_linear(float* out, const float* in, const Linear& w, int64_t M);
+  // A weight as the forward reads it: exec_'s resident copy of host[n floats or bytes].
+  const float* resident(const std::vector<float>& v) { return static_cast<const float*>(exec_->weight(v.data(), static_cast<int64_t>(v.size()) * 4, true)); }
+  const void* resident(const Linear& l);
+  const void* resident_embed();
+  void upload_weights();
+  // Some weight the forward reads was rewritten (step, merge, write, materialise):
+  // a device Exec uploads the mutable ones again before the next step.
+  void weights_changed() {
+    if (exec_) exec_->weights_changed();
+  }
   // out[rows] += sign·s·(in[rows]·Aᵀ)·Bᵀ for each app's rows (no dropout: serving path)
   void lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps);
   std::vector<LoraApp> lora_apps(const ForwardBatch& b);
@@ -174,12 +199,13 @@ class Model {
   std::unique_ptr<ThreadPool> pool_;
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<TensorParallel> tp_;  // null at --tensor-parallel 1
+  std::unique_ptr<Exec> exec_;          // the serving forward's ops and memory
+  KvGeometry kv_geo_{};
 
-  // activations, reused across steps (grown when a step is larger than any before)
-  std::vector<float> x_, xn_, q_, k_, v_, att_, tmp_, gate_, up_, cos_, sin_, sel_;
-  std::vector<int32_t> pos_, seq_of_, npos_;
-  std::vector<cpu::KVSpan> spans_;
-  std::vector<float> lora_u_;
+  // the step's host-side indexing (uploaded through exec_), reused across steps
+  std::vector<int32_t> pos_, seq_of_, npos_, tables_, rows_;
+  // this step's activations in exec_'s memory (host on the CPU; rank.cc reads these)
+  float *act_x_ = nullptr, *act_xn_ = nullptr, *act_cos_ = nullptr, *act_sin_ = nullptr;
 
   std::vector<float> embed_owned_;  // fp32 master of the embedding once materialised
   std::vector<std::unique_ptr<Adapter>> adapters_;

@@ -48,6 +48,7 @@ Adapter& Model::adapter(const std::string& name) {
 }
 
 void Model::materialise(Linear& l) {
+  weights_changed();
   if (l.materialised) return;
   if (l.merged) throw Error("adapter_merged", "the base is merged with adapter '" + merged_ + "'; unmerge it first");
   l.owned.resize(static_cast<size_t>(l.out * l.in));
@@ -59,6 +60,7 @@ void Model::materialise(Linear& l) {
 }
 
 void Model::materialise_embed() {
+  weights_changed();
   if (!embed_owned_.empty()) return;
   const int64_t n = spec_.V * spec_.C;
   embed_owned_.resize(static_cast<size_t>(n));
@@ -73,6 +75,7 @@ void Model::materialise_embed() {
 }
 
 void Model::add_adapter(const std::string& name, const AdapterSpec& spec) {
+  weights_changed();
   if (name.empty()) throw Error("invalid_adapter", "an adapter needs a non-empty name");
   for (auto& a : adapters_)
     if (a->name == name) throw Error("adapter_exists", "an adapter named '" + name + "' already exists");
@@ -82,6 +85,7 @@ void Model::add_adapter(const std::string& name, const AdapterSpec& spec) {
 }
 
 void Model::remove_adapter(const std::string& name) {
+  weights_changed();
   Adapter& a = adapter(name);
   if (merged_ == name) unmerge_adapter();
   if (tape_.adapter == &a) drop_tape();
@@ -112,6 +116,7 @@ static void for_each_adapter_tensor(Adapter& a, int64_t L, F f) {
 }
 
 void Model::set_trainable(TrainKind kind, const std::string& name) {
+  weights_changed();
   if (kind == TrainKind::Base && any_merged())
     throw Error("adapter_merged", "setTrainable: adapter '" + merged_ + "' is merged; unmerge it first");
   Adapter* a = kind == TrainKind::Adapter ? &adapter(name) : nullptr;
@@ -187,6 +192,7 @@ std::vector<float> Model::read_parameter(const std::string* ad, const std::strin
 }
 
 void Model::write_parameter(const std::string* ad, const std::string& name, const std::vector<float>& data) {
+  weights_changed();
   if (ad && merged_ == *ad)
     throw Error("adapter_merged", "writeParameter: adapter '" + *ad + "' is merged; unmerge it first");
   std::vector<int64_t> shape;
@@ -230,6 +236,7 @@ void Model::load_optimizer_state(int64_t step, const std::vector<std::string>& n
 }
 
 void Model::merge_adapter(const std::string& name) {
+  weights_changed();
   Adapter& a = adapter(name);
   if (any_merged()) throw Error("adapter_merged", "adapter '" + merged_ + "' is already merged; unmerge it first");
   if (!a.spec.has_lora) throw Error("invalid_adapter", "adapter '" + name + "' has no LoRA to merge");
@@ -259,6 +266,7 @@ void Model::merge_adapter(const std::string& name) {
 }
 
 void Model::unmerge_adapter() {
+  weights_changed();
   for (LayerWeights& w : layers_)
     for (int t = 0; t < kTargets; t++) {
       Linear& lin = w.at(t);

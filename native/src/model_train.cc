@@ -310,6 +310,7 @@ StepResult Model::step(const OptimizerStep& o) {
   if (train_kind_ == TrainKind::None) throw Error("nothing_trainable", "step: setTrainable chose nothing to train");
   if (train_kind_ == TrainKind::Adapter && train_adapter_ == merged_)
     throw Error("adapter_merged", "step: adapter '" + merged_ + "' is merged; unmerge it before training");
+  weights_changed();
   return trainable_.step(o, *pool_);
 }
 

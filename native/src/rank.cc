@@ -96,7 +96,7 @@ void TensorParallel::attention(Model& m, Rank& rk, int64_t l, const KVCache::Res
   const ModelSpec& s = m.spec_;
   const LayerWeights& w = m.layers_[l];
   const int64_t HD = s.HD, NH = rk.heads.size(), NKV = rk.kv_heads.size(), QD = NH * HD, KD = NKV * HD;
-  const float* xn = m.xn_.data();
+  const float* xn = m.act_xn_;
   ThreadPool& pool = *rk.pool;
   grow(rk.q, T * QD), grow(rk.k, T * KD), grow(rk.v, T * KD), grow(rk.att, T * QD);
   column(rk, rk.q.data(), xn, w.q, {rk.heads.begin * HD, rk.heads.end * HD}, l, kQ, apps, T);
@@ -106,8 +106,8 @@ void TensorParallel::attention(Model& m, Rank& rk, int64_t l, const KVCache::Res
     cpu::rmsnorm_forward(rk.q.data(), rk.q.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
     cpu::rmsnorm_forward(rk.k.data(), rk.k.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
   }
-  cpu::rope_forward(rk.q.data(), m.cos_.data(), m.sin_.data(), T, NH, HD, pool);
-  cpu::rope_forward(rk.k.data(), m.cos_.data(), m.sin_.data(), T, NKV, HD, pool);
+  cpu::rope_forward(rk.q.data(), m.act_cos_, m.act_sin_, T, NH, HD, pool);
+  cpu::rope_forward(rk.k.data(), m.act_cos_, m.act_sin_, T, NKV, HD, pool);
   KVCache& kv = *m.kv_;
   const int64_t bstride = kv.block_stride(), hstride = kv.head_stride(), bs = kv.block_size();
   // this rank's KV heads inside every block of the shared pool
@@ -134,8 +134,8 @@ void TensorParallel::mlp(Model& m, Rank& rk, int64_t l, const std::vector<LoraAp
   const LayerWeights& w = m.layers_[l];
   const int64_t I = rk.mlp.size();
   grow(rk.gate, T * I), grow(rk.up, T * I);
-  column(rk, rk.gate.data(), m.xn_.data(), w.gate, rk.mlp, l, kGate, apps, T);
-  column(rk, rk.up.data(), m.xn_.data(), w.up, rk.mlp, l, kUp, apps, T);
+  column(rk, rk.gate.data(), m.act_xn_, w.gate, rk.mlp, l, kGate, apps, T);
+  column(rk, rk.up.data(), m.act_xn_, w.up, rk.mlp, l, kUp, apps, T);
   cpu::swiglu_forward(rk.gate.data(), rk.gate.data(), rk.up.data(), T * I, *rk.pool);
   row(rk, rk.gate.data(), w.down, rk.mlp, l, kDown, apps, T);
 }
@@ -144,8 +144,8 @@ void TensorParallel::layer_forward(Model& m, int64_t l, const KVCache::Reservati
                                    const std::vector<LoraApp>& apps, int64_t T) {
   const ModelSpec& s = m.spec_;
   const LayerWeights& w = m.layers_[l];
-  float* x = m.x_.data();
-  float* xn = m.xn_.data();
+  float* x = m.act_x_;
+  float* xn = m.act_xn_;
   const int64_t C = s.C;
   // the norms and residuals are replicated work on the shared stream, done once
   cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, *m.pool_);

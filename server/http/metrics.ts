@@ -5,6 +5,7 @@
 // method) and the seconds the model spent in serving forward steps vs training calls.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineObserver, EngineStats, FinishedRequest } from "../../engine/engine.js";
+import type { DeviceInfo } from "../../native/index.js";
 
 // vLLM's buckets, extended below 10 ms: a small model here answers well under that
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
@@ -40,6 +41,7 @@ export class ServerMetrics {
   readonly #queue: Histogram<"model_name">;
   readonly #busy: Counter<"phase">;
   readonly #job: ReadonlyMap<JobGauge, Gauge<"job_id" | "method">>;
+  readonly #device: Gauge<"device" | "name">;
 
   constructor() {
     const registers = [this.registry];
@@ -54,6 +56,12 @@ export class ServerMetrics {
           if (s) this.set(read(s.stats()));
         },
       });
+    this.#device = new Gauge({
+      name: "hybridchat_device_info",
+      help: "1, labelled by where the serving forward runs (device: cpu or cuda) and the device's name.",
+      labelNames: ["device", "name"],
+      registers,
+    });
     gauge("hybridchat_num_requests_running", "Requests in the running batch (vLLM: num_requests_running).", (s) => s.running);
     gauge("hybridchat_num_requests_waiting", "Requests waiting for a batch slot (vLLM: num_requests_waiting).", (s) => s.waiting);
     gauge("hybridchat_kv_cache_usage_perc", "Fraction of KV-cache blocks in use, 0..1 (vLLM: kv_cache_usage_perc).", (s) => s.kvUsage);
@@ -102,9 +110,10 @@ export class ServerMetrics {
   }
 
   /** The model is served: label the base's requests with its id, read gauges from the engine. */
-  attach(baseName: string, source: MetricsSource): void {
+  attach(baseName: string, source: MetricsSource, device?: DeviceInfo): void {
     this.#baseName = baseName;
     this.#source = source;
+    if (device) this.#device.set({ device: device.kind, name: device.name }, 1);
   }
 
   /** The engine's hooks (engine/engine.ts EngineOptions.observer). */

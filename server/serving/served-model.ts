@@ -22,6 +22,7 @@ export function servedModel(model: LoadedModel, engine: Engine, thread: Tokenize
     maxContext,
     untrained: model.untrained,
     vocabSize: model.config.vocabSize,
+    device: model.native.device(),
     promptCharLimit: maxContext * model.tokenizer.maxTokenChars * NORMALIZER_SLACK,
     chatTemplate: model.chatTemplate,
     encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt = true) => {

@@ -3,6 +3,7 @@
 // "loading"); routes read the slot on every request.
 import type { ChatMessage, ChatTemplate, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
 import type { GrammarSpec } from "../../engine/grammar/grammars.js";
+import type { DeviceInfo } from "../../native/index.js";
 
 /** Makes one generation's grammar state (a compiled grammar's fresh matcher). */
 export type ConstraintFactory = () => Promise<TokenConstraint>;
@@ -15,6 +16,8 @@ export interface ServedModel {
   readonly maxContext: number;
   readonly untrained: boolean;
   readonly vocabSize: number;
+  /** where the forward runs (absent: a test's stand-in model) */
+  readonly device?: DeviceInfo;
   /** the model's chat template (whether it renders tools, its source for the tool-call family) */
   readonly chatTemplate: ChatTemplate;
   /** chat template applied (with `tools` when given) and tokenized (BOS as the template/tokenizer wants) */

@@ -23,23 +23,9 @@ attention_kernel(float* out, float* lse, const float* q, const float* k, const f
   float m = -INFINITY, l = 0.0f;
   for (int64_t j = window > 0 && npos > window ? npos - window : 0; j < npos; j++) {
     const int64_t kv = (j * NKV + g) * HD;
-    const float s = row_dot<NR>(qr, k + kv, HD, lane) * scale;
-    const float mn = fmaxf(m, s);
-    const float c = expf(m - mn), p = expf(s - mn);  // c = 0 on the first key (m = −inf)
-    l = l * c + p;
-#pragma unroll
-    for (int r = 0; r < NR; r++) {
-      const int d = lane + 32 * r;
-      acc[r] = acc[r] * c + (d < HD ? p * v[kv + d] : 0.0f);
-    }
-    m = mn;
+    online_softmax_step<NR>(acc, m, l, row_dot<NR>(qr, k + kv, HD, lane) * scale, v + kv, HD, lane);
   }
-  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
-#pragma unroll
-  for (int r = 0; r < NR; r++) {
-    const int d = lane + 32 * r;
-    if (d < HD) out[row * HD + d] = acc[r] * inv;
-  }
+  store_softmax_row<NR>(out + row * HD, acc, l, HD, lane);
   if (lse && lane == 0) lse[row] = m + logf(l);
 }
 

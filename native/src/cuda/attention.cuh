@@ -42,4 +42,31 @@ __device__ __forceinline__ float row_dot(const float (&a)[NR], const float* p, i
   return warp_sum(s);
 }
 
+// One key of the online softmax over a row: score s, its value row v[HD]; m and l are the
+// running max and sum (m = −inf before the first key, whose c is then 0).
+template <int NR>
+__device__ __forceinline__ void online_softmax_step(float (&acc)[NR], float& m, float& l, float s, const float* v,
+                                                    int HD, int lane) {
+  const float mn = fmaxf(m, s);
+  const float c = expf(m - mn), p = expf(s - mn);
+  l = l * c + p;
+#pragma unroll
+  for (int r = 0; r < NR; r++) {
+    const int d = lane + 32 * r;
+    acc[r] = acc[r] * c + (d < HD ? p * v[d] : 0.0f);
+  }
+  m = mn;
+}
+
+// out[HD] = acc / l (0 for a row that saw no key)
+template <int NR>
+__device__ __forceinline__ void store_softmax_row(float* out, const float (&acc)[NR], float l, int HD, int lane) {
+  const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+  for (int r = 0; r < NR; r++) {
+    const int d = lane + 32 * r;
+    if (d < HD) out[d] = acc[r] * inv;
+  }
+}
+
 }  // namespace hc::cuda

@@ -9,6 +9,12 @@ void matmul(float* out, const float* x, const void* w, int dtype, const float* b
   gemm(out, x, w, dtype, bias, M, N, K, K, K, N, false, true, 1.0f, 0.0f, stream);
 }
 
+void gemm_launch(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
+                 int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream) {
+  check_dtype(dtype);
+  gemm(C, A, B, dtype, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta, stream);
+}
+
 }  // namespace hc::cuda
 
 extern "C" int hc_cuda_matmul(float* out, const float* x, const void* w, int dtype, const float* bias, int64_t M,

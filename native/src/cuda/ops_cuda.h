@@ -1,8 +1,10 @@
 /* The C API of libhybridchat_cuda.so, which the addon dlopens (native/src/addon_cuda.cc):
  * the CUDA twins of the kernels in native/src/cpu/ops.h and matmul.h, same shapes, same
- * argument order. Every op takes HOST pointers: it copies its inputs to device buffers,
- * runs the kernel and copies the outputs back (the op-test path). Outputs may alias
- * inputs on the host wherever the CPU twin allows it.
+ * argument order. The hc_cuda_<op> functions take HOST pointers: they copy their inputs to
+ * device buffers, run the kernel and copy the outputs back (the op-test path). Outputs may
+ * alias inputs on the host wherever the CPU twin allows it. The hc_cuda_dev_<op> functions
+ * (resident.cu) take DEVICE pointers and copy nothing: the engine's forward on a device
+ * (native/src/exec_cuda.cc) keeps weights, KV pool and activations resident and calls them.
  *
  * Every function returns 0 on success; otherwise nonzero, and hc_cuda_last_error_code()
  * / _message() say why (per thread): codes "cuda_unavailable" (no device or driver),
@@ -94,6 +96,45 @@ HC_CUDA_API int hc_cuda_logprob_backward(float* dlogits, const float* dlogp, con
 HC_CUDA_API int hc_cuda_matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x,
                                         const void* w, int dtype, int64_t M, int64_t N, int64_t K);
 
+/* ---- resident state: device memory on the current device (resident.cu) ---- */
+HC_CUDA_API int hc_cuda_set_device(int device);
+HC_CUDA_API int hc_cuda_malloc(void** p, size_t bytes);
+HC_CUDA_API int hc_cuda_free(void* p);
+HC_CUDA_API int hc_cuda_upload(void* dst_device, const void* src_host, size_t bytes);
+/* waits for the queued work: where a kernel fault surfaces */
+HC_CUDA_API int hc_cuda_download(void* dst_host, const void* src_device, size_t bytes);
+HC_CUDA_API int hc_cuda_synchronize(void);
+
+/* ---- forward ops on DEVICE pointers (shapes as the host entry points above) ---- */
+/* C[M,N] = alpha·op(A)·op(B) (+ beta·C) (+ bias[N]); A fp32, B stored as dtype; ta/tb: transpose */
+HC_CUDA_API int hc_cuda_dev_gemm(float* c, const float* a, const void* b, int dtype, const float* bias, int64_t M,
+                                 int64_t N, int64_t K, int64_t lda, int64_t ldb, int64_t ldc, int ta, int tb,
+                                 float alpha, float beta);
+HC_CUDA_API int hc_cuda_dev_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps);
+/* cos,sin[T,half] of positions pos[T] */
+HC_CUDA_API int hc_cuda_dev_rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq,
+                                        int64_t T, int64_t half, float scaling);
+HC_CUDA_API int hc_cuda_dev_rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD);
+/* token ids are NOT checked here: the caller has */
+HC_CUDA_API int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T,
+                                      int64_t C);
+HC_CUDA_API int hc_cuda_dev_residual(float* out, const float* a, const float* b, int64_t N);
+HC_CUDA_API int hc_cuda_dev_swiglu(float* out, const float* gate, const float* up, int64_t N);
+/* the paged KV pool of native/src/kvcache.h (one layer's k/v base; strides in floats);
+   tables[nseq, max_blocks] the sequences' block ids, seq_of[T] each token's sequence */
+HC_CUDA_API int hc_cuda_dev_kv_write(float* k_pool, float* v_pool, const float* k, const float* v,
+                                     const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
+                                     const int32_t* pos, int64_t T, int64_t NKV, int64_t HD, int64_t block_stride,
+                                     int64_t head_stride, int64_t block_size);
+/* out[T,NH,HD]: query t over keys [0, npos[t]) of its sequence (window W > 0: the last W) */
+HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool,
+                                            const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
+                                            const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                            int64_t block_stride, int64_t head_stride, int64_t block_size,
+                                            int64_t window);
+/* out[R,C] = x[rows[r], :] */
+HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C);
+
 #ifdef __cplusplus
 }
 #endif
@@ -122,6 +163,22 @@ HC_CUDA_API int hc_cuda_matmul_backward(float* dx, float* dw, float* dbias, cons
   X(hc_cuda_embedding_backward)                                                                                    \
   X(hc_cuda_logprob)                                                                                               \
   X(hc_cuda_logprob_backward)                                                                                      \
-  X(hc_cuda_matmul_backward)
+  X(hc_cuda_matmul_backward)                                                                                       \
+  X(hc_cuda_set_device)                                                                                            \
+  X(hc_cuda_malloc)                                                                                                \
+  X(hc_cuda_free)                                                                                                  \
+  X(hc_cuda_upload)                                                                                                \
+  X(hc_cuda_download)                                                                                              \
+  X(hc_cuda_synchronize)                                                                                           \
+  X(hc_cuda_dev_gemm)                                                                                              \
+  X(hc_cuda_dev_rmsnorm)                                                                                           \
+  X(hc_cuda_dev_rope_tables)                                                                                       \
+  X(hc_cuda_dev_rope)                                                                                              \
+  X(hc_cuda_dev_embedding)                                                                                         \
+  X(hc_cuda_dev_residual)                                                                                          \
+  X(hc_cuda_dev_swiglu)                                                                                            \
+  X(hc_cuda_dev_kv_write)                                                                                          \
+  X(hc_cuda_dev_paged_attention)                                                                                   \
+  X(hc_cuda_dev_gather_rows)
 
 #endif

@@ -1,12 +1,16 @@
 // A host emulation of the slice of CUDA that native/src/cuda uses, so the real kernels
 // can run through the op tests on a machine without a GPU (see build.sh). A block's
-// threads are fibers (ucontext) on the calling thread, switched at barriers:
+// threads are fibers on the calling thread, switched at barriers:
 // __syncthreads waits for every live thread of the block, a warp shuffle exchanges
 // through a per-warp slot array between two waits of the warp's live lanes, __shared__
 // is a function-static (blocks run one after another). It checks indexing, reductions
 // and synchronisation; not timing, the memory model or the device's intrinsics.
+// The launch state (and __shared__) is per host thread, so two threads (two models, or
+// two ranks) may run kernels at once. HYBRIDCHAT_EMU_DEVICES=N makes it report N devices
+// (default 1; 0 = none); memory is host memory whichever device is current.
 #pragma once
 #include <ucontext.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
@@ -21,7 +25,7 @@
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static thread_local
 #define __launch_bounds__(...)
 
 struct dim3 {
@@ -30,26 +34,93 @@ struct dim3 {
 };
 
 namespace emu {
+// Fiber switches. On x86-64 a few instructions that swap the callee-saved registers and
+// the stack pointer (swapcontext would make two signal-mask system calls per switch,
+// which made a model's forward take seconds); elsewhere ucontext. The emulation is one
+// translation unit (build.sh), so the assembly is defined once.
+#if defined(__x86_64__)
+extern "C" void hc_emu_switch(void** save_sp, void* to_sp);
+asm(R"(
+  .text
+  .globl hc_emu_switch
+  .type hc_emu_switch,@function
+hc_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size hc_emu_switch, .-hc_emu_switch
+)");
+struct Ctx {
+  void* sp = nullptr;
+};
+inline void ctx_switch(Ctx& from, Ctx& to) { hc_emu_switch(&from.sp, to.sp); }
+// a context that starts in entry() on the given stack; entry never returns
+inline void ctx_make(Ctx& c, char* stack, size_t size, void (*entry)()) {
+  void** sp = reinterpret_cast<void**>((reinterpret_cast<uintptr_t>(stack) + size) & ~uintptr_t(15));
+  *--sp = nullptr;  // entry's return address: rsp ≡ 8 (mod 16) on entry, as after a call
+  *--sp = reinterpret_cast<void*>(entry);
+  for (int i = 0; i < 6; i++) *--sp = nullptr;  // the callee-saved registers hc_emu_switch pops
+  c.sp = sp;
+}
+#else
+struct Ctx {
+  ucontext_t uc;
+};
+inline void ctx_switch(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
+inline void ctx_make(Ctx& c, char* stack, size_t size, void (*entry)()) {
+  getcontext(&c.uc);
+  c.uc.uc_stack.ss_sp = stack;
+  c.uc.uc_stack.ss_size = size;
+  c.uc.uc_link = nullptr;
+  makecontext(&c.uc, entry, 0);
+}
+#endif
+
 enum class State { Ready, AtWarp, AtBlock, Done };
+constexpr size_t kStack = 256 * 1024;
 struct Fiber {
-  ucontext_t ctx;
-  std::vector<char> stack;
+  Ctx ctx;
+  std::unique_ptr<char[]> stack;  // not zero-filled: allocated once per thread, reused by every launch
   State state = State::Ready;
 };
+// the calling thread's fibers, grown to the largest block launched so far
+inline std::vector<Fiber>& fibers(unsigned n) {
+  static thread_local std::vector<Fiber> pool;
+  if (pool.size() < n) {
+    const size_t old = pool.size();
+    pool.resize(n);
+    for (size_t i = old; i < n; i++) pool[i].stack.reset(new char[kStack]);
+  }
+  return pool;
+}
 struct Block {
-  ucontext_t scheduler;
-  std::vector<Fiber> fibers;
+  Ctx scheduler;
+  std::vector<Fiber>& fibers;
   std::vector<uint64_t> slots;  // one per thread, for shuffles
   unsigned current = 0;
+  void (*body)(const void*) = nullptr;  // runs the kernel on the current thread's indices
+  const void* body_arg = nullptr;
 };
-inline Block* block = nullptr;
-inline dim3 tid, bid, gdim, bdim;
+inline thread_local Block* block = nullptr;
+inline thread_local dim3 tid, bid, gdim, bdim;
 
 // The running fiber waits in `s` until the scheduler releases its group.
 inline void wait(State s) {
   Fiber& f = block->fibers[block->current];
   f.state = s;
-  swapcontext(&f.ctx, &block->scheduler);
+  ctx_switch(f.ctx, block->scheduler);
 }
 }  // namespace emu
 
@@ -80,7 +151,7 @@ enum cudaError_t {
   cudaErrorInvalidDevice = 101,
   cudaErrorNoDevice = 100,
 };
-enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost };
+enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 using cudaStream_t = void*;
 struct cudaDeviceProp {
   char name[256];
@@ -105,26 +176,35 @@ inline cudaError_t cudaMemset(void* d, int v, size_t n) {
   std::memset(d, v, n);
   return cudaSuccess;
 }
-inline cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
-  return cudaSuccess;
+inline int emu_devices() {
+  const char* e = std::getenv("HYBRIDCHAT_EMU_DEVICES");
+  return e && *e ? std::atoi(e) : 1;
 }
-inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int) {
+inline cudaError_t cudaGetDeviceCount(int* n) {
+  *n = emu_devices();
+  return *n > 0 ? cudaSuccess : cudaErrorNoDevice;
+}
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  if (d < 0 || d >= emu_devices()) return cudaErrorInvalidDevice;
   std::snprintf(p->name, sizeof p->name, "host emulation");
   return cudaSuccess;
 }
-inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int d) { return d >= 0 && d < emu_devices() ? cudaSuccess : cudaErrorInvalidDevice; }
+inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+// the host's memory stands for the device's
 inline cudaError_t cudaMemGetInfo(size_t* f, size_t* t) {
-  *f = *t = 0;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  *f = static_cast<size_t>(sysconf(_SC_AVPHYS_PAGES)) * page;
+  *t = static_cast<size_t>(sysconf(_SC_PHYS_PAGES)) * page;
   return cudaSuccess;
 }
 
 namespace emu {
-template <typename F>
-void fiber_entry(unsigned lo, unsigned hi) {
-  const F* f = reinterpret_cast<const F*>((static_cast<uintptr_t>(hi) << 32) | lo);
-  (*f)();
-  block->fibers[block->current].state = State::Done;  // uc_link returns to the scheduler
+inline void fiber_entry() {
+  block->body(block->body_arg);
+  Fiber& f = block->fibers[block->current];
+  f.state = State::Done;
+  ctx_switch(f.ctx, block->scheduler);  // never resumed
 }
 
 // kernel<<<grid, block, smem, stream>>>(args...) is rewritten to launch(grid, block, smem, stream, kernel, args...).
@@ -136,27 +216,22 @@ void launch(dim3 grid, dim3 threads, size_t, cudaStream_t, K kernel, A... args) 
   const unsigned n = threads.x * threads.y * threads.z;
   const uint64_t blocks = static_cast<uint64_t>(grid.x) * grid.y * grid.z;
   if (n == 0 || blocks == 0) return;
-  Block b;
-  b.fibers.resize(n);
+  Block b{{}, fibers(n)};
   b.slots.resize(n);
-  for (auto& f : b.fibers) f.stack.resize(256 * 1024);
   block = &b;
   gdim = grid;
   bdim = threads;
   auto body = [&] { kernel(args...); };
   using Body = decltype(body);
-  const uintptr_t p = reinterpret_cast<uintptr_t>(&body);
+  b.body = [](const void* p) { (*static_cast<const Body*>(p))(); };
+  b.body_arg = &body;
   auto set_tid = [&](unsigned t) { tid = dim3(t % threads.x, t / threads.x % threads.y, t / (threads.x * threads.y)); };
   for (uint64_t bi = 0; bi < blocks; bi++) {
     bid = dim3(static_cast<unsigned>(bi % grid.x), static_cast<unsigned>(bi / grid.x % grid.y),
                static_cast<unsigned>(bi / (static_cast<uint64_t>(grid.x) * grid.y)));
-    for (auto& f : b.fibers) {
-      getcontext(&f.ctx);
-      f.ctx.uc_stack.ss_sp = f.stack.data();
-      f.ctx.uc_stack.ss_size = f.stack.size();
-      f.ctx.uc_link = &b.scheduler;
-      makecontext(&f.ctx, reinterpret_cast<void (*)()>(&fiber_entry<Body>), 2, static_cast<unsigned>(p & 0xffffffffu),
-                  static_cast<unsigned>(p >> 32));
+    for (unsigned t = 0; t < n; t++) {
+      Fiber& f = b.fibers[t];
+      ctx_make(f.ctx, f.stack.get(), kStack, &fiber_entry);
       f.state = State::Ready;
     }
     for (;;) {
@@ -164,7 +239,7 @@ void launch(dim3 grid, dim3 threads, size_t, cudaStream_t, K kernel, A... args) 
         if (b.fibers[t].state != State::Ready) continue;
         b.current = t;
         set_tid(t);
-        swapcontext(&b.scheduler, &b.fibers[t].ctx);
+        ctx_switch(b.scheduler, b.fibers[t].ctx);
       }
       bool progressed = false, all_done = true, all_block = true;
       for (unsigned w = 0; w * 32 < n; w++) {
@@ -185,8 +260,8 @@ void launch(dim3 grid, dim3 threads, size_t, cudaStream_t, K kernel, A... args) 
       }
       if (all_done) break;
       if (all_block) {
-        for (auto& f : b.fibers)
-          if (f.state == State::AtBlock) f.state = State::Ready;
+        for (unsigned t = 0; t < n; t++)
+          if (b.fibers[t].state == State::AtBlock) b.fibers[t].state = State::Ready;
         progressed = true;
       }
       if (!progressed) {

@@ -5,13 +5,23 @@ import type { RouteOptions } from "../request-context.js";
 export interface HealthBody {
   status: "ok" | "loading" | "error";
   model?: string;
+  /** where the forward runs: "cpu" or "cuda" */
+  device?: string;
+  /** the CUDA device's name ("cpu" on the CPU) */
+  deviceName?: string;
+  /** devices serving (1 on cuda; 0 on the CPU) */
+  devices?: number;
   message?: string;
 }
 
 export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app, opts) => {
   app.get("/health", { config: { access: "public" } }, async (_request, reply): Promise<HealthBody> => {
     const s = opts.slot.state;
-    if (s.status === "ready") return { status: "ok", model: s.serving.servedModelName };
+    if (s.status === "ready") {
+      const d = s.serving.model.device;
+      const body: HealthBody = { status: "ok", model: s.serving.servedModelName };
+      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0 } : body;
+    }
     reply.code(503).header("retry-after", "1");
     return s.status === "loading" ? { status: "loading" } : { status: "error", message: s.message };
   });

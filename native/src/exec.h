@@ -1,0 +1,86 @@
+// Where a model's serving forward runs. Model::forward (model.cc) is one code path that
+// calls these ops; an Exec picks each op's implementation and owns the memory the
+// pointers live in: CpuExec (exec_cpu.cc) the CPU kernels on host memory, CudaExec
+// (exec_cuda.cc) the CUDA library's hc_cuda_dev_* ops on device memory, with the weights
+// uploaded once at load in their checkpoint dtype, the paged KV pool on the device and
+// the activations there too. Per step only token ids, positions and block tables go
+// down (ints) and the logits rows come back (read).
+//
+// Every float*/int32_t* an op takes is the Exec's memory: a scratch slot, a resident
+// weight (weight()) or the KV pool. Shapes and aliasing as the CPU kernels (cpu/ops.h).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dtype.h"
+#include "threadpool.h"
+
+namespace hc {
+
+// Scratch buffers of a forward step, each grown to the largest step so far.
+enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, Count };
+// Small integer arrays copied from the host each step.
+enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
+
+struct KvGeometry {
+  int64_t layers, blocks, layer_stride, block_stride, head_stride, block_size;
+};
+
+class Exec {
+ public:
+  virtual ~Exec() = default;
+  // "cpu" or "cuda"
+  virtual const char* device() const = 0;
+  // "cpu", or the device's name
+  virtual std::string device_name() const = 0;
+
+  // Makes this Exec's device current on the calling thread (steps run on worker threads).
+  virtual void bind() {}
+  virtual float* scratch(Slot s, int64_t n) = 0;
+  // host ints in this Exec's memory (a device copy, or the host array itself on the CPU)
+  virtual const int32_t* ints(ISlot s, const int32_t* host, int64_t n) = 0;
+  // The resident copy of a weight the model reads, by host address: mapped checkpoint
+  // tensors are uploaded once; `mutable_` ones (norms, biases, LoRA, merged or trained
+  // weights: host vectors the model rewrites) are dropped by weights_changed() and
+  // uploaded again when next read. Identity on the CPU.
+  virtual const void* weight(const void* host, int64_t bytes, bool mutable_) = 0;
+  // The model rewrote some mutable weight (training step, merge, a parameter written).
+  virtual void weights_changed() = 0;
+  // The KV pool's K and V of layer l (the KVCache's host pool on the CPU).
+  virtual float* kv_k(int64_t l) = 0;
+  virtual float* kv_v(int64_t l) = 0;
+
+  // ---- forward ops ----
+  // out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt
+  virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+                      int64_t K) = 0;
+  // C = alpha·op(A)·op(B) + beta·C, all fp32 (the LoRA products)
+  virtual void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+                     const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;
+  virtual void rmsnorm(float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) = 0;
+  virtual void rope_tables(float* cos_t, float* sin_t, const int32_t* pos, const float* inv_freq, int64_t T,
+                           int64_t half, float scaling) = 0;
+  virtual void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) = 0;
+  virtual void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) = 0;
+  virtual void residual(float* out, const float* a, const float* b, int64_t N) = 0;
+  virtual void swiglu(float* out, const float* gate, const float* up, int64_t N) = 0;
+  // k,v[T,NKV,HD] into layer l of the pool; tables[nseq, max_blocks]
+  virtual void kv_write(float* k_pool, float* v_pool, const float* k, const float* v, const int32_t* tables,
+                        int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV,
+                        int64_t HD, const KvGeometry& g) = 0;
+  virtual void paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool,
+                               const int32_t* tables, int64_t max_blocks, int64_t nseq, const int32_t* seq_of,
+                               const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                               const KvGeometry& g, int64_t window) = 0;
+  virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) = 0;
+  // host[n] = buf[n]; waits for the queued work
+  virtual void read(float* host, const float* buf, int64_t n) = 0;
+};
+
+// k_pool, v_pool: the KVCache's host storage
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv);
+// Throws "backend_unavailable" (naming the library paths searched) without a usable device.
+std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv);
+
+}  // namespace hc

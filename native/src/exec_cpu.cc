@@ -1,0 +1,101 @@
+// The CPU Exec: host memory, the CPU kernels (cpu/ops.h, cpu/matmul.h) on the model's pool.
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <vector>
+
+#include "cpu/gemm.h"
+#include "cpu/matmul.h"
+#include "cpu/ops.h"
+#include "exec.h"
+
+namespace hc {
+
+namespace {
+
+class CpuExec final : public Exec {
+ public:
+  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv) : pool_(pool), k_(k), v_(v), kv_(kv) {}
+  const char* device() const override { return "cpu"; }
+  std::string device_name() const override { return "cpu"; }
+
+  float* scratch(Slot s, int64_t n) override {
+    auto& v = f_[static_cast<size_t>(s)];
+    if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+    return v.data();
+  }
+  const int32_t* ints(ISlot, const int32_t* host, int64_t) override { return host; }
+  const void* weight(const void* host, int64_t, bool) override { return host; }
+  void weights_changed() override {}
+  float* kv_k(int64_t l) override { return k_ + l * kv_.layer_stride; }
+  float* kv_v(int64_t l) override { return v_ + l * kv_.layer_stride; }
+
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+              int64_t K) override {
+    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_);
+  }
+  void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    cpu::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool_);
+  }
+  void rmsnorm(float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) override {
+    cpu::rmsnorm_forward(out, x, w, M, C, eps, pool_);
+  }
+  void rope_tables(float* cos_t, float* sin_t, const int32_t* pos, const float* inv_freq, int64_t T, int64_t half,
+                   float scaling) override {
+    cpu::rope_tables(cos_t, sin_t, pos, inv_freq, T, half, scaling);
+  }
+  void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) override {
+    cpu::rope_forward(x, cos_t, sin_t, T, H, HD, pool_);
+  }
+  void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
+    cpu::embedding_forward(out, tokens, table, dt, T, C);
+  }
+  void residual(float* out, const float* a, const float* b, int64_t N) override { cpu::residual_forward(out, a, b, N); }
+  void swiglu(float* out, const float* gate, const float* up, int64_t N) override {
+    cpu::swiglu_forward(out, gate, up, N, pool_);
+  }
+  void kv_write(float* kp, float* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
+                const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
+                const KvGeometry& g) override {
+    const int64_t KD = NKV * HD;
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t p = pos[t];
+      const int64_t off = static_cast<int64_t>(tables[seq_of[t] * max_blocks + p / g.block_size]) * g.block_stride +
+                          (p % g.block_size) * HD;
+      for (int64_t h = 0; h < NKV; h++) {
+        std::copy_n(k + t * KD + h * HD, HD, kp + off + h * g.head_stride);
+        std::copy_n(v + t * KD + h * HD, HD, vp + off + h * g.head_stride);
+      }
+    }
+  }
+  void paged_attention(float* out, const float* q, const float* kp, const float* vp, const int32_t* tables,
+                       int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                       int64_t NH, int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+    spans_.resize(static_cast<size_t>(nseq));
+    for (int64_t s = 0; s < nseq; s++)
+      spans_[s] = cpu::KVSpan{kp, vp, tables + s * max_blocks, g.block_stride, g.head_stride, HD, g.block_size};
+    cpu::attention_forward(out, q, spans_.data(), seq_of, npos, T, NH, NKV, HD, window, pool_);
+  }
+  void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
+    for (int64_t r = 0; r < R; r++) std::copy_n(x + static_cast<int64_t>(rows[r]) * C, C, out + r * C);
+  }
+  void read(float* host, const float* buf, int64_t n) override {
+    if (host != buf) std::memcpy(host, buf, static_cast<size_t>(n) * sizeof(float));
+  }
+
+ private:
+  ThreadPool& pool_;
+  float *k_, *v_;
+  KvGeometry kv_;
+  std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> f_;
+  std::vector<cpu::KVSpan> spans_;
+};
+
+}  // namespace
+
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv) {
+  return std::make_unique<CpuExec>(pool, k_pool, v_pool, kv);
+}
+
+}  // namespace hc

@@ -1,0 +1,153 @@
+// The CUDA Exec: every op through the CUDA library's device-pointer API (hc_cuda_dev_*,
+// cuda/resident.cu) on memory resident on one device: weights uploaded once in their
+// checkpoint dtype, the KV block pool, the step's scratch. Ops queue on the device's
+// default stream; read() (the logits) is the step's one synchronisation.
+#include <array>
+#include <iterator>
+#include <unordered_map>
+
+#include "cuda_library.h"
+#include "errors.h"
+#include "exec.h"
+
+namespace hc {
+
+namespace {
+
+const CudaLibrary& lib() { return cuda_library(); }
+
+// Device memory, freed with its owner.
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  explicit DeviceBuffer(int64_t bytes) : bytes_(bytes) { cuda_call(lib().hc_cuda_malloc(&p_, static_cast<size_t>(bytes))); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept : p_(o.p_), bytes_(o.bytes_) { o.p_ = nullptr, o.bytes_ = 0; }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+    std::swap(p_, o.p_), std::swap(bytes_, o.bytes_);
+    return *this;
+  }
+  ~DeviceBuffer() {
+    if (p_) lib().hc_cuda_free(p_);
+  }
+  void* get() const { return p_; }
+  int64_t bytes() const { return bytes_; }
+
+ private:
+  void* p_ = nullptr;
+  int64_t bytes_ = 0;
+};
+
+int dev_dtype(DType t) {
+  if (is_quantized(t))
+    throw Error("unsupported_dtype", "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
+  return static_cast<int>(t);  // HC_CUDA_* share hc::DType's values
+}
+
+class CudaExec final : public Exec {
+ public:
+  CudaExec(int device, const KvGeometry& kv) : device_(device), kv_(kv) {
+    cuda_require_usable();
+    if (device < 0 || device >= lib().devices)
+      throw Error("backend_unavailable", "CUDA device " + std::to_string(device) + " does not exist (" +
+                                             std::to_string(lib().devices) + " present)");
+    bind();
+    const int64_t pool = kv.layers * kv.layer_stride * kv.blocks * static_cast<int64_t>(sizeof(float));
+    k_ = DeviceBuffer(pool);
+    v_ = DeviceBuffer(pool);
+  }
+  const char* device() const override { return "cuda"; }
+  std::string device_name() const override { return lib().device_name; }
+  void bind() override { cuda_call(lib().hc_cuda_set_device(device_)); }
+
+  float* scratch(Slot s, int64_t n) override { return static_cast<float*>(grow(f_[static_cast<size_t>(s)], n * 4)); }
+  const int32_t* ints(ISlot s, const int32_t* host, int64_t n) override {
+    void* d = grow(i_[static_cast<size_t>(s)], n * 4);
+    cuda_call(lib().hc_cuda_upload(d, host, static_cast<size_t>(n) * 4));
+    return static_cast<const int32_t*>(d);
+  }
+  const void* weight(const void* host, int64_t bytes, bool mut) override {
+    if (!host) return nullptr;
+    auto it = weights_.find(host);
+    if (it != weights_.end() && it->second.buf.bytes() == bytes) return it->second.buf.get();
+    Resident& r = weights_[host];
+    if (r.buf.bytes() != bytes) r.buf = DeviceBuffer(bytes);
+    cuda_call(lib().hc_cuda_upload(r.buf.get(), host, static_cast<size_t>(bytes)));
+    r.mut = mut;
+    return r.buf.get();
+  }
+  // the mutable copies are dropped (their host arrays may be gone or rewritten) and
+  // uploaded again when next read; the mapped checkpoint tensors stay
+  void weights_changed() override {
+    for (auto it = weights_.begin(); it != weights_.end();) it = it->second.mut ? weights_.erase(it) : std::next(it);
+  }
+  float* kv_k(int64_t l) override { return static_cast<float*>(k_.get()) + l * kv_.layer_stride; }
+  float* kv_v(int64_t l) override { return static_cast<float*>(v_.get()) + l * kv_.layer_stride; }
+
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+              int64_t K) override {
+    cuda_call(lib().hc_cuda_dev_gemm(out, x, w, dev_dtype(dt), bias, M, N, K, K, K, N, 0, 1, 1.0f, 0.0f));
+  }
+  void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+             const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
+    cuda_call(lib().hc_cuda_dev_gemm(C, A, B, HC_CUDA_F32, nullptr, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta));
+  }
+  void rmsnorm(float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) override {
+    cuda_call(lib().hc_cuda_dev_rmsnorm(out, x, w, M, C, eps));
+  }
+  void rope_tables(float* cos_t, float* sin_t, const int32_t* pos, const float* inv_freq, int64_t T, int64_t half,
+                   float scaling) override {
+    cuda_call(lib().hc_cuda_dev_rope_tables(cos_t, sin_t, pos, inv_freq, T, half, scaling));
+  }
+  void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) override {
+    cuda_call(lib().hc_cuda_dev_rope(x, cos_t, sin_t, T, H, HD));
+  }
+  void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
+    cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_dtype(dt), T, C));
+  }
+  void residual(float* out, const float* a, const float* b, int64_t N) override {
+    cuda_call(lib().hc_cuda_dev_residual(out, a, b, N));
+  }
+  void swiglu(float* out, const float* gate, const float* up, int64_t N) override {
+    cuda_call(lib().hc_cuda_dev_swiglu(out, gate, up, N));
+  }
+  void kv_write(float* kp, float* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
+                const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
+                const KvGeometry& g) override {
+    cuda_call(lib().hc_cuda_dev_kv_write(kp, vp, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, g.block_stride,
+                                         g.head_stride, g.block_size));
+  }
+  void paged_attention(float* out, const float* q, const float* kp, const float* vp, const int32_t* tables,
+                       int64_t max_blocks, int64_t, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
+                       int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+    cuda_call(lib().hc_cuda_dev_paged_attention(out, q, kp, vp, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
+                                                g.block_stride, g.head_stride, g.block_size, window));
+  }
+  void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
+    cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));
+  }
+  void read(float* host, const float* buf, int64_t n) override {
+    cuda_call(lib().hc_cuda_download(host, buf, static_cast<size_t>(n) * sizeof(float)));
+  }
+
+ private:
+  struct Resident {
+    DeviceBuffer buf;
+    bool mut = false;
+  };
+  static void* grow(DeviceBuffer& b, int64_t bytes) {
+    if (b.bytes() < bytes) b = DeviceBuffer(bytes);
+    return b.get();
+  }
+  int device_;
+  KvGeometry kv_;
+  DeviceBuffer k_, v_;
+  std::array<DeviceBuffer, static_cast<size_t>(Slot::Count)> f_;
+  std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
+  std::unordered_map<const void*, Resident> weights_;  // by host address
+};
+
+}  // namespace
+
+std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv) { return std::make_unique<CudaExec>(device, kv); }
+
+}  // namespace hc
