@@ -53,8 +53,8 @@ for (const dtype of ["q8_0", "q4_0", "q4_k"] as QuantizeDType[]) {
   const [m, n, k] = [19, 37, 512];
   const W = new Uint8Array(blockBytes(dtype, n * k));
   native().ops("cpu").fromF32(W, f32(n * k), dtype);
-  both(`matmul ${dtype}`, () => [new Float32Array(m * n), f32(m * k), W, f32(n)], [0], (o, a) => o.matmul(F(a[0]), F(a[1]), a[2]!, dtype, F(a[3]), m, n, k), 1e-5, 1e-5);
-  both(`matmulBackward ${dtype}`, () => [new Float32Array(m * k), f32(m * n), f32(m * k), W], [0], (o, a) => o.matmulBackward(F(a[0]), null, null, F(a[1]), F(a[2]), a[3]!, dtype, m, n, k), 1e-5, 1e-5);
+  both("matmul", () => [new Float32Array(m * n), f32(m * k), W, f32(n)], [0], (o, a) => o.matmul(F(a[0]), F(a[1]), a[2]!, dtype, F(a[3]), m, n, k), 1e-5, 1e-5);
+  both("matmulBackward", () => [new Float32Array(m * k), f32(m * n), f32(m * k), W], [0], (o, a) => o.matmulBackward(F(a[0]), null, null, F(a[1]), F(a[2]), a[3]!, dtype, m, n, k), 1e-5, 1e-5);
 }
 both("rmsnorm", () => [new Float32Array(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0], (o, a) => o.rmsnorm(F(a[0]), F(a[1]), F(a[2]), M, K, 1e-5), 1e-6, 1e-5);
 both("rmsnormBackward", () => [new Float32Array(M * K), f32(K), f32(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0, 1], (o, a) => o.rmsnormBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), M, K, 1e-5), 1e-5, 1e-5);
