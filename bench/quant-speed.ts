@@ -4,7 +4,7 @@
 // The embedding (and so the tied head) stays in the source's dtype.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import { BLOCK_BYTES, BLOCK_ELEMS, type BlockDType } from "../native/index.js";
+import { BLOCK_BYTES, BLOCK_ELEMS, type QuantizeDType } from "../native/index.js";
 import { loadModel } from "../engine/model.js";
 import { agreement } from "../engine/quant-agreement.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
@@ -24,7 +24,7 @@ export async function runQuant(report: Report, outRoot: string, stories: string,
     const base = await loadModel(src, { threads });
     const tokens = Int32Array.from(base.tokenizer.encode(TEXT, true));
     try {
-      for (const type of (label === "110M" ? ["q8_0", "q4_0", "q4_k"] : ["q8_0", "q4_0"]) as BlockDType[]) {
+      for (const type of (label === "110M" ? ["q8_0", "q4_0", "q4_k"] : ["q8_0", "q4_0"]) as QuantizeDType[]) {
         const dir = join(outRoot, "models", `${label}-${type}`);
         if (!existsSync(join(dir, "model.safetensors"))) await quantizeCheckpoint({ model: src, out: dir, type });
         const q = await loadModel(dir, { threads });

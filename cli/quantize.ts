@@ -2,7 +2,7 @@
 import { parseArgs } from "node:util";
 import { existsSync, readdirSync } from "node:fs";
 import { resolve } from "node:path";
-import { isBlockDType } from "../native/index.js";
+import { isQuantizeDType } from "../native/index.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
 import { UsageError } from "./errors.js";
 import { QUANTIZE_HELP } from "./quantize.help.js";
@@ -28,7 +28,7 @@ export async function quantizeCommand(argv: string[]): Promise<void> {
   const c = "quantize";
   if (values.model === undefined) throw new UsageError("--model DIR is required (the checkpoint to quantize)", c);
   if (values.out === undefined) throw new UsageError("--out DIR is required (where to write the quantized checkpoint)", c);
-  if (values.type === undefined || !isBlockDType(values.type)) throw new UsageError(`--type must be q8_0, q4_0 or q4_k${values.type ? `, got "${values.type}"` : ""}`, c);
+  if (values.type === undefined || !isQuantizeDType(values.type)) throw new UsageError(`--type must be q8_0, q4_0 or q4_k${values.type ? `, got "${values.type}"` : ""}`, c);
   const model = resolve(values.model), out = resolve(values.out);
   if (!existsSync(model)) throw new UsageError(`--model ${values.model}: no such directory`, c);
   if (out === model) throw new UsageError("--out must differ from --model", c);

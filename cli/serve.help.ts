@@ -10,7 +10,7 @@ Serves a Hugging Face Llama-family checkpoint with an OpenAI-compatible API
 
 Options:
   --model DIR               checkpoint directory (config.json, *.safetensors, tokenizer.json),
-                            or a Llama-family FILE.gguf (F32/F16/BF16/Q8_0/Q4_0/Q4_K tensors).
+                            or a Llama-family FILE.gguf (F32/F16/BF16/Q8_0/Q4_0/Q4_K/Q6_K tensors).
                             Without it, the pretrained TinyStories 260K Llama the package ships
                             ($HYBRIDCHAT_DEFAULT_MODEL, else ../shared/models/stories260K, else
                             models/stories260K in the package); only where none is found, a

@@ -39,16 +39,12 @@ export function hfNameOfGguf(name: string): string | null {
   return m && part ? `model.layers.${m[1]}.${part}` : null;
 }
 
-/** A GGUF's tensors with HF names; q/k rows are in llama.cpp's rope order (`ropeHeads`). */
-export interface GgufTensorRef extends StoredTensor {
-  ropeHeads?: number;
-}
-
 export interface GgufModel {
   gguf: GgufFile;
   /** the config.json transformers would have for it */
   config: JsonObject;
-  tensors: GgufTensorRef[];
+  /** HF names; q/k rows in llama.cpp's rope order (`ropeHeads`) */
+  tensors: StoredTensor[];
   /** rope_freqs (llama 3.1 rope scaling): the inverse frequencies are divided by these */
   ropeFreqFactors: Float32Array | null;
 }
@@ -119,7 +115,7 @@ export function readGgufModel(file: string): GgufModel {
   if (bos !== undefined) config.bos_token_id = bos;
   if (eos !== undefined) config.eos_token_id = eos;
 
-  const tensors: GgufTensorRef[] = [];
+  const tensors: StoredTensor[] = [];
   let ropeFreqFactors: Float32Array | null = null;
   for (const t of g.tensors) {
     if (t.name === ROPE_FREQS) {
@@ -128,7 +124,7 @@ export function readGgufModel(file: string): GgufModel {
     }
     const hf = hfNameOfGguf(t.name);
     if (hf === null) throw new ModelLoadError(`${file}: unexpected tensor "${t.name}" in a llama GGUF`, "unexpected_tensor");
-    const ref: GgufTensorRef = { name: hf, file, offset: t.offset, byteLength: t.byteLength, dtype: t.dtype, shape: t.shape };
+    const ref: StoredTensor = { name: hf, file, offset: t.offset, byteLength: t.byteLength, dtype: t.dtype, shape: t.shape };
     if (/attn_q\.weight$/.test(t.name)) ref.ropeHeads = heads;
     if (/attn_k\.weight$/.test(t.name)) ref.ropeHeads = kvHeads;
     tensors.push(ref);

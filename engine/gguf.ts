@@ -18,7 +18,7 @@ export const enum GgufType {
 }
 
 /** The ggml_type ids of the tensor types we read or write (others are named when refused). */
-export const GGML_TYPE: Record<StorageDType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, bf16: 30 };
+export const GGML_TYPE: Record<StorageDType, number> = { f32: 0, f16: 1, q4_0: 2, q8_0: 8, q4_k: 12, q6_k: 14, bf16: 30 };
 const GGML_NAMES: Record<number, string> = {
   0: "F32", 1: "F16", 2: "Q4_0", 3: "Q4_1", 6: "Q5_0", 7: "Q5_1", 8: "Q8_0", 9: "Q8_1", 10: "Q2_K", 11: "Q3_K", 12: "Q4_K",
   13: "Q5_K", 14: "Q6_K", 15: "Q8_K", 16: "IQ2_XXS", 17: "IQ2_XS", 18: "IQ3_XXS", 19: "IQ1_S", 20: "IQ4_NL", 21: "IQ3_S",
@@ -208,7 +208,7 @@ export function readGguf(file: string): GgufFile {
       const shape = [...t.ne].reverse();
       if (!dtype) {
         const name = GGML_NAMES[t.type] ?? `type ${t.type}`;
-        throw new ModelLoadError(`${file}: tensor "${t.name}" is ${name}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K`, "bad_gguf");
+        throw new ModelLoadError(`${file}: tensor "${t.name}" is ${name}; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K`, "bad_gguf");
       }
       const n = t.ne.reduce((a, b) => a * b, 1);
       let byteLength: number;

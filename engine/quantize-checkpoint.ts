@@ -3,7 +3,7 @@
 // file as it was. One tensor is in memory at a time.
 import { chmodSync, closeSync, copyFileSync, mkdirSync, openSync, readSync, readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { native, BLOCK_ELEMS, blockBytes, isBlockDType, type BlockDType } from "../native/index.js";
+import { native, BLOCK_ELEMS, blockBytes, isBlockDType, type QuantizeDType } from "../native/index.js";
 import { fromBf16, fromF16 } from "./half.js";
 import { QUANT_KEY, readCheckpointTensors, writeSafetensors, type StoredTensor, type TensorSource } from "./safetensors.js";
 import { canonicalName, LINEAR } from "./weights.js";
@@ -12,7 +12,7 @@ import { ModelLoadError } from "./load-errors.js";
 export interface QuantizeOptions {
   model: string;
   out: string;
-  type: BlockDType;
+  type: QuantizeDType;
   onProgress?: (written: number, total: number) => void;
 }
 

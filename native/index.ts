@@ -8,14 +8,19 @@ import { fileURLToPath } from "node:url";
 /** Storage type of a weight tensor as the checkpoint holds it. */
 export type DType = "f32" | "bf16" | "f16";
 /** llama.cpp's weight-only block formats (native/src/quant.h): rows of whole blocks, raw blocks in a Uint8Array */
-export type BlockDType = "q8_0" | "q4_0" | "q4_k";
+export type BlockDType = "q8_0" | "q4_0" | "q4_k" | "q6_k";
 /** How a checkpoint tensor is stored: an element type, or (linear weights only) a block format. */
 export type StorageDType = DType | BlockDType;
 /** Weights a block holds (Q4_K: a super-block of 8 sub-blocks of 32); a row is whole blocks. */
-export const BLOCK_ELEMS: Record<BlockDType, number> = { q8_0: 32, q4_0: 32, q4_k: 256 };
+export const BLOCK_ELEMS: Record<BlockDType, number> = { q8_0: 32, q4_0: 32, q4_k: 256, q6_k: 256 };
 /** Bytes of one block (fp16 scales + quants), as llama.cpp lays them out. */
-export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18, q4_k: 144 };
+export const BLOCK_BYTES: Record<BlockDType, number> = { q8_0: 34, q4_0: 18, q4_k: 144, q6_k: 210 };
 export function isBlockDType(t: string): t is BlockDType {
+  return t === "q8_0" || t === "q4_0" || t === "q4_k" || t === "q6_k";
+}
+/** The block types we quantize to (q6_k is read only: GGUF files). */
+export type QuantizeDType = Exclude<BlockDType, "q6_k">;
+export function isQuantizeDType(t: string): t is QuantizeDType {
   return t === "q8_0" || t === "q4_0" || t === "q4_k";
 }
 /** Bytes of n weights stored as blocks (n a multiple of BLOCK_ELEMS[t]). */

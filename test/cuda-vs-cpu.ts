@@ -4,10 +4,10 @@
 // { seed, devices, ops: { name: worst |cuda − cpu| − (atol + rtol·|cpu|) } }; a result ≤ 0 is
 // within tolerance. The float64 references stay in native-ops/native-backward; this says
 // what this particular library computes.
-import { native, type DType, type NativeOps } from "../native/index.js";
+import { native, blockBytes, type DType, type NativeOps, type QuantizeDType } from "../native/index.js";
 import { freshSeed, Rng } from "./reference/check.js";
 
-type Arr = Float32Array | Uint16Array;
+type Arr = Float32Array | Uint16Array | Uint8Array;
 const seed = Number(process.env.SEED ?? freshSeed());
 const rng = new Rng(seed);
 const excess: Record<string, number> = {};
@@ -47,6 +47,14 @@ for (const dtype of ["f32", "bf16", "f16"] as DType[]) {
   const W = w();
   both("matmul", () => [new Float32Array(M * N), f32(M * K), W, f32(N)], [0], (o, a) => o.matmul(F(a[0]), F(a[1]), a[2], dtype, F(a[3]), M, N, K), 1e-5, 1e-5);
   both("matmulBackward", () => [new Float32Array(M * K), f32(N * K), f32(N), f32(M * N), f32(M * K), W], [0, 1, 2], (o, a) => o.matmulBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), a[5], dtype, M, N, K), 1e-5, 1e-5);
+}
+// llama.cpp's block types as matmul weights (rows of whole blocks), quantized on the CPU
+for (const dtype of ["q8_0", "q4_0", "q4_k"] as QuantizeDType[]) {
+  const [m, n, k] = [19, 37, 512];
+  const W = new Uint8Array(blockBytes(dtype, n * k));
+  native().ops("cpu").fromF32(W, f32(n * k), dtype);
+  both("matmul", () => [new Float32Array(m * n), f32(m * k), W, f32(n)], [0], (o, a) => o.matmul(F(a[0]), F(a[1]), a[2]!, dtype, F(a[3]), m, n, k), 1e-5, 1e-5);
+  both("matmulBackward", () => [new Float32Array(m * k), f32(m * n), f32(m * k), W], [0], (o, a) => o.matmulBackward(F(a[0]), null, null, F(a[1]), F(a[2]), a[3]!, dtype, m, n, k), 1e-5, 1e-5);
 }
 both("rmsnorm", () => [new Float32Array(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0], (o, a) => o.rmsnorm(F(a[0]), F(a[1]), F(a[2]), M, K, 1e-5), 1e-6, 1e-5);
 both("rmsnormBackward", () => [new Float32Array(M * K), f32(K), f32(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0, 1], (o, a) => o.rmsnormBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), M, K, 1e-5), 1e-5, 1e-5);

@@ -19,6 +19,7 @@ import { readCheckpointTensors } from "../engine/safetensors.js";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
 import { assertClose } from "./reference/check.js";
+import { matmulRef } from "./reference/ops.js";
 import { repoRoot, storiesDir } from "./test-model.js";
 import { native } from "../native/index.js";
 
@@ -209,18 +210,18 @@ test("malformed GGUFs are refused with what is wrong, never a crash", async () =
   const huge = Buffer.from(good);
   huge.writeBigUInt64LE(1n << 60n, 24);
   await refused(huge, /more than the file could hold/, "huge string length");
-  // a tensor type we do not read: output_norm.weight's type field set to Q6_K (14)
+  // a tensor type we do not read: output_norm.weight's type field set to Q5_K (13)
   const q6 = Buffer.from(good);
   const at = q6.indexOf(Buffer.from("output_norm.weight")) + "output_norm.weight".length;
   const dims = q6.readUInt32LE(at);
-  q6.writeUInt32LE(14, at + 4 + 8 * dims);
-  await refused(q6, /tensor "output_norm.weight" is Q6_K; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K/, "Q6_K");
+  q6.writeUInt32LE(13, at + 4 + 8 * dims);
+  await refused(q6, /tensor "output_norm.weight" is Q5_K; supported: F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q6_K/, "Q5_K");
   const bad = spawnSync(process.execPath, [cli, "convert", "--model", storiesDir, "--out", join(tmp, "x.gguf"), "--type", "q5_0"], { encoding: "utf8" });
   assert.equal(bad.status, 2);
   assert.match(bad.stderr, /--type must be f32, f16, bf16, q8_0, q4_0, q4_k; got "q5_0"/);
 });
 
-test("llama.cpp's own gguf-py: its GGUFWriter's file reads back; its Q8_0/Q4_0 bytes and Q4_K values are ours", () => {
+test("llama.cpp's own gguf-py: its GGUFWriter's file reads back; its Q8_0/Q4_0 bytes and Q4_K/Q6_K values are ours", () => {
   const dir = join(repoRoot, "test", "fixtures", "gguf");
   const f = JSON.parse(readFileSync(join(dir, "gguf-py-quants.json"), "utf8")) as Record<string, number[]>;
   const file = join(dir, "gguf-py-writer.gguf");
@@ -245,7 +246,17 @@ test("llama.cpp's own gguf-py: its GGUFWriter's file reads back; its Q8_0/Q4_0 b
     ops.fromF32(ours, x, t);
     assert.deepEqual(ours, Uint8Array.from(f[t]!), `our ${t} quantizer = gguf.quants.quantize`);
   }
-  const q4k = new Float32Array(f.q4_k_values!.length);
-  ops.toF32(q4k, Uint8Array.from(f.q4_k_blocks!), "q4_k");
-  assert.deepEqual(Array.from(q4k), f.q4_k_values!.map(Math.fround), "our q4_k blocks decode as gguf.quants.dequantize");
+  for (const t of ["q4_k", "q6_k"] as const) {
+    const want = f[`${t}_values`]!, blocks = Uint8Array.from(f[`${t}_blocks`]!);
+    const got = new Float32Array(want.length);
+    ops.toF32(got, blocks, t);
+    assert.deepEqual(Array.from(got), want.map(Math.fround), `our ${t} blocks decode as gguf.quants.dequantize`);
+    // and matmul reads them so (3 rows of one super-block; decode and prefill paths)
+    for (const M of [1, 5, 130]) {
+      const x = Float32Array.from({ length: M * 256 }, (_, i) => Math.sin(i));
+      const out = new Float32Array(M * 3);
+      ops.matmul(out, x, blocks, t, null, M, 3, 256);
+      assertClose(out, matmulRef(x, want, null, M, 3, 256), 1e-6 * 16 * 4, 1e-5, `matmul ${t} M=${M}`);
+    }
+  }
 });

@@ -11,7 +11,8 @@ DType parse_dtype(const std::string& s) {
   if (s == "q8_0") return DType::Q8_0;
   if (s == "q4_0") return DType::Q4_0;
   if (s == "q4_k") return DType::Q4_K;
-  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16, f16, q8_0, q4_0 or q4_k)");
+  if (s == "q6_k") return DType::Q6_K;
+  throw Error("bad_dtype", "unsupported dtype '" + s + "' (expected f32, bf16, f16, q8_0, q4_0, q4_k or q6_k)");
 }
 
 uint16_t f32_to_bf16(float f) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 namespace hc {
 
@@ -179,5 +180,26 @@ void dequantize_row_q4_k(const void* src, float* out, int64_t n) {
       for (int l = 0; l < 32; l++) out[32 * j + l] = ds * static_cast<float>(j % 2 ? q[l] >> 4 : q[l] & 15) - dm;
     }
   }
+}
+}  // namespace hc
+
+namespace hc {
+// Each half of 128 weights: ql's 64 bytes give weights [0, 32) and [32, 64) their low nibbles,
+// [64, 96) and [96, 128) their high ones; qh's 32 bytes hold two bits for each of the four.
+float q6_k_at(const void* base, int64_t idx) {
+  const uint8_t* b = static_cast<const uint8_t*>(base) + idx / 256 * 210;
+  const int i = static_cast<int>(idx % 256), half = i / 128, r = i % 128, quarter = r / 32, l = r % 32;
+  const uint8_t* ql = b + 64 * half;
+  const uint8_t* qh = b + 128 + 32 * half;
+  const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + 8 * half;
+  const int lo = quarter % 2 ? ql[l + 32] : ql[l];
+  const int q = ((quarter < 2 ? lo & 15 : lo >> 4) | (((qh[l] >> (2 * quarter)) & 3) << 4)) - 32;
+  uint16_t d;
+  std::memcpy(&d, b + 208, 2);
+  return f16_to_f32(d) * static_cast<float>(sc[l / 16 + 2 * quarter]) * static_cast<float>(q);
+}
+
+void dequantize_row_q6_k(const void* src, float* out, int64_t n) {
+  for (int64_t i = 0; i < n; i++) out[i] = q6_k_at(src, i);
 }
 }  // namespace hc

@@ -8,6 +8,8 @@
 //        12 bytes of 6-bit sub-block scales sc[8] and mins m[8] (q4k_scale_min), then
 //        128 bytes of nibbles: bytes [32p, 32p+32) hold sub-block 2p in their low nibbles and
 //        2p+1 in their high ones;  w = d·sc[j]·q − dmin·m[j]
+//   Q6_K (210 bytes, 256 weights; read only): ql[128] low 4 bits, qh[64] high 2 bits, int8
+//        scales[16] (one a 16 weights), fp16 d;  w = d·scale·(q − 32), q in [0, 64)
 #pragma once
 #include <cstdint>
 
@@ -79,5 +81,8 @@ void quantize_row_q4_k(const float* x, void* out, int64_t n);
 void dequantize_row_q8_0(const void* src, float* out, int64_t n);
 void dequantize_row_q4_0(const void* src, float* out, int64_t n);
 void dequantize_row_q4_k(const void* src, float* out, int64_t n);
+void dequantize_row_q6_k(const void* src, float* out, int64_t n);
+// Element idx of Q6_K storage (the generic packing path of the GEMM).
+float q6_k_at(const void* base, int64_t idx);
 
 }  // namespace hc

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "ops.h"
+#include "../errors.h"
 #include "../quant.h"
 
 namespace hc::cpu {
@@ -25,6 +26,7 @@ void to_f32(float* out, const void* src, DType dtype, int64_t n) {
     case DType::Q8_0: return dequantize_row_q8_0(src, out, n);
     case DType::Q4_0: return dequantize_row_q4_0(src, out, n);
     case DType::Q4_K: return dequantize_row_q4_k(src, out, n);
+    case DType::Q6_K: return dequantize_row_q6_k(src, out, n);
   }
 }
 
@@ -46,6 +48,7 @@ void from_f32(void* out, const float* src, DType dtype, int64_t n) {
     case DType::Q8_0: return quantize_row_q8_0(src, out, n);
     case DType::Q4_0: return quantize_row_q4_0(src, out, n);
     case DType::Q4_K: return quantize_row_q4_k(src, out, n);
+    case DType::Q6_K: throw Error("bad_dtype", "q6_k is read only (GGUF files): no quantizer");
   }
 }
 

@@ -227,6 +227,7 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
     case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
     case DType::Q4_K: return gemv_q4k(g, n0, n1);
+    case DType::Q6_K: return portable_kernels().gemv_cols(g, n0, n1);  // read only (GGUF): rows dequantized, then dotted
   }
 }
 

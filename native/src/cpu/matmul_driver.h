@@ -101,6 +101,8 @@ inline float load_b(const void* base, int64_t idx) {
     return bf16_bits_to_f32(static_cast<const uint16_t*>(base)[idx]);
   } else if constexpr (DT == DType::F16) {
     return MK::half(static_cast<const uint16_t*>(base)[idx]);
+  } else if constexpr (DT == DType::Q6_K) {
+    return q6_k_at(base, idx);  // read-only type, not a hot path: quant.cc's decoder
   } else if constexpr (DT == DType::Q4_K) {
     const uint8_t* sb = static_cast<const uint8_t*>(base) + idx / 256 * 144;
     const int i = static_cast<int>(idx % 256), j = i / 32;
@@ -174,7 +176,8 @@ void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
               : g.btype == DType::F16  ? &pack_b<MK, DType::F16>
               : g.btype == DType::Q8_0 ? &pack_b<MK, DType::Q8_0>
               : g.btype == DType::Q4_0 ? &pack_b<MK, DType::Q4_0>
-                                       : &pack_b<MK, DType::Q4_K>;
+              : g.btype == DType::Q4_K ? &pack_b<MK, DType::Q4_K>
+                                       : &pack_b<MK, DType::Q6_K>;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = min_of(NC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += KC) {
