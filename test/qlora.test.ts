@@ -1,0 +1,223 @@
+// Training on a quantized base (QLoRA): the frozen base's linear weights stay in Q8_0/Q4_0
+// blocks, dequantized on the fly in the forward and in the backward for dx; only the LoRA
+// tensors learn.
+//
+// On a tiny random model: the LoRA gradients through the blocks match central differences of
+// the float64 reference run on the dequantized weights, and equal the LoRA gradients of the
+// same model opened from the dequantized f32 copy (the QLoRA claim: training through the
+// blocks is training on the weights they hold). On stories260K quantized with
+// `hybridchat quantize`: LoRA SFT teaches the new name, DPO raises the preferred behaviour
+// beyond the noise, and the base file and the base's own logits stay bit-identical.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { native, type NativeModel, type OptimizerStep, type TensorRef, type TrainBatch } from "../native/index.js";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
+import { runSftFromFiles } from "../engine/train/sft/sft-run.js";
+import { runDpoFromFiles } from "../engine/train/preference/dpo-run.js";
+import { centralDiff, freshSeed, Rng } from "./reference/check.js";
+import { trainForwardRef, upstreamLoss } from "./reference/train.js";
+import { dequantize, quantize, type BlockDType } from "./reference/quant.js";
+import type { RefLora } from "./reference/llama.js";
+import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
+import { storiesDir } from "./test-model.js";
+import { greedyText, HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
+import { HELD_OUT_PROMPTS, meanLogRatio, preferencePairs, rate, sampleStories, STORY_PROMPTS } from "./pref-helpers.js";
+
+const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
+const LINEAR = new Set(TARGETS as readonly string[]);
+// every linear weight's rows are whole blocks of 32 (C = 64, I = 96)
+const TINY: Tiny = { C: 64, I: 96, L: 2, NH: 4, NKV: 2, HD: 16, V: 37, dtype: "f32", bias: false, qkNorm: false, tied: true, ropeScaling: 1 };
+const PROBE: OptimizerStep = { lr: 0, beta1: 0, beta2: 0, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 };
+const RANK = 3;
+const ALPHA = 5;
+
+const tmp = mkdtempSync(join(tmpdir(), "hc-qlora-"));
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/**
+ * The tiny model's tensors with every linear weight quantized to `dtype` (the reference's
+ * llama.cpp quantizer), in one raw file: the quantized refs, the f32 refs of the dequantized
+ * copy, and the dequantized weights in float64 for the reference.
+ */
+function quantizeTiny(b: Built, dtype: BlockDType): { quant: TensorRef[]; deq: TensorRef[]; weights: Map<string, Float64Array> } {
+  const parts: Buffer[] = [];
+  let off = 0;
+  const put = (bytes: Uint8Array): number => {
+    parts.push(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    off += bytes.byteLength;
+    return off - bytes.byteLength;
+  };
+  const file = join(tmp, `tiny-${dtype}.bin`);
+  const quant: TensorRef[] = [];
+  const deq: TensorRef[] = [];
+  const weights = new Map<string, Float64Array>();
+  for (const t of b.tensors) {
+    const w = b.weights.get(t.name)!;
+    if (!LINEAR.has(t.name.replace(/^L\d+\./, ""))) {
+      const o = put(new Uint8Array(Float32Array.from(w).buffer));
+      quant.push({ ...t, file, offset: o });
+      deq.push({ ...t, file, offset: o });
+      weights.set(t.name, w);
+      continue;
+    }
+    const blocks = quantize(w, dtype);
+    const values = dequantize(blocks, dtype);
+    quant.push({ name: t.name, file, offset: put(blocks), dtype, shape: t.shape });
+    deq.push({ name: t.name, file, offset: put(new Uint8Array(Float32Array.from(values).buffer)), dtype: "f32", shape: t.shape });
+    weights.set(t.name, values);
+  }
+  writeFileSync(file, Buffer.concat(parts));
+  return { quant, deq, weights };
+}
+
+async function loraGrads(m: NativeModel, batch: TrainBatch, dlogp: Float32Array, dvalues: Float32Array): Promise<Map<string, Float32Array>> {
+  m.setTrainable({ adapter: "a" });
+  await m.trainForward(batch);
+  await m.trainBackward(dlogp, dvalues);
+  await m.step(PROBE); // lr 0, beta1 0: expAvg = the gradient, the weights untouched
+  const g = new Map(m.optimizerState().tensors.map((t) => [t.name, t.expAvg]));
+  m.setTrainable(null);
+  return g;
+}
+
+describe("LoRA gradients through quantized weights (tiny random model)", () => {
+  const seed = freshSeed();
+  for (const dtype of ["q8_0", "q4_0"] as const) {
+    it(`${dtype}: match central differences of the float64 reference on the dequantized weights, and equal the f32 copy's`, async () => {
+      const rng = new Rng(seed + (dtype === "q8_0" ? 0 : 1));
+      const b = buildTiny(tmp, `tiny-src-${dtype}`, TINY, rng);
+      const { quant, deq, weights } = quantizeTiny(b, dtype);
+      const open = (refs: TensorRef[]) => native().createModel({ ...b.spec, maxPositions: 32 }, refs, { threads: 2, kvBlockSize: 4, kvBlocks: 32 });
+      const Q = open(quant);
+      const D = open(deq);
+      try {
+        for (const m of [Q, D]) m.addAdapter("a", { lora: { rank: RANK, alpha: ALPHA, dropout: 0, targets: [...TARGETS], seed: 5 }, valueHead: true });
+        // random nonzero B and value head (the same in both) so every LoRA path carries signal
+        for (const p of Q.parameters("a")) {
+          const v = p.name.endsWith("lora_A") ? Q.readParameter("a", p.name) : rng.f32(p.shape.reduce((x, y) => x * y, 1), -0.3, 0.3);
+          Q.writeParameter("a", p.name, v);
+          D.writeParameter("a", p.name, v);
+        }
+        const counts = [6, 5];
+        const T = 11;
+        const tokens = Int32Array.from({ length: T }, () => rng.int(TINY.V));
+        const targets = Int32Array.from({ length: T }, () => rng.int(TINY.V));
+        targets[2] = -1;
+        const batch: TrainBatch = { tokens, counts: Int32Array.from(counts), targets, adapter: "a", values: true, grad: true, checkpoint: false };
+        const dlogp = rng.f32(T, -1, 1), dvalues = rng.f32(T, -1, 1);
+
+        const gq = await loraGrads(Q, batch, dlogp, dvalues);
+        const gd = await loraGrads(D, batch, dlogp, dvalues);
+        assert.deepEqual([...gq.keys()].sort(), [...gd.keys()].sort());
+        assert.equal(gq.size, 2 * TINY.L * TARGETS.length + 1);
+
+        const lora: RefLora = { rank: RANK, scale: ALPHA / RANK, A: new Map(), B: new Map() };
+        let vh = new Float64Array(0);
+        const params = new Map<string, Float64Array>();
+        for (const p of Q.parameters("a")) {
+          const data = Float64Array.from(Q.readParameter("a", p.name));
+          params.set(p.name, data);
+          if (p.name === "value_head") vh = data;
+          else (p.name.endsWith("lora_A") ? lora.A : lora.B).set(p.name.replace(/\.lora_[AB]$/, ""), data);
+        }
+        const loss = () => upstreamLoss(trainForwardRef(b.ref, weights, [...tokens], counts, [...targets], lora, vh), dlogp, dvalues);
+
+        let checked = 0;
+        for (const [name, g] of gq) {
+          const d = gd.get(name)!;
+          const scale = Math.max(1e-3, ...d.map(Math.abs));
+          // through the blocks = through the f32 copy of what they hold (summation order aside)
+          for (let i = 0; i < g.length; i++)
+            assert.ok(Math.abs(g[i]! - d[i]!) <= 2e-5 * scale + 1e-4 * Math.abs(d[i]!), `${dtype} ${name}[${i}]: blocks ${g[i]}, f32 copy ${d[i]} seed=${seed}`);
+          // and both are the gradient of the reference on the dequantized weights
+          const t = params.get(name)!;
+          for (let k = 0; k < 3; k++) {
+            const i = rng.int(t.length);
+            const want = centralDiff(t, i, loss);
+            const fdScale = Math.max(1e-3, Math.abs(want), scale);
+            assert.ok(Math.abs(g[i]! - want) <= 2e-4 * fdScale + 2e-3 * Math.abs(want), `${dtype} ${name}[${i}]: native ${g[i]}, finite difference ${want} seed=${seed}`);
+            checked++;
+          }
+        }
+        assert.ok(checked >= 3 * 29);
+      } finally {
+        Q.dispose();
+        D.dispose();
+      }
+    });
+  }
+});
+
+const sha = (file: string): string => createHash("sha256").update(readFileSync(file)).digest("hex");
+
+/** The base's own logits on a fixed text (no adapter). */
+async function baseLogits(m: LoadedModel): Promise<Float32Array> {
+  const tokens = Int32Array.from(m.tokenizer.encode(HELD_OUT, true));
+  const out = await m.native.forward({ seqIds: Int32Array.of(991), tokens, counts: Int32Array.of(tokens.length), logits: "all" });
+  m.native.freeSeq(991);
+  return Float32Array.from(out);
+}
+
+describe("stories260K quantized to q4_0: training by effect, the base frozen", () => {
+  const dir = join(tmp, "stories-q4_0");
+  let lm: LoadedModel;
+  let fileHash = "";
+  let logits0: Float32Array;
+  before(async () => {
+    await quantizeCheckpoint({ model: storiesDir, out: dir, type: "q4_0" });
+    fileHash = sha(join(dir, "model.safetensors"));
+    lm = await loadModel(dir, { threads: 2, kvBlocks: 512 });
+    logits0 = await baseLogits(lm);
+  });
+  after(() => lm?.dispose());
+
+  it("LoRA SFT teaches the new name to the adapter only", async () => {
+    const data = join(tmp, "names.jsonl");
+    await nameChangeData(lm, data);
+    const baseText = await greedyText(lm, HELD_OUT, 8);
+    assert.match(baseText, /^ Lily\b/, "the quantized base names the girl Lily");
+    const out = join(tmp, "sft");
+    const r = await runSftFromFiles({
+      modelDir: dir, model: lm, dataFile: data, outDir: out, loraRank: 8, loraDropout: 0, targets: [...TARGETS],
+      epochs: "auto", batchSize: "auto", seed: 0, schedule: "linear", resume: false, threads: 2,
+    });
+    assert.equal(r.steps, 4 * 32);
+    assert.match(await greedyText(lm, HELD_OUT, 8, "sft"), new RegExp(`^ ${NEW_NAME}\\b`));
+    assert.equal(await greedyText(lm, HELD_OUT, 8), baseText, "the base without the adapter is unchanged");
+  });
+
+  it("DPO on a few dozen pairs raises the preferred behaviour on held-out prompts beyond the noise, KL bounded", async (t) => {
+    const TOKENS = 32;
+    const pairs = preferencePairs(await sampleStories(lm, STORY_PROMPTS, 96, TOKENS, 1));
+    assert.ok(pairs.length >= 48, `${pairs.length} pairs`);
+    const data = join(tmp, "prefs.jsonl");
+    writeFileSync(data, pairs.slice(0, 48).map((p) => JSON.stringify(p)).join("\n") + "\n");
+    const r = await runDpoFromFiles({
+      modelDir: dir, model: lm, dataFile: data, outDir: join(tmp, "dpo"), loraRank: 8, targets: [...TARGETS],
+      epochs: "auto", batchSize: "auto", seed: 0, resume: false, threads: 2,
+    });
+    assert.ok(r.lastEpoch!.train_reward_accuracy >= 0.5 + 3 * Math.sqrt(0.25 / 48), `train reward accuracy ${r.lastEpoch!.train_reward_accuracy}`);
+    const N = 64;
+    const base = await sampleStories(lm, HELD_OUT_PROMPTS, N, TOKENS, 7);
+    const tuned = await sampleStories(lm, HELD_OUT_PROMPTS, N, TOKENS, 7, "dpo");
+    const p0 = rate(base), p1 = rate(tuned);
+    // as in pref-e2e: with no change both rates are draws of 256 around p0, their difference
+    // has sd √(p0(1−p0)·2/256); the rise must exceed 4 of them (and 0.15), the base below half
+    const sd = Math.sqrt((2 * Math.max(p0, 0.05) * (1 - Math.max(p0, 0.05))) / base.length);
+    const kl = await meanLogRatio(lm, tuned, "dpo");
+    t.diagnostic(`animal rate ${p0} → ${p1} (sd ${sd.toFixed(3)}); KL ${kl.toFixed(3)} nats/token`);
+    assert.ok(p0 < 0.4, `base rate ${p0}`);
+    assert.ok(p1 - p0 >= Math.max(0.15, 4 * sd), `rate base ${p0} → DPO ${p1}`);
+    assert.ok(kl > 0 && kl < 0.5, `KL ${kl} nats/token`);
+  });
+
+  it("the frozen base is bit-identical after training: the quantized file and the base's logits", async () => {
+    assert.equal(sha(join(dir, "model.safetensors")), fileHash);
+    assert.deepEqual(await baseLogits(lm), logits0);
+  });
+});
