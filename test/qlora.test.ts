@@ -7,7 +7,8 @@
 // same model opened from the dequantized f32 copy (the QLoRA claim: training through the
 // blocks is training on the weights they hold). On stories260K quantized with
 // `hybridchat quantize`: LoRA SFT teaches the new name, DPO raises the preferred behaviour
-// beyond the noise, and the base file and the base's own logits stay bit-identical.
+// beyond the noise, and the base file and the base's own logits stay bit-identical. Served
+// quantized (q8_0), a fine-tuning job over HTTP trains and serves its adapter, and promotes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
@@ -26,6 +27,8 @@ import type { RefLora } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
 import { storiesDir } from "./test-model.js";
 import { greedyText, HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
+import { greedy, startServer, uploadNameChange, waitForJob } from "./fine-tuning-helpers.js";
+import { HybridchatClient } from "../clients/client.js";
 import { HELD_OUT_PROMPTS, meanLogRatio, preferencePairs, rate, sampleStories, STORY_PROMPTS } from "./pref-helpers.js";
 
 const TARGETS = ["q", "k", "v", "o", "gate", "up", "down"] as const;
@@ -88,7 +91,7 @@ async function loraGrads(m: NativeModel, batch: TrainBatch, dlogp: Float32Array,
 describe("LoRA gradients through quantized weights (tiny random model)", () => {
   const seed = freshSeed();
   for (const dtype of ["q8_0", "q4_0"] as const) {
-    it(`${dtype}: match central differences of the float64 reference on the dequantized weights, and equal the f32 copy's`, async () => {
+    it(`${dtype}: match central differences of the float64 reference on the dequantized weights, and equal the f32 copy's (full fine-tuning: its masters are the dequantized weights)`, async () => {
       const rng = new Rng(seed + (dtype === "q8_0" ? 0 : 1));
       const b = buildTiny(tmp, `tiny-src-${dtype}`, TINY, rng);
       const { quant, deq, weights } = quantizeTiny(b, dtype);
@@ -145,6 +148,23 @@ describe("LoRA gradients through quantized weights (tiny random model)", () => {
           }
         }
         assert.ok(checked >= 3 * 29);
+
+        // full fine-tuning is not QLoRA: it dequantizes the blocks into f32 master weights
+        // (the memory saving is gone) and then trains exactly as the f32 copy does
+        const fullGrads = async (m: NativeModel) => {
+          m.setTrainable({ base: true });
+          await m.trainForward({ ...batch, adapter: null, values: false });
+          await m.trainBackward(dlogp, null);
+          await m.step(PROBE);
+          return new Map(m.optimizerState().tensors.map((x) => [x.name, x.expAvg]));
+        };
+        const fq = await fullGrads(Q);
+        const fd = await fullGrads(D);
+        assert.deepEqual([...fq.keys()].sort(), [...fd.keys()].sort());
+        for (const [name, g] of fq) assert.deepEqual(g, fd.get(name), `${dtype} full fine-tuning ${name}`);
+        const master = Q.readParameter(null, "L1.down");
+        const held = weights.get("L1.down")!;
+        assert.ok(master.every((v, i) => v === held[i]), `${dtype}: the master weights are the blocks' values`); // (±0 alike)
       } finally {
         Q.dispose();
         D.dispose();
@@ -220,4 +240,36 @@ describe("stories260K quantized to q4_0: training by effect, the base frozen", (
     assert.equal(sha(join(dir, "model.safetensors")), fileHash);
     assert.deepEqual(await baseLogits(lm), logits0);
   });
+});
+
+it("a fine-tuning job over HTTP on a server of the q8_0 model: the adapter serves the new name, promotion and roll-back", { timeout: 120_000 }, async () => {
+  const dir = join(tmp, "stories-q8_0");
+  await quantizeCheckpoint({ model: storiesDir, out: dir, type: "q8_0" });
+  const fileHash = sha(join(dir, "model.safetensors"));
+  const s = await startServer(join(tmp, "data"), { model: dir });
+  try {
+    const model = (await s.client.models.list()).data[0]!.id;
+    const fileId = await uploadNameChange(s, join(tmp, "ft-names.jsonl"));
+    const baseText = await greedy(s.client, model, HELD_OUT);
+    assert.match(baseText, /^ Lily\b/);
+    const job = await s.client.fineTuning.jobs.create({
+      model, training_file: fileId, suffix: "zara", seed: 0,
+      method: { type: "supervised", supervised: { hyperparameters: { n_epochs: 4, batch_size: 1, learning_rate_multiplier: "auto" } } },
+    });
+    const final = await waitForJob(s.client, job.id, ["succeeded", "failed", "cancelled"]);
+    assert.equal(final.status, "succeeded", JSON.stringify(final.error));
+    const ft = final.fine_tuned_model!;
+    assert.match(await greedy(s.client, ft, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));
+    assert.equal(await greedy(s.client, model, HELD_OUT), baseText, "the base id still serves the base weights");
+    // promotion merges the adapter into (a dequantized copy of) the base rows; rolling back
+    // serves the blocks again, token for token as before
+    const hc = new HybridchatClient({ baseURL: `${s.url}/v1`, maxRetries: 0 });
+    await hc.promote(ft);
+    assert.match(await greedy(s.client, model, HELD_OUT), new RegExp(`^ ${NEW_NAME}\\b`));
+    await hc.promote(model);
+    assert.equal(await greedy(s.client, model, HELD_OUT), baseText);
+  } finally {
+    await s.server.close();
+  }
+  assert.equal(sha(join(dir, "model.safetensors")), fileHash, "the quantized file is untouched");
 });
