@@ -18,6 +18,8 @@ import { join } from "node:path";
 import { native, type NativeModel, type OptimizerStep, type TensorRef, type TrainBatch } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
+import { initCheckpoint } from "../engine/init-checkpoint.js";
+import { preset } from "../engine/presets.js";
 import { runSftFromFiles } from "../engine/train/sft/sft-run.js";
 import { runDpoFromFiles } from "../engine/train/preference/dpo-run.js";
 import { centralDiff, freshSeed, Rng } from "./reference/check.js";
@@ -78,7 +80,7 @@ function quantizeTiny(b: Built, dtype: BlockDType): { quant: TensorRef[]; deq: T
   return { quant, deq, weights };
 }
 
-async function loraGrads(m: NativeModel, batch: TrainBatch, dlogp: Float32Array, dvalues: Float32Array): Promise<Map<string, Float32Array>> {
+async function loraGrads(m: NativeModel, batch: TrainBatch, dlogp: Float32Array, dvalues: Float32Array | null): Promise<Map<string, Float32Array>> {
   m.setTrainable({ adapter: "a" });
   await m.trainForward(batch);
   await m.trainBackward(dlogp, dvalues);
@@ -171,6 +173,50 @@ describe("LoRA gradients through quantized weights (tiny random model)", () => {
       }
     });
   }
+});
+
+// Q4_K needs rows of whole super-blocks (256): a random model of hidden 256. Its f32 copy is
+// the same checkpoint with the blocks dequantized into f32 masters (full fine-tuning's
+// materialisation, whose dequantizer quantize.test.ts holds to the reference).
+it("q4_k (hidden 256): LoRA gradients through the blocks equal the dequantized f32 copy's; tensor parallelism that would split a block is refused at load", async () => {
+  const src = join(tmp, "wide");
+  await initCheckpoint({ config: { ...preset("tiny"), hidden_size: 256, intermediate_size: 512, num_hidden_layers: 2 }, out: src, seed: 3, std: 0.08 });
+  const dir = join(tmp, "wide-q4_k");
+  await quantizeCheckpoint({ model: src, out: dir, type: "q4_k" });
+  const [Q, D] = [await loadModel(dir, { threads: 2, kvBlocks: 8 }), await loadModel(dir, { threads: 2, kvBlocks: 8 })];
+  try {
+    D.native.setTrainable({ base: true });
+    D.native.setTrainable(null);
+    const rng = new Rng(11);
+    for (const m of [Q, D]) m.native.addAdapter("a", { lora: { rank: 4, alpha: 8, dropout: 0, targets: [...TARGETS], seed: 2 }, valueHead: false });
+    for (const p of Q.native.parameters("a")) {
+      const v = p.name.endsWith("lora_A") ? Q.native.readParameter("a", p.name) : rng.f32(p.shape.reduce((x, y) => x * y, 1), -0.1, 0.1);
+      Q.native.writeParameter("a", p.name, v);
+      D.native.writeParameter("a", p.name, v);
+    }
+    const T = 12;
+    const V = Q.config.vocabSize;
+    const batch: TrainBatch = {
+      tokens: Int32Array.from({ length: T }, () => rng.int(V)), counts: Int32Array.of(7, 5), targets: Int32Array.from({ length: T }, () => rng.int(V)),
+      adapter: "a", values: false, grad: true, checkpoint: false,
+    };
+    const dlogp = rng.f32(T, -1, 1);
+    const gq = await loraGrads(Q.native, batch, dlogp, null);
+    const gd = await loraGrads(D.native, batch, dlogp, null);
+    assert.equal(gq.size, 2 * 2 * TARGETS.length);
+    for (const [name, g] of gq) {
+      const d = gd.get(name)!;
+      const scale = Math.max(1e-6, ...d.map(Math.abs));
+      assert.ok(scale > 1e-6, `${name} carries a gradient`);
+      for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - d[i]!) <= 2e-5 * scale + 1e-4 * Math.abs(d[i]!), `q4_k ${name}[${i}]: blocks ${g[i]}, f32 copy ${d[i]}`);
+    }
+  } finally {
+    Q.dispose();
+    D.dispose();
+  }
+  // o's rows (256) split in two are half a super-block each
+  await assert.rejects(loadModel(dir, { threads: 2, kvBlocks: 8, tensorParallel: 2 }), (e: Error & { code?: string }) =>
+    e.code === "bad_tensor_parallel" && /layer 0's o weight \(q4_k, rows of 256\) inside its blocks of 256/.test(e.message));
 });
 
 const sha = (file: string): string => createHash("sha256").update(readFileSync(file)).digest("hex");
