@@ -11,6 +11,7 @@
 // quantized (q8_0), a fine-tuning job over HTTP trains and serves its adapter, and promotes.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,7 +28,7 @@ import { trainForwardRef, upstreamLoss } from "./reference/train.js";
 import { dequantize, quantize, type BlockDType } from "./reference/quant.js";
 import type { RefLora } from "./reference/llama.js";
 import { buildTiny, type Built, type Tiny } from "./tiny-model.js";
-import { storiesDir } from "./test-model.js";
+import { repoRoot, storiesDir } from "./test-model.js";
 import { greedyText, HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
 import { greedy, startServer, uploadNameChange, waitForJob } from "./fine-tuning-helpers.js";
 import { HybridchatClient } from "../clients/client.js";
@@ -280,6 +281,22 @@ describe("stories260K quantized to q4_0: training by effect, the base frozen", (
     assert.ok(p0 < 0.4, `base rate ${p0}`);
     assert.ok(p1 - p0 >= Math.max(0.15, 4 * sd), `rate base ${p0} → DPO ${p1}`);
     assert.ok(kl > 0 && kl < 0.5, `KL ${kl} nats/token`);
+  });
+
+  it("train rm and train ppo (the CLI) run on the quantized base and write their adapters", () => {
+    const pairs = join(tmp, "prefs.jsonl");
+    const prompts = join(tmp, "prompts.jsonl");
+    writeFileSync(prompts, STORY_PROMPTS.slice(0, 4).map((prompt) => JSON.stringify({ prompt })).join("\n") + "\n");
+    const train = (args: string[]) => spawnSync(process.execPath, [join(repoRoot, "dist", "cli", "main.js"), "train", ...args, "--threads", "2"], { encoding: "utf8" });
+    const rm = train(["rm", "--model", dir, "--data", pairs, "--out", join(tmp, "rm"), "--epochs", "1", "--batch-size", "8"]);
+    assert.equal(rm.status, 0, rm.stderr);
+    const ppo = train(["ppo", "--actor", join(tmp, "sft"), "--model", dir, "--reward-model", join(tmp, "rm"), "--prompts", prompts, "--out", join(tmp, "ppo"),
+      "--generation-batch", "4", "--train-batch", "4", "--max-answer-tokens", "16"]);
+    assert.equal(ppo.status, 0, ppo.stderr);
+    assert.match(ppo.stdout, /wrote the actor/);
+    const log = readFileSync(join(tmp, "ppo", "ppo_log.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as { reward: number; kl: number });
+    assert.equal(log.length, 1);
+    assert.ok(Number.isFinite(log[0]!.reward) && Number.isFinite(log[0]!.kl));
   });
 
   it("the frozen base is bit-identical after training: the quantized file and the base's logits", async () => {
