@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native, type AdapterSpec, type NativeModel, type OptimizerStep, type TrainBatch } from "../native/index.js";
 import { loadModel } from "../engine/model.js";
-import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { assertClose, centralDiff, freshSeed, Rng } from "./reference/check.js";
 import { llamaForwardRef, type RefLora, type RefWeights } from "./reference/llama.js";
 import { logprobRef, trainForwardRef, upstreamLoss } from "./reference/train.js";
 import { storiesDir } from "./test-model.js";
@@ -83,17 +83,6 @@ function trainBatch(b: Batch, adapter: string | null, extra: Partial<TrainBatch>
 function sample(n: number, rng: Rng, k = 5): number[] {
   if (n <= 2 * k) return Array.from({ length: n }, (_, i) => i);
   return Array.from({ length: k }, () => rng.int(n));
-}
-
-/** Central difference of `f` in element i of `t` (restored afterwards). */
-function centralDiff(t: Float64Array, i: number, f: () => number, h = 1e-5): number {
-  const x = t[i]!;
-  t[i] = x + h;
-  const up = f();
-  t[i] = x - h;
-  const down = f();
-  t[i] = x;
-  return (up - down) / (2 * h);
 }
 
 // |native − reference| ≤ 2e-4·max|reference over the tensor's checked elements| + 2e-3·|reference|

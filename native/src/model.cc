@@ -78,6 +78,15 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     if (!used.count(n)) throw Error("tensor_unexpected", "tensor " + n + " is not used by this model spec");
   pool_ = std::make_unique<ThreadPool>(std::max(1, opts.threads));
   TensorParallel::check(s, opts.tensor_parallel);
+  // o and down are split along their input among the ranks: a quantized one only at whole
+  // blocks, refused here rather than at the first forward (serving or training)
+  for (size_t l = 0; opts.tensor_parallel > 1 && l < layers_.size(); l++)
+    for (const auto& [name, w] : {std::pair<const char*, const Linear*>{"o", &layers_[l].o}, {"down", &layers_[l].down}})
+      if (is_quantized(w->dtype) && (w->in / opts.tensor_parallel) % block_elems(w->dtype) != 0)
+        throw Error("bad_tensor_parallel", "tensor parallel size " + std::to_string(opts.tensor_parallel) + " splits layer " +
+                                               std::to_string(l) + "'s " + name + " weight (" + dtype_name(w->dtype) +
+                                               ", rows of " + std::to_string(w->in) + ") inside its blocks of " +
+                                               std::to_string(block_elems(w->dtype)) + "; use a size that leaves each rank whole blocks");
   if (opts.tensor_parallel > 1) tp_ = std::make_unique<TensorParallel>(s, opts.tensor_parallel, opts.threads);
   // blocks older than every layer's window are freed as sequences grow (none if a layer sees all)
   int64_t horizon = s.windows.empty() ? 0 : *std::max_element(s.windows.begin(), s.windows.end());

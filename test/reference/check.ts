@@ -49,3 +49,14 @@ export function assertClose(actual: ArrayLike<number>, ref: ArrayLike<number>, a
         `(|diff| ${Math.abs(actual[worst]! - ref[worst]!)} > ${atol} + ${rtol}·|ref|)`,
     );
 }
+
+/** Central difference of `f` in element i of `t` (restored afterwards). */
+export function centralDiff(t: Float64Array, i: number, f: () => number, h = 1e-5): number {
+  const x = t[i]!;
+  t[i] = x + h;
+  const up = f();
+  t[i] = x - h;
+  const down = f();
+  t[i] = x;
+  return (up - down) / (2 * h);
+}
