@@ -6,12 +6,14 @@
 #
 #   bench/llama-cpp/build.sh                  # node-llama-cpp@3.22 (override: NODE_LLAMA_CPP_VERSION)
 #   JOBS=4 bench/llama-cpp/build.sh
+#   WITH_SERVER=1 bench/llama-cpp/build.sh    # also llama-server (a few more minutes: its web UI is compiled in)
 set -euo pipefail
 
 version="${NODE_LLAMA_CPP_VERSION:-3.22}"
 jobs="${JOBS:-2}"
 cache="${HYBRIDCHAT_LLAMA_CPP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/hybridchat}"
-tools=(llama-bench llama-batched-bench llama-server)
+tools=(llama-bench llama-batched-bench)
+[[ "${WITH_SERVER:-0}" == 1 ]] && tools+=(llama-server)
 step() { printf '[llama.cpp build %s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 
 mkdir -p "$cache/pack"
