@@ -43,7 +43,8 @@ function argmax(row: Float32Array, offset: number, n: number): number {
 
 let nextSeq = 1;
 
-async function prefillOnce(m: LoadedModel, n: number): Promise<number> {
+/** Milliseconds for one n-token prompt of a fresh sequence, logits of the last token only (llama-bench's pp). */
+export async function prefillOnce(m: LoadedModel, n: number): Promise<number> {
   const seq = nextSeq++;
   const tokens = new Int32Array(n);
   for (let i = 0; i < n; i++) tokens[i] = 3 + ((i * 7919) % (m.config.vocabSize - 3));
@@ -54,13 +55,16 @@ async function prefillOnce(m: LoadedModel, n: number): Promise<number> {
   return ms;
 }
 
-async function decodeOnce(m: LoadedModel, steps: number, batch: number): Promise<number> {
+/**
+ * Milliseconds for `steps` greedy decode steps of `batch` sequences, after a (untimed) prompt of
+ * `prompt` tokens each: 1 as llama-bench's tg, the prompt length for llama-batched-bench's S_TG.
+ */
+export async function decodeOnce(m: LoadedModel, steps: number, batch: number, prompt = 1): Promise<number> {
   const V = m.config.vocabSize;
   const seqIds = Int32Array.from({ length: batch }, () => nextSeq++);
-  // a one-token prompt per sequence, then `steps` decoded tokens, as llama-bench's tg does
-  let tokens = Int32Array.from({ length: batch }, (_, b) => 1 + b);
+  let tokens = Int32Array.from({ length: batch * prompt }, (_, i) => 1 + ((Math.floor(i / prompt) + (i % prompt) * 7919) % (V - 1)));
+  let logits = await m.native.forward({ seqIds, tokens, counts: new Int32Array(batch).fill(prompt), logits: "last" });
   const counts = new Int32Array(batch).fill(1);
-  let logits = await m.native.forward({ seqIds, tokens, counts, logits: "last" });
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
     tokens = Int32Array.from({ length: batch }, (_, b) => argmax(logits, b * V, V));

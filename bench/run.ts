@@ -17,8 +17,9 @@ import { runTpDecode } from "./tp-speed.js";
 import { runGrammarSpeed } from "./grammar-speed.js";
 import { runQuant } from "./quant-speed.js";
 import { runPpoLatency } from "./ppo-latency.js";
+import { runVsLlamaCpp } from "./vs-llama-cpp.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp] [--out FILE] [--threads N] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -30,7 +31,8 @@ Examples:
   HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8
-  npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)`;
+  npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)
+  npm run bench -- --only vs-llama-cpp    # the same 110M GGUFs (f32 … q4_k) in llama-bench and in hybridchat, alternating; needs bench/llama-cpp/build.sh (not in the default set)`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const { values } = parseArgs({
@@ -115,5 +117,8 @@ if (only.has("http")) {
 }
 if (only.has("ppo-latency")) {
   await runPpoLatency(report, { modelDir: stories, users: 4, durationS: values.quick ? 5 : 20, threads });
+}
+if (only.has("vs-llama-cpp")) {
+  await runVsLlamaCpp(report, { outRoot, reps, threads, types: ["f32", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"] });
 }
 console.log("\n" + report.table());
