@@ -194,13 +194,7 @@ inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
   const __m128i m4 = _mm_set1_epi8(15);
   for (int64_t k = 0, off = 0; k < g.K; k += 256, off += 144) {
     float ds[R][8], dm[R][8];
-    for (int r = 0; r < R; r++) {
-      const char* next = reinterpret_cast<const char*>(B + (R + r) * row_bytes + off);
-      _mm_prefetch(next, _MM_HINT_T0);
-      _mm_prefetch(next + 64, _MM_HINT_T0);
-      _mm_prefetch(next + 128, _MM_HINT_T0);
-      q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
-    }
+    q4k_rows_scales<R>(B, row_bytes, off, ds, dm);
     for (int j = 0; j < 8; j++) {  // sub-block j: the low (j even) or high nibbles of bytes [32(j/2), +32)
       const int64_t kj = k + 32 * j;
       __m512 x0[MT], x1[MT];  // x in registers once for all R rows (as gemv_q_block)

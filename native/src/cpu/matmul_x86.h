@@ -115,6 +115,19 @@ inline void q4k_scales(const uint8_t* sb, float ds[8], float dm[8]) {
   }
 }
 
+// For R rows of Q4_K weights at byte offset `off` (one super-block each): their scales and
+// offsets decoded, and the next R rows' same super-block prefetched (the GEMV's next tile).
+template <int R>
+inline void q4k_rows_scales(const uint8_t* B, int64_t row_bytes, int64_t off, float ds[R][8], float dm[R][8]) {
+  for (int r = 0; r < R; r++) {
+    const char* next = reinterpret_cast<const char*>(B + (R + r) * row_bytes + off);
+    _mm_prefetch(next, _MM_HINT_T0);
+    _mm_prefetch(next + 64, _MM_HINT_T0);
+    _mm_prefetch(next + 128, _MM_HINT_T0);
+    q4k_scales(B + r * row_bytes + off, ds[r], dm[r]);
+  }
+}
+
 // C[m, n] = alpha·s + beta·C[m, n] (+ bias[n]): one output of the streaming path.
 inline void store_out(const GemmArgs& g, int64_t m, int64_t n, float s) {
   float v = g.alpha * s;
