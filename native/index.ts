@@ -360,6 +360,9 @@ export interface CommRunOptions {
   /** reduceScatterSum: the result lands in the rank's own shard of its buffer; allGather: each rank's
    *  send is its shard inside its receive buffer */
   inPlace?: boolean;
+  /** "threads" (default): host buffers, thread communicators; "nccl": rank r's buffers on CUDA device r,
+   *  collectives through NCCL (the emulator's stand-in libnccl under the host emulator) */
+  backend?: "threads" | "nccl";
 }
 
 /** The CPU kernel variants, lowest first; HYBRIDCHAT_KERNELS=<one> forces it (when runnable). */
@@ -371,7 +374,10 @@ export interface NcclStatus {
   loaded: boolean;
   /** NCCL_VERSION_CODE, e.g. 22105; 0 when not loaded */
   version: number;
+  /** why not, naming every path searched */
   error: string | null;
+  /** the libnccl.so.2 loaded; null when none */
+  path: string | null;
 }
 
 export interface NativeBinding {

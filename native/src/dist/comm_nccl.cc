@@ -1,14 +1,25 @@
 // NCCL loaded at run time: the few types and entry points used are declared here from
 // NCCL's stable C ABI (nccl.h, 2.x), so the build needs neither headers nor the library.
+// Where it is looked for, in order (nccl_search_paths): HYBRIDCHAT_NCCL_LIB alone when set;
+// beside the CUDA library in use (the host emulator's stand-in, native/tools/cuda-emu/nccl.cc,
+// is built there); libnccl.so.2 by soname (LD_LIBRARY_PATH, the loader's cache); the CUDA
+// toolkit; the Python wheel folders nvidia/nccl/lib of every site-packages. A failure names
+// every path tried.
 #include "dist/comm_nccl.h"
 
 #include <dlfcn.h>
+#include <glob.h>
+#include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <mutex>
+#include <vector>
 #include <type_traits>
 #include <string>
 
+#include "cuda_library.h"
 #include "errors.h"
 
 namespace hc::dist {
@@ -33,6 +44,7 @@ struct NcclApi {
   ncclResult_t (*Reduce)(const void*, void*, size_t, int, int, int, ncclComm_t, void*);
   ncclResult_t (*GroupStart)();
   ncclResult_t (*GroupEnd)();
+  ncclResult_t (*CommAbort)(ncclComm_t);
 };
 
 struct Loaded {
@@ -40,22 +52,48 @@ struct Loaded {
   NcclStatus status;
 };
 
+std::string folder_of(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? std::string() : path.substr(0, slash + 1);
+}
+
+// a glob's matches, or the pattern itself (tried, and failing with "no such file") when none
+void add_glob(std::vector<std::string>& out, const std::string& pattern) {
+  glob_t g{};
+  if (glob(pattern.c_str(), 0, nullptr, &g) == 0 && g.gl_pathc > 0)
+    for (size_t i = 0; i < g.gl_pathc; i++) out.emplace_back(g.gl_pathv[i]);
+  else
+    out.push_back(pattern);
+  globfree(&g);
+}
+
 const Loaded& loaded() {
   static Loaded l;
   static std::once_flag once;
   std::call_once(once, [] {
-    void* h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
-    if (!h) {
+    void* h = nullptr;
+    std::string path, tried;
+    for (const std::string& p : nccl_search_paths()) {
+      h = dlopen(p.c_str(), RTLD_NOW | RTLD_LOCAL);
+      if (h) {
+        path = p;
+        break;
+      }
       const char* e = dlerror();
-      l.status.error = e ? e : "dlopen(libnccl.so.2) failed";
+      tried += (tried.empty() ? "" : "; ") + (e ? std::string(e) : p + ": cannot be loaded");
+    }
+    if (!h) {
+      l.status.error = "libnccl.so.2 not found (searched: " + tried +
+                       "; set HYBRIDCHAT_NCCL_LIB to its path, or pip install nvidia-nccl-cu12)";
       return;
     }
+    l.status.path = path;
     bool ok = true;
     auto sym = [&](auto& fn, const char* name) {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(h, name));
       if (!fn && ok) {
         ok = false;
-        l.status.error = std::string("libnccl.so.2 lacks ") + name;
+        l.status.error = path + " lacks " + name;
       }
     };
     sym(l.api.GetVersion, "ncclGetVersion");
@@ -70,6 +108,7 @@ const Loaded& loaded() {
     sym(l.api.Reduce, "ncclReduce");
     sym(l.api.GroupStart, "ncclGroupStart");
     sym(l.api.GroupEnd, "ncclGroupEnd");
+    sym(l.api.CommAbort, "ncclCommAbort");
     if (!ok) return;
     l.api.GetVersion(&l.status.version);
     l.status.loaded = true;
@@ -99,7 +138,12 @@ class NcclCommunicator final : public Communicator {
     check(api().CommInitRank(&comm_, size, id, rank), "ncclCommInitRank");
   }
   ~NcclCommunicator() override {
-    if (comm_) api().CommDestroy(comm_);
+    if (comm_ && !aborted_) api().CommDestroy(comm_);
+    if (dev_.release) dev_.release();
+  }
+  // ncclCommAbort frees the communicator and makes the other ranks' pending collectives fail
+  void abort() override {
+    if (comm_ && !aborted_.exchange(true)) api().CommAbort(comm_);
   }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -160,9 +204,40 @@ class NcclCommunicator final : public Communicator {
   const int size_;
   NcclDevice dev_;
   ncclComm_t comm_ = nullptr;
+  std::atomic<bool> aborted_{false};
+
+  // a failed call on an aborted communicator is the echo of another rank's failure
+  void check(ncclResult_t r, const char* what) const {
+    if (r == 0) return;
+    if (aborted_) throw Error("comm_aborted", "another rank of this group failed");
+    dist::check(r, what);
+  }
 };
 
 }  // namespace
+
+std::vector<std::string> nccl_search_paths() {
+  const char* env = std::getenv("HYBRIDCHAT_NCCL_LIB");
+  if (env && *env) return {env};
+  std::vector<std::string> out;
+  const CudaLibrary& cuda = cuda_library();
+  Dl_info info;
+  if (cuda.loaded && dladdr(reinterpret_cast<void*>(cuda.hc_cuda_device_count), &info) && info.dli_fname)
+    out.push_back(folder_of(info.dli_fname) + "libnccl.so.2");
+  out.emplace_back("libnccl.so.2");
+  const char* cuda_home = std::getenv("CUDA_HOME");
+  for (const std::string& root : {cuda_home && *cuda_home ? std::string(cuda_home) : std::string("/usr/local/cuda")})
+    out.push_back(root + "/lib64/libnccl.so.2");
+  // the Python wheel (nvidia-nccl-cu12), wherever pip put it
+  std::vector<std::string> prefixes = {"/usr/lib", "/usr/local/lib"};
+  for (const char* var : {"VIRTUAL_ENV", "CONDA_PREFIX"})
+    if (const char* v = std::getenv(var); v && *v) prefixes.push_back(std::string(v) + "/lib");
+  if (const char* home = std::getenv("HOME"); home && *home) prefixes.push_back(std::string(home) + "/.local/lib");
+  for (const std::string& p : prefixes)
+    for (const char* kind : {"site-packages", "dist-packages"})
+      add_glob(out, p + "/python3*/" + kind + "/nvidia/nccl/lib/libnccl.so.2");
+  return out;
+}
 
 NcclStatus nccl_status() { return loaded().status; }
 

@@ -55,7 +55,6 @@ class ThreadCommunicator final : public Communicator {
   ThreadCommunicator(std::shared_ptr<ThreadGroup> g, int rank) : g_(std::move(g)), rank_(rank) {}
   int rank() const override { return rank_; }
   int size() const override { return g_->size(); }
-  ThreadGroup* group() { return g_.get(); }
 
   void all_reduce_sum(void* buf, int64_t count, DType dt) override {
     const size_t es = elem_size(dt);
@@ -104,6 +103,7 @@ class ThreadCommunicator final : public Communicator {
   }
 
   void barrier() override { g_->arrive_and_wait(); }
+  void abort() override { g_->abort(); }
 
  private:
   // Makes this rank's buffers visible to the others and checks that every rank called
@@ -147,20 +147,17 @@ std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size) {
   return out;
 }
 
-ThreadGroup* thread_group_of(Communicator& c) {
-  auto* t = dynamic_cast<ThreadCommunicator*>(&c);
-  return t ? t->group() : nullptr;
-}
-
 namespace {
 
-// f(rank); an exception is kept in `err` and aborts the rank's group.
-void run_guarded(Communicator& comm, std::exception_ptr& err, int rank, const std::function<void(int)>& f) {
+// f(rank); an exception is kept in `err` and aborts every rank's communicator (NCCL ones
+// are separate objects; thread ones share their group).
+void run_guarded(std::vector<std::unique_ptr<Communicator>>& comms, std::exception_ptr& err, int rank,
+                 const std::function<void(int)>& f) {
   try {
     f(rank);
   } catch (...) {
     err = std::current_exception();
-    if (ThreadGroup* g = thread_group_of(comm)) g->abort();
+    for (auto& c : comms) c->abort();
   }
 }
 
@@ -184,17 +181,21 @@ std::exception_ptr first_failure(const std::vector<std::exception_ptr>& errs) {
 
 }  // namespace
 
-// make_thread_communicators refuses fewer than one rank
-RankLauncher::RankLauncher(int ranks) : pool_(ranks), comms_(make_thread_communicators(ranks)) {}
+RankLauncher::RankLauncher(int ranks, CommMaker make)
+    : pool_(ranks > 0 ? ranks : throw Error("invalid_argument", "a rank group needs at least one rank")),
+      make_(make ? std::move(make) : [](ThreadPool& p) { return make_thread_communicators(p.size()); }),
+      comms_(make_(pool_)) {}
 
 void RankLauncher::run(const std::function<void(int)>& f) {
   std::lock_guard<std::mutex> lk(run_mu_);
   const int n = size();
   std::vector<std::exception_ptr> errs(static_cast<size_t>(n));
-  pool_.run([&](int r, int) { run_guarded(*comms_[static_cast<size_t>(r)], errs[static_cast<size_t>(r)], r, f); });
+  if (comms_.empty()) comms_ = make_(pool_);  // remaking them after a failure failed too
+  pool_.run([&](int r, int) { run_guarded(comms_, errs[static_cast<size_t>(r)], r, f); });
   const std::exception_ptr first = first_failure(errs);
   if (!first) return;
-  comms_ = make_thread_communicators(n);  // an aborted group stays aborted: the next run gets a fresh one
+  comms_.clear();  // an aborted group stays aborted: the next run gets fresh communicators
+  comms_ = make_(pool_);
   std::rethrow_exception(first);
 }
 

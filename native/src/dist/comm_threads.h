@@ -50,19 +50,22 @@ class ThreadGroup {
 
 // Communicators for ranks 0..size-1 of a fresh group; hand one to each thread.
 std::vector<std::unique_ptr<Communicator>> make_thread_communicators(int size);
-// The group behind a communicator made above (nullptr for other kinds), to abort it.
-ThreadGroup* thread_group_of(Communicator& c);
 
 // A group of `ranks` in-process ranks and the threads that run them: a ThreadPool with one
 // thread per rank (the calling thread is rank 0, the others persist between runs, spinning
-// briefly and then sleeping) and a thread Communicator per rank. run(f) runs f(rank) on every
+// briefly and then sleeping) and a Communicator per rank (threads, or NCCL for device ranks). run(f) runs f(rank) on every
 // rank and returns when all have finished. A rank that throws aborts the group, so the
 // others' collectives fail instead of waiting forever; the first real failure (not another
-// rank's "comm_aborted" echo of it) is rethrown and the group is made afresh, so the next run
-// starts clean. Runs are serialised: one at a time per launcher.
+// rank's "comm_aborted" echo of it) is rethrown and the communicators are made afresh, so
+// the next run starts clean. Runs are serialised: one at a time per launcher.
+// Makes one communicator per rank; given the launcher's threads for makers that must
+// join on every rank's thread at once (NCCL, dist/nccl_devices.h).
+using CommMaker = std::function<std::vector<std::unique_ptr<Communicator>>(ThreadPool& rank_threads)>;
+
 class RankLauncher {
  public:
-  explicit RankLauncher(int ranks);
+  // `make` null: thread communicators (CPU ranks)
+  explicit RankLauncher(int ranks, CommMaker make = nullptr);
   RankLauncher(const RankLauncher&) = delete;
   RankLauncher& operator=(const RankLauncher&) = delete;
 
@@ -73,6 +76,7 @@ class RankLauncher {
 
  private:
   ThreadPool pool_;
+  CommMaker make_;
   std::vector<std::unique_ptr<Communicator>> comms_;
   std::mutex run_mu_;
 };

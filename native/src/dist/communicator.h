@@ -46,6 +46,9 @@ class Communicator {
   // buf[0, count) <- root's buf.
   virtual void broadcast(void* buf, int64_t count, DType dt, int root) = 0;
   virtual void barrier() = 0;
+  // Breaks the group: every rank's waiting and later collectives throw "comm_aborted", so
+  // one failing rank cannot leave the others waiting forever. The group is then spent.
+  virtual void abort() {}
 };
 
 }  // namespace hc::dist
