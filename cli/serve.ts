@@ -12,7 +12,7 @@ import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js"
 import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
 import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, type DeviceChoice } from "../engine/device.js";
-import type { DeviceKind } from "../native/index.js";
+import type { DeviceInfo, DeviceKind } from "../native/index.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -46,6 +46,13 @@ function connectionLimits(requestTimeout: string | undefined, perClient: string 
   const n = intOption(perClient, "max-connections-per-client", c, 1, 1_000_000);
   if (n !== undefined) limits.maxConnectionsPerAddress = n;
   return limits;
+}
+
+/** Where the start-up line says a cuda model serves: device 0, or each tensor-parallel rank's device. */
+function cudaPlacement(d: DeviceInfo): string {
+  return d.devices > 1
+    ? `on CUDA devices 0-${d.devices - 1} (${d.name}; ${d.devices} tensor-parallel ranks, each its shard of the weights, its KV heads and its activations resident on its device, NCCL between them)`
+    : `on CUDA device 0 (${d.name}: weights, KV cache and activations resident there)`;
 }
 
 export async function serveCommand(argv: string[]): Promise<void> {
@@ -212,7 +219,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       `hybridchat: ready: serving ${[...m.variants.keys()].map((id) => `"${id}"`).join(", ")}${m.model.untrained ? " (UNTRAINED weights)" : ""}` +
         ` from ${server.model!.dir}, context ${m.model.maxContext} tokens, ` +
         (device === "cuda"
-          ? `on CUDA device 0 (${server.model!.native.device().name}: weights, KV cache and activations resident there)`
+          ? cudaPlacement(server.model!.native.device())
           : `on the CPU, ${values.threads ?? availableParallelism()} threads` +
             `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}`) +
         "\n" +

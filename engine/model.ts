@@ -25,7 +25,7 @@ export interface LoadModelOptions {
   kvCacheMemory?: KvCacheMemory;
   /** cap on prompt + completion tokens; default (and at most) the model's maxPositions */
   maxContext?: number;
-  /** thread ranks each layer is split over (tensor parallelism); default 1 */
+  /** ranks each layer is split over (tensor parallelism): threads on the CPU, one device each on cuda; default 1 */
   tensorParallel?: number;
   /** where the serving forward runs; "auto" = cuda when a device is present, else cpu; default cpu */
   device?: DeviceChoice;
@@ -129,12 +129,14 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   // a pool smaller than one context caps the context at the pool (the engine's maxContext)
   const mem = opts.kvCacheMemory;
   const device = resolveDevice(opts.device ?? "cpu");
+  // on N tensor-parallel devices each holds ~1/N of the weights and 1/N of every block (its KV heads)
+  const perDevice = device === "cuda" ? (opts.tensorParallel ?? 1) : 1;
   // a fraction of what is free once the weights are loaded: on a device, its memory less the weights it will hold
   const freeBytes = () =>
-    device === "cuda" ? Math.max(0, native().cudaMemory(0).freeBytes - tensors.reduce((s, t) => s + tensorBytes(t), 0)) : freemem();
+    device === "cuda" ? Math.max(0, native().cudaMemory(0).freeBytes - tensors.reduce((s, t) => s + tensorBytes(t), 0) / perDevice) : freemem();
   const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freeBytes();
   const kvBlocks =
-    opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor(memBytes / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
+    opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor((memBytes * perDevice) / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
   const nativeModel = native().createModel(modelSpec(config, ropeFreqFactors ?? null), tensors, {
     threads: opts.threads ?? availableParallelism(),
     kvBlockSize,

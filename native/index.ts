@@ -100,6 +100,8 @@ export interface DeviceInfo {
   kind: DeviceKind;
   /** "cpu", or the CUDA device's name ("host emulation" under native/tools/cuda-emu) */
   name: string;
+  /** devices the serving forward runs on: 0 on the CPU; on cuda 1, or the tensor-parallel ranks (rank r on device r) */
+  devices: number;
 }
 
 /**

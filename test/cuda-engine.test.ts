@@ -21,13 +21,12 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { resolveDevice } from "../engine/device.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
+import { argmaxRows, ATOL, excess, greedyBoth, prefillDecodeWithin, RTOL } from "./cuda-compare.js";
 import { repoRoot, storiesDir } from "./test-model.js";
 
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
 const gxx = spawnSync("g++", ["--version"]).status === 0;
 const skip = given || gxx ? false : "g++ absent: cannot build the emulated device";
-// |cuda − cpu| ≤ ATOL + RTOL·|cpu| on every logit: the same fp32 math, summed in another order
-const ATOL = 1e-4, RTOL = 1e-4;
 
 const dir = mkdtempSync(join(tmpdir(), "hc-cuda-engine-"));
 const lib = given ?? join(dir, "libhybridchat_cuda_emu.so");
@@ -46,44 +45,6 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** worst excess of |a − b| over the tolerance (≤ 0: within) */
-function excess(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let w = -Infinity;
-  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) - ATOL - RTOL * Math.abs(b[i]));
-  return w;
-}
-
-function argmaxRows(logits: Float32Array, V: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r * V < logits.length; r++) {
-    let best = 0;
-    for (let j = 1; j < V; j++) if (logits[r * V + j] > logits[r * V + best]) best = j;
-    out.push(best);
-  }
-  return out;
-}
-
-/** Greedy decoding of every prompt at once (one batch per step) on both models; logits compared at each step. */
-async function greedyBoth(cpu: NativeModel, cuda: NativeModel, prompts: number[][], steps: number, V: number, adapters?: (string | null)[]): Promise<{ cpu: number[][]; cuda: number[][]; worst: number }> {
-  const seqIds = Int32Array.from(prompts.map((_, i) => i + 1));
-  const outs = { cpu: prompts.map(() => [] as number[]), cuda: prompts.map(() => [] as number[]) };
-  let worst = -Infinity;
-  let next = prompts;
-  for (let s = 0; s <= steps; s++) {
-    const batch = { seqIds, tokens: Int32Array.from(next.flat()), counts: Int32Array.from(next.map((p) => p.length)), logits: "last" as const, adapters };
-    const a = await cpu.forward(batch);
-    const b = await cuda.forward(batch);
-    worst = Math.max(worst, excess(b, a));
-    const ta = argmaxRows(a, V), tb = argmaxRows(b, V);
-    ta.forEach((t, i) => outs.cpu[i].push(t));
-    tb.forEach((t, i) => outs.cuda[i].push(t));
-    next = ta.map((t) => [t]); // both continue from the CPU's choice, so one slip cannot cascade
-  }
-  for (const id of seqIds) cpu.freeSeq(id), cuda.freeSeq(id);
-  return { ...outs, worst };
-}
-
 describe("the serving forward on an emulated CUDA device", { skip }, () => {
   let cpu: LoadedModel, cuda: LoadedModel;
   before(async () => {
@@ -100,8 +61,8 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
   });
 
   it("says where it runs", () => {
-    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu" });
-    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation" });
+    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu", devices: 0 });
+    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation", devices: 1 });
     // --device auto takes the device that is present
     assert.equal(resolveDevice("auto"), "cuda");
     // --kv-cache-memory FRACTION sizes the pool from the device's memory
@@ -188,17 +149,7 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
       const a = native().createModel(b.spec, b.tensors, { ...opts, device: "cpu" });
       const c = native().createModel(b.spec, b.tensors, { ...opts, device: "cuda" });
       try {
-        const prompts = [Array.from({ length: 11 }, () => rng.int(t.V)), Array.from({ length: 3 }, () => rng.int(t.V))];
-        for (const logits of ["all", "last"] as const) {
-          const batch = { seqIds: Int32Array.from([logits === "all" ? 1 : 3, logits === "all" ? 2 : 4]), tokens: Int32Array.from(prompts.flat()), counts: Int32Array.from([11, 3]), logits };
-          const w = excess(await c.forward(batch), await a.forward(batch));
-          assert.ok(w <= 0, `${logits}: logits differ by ${w} (seed ${seed})`);
-        }
-        for (let s = 0; s < 4; s++) {
-          const batch = { seqIds: Int32Array.from([1, 2]), tokens: Int32Array.from([rng.int(t.V), rng.int(t.V)]), counts: Int32Array.from([1, 1]), logits: "last" as const };
-          const w = excess(await c.forward(batch), await a.forward(batch));
-          assert.ok(w <= 0, `decode step ${s}: logits differ by ${w} (seed ${seed})`);
-        }
+        await prefillDecodeWithin(a, c, t.V, rng, seed);
       } finally {
         a.dispose();
         c.dispose();
@@ -227,8 +178,8 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     }
   });
 
-  it("quantized weights and tensor parallelism are refused on the device by name", async () => {
-    await assert.rejects(loadModel(storiesDir, { threads: 2, tensorParallel: 2, device: "cuda" }), /tensor-parallel/);
+  it("tensor parallelism over more ranks than devices is refused, naming both", { skip: given ? "a given library: its device count is its own" : false }, async () => {
+    await assert.rejects(loadModel(storiesDir, { threads: 2, tensorParallel: 2, device: "cuda" }), /2 ranks need 2 CUDA devices; 1 present/);
   });
 });
 

@@ -4,30 +4,14 @@
 // backend puts rank r's buffers on device r and runs each collective through the same
 // dlopened NCCL entry points (comm_nccl.cc) that real GPUs use — every collective, 1..4
 // ranks, counts smaller than the rank count and not divisible by it, f32 and bf16.
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native } from "../native/index.js";
 import { collectiveCases } from "./comm-cases.js";
-import { repoRoot } from "./test-model.js";
+import { emulatedDevices } from "./cuda-compare.js";
 
-const gxx = spawnSync("g++", ["--version"]).status === 0;
-const dir = mkdtempSync(join(tmpdir(), "hc-nccl-emu-"));
-const lib = join(dir, "libhybridchat_cuda_emu.so");
-
-before(() => {
-  assert.ok(gxx, "g++ is needed to build the emulated device");
-  const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
-  // read once per process, on the first CUDA / NCCL call (none has happened yet in this file)
-  process.env.HYBRIDCHAT_CUDA_LIB = lib;
-  process.env.HYBRIDCHAT_EMU_DEVICES = "4";
-  delete process.env.HYBRIDCHAT_NCCL_LIB;
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
+const { dir } = emulatedDevices(4, "hc-nccl-emu-");
 
 describe("NCCL stand-in", () => {
   it("is found beside the CUDA library in use and answers as NCCL 2.x", () => {

@@ -123,6 +123,7 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("kind", m.device());
   o.Set("name", m.device_name());
+  o.Set("devices", m.devices());
   return o;
 }
 

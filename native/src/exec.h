@@ -76,6 +76,22 @@ class Exec {
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) = 0;
   // host[n] = buf[n]; waits for the queued work
   virtual void read(float* host, const float* buf, int64_t n) = 0;
+
+  // ---- tensor-parallel shards (rank.cc) ----
+  // A weight as a GEMM reads it: its first row and the distance between rows (elements).
+  struct View {
+    const void* w;
+    int64_t ld;
+  };
+  // Columns [c0, c1) of every row of a row-major [rows, cols] weight stored as dt (a
+  // row-parallel rank's shard): the host array in place, rows `cols` apart, on the CPU; a
+  // packed [rows, c1 − c0] copy uploaded once (again after weights_changed() if `mut`) on a
+  // device, so each device holds only its shard.
+  virtual View weight_columns(const void* host, DType dt, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
+                              bool mut) = 0;
+  // out[M,N] = x[M,K]·wᵀ (+ bias), w's rows ldw elements apart
+  virtual void linear_ld(float* out, const float* x, const void* w, DType dt, int64_t ldw, const float* bias, int64_t M,
+                         int64_t N, int64_t K) = 0;
 };
 
 // k_pool, v_pool: the KVCache's host storage

@@ -83,6 +83,13 @@ class CpuExec final : public Exec {
   void read(float* host, const float* buf, int64_t n) override {
     if (host != buf) std::memcpy(host, buf, static_cast<size_t>(n) * sizeof(float));
   }
+  View weight_columns(const void* host, DType dt, int64_t, int64_t cols, int64_t c0, int64_t, bool) override {
+    return {static_cast<const char*>(host) + dtype_bytes(dt, c0), cols};
+  }
+  void linear_ld(float* out, const float* x, const void* w, DType dt, int64_t ldw, const float* bias, int64_t M,
+                 int64_t N, int64_t K) override {
+    cpu::gemm(false, true, M, N, K, 1.f, x, K, w, dt, ldw, 0.f, out, N, bias, pool_);
+  }
 
  private:
   ThreadPool& pool_;

@@ -3,6 +3,9 @@
 // checkpoint dtype, the KV block pool, the step's scratch. Ops queue on the device's
 // default stream; read() (the logits) is the step's one synchronisation.
 #include <array>
+#include <cstring>
+#include <map>
+#include <vector>
 #include <iterator>
 #include <unordered_map>
 
@@ -79,6 +82,7 @@ class CudaExec final : public Exec {
   // uploaded again when next read; the mapped checkpoint tensors stay
   void weights_changed() override {
     for (auto it = weights_.begin(); it != weights_.end();) it = it->second.mut ? weights_.erase(it) : std::next(it);
+    for (auto it = views_.begin(); it != views_.end();) it = it->second.mut ? views_.erase(it) : std::next(it);
   }
   float* kv_k(int64_t l) override { return static_cast<float*>(k_.get()) + l * kv_.layer_stride; }
   float* kv_v(int64_t l) override { return static_cast<float*>(v_.get()) + l * kv_.layer_stride; }
@@ -128,6 +132,24 @@ class CudaExec final : public Exec {
   void read(float* host, const float* buf, int64_t n) override {
     cuda_call(lib().hc_cuda_download(host, buf, static_cast<size_t>(n) * sizeof(float)));
   }
+  View weight_columns(const void* host, DType dt, int64_t rows, int64_t cols, int64_t c0, int64_t c1,
+                      bool mut) override {
+    const int64_t row_bytes = dtype_bytes(dt, cols), off = dtype_bytes(dt, c0), len = dtype_bytes(dt, c1 - c0);
+    Resident& r = views_[{host, c0}];
+    if (r.buf.bytes() != rows * len) {
+      std::vector<char> packed(static_cast<size_t>(rows * len));
+      for (int64_t i = 0; i < rows; i++)
+        std::memcpy(packed.data() + i * len, static_cast<const char*>(host) + i * row_bytes + off, static_cast<size_t>(len));
+      r.buf = DeviceBuffer(rows * len);
+      cuda_call(lib().hc_cuda_upload(r.buf.get(), packed.data(), packed.size()));
+      r.mut = mut;
+    }
+    return {r.buf.get(), c1 - c0};
+  }
+  void linear_ld(float* out, const float* x, const void* w, DType dt, int64_t ldw, const float* bias, int64_t M,
+                 int64_t N, int64_t K) override {
+    cuda_call(lib().hc_cuda_dev_gemm(out, x, w, dev_dtype(dt), bias, M, N, K, K, ldw, N, 0, 1, 1.0f, 0.0f));
+  }
 
  private:
   struct Resident {
@@ -144,6 +166,7 @@ class CudaExec final : public Exec {
   std::array<DeviceBuffer, static_cast<size_t>(Slot::Count)> f_;
   std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
   std::unordered_map<const void*, Resident> weights_;  // by host address
+  std::map<std::pair<const void*, int64_t>, Resident> views_;  // weight_columns' shards, by host address and c0
 };
 
 }  // namespace

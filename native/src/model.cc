@@ -94,16 +94,19 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   const bool cuda = opts.device == "cuda";
   if (!cuda && opts.device != "cpu")
     throw Error("bad_options", "device must be \"cpu\" or \"cuda\", not \"" + opts.device + "\"");
-  if (cuda && opts.tensor_parallel > 1)
-    throw Error("unsupported", "--tensor-parallel > 1 runs on the CPU only for now; use --device cpu or one device");
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
   kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
                        kv_->block_size()};
   if (cuda) {
-    exec_ = make_cuda_exec(opts.device_index, kv_geo_);
+    if (tp_ && opts.device_index != 0)
+      throw Error("bad_options", "--tensor-parallel on cuda puts rank r on device r: device index must be 0");
+    // under tensor parallelism this is rank 0's Exec: its KV heads, device 0
+    exec_ = make_cuda_exec(opts.device_index, tp_ ? tp_->kv_geometry(kv_geo_, 0) : kv_geo_);
+    if (tp_) tp_->attach(*this, true);
     upload_weights();
   } else {
     exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_);
+    if (tp_) tp_->attach(*this, false);
   }
 }
 
@@ -128,6 +131,7 @@ void Model::upload_weights() {
   resident_embed();
   resident(final_norm_);
   if (!spec_.tie_embeddings) resident(lm_head_), resident(lm_head_.bias);
+  if (tp_) return tp_->upload(*this);  // each rank its shards, on its device
   for (LayerWeights& w : layers_) {
     for (const std::vector<float>* v : {&w.attn_norm, &w.mlp_norm, &w.q_norm, &w.k_norm}) resident(*v);
     for (int t = 0; t < kTargets; t++) resident(w.at(t)), resident(w.at(t).bias);
@@ -227,13 +231,15 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   try {
     Exec& ex = *exec_;
     ex.bind();
-    float* x = act_x_ = ex.scratch(Slot::X, T * C);
-    float* xn = act_xn_ = ex.scratch(Slot::Xn, T * C);
-    float *q = ex.scratch(Slot::Q, T * QD), *k = ex.scratch(Slot::K, T * KD), *v = ex.scratch(Slot::V, T * KD);
-    float *att = ex.scratch(Slot::Att, T * QD), *tmp = ex.scratch(Slot::Tmp, T * C);
-    float *gate = ex.scratch(Slot::Gate, T * I), *up = ex.scratch(Slot::Up, T * I);
-    float* cos_t = act_cos_ = ex.scratch(Slot::Cos, T * HD / 2);
-    float* sin_t = act_sin_ = ex.scratch(Slot::Sin, T * HD / 2);
+    // the layers' scratch (tensor parallel: each rank's own, in its Exec)
+    auto layer_slot = [&](Slot sl, int64_t n) { return tp_ ? nullptr : ex.scratch(sl, n); };
+    float* x = layer_slot(Slot::X, T * C);
+    float* xn = ex.scratch(Slot::Xn, T * C);
+    float *q = layer_slot(Slot::Q, T * QD), *k = layer_slot(Slot::K, T * KD), *v = layer_slot(Slot::V, T * KD);
+    float *att = layer_slot(Slot::Att, T * QD), *tmp = layer_slot(Slot::Tmp, T * C);
+    float *gate = layer_slot(Slot::Gate, T * I), *up = layer_slot(Slot::Up, T * I);
+    float* cos_t = layer_slot(Slot::Cos, T * HD / 2);
+    float* sin_t = layer_slot(Slot::Sin, T * HD / 2);
     pos_.resize(T), seq_of_.resize(T), npos_.resize(T);
     for (int64_t sq = 0, t = 0; sq < nseq; sq++)
       for (int32_t i = 0; i < b.counts[sq]; i++, t++) {
@@ -247,19 +253,20 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     tables_.assign(static_cast<size_t>(nseq) * maxb, 0);
     for (int64_t sq = 0; sq < nseq; sq++) std::copy(res.tables[sq].begin(), res.tables[sq].end(), tables_.begin() + sq * maxb);
     // all that goes down per step: token ids, positions, block tables
-    const int32_t* d_tokens = ex.ints(ISlot::Tokens, b.tokens.data(), T);
-    const int32_t* d_pos = ex.ints(ISlot::Pos, pos_.data(), T);
-    const int32_t* d_seq_of = ex.ints(ISlot::SeqOf, seq_of_.data(), T);
-    const int32_t* d_npos = ex.ints(ISlot::Npos, npos_.data(), T);
-    const int32_t* d_tables = ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
-    ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
-    ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
+    // tensor parallel: every rank embeds and runs the layers on its own Exec (rank.h);
+    // rank 0's residual stream is in exec_'s memory (the same device, or the host)
+    if (tp_) x = tp_->forward(*this, b.tokens, apps, T, nseq, static_cast<int64_t>(maxb));
+    const int32_t* d_tokens = tp_ ? nullptr : ex.ints(ISlot::Tokens, b.tokens.data(), T);
+    const int32_t* d_pos = tp_ ? nullptr : ex.ints(ISlot::Pos, pos_.data(), T);
+    const int32_t* d_seq_of = tp_ ? nullptr : ex.ints(ISlot::SeqOf, seq_of_.data(), T);
+    const int32_t* d_npos = tp_ ? nullptr : ex.ints(ISlot::Npos, npos_.data(), T);
+    const int32_t* d_tables = tp_ ? nullptr : ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
+    if (!tp_) {
+      ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
+      ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
+    }
 
-    for (int64_t l = 0; l < s.L; l++) {
-      if (tp_) {  // CPU only (checked at construction): the host arrays above
-        tp_->layer_forward(*this, l, res, apps, T);
-        continue;
-      }
+    for (int64_t l = 0; !tp_ && l < s.L; l++) {
       const LayerWeights& w = layers_[l];
       // attention block
       ex.rmsnorm(xn, x, resident(w.attn_norm), T, C, s.eps);

@@ -122,6 +122,8 @@ class Model {
   // "cpu" or "cuda", and the device's name
   const char* device() const { return exec_->device(); }
   std::string device_name() const { return exec_->device_name(); }
+  // devices the serving forward runs on: 0 on the CPU, else the tensor-parallel ranks (1 without)
+  int devices() const { return std::string(exec_->device()) == "cpu" ? 0 : tp_ ? tp_->size() : 1; }
 
   // ---- training (model_train.cc, model_params.cc) ----
   // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.
@@ -167,6 +169,7 @@ class Model {
   // a device Exec uploads the mutable ones again before the next step.
   void weights_changed() {
     if (exec_) exec_->weights_changed();
+    if (tp_) tp_->weights_changed();
   }
   // out[rows] += sign·s·(in[rows]·Aᵀ)·Bᵀ for each app's rows (no dropout: serving path)
   void lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps);
@@ -204,8 +207,6 @@ class Model {
 
   // the step's host-side indexing (uploaded through exec_), reused across steps
   std::vector<int32_t> pos_, seq_of_, npos_, tables_, rows_;
-  // this step's activations in exec_'s memory (host on the CPU; rank.cc reads these)
-  float *act_x_ = nullptr, *act_xn_ = nullptr, *act_cos_ = nullptr, *act_sin_ = nullptr;
 
   std::vector<float> embed_owned_;  // fp32 master of the embedding once materialised
   std::vector<std::unique_ptr<Adapter>> adapters_;

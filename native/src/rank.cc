@@ -8,6 +8,7 @@
 #include "cpu/ops.h"
 #include "dist/comm_threads.h"
 #include "dist/communicator.h"
+#include "dist/nccl_devices.h"
 #include "errors.h"
 #include "model.h"
 
@@ -54,112 +55,193 @@ TensorParallel::~TensorParallel() = default;
 
 void TensorParallel::run_ranks(const std::function<void(int)>& fn) { ranks_.run(fn); }
 
-void TensorParallel::column(Rank& rk, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
+void TensorParallel::attach(Model& m, bool cuda) {
+  if (!cuda) {
+    // every rank's view of the shared host pool starts at its first KV head
+    KVCache& kv = *m.kv_;
+    for (int r = 0; r < n_; r++) {
+      Rank& rk = rank_[r];
+      const int64_t off = rk.kv_heads.begin * kv.head_stride();
+      rk.kv = m.kv_geo_;
+      owned_.push_back(make_cpu_exec(*rk.pool, kv.k() + off, kv.v() + off, rk.kv));
+      rk.exec = owned_.back().get();
+    }
+    return;
+  }
+  device_ranks_ = std::make_unique<dist::RankLauncher>(n_, dist::nccl_device_comms(n_));
+  for (int r = 0; r < n_; r++) {
+    Rank& rk = rank_[r];
+    rk.kv = kv_geometry(m.kv_geo_, r);
+    if (r == 0) {
+      rk.exec = m.exec_.get();
+    } else {
+      owned_.push_back(make_cuda_exec(r, rk.kv));
+      rk.exec = owned_.back().get();
+    }
+  }
+}
+
+KvGeometry TensorParallel::kv_geometry(const KvGeometry& whole, int r) const {
+  KvGeometry g = whole;
+  g.layer_stride = rank_[r].kv_heads.size() * whole.head_stride;
+  g.block_stride = whole.layers * g.layer_stride;
+  return g;
+}
+
+void TensorParallel::weights_changed() {
+  for (auto& e : owned_) e->weights_changed();
+}
+
+const void* TensorParallel::column_shard(Exec& ex, const Linear& w, Slice sh) {
+  return ex.weight(at(w, sh.begin * w.in), dtype_bytes(w.dtype, sh.size() * w.in), w.w != w.map);
+}
+
+Exec::View TensorParallel::row_shard(Exec& ex, const Linear& w, Slice sh) {
+  at(w, sh.begin);  // refuses a quantized shard that would start inside a block
+  return ex.weight_columns(w.w, w.dtype, w.out, w.in, sh.begin, sh.end, w.w != w.map);
+}
+
+const float* TensorParallel::vec(Exec& ex, const std::vector<float>& v, int64_t begin, int64_t n) {
+  if (v.empty()) return nullptr;
+  if (n < 0) n = static_cast<int64_t>(v.size()) - begin;
+  return static_cast<const float*>(ex.weight(v.data() + begin, n * 4, true));
+}
+
+void TensorParallel::upload(Model& m) {
+  if (!device_ranks_) return;
+  const ModelSpec& s = m.spec_;
+  device_ranks_->run([&](int r) {
+    Rank& rk = rank_[r];
+    Exec& ex = *rk.exec;
+    ex.bind();
+    ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * s.C), !m.embed_owned_.empty());
+    vec(ex, s.inv_freq);
+    const Slice q{rk.heads.begin * s.HD, rk.heads.end * s.HD}, kv{rk.kv_heads.begin * s.HD, rk.kv_heads.end * s.HD};
+    for (const LayerWeights& w : m.layers_) {
+      for (const std::vector<float>* v : {&w.attn_norm, &w.mlp_norm, &w.q_norm, &w.k_norm}) vec(ex, *v);
+      for (const auto& [lin, sh] : {std::pair<const Linear*, Slice>{&w.q, q}, {&w.k, kv}, {&w.v, kv}, {&w.gate, rk.mlp}, {&w.up, rk.mlp}}) {
+        column_shard(ex, *lin, sh);
+        vec(ex, lin->bias, sh.begin, sh.size());
+      }
+      row_shard(ex, w.o, q), vec(ex, w.o.bias);
+      row_shard(ex, w.down, rk.mlp), vec(ex, w.down.bias);
+    }
+  });
+}
+
+void TensorParallel::column(Exec& ex, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
                             const std::vector<LoraApp>& apps, int64_t T) {
   const int64_t O = sh.size();
-  cpu::gemm(false, true, T, O, w.in, 1.f, in, w.in, at(w, sh.begin * w.in), w.dtype, w.in, 0.f, out, O,
-            w.bias.empty() ? nullptr : w.bias.data() + sh.begin, *rk.pool);
+  ex.linear_ld(out, in, column_shard(ex, w, sh), w.dtype, w.in, vec(ex, w.bias, sh.begin, O), T, O, w.in);
   for (const LoraApp& ap : apps) {  // u = x·Aᵀ whole (A is replicated), then B's row slice
     const LoraMats& lm = ap.a->at(l, t);
     if (!lm.on()) continue;
     const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    grow(rk.u, R * r);
-    cpu::sgemm(false, true, R, r, lm.in, 1.f, in + ap.r0 * lm.in, lm.in, lm.A.data(), lm.in, 0.f, rk.u.data(), r,
-               *rk.pool);
-    cpu::sgemm(false, true, R, O, r, ap.sign * ap.a->scale, rk.u.data(), r, lm.B.data() + sh.begin * r, r, 1.f,
-               out + ap.r0 * O, O, *rk.pool);
+    float* u = ex.scratch(Slot::LoraU, R * r);
+    ex.sgemm(false, true, R, r, lm.in, 1.f, in + ap.r0 * lm.in, lm.in, vec(ex, lm.A), lm.in, 0.f, u, r);
+    ex.sgemm(false, true, R, O, r, ap.sign * ap.a->scale, u, r, vec(ex, lm.B) + sh.begin * r, r, 1.f, out + ap.r0 * O,
+             O);
   }
 }
 
-void TensorParallel::row(Rank& rk, const float* in, const Linear& w, Slice sh, int64_t l, int t,
-                         const std::vector<LoraApp>& apps, int64_t T) {
+void TensorParallel::row(Exec& ex, bool first, float* part, const float* in, const Linear& w, Slice sh, int64_t l,
+                         int t, const std::vector<LoraApp>& apps, int64_t T) {
   const int64_t K = sh.size(), N = w.out;
-  grow(rk.part, T * N);
+  const Exec::View v = row_shard(ex, w, sh);
   // the bias is added once, by rank 0, to the partial sums the all-reduce adds up
-  const float* bias = &rk == &rank_[0] && !w.bias.empty() ? w.bias.data() : nullptr;
-  cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, bias,
-            *rk.pool);
+  ex.linear_ld(part, in, v.w, w.dtype, v.ld, first ? vec(ex, w.bias) : nullptr, T, N, K);
   for (const LoraApp& ap : apps) {  // u_r = x_r·A[:, shard]ᵀ; Σ_r u_r·Bᵀ is summed by the all-reduce
     const LoraMats& lm = ap.a->at(l, t);
     if (!lm.on()) continue;
     const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    grow(rk.u, R * r);
-    cpu::sgemm(false, true, R, r, K, 1.f, in + ap.r0 * K, K, lm.A.data() + sh.begin, lm.in, 0.f, rk.u.data(), r,
-               *rk.pool);
-    cpu::sgemm(false, true, R, N, r, ap.sign * ap.a->scale, rk.u.data(), r, lm.B.data(), r, 1.f,
-               rk.part.data() + ap.r0 * N, N, *rk.pool);
+    float* u = ex.scratch(Slot::LoraU, R * r);
+    ex.sgemm(false, true, R, r, K, 1.f, in + ap.r0 * K, K, vec(ex, lm.A) + sh.begin, lm.in, 0.f, u, r);
+    ex.sgemm(false, true, R, N, r, ap.sign * ap.a->scale, u, r, vec(ex, lm.B), r, 1.f, part + ap.r0 * N, N);
   }
 }
 
-void TensorParallel::attention(Model& m, Rank& rk, int64_t l, const KVCache::Reservation& res,
-                               const std::vector<LoraApp>& apps, int64_t T) {
+void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, int64_t nseq,
+                               int64_t maxb, float* part) {
   const ModelSpec& s = m.spec_;
   const LayerWeights& w = m.layers_[l];
+  Rank& rk = rank_[r];
+  Exec& ex = *rk.exec;
   const int64_t HD = s.HD, NH = rk.heads.size(), NKV = rk.kv_heads.size(), QD = NH * HD, KD = NKV * HD;
-  const float* xn = m.act_xn_;
-  ThreadPool& pool = *rk.pool;
-  grow(rk.q, T * QD), grow(rk.k, T * KD), grow(rk.v, T * KD), grow(rk.att, T * QD);
-  column(rk, rk.q.data(), xn, w.q, {rk.heads.begin * HD, rk.heads.end * HD}, l, kQ, apps, T);
-  column(rk, rk.k.data(), xn, w.k, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kK, apps, T);
-  column(rk, rk.v.data(), xn, w.v, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kV, apps, T);
+  const float* xn = ex.scratch(Slot::Xn, T * s.C);
+  float *q = ex.scratch(Slot::Q, T * QD), *k = ex.scratch(Slot::K, T * KD), *v = ex.scratch(Slot::V, T * KD);
+  float* att = ex.scratch(Slot::Att, T * QD);
+  column(ex, q, xn, w.q, {rk.heads.begin * HD, rk.heads.end * HD}, l, kQ, apps, T);
+  column(ex, k, xn, w.k, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kK, apps, T);
+  column(ex, v, xn, w.v, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kV, apps, T);
   if (s.qk_norm) {
-    cpu::rmsnorm_forward(rk.q.data(), rk.q.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
-    cpu::rmsnorm_forward(rk.k.data(), rk.k.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
+    ex.rmsnorm(q, q, vec(ex, w.q_norm), T * NH, HD, s.eps);
+    ex.rmsnorm(k, k, vec(ex, w.k_norm), T * NKV, HD, s.eps);
   }
-  cpu::rope_forward(rk.q.data(), m.act_cos_, m.act_sin_, T, NH, HD, pool);
-  cpu::rope_forward(rk.k.data(), m.act_cos_, m.act_sin_, T, NKV, HD, pool);
-  KVCache& kv = *m.kv_;
-  const int64_t bstride = kv.block_stride(), hstride = kv.head_stride(), bs = kv.block_size();
-  // this rank's KV heads inside every block of the shared pool
-  float* kl = kv.k() + l * kv.layer_stride() + rk.kv_heads.begin * hstride;
-  float* vl = kv.v() + l * kv.layer_stride() + rk.kv_heads.begin * hstride;
-  for (int64_t t = 0; t < T; t++) {
-    const auto& table = res.tables[m.seq_of_[t]];
-    const int64_t p = m.pos_[t];
-    const int64_t off = static_cast<int64_t>(table[p / bs]) * bstride + (p % bs) * HD;
-    for (int64_t g = 0; g < NKV; g++) {
-      std::copy_n(rk.k.data() + t * KD + g * HD, HD, kl + off + g * hstride);
-      std::copy_n(rk.v.data() + t * KD + g * HD, HD, vl + off + g * hstride);
-    }
-  }
-  std::vector<cpu::KVSpan> spans(res.tables.size());
-  for (size_t sq = 0; sq < spans.size(); sq++)
-    spans[sq] = cpu::KVSpan{kl, vl, res.tables[sq].data(), bstride, hstride, HD, bs};
-  cpu::attention_forward(rk.att.data(), rk.q.data(), spans.data(), m.seq_of_.data(), m.npos_.data(), T, NH, NKV, HD,
-                         s.window(l), pool);
-  row(rk, rk.att.data(), w.o, {rk.heads.begin * HD, rk.heads.end * HD}, l, kO, apps, T);
+  const float *cos_t = ex.scratch(Slot::Cos, T * HD / 2), *sin_t = ex.scratch(Slot::Sin, T * HD / 2);
+  ex.rope(q, cos_t, sin_t, T, NH, HD);
+  ex.rope(k, cos_t, sin_t, T, NKV, HD);
+  // this rank's KV heads: its slice of the shared host pool, or its device's own pool
+  float *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+  ex.kv_write(kl, vl, k, v, rk.step.tables, maxb, rk.step.seq_of, rk.step.pos, T, NKV, HD, rk.kv);
+  ex.paged_attention(att, q, kl, vl, rk.step.tables, maxb, nseq, rk.step.seq_of, rk.step.npos, T, NH, NKV, HD, rk.kv,
+                     s.window(l));
+  row(ex, r == 0, part, att, w.o, {rk.heads.begin * HD, rk.heads.end * HD}, l, kO, apps, T);
 }
 
-void TensorParallel::mlp(Model& m, Rank& rk, int64_t l, const std::vector<LoraApp>& apps, int64_t T) {
+void TensorParallel::mlp(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, float* part) {
   const LayerWeights& w = m.layers_[l];
+  Rank& rk = rank_[r];
+  Exec& ex = *rk.exec;
   const int64_t I = rk.mlp.size();
-  grow(rk.gate, T * I), grow(rk.up, T * I);
-  column(rk, rk.gate.data(), m.act_xn_, w.gate, rk.mlp, l, kGate, apps, T);
-  column(rk, rk.up.data(), m.act_xn_, w.up, rk.mlp, l, kUp, apps, T);
-  cpu::swiglu_forward(rk.gate.data(), rk.gate.data(), rk.up.data(), T * I, *rk.pool);
-  row(rk, rk.gate.data(), w.down, rk.mlp, l, kDown, apps, T);
+  const float* xn = ex.scratch(Slot::Xn, T * m.spec_.C);
+  float *gate = ex.scratch(Slot::Gate, T * I), *up = ex.scratch(Slot::Up, T * I);
+  column(ex, gate, xn, w.gate, rk.mlp, l, kGate, apps, T);
+  column(ex, up, xn, w.up, rk.mlp, l, kUp, apps, T);
+  ex.swiglu(gate, gate, up, T * I);
+  row(ex, r == 0, part, gate, w.down, rk.mlp, l, kDown, apps, T);
 }
 
-void TensorParallel::layer_forward(Model& m, int64_t l, const KVCache::Reservation& res,
-                                   const std::vector<LoraApp>& apps, int64_t T) {
+void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& tokens,
+                                  const std::vector<LoraApp>& apps, int64_t T, int64_t nseq, int64_t maxb) {
   const ModelSpec& s = m.spec_;
-  const LayerWeights& w = m.layers_[l];
-  float* x = m.act_x_;
-  float* xn = m.act_xn_;
-  const int64_t C = s.C;
-  // the norms and residuals are replicated work on the shared stream, done once
-  cpu::rmsnorm_forward(xn, x, w.attn_norm.data(), T, C, s.eps, *m.pool_);
-  run_ranks([&](int r) {
-    attention(m, rank_[r], l, res, apps, T);
-    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
-  });
-  cpu::residual_forward(x, x, rank_[0].part.data(), T * C);
-  cpu::rmsnorm_forward(xn, x, w.mlp_norm.data(), T, C, s.eps, *m.pool_);
-  run_ranks([&](int r) {
-    mlp(m, rank_[r], l, apps, T);
-    ranks_.comm(r).all_reduce_sum(rank_[r].part.data(), T * C, DType::F32);
-  });
-  cpu::residual_forward(x, x, rank_[0].part.data(), T * C);
+  Rank& rk = rank_[r];
+  Exec& ex = *rk.exec;
+  ex.bind();
+  const int64_t C = s.C, HD = s.HD;
+  // the step's indexing into this rank's memory (a device copy each; the host arrays on the CPU)
+  rk.step.pos = ex.ints(ISlot::Pos, m.pos_.data(), T);
+  rk.step.seq_of = ex.ints(ISlot::SeqOf, m.seq_of_.data(), T);
+  rk.step.npos = ex.ints(ISlot::Npos, m.npos_.data(), T);
+  rk.step.tables = ex.ints(ISlot::Tables, m.tables_.data(), static_cast<int64_t>(m.tables_.size()));
+  // every rank keeps its own copy of the residual stream: the norms, residual adds and the
+  // embedding are replicated work, so the only traffic is the two all-reduces per layer
+  float *x = ex.scratch(Slot::X, T * C), *xn = ex.scratch(Slot::Xn, T * C), *part = ex.scratch(Slot::Tmp, T * C);
+  ex.rope_tables(ex.scratch(Slot::Cos, T * HD / 2), ex.scratch(Slot::Sin, T * HD / 2), rk.step.pos, vec(ex, s.inv_freq),
+                 T, HD / 2, s.rope_scaling);
+  ex.embedding(x, ex.ints(ISlot::Tokens, tokens.data(), T),
+               ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * C), !m.embed_owned_.empty()), m.embed_dtype_, T, C);
+  Communicator& comm = serving_comm(r);
+  for (int64_t l = 0; l < s.L; l++) {
+    const LayerWeights& w = m.layers_[l];
+    ex.rmsnorm(xn, x, vec(ex, w.attn_norm), T, C, s.eps);
+    attention(m, r, l, apps, T, nseq, maxb, part);
+    comm.all_reduce_sum(part, T * C, DType::F32);
+    ex.residual(x, x, part, T * C);
+    ex.rmsnorm(xn, x, vec(ex, w.mlp_norm), T, C, s.eps);
+    mlp(m, r, l, apps, T, part);
+    comm.all_reduce_sum(part, T * C, DType::F32);
+    ex.residual(x, x, part, T * C);
+  }
+}
+
+float* TensorParallel::forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps,
+                               int64_t T, int64_t nseq, int64_t maxb) {
+  auto step = [&](int r) { rank_forward(m, r, tokens, apps, T, nseq, maxb); };
+  if (device_ranks_)
+    device_ranks_->run(step);
+  else
+    ranks_.run(step);
+  return rank_[0].exec->scratch(Slot::X, T * m.spec_.C);
 }
 
 }  // namespace hc

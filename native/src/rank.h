@@ -1,4 +1,4 @@
-// Tensor parallelism (--tensor-parallel N) on in-process thread ranks, Megatron layout:
+// Tensor parallelism (--tensor-parallel N) on in-process ranks, Megatron layout:
 // q/k/v/gate/up are split by output features (column-parallel), o/down by input
 // features (row-parallel) with one all-reduce after each, so a layer costs two
 // collectives (a row-split layer's bias is added by rank 0 alone, before the all-reduce).
@@ -9,8 +9,16 @@
 // one block pool, each rank writing and reading only its heads' slices.
 // The embedding and the LM head stay replicated: vocabularies here are small, and a
 // vocab split would need an all-gather of the logits every step.
-// The collectives go through the Communicator (dist/communicator.h), the interface NCCL
-// fills on GPUs.
+// The collectives go through the Communicator (dist/communicator.h).
+// Serving runs each rank on its own Exec (exec.h), one code path for both kinds of rank:
+// on the CPU a thread with its own kernel pool over the host arrays (the shards are views,
+// the KV pool shared), collectives through thread communicators; on CUDA (serve --device
+// cuda --tensor-parallel N) rank r drives device r from its thread — its shard of every
+// weight uploaded there once (o/down's column shards packed), its KV heads' own block pool,
+// its replicated copy of the residual stream — and the all-reduces run through NCCL on the
+// device buffers (dist/nccl_devices.h). Rank 0 shares the model's Exec on device 0, where
+// the model's LM head then reads the residual stream; on the CPU the head reads rank 0's
+// host array.
 // Training (rank_train.cc) splits the same way: each rank keeps its shard of the layer's
 // activations (LayerTape::ranks) and writes only its slice of each sharded weight's
 // gradient; the norms, embedding and head are computed once on the shared stream.
@@ -23,6 +31,7 @@
 #include <vector>
 
 #include "dist/comm_threads.h"
+#include "exec.h"
 #include "kvcache.h"
 #include "threadpool.h"
 
@@ -37,6 +46,7 @@ struct LoraMats;
 namespace dist {
 class Communicator;
 }
+using dist::Communicator;
 
 // [begin, end) of rank r's equal share of n features (n divisible by the rank count).
 struct Slice {
@@ -53,10 +63,21 @@ class TensorParallel {
   static void check(const ModelSpec& s, int ranks);
   int size() const { return n_; }
 
-  // Model::forward's decoder layer l over the packed batch (T tokens), split over the
-  // ranks; the model's residual stream x_ is updated in place.
-  void layer_forward(Model& m, int64_t l, const KVCache::Reservation& res, const std::vector<LoraApp>& apps,
-                     int64_t T);
+  // Makes the serving ranks' Execs once the model has its KV cache and Exec: on the
+  // CPU each rank's CpuExec over its KV heads of the shared host pool; on CUDA rank 0 is
+  // the model's Exec (made with kv_geometry(0)) and rank r > 0 a CudaExec on device r, the
+  // ranks joined by NCCL. Throws "backend_unavailable" / "nccl_unavailable" without them.
+  void attach(Model& m, bool cuda);
+  // Rank r's KV pool geometry on a device: its NKV / N heads in every block.
+  KvGeometry kv_geometry(const KvGeometry& whole, int r) const;
+  // Uploads every rank's shard of every weight the forward reads (devices; no-op on the CPU).
+  void upload(Model& m);
+  void weights_changed();
+  // Model::forward's embedding and decoder layers over the packed batch (T tokens, nseq
+  // sequences, the step's host indexing in m.pos_/seq_of_/npos_/tables_, maxb blocks per
+  // table row), every rank on its Exec; returns rank 0's residual stream [T, C].
+  float* forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps, int64_t T,
+                 int64_t nseq, int64_t maxb);
 
   // Model::layer_forward / layer_backward (training) split over the ranks: x [T,C] in,
   // x_out [T,C] out; dy [T,C] is dL/dx_out on entry and dL/dx on return.
@@ -66,19 +87,33 @@ class TensorParallel {
  private:
   struct Rank {
     std::unique_ptr<ThreadPool> pool;
-    std::vector<float> q, k, v, att, gate, up, part, u;
+    std::vector<float> part;                                                 // training's row-parallel sums
     std::vector<float> dq, dk, dv, datt, dh, dup, du, dropped, dxd, dnorm;  // training
     Slice heads, kv_heads, mlp;
+    Exec* exec = nullptr;  // serving: the rank's ops and memory
+    KvGeometry kv{};       // ... and its KV heads' geometry there
+    struct {
+      const int32_t *pos, *seq_of, *npos, *tables;
+    } step{};  // this step's indexing in the rank's memory
   };
-  void attention(Model& m, Rank& rk, int64_t l, const KVCache::Reservation& res, const std::vector<LoraApp>& apps,
-                 int64_t T);
-  void mlp(Model& m, Rank& rk, int64_t l, const std::vector<LoraApp>& apps, int64_t T);
+  // One serving step on rank r (its thread, its device bound).
+  void rank_forward(Model& m, int r, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps, int64_t T,
+                    int64_t nseq, int64_t maxb);
+  // the step's attention / MLP half on rank r from xn, leaving its partial sums [T, C] in `part`
+  void attention(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, int64_t nseq, int64_t maxb,
+                 float* part);
+  void mlp(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, float* part);
   // out[T, shard] = in · W[shard rows]ᵀ (+ bias slice) + the LoRAs' slices
-  void column(Rank& rk, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
+  void column(Exec& ex, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
               const std::vector<LoraApp>& apps, int64_t T);
-  // rk.part[T, out] = in[T, shard] · W[:, shard]ᵀ + the LoRAs' partial sums (all-reduced later)
-  void row(Rank& rk, const float* in, const Linear& w, Slice sh, int64_t l, int t, const std::vector<LoraApp>& apps,
-           int64_t T);
+  // part[T, out] = in[T, shard] · W[:, shard]ᵀ (+ bias on rank 0) + the LoRAs' partial sums (all-reduced later)
+  void row(Exec& ex, bool first, float* part, const float* in, const Linear& w, Slice sh, int64_t l, int t,
+           const std::vector<LoraApp>& apps, int64_t T);
+  // a rank's shards of w as its Exec reads them
+  static const void* column_shard(Exec& ex, const Linear& w, Slice sh);
+  static Exec::View row_shard(Exec& ex, const Linear& w, Slice sh);
+  static const float* vec(Exec& ex, const std::vector<float>& v, int64_t begin = 0, int64_t n = -1);
+  Communicator& serving_comm(int r) { return device_ranks_ ? device_ranks_->comm(r) : ranks_.comm(r); }
 
   // Runs fn(rank) on every rank at once; a rank that throws aborts the group's
   // collectives (so none waits forever) and the first error is rethrown here.
@@ -107,6 +142,9 @@ class TensorParallel {
 
   int n_;
   dist::RankLauncher ranks_;  // one thread and communicator per rank; each rank drives its own kernel pool
+  // CUDA serving: one thread per device and NCCL communicators (training keeps ranks_, on host memory)
+  std::unique_ptr<dist::RankLauncher> device_ranks_;
+  std::vector<std::unique_ptr<Exec>> owned_;  // the rank Execs the model does not own
   std::vector<Rank> rank_;
 };
 

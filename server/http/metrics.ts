@@ -42,6 +42,7 @@ export class ServerMetrics {
   readonly #busy: Counter<"phase">;
   readonly #job: ReadonlyMap<JobGauge, Gauge<"job_id" | "method">>;
   readonly #device: Gauge<"device" | "name">;
+  readonly #devices: Gauge;
 
   constructor() {
     const registers = [this.registry];
@@ -60,6 +61,11 @@ export class ServerMetrics {
       name: "hybridchat_device_info",
       help: "1, labelled by where the serving forward runs (device: cpu or cuda) and the device's name.",
       labelNames: ["device", "name"],
+      registers,
+    });
+    this.#devices = new Gauge({
+      name: "hybridchat_devices",
+      help: "Devices the serving forward runs on: 0 on the CPU; on cuda 1, or the tensor-parallel ranks (one device each).",
       registers,
     });
     gauge("hybridchat_num_requests_running", "Requests in the running batch (vLLM: num_requests_running).", (s) => s.running);
@@ -114,6 +120,7 @@ export class ServerMetrics {
     this.#baseName = baseName;
     this.#source = source;
     if (device) this.#device.set({ device: device.kind, name: device.name }, 1);
+    if (device) this.#devices.set(device.devices);
   }
 
   /** The engine's hooks (engine/engine.ts EngineOptions.observer). */

@@ -9,7 +9,7 @@ export interface HealthBody {
   device?: string;
   /** the CUDA device's name ("cpu" on the CPU) */
   deviceName?: string;
-  /** devices serving (1 on cuda; 0 on the CPU) */
+  /** devices serving (0 on the CPU; on cuda 1, or --tensor-parallel N's N) */
   devices?: number;
   message?: string;
 }
@@ -20,7 +20,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     if (s.status === "ready") {
       const d = s.serving.model.device;
       const body: HealthBody = { status: "ok", model: s.serving.servedModelName };
-      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0 } : body;
+      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.devices } : body;
     }
     reply.code(503).header("retry-after", "1");
     return s.status === "loading" ? { status: "loading" } : { status: "error", message: s.message };

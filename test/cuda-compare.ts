@@ -1,0 +1,90 @@
+// Comparing a CUDA model with the CPU engine: logits within a tolerance, greedy tokens
+// equal; and the host emulator's devices for a test file. Shared by cuda-engine.test.ts
+// (one device), cuda-tensor-parallel.test.ts and nccl-emu.test.ts.
+import { after, before } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { NativeModel } from "../native/index.js";
+import type { Rng } from "./reference/check.js";
+import { repoRoot } from "./test-model.js";
+
+/**
+ * Builds the emulated CUDA library (and the stand-in libnccl.so.2 beside it) into a fresh
+ * folder before the file's tests and points the addon at it with `devices` devices; the
+ * folder goes after them. The addon reads these once, on its first CUDA / NCCL call, so
+ * the file must make none before its tests run.
+ */
+export function emulatedDevices(devices: number, prefix: string): { dir: string; lib: string } {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const lib = join(dir, "libhybridchat_cuda_emu.so");
+  before(() => {
+    assert.equal(spawnSync("g++", ["--version"]).status, 0, "g++ is needed to build the emulated devices");
+    const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
+    assert.equal(b.status, 0, b.stderr);
+    process.env.HYBRIDCHAT_CUDA_LIB = lib;
+    process.env.HYBRIDCHAT_EMU_DEVICES = String(devices);
+    delete process.env.HYBRIDCHAT_NCCL_LIB;
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return { dir, lib };
+}
+
+// |cuda − cpu| ≤ ATOL + RTOL·|cpu| on every logit: the same fp32 math, summed in another order
+export const ATOL = 1e-4, RTOL = 1e-4;
+
+/** worst excess of |a − b| over the tolerance (≤ 0: within) */
+export function excess(a: Float32Array, b: Float32Array): number {
+  assert.equal(a.length, b.length);
+  let w = -Infinity;
+  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) - ATOL - RTOL * Math.abs(b[i]));
+  return w;
+}
+
+export function argmaxRows(logits: Float32Array, V: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r * V < logits.length; r++) {
+    let best = 0;
+    for (let j = 1; j < V; j++) if (logits[r * V + j] > logits[r * V + best]) best = j;
+    out.push(best);
+  }
+  return out;
+}
+
+/** Greedy decoding of every prompt at once (one batch per step) on both models; logits compared at each step. */
+export async function greedyBoth(cpu: NativeModel, cuda: NativeModel, prompts: number[][], steps: number, V: number, adapters?: (string | null)[]): Promise<{ cpu: number[][]; cuda: number[][]; worst: number }> {
+  const seqIds = Int32Array.from(prompts.map((_, i) => i + 1));
+  const outs = { cpu: prompts.map(() => [] as number[]), cuda: prompts.map(() => [] as number[]) };
+  let worst = -Infinity;
+  let next = prompts;
+  for (let s = 0; s <= steps; s++) {
+    const batch = { seqIds, tokens: Int32Array.from(next.flat()), counts: Int32Array.from(next.map((p) => p.length)), logits: "last" as const, adapters };
+    const a = await cpu.forward(batch);
+    const b = await cuda.forward(batch);
+    worst = Math.max(worst, excess(b, a));
+    const ta = argmaxRows(a, V), tb = argmaxRows(b, V);
+    ta.forEach((t, i) => outs.cpu[i].push(t));
+    tb.forEach((t, i) => outs.cuda[i].push(t));
+    next = ta.map((t) => [t]); // both continue from the CPU's choice, so one slip cannot cascade
+  }
+  for (const id of seqIds) cpu.freeSeq(id), cuda.freeSeq(id);
+  return { ...outs, worst };
+}
+
+
+/** Two random prompts (11 and 3 tokens) prefilled with every logit and with the last, then 4 decode steps: each step's logits within tolerance. */
+export async function prefillDecodeWithin(ref: NativeModel, got: NativeModel, V: number, rng: Rng, seed: number): Promise<void> {
+  const prompts = [Array.from({ length: 11 }, () => rng.int(V)), Array.from({ length: 3 }, () => rng.int(V))];
+  for (const logits of ["all", "last"] as const) {
+    const batch = { seqIds: Int32Array.from([logits === "all" ? 1 : 3, logits === "all" ? 2 : 4]), tokens: Int32Array.from(prompts.flat()), counts: Int32Array.from([11, 3]), logits };
+    const w = excess(await got.forward(batch), await ref.forward(batch));
+    assert.ok(w <= 0, `${logits}: logits differ by ${w} (seed ${seed})`);
+  }
+  for (let s = 0; s < 4; s++) {
+    const batch = { seqIds: Int32Array.from([1, 2]), tokens: Int32Array.from([rng.int(V), rng.int(V)]), counts: Int32Array.from([1, 1]), logits: "last" as const };
+    const w = excess(await got.forward(batch), await ref.forward(batch));
+    assert.ok(w <= 0, `decode step ${s}: logits differ by ${w} (seed ${seed})`);
+  }
+}

@@ -1,0 +1,121 @@
+// Tensor parallelism on N CUDA devices, checked without a GPU: the host emulator's CUDA
+// library with two emulated devices and the stand-in libnccl.so.2 built beside it
+// (native/tools/cuda-emu). A model created with device "cuda" and tensorParallel 2 runs
+// rank r on device r — its shards of the weights, its KV heads' block pool, its copy of the
+// residual stream — with the two all-reduces per layer through NCCL on device buffers;
+// compared with the CPU engine (one rank): stories260K greedy token for token with and
+// without a LoRA adapter (merged too), a random GQA model logit for logit (biases on the
+// row-parallel layers, q/k norms, sliding windows), and serve's HTTP answers on 2 devices.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
+import { native } from "../native/index.js";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { freshSeed, Rng } from "./reference/check.js";
+import { buildTiny, type Tiny } from "./tiny-model.js";
+import { storiesDir } from "./test-model.js";
+import { emulatedDevices, greedyBoth, prefillDecodeWithin } from "./cuda-compare.js";
+
+const { dir } = emulatedDevices(2, "hc-cuda-tp-");
+
+describe("tensor parallel serving on two emulated CUDA devices", () => {
+  let cpu: LoadedModel, tp: LoadedModel;
+  before(async () => {
+    assert.equal(native().cudaStatus().devices, 2);
+    // 4-token KV blocks: the long prompt spans several of them
+    cpu = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cpu" });
+    tp = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cuda", tensorParallel: 2 });
+  });
+  after(() => {
+    cpu?.dispose();
+    tp?.dispose();
+  });
+
+  it("says it serves on two devices, its collectives through NCCL", () => {
+    assert.deepEqual(tp.native.device(), { kind: "cuda", name: "host emulation", devices: 2 });
+    assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
+  });
+
+  it("stories260K: greedy tokens equal to the CPU engine's, batch 3, prompts over several KV blocks", async () => {
+    const enc = (t: string) => cpu.tokenizer.encode(t, true);
+    const prompts = [enc("Once upon a time, there was a little girl named Lily who loved to play in the park with her dog"), enc("The cat"), enc("One day, Tom went to the store")];
+    const r = await greedyBoth(cpu.native, tp.native, prompts, 12, cpu.config.vocabSize);
+    assert.deepEqual(r.cuda, r.cpu);
+    assert.ok(r.worst <= 0, `logits differ beyond the tolerance by ${r.worst}`);
+    assert.equal(tp.native.kvStats().freeBlocks, tp.native.kvStats().totalBlocks);
+  });
+
+  it("a LoRA adapter per sequence, then merged: each device reads its shard of the host's rewritten weights", async () => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    for (const m of [cpu, tp]) m.native.addAdapter("a", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false });
+    for (const p of cpu.native.parameters("a")) {
+      const data = Float32Array.from({ length: p.shape.reduce((x, y) => x * y, 1) }, () => (rng.next() - 0.5) * 0.2);
+      for (const m of [cpu, tp]) m.native.writeParameter("a", p.name, data);
+    }
+    const enc = (t: string) => cpu.tokenizer.encode(t, true);
+    const prompts = [enc("Once upon a time, there was a big red ball"), enc("The dog ran")];
+    try {
+      const mixed = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, ["a", null]);
+      assert.deepEqual(mixed.cuda, mixed.cpu, `seed ${seed}`);
+      assert.ok(mixed.worst <= 0, `adapter rows: logits differ by ${mixed.worst} (seed ${seed})`);
+      const base = await greedyBoth(cpu.native, cpu.native, prompts, 6, cpu.config.vocabSize);
+      assert.notDeepEqual(mixed.cpu[0], base.cpu[0], `the adapter changed no token (seed ${seed}): this would test nothing`);
+      for (const m of [cpu, tp]) m.native.mergeAdapter("a");
+      const merged = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, ["a", null]);
+      assert.deepEqual(merged.cuda, merged.cpu, `seed ${seed}`);
+      assert.ok(merged.worst <= 0, `merged: logits differ by ${merged.worst} (seed ${seed})`);
+      for (const m of [cpu, tp]) m.native.unmergeAdapter();
+    } finally {
+      for (const m of [cpu, tp]) m.native.removeAdapter("a");
+    }
+  });
+
+  const t: Tiny = { C: 48, I: 80, L: 2, NH: 6, NKV: 2, HD: 8, V: 97, dtype: "bf16", bias: true, oBias: true, mlpBias: true, qkNorm: true, tied: false, ropeScaling: 0.9, windows: [5, 0] };
+  it("random GQA bf16 model (biases on every linear, q/k norms, a sliding window): logits within 1e-4 of the CPU's", async () => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const b = buildTiny(mkdtempSync(join(dir, "tiny-")), "m", t, rng);
+    const opts = { threads: 2, kvBlockSize: 4, kvBlocks: 32 };
+    const a = native().createModel(b.spec, b.tensors, { ...opts, device: "cpu" });
+    const c = native().createModel(b.spec, b.tensors, { ...opts, device: "cuda", tensorParallel: 2 });
+    try {
+      await prefillDecodeWithin(a, c, t.V, rng, seed);
+    } finally {
+      a.dispose();
+      c.dispose();
+    }
+  });
+});
+
+describe("hybridchat serve --device cuda --tensor-parallel 2", () => {
+  it("/health, /metrics name two devices and the README's curl is answered as the CPU engine answers it", async () => {
+    const { createServer } = await import("../server/server.js");
+    const server = createServer({ model: storiesDir, threads: 2, device: "cuda", tensorParallel: 2, store: false, logger: false });
+    try {
+      await server.ready;
+      const health = await server.app.inject({ method: "GET", url: "/health" });
+      assert.equal(health.statusCode, 200);
+      assert.deepEqual({ status: health.json().status, device: health.json().device, devices: health.json().devices }, { status: "ok", device: "cuda", devices: 2 });
+      const metrics = await server.app.inject({ method: "GET", url: "/metrics" });
+      assert.match(metrics.body, /^hybridchat_devices 2$/m);
+      // README: {"model":"stories260K","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}, greedy here
+      const payload = { model: "stories260K", messages: [{ role: "user", content: "Once upon a time" }], max_tokens: 32, temperature: 0 };
+      const r = await server.app.inject({ method: "POST", url: "/v1/chat/completions", payload });
+      assert.equal(r.statusCode, 200, r.body);
+      const ref = createServer({ model: storiesDir, threads: 2, device: "cpu", store: false, logger: false });
+      try {
+        await ref.ready;
+        const want = await ref.app.inject({ method: "POST", url: "/v1/chat/completions", payload });
+        assert.equal(r.json().choices[0].message.content, want.json().choices[0].message.content);
+        assert.ok(r.json().usage.completion_tokens > 0);
+      } finally {
+        await ref.close();
+      }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
