@@ -4,12 +4,16 @@
 // CPU kernels and test/cuda-engine: the device engine token for token against the CPU
 // engine), then greedy-decodes the model on both devices and prints a short summary:
 // device name, tokens equal y/n, decode tok/s cpu vs cuda at batch 1, 8, 64, prefill tok/s
-// of one long prompt (2,048 tokens, or the model's context). It writes the same as JSON.
+// of one long prompt (2,048 tokens, or the model's context). Where two devices are present,
+// a tensor-parallel step: greedy decoding at batch 1 with --tensor-parallel 2 (rank r on
+// device r, NCCL between them), tokens equal to the CPU's, tok/s; with one device it is
+// skipped and the summary says so. It writes the same as JSON.
 // Without nvcc or without a device it fails at once, saying which.
 //
 // --emulator: the same steps on the host emulator (native/tools/cuda-emu) for a machine
 // without a GPU; the nvcc build is skipped and says so, and the tok/s of the emulated
-// device measure the emulator, not a GPU.
+// device measure the emulator, not a GPU. The emulator presents two devices, with the
+// stand-in libnccl.so.2 its build writes beside it, so the tensor-parallel step runs too.
 //
 // Options: --model DIR (default the bundled stories260K, as `serve` finds it), --tokens N (default 64),
 // --batches 1,8,64 (the emulator's default 1,8), --prefill-tokens N (default 2048),
@@ -23,7 +27,7 @@ import { fileURLToPath } from "node:url";
 import { findDefaultModel } from "../engine/default-model.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-tensor-parallel"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";
@@ -60,6 +64,8 @@ interface GpuCheckResult {
   tokensEqual: boolean;
   decode: { batch: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number }[];
   prefill: { tokens: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number };
+  /** greedy decoding at batch 1 on devices 0 and 1 (--tensor-parallel 2); null when fewer than two devices */
+  tensorParallel: { ranks: number; tokensEqual: boolean; tokensPerSecond: number } | null;
 }
 
 function fail(message: string): never {
@@ -76,10 +82,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyn
 }
 
 /** Greedy decoding of `batch` copies of one prompt (distinct sequences), timed over the decode steps only. */
-async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number): Promise<DecodeRun> {
+async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number, tensorParallel = 1): Promise<DecodeRun> {
   const { loadModel } = await import("../engine/model.js");
   // room for every sequence's prompt and tokens, whatever the default pool would hold
-  const m = await loadModel(dir, { device, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1 });
+  const m = await loadModel(dir, { device, tensorParallel, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1 });
   try {
     const V = m.config.vocabSize;
     const prompt = m.tokenizer.encode("Once upon a time", true);
@@ -135,7 +141,7 @@ async function main(): Promise<void> {
     library = join(mkdtempSync(join(tmpdir(), "hc-gpu-check-")), "libhybridchat_cuda_emu.so");
     step("building the host emulation of the CUDA library (native/tools/cuda-emu)");
     if (run("sh", [join(root, "native", "tools", "cuda-emu", "build.sh"), library]).status !== 0) fail("the emulator build failed");
-    env.HYBRIDCHAT_EMU_DEVICES = "1";
+    env.HYBRIDCHAT_EMU_DEVICES = "2"; // so the tensor-parallel step runs too
   }
   env.HYBRIDCHAT_CUDA_LIB = library;
   const def = findDefaultModel();
@@ -164,11 +170,23 @@ async function main(): Promise<void> {
   step(`greedy decoding of ${model} on cpu and cuda, ${tokens} tokens`);
   const decodes: GpuCheckResult["decode"] = [];
   let tokensEqual = true;
+  let cpuOne: DecodeRun | null = null;
   for (const batch of batches) {
     const cpu = await decode(model, "cpu", batch, tokens);
     const cuda = await decode(model, "cuda", batch, tokens);
+    if (batch === 1) cpuOne = cpu;
     tokensEqual &&= JSON.stringify(cpu.tokens) === JSON.stringify(cuda.tokens);
     decodes.push({ batch, cpuTokensPerSecond: cpu.tokensPerSecond, cudaTokensPerSecond: cuda.tokensPerSecond });
+  }
+  let tensorParallel: GpuCheckResult["tensorParallel"] = null;
+  if (status.devices >= 2) {
+    step(`tensor parallel: greedy decoding at batch 1 over devices 0 and 1 (NCCL ${native().ncclStatus().path ?? "not loaded"})`);
+    cpuOne ??= await decode(model, "cpu", 1, tokens);
+    const tp = await decode(model, "cuda", 1, tokens, 2);
+    tensorParallel = { ranks: 2, tokensEqual: JSON.stringify(tp.tokens) === JSON.stringify(cpuOne.tokens), tokensPerSecond: tp.tokensPerSecond };
+    tokensEqual &&= tensorParallel.tokensEqual;
+  } else {
+    skipped.push(`tensor parallel step (--tensor-parallel 2): ${status.devices} device present, it needs 2`);
   }
   const pc = await prefill(model, "cpu", prefillTokens);
   const pg = await prefill(model, "cuda", prefillTokens);
@@ -182,6 +200,7 @@ async function main(): Promise<void> {
     tokensEqual,
     decode: decodes,
     prefill: { tokens: pc.tokens, cpuTokensPerSecond: pc.tokensPerSecond, cudaTokensPerSecond: pg.tokensPerSecond },
+    tensorParallel,
   };
   writeFileSync(values.out!, JSON.stringify(result, null, 2) + "\n");
   const f = (x: number) => x.toFixed(1);
@@ -192,6 +211,7 @@ async function main(): Promise<void> {
       `  tokens equal:  ${tokensEqual ? "y" : "n"} (greedy, cpu vs cuda, batch ${batches.join(", ")})\n` +
       decodes.map((d) => `  decode tok/s:  batch ${d.batch}: cpu ${f(d.cpuTokensPerSecond)}, cuda ${f(d.cudaTokensPerSecond)}\n`).join("") +
       `  prefill tok/s: ${pc.tokens}-token prompt: cpu ${f(pc.tokensPerSecond)}, cuda ${f(pg.tokensPerSecond)}\n` +
+      (tensorParallel ? `  tp=2 decode:   batch 1: ${f(tensorParallel.tokensPerSecond)} tok/s, tokens equal to the cpu's: ${tensorParallel.tokensEqual ? "y" : "n"}\n` : "") +
       (skipped.length ? `  skipped:       ${skipped.join("; ")}\n` : "") +
       `  results:       ${resolve(values.out!)}\n`,
   );

@@ -15,12 +15,16 @@ import { repoRoot } from "./test-model.js";
  * Builds the emulated CUDA library (and the stand-in libnccl.so.2 beside it) into a fresh
  * folder before the file's tests and points the addon at it with `devices` devices; the
  * folder goes after them. The addon reads these once, on its first CUDA / NCCL call, so
- * the file must make none before its tests run.
+ * the file must make none before its tests run. With `honourGiven` and HYBRIDCHAT_CUDA_LIB
+ * already set (npm run gpu-check sets it to the nvcc build on a GPU machine), nothing is
+ * built: the tests run on that library's devices (`given` is its path).
  */
-export function emulatedDevices(devices: number, prefix: string): { dir: string; lib: string } {
+export function emulatedDevices(devices: number, prefix: string, honourGiven = false): { dir: string; lib: string; given: string | null } {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const lib = join(dir, "libhybridchat_cuda_emu.so");
+  const given = honourGiven ? process.env.HYBRIDCHAT_CUDA_LIB || null : null;
+  const lib = given ?? join(dir, "libhybridchat_cuda_emu.so");
   before(() => {
+    if (given) return;
     assert.equal(spawnSync("g++", ["--version"]).status, 0, "g++ is needed to build the emulated devices");
     const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
     assert.equal(b.status, 0, b.stderr);
@@ -29,7 +33,7 @@ export function emulatedDevices(devices: number, prefix: string): { dir: string;
     delete process.env.HYBRIDCHAT_NCCL_LIB;
   });
   after(() => rmSync(dir, { recursive: true, force: true }));
-  return { dir, lib };
+  return { dir, lib, given };
 }
 
 // |cuda − cpu| ≤ ATOL + RTOL·|cpu| on every logit: the same fp32 math, summed in another order

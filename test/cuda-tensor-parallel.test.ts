@@ -6,23 +6,28 @@
 // compared with the CPU engine (one rank): stories260K greedy token for token with and
 // without a LoRA adapter (merged too), a random GQA model logit for logit (biases on the
 // row-parallel layers, q/k norms, sliding windows), and serve's HTTP answers on 2 devices.
+// With HYBRIDCHAT_CUDA_LIB already set (npm run gpu-check on a GPU machine) the same checks
+// run on that library's devices 0 and 1, or are skipped, saying why, with fewer.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
 import { native } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
-import { storiesDir } from "./test-model.js";
+import { repoRoot, storiesDir } from "./test-model.js";
 import { emulatedDevices, greedyBoth, prefillDecodeWithin } from "./cuda-compare.js";
 
-const { dir } = emulatedDevices(2, "hc-cuda-tp-");
+const { dir, given } = emulatedDevices(2, "hc-cuda-tp-", true);
+// on a given library (gpu-check on a GPU machine): its devices, if it has two
+const skip = given && native().cudaStatus().devices < 2 ? `${native().cudaStatus().devices} CUDA device(s) at ${given}: tensor parallelism needs 2` : false;
 
-describe("tensor parallel serving on two emulated CUDA devices", () => {
+describe("tensor parallel serving on two emulated CUDA devices", { skip }, () => {
   let cpu: LoadedModel, tp: LoadedModel;
   before(async () => {
-    assert.equal(native().cudaStatus().devices, 2);
+    assert.ok(native().cudaStatus().devices >= 2, native().cudaStatus().error ?? "");
     // 4-token KV blocks: the long prompt spans several of them
     cpu = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cpu" });
     tp = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cuda", tensorParallel: 2 });
@@ -33,8 +38,9 @@ describe("tensor parallel serving on two emulated CUDA devices", () => {
   });
 
   it("says it serves on two devices, its collectives through NCCL", () => {
-    assert.deepEqual(tp.native.device(), { kind: "cuda", name: "host emulation", devices: 2 });
-    assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
+    assert.deepEqual(tp.native.device(), { kind: "cuda", name: native().cudaStatus().deviceName, devices: 2 });
+    if (!given) assert.equal(native().cudaStatus().deviceName, "host emulation");
+    if (!given) assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
   });
 
   it("stories260K: greedy tokens equal to the CPU engine's, batch 3, prompts over several KV blocks", async () => {
@@ -89,7 +95,7 @@ describe("tensor parallel serving on two emulated CUDA devices", () => {
   });
 });
 
-describe("hybridchat serve --device cuda --tensor-parallel 2", () => {
+describe("hybridchat serve --device cuda --tensor-parallel 2", { skip }, () => {
   it("/health, /metrics name two devices and the README's curl is answered as the CPU engine answers it", async () => {
     const { createServer } = await import("../server/server.js");
     const server = createServer({ model: storiesDir, threads: 2, device: "cuda", tensorParallel: 2, store: false, logger: false });
@@ -117,5 +123,23 @@ describe("hybridchat serve --device cuda --tensor-parallel 2", () => {
       await server.close();
     }
   });
-});
 
+  it("the start-up line names both devices", async () => {
+    const cli = join(repoRoot, "dist", "cli", "main.js");
+    const child = spawn(process.execPath, [cli, "serve", "--model", storiesDir, "--no-store", "--port", "0", "--threads", "2", "--device", "cuda", "--tensor-parallel", "2"], { env: process.env, stdio: ["ignore", "ignore", "pipe"] });
+    let err = "";
+    try {
+      await new Promise<void>((done, failed) => {
+        const timer = setTimeout(() => failed(new Error(`no ready line in 90 s: ${err}`)), 90_000);
+        child.stderr.on("data", (d: Buffer) => {
+          err += d.toString();
+          if (/ready: serving/.test(err) && err.includes("\n", err.indexOf("ready: serving"))) clearTimeout(timer), done();
+        });
+        child.on("exit", (code) => (clearTimeout(timer), failed(new Error(`serve exited with ${code}: ${err}`))));
+      });
+      assert.match(err, /on CUDA devices 0-1 \(.*; 2 tensor-parallel ranks/);
+    } finally {
+      child.kill();
+    }
+  });
+});
