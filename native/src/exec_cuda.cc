@@ -145,6 +145,7 @@ class CudaExec final : public Exec {
         std::memcpy(packed.data() + i * len, static_cast<const char*>(host) + i * row_bytes + off, static_cast<size_t>(len));
       r.buf = DeviceBuffer(rows * len);
       cuda_call(lib().hc_cuda_upload(r.buf.get(), packed.data(), packed.size()));
+      moved_ += rows * len;
       r.mut = mut;
     }
     return {r.buf.get(), c1 - c0};
@@ -193,9 +194,9 @@ class CudaExec final : public Exec {
   std::array<DeviceBuffer, static_cast<size_t>(Slot::Count)> f_;
   std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
   std::unordered_map<const void*, Resident> weights_;  // by host address
-    for (auto it = weights_.begin(); it != weights_.end();)
-      it = it->second.mut && !it->second.pinned ? weights_.erase(it) : std::next(it);
-    for (auto it = views_.begin(); it != views_.end();) it = it->second.mut ? views_.erase(it) : std::next(it);
+  std::map<std::pair<const void*, int64_t>, Resident> views_;  // weight_columns' shards, by host address and c0
+  int64_t moved_ = 0;  // weight bytes uploaded or pulled back
+  std::unique_ptr<TrainOps> train_;
 };
 
 }  // namespace
