@@ -160,6 +160,8 @@ for (const backend of ALL_BACKENDS) {
         // T, S, NH, NKV, HD
         [1, 1, 1, 1, 8], [1, 37, 8, 4, 8], [5, 5, 4, 4, 16], [7, 20, 6, 3, 6], [37, 37, 8, 2, 64], [3, 300, 4, 1, 32],
         [2, 9, 3, 3, 12],
+        // prompts (runs of >= 4 tokens): the AVX-512 tile kernel, full and partial tiles of 16 rows
+        [40, 70, 4, 2, 64], [16, 16, 2, 1, 32], [21, 21, 3, 3, 8], [4, 130, 2, 2, 128], [17, 17, 2, 2, 96], [33, 50, 2, 1, 12],
       ];
       for (const [T, S, NH, NKV, HD] of cases) {
         const q = rng.f32(T * NH * HD, -2, 2);
@@ -179,6 +181,7 @@ for (const backend of ALL_BACKENDS) {
         // T, S, NH, NKV, HD, window: shorter than S, 1, equal to S, longer than S
         [7, 20, 6, 3, 8, 5], [1, 37, 8, 4, 8, 9], [37, 37, 8, 2, 64, 16], [3, 300, 4, 1, 32, 100], [5, 5, 4, 4, 6, 1],
         [4, 9, 2, 2, 16, 9], [4, 9, 2, 2, 16, 50],
+        [40, 70, 4, 2, 64, 7], [35, 35, 2, 1, 32, 20], [18, 18, 2, 2, 8, 1],
       ];
       for (const [T, S, NH, NKV, HD, W] of cases) {
         const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(S * NKV * HD, -2, 2), v = rng.f32(S * NKV * HD);
