@@ -94,6 +94,8 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   const bool cuda = opts.device == "cuda";
   if (!cuda && opts.device != "cpu")
     throw Error("bad_options", "device must be \"cpu\" or \"cuda\", not \"" + opts.device + "\"");
+  if (opts.matmul_precision != cpu::MatmulPrecision::Highest && (cuda || opts.tensor_parallel > 1))
+    throw Error("unsupported", "--matmul-precision high|medium runs on the CPU with one rank only for now");
   if (cuda && opts.tensor_parallel > 1)
     throw Error("unsupported", "--tensor-parallel > 1 runs on the CPU only for now; use --device cpu or one device");
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
@@ -103,7 +105,7 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     exec_ = make_cuda_exec(opts.device_index, kv_geo_);
     upload_weights();
   } else {
-    exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_);
+    exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_, opts.matmul_precision);
   }
 }
 
