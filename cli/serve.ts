@@ -219,7 +219,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
         (device === "cuda"
           ? `on CUDA device 0 (${server.model!.native.device().name}: weights, KV cache and activations resident there)`
           : `on the CPU, ${values.threads ?? availableParallelism()} threads` +
-            `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}`) +
+            `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}` +
+            (matmulPrecision !== "highest" ? `, matmul precision ${matmulPrecision} (bf16 weights: x as ${matmulPrecision === "medium" ? "one bf16" : "hi + lo bf16"})` : "")) +
         "\n" +
         `            chat template: ${server.model!.chatTemplate.origin}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
