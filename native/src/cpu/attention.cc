@@ -94,8 +94,8 @@ static void attention_tiled(float* out, const float* q, const KVSpan* spans, con
     }
     const int64_t o = (it.t0 * NH + it.h) * HD;
     avx512::attention_tile(out + o, NH * HD, q + o, NH * HD, it.rows, sp.k + g * sp.head_stride,
-                                  sp.v + g * sp.head_stride, sp.blocks, sp.block_stride, sp.token_stride,
-                                  sp.block_size, fr, nr, HD, scale);
+                           sp.v + g * sp.head_stride, sp.blocks, sp.block_stride, sp.token_stride, sp.block_size,
+                           fr, nr, HD, scale);
   };
   const int64_t n = static_cast<int64_t>(items.size());
   if (work < 65536 || pool.size() == 1) {

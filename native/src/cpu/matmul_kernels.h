@@ -8,13 +8,13 @@
 
 namespace hc::cpu {
 
-// One product, as gemm() received it (see gemm.h for the meaning of each field).
 // How the activations meet bf16 weights (--matmul-precision, PyTorch's
 // set_float32_matmul_precision names): Highest keeps x in fp32; High splits x into
 // hi + lo bf16 (≈ 16 bits kept) for vdpbf16ps; Medium rounds x to one bf16 (8 bits,
 // llama.cpp's way: twice the fp32 compute rate). Other weight types always run Highest.
 enum class MatmulPrecision : int { Highest = 0, High = 1, Medium = 2 };
 
+// One product, as gemm() received it (see gemm.h for the meaning of each field).
 struct GemmArgs {
   bool ta, tb;
   int64_t M, N, K;
