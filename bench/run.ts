@@ -62,7 +62,7 @@ const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
 const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
-console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")})`);
+console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")}), matmul precision ${matmulPrecision}`);
 const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("quant") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
