@@ -2,6 +2,7 @@
 // (decode one token at a time with a KV cache), at batch 1 and batch 8. Each is timed over
 // the native forward plus the greedy pick in JS, so per-token overhead counts.
 import { loadModel, type LoadedModel } from "../engine/model.js";
+import type { MatmulPrecision } from "../native/index.js";
 import type { MachineLimits } from "./machine.js";
 import type { Report } from "./report.js";
 
@@ -13,6 +14,8 @@ export interface SpeedCase {
   reps: number;
   /** thread ranks each layer is split over; default 1 */
   tensorParallel?: number;
+  /** how activations meet bf16 weights (docs/serving.md); default highest */
+  matmulPrecision?: MatmulPrecision;
   /** bytes a weight of the layers' linears (a quantized checkpoint: 34/32 for q8_0, 18/32 for q4_0); default from torch_dtype */
   bytesPerWeight?: number;
 }
@@ -77,7 +80,7 @@ export async function decodeOnce(m: LoadedModel, steps: number, batch: number, p
 
 export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimits, threads: number): Promise<void> {
   const tp = c.tensorParallel ?? 1;
-  const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp });
+  const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp, matmulPrecision: c.matmulPrecision });
   try {
     const cost = modelCost(m, c.bytesPerWeight ?? (m.config.torchDtype === "float32" ? 4 : 2));
     await prefillOnce(m, 16); // warm-up: page in the weights, size the buffers
@@ -90,7 +93,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
         name: `${c.label} prefill pp${n}`,
         value: tps,
         unit: "tok/s",
-        config: { model: c.label, threads, tp, tokens: n, gflops: Math.round(gflops * 10) / 10 },
+        config: { model: c.label, threads, tp, precision: c.matmulPrecision ?? "highest", tokens: n, gflops: Math.round(gflops * 10) / 10 },
         limit: { name: "GEMM peak", value: limits.gemmGFlops, unit: "GFLOP/s", fraction: gflops / limits.gemmGFlops },
       });
     }

@@ -5,7 +5,7 @@ import { parseArgs } from "node:util";
 import { availableParallelism, cpus } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { native } from "../native/index.js";
+import { MATMUL_PRECISIONS, native, type MatmulPrecision } from "../native/index.js";
 import { Report } from "./report.js";
 import { measureMachine } from "./machine.js";
 import { benchCheckpoint } from "./models.js";
@@ -19,7 +19,7 @@ import { runQuant } from "./quant-speed.js";
 import { runPpoLatency } from "./ppo-latency.js";
 import { runVsLlamaCpp } from "./vs-llama-cpp.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp] [--out FILE] [--threads N] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -29,6 +29,7 @@ Examples:
   npm run bench -- --only batch           # 110M f32/bf16 decode at batch 1, 2, 4, 8, 16 (not in the default set)
   npm run bench -- --only quant           # 110M and stories260K as q8_0 / q4_0 / q4_k: agreement (mean KL) with the source, pp/tg
   HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
+  npm run bench -- --only 110m --matmul-precision medium   # 110M pp/tg with x rounded to bf16 against bf16 weights (docs/serving.md)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8
   npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)
@@ -40,6 +41,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     out: { type: "string" },
     threads: { type: "string" },
+    "matmul-precision": { type: "string", default: "highest" },
     quick: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
@@ -50,12 +52,17 @@ if (values.help) {
 }
 const only = new Set((values.only ?? "machine,110m,stories,train,grammar,http").split(","));
 const threads = values.threads ? Number(values.threads) : availableParallelism();
+const matmulPrecision = values["matmul-precision"]! as MatmulPrecision;
+if (!MATMUL_PRECISIONS.includes(matmulPrecision)) {
+  console.error(`--matmul-precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got "${matmulPrecision}"`);
+  process.exit(2);
+}
 const outRoot = join(repo, "bench", "out");
 const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
 const reps = values.quick ? 1 : 3;
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
-console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")})`);
+console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")}), matmul precision ${matmulPrecision}`);
 const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("quant") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
   : { triadGBps: NaN, gemmGFlops: NaN };
@@ -69,6 +76,7 @@ if (only.has("110m")) {
       prefill: [128, 512],
       decode: [{ tokens: 128, batch: 1 }, { tokens: 32, batch: 8 }],
       reps,
+      matmulPrecision,
     }, limits, threads);
   }
 }
@@ -77,7 +85,7 @@ if (only.has("batch")) {
   for (const dtype of ["f32", "bf16"] as const) {
     const dir = await benchCheckpoint(outRoot, "110M", dtype);
     const decode = [1, 2, 4, 8, 16].map((batch) => ({ tokens: 32, batch }));
-    await runSpeed(report, { label: `110M ${dtype}`, dir, prefill: [], decode, reps }, limits, threads);
+    await runSpeed(report, { label: `110M ${dtype}`, dir, prefill: [], decode, reps, matmulPrecision }, limits, threads);
   }
 }
 if (only.has("quant")) {

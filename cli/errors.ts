@@ -1,4 +1,6 @@
 // Errors the CLI reports as one line that says what to do (exit code 2 for usage).
+import { MATMUL_PRECISIONS, type MatmulPrecision } from "../native/index.js";
+
 export class UsageError extends Error {
   constructor(
     message: string,
@@ -11,6 +13,13 @@ export class UsageError extends Error {
 }
 
 /** Integer option values: "--port 80x" is a usage error, not NaN. */
+/** --matmul-precision: one of MATMUL_PRECISIONS, else a usage error naming the flag and the value. */
+export function matmulPrecisionOption(value: string, command: string): MatmulPrecision {
+  if (!(MATMUL_PRECISIONS as readonly string[]).includes(value))
+    throw new UsageError(`--matmul-precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got "${value}"`, command);
+  return value as MatmulPrecision;
+}
+
 export function intOption(value: string | undefined, name: string, command: string, min: number, max: number): number | undefined {
   if (value === undefined) return undefined;
   if (!/^-?\d+$/.test(value.trim())) throw new UsageError(`--${name} must be an integer, got "${value}"`, command);

@@ -35,6 +35,10 @@ Options:
                             cache and activations resident there; refused at start-up without a
                             device, naming the library paths searched) or auto (cuda when a device
                             is present, else cpu)
+  --matmul-precision P      how activations meet bf16 weights, as PyTorch names it: highest (fp32,
+                            default), high (each split into two bf16, ≈ 16 bits) or medium (rounded
+                            to one bf16, llama.cpp's way: faster prefill, ≈ 3 significant digits);
+                            high and medium need AVX512-BF16 (else highest), cpu and one rank only
   --max-batch N             most sequences decoded together (default 8)
   --max-queue N             most requests waiting before 429 (default 256: n = 128 fits twice)
   --max-context N           cap on prompt + completion tokens (default: the model's)

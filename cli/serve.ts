@@ -4,7 +4,7 @@ import { parseArgs } from "node:util";
 import { availableParallelism } from "node:os";
 import { existsSync, statSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { intOption, memoryOption, UsageError } from "./errors.js";
+import { intOption, matmulPrecisionOption, memoryOption, UsageError } from "./errors.js";
 import { SERVE_HELP } from "./serve.help.js";
 import { createServer, type HybridchatServer, type ServerOptions } from "../server/server.js";
 import { DB_FILE, DEFAULT_DATA_DIR } from "../server/store/db.js";
@@ -70,6 +70,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       threads: { type: "string" },
       "tensor-parallel": { type: "string" },
       device: { type: "string", default: "cpu" },
+      "matmul-precision": { type: "string", default: "highest" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
@@ -113,6 +114,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (e instanceof DeviceUnavailableError) throw new UsageError(e.message, c);
     throw e;
   }
+  const matmulPrecision = matmulPrecisionOption(values["matmul-precision"]!, c);
+  if (matmulPrecision !== "highest" && (device !== "cpu" || (values["tensor-parallel"] !== undefined && values["tensor-parallel"] !== "1")))
+    throw new UsageError(`--matmul-precision ${matmulPrecision} runs on --device cpu with --tensor-parallel 1 only`, c);
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -121,6 +125,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     threads: intOption(values.threads, "threads", c, 1, 1024),
     tensorParallel: intOption(values["tensor-parallel"], "tensor-parallel", c, 1, 64),
     device,
+    matmulPrecision,
     maxBatch: intOption(values["max-batch"], "max-batch", c, 1, 4096),
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
@@ -221,7 +226,8 @@ export async function serveCommand(argv: string[]): Promise<void> {
         (device === "cuda"
           ? cudaPlacement(server.model!.native.device())
           : `on the CPU, ${values.threads ?? availableParallelism()} threads` +
-            `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}`) +
+            `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}` +
+            (matmulPrecision !== "highest" ? `, matmul precision ${matmulPrecision} (bf16 weights: x as ${matmulPrecision === "medium" ? "one bf16" : "hi + lo bf16"})` : "")) +
         "\n" +
         `            chat template: ${server.model!.chatTemplate.origin}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +

@@ -1,7 +1,7 @@
 // A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
 import { basename, join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
-import { BLOCK_BYTES, isBlockDType, native, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { BLOCK_BYTES, isBlockDType, native, type MatmulPrecision, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import { resolveDevice, type DeviceChoice } from "./device.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
@@ -29,6 +29,8 @@ export interface LoadModelOptions {
   tensorParallel?: number;
   /** where the serving forward runs; "auto" = cuda when a device is present, else cpu; default cpu */
   device?: DeviceChoice;
+  /** how the serving forward's activations meet bf16 weights (`--matmul-precision`); default highest */
+  matmulPrecision?: MatmulPrecision;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
@@ -143,6 +145,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     kvBlocks,
     tensorParallel: opts.tensorParallel,
     device,
+    matmulPrecision: opts.matmulPrecision,
   });
   let disposed = false;
   return {

@@ -91,7 +91,17 @@ export interface ModelOptions {
   device?: DeviceKind;
   /** which CUDA device (default 0) */
   deviceIndex?: number;
+  /** how the serving forward's activations meet bf16 weights (native/src/cpu/matmul_kernels.h); default "highest" */
+  matmulPrecision?: MatmulPrecision;
 }
+
+/**
+ * PyTorch's set_float32_matmul_precision names: "highest" keeps activations in fp32; "high" splits
+ * each into two bf16 (≈ 16 bits) and "medium" rounds it to one bf16 (8 bits, llama.cpp's way, twice
+ * the compute rate) for vdpbf16ps on bf16 weights, where the CPU has AVX512-BF16.
+ */
+export const MATMUL_PRECISIONS = ["highest", "high", "medium"] as const;
+export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
 
 export type DeviceKind = "cpu" | "cuda";
 
@@ -270,7 +280,7 @@ export interface NativeModel {
 /** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */
 export interface NativeOps {
   /** out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); w stored as dtype (Float32Array for f32, Uint16Array for bf16/f16) */
-  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array | Uint8Array, dtype: DType | BlockDType, bias: Float32Array | null, M: number, N: number, K: number): void;
+  matmul(out: Float32Array, x: Float32Array, w: Float32Array | Uint16Array | Uint8Array, dtype: DType | BlockDType, bias: Float32Array | null, M: number, N: number, K: number, precision?: MatmulPrecision): void;
   /** out[M,C] = x / rms(x) * weight */
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */

@@ -1,7 +1,7 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
 import type { FileLimits } from "./fine-tuning/uploads.js";
-import type { DeviceKind } from "../native/index.js";
+import type { DeviceKind, MatmulPrecision } from "../native/index.js";
 import type { RlhfPolicyConfig } from "./rlhf/policy.js";
 import type { FeedbackSource } from "./store/feedback.js";
 import { availableParallelism, tmpdir } from "node:os";
@@ -34,6 +34,8 @@ export interface ServerOptions {
   tensorParallel?: number;
   /** where the serving forward runs (default cpu) */
   device?: DeviceKind;
+  /** how the serving forward's activations meet bf16 weights (default highest) */
+  matmulPrecision?: MatmulPrecision;
   /** most sequences decoded together; default 8 */
   maxBatch?: number;
   /** most requests waiting for a batch slot before 429; default 64 */
@@ -100,7 +102,7 @@ export class HybridchatServer {
     const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
     const builtin = pretrained === null;
     const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device, matmulPrecision: o.matmulPrecision });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

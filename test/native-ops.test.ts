@@ -45,6 +45,46 @@ for (const backend of ALL_BACKENDS) {
           }
     });
 
+    it("matmul precision highest/high/medium: each within its stated bound of float64 on bf16 weights, unknown refused", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      // docs/serving.md's bounds: |out − exact| <= eps · Σ_k |w_k · x_k| per element
+      const EPS = { highest: 1e-5, high: 1e-4, medium: 4e-3 } as const;
+      const bf16 = (v: number): number => bf16ToNumber(numberToBf16(v));
+      // the vdpbf16ps path runs where the CPU has AVX512-BF16 and the kernels are AVX-512 (matmul.cc)
+      const dp = backend === "cpu" && native().kernelVariants().includes("avx512bf16") && native().cpuFeatures().startsWith("avx512");
+      // M = 1..64 stream (the GEMV), 65 / 130 pack (medium: the bf16 GEMM); odd K and K < 32 for the tails
+      const shapes: [number, number, number][] = [[1, 37, 768], [5, 70, 301], [64, 37, 33], [65, 70, 768], [130, 37, 301], [3, 5, 7]];
+      for (const precision of ["highest", "high", "medium"] as const)
+        for (const [M, N, K] of shapes) {
+          const what = `matmul bf16 precision=${precision} M=${M} N=${N} K=${K} seed=${seed}`;
+          const x = rng.f32(M * K, -2, 2);
+          const w = fromNumbers(rng.f32(N * K), "bf16");
+          const wd = toFloat64(w, "bf16");
+          const out = new Float32Array(M * N).fill(NaN);
+          if (backend === "cuda" && precision !== "highest") {
+            assert.throws(() => ops().matmul(out, x, w, "bf16", null, M, N, K, precision), (e: Error & { code?: string }) => e.code === "unsupported", what);
+            continue;
+          }
+          ops().matmul(out, x, w, "bf16", null, M, N, K, precision);
+          const absRef = matmulRef(x.map(Math.abs), wd.map(Math.abs), null, M, N, K);
+          const within = (ref: Float64Array, eps: number): number => {
+            let worst = 0;
+            for (let i = 0; i < ref.length; i++) worst = Math.max(worst, Math.abs(out[i]! - ref[i]!) / (absRef[i]! + 1e-30));
+            assert.ok(worst <= eps, `${what}: error ${worst.toExponential(2)} · Σ|wx| above ${eps}`);
+            return worst;
+          };
+          const err = within(matmulRef(x, wd, null, M, N, K), EPS[precision]);
+          if (!dp || precision === "highest") continue;
+          // what it says it computes: x as hi + lo bf16 (high) or rounded to one bf16 (medium), exact products
+          const xs = x.map((v) => precision === "medium" ? bf16(v) : bf16(v) + bf16(v - bf16(v)));
+          within(matmulRef(xs, wd, null, M, N, K), EPS.highest);
+          if (precision === "medium" && K >= 32) assert.ok(err > EPS.highest, `${what}: no rounding of x seen (error ${err})`);
+        }
+      assert.throws(() => ops().matmul(new Float32Array(1), new Float32Array(1), new Uint16Array(1), "bf16", null, 1, 1, 1, "low" as "high"),
+        (e: Error & { code?: string }) => e.code === "invalid_argument" && /matmulPrecision/.test(e.message) && /"low"/.test(e.message));
+    });
+
     it("q8_0/q4_0: llama.cpp's blocks byte for byte, and matmul on them for decode and prefill", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
@@ -160,6 +200,8 @@ for (const backend of ALL_BACKENDS) {
         // T, S, NH, NKV, HD
         [1, 1, 1, 1, 8], [1, 37, 8, 4, 8], [5, 5, 4, 4, 16], [7, 20, 6, 3, 6], [37, 37, 8, 2, 64], [3, 300, 4, 1, 32],
         [2, 9, 3, 3, 12],
+        // prompts (runs of >= 4 tokens): the AVX-512 tile kernel, full and partial tiles of 16 rows
+        [40, 70, 4, 2, 64], [16, 16, 2, 1, 32], [21, 21, 3, 3, 8], [4, 130, 2, 2, 128], [17, 17, 2, 2, 96], [33, 50, 2, 1, 12],
       ];
       for (const [T, S, NH, NKV, HD] of cases) {
         const q = rng.f32(T * NH * HD, -2, 2);
@@ -179,6 +221,7 @@ for (const backend of ALL_BACKENDS) {
         // T, S, NH, NKV, HD, window: shorter than S, 1, equal to S, longer than S
         [7, 20, 6, 3, 8, 5], [1, 37, 8, 4, 8, 9], [37, 37, 8, 2, 64, 16], [3, 300, 4, 1, 32, 100], [5, 5, 4, 4, 6, 1],
         [4, 9, 2, 2, 16, 9], [4, 9, 2, 2, 16, 50],
+        [40, 70, 4, 2, 64, 7], [35, 35, 2, 1, 32, 20], [18, 18, 2, 2, 8, 1],
       ];
       for (const [T, S, NH, NKV, HD, W] of cases) {
         const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(S * NKV * HD, -2, 2), v = rng.f32(S * NKV * HD);

@@ -186,6 +186,13 @@ std::vector<hc::TensorDesc> parse_tensors(Napi::Value v) {
   return out;
 }
 
+// --matmul-precision: absent = highest; a string hc::cpu::matmul_precision_of() knows
+static hc::cpu::MatmulPrecision precision_arg(const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return hc::cpu::MatmulPrecision::Highest;
+  if (!v.IsString()) throw Error("invalid_argument", "matmulPrecision must be a string");
+  return hc::cpu::matmul_precision_of(v.As<Napi::String>().Utf8Value());
+}
+
 Napi::Value CreateModel(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guard(env, [&]() -> Napi::Value {
@@ -204,6 +211,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
     if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
       opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));
+    if (oo.Has("matmulPrecision")) opts.matmul_precision = precision_arg(oo.Get("matmulPrecision"));
     auto model = std::make_shared<hc::Model>(spec, tensors, opts);
     Napi::Object obj = env.GetInstanceData<AddonData>()->model_ctor.New({});
     ModelWrap::Unwrap(obj)->set(std::move(model));
@@ -222,8 +230,8 @@ hc::ThreadPool& ops_pool(Napi::Env env) {
 // The CPU kernels behind the op-test object; CudaOps (addon_cuda.h) is the GPU twin.
 struct CpuOps {
   static void matmul(Napi::Env env, float* out, const float* x, const void* w, hc::DType dt, const float* bias,
-                     int64_t M, int64_t N, int64_t K) {
-    hc::cpu::matmul(out, x, w, dt, bias, M, N, K, ops_pool(env));
+                     int64_t M, int64_t N, int64_t K, hc::cpu::MatmulPrecision precision) {
+    hc::cpu::matmul(out, x, w, dt, bias, M, N, K, ops_pool(env), precision);
   }
   static void rmsnorm(Napi::Env env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) {
     hc::cpu::rmsnorm_forward(out, x, w, M, C, eps, ops_pool(env));
@@ -315,7 +323,7 @@ void OpMatmul(const Napi::CallbackInfo& info) {
     const void* w = weight_arg(info[2], dt, N, K);
     const float* bias = nullptr;
     if (!info[4].IsNull() && !info[4].IsUndefined()) bias = typed<float>(info[4], "bias", N).Data();
-    B::matmul(env, out.Data(), x.Data(), w, dt, bias, M, N, K);
+    B::matmul(env, out.Data(), x.Data(), w, dt, bias, M, N, K, precision_arg(info[8]));
   });
 }
 

@@ -53,7 +53,9 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info) {
 }
 
 void CudaOps::matmul(Napi::Env, float* out, const float* x, const void* w, DType t, const float* bias, int64_t M,
-                     int64_t N, int64_t K) {
+                     int64_t N, int64_t K, cpu::MatmulPrecision precision) {
+  if (precision != cpu::MatmulPrecision::Highest)
+    throw Error("unsupported", "matmulPrecision high and medium run on the CPU only");
   call(library().hc_cuda_matmul(out, x, w, wdt(t), bias, M, N, K));
 }
 void CudaOps::rmsnorm(Napi::Env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "cpu/matmul_kernels.h"
 #include "cuda_library.h"
 #include "dtype.h"
 
@@ -18,8 +19,9 @@ Napi::Value CudaMemory(const Napi::CallbackInfo& info);
 // The GPU twin of addon.cc's CpuOps: host arrays in and out, a failure thrown as
 // hc::Error with the library's code.
 struct CudaOps {
+  // precision: only Highest (the CUDA kernels keep x in fp32)
   static void matmul(Napi::Env, float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M,
-                     int64_t N, int64_t K);
+                     int64_t N, int64_t K, cpu::MatmulPrecision precision);
   static void rmsnorm(Napi::Env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps);
   static void rope(Napi::Env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
                    float scaling);

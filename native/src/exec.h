@@ -13,6 +13,7 @@
 #include <memory>
 #include <string>
 
+#include "cpu/matmul_kernels.h"
 #include "dtype.h"
 #include "exec_train.h"
 #include "threadpool.h"
@@ -110,7 +111,9 @@ class Exec {
 };
 
 // k_pool, v_pool: the KVCache's host storage
-std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv);
+// precision: how its linears' activations meet bf16 weights (cpu/matmul_kernels.h)
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv,
+                                    cpu::MatmulPrecision precision);
 // Throws "backend_unavailable" (naming the library paths searched) without a usable device.
 std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv);
 

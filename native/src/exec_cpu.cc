@@ -15,8 +15,8 @@ namespace {
 
 class CpuExec final : public Exec {
  public:
-  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv)
-      : pool_(pool), k_(k), v_(v), kv_(kv), train_(make_cpu_train_ops(pool)) {}
+  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv, cpu::MatmulPrecision precision)
+      : pool_(pool), k_(k), v_(v), kv_(kv), precision_(precision), train_(make_cpu_train_ops(pool)) {}
   const char* device() const override { return "cpu"; }
   std::string device_name() const override { return "cpu"; }
 
@@ -33,7 +33,7 @@ class CpuExec final : public Exec {
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
               int64_t K) override {
-    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_);
+    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, precision_);
   }
   void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
@@ -103,6 +103,7 @@ class CpuExec final : public Exec {
   ThreadPool& pool_;
   float *k_, *v_;
   KvGeometry kv_;
+  cpu::MatmulPrecision precision_;
   std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> f_;
   std::vector<cpu::KVSpan> spans_;
   std::unique_ptr<TrainOps> train_;
@@ -110,8 +111,9 @@ class CpuExec final : public Exec {
 
 }  // namespace
 
-std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv) {
-  return std::make_unique<CpuExec>(pool, k_pool, v_pool, kv);
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv,
+                                    cpu::MatmulPrecision precision) {
+  return std::make_unique<CpuExec>(pool, k_pool, v_pool, kv, precision);
 }
 
 }  // namespace hc

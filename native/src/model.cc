@@ -94,6 +94,8 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   const bool cuda = opts.device == "cuda";
   if (!cuda && opts.device != "cpu")
     throw Error("bad_options", "device must be \"cpu\" or \"cuda\", not \"" + opts.device + "\"");
+  if (opts.matmul_precision != cpu::MatmulPrecision::Highest && (cuda || opts.tensor_parallel > 1))
+    throw Error("unsupported", "--matmul-precision high|medium runs on the CPU with one rank only for now");
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
   kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
                        kv_->block_size()};
@@ -105,7 +107,7 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     if (tp_) tp_->attach(*this, true);
     upload_weights();
   } else {
-    exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_);
+    exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_, opts.matmul_precision);
     if (tp_) tp_->attach(*this, false);
   }
 }

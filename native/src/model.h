@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/matmul_kernels.h"
 #include "cpu/ops.h"
 #include "errors.h"
 #include "exec.h"
@@ -45,6 +46,9 @@ struct ModelOptions {
   // activations resident on CUDA device `device_index`)
   std::string device = "cpu";
   int device_index = 0;
+  // how the serving forward's activations meet bf16 weights (cpu/matmul_kernels.h); training
+  // always runs Highest. CPU and one rank only.
+  cpu::MatmulPrecision matmul_precision = cpu::MatmulPrecision::Highest;
 };
 
 struct ForwardBatch {

@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "../errors.h"
+#include "attention_avx512.h"
+#include "dispatch.h"
 #include "gemm.h"
 #include "ops.h"
 #include "simd_avx2.h"
@@ -57,6 +59,57 @@ static void attention_row(float* out, const float* q, const float* k, const floa
   for (int64_t d = 0; d < HD; d++) out[d] = acc[d] * inv;
 }
 
+#ifdef HC_HAVE_AVX512_TU
+static constexpr int64_t kMinTileRun = 4;
+
+// Tiles of a run of consecutive tokens (t0, rows) of one head h; a run too short for a
+// tile is one item per (token, head) for the row kernel (rows = 0).
+template <class FirstOf, class Row>
+static void attention_tiled(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
+                            const int32_t* npos, int64_t T, int64_t NH, int64_t group, int64_t HD, float scale,
+                            const FirstOf& first_of, int64_t work, const Row& row, ThreadPool& pool) {
+  struct Item { int64_t t0, h; int rows; };
+  std::vector<Item> items;
+  for (int64_t t0 = 0; t0 < T;) {
+    int64_t t1 = t0 + 1;
+    while (t1 < T && seq_of[t1] == seq_of[t0] && npos[t1] == npos[t1 - 1] + 1) t1++;
+    if (t1 - t0 >= kMinTileRun) {
+      for (int64_t a = t0; a < t1; a += avx512::kTileRows)
+        for (int64_t h = 0; h < NH; h++)
+          items.push_back({a, h, static_cast<int>(std::min<int64_t>(avx512::kTileRows, t1 - a))});
+    } else {
+      for (int64_t t = t0; t < t1; t++)
+        for (int64_t h = 0; h < NH; h++) items.push_back({t, h, 0});
+    }
+    t0 = t1;
+  }
+  auto run = [&](const Item& it) {
+    if (it.rows == 0) return row(it.t0 * NH + it.h);
+    const KVSpan& sp = spans[seq_of[it.t0]];
+    const int64_t g = it.h / group;
+    int64_t fr[avx512::kTileRows], nr[avx512::kTileRows];
+    for (int r = 0; r < it.rows; r++) {
+      fr[r] = first_of(it.t0 + r);
+      nr[r] = npos[it.t0 + r];
+    }
+    const int64_t o = (it.t0 * NH + it.h) * HD;
+    avx512::attention_tile(out + o, NH * HD, q + o, NH * HD, it.rows, sp.k + g * sp.head_stride,
+                           sp.v + g * sp.head_stride, sp.blocks, sp.block_stride, sp.token_stride, sp.block_size,
+                           fr, nr, HD, scale);
+  };
+  const int64_t n = static_cast<int64_t>(items.size());
+  if (work < 65536 || pool.size() == 1) {
+    for (int64_t i = 0; i < n; i++) run(items[i]);
+    return;
+  }
+  // later tiles see more keys: ranks take the items last first from a shared counter
+  std::atomic<int64_t> next{0};
+  pool.run([&](int, int) {
+    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) run(items[n - 1 - i]);
+  });
+}
+#endif
+
 void attention_forward(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
                        const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
                        ThreadPool& pool) {
@@ -87,6 +140,13 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
     attention_row(out + it * HD, q + it * HD, k, v, sp.blocks, sp.block_stride, sp.token_stride, sp.block_size,
                   first_of(t), npos[t], HD, scale);
   };
+#ifdef HC_HAVE_AVX512_TU
+  // A prompt's tokens go through the AVX-512 tile kernel, 16 consecutive tokens of one
+  // head a tile (attention_avx512.h): runs of at least kMinTileRun tokens of one sequence
+  // at consecutive positions; shorter runs (decode steps) stay on the row kernels.
+  if (kernel_level() >= KernelLevel::Avx512 && T >= kMinTileRun && avx512::attention_tile_supports(HD))
+    return attention_tiled(out, q, spans, seq_of, npos, T, NH, group, HD, scale, first_of, work, row, pool);
+#endif
   if (work < 65536 || pool.size() == 1) {  // a decode step of a small model: not worth a wake-up
     for (int64_t it = 0; it < items; it++) row(it);
     return;

@@ -6,6 +6,7 @@
 
 #include "../dtype.h"
 #include "../threadpool.h"
+#include "matmul_kernels.h"
 
 namespace hc::cpu {
 
@@ -13,9 +14,11 @@ namespace hc::cpu {
 //   op(A)[m,k] = ta ? A[k*lda + m] : A[m*lda + k]            (A is fp32)
 //   op(B)[k,n] = tb ? B[n*ldb + k] : B[k*ldb + n]            (B stored as btype)
 // beta == 0 never reads C (so C may hold garbage or NaN). bias may be null.
+// precision: how x meets bf16 weights (matmul_kernels.h); only !ta, tb products with BF16
+// weights on an AVX512-BF16 CPU run below Highest.
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
-          const float* bias, ThreadPool& pool);
+          const float* bias, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest);
 
 inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,

@@ -143,21 +143,39 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
     pool.run(body);
 }
 
+// The kernels of one product: the active variant, or for bf16 weights below Highest the
+// vdpbf16ps one where the CPU has AVX512-BF16 (else Highest: never less precise than asked).
+static const CpuKernels& kernels_of(const GemmArgs& g) {
+#if defined(HC_HAVE_AVX512_TU)
+  if (g.precision != MatmulPrecision::Highest && g.btype == DType::BF16 && !g.ta && g.tb &&
+      kernel_level() >= KernelLevel::Avx512 && cpu_level() >= KernelLevel::Avx512Bf16)
+    if (const CpuKernels* k = avx512_dp_kernels(g.precision)) return *k;
+#endif
+  return active_kernels();
+}
+
+MatmulPrecision matmul_precision_of(const std::string& name) {
+  if (name == "highest") return MatmulPrecision::Highest;
+  if (name == "high") return MatmulPrecision::High;
+  if (name == "medium") return MatmulPrecision::Medium;
+  throw Error("invalid_argument", "matmulPrecision must be highest, high or medium, not \"" + name + "\"");
+}
+
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
-          const float* bias, ThreadPool& pool) {
+          const float* bias, ThreadPool& pool, MatmulPrecision precision) {
   // blocks never span rows of B, and the streaming kernels step a block at a time
   const int64_t be = block_elems(btype);
   if (ldb % be != 0 || (tb ? K : N) % be != 0)
     throw Error("invalid_argument", "quantized weights need rows of a multiple of " + std::to_string(be) + " (K = " +
                                         std::to_string(tb ? K : N) + ", ldb = " + std::to_string(ldb) + ")");
-  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias};
-  gemm_run(active_kernels(), g, pool);
+  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias, precision};
+  gemm_run(kernels_of(g), g, pool);
 }
 
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
-            int64_t N, int64_t K, ThreadPool& pool) {
-  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool);
+            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision) {
+  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool, precision);
 }
 
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,

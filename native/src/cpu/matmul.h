@@ -6,14 +6,20 @@
 // variant when the CPU has it and the portable one otherwise.
 #pragma once
 #include <cstdint>
+#include <string>
 
 #include "../dtype.h"
 #include "../threadpool.h"
+#include "matmul_kernels.h"
 
 namespace hc::cpu {
 
+// precision: how x meets BF16 weights (matmul_kernels.h); the other weight types ignore it.
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
-            int64_t N, int64_t K, ThreadPool& pool);
+            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest);
+
+// "highest" | "high" | "medium" (--matmul-precision); anything else throws invalid_argument naming it.
+MatmulPrecision matmul_precision_of(const std::string& name);
 
 // Backward of matmul (training):
 //   dx[M,K] = dout[M,N] · w[N,K]          (overwritten; w stored as wtype)

@@ -33,19 +33,7 @@ struct Avx512Micro : X86Packing<32> {
         c[i][1] = _mm512_fmadd_ps(a, b1, c[i][1]);
       }
     }
-    const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-    const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
-    const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; i++) {
-      float* ci = C + i * ldc;
-      __m512 lo = _mm512_fmadd_ps(va, c[i][0], bias0), hi = _mm512_fmadd_ps(va, c[i][1], bias1);
-      if (beta != 0.f) {
-        lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), lo);
-        hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), hi);
-      }
-      _mm512_storeu_ps(ci, lo);
-      _mm512_storeu_ps(ci + 16, hi);
-    }
+    store_tile32<MR>(c, C, ldc, alpha, beta, bias);
   }
 };
 
@@ -251,7 +239,7 @@ void avx512_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 
 inline int64_t round32(int64_t k) { return (k + 31) & ~int64_t(31); }
 
-// hi[m][k], lo[m][k] for the M rows of A; row stride K32 = round32(K).
+// hi[m][k], lo[m][k] for the M rows of A; row stride K32 = round32(K). lo null: hi only.
 void split_rows(const GemmArgs& g, uint16_t* hi, uint16_t* lo) {
   const int64_t K32 = round32(g.K);
   for (int64_t m = 0; m < g.M; m++) {
@@ -261,16 +249,18 @@ void split_rows(const GemmArgs& g, uint16_t* hi, uint16_t* lo) {
       const __mmask16 mask = left >= 16 ? __mmask16(0xFFFF) : left <= 0 ? __mmask16(0) : __mmask16((1u << left) - 1);
       const __m512 x = _mm512_maskz_loadu_ps(mask, a + k);
       const __m256bh h = _mm512_cvtneps_pbh(x);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + m * K32 + k), (__m256i)h);
+      if (!lo) continue;
       // bf16 → fp32 is a shift: the exact value of hi
       const __m512 hf = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)h), 16));
       const __m256bh l = _mm512_cvtneps_pbh(_mm512_sub_ps(x, hf));
-      _mm256_storeu_si256(reinterpret_cast<__m256i*>(hi + m * K32 + k), (__m256i)h);
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(lo + m * K32 + k), (__m256i)l);
     }
   }
 }
 
-template <int R, int MT>
+// Lo: x as hi + lo (High); else x rounded to hi alone (Medium).
+template <int R, int MT, bool Lo>
 inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, int64_t m0, int64_t n) {
   const int64_t K32 = round32(g.K);
   __m512 acc[R][MT];
@@ -281,7 +271,7 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     __m512bh xh[MT], xl[MT];
     for (int m = 0; m < MT; m++) {
       xh[m] = (__m512bh)_mm512_load_si512(hi + (m0 + m) * K32 + k);
-      xl[m] = (__m512bh)_mm512_load_si512(lo + (m0 + m) * K32 + k);
+      if constexpr (Lo) xl[m] = (__m512bh)_mm512_load_si512(lo + (m0 + m) * K32 + k);
     }
     for (int r = 0; r < R; r++) {
       prefetch<DType::BF16>(w, (n + R + r) * g.ldb + k);
@@ -289,7 +279,7 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
       const __m512bh wv = (__m512bh)(masked ? _mm512_maskz_loadu_epi16(mask, p) : _mm512_loadu_si512(p));
       for (int m = 0; m < MT; m++) {
         acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xh[m]);
-        acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xl[m]);
+        if constexpr (Lo) acc[r][m] = _mm512_dpbf16_ps(acc[r][m], wv, xl[m]);
       }
     }
   };
@@ -300,16 +290,17 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
+template <bool Lo>
 void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   if (g.btype != DType::BF16) return avx512_gemv(g, n0, n1);
-  // one rank's copy of A's rows split into hi/lo pairs, each row zero-padded to a
-  // multiple of 32 (so the last step needs no mask on x)
+  // one rank's copy of A's rows split into hi/lo pairs (or rounded to hi), each row
+  // zero-padded to a multiple of 32 (so the last step needs no mask on x)
   thread_local driver::Scratch<uint16_t> buf;
   const int64_t K32 = round32(g.K);
-  uint16_t* hi = buf.get(2 * g.M * K32);
-  uint16_t* lo = hi + g.M * K32;
+  uint16_t* hi = buf.get((Lo ? 2 : 1) * g.M * K32);
+  uint16_t* lo = Lo ? hi + g.M * K32 : nullptr;
   split_rows(g, hi, lo);
-  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT()>(g, hi, lo, m, n); });
+  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT(), Lo>(g, hi, lo, m, n); });
 }
 
 // Streaming beats packing up to M = 64 here (one Zen 5 core, 2048×768: bf16 1.13 vs 1.32 ms,
@@ -319,11 +310,19 @@ constexpr int64_t kAvx512StreamMaxM = 64;
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                             &driver::gemm_tile<Avx512Micro>, &avx512_gemv};
 const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv};
+                                &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv<true>};
+// --matmul-precision medium: x rounded to bf16 in the GEMV and in the packed GEMM (matmul_bf16_avx512.cc,
+// the same 12×32 tile)
+const CpuKernels kAvx512Bf16Medium = {"avx512bf16-medium", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
+                                      avx512_bf16_gemm_tile(), &avx512bf16_gemv<false>};
 
 }  // namespace
 
 const CpuKernels* avx512_kernels(bool bf16) { return bf16 ? &kAvx512Bf16 : &kAvx512; }
+// high is the avx512bf16 variant's GEMV (hi + lo) with the fp32 packed GEMM
+const CpuKernels* avx512_dp_kernels(MatmulPrecision p) {
+  return p == MatmulPrecision::Medium ? &kAvx512Bf16Medium : p == MatmulPrecision::High ? &kAvx512Bf16 : &kAvx512;
+}
 
 }  // namespace hc::cpu
 
@@ -331,6 +330,7 @@ const CpuKernels* avx512_kernels(bool bf16) { return bf16 ? &kAvx512Bf16 : &kAvx
 
 namespace hc::cpu {
 const CpuKernels* avx512_kernels(bool) { return nullptr; }
+const CpuKernels* avx512_dp_kernels(MatmulPrecision) { return nullptr; }
 }  // namespace hc::cpu
 
 #endif

@@ -164,6 +164,19 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, f
   }
 }
 
+// A partial tile (mr × nr of an MR × NR one computed aside into edge, alpha 1, beta 0)
+// merged into C with the caller's alpha, beta and bias.
+inline void merge_edge(const float* edge, int64_t NR, int64_t mr, int64_t nr, float* c, int64_t ldc, float alpha,
+                       float beta, const float* bb) {
+  for (int64_t i = 0; i < mr; i++)
+    for (int64_t j = 0; j < nr; j++) {
+      float v = alpha * edge[i * NR + j];
+      if (beta != 0.f) v += beta * c[i * ldc + j];
+      if (bb) v += bb[j];
+      c[i * ldc + j] = v;
+    }
+}
+
 template <class MK>
 void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
@@ -202,13 +215,7 @@ void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1
             }
             // partial tile: compute a full one aside, then merge the valid part
             MK::tile(kc, Ap + ir * kc, bp, edge, NR, 1.f, 0.f, nullptr);
-            for (int64_t i = 0; i < mr; i++)
-              for (int64_t j = 0; j < nr; j++) {
-                float v = g.alpha * edge[i * NR + j];
-                if (beta != 0.f) v += beta * c[i * g.ldc + j];
-                if (bb) v += bb[j];
-                c[i * g.ldc + j] = v;
-              }
+            merge_edge(edge, NR, mr, nr, c, g.ldc, g.alpha, beta, bb);
           }
         }
       }

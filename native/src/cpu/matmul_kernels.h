@@ -8,6 +8,12 @@
 
 namespace hc::cpu {
 
+// How the activations meet bf16 weights (--matmul-precision, PyTorch's
+// set_float32_matmul_precision names): Highest keeps x in fp32; High splits x into
+// hi + lo bf16 (≈ 16 bits kept) for vdpbf16ps; Medium rounds x to one bf16 (8 bits,
+// llama.cpp's way: twice the fp32 compute rate). Other weight types always run Highest.
+enum class MatmulPrecision : int { Highest = 0, High = 1, Medium = 2 };
+
 // One product, as gemm() received it (see gemm.h for the meaning of each field).
 struct GemmArgs {
   bool ta, tb;
@@ -22,6 +28,7 @@ struct GemmArgs {
   float* C;  // [M, ldc]
   int64_t ldc;
   const float* bias;  // [N] or null
+  MatmulPrecision precision = MatmulPrecision::Highest;
 };
 
 struct CpuKernels {
@@ -44,6 +51,11 @@ const CpuKernels* avx2_kernels();  // null when this build has no AVX2/FMA/F16C 
 // null when this build has no AVX-512 variant; bf16: the one that also uses
 // AVX512-BF16 (vdpbf16ps) and AVX512-VNNI (the CPU must have them: dispatch.h)
 const CpuKernels* avx512_kernels(bool bf16);
+// The variant of --matmul-precision high / medium for bf16 weights (vdpbf16ps), or null
+// when this build has no AVX512-BF16 variant.
+const CpuKernels* avx512_dp_kernels(MatmulPrecision p);
+using GemmTileFn = void (*)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+GemmTileFn avx512_bf16_gemm_tile();  // matmul_bf16_avx512.cc: medium's packed GEMM (null without the TU)
 const CpuKernels& active_kernels();  // the variant dispatch.h's kernel_level() picks
 // The variant of one level (dispatch.h), or null when this build lacks it.
 const CpuKernels* kernels_for(int level);

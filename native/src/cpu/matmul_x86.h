@@ -137,6 +137,26 @@ inline void store_out(const GemmArgs& g, int64_t m, int64_t n, float s) {
   *c = v;
 }
 
+#if defined(__AVX512F__)
+// The end of an MR×32 micro-tile held in c[MR][2]: C = alpha·c + beta·C (+ bias); beta == 0 never reads C.
+template <int MR>
+inline void store_tile32(const __m512 (&c)[MR][2], float* C, int64_t ldc, float alpha, float beta, const float* bias) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __m512 bias0 = bias ? _mm512_loadu_ps(bias) : _mm512_setzero_ps();
+  const __m512 bias1 = bias ? _mm512_loadu_ps(bias + 16) : _mm512_setzero_ps();
+  for (int i = 0; i < MR; i++) {
+    float* ci = C + i * ldc;
+    __m512 lo = _mm512_fmadd_ps(va, c[i][0], bias0), hi = _mm512_fmadd_ps(va, c[i][1], bias1);
+    if (beta != 0.f) {
+      lo = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci), lo);
+      hi = _mm512_fmadd_ps(vb, _mm512_loadu_ps(ci + 16), hi);
+    }
+    _mm512_storeu_ps(ci, lo);
+    _mm512_storeu_ps(ci + 16, hi);
+  }
+}
+#endif
+
 }  // namespace
 }  // namespace hc::cpu
 

@@ -1,0 +1,137 @@
+// The packed GEMM of --matmul-precision medium for bf16 weights (matmul_kernels.h): x
+// rounded to bf16 (llama.cpp's way) and both operands kept as bf16 pairs, so one
+// vdpbf16ps does 32 multiply-adds where the fp32 kernel's vfmadd231ps does 16. Same
+// BLIS loops and 12×32 register tile as matmul_avx512.cc's Avx512Micro, but the packed
+// panels hold 32-bit words, each a pair (k even in the low half, k odd in the high):
+// Ap[kp][MR] (x rounded, round-to-nearest-even) and Bp[kp][NR] (the weights' own bits).
+#include "matmul_kernels.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+
+#include "matmul_x86.h"
+
+namespace hc::cpu {
+namespace {
+
+constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 144, NC = 3072;  // KC in k (pairs: KC / 2)
+
+// C[MR,NR] = alpha·Ap·Bp + beta·C (+ bias), kp pairs of k.
+void tile(int64_t kp, const uint32_t* Ap, const uint32_t* Bp, float* C, int64_t ldc, float alpha, float beta,
+          const float* bias) {
+  __m512 c[MR][2];
+  for (int i = 0; i < MR; i++) c[i][0] = c[i][1] = _mm512_setzero_ps();
+  for (int64_t k = 0; k < kp; k++, Ap += MR, Bp += NR) {
+    const __m512bh b0 = (__m512bh)_mm512_load_si512(Bp), b1 = (__m512bh)_mm512_load_si512(Bp + 16);
+    for (int i = 0; i < MR; i++) {
+      const __m512bh a = (__m512bh)_mm512_set1_epi32(static_cast<int>(Ap[i]));
+      c[i][0] = _mm512_dpbf16_ps(c[i][0], a, b0);
+      c[i][1] = _mm512_dpbf16_ps(c[i][1], a, b1);
+    }
+  }
+  store_tile32<MR>(c, C, ldc, alpha, beta, bias);
+}
+
+// Ap[panel][kp][MR]: rows m0.. of A, k0..k0+kc, rounded to bf16 pairs; zero past the ends.
+void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, uint32_t* Ap) {
+  const int64_t kp = (kc + 1) / 2;
+  alignas(64) uint32_t w[16];
+  for (int64_t p = 0; p < mc; p += MR) {
+    uint32_t* dst = Ap + p * kp;
+    for (int64_t i = 0; i < MR; i++) {
+      if (p + i >= mc) {
+        for (int64_t k = 0; k < kp; k++) dst[k * MR + i] = 0;
+        continue;
+      }
+      const float* src = g.A + (m0 + p + i) * g.lda + k0;
+      for (int64_t k = 0; k < kc; k += 32) {  // 32 x → 16 pairs
+        const int64_t left = kc - k;
+        const __mmask16 m_lo = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+        const __mmask16 m_hi = left >= 32 ? __mmask16(0xFFFF) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
+        const __m512 x0 = _mm512_maskz_loadu_ps(m_lo, src + k), x1 = _mm512_maskz_loadu_ps(m_hi, src + k + 16);
+        _mm512_store_si512(w, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));  // bf16 x[k..k+32) in order
+        const int64_t n = left >= 32 ? 16 : (left + 1) / 2;
+        for (int64_t j = 0; j < n; j++) dst[(k / 2 + j) * MR + i] = w[j];
+      }
+    }
+  }
+}
+
+// Bp[panel][kp][NR]: B rows n0.. (output features, bf16), k0..k0+kc as pairs; zero past the ends.
+void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, uint32_t* Bp) {
+  const int64_t kp = (kc + 1) / 2;
+  const uint16_t* B = static_cast<const uint16_t*>(g.B);
+  for (int64_t p = 0; p < nc; p += NR) {
+    uint32_t* dst = Bp + p * kp;
+    for (int64_t j = 0; j < NR; j++) {
+      if (p + j >= nc) {
+        for (int64_t k = 0; k < kp; k++) dst[k * NR + j] = 0;
+        continue;
+      }
+      const uint16_t* src = B + (n0 + p + j) * g.ldb + k0;
+      const int64_t even = kc / 2;
+      for (int64_t k = 0; k < even; k++) {
+        uint32_t w;
+        __builtin_memcpy(&w, src + 2 * k, 4);
+        dst[k * NR + j] = w;
+      }
+      if (kc % 2) dst[even * NR + j] = src[kc - 1];  // the odd k's partner is zero
+    }
+  }
+}
+
+void gemm_tile_bf16(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  thread_local driver::Scratch<uint32_t> abuf, bbuf;
+  uint32_t* Ap = abuf.get(MC * KC / 2);
+  uint32_t* Bp = bbuf.get(KC / 2 * NC);
+  alignas(64) float edge[MR * NR];
+  for (int64_t jc = n0; jc < n1; jc += NC) {
+    const int64_t nc = driver::min_of(NC, n1 - jc);
+    for (int64_t pc = 0; pc < g.K; pc += KC) {
+      const int64_t kc = driver::min_of(KC, g.K - pc), kp = (kc + 1) / 2;
+      pack_b(g, pc, kc, jc, nc, Bp);
+      // the first slice of K applies the caller's beta and the bias, later ones accumulate
+      const float beta = pc == 0 ? g.beta : 1.f;
+      const float* bias = pc == 0 ? g.bias : nullptr;
+      for (int64_t ic = m0; ic < m1; ic += MC) {
+        const int64_t mc = driver::min_of(MC, m1 - ic);
+        pack_a(g, ic, mc, pc, kc, Ap);
+        for (int64_t jr = 0; jr < nc; jr += NR) {
+          const int64_t nr = driver::min_of(NR, nc - jr);
+          const uint32_t* bp = Bp + jr * kp;
+          const float* bb = bias ? bias + jc + jr : nullptr;
+          for (int64_t ir = 0; ir < mc; ir += MR) {
+            const int64_t mr = driver::min_of(MR, mc - ir);
+            float* c = g.C + (ic + ir) * g.ldc + jc + jr;
+            if (mr == MR && nr == NR) {
+              tile(kp, Ap + ir * kp, bp, c, g.ldc, g.alpha, beta, bb);
+              continue;
+            }
+            // partial tile: compute a full one aside, then merge the valid part
+            tile(kp, Ap + ir * kp, bp, edge, NR, 1.f, 0.f, nullptr);
+            driver::merge_edge(edge, NR, mr, nr, c, g.ldc, g.alpha, beta, bb);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
+GemmTileFn avx512_bf16_gemm_tile() { return &gemm_tile_bf16; }
+
+}  // namespace hc::cpu
+
+#else
+
+namespace hc::cpu {
+GemmTileFn avx512_bf16_gemm_tile() { return nullptr; }
+}  // namespace hc::cpu
+
+#endif
