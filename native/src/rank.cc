@@ -220,7 +220,7 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
                  T, HD / 2, s.rope_scaling);
   ex.embedding(x, ex.ints(ISlot::Tokens, tokens.data(), T),
                ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * C), !m.embed_owned_.empty()), m.embed_dtype_, T, C);
-  Communicator& comm = serving_comm(r);
+  dist::Communicator& comm = serving_comm(r);
   for (int64_t l = 0; l < s.L; l++) {
     const LayerWeights& w = m.layers_[l];
     ex.rmsnorm(xn, x, vec(ex, w.attn_norm), T, C, s.eps);
