@@ -78,6 +78,22 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     }
   });
 
+  it("a rank failing mid-step fails the step with its own error, not a hang; the group is joined afresh and the next steps are the CPU's", { timeout: 120_000 }, async () => {
+    const prompt = cpu.tokenizer.encode("Once upon a time", true);
+    const batch = { seqIds: Int32Array.from([7]), tokens: Int32Array.from(prompt), counts: Int32Array.from([prompt.length]), logits: "last" as const };
+    process.env.HYBRIDCHAT_TEST_FAIL_TP_RANK = "1"; // read by rank.cc at each step
+    try {
+      // rank 0 waits in the NCCL all-reduce rank 1 never joins: only the abort releases it
+      await assert.rejects(tp.native.forward(batch), (e: Error & { code?: string }) => e.code === "injected_failure" && /rank 1/.test(e.message));
+    } finally {
+      delete process.env.HYBRIDCHAT_TEST_FAIL_TP_RANK;
+    }
+    assert.equal(tp.native.seqLength(7), 0, "the failed step wrote nothing");
+    const r = await greedyBoth(cpu.native, tp.native, [prompt], 6, cpu.config.vocabSize);
+    assert.deepEqual(r.cuda, r.cpu);
+    assert.ok(r.worst <= 0, `after the failure: logits differ by ${r.worst}`);
+  });
+
   const t: Tiny = { C: 48, I: 80, L: 2, NH: 6, NKV: 2, HD: 8, V: 97, dtype: "bf16", bias: true, oBias: true, mlpBias: true, qkNorm: true, tied: false, ropeScaling: 0.9, windows: [5, 0] };
   it("random GQA bf16 model (biases on every linear, q/k norms, a sliding window): logits within 1e-4 of the CPU's", async () => {
     const seed = freshSeed();
