@@ -253,6 +253,12 @@ export interface NativeModel {
   writeParameter(adapter: string | null, name: string, data: Float32Array): void;
   optimizerState(): OptimizerState;
   loadOptimizerState(state: OptimizerState): void;
+  /**
+   * Weight bytes moved between host and device since load (uploads of weights, adapters,
+   * trainable tensors; downloads of trained ones read back): what a serving ⇄ training
+   * switch costs. Always 0 on the CPU.
+   */
+  weightBytesMoved(): number;
   /** Folds the adapter's LoRA into fp32 copies of the targeted base weights (the single-adapter fast path); sequences on other adapters or the base still get exact results. */
   mergeAdapter(name: string): void;
   /** Drops the merged copies: the base reads the checkpoint's own weights again, bit for bit. */

@@ -107,11 +107,13 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     for (const m of [cpu, cuda]) m.native.unmergeAdapter(), m.native.removeAdapter("a");
   });
 
-  it("training a cuda model (on the CPU, the host weights) then serving: the device reads what the steps rewrote", async () => {
+  it("training a cuda model (on the device) then serving: the device serves what the steps rewrote", async () => {
     const enc = (t: string) => cpu.tokenizer.encode(t, true);
     const text = enc("Once upon a time, there was a little dog who liked to run");
     const prompts = [enc("The little dog"), enc("Once upon a time")];
-    const opt = { lr: 0.05, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, maxGradNorm: 1 };
+    // eps above the rounding noise of near-zero gradient elements: with 1e-8 Adam's first
+    // step turns their last-bit cpu/device differences into whole ±lr updates
+    const opt = { lr: 0.02, beta1: 0.9, beta2: 0.999, eps: 1e-3, weightDecay: 0, maxGradNorm: 1 };
     const trainStep = async (m: NativeModel, adapter: string | null) => {
       m.setTrainable(adapter ? { adapter } : { base: true });
       const r = await m.trainForward({ tokens: Int32Array.from(text), counts: Int32Array.from([text.length]), targets: Int32Array.from([...text.slice(1), -1]), adapter, values: false, grad: true, checkpoint: false });
@@ -130,7 +132,9 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     for (const m of [cpu, cuda]) await trainStep(m.native, null), await trainStep(m.native, null);
     const full = await greedyBoth(cpu.native, cuda.native, prompts, 4, cpu.config.vocabSize);
     assert.deepEqual(full.cuda, full.cpu);
-    assert.ok(full.worst <= 0, `after full fine-tuning steps: logits differ by ${full.worst}`);
+    // every weight trained by two engines (sums in another order: ~1e-5 apart after two
+    // steps), so 1e-3 more than a forward's tolerance; stale weights would be ~0.1 off
+    assert.ok(full.worst <= 1e-3, `after full fine-tuning steps: logits differ by ${full.worst}`);
     assert.notDeepEqual(full.cpu, before.cpu, "the steps changed nothing: this would test nothing");
   });
 

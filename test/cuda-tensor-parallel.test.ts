@@ -43,6 +43,21 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     if (!given) assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
   });
 
+  it("refuses to train on its devices by name (tensor-parallel training runs on CPU ranks only)", async () => {
+    const text = cpu.tokenizer.encode("Once upon a time", true);
+    tp.native.addAdapter("r", { lora: { rank: 2, alpha: 4, dropout: 0, targets: ["q"], seed: 1 }, valueHead: false });
+    tp.native.setTrainable({ adapter: "r" });
+    try {
+      await assert.rejects(
+        tp.native.trainForward({ tokens: Int32Array.from(text), counts: Int32Array.from([text.length]), targets: Int32Array.from([...text.slice(1), -1]), adapter: "r", values: false, grad: true, checkpoint: false }),
+        (e: Error & { code?: string }) => e.code === "unsupported" && /--tensor-parallel/.test(e.message),
+      );
+    } finally {
+      tp.native.setTrainable(null);
+      tp.native.removeAdapter("r");
+    }
+  });
+
   it("stories260K: greedy tokens equal to the CPU engine's, batch 3, prompts over several KV blocks", async () => {
     const enc = (t: string) => cpu.tokenizer.encode(t, true);
     const prompts = [enc("Once upon a time, there was a little girl named Lily who loved to play in the park with her dog"), enc("The cat"), enc("One day, Tom went to the store")];

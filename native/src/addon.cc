@@ -42,6 +42,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::WriteParameter>("writeParameter"),
                       InstanceMethod<&ModelWrap::OptimizerState>("optimizerState"),
                       InstanceMethod<&ModelWrap::LoadOptimizerState>("loadOptimizerState"),
+                      InstanceMethod<&ModelWrap::WeightBytesMoved>("weightBytesMoved"),
                       InstanceMethod<&ModelWrap::MergeAdapter>("mergeAdapter"),
                       InstanceMethod<&ModelWrap::UnmergeAdapter>("unmergeAdapter")});
 }

@@ -189,6 +189,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void WriteParameter(const Napi::CallbackInfo& info);
   Napi::Value OptimizerState(const Napi::CallbackInfo& info);
   void LoadOptimizerState(const Napi::CallbackInfo& info);
+  Napi::Value WeightBytesMoved(const Napi::CallbackInfo& info);
   void MergeAdapter(const Napi::CallbackInfo& info);
   void UnmergeAdapter(const Napi::CallbackInfo& info);
 

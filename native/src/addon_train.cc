@@ -3,6 +3,8 @@
 // the busy flag they share with forward; the rest are synchronous and refused while busy.
 #include "addon.h"
 
+#include <utility>
+
 namespace hc::addon {
 
 namespace {
@@ -211,7 +213,9 @@ void ModelWrap::WriteParameter(const Napi::CallbackInfo& info) {
 
 Napi::Value ModelWrap::OptimizerState(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const hc::ParamSet& set = idle(env).trainable();
+  hc::Model& model = idle(env);
+  model.sync_to_host();  // moments trained on a device come back explicitly
+  const hc::ParamSet& set = std::as_const(model).trainable();
   Napi::Object o = Napi::Object::New(env);
   o.Set("step", static_cast<double>(set.steps()));
   Napi::Array ts = Napi::Array::New(env, set.params().size());
@@ -261,6 +265,10 @@ void ModelWrap::UnmergeAdapter(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   hc::Model& m = idle(env);
   guard(env, [&] { m.unmerge_adapter(); });
+}
+
+Napi::Value ModelWrap::WeightBytesMoved(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), static_cast<double>(live(info.Env()).weight_bytes_moved()));
 }
 
 }  // namespace hc::addon

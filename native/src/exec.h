@@ -14,6 +14,7 @@
 #include <string>
 
 #include "dtype.h"
+#include "exec_train.h"
 #include "threadpool.h"
 
 namespace hc {
@@ -92,6 +93,20 @@ class Exec {
   // out[M,N] = x[M,K]·wᵀ (+ bias), w's rows ldw elements apart
   virtual void linear_ld(float* out, const float* x, const void* w, DType dt, int64_t ldw, const float* bias, int64_t M,
                          int64_t N, int64_t K) = 0;
+
+  // ---- training (exec_train.h; model_train.cc) ----
+  virtual TrainOps& train() = 0;
+  // A trainable fp32 tensor, resident and updated in place by the optimizer where this
+  // Exec's memory is: the copy weight() returns for `host`, uploaded if absent, kept across
+  // weights_changed() until unpin(). The host array goes stale while pinned: pull() it.
+  virtual float* pin(float* host, int64_t n) = 0;
+  virtual void unpin(const float* host) = 0;
+  // host[n] = the resident copy / the resident copy = host[n] (identity on the CPU)
+  virtual void pull(float* host, int64_t n) = 0;
+  virtual void push(const float* host, int64_t n) = 0;
+  // Bytes of weights moved between host and device so far (uploads by weight()/pin()/push(),
+  // downloads by pull()): what a serving ⇄ training switch costs; 0 on the CPU.
+  virtual int64_t weight_bytes_moved() const = 0;
 };
 
 // k_pool, v_pool: the KVCache's host storage

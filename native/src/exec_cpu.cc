@@ -15,7 +15,8 @@ namespace {
 
 class CpuExec final : public Exec {
  public:
-  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv) : pool_(pool), k_(k), v_(v), kv_(kv) {}
+  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv)
+      : pool_(pool), k_(k), v_(v), kv_(kv), train_(make_cpu_train_ops(pool)) {}
   const char* device() const override { return "cpu"; }
   std::string device_name() const override { return "cpu"; }
 
@@ -91,12 +92,20 @@ class CpuExec final : public Exec {
     cpu::gemm(false, true, M, N, K, 1.f, x, K, w, dt, ldw, 0.f, out, N, bias, pool_);
   }
 
+  TrainOps& train() override { return *train_; }
+  float* pin(float* host, int64_t) override { return host; }
+  void unpin(const float*) override {}
+  void pull(float*, int64_t) override {}
+  void push(const float*, int64_t) override {}
+  int64_t weight_bytes_moved() const override { return 0; }
+
  private:
   ThreadPool& pool_;
   float *k_, *v_;
   KvGeometry kv_;
   std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> f_;
   std::vector<cpu::KVSpan> spans_;
+  std::unique_ptr<TrainOps> train_;
 };
 
 }  // namespace

@@ -54,6 +54,7 @@ class CudaExec final : public Exec {
       throw Error("backend_unavailable", "CUDA device " + std::to_string(device) + " does not exist (" +
                                              std::to_string(lib().devices) + " present)");
     bind();
+    train_ = make_cuda_train_ops();
     const int64_t pool = kv.layers * kv.layer_stride * kv.blocks * static_cast<int64_t>(sizeof(float));
     k_ = DeviceBuffer(pool);
     v_ = DeviceBuffer(pool);
@@ -75,13 +76,15 @@ class CudaExec final : public Exec {
     Resident& r = weights_[host];
     if (r.buf.bytes() != bytes) r.buf = DeviceBuffer(bytes);
     cuda_call(lib().hc_cuda_upload(r.buf.get(), host, static_cast<size_t>(bytes)));
+    moved_ += bytes;
     r.mut = mut;
     return r.buf.get();
   }
   // the mutable copies are dropped (their host arrays may be gone or rewritten) and
   // uploaded again when next read; the mapped checkpoint tensors stay
   void weights_changed() override {
-    for (auto it = weights_.begin(); it != weights_.end();) it = it->second.mut ? weights_.erase(it) : std::next(it);
+    for (auto it = weights_.begin(); it != weights_.end();)
+      it = it->second.mut && !it->second.pinned ? weights_.erase(it) : std::next(it);
     for (auto it = views_.begin(); it != views_.end();) it = it->second.mut ? views_.erase(it) : std::next(it);
   }
   float* kv_k(int64_t l) override { return static_cast<float*>(k_.get()) + l * kv_.layer_stride; }
@@ -142,6 +145,7 @@ class CudaExec final : public Exec {
         std::memcpy(packed.data() + i * len, static_cast<const char*>(host) + i * row_bytes + off, static_cast<size_t>(len));
       r.buf = DeviceBuffer(rows * len);
       cuda_call(lib().hc_cuda_upload(r.buf.get(), packed.data(), packed.size()));
+      moved_ += rows * len;
       r.mut = mut;
     }
     return {r.buf.get(), c1 - c0};
@@ -151,10 +155,34 @@ class CudaExec final : public Exec {
     cuda_call(lib().hc_cuda_dev_gemm(out, x, w, dev_dtype(dt), bias, M, N, K, K, ldw, N, 0, 1, 1.0f, 0.0f));
   }
 
+  TrainOps& train() override { return *train_; }
+  float* pin(float* host, int64_t n) override {
+    float* d = static_cast<float*>(const_cast<void*>(weight(host, n * 4, true)));
+    weights_[host].pinned = true;
+    return d;
+  }
+  void unpin(const float* host) override {
+    if (auto it = weights_.find(host); it != weights_.end()) it->second.pinned = false;
+  }
+  void pull(float* host, int64_t n) override {
+    auto it = weights_.find(host);
+    if (it == weights_.end()) return;  // not resident: the host copy is the only one
+    cuda_call(lib().hc_cuda_download(host, it->second.buf.get(), static_cast<size_t>(n) * 4));
+    moved_ += n * 4;
+  }
+  void push(const float* host, int64_t n) override {
+    auto it = weights_.find(host);
+    if (it == weights_.end() || it->second.buf.bytes() != n * 4) return;  // uploaded when next read
+    cuda_call(lib().hc_cuda_upload(it->second.buf.get(), host, static_cast<size_t>(n) * 4));
+    moved_ += n * 4;
+  }
+  int64_t weight_bytes_moved() const override { return moved_; }
+
  private:
   struct Resident {
     DeviceBuffer buf;
     bool mut = false;
+    bool pinned = false;  // a trainable tensor, updated in place on the device (pin())
   };
   static void* grow(DeviceBuffer& b, int64_t bytes) {
     if (b.bytes() < bytes) b = DeviceBuffer(bytes);
@@ -167,6 +195,8 @@ class CudaExec final : public Exec {
   std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
   std::unordered_map<const void*, Resident> weights_;  // by host address
   std::map<std::pair<const void*, int64_t>, Resident> views_;  // weight_columns' shards, by host address and c0
+  int64_t moved_ = 0;  // weight bytes uploaded or pulled back
+  std::unique_ptr<TrainOps> train_;
 };
 
 }  // namespace

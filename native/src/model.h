@@ -9,12 +9,14 @@
 #include <vector>
 
 #include "cpu/ops.h"
+#include "errors.h"
 #include "exec.h"
 #include "kvcache.h"
 #include "rank.h"
 #include "threadpool.h"
 #include "train/adapter.h"
 #include "train/params.h"
+#include "train/resident_params.h"
 #include "train/tape.h"
 #include "weights.h"
 
@@ -131,7 +133,10 @@ class Model {
   // Accumulates the trainable set's gradients from dL/dlogp (and dL/dvalue, may be null).
   void train_backward(const std::vector<float>& dlogp, const std::vector<float>* dvalues);
   StepResult step(const OptimizerStep& o);
-  void zero_grad() { trainable_.zero_grad(); }
+  void zero_grad() {
+    trainable_.zero_grad();
+    resident_params_.zero_grad(*exec_);
+  }
 
   void add_adapter(const std::string& name, const AdapterSpec& spec);
   void remove_adapter(const std::string& name);
@@ -143,9 +148,16 @@ class Model {
   const ParamSet& trainable() const { return trainable_; }
   // data-parallel ranks (train/zero.h) drive its optimizer: the weights may change
   ParamSet& trainable() {
+    if (resident_params_.active())
+      throw Error("unsupported", "data-parallel training keeps its optimizer on the host: use --device cpu");
     weights_changed();
     return trainable_;
   }
+  // The trainable tensors' data and AdamW moments copied back into the host arrays
+  // (trainable()'s, the adapters', the materialised weights) where a device holds them.
+  void sync_to_host();
+  // Weight bytes moved between host and device so far (exec.h weight_bytes_moved).
+  int64_t weight_bytes_moved() const { return exec_->weight_bytes_moved(); }
   // Replaces the moments and step count; every trainable tensor must be given, shapes checked.
   void load_optimizer_state(int64_t step, const std::vector<std::string>& names,
                             const std::vector<std::vector<float>>& exp_avg,
@@ -176,6 +188,8 @@ class Model {
   std::vector<LoraApp> lora_apps(const ForwardBatch& b);
 
   // training internals (model_train.cc)
+  // the gradient of the trainable tensor whose host data is `host` (device or host memory); null when frozen
+  float* grad_for(const void* host) const;
   void train_linear(float* out, const float* in, int64_t layer, int t, int64_t T, LayerTape& tp);
   void train_linear_backward(float* dx, float beta, const float* dy, const float* x, int64_t layer, int t,
                              int64_t T, const LayerTape& tp);
@@ -214,6 +228,7 @@ class Model {
   TrainKind train_kind_ = TrainKind::None;
   std::string train_adapter_;
   ParamSet trainable_;
+  ResidentParams resident_params_;  // the trainable set's device half (a device Exec only)
   Tape tape_;
   Tape nograd_tape_;  // a no-grad forward's buffers, kept apart so a pending grad tape survives it
   TrainScratch scratch_;

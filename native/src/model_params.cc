@@ -115,13 +115,15 @@ static void for_each_adapter_tensor(Adapter& a, int64_t L, F f) {
     f(std::string("value_head"), std::vector<int64_t>{static_cast<int64_t>(a.value_head.size())}, a.value_head.data());
 }
 
+// No weights_changed() here: choosing a set rewrites nothing (materialise() says so itself),
+// so a device keeps every resident copy — switching roles moves no weights.
 void Model::set_trainable(TrainKind kind, const std::string& name) {
-  weights_changed();
   if (kind == TrainKind::Base && any_merged())
     throw Error("adapter_merged", "setTrainable: adapter '" + merged_ + "' is merged; unmerge it first");
   Adapter* a = kind == TrainKind::Adapter ? &adapter(name) : nullptr;
   if (a && merged_ == name)
     throw Error("adapter_merged", "setTrainable: adapter '" + name + "' is merged; unmerge it first");
+  resident_params_.detach(*exec_, trainable_);  // the device's values back into the host arrays
   trainable_.clear();
   if (kind == TrainKind::None) {  // training is over: give the activation memory back
     tape_ = Tape{};
@@ -147,6 +149,12 @@ void Model::set_trainable(TrainKind kind, const std::string& name) {
       trainable_.add(b.name, b.shape, data);
     }
   }
+  // on a device the set trains where it is resident (the CPU tensor-parallel ranks never get here)
+  if (kind != TrainKind::None && !exec_->train().host()) resident_params_.attach(*exec_, trainable_);
+}
+
+void Model::sync_to_host() {
+  if (resident_params_.active()) resident_params_.sync(*exec_, trainable_);
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Model::parameters(const std::string* name) {
@@ -180,11 +188,14 @@ static int64_t numel(const std::vector<int64_t>& s) {
 std::vector<float> Model::read_parameter(const std::string* ad, const std::string& name) {
   std::vector<int64_t> shape;
   if (ad) {
-    const float* p = adapter_tensor(adapter(*ad), spec_.L, name, shape);
+    float* p = adapter_tensor(adapter(*ad), spec_.L, name, shape);
+    if (resident_params_.attached(p)) exec_->pull(p, numel(shape));  // trained on the device
     return std::vector<float>(p, p + numel(shape));
   }
   BaseTensor b = base_tensor(name);
   std::vector<float> out(static_cast<size_t>(numel(b.shape)));
+  if (const void* host = b.vec ? b.vec->data() : b.embed ? embed_ : b.lin->w; resident_params_.attached(host))
+    exec_->pull(static_cast<float*>(const_cast<void*>(host)), numel(b.shape));
   if (b.vec) out = *b.vec;
   else if (b.embed) cpu::to_f32(out.data(), embed_, embed_dtype_, numel(b.shape));
   else cpu::to_f32(out.data(), b.lin->w, b.lin->dtype, numel(b.shape));
@@ -209,6 +220,7 @@ void Model::write_parameter(const std::string* ad, const std::string& name, cons
     else materialise(*b.lin), dst = b.lin->owned.data();
   }
   std::copy(data.begin(), data.end(), dst);
+  if (resident_params_.attached(dst)) exec_->push(dst, numel(shape));  // the device's copy is the one trained
   drop_tape();
 }
 
@@ -233,6 +245,7 @@ void Model::load_optimizer_state(int64_t step, const std::vector<std::string>& n
     p->exp_avg_sq = v[i];
   }
   trainable_.set_steps(step);
+  if (resident_params_.active()) resident_params_.push_moments(*exec_, trainable_);
 }
 
 void Model::merge_adapter(const std::string& name) {

@@ -2,85 +2,87 @@
 // positions 0..n-1, log-probs of given targets out, dL/dlogp in. Same math as
 // Model::forward, with attention per sequence (no KV cache), the batch adapter's LoRA
 // (with dropout when training) on its targeted linears, and a tape for the backward.
+// Every op runs over the model's Exec (exec.h, exec_train.h): the CPU kernels on host
+// arrays, or the device's on resident weights, a device tape and device gradients.
 #include <algorithm>
 #include <cmath>
 
-#include "cpu/gemm.h"
-#include "cpu/matmul.h"
-#include "cpu/ops.h"
 #include "errors.h"
 #include "model.h"
 
 namespace hc {
 
-static void fit(std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
 
 // Rows of logits computed at once, so the head never holds [T,V] for a long batch.
 static int64_t head_rows(int64_t T, int64_t V) { return std::max<int64_t>(1, std::min<int64_t>(T, (1 << 22) / V)); }
 
 void Model::head_logits(float* logits, const float* xf, int64_t r0, int64_t R) {
-  linear(logits, xf + r0 * spec_.C, lm_head_, R);
+  exec_linear(logits, xf + r0 * spec_.C, lm_head_, R);
+}
+
+float* Model::grad_for(const void* host) const {
+  return resident_params_.active() ? resident_params_.grad_for(host) : trainable_.grad_for(host);
 }
 
 // out = in·Wᵀ + b, plus the tape adapter's LoRA: out += s·(dropout(in)·Aᵀ)·Bᵀ.
 void Model::train_linear(float* out, const float* in, int64_t layer, int t, int64_t T, LayerTape& tp) {
   const Linear& w = layers_[layer].at(t);
-  linear(out, in, w, T);
+  exec_linear(out, in, w, T);
   const Adapter* a = tape_.adapter;
   if (!a || !a->at(layer, t).on()) return;
+  TrainOps& ops = exec_->train();
   const LoraMats& m = a->at(layer, t);
   const int64_t r = a->spec.lora.rank;
   const float* xd = in;
-  std::vector<float>& dropped = scratch_.dropped;
+  Buf& dropped = scratch_.dropped;
   if (tape_.dropout) {
-    fit(tp.mask[t], T * m.in);
-    dropout_mask(tp.mask[t].data(), T * m.in, a->spec.lora.dropout, a->spec.lora.seed, tape_.counter, layer, t);
-    fit(dropped, T * m.in);
-    for (int64_t i = 0; i < T * m.in; i++) dropped[i] = in[i] * tp.mask[t][i];
+    tp.mask[t].fit(ops, T * m.in);
+    ops.dropout_mask(tp.mask[t].data(), T * m.in, a->spec.lora.dropout, a->spec.lora.seed, tape_.counter, layer, t);
+    dropped.fit(ops, T * m.in);
+    ops.mul(dropped.data(), in, tp.mask[t].data(), T * m.in, false);
     xd = dropped.data();
   }
-  fit(tp.u[t], T * r);
-  cpu::sgemm(false, true, T, r, m.in, 1.0f, xd, m.in, m.A.data(), m.in, 0.0f, tp.u[t].data(), r, *pool_);
-  cpu::sgemm(false, true, T, m.out, r, a->scale, tp.u[t].data(), r, m.B.data(), r, 1.0f, out, m.out, *pool_);
+  tp.u[t].fit(ops, T * r);
+  exec_->sgemm(false, true, T, r, m.in, 1.0f, xd, m.in, resident(m.A), m.in, 0.0f, tp.u[t].data(), r);
+  exec_->sgemm(false, true, T, m.out, r, a->scale, tp.u[t].data(), r, resident(m.B), r, 1.0f, out, m.out);
 }
 
 // dx = beta·dx + dy·W (+ the LoRA path), and the trainable weights' gradients.
 void Model::train_linear_backward(float* dx, float beta, const float* dy, const float* x, int64_t layer, int t,
                                   int64_t T, const LayerTape& tp) {
   const Linear& w = layers_[layer].at(t);
-  float* dw = trainable_.grad_for(w.w);
-  float* db = w.bias.empty() ? nullptr : trainable_.grad_for(w.bias.data());
-  if (dw || db) cpu::matmul_backward(nullptr, dw, db, dy, x, w.w, w.dtype, T, w.out, w.in, *pool_);
-  cpu::gemm(false, false, T, w.in, w.out, 1.0f, dy, w.out, w.w, w.dtype, w.in, beta, dx, w.in, nullptr, *pool_);
+  TrainOps& ops = exec_->train();
+  ops.linear_backward(dx, beta, grad_for(w.w), w.bias.empty() ? nullptr : grad_for(w.bias.data()), dy, x,
+                      resident(w), w.dtype, T, w.out, w.in);
   const Adapter* a = tape_.adapter;
   if (!a || !a->at(layer, t).on()) return;
   const LoraMats& m = a->at(layer, t);
   const int64_t r = a->spec.lora.rank;
   const float s = a->scale;
-  std::vector<float>& du = scratch_.du;
-  fit(du, T * r);
-  cpu::sgemm(false, false, T, r, m.out, s, dy, m.out, m.B.data(), r, 0.0f, du.data(), r, *pool_);
-  if (float* dB = trainable_.grad_for(m.B.data()))
-    cpu::sgemm(true, false, m.out, r, T, s, dy, m.out, tp.u[t].data(), r, 1.0f, dB, r, *pool_);
+  const float *A = resident(m.A), *B = resident(m.B);
+  Buf& du = scratch_.du;
+  du.fit(ops, T * r);
+  exec_->sgemm(false, false, T, r, m.out, s, dy, m.out, B, r, 0.0f, du.data(), r);
+  if (float* dB = grad_for(m.B.data())) exec_->sgemm(true, false, m.out, r, T, s, dy, m.out, tp.u[t].data(), r, 1.0f, dB, r);
   const bool masked = tape_.dropout;
-  if (float* dA = trainable_.grad_for(m.A.data())) {
+  if (float* dA = grad_for(m.A.data())) {
     const float* xd = x;
-    std::vector<float>& dropped = scratch_.dropped;
+    Buf& dropped = scratch_.dropped;
     if (masked) {
-      fit(dropped, T * m.in);
-      for (int64_t i = 0; i < T * m.in; i++) dropped[i] = x[i] * tp.mask[t][i];
+      dropped.fit(ops, T * m.in);
+      ops.mul(dropped.data(), x, tp.mask[t].data(), T * m.in, false);
       xd = dropped.data();
     }
-    cpu::sgemm(true, false, r, m.in, T, 1.0f, du.data(), r, xd, m.in, 1.0f, dA, m.in, *pool_);
+    exec_->sgemm(true, false, r, m.in, T, 1.0f, du.data(), r, xd, m.in, 1.0f, dA, m.in);
   }
   if (!masked) {
-    cpu::sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, m.A.data(), m.in, 1.0f, dx, m.in, *pool_);
+    exec_->sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, A, m.in, 1.0f, dx, m.in);
     return;
   }
-  std::vector<float>& dxd = scratch_.dxd;
-  fit(dxd, T * m.in);
-  cpu::sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, m.A.data(), m.in, 0.0f, dxd.data(), m.in, *pool_);
-  for (int64_t i = 0; i < T * m.in; i++) dx[i] += dxd[i] * tp.mask[t][i];
+  Buf& dxd = scratch_.dxd;
+  dxd.fit(ops, T * m.in);
+  exec_->sgemm(false, false, T, m.in, r, 1.0f, du.data(), r, A, m.in, 0.0f, dxd.data(), m.in);
+  ops.mul(dx, dxd.data(), tp.mask[t].data(), T * m.in, true);
 }
 
 void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp) {
@@ -89,38 +91,45 @@ void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp
   const LayerWeights& w = layers_[l];
   const int64_t T = static_cast<int64_t>(tape_.tokens.size());
   const int64_t C = s.C, I = s.I, NH = s.NH, NKV = s.NKV, HD = s.HD, QD = NH * HD, KD = NKV * HD;
-  ThreadPool& pool = *pool_;
-  fit(tp.xn1, T * C), fit(tp.q, T * QD), fit(tp.k, T * KD), fit(tp.v, T * KD), fit(tp.att, T * QD);
-  fit(tp.lse, T * NH), fit(tp.x_mid, T * C), fit(tp.xn2, T * C), fit(tp.gate, T * I), fit(tp.up, T * I);
-  fit(tp.h, T * I);
-  cpu::rmsnorm_forward(tp.xn1.data(), x, w.attn_norm.data(), T, C, s.eps, pool);
+  Exec& ex = *exec_;
+  TrainOps& ops = ex.train();
+  tp.xn1.fit(ops, T * C), tp.q.fit(ops, T * QD), tp.k.fit(ops, T * KD), tp.v.fit(ops, T * KD);
+  tp.att.fit(ops, T * QD), tp.lse.fit(ops, T * NH), tp.x_mid.fit(ops, T * C), tp.xn2.fit(ops, T * C);
+  tp.gate.fit(ops, T * I), tp.up.fit(ops, T * I), tp.h.fit(ops, T * I);
+  ex.rmsnorm(tp.xn1.data(), x, resident(w.attn_norm), T, C, s.eps);
   train_linear(tp.q.data(), tp.xn1.data(), l, kQ, T, tp);
   train_linear(tp.k.data(), tp.xn1.data(), l, kK, T, tp);
   train_linear(tp.v.data(), tp.xn1.data(), l, kV, T, tp);
   if (s.qk_norm) {
-    tp.q_raw = tp.q;
-    tp.k_raw = tp.k;
-    cpu::rmsnorm_forward(tp.q.data(), tp.q.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
-    cpu::rmsnorm_forward(tp.k.data(), tp.k.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
+    tp.q_raw.fit(ops, T * QD), tp.k_raw.fit(ops, T * KD);
+    ops.copy(tp.q_raw.data(), tp.q.data(), T * QD);
+    ops.copy(tp.k_raw.data(), tp.k.data(), T * KD);
+    ex.rmsnorm(tp.q.data(), tp.q.data(), resident(w.q_norm), T * NH, HD, s.eps);
+    ex.rmsnorm(tp.k.data(), tp.k.data(), resident(w.k_norm), T * NKV, HD, s.eps);
   }
-  cpu::rope_forward(tp.q.data(), tape_.cos.data(), tape_.sin.data(), T, NH, HD, pool);
-  cpu::rope_forward(tp.k.data(), tape_.cos.data(), tape_.sin.data(), T, NKV, HD, pool);
+  ex.rope(tp.q.data(), tape_.cos.data(), tape_.sin.data(), T, NH, HD);
+  ex.rope(tp.k.data(), tape_.cos.data(), tape_.sin.data(), T, NKV, HD);
   for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(tape_.counts.size()); t0 += tape_.counts[sq++]) {
     const int64_t n = tape_.counts[sq];
-    cpu::attention_train_forward(tp.att.data() + t0 * QD, tp.lse.data() + t0 * NH, tp.q.data() + t0 * QD,
-                                 tp.k.data() + t0 * KD, tp.v.data() + t0 * KD, n, NH, NKV, HD, s.window(l), pool);
+    ops.attention_train_forward(tp.att.data() + t0 * QD, tp.lse.data() + t0 * NH, tp.q.data() + t0 * QD,
+                                tp.k.data() + t0 * KD, tp.v.data() + t0 * KD, n, NH, NKV, HD, s.window(l));
   }
   train_linear(tp.x_mid.data(), tp.att.data(), l, kO, T, tp);
-  cpu::residual_forward(tp.x_mid.data(), tp.x_mid.data(), x, T * C);
-  cpu::rmsnorm_forward(tp.xn2.data(), tp.x_mid.data(), w.mlp_norm.data(), T, C, s.eps, pool);
+  ex.residual(tp.x_mid.data(), tp.x_mid.data(), x, T * C);
+  ex.rmsnorm(tp.xn2.data(), tp.x_mid.data(), resident(w.mlp_norm), T, C, s.eps);
   train_linear(tp.gate.data(), tp.xn2.data(), l, kGate, T, tp);
   train_linear(tp.up.data(), tp.xn2.data(), l, kUp, T, tp);
-  cpu::swiglu_forward(tp.h.data(), tp.gate.data(), tp.up.data(), T * I, pool);
+  ex.swiglu(tp.h.data(), tp.gate.data(), tp.up.data(), T * I);
   train_linear(x_out, tp.h.data(), l, kDown, T, tp);
-  cpu::residual_forward(x_out, x_out, tp.x_mid.data(), T * C);
+  ex.residual(x_out, x_out, tp.x_mid.data(), T * C);
 }
 
 void Model::train_forward(const TrainBatch& b, TrainResult& res) {
+  // tensor-parallel training runs its ranks' CPU kernels on host memory (rank_train.cc);
+  // on devices that would read device buffers, so it is refused until it runs there
+  if (tp_ && std::string(exec_->device()) != "cpu")
+    throw Error("unsupported", "training a model served with --device cuda --tensor-parallel > 1 is not built yet; "
+                               "train with --device cpu, or on one device");
   const ModelSpec& s = spec_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (T == 0 || b.counts.empty()) throw Error("invalid_batch", "trainForward: empty batch");
@@ -169,44 +178,51 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
   tape_.adapter = a;
   tape_.dropout = b.grad && a && a->spec.has_lora && a->spec.lora.dropout > 0;
   if (tape_.dropout) tape_.counter = a->forwards++;
+  Exec& ex = *exec_;
+  TrainOps& ops = ex.train();
+  tape_.tokens_d.fit(ops, T), tape_.targets_d.fit(ops, T);
+  ops.upload(tape_.tokens_d.data(), b.tokens.data(), T * 4);
+  ops.upload(tape_.targets_d.data(), b.targets.data(), T * 4);
   std::vector<int32_t> pos(static_cast<size_t>(T));
   for (int64_t sq = 0, t = 0; sq < static_cast<int64_t>(b.counts.size()); sq++)
     for (int32_t i = 0; i < b.counts[sq]; i++) pos[t++] = i;
-  fit(tape_.cos, T * HD / 2), fit(tape_.sin, T * HD / 2);
-  cpu::rope_tables(tape_.cos.data(), tape_.sin.data(), pos.data(), s.inv_freq.data(), T, HD / 2, s.rope_scaling);
+  Arr<int32_t>& pos_d = scratch_.pos;
+  pos_d.fit(ops, T);
+  ops.upload(pos_d.data(), pos.data(), T * 4);
+  tape_.cos.fit(ops, T * HD / 2), tape_.sin.fit(ops, T * HD / 2);
+  ex.rope_tables(tape_.cos.data(), tape_.sin.data(), pos_d.data(), resident(s.inv_freq), T, HD / 2, s.rope_scaling);
 
   // inputs[l] is layer l's input; without grad only two buffers alternate
   tape_.inputs.resize(static_cast<size_t>(b.grad ? L : 2));
   tape_.layers.resize(b.grad && !b.checkpoint ? static_cast<size_t>(L) : 1);
-  for (auto& v : tape_.inputs) fit(v, T * C);
-  fit(tape_.x_final, T * C);
+  for (auto& v : tape_.inputs) v.fit(ops, T * C);
+  tape_.x_final.fit(ops, T * C);
   auto input = [&](int64_t l) { return tape_.inputs[static_cast<size_t>(b.grad ? l : l % 2)].data(); };
-  cpu::embedding_forward(input(0), b.tokens.data(), embed_, embed_dtype_, T, C);
+  ex.embedding(input(0), tape_.tokens_d.data(), resident_embed(), embed_dtype_, T, C);
   for (int64_t l = 0; l < L; l++) {
     float* out = l + 1 < L ? input(l + 1) : tape_.x_final.data();
     layer_forward(l, input(l), out, tape_.layers[tape_.layers.size() == 1 ? 0 : static_cast<size_t>(l)]);
   }
 
-  fit(tape_.xf, T * C);
-  cpu::rmsnorm_forward(tape_.xf.data(), tape_.x_final.data(), final_norm_.data(), T, C, s.eps, *pool_);
-  res.logp.assign(static_cast<size_t>(T), 0.0f);
+  tape_.xf.fit(ops, T * C);
+  ex.rmsnorm(tape_.xf.data(), tape_.x_final.data(), resident(final_norm_), T, C, s.eps);
   const int64_t rows = head_rows(T, s.V);
-  std::vector<float>& logits = scratch_.logits;
-  fit(logits, rows * s.V);
+  Buf &logits = scratch_.logits, &logp = scratch_.logp;
+  logits.fit(ops, rows * s.V), logp.fit(ops, T);
   for (int64_t r0 = 0; r0 < T; r0 += rows) {
     const int64_t R = std::min(rows, T - r0);
     head_logits(logits.data(), tape_.xf.data(), r0, R);
-    cpu::logprob_forward(res.logp.data() + r0, logits.data(), b.targets.data() + r0, R, s.V, *pool_);
+    ops.logprob_forward(logp.data() + r0, logits.data(), tape_.targets_d.data() + r0, R, s.V);
   }
+  res.logp.resize(static_cast<size_t>(T));
+  ops.download(res.logp.data(), logp.data(), T * 4);
   res.values.clear();
   if (b.values) {
+    Buf& values = scratch_.values;
+    values.fit(ops, T);
+    ops.value_head(values.data(), tape_.xf.data(), resident(a->value_head), T, C);
     res.values.resize(static_cast<size_t>(T));
-    const float* vh = a->value_head.data();
-    for (int64_t t = 0; t < T; t++) {
-      double acc = 0;
-      for (int64_t i = 0; i < C; i++) acc += static_cast<double>(vh[i]) * tape_.xf[t * C + i];
-      res.values[t] = static_cast<float>(acc);
-    }
+    ops.download(res.values.data(), values.data(), T * 4);
   }
   tape_.valid = b.grad;
 }
@@ -217,41 +233,41 @@ void Model::layer_backward(int64_t l, float* dy, const float* x, const LayerTape
   const LayerWeights& w = layers_[l];
   const int64_t T = static_cast<int64_t>(tape_.tokens.size());
   const int64_t C = s.C, I = s.I, NH = s.NH, NKV = s.NKV, HD = s.HD, QD = NH * HD, KD = NKV * HD;
-  ThreadPool& pool = *pool_;
-  std::vector<float>&dh = scratch_.dh, &dup = scratch_.dup, &dxn = scratch_.dxn;
-  fit(dh, T * I), fit(dup, T * I), fit(dxn, T * C);
+  Exec& ex = *exec_;
+  TrainOps& ops = ex.train();
+  Buf &dh = scratch_.dh, &dup = scratch_.dup, &dxn = scratch_.dxn;
+  dh.fit(ops, T * I), dup.fit(ops, T * I), dxn.fit(ops, T * C);
   // MLP block: x_out = x_mid + down(swiglu(gate(xn2), up(xn2)))
   train_linear_backward(dh.data(), 0.0f, dy, tp.h.data(), l, kDown, T, tp);
-  cpu::swiglu_backward(dh.data(), dup.data(), dh.data(), tp.gate.data(), tp.up.data(), T * I, pool);
+  ops.swiglu_backward(dh.data(), dup.data(), dh.data(), tp.gate.data(), tp.up.data(), T * I);
   train_linear_backward(dxn.data(), 0.0f, dh.data(), tp.xn2.data(), l, kGate, T, tp);
   train_linear_backward(dxn.data(), 1.0f, dup.data(), tp.xn2.data(), l, kUp, T, tp);
-  cpu::rmsnorm_backward(dxn.data(), trainable_.grad_for(w.mlp_norm.data()), dxn.data(), tp.x_mid.data(),
-                        w.mlp_norm.data(), T, C, s.eps, pool);
-  for (int64_t i = 0; i < T * C; i++) dy[i] += dxn[i];  // dy is now dL/dx_mid
+  ops.rmsnorm_backward(dxn.data(), grad_for(w.mlp_norm.data()), dxn.data(), tp.x_mid.data(), resident(w.mlp_norm),
+                       T, C, s.eps);
+  ex.residual(dy, dy, dxn.data(), T * C);  // dy is now dL/dx_mid
   // attention block: x_mid = x + o(attention(rope(norm(q)), rope(norm(k)), v))
-  std::vector<float>&datt = scratch_.datt, &dq = scratch_.dq, &dk = scratch_.dk, &dv = scratch_.dv;
-  fit(datt, T * QD), fit(dq, T * QD), fit(dk, T * KD), fit(dv, T * KD);
+  Buf &datt = scratch_.datt, &dq = scratch_.dq, &dk = scratch_.dk, &dv = scratch_.dv;
+  datt.fit(ops, T * QD), dq.fit(ops, T * QD), dk.fit(ops, T * KD), dv.fit(ops, T * KD);
   train_linear_backward(datt.data(), 0.0f, dy, tp.att.data(), l, kO, T, tp);
   for (int64_t sq = 0, t0 = 0; sq < static_cast<int64_t>(tape_.counts.size()); t0 += tape_.counts[sq++]) {
     const int64_t n = tape_.counts[sq];
-    cpu::attention_backward(dq.data() + t0 * QD, dk.data() + t0 * KD, dv.data() + t0 * KD, datt.data() + t0 * QD,
-                            tp.q.data() + t0 * QD, tp.k.data() + t0 * KD, tp.v.data() + t0 * KD,
-                            tp.lse.data() + t0 * NH, n, NH, NKV, HD, s.window(l), pool);
+    ops.attention_backward(dq.data() + t0 * QD, dk.data() + t0 * KD, dv.data() + t0 * KD, datt.data() + t0 * QD,
+                           tp.q.data() + t0 * QD, tp.k.data() + t0 * KD, tp.v.data() + t0 * KD,
+                           tp.lse.data() + t0 * NH, n, NH, NKV, HD, s.window(l));
   }
-  cpu::rope_backward(dq.data(), tape_.cos.data(), tape_.sin.data(), T, NH, HD, pool);
-  cpu::rope_backward(dk.data(), tape_.cos.data(), tape_.sin.data(), T, NKV, HD, pool);
+  ops.rope_backward(dq.data(), tape_.cos.data(), tape_.sin.data(), T, NH, HD);
+  ops.rope_backward(dk.data(), tape_.cos.data(), tape_.sin.data(), T, NKV, HD);
   if (s.qk_norm) {
-    cpu::rmsnorm_backward(dq.data(), trainable_.grad_for(w.q_norm.data()), dq.data(), tp.q_raw.data(),
-                          w.q_norm.data(), T * NH, HD, s.eps, pool);
-    cpu::rmsnorm_backward(dk.data(), trainable_.grad_for(w.k_norm.data()), dk.data(), tp.k_raw.data(),
-                          w.k_norm.data(), T * NKV, HD, s.eps, pool);
+    ops.rmsnorm_backward(dq.data(), grad_for(w.q_norm.data()), dq.data(), tp.q_raw.data(), resident(w.q_norm),
+                         T * NH, HD, s.eps);
+    ops.rmsnorm_backward(dk.data(), grad_for(w.k_norm.data()), dk.data(), tp.k_raw.data(), resident(w.k_norm),
+                         T * NKV, HD, s.eps);
   }
   train_linear_backward(dxn.data(), 0.0f, dq.data(), tp.xn1.data(), l, kQ, T, tp);
   train_linear_backward(dxn.data(), 1.0f, dk.data(), tp.xn1.data(), l, kK, T, tp);
   train_linear_backward(dxn.data(), 1.0f, dv.data(), tp.xn1.data(), l, kV, T, tp);
-  cpu::rmsnorm_backward(dxn.data(), trainable_.grad_for(w.attn_norm.data()), dxn.data(), x, w.attn_norm.data(), T,
-                        C, s.eps, pool);
-  for (int64_t i = 0; i < T * C; i++) dy[i] += dxn[i];  // dL/dx
+  ops.rmsnorm_backward(dxn.data(), grad_for(w.attn_norm.data()), dxn.data(), x, resident(w.attn_norm), T, C, s.eps);
+  ex.residual(dy, dy, dxn.data(), T * C);  // dL/dx
 }
 
 void Model::train_backward(const std::vector<float>& dlogp, const std::vector<float>* dvalues) {
@@ -261,55 +277,57 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
   const int64_t T = static_cast<int64_t>(tape_.tokens.size()), C = s.C, V = s.V;
   if (static_cast<int64_t>(dlogp.size()) != T)
     throw Error("invalid_argument", "trainBackward: dlogp must hold " + std::to_string(T) + " values");
-  trainable_.ensure_grads();  // a ZeRO-2/3 rank frees them between steps
+  if (!resident_params_.active()) trainable_.ensure_grads();  // a ZeRO-2/3 rank frees them between steps
   if (dvalues && !tape_.values)
     throw Error("invalid_argument", "trainBackward: dvalues given but the forward computed no values");
   if (dvalues && static_cast<int64_t>(dvalues->size()) != T)
     throw Error("invalid_argument", "trainBackward: dvalues must hold " + std::to_string(T) + " values");
   tape_.valid = false;  // consumed, whatever happens below
-  ThreadPool& pool = *pool_;
+  Exec& ex = *exec_;
+  TrainOps& ops = ex.train();
 
-  std::vector<float>&dxf = scratch_.dxf, &logits = scratch_.logits;
+  Buf &dxf = scratch_.dxf, &logits = scratch_.logits, &dlogp_d = scratch_.dlogp;
   const int64_t rows = head_rows(T, V);
-  fit(dxf, T * C), fit(logits, rows * V);
-  float* dhead = trainable_.grad_for(lm_head_.w);
+  dxf.fit(ops, T * C), logits.fit(ops, rows * V), dlogp_d.fit(ops, T);
+  ops.upload(dlogp_d.data(), dlogp.data(), T * 4);
+  float* dhead = grad_for(lm_head_.w);
+  const void* head = resident(lm_head_);
   for (int64_t r0 = 0; r0 < T; r0 += rows) {
     const int64_t R = std::min(rows, T - r0);
     head_logits(logits.data(), tape_.xf.data(), r0, R);
-    cpu::logprob_backward(logits.data(), dlogp.data() + r0, logits.data(), tape_.targets.data() + r0, R, V, pool);
-    cpu::matmul_backward(dxf.data() + r0 * C, dhead, nullptr, logits.data(), tape_.xf.data() + r0 * C, lm_head_.w,
-                         lm_head_.dtype, R, V, C, pool);
+    ops.logprob_backward(logits.data(), dlogp_d.data() + r0, logits.data(), tape_.targets_d.data() + r0, R, V);
+    ops.linear_backward(dxf.data() + r0 * C, 0.0f, dhead, nullptr, logits.data(), tape_.xf.data() + r0 * C, head,
+                        lm_head_.dtype, R, V, C);
   }
   if (dvalues) {
+    Buf& g = scratch_.dvalues;
+    g.fit(ops, T);
+    ops.upload(g.data(), dvalues->data(), T * 4);
     const float* vh = tape_.adapter->value_head.data();
-    float* dvh = trainable_.grad_for(vh);
-    for (int64_t t = 0; t < T; t++) {
-      const float g = (*dvalues)[t];
-      for (int64_t i = 0; i < C; i++) {
-        dxf[t * C + i] += g * vh[i];
-        if (dvh) dvh[i] += g * tape_.xf[t * C + i];
-      }
-    }
+    ops.value_head_backward(dxf.data(), grad_for(vh), g.data(), tape_.xf.data(), resident(tape_.adapter->value_head), T,
+                            C);
   }
   float* dx = dxf.data();  // reused in place: dL/dx of each layer's output, then input
-  cpu::rmsnorm_backward(dx, trainable_.grad_for(final_norm_.data()), dx, tape_.x_final.data(), final_norm_.data(), T,
-                        C, s.eps, pool);
+  ops.rmsnorm_backward(dx, grad_for(final_norm_.data()), dx, tape_.x_final.data(), resident(final_norm_), T, C, s.eps);
   for (int64_t l = s.L - 1; l >= 0; l--) {
     const float* x = tape_.inputs[static_cast<size_t>(l)].data();
     LayerTape& tp = tape_.layers[tape_.checkpoint ? 0 : static_cast<size_t>(l)];
     if (tape_.checkpoint) {
-      fit(scratch_.layer_out, T * C);
+      scratch_.layer_out.fit(ops, T * C);
       layer_forward(l, x, scratch_.layer_out.data(), tp);
     }
     layer_backward(l, dx, x, tp);
   }
-  if (float* demb = trainable_.grad_for(embed_)) cpu::embedding_backward(demb, dx, tape_.tokens.data(), T, C);
+  if (float* demb = grad_for(embed_)) ops.embedding_backward(demb, dx, tape_.tokens_d.data(), T, C);
 }
 
 StepResult Model::step(const OptimizerStep& o) {
   if (train_kind_ == TrainKind::None) throw Error("nothing_trainable", "step: setTrainable chose nothing to train");
   if (train_kind_ == TrainKind::Adapter && train_adapter_ == merged_)
     throw Error("adapter_merged", "step: adapter '" + merged_ + "' is merged; unmerge it before training");
+  // on a device the trainable tensors are updated in place where the forward reads them:
+  // nothing to upload again (a host step rewrites host arrays the Exec may have copied)
+  if (resident_params_.active()) return resident_params_.step(*exec_, trainable_, o);
   weights_changed();
   return trainable_.step(o, *pool_);
 }

@@ -17,7 +17,8 @@
 
 namespace hc {
 
-static void fit(std::vector<float>& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
+template <typename V>  // a rank's own std::vector or a tape Buf (host memory: TP runs on the CPU)
+static void fit(V& v, int64_t n) { v.resize(static_cast<size_t>(n)); }
 
 const LoraMats* TensorParallel::lora_of(const Model& m, int64_t l, int t) {
   const Adapter* a = m.tape_.adapter;
@@ -94,8 +95,9 @@ void TensorParallel::train_attention(Model& m, int r, LayerTape& rt, const Layer
   train_column(m, r, rt, rt.k.data(), tp.xn1.data(), l, kK, ks, T);
   train_column(m, r, rt, rt.v.data(), tp.xn1.data(), l, kV, ks, T);
   if (s.qk_norm) {
-    rt.q_raw = rt.q;
-    rt.k_raw = rt.k;
+    fit(rt.q_raw, T * QD), fit(rt.k_raw, T * KD);
+    std::copy_n(rt.q.data(), T * QD, rt.q_raw.data());
+    std::copy_n(rt.k.data(), T * KD, rt.k_raw.data());
     cpu::rmsnorm_forward(rt.q.data(), rt.q.data(), w.q_norm.data(), T * NH, HD, s.eps, pool);
     cpu::rmsnorm_forward(rt.k.data(), rt.k.data(), w.k_norm.data(), T * NKV, HD, s.eps, pool);
   }

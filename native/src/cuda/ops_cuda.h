@@ -135,6 +135,46 @@ HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const fl
 /* out[R,C] = x[rows[r], :] */
 HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C);
 
+
+/* ---- training on DEVICE pointers (train_resident.cu; shapes as the host entry points) ---- */
+/* dx[M,K] = beta·dx + dout·w; dw[N,K] += doutᵀ·x, dbias[N] += Σ rows of dout; NULL skips one */
+HC_CUDA_API int hc_cuda_dev_linear_backward(float* dx, float beta, float* dw, float* dbias, const float* dout,
+                                            const float* x, const void* w, int dtype, int64_t M, int64_t N, int64_t K);
+/* rinv[M] scratch; dweight may be NULL (frozen) */
+HC_CUDA_API int hc_cuda_dev_rmsnorm_backward(float* dx, float* dweight, float* rinv, const float* dout,
+                                             const float* x, const float* weight, int64_t M, int64_t C, float eps);
+HC_CUDA_API int hc_cuda_dev_rope_backward(float* dx, const float* cos_t, const float* sin_t, int64_t T, int64_t H,
+                                          int64_t HD);
+HC_CUDA_API int hc_cuda_dev_attention_train_forward(float* out, float* lse, const float* q, const float* k,
+                                                    const float* v, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
+                                                    int64_t window);
+/* delta[T,NH] scratch */
+HC_CUDA_API int hc_cuda_dev_attention_backward(float* dq, float* dk, float* dv, float* delta, const float* dout,
+                                               const float* q, const float* k, const float* v, const float* lse,
+                                               int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window);
+HC_CUDA_API int hc_cuda_dev_swiglu_backward(float* dgate, float* dup, const float* dout, const float* gate,
+                                            const float* up, int64_t N);
+HC_CUDA_API int hc_cuda_dev_embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int64_t T,
+                                               int64_t C);
+HC_CUDA_API int hc_cuda_dev_logprob(float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V);
+HC_CUDA_API int hc_cuda_dev_logprob_backward(float* dlogits, const float* dlogp, const float* logits,
+                                             const int32_t* targets, int64_t T, int64_t V);
+/* mask[n] ∈ {0, keep}: element i dropped when unit(key, i) < p (../train/adapter.h dropout_mask's stream) */
+HC_CUDA_API int hc_cuda_dev_dropout_mask(float* mask, int64_t n, double p, uint64_t key, float keep);
+/* out[n] = a·b, or out += a·b with accumulate */
+HC_CUDA_API int hc_cuda_dev_mul(float* out, const float* a, const float* b, int64_t n, int accumulate);
+/* values[T] = xf[T,C]·vh[C] (double accumulation); its backward: dxf += g⊗vh, dvh[C] += gᵀ·xf (NULL skips) */
+HC_CUDA_API int hc_cuda_dev_value_head(float* values, const float* xf, const float* vh, int64_t T, int64_t C);
+HC_CUDA_API int hc_cuda_dev_value_head_backward(float* dxf, float* dvh, const float* g, const float* xf,
+                                                const float* vh, int64_t T, int64_t C);
+HC_CUDA_API int hc_cuda_dev_copy(void* dst, const void* src, size_t bytes);
+HC_CUDA_API int hc_cuda_dev_zero(void* p, size_t bytes);
+/* *acc += Σ g[n]² in double; partials: 256 doubles of device scratch */
+HC_CUDA_API int hc_cuda_dev_sum_squares(double* acc, double* partials, const float* g, int64_t n);
+/* torch.optim.AdamW's update with the scalars of ../train/params.h AdamW; grad zeroed */
+HC_CUDA_API int hc_cuda_dev_adamw(float* data, float* grad, float* m, float* v, int64_t n, float clip, float decay,
+                                  float b1, float b2, float step_size, float bc2_sqrt, float eps);
+
 #ifdef __cplusplus
 }
 #endif
@@ -179,6 +219,23 @@ HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_
   X(hc_cuda_dev_swiglu)                                                                                            \
   X(hc_cuda_dev_kv_write)                                                                                          \
   X(hc_cuda_dev_paged_attention)                                                                                   \
-  X(hc_cuda_dev_gather_rows)
+  X(hc_cuda_dev_gather_rows) \
+  X(hc_cuda_dev_linear_backward) \
+  X(hc_cuda_dev_rmsnorm_backward) \
+  X(hc_cuda_dev_rope_backward) \
+  X(hc_cuda_dev_attention_train_forward) \
+  X(hc_cuda_dev_attention_backward) \
+  X(hc_cuda_dev_swiglu_backward) \
+  X(hc_cuda_dev_embedding_backward) \
+  X(hc_cuda_dev_logprob) \
+  X(hc_cuda_dev_logprob_backward) \
+  X(hc_cuda_dev_dropout_mask) \
+  X(hc_cuda_dev_mul) \
+  X(hc_cuda_dev_value_head) \
+  X(hc_cuda_dev_value_head_backward) \
+  X(hc_cuda_dev_copy) \
+  X(hc_cuda_dev_zero) \
+  X(hc_cuda_dev_sum_squares) \
+  X(hc_cuda_dev_adamw)
 
 #endif

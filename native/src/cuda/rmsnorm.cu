@@ -63,8 +63,10 @@ void rmsnorm_backward(float* dinp, float* dweight, float* rinv, const float* dou
   if (M <= 0 || C <= 0) return;
   rmsnorm_rinv_kernel<<<static_cast<unsigned>(M), kRmsThreads, 0, stream>>>(rinv, inp, C, eps);
   HC_CUDA_LAUNCHED("rmsnorm_rinv_kernel");
-  rmsnorm_dweight_kernel<<<blocks_for(C, kRmsThreads), kRmsThreads, 0, stream>>>(dweight, dout, inp, rinv, M, C);
-  HC_CUDA_LAUNCHED("rmsnorm_dweight_kernel");
+  if (dweight) {  // null: a frozen weight (the training forward on a device passes one)
+    rmsnorm_dweight_kernel<<<blocks_for(C, kRmsThreads), kRmsThreads, 0, stream>>>(dweight, dout, inp, rinv, M, C);
+    HC_CUDA_LAUNCHED("rmsnorm_dweight_kernel");
+  }
   rmsnorm_dinp_kernel<<<static_cast<unsigned>(M), kRmsThreads, 0, stream>>>(dinp, dout, inp, weight, rinv, C);
   HC_CUDA_LAUNCHED("rmsnorm_dinp_kernel");
 }

@@ -48,8 +48,12 @@ void lora_init_A(float* A, int64_t n, int64_t in, uint64_t seed, int64_t layer, 
   for (int64_t i = 0; i < n; i++) A[i] = static_cast<float>((2 * unit(key, i) - 1) * bound);
 }
 
+uint64_t dropout_key(uint64_t seed, uint64_t counter, int64_t layer, int t) {
+  return stream(seed, mix(counter) ^ 0x44726f70ull, layer, t);
+}
+
 void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer, int t) {
-  const uint64_t key = stream(seed, mix(counter) ^ 0x44726f70ull, layer, t);
+  const uint64_t key = dropout_key(seed, counter, layer, t);
   const float keep = static_cast<float>(1.0 / (1.0 - p));
   for (int64_t i = 0; i < n; i++) mask[i] = unit(key, i) < p ? 0.0f : keep;
 }

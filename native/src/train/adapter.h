@@ -57,6 +57,9 @@ void lora_init_A(float* A, int64_t n, int64_t in, uint64_t seed, int64_t layer, 
 // (seed, forward counter, layer, target, element), so a checkpointed layer's
 // recomputation draws the same mask as the forward did.
 void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer, int t);
+// The stream key of that mask: element i is dropped when unit(key, i) < p. The device
+// twin (cuda/train_resident.cu) draws from it.
+uint64_t dropout_key(uint64_t seed, uint64_t counter, int64_t layer, int t);
 
 template <typename Dims>
 Adapter::Adapter(std::string n, const AdapterSpec& s, int64_t layers, int64_t C, Dims dims)

@@ -1,4 +1,5 @@
-// What one grad trainForward keeps for its trainBackward. Each layer's input is kept
+// What one grad trainForward keeps for its trainBackward, in the model's Exec memory
+// (exec_train.h: host arrays on the CPU, device memory on a GPU). Each layer's input is kept
 // always; the rest of a layer (LayerTape) is kept for every layer, or — with
 // activation checkpointing — for one layer at a time, recomputed from its input
 // during the backward.
@@ -8,33 +9,35 @@
 #include <string>
 #include <vector>
 
+#include "../exec_train.h"
 #include "adapter.h"
 
 namespace hc {
 
 struct LayerTape {
-  std::vector<float> xn1;           // [T,C] attn-normed input
-  std::vector<float> q_raw, k_raw;  // [T,QD],[T,KD] before the Qwen3 q/k norm (only with qk_norm)
-  std::vector<float> q, k, v;       // attention inputs (after norm and RoPE)
-  std::vector<float> att, lse;      // [T,QD] attention output, [T,NH] its logsumexp
-  std::vector<float> x_mid, xn2;    // [T,C] after the attention residual, and mlp-normed
-  std::vector<float> gate, up, h;   // [T,I] pre-activations and swiglu output
-  std::array<std::vector<float>, kTargets> u;     // LoRA x·Aᵀ [T,r] per targeted linear
-  std::array<std::vector<float>, kTargets> mask;  // dropout multipliers [T,in] (dropout > 0 only)
+  Buf xn1;           // [T,C] attn-normed input
+  Buf q_raw, k_raw;  // [T,QD],[T,KD] before the Qwen3 q/k norm (only with qk_norm)
+  Buf q, k, v;       // attention inputs (after norm and RoPE)
+  Buf att, lse;      // [T,QD] attention output, [T,NH] its logsumexp
+  Buf x_mid, xn2;    // [T,C] after the attention residual, and mlp-normed
+  Buf gate, up, h;   // [T,I] pre-activations and swiglu output
+  std::array<Buf, kTargets> u;     // LoRA x·Aᵀ [T,r] per targeted linear
+  std::array<Buf, kTargets> mask;  // dropout multipliers [T,in] (dropout > 0 only)
   std::vector<LayerTape> ranks;  // tensor parallelism (rank.h): each rank's shard of q…h, u, mask
 };
 
 struct Tape {
   bool valid = false;  // a grad forward ran and no backward has consumed it yet
   bool checkpoint = false, values = false;
-  std::vector<int32_t> tokens, targets, counts;
+  std::vector<int32_t> tokens, targets, counts;  // host
+  Arr<int32_t> tokens_d, targets_d;               // the same in the Exec's memory
   const Adapter* adapter = nullptr;  // the batch's adapter (its LoRA and value head)
   bool dropout = false;              // LoRA dropout active in this forward
   uint64_t counter = 0;              // the adapter's dropout counter for this forward
-  std::vector<float> cos, sin;       // RoPE tables [T, HD/2]
-  std::vector<std::vector<float>> inputs;  // [L] each layer's input [T,C]
+  Buf cos, sin;       // RoPE tables [T, HD/2]
+  std::vector<Buf> inputs;  // [L] each layer's input [T,C]
   std::vector<LayerTape> layers;            // [L], or [1] with checkpointing
-  std::vector<float> x_final, xf;           // last layer's output and its final norm [T,C]
+  Buf x_final, xf;           // last layer's output and its final norm [T,C]
 };
 
 // Working buffers of trainForward/trainBackward. They, and the tapes, keep their memory
@@ -42,12 +45,14 @@ struct Tape {
 // page again each step, a fifth of the step time on a 110M model. setTrainable(null)
 // gives it all back.
 struct TrainScratch {
-  std::vector<float> logits;                  // head rows [R,V], forward and backward
-  std::vector<float> dxf;                     // [T,C] the upstream gradient, layer by layer
-  std::vector<float> layer_out;               // [T,C] recomputed layer output (checkpointing)
-  std::vector<float> dh, dup, dxn;            // layer backward: [T,I],[T,I],[T,C]
-  std::vector<float> datt, dq, dk, dv;        // [T,QD],[T,QD],[T,KD],[T,KD]
-  std::vector<float> du, dropped, dxd;        // LoRA: [T,r], dropout(x) [T,in], its gradient [T,in]
+  Buf logits;                  // head rows [R,V], forward and backward
+  Buf dxf;                     // [T,C] the upstream gradient, layer by layer
+  Buf layer_out;               // [T,C] recomputed layer output (checkpointing)
+  Buf dh, dup, dxn;            // layer backward: [T,I],[T,I],[T,C]
+  Buf datt, dq, dk, dv;        // [T,QD],[T,QD],[T,KD],[T,KD]
+  Buf du, dropped, dxd;        // LoRA: [T,r], dropout(x) [T,in], its gradient [T,in]
+  Buf logp, dlogp, values, dvalues;  // [T] the boundary's vectors, where the Exec computes
+  Arr<int32_t> pos;                  // [T] positions 0..n−1 of each sequence
 };
 
 }  // namespace hc
