@@ -28,8 +28,9 @@ Options:
   --adapter NAME=DIR        also serve a PEFT LoRA adapter (e.g. from \`hybridchat train sft\`) as
                             model id NAME, on the same base weights; repeatable
   --threads N               compute threads (default: all ${availableParallelism()} cores)
-  --tensor-parallel N       split every layer over N thread ranks (Megatron layout: attention by
-                            heads, MLP by width; the threads are shared out among them); N must
+  --tensor-parallel N       split every layer over N ranks (Megatron layout: attention by heads,
+                            MLP by width): thread ranks sharing the threads on the CPU; with
+                            --device cuda, rank r on CUDA device r (NCCL between them); N must
                             divide the model's key/value heads and MLP width (default 1)
   --device D                where the model runs: cpu (default), cuda (CUDA device 0: weights, KV
                             cache and activations resident there; refused at start-up without a

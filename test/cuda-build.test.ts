@@ -87,7 +87,8 @@ describe("CUDA build", () => {
       const lib = join(dir, "libhybridchat_cuda_emu.so");
       const build = spawnSync("sh", [join(root, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
       assert.equal(build.status, 0, build.stderr);
-      const r = spawnSync(process.execPath, [join(root, "dist", "test", "cuda-vs-cpu.js")], { env: { ...process.env, HYBRIDCHAT_CUDA_LIB: lib }, encoding: "utf8" });
+      // one device, whatever the caller set (gpu-check --emulator presents two)
+      const r = spawnSync(process.execPath, [join(root, "dist", "test", "cuda-vs-cpu.js")], { env: { ...process.env, HYBRIDCHAT_CUDA_LIB: lib, HYBRIDCHAT_EMU_DEVICES: "1" }, encoding: "utf8" });
       assert.equal(r.status, 0, r.stderr);
       const got = JSON.parse(r.stdout) as { seed: number; devices: number; ops: Record<string, number> };
       assert.equal(got.devices, 1, "the emulation is one device");

@@ -43,6 +43,21 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     if (!given) assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
   });
 
+  it("refuses to train on its devices by name (tensor-parallel training runs on CPU ranks only)", async () => {
+    const text = cpu.tokenizer.encode("Once upon a time", true);
+    tp.native.addAdapter("r", { lora: { rank: 2, alpha: 4, dropout: 0, targets: ["q"], seed: 1 }, valueHead: false });
+    tp.native.setTrainable({ adapter: "r" });
+    try {
+      await assert.rejects(
+        tp.native.trainForward({ tokens: Int32Array.from(text), counts: Int32Array.from([text.length]), targets: Int32Array.from([...text.slice(1), -1]), adapter: "r", values: false, grad: true, checkpoint: false }),
+        (e: Error & { code?: string }) => e.code === "unsupported" && /--tensor-parallel/.test(e.message),
+      );
+    } finally {
+      tp.native.setTrainable(null);
+      tp.native.removeAdapter("r");
+    }
+  });
+
   it("stories260K: greedy tokens equal to the CPU engine's, batch 3, prompts over several KV blocks", async () => {
     const enc = (t: string) => cpu.tokenizer.encode(t, true);
     const prompts = [enc("Once upon a time, there was a little girl named Lily who loved to play in the park with her dog"), enc("The cat"), enc("One day, Tom went to the store")];
@@ -76,6 +91,22 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     } finally {
       for (const m of [cpu, tp]) m.native.removeAdapter("a");
     }
+  });
+
+  it("a rank failing mid-step fails the step with its own error, not a hang; the group is joined afresh and the next steps are the CPU's", { timeout: 120_000 }, async () => {
+    const prompt = cpu.tokenizer.encode("Once upon a time", true);
+    const batch = { seqIds: Int32Array.from([7]), tokens: Int32Array.from(prompt), counts: Int32Array.from([prompt.length]), logits: "last" as const };
+    process.env.HYBRIDCHAT_TEST_FAIL_TP_RANK = "1"; // read by rank.cc at each step
+    try {
+      // rank 0 waits in the NCCL all-reduce rank 1 never joins: only the abort releases it
+      await assert.rejects(tp.native.forward(batch), (e: Error & { code?: string }) => e.code === "injected_failure" && /rank 1/.test(e.message));
+    } finally {
+      delete process.env.HYBRIDCHAT_TEST_FAIL_TP_RANK;
+    }
+    assert.equal(tp.native.seqLength(7), 0, "the failed step wrote nothing");
+    const r = await greedyBoth(cpu.native, tp.native, [prompt], 6, cpu.config.vocabSize);
+    assert.deepEqual(r.cuda, r.cpu);
+    assert.ok(r.worst <= 0, `after the failure: logits differ by ${r.worst}`);
   });
 
   const t: Tiny = { C: 48, I: 80, L: 2, NH: 6, NKV: 2, HD: 8, V: 97, dtype: "bf16", bias: true, oBias: true, mlpBias: true, qkNorm: true, tied: false, ropeScaling: 0.9, windows: [5, 0] };

@@ -125,6 +125,11 @@ void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp
 }
 
 void Model::train_forward(const TrainBatch& b, TrainResult& res) {
+  // tensor-parallel training runs its ranks' CPU kernels on host memory (rank_train.cc);
+  // on devices that would read device buffers, so it is refused until it runs there
+  if (tp_ && std::string(exec_->device()) != "cpu")
+    throw Error("unsupported", "training a model served with --device cuda --tensor-parallel > 1 is not built yet; "
+                               "train with --device cpu, or on one device");
   const ModelSpec& s = spec_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (T == 0 || b.counts.empty()) throw Error("invalid_batch", "trainForward: empty batch");

@@ -1,6 +1,7 @@
 #include "rank.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 #include <string>
 
@@ -13,10 +14,6 @@
 #include "model.h"
 
 namespace hc {
-
-static void grow(std::vector<float>& v, int64_t n) {
-  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
-}
 
 static Slice slice(int64_t n, int r, int ranks) { return {n / ranks * r, n / ranks * (r + 1)}; }
 
@@ -201,6 +198,14 @@ void TensorParallel::mlp(Model& m, int r, int64_t l, const std::vector<LoraApp>&
   row(ex, r == 0, part, gate, w.down, rk.mlp, l, kDown, apps, T);
 }
 
+// A failure point for tests of a group that loses a rank mid-step: with
+// HYBRIDCHAT_TEST_FAIL_TP_RANK=r, serving rank r throws before its half-way layer's first
+// all-reduce, while the other ranks wait in it. -1: none.
+static int64_t injected_failure_layer(int rank, int64_t layers) {
+  const char* e = std::getenv("HYBRIDCHAT_TEST_FAIL_TP_RANK");
+  return e != nullptr && *e != '\0' && std::atoi(e) == rank ? layers / 2 : -1;
+}
+
 void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& tokens,
                                   const std::vector<LoraApp>& apps, int64_t T, int64_t nseq, int64_t maxb) {
   const ModelSpec& s = m.spec_;
@@ -220,11 +225,14 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
                  T, HD / 2, s.rope_scaling);
   ex.embedding(x, ex.ints(ISlot::Tokens, tokens.data(), T),
                ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * C), !m.embed_owned_.empty()), m.embed_dtype_, T, C);
-  Communicator& comm = serving_comm(r);
+  dist::Communicator& comm = serving_comm(r);
+  const int64_t fail_at = injected_failure_layer(r, s.L);
   for (int64_t l = 0; l < s.L; l++) {
     const LayerWeights& w = m.layers_[l];
     ex.rmsnorm(xn, x, vec(ex, w.attn_norm), T, C, s.eps);
     attention(m, r, l, apps, T, nseq, maxb, part);
+    if (l == fail_at)
+      throw Error("injected_failure", "rank " + std::to_string(r) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_TP_RANK)");
     comm.all_reduce_sum(part, T * C, DType::F32);
     ex.residual(x, x, part, T * C);
     ex.rmsnorm(xn, x, vec(ex, w.mlp_norm), T, C, s.eps);

@@ -46,7 +46,6 @@ struct LoraMats;
 namespace dist {
 class Communicator;
 }
-using dist::Communicator;
 
 // [begin, end) of rank r's equal share of n features (n divisible by the rank count).
 struct Slice {
@@ -113,7 +112,7 @@ class TensorParallel {
   static const void* column_shard(Exec& ex, const Linear& w, Slice sh);
   static Exec::View row_shard(Exec& ex, const Linear& w, Slice sh);
   static const float* vec(Exec& ex, const std::vector<float>& v, int64_t begin = 0, int64_t n = -1);
-  Communicator& serving_comm(int r) { return device_ranks_ ? device_ranks_->comm(r) : ranks_.comm(r); }
+  dist::Communicator& serving_comm(int r) { return device_ranks_ ? device_ranks_->comm(r) : ranks_.comm(r); }
 
   // Runs fn(rank) on every rank at once; a rank that throws aborts the group's
   // collectives (so none waits forever) and the first error is rethrown here.

@@ -168,10 +168,10 @@ __attribute__((visibility("default"))) int ncclCommDestroy(void* comm) {
 }
 
 // Breaks the rendezvous: this rank's and every other rank's waiting or later collectives fail.
+// The Comm is not freed (a few bytes per aborted communicator): another thread may still be
+// inside a collective on it, since the stand-in's calls block where NCCL's only enqueue.
 __attribute__((visibility("default"))) int ncclCommAbort(void* comm) {
-  if (!comm) return kSuccess;
-  static_cast<Comm*>(comm)->g->abort();
-  delete static_cast<Comm*>(comm);
+  if (comm) static_cast<Comm*>(comm)->g->abort();
   return kSuccess;
 }
 
