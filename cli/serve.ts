@@ -11,7 +11,7 @@ import { DB_FILE, DEFAULT_DATA_DIR } from "../server/store/db.js";
 import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js";
 import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
-import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, type DeviceChoice } from "../engine/device.js";
+import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, cudaGemmLine, type DeviceChoice } from "../engine/device.js";
 import type { DeviceKind } from "../native/index.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -106,6 +106,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     if (e instanceof DeviceUnavailableError) throw new UsageError(e.message, c);
     throw e;
   }
+  if (device === "cuda") process.stderr.write(`hybridchat: ${cudaGemmLine()}\n`);
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),

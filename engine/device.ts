@@ -18,3 +18,18 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
       "set HYBRIDCHAT_CUDA_LIB to the libhybridchat_cuda.so to load, or use --device cpu)",
   );
 }
+
+/**
+ * One start-up line saying which GEMM serves a cuda model: cuBLASLt (which library), or the
+ * library's own fp32 kernel because none was found, naming every path searched. Absence is a
+ * fallback, not an error: the builtin GEMM is correct but far from the tensor cores' speed.
+ */
+export function cudaGemmLine(): string {
+  const s = native().cudaStatus();
+  if (s.gemm === "cublaslt") return `--device cuda: GEMMs through cuBLASLt ${s.cublasLt.version} (${s.cublasLt.path})`;
+  return (
+    `--device cuda: WARNING: GEMMs run on the built-in fp32 kernel, far below the GPU's tensor-core speed: ${s.cublasLt.error ?? "cuBLASLt not loaded"}` +
+    (s.cublasLt.searched.length ? ` (searched: ${s.cublasLt.searched.join(", ")})` : "") +
+    "; install the CUDA toolkit's libcublasLt or `pip install nvidia-cublas-cu12`, or set HYBRIDCHAT_CUBLASLT_LIB to the file"
+  );
+}

@@ -100,6 +100,8 @@ export interface DeviceInfo {
   kind: DeviceKind;
   /** "cpu", or the CUDA device's name ("host emulation" under native/tools/cuda-emu) */
   name: string;
+  /** cuda only: the GEMM behind the linears, "cublaslt" or the library's own "builtin" (cudaStatus().cublasLt says why) */
+  gemm?: "cublaslt" | "builtin";
 }
 
 /**
@@ -315,6 +317,10 @@ export interface CudaStatus {
   /** the library paths tried, in order (HYBRIDCHAT_CUDA_LIB, else beside the addon) */
   searched: string[];
   error: string | null;
+  /** the GEMM behind the device's f32/bf16/f16 linears: "cublaslt" when libcublasLt loaded, else the library's own "builtin" kernel; null without a device */
+  gemm: "cublaslt" | "builtin" | null;
+  /** the cuBLASLt search (native/src/cuda/cublaslt.cu): what loaded, or why none did and every path tried */
+  cublasLt: { path: string | null; version: number; searched: string[]; error: string | null };
 }
 
 /** Bytes one data-parallel rank holds for training (activations excluded), from the engine's own accounting. */

@@ -7,7 +7,10 @@
 // stories260K greedy token for token over a batch of 3 with prompts spanning several KV
 // blocks, with and without a LoRA adapter (merged too); random tiny GQA models (bf16/f16,
 // biases, q/k norms, sliding windows) logit for logit; serve --device cuda's /health and
-// /metrics; and --device cuda refused at start-up when no device is present.
+// /metrics; and --device cuda refused at start-up when no device is present. The GEMMs go
+// through cuBLASLt (the emulator's stand-in, built beside the library by build.sh): fp32
+// weights in fp32 (the 1e-4 above), bf16/f16 weights with the activations rounded to the
+// weight's type (tensor-core inputs), held to HALF_ULPS units of that rounding.
 // With HYBRIDCHAT_CUDA_LIB already set (npm run gpu-check sets it to the nvcc build on a
 // GPU machine), the same checks run on that library's device 0 instead of the emulator.
 import { after, before, describe, it } from "node:test";
@@ -28,6 +31,12 @@ const gxx = spawnSync("g++", ["--version"]).status === 0;
 const skip = given || gxx ? false : "g++ absent: cannot build the emulated device";
 // |cuda − cpu| ≤ ATOL + RTOL·|cpu| on every logit: the same fp32 math, summed in another order
 const ATOL = 1e-4, RTOL = 1e-4;
+// bf16/f16 weights through cuBLASLt: the activations are rounded to the weight's type (unit
+// roundoff u = 2^-9 bf16, 2^-11 f16), which moves each logit of these 2-layer models by
+// 5-10 u times its row's RMS (measured over 12 seeds); a wrong transpose or stride moves
+// them by about 1 RMS. Allowed: HALF_ULPS·u·RMS.
+const HALF_ULPS = 24;
+const UNIT_ROUNDOFF: Record<string, number> = { bf16: 2 ** -9, f16: 2 ** -11 };
 
 const dir = mkdtempSync(join(tmpdir(), "hc-cuda-engine-"));
 const lib = given ?? join(dir, "libhybridchat_cuda_emu.so");
@@ -51,6 +60,19 @@ function excess(a: Float32Array, b: Float32Array): number {
   assert.equal(a.length, b.length);
   let w = -Infinity;
   for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) - ATOL - RTOL * Math.abs(b[i]));
+  return w;
+}
+
+/** worst excess of |a − b| over HALF_ULPS·u·rms(b's row), per row of V (≤ 0: within) */
+function excessRounded(a: Float32Array, b: Float32Array, V: number, u: number): number {
+  assert.equal(a.length, b.length);
+  let w = -Infinity;
+  for (let r = 0; r * V < b.length; r++) {
+    let ss = 0;
+    for (let j = 0; j < V; j++) ss += b[r * V + j] ** 2;
+    const tol = HALF_ULPS * u * Math.sqrt(ss / V);
+    for (let j = 0; j < V; j++) w = Math.max(w, Math.abs(a[r * V + j] - b[r * V + j]) - tol);
+  }
   return w;
 }
 
@@ -101,7 +123,9 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
 
   it("says where it runs", () => {
     assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu" });
-    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation" });
+    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation", gemm: native().cudaStatus().gemm });
+    // the emulated device's GEMMs go through the stand-in cuBLASLt beside the library
+    if (!given) assert.deepEqual({ gemm: native().cudaStatus().gemm, path: native().cudaStatus().cublasLt.path }, { gemm: "cublaslt", path: join(dir, "libcublasLt.so.12") });
     // --device auto takes the device that is present
     assert.equal(resolveDevice("auto"), "cuda");
     // --kv-cache-memory FRACTION sizes the pool from the device's memory
@@ -189,14 +213,17 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
       const c = native().createModel(b.spec, b.tensors, { ...opts, device: "cuda" });
       try {
         const prompts = [Array.from({ length: 11 }, () => rng.int(t.V)), Array.from({ length: 3 }, () => rng.int(t.V))];
+        // through cuBLASLt, bf16/f16 weights take rounded activations: a tolerance in units of that rounding
+        const u = native().cudaStatus().gemm === "cublaslt" ? UNIT_ROUNDOFF[t.dtype] : undefined;
+        const diff = (x: Float32Array, ref: Float32Array) => (u ? excessRounded(x, ref, t.V, u) : excess(x, ref));
         for (const logits of ["all", "last"] as const) {
           const batch = { seqIds: Int32Array.from([logits === "all" ? 1 : 3, logits === "all" ? 2 : 4]), tokens: Int32Array.from(prompts.flat()), counts: Int32Array.from([11, 3]), logits };
-          const w = excess(await c.forward(batch), await a.forward(batch));
+          const w = diff(await c.forward(batch), await a.forward(batch));
           assert.ok(w <= 0, `${logits}: logits differ by ${w} (seed ${seed})`);
         }
         for (let s = 0; s < 4; s++) {
           const batch = { seqIds: Int32Array.from([1, 2]), tokens: Int32Array.from([rng.int(t.V), rng.int(t.V)]), counts: Int32Array.from([1, 1]), logits: "last" as const };
-          const w = excess(await c.forward(batch), await a.forward(batch));
+          const w = diff(await c.forward(batch), await a.forward(batch));
           assert.ok(w <= 0, `decode step ${s}: logits differ by ${w} (seed ${seed})`);
         }
       } finally {
@@ -254,8 +281,8 @@ describe("hybridchat serve --device", { skip }, () => {
       const health = await server.app.inject({ method: "GET", url: "/health" });
       assert.equal(health.statusCode, 200);
       assert.deepEqual(
-        { device: health.json().device, deviceName: health.json().deviceName, devices: health.json().devices },
-        { device: "cuda", deviceName: deviceName(), devices: 1 },
+        { device: health.json().device, deviceName: health.json().deviceName, devices: health.json().devices, gemm: health.json().gemm },
+        { device: "cuda", deviceName: deviceName(), devices: 1, gemm: given ? native().cudaStatus().gemm : "cublaslt" },
       );
       const metrics = await server.app.inject({ method: "GET", url: "/metrics" });
       assert.ok(metrics.body.includes(`hybridchat_device_info{device="cuda",name="${deviceName()}"} 1`), metrics.body);

@@ -8,6 +8,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "cuda_library.h"
 #include "cpu/dispatch.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -123,6 +124,7 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("kind", m.device());
   o.Set("name", m.device_name());
+  if (std::string(m.device()) == "cuda") o.Set("gemm", cuda_library().gemm);
   return o;
 }
 

@@ -32,6 +32,10 @@ void to_f32(float* out, const uint16_t* src, int dtype, int64_t n, cudaStream_t 
 // C = alpha·op(A)·op(B) (+ beta·C) (+ bias), the one GEMM (gemm.cuh) with leading dimensions
 void gemm_launch(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
                  int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream);
+// The same through cuBLASLt (cublaslt.cu), f32/bf16/f16 B only, when blas_loaded()
+bool blas_loaded();
+void blas_gemm(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
+               int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream);
 
 // ---- serving over the paged KV pool (paged_attention.cu; layout of ../kvcache.h) ----
 // tables[nseq, max_blocks]: each sequence's block ids; pool offsets in floats.

@@ -135,6 +135,16 @@ HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const fl
 /* out[R,C] = x[rows[r], :] */
 HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C);
 
+/* ---- the GEMM behind hc_cuda_dev_gemm (cublaslt.cu) ---- */
+/* "cublaslt" when libcublasLt loaded (f32/bf16/f16 weights go through it), else "builtin" */
+HC_CUDA_API const char* hc_cuda_gemm_backend(void);
+/* the libcublasLt loaded ("" when none), the paths tried (one a line), why none loaded ("" when one did) */
+HC_CUDA_API const char* hc_cuda_blas_path(void);
+HC_CUDA_API const char* hc_cuda_blas_searched(void);
+HC_CUDA_API const char* hc_cuda_blas_error(void);
+/* cublasLtGetVersion() (e.g. 120903), 0 when none loaded */
+HC_CUDA_API int hc_cuda_blas_version(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -179,6 +189,11 @@ HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_
   X(hc_cuda_dev_swiglu)                                                                                            \
   X(hc_cuda_dev_kv_write)                                                                                          \
   X(hc_cuda_dev_paged_attention)                                                                                   \
-  X(hc_cuda_dev_gather_rows)
+  X(hc_cuda_dev_gather_rows)                                                                                       \
+  X(hc_cuda_gemm_backend)                                                                                          \
+  X(hc_cuda_blas_path)                                                                                             \
+  X(hc_cuda_blas_searched)                                                                                         \
+  X(hc_cuda_blas_error)                                                                                            \
+  X(hc_cuda_blas_version)
 
 #endif

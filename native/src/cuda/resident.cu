@@ -35,7 +35,13 @@ int hc_cuda_synchronize(void) {
 
 int hc_cuda_dev_gemm(float* c, const float* a, const void* b, int dtype, const float* bias, int64_t M, int64_t N,
                      int64_t K, int64_t lda, int64_t ldb, int64_t ldc, int ta, int tb, float alpha, float beta) {
-  return entry([&] { hc::cuda::gemm_launch(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0); });
+  return entry([&] {
+    // cuBLASLt reads the element types; llama.cpp's blocks go to the dequantizing GEMM
+    if (dtype <= HC_CUDA_F16 && hc::cuda::blas_loaded())
+      hc::cuda::blas_gemm(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0);
+    else
+      hc::cuda::gemm_launch(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0);
+  });
 }
 int hc_cuda_dev_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps) {
   return entry([&] { hc::cuda::rmsnorm_forward(out, x, weight, M, C, eps, 0); });

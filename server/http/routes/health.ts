@@ -11,6 +11,8 @@ export interface HealthBody {
   deviceName?: string;
   /** devices serving (1 on cuda; 0 on the CPU) */
   devices?: number;
+  /** cuda: the GEMM serving the linears, "cublaslt" or "builtin" (no libcublasLt found) */
+  gemm?: string;
   message?: string;
 }
 
@@ -20,7 +22,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     if (s.status === "ready") {
       const d = s.serving.model.device;
       const body: HealthBody = { status: "ok", model: s.serving.servedModelName };
-      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0 } : body;
+      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0, ...(d.gemm ? { gemm: d.gemm } : {}) } : body;
     }
     reply.code(503).header("retry-after", "1");
     return s.status === "loading" ? { status: "loading" } : { status: "error", message: s.message };
