@@ -25,6 +25,7 @@ import { resolveDevice } from "../engine/device.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
 import { repoRoot, storiesDir } from "./test-model.js";
+import { argmaxRows, excess, greedyBoth } from "./cuda-compare.js";
 
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
 const gxx = spawnSync("g++", ["--version"]).status === 0;
@@ -55,14 +56,6 @@ before(() => {
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
 
-/** worst excess of |a − b| over the tolerance (≤ 0: within) */
-function excess(a: Float32Array, b: Float32Array): number {
-  assert.equal(a.length, b.length);
-  let w = -Infinity;
-  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) - ATOL - RTOL * Math.abs(b[i]));
-  return w;
-}
-
 /** worst excess of |a − b| over HALF_ULPS·u·rms(b's row), per row of V (≤ 0: within) */
 function excessRounded(a: Float32Array, b: Float32Array, V: number, u: number): number {
   assert.equal(a.length, b.length);
@@ -74,36 +67,6 @@ function excessRounded(a: Float32Array, b: Float32Array, V: number, u: number): 
     for (let j = 0; j < V; j++) w = Math.max(w, Math.abs(a[r * V + j] - b[r * V + j]) - tol);
   }
   return w;
-}
-
-function argmaxRows(logits: Float32Array, V: number): number[] {
-  const out: number[] = [];
-  for (let r = 0; r * V < logits.length; r++) {
-    let best = 0;
-    for (let j = 1; j < V; j++) if (logits[r * V + j] > logits[r * V + best]) best = j;
-    out.push(best);
-  }
-  return out;
-}
-
-/** Greedy decoding of every prompt at once (one batch per step) on both models; logits compared at each step. */
-async function greedyBoth(cpu: NativeModel, cuda: NativeModel, prompts: number[][], steps: number, V: number, adapters?: (string | null)[]): Promise<{ cpu: number[][]; cuda: number[][]; worst: number }> {
-  const seqIds = Int32Array.from(prompts.map((_, i) => i + 1));
-  const outs = { cpu: prompts.map(() => [] as number[]), cuda: prompts.map(() => [] as number[]) };
-  let worst = -Infinity;
-  let next = prompts;
-  for (let s = 0; s <= steps; s++) {
-    const batch = { seqIds, tokens: Int32Array.from(next.flat()), counts: Int32Array.from(next.map((p) => p.length)), logits: "last" as const, adapters };
-    const a = await cpu.forward(batch);
-    const b = await cuda.forward(batch);
-    worst = Math.max(worst, excess(b, a));
-    const ta = argmaxRows(a, V), tb = argmaxRows(b, V);
-    ta.forEach((t, i) => outs.cpu[i].push(t));
-    tb.forEach((t, i) => outs.cuda[i].push(t));
-    next = ta.map((t) => [t]); // both continue from the CPU's choice, so one slip cannot cascade
-  }
-  for (const id of seqIds) cpu.freeSeq(id), cuda.freeSeq(id);
-  return { ...outs, worst };
 }
 
 describe("the serving forward on an emulated CUDA device", { skip }, () => {
@@ -254,7 +217,7 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     }
   });
 
-  it("quantized weights and tensor parallelism are refused on the device by name", async () => {
+  it("tensor parallelism is refused on the device by name", async () => {
     await assert.rejects(loadModel(storiesDir, { threads: 2, tensorParallel: 2, device: "cuda" }), /tensor-parallel/);
   });
 });

@@ -37,10 +37,18 @@ class DeviceBuffer {
   int64_t bytes_ = 0;
 };
 
+// HC_CUDA_* share hc::DType's values. The device GEMM dequantizes q8_0/q4_0/q4_k blocks
+// while loading its tiles (gemm.cuh); q6_k (GGUF files) has no CUDA kernel.
 int dev_dtype(DType t) {
+  if (t == DType::Q6_K)
+    throw Error("unsupported_dtype", "q6_k weights have no CUDA kernel: serve this checkpoint with --device cpu");
+  return static_cast<int>(t);
+}
+// the embedding's gather reads element types only
+int dev_table_dtype(DType t) {
   if (is_quantized(t))
-    throw Error("unsupported_dtype", "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
-  return static_cast<int>(t);  // HC_CUDA_* share hc::DType's values
+    throw Error("unsupported_dtype", std::string("a ") + dtype_name(t) + " embedding table has no CUDA kernel: serve this checkpoint with --device cpu");
+  return static_cast<int>(t);
 }
 
 class CudaExec final : public Exec {
@@ -102,7 +110,7 @@ class CudaExec final : public Exec {
     cuda_call(lib().hc_cuda_dev_rope(x, cos_t, sin_t, T, H, HD));
   }
   void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
-    cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_dtype(dt), T, C));
+    cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_table_dtype(dt), T, C));
   }
   void residual(float* out, const float* a, const float* b, int64_t N) override {
     cuda_call(lib().hc_cuda_dev_residual(out, a, b, N));

@@ -118,12 +118,9 @@ const void* Model::resident_embed() {
 
 // Every weight the forward reads, uploaded now (once, in its checkpoint dtype) so that
 // serving never copies a weight; on the CPU these are the host arrays themselves.
+// Quantized linears (q8_0/q4_0/q4_k) go up as stored, their blocks dequantized by the
+// device GEMM; the Exec refuses what it has no kernel for (q6_k, a quantized embedding).
 void Model::upload_weights() {
-  for (LayerWeights& w : layers_)
-    for (int t = 0; t < kTargets; t++)
-      if (is_quantized(w.at(t).dtype))
-        throw Error("unsupported_dtype",
-                    "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
   exec_->bind();
   resident_embed();
   resident(final_norm_);
