@@ -91,7 +91,11 @@ export interface ModelOptions {
   device?: DeviceKind;
   /** which CUDA device (default 0) */
   deviceIndex?: number;
+  /** the KV pool's element type: "f32" (default) or "bf16" (cuda only: rounded on write, widened on read) */
+  kvDtype?: KvDtype;
 }
+
+export type KvDtype = "f32" | "bf16";
 
 export type DeviceKind = "cpu" | "cuda";
 
@@ -102,6 +106,8 @@ export interface DeviceInfo {
   name: string;
   /** cuda only: the GEMM behind the linears, "cublaslt" or the library's own "builtin" (cudaStatus().cublasLt says why) */
   gemm?: "cublaslt" | "builtin";
+  /** the KV pool's element type */
+  kvDtype: KvDtype;
 }
 
 /**

@@ -1,8 +1,11 @@
 // What the emulated-device tests share: building the emulated CUDA library (with its
 // stand-in cuBLASLt beside it), and comparing a cuda model with a cpu one logit for logit
 // and token for token.
+import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NativeModel } from "../native/index.js";
 import { repoRoot } from "./test-model.js";
@@ -14,6 +17,37 @@ export const emulatorSkip = spawnSync("g++", ["--version"]).status === 0 ? false
 export function buildEmulator(lib: string): void {
   const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
   assert.equal(b.status, 0, b.stderr);
+}
+
+/**
+ * A test file's emulated device: unless HYBRIDCHAT_CUDA_LIB names a library already, builds
+ * the emulator into a temporary folder before the tests (one device) and removes it after.
+ * Returns the folder (for the test's own files too).
+ */
+export function useEmulator(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  before(() => {
+    if (process.env.HYBRIDCHAT_CUDA_LIB || emulatorSkip) return;
+    const lib = join(dir, "libhybridchat_cuda_emu.so");
+    buildEmulator(lib);
+    process.env.HYBRIDCHAT_CUDA_LIB = lib;
+    process.env.HYBRIDCHAT_EMU_DEVICES = "1";
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** worst excess of |a − b| over `rel`·rms(b's row), per row of V (≤ 0: within) */
+export function excessRms(a: Float32Array, b: Float32Array, V: number, rel: number): number {
+  assert.equal(a.length, b.length);
+  let w = -Infinity;
+  for (let r = 0; r * V < b.length; r++) {
+    let ss = 0;
+    for (let j = 0; j < V; j++) ss += b[r * V + j] ** 2;
+    const tol = rel * Math.sqrt(ss / V);
+    for (let j = 0; j < V; j++) w = Math.max(w, Math.abs(a[r * V + j] - b[r * V + j]) - tol);
+  }
+  return w;
 }
 
 /** worst excess of |a − b| over atol + rtol·|b| (≤ 0: within) */

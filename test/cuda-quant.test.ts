@@ -3,10 +3,8 @@
 // 64 and 172 are not), uploaded as stored and dequantized by the device GEMM while it loads
 // its tiles (native/src/cuda/gemm.cuh), greedy token for token and every logit within 1e-4
 // of the CPU engine on the same checkpoint (both widen the same blocks to fp32).
-import { after, before, describe, it } from "node:test";
+import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { native } from "../native/index.js";
 import { loadModel } from "../engine/model.js";
@@ -14,19 +12,11 @@ import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
 import { storiesDir } from "./test-model.js";
-import { buildEmulator, emulatorSkip, greedyBoth } from "./cuda-compare.js";
+import { emulatorSkip, greedyBoth, useEmulator } from "./cuda-compare.js";
 
 const skip = process.env.HYBRIDCHAT_CUDA_LIB ? false : emulatorSkip;
-const dir = mkdtempSync(join(tmpdir(), "hc-cuda-quant-"));
+const dir = useEmulator("hc-cuda-quant-");
 
-before(() => {
-  if (skip || process.env.HYBRIDCHAT_CUDA_LIB) return;
-  const lib = join(dir, "libhybridchat_cuda_emu.so");
-  buildEmulator(lib);
-  process.env.HYBRIDCHAT_CUDA_LIB = lib;
-  process.env.HYBRIDCHAT_EMU_DEVICES = "1";
-});
-after(() => rmSync(dir, { recursive: true, force: true }));
 
 describe("quantized checkpoints on the emulated CUDA device", { skip }, () => {
   for (const type of ["q8_0", "q4_0", "q4_k"] as const)
@@ -42,7 +32,7 @@ describe("quantized checkpoints on the emulated CUDA device", { skip }, () => {
       assert.ok(s.quantized > 0, `${type}: nothing was quantized`);
       const opts = { threads: 2, kvBlockSize: 4, kvBlocks: 32 };
       const cpu = await loadModel(q, { ...opts, device: "cpu" });
-      const cuda = await loadModel(q, { ...opts, device: "cuda" });
+      const cuda = await loadModel(q, { ...opts, device: "cuda", kvDtype: "f32" });
       try {
         const enc = (t: string) => cpu.tokenizer.encode(t, true);
         const r = await greedyBoth(cpu.native, cuda.native, [enc("Once upon a time, there was a little girl"), enc("The cat")], 8, cpu.config.vocabSize);

@@ -125,6 +125,7 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   o.Set("kind", m.device());
   o.Set("name", m.device_name());
   if (std::string(m.device()) == "cuda") o.Set("gemm", cuda_library().gemm);
+  o.Set("kvDtype", m.kv_dtype());
   return o;
 }
 
@@ -202,6 +203,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
       opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
     if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
+    if (oo.Has("kvDtype") && oo.Get("kvDtype").IsString()) opts.kv_dtype = oo.Get("kvDtype").As<Napi::String>().Utf8Value();
     if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
       opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));
     auto model = std::make_shared<hc::Model>(spec, tensors, opts);

@@ -59,7 +59,9 @@ class CudaExec final : public Exec {
       throw Error("backend_unavailable", "CUDA device " + std::to_string(device) + " does not exist (" +
                                              std::to_string(lib().devices) + " present)");
     bind();
-    const int64_t pool = kv.layers * kv.layer_stride * kv.blocks * static_cast<int64_t>(sizeof(float));
+    if (kv.dtype != DType::F32 && kv.dtype != DType::BF16)
+      throw Error("unsupported", std::string("a ") + dtype_name(kv.dtype) + " KV pool: f32 or bf16");
+    const int64_t pool = dtype_bytes(kv.dtype, kv.layers * kv.layer_stride * kv.blocks);
     k_ = DeviceBuffer(pool);
     v_ = DeviceBuffer(pool);
   }
@@ -88,8 +90,8 @@ class CudaExec final : public Exec {
   void weights_changed() override {
     for (auto it = weights_.begin(); it != weights_.end();) it = it->second.mut ? weights_.erase(it) : std::next(it);
   }
-  float* kv_k(int64_t l) override { return static_cast<float*>(k_.get()) + l * kv_.layer_stride; }
-  float* kv_v(int64_t l) override { return static_cast<float*>(v_.get()) + l * kv_.layer_stride; }
+  void* kv_k(int64_t l) override { return static_cast<char*>(k_.get()) + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
+  void* kv_v(int64_t l) override { return static_cast<char*>(v_.get()) + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
               int64_t K) override {
@@ -118,17 +120,18 @@ class CudaExec final : public Exec {
   void swiglu(float* out, const float* gate, const float* up, int64_t N) override {
     cuda_call(lib().hc_cuda_dev_swiglu(out, gate, up, N));
   }
-  void kv_write(float* kp, float* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
+  void kv_write(void* kp, void* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
                 const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
                 const KvGeometry& g) override {
     cuda_call(lib().hc_cuda_dev_kv_write(kp, vp, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, g.block_stride,
-                                         g.head_stride, g.block_size));
+                                         g.head_stride, g.block_size, static_cast<int>(g.dtype)));
   }
-  void paged_attention(float* out, const float* q, const float* kp, const float* vp, const int32_t* tables,
+  void paged_attention(float* out, const float* q, const void* kp, const void* vp, const int32_t* tables,
                        int64_t max_blocks, int64_t, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
                        int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
     cuda_call(lib().hc_cuda_dev_paged_attention(out, q, kp, vp, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
-                                                g.block_stride, g.head_stride, g.block_size, window));
+                                                g.block_stride, g.head_stride, g.block_size, window,
+                                                static_cast<int>(g.dtype)));
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));

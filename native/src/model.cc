@@ -97,8 +97,13 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   if (cuda && opts.tensor_parallel > 1)
     throw Error("unsupported", "--tensor-parallel > 1 runs on the CPU only for now; use --device cpu or one device");
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
+  // the device pool may hold bf16 (half the bytes a block; rounded on write, widened on read)
+  if (opts.kv_dtype != "f32" && opts.kv_dtype != "bf16")
+    throw Error("bad_options", "kvDtype must be \"f32\" or \"bf16\", not \"" + opts.kv_dtype + "\"");
+  if (opts.kv_dtype == "bf16" && !cuda)
+    throw Error("unsupported", "--kv-dtype bf16 runs on --device cuda only: the CPU's KV cache is f32");
   kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
-                       kv_->block_size()};
+                       kv_->block_size(), opts.kv_dtype == "bf16" ? DType::BF16 : DType::F32};
   if (cuda) {
     exec_ = make_cuda_exec(opts.device_index, kv_geo_);
     upload_weights();
@@ -272,7 +277,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       }
       ex.rope(q, cos_t, sin_t, T, NH, HD);
       ex.rope(k, cos_t, sin_t, T, NKV, HD);
-      float *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+      void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
       ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
       ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
                          kv_geo_, s.window(l));

@@ -43,6 +43,8 @@ struct ModelOptions {
   // activations resident on CUDA device `device_index`)
   std::string device = "cpu";
   int device_index = 0;
+  // the KV pool's element type: "f32", or "bf16" (cuda only)
+  std::string kv_dtype = "f32";
 };
 
 struct ForwardBatch {
@@ -122,6 +124,8 @@ class Model {
   // "cpu" or "cuda", and the device's name
   const char* device() const { return exec_->device(); }
   std::string device_name() const { return exec_->device_name(); }
+  // the KV pool's element type: "f32" or "bf16"
+  const char* kv_dtype() const { return dtype_name(kv_geo_.dtype); }
 
   // ---- training (model_train.cc, model_params.cc) ----
   // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.

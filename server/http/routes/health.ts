@@ -13,6 +13,8 @@ export interface HealthBody {
   devices?: number;
   /** cuda: the GEMM serving the linears, "cublaslt" or "builtin" (no libcublasLt found) */
   gemm?: string;
+  /** the KV cache's element type: "f32" or "bf16" */
+  kvDtype?: string;
   message?: string;
 }
 
@@ -22,7 +24,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     if (s.status === "ready") {
       const d = s.serving.model.device;
       const body: HealthBody = { status: "ok", model: s.serving.servedModelName };
-      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0, ...(d.gemm ? { gemm: d.gemm } : {}) } : body;
+      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.kind === "cuda" ? 1 : 0, ...(d.gemm ? { gemm: d.gemm } : {}), kvDtype: d.kvDtype } : body;
     }
     reply.code(503).header("retry-after", "1");
     return s.status === "loading" ? { status: "loading" } : { status: "error", message: s.message };
