@@ -20,6 +20,17 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
 }
 
 /**
+ * What a training command or fine-tuning job on a cuda model runs where: the model (weights,
+ * KV pool) is on the device and its serving forward (PPO rollouts, generation) runs there;
+ * the training forward/backward and optimizer steps run on the CPU over the host weights
+ * (the device reads what they rewrite before its next forward).
+ */
+export function cudaTrainingLine(): string {
+  const name = native().cudaStatus().deviceName ?? "?";
+  return `--device cuda: the model on CUDA device 0 (${name}): generation runs there; the training forward/backward and optimizer steps run on the CPU over the host weights`;
+}
+
+/**
  * One start-up line saying which GEMM serves a cuda model: cuBLASLt (which library), or the
  * library's own fp32 kernel because none was found, naming every path searched. Absence is a
  * fallback, not an error: the builtin GEMM is correct but far from the tensor cores' speed.
