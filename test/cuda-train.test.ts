@@ -1,6 +1,7 @@
 // --device cpu|cuda|auto on `train *`, `pipeline` and fine-tuning jobs, on the emulated device:
 // `train sft --device cuda` loads the model there (saying so, and which GEMM serves, at
-// start-up) and logs the losses and writes the adapter of a --device cpu run; cuda without
+// start-up) and logs the losses and writes the adapter of a --device cpu run, `train ppo
+// --device cuda` generates its rollouts there and logs its steps; cuda without
 // a device is refused naming the library paths searched; the flag is in every --help; a
 // fine-tuning job on a cuda server trains that model (its start event says where) and the
 // device serves the result. Until the device training kernels land, a cuda model's training
@@ -12,8 +13,10 @@ import { createReadStream, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { loadModel } from "../engine/model.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
+import { PPO_LOG } from "../engine/train/ppo/ppo-run.js";
 import { TRAIN_LOG } from "../engine/train/sft/sft-run.js";
 import { greedy, MODEL, startServer, waitForJob } from "./fine-tuning-helpers.js";
+import { writePpoInputs } from "./pref-helpers.js";
 import { assertClose } from "./reference/check.js";
 import { CLI } from "./serve-process.js";
 import { HELD_OUT, nameChangeData } from "./sft-helpers.js";
@@ -65,6 +68,26 @@ describe("--device on the training commands and fine-tuning jobs", { skip }, () 
     }
     for (const cmd of [["train", "sft"], ["train", "rm"], ["train", "dpo"], ["train", "ppo"], ["pipeline"]])
       assert.match(run([...cmd, "--help"]).stdout, /--device D +where the (model|base) is loaded/, cmd.join(" "));
+  });
+
+  it("train ppo --device cuda: rollouts generated on the device, the steps logged", async () => {
+    const { rm, prompts } = await writePpoInputs(storiesDir, dir);
+    const logs = ["cuda"].map((device) => {
+      const out = join(dir, `ppo-${device}`);
+      const r = run(["train", "ppo", "--threads", "2", "--device", device, "--actor", storiesDir, "--reward-model", rm, "--prompts", prompts, "--out", out,
+        "--generation-batch", "2", "--train-batch", "1", "--max-answer-tokens", "10", "--epochs", "2", "--seed", "3"]);
+      assert.equal(r.status, 0, r.stderr);
+      return readFileSync(join(out, PPO_LOG), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    });
+    assert.equal(logs[0]!.length, 2);
+    // The answers are sampled from the device's logits, whose bf16 KV cache moves them by a few
+    // bf16 roundings: a sample may differ from the CPU's, so the run is held to what it logs,
+    // not to the CPU's numbers (with an f32 cache both runs log the same to 1e-3).
+    for (const key of ["reward", "kl", "policy_loss", "value_loss"]) {
+      const v = Float64Array.from(logs[0]!, (l) => l[key] as number);
+      assert.ok(v.every(Number.isFinite), `${key} logged: ${v.join(", ")}`);
+    }
+    for (const l of logs[0]!) assert.ok((l.response_length as number) >= 1 && (l.response_length as number) <= 10, `response_length ${String(l.response_length)}`);
   });
 
   it("a fine-tuning job on a cuda server trains the served model and the device serves the result", async () => {
