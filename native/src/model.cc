@@ -124,8 +124,18 @@ const void* Model::resident_embed() {
 // Every weight the forward reads, uploaded now (once, in its checkpoint dtype) so that
 // serving never copies a weight; on the CPU these are the host arrays themselves.
 // Quantized linears (q8_0/q4_0/q4_k) go up as stored, their blocks dequantized by the
-// device GEMM; the Exec refuses what it has no kernel for (q6_k, a quantized embedding).
+// device GEMM; what the device has no kernel for (q6_k, a GGUF's quantized embedding) is
+// refused here, at load, by name.
 void Model::upload_weights() {
+  auto refuse = [](const std::string& what, DType t) {
+    throw Error("unsupported_dtype", what + " is " + dtype_name(t) +
+                                         ", which has no CUDA kernel: serve this checkpoint with --device cpu");
+  };
+  if (is_quantized(embed_dtype_)) refuse("the embedding table", embed_dtype_);
+  if (!spec_.tie_embeddings && lm_head_.dtype == DType::Q6_K) refuse("the output head", lm_head_.dtype);
+  for (size_t l = 0; l < layers_.size(); l++)
+    for (int t = 0; t < kTargets; t++)
+      if (layers_[l].at(t).dtype == DType::Q6_K) refuse("a linear weight of layer " + std::to_string(l), DType::Q6_K);
   exec_->bind();
   resident_embed();
   resident(final_norm_);
