@@ -15,9 +15,14 @@
 // device measure the emulator, not a GPU. The emulator presents two devices, with the
 // stand-in libnccl.so.2 its build writes beside it, so the tensor-parallel step runs too.
 //
+// It also says which GEMM served (cuBLASLt, or the builtin kernel when no libcublasLt was
+// found: with every path searched) and the cuda runs' KV cache type.
+//
 // Options: --model DIR (default the bundled stories260K, as `serve` finds it), --tokens N (default 64),
 // --batches 1,8,64 (the emulator's default 1,8), --prefill-tokens N (default 2048),
-// --out FILE (default gpu-check.json), --skip-build (use the library already built).
+// --kv-dtype f32|bf16 (the cuda runs' KV cache; default f32, so that greedy tokens can be held
+// equal to the CPU's: a bf16 cache may swap a near-tie), --out FILE (default gpu-check.json),
+// --skip-build (use the library already built).
 import { spawnSync, type SpawnSyncReturns } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -27,7 +32,7 @@ import { fileURLToPath } from "node:url";
 import { findDefaultModel } from "../engine/default-model.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-tensor-parallel"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";
@@ -37,9 +42,9 @@ interface DecodeRun {
 }
 
 /** One prompt of `length` tokens (capped by the context), logits of its last token: prefill tok/s. */
-async function prefill(dir: string, device: "cpu" | "cuda", length: number): Promise<{ tokens: number; tokensPerSecond: number }> {
+async function prefill(dir: string, device: "cpu" | "cuda", length: number, kvDtype: "f32" | "bf16"): Promise<{ tokens: number; tokensPerSecond: number }> {
   const { loadModel } = await import("../engine/model.js");
-  const m = await loadModel(dir, { device, kvBlockSize: 16 });
+  const m = await loadModel(dir, { device, kvBlockSize: 16, kvDtype: device === "cuda" ? kvDtype : "f32" });
   try {
     const T = Math.min(length, m.maxContext);
     const tokens = Int32Array.from({ length: T }, (_, i) => 1 + (i * 7919) % (m.config.vocabSize - 1));
@@ -58,6 +63,12 @@ interface GpuCheckResult {
   mode: "gpu" | "emulator";
   library: string;
   device: string | null;
+  /** the GEMM behind the cuda linears: "cublaslt" or "builtin" */
+  gemm: string | null;
+  /** the cuBLASLt loaded, or why none was and every path searched */
+  cublasLt: { path: string | null; version: number; error: string | null; searched: string[] };
+  /** the cuda runs' KV cache type */
+  kvDtype: "f32" | "bf16";
   skipped: string[];
   tests: { passed: boolean; seconds: number };
   model: string;
@@ -82,10 +93,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyn
 }
 
 /** Greedy decoding of `batch` copies of one prompt (distinct sequences), timed over the decode steps only. */
-async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number, tensorParallel = 1): Promise<DecodeRun> {
+async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number, kvDtype: "f32" | "bf16", tensorParallel = 1): Promise<DecodeRun> {
   const { loadModel } = await import("../engine/model.js");
   // room for every sequence's prompt and tokens, whatever the default pool would hold
-  const m = await loadModel(dir, { device, tensorParallel, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1 });
+  const m = await loadModel(dir, { device, tensorParallel, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1, kvDtype: device === "cuda" ? kvDtype : "f32" });
   try {
     const V = m.config.vocabSize;
     const prompt = m.tokenizer.encode("Once upon a time", true);
@@ -119,6 +130,7 @@ async function main(): Promise<void> {
       tokens: { type: "string", default: "64" },
       batches: { type: "string" },
       "prefill-tokens": { type: "string", default: "2048" },
+      "kv-dtype": { type: "string", default: "f32" },
       out: { type: "string", default: "gpu-check.json" },
     },
   });
@@ -154,6 +166,8 @@ async function main(): Promise<void> {
   // batch 64 is a GPU's case; on the emulator (one core of fibers) it would take an hour
   const batches = (values.batches ?? (mode === "gpu" ? "1,8,64" : "1,8")).split(",").map(Number);
   if (batches.some((b) => !Number.isInteger(b) || b < 1)) fail(`--batches must list positive integers, got ${values.batches}`);
+  const kvDtype = values["kv-dtype"];
+  if (kvDtype !== "f32" && kvDtype !== "bf16") fail(`--kv-dtype must be f32 or bf16, got ${kvDtype}`);
   const prefillTokens = Number(values["prefill-tokens"]);
   if (!Number.isInteger(prefillTokens) || prefillTokens < 1) fail(`--prefill-tokens must be a positive integer`);
   Object.assign(process.env, env); // read by the addon at its first CUDA call, below
@@ -161,6 +175,7 @@ async function main(): Promise<void> {
   const status = native().cudaStatus();
   if (status.devices < 1) fail(`no CUDA device: ${status.error ?? "none found"} (library ${library})`);
   step(`device 0: ${status.deviceName} (${status.devices} present)`);
+  step(status.gemm === "cublaslt" ? `GEMM: cuBLASLt ${status.cublasLt.version} (${status.cublasLt.path})` : `GEMM: builtin (${status.cublasLt.error}; searched ${status.cublasLt.searched.join(", ")})`);
 
   step(`running the device tests: ${DEVICE_TESTS.map((t) => t.split("/").pop()).join(", ")}`);
   const t0 = Date.now();
@@ -172,8 +187,8 @@ async function main(): Promise<void> {
   let tokensEqual = true;
   let cpuOne: DecodeRun | null = null;
   for (const batch of batches) {
-    const cpu = await decode(model, "cpu", batch, tokens);
-    const cuda = await decode(model, "cuda", batch, tokens);
+    const cpu = await decode(model, "cpu", batch, tokens, kvDtype);
+    const cuda = await decode(model, "cuda", batch, tokens, kvDtype);
     if (batch === 1) cpuOne = cpu;
     tokensEqual &&= JSON.stringify(cpu.tokens) === JSON.stringify(cuda.tokens);
     decodes.push({ batch, cpuTokensPerSecond: cpu.tokensPerSecond, cudaTokensPerSecond: cuda.tokensPerSecond });
@@ -181,19 +196,22 @@ async function main(): Promise<void> {
   let tensorParallel: GpuCheckResult["tensorParallel"] = null;
   if (status.devices >= 2) {
     step(`tensor parallel: greedy decoding at batch 1 over devices 0 and 1 (NCCL ${native().ncclStatus().path ?? "not loaded"})`);
-    cpuOne ??= await decode(model, "cpu", 1, tokens);
-    const tp = await decode(model, "cuda", 1, tokens, 2);
+    cpuOne ??= await decode(model, "cpu", 1, tokens, kvDtype);
+    const tp = await decode(model, "cuda", 1, tokens, kvDtype, 2);
     tensorParallel = { ranks: 2, tokensEqual: JSON.stringify(tp.tokens) === JSON.stringify(cpuOne.tokens), tokensPerSecond: tp.tokensPerSecond };
     tokensEqual &&= tensorParallel.tokensEqual;
   } else {
     skipped.push(`tensor parallel step (--tensor-parallel 2): ${status.devices} device present, it needs 2`);
   }
-  const pc = await prefill(model, "cpu", prefillTokens);
-  const pg = await prefill(model, "cuda", prefillTokens);
+  const pc = await prefill(model, "cpu", prefillTokens, kvDtype);
+  const pg = await prefill(model, "cuda", prefillTokens, kvDtype);
   const result: GpuCheckResult = {
     mode,
     library,
     device: status.deviceName,
+    gemm: status.gemm,
+    cublasLt: status.cublasLt,
+    kvDtype,
     skipped,
     tests: { passed: tests.status === 0, seconds: testSeconds },
     model,
@@ -207,6 +225,8 @@ async function main(): Promise<void> {
   process.stdout.write(
     `gpu-check summary (${mode}${mode === "emulator" ? ": tok/s of the emulator, not of a GPU" : ""})\n` +
       `  device:        ${status.deviceName}\n` +
+      `  GEMM:          ${status.gemm === "cublaslt" ? `cuBLASLt ${status.cublasLt.version} (${status.cublasLt.path})` : `builtin: ${status.cublasLt.error}`}\n` +
+      `  KV cache:      ${kvDtype} on cuda (--kv-dtype), f32 on the CPU\n` +
       `  device tests:  ${tests.status === 0 ? "passed" : "FAILED"} (${testSeconds.toFixed(0)} s)\n` +
       `  tokens equal:  ${tokensEqual ? "y" : "n"} (greedy, cpu vs cuda, batch ${batches.join(", ")})\n` +
       decodes.map((d) => `  decode tok/s:  batch ${d.batch}: cpu ${f(d.cpuTokensPerSecond)}, cuda ${f(d.cudaTokensPerSecond)}\n`).join("") +

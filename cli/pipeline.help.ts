@@ -28,6 +28,9 @@ Options:
   --threads N               compute threads (default: all ${availableParallelism()} cores)
   --tensor-parallel N       split every layer of the base over N thread ranks for all three steps
                             (Megatron layout; N must divide the KV heads and MLP width; default 1)
+  --device D                where the base is loaded for all three steps: cpu (default), cuda (CUDA
+                            device 0: generation runs there, the training steps on the CPU for
+                            now; refused without a device, naming the paths searched) or auto
   -h, --help                this help
 
 Each step takes its \`train\` command's options behind a prefix (defaults as there; "auto"

@@ -90,6 +90,7 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
   rm.exist("file", "validation");
   const sftHyper = sftHyperparams(sft);
   if (sftHyper.loraRank === 0) throw new UsageError("--sft-lora-rank must be at least 1: step 3 trains the actor as a LoRA adapter", C);
+  const device = r.device();
   const out = values.out!;
 
   // a bar per step, each drawn from its step's start to its end
@@ -110,6 +111,7 @@ export async function pipelineCommand(argv: string[]): Promise<void> {
       resume,
       threads: r.threads(),
       tensorParallel: r.int("tensor-parallel", 1, 64),
+      device,
       signal,
       sft: { ...sftHyper, validationFile: sft.str("validation"), ...sftReports(bars[1], resume, `${out}/${STEP_DIRS[1]}`) },
       rm: { ...prefHyperparams(rm), validationFile: rm.str("validation"), ...rmReports(bars[2], resume, `${out}/${STEP_DIRS[2]}`) },

@@ -45,6 +45,9 @@ Options:
   --max-context N           cap on prompt + completion tokens (default: the model's)
   --kv-cache-memory M       KV cache pool: bytes (512MiB, 2GB) or a fraction of free memory
                             (0.5); default 8 contexts, at most 1 GiB (at least one context)
+  --kv-dtype T              the KV cache's element type: bf16 (default on cuda: half the bytes
+                            a token, rounded on write, read back in fp32) or f32 (the default,
+                            and the only type, on the CPU)
   --max-body-bytes N        largest request body before 413 (default 8388608)
   --max-file-bytes N        largest uploaded training file (POST /v1/files) before 413 (default
                             536870912, 512 MiB); uploads stream to disk, never held in memory

@@ -11,7 +11,7 @@ import { DB_FILE, DEFAULT_DATA_DIR } from "../server/store/db.js";
 import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js";
 import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
-import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, type DeviceChoice } from "../engine/device.js";
+import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, cudaGemmLine, type DeviceChoice } from "../engine/device.js";
 import type { DeviceInfo, DeviceKind } from "../native/index.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -75,6 +75,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
       "kv-cache-memory": { type: "string" },
+      "kv-dtype": { type: "string" },
       "max-body-bytes": { type: "string" },
       "max-file-bytes": { type: "string" },
       "max-file-lines": { type: "string" },
@@ -117,6 +118,10 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const matmulPrecision = matmulPrecisionOption(values["matmul-precision"]!, c);
   if (matmulPrecision !== "highest" && (device !== "cpu" || (values["tensor-parallel"] !== undefined && values["tensor-parallel"] !== "1")))
     throw new UsageError(`--matmul-precision ${matmulPrecision} runs on --device cpu with --tensor-parallel 1 only`, c);
+  if (device === "cuda") process.stderr.write(`hybridchat: ${cudaGemmLine()}\n`);
+  const kvDtype = values["kv-dtype"];
+  if (kvDtype !== undefined && kvDtype !== "f32" && kvDtype !== "bf16") throw new UsageError(`--kv-dtype must be f32 or bf16, got "${kvDtype}"`, c);
+  if (kvDtype === "bf16" && device !== "cuda") throw new UsageError("--kv-dtype bf16 is implemented on --device cuda only: the CPU's KV cache is f32", c);
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -130,6 +135,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxQueue: intOption(values["max-queue"], "max-queue", c, 0, 1_000_000),
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
     kvCacheMemory: memoryOption(values["kv-cache-memory"], "kv-cache-memory", c),
+    kvDtype,
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     keyRequestsPerMinute: intOption(values["key-rate-limit"], "key-rate-limit", c, 1, 1_000_000) ?? null,
     keyTokensPerMinute: intOption(values["key-token-limit"], "key-token-limit", c, 1, 1_000_000_000) ?? null,

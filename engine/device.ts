@@ -18,3 +18,29 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
       "set HYBRIDCHAT_CUDA_LIB to the libhybridchat_cuda.so to load, or use --device cpu)",
   );
 }
+
+/**
+ * What a training command or fine-tuning job on a cuda model runs where: the model (weights,
+ * KV pool) is on the device and its serving forward (PPO rollouts, generation) runs there;
+ * the training forward/backward and optimizer steps run on the CPU over the host weights
+ * (the device reads what they rewrite before its next forward).
+ */
+export function cudaTrainingLine(): string {
+  const name = native().cudaStatus().deviceName ?? "?";
+  return `--device cuda: the model on CUDA device 0 (${name}): generation runs there; the training forward/backward and optimizer steps run on the CPU over the host weights`;
+}
+
+/**
+ * One start-up line saying which GEMM serves a cuda model: cuBLASLt (which library), or the
+ * library's own fp32 kernel because none was found, naming every path searched. Absence is a
+ * fallback, not an error: the builtin GEMM is correct but far from the tensor cores' speed.
+ */
+export function cudaGemmLine(): string {
+  const s = native().cudaStatus();
+  if (s.gemm === "cublaslt") return `--device cuda: GEMMs through cuBLASLt ${s.cublasLt.version} (${s.cublasLt.path})`;
+  return (
+    `--device cuda: WARNING: GEMMs run on the built-in fp32 kernel, far below the GPU's tensor-core speed: ${s.cublasLt.error ?? "cuBLASLt not loaded"}` +
+    (s.cublasLt.searched.length ? ` (searched: ${s.cublasLt.searched.join(", ")})` : "") +
+    "; install the CUDA toolkit's libcublasLt or `pip install nvidia-cublas-cu12`, or set HYBRIDCHAT_CUBLASLT_LIB to the file"
+  );
+}

@@ -1,7 +1,7 @@
 // A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
 import { basename, join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
-import { BLOCK_BYTES, isBlockDType, native, type MatmulPrecision, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { BLOCK_BYTES, isBlockDType, native, type KvDtype, type MatmulPrecision, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import { resolveDevice, type DeviceChoice } from "./device.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
@@ -31,6 +31,8 @@ export interface LoadModelOptions {
   device?: DeviceChoice;
   /** how the serving forward's activations meet bf16 weights (`--matmul-precision`); default highest */
   matmulPrecision?: MatmulPrecision;
+  /** the KV pool's element type; default bf16 on cuda, f32 on the CPU (which has no bf16 cache) */
+  kvDtype?: KvDtype;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
@@ -124,13 +126,14 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const { config, tokenizer, chatTemplate, tensors, untrained, ropeFreqFactors } = inspectCheckpoint(absDir);
   const maxContext = Math.max(1, Math.min(opts.maxContext ?? config.maxPositions, config.maxPositions));
   const kvBlockSize = opts.kvBlockSize ?? 16;
-  // f32 K and V for every layer
-  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * 4;
+  const device = resolveDevice(opts.device ?? "cpu");
+  const kvDtype: KvDtype = opts.kvDtype ?? (device === "cuda" ? "bf16" : "f32");
+  // K and V for every layer, 4 (f32) or 2 (bf16) bytes an element: admission counts blocks of these
+  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * (kvDtype === "bf16" ? 2 : 4);
   const blocksPerSeq = Math.ceil(maxContext / kvBlockSize);
   const capBlocks = Math.floor((1 << 30) / (bytesPerToken * kvBlockSize));
   // a pool smaller than one context caps the context at the pool (the engine's maxContext)
   const mem = opts.kvCacheMemory;
-  const device = resolveDevice(opts.device ?? "cpu");
   // on N tensor-parallel devices each holds ~1/N of the weights and 1/N of every block (its KV heads)
   const perDevice = device === "cuda" ? (opts.tensorParallel ?? 1) : 1;
   // a fraction of what is free once the weights are loaded: on a device, its memory less the weights it will hold
@@ -146,6 +149,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     tensorParallel: opts.tensorParallel,
     device,
     matmulPrecision: opts.matmulPrecision,
+    kvDtype,
   });
   let disposed = false;
   return {

@@ -93,6 +93,8 @@ export interface ModelOptions {
   deviceIndex?: number;
   /** how the serving forward's activations meet bf16 weights (native/src/cpu/matmul_kernels.h); default "highest" */
   matmulPrecision?: MatmulPrecision;
+  /** the KV pool's element type: "f32" (default) or "bf16" (cuda only: rounded on write, widened on read) */
+  kvDtype?: KvDtype;
 }
 
 /**
@@ -103,6 +105,8 @@ export interface ModelOptions {
 export const MATMUL_PRECISIONS = ["highest", "high", "medium"] as const;
 export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
 
+export type KvDtype = "f32" | "bf16";
+
 export type DeviceKind = "cpu" | "cuda";
 
 /** Where a model's serving forward runs. */
@@ -112,6 +116,10 @@ export interface DeviceInfo {
   name: string;
   /** devices the serving forward runs on: 0 on the CPU; on cuda 1, or the tensor-parallel ranks (rank r on device r) */
   devices: number;
+  /** cuda only: the GEMM behind the linears, "cublaslt" or the library's own "builtin" (cudaStatus().cublasLt says why) */
+  gemm?: "cublaslt" | "builtin";
+  /** the KV pool's element type */
+  kvDtype: KvDtype;
 }
 
 /**
@@ -333,6 +341,10 @@ export interface CudaStatus {
   /** the library paths tried, in order (HYBRIDCHAT_CUDA_LIB, else beside the addon) */
   searched: string[];
   error: string | null;
+  /** the GEMM behind the device's f32/bf16/f16 linears: "cublaslt" when libcublasLt loaded, else the library's own "builtin" kernel; null without a device */
+  gemm: "cublaslt" | "builtin" | null;
+  /** the cuBLASLt search (native/src/cuda/cublaslt.cu): what loaded, or why none did and every path tried */
+  cublasLt: { path: string | null; version: number; searched: string[]; error: string | null };
 }
 
 /** Bytes one data-parallel rank holds for training (activations excluded), from the engine's own accounting. */

@@ -1,7 +1,7 @@
 // The embeddable server: builds the app at once (so /health answers "loading"), loads the
 // model and starts the engine in the background, listens, and shuts down gracefully.
 import type { FileLimits } from "./fine-tuning/uploads.js";
-import type { DeviceKind, MatmulPrecision } from "../native/index.js";
+import type { DeviceKind, KvDtype, MatmulPrecision } from "../native/index.js";
 import type { RlhfPolicyConfig } from "./rlhf/policy.js";
 import type { FeedbackSource } from "./store/feedback.js";
 import { availableParallelism, tmpdir } from "node:os";
@@ -46,6 +46,8 @@ export interface ServerOptions {
   maxContext?: number;
   /** KV cache pool size (serve --kv-cache-memory); default: loadModel's */
   kvCacheMemory?: KvCacheMemory;
+  /** the KV pool's element type (serve --kv-dtype); default: loadModel's (bf16 on cuda, f32 on the CPU) */
+  kvDtype?: KvDtype;
   /** largest request body; default 8 MiB */
   maxBodyBytes?: number;
   /** where the server keeps its state: hybridchat.sqlite, the built-in model's cache */
@@ -102,7 +104,7 @@ export class HybridchatServer {
     const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
     const builtin = pretrained === null;
     const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device, matmulPrecision: o.matmulPrecision });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device, matmulPrecision: o.matmulPrecision, kvDtype: o.kvDtype });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

@@ -32,7 +32,7 @@ describe("/health", () => {
       attachModel(app, engine, model, "renamed");
       const ok = await app.inject({ method: "GET", url: "/health" });
       assert.equal(ok.statusCode, 200);
-      assert.deepEqual(ok.json(), { status: "ok", model: "renamed", device: "cpu", deviceName: "cpu", devices: 0 });
+      assert.deepEqual(ok.json(), { status: "ok", model: "renamed", device: "cpu", deviceName: "cpu", devices: 0, kvDtype: "f32" });
       // --served-model-name replaces the directory's name everywhere
       assert.equal((await app.inject({ method: "GET", url: "/v1/models" })).json().data[0].id, "renamed");
       const r = await app.inject({ method: "POST", url: "/v1/completions", payload: { model: "renamed", prompt: "", temperature: 0, max_tokens: 29 } });

@@ -7,7 +7,10 @@
 // stories260K greedy token for token over a batch of 3 with prompts spanning several KV
 // blocks, with and without a LoRA adapter (merged too); random tiny GQA models (bf16/f16,
 // biases, q/k norms, sliding windows) logit for logit; serve --device cuda's /health and
-// /metrics; and --device cuda refused at start-up when no device is present.
+// /metrics; and --device cuda refused at start-up when no device is present. The GEMMs go
+// through cuBLASLt (the emulator's stand-in, built beside the library by build.sh): fp32
+// weights in fp32 (the 1e-4 above), bf16/f16 weights with the activations rounded to the
+// weight's type (tensor-core inputs), held to HALF_ULPS units of that rounding.
 // With HYBRIDCHAT_CUDA_LIB already set (npm run gpu-check sets it to the nvcc build on a
 // GPU machine), the same checks run on that library's device 0 instead of the emulator.
 import { after, before, describe, it } from "node:test";
@@ -21,12 +24,18 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { resolveDevice } from "../engine/device.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
-import { argmaxRows, ATOL, excess, greedyBoth, prefillDecodeWithin, RTOL } from "./cuda-compare.js";
+import { argmaxRows, ATOL, excess, excessRms, greedyBoth, prefillDecodeWithin, RTOL } from "./cuda-compare.js";
 import { repoRoot, storiesDir } from "./test-model.js";
 
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
 const gxx = spawnSync("g++", ["--version"]).status === 0;
 const skip = given || gxx ? false : "g++ absent: cannot build the emulated device";
+// bf16/f16 weights through cuBLASLt: the activations are rounded to the weight's type (unit
+// roundoff u = 2^-9 bf16, 2^-11 f16), which moves each logit of these 2-layer models by
+// 5-10 u times its row's RMS (measured over 12 seeds); a wrong transpose or stride moves
+// them by about 1 RMS. Allowed: HALF_ULPS·u·RMS.
+const HALF_ULPS = 24;
+const UNIT_ROUNDOFF: Record<string, number> = { bf16: 2 ** -9, f16: 2 ** -11 };
 
 const dir = mkdtempSync(join(tmpdir(), "hc-cuda-engine-"));
 const lib = given ?? join(dir, "libhybridchat_cuda_emu.so");
@@ -53,7 +62,8 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     if (!given) assert.equal(native().cudaStatus().devices, 1, "HYBRIDCHAT_EMU_DEVICES=1");
     // 4-token KV blocks: the 23-token prompt spans 6 of them, the batch holds 3 sequences
     cpu = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cpu" });
-    cuda = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cuda" });
+    // an f32 KV pool: the 1e-4 comparisons (bf16's: cuda-kv.test.ts)
+    cuda = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 64, device: "cuda", kvDtype: "f32" });
   });
   after(() => {
     cpu?.dispose();
@@ -61,8 +71,10 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
   });
 
   it("says where it runs", () => {
-    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu", devices: 0 });
-    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation", devices: 1 });
+    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu", devices: 0, kvDtype: "f32" });
+    assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation", devices: 1, gemm: native().cudaStatus().gemm, kvDtype: "f32" });
+    // the emulated device's GEMMs go through the stand-in cuBLASLt beside the library
+    if (!given) assert.deepEqual({ gemm: native().cudaStatus().gemm, path: native().cudaStatus().cublasLt.path }, { gemm: "cublaslt", path: join(dir, "libcublasLt.so.12") });
     // --device auto takes the device that is present
     assert.equal(resolveDevice("auto"), "cuda");
     // --kv-cache-memory FRACTION sizes the pool from the device's memory
@@ -153,7 +165,10 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
       const a = native().createModel(b.spec, b.tensors, { ...opts, device: "cpu" });
       const c = native().createModel(b.spec, b.tensors, { ...opts, device: "cuda" });
       try {
-        await prefillDecodeWithin(a, c, t.V, rng, seed);
+        // through cuBLASLt, bf16/f16 weights take rounded activations: a tolerance in units of that rounding
+        const u = native().cudaStatus().gemm === "cublaslt" ? UNIT_ROUNDOFF[t.dtype] : undefined;
+        const diff = (x: Float32Array, ref: Float32Array) => (u ? excessRms(x, ref, t.V, HALF_ULPS * u) : excess(x, ref));
+        await prefillDecodeWithin(a, c, t.V, rng, seed, diff);
       } finally {
         a.dispose();
         c.dispose();
@@ -161,7 +176,7 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
     });
 
   it("the device block pool keeps the CPU's admission rules: kv_full changes nothing, freed blocks are reused", async () => {
-    const m = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 5, device: "cuda" });
+    const m = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 5, device: "cuda", kvDtype: "f32" });
     const ref = await loadModel(storiesDir, { threads: 2, kvBlockSize: 4, kvBlocks: 5, device: "cpu" });
     try {
       const step = (model: LoadedModel, id: number, tokens: number[]) =>
@@ -209,8 +224,8 @@ describe("hybridchat serve --device", { skip }, () => {
       const health = await server.app.inject({ method: "GET", url: "/health" });
       assert.equal(health.statusCode, 200);
       assert.deepEqual(
-        { device: health.json().device, deviceName: health.json().deviceName, devices: health.json().devices },
-        { device: "cuda", deviceName: deviceName(), devices: 1 },
+        { device: health.json().device, deviceName: health.json().deviceName, devices: health.json().devices, gemm: health.json().gemm, kvDtype: health.json().kvDtype },
+        { device: "cuda", deviceName: deviceName(), devices: 1, gemm: given ? native().cudaStatus().gemm : "cublaslt", kvDtype: "bf16" },
       );
       const metrics = await server.app.inject({ method: "GET", url: "/metrics" });
       assert.ok(metrics.body.includes(`hybridchat_device_info{device="cuda",name="${deviceName()}"} 1`), metrics.body);
@@ -218,7 +233,7 @@ describe("hybridchat serve --device", { skip }, () => {
       assert.equal(r.statusCode, 200, r.body);
       const ref = await loadModel(storiesDir, { threads: 1 });
       try {
-        // the same 8 greedy tokens as the CPU model
+        // the same 8 greedy tokens as the CPU model (through the default bf16 KV cache)
         let ids = ref.tokenizer.encode("Once upon a time", true);
         const out: number[] = [];
         for (let s = 0; s < 8; s++) {

@@ -1,7 +1,9 @@
 // Shared by the reward-model and DPO tests: seeded samples of stories260K's own story
 // continuations (through the engine, as serving makes them), and preference pairs built
 // from them: a continuation that mentions the chosen word preferred over one that does not.
-import type { LoadedModel } from "../engine/model.js";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { loadModel, type LoadedModel } from "../engine/model.js";
 import { Engine } from "../engine/engine.js";
 import { collect, samplingParams } from "./generation-helpers.js";
 import { microBatches, trainBatch } from "../engine/train/loop/batches.js";
@@ -116,4 +118,19 @@ export async function saveToyRewardModel(model: LoadedModel, dir: string): Promi
   model.native.writeParameter("toy-rm", "value_head", Float32Array.from({ length: model.config.hiddenSize }, (_, i) => 0.1 * Math.sin(i)));
   await savePeftAdapter(model.native, model.config, "toy-rm", dir, { baseModel: model.dir });
   model.native.removeAdapter("toy-rm");
+}
+
+/**
+ * What a `train ppo` CLI test runs on: the toy reward model of `base` in dir/rm and two
+ * prompts in dir/prompts.jsonl.
+ */
+export async function writePpoInputs(base: string, dir: string): Promise<{ rm: string; prompts: string }> {
+  const lm = await loadModel(base, { threads: 2, kvBlocks: 16 });
+  try {
+    await saveToyRewardModel(lm, join(dir, "rm"));
+  } finally {
+    lm.dispose();
+  }
+  writeFileSync(join(dir, "prompts.jsonl"), '{"prompt":"Tom had a pet"}\n{"prompt":"One day"}\n');
+  return { rm: join(dir, "rm"), prompts: join(dir, "prompts.jsonl") };
 }

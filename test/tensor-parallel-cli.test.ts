@@ -14,7 +14,7 @@ import { PPO_LOG } from "../engine/train/ppo/ppo-run.js";
 import { TRAIN_LOG } from "../engine/train/sft/sft-run.js";
 import { README } from "./api-helpers.js";
 import { greedy, MODEL, startServer, uploadNameChange, waitForJob } from "./fine-tuning-helpers.js";
-import { saveToyRewardModel } from "./pref-helpers.js";
+import { writePpoInputs } from "./pref-helpers.js";
 import { assertClose } from "./reference/check.js";
 import { CLI, readmeAnswer, serve, stop } from "./serve-process.js";
 import { HELD_OUT, nameChangeData, NEW_NAME } from "./sft-helpers.js";
@@ -113,13 +113,7 @@ describe("hybridchat train ppo --tensor-parallel", () => {
   it("rollouts and updates on the split layers log the rewards, KL and losses of one rank", async () => {
     const dir = mkdtempSync(join(tmpdir(), "hc-tp-ppo-"));
     try {
-      const lm = await loadModel(storiesDir, { threads: 2, kvBlocks: 16 });
-      try {
-        await saveToyRewardModel(lm, join(dir, "rm"));
-      } finally {
-        lm.dispose();
-      }
-      writeFileSync(join(dir, "prompts.jsonl"), '{"prompt":"Tom had a pet"}\n{"prompt":"One day"}\n');
+      await writePpoInputs(storiesDir, dir);
       const logs = [1, 2].map((tp) => {
         const out = join(dir, `tp${tp}`);
         const r = spawnSync(process.execPath, [CLI, "train", "ppo", "--threads", "2", "--tensor-parallel", String(tp), "--actor", storiesDir, "--reward-model", join(dir, "rm"),

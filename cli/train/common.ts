@@ -4,7 +4,8 @@
 // stderr, Ctrl-C as a clean stop between steps, and the exit code of an interrupted run.
 import { availableParallelism } from "node:os";
 import { existsSync } from "node:fs";
-import type { LinearName } from "../../native/index.js";
+import type { DeviceKind, LinearName } from "../../native/index.js";
+import { cudaGemmLine, cudaTrainingLine, DEVICE_CHOICES, DeviceUnavailableError, resolveDevice } from "../../engine/device.js";
 import { LINEAR_NAMES } from "../../engine/peft.js";
 import { TrainingInterrupted } from "../../engine/train/loop/loop.js";
 import { SCHEDULES, type ScheduleKind } from "../../engine/train/loop/lr-schedule.js";
@@ -34,6 +35,7 @@ export const EPOCH_RUN_OPTIONS = {
 /** Flags only a command run on its own has (the pipeline owns these for its steps). */
 export const COMMAND_OPTIONS = {
   threads: str,
+  device: { type: "string", default: "cpu" },
   help: { type: "boolean", short: "h" },
 } as const;
 
@@ -141,6 +143,24 @@ export class OptionReader {
   /** the files, output and run control of a `train sft|rm|dpo` command */
   fileRun(signal: AbortSignal): { modelDir: string; dataFile: string; validationFile?: string; outDir: string; resume: boolean; threads: number; signal: AbortSignal } {
     return { modelDir: this.str("model")!, dataFile: this.str("data")!, validationFile: this.str("validation"), outDir: this.str("out")!, resume: this.bool("resume"), threads: this.threads(), signal };
+  }
+
+  /**
+   * --device cpu|cuda|auto: where the model is loaded. cuda without a usable device is a
+   * usage error naming the library paths searched; a cuda model says on stderr where it
+   * runs and which GEMM serves it.
+   */
+  device(): DeviceKind {
+    const choice = this.choice("device", DEVICE_CHOICES) ?? "cpu";
+    let device: DeviceKind;
+    try {
+      device = resolveDevice(choice);
+    } catch (e) {
+      if (e instanceof DeviceUnavailableError) throw new UsageError(e.message, this.command);
+      throw e;
+    }
+    if (device === "cuda") process.stderr.write(`hybridchat: ${cudaTrainingLine()}\nhybridchat: ${cudaGemmLine()}\n`);
+    return device;
   }
 
   threads(): number {

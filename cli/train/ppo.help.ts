@@ -54,6 +54,9 @@ Options (defaults are DeepSpeed-Chat's unless noted):
   --threads N            compute threads (default: all cores)
   --tensor-parallel N    split every layer over N thread ranks (Megatron layout), for the rollouts
                          and the training alike; N must divide the key/value heads and MLP width (default 1)
+  --device D             where the model is loaded: cpu (default), cuda (CUDA device 0: its
+                         generation runs there, the training steps on the CPU for now; refused
+                         without a device, naming the library paths searched) or auto
   -h, --help             this help
 
 Examples:

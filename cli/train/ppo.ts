@@ -42,7 +42,7 @@ export const PPO_OPTIONS = {
   reference: { type: "string", default: "base" },
 } as const;
 
-export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
+export type PpoHyperparams = Omit<PpoRunOptions, "actor" | "modelDir" | "rewardModel" | "promptsFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "device" | "model" | "signal" | "onStart" | "onStep" | "onCheckpoint">;
 
 export function ppoHyperparams(r: OptionReader): PpoHyperparams {
   r.exist("file", "ptx-data");
@@ -125,6 +125,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
   r.exist("directory", "actor", "model", "reward-model");
   r.exist("file", "prompts");
   const hyper = ppoHyperparams(r);
+  const device = r.device();
   const out = values.out!;
   const progress = ppoProgress();
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
@@ -137,6 +138,7 @@ export async function ppoCommand(argv: string[]): Promise<void> {
       resume: values.resume,
       threads: r.threads(),
       tensorParallel: r.int("tensor-parallel", 1, 64),
+      device,
       signal,
       ...hyper,
       ...ppoReports(progress, values.resume, out),

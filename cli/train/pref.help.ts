@@ -22,7 +22,10 @@ const PREFERENCE_OPTIONS = `  --model DIR            base checkpoint directory (
   --resume               continue from the last checkpoint in --out (same options and data)
   --threads N            compute threads (default: all ${availableParallelism()} cores)
   --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
-                         the model's key/value heads and MLP width (default 1)`;
+                         the model's key/value heads and MLP width (default 1)
+  --device D             where the model is loaded: cpu (default), cuda (CUDA device 0: its
+                         generation runs there, the training steps on the CPU for now; refused
+                         without a device, naming the library paths searched) or auto`;
 export const TRAIN_RM_HELP = `Usage: hybridchat train rm --model DIR --data FILE.jsonl --out DIR [options]
 
 Trains a reward model (DeepSpeed-Chat step 2): the frozen base + its own LoRA adapter + a

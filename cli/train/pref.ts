@@ -12,7 +12,7 @@ import { Progress } from "../progress-bar.js";
 /** The flags of a reward-model run (also the pipeline's step 2, as --rm-…). */
 export const RM_OPTIONS = EPOCH_RUN_OPTIONS;
 
-export type PrefHyperparams = Omit<PrefRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onCheckpoint">;
+export type PrefHyperparams = Omit<PrefRunOptions, "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "device" | "model" | "signal" | "onStart" | "onCheckpoint">;
 
 export const prefHyperparams = (r: OptionReader): PrefHyperparams => ({ ...r.lora(1), ...r.epochRun() });
 
@@ -63,12 +63,14 @@ export async function preferenceCommand(method: "rm" | "dpo", argv: string[]): P
   r.require({ model: "the base checkpoint directory", data: "the preference JSONL file", out: "where to write the adapter, log and checkpoints" });
   r.exist("directory", "model", "adapter");
   r.exist("file", "data", "validation");
+  const device = r.device();
   const out = values.out!;
   const progress = prefProgress(method);
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
     const common: PrefRunOptions = {
       ...r.fileRun(signal),
       tensorParallel: r.int("tensor-parallel", 1, 64),
+      device,
       ...prefHyperparams(r),
       ...prefStartReports(progress, values.resume!, out),
     };

@@ -41,6 +41,9 @@ Options:
                          gradients, 3 also the trained weights, gathered only for use (default 0)
   --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
                          the model's key/value heads and MLP width (default 1)
+  --device D             where the model is loaded: cpu (default), cuda (CUDA device 0: its
+                         generation runs there, the training steps on the CPU for now; refused
+                         without a device, naming the library paths searched) or auto
   -h, --help             this help
 
 Examples:

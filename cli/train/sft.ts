@@ -24,7 +24,7 @@ export const SFT_OPTIONS = {
 
 export type SftHyperparams = Omit<
   SftRunOptions,
-  "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"
+  "modelDir" | "dataFile" | "validationFile" | "outDir" | "resume" | "threads" | "tensorParallel" | "device" | "model" | "signal" | "onStart" | "onStep" | "onEpoch" | "onCheckpoint" | "onWriteProgress"
 >;
 
 export function sftHyperparams(r: OptionReader): SftHyperparams {
@@ -94,6 +94,7 @@ async function sftCommand(argv: string[]): Promise<void> {
   const dataParallel = r.int("data-parallel", 1, 64);
   if ((tensorParallel ?? 1) > 1 && (dataParallel ?? 1) > 1)
     throw new UsageError("--tensor-parallel and --data-parallel cannot be combined (yet): use one of them", C);
+  const device = r.device();
   const out = values.out!;
   const progress = sftProgress();
   await runInterruptible(progress, RESUME_HINT, async (signal) => {
@@ -101,6 +102,7 @@ async function sftCommand(argv: string[]): Promise<void> {
       ...r.fileRun(signal),
       ...hyper,
       tensorParallel,
+      device,
       dataParallel,
       zeroStage: r.int("zero-stage", 0, 3) as ZeroStage | undefined,
       ...sftReports(progress, values.resume!, out),

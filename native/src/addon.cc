@@ -8,6 +8,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "cuda_library.h"
 #include "cpu/dispatch.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
@@ -125,6 +126,8 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   o.Set("kind", m.device());
   o.Set("name", m.device_name());
   o.Set("devices", m.devices());
+  if (std::string(m.device()) == "cuda") o.Set("gemm", cuda_library().gemm);
+  o.Set("kvDtype", m.kv_dtype());
   return o;
 }
 
@@ -209,6 +212,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
       opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
     if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
+    if (oo.Has("kvDtype") && oo.Get("kvDtype").IsString()) opts.kv_dtype = oo.Get("kvDtype").As<Napi::String>().Utf8Value();
     if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
       opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));
     if (oo.Has("matmulPrecision")) opts.matmul_precision = precision_arg(oo.Get("matmulPrecision"));

@@ -35,6 +35,15 @@ Napi::Value CudaStatus(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < lib.searched.size(); i++) searched.Set(static_cast<uint32_t>(i), lib.searched[i]);
   o.Set("searched", searched);
   o.Set("error", lib.error.empty() ? env.Null() : Napi::String::New(env, lib.error));
+  o.Set("gemm", lib.gemm.empty() ? env.Null() : Napi::String::New(env, lib.gemm));
+  Napi::Object blas = Napi::Object::New(env);
+  blas.Set("path", lib.blas_path.empty() ? env.Null() : Napi::String::New(env, lib.blas_path));
+  blas.Set("version", lib.blas_version);
+  Napi::Array bs = Napi::Array::New(env, lib.blas_searched.size());
+  for (size_t i = 0; i < lib.blas_searched.size(); i++) bs.Set(static_cast<uint32_t>(i), lib.blas_searched[i]);
+  blas.Set("searched", bs);
+  blas.Set("error", lib.blas_error.empty() ? env.Null() : Napi::String::New(env, lib.blas_error));
+  o.Set("cublasLt", blas);
   return o;
 }
 

@@ -3,6 +3,7 @@
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "errors.h"
@@ -54,6 +55,17 @@ CudaLibrary load() {
   } else {
     char name[256] = "";
     if (lib.hc_cuda_device_name(0, name, sizeof name) == 0) lib.device_name = name;
+    // cuBLASLt is searched once, here, so start-up can say which GEMM serves
+    lib.gemm = lib.hc_cuda_gemm_backend();
+    lib.blas_path = lib.hc_cuda_blas_path();
+    lib.blas_error = lib.hc_cuda_blas_error();
+    lib.blas_version = lib.hc_cuda_blas_version();
+    const std::string searched = lib.hc_cuda_blas_searched();
+    for (size_t at = 0; at < searched.size();) {
+      const size_t nl = std::min(searched.find('\n', at), searched.size());
+      lib.blas_searched.push_back(searched.substr(at, nl - at));
+      at = nl + 1;
+    }
   }
   return lib;
 }

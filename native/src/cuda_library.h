@@ -20,6 +20,12 @@ struct CudaLibrary {
   std::string device_name;         // of device 0, "" when none
   std::vector<std::string> searched;  // the library paths tried, in order
   std::string error;               // empty when usable
+  // the GEMM behind the device's linears (cuda/cublaslt.cu): "cublaslt" or "builtin"
+  std::string gemm;
+  std::string blas_path;                   // the libcublasLt loaded, "" when none
+  std::vector<std::string> blas_searched;  // the cuBLASLt paths tried, in order
+  std::string blas_error;                  // why none loaded ("" when one did)
+  int blas_version = 0;
 };
 
 const CudaLibrary& cuda_library();

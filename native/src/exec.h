@@ -25,8 +25,10 @@ enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logi
 // Small integer arrays copied from the host each step.
 enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
 
+// Strides in elements of `dtype`: f32, or bf16 (a device pool: --kv-dtype bf16).
 struct KvGeometry {
   int64_t layers, blocks, layer_stride, block_stride, head_stride, block_size;
+  DType dtype = DType::F32;
 };
 
 class Exec {
@@ -49,9 +51,10 @@ class Exec {
   virtual const void* weight(const void* host, int64_t bytes, bool mutable_) = 0;
   // The model rewrote some mutable weight (training step, merge, a parameter written).
   virtual void weights_changed() = 0;
-  // The KV pool's K and V of layer l (the KVCache's host pool on the CPU).
-  virtual float* kv_k(int64_t l) = 0;
-  virtual float* kv_v(int64_t l) = 0;
+  // The KV pool's K and V of layer l (the KVCache's host pool on the CPU), elements of
+  // KvGeometry::dtype.
+  virtual void* kv_k(int64_t l) = 0;
+  virtual void* kv_v(int64_t l) = 0;
 
   // ---- forward ops ----
   // out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt
@@ -67,11 +70,11 @@ class Exec {
   virtual void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) = 0;
   virtual void residual(float* out, const float* a, const float* b, int64_t N) = 0;
   virtual void swiglu(float* out, const float* gate, const float* up, int64_t N) = 0;
-  // k,v[T,NKV,HD] into layer l of the pool; tables[nseq, max_blocks]
-  virtual void kv_write(float* k_pool, float* v_pool, const float* k, const float* v, const int32_t* tables,
+  // k,v[T,NKV,HD] into layer l of the pool (rounded to its dtype); tables[nseq, max_blocks]
+  virtual void kv_write(void* k_pool, void* v_pool, const float* k, const float* v, const int32_t* tables,
                         int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV,
                         int64_t HD, const KvGeometry& g) = 0;
-  virtual void paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool,
+  virtual void paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
                                const int32_t* tables, int64_t max_blocks, int64_t nseq, const int32_t* seq_of,
                                const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                                const KvGeometry& g, int64_t window) = 0;
@@ -115,6 +118,7 @@ class Exec {
 std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv,
                                     cpu::MatmulPrecision precision);
 // Throws "backend_unavailable" (naming the library paths searched) without a usable device.
+// The pool is kv.blocks blocks of kv.dtype (f32 or bf16).
 std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv);
 
 }  // namespace hc

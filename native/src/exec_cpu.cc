@@ -7,6 +7,7 @@
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
+#include "errors.h"
 #include "exec.h"
 
 namespace hc {
@@ -16,7 +17,10 @@ namespace {
 class CpuExec final : public Exec {
  public:
   CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv, cpu::MatmulPrecision precision)
-      : pool_(pool), k_(k), v_(v), kv_(kv), precision_(precision), train_(make_cpu_train_ops(pool)) {}
+      : pool_(pool), k_(k), v_(v), kv_(kv), precision_(precision), train_(make_cpu_train_ops(pool)) {
+    // the host pool and the CPU attention are fp32 (Model refuses --kv-dtype bf16 on the CPU by name)
+    if (kv.dtype != DType::F32) throw Error("unsupported", "the CPU's KV cache is f32 only");
+  }
   const char* device() const override { return "cpu"; }
   std::string device_name() const override { return "cpu"; }
 
@@ -28,8 +32,8 @@ class CpuExec final : public Exec {
   const int32_t* ints(ISlot, const int32_t* host, int64_t) override { return host; }
   const void* weight(const void* host, int64_t, bool) override { return host; }
   void weights_changed() override {}
-  float* kv_k(int64_t l) override { return k_ + l * kv_.layer_stride; }
-  float* kv_v(int64_t l) override { return v_ + l * kv_.layer_stride; }
+  void* kv_k(int64_t l) override { return k_ + l * kv_.layer_stride; }
+  void* kv_v(int64_t l) override { return v_ + l * kv_.layer_stride; }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
               int64_t K) override {
@@ -56,9 +60,10 @@ class CpuExec final : public Exec {
   void swiglu(float* out, const float* gate, const float* up, int64_t N) override {
     cpu::swiglu_forward(out, gate, up, N, pool_);
   }
-  void kv_write(float* kp, float* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
+  void kv_write(void* kpool, void* vpool, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
                 const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
                 const KvGeometry& g) override {
+    float *kp = static_cast<float*>(kpool), *vp = static_cast<float*>(vpool);
     const int64_t KD = NKV * HD;
     for (int64_t t = 0; t < T; t++) {
       const int64_t p = pos[t];
@@ -70,9 +75,10 @@ class CpuExec final : public Exec {
       }
     }
   }
-  void paged_attention(float* out, const float* q, const float* kp, const float* vp, const int32_t* tables,
+  void paged_attention(float* out, const float* q, const void* kpool, const void* vpool, const int32_t* tables,
                        int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
                        int64_t NH, int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+    const float *kp = static_cast<const float*>(kpool), *vp = static_cast<const float*>(vpool);
     spans_.resize(static_cast<size_t>(nseq));
     for (int64_t s = 0; s < nseq; s++)
       spans_[s] = cpu::KVSpan{kp, vp, tables + s * max_blocks, g.block_stride, g.head_stride, HD, g.block_size};

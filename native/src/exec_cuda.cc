@@ -40,10 +40,18 @@ class DeviceBuffer {
   int64_t bytes_ = 0;
 };
 
+// HC_CUDA_* share hc::DType's values. The device GEMM dequantizes q8_0/q4_0/q4_k blocks
+// while loading its tiles (gemm.cuh); q6_k (GGUF files) has no CUDA kernel.
 int dev_dtype(DType t) {
+  if (t == DType::Q6_K)
+    throw Error("unsupported_dtype", "q6_k weights have no CUDA kernel: serve this checkpoint with --device cpu");
+  return static_cast<int>(t);
+}
+// the embedding's gather reads element types only
+int dev_table_dtype(DType t) {
   if (is_quantized(t))
-    throw Error("unsupported_dtype", "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
-  return static_cast<int>(t);  // HC_CUDA_* share hc::DType's values
+    throw Error("unsupported_dtype", std::string("a ") + dtype_name(t) + " embedding table has no CUDA kernel: serve this checkpoint with --device cpu");
+  return static_cast<int>(t);
 }
 
 class CudaExec final : public Exec {
@@ -55,7 +63,9 @@ class CudaExec final : public Exec {
                                              std::to_string(lib().devices) + " present)");
     bind();
     train_ = make_cuda_train_ops();
-    const int64_t pool = kv.layers * kv.layer_stride * kv.blocks * static_cast<int64_t>(sizeof(float));
+    if (kv.dtype != DType::F32 && kv.dtype != DType::BF16)
+      throw Error("unsupported", std::string("a ") + dtype_name(kv.dtype) + " KV pool: f32 or bf16");
+    const int64_t pool = dtype_bytes(kv.dtype, kv.layers * kv.layer_stride * kv.blocks);
     k_ = DeviceBuffer(pool);
     v_ = DeviceBuffer(pool);
   }
@@ -87,8 +97,8 @@ class CudaExec final : public Exec {
       it = it->second.mut && !it->second.pinned ? weights_.erase(it) : std::next(it);
     for (auto it = views_.begin(); it != views_.end();) it = it->second.mut ? views_.erase(it) : std::next(it);
   }
-  float* kv_k(int64_t l) override { return static_cast<float*>(k_.get()) + l * kv_.layer_stride; }
-  float* kv_v(int64_t l) override { return static_cast<float*>(v_.get()) + l * kv_.layer_stride; }
+  void* kv_k(int64_t l) override { return static_cast<char*>(k_.get()) + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
+  void* kv_v(int64_t l) override { return static_cast<char*>(v_.get()) + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
               int64_t K) override {
@@ -109,7 +119,7 @@ class CudaExec final : public Exec {
     cuda_call(lib().hc_cuda_dev_rope(x, cos_t, sin_t, T, H, HD));
   }
   void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
-    cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_dtype(dt), T, C));
+    cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_table_dtype(dt), T, C));
   }
   void residual(float* out, const float* a, const float* b, int64_t N) override {
     cuda_call(lib().hc_cuda_dev_residual(out, a, b, N));
@@ -117,17 +127,18 @@ class CudaExec final : public Exec {
   void swiglu(float* out, const float* gate, const float* up, int64_t N) override {
     cuda_call(lib().hc_cuda_dev_swiglu(out, gate, up, N));
   }
-  void kv_write(float* kp, float* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
+  void kv_write(void* kp, void* vp, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
                 const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
                 const KvGeometry& g) override {
     cuda_call(lib().hc_cuda_dev_kv_write(kp, vp, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, g.block_stride,
-                                         g.head_stride, g.block_size));
+                                         g.head_stride, g.block_size, static_cast<int>(g.dtype)));
   }
-  void paged_attention(float* out, const float* q, const float* kp, const float* vp, const int32_t* tables,
+  void paged_attention(float* out, const float* q, const void* kp, const void* vp, const int32_t* tables,
                        int64_t max_blocks, int64_t, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
                        int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
     cuda_call(lib().hc_cuda_dev_paged_attention(out, q, kp, vp, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
-                                                g.block_stride, g.head_stride, g.block_size, window));
+                                                g.block_stride, g.head_stride, g.block_size, window,
+                                                static_cast<int>(g.dtype)));
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));

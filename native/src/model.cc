@@ -97,8 +97,13 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   if (opts.matmul_precision != cpu::MatmulPrecision::Highest && (cuda || opts.tensor_parallel > 1))
     throw Error("unsupported", "--matmul-precision high|medium runs on the CPU with one rank only for now");
   kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
+  // the device pool may hold bf16 (half the bytes a block; rounded on write, widened on read)
+  if (opts.kv_dtype != "f32" && opts.kv_dtype != "bf16")
+    throw Error("bad_options", "kvDtype must be \"f32\" or \"bf16\", not \"" + opts.kv_dtype + "\"");
+  if (opts.kv_dtype == "bf16" && !cuda)
+    throw Error("unsupported", "--kv-dtype bf16 runs on --device cuda only: the CPU's KV cache is f32");
   kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
-                       kv_->block_size()};
+                       kv_->block_size(), opts.kv_dtype == "bf16" ? DType::BF16 : DType::F32};
   if (cuda) {
     if (tp_ && opts.device_index != 0)
       throw Error("bad_options", "--tensor-parallel on cuda puts rank r on device r: device index must be 0");
@@ -123,12 +128,19 @@ const void* Model::resident_embed() {
 
 // Every weight the forward reads, uploaded now (once, in its checkpoint dtype) so that
 // serving never copies a weight; on the CPU these are the host arrays themselves.
+// Quantized linears (q8_0/q4_0/q4_k) go up as stored, their blocks dequantized by the
+// device GEMM; what the device has no kernel for (q6_k, a GGUF's quantized embedding) is
+// refused here, at load, by name.
 void Model::upload_weights() {
-  for (LayerWeights& w : layers_)
+  auto refuse = [](const std::string& what, DType t) {
+    throw Error("unsupported_dtype", what + " is " + dtype_name(t) +
+                                         ", which has no CUDA kernel: serve this checkpoint with --device cpu");
+  };
+  if (is_quantized(embed_dtype_)) refuse("the embedding table", embed_dtype_);
+  if (!spec_.tie_embeddings && lm_head_.dtype == DType::Q6_K) refuse("the output head", lm_head_.dtype);
+  for (size_t l = 0; l < layers_.size(); l++)
     for (int t = 0; t < kTargets; t++)
-      if (is_quantized(w.at(t).dtype))
-        throw Error("unsupported_dtype",
-                    "q8_0/q4_0 weights have no CUDA kernel yet: serve this checkpoint with --device cpu");
+      if (layers_[l].at(t).dtype == DType::Q6_K) refuse("a linear weight of layer " + std::to_string(l), DType::Q6_K);
   exec_->bind();
   resident_embed();
   resident(final_norm_);
@@ -284,7 +296,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       }
       ex.rope(q, cos_t, sin_t, T, NH, HD);
       ex.rope(k, cos_t, sin_t, T, NKV, HD);
-      float *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+      void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
       ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
       ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
                          kv_geo_, s.window(l));

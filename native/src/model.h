@@ -49,6 +49,8 @@ struct ModelOptions {
   // how the serving forward's activations meet bf16 weights (cpu/matmul_kernels.h); training
   // always runs Highest. CPU and one rank only.
   cpu::MatmulPrecision matmul_precision = cpu::MatmulPrecision::Highest;
+  // the KV pool's element type: "f32", or "bf16" (cuda only)
+  std::string kv_dtype = "f32";
 };
 
 struct ForwardBatch {
@@ -130,6 +132,8 @@ class Model {
   std::string device_name() const { return exec_->device_name(); }
   // devices the serving forward runs on: 0 on the CPU, else the tensor-parallel ranks (1 without)
   int devices() const { return std::string(exec_->device()) == "cpu" ? 0 : tp_ ? tp_->size() : 1; }
+  // the KV pool's element type: "f32" or "bf16"
+  const char* kv_dtype() const { return dtype_name(kv_geo_.dtype); }
 
   // ---- training (model_train.cc, model_params.cc) ----
   // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.

@@ -343,8 +343,10 @@ export class JobRunner {
     const adapter = fineTunedModelId(queued.model, queued.suffix, id);
     const abort = new AbortController();
     this.#current = { id, abort };
-    this.#status(id, { status: "running", startedAt: nowSeconds() }, "Fine-tuning job started");
     const native = model.native;
+    // a job trains the served model where it is loaded (serve --device)
+    const where = native.device();
+    this.#status(id, { status: "running", startedAt: nowSeconds() }, `Fine-tuning job started (on ${where.kind === "cuda" ? `CUDA device 0, ${where.name}: generation there, the training steps on the CPU` : "the CPU"})`);
     let added = false;
     try {
       await exclusively(engine, () => {

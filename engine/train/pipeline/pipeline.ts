@@ -16,6 +16,7 @@ import { PPO_LOG, ppoKvBlocks, runPpoFromFiles, type PpoRunOptions, type PpoRunR
 import { TRAIN_LOG } from "../checkpoints/run-files.js";
 import { trainingCurves } from "./pipeline-curves.js";
 import { plotSvg } from "./plot-svg.js";
+import type { DeviceKind } from "../../../native/index.js";
 
 export type PipelineStep = 1 | 2 | 3;
 export const PIPELINE_STEPS: readonly PipelineStep[] = [1, 2, 3];
@@ -52,6 +53,8 @@ export interface PipelineOptions {
   threads?: number;
   /** thread ranks each layer of the one loaded base is split over, for all three steps; default 1 */
   tensorParallel?: number;
+  /** where the model is loaded: "cuda" puts its serving forward (generation) on device 0; the training steps run where the engine runs them (docs/training.md); default cpu */
+  device?: DeviceKind;
   /** a model already loaded from modelDir (tests); left loaded, with no adapter added */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -104,7 +107,7 @@ export async function runPipeline(o: PipelineOptions): Promise<PipelineResult> {
   checkPipeline(o);
   const dirs = { 1: stepDir(o.outDir, 1), 2: stepDir(o.outDir, 2), 3: stepDir(o.outDir, 3) };
   // one base for all three steps; room in the KV cache for PPO's generation batch
-  const lm = o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: o.steps.includes(3) ? ppoKvBlocks(o.ppo) : 4, tensorParallel: o.tensorParallel }));
+  const lm = o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: o.steps.includes(3) ? ppoKvBlocks(o.ppo) : 4, tensorParallel: o.tensorParallel, device: o.device }));
   const resume = o.resume ?? false;
   const common = { modelDir: lm.dir, model: lm, signal: o.signal, threads: o.threads, resume };
   const done: StepResult[] = [];

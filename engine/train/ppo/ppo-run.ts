@@ -9,7 +9,7 @@
 import { existsSync, readdirSync } from "node:fs";
 import { appendFile, mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
-import type { AdapterSpec, LinearName } from "../../../native/index.js";
+import type { DeviceKind, AdapterSpec, LinearName } from "../../../native/index.js";
 import { Engine } from "../../engine.js";
 import { loadModel, type LoadedModel } from "../../model.js";
 import { readJsonFile } from "../../json-file.js";
@@ -59,6 +59,8 @@ export interface PpoRunOptions extends PpoKnobs {
   threads?: number;
   /** thread ranks each layer is split over, for generation and training alike; default 1 */
   tensorParallel?: number;
+  /** where the model is loaded: "cuda" puts its serving forward (generation) on device 0; the training steps run where the engine runs them (docs/training.md); default cpu */
+  device?: DeviceKind;
   /** continue from the newest checkpoint in outDir (same settings, prompts and seed) */
   resume?: boolean;
   /** a checkpoint every this many steps (and after the last); only the newest is kept. Default 1 */
@@ -129,7 +131,7 @@ export async function runPpoFromFiles(o: PpoRunOptions): Promise<PpoRunResult> {
   const maxPrompt = o.maxPromptTokens ?? PPO_DEFAULTS.maxPromptTokens;
   const maxAnswer = o.maxAnswerTokens ?? PPO_DEFAULTS.maxAnswerTokens;
 
-  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: ppoKvBlocks(o), tensorParallel: o.tensorParallel }));
+  const lm = o.model ?? (await loadModel(baseDir(o), { threads: o.threads, kvBlocks: ppoKvBlocks(o), tensorParallel: o.tensorParallel, device: o.device }));
   const m = lm.native;
   const added: string[] = [];
   const add = (name: string, f: () => void): void => {

@@ -2,7 +2,7 @@
 // files, pick the "auto" hyperparameters, add (or restore) the trained adapter, open the log,
 // and write the result. rm-run.ts and dpo-run.ts each add their loop.
 import { resolve } from "node:path";
-import type { AdapterSpec, LinearName } from "../../../native/index.js";
+import type { DeviceKind, AdapterSpec, LinearName } from "../../../native/index.js";
 import { loadModel, type LoadedModel } from "../../model.js";
 import type { PeftAdapterData } from "../../peft.js";
 import { encodePairs, PreferenceDataError, readPreferenceJsonl, type EncodedPair } from "../data/pref-data.js";
@@ -44,6 +44,8 @@ export interface PrefRunOptions {
   threads?: number;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
+  /** where the model is loaded: "cuda" puts its serving forward (generation) on device 0; the training steps run where the engine runs them (docs/training.md); default cpu */
+  device?: DeviceKind;
   /** a model already loaded from modelDir (tests); the run neither reloads nor disposes it */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -98,7 +100,7 @@ export async function loadForPairs(o: PrefRunOptions): Promise<LoadedModel> {
   checkOutDir(resolve(o.outDir), o.outDir, o.resume);
   readPreferenceJsonl(o.dataFile);
   if (o.validationFile) readPreferenceJsonl(o.validationFile);
-  return o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
+  return o.model ?? (await loadModel(resolve(o.modelDir), { threads: o.threads, kvBlocks: 4, tensorParallel: o.tensorParallel, device: o.device }));
 }
 
 export async function preparePairRun(o: PrefRunOptions, lm: LoadedModel, m: PrefMethod): Promise<PrefRun> {

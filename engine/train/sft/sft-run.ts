@@ -3,7 +3,7 @@
 // train, log every step to <out>/train_log.jsonl, checkpoint every epoch, save the result.
 // The CLI adds argument parsing and a progress bar; tests call this directly.
 import { resolve } from "node:path";
-import type { AdapterSpec, LinearName, ZeroStage } from "../../../native/index.js";
+import type { DeviceKind, AdapterSpec, LinearName, ZeroStage } from "../../../native/index.js";
 import { loadModel, type LoadedModel } from "../../model.js";
 import { readSftJsonl, SftDataError } from "../data/sft-data.js";
 import { encodeExamples, type EncodeStats, type EncodedExample } from "../data/sft-encode.js";
@@ -54,6 +54,8 @@ export interface SftRunOptions {
   zeroStage?: ZeroStage;
   /** thread ranks each layer is split over (tensor parallelism); default 1 */
   tensorParallel?: number;
+  /** where the model is loaded: "cuda" puts its serving forward (generation) on device 0; the training steps run where the engine runs them (docs/training.md); default cpu */
+  device?: DeviceKind;
   /** a model already loaded from modelDir (tests); the run neither reloads nor disposes it */
   model?: LoadedModel;
   signal?: AbortSignal;
@@ -102,11 +104,11 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   const ranks = o.dataParallel ?? 1;
   if (ranks > 1 && (o.tensorParallel ?? 1) > 1) throw new Error("tensor and data parallelism cannot be combined (yet): use one of them");
   const rankThreads = o.threads === undefined || ranks === 1 ? o.threads : Math.max(1, Math.floor(o.threads / ranks));
-  const lm = o.model ?? (await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, tensorParallel: o.tensorParallel }));
+  const lm = o.model ?? (await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, tensorParallel: o.tensorParallel, device: o.device }));
   const others: LoadedModel[] = [];
   try {
     // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages)
-    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4 }));
+    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, device: o.device }));
     const maxLength = Math.min(o.maxLength ?? lm.maxContext, lm.config.maxPositions);
     const train = encodeFile(lm, o.dataFile, maxLength);
     const val = o.validationFile ? encodeFile(lm, o.validationFile, maxLength) : null;

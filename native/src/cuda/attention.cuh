@@ -30,22 +30,27 @@ __device__ __forceinline__ void load_row(float (&r)[NR], const float* p, int HD,
   }
 }
 
+// A key/value element as fp32: the rows are fp32, or bf16 words (the serving KV pool's
+// --kv-dtype bf16), widened exactly.
+__device__ __forceinline__ float kv_at(const float* p, int d) { return p[d]; }
+__device__ __forceinline__ float kv_at(const uint16_t* p, int d) { return bf16_to_f32(p[d]); }
+
 // Σ_d a[d]·p[d] over the warp, the row a held in registers; every lane gets the sum.
-template <int NR>
-__device__ __forceinline__ float row_dot(const float (&a)[NR], const float* p, int HD, int lane) {
+template <int NR, typename KV>
+__device__ __forceinline__ float row_dot(const float (&a)[NR], const KV* p, int HD, int lane) {
   float s = 0.0f;
 #pragma unroll
   for (int i = 0; i < NR; i++) {
     const int d = lane + 32 * i;
-    if (d < HD) s = fmaf(a[i], p[d], s);
+    if (d < HD) s = fmaf(a[i], kv_at(p, d), s);
   }
   return warp_sum(s);
 }
 
 // One key of the online softmax over a row: score s, its value row v[HD]; m and l are the
 // running max and sum (m = −inf before the first key, whose c is then 0).
-template <int NR>
-__device__ __forceinline__ void online_softmax_step(float (&acc)[NR], float& m, float& l, float s, const float* v,
+template <int NR, typename KV>
+__device__ __forceinline__ void online_softmax_step(float (&acc)[NR], float& m, float& l, float s, const KV* v,
                                                     int HD, int lane) {
   const float mn = fmaxf(m, s);
   const float c = expf(m - mn), p = expf(s - mn);
@@ -53,7 +58,7 @@ __device__ __forceinline__ void online_softmax_step(float (&acc)[NR], float& m, 
 #pragma unroll
   for (int r = 0; r < NR; r++) {
     const int d = lane + 32 * r;
-    acc[r] = acc[r] * c + (d < HD ? p * v[d] : 0.0f);
+    acc[r] = acc[r] * c + (d < HD ? p * kv_at(v, d) : 0.0f);
   }
   m = mn;
 }

@@ -32,17 +32,22 @@ void to_f32(float* out, const uint16_t* src, int dtype, int64_t n, cudaStream_t 
 // C = alpha·op(A)·op(B) (+ beta·C) (+ bias), the one GEMM (gemm.cuh) with leading dimensions
 void gemm_launch(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
                  int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream);
+// The same through cuBLASLt (cublaslt.cu), f32/bf16/f16 B only, when blas_loaded()
+bool blas_loaded();
+void blas_gemm(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
+               int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream);
 
 // ---- serving over the paged KV pool (paged_attention.cu; layout of ../kvcache.h) ----
-// tables[nseq, max_blocks]: each sequence's block ids; pool offsets in floats.
-void paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool, const int32_t* tables,
-                     int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
-                     int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride, int64_t block_size,
-                     int64_t window, cudaStream_t stream);
-// k,v[T,NKV,HD] of the step's tokens at positions pos[T] into the pool
-void kv_write(float* k_pool, float* v_pool, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
-              const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD, int64_t block_stride,
-              int64_t head_stride, int64_t block_size, cudaStream_t stream);
+// tables[nseq, max_blocks]: each sequence's block ids; pool offsets in elements of
+// kv_dtype (HC_CUDA_F32 or HC_CUDA_BF16).
+void paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool, int kv_dtype,
+                     const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                     int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride,
+                     int64_t block_size, int64_t window, cudaStream_t stream);
+// k,v[T,NKV,HD] of the step's tokens at positions pos[T] into the pool (rounded to bf16 there)
+void kv_write(void* k_pool, void* v_pool, int kv_dtype, const float* k, const float* v, const int32_t* tables,
+              int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
+              int64_t block_stride, int64_t head_stride, int64_t block_size, cudaStream_t stream);
 // out[R,C] = x[rows[r], :]
 void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C, cudaStream_t stream);
 void from_f32(uint16_t* out, const float* src, int dtype, int64_t n, cudaStream_t stream);

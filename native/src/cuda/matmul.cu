@@ -11,7 +11,8 @@ void matmul(float* out, const float* x, const void* w, int dtype, const float* b
 
 void gemm_launch(float* C, const float* A, const void* B, int dtype, const float* bias, int64_t M, int64_t N, int64_t K,
                  int64_t lda, int64_t ldb, int64_t ldc, bool ta, bool tb, float alpha, float beta, cudaStream_t stream) {
-  check_dtype(dtype);
+  check_weight_dtype(dtype, tb ? K : N);
+  require(dtype <= HC_CUDA_F16 || tb, "invalid_argument", "quantized weights are B stored [N,K] (tb)");
   gemm(C, A, B, dtype, bias, M, N, K, lda, ldb, ldc, ta, tb, alpha, beta, stream);
 }
 

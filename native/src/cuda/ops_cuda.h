@@ -120,18 +120,19 @@ HC_CUDA_API int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const v
                                       int64_t C);
 HC_CUDA_API int hc_cuda_dev_residual(float* out, const float* a, const float* b, int64_t N);
 HC_CUDA_API int hc_cuda_dev_swiglu(float* out, const float* gate, const float* up, int64_t N);
-/* the paged KV pool of native/src/kvcache.h (one layer's k/v base; strides in floats);
+/* the paged KV pool of native/src/kvcache.h (one layer's k/v base; strides in elements of
+   kv_dtype, HC_CUDA_F32 or HC_CUDA_BF16: written rounded to nearest even, read widened);
    tables[nseq, max_blocks] the sequences' block ids, seq_of[T] each token's sequence */
-HC_CUDA_API int hc_cuda_dev_kv_write(float* k_pool, float* v_pool, const float* k, const float* v,
+HC_CUDA_API int hc_cuda_dev_kv_write(void* k_pool, void* v_pool, const float* k, const float* v,
                                      const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
                                      const int32_t* pos, int64_t T, int64_t NKV, int64_t HD, int64_t block_stride,
-                                     int64_t head_stride, int64_t block_size);
-/* out[T,NH,HD]: query t over keys [0, npos[t]) of its sequence (window W > 0: the last W) */
-HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool,
+                                     int64_t head_stride, int64_t block_size, int kv_dtype);
+/* out[T,NH,HD]: query t over keys [0, npos[t]) of its sequence (window W > 0: the last W), fp32 accumulation */
+HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
                                             const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
                                             const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                                             int64_t block_stride, int64_t head_stride, int64_t block_size,
-                                            int64_t window);
+                                            int64_t window, int kv_dtype);
 /* out[R,C] = x[rows[r], :] */
 HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C);
 
@@ -174,6 +175,15 @@ HC_CUDA_API int hc_cuda_dev_sum_squares(double* acc, double* partials, const flo
 /* torch.optim.AdamW's update with the scalars of ../train/params.h AdamW; grad zeroed */
 HC_CUDA_API int hc_cuda_dev_adamw(float* data, float* grad, float* m, float* v, int64_t n, float clip, float decay,
                                   float b1, float b2, float step_size, float bc2_sqrt, float eps);
+/* ---- the GEMM behind hc_cuda_dev_gemm (cublaslt.cu) ---- */
+/* "cublaslt" when libcublasLt loaded (f32/bf16/f16 weights go through it), else "builtin" */
+HC_CUDA_API const char* hc_cuda_gemm_backend(void);
+/* the libcublasLt loaded ("" when none), the paths tried (one a line), why none loaded ("" when one did) */
+HC_CUDA_API const char* hc_cuda_blas_path(void);
+HC_CUDA_API const char* hc_cuda_blas_searched(void);
+HC_CUDA_API const char* hc_cuda_blas_error(void);
+/* cublasLtGetVersion() (e.g. 120903), 0 when none loaded */
+HC_CUDA_API int hc_cuda_blas_version(void);
 
 #ifdef __cplusplus
 }
@@ -219,23 +229,28 @@ HC_CUDA_API int hc_cuda_dev_adamw(float* data, float* grad, float* m, float* v, 
   X(hc_cuda_dev_swiglu)                                                                                            \
   X(hc_cuda_dev_kv_write)                                                                                          \
   X(hc_cuda_dev_paged_attention)                                                                                   \
-  X(hc_cuda_dev_gather_rows) \
-  X(hc_cuda_dev_linear_backward) \
-  X(hc_cuda_dev_rmsnorm_backward) \
-  X(hc_cuda_dev_rope_backward) \
-  X(hc_cuda_dev_attention_train_forward) \
-  X(hc_cuda_dev_attention_backward) \
-  X(hc_cuda_dev_swiglu_backward) \
-  X(hc_cuda_dev_embedding_backward) \
-  X(hc_cuda_dev_logprob) \
-  X(hc_cuda_dev_logprob_backward) \
-  X(hc_cuda_dev_dropout_mask) \
-  X(hc_cuda_dev_mul) \
-  X(hc_cuda_dev_value_head) \
-  X(hc_cuda_dev_value_head_backward) \
-  X(hc_cuda_dev_copy) \
-  X(hc_cuda_dev_zero) \
-  X(hc_cuda_dev_sum_squares) \
-  X(hc_cuda_dev_adamw)
+  X(hc_cuda_dev_gather_rows)                                                                                       \
+  X(hc_cuda_dev_linear_backward)                                                                                   \
+  X(hc_cuda_dev_rmsnorm_backward)                                                                                  \
+  X(hc_cuda_dev_rope_backward)                                                                                     \
+  X(hc_cuda_dev_attention_train_forward)                                                                           \
+  X(hc_cuda_dev_attention_backward)                                                                                \
+  X(hc_cuda_dev_swiglu_backward)                                                                                   \
+  X(hc_cuda_dev_embedding_backward)                                                                                \
+  X(hc_cuda_dev_logprob)                                                                                           \
+  X(hc_cuda_dev_logprob_backward)                                                                                  \
+  X(hc_cuda_dev_dropout_mask)                                                                                      \
+  X(hc_cuda_dev_mul)                                                                                               \
+  X(hc_cuda_dev_value_head)                                                                                        \
+  X(hc_cuda_dev_value_head_backward)                                                                               \
+  X(hc_cuda_dev_copy)                                                                                              \
+  X(hc_cuda_dev_zero)                                                                                              \
+  X(hc_cuda_dev_sum_squares)                                                                                       \
+  X(hc_cuda_dev_adamw)                                                                                             \
+  X(hc_cuda_gemm_backend)                                                                                          \
+  X(hc_cuda_blas_path)                                                                                             \
+  X(hc_cuda_blas_searched)                                                                                         \
+  X(hc_cuda_blas_error)                                                                                            \
+  X(hc_cuda_blas_version)
 
 #endif

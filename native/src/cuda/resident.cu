@@ -35,7 +35,13 @@ int hc_cuda_synchronize(void) {
 
 int hc_cuda_dev_gemm(float* c, const float* a, const void* b, int dtype, const float* bias, int64_t M, int64_t N,
                      int64_t K, int64_t lda, int64_t ldb, int64_t ldc, int ta, int tb, float alpha, float beta) {
-  return entry([&] { hc::cuda::gemm_launch(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0); });
+  return entry([&] {
+    // cuBLASLt reads the element types; llama.cpp's blocks go to the dequantizing GEMM
+    if (dtype <= HC_CUDA_F16 && hc::cuda::blas_loaded())
+      hc::cuda::blas_gemm(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0);
+    else
+      hc::cuda::gemm_launch(c, a, b, dtype, bias, M, N, K, lda, ldb, ldc, ta != 0, tb != 0, alpha, beta, 0);
+  });
 }
 int hc_cuda_dev_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps) {
   return entry([&] { hc::cuda::rmsnorm_forward(out, x, weight, M, C, eps, 0); });
@@ -56,21 +62,21 @@ int hc_cuda_dev_residual(float* out, const float* a, const float* b, int64_t N) 
 int hc_cuda_dev_swiglu(float* out, const float* gate, const float* up, int64_t N) {
   return entry([&] { hc::cuda::swiglu_forward(out, gate, up, N, 0); });
 }
-int hc_cuda_dev_kv_write(float* k_pool, float* v_pool, const float* k, const float* v, const int32_t* tables,
+int hc_cuda_dev_kv_write(void* k_pool, void* v_pool, const float* k, const float* v, const int32_t* tables,
                          int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV,
-                         int64_t HD, int64_t block_stride, int64_t head_stride, int64_t block_size) {
+                         int64_t HD, int64_t block_stride, int64_t head_stride, int64_t block_size, int kv_dtype) {
   return entry([&] {
-    hc::cuda::kv_write(k_pool, v_pool, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, block_stride, head_stride,
-                       block_size, 0);
+    hc::cuda::kv_write(k_pool, v_pool, kv_dtype, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, block_stride,
+                       head_stride, block_size, 0);
   });
 }
-int hc_cuda_dev_paged_attention(float* out, const float* q, const float* k_pool, const float* v_pool,
+int hc_cuda_dev_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
                                 const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos,
                                 int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
-                                int64_t head_stride, int64_t block_size, int64_t window) {
+                                int64_t head_stride, int64_t block_size, int64_t window, int kv_dtype) {
   return entry([&] {
-    hc::cuda::paged_attention(out, q, k_pool, v_pool, tables, max_blocks, seq_of, npos, T, NH, NKV, HD, block_stride,
-                              head_stride, block_size, window, 0);
+    hc::cuda::paged_attention(out, q, k_pool, v_pool, kv_dtype, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
+                              block_stride, head_stride, block_size, window, 0);
   });
 }
 int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) {

@@ -189,7 +189,17 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   std::snprintf(p->name, sizeof p->name, "host emulation");
   return cudaSuccess;
 }
-inline cudaError_t cudaSetDevice(int d) { return d >= 0 && d < emu_devices() ? cudaSuccess : cudaErrorInvalidDevice; }
+// the calling thread's current device, as the CUDA runtime keeps it
+inline thread_local int emu_current_device = 0;
+inline cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= emu_devices()) return cudaErrorInvalidDevice;
+  emu_current_device = d;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGetDevice(int* d) {
+  *d = emu_current_device;
+  return cudaSuccess;
+}
 inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
 // the host's memory stands for the device's
 inline cudaError_t cudaMemGetInfo(size_t* f, size_t* t) {

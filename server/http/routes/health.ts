@@ -11,6 +11,10 @@ export interface HealthBody {
   deviceName?: string;
   /** devices serving (0 on the CPU; on cuda 1, or --tensor-parallel N's N) */
   devices?: number;
+  /** cuda: the GEMM serving the linears, "cublaslt" or "builtin" (no libcublasLt found) */
+  gemm?: string;
+  /** the KV cache's element type: "f32" or "bf16" */
+  kvDtype?: string;
   message?: string;
 }
 
@@ -20,7 +24,7 @@ export const healthRoutes: FastifyPluginAsyncTypebox<RouteOptions> = async (app,
     if (s.status === "ready") {
       const d = s.serving.model.device;
       const body: HealthBody = { status: "ok", model: s.serving.servedModelName };
-      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.devices } : body;
+      return d ? { ...body, device: d.kind, deviceName: d.name, devices: d.devices, ...(d.gemm ? { gemm: d.gemm } : {}), kvDtype: d.kvDtype } : body;
     }
     reply.code(503).header("retry-after", "1");
     return s.status === "loading" ? { status: "loading" } : { status: "error", message: s.message };
