@@ -178,7 +178,7 @@ void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<Lor
   ex.rope(q, cos_t, sin_t, T, NH, HD);
   ex.rope(k, cos_t, sin_t, T, NKV, HD);
   // this rank's KV heads: its slice of the shared host pool, or its device's own pool
-  float *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+  void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
   ex.kv_write(kl, vl, k, v, rk.step.tables, maxb, rk.step.seq_of, rk.step.pos, T, NKV, HD, rk.kv);
   ex.paged_attention(att, q, kl, vl, rk.step.tables, maxb, nseq, rk.step.seq_of, rk.step.npos, T, NH, NKV, HD, rk.kv,
                      s.window(l));
