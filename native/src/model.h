@@ -143,7 +143,7 @@ class Model {
   StepResult step(const OptimizerStep& o);
   void zero_grad() {
     trainable_.zero_grad();
-    resident_params_.zero_grad(*exec_);
+    if (resident_params_.active()) exec_->bind(), resident_params_.zero_grad(*exec_);
   }
 
   void add_adapter(const std::string& name, const AdapterSpec& spec);

@@ -123,6 +123,7 @@ void Model::set_trainable(TrainKind kind, const std::string& name) {
   Adapter* a = kind == TrainKind::Adapter ? &adapter(name) : nullptr;
   if (a && merged_ == name)
     throw Error("adapter_merged", "setTrainable: adapter '" + name + "' is merged; unmerge it first");
+  exec_->bind();                                // on the JS thread: the model's device
   resident_params_.detach(*exec_, trainable_);  // the device's values back into the host arrays
   trainable_.clear();
   if (kind == TrainKind::None) {  // training is over: give the activation memory back
@@ -154,7 +155,9 @@ void Model::set_trainable(TrainKind kind, const std::string& name) {
 }
 
 void Model::sync_to_host() {
-  if (resident_params_.active()) resident_params_.sync(*exec_, trainable_);
+  if (!resident_params_.active()) return;
+  exec_->bind();
+  resident_params_.sync(*exec_, trainable_);
 }
 
 std::vector<std::pair<std::string, std::vector<int64_t>>> Model::parameters(const std::string* name) {
@@ -189,13 +192,13 @@ std::vector<float> Model::read_parameter(const std::string* ad, const std::strin
   std::vector<int64_t> shape;
   if (ad) {
     float* p = adapter_tensor(adapter(*ad), spec_.L, name, shape);
-    if (resident_params_.attached(p)) exec_->pull(p, numel(shape));  // trained on the device
+    if (resident_params_.attached(p)) exec_->bind(), exec_->pull(p, numel(shape));  // trained on the device
     return std::vector<float>(p, p + numel(shape));
   }
   BaseTensor b = base_tensor(name);
   std::vector<float> out(static_cast<size_t>(numel(b.shape)));
   if (const void* host = b.vec ? b.vec->data() : b.embed ? embed_ : b.lin->w; resident_params_.attached(host))
-    exec_->pull(static_cast<float*>(const_cast<void*>(host)), numel(b.shape));
+    exec_->bind(), exec_->pull(static_cast<float*>(const_cast<void*>(host)), numel(b.shape));
   if (b.vec) out = *b.vec;
   else if (b.embed) cpu::to_f32(out.data(), embed_, embed_dtype_, numel(b.shape));
   else cpu::to_f32(out.data(), b.lin->w, b.lin->dtype, numel(b.shape));
@@ -220,7 +223,7 @@ void Model::write_parameter(const std::string* ad, const std::string& name, cons
     else materialise(*b.lin), dst = b.lin->owned.data();
   }
   std::copy(data.begin(), data.end(), dst);
-  if (resident_params_.attached(dst)) exec_->push(dst, numel(shape));  // the device's copy is the one trained
+  if (resident_params_.attached(dst)) exec_->bind(), exec_->push(dst, numel(shape));  // the device's copy is the one trained
   drop_tape();
 }
 
@@ -245,7 +248,7 @@ void Model::load_optimizer_state(int64_t step, const std::vector<std::string>& n
     p->exp_avg_sq = v[i];
   }
   trainable_.set_steps(step);
-  if (resident_params_.active()) resident_params_.push_moments(*exec_, trainable_);
+  if (resident_params_.active()) exec_->bind(), resident_params_.push_moments(*exec_, trainable_);
 }
 
 void Model::merge_adapter(const std::string& name) {

@@ -179,6 +179,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
   tape_.dropout = b.grad && a && a->spec.has_lora && a->spec.lora.dropout > 0;
   if (tape_.dropout) tape_.counter = a->forwards++;
   Exec& ex = *exec_;
+  ex.bind();  // this call's worker thread works on the model's device
   TrainOps& ops = ex.train();
   tape_.tokens_d.fit(ops, T), tape_.targets_d.fit(ops, T);
   ops.upload(tape_.tokens_d.data(), b.tokens.data(), T * 4);
@@ -284,6 +285,7 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
     throw Error("invalid_argument", "trainBackward: dvalues must hold " + std::to_string(T) + " values");
   tape_.valid = false;  // consumed, whatever happens below
   Exec& ex = *exec_;
+  ex.bind();
   TrainOps& ops = ex.train();
 
   Buf &dxf = scratch_.dxf, &logits = scratch_.logits, &dlogp_d = scratch_.dlogp;
@@ -327,7 +329,10 @@ StepResult Model::step(const OptimizerStep& o) {
     throw Error("adapter_merged", "step: adapter '" + merged_ + "' is merged; unmerge it before training");
   // on a device the trainable tensors are updated in place where the forward reads them:
   // nothing to upload again (a host step rewrites host arrays the Exec may have copied)
-  if (resident_params_.active()) return resident_params_.step(*exec_, trainable_, o);
+  if (resident_params_.active()) {
+    exec_->bind();
+    return resident_params_.step(*exec_, trainable_, o);
+  }
   weights_changed();
   return trainable_.step(o, *pool_);
 }

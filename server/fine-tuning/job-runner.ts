@@ -346,7 +346,8 @@ export class JobRunner {
     const native = model.native;
     // a job trains the served model where it is loaded (serve --device)
     const where = native.device();
-    this.#status(id, { status: "running", startedAt: nowSeconds() }, `Fine-tuning job started (on ${where.kind === "cuda" ? `CUDA device 0, ${where.name}: generation there, the training steps on the CPU` : "the CPU"})`);
+    this.#status(id, { status: "running", startedAt: nowSeconds() }, `Fine-tuning job started (on ${where.kind === "cuda" ? `CUDA device 0, ${where.name}` : "the CPU"})`);
+    const movedAtStart = native.weightBytesMoved();
     let added = false;
     try {
       await exclusively(engine, () => {
@@ -403,6 +404,8 @@ export class JobRunner {
       rmSync(versionDir, { recursive: true, force: true });
       renameSync(tmp, versionDir);
       if (abort.signal.aborted) throw new TrainingInterrupted(-1);
+      // on a device, serving and training share the resident weights: only the adapter moves
+      if (native.device().kind !== "cpu") this.#say(id, `Weights moved between host and device during the job: ${native.weightBytesMoved() - movedAtStart} bytes`);
       const created = nowSeconds();
       // the version and the job's success commit together, so a restart never finds one without the other
       this.#finish(id, { status: "succeeded", fineTunedModel: adapter, trainedTokens: result.trainedTokens }, "info", `The job has successfully completed: ${adapter} is served`, {

@@ -3,6 +3,8 @@
 // plus the few kernels only the device training path needs — dropout masks drawn on the
 // device (the same stateless stream as ../train/adapter.cc, so both draw the same mask),
 // element-wise products, the value head, and AdamW with the global-norm's Σg².
+#include <algorithm>
+
 #include "attention.cuh"
 #include "common.cuh"
 #include "elementwise.cuh"
@@ -61,8 +63,8 @@ __global__ void sum_squares_partial_kernel(double* partials, const float* g, int
   s = block_sum(s);
   if (threadIdx.x == 0) partials[blockIdx.x] = s;
 }
-__global__ void sum_squares_total_kernel(double* acc, const double* partials) {
-  const double s = block_sum(partials[threadIdx.x]);
+__global__ void sum_squares_total_kernel(double* acc, const double* partials, unsigned nblocks) {
+  const double s = block_sum(threadIdx.x < nblocks ? partials[threadIdx.x] : 0.0);
   if (threadIdx.x == 0) *acc += s;
 }
 
@@ -170,9 +172,12 @@ int hc_cuda_dev_zero(void* p, size_t bytes) {
 int hc_cuda_dev_sum_squares(double* acc, double* partials, const float* g, int64_t n) {
   return entry([&] {
     using namespace hc::cuda;
-    sum_squares_partial_kernel<<<kSumBlocks, kSumThreads, 0, 0>>>(partials, g, n);
+    if (n <= 0) return;
+    // as many blocks as the tensor fills (a small one is one block), at most kSumBlocks
+    const unsigned blocks = std::min<unsigned>(kSumBlocks, blocks_for(n, kSumThreads));
+    sum_squares_partial_kernel<<<blocks, kSumThreads, 0, 0>>>(partials, g, n);
     HC_CUDA_LAUNCHED("sum_squares_partial_kernel");
-    sum_squares_total_kernel<<<1, kSumBlocks, 0, 0>>>(acc, partials);
+    sum_squares_total_kernel<<<1, kSumBlocks, 0, 0>>>(acc, partials, blocks);
     HC_CUDA_LAUNCHED("sum_squares_total_kernel");
   });
 }
