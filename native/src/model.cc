@@ -135,7 +135,8 @@ void Model::upload_weights() {
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
-  cpu::matmul(out, in, w.w, w.dtype, w.bias.empty() ? nullptr : w.bias.data(), M, w.out, w.in, *pool_);
+  // training's forward: the backward differentiates the exact product, so no int8 activations
+  cpu::matmul(out, in, w.w, w.dtype, w.bias.empty() ? nullptr : w.bias.data(), M, w.out, w.in, *pool_, true);
 }
 
 void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M) {

@@ -12,10 +12,11 @@ namespace hc::cpu {
 // C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C (+ bias[N] on every row)
 //   op(A)[m,k] = ta ? A[k*lda + m] : A[m*lda + k]            (A is fp32)
 //   op(B)[k,n] = tb ? B[n*ldb + k] : B[k*ldb + n]            (B stored as btype)
-// beta == 0 never reads C (so C may hold garbage or NaN). bias may be null.
+// beta == 0 never reads C (so C may hold garbage or NaN). bias may be null. exact_x: never
+// round A to int8 for block-format B (matmul.h).
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
-          const float* bias, ThreadPool& pool);
+          const float* bias, ThreadPool& pool, bool exact_x = false);
 
 inline void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
                   int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc,

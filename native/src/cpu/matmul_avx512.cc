@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "matmul_x86.h"
+#include "quant_dot.h"
 
 namespace hc::cpu {
 namespace {
@@ -300,8 +301,13 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
+// The block formats through int8 dot products (quant_dot.h) where they handle the product.
+void avx512vnni_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (!quant_dot_avx512vnni(g, n0, n1)) avx512_gemv(g, n0, n1);
+}
+
 void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
-  if (g.btype != DType::BF16) return avx512_gemv(g, n0, n1);
+  if (g.btype != DType::BF16) return avx512vnni_gemv(g, n0, n1);
   // one rank's copy of A's rows split into hi/lo pairs, each row zero-padded to a
   // multiple of 32 (so the last step needs no mask on x)
   thread_local driver::Scratch<uint16_t> buf;
@@ -318,19 +324,23 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 constexpr int64_t kAvx512StreamMaxM = 64;
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                             &driver::gemm_tile<Avx512Micro>, &avx512_gemv};
+const CpuKernels kAvx512Vnni = {"avx512vnni", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
+                                &driver::gemm_tile<Avx512Micro>, &avx512vnni_gemv};
 const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                                 &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv};
 
 }  // namespace
 
-const CpuKernels* avx512_kernels(bool bf16) { return bf16 ? &kAvx512Bf16 : &kAvx512; }
+const CpuKernels* avx512_kernels(KernelLevel level) {
+  return level >= KernelLevel::Avx512Bf16 ? &kAvx512Bf16 : level == KernelLevel::Avx512Vnni ? &kAvx512Vnni : &kAvx512;
+}
 
 }  // namespace hc::cpu
 
 #else
 
 namespace hc::cpu {
-const CpuKernels* avx512_kernels(bool) { return nullptr; }
+const CpuKernels* avx512_kernels(KernelLevel) { return nullptr; }
 }  // namespace hc::cpu
 
 #endif
