@@ -28,7 +28,7 @@ Examples:
   npm run bench -- --only zero            # ZeRO memory per rank by stage, training DP=1 vs DP=2
   npm run bench -- --only batch           # 110M f32/bf16 decode at batch 1, 2, 4, 8, 16 (not in the default set)
   npm run bench -- --only quant           # 110M and stories260K as q8_0 / q4_0 / q4_k: agreement (mean KL) with the source, pp/tg
-  HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512bf16)
+  HYBRIDCHAT_KERNELS=avx2 npm run bench   # force a lower CPU kernel variant (portable|avx2|avx512|avx512vnni|avx512bf16)
   npm run bench -- --only 110m --matmul-precision medium   # 110M pp/tg with x rounded to bf16 against bf16 weights (docs/serving.md)
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8

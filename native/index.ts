@@ -396,7 +396,7 @@ export interface CommRunOptions {
 }
 
 /** The CPU kernel variants, lowest first; HYBRIDCHAT_KERNELS=<one> forces it (when runnable). */
-export const KERNEL_VARIANTS = ["portable", "avx2", "avx512", "avx512bf16"] as const;
+export const KERNEL_VARIANTS = ["portable", "avx2", "avx512", "avx512vnni", "avx512bf16"] as const;
 export type KernelVariant = (typeof KERNEL_VARIANTS)[number];
 
 /** Whether NCCL (libnccl.so.2, dlopened at run time) is usable for GPU ranks. */

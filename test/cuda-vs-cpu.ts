@@ -49,8 +49,9 @@ for (const dtype of ["f32", "bf16", "f16"] as DType[]) {
   both("matmulBackward", () => [new Float32Array(M * K), f32(N * K), f32(N), f32(M * N), f32(M * K), W], [0, 1, 2], (o, a) => o.matmulBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), a[5], dtype, M, N, K), 1e-5, 1e-5);
 }
 // llama.cpp's block types as matmul weights (rows of whole blocks), quantized on the CPU
+// (m = 67: more rows than the CPU's int8 decode path takes, so both sides keep x exact)
 for (const dtype of ["q8_0", "q4_0", "q4_k"] as QuantizeDType[]) {
-  const [m, n, k] = [19, 37, 512];
+  const [m, n, k] = [67, 37, 512];
   const W = new Uint8Array(blockBytes(dtype, n * k));
   native().ops("cpu").fromF32(W, f32(n * k), dtype);
   both("matmul", () => [new Float32Array(m * n), f32(m * k), W, f32(n)], [0], (o, a) => o.matmul(F(a[0]), F(a[1]), a[2]!, dtype, F(a[3]), m, n, k), 1e-5, 1e-5);

@@ -7,7 +7,7 @@ import { native, type DType, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { describeEachKernelVariant } from "./kernel-variants.js";
 import { bf16ToNumber, f16ToNumber, fromNumbers, numberToBf16, numberToF16, toFloat64 } from "./reference/dtype.js";
-import { BLOCK_BYTES, Q4K_BYTES, dequantize, dequantizeQ4K, minMaxQ4Error, quantize } from "./reference/quant.js";
+import { BLOCK_BYTES, Q4K_BYTES, dequantize, dequantizeQ4K, int8ActivationBound, minMaxQ4Error, quantize } from "./reference/quant.js";
 import { attentionRef, matmulRef, rmsnormRef, ropeRef, swigluRef } from "./reference/ops.js";
 
 const ALL_BACKENDS = ["cpu", "cuda"] as const;
@@ -104,16 +104,19 @@ for (const backend of ALL_BACKENDS) {
         ops().toF32(back, blocks, dtype);
         assert.deepEqual(Array.from(back), Array.from(dequantize(blocks, dtype)), `toF32 ${dtype}`);
         }
-        // M = 1..16 stream a block at a time (register tiles of 1..4 rows), 37 / 130 pack
-        for (const [M, N, K] of [[1, 1, 32], [1, 13, 64], [3, 17, 96], [5, 36, 320], [8, 70, 256], [16, 33, 64], [37, 20, 96], [130, 70, 320]] as [number, number, number][])
+        // M = 1..16 stream a block at a time (register tiles of 1..4 rows; int8 dot products up to M = 64
+        // on avx512vnni, 4 on avx2), 37 / 65 / 130 the fp32 streaming or packed paths
+        for (const [M, N, K] of [[1, 1, 32], [1, 13, 64], [3, 17, 96], [5, 36, 320], [7, 9, 224], [8, 70, 256], [16, 33, 64], [37, 20, 96], [65, 11, 160], [130, 70, 320]] as [number, number, number][])
           for (const withBias of [false, true]) {
             const x = rng.f32(M * K);
             const w = quantize(rng.f32(N * K), dtype);
             const bias = withBias ? rng.f32(N) : null;
             const out = new Float32Array(M * N).fill(NaN);
             ops().matmul(out, x, w, dtype, bias, M, N, K);
-            assertClose(out, matmulRef(x, dequantize(w, dtype), bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
-              `matmul ${dtype} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
+            // fp32 accumulation, plus (CPU decode) x's int8 rounding: int8ActivationBound
+            const wd = dequantize(w, dtype);
+            assertClose(out, matmulRef(x, wd, bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
+              `matmul ${dtype} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`, int8ActivationBound(x, wd, M, N, K));
           }
         assert.throws(() => ops().matmul(new Float32Array(48), new Float32Array(48), new Uint8Array(3 * BLOCK_BYTES[dtype]), dtype, null, 1, 1, 48),
           (e: Error & { code?: string }) => e.code === "invalid_argument", "K not a multiple of 32");
@@ -141,7 +144,7 @@ for (const backend of ALL_BACKENDS) {
       for (let i = 0; i < values.length; i++) err += (ref[i]! - values[i]!) ** 2;
       const baseline = minMaxQ4Error(values);
       assert.ok(err < 0.9 * baseline, `q4_k error ${err} vs min/max ${baseline} seed=${seed}`);
-      for (const [M, N, K] of [[1, 1, 256], [1, 13, 512], [3, 17, 256], [5, 36, 768], [8, 70, 256], [16, 9, 512], [37, 20, 256], [130, 70, 512]] as [number, number, number][])
+      for (const [M, N, K] of [[1, 1, 256], [1, 13, 512], [3, 17, 256], [5, 36, 768], [8, 70, 256], [16, 9, 512], [37, 20, 256], [63, 5, 256], [130, 70, 512]] as [number, number, number][])
         for (const withBias of [false, true]) {
           const x = rng.f32(M * K);
           const w = new Uint8Array(N * K / 256 * Q4K_BYTES);
@@ -151,7 +154,7 @@ for (const backend of ALL_BACKENDS) {
           ops().matmul(out, x, w, "q4_k", bias, M, N, K);
           const wd = dequantizeQ4K(w);
           assertClose(out, matmulRef(x, wd, bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
-            `matmul q4_k M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`);
+            `matmul q4_k M=${M} N=${N} K=${K} bias=${withBias} seed=${seed}`, int8ActivationBound(x, wd, M, N, K));
           // dx = dout · w: the weight read untransposed (the frozen base's backward)
           const dout = rng.f32(M * N), dx = new Float32Array(M * K).fill(NaN);
           ops().matmulBackward(dx, null, null, dout, x, w, "q4_k", M, N, K);

@@ -92,30 +92,42 @@ std::vector<float> random_vec(size_t n, Rng& rng) {
 }
 
 // One output element of the reference, with the scale of its terms (the
-// 2-norm of the products) for the tolerance.
+// 2-norm of the products) for the tolerance, and for block weights streamed against x
+// (quant_dot.h: x rounded to int8 per block of 32, |x − d·q| <= amax(block)/254) the
+// bound Σ_k |b_k|·amax(x's block)/254 that rounding can move the sum by.
 struct RefVal {
-  double v, scale;
+  double v, scale, int8 = 0;
 };
 RefVal ref_at(const GemmArgs& g, const float* Bf, const float* C0, int64_t m, int64_t n) {
-  double s = 0, s2 = 0;
+  double s = 0, s2 = 0, q8 = 0;
   for (int64_t k = 0; k < g.K; k++) {
     const double a = g.ta ? g.A[k * g.lda + m] : g.A[m * g.lda + k];
     const double b = g.tb ? Bf[n * g.ldb + k] : Bf[k * g.ldb + n];
     s += a * b;
     s2 += (a * b) * (a * b);
   }
+  if (is_quantized(g.btype) && !g.ta && g.tb)
+    for (int64_t k0 = 0; k0 < g.K; k0 += 32) {
+      double amax = 0, wsum = 0;
+      for (int64_t k = k0; k < k0 + 32 && k < g.K; k++) {
+        amax = std::max(amax, std::abs(double(g.A[m * g.lda + k])));
+        wsum += std::abs(double(Bf[n * g.ldb + k]));
+      }
+      q8 += amax / 254 * wsum;
+    }
   double v = g.alpha * s;
   if (g.beta != 0.f) v += double(g.beta) * C0[m * g.ldc + n];
   if (g.bias) v += g.bias[n];
-  return {v, std::abs(g.alpha) * std::sqrt(s2) + (g.beta != 0.f ? std::abs(C0[m * g.ldc + n]) : 0.0) + 1e-30};
+  return {v, std::abs(g.alpha) * std::sqrt(s2) + (g.beta != 0.f ? std::abs(C0[m * g.ldc + n]) : 0.0) + 1e-30,
+          std::abs(g.alpha) * q8};
 }
 
-// |got - ref| <= rtol·(|ref| + scale), rtol = 1e-5·sqrt(K) (fp32 accumulation of
+// |got - ref| <= rtol·(|ref| + scale) + int8, rtol = 1e-5·sqrt(K) (fp32 accumulation of
 // K terms; bf16/f16 B is compared with the reference on the same rounded values).
 bool within(float got, RefVal r, int64_t K, double* worst) {
   const double rtol = 1e-5 * std::sqrt(double(std::max<int64_t>(K, 1)));
   const double err = std::abs(double(got) - r.v);
-  const double tol = rtol * (std::abs(r.v) + r.scale);
+  const double tol = rtol * (std::abs(r.v) + r.scale) + r.int8;
   *worst = std::max(*worst, err / tol);
   return err <= tol && std::isfinite(got);
 }
@@ -189,10 +201,11 @@ int cmd_check() {
                 check_one(*kern, GemmPath::Auto, pool, ta, tb, M, 45, 600, dt, beta != 0.f, 0.75f, beta, 3, rng);
                 check_one(*kern, GemmPath::Auto, pool, ta, tb, 33, M, 300, dt, false, 1.f, beta, 0, rng);
               }
-      // q8_0 / q4_0 weights: rows of multiples of 32, every path, both transposes of B
-      for (DType dt : {DType::Q8_0, DType::Q4_0}) {
+      // q8_0 / q4_0 / q4_k weights: rows of multiples of the block, every path, both transposes of B
+      for (DType dt : {DType::Q8_0, DType::Q4_0, DType::Q4_K}) {
+        const bool k256 = dt == DType::Q4_K;  // super-blocks of 256
         for (int64_t M : Ms)
-          for (int64_t NK : {int64_t(32), int64_t(96), int64_t(768)})
+          for (int64_t NK : {int64_t(k256 ? 256 : 32), int64_t(k256 ? 512 : 96), int64_t(768)})
             for (bool bias : {false, true}) {
               check_one(*kern, GemmPath::Auto, pool, false, true, M, 37, NK, dt, bias, 1.f, 0.f, 0, rng);
               check_one(*kern, GemmPath::Packed, pool, false, true, M, 37, NK, dt, bias, 1.f, 0.f, 0, rng);
@@ -200,8 +213,8 @@ int cmd_check() {
             }
         // the backward's dx = dY·W (tb = false), beta accumulation, padded rows of 32 more
         for (int64_t M : {int64_t(1), int64_t(7), int64_t(130)}) {
-          check_one(*kern, GemmPath::Auto, pool, false, false, M, 64, 45, dt, false, 1.f, 0.f, 32, rng);
-          check_one(*kern, GemmPath::Auto, pool, false, true, M, 45, 320, dt, true, 0.75f, -0.5f, 32, rng);
+          check_one(*kern, GemmPath::Auto, pool, false, false, M, k256 ? 256 : 64, 45, dt, false, 1.f, 0.f, k256 ? 0 : 32, rng);
+          check_one(*kern, GemmPath::Auto, pool, false, true, M, 45, k256 ? 512 : 320, dt, true, 0.75f, -0.5f, k256 ? 256 : 32, rng);
         }
       }
       // K = 0 leaves beta·C + bias

@@ -32,6 +32,10 @@ class CpuTrainOps final : public TrainOps {
   void copy(float* dst, const float* src, int64_t n) override { upload(dst, src, n * 4); }
   void zero(float* p, int64_t n) override { std::memset(p, 0, static_cast<size_t>(n) * 4); }
 
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+              int64_t K) override {
+    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, cpu::MatmulPrecision::Highest, true);
+  }
   void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x, const void* w,
                        DType dt, int64_t M, int64_t N, int64_t K) override {
     if (dw || db) cpu::matmul_backward(nullptr, dw, db, dy, x, w, dt, M, N, K, pool_);

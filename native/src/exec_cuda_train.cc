@@ -38,6 +38,10 @@ class CudaTrainOps final : public TrainOps {
   }
   void zero(float* p, int64_t n) override { cuda_call(lib().hc_cuda_dev_zero(p, static_cast<size_t>(n) * 4)); }
 
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+              int64_t K) override {
+    cuda_call(lib().hc_cuda_dev_gemm(out, x, w, static_cast<int>(dt), bias, M, N, K, K, K, N, 0, 1, 1.0f, 0.0f));
+  }
   void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x, const void* w,
                        DType dt, int64_t M, int64_t N, int64_t K) override {
     cuda_call(lib().hc_cuda_dev_linear_backward(dx, beta, dw, db, dy, x, w, static_cast<int>(dt), M, N, K));

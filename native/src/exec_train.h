@@ -38,6 +38,11 @@ class TrainOps : public ExecMemory {
   virtual void copy(float* dst, const float* src, int64_t n) = 0;
   virtual void zero(float* p, int64_t n) = 0;
 
+  // training's forward product out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt: always
+  // with x exact (never rounded to int8 for block weights nor below --matmul-precision
+  // highest), because the backward differentiates this exact product
+  virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
+                      int64_t K) = 0;
   // dx[M,K] = beta·dx + dy·w (dx null: skipped); dw[N,K] += dyᵀ·x, db[N] += Σ rows of dy (null: frozen)
   virtual void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x,
                                const void* w, DType dt, int64_t M, int64_t N, int64_t K) = 0;

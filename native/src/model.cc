@@ -153,7 +153,7 @@ void Model::upload_weights() {
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
-  cpu::matmul(out, in, w.w, w.dtype, w.bias.empty() ? nullptr : w.bias.data(), M, w.out, w.in, *pool_);
+  exec_->train().linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
 }
 
 void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M) {

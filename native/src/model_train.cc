@@ -17,7 +17,7 @@ namespace hc {
 static int64_t head_rows(int64_t T, int64_t V) { return std::max<int64_t>(1, std::min<int64_t>(T, (1 << 22) / V)); }
 
 void Model::head_logits(float* logits, const float* xf, int64_t r0, int64_t R) {
-  exec_linear(logits, xf + r0 * spec_.C, lm_head_, R);
+  linear(logits, xf + r0 * spec_.C, lm_head_, R);
 }
 
 float* Model::grad_for(const void* host) const {
@@ -27,7 +27,7 @@ float* Model::grad_for(const void* host) const {
 // out = in·Wᵀ + b, plus the tape adapter's LoRA: out += s·(dropout(in)·Aᵀ)·Bᵀ.
 void Model::train_linear(float* out, const float* in, int64_t layer, int t, int64_t T, LayerTape& tp) {
   const Linear& w = layers_[layer].at(t);
-  exec_linear(out, in, w, T);
+  linear(out, in, w, T);
   const Adapter* a = tape_.adapter;
   if (!a || !a->at(layer, t).on()) return;
   TrainOps& ops = exec_->train();

@@ -42,7 +42,7 @@ void TensorParallel::train_column(Model& m, int r, LayerTape& rt, float* out, co
   const Linear& w = m.layers_[l].at(t);
   const int64_t O = sh.size(), K = w.in;
   cpu::gemm(false, true, T, O, K, 1.f, in, K, at(w, sh.begin * K), w.dtype, K, 0.f, out, O,
-            w.bias.empty() ? nullptr : w.bias.data() + sh.begin, pool);
+            w.bias.empty() ? nullptr : w.bias.data() + sh.begin, pool, cpu::MatmulPrecision::Highest, true);
   const LoraMats* lm = lora_of(m, l, t);
   if (!lm) return;
   const Adapter* a = m.tape_.adapter;
@@ -65,7 +65,7 @@ void TensorParallel::train_row(Model& m, int r, LayerTape& rt, const float* in, 
   fit(rk.part, T * N);
   const float* bias = r == 0 && !w.bias.empty() ? w.bias.data() : nullptr;  // once, before the all-reduce
   cpu::gemm(false, true, T, N, K, 1.f, in, K, at(w, sh.begin), w.dtype, w.in, 0.f, rk.part.data(), N, bias,
-            *rk.pool);
+            *rk.pool, cpu::MatmulPrecision::Highest, true);
   const LoraMats* lm = lora_of(m, l, t);
   if (!lm) return;
   const Adapter* a = m.tape_.adapter;

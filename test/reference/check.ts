@@ -31,13 +31,15 @@ export function freshSeed(): number {
   return (Math.random() * 2 ** 32) >>> 0;
 }
 
-export function assertClose(actual: ArrayLike<number>, ref: ArrayLike<number>, atol: number, rtol: number, what: string): void {
+/** |actual − ref| <= atol + rtol·|ref| (+ slack[i], a per-element error bound the caller derived) for every element. */
+export function assertClose(actual: ArrayLike<number>, ref: ArrayLike<number>, atol: number, rtol: number, what: string,
+  slack?: ArrayLike<number>): void {
   assert.equal(actual.length, ref.length, `${what}: length`);
   let worst = -1;
   let worstExcess = 0;
   for (let i = 0; i < ref.length; i++) {
     const a = actual[i]!, r = ref[i]!;
-    const excess = Math.abs(a - r) - (atol + rtol * Math.abs(r));
+    const excess = Math.abs(a - r) - (atol + rtol * Math.abs(r) + (slack ? slack[i]! : 0));
     if (!(excess <= 0) && (worst < 0 || !(excess <= worstExcess))) {
       worst = i;
       worstExcess = excess;
@@ -46,7 +48,7 @@ export function assertClose(actual: ArrayLike<number>, ref: ArrayLike<number>, a
   if (worst >= 0)
     assert.fail(
       `${what}: element ${worst} is ${actual[worst]}, reference ${ref[worst]} ` +
-        `(|diff| ${Math.abs(actual[worst]! - ref[worst]!)} > ${atol} + ${rtol}·|ref|)`,
+        `(|diff| ${Math.abs(actual[worst]! - ref[worst]!)} > ${atol} + ${rtol}·|ref|${slack ? ` + ${slack[worst]}` : ""})`,
     );
 }
 

@@ -99,3 +99,27 @@ export function minMaxQ4Error(values: ArrayLike<number>): number {
   }
   return err;
 }
+
+/**
+ * How far rounding x to int8 can move out = x · wᵀ on the CPU's int8 dot-product path for
+ * block weights (native/src/cpu/quant_dot.h): x is quantized per block of 32 as llama.cpp's
+ * q8_0 does, d = amax/127, q = round(x/d), so |x − d·q| <= d/2 = amax/254 per element and
+ * |Δout[m,n]| <= Σ_k |w[n,k]|·amax(block of x[m,k])/254. w: the dequantized [N, K] weights.
+ */
+export function int8ActivationBound(x: ArrayLike<number>, w: ArrayLike<number>, M: number, N: number, K: number): Float64Array {
+  const out = new Float64Array(M * N);
+  const half = new Float64Array(M * K); // amax/254 of each element's block
+  for (let m = 0; m < M; m++)
+    for (let k0 = 0; k0 < K; k0 += 32) {
+      let amax = 0;
+      for (let k = k0; k < k0 + 32; k++) amax = Math.max(amax, Math.abs(x[m * K + k]!));
+      half.fill(amax / 254, m * K + k0, m * K + k0 + 32);
+    }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += Math.abs(w[n * K + k]!) * half[m * K + k]!;
+      out[m * N + n] = s;
+    }
+  return out;
+}

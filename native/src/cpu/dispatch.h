@@ -8,15 +8,17 @@ namespace hc::cpu {
 
 // Ordered: each level runs everything the levels below it run.
 //   Avx512     AVX-512 F/BW/VL/DQ (+ FMA, F16C)
-//   Avx512Bf16 Avx512 plus AVX512-BF16 (vdpbf16ps) and AVX512-VNNI (every CPU with
-//              the first has the second: Cooper Lake, Sapphire Rapids, Zen 4/5)
-enum class KernelLevel : int { Portable = 0, Avx2 = 1, Avx512 = 2, Avx512Bf16 = 3 };
+//   Avx512Vnni Avx512 plus AVX512-VNNI (vpdpbusd): int8 dot products for the block
+//              formats (quant_dot_avx512.cc)
+//   Avx512Bf16 Avx512Vnni plus AVX512-BF16 (vdpbf16ps) (every CPU with the second has
+//              the first: Cooper Lake, Sapphire Rapids, Zen 4/5)
+enum class KernelLevel : int { Portable = 0, Avx2 = 1, Avx512 = 2, Avx512Vnni = 3, Avx512Bf16 = 4 };
 
 // The best level this CPU and build can run.
 KernelLevel cpu_level();
-// The level the kernels use: cpu_level() but at most Avx512 (Avx512Bf16 trades activation
+// The level the kernels use: cpu_level() but at most Avx512Vnni (Avx512Bf16 trades activation
 // precision for speed: matmul_avx512.cc), or what HYBRIDCHAT_KERNELS=portable|avx2|avx512|
-// avx512bf16 asks for (a level above cpu_level() is refused on stderr).
+// avx512vnni|avx512bf16 asks for (a level above cpu_level() is refused on stderr).
 KernelLevel kernel_level();
 const char* level_name(KernelLevel l);
 // Every level this CPU and build can run, lowest first (for the tests and the benchmark).

@@ -91,8 +91,9 @@ const CpuKernels* kernels_for(int level) {
     case KernelLevel::Avx2: return avx2_kernels();
 #endif
 #if defined(HC_HAVE_AVX512_TU)
-    case KernelLevel::Avx512: return avx512_kernels(false);
-    case KernelLevel::Avx512Bf16: return avx512_kernels(true);
+    case KernelLevel::Avx512:
+    case KernelLevel::Avx512Vnni:
+    case KernelLevel::Avx512Bf16: return avx512_kernels(static_cast<KernelLevel>(level));
 #endif
     default: return nullptr;
   }
@@ -163,19 +164,19 @@ MatmulPrecision matmul_precision_of(const std::string& name) {
 
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
-          const float* bias, ThreadPool& pool, MatmulPrecision precision) {
+          const float* bias, ThreadPool& pool, MatmulPrecision precision, bool exact_x) {
   // blocks never span rows of B, and the streaming kernels step a block at a time
   const int64_t be = block_elems(btype);
   if (ldb % be != 0 || (tb ? K : N) % be != 0)
     throw Error("invalid_argument", "quantized weights need rows of a multiple of " + std::to_string(be) + " (K = " +
                                         std::to_string(tb ? K : N) + ", ldb = " + std::to_string(ldb) + ")");
-  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias, precision};
+  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias, precision, exact_x};
   gemm_run(kernels_of(g), g, pool);
 }
 
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
-            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision) {
-  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool, precision);
+            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision, bool exact_x) {
+  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool, precision, exact_x);
 }
 
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,

@@ -15,8 +15,11 @@
 namespace hc::cpu {
 
 // precision: how x meets BF16 weights (matmul_kernels.h); the other weight types ignore it.
+// exact_x: block weights never meet int8-rounded activations (cpu/quant_dot.h), for training's
+// forward, whose backward differentiates the exact product.
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
-            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest);
+            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest,
+            bool exact_x = false);
 
 // "highest" | "high" | "medium" (--matmul-precision); anything else throws invalid_argument naming it.
 MatmulPrecision matmul_precision_of(const std::string& name);
@@ -33,7 +36,7 @@ void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, cons
 double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps
 double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above
 
-// Which kernel variant runs here: dispatch.h's level name ("portable", "avx2", "avx512", "avx512bf16").
+// Which kernel variant runs here: dispatch.h's level name ("portable", "avx2", "avx512", "avx512vnni", "avx512bf16").
 const char* cpu_features();
 
 }  // namespace hc::cpu

@@ -4,6 +4,7 @@
 
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include "matmul_x86.h"
+#include "quant_dot.h"
 
 namespace hc::cpu {
 namespace {
@@ -218,9 +219,9 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
     case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
-    case DType::Q8_0: return gemv_q<DType::Q8_0>(g, n0, n1);
-    case DType::Q4_0: return gemv_q<DType::Q4_0>(g, n0, n1);
-    case DType::Q4_K: return gemv_q4k(g, n0, n1);
+    case DType::Q8_0: if (!quant_dot_avx2(g, n0, n1)) gemv_q<DType::Q8_0>(g, n0, n1); return;
+    case DType::Q4_0: if (!quant_dot_avx2(g, n0, n1)) gemv_q<DType::Q4_0>(g, n0, n1); return;
+    case DType::Q4_K: if (!quant_dot_avx2(g, n0, n1)) gemv_q4k(g, n0, n1); return;
     case DType::Q6_K: return portable_kernels().gemv_cols(g, n0, n1);  // read only (GGUF): rows dequantized, then dotted
   }
 }

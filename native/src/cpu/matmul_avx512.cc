@@ -14,6 +14,7 @@
 #include <type_traits>
 
 #include "matmul_x86.h"
+#include "quant_dot.h"
 
 namespace hc::cpu {
 namespace {
@@ -290,9 +291,14 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
+// The block formats through int8 dot products (quant_dot.h) where they handle the product.
+void avx512vnni_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (!quant_dot_avx512vnni(g, n0, n1)) avx512_gemv(g, n0, n1);
+}
+
 template <bool Lo>
 void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
-  if (g.btype != DType::BF16) return avx512_gemv(g, n0, n1);
+  if (g.btype != DType::BF16) return avx512vnni_gemv(g, n0, n1);
   // one rank's copy of A's rows split into hi/lo pairs (or rounded to hi), each row
   // zero-padded to a multiple of 32 (so the last step needs no mask on x)
   thread_local driver::Scratch<uint16_t> buf;
@@ -309,6 +315,8 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 constexpr int64_t kAvx512StreamMaxM = 64;
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                             &driver::gemm_tile<Avx512Micro>, &avx512_gemv};
+const CpuKernels kAvx512Vnni = {"avx512vnni", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
+                                &driver::gemm_tile<Avx512Micro>, &avx512vnni_gemv};
 const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                                 &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv<true>};
 // --matmul-precision medium: x rounded to bf16 in the GEMV and in the packed GEMM (matmul_bf16_avx512.cc,
@@ -318,7 +326,9 @@ const CpuKernels kAvx512Bf16Medium = {"avx512bf16-medium", Avx512Micro::MR, Avx5
 
 }  // namespace
 
-const CpuKernels* avx512_kernels(bool bf16) { return bf16 ? &kAvx512Bf16 : &kAvx512; }
+const CpuKernels* avx512_kernels(KernelLevel level) {
+  return level >= KernelLevel::Avx512Bf16 ? &kAvx512Bf16 : level == KernelLevel::Avx512Vnni ? &kAvx512Vnni : &kAvx512;
+}
 // high is the avx512bf16 variant's GEMV (hi + lo) with the fp32 packed GEMM
 const CpuKernels* avx512_dp_kernels(MatmulPrecision p) {
   return p == MatmulPrecision::Medium ? &kAvx512Bf16Medium : p == MatmulPrecision::High ? &kAvx512Bf16 : &kAvx512;
@@ -329,7 +339,7 @@ const CpuKernels* avx512_dp_kernels(MatmulPrecision p) {
 #else
 
 namespace hc::cpu {
-const CpuKernels* avx512_kernels(bool) { return nullptr; }
+const CpuKernels* avx512_kernels(KernelLevel) { return nullptr; }
 const CpuKernels* avx512_dp_kernels(MatmulPrecision) { return nullptr; }
 }  // namespace hc::cpu
 

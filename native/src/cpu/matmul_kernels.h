@@ -5,6 +5,7 @@
 
 #include "../dtype.h"
 #include "../threadpool.h"
+#include "dispatch.h"
 
 namespace hc::cpu {
 
@@ -29,6 +30,7 @@ struct GemmArgs {
   int64_t ldc;
   const float* bias;  // [N] or null
   MatmulPrecision precision = MatmulPrecision::Highest;
+  bool exact_x = false;  // block-format B: no int8 rounding of A (quant_dot.h)
 };
 
 struct CpuKernels {
@@ -48,9 +50,10 @@ struct CpuKernels {
 
 const CpuKernels& portable_kernels();
 const CpuKernels* avx2_kernels();  // null when this build has no AVX2/FMA/F16C variant
-// null when this build has no AVX-512 variant; bf16: the one that also uses
-// AVX512-BF16 (vdpbf16ps) and AVX512-VNNI (the CPU must have them: dispatch.h)
-const CpuKernels* avx512_kernels(bool bf16);
+// The AVX-512 variant of level Avx512, Avx512Vnni (int8 dot products for the block
+// formats: quant_dot.h) or Avx512Bf16 (also vdpbf16ps); the CPU must have what the level
+// names (dispatch.h). Null when this build has no AVX-512 variant.
+const CpuKernels* avx512_kernels(KernelLevel level);
 // The variant of --matmul-precision high / medium for bf16 weights (vdpbf16ps), or null
 // when this build has no AVX512-BF16 variant.
 const CpuKernels* avx512_dp_kernels(MatmulPrecision p);
