@@ -78,6 +78,23 @@ export function excessRms(a: Float32Array, b: Float32Array, V: number, rel: numb
   return w;
 }
 
+// bf16/f16 weights through cuBLASLt: the activations are rounded to the weight's type (unit
+// roundoff u = 2^-9 bf16, 2^-11 f16), which moves each logit of the tiny random models by
+// 5-10 u times its row's RMS (measured over 12 seeds); a wrong transpose or stride moves
+// them by about 1 RMS. Allowed: HALF_ULPS·u·RMS.
+const HALF_ULPS = 24;
+const UNIT_ROUNDOFF: Record<string, number> = { bf16: 2 ** -9, f16: 2 ** -11 };
+
+/**
+ * The logit comparison for a model of `dtype` weights served on a device whose GEMM is
+ * `gemm`: excess at 1e-4, or through cuBLASLt with bf16/f16 weights HALF_ULPS units of the
+ * activations' rounding times each row's RMS.
+ */
+export function deviceDiff(gemm: string | undefined, dtype: string, V: number): (x: Float32Array, ref: Float32Array) => number {
+  const u = gemm === "cublaslt" ? UNIT_ROUNDOFF[dtype] : undefined;
+  return (x, ref) => (u ? excessRms(x, ref, V, HALF_ULPS * u) : excess(x, ref));
+}
+
 /** worst excess of |a − b| over atol + rtol·|b| (≤ 0: within) */
 export function excess(a: Float32Array, b: Float32Array, atol = ATOL, rtol = RTOL): number {
   assert.equal(a.length, b.length);

@@ -4,8 +4,8 @@
 // --device cuda` generates its rollouts there and logs its steps; cuda without
 // a device is refused naming the library paths searched; the flag is in every --help; a
 // fine-tuning job on a cuda server trains that model (its start event says where) and the
-// device serves the result. Until the device training kernels land, a cuda model's training
-// steps run on the CPU over the host weights (docs/training.md).
+// device serves the result. The training steps run on the device (cuda-train.test.ts holds
+// them to the CPU engine's math op by op).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";

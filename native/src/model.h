@@ -176,7 +176,7 @@ class Model {
  private:
   friend class TensorParallel;
   void validate(const ForwardBatch& b) const;
-  // the training path's matmul (host memory, CPU kernels)
+  // the training forward's product, through exec_->train() (exact activations: TrainOps::linear)
   void linear(float* out, const float* in, const Linear& w, int64_t M);
   // the serving forward's, through exec_
   void exec_linear(float* out, const float* in, const Linear& w, int64_t M);
