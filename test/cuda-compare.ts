@@ -90,7 +90,7 @@ const UNIT_ROUNDOFF: Record<string, number> = { bf16: 2 ** -9, f16: 2 ** -11 };
  * `gemm`: excess at 1e-4, or through cuBLASLt with bf16/f16 weights HALF_ULPS units of the
  * activations' rounding times each row's RMS.
  */
-export function deviceDiff(gemm: string | undefined, dtype: string, V: number): (x: Float32Array, ref: Float32Array) => number {
+export function deviceDiff(gemm: string | null | undefined, dtype: string, V: number): (x: Float32Array, ref: Float32Array) => number {
   const u = gemm === "cublaslt" ? UNIT_ROUNDOFF[dtype] : undefined;
   return (x, ref) => (u ? excessRms(x, ref, V, HALF_ULPS * u) : excess(x, ref));
 }
