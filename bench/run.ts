@@ -127,6 +127,6 @@ if (only.has("ppo-latency")) {
   await runPpoLatency(report, { modelDir: stories, users: 4, durationS: values.quick ? 5 : 20, threads });
 }
 if (only.has("vs-llama-cpp")) {
-  await runVsLlamaCpp(report, { outRoot, reps, threads, types: ["f32", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"] });
+  await runVsLlamaCpp(report, { outRoot, reps, threads, types: ["f32", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"], matmulPrecision });
 }
 console.log("\n" + report.table());

@@ -12,6 +12,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { convertToGguf, type GgufOutType } from "../engine/convert-gguf.js";
 import { loadModel } from "../engine/model.js";
+import { native, type MatmulPrecision } from "../native/index.js";
 import { benchCheckpoint } from "./models.js";
 import { decodeOnce, prefillOnce } from "./engine-speed.js";
 import { progressBar } from "./progress.js";
@@ -117,6 +118,8 @@ export interface VsLlamaCppOptions {
   threads: number;
   types: GgufOutType[];
   batchTypes: GgufOutType[];
+  /** ours for bf16 weights (`--matmul-precision`; medium is llama.cpp's way: x rounded to bf16) */
+  matmulPrecision: MatmulPrecision;
 }
 
 export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promise<void> {
@@ -127,11 +130,11 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
   }
   const rounds = Math.max(1, o.reps);
   const loads = [loadAverage()];
-  console.log(`vs-llama-cpp: llama.cpp ${ll.version} (${ll.bin}); ${cpuName()}; ${o.threads} threads; ${rounds} alternating rounds; load ${loads[0]}`);
+  console.log(`vs-llama-cpp: llama.cpp ${ll.version} (${ll.bin}); ${cpuName()}; ${o.threads} threads; ${rounds} alternating rounds; matmul precision ${o.matmulPrecision}; load ${loads[0]}`);
   const rows: string[] = [];
   for (const type of o.types) {
     const file = await gguf(o.outRoot, type);
-    const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024 });
+    const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024, matmulPrecision: o.matmulPrecision });
     const ours = { pp: [] as number[], tg: [] as number[] };
     const theirs = { pp: [] as number[], tg: [] as number[] };
     try {
@@ -149,13 +152,13 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
     loads.push(loadAverage());
     const [hp, ht, lp, lt] = [median(ours.pp), median(ours.tg), median(theirs.pp), median(theirs.tg)];
     for (const [test, h, l] of [[`pp${PP}`, hp, lp], [`tg${TG}`, ht, lt]] as const)
-      report.add({ name: `110M ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model: "110M", type, test, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+      report.add({ name: `110M ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model: "110M", type, test, precision: o.matmulPrecision, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
     rows.push(`| 110M ${type} | ${fmt(hp)} | ${fmt(lp)} | ${ratio(hp, lp)} | ${fmt(ht)} | ${fmt(lt)} | ${ratio(ht, lt)} |`);
   }
   const batchRows: string[] = [];
   for (const type of o.batchTypes) {
     const file = await gguf(o.outRoot, type);
-    const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024 });
+    const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024, matmulPrecision: o.matmulPrecision });
     const ours = new Map(BATCHES.map((b) => [b, [] as number[]]));
     const theirs = new Map(BATCHES.map((b) => [b, [] as number[]]));
     try {
@@ -170,7 +173,7 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
     loads.push(loadAverage());
     const cells = BATCHES.map((b) => {
       const h = median(ours.get(b)!), l = median(theirs.get(b)!);
-      report.add({ name: `110M ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model: "110M", type, batch: b, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+      report.add({ name: `110M ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model: "110M", type, batch: b, precision: o.matmulPrecision, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
       return `${fmt(h)} / ${fmt(l)} (${ratio(h, l)})`;
     });
     batchRows.push(`| 110M ${type} | ${cells.join(" | ")} |`);
@@ -178,7 +181,7 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
   console.log(
     [
       "",
-      `llama.cpp ${ll.version} vs hybridchat — ${cpuName()} — ${o.threads} threads, medians of ${rounds} alternating rounds, tokens/s; load average during the run: ${loads.join(" → ")}`,
+      `llama.cpp ${ll.version} vs hybridchat (kernels ${native().cpuFeatures()}, matmul precision ${o.matmulPrecision}) — ${cpuName()} — ${o.threads} threads, medians of ${rounds} alternating rounds, tokens/s; load average during the run: ${loads.join(" → ")}`,
       "",
       `| model, GGUF | hybridchat pp${PP} | llama.cpp pp${PP} | ratio | hybridchat tg${TG} | llama.cpp tg${TG} | ratio |`,
       "| --- | --- | --- | --- | --- | --- | --- |",

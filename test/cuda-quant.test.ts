@@ -2,7 +2,10 @@
 // stories260K, and q4_k on a random model whose rows are whole super-blocks (stories260K's
 // 64 and 172 are not), uploaded as stored and dequantized by the device GEMM while it loads
 // its tiles (native/src/cuda/gemm.cuh), greedy token for token and every logit within 1e-4
-// of the CPU engine on the same checkpoint (both widen the same blocks to fp32).
+// of the CPU engine on the same checkpoint (both widen the same blocks to fp32). The CPU's
+// decode kernels for these formats round x to int8 a block (llama.cpp's way, cpu/quant_dot.h)
+// where the device's GEMM keeps x exact, so the CPU reference here runs its portable kernels,
+// which keep x in fp32: the same math as the device's.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -15,6 +18,8 @@ import { storiesDir } from "./test-model.js";
 import { emulatorSkip, greedyBoth, useEmulator } from "./cuda-compare.js";
 
 const skip = process.env.HYBRIDCHAT_CUDA_LIB ? false : emulatorSkip;
+// read once, at the first kernel dispatch (cpu/dispatch.cc), which no import makes
+process.env.HYBRIDCHAT_KERNELS = "portable";
 const dir = useEmulator("hc-cuda-quant-");
 
 

@@ -39,7 +39,7 @@ describe("hybridchat serve --tensor-parallel", () => {
     assert.match(bad.stderr, /--tensor-parallel/);
     for (const cmd of [["serve"], ["train", "sft"], ["train", "rm"], ["train", "dpo"], ["train", "ppo"], ["pipeline"]]) {  // the flag and an example in each --help
       const help = spawnSync(process.execPath, [CLI, ...cmd, "--help"], { encoding: "utf8" }).stdout;
-      assert.match(help, /--tensor-parallel N +split every layer (of the base )?over N thread ranks/);
+      assert.match(help, /--tensor-parallel N +split every layer (of the base )?over N (thread )?ranks/);
       assert.match(help, /Examples?:[\s\S]*--tensor-parallel 2/);
     }
   });
