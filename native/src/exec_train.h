@@ -38,9 +38,11 @@ class TrainOps : public ExecMemory {
   virtual void copy(float* dst, const float* src, int64_t n) = 0;
   virtual void zero(float* p, int64_t n) = 0;
 
-  // training's forward product out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt: always
-  // with x exact (never rounded to int8 for block weights nor below --matmul-precision
-  // highest), because the backward differentiates this exact product
+  // training's forward product out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt. On the
+  // CPU x stays exact (never rounded to int8 for block weights nor below --matmul-precision
+  // highest), because the backward differentiates this exact product; on a device it is the
+  // serving GEMM (cuBLASLt takes bf16/f16 weights with x rounded to their type, as mixed-
+  // precision training does)
   virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
                       int64_t K) = 0;
   // dx[M,K] = beta·dx + dy·w (dx null: skipped); dw[N,K] += dyᵀ·x, db[N] += Σ rows of dy (null: frozen)
