@@ -5,33 +5,19 @@
 // are logged (a job event too) and bounded by the adapter's size: the base's linear
 // weights never move. With HYBRIDCHAT_CUDA_LIB already set,
 // it runs on that library's device 0.
-import { after, before, test } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { createReadStream, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { createReadStream } from "node:fs";
 import { join } from "node:path";
 import { HELD_OUT, NEW_NAME, nameChangeData } from "./sft-helpers.js";
 import { greedy, MODEL, serverForFile, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
-import { repoRoot } from "./test-model.js";
+import { emulatorSkip, useEmulator } from "./cuda-compare.js";
 
-const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
-const gxx = spawnSync("g++", ["--version"]).status === 0;
-const skip = given || gxx ? false : "g++ absent: cannot build the emulated device";
+const skip = process.env.HYBRIDCHAT_CUDA_LIB ? false : emulatorSkip;
 
 let s: FtServer;
-let lib = given;
-const libDir = mkdtempSync(join(tmpdir(), "hc-cuda-lib-"));
 // registered before serverForFile's hook, so the library is in place when the server loads
-before(() => {
-  if (given || !gxx) return;
-  lib = join(libDir, "libhybridchat_cuda_emu.so");
-  const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
-  process.env.HYBRIDCHAT_CUDA_LIB = lib; // read once per process, on the first CUDA call
-  process.env.HYBRIDCHAT_EMU_DEVICES = "1";
-});
-after(() => rmSync(libDir, { recursive: true, force: true }));
+useEmulator("hc-cuda-lib-");
 const dir = serverForFile("hc-cuda-job-", (x) => (s = x), { device: skip ? "cpu" : "cuda" });
 
 /** log-probability of the first token of " Zara" after HELD_OUT, served by `adapter` (null: the base) */
@@ -51,7 +37,7 @@ async function nameLogp(adapter: string | null, seqId: number): Promise<number> 
 // The emulator runs a step of stories260K in seconds, not milliseconds: a short job (4
 // examples, one epoch, a high learning rate) whose effect shows in the log-probabilities.
 test("a supervised job on a cuda server trains on the device and serves the result", { skip, timeout: 600_000 }, async () => {
-  assert.ok(lib);
+  assert.ok(process.env.HYBRIDCHAT_CUDA_LIB);
   const health = (await (await fetch(`${s.url}/health`)).json()) as { device?: string };
   assert.equal(health.device, "cuda");
   const model = s.server.model!;
