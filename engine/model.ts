@@ -29,6 +29,8 @@ export interface LoadModelOptions {
   tensorParallel?: number;
   /** where the serving forward runs; "auto" = cuda when a device is present, else cpu; default cpu */
   device?: DeviceChoice;
+  /** which CUDA device (a data-parallel rank r loads onto device r); default 0 */
+  deviceIndex?: number;
   /** how the serving forward's activations meet bf16 weights (`--matmul-precision`); default highest */
   matmulPrecision?: MatmulPrecision;
   /** the KV pool's element type; default bf16 on cuda, f32 on the CPU (which has no bf16 cache) */
@@ -138,7 +140,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const perDevice = device === "cuda" ? (opts.tensorParallel ?? 1) : 1;
   // a fraction of what is free once the weights are loaded: on a device, its memory less the weights it will hold
   const freeBytes = () =>
-    device === "cuda" ? Math.max(0, native().cudaMemory(0).freeBytes - tensors.reduce((s, t) => s + tensorBytes(t), 0) / perDevice) : freemem();
+    device === "cuda" ? Math.max(0, native().cudaMemory(opts.deviceIndex ?? 0).freeBytes - tensors.reduce((s, t) => s + tensorBytes(t), 0) / perDevice) : freemem();
   const memBytes = mem === undefined ? undefined : "bytes" in mem ? mem.bytes : mem.fraction * freeBytes();
   const kvBlocks =
     opts.kvBlocks ?? (memBytes !== undefined ? Math.max(1, Math.floor((memBytes * perDevice) / (bytesPerToken * kvBlockSize))) : Math.max(blocksPerSeq, Math.min(8 * blocksPerSeq, capBlocks)));
@@ -148,6 +150,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     kvBlocks,
     tensorParallel: opts.tensorParallel,
     device,
+    deviceIndex: device === "cuda" ? opts.deviceIndex : undefined,
     matmulPrecision: opts.matmulPrecision,
     kvDtype,
   });

@@ -10,65 +10,19 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { AdapterSpec, NativeModel, OptimizerStep, TrainBatch, ZeroStage } from "../native/index.js";
+import type { TrainBatch, ZeroStage } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { DataParallelModel, splitBatch } from "../engine/train/loop/data-parallel.js";
-import type { TrainingCalls } from "../engine/train/loop/loop.js";
 import { restoreWeights, saveWeights } from "../engine/train/checkpoints/run-state.js";
 import { runSftFromFiles, TRAIN_LOG, type SftRunOptions } from "../engine/train/sft/sft-run.js";
 import { TrainingInterrupted } from "../engine/train/sft/sft.js";
 import { readF32Tensors } from "../engine/safetensors-writer.js";
-import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { freshSeed, Rng } from "./reference/check.js";
 import { greedyText, HELD_OUT, nameChangeData } from "./sft-helpers.js";
 import { repoRoot, storiesDir } from "./test-model.js";
+import { adapterOf, assertSameParams, LORA, OPT, params, randomBatch, setTrainable, trainStep, type Mode } from "./zero-helpers.js";
 
-// eps well above fp32 noise: with 1e-8 an element whose gradient is ~0 moves by ±lr on the
-// sign of its rounding error (Adam's m/√v), which no summation order can promise to match
-const OPT: OptimizerStep = { lr: 3e-3, beta1: 0.9, beta2: 0.999, eps: 1e-4, weightDecay: 0.01, maxGradNorm: 1 };
-const LORA: AdapterSpec = { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false };
 const STEPS = 3;
-
-type Mode = "lora" | "full";
-const adapterOf = (mode: Mode) => (mode === "lora" ? "a" : null);
-
-/** Uneven sequences, so rank slices differ in size; a masked prefix like a prompt. */
-function randomBatch(rng: Rng, V: number, adapter: string | null): TrainBatch {
-  const counts = Int32Array.from({ length: 5 }, () => 3 + rng.int(20));
-  const T = counts.reduce((a, b) => a + b, 0);
-  const tokens = Int32Array.from({ length: T }, () => rng.int(V));
-  const targets = Int32Array.from({ length: T }, (_, t) => (t % 4 === 0 ? -1 : rng.int(V)));
-  return { tokens, counts, targets, adapter, values: false, grad: true, checkpoint: false };
-}
-
-/** One optimizer step the way runSft takes it: two micro-batches, loss = −Σ logp / N over both. */
-async function trainStep(m: TrainingCalls, batches: TrainBatch[]): Promise<number> {
-  let N = 0;
-  for (const b of batches) for (const t of b.targets) if (t >= 0) N++;
-  for (const b of batches) {
-    const { logp } = await m.trainForward(b);
-    const dlogp = new Float32Array(logp.length);
-    for (let t = 0; t < logp.length; t++) if (b.targets[t] >= 0) dlogp[t] = -1 / N;
-    await m.trainBackward(dlogp, null);
-  }
-  return (await m.step(OPT)).gradNorm;
-}
-
-function setTrainable(m: NativeModel, mode: Mode): void {
-  if (mode === "lora") {
-    m.addAdapter("a", LORA);
-    m.setTrainable({ adapter: "a" });
-  } else m.setTrainable({ base: true });
-}
-
-function params(m: NativeModel, mode: Mode): Map<string, Float32Array> {
-  const a = adapterOf(mode);
-  return new Map(m.parameters(a).map((p) => [p.name, m.readParameter(a, p.name)]));
-}
-
-function assertSameParams(got: Map<string, Float32Array>, want: Map<string, Float32Array>, what: string): void {
-  assert.deepEqual([...got.keys()], [...want.keys()], what);
-  for (const [name, w] of want) assertClose(got.get(name)!, w, 2e-5, 1e-3, `${what}: ${name}`);
-}
 
 describe("data parallel ZeRO training on stories260K", () => {
   const models: LoadedModel[] = [];
@@ -108,8 +62,8 @@ describe("data parallel ZeRO training on stories260K", () => {
         const V = one.config.vocabSize;
         for (let k = 0; k < STEPS; k++) {
           const batches = [randomBatch(rng, V, adapterOf(mode)), randomBatch(rng, V, adapterOf(mode))];
-          const g1 = await trainStep(one.native, batches);
-          const gN = await trainStep(dp, batches);
+          const g1 = (await trainStep(one.native, batches)).gradNorm;
+          const gN = (await trainStep(dp, batches)).gradNorm;
           assert.ok(Math.abs(g1 - gN) <= 1e-4 * g1, `seed ${seed} step ${k}: grad norm ${gN} vs ${g1}`);
         }
 

@@ -36,14 +36,15 @@ Options:
   --resume               continue from the last checkpoint in --out (same options and data)
   --threads N            compute threads, shared out among the ranks (default: all ${availableParallelism()} cores)
   --data-parallel N      data-parallel ranks: each optimizer batch is split among N models of the
-                         checkpoint (the base's pages are shared), gradients summed (default 1)
+                         checkpoint (the base's pages are shared), gradients summed (default 1);
+                         with --device cuda rank r runs on CUDA device r, collectives over NCCL
   --zero-stage S         ZeRO partitioning over the ranks: 0 none, 1 optimizer state, 2 also
                          gradients, 3 also the trained weights, gathered only for use (default 0)
   --tensor-parallel N    split every layer over N thread ranks (Megatron layout); N must divide
                          the model's key/value heads and MLP width (default 1)
-  --device D             where the model is loaded: cpu (default), cuda (CUDA device 0: its
-                         generation runs there, the training steps on the CPU for now; refused
-                         without a device, naming the library paths searched) or auto
+  --device D             where the model is loaded and trains: cpu (default), cuda (CUDA device 0,
+                         or devices 0..N-1 with --data-parallel N; refused without a device,
+                         naming the library paths searched) or auto
   -h, --help             this help
 
 Examples:
@@ -51,6 +52,7 @@ Examples:
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-sft --lora-rank 0 \\
       --data-parallel 2 --zero-stage 3
   hybridchat train sft --model ../shared/models/stories260K --data names.jsonl --out ./names-tp --threads 2 --tensor-parallel 2
+  hybridchat train sft --model ./my-llama --data chat.jsonl --out ./chat-dp --device cuda --data-parallel 2 --zero-stage 2
   hybridchat train sft --model ./my-llama --data chat.jsonl --validation val.jsonl --out ./chat-lora \\
       --lora-rank 16 --target-modules q,v --epochs 3 --lr 1e-3
   hybridchat train sft --model ./my-llama --data chat.jsonl --out ./my-llama-sft --lora-rank 0

@@ -1,6 +1,11 @@
 // The CPU half of exec_train.h: host memory and the CPU kernels on the model's pool,
 // exactly what model_train.cc called directly before it ran over an Exec.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
@@ -105,6 +110,13 @@ class CpuTrainOps final : public TrainOps {
     pool_.parallel_for(n, 4096, [&](int64_t b, int64_t e) {
       a.update(data + b, grad + b, m + b, v + b, e - b, clip);
     });
+  }
+  void discard(float* p, int64_t n) override {
+    std::fill(p, p + n, std::numeric_limits<float>::quiet_NaN());
+    const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+    const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
+    const uintptr_t e = reinterpret_cast<uintptr_t>(p + n) & ~(page - 1);
+    if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
   }
 
  private:

@@ -2,6 +2,8 @@
 // entry points (cuda/train_resident.cu), queued on the current device's stream; only
 // download() (and sum_squares' one scalar) waits.
 
+#include <limits>
+
 #include "cuda_library.h"
 #include "exec_train.h"
 #include "train/adapter.h"
@@ -104,6 +106,8 @@ class CudaTrainOps final : public TrainOps {
   void adamw(float* data, float* grad, float* m, float* v, int64_t n, const AdamW& a, float clip) override {
     cuda_call(lib().hc_cuda_dev_adamw(data, grad, m, v, n, clip, a.decay, a.b1, a.b2, a.step_size, a.bc2_sqrt, a.eps));
   }
+  // the allocation stays: it is the Exec's pinned copy, which the model's forward reads
+  void discard(float* p, int64_t n) override { cuda_call(lib().hc_cuda_dev_fill(p, n, std::numeric_limits<float>::quiet_NaN())); }
 
  private:
   // device scratch of at least n floats

@@ -77,6 +77,10 @@ class TrainOps : public ExecMemory {
   virtual double sum_squares(const std::vector<std::pair<const float*, int64_t>>& tensors) = 0;
   // AdamW::update on [0, n); grad zeroed
   virtual void adamw(float* data, float* grad, float* m, float* v, int64_t n, const AdamW& a, float clip) = 0;
+  // p[n]'s contents are not needed until rewritten (a ZeRO-3 rank's whole tensor between
+  // steps, train/zero.h): NaN-filled so a read before the next all-gather shows; on the CPU
+  // its whole pages go back to the OS as well (the buffer stays mapped: pointers stay valid)
+  virtual void discard(float* p, int64_t n) = 0;
 };
 
 // An array of T in one Exec's memory, grown on demand and kept across steps (see

@@ -109,6 +109,7 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
       throw Error("bad_options", "--tensor-parallel on cuda puts rank r on device r: device index must be 0");
     // under tensor parallelism this is rank 0's Exec: its KV heads, device 0
     exec_ = make_cuda_exec(opts.device_index, tp_ ? tp_->kv_geometry(kv_geo_, 0) : kv_geo_);
+    device_index_ = opts.device_index;
     if (tp_) tp_->attach(*this, true);
     upload_weights();
   } else {

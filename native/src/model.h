@@ -154,13 +154,17 @@ class Model {
   std::vector<float> read_parameter(const std::string* adapter, const std::string& name);
   void write_parameter(const std::string* adapter, const std::string& name, const std::vector<float>& data);
   const ParamSet& trainable() const { return trainable_; }
-  // data-parallel ranks (train/zero.h) drive its optimizer: the weights may change
+  // Data-parallel ranks (train/zero.h, model_dp.cc) drive its optimizer where the set trains:
+  // the host arrays (the CPU: the weights may change, so the Exec is told) or, on a device,
+  // the resident copies, gradients and moments (resident_params()) through exec().train().
   ParamSet& trainable() {
-    if (resident_params_.active())
-      throw Error("unsupported", "data-parallel training keeps its optimizer on the host: use --device cpu");
-    weights_changed();
+    if (!resident_params_.active()) weights_changed();
     return trainable_;
   }
+  ResidentParams& resident_params() { return resident_params_; }
+  Exec& exec() { return *exec_; }
+  // the CUDA device it runs on (ModelOptions::device_index); -1 on the CPU
+  int device_index() const { return device_index_; }
   // The trainable tensors' data and AdamW moments copied back into the host arrays
   // (trainable()'s, the adapters', the materialised weights) where a device holds them.
   void sync_to_host();
@@ -225,6 +229,7 @@ class Model {
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<TensorParallel> tp_;  // null at --tensor-parallel 1
   std::unique_ptr<Exec> exec_;          // the serving forward's ops and memory
+  int device_index_ = -1;               // device_index()
   KvGeometry kv_geo_{};
 
   // the step's host-side indexing (uploaded through exec_), reused across steps

@@ -2,7 +2,9 @@
 // frozen base is mapped read-only, so the OS keeps one copy of its pages for all of them),
 // each with its own tape and activations for its slice of the global batch, and a ZeroRank
 // per model. Collective calls run every rank on its own thread of the group's RankLauncher
-// (dist/comm_threads.h), each with its thread Communicator.
+// (dist/comm_threads.h), each with its Communicator: threads over host arrays for CPU
+// models; for models on CUDA devices (rank r on device r) NCCL over their device buffers,
+// the ZeRO rank's shards and moments then living on the device too (train/zero.h).
 #pragma once
 #include <functional>
 #include <memory>
@@ -41,6 +43,7 @@ class DataParallelGroup {
   std::vector<std::shared_ptr<Model>> models_;
   const int stage_;
   std::unique_ptr<dist::RankLauncher> ranks_on_;  // f(rank) on every rank's thread
+  std::vector<std::unique_ptr<ZeroHome>> homes_;
   std::vector<std::unique_ptr<ZeroRank>> ranks_;
 };
 

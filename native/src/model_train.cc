@@ -278,7 +278,6 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
   const int64_t T = static_cast<int64_t>(tape_.tokens.size()), C = s.C, V = s.V;
   if (static_cast<int64_t>(dlogp.size()) != T)
     throw Error("invalid_argument", "trainBackward: dlogp must hold " + std::to_string(T) + " values");
-  if (!resident_params_.active()) trainable_.ensure_grads();  // a ZeRO-2/3 rank frees them between steps
   if (dvalues && !tape_.values)
     throw Error("invalid_argument", "trainBackward: dvalues given but the forward computed no values");
   if (dvalues && static_cast<int64_t>(dvalues->size()) != T)
@@ -287,6 +286,9 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
   Exec& ex = *exec_;
   ex.bind();
   TrainOps& ops = ex.train();
+  // a ZeRO-2/3 rank frees them between steps
+  if (resident_params_.active()) resident_params_.ensure_grads(ex);
+  else trainable_.ensure_grads();
 
   Buf &dxf = scratch_.dxf, &logits = scratch_.logits, &dlogp_d = scratch_.dlogp;
   const int64_t rows = head_rows(T, V);

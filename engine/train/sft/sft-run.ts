@@ -107,8 +107,9 @@ export async function runSftFromFiles(o: SftRunOptions): Promise<SftRunResult> {
   const lm = o.model ?? (await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, tensorParallel: o.tensorParallel, device: o.device }));
   const others: LoadedModel[] = [];
   try {
-    // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages)
-    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, device: o.device }));
+    // data-parallel ranks 1..N−1: the same files mapped again (the OS shares their pages);
+    // on cuda rank r on device r (its collectives then go over NCCL: native/src/model_dp.h)
+    for (let r = 1; r < ranks; r++) others.push(await loadModel(modelDir, { threads: rankThreads, kvBlocks: 4, device: o.device, deviceIndex: r }));
     const maxLength = Math.min(o.maxLength ?? lm.maxContext, lm.config.maxPositions);
     const train = encodeFile(lm, o.dataFile, maxLength);
     const val = o.validationFile ? encodeFile(lm, o.validationFile, maxLength) : null;

@@ -175,6 +175,8 @@ HC_CUDA_API int hc_cuda_dev_sum_squares(double* acc, double* partials, const flo
 /* torch.optim.AdamW's update with the scalars of ../train/params.h AdamW; grad zeroed */
 HC_CUDA_API int hc_cuda_dev_adamw(float* data, float* grad, float* m, float* v, int64_t n, float clip, float decay,
                                   float b1, float b2, float step_size, float bc2_sqrt, float eps);
+/* p[n] = value (a released ZeRO-3 tensor is NaN-filled: ../train/zero.h) */
+HC_CUDA_API int hc_cuda_dev_fill(float* p, int64_t n, float value);
 /* ---- the GEMM behind hc_cuda_dev_gemm (cublaslt.cu) ---- */
 /* "cublaslt" when libcublasLt loaded (f32/bf16/f16 weights go through it), else "builtin" */
 HC_CUDA_API const char* hc_cuda_gemm_backend(void);
@@ -251,6 +253,7 @@ HC_CUDA_API int hc_cuda_blas_version(void);
   X(hc_cuda_blas_path)                                                                                             \
   X(hc_cuda_blas_searched)                                                                                         \
   X(hc_cuda_blas_error)                                                                                            \
-  X(hc_cuda_blas_version)
+  X(hc_cuda_blas_version)                                                                                          \
+  X(hc_cuda_dev_fill)
 
 #endif

@@ -28,6 +28,10 @@ __global__ void dropout_mask_kernel(float* mask, int64_t n, double p, uint64_t k
   }
 }
 
+__global__ void fill_kernel(float* p, int64_t n, float value) {
+  HC_FOR_EACH_ELEMENT(i, n) p[i] = value;
+}
+
 __global__ void mul_kernel(float* out, const float* a, const float* b, int64_t n, int accumulate) {
   HC_FOR_EACH_ELEMENT(i, n) out[i] = accumulate ? out[i] + a[i] * b[i] : a[i] * b[i];
 }
@@ -189,6 +193,15 @@ int hc_cuda_dev_adamw(float* data, float* grad, float* m, float* v, int64_t n, f
     adamw_kernel<<<elem_grid(n), kElemThreads, 0, 0>>>(data, grad, m, v, n, clip, decay, b1, b2, step_size, bc2_sqrt,
                                                        eps);
     HC_CUDA_LAUNCHED("adamw_kernel");
+  });
+}
+
+int hc_cuda_dev_fill(float* p, int64_t n, float value) {
+  return entry([&] {
+    if (n <= 0) return;
+    using namespace hc::cuda;
+    fill_kernel<<<elem_grid(n), kElemThreads, 0, 0>>>(p, n, value);
+    HC_CUDA_LAUNCHED("fill_kernel");
   });
 }
 

@@ -27,6 +27,7 @@ void ResidentParams::sync(Exec& ex, ParamSet& set) {
     if (f == index_.end()) continue;
     Item& it = items_[f->second];
     ex.pull(p.data, p.n);
+    if (it.m.empty()) continue;  // a data-parallel rank's ZeRO optimizer holds them
     p.exp_avg.resize(static_cast<size_t>(p.n)), p.exp_avg_sq.resize(static_cast<size_t>(p.n));
     ops.download(p.exp_avg.data(), it.m.data(), p.n * 4);
     ops.download(p.exp_avg_sq.data(), it.v.data(), p.n * 4);
@@ -59,13 +60,35 @@ float* ResidentParams::grad_for(const void* host) const {
   return f == index_.end() ? nullptr : const_cast<float*>(items_[f->second].grad.data());
 }
 
+float* ResidentParams::data_for(const void* host) const {
+  auto f = index_.find(host);
+  return f == index_.end() ? nullptr : items_[f->second].data;
+}
+
+void ResidentParams::release_moments() {
+  for (Item& it : items_) it.m = Buf{}, it.v = Buf{};
+}
+
+void ResidentParams::release_grads() {
+  for (Item& it : items_) it.grad = Buf{};
+}
+
+void ResidentParams::ensure_grads(Exec& ex) {
+  for (Item& it : items_)
+    if (it.grad.empty()) it.grad.fit(ex.train(), it.n);  // zero-filled
+}
+
 void ResidentParams::zero_grad(Exec& ex) {
-  for (Item& it : items_) ex.train().zero(it.grad.data(), it.n);
+  for (Item& it : items_)
+    if (!it.grad.empty()) ex.train().zero(it.grad.data(), it.n);
 }
 
 StepResult ResidentParams::step(Exec& ex, ParamSet& set, const OptimizerStep& o) {
   validate_step(o);
   TrainOps& ops = ex.train();
+  ensure_grads(ex);
+  for (Item& it : items_)
+    if (it.m.empty()) it.m.fit(ops, it.n), it.v.fit(ops, it.n);  // released by a former ZeRO rank: afresh
   std::vector<std::pair<const float*, int64_t>> grads;
   grads.reserve(items_.size());
   for (const Item& it : items_) grads.emplace_back(it.grad.data(), it.n);

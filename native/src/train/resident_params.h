@@ -30,6 +30,15 @@ class ResidentParams {
   bool attached(const void* host) const { return index_.count(host) != 0; }
   // The device gradient of the tensor whose host data is `host`; null when frozen.
   float* grad_for(const void* host) const;
+  // Its pinned device data (the copy the forward reads); null when not attached.
+  float* data_for(const void* host) const;
+  // A data-parallel rank's ZeRO optimizer (train/zero.h) keeps the moments, and between
+  // ZeRO-2/3 steps the gradients, itself: these free the device copies; ensure_grads
+  // (every backward) and step bring them back, zero-filled.
+  void release_moments();
+  void release_grads();
+  void ensure_grads(Exec& ex);
+  bool holds_grads() const { return !items_.empty() && !items_[0].grad.empty(); }
   void zero_grad(Exec& ex);
   StepResult step(Exec& ex, ParamSet& set, const OptimizerStep& o);
 

@@ -1,14 +1,8 @@
 #include "train/zero.h"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
-#include <limits>
 #include <string>
 
 #include "errors.h"
@@ -16,25 +10,6 @@
 namespace hc {
 
 namespace {
-
-// Gives a released whole tensor's pages back to the OS (the buffer stays mapped, so the
-// model's pointers into it stay valid; its contents are undefined until the next gather).
-void release_buffer(float* p, int64_t n) {
-  std::fill(p, p + n, std::numeric_limits<float>::quiet_NaN());
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
-  const uintptr_t e = reinterpret_cast<uintptr_t>(p + n) & ~(page - 1);
-  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
-}
-
-// A double through an fp32 all-reduce with ~48 bits kept: summed as a (hi, lo) pair.
-double all_reduce_double(dist::Communicator& c, double x) {
-  float pair[2];
-  pair[0] = static_cast<float>(x);
-  pair[1] = static_cast<float>(x - static_cast<double>(pair[0]));
-  c.all_reduce_sum(pair, 2, DType::F32);
-  return static_cast<double>(pair[0]) + static_cast<double>(pair[1]);
-}
 
 // A failure point for tests of a group that loses a rank mid-step: with
 // HYBRIDCHAT_TEST_FAIL_STEP_RANK=r, rank r throws halfway through the step's reductions (the
@@ -46,14 +21,29 @@ size_t injected_failure_point(int rank, size_t tensors) {
 
 }  // namespace
 
-ZeroRank::ZeroRank(ParamSet& set, int stage, int rank, int size) : set_(set), stage_(stage), rank_(rank), size_(size) {
+double ZeroRank::all_reduce_double(dist::Communicator& c, double x) {
+  TrainOps& ops = home_.ops();
+  float pair[2];
+  pair[0] = static_cast<float>(x);
+  pair[1] = static_cast<float>(x - static_cast<double>(pair[0]));
+  ops.upload(scalars_.data(), pair, sizeof pair);
+  c.all_reduce_sum(scalars_.data(), 2, DType::F32);
+  ops.download(pair, scalars_.data(), sizeof pair);
+  return static_cast<double>(pair[0]) + static_cast<double>(pair[1]);
+}
+
+ZeroRank::ZeroRank(ZeroHome& home, int stage, int rank, int size)
+    : home_(home), set_(home.set()), stage_(stage), rank_(rank), size_(size) {
   if (stage < 0 || stage > 3) throw Error("invalid_argument", "ZeRO stage must be 0, 1, 2 or 3");
-  if (set.empty()) throw Error("nothing_trainable", "data parallel training needs a trainable set (setTrainable first)");
-  for (Param& p : set.params()) {
+  if (set_.empty()) throw Error("nothing_trainable", "data parallel training needs a trainable set (setTrainable first)");
+  TrainOps& ops = home_.ops();
+  host_ = ops.host();
+  scalars_.fit(ops, 2);
+  for (Param& p : set_.params()) {
     Part part{&p, stage == 0 ? dist::Shard{0, p.n} : dist::shard_of(p.n, size, rank), {}, {}, {}, {}};
-    part.m.assign(static_cast<size_t>(part.s.length), 0.0f);
-    part.v.assign(static_cast<size_t>(part.s.length), 0.0f);
-    if (stage >= 2) part.grad.assign(static_cast<size_t>(part.s.length), 0.0f);
+    part.m.fit(ops, part.s.length), part.v.fit(ops, part.s.length);  // zero-filled
+    if (stage >= 2) part.grad.fit(ops, part.s.length);
+    if (stage == 3) part.master.fit(ops, part.s.length);
     parts_.push_back(std::move(part));
   }
 }
@@ -66,92 +56,110 @@ bool ZeroRank::matches(const ParamSet& set) const {
 }
 
 void ZeroRank::sync(dist::Communicator& c) {
+  TrainOps& ops = home_.ops();
   float steps = static_cast<float>(set_.steps());  // exact below 2^24
-  c.broadcast(&steps, 1, DType::F32, 0);
+  ops.upload(scalars_.data(), &steps, sizeof steps);
+  c.broadcast(scalars_.data(), 1, DType::F32, 0);
+  ops.download(&steps, scalars_.data(), sizeof steps);
   step_ = static_cast<int64_t>(steps);
-  std::vector<float> whole;
-  for (Part& part : parts_) {
+  Buf whole;
+  for (size_t i = 0; i < parts_.size(); i++) {
+    Part& part = parts_[i];
     Param& p = *part.p;
-    c.broadcast(p.data, p.n, DType::F32, 0);
-    if (stage_ == 3) part.master.assign(p.data + part.s.offset, p.data + part.s.offset + part.s.length);
+    float* data = home_.data(i);
+    c.broadcast(data, p.n, DType::F32, 0);
+    if (stage_ == 3) ops.copy(part.master.data(), data + part.s.offset, part.s.length);
     for (int k = 0; k < 2; k++) {
-      std::vector<float>& own = k == 0 ? p.exp_avg : p.exp_avg_sq;
-      whole.assign(static_cast<size_t>(p.n), 0.0f);
-      if (rank_ == 0 && static_cast<int64_t>(own.size()) == p.n) whole = own;
+      const std::vector<float>& own = k == 0 ? p.exp_avg : p.exp_avg_sq;
+      whole.fit(ops, p.n);
+      if (rank_ == 0 && static_cast<int64_t>(own.size()) == p.n)
+        ops.upload(whole.data(), own.data(), p.n * 4);
+      else
+        ops.zero(whole.data(), p.n);
       c.broadcast(whole.data(), p.n, DType::F32, 0);
-      std::copy(whole.begin() + part.s.offset, whole.begin() + part.s.offset + part.s.length, (k == 0 ? part.m : part.v).begin());
+      ops.copy((k == 0 ? part.m : part.v).data(), whole.data() + part.s.offset, part.s.length);
     }
   }
-  set_.release_moments();
+  home_.release_moments();
   if (stage_ == 3) release();
 }
 
 void ZeroRank::whole_moments(dist::Communicator& c, std::vector<std::vector<float>>& m, std::vector<std::vector<float>>& v) {
+  TrainOps& ops = home_.ops();
   m.clear();
   v.clear();
+  Buf whole;
   for (Part& part : parts_) {
     for (int k = 0; k < 2; k++) {
-      std::vector<float>& mine = k == 0 ? part.m : part.v;
-      std::vector<float> whole(static_cast<size_t>(part.p->n));
-      if (stage_ == 0)
-        whole = mine;
-      else
+      Buf& mine = k == 0 ? part.m : part.v;
+      std::vector<float> out(static_cast<size_t>(part.p->n));
+      const float* src = mine.data();
+      if (stage_ != 0) {
+        whole.fit(ops, part.p->n);
         c.all_gather(mine.data(), whole.data(), part.p->n, DType::F32);
-      (k == 0 ? m : v).push_back(std::move(whole));
+        src = whole.data();
+      }
+      ops.download(out.data(), src, part.p->n * 4);
+      (k == 0 ? m : v).push_back(std::move(out));
     }
   }
 }
 
 void ZeroRank::gather(dist::Communicator& c) {
   if (stage_ < 3 || gathered_) return;
-  for (Part& part : parts_) c.all_gather(part.master.data(), part.p->data, part.p->n, DType::F32);
+  home_.ops();  // binds the device
+  for (size_t i = 0; i < parts_.size(); i++)
+    c.all_gather(parts_[i].master.data(), home_.data(i), parts_[i].p->n, DType::F32);
   gathered_ = true;
 }
 
 void ZeroRank::release() {
   if (stage_ < 3 || !gathered_) return;
-  for (Part& part : parts_) release_buffer(part.p->data, part.p->n);
+  TrainOps& ops = home_.ops();
+  for (size_t i = 0; i < parts_.size(); i++) ops.discard(home_.data(i), parts_[i].p->n);
   gathered_ = false;
 }
 
 StepResult ZeroRank::step(dist::Communicator& c, const OptimizerStep& o) {
   validate_step(o);
-  set_.ensure_grads();  // a rank whose slice of the batch was empty ran no backward
+  TrainOps& ops = home_.ops();
+  home_.ensure_grads();  // a rank whose slice of the batch was empty ran no backward
   // 1. gradients summed over ranks: whole on every rank (0-1) or this rank's shard (2-3)
-  double sq = 0;
+  std::vector<std::pair<const float*, int64_t>> summed;
   const size_t fail_at = injected_failure_point(rank_, parts_.size());
   for (size_t i = 0; i < parts_.size(); i++) {
     if (i == fail_at) throw Error("injected_failure", "rank " + std::to_string(rank_) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_STEP_RANK)");
     Part& part = parts_[i];
-    Param& p = *part.p;
+    float* grad = home_.grad(i);
     if (stage_ <= 1) {
-      c.all_reduce_sum(p.grad.data(), p.n, DType::F32);
-      sq += sum_squares(p.grad.data(), p.n);
+      c.all_reduce_sum(grad, part.p->n, DType::F32);
+      summed.emplace_back(grad, part.p->n);
     } else {
-      c.reduce_scatter_sum(p.grad.data(), part.grad.data(), p.n, DType::F32);
-      sq += sum_squares(part.grad.data(), part.s.length);
+      c.reduce_scatter_sum(grad, part.grad.data(), part.p->n, DType::F32);
+      summed.emplace_back(part.grad.data(), part.s.length);
     }
   }
+  double sq = ops.sum_squares(summed);
   if (stage_ >= 2) {
     sq = all_reduce_double(c, sq);
-    set_.release_grads();
+    home_.release_grads();
   }
   const double norm = std::sqrt(sq);
   const float clip = clip_coefficient(o, norm);
   step_++;
   const AdamW adam(o, step_);
   // 2. AdamW on this rank's part, 3. params whole again (or kept as the shard)
-  for (Part& part : parts_) {
-    Param& p = *part.p;
-    const int64_t off = part.s.offset, len = part.s.length;
-    float* grad = stage_ >= 2 ? part.grad.data() : p.grad.data() + off;
-    float* data = stage_ == 3 ? part.master.data() : p.data + off;
-    adam.update(data, grad, part.m.data(), part.v.data(), len, clip);
-    if (stage_ == 1) {
-      std::fill(p.grad.begin(), p.grad.begin() + off, 0.0f);
-      std::fill(p.grad.begin() + off + len, p.grad.end(), 0.0f);
+  for (size_t i = 0; i < parts_.size(); i++) {
+    Part& part = parts_[i];
+    const int64_t n = part.p->n, off = part.s.offset, len = part.s.length;
+    float* data = home_.data(i);
+    float* grad = stage_ >= 2 ? part.grad.data() : home_.grad(i) + off;
+    ops.adamw(stage_ == 3 ? part.master.data() : data + off, grad, part.m.data(), part.v.data(), len, adam, clip);
+    if (stage_ == 1) {  // the other ranks' parts of the whole gradient, which they zero in theirs
+      ops.zero(home_.grad(i), off);
+      ops.zero(home_.grad(i) + off + len, n - off - len);
     }
-    if (stage_ == 1 || stage_ == 2) c.all_gather(p.data + off, p.data, p.n, DType::F32);
+    if (stage_ == 1 || stage_ == 2) c.all_gather(data + off, data, n, DType::F32);
   }
   if (stage_ == 3) {
     gathered_ = true;  // the whole buffers hold the pre-step values: drop them
@@ -163,10 +171,13 @@ StepResult ZeroRank::step(dist::Communicator& c, const OptimizerStep& o) {
 TrainingMemory ZeroRank::memory() const {
   TrainingMemory m;
   for (const Part& part : parts_) {
-    const Param& p = *part.p;
-    m.params += 4 * (stage_ == 3 ? static_cast<int64_t>(part.master.size()) + (gathered_ ? p.n : 0) : p.n);
-    m.grads += 4 * (static_cast<int64_t>(p.grad.size()) + static_cast<int64_t>(part.grad.size()));
-    m.optimizer += 4 * static_cast<int64_t>(part.m.size() + part.v.size());
+    const int64_t n = part.p->n;
+    // a device keeps a released whole tensor allocated (the Exec's pinned copy the forward
+    // reads), so only the CPU, whose pages go back to the OS, stops counting it
+    const bool whole_held = stage_ < 3 || gathered_ || !host_;
+    m.params += 4 * ((whole_held ? n : 0) + part.master.size());
+    m.grads += 4 * ((home_.holds_grads() ? n : 0) + part.grad.size());
+    m.optimizer += 4 * (part.m.size() + part.v.size());
   }
   return m;
 }
