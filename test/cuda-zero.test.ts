@@ -12,19 +12,22 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { ZeroStage } from "../native/index.js";
+import { native, type ZeroStage } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { DataParallelModel } from "../engine/train/loop/data-parallel.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { preset } from "../engine/presets.js";
-import { emulatedDevices } from "./cuda-compare.js";
+import { emulatedDevices, emulatorSkip } from "./cuda-compare.js";
 import { repoRoot } from "./test-model.js";
 import { assertSameParams, params, randomBatch, setTrainable, trainStep } from "./zero-helpers.js";
 
-const emu = emulatedDevices(2, "hc-cuda-zero-");
+// with HYBRIDCHAT_CUDA_LIB set (npm run gpu-check on a GPU machine) its devices, if two
+const emu = emulatedDevices(2, "hc-cuda-zero-", true);
+const skip = emu.given ? (native().cudaStatus().devices < 2 ? "fewer than two CUDA devices" : false) : emulatorSkip;
 const modelDir = join(emu.dir, "micro");
 before(async () => {
+  if (skip) return;
   const config = { ...preset("tiny"), hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1 };
   await initCheckpoint({ config, out: modelDir, seed: 3, std: 0.2 });
   // the library's own fp32 GEMM, not the stand-in cuBLASLt: the device is held to the CPU's
@@ -38,7 +41,7 @@ const STEPS = 3;
 // eps 1e-4 that moves a parameter by a few 1e-6 (zero.test.ts holds the CPU's DP to the same)
 const ATOL = 2e-5, RTOL = 1e-3;
 
-describe("ZeRO data parallelism on two emulated CUDA devices", () => {
+describe("ZeRO data parallelism on two emulated CUDA devices", { skip }, () => {
   const models: LoadedModel[] = [];
   async function load(device: "cpu" | "cuda", deviceIndex = 0): Promise<LoadedModel> {
     const m = await loadModel(modelDir, { threads: 1, kvBlocks: 4, device, deviceIndex });
