@@ -255,6 +255,19 @@ struct CpuOps {
     for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
     hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, window, ops_pool(env));
   }
+  // the serving attention over a paged pool (f32 only: the CPU's KV cache; splits are the
+  // device's decode split, nothing to split here)
+  static void paged_attention(Napi::Env env, float* out, const float* q, const void* kp, const void* vp, int64_t,
+                              hc::DType dt, const int32_t* tables, int64_t nseq, int64_t max_blocks,
+                              const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH, int64_t NKV,
+                              int64_t HD, int64_t block_size, int64_t window, int) {
+    if (dt != hc::DType::F32) throw Error("unsupported", "a bf16 KV pool runs on cuda only: the CPU's KV cache is f32");
+    std::vector<hc::cpu::KVSpan> spans(static_cast<size_t>(nseq));
+    for (int64_t s = 0; s < nseq; s++)
+      spans[s] = hc::cpu::KVSpan{static_cast<const float*>(kp), static_cast<const float*>(vp), tables + s * max_blocks,
+                                 NKV * block_size * HD, block_size * HD, HD, block_size};
+    hc::cpu::attention_forward(out, q, spans.data(), seq_of, npos, T, NH, NKV, HD, window, ops_pool(env));
+  }
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
   }
@@ -381,6 +394,41 @@ void OpAttention(const Napi::CallbackInfo& info) {
     auto k = typed<float>(info[2], "k", S * NKV * HD);
     auto v = typed<float>(info[3], "v", S * NKV * HD);
     B::attention(env, out.Data(), q.Data(), k.Data(), v.Data(), T, S, NH, NKV, HD, window_arg(info, 9));
+  });
+}
+
+// pagedAttention(out, q, kPool, vPool, kvDtype, tables, nseq, maxBlocks, seqOf, npos, T, NH, NKV, HD,
+// blockSize, window, splits): pools of whole blocks [NKV, blockSize, HD]; every index the
+// kernels follow checked here, so a bad one is an error, not a read outside the pool
+template <class B>
+void OpPagedAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const hc::DType dt = dtype_arg(info[4], false);
+    if (dt != hc::DType::F32 && dt != hc::DType::BF16) throw Error("bad_dtype", "the KV pool holds f32 or bf16");
+    const int64_t nseq = int_arg(info, 6, "nseq"), maxb = int_arg(info, 7, "maxBlocks"), T = int_arg(info, 10, "T"),
+                  NH = int_arg(info, 11, "NH"), NKV = int_arg(info, 12, "NKV"), HD = int_arg(info, 13, "HD"),
+                  bs = int_arg(info, 14, "blockSize"), splits = int_arg(info, 16, "splits");
+    if (NKV == 0 || NH % NKV) throw Error("invalid_argument", "attention: NH must be a multiple of NKV");
+    if (bs < 1 || HD < 1) throw Error("invalid_argument", "pagedAttention: blockSize and HD must be >= 1");
+    const bool f32 = dt == hc::DType::F32;
+    const int64_t elems = f32 ? static_cast<int64_t>(typed<float>(info[2], "kPool").ElementLength())
+                              : static_cast<int64_t>(typed<uint16_t>(info[2], "kPool").ElementLength());
+    const int64_t blocks = elems / (NKV * bs * HD);
+    const void* kp = f32 ? static_cast<const void*>(typed<float>(info[2], "kPool").Data()) : typed<uint16_t>(info[2], "kPool").Data();
+    const void* vp = f32 ? static_cast<const void*>(typed<float>(info[3], "vPool", elems).Data()) : typed<uint16_t>(info[3], "vPool", elems).Data();
+    auto out = typed<float>(info[0], "out", T * NH * HD);
+    auto q = typed<float>(info[1], "q", T * NH * HD);
+    auto tables = typed<int32_t>(info[5], "tables", nseq * maxb);
+    auto seq_of = typed<int32_t>(info[8], "seqOf", T);
+    auto npos = typed<int32_t>(info[9], "npos", T);
+    for (int64_t i = 0; i < nseq * maxb; i++)
+      if (tables.Data()[i] < 0 || tables.Data()[i] >= blocks) throw Error("invalid_argument", "pagedAttention: a block id outside the pool");
+    for (int64_t t = 0; t < T; t++)
+      if (seq_of.Data()[t] < 0 || seq_of.Data()[t] >= nseq || npos.Data()[t] < 1 || npos.Data()[t] > maxb * bs)
+        throw Error("invalid_argument", "pagedAttention: seqOf in [0, nseq), npos in [1, maxBlocks·blockSize]");
+    B::paged_attention(env, out.Data(), q.Data(), kp, vp, elems, dt, tables.Data(), nseq, maxb, seq_of.Data(),
+                       npos.Data(), T, NH, NKV, HD, bs, window_arg(info, 15), static_cast<int>(splits));
   });
 }
 
@@ -604,6 +652,7 @@ Napi::Object make_ops(Napi::Env env) {
   o.Set("rmsnorm", Napi::Function::New<OpRmsnorm<B>>(env, "rmsnorm"));
   o.Set("rope", Napi::Function::New<OpRope<B>>(env, "rope"));
   o.Set("attention", Napi::Function::New<OpAttention<B>>(env, "attention"));
+  o.Set("pagedAttention", Napi::Function::New<OpPagedAttention<B>>(env, "pagedAttention"));
   o.Set("swiglu", Napi::Function::New<OpSwiglu<B>>(env, "swiglu"));
   o.Set("toF32", Napi::Function::New<OpToF32<B>>(env, "toF32"));
   o.Set("fromF32", Napi::Function::New<OpFromF32<B>>(env, "fromF32"));

@@ -78,6 +78,13 @@ void CudaOps::attention(Napi::Env, float* out, const float* q, const float* k, c
                         int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
   call(library().hc_cuda_attention(out, q, k, v, T, S, NH, NKV, HD, window));
 }
+void CudaOps::paged_attention(Napi::Env, float* out, const float* q, const void* kp, const void* vp, int64_t elems,
+                              DType t, const int32_t* tables, int64_t nseq, int64_t max_blocks, const int32_t* seq_of,
+                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_size,
+                              int64_t window, int splits) {
+  call(library().hc_cuda_paged_attention(out, q, kp, vp, elems, dt(t), tables, nseq, max_blocks, seq_of, npos, T, NH,
+                                         NKV, HD, NKV * block_size * HD, block_size * HD, block_size, window, splits));
+}
 void CudaOps::swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N) {
   call(library().hc_cuda_swiglu(out, g, u, N));
 }

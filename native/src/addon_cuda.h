@@ -27,6 +27,10 @@ struct CudaOps {
                    float scaling);
   static void attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                         int64_t NH, int64_t NKV, int64_t HD, int64_t window);
+  static void paged_attention(Napi::Env, float* out, const float* q, const void* kp, const void* vp, int64_t elems,
+                              DType dt, const int32_t* tables, int64_t nseq, int64_t max_blocks, const int32_t* seq_of,
+                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_size,
+                              int64_t window, int splits);
   static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
   static void to_f32(Napi::Env, float* out, const void* src, DType dt, int64_t n);
   static void from_f32(Napi::Env, void* out, const float* src, DType dt, int64_t n);

@@ -21,7 +21,8 @@
 namespace hc {
 
 // Scratch buffers of a forward step, each grown to the largest step so far.
-enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, Count };
+// AttnPart: a split decode attention's partial rows (CudaExec)
+enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, AttnPart, Count };
 // Small integer arrays copied from the host each step.
 enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
 

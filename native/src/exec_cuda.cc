@@ -133,12 +133,21 @@ class CudaExec final : public Exec {
     cuda_call(lib().hc_cuda_dev_kv_write(kp, vp, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, g.block_stride,
                                          g.head_stride, g.block_size, static_cast<int>(g.dtype)));
   }
+  // A decode step (one query per sequence) splits long contexts over more blocks
+  // (flash-decoding): the split count from the context bound (the tables' width, or the
+  // window) and the device's multiprocessors, the partial rows in Slot::AttnPart.
   void paged_attention(float* out, const float* q, const void* kp, const void* vp, const int32_t* tables,
-                       int64_t max_blocks, int64_t, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
-                       int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+                       int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                       int64_t NH, int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+    int splits = 1;
+    if (T <= nseq) {
+      const int64_t ctx = max_blocks * g.block_size;
+      cuda_call(lib().hc_cuda_attention_splits(T * NH, window > 0 && window < ctx ? window : ctx, &splits));
+    }
+    float* part = splits > 1 ? scratch(Slot::AttnPart, T * NH * splits * (HD + 2)) : nullptr;
     cuda_call(lib().hc_cuda_dev_paged_attention(out, q, kp, vp, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
                                                 g.block_stride, g.head_stride, g.block_size, window,
-                                                static_cast<int>(g.dtype)));
+                                                static_cast<int>(g.dtype), nseq, splits, part));
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));

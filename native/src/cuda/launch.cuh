@@ -40,10 +40,17 @@ void blas_gemm(float* C, const float* A, const void* B, int dtype, const float* 
 // ---- serving over the paged KV pool (paged_attention.cu; layout of ../kvcache.h) ----
 // tables[nseq, max_blocks]: each sequence's block ids; pool offsets in elements of
 // kv_dtype (HC_CUDA_F32 or HC_CUDA_BF16).
+// A decode step (T <= nseq: one query per sequence) splits each row's keys `splits` ways,
+// part: T·NH·splits·(HD + 2) floats of scratch when splits > 1; a step with prefills runs
+// the flash kernel over the packed batch (splits unused).
 void paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool, int kv_dtype,
-                     const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
-                     int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride,
-                     int64_t block_size, int64_t window, cudaStream_t stream);
+                     const int32_t* tables, int64_t max_blocks, int64_t nseq, const int32_t* seq_of,
+                     const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
+                     int64_t head_stride, int64_t block_size, int64_t window, int splits, float* part,
+                     cudaStream_t stream);
+// The split count of a decode step of `rows` (query, head) rows over at most `ctx` keys on
+// the current device (HYBRIDCHAT_ATTN_SPLITS=N forces N)
+int decode_splits(int64_t rows, int64_t ctx);
 // k,v[T,NKV,HD] of the step's tokens at positions pos[T] into the pool (rounded to bf16 there)
 void kv_write(void* k_pool, void* v_pool, int kv_dtype, const float* k, const float* v, const int32_t* tables,
               int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
