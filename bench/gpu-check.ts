@@ -32,7 +32,7 @@ import { fileURLToPath } from "node:url";
 import { findDefaultModel } from "../engine/default-model.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "paged-attention"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";

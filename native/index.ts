@@ -293,6 +293,10 @@ export interface NativeOps {
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */
   rope(x: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
+  /** rope on q[T,NH,HD] and k[T,NKV,HD], in place, in one pass (one launch on a device) */
+  ropeQk(q: Float32Array, k: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, NH: number, NKV: number, HD: number, scaling: number): void;
+  /** x[M,C] += add, then out = x / rms(x) * weight (the residual add fused with the next pre-norm; out aliases neither) */
+  residualRmsnorm(x: Float32Array, out: Float32Array, add: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** out[T,NH,HD] = causal GQA attention of q[T,NH,HD] over k,v[S,NKV,HD]; query t sits at position S-T+t; window W > 0: only its last W keys */
   attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, S: number, NH: number, NKV: number, HD: number, window?: number): void;
   /**

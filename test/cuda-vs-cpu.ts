@@ -64,6 +64,8 @@ const pos = ints(T, 4000);
 const inv = Float32Array.from({ length: HD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HD));
 both("rope", () => [f32(T * NH * HD, -2, 2)], [0], (o, a) => o.rope(F(a[0]), pos, inv, T, NH, HD, 0.75), 1e-5, 1e-5);
 both("ropeBackward", () => [f32(T * NH * HD, -2, 2)], [0], (o, a) => o.ropeBackward(F(a[0]), pos, inv, T, NH, HD, 0.75), 1e-5, 1e-5);
+both("ropeQk", () => [f32(T * NH * HD, -2, 2), f32(T * NKV * HD, -2, 2)], [0, 1], (o, a) => o.ropeQk(F(a[0]), F(a[1]), pos, inv, T, NH, NKV, HD, 0.75), 1e-5, 1e-5);
+both("residualRmsnorm", () => [f32(M * K, -3, 3), new Float32Array(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0, 1], (o, a) => o.residualRmsnorm(F(a[0]), F(a[1]), F(a[2]), F(a[3]), M, K, 1e-5), 1e-6, 1e-5);
 both("attention", () => [new Float32Array(T * NH * HD), f32(T * NH * HD, -2, 2), f32(S * NKV * HD, -2, 2), f32(S * NKV * HD)], [0], (o, a) => o.attention(F(a[0]), F(a[1]), F(a[2]), F(a[3]), T, S, NH, NKV, HD), 1e-5, 1e-5);
 both("attentionTrainForward", () => [new Float32Array(T * NH * HD), new Float32Array(T * NH), f32(T * NH * HD, -2, 2), f32(T * NKV * HD, -2, 2), f32(T * NKV * HD)], [0, 1], (o, a) => o.attentionTrainForward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), T, NH, NKV, HD), 1e-5, 1e-5);
 {

@@ -242,9 +242,20 @@ struct CpuOps {
   }
   static void rope(Napi::Env env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
                    float scaling) {
+    rope_qk(env, x, nullptr, pos, inv, T, H, 0, HD, scaling);
+  }
+  // the CPU twins of the device's fused passes: the kernels in sequence
+  static void rope_qk(Napi::Env env, float* q, float* k, const int32_t* pos, const float* inv, int64_t T, int64_t NH,
+                      int64_t NKV, int64_t HD, float scaling) {
     std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
     hc::cpu::rope_tables(c.data(), s.data(), pos, inv, T, HD / 2, scaling);
-    hc::cpu::rope_forward(x, c.data(), s.data(), T, H, HD, ops_pool(env));
+    hc::cpu::rope_forward(q, c.data(), s.data(), T, NH, HD, ops_pool(env));
+    if (k) hc::cpu::rope_forward(k, c.data(), s.data(), T, NKV, HD, ops_pool(env));
+  }
+  static void residual_rmsnorm(Napi::Env env, float* x, float* out, const float* b, const float* w, int64_t M,
+                               int64_t C, float eps) {
+    hc::cpu::residual_forward(x, x, b, M * C);
+    hc::cpu::rmsnorm_forward(out, x, w, M, C, eps, ops_pool(env));
   }
   static void attention(Napi::Env env, float* out, const float* q, const float* k, const float* v, int64_t T,
                         int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
@@ -370,6 +381,40 @@ void OpRope(const Napi::CallbackInfo& info) {
     auto pos = typed<int32_t>(info[1], "pos", T);
     auto inv = typed<float>(info[2], "invFreq", HD / 2);
     B::rope(env, x.Data(), pos.Data(), inv.Data(), T, H, HD, scaling);
+  });
+}
+
+// residualRmsnorm(x, out, add, weight, M, C, eps): x += add, out = rmsnorm(x)·weight
+template <class B>
+void OpResidualRmsnorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 4, "M"), C = int_arg(info, 5, "C");
+    if (!info[6].IsNumber()) throw Error("invalid_argument", "eps must be a number");
+    auto x = typed<float>(info[0], "x", M * C);
+    auto out = typed<float>(info[1], "out", M * C);
+    auto add = typed<float>(info[2], "add", M * C);
+    auto w = typed<float>(info[3], "weight", C);
+    if (out.Data() == x.Data() || out.Data() == add.Data())
+      throw Error("invalid_argument", "residualRmsnorm: out must not alias x or add");
+    B::residual_rmsnorm(env, x.Data(), out.Data(), add.Data(), w.Data(), M, C, info[6].As<Napi::Number>().FloatValue());
+  });
+}
+
+// ropeQk(q, k, pos, invFreq, T, NH, NKV, HD, scaling): rope on q and k in one pass
+template <class B>
+void OpRopeQk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 4, "T"), NH = int_arg(info, 5, "NH"), NKV = int_arg(info, 6, "NKV"),
+                  HD = int_arg(info, 7, "HD");
+    if (HD % 2) throw Error("invalid_argument", "HD must be even");
+    if (!info[8].IsNumber()) throw Error("invalid_argument", "scaling must be a number");
+    auto q = typed<float>(info[0], "q", T * NH * HD);
+    auto k = typed<float>(info[1], "k", T * NKV * HD);
+    auto pos = typed<int32_t>(info[2], "pos", T);
+    auto inv = typed<float>(info[3], "invFreq", HD / 2);
+    B::rope_qk(env, q.Data(), k.Data(), pos.Data(), inv.Data(), T, NH, NKV, HD, info[8].As<Napi::Number>().FloatValue());
   });
 }
 
@@ -651,6 +696,8 @@ Napi::Object make_ops(Napi::Env env) {
   o.Set("matmul", Napi::Function::New<OpMatmul<B>>(env, "matmul"));
   o.Set("rmsnorm", Napi::Function::New<OpRmsnorm<B>>(env, "rmsnorm"));
   o.Set("rope", Napi::Function::New<OpRope<B>>(env, "rope"));
+  o.Set("ropeQk", Napi::Function::New<OpRopeQk<B>>(env, "ropeQk"));
+  o.Set("residualRmsnorm", Napi::Function::New<OpResidualRmsnorm<B>>(env, "residualRmsnorm"));
   o.Set("attention", Napi::Function::New<OpAttention<B>>(env, "attention"));
   o.Set("pagedAttention", Napi::Function::New<OpPagedAttention<B>>(env, "pagedAttention"));
   o.Set("swiglu", Napi::Function::New<OpSwiglu<B>>(env, "swiglu"));

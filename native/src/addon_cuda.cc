@@ -74,6 +74,14 @@ void CudaOps::rope(Napi::Env, float* x, const int32_t* pos, const float* inv, in
                    float scaling) {
   call(library().hc_cuda_rope(x, pos, inv, T, H, HD, scaling));
 }
+void CudaOps::rope_qk(Napi::Env, float* q, float* k, const int32_t* pos, const float* inv, int64_t T, int64_t NH,
+                      int64_t NKV, int64_t HD, float scaling) {
+  call(library().hc_cuda_rope_qk(q, k, pos, inv, T, NH, NKV, HD, scaling));
+}
+void CudaOps::residual_rmsnorm(Napi::Env, float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                               float eps) {
+  call(library().hc_cuda_residual_rmsnorm(x, out, b, w, M, C, eps));
+}
 void CudaOps::attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                         int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
   call(library().hc_cuda_attention(out, q, k, v, T, S, NH, NKV, HD, window));

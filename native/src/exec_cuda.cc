@@ -118,6 +118,14 @@ class CudaExec final : public Exec {
   void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) override {
     cuda_call(lib().hc_cuda_dev_rope(x, cos_t, sin_t, T, H, HD));
   }
+  void rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+               int64_t HD) override {
+    cuda_call(lib().hc_cuda_dev_rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD));
+  }
+  void residual_rmsnorm(float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                        float eps) override {
+    cuda_call(lib().hc_cuda_dev_residual_rmsnorm(x, out, b, w, M, C, eps));
+  }
   void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_table_dtype(dt), T, C));
   }

@@ -14,11 +14,17 @@ void matmul(float* out, const float* x, const void* w, int dtype, const float* b
             cudaStream_t stream);
 void rmsnorm_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t C, float eps,
                      cudaStream_t stream);
+// x[M,C] += add, then out = rmsnorm(x)·weight (out must not alias x or add)
+void residual_rmsnorm_forward(float* x, float* out, const float* add, const float* weight, int64_t M, int64_t C,
+                              float eps, cudaStream_t stream);
 // cos,sin[T,half] = cos/sin(pos[t]·inv_freq[i]) · scaling, the angle in double
 void rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq, int64_t T, int64_t half,
                  float scaling, cudaStream_t stream);
 void rope_forward(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
                   cudaStream_t stream);
+// rope_forward on q[T,NH,HD] and k[T,NKV,HD] in one launch
+void rope_qk_forward(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+                     int64_t HD, cudaStream_t stream);
 // Causal GQA over contiguous k,v[S,NKV,HD]: query t sees keys [0, S−T+t], or with a
 // sliding window W > 0 only the last W of them. lse[T,NH] (may be null) receives each
 // row's logsumexp of the scaled scores.

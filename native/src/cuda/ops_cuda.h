@@ -48,6 +48,12 @@ HC_CUDA_API int hc_cuda_matmul(float* out, const float* x, const void* w, int dt
                                int64_t N, int64_t K);
 /* out[M,C] = x / rms(x) * weight[C] */
 HC_CUDA_API int hc_cuda_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps);
+/* x[M,C] += add[M,C], then out[M,C] = rmsnorm(x)·weight: the residual add and the next pre-norm in one pass */
+HC_CUDA_API int hc_cuda_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M,
+                                         int64_t C, float eps);
+/* hc_cuda_rope on q[T,NH,HD] and k[T,NKV,HD] in one launch */
+HC_CUDA_API int hc_cuda_rope_qk(float* q, float* k, const int32_t* pos, const float* inv_freq, int64_t T, int64_t NH,
+                                int64_t NKV, int64_t HD, float scaling);
 /* in place on x[T,H,HD], HF rotate_half at positions pos[T]; tables built on the device */
 HC_CUDA_API int hc_cuda_rope(float* x, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t HD,
                              float scaling);
@@ -122,6 +128,10 @@ HC_CUDA_API int hc_cuda_dev_rmsnorm(float* out, const float* x, const float* wei
 HC_CUDA_API int hc_cuda_dev_rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq,
                                         int64_t T, int64_t half, float scaling);
 HC_CUDA_API int hc_cuda_dev_rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD);
+HC_CUDA_API int hc_cuda_dev_rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH,
+                                    int64_t NKV, int64_t HD);
+HC_CUDA_API int hc_cuda_dev_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M,
+                                             int64_t C, float eps);
 /* token ids are NOT checked here: the caller has */
 HC_CUDA_API int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T,
                                       int64_t C);
@@ -266,6 +276,10 @@ HC_CUDA_API int hc_cuda_blas_version(void);
   X(hc_cuda_blas_error)                                                                                            \
   X(hc_cuda_blas_version)                                                                                           \
   X(hc_cuda_paged_attention)                                                                                       \
-  X(hc_cuda_attention_splits)
+  X(hc_cuda_attention_splits)                                                                                      \
+  X(hc_cuda_residual_rmsnorm)                                                                                      \
+  X(hc_cuda_rope_qk)                                                                                               \
+  X(hc_cuda_dev_residual_rmsnorm)                                                                                  \
+  X(hc_cuda_dev_rope_qk)
 
 #endif

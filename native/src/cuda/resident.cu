@@ -56,6 +56,14 @@ int hc_cuda_dev_rope(float* x, const float* cos_t, const float* sin_t, int64_t T
 int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T, int64_t C) {
   return entry([&] { hc::cuda::embedding_forward(out, tokens, table, dtype, T, C, 0); });
 }
+int hc_cuda_dev_rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH,
+                        int64_t NKV, int64_t HD) {
+  return entry([&] { hc::cuda::rope_qk_forward(q, k, cos_t, sin_t, T, NH, NKV, HD, 0); });
+}
+int hc_cuda_dev_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M, int64_t C,
+                                 float eps) {
+  return entry([&] { hc::cuda::residual_rmsnorm_forward(x, out, add, weight, M, C, eps, 0); });
+}
 int hc_cuda_dev_residual(float* out, const float* a, const float* b, int64_t N) {
   return entry([&] { hc::cuda::residual_forward(out, a, b, N, 0); });
 }
