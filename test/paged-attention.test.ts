@@ -111,6 +111,8 @@ const DECODE: Case[] = [
   { lens: [1, 1, 1], past: [90, 3, 0], NH: 6, NKV: 3, HD: 24, bs: 4, window: 0 },
   { lens: [1, 1], past: [130, 61], NH: 2, NKV: 2, HD: 64, bs: 16, window: 37 },
   { lens: [1], past: [70], NH: 2, NKV: 1, HD: 160, bs: 8, window: 0 },
+  // past 256 keys a row: the device's own pick splits (3 ways on the emulator's 4 SMs)
+  { lens: [1], past: [700], NH: 2, NKV: 1, HD: 8, bs: 16, window: 0 },
 ];
 
 for (const backend of ["cpu", "cuda"] as const) {

@@ -7,6 +7,7 @@
 // only the last W of them (older blocks may have been released and are never read).
 // The pool holds fp32 or bf16 (--kv-dtype): kv_write rounds to nearest even, the
 // attention widens each element exactly and accumulates in fp32.
+#include <atomic>
 #include <cstdlib>
 
 #include "attention_kernels.cuh"
@@ -52,9 +53,15 @@ int decode_splits(int64_t rows, int64_t ctx) {
     require(n >= 1 && n <= kMaxSplits, "invalid_argument", "HYBRIDCHAT_ATTN_SPLITS must be in [1, 32]");
     return n;
   }
-  int device = 0, sms = 1;
+  // asked once per device: every decode step of every layer comes here
+  static std::atomic<int> sm_count[64];
+  int device = 0;
   HC_CUDA_CHECK(cudaGetDevice(&device));
-  HC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+  int sms = device < 64 ? sm_count[device].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    HC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    if (device < 64) sm_count[device].store(sms, std::memory_order_relaxed);
+  }
   return attention_splits(rows, ctx, sms);
 }
 
