@@ -10,8 +10,9 @@
 //   share every K/V tile of kFlashKeys keys staged (widened to fp32) in shared memory: K/V
 //   are read from global memory once per tile instead of once per (query, head) row. A
 //   tile that spans sequences (the packed batch's boundaries) stages each sequence's keys
-//   in turn. A warp owns kFlashRows/4 rows; per K tile each lane scores one key, so the
-//   softmax takes two warp reductions per 32 keys rather than one per key.
+//   in turn. A warp owns kFlashRows/4 rows and scores them together (one shared-memory
+//   load of each K/V element serves the warp's rows); per K tile each lane scores one key,
+//   so the softmax takes two warp reductions per 32 keys rather than one per key.
 // - rows_attention_kernel (decode, head_dim > 128): one warp per (query, head) row, lanes
 //   over the head's dims; with `splits` > 1 (flash-decoding) gridDim.y splits the row's key
 //   range into that many chunks, each writing (unnormalised acc, m, l) to `part`, and
@@ -77,30 +78,49 @@ flash_attention_kernel(float* out, float* lse, const float* q, Src src, int64_t 
         ks[jj][d] = kx, vs[jj][d] = vx;
       }
       __syncthreads();
+      // the warp's rows together: each K (and V) element loaded from shared memory once for
+      // all of them. A row outside the segment or the key outside its range scores −inf.
+      const int w0 = warp * kFlashRowsPerWarp;
+      if (w0 + kFlashRowsPerWarp <= sb || w0 >= se) continue;  // none of the warp's rows in the segment
+      const int64_t j = j0 + lane;
+      bool on[kFlashRowsPerWarp], live[kFlashRowsPerWarp];
+      float sc[kFlashRowsPerWarp], p[kFlashRowsPerWarp];
 #pragma unroll
       for (int i = 0; i < kFlashRowsPerWarp; i++) {
-        const int r = warp * kFlashRowsPerWarp + i;
+        const int r = w0 + i;
+        on[i] = r >= sb && r < se && j >= lo[i] && j < hi[i], sc[i] = 0.0f;
+      }
+      for (int d = 0; d < HD; d++) {
+        const float kd = ks[lane][d];
+#pragma unroll
+        for (int i = 0; i < kFlashRowsPerWarp; i++) sc[i] = fmaf(qs[w0 + i][d], kd, sc[i]);
+      }
+#pragma unroll
+      for (int i = 0; i < kFlashRowsPerWarp; i++) {
+        const int r = w0 + i;
+        p[i] = 0.0f;
+        live[i] = false;
         if (r < sb || r >= se) continue;  // warp-uniform
-        const int64_t j = j0 + lane;
-        const bool on = j >= lo[i] && j < hi[i];
-        float sc = -INFINITY;
-        if (on) {
-          sc = 0.0f;
-          for (int d = 0; d < HD; d++) sc = fmaf(qs[r][d], ks[lane][d], sc);
-        }
-        const float mt = warp_max(sc);
-        if (mt == -INFINITY) continue;  // no key of this tile in the row's range
-        const float mn = fmaxf(m[i], mt), c = expf(m[i] - mn), p = on ? expf(sc - mn) : 0.0f;
-        l[i] = l[i] * c + warp_sum(p);
+        const float mt = warp_max(on[i] ? sc[i] : -INFINITY);
+        if (mt == -INFINITY) continue;  // warp-uniform: no key of this tile in the row's range
+        live[i] = true;
+        const float mn = fmaxf(m[i], mt), c = expf(m[i] - mn);
+        p[i] = on[i] ? expf(sc[i] - mn) : 0.0f;
+        l[i] = l[i] * c + warp_sum(p[i]);
 #pragma unroll
         for (int cc = 0; cc < NR; cc++) acc[i][cc] *= c;
-        for (int jj = 0; jj < kFlashKeys; jj++) {
-          const float pj = __shfl_sync(0xffffffffu, p, jj);
-          if (pj == 0.0f) continue;  // the same for every lane
-#pragma unroll
-          for (int cc = 0; cc < NR; cc++) acc[i][cc] = fmaf(pj, vs[jj][lane + 32 * cc], acc[i][cc]);
-        }
         m[i] = mn;
+      }
+      for (int jj = 0; jj < kFlashKeys; jj++) {
+        float pj[kFlashRowsPerWarp];
+#pragma unroll
+        for (int i = 0; i < kFlashRowsPerWarp; i++) pj[i] = live[i] ? __shfl_sync(0xffffffffu, p[i], jj) : 0.0f;
+#pragma unroll
+        for (int cc = 0; cc < NR; cc++) {
+          const float vd = vs[jj][lane + 32 * cc];
+#pragma unroll
+          for (int i = 0; i < kFlashRowsPerWarp; i++) acc[i][cc] = fmaf(pj[i], vd, acc[i][cc]);
+        }
       }
     }
     sb = se;
