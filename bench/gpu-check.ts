@@ -37,7 +37,7 @@ import { findDefaultModel } from "../engine/default-model.js";
 import type { AdapterSpec } from "../native/index.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-zero"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-zero", "paged-attention"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";

@@ -293,8 +293,19 @@ export interface NativeOps {
   rmsnorm(out: Float32Array, x: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** in place on x[T, H, HD] with HF rotate_half semantics at positions pos[T] */
   rope(x: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, H: number, HD: number, scaling: number): void;
+  /** rope on q[T,NH,HD] and k[T,NKV,HD], in place, in one pass (one launch on a device) */
+  ropeQk(q: Float32Array, k: Float32Array, pos: Int32Array, invFreq: Float32Array, T: number, NH: number, NKV: number, HD: number, scaling: number): void;
+  /** x[M,C] += add, then out = x / rms(x) * weight (the residual add fused with the next pre-norm; out aliases neither) */
+  residualRmsnorm(x: Float32Array, out: Float32Array, add: Float32Array, weight: Float32Array, M: number, C: number, eps: number): void;
   /** out[T,NH,HD] = causal GQA attention of q[T,NH,HD] over k,v[S,NKV,HD]; query t sits at position S-T+t; window W > 0: only its last W keys */
   attention(out: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, T: number, S: number, NH: number, NKV: number, HD: number, window?: number): void;
+  /**
+   * out[T,NH,HD] = the serving attention over one layer's paged pool (blocks of [NKV, blockSize, HD];
+   * Float32Array for f32, Uint16Array for bf16 — cuda only): query t of sequence seqOf[t] sees keys
+   * [0, npos[t]) of its table's blocks (window W > 0: the last W). T > nseq runs the device's flash
+   * prefill, T == nseq its decode split `splits` ways (0 = the device's pick); the CPU ignores splits.
+   */
+  pagedAttention(out: Float32Array, q: Float32Array, kPool: Float32Array | Uint16Array, vPool: Float32Array | Uint16Array, kvDtype: "f32" | "bf16", tables: Int32Array, nseq: number, maxBlocks: number, seqOf: Int32Array, npos: Int32Array, T: number, NH: number, NKV: number, HD: number, blockSize: number, window: number, splits: number): void;
   /** out[M,I] = silu(gate) * up */
   swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
   /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */

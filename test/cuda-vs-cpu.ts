@@ -64,6 +64,8 @@ const pos = ints(T, 4000);
 const inv = Float32Array.from({ length: HD / 2 }, (_, i) => 1 / 10000 ** ((2 * i) / HD));
 both("rope", () => [f32(T * NH * HD, -2, 2)], [0], (o, a) => o.rope(F(a[0]), pos, inv, T, NH, HD, 0.75), 1e-5, 1e-5);
 both("ropeBackward", () => [f32(T * NH * HD, -2, 2)], [0], (o, a) => o.ropeBackward(F(a[0]), pos, inv, T, NH, HD, 0.75), 1e-5, 1e-5);
+both("ropeQk", () => [f32(T * NH * HD, -2, 2), f32(T * NKV * HD, -2, 2)], [0, 1], (o, a) => o.ropeQk(F(a[0]), F(a[1]), pos, inv, T, NH, NKV, HD, 0.75), 1e-5, 1e-5);
+both("residualRmsnorm", () => [f32(M * K, -3, 3), new Float32Array(M * K), f32(M * K, -3, 3), f32(K, 0.5, 1.5)], [0, 1], (o, a) => o.residualRmsnorm(F(a[0]), F(a[1]), F(a[2]), F(a[3]), M, K, 1e-5), 1e-6, 1e-5);
 both("attention", () => [new Float32Array(T * NH * HD), f32(T * NH * HD, -2, 2), f32(S * NKV * HD, -2, 2), f32(S * NKV * HD)], [0], (o, a) => o.attention(F(a[0]), F(a[1]), F(a[2]), F(a[3]), T, S, NH, NKV, HD), 1e-5, 1e-5);
 both("attentionTrainForward", () => [new Float32Array(T * NH * HD), new Float32Array(T * NH), f32(T * NH * HD, -2, 2), f32(T * NKV * HD, -2, 2), f32(T * NKV * HD)], [0, 1], (o, a) => o.attentionTrainForward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), T, NH, NKV, HD), 1e-5, 1e-5);
 {
@@ -71,6 +73,17 @@ both("attentionTrainForward", () => [new Float32Array(T * NH * HD), new Float32A
   const q = f32(T * NH * HD, -2, 2), k = f32(T * NKV * HD, -2, 2), v = f32(T * NKV * HD), lse = new Float32Array(T * NH);
   native().ops("cpu").attentionTrainForward(new Float32Array(T * NH * HD), lse, q, k, v, T, NH, NKV, HD);
   both("attentionBackward", () => [new Float32Array(T * NH * HD), new Float32Array(T * NKV * HD), new Float32Array(T * NKV * HD), f32(T * NH * HD), q, k, v, lse], [0, 1, 2], (o, a) => o.attentionBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), F(a[5]), F(a[6]), F(a[7]), T, NH, NKV, HD), 1e-5, 1e-4);
+}
+{
+  // one layer's f32 pool of 16 blocks of 4, two sequences: a prefill step (the flash kernel)
+  // and a decode step split 3 ways over 30 keys
+  const bs = 4, maxb = 8, blocks = 16, pool = blocks * NKV * bs * HD;
+  const tables = Int32Array.from({ length: 2 * maxb }, (_, i) => (i * 5) % blocks);
+  for (const [seqOf, npos, splits] of [[[0, 0, 0, 1, 1], [3, 4, 5, 20, 21], 1], [[0, 1], [30, 9], 3]] as [number[], number[], number][]) {
+    const Tq = seqOf.length;
+    both("pagedAttention", () => [new Float32Array(Tq * NH * HD), f32(Tq * NH * HD, -2, 2), f32(pool, -2, 2), f32(pool)], [0], (o, a) =>
+      o.pagedAttention(F(a[0]), F(a[1]), F(a[2]), F(a[3]), "f32", tables, 2, maxb, Int32Array.from(seqOf), Int32Array.from(npos), Tq, NH, NKV, HD, bs, 0, splits), 1e-5, 1e-5);
+  }
 }
 both("swiglu", () => [new Float32Array(M * N), f32(M * N, -12, 12), f32(M * N, -2, 2)], [0], (o, a) => o.swiglu(F(a[0]), F(a[1]), F(a[2]), M, N), 1e-6, 1e-5);
 both("swigluBackward", () => [new Float32Array(M * N), new Float32Array(M * N), f32(M * N), f32(M * N, -12, 12), f32(M * N, -2, 2)], [0, 1], (o, a) => o.swigluBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), M, N), 1e-6, 1e-5);

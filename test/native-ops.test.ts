@@ -196,6 +196,43 @@ for (const backend of ALL_BACKENDS) {
         }
     });
 
+    it("ropeQk turns q and k in one pass as rope turns each", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [T, NH, NKV, HD] of [[1, 1, 1, 2], [5, 6, 2, 8], [4, 4, 4, 18], [37, 8, 1, 64]] as [number, number, number, number][]) {
+        const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(T * NKV * HD, -2, 2);
+        const pos = Int32Array.from({ length: T }, () => rng.int(5000));
+        const inv = invFreq(HD, 500000);
+        const qRef = ropeRef(q, pos, inv, T, NH, HD, 0.75), kRef = ropeRef(k, pos, inv, T, NKV, HD, 0.75);
+        ops().ropeQk(q, k, pos, inv, T, NH, NKV, HD, 0.75);
+        const what = `ropeQk T=${T} NH=${NH} NKV=${NKV} HD=${HD} seed=${seed}`;
+        assertClose(q, qRef, 2e-6, 2e-6, `${what}: q`);
+        assertClose(k, kRef, 2e-6, 2e-6, `${what}: k`);
+      }
+    });
+
+    it("residualRmsnorm adds the residual in place and norms the sum, as residual then rmsnorm", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [M, C] of [[1, 1], [1, 7], [37, 64], [5, 771], [3, 300]] as [number, number][]) {
+        const x = rng.f32(M * C, -3, 3), add = rng.f32(M * C, -3, 3), w = rng.f32(C, 0.5, 1.5);
+        const sum = Float64Array.from(x, (v, i) => v + add[i]!);
+        const out = new Float32Array(M * C).fill(NaN);
+        ops().residualRmsnorm(x, out, add, w, M, C, 1e-5);
+        const what = `residualRmsnorm M=${M} C=${C} seed=${seed}`;
+        assertClose(x, sum, 0, 1e-7, `${what}: x + add`);
+        assertClose(out, rmsnormRef(sum, w, M, C, 1e-5), 1e-6, 2e-6, `${what}: the norm`);
+        // on a device it is one kernel: the same bits as the two ops it fuses
+        const x2 = rng.f32(M * C, -3, 3), a2 = rng.f32(M * C, -3, 3), o2 = new Float32Array(M * C), sep = new Float32Array(M * C);
+        const xs = x2.slice();
+        ops().residualRmsnorm(x2, o2, a2, w, M, C, 1e-5);
+        for (let i = 0; i < xs.length; i++) xs[i] = Math.fround(xs[i]! + a2[i]!);
+        ops().rmsnorm(sep, xs, w, M, C, 1e-5);
+        assert.deepEqual(o2, sep, `${what}: not the bits of residual + rmsnorm`);
+      }
+      assert.throws(() => { const a = new Float32Array(4); ops().residualRmsnorm(a, a, new Float32Array(4), new Float32Array(4), 1, 4, 1e-5); }, /must not alias/);
+    });
+
     it("attention matches causal GQA softmax attention", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);

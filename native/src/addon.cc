@@ -242,9 +242,20 @@ struct CpuOps {
   }
   static void rope(Napi::Env env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
                    float scaling) {
+    rope_qk(env, x, nullptr, pos, inv, T, H, 0, HD, scaling);
+  }
+  // the CPU twins of the device's fused passes: the kernels in sequence
+  static void rope_qk(Napi::Env env, float* q, float* k, const int32_t* pos, const float* inv, int64_t T, int64_t NH,
+                      int64_t NKV, int64_t HD, float scaling) {
     std::vector<float> c(static_cast<size_t>(T * HD / 2)), s(c.size());
     hc::cpu::rope_tables(c.data(), s.data(), pos, inv, T, HD / 2, scaling);
-    hc::cpu::rope_forward(x, c.data(), s.data(), T, H, HD, ops_pool(env));
+    hc::cpu::rope_forward(q, c.data(), s.data(), T, NH, HD, ops_pool(env));
+    if (k) hc::cpu::rope_forward(k, c.data(), s.data(), T, NKV, HD, ops_pool(env));
+  }
+  static void residual_rmsnorm(Napi::Env env, float* x, float* out, const float* b, const float* w, int64_t M,
+                               int64_t C, float eps) {
+    hc::cpu::residual_forward(x, x, b, M * C);
+    hc::cpu::rmsnorm_forward(out, x, w, M, C, eps, ops_pool(env));
   }
   static void attention(Napi::Env env, float* out, const float* q, const float* k, const float* v, int64_t T,
                         int64_t S, int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
@@ -254,6 +265,19 @@ struct CpuOps {
     std::vector<int32_t> seq_of(static_cast<size_t>(T), 0), npos(static_cast<size_t>(T));
     for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
     hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, window, ops_pool(env));
+  }
+  // the serving attention over a paged pool (f32 only: the CPU's KV cache; splits are the
+  // device's decode split, nothing to split here)
+  static void paged_attention(Napi::Env env, float* out, const float* q, const void* kp, const void* vp, int64_t,
+                              hc::DType dt, const int32_t* tables, int64_t nseq, int64_t max_blocks,
+                              const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH, int64_t NKV,
+                              int64_t HD, int64_t block_size, int64_t window, int) {
+    if (dt != hc::DType::F32) throw Error("unsupported", "a bf16 KV pool runs on cuda only: the CPU's KV cache is f32");
+    std::vector<hc::cpu::KVSpan> spans(static_cast<size_t>(nseq));
+    for (int64_t s = 0; s < nseq; s++)
+      spans[s] = hc::cpu::KVSpan{static_cast<const float*>(kp), static_cast<const float*>(vp), tables + s * max_blocks,
+                                 NKV * block_size * HD, block_size * HD, HD, block_size};
+    hc::cpu::attention_forward(out, q, spans.data(), seq_of, npos, T, NH, NKV, HD, window, ops_pool(env));
   }
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
@@ -360,6 +384,40 @@ void OpRope(const Napi::CallbackInfo& info) {
   });
 }
 
+// residualRmsnorm(x, out, add, weight, M, C, eps): x += add, out = rmsnorm(x)·weight
+template <class B>
+void OpResidualRmsnorm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t M = int_arg(info, 4, "M"), C = int_arg(info, 5, "C");
+    if (!info[6].IsNumber()) throw Error("invalid_argument", "eps must be a number");
+    auto x = typed<float>(info[0], "x", M * C);
+    auto out = typed<float>(info[1], "out", M * C);
+    auto add = typed<float>(info[2], "add", M * C);
+    auto w = typed<float>(info[3], "weight", C);
+    if (out.Data() == x.Data() || out.Data() == add.Data())
+      throw Error("invalid_argument", "residualRmsnorm: out must not alias x or add");
+    B::residual_rmsnorm(env, x.Data(), out.Data(), add.Data(), w.Data(), M, C, info[6].As<Napi::Number>().FloatValue());
+  });
+}
+
+// ropeQk(q, k, pos, invFreq, T, NH, NKV, HD, scaling): rope on q and k in one pass
+template <class B>
+void OpRopeQk(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 4, "T"), NH = int_arg(info, 5, "NH"), NKV = int_arg(info, 6, "NKV"),
+                  HD = int_arg(info, 7, "HD");
+    if (HD % 2) throw Error("invalid_argument", "HD must be even");
+    if (!info[8].IsNumber()) throw Error("invalid_argument", "scaling must be a number");
+    auto q = typed<float>(info[0], "q", T * NH * HD);
+    auto k = typed<float>(info[1], "k", T * NKV * HD);
+    auto pos = typed<int32_t>(info[2], "pos", T);
+    auto inv = typed<float>(info[3], "invFreq", HD / 2);
+    B::rope_qk(env, q.Data(), k.Data(), pos.Data(), inv.Data(), T, NH, NKV, HD, info[8].As<Napi::Number>().FloatValue());
+  });
+}
+
 // An attention op's optional sliding window (last argument): 0 or absent = full causal.
 int64_t window_arg(const Napi::CallbackInfo& info, size_t i) {
   if (i >= info.Length() || info[i].IsUndefined()) return 0;
@@ -381,6 +439,41 @@ void OpAttention(const Napi::CallbackInfo& info) {
     auto k = typed<float>(info[2], "k", S * NKV * HD);
     auto v = typed<float>(info[3], "v", S * NKV * HD);
     B::attention(env, out.Data(), q.Data(), k.Data(), v.Data(), T, S, NH, NKV, HD, window_arg(info, 9));
+  });
+}
+
+// pagedAttention(out, q, kPool, vPool, kvDtype, tables, nseq, maxBlocks, seqOf, npos, T, NH, NKV, HD,
+// blockSize, window, splits): pools of whole blocks [NKV, blockSize, HD]; every index the
+// kernels follow checked here, so a bad one is an error, not a read outside the pool
+template <class B>
+void OpPagedAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const hc::DType dt = dtype_arg(info[4], false);
+    if (dt != hc::DType::F32 && dt != hc::DType::BF16) throw Error("bad_dtype", "the KV pool holds f32 or bf16");
+    const int64_t nseq = int_arg(info, 6, "nseq"), maxb = int_arg(info, 7, "maxBlocks"), T = int_arg(info, 10, "T"),
+                  NH = int_arg(info, 11, "NH"), NKV = int_arg(info, 12, "NKV"), HD = int_arg(info, 13, "HD"),
+                  bs = int_arg(info, 14, "blockSize"), splits = int_arg(info, 16, "splits");
+    if (NKV == 0 || NH % NKV) throw Error("invalid_argument", "attention: NH must be a multiple of NKV");
+    if (bs < 1 || HD < 1) throw Error("invalid_argument", "pagedAttention: blockSize and HD must be >= 1");
+    const bool f32 = dt == hc::DType::F32;
+    const int64_t elems = f32 ? static_cast<int64_t>(typed<float>(info[2], "kPool").ElementLength())
+                              : static_cast<int64_t>(typed<uint16_t>(info[2], "kPool").ElementLength());
+    const int64_t blocks = elems / (NKV * bs * HD);
+    const void* kp = f32 ? static_cast<const void*>(typed<float>(info[2], "kPool").Data()) : typed<uint16_t>(info[2], "kPool").Data();
+    const void* vp = f32 ? static_cast<const void*>(typed<float>(info[3], "vPool", elems).Data()) : typed<uint16_t>(info[3], "vPool", elems).Data();
+    auto out = typed<float>(info[0], "out", T * NH * HD);
+    auto q = typed<float>(info[1], "q", T * NH * HD);
+    auto tables = typed<int32_t>(info[5], "tables", nseq * maxb);
+    auto seq_of = typed<int32_t>(info[8], "seqOf", T);
+    auto npos = typed<int32_t>(info[9], "npos", T);
+    for (int64_t i = 0; i < nseq * maxb; i++)
+      if (tables.Data()[i] < 0 || tables.Data()[i] >= blocks) throw Error("invalid_argument", "pagedAttention: a block id outside the pool");
+    for (int64_t t = 0; t < T; t++)
+      if (seq_of.Data()[t] < 0 || seq_of.Data()[t] >= nseq || npos.Data()[t] < 1 || npos.Data()[t] > maxb * bs)
+        throw Error("invalid_argument", "pagedAttention: seqOf in [0, nseq), npos in [1, maxBlocks·blockSize]");
+    B::paged_attention(env, out.Data(), q.Data(), kp, vp, elems, dt, tables.Data(), nseq, maxb, seq_of.Data(),
+                       npos.Data(), T, NH, NKV, HD, bs, window_arg(info, 15), static_cast<int>(splits));
   });
 }
 
@@ -603,7 +696,10 @@ Napi::Object make_ops(Napi::Env env) {
   o.Set("matmul", Napi::Function::New<OpMatmul<B>>(env, "matmul"));
   o.Set("rmsnorm", Napi::Function::New<OpRmsnorm<B>>(env, "rmsnorm"));
   o.Set("rope", Napi::Function::New<OpRope<B>>(env, "rope"));
+  o.Set("ropeQk", Napi::Function::New<OpRopeQk<B>>(env, "ropeQk"));
+  o.Set("residualRmsnorm", Napi::Function::New<OpResidualRmsnorm<B>>(env, "residualRmsnorm"));
   o.Set("attention", Napi::Function::New<OpAttention<B>>(env, "attention"));
+  o.Set("pagedAttention", Napi::Function::New<OpPagedAttention<B>>(env, "pagedAttention"));
   o.Set("swiglu", Napi::Function::New<OpSwiglu<B>>(env, "swiglu"));
   o.Set("toF32", Napi::Function::New<OpToF32<B>>(env, "toF32"));
   o.Set("fromF32", Napi::Function::New<OpFromF32<B>>(env, "fromF32"));

@@ -74,9 +74,24 @@ void CudaOps::rope(Napi::Env, float* x, const int32_t* pos, const float* inv, in
                    float scaling) {
   call(library().hc_cuda_rope(x, pos, inv, T, H, HD, scaling));
 }
+void CudaOps::rope_qk(Napi::Env, float* q, float* k, const int32_t* pos, const float* inv, int64_t T, int64_t NH,
+                      int64_t NKV, int64_t HD, float scaling) {
+  call(library().hc_cuda_rope_qk(q, k, pos, inv, T, NH, NKV, HD, scaling));
+}
+void CudaOps::residual_rmsnorm(Napi::Env, float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                               float eps) {
+  call(library().hc_cuda_residual_rmsnorm(x, out, b, w, M, C, eps));
+}
 void CudaOps::attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                         int64_t NH, int64_t NKV, int64_t HD, int64_t window) {
   call(library().hc_cuda_attention(out, q, k, v, T, S, NH, NKV, HD, window));
+}
+void CudaOps::paged_attention(Napi::Env, float* out, const float* q, const void* kp, const void* vp, int64_t elems,
+                              DType t, const int32_t* tables, int64_t nseq, int64_t max_blocks, const int32_t* seq_of,
+                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_size,
+                              int64_t window, int splits) {
+  call(library().hc_cuda_paged_attention(out, q, kp, vp, elems, dt(t), tables, nseq, max_blocks, seq_of, npos, T, NH,
+                                         NKV, HD, NKV * block_size * HD, block_size * HD, block_size, window, splits));
 }
 void CudaOps::swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N) {
   call(library().hc_cuda_swiglu(out, g, u, N));

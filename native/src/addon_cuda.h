@@ -25,8 +25,16 @@ struct CudaOps {
   static void rmsnorm(Napi::Env, float* out, const float* x, const float* w, int64_t M, int64_t C, float eps);
   static void rope(Napi::Env, float* x, const int32_t* pos, const float* inv, int64_t T, int64_t H, int64_t HD,
                    float scaling);
+  static void rope_qk(Napi::Env, float* q, float* k, const int32_t* pos, const float* inv, int64_t T, int64_t NH,
+                      int64_t NKV, int64_t HD, float scaling);
+  static void residual_rmsnorm(Napi::Env, float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                               float eps);
   static void attention(Napi::Env, float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                         int64_t NH, int64_t NKV, int64_t HD, int64_t window);
+  static void paged_attention(Napi::Env, float* out, const float* q, const void* kp, const void* vp, int64_t elems,
+                              DType dt, const int32_t* tables, int64_t nseq, int64_t max_blocks, const int32_t* seq_of,
+                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_size,
+                              int64_t window, int splits);
   static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
   static void to_f32(Napi::Env, float* out, const void* src, DType dt, int64_t n);
   static void from_f32(Napi::Env, void* out, const float* src, DType dt, int64_t n);

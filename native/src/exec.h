@@ -21,7 +21,8 @@
 namespace hc {
 
 // Scratch buffers of a forward step, each grown to the largest step so far.
-enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, Count };
+// AttnPart: a split decode attention's partial rows (CudaExec)
+enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, AttnPart, Count };
 // Small integer arrays copied from the host each step.
 enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
 
@@ -67,6 +68,13 @@ class Exec {
   virtual void rope_tables(float* cos_t, float* sin_t, const int32_t* pos, const float* inv_freq, int64_t T,
                            int64_t half, float scaling) = 0;
   virtual void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) = 0;
+  // rope on q[T,NH,HD] and k[T,NKV,HD] in one pass (one launch on a device)
+  virtual void rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+                       int64_t HD) = 0;
+  // x[M,C] += b, then out = rmsnorm(x)·w: a sublayer's residual add fused with the next
+  // pre-norm, so the residual stream is read once for both (out aliases neither)
+  virtual void residual_rmsnorm(float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                                float eps) = 0;
   virtual void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) = 0;
   virtual void residual(float* out, const float* a, const float* b, int64_t N) = 0;
   virtual void swiglu(float* out, const float* gate, const float* up, int64_t N) = 0;

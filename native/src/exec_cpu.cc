@@ -53,6 +53,18 @@ class CpuExec final : public Exec {
   void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) override {
     cpu::rope_forward(x, cos_t, sin_t, T, H, HD, pool_);
   }
+  // the CPU twins of the fused device passes: the kernels in sequence (each is already one
+  // pass over memory that stays in cache at these sizes)
+  void rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+               int64_t HD) override {
+    cpu::rope_forward(q, cos_t, sin_t, T, NH, HD, pool_);
+    cpu::rope_forward(k, cos_t, sin_t, T, NKV, HD, pool_);
+  }
+  void residual_rmsnorm(float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                        float eps) override {
+    cpu::residual_forward(x, x, b, M * C);
+    cpu::rmsnorm_forward(out, x, w, M, C, eps, pool_);
+  }
   void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
     cpu::embedding_forward(out, tokens, table, dt, T, C);
   }

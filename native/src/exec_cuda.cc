@@ -118,6 +118,14 @@ class CudaExec final : public Exec {
   void rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD) override {
     cuda_call(lib().hc_cuda_dev_rope(x, cos_t, sin_t, T, H, HD));
   }
+  void rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+               int64_t HD) override {
+    cuda_call(lib().hc_cuda_dev_rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD));
+  }
+  void residual_rmsnorm(float* x, float* out, const float* b, const float* w, int64_t M, int64_t C,
+                        float eps) override {
+    cuda_call(lib().hc_cuda_dev_residual_rmsnorm(x, out, b, w, M, C, eps));
+  }
   void embedding(float* out, const int32_t* tokens, const void* table, DType dt, int64_t T, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_embedding(out, tokens, table, dev_table_dtype(dt), T, C));
   }
@@ -133,12 +141,21 @@ class CudaExec final : public Exec {
     cuda_call(lib().hc_cuda_dev_kv_write(kp, vp, k, v, tables, max_blocks, seq_of, pos, T, NKV, HD, g.block_stride,
                                          g.head_stride, g.block_size, static_cast<int>(g.dtype)));
   }
+  // A decode step (one query per sequence) splits long contexts over more blocks
+  // (flash-decoding): the split count from the context bound (the tables' width, or the
+  // window) and the device's multiprocessors, the partial rows in Slot::AttnPart.
   void paged_attention(float* out, const float* q, const void* kp, const void* vp, const int32_t* tables,
-                       int64_t max_blocks, int64_t, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
-                       int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+                       int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                       int64_t NH, int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
+    int splits = 1;
+    if (T <= nseq) {
+      const int64_t ctx = max_blocks * g.block_size;
+      cuda_call(lib().hc_cuda_attention_splits(T * NH, window > 0 && window < ctx ? window : ctx, &splits));
+    }
+    float* part = splits > 1 ? scratch(Slot::AttnPart, T * NH * splits * (HD + 2)) : nullptr;
     cuda_call(lib().hc_cuda_dev_paged_attention(out, q, kp, vp, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
                                                 g.block_stride, g.head_stride, g.block_size, window,
-                                                static_cast<int>(g.dtype)));
+                                                static_cast<int>(g.dtype), nseq, splits, part));
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));

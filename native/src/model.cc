@@ -281,10 +281,12 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
     }
 
+    // each sublayer's residual add is fused with the next pre-norm (residual_rmsnorm): the
+    // first layer's attention norm stands alone, the last layer's add too
+    if (!tp_) ex.rmsnorm(xn, x, resident(layers_[0].attn_norm), T, C, s.eps);
     for (int64_t l = 0; !tp_ && l < s.L; l++) {
       const LayerWeights& w = layers_[l];
-      // attention block
-      ex.rmsnorm(xn, x, resident(w.attn_norm), T, C, s.eps);
+      // attention block (xn: its pre-norm)
       exec_linear(q, xn, w.q, T);
       exec_linear(k, xn, w.k, T);
       exec_linear(v, xn, w.v, T);
@@ -295,17 +297,15 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
         ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
         ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
       }
-      ex.rope(q, cos_t, sin_t, T, NH, HD);
-      ex.rope(k, cos_t, sin_t, T, NKV, HD);
+      ex.rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD);
       void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
       ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
       ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
                          kv_geo_, s.window(l));
       exec_linear(tmp, att, w.o, T);
       lora_apply(tmp, att, l, kO, apps);
-      ex.residual(x, x, tmp, T * C);
       // MLP block
-      ex.rmsnorm(xn, x, resident(w.mlp_norm), T, C, s.eps);
+      ex.residual_rmsnorm(x, xn, tmp, resident(w.mlp_norm), T, C, s.eps);
       exec_linear(gate, xn, w.gate, T);
       exec_linear(up, xn, w.up, T);
       lora_apply(gate, xn, l, kGate, apps);
@@ -313,7 +313,8 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       ex.swiglu(gate, gate, up, T * I);
       exec_linear(tmp, gate, w.down, T);
       lora_apply(tmp, gate, l, kDown, apps);
-      ex.residual(x, x, tmp, T * C);
+      if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, tmp, resident(layers_[l + 1].attn_norm), T, C, s.eps);
+      else ex.residual(x, x, tmp, T * C);
     }
 
     // final norm and LM head only on the rows whose logits were asked for

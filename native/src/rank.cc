@@ -175,8 +175,7 @@ void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<Lor
     ex.rmsnorm(k, k, vec(ex, w.k_norm), T * NKV, HD, s.eps);
   }
   const float *cos_t = ex.scratch(Slot::Cos, T * HD / 2), *sin_t = ex.scratch(Slot::Sin, T * HD / 2);
-  ex.rope(q, cos_t, sin_t, T, NH, HD);
-  ex.rope(k, cos_t, sin_t, T, NKV, HD);
+  ex.rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD);
   // this rank's KV heads: its slice of the shared host pool, or its device's own pool
   void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
   ex.kv_write(kl, vl, k, v, rk.step.tables, maxb, rk.step.seq_of, rk.step.pos, T, NKV, HD, rk.kv);
@@ -227,18 +226,19 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
                ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * C), !m.embed_owned_.empty()), m.embed_dtype_, T, C);
   dist::Communicator& comm = serving_comm(r);
   const int64_t fail_at = injected_failure_layer(r, s.L);
+  // each residual add fused with the next pre-norm, as Model::forward does
+  ex.rmsnorm(xn, x, vec(ex, m.layers_[0].attn_norm), T, C, s.eps);
   for (int64_t l = 0; l < s.L; l++) {
     const LayerWeights& w = m.layers_[l];
-    ex.rmsnorm(xn, x, vec(ex, w.attn_norm), T, C, s.eps);
     attention(m, r, l, apps, T, nseq, maxb, part);
     if (l == fail_at)
       throw Error("injected_failure", "rank " + std::to_string(r) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_TP_RANK)");
     comm.all_reduce_sum(part, T * C, DType::F32);
-    ex.residual(x, x, part, T * C);
-    ex.rmsnorm(xn, x, vec(ex, w.mlp_norm), T, C, s.eps);
+    ex.residual_rmsnorm(x, xn, part, vec(ex, w.mlp_norm), T, C, s.eps);
     mlp(m, r, l, apps, T, part);
     comm.all_reduce_sum(part, T * C, DType::F32);
-    ex.residual(x, x, part, T * C);
+    if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, part, vec(ex, m.layers_[l + 1].attn_norm), T, C, s.eps);
+    else ex.residual(x, x, part, T * C);
   }
 }
 

@@ -1,5 +1,7 @@
-// What the attention forward (attention.cu) and backward (attention_backward.cu) share:
-// warp-per-row layout, head-dim dispatch, shape checks.
+// What the attention forward (attention.cu, paged_attention.cu) and backward
+// (attention_backward.cu) share: warp-per-row layout, head-dim dispatch, shape checks, and
+// the key/value sources the forward kernels (attention_kernels.cuh) read: contiguous
+// k,v[S,NKV,HD] (DenseKV) or the paged block pool (PagedKV).
 #pragma once
 #include "common.cuh"
 
@@ -72,6 +74,36 @@ __device__ __forceinline__ void store_softmax_row(float* out, const float (&acc)
     const int d = lane + 32 * r;
     if (d < HD) out[d] = acc[r] * inv;
   }
+}
+
+// Where a query row's keys are: seq(t) the sequence of query token t, npos(t) how many
+// keys it sees (positions [0, npos)), at(s, j, g) the offset of key/value j of sequence s,
+// KV head g, in k and v.
+struct DenseKV {  // one sequence, k,v[S,NKV,HD]; query t at position offset + t
+  using Elem = float;
+  const float *k, *v;
+  int64_t NKV, HD, offset;
+  __device__ __forceinline__ int32_t seq(int64_t) const { return 0; }
+  __device__ __forceinline__ int64_t npos(int64_t t) const { return offset + t + 1; }
+  __device__ __forceinline__ int64_t at(int32_t, int64_t j, int64_t g) const { return (j * NKV + g) * HD; }
+};
+template <typename KV>
+struct PagedKV {  // the pool of ../kvcache.h: tables[nseq, max_blocks], seq_of[T], npos[T]
+  using Elem = KV;
+  const KV *k, *v;
+  const int32_t *tables, *seq_of, *np;
+  int64_t max_blocks, bstride, hstride, bs, HD;
+  __device__ __forceinline__ int32_t seq(int64_t t) const { return seq_of[t]; }
+  __device__ __forceinline__ int64_t npos(int64_t t) const { return np[t]; }
+  __device__ __forceinline__ int64_t at(int32_t s, int64_t j, int64_t g) const {
+    return static_cast<int64_t>(tables[static_cast<int64_t>(s) * max_blocks + j / bs]) * bstride + g * hstride +
+           (j % bs) * HD;
+  }
+};
+
+// the first key a query that sees n keys attends to (a window W > 0 keeps the last W)
+__device__ __forceinline__ int64_t window_start(int64_t n, int64_t window) {
+  return window > 0 && n > window ? n - window : 0;
 }
 
 }  // namespace hc::cuda

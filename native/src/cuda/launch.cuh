@@ -14,11 +14,17 @@ void matmul(float* out, const float* x, const void* w, int dtype, const float* b
             cudaStream_t stream);
 void rmsnorm_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t C, float eps,
                      cudaStream_t stream);
+// x[M,C] += add, then out = rmsnorm(x)·weight (out must not alias x or add)
+void residual_rmsnorm_forward(float* x, float* out, const float* add, const float* weight, int64_t M, int64_t C,
+                              float eps, cudaStream_t stream);
 // cos,sin[T,half] = cos/sin(pos[t]·inv_freq[i]) · scaling, the angle in double
 void rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq, int64_t T, int64_t half,
                  float scaling, cudaStream_t stream);
 void rope_forward(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD,
                   cudaStream_t stream);
+// rope_forward on q[T,NH,HD] and k[T,NKV,HD] in one launch
+void rope_qk_forward(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH, int64_t NKV,
+                     int64_t HD, cudaStream_t stream);
 // Causal GQA over contiguous k,v[S,NKV,HD]: query t sees keys [0, S−T+t], or with a
 // sliding window W > 0 only the last W of them. lse[T,NH] (may be null) receives each
 // row's logsumexp of the scaled scores.
@@ -40,10 +46,17 @@ void blas_gemm(float* C, const float* A, const void* B, int dtype, const float* 
 // ---- serving over the paged KV pool (paged_attention.cu; layout of ../kvcache.h) ----
 // tables[nseq, max_blocks]: each sequence's block ids; pool offsets in elements of
 // kv_dtype (HC_CUDA_F32 or HC_CUDA_BF16).
+// A decode step (T <= nseq: one query per sequence) splits each row's keys `splits` ways,
+// part: T·NH·splits·(HD + 2) floats of scratch when splits > 1; a step with prefills runs
+// the flash kernel over the packed batch (splits unused).
 void paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool, int kv_dtype,
-                     const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
-                     int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride,
-                     int64_t block_size, int64_t window, cudaStream_t stream);
+                     const int32_t* tables, int64_t max_blocks, int64_t nseq, const int32_t* seq_of,
+                     const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
+                     int64_t head_stride, int64_t block_size, int64_t window, int splits, float* part,
+                     cudaStream_t stream);
+// The split count of a decode step of `rows` (query, head) rows over at most `ctx` keys on
+// the current device (HYBRIDCHAT_ATTN_SPLITS=N forces N)
+int decode_splits(int64_t rows, int64_t ctx);
 // k,v[T,NKV,HD] of the step's tokens at positions pos[T] into the pool (rounded to bf16 there)
 void kv_write(void* k_pool, void* v_pool, int kv_dtype, const float* k, const float* v, const int32_t* tables,
               int64_t max_blocks, const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,

@@ -48,6 +48,12 @@ HC_CUDA_API int hc_cuda_matmul(float* out, const float* x, const void* w, int dt
                                int64_t N, int64_t K);
 /* out[M,C] = x / rms(x) * weight[C] */
 HC_CUDA_API int hc_cuda_rmsnorm(float* out, const float* x, const float* weight, int64_t M, int64_t C, float eps);
+/* x[M,C] += add[M,C], then out[M,C] = rmsnorm(x)·weight: the residual add and the next pre-norm in one pass */
+HC_CUDA_API int hc_cuda_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M,
+                                         int64_t C, float eps);
+/* hc_cuda_rope on q[T,NH,HD] and k[T,NKV,HD] in one launch */
+HC_CUDA_API int hc_cuda_rope_qk(float* q, float* k, const int32_t* pos, const float* inv_freq, int64_t T, int64_t NH,
+                                int64_t NKV, int64_t HD, float scaling);
 /* in place on x[T,H,HD], HF rotate_half at positions pos[T]; tables built on the device */
 HC_CUDA_API int hc_cuda_rope(float* x, const int32_t* pos, const float* inv_freq, int64_t T, int64_t H, int64_t HD,
                              float scaling);
@@ -55,6 +61,13 @@ HC_CUDA_API int hc_cuda_rope(float* x, const int32_t* pos, const float* inv_freq
    window W > 0: only its last W keys (0 = all) */
 HC_CUDA_API int hc_cuda_attention(float* out, const float* q, const float* k, const float* v, int64_t T, int64_t S,
                                   int64_t NH, int64_t NKV, int64_t HD, int64_t window);
+/* hc_cuda_dev_paged_attention on host arrays: k_pool, v_pool one layer's pool of pool_elems
+   elements of kv_dtype, tables[nseq, max_blocks]; splits 0 = hc_cuda_attention_splits' pick */
+HC_CUDA_API int hc_cuda_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
+                                        int64_t pool_elems, int kv_dtype, const int32_t* tables, int64_t nseq,
+                                        int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                                        int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
+                                        int64_t head_stride, int64_t block_size, int64_t window, int splits);
 /* out[N] = silu(gate[N]) * up[N] */
 HC_CUDA_API int hc_cuda_swiglu(float* out, const float* gate, const float* up, int64_t N);
 /* out[T,C] = table[tokens[t], :] as fp32; table [V,C] stored as dtype */
@@ -115,6 +128,10 @@ HC_CUDA_API int hc_cuda_dev_rmsnorm(float* out, const float* x, const float* wei
 HC_CUDA_API int hc_cuda_dev_rope_tables(float* cos_out, float* sin_out, const int32_t* pos, const float* inv_freq,
                                         int64_t T, int64_t half, float scaling);
 HC_CUDA_API int hc_cuda_dev_rope(float* x, const float* cos_t, const float* sin_t, int64_t T, int64_t H, int64_t HD);
+HC_CUDA_API int hc_cuda_dev_rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH,
+                                    int64_t NKV, int64_t HD);
+HC_CUDA_API int hc_cuda_dev_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M,
+                                             int64_t C, float eps);
 /* token ids are NOT checked here: the caller has */
 HC_CUDA_API int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T,
                                       int64_t C);
@@ -127,12 +144,18 @@ HC_CUDA_API int hc_cuda_dev_kv_write(void* k_pool, void* v_pool, const float* k,
                                      const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
                                      const int32_t* pos, int64_t T, int64_t NKV, int64_t HD, int64_t block_stride,
                                      int64_t head_stride, int64_t block_size, int kv_dtype);
-/* out[T,NH,HD]: query t over keys [0, npos[t]) of its sequence (window W > 0: the last W), fp32 accumulation */
+/* out[T,NH,HD]: query t over keys [0, npos[t]) of its sequence (window W > 0: the last W), fp32
+   accumulation. A step with prefills (T > nseq) runs the flash kernel over the packed batch; a
+   decode step (T == nseq) splits each row's keys `splits` ways, part[T*NH*splits*(HD+2)]
+   device scratch when splits > 1 (hc_cuda_attention_splits picks the count). */
 HC_CUDA_API int hc_cuda_dev_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
                                             const int32_t* tables, int64_t max_blocks, const int32_t* seq_of,
                                             const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                                             int64_t block_stride, int64_t head_stride, int64_t block_size,
-                                            int64_t window, int kv_dtype);
+                                            int64_t window, int kv_dtype, int64_t nseq, int splits, float* part);
+/* the decode split count for `rows` (query, head) rows of at most `ctx` keys on the current
+   device: from its multiprocessor count, or HYBRIDCHAT_ATTN_SPLITS=N */
+HC_CUDA_API int hc_cuda_attention_splits(int64_t rows, int64_t ctx, int* splits);
 /* out[R,C] = x[rows[r], :] */
 HC_CUDA_API int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C);
 
@@ -254,6 +277,12 @@ HC_CUDA_API int hc_cuda_blas_version(void);
   X(hc_cuda_blas_searched)                                                                                         \
   X(hc_cuda_blas_error)                                                                                            \
   X(hc_cuda_blas_version)                                                                                          \
-  X(hc_cuda_dev_fill)
+  X(hc_cuda_dev_fill)                                                                                              \
+  X(hc_cuda_paged_attention)                                                                                       \
+  X(hc_cuda_attention_splits)                                                                                      \
+  X(hc_cuda_residual_rmsnorm)                                                                                      \
+  X(hc_cuda_rope_qk)                                                                                               \
+  X(hc_cuda_dev_residual_rmsnorm)                                                                                  \
+  X(hc_cuda_dev_rope_qk)
 
 #endif

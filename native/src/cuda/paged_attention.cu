@@ -1,4 +1,5 @@
-// The serving attention over the paged KV pool resident on the device (the layout of
+// The serving attention over the paged KV pool resident on the device (the kernels of
+// attention_kernels.cuh over PagedKV) (the layout of
 // ../kvcache.h: a block holds K (and V) as [L][NKV][block_size][HD]; a sequence's table
 // lists its block ids), the step's keys/values written into their blocks, and the gather
 // of the rows whose logits are asked for. Same semantics as cpu::attention_forward over
@@ -6,71 +7,62 @@
 // only the last W of them (older blocks may have been released and are never read).
 // The pool holds fp32 or bf16 (--kv-dtype): kv_write rounds to nearest even, the
 // attention widens each element exactly and accumulates in fp32.
-#include "attention.cuh"
+#include <atomic>
+#include <cstdlib>
+
+#include "attention_kernels.cuh"
 #include "elementwise.cuh"
 #include "launch.cuh"
 
 namespace hc::cuda {
 
-// One warp per (query, head) row, online softmax as attention_kernel (attention.cu).
-template <int NR, typename KV>
-__global__ void __launch_bounds__(kAttnThreads)
-paged_attention_kernel(float* out, const float* q, const KV* kp, const KV* vp, const int32_t* tables,
-                       int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
-                       int64_t NKV, int HD, int64_t bstride, int64_t hstride, int64_t bs, int64_t window,
-                       float scale) {
-  const int lane = threadIdx.x & 31;
-  const int64_t row = static_cast<int64_t>(blockIdx.x) * (kAttnThreads / 32) + (threadIdx.x >> 5);
-  if (row >= T * NH) return;  // whole warps leave together
-  const int64_t t = row / NH, h = row % NH, g = h / (NH / NKV), n = npos[t];
-  const int32_t* table = tables + static_cast<int64_t>(seq_of[t]) * max_blocks;
-  float qr[NR], acc[NR];
-  load_row<NR>(qr, q + row * HD, HD, lane);
-#pragma unroll
-  for (int r = 0; r < NR; r++) acc[r] = 0.0f;
-  float m = -INFINITY, l = 0.0f;
-  for (int64_t j = window > 0 && n > window ? n - window : 0; j < n; j++) {
-    const int64_t off = static_cast<int64_t>(table[j / bs]) * bstride + g * hstride + (j % bs) * HD;
-    online_softmax_step<NR>(acc, m, l, row_dot<NR>(qr, kp + off, HD, lane) * scale, vp + off, HD, lane);
-  }
-  store_softmax_row<NR>(out + row * HD, acc, l, HD, lane);
-}
-
+// A step with more queries than sequences (a prefill, or prefills mixed with decodes)
+// goes through the flash kernel over the packed batch; a decode step (one query per
+// sequence) through the row kernel, its key range split `splits` ways (flash-decoding).
 template <typename KV>
 void paged_attention_t(float* out, const float* q, const KV* k_pool, const KV* v_pool, const int32_t* tables,
-                       int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH,
-                       int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride, int64_t block_size,
-                       int64_t window, cudaStream_t stream) {
-  check_attention_shapes(0, 0, NH, NKV, HD);
-  require(window >= 0 && block_size > 0, "invalid_argument", "paged attention: window >= 0, block_size > 0");
-  if (T == 0) return;
-  const unsigned grid = blocks_for(T * NH, kAttnThreads / 32);
-  const float scale = 1.0f / sqrtf(static_cast<float>(HD));
-  const int hd = static_cast<int>(HD);
-  switch (attention_regs(HD)) {
-#define HC_PAGED_CASE(NR)                                                                                         \
-  case NR:                                                                                                        \
-    paged_attention_kernel<NR, KV><<<grid, kAttnThreads, 0, stream>>>(out, q, k_pool, v_pool, tables, max_blocks, seq_of, \
-                                                                 npos, T, NH, NKV, hd, block_stride, head_stride,  \
-                                                                 block_size, window, scale);                       \
-    break;
-    HC_PAGED_CASE(1) HC_PAGED_CASE(2) HC_PAGED_CASE(4) HC_PAGED_CASE(8) HC_PAGED_CASE(16)
-#undef HC_PAGED_CASE
-  }
-  HC_CUDA_LAUNCHED("paged_attention_kernel");
+                       int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                       int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride,
+                       int64_t block_size, int64_t window, int splits, float* part, cudaStream_t stream) {
+  const PagedKV<KV> src{k_pool, v_pool, tables, seq_of, npos, max_blocks, block_stride, head_stride, block_size, HD};
+  const bool decode = T <= nseq;
+  attention_launch(out, nullptr, q, src, T, NH, NKV, HD, window, !decode, decode ? splits : 1, part, stream);
 }
 
 void paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool, int kv_dtype,
-                     const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
-                     int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride, int64_t head_stride,
-                     int64_t block_size, int64_t window, cudaStream_t stream) {
+                     const int32_t* tables, int64_t max_blocks, int64_t nseq, const int32_t* seq_of,
+                     const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
+                     int64_t head_stride, int64_t block_size, int64_t window, int splits, float* part,
+                     cudaStream_t stream) {
   require(kv_dtype == HC_CUDA_F32 || kv_dtype == HC_CUDA_BF16, "bad_dtype", "the KV pool holds f32 or bf16");
+  check_attention_shapes(0, 0, NH, NKV, HD);
+  require(window >= 0 && block_size > 0, "invalid_argument", "paged attention: window >= 0, block_size > 0");
   if (kv_dtype == HC_CUDA_BF16)
     paged_attention_t(out, q, static_cast<const uint16_t*>(k_pool), static_cast<const uint16_t*>(v_pool), tables,
-                      max_blocks, seq_of, npos, T, NH, NKV, HD, block_stride, head_stride, block_size, window, stream);
+                      max_blocks, nseq, seq_of, npos, T, NH, NKV, HD, block_stride, head_stride, block_size, window,
+                      splits, part, stream);
   else
     paged_attention_t(out, q, static_cast<const float*>(k_pool), static_cast<const float*>(v_pool), tables,
-                      max_blocks, seq_of, npos, T, NH, NKV, HD, block_stride, head_stride, block_size, window, stream);
+                      max_blocks, nseq, seq_of, npos, T, NH, NKV, HD, block_stride, head_stride, block_size, window,
+                      splits, part, stream);
+}
+
+int decode_splits(int64_t rows, int64_t ctx) {
+  if (const char* e = std::getenv("HYBRIDCHAT_ATTN_SPLITS"); e && *e) {
+    const int n = std::atoi(e);
+    require(n >= 1 && n <= kMaxSplits, "invalid_argument", "HYBRIDCHAT_ATTN_SPLITS must be in [1, 32]");
+    return n;
+  }
+  // asked once per device: every decode step of every layer comes here
+  static std::atomic<int> sm_count[64];
+  int device = 0;
+  HC_CUDA_CHECK(cudaGetDevice(&device));
+  int sms = device < 64 ? sm_count[device].load(std::memory_order_relaxed) : 0;
+  if (sms == 0) {
+    HC_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    if (device < 64) sm_count[device].store(sms, std::memory_order_relaxed);
+  }
+  return attention_splits(rows, ctx, sms);
 }
 
 __device__ __forceinline__ void kv_store(float* p, float x) { *p = x; }
@@ -114,3 +106,32 @@ void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int
 }
 
 }  // namespace hc::cuda
+
+extern "C" int hc_cuda_attention_splits(int64_t rows, int64_t ctx, int* splits) {
+  using namespace hc::cuda;
+  *splits = 1;
+  return entry([&] { *splits = decode_splits(rows, ctx); });
+}
+
+extern "C" int hc_cuda_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
+                                       int64_t pool_elems, int kv_dtype, const int32_t* tables, int64_t nseq,
+                                       int64_t max_blocks, const int32_t* seq_of, const int32_t* npos, int64_t T,
+                                       int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
+                                       int64_t head_stride, int64_t block_size, int64_t window, int splits) {
+  using namespace hc::cuda;
+  return entry([&] {
+    require(kv_dtype == HC_CUDA_F32 || kv_dtype == HC_CUDA_BF16, "bad_dtype", "the KV pool holds f32 or bf16");
+    const int64_t bytes = pool_elems * (kv_dtype == HC_CUDA_F32 ? 4 : 2);
+    Buffer<char> d_k(static_cast<const char*>(k_pool), bytes), d_v(static_cast<const char*>(v_pool), bytes);
+    Buffer<float> d_q(q, T * NH * HD), d_out(T * NH * HD);
+    Buffer<int32_t> d_tables(tables, nseq * max_blocks), d_seq(seq_of, T), d_npos(npos, T);
+    int64_t ctx = 0;
+    for (int64_t t = 0; t < T; t++) ctx = npos[t] > ctx ? npos[t] : ctx;
+    if (splits == 0) splits = decode_splits(T * NH, window > 0 && window < ctx ? window : ctx);
+    Buffer<float> d_part(splits > 1 ? T * NH * splits * (HD + 2) : 1);
+    paged_attention(d_out.get(), d_q.get(), d_k.get(), d_v.get(), kv_dtype, d_tables.get(), max_blocks, nseq,
+                    d_seq.get(), d_npos.get(), T, NH, NKV, HD, block_stride, head_stride, block_size, window, splits,
+                    d_part.get(), 0);
+    d_out.download(out);
+  });
+}

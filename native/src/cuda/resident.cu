@@ -56,6 +56,14 @@ int hc_cuda_dev_rope(float* x, const float* cos_t, const float* sin_t, int64_t T
 int hc_cuda_dev_embedding(float* out, const int32_t* tokens, const void* table, int dtype, int64_t T, int64_t C) {
   return entry([&] { hc::cuda::embedding_forward(out, tokens, table, dtype, T, C, 0); });
 }
+int hc_cuda_dev_rope_qk(float* q, float* k, const float* cos_t, const float* sin_t, int64_t T, int64_t NH,
+                        int64_t NKV, int64_t HD) {
+  return entry([&] { hc::cuda::rope_qk_forward(q, k, cos_t, sin_t, T, NH, NKV, HD, 0); });
+}
+int hc_cuda_dev_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M, int64_t C,
+                                 float eps) {
+  return entry([&] { hc::cuda::residual_rmsnorm_forward(x, out, add, weight, M, C, eps, 0); });
+}
 int hc_cuda_dev_residual(float* out, const float* a, const float* b, int64_t N) {
   return entry([&] { hc::cuda::residual_forward(out, a, b, N, 0); });
 }
@@ -73,10 +81,11 @@ int hc_cuda_dev_kv_write(void* k_pool, void* v_pool, const float* k, const float
 int hc_cuda_dev_paged_attention(float* out, const float* q, const void* k_pool, const void* v_pool,
                                 const int32_t* tables, int64_t max_blocks, const int32_t* seq_of, const int32_t* npos,
                                 int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_stride,
-                                int64_t head_stride, int64_t block_size, int64_t window, int kv_dtype) {
+                                int64_t head_stride, int64_t block_size, int64_t window, int kv_dtype, int64_t nseq,
+                                int splits, float* part) {
   return entry([&] {
-    hc::cuda::paged_attention(out, q, k_pool, v_pool, kv_dtype, tables, max_blocks, seq_of, npos, T, NH, NKV, HD,
-                              block_stride, head_stride, block_size, window, 0);
+    hc::cuda::paged_attention(out, q, k_pool, v_pool, kv_dtype, tables, max_blocks, nseq, seq_of, npos, T, NH, NKV,
+                              HD, block_stride, head_stride, block_size, window, splits, part, 0);
   });
 }
 int hc_cuda_dev_gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) {

@@ -1,5 +1,6 @@
-// RMSNorm as HF LlamaRMSNorm computes it in fp32: x · 1/sqrt(mean(x²) + eps) · weight.
-// One block per row; the sum of squares is a block reduction. The backward runs three
+// RMSNorm as HF LlamaRMSNorm computes it in fp32: x · 1/sqrt(mean(x²) + eps) · weight,
+// alone or fused with the residual add before it. One block per row; the sum of squares is
+// a block reduction. The backward runs three
 // passes so that dinp may alias dout: the rows' 1/rms, then dweight (reading dout), then
 // dinp (overwriting it).
 #include "common.cuh"
@@ -9,12 +10,20 @@ namespace hc::cuda {
 
 constexpr int kRmsThreads = 256;
 
-// out may alias inp: every element is read by the thread that later writes it.
-__global__ void rmsnorm_kernel(float* out, const float* inp, const float* weight, int64_t C, float eps) {
-  const float* x = inp + static_cast<int64_t>(blockIdx.x) * C;
+// out = rmsnorm(x)·weight, row by row. With `add` (the fused residual pre-norm) x += add
+// first, written back, and the norm is of the sum: the residual stream is read once for
+// both instead of once by the add and again by the norm. out may alias x only without add
+// (every element is read by the thread that later writes it).
+__global__ void rmsnorm_kernel(float* out, float* inp, const float* add, const float* weight, int64_t C, float eps) {
+  float* x = inp + static_cast<int64_t>(blockIdx.x) * C;
+  const float* a = add ? add + static_cast<int64_t>(blockIdx.x) * C : nullptr;
   float* o = out + static_cast<int64_t>(blockIdx.x) * C;
   float s = 0.0f;
-  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) s = fmaf(x[i], x[i], s);
+  for (int64_t i = threadIdx.x; i < C; i += blockDim.x) {
+    float v = x[i];
+    if (a) x[i] = v = v + a[i];
+    s = fmaf(v, v, s);
+  }
   const float r = 1.0f / sqrtf(block_sum(s) / static_cast<float>(C) + eps);
   for (int64_t i = threadIdx.x; i < C; i += blockDim.x) o[i] = x[i] * r * weight[i];
 }
@@ -22,7 +31,15 @@ __global__ void rmsnorm_kernel(float* out, const float* inp, const float* weight
 void rmsnorm_forward(float* out, const float* inp, const float* weight, int64_t M, int64_t C, float eps,
                      cudaStream_t stream) {
   if (M <= 0 || C <= 0) return;
-  rmsnorm_kernel<<<static_cast<unsigned>(M), kRmsThreads, 0, stream>>>(out, inp, weight, C, eps);
+  // inp is only read without `add`
+  rmsnorm_kernel<<<static_cast<unsigned>(M), kRmsThreads, 0, stream>>>(out, const_cast<float*>(inp), nullptr, weight, C, eps);
+  HC_CUDA_LAUNCHED("rmsnorm_kernel");
+}
+
+void residual_rmsnorm_forward(float* x, float* out, const float* add, const float* weight, int64_t M, int64_t C,
+                              float eps, cudaStream_t stream) {
+  if (M <= 0 || C <= 0) return;
+  rmsnorm_kernel<<<static_cast<unsigned>(M), kRmsThreads, 0, stream>>>(out, x, add, weight, C, eps);
   HC_CUDA_LAUNCHED("rmsnorm_kernel");
 }
 
@@ -79,6 +96,17 @@ extern "C" int hc_cuda_rmsnorm(float* out, const float* x, const float* weight, 
     Buffer<float> d_x(x, M * C), d_w(weight, C);
     rmsnorm_forward(d_x.get(), d_x.get(), d_w.get(), M, C, eps, 0);
     d_x.download(out);
+  });
+}
+
+extern "C" int hc_cuda_residual_rmsnorm(float* x, float* out, const float* add, const float* weight, int64_t M,
+                                        int64_t C, float eps) {
+  using namespace hc::cuda;
+  return entry([&] {
+    Buffer<float> d_x(x, M * C), d_add(add, M * C), d_w(weight, C), d_out(M * C);
+    residual_rmsnorm_forward(d_x.get(), d_out.get(), d_add.get(), d_w.get(), M, C, eps, 0);
+    d_x.download(x);
+    d_out.download(out);
   });
 }
 

@@ -143,6 +143,19 @@ T __shfl_xor_sync(unsigned, T v, int lane_mask) {
   return r;
 }
 
+// every lane reads lane src_lane's v (a broadcast when src_lane is the same for all)
+template <typename T>
+T __shfl_sync(unsigned, T v, int src_lane) {
+  static_assert(sizeof(T) <= 8);
+  const unsigned me = threadIdx.x;
+  std::memcpy(&emu::block->slots[me], &v, sizeof(T));
+  emu::wait(emu::State::AtWarp);
+  T r;
+  std::memcpy(&r, &emu::block->slots[(me & ~31u) | (static_cast<unsigned>(src_lane) & 31u)], sizeof(T));
+  emu::wait(emu::State::AtWarp);
+  return r;
+}
+
 // ---- runtime ----
 enum cudaError_t {
   cudaSuccess = 0,
@@ -187,6 +200,15 @@ inline cudaError_t cudaGetDeviceCount(int* n) {
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (d < 0 || d >= emu_devices()) return cudaErrorInvalidDevice;
   std::snprintf(p->name, sizeof p->name, "host emulation");
+  return cudaSuccess;
+}
+enum cudaDeviceAttr { cudaDevAttrMultiProcessorCount = 16 };
+// HYBRIDCHAT_EMU_SMS streaming multiprocessors (default 4): what a kernel's launch
+// heuristics (the split-K decode's split count) read
+inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
+  if (d < 0 || d >= emu_devices() || a != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidDevice;
+  const char* e = std::getenv("HYBRIDCHAT_EMU_SMS");
+  *v = e && *e ? std::atoi(e) : 4;
   return cudaSuccess;
 }
 // the calling thread's current device, as the CUDA runtime keeps it
