@@ -67,6 +67,14 @@ const CpuKernels* kernels_for(int level);
 // M <= stream_max_m; the others force one (for bench-kernels; Stream needs !ta, tb).
 enum class GemmPath { Auto, Stream, Packed };
 
+// The kernels of one product: the active variant, or for bf16 weights below Highest the
+// vdpbf16ps one where the CPU has AVX512-BF16.
+const CpuKernels& kernels_of(const GemmArgs& g);
+// Whether gemm_run(k, g, pool, Auto) streams g (gemv_cols) rather than packing it.
+inline bool streams(const CpuKernels& k, const GemmArgs& g) { return !g.ta && g.tb && g.M <= k.stream_max_m; }
+// Below this many flops, waking the other ranks costs more than it saves.
+constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
+
 // Splits g over the pool's ranks and runs it with kernels k.
 void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool,
               GemmPath path = GemmPath::Auto);
