@@ -137,7 +137,7 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
   if (pool.size() == 1 || 2 * g.M * g.N * g.K < kParallelMinFlops)
     body(0, 1);
   else if (gemv)  // bound by memory: balanced by chunks from a shared counter, not by halves (threadpool.h)
-    pool.run_chunks(g.N, k.nr, k.nr, [&](int64_t b, int64_t e) { k.gemv_cols(g, b, e); });
+    pool.run_chunks(g.N, k.nr, stream_chunk(k, g), [&](int64_t b, int64_t e) { k.gemv_cols(g, b, e); });
   else
     pool.run(body);
 }

@@ -44,7 +44,7 @@ void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, i
     start[i + 1] = start[i] + (gs[i].N + nr - 1) / nr * nr;
     ks[i] = &kernels_of(gs[i]);
   }
-  pool.run_chunks(start[count], nr, nr, [&](int64_t b, int64_t e) {
+  pool.run_chunks(start[count], nr, stream_chunk(k0, gs[0]), [&](int64_t b, int64_t e) {
     for (int i = 0; i < count; i++) {
       const int64_t lo = std::max(b, start[i]) - start[i], hi = std::min({e - start[i], gs[i].N});
       if (lo < hi) ks[i]->gemv_cols(gs[i], lo, hi);

@@ -1,6 +1,7 @@
 // The table of CPU kernel variants behind gemm()/matmul() (ggml-style: one
 // table per instruction set, picked once at run time), and what one rank does.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "../dtype.h"
@@ -72,6 +73,14 @@ enum class GemmPath { Auto, Stream, Packed };
 const CpuKernels& kernels_of(const GemmArgs& g);
 // Whether gemm_run(k, g, pool, Auto) streams g (gemv_cols) rather than packing it.
 inline bool streams(const CpuKernels& k, const GemmArgs& g) { return !g.ta && g.tb && g.M <= k.stream_max_m; }
+// The smallest chunk of a streamed product's rows one rank takes at a time (ThreadPool::run_chunks):
+// whole tiles of nr rows, at least kStreamChunkBytes of weights, since each gemv_cols call
+// first prepares x (int8 blocks, bf16 halves) for itself.
+constexpr int64_t kStreamChunkBytes = 32 << 10;
+inline int64_t stream_chunk(const CpuKernels& k, const GemmArgs& g) {
+  const int64_t row = std::max<int64_t>(1, dtype_bytes(g.btype, g.K));
+  return std::max<int64_t>(k.nr, (kStreamChunkBytes / row + k.nr - 1) / k.nr * k.nr);
+}
 // Below this many flops, waking the other ranks costs more than it saves.
 constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
 
