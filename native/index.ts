@@ -450,6 +450,27 @@ export interface NativeBinding {
   dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
   /** bytes malloc has handed out and not had back, process-wide (glibc mallinfo2: uordblks + hblkhd) */
   mallocBytes(): number;
+  /**
+   * Test hooks for the CPU scheduling, run on a fresh pool of `threads`: run_chunks over [0, n)
+   * `rounds` times (indices not covered exactly once, chunks not cut at `align`, chunks run,
+   * ranks that missed one of the tiny regions run between them) ...
+   */
+  poolStress(opts: { threads: number; n: number; align: number; minChunk: number; rounds: number }): {
+    miscovered: number;
+    misaligned: number;
+    chunks: number;
+    regionMisses: number;
+  };
+  /** ... pools built, run one region and destroyed with their workers spinning, `times` over (returns those whose ranks all ran) ... */
+  poolShutdown(threads: number, times: number): number;
+  /** ... and cpu::matmul_group: out_i[M,N_i] = x[M,K]·w_iᵀ (+ bias_i), w_i as ops().matmul takes it */
+  matmulGroup(
+    threads: number,
+    x: Float32Array,
+    M: number,
+    K: number,
+    products: { out: Float32Array; w: Float32Array | Uint16Array | Uint8Array; dtype: string; N: number; bias?: Float32Array | null }[],
+  ): void;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s

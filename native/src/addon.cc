@@ -8,6 +8,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "addon_sched.h"
 #include "cuda_library.h"
 #include "cpu/dispatch.h"
 #include "cpu/matmul.h"
@@ -798,6 +799,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaStatus", Napi::Function::New<hc::CudaStatus>(env, "cudaStatus"));
   exports.Set("cudaMemory", Napi::Function::New<hc::CudaMemory>(env, "cudaMemory"));
   exports.Set("commRun", Napi::Function::New<hc::addon::CommRun>(env, "commRun"));
+  exports.Set("poolStress", Napi::Function::New<hc::addon::PoolStress>(env, "poolStress"));
+  exports.Set("poolShutdown", Napi::Function::New<hc::addon::PoolShutdown>(env, "poolShutdown"));
+  exports.Set("matmulGroup", Napi::Function::New<hc::addon::MatmulGroup>(env, "matmulGroup"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));
   exports.Set("ncclUniqueId", Napi::Function::New<hc::addon::NcclUniqueIdJs>(env, "ncclUniqueId"));

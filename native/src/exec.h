@@ -61,6 +61,18 @@ class Exec {
   // out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt
   virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
                       int64_t K) = 0;
+  // Several linears of the same x[M,K] (q/k/v, gate/up), each as linear() computes it; a
+  // backend may run them as one launch or one parallel region (the CPU: cpu::matmul_group)
+  struct LinearOut {
+    float* out;
+    const void* w;
+    DType dt;
+    const float* bias;
+    int64_t N;
+  };
+  virtual void linears(const LinearOut* outs, int count, const float* x, int64_t M, int64_t K) {
+    for (int i = 0; i < count; i++) linear(outs[i].out, x, outs[i].w, outs[i].dt, outs[i].bias, M, outs[i].N, K);
+  }
   // C = alpha·op(A)·op(B) + beta·C, all fp32 (the LoRA products)
   virtual void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
                      const float* B, int64_t ldb, float beta, float* C, int64_t ldc) = 0;

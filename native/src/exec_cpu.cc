@@ -39,6 +39,11 @@ class CpuExec final : public Exec {
               int64_t K) override {
     cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, precision_);
   }
+  void linears(const LinearOut* outs, int count, const float* x, int64_t M, int64_t K) override {
+    mo_.clear();
+    for (int i = 0; i < count; i++) mo_.push_back({outs[i].out, outs[i].w, outs[i].dt, outs[i].bias, outs[i].N});
+    cpu::matmul_group(mo_.data(), count, x, M, K, pool_, precision_);
+  }
   void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
              const float* B, int64_t ldb, float beta, float* C, int64_t ldc) override {
     cpu::sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, pool_);
@@ -124,6 +129,7 @@ class CpuExec final : public Exec {
   cpu::MatmulPrecision precision_;
   std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> f_;
   std::vector<cpu::KVSpan> spans_;
+  std::vector<cpu::MatmulOut> mo_;
   std::unique_ptr<TrainOps> train_;
 };
 

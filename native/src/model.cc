@@ -161,6 +161,14 @@ void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M)
   exec_->linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
 }
 
+// Linears of one input as one Exec call (one parallel region on the CPU, exec.h)
+void Model::exec_linears(const float* in, std::initializer_list<std::pair<float*, const Linear*>> ls, int64_t M) {
+  Exec::LinearOut outs[kTargets];
+  int n = 0;
+  for (const auto& [out, w] : ls) outs[n++] = {out, resident(*w), w->dtype, resident(w->bias), w->out};
+  exec_->linears(outs, n, in, M, ls.begin()->second->in);
+}
+
 void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps) {
   for (const LoraApp& ap : apps) {
     const LoraMats& m = ap.a->at(layer, t);
@@ -287,9 +295,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     for (int64_t l = 0; !tp_ && l < s.L; l++) {
       const LayerWeights& w = layers_[l];
       // attention block (xn: its pre-norm)
-      exec_linear(q, xn, w.q, T);
-      exec_linear(k, xn, w.k, T);
-      exec_linear(v, xn, w.v, T);
+      exec_linears(xn, {{q, &w.q}, {k, &w.k}, {v, &w.v}}, T);
       lora_apply(q, xn, l, kQ, apps);
       lora_apply(k, xn, l, kK, apps);
       lora_apply(v, xn, l, kV, apps);
@@ -306,8 +312,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       lora_apply(tmp, att, l, kO, apps);
       // MLP block
       ex.residual_rmsnorm(x, xn, tmp, resident(w.mlp_norm), T, C, s.eps);
-      exec_linear(gate, xn, w.gate, T);
-      exec_linear(up, xn, w.up, T);
+      exec_linears(xn, {{gate, &w.gate}, {up, &w.up}}, T);
       lora_apply(gate, xn, l, kGate, apps);
       lora_apply(up, xn, l, kUp, apps);
       ex.swiglu(gate, gate, up, T * I);

@@ -4,8 +4,10 @@
 // go through every linear layer as one [total_tokens, C] matmul.
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cpu/matmul_kernels.h"
@@ -184,6 +186,8 @@ class Model {
   void linear(float* out, const float* in, const Linear& w, int64_t M);
   // the serving forward's, through exec_
   void exec_linear(float* out, const float* in, const Linear& w, int64_t M);
+  // several of one input (q/k/v, gate/up): one Exec::linears call
+  void exec_linears(const float* in, std::initializer_list<std::pair<float*, const Linear*>> ls, int64_t M);
   // A weight as the forward reads it: exec_'s resident copy of host[n floats or bytes].
   const float* resident(const std::vector<float>& v) { return static_cast<const float*>(exec_->weight(v.data(), static_cast<int64_t>(v.size()) * 4, true)); }
   const void* resident(const Linear& l);

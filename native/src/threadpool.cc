@@ -75,6 +75,33 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
   });
 }
 
+void ThreadPool::run_chunks(int64_t n, int64_t align, int64_t min_chunk,
+                            const std::function<void(int64_t, int64_t)>& fn) {
+  if (n <= 0) return;
+  align = std::max<int64_t>(1, align);
+  min_chunk = std::max(align, (min_chunk + align - 1) / align * align);
+  if (nthreads_ == 1 || n <= min_chunk) {
+    fn(0, n);
+    return;
+  }
+  // its own cache line: the ranks' loads of the counter must not share one with other stack data
+  struct alignas(64) Counter {
+    std::atomic<int64_t> next{0};
+  } c;
+  const int64_t parts = 2 * int64_t(nthreads_);
+  run([&](int, int) {
+    int64_t b = c.next.load(std::memory_order_relaxed);
+    for (;;) {
+      if (b >= n) return;
+      const int64_t want = std::max(min_chunk, ((n - b) / parts + align - 1) / align * align);
+      const int64_t e = std::min(n, b + want);
+      if (!c.next.compare_exchange_weak(b, e, std::memory_order_relaxed)) continue;  // b reloaded
+      fn(b, e);
+      b = c.next.load(std::memory_order_relaxed);
+    }
+  });
+}
+
 void ThreadPool::worker(int rank) {
   // Not generation_.load(): run() may already have bumped it before this thread
   // got scheduled, and that region must not be missed. No region ran before construction.

@@ -30,6 +30,14 @@ class ThreadPool {
   // Splits [0, n) into contiguous chunks of at least `grain` items, one chunk per rank.
   void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t begin, int64_t end)>& fn);
 
+  // Hands [0, n) out in chunks taken from a shared counter (guided: each chunk a
+  // 1/(2·ranks) share of what is left, at least `min_chunk`, cut at multiples of
+  // `align`), so a rank that starts late or runs slow (woken late, descheduled on a
+  // busy machine, slower to memory) takes fewer chunks instead of making the others
+  // wait at the end. Every index is covered exactly once; which rank runs which
+  // chunk varies between calls, so fn must not depend on it for its results.
+  void run_chunks(int64_t n, int64_t align, int64_t min_chunk, const std::function<void(int64_t begin, int64_t end)>& fn);
+
  private:
   void worker(int rank);
   int nthreads_;

@@ -68,9 +68,6 @@ void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 
 const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, 16, &driver::gemm_tile<PortableMicro>, &portable_gemv};
 
-// Below this many flops, waking the other ranks costs more than it saves.
-constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
-
 // [begin, end) of rank r's share of n items, cut at multiples of `align`.
 inline void split(int64_t n, int r, int nranks, int64_t align, int64_t& b, int64_t& e) {
   const int64_t units = (n + align - 1) / align;
@@ -120,8 +117,7 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
       }
     return;
   }
-  const bool gemv = path == GemmPath::Auto ? !g.ta && g.tb && g.M <= k.stream_max_m
-                                           : path == GemmPath::Stream && !g.ta && g.tb;
+  const bool gemv = path == GemmPath::Auto ? streams(k, g) : path == GemmPath::Stream && !g.ta && g.tb;
   // split the larger output dimension, in whole register tiles
   const bool by_n = gemv || g.N >= g.M;
   auto body = [&](int r, int nranks) {
@@ -140,13 +136,14 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
   };
   if (pool.size() == 1 || 2 * g.M * g.N * g.K < kParallelMinFlops)
     body(0, 1);
+  else if (gemv)  // bound by memory: balanced by chunks from a shared counter, not by halves (threadpool.h)
+    pool.run_chunks(g.N, k.nr, stream_chunk(k, g), [&](int64_t b, int64_t e) { k.gemv_cols(g, b, e); });
   else
     pool.run(body);
 }
 
-// The kernels of one product: the active variant, or for bf16 weights below Highest the
-// vdpbf16ps one where the CPU has AVX512-BF16 (else Highest: never less precise than asked).
-static const CpuKernels& kernels_of(const GemmArgs& g) {
+// (else Highest: never less precise than asked)
+const CpuKernels& kernels_of(const GemmArgs& g) {
 #if defined(HC_HAVE_AVX512_TU)
   if (g.precision != MatmulPrecision::Highest && g.btype == DType::BF16 && !g.ta && g.tb &&
       kernel_level() >= KernelLevel::Avx512 && cpu_level() >= KernelLevel::Avx512Bf16)

@@ -21,6 +21,20 @@ void matmul(float* out, const float* x, const void* w, DType wtype, const float*
             int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest,
             bool exact_x = false);
 
+// Several products of the same x (q/k/v, gate/up): out_i[M,N_i] = x[M,K]·w_iᵀ (+ bias_i).
+// Each result is bit-for-bit what matmul() gives it; where all of them stream (decode) they
+// run as one parallel region over their concatenated rows, one wake-up and one barrier
+// instead of one per product (matmul_group.cc).
+struct MatmulOut {
+  float* out;
+  const void* w;
+  DType wtype;
+  const float* bias;
+  int64_t N;
+};
+void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, int64_t K, ThreadPool& pool,
+                  MatmulPrecision precision = MatmulPrecision::Highest);
+
 // "highest" | "high" | "medium" (--matmul-precision); anything else throws invalid_argument naming it.
 MatmulPrecision matmul_precision_of(const std::string& name);
 

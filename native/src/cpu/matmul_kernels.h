@@ -1,6 +1,7 @@
 // The table of CPU kernel variants behind gemm()/matmul() (ggml-style: one
 // table per instruction set, picked once at run time), and what one rank does.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "../dtype.h"
@@ -66,6 +67,22 @@ const CpuKernels* kernels_for(int level);
 // Which of the two kernels computes a product: Auto picks Stream for !ta, tb and
 // M <= stream_max_m; the others force one (for bench-kernels; Stream needs !ta, tb).
 enum class GemmPath { Auto, Stream, Packed };
+
+// The kernels of one product: the active variant, or for bf16 weights below Highest the
+// vdpbf16ps one where the CPU has AVX512-BF16.
+const CpuKernels& kernels_of(const GemmArgs& g);
+// Whether gemm_run(k, g, pool, Auto) streams g (gemv_cols) rather than packing it.
+inline bool streams(const CpuKernels& k, const GemmArgs& g) { return !g.ta && g.tb && g.M <= k.stream_max_m; }
+// The smallest chunk of a streamed product's rows one rank takes at a time (ThreadPool::run_chunks):
+// whole tiles of nr rows, at least kStreamChunkBytes of weights, since each gemv_cols call
+// first prepares x (int8 blocks, bf16 halves) for itself.
+constexpr int64_t kStreamChunkBytes = 32 << 10;
+inline int64_t stream_chunk(const CpuKernels& k, const GemmArgs& g) {
+  const int64_t row = std::max<int64_t>(1, dtype_bytes(g.btype, g.K));
+  return std::max<int64_t>(k.nr, (kStreamChunkBytes / row + k.nr - 1) / k.nr * k.nr);
+}
+// Below this many flops, waking the other ranks costs more than it saves.
+constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
 
 // Splits g over the pool's ranks and runs it with kernels k.
 void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool,

@@ -1,0 +1,78 @@
+// How the CPU work is split over the pool's ranks (threadpool.h, cpu/matmul_group.cc): the
+// chunked regions cover every index exactly once at the asked alignment, tiny regions between
+// them reach every rank, pools shut down while their workers spin, and a group of products run
+// as one region gives each product bit for bit what matmul() gives it.
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { native, type DType, type QuantizeDType } from "../native/index.js";
+import { freshSeed, Rng } from "./reference/check.js";
+import { describeEachKernelVariant } from "./kernel-variants.js";
+import { fromNumbers } from "./reference/dtype.js";
+import { quantize } from "./reference/quant.js";
+
+describe("the CPU thread pool", () => {
+  it("run_chunks covers [0, n) exactly once in aligned chunks, a thousand times, with tiny regions between", () => {
+    for (const threads of [2, 3])
+      for (const [n, align, minChunk, rounds] of [
+        [0, 1, 1, 50], [1, 1, 1, 1000], [7, 4, 4, 1000], [33, 32, 32, 1000], [1000, 1, 1, 300], [1000, 32, 64, 300], [100003, 32, 32, 20],
+      ] as const) {
+        const r = native().poolStress({ threads, n, align, minChunk, rounds });
+        const what = `threads=${threads} n=${n} align=${align} minChunk=${minChunk}`;
+        assert.equal(r.miscovered, 0, `indices not covered exactly once: ${what}`);
+        assert.equal(r.misaligned, 0, `chunks not cut at multiples of align: ${what}`);
+        assert.equal(r.regionMisses, 0, `ranks that missed a tiny region: ${what}`);
+        if (n > 4 * Math.max(align, minChunk)) assert.ok(r.chunks > rounds, `guided chunks, not one per call: ${what}`);
+      }
+  });
+
+  it("shuts down while its workers spin, every time", () => {
+    assert.equal(native().poolShutdown(2, 500), 500);
+    assert.equal(native().poolShutdown(3, 100), 100);
+  });
+});
+
+// weights of N rows of K, as ops().matmul takes them
+function weights(rng: Rng, dtype: DType | QuantizeDType, N: number, K: number): Float32Array | Uint16Array | Uint8Array {
+  const v = rng.f32(N * K);
+  if (dtype === "q8_0" || dtype === "q4_0") return quantize(v, dtype);
+  if (dtype === "q4_k") {
+    const w = new Uint8Array((N * K / 256) * 144);
+    native().ops("cpu").fromF32(w, v, "q4_k");
+    return w;
+  }
+  return fromNumbers(v, dtype);
+}
+
+describe("matmul_group", () => {
+  it("gives every product bit for bit what matmul gives it, fused (decode) or not (prefill, tiny)", () => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const ops = native().ops("cpu");
+    // N not multiples of the 32-column tiles (the padded offsets), q/k/v-like and gate/up-like
+    // groups; M = 1..8 fuse, M = 80 packs (each product on its own), the [3, 5] group is below
+    // the parallel threshold
+    const groups: [number, number, number[]][] = [
+      [1, 512, [300, 70, 70]], [3, 512, [64, 33, 1]], [8, 512, [512, 512]], [1, 256, [3, 5]], [80, 256, [96, 40]], [2, 768, [768, 256, 256]],
+    ];
+    for (const dtype of ["f32", "bf16", "f16", "q8_0", "q4_0", "q4_k"] as (DType | QuantizeDType)[])
+      for (const [M, K, Ns] of groups)
+        for (const threads of [2, 3]) {
+          const x = rng.f32(M * K);
+          const products = Ns.map((N, i) => ({
+            out: new Float32Array(M * N).fill(NaN),
+            w: weights(rng, dtype, N, K),
+            dtype,
+            N,
+            bias: i === 0 ? rng.f32(N) : null,
+          }));
+          native().matmulGroup(threads, x, M, K, products);
+          for (const [i, p] of products.entries()) {
+            const want = new Float32Array(M * p.N);
+            ops.matmul(want, x, p.w, dtype, p.bias, M, p.N, K);
+            assert.deepEqual(p.out, want, `${dtype} M=${M} K=${K} N=${Ns} product ${i} threads=${threads} seed=${seed}`);
+          }
+        }
+  });
+});
+
+describeEachKernelVariant(import.meta.url, "the CPU scheduling tests");
