@@ -1,7 +1,7 @@
 # The native engine. Sources are listed by command expansion so a new kernel file
-# needs no edit here: every src/**/*.cc goes into the addon, except *_avx2.cc and
-# *_avx512.cc files, which are compiled with AVX2/FMA/F16C (resp. AVX-512 F/BW/VL/DQ,
-# BF16, VNNI) flags into their own static libraries and chosen at run time
+# needs no edit here: every src/**/*.cc goes into the addon, except *_avx2.cc,
+# *_avxvnni.cc and *_avx512.cc files, which are compiled with AVX2/FMA/F16C (resp. those
+# plus AVX-VNNI; AVX-512 F/BW/VL/DQ, BF16, VNNI) flags into their own static libraries and chosen at run time
 # (src/cpu/dispatch.h: __builtin_cpu_supports), so the addon runs on any x86-64.
 # Where nvcc exists (tools/find-nvcc.sh), src/cuda/*.cu become build/Release/
 # libhybridchat_cuda.so (one translation unit, tools/nvcc-unity.sh; cudart static),
@@ -30,12 +30,12 @@
   "targets": [
     {
       "target_name": "hybridchat",
-      "sources": ["<!@(find src -name '*.cc' ! -name '*_avx2.cc' ! -name '*_avx512.cc' | sort)"],
+      "sources": ["<!@(find src -name '*.cc' ! -name '*_avx2.cc' ! -name '*_avxvnni.cc' ! -name '*_avx512.cc' | sort)"],
       "libraries": ["-ldl"],
       "conditions": [
         ["target_arch=='x64' or target_arch=='ia32'", {
-          "dependencies": ["hybridchat_avx2", "hybridchat_avx512"],
-          "defines": ["HC_HAVE_AVX2_TU=1", "HC_HAVE_AVX512_TU=1"]
+          "dependencies": ["hybridchat_avx2", "hybridchat_avxvnni", "hybridchat_avx512"],
+          "defines": ["HC_HAVE_AVX2_TU=1", "HC_HAVE_AVXVNNI_TU=1", "HC_HAVE_AVX512_TU=1"]
         }]
       ]
     }
@@ -77,6 +77,14 @@
           "cflags": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
           "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-fPIC"],
           "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma", "-mf16c"] }
+        },
+        {
+          "target_name": "hybridchat_avxvnni",
+          "type": "static_library",
+          "sources": ["<!@(find src -name '*_avxvnni.cc' | sort)"],
+          "cflags": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni", "-fPIC"],
+          "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni", "-fPIC"],
+          "xcode_settings": { "OTHER_CFLAGS": ["-mavx2", "-mfma", "-mf16c", "-mavxvnni"] }
         },
         {
           "target_name": "hybridchat_avx512",

@@ -2,6 +2,7 @@
 // on every path before anything is timed (llm.c style).
 //   ./bench-kernels check            every variant × path × shape × dtype × threads
 //   ./bench-kernels bench [quick]    probes, prefill GEMM and decode GEMV timings, crossover
+//   ./bench-kernels qgemm M N K q8_0|q4_0|q4_k VARIANT   one block-format kernel, one thread, CPU time
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -18,6 +19,8 @@
 #include "cpu/matmul.h"
 #include "cpu/matmul_kernels.h"
 #include "cpu/ops.h"
+#include "cpu/quant_dot.h"
+#include "cpu/quant_gemm.h"
 #include "dtype.h"
 #include "threadpool.h"
 
@@ -401,12 +404,60 @@ int cmd_shape(int argc, char** argv) {
   return 0;
 }
 
+// The block formats' kernels one at a time, one thread, the calling thread's CPU time (immune to
+// the other tenants of a shared machine): int8 GEMM variants (quant_gemm.h), the streamed int8
+// dot products (quant_dot.h: dot512, dot2) and the fp32 dequantizing packed GEMM (level avx512 or
+// avx2; their pack_b dequantizes B per call).
+int cmd_qgemm(int argc, char** argv) {
+  if (argc < 7) {
+    std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|dot512|dot2|fp32packed|fp32packed-avx2\n");
+    return 2;
+  }
+  const int64_t M = std::atol(argv[2]), N = std::atol(argv[3]), K = std::atol(argv[4]);
+  const DType dt = parse_dtype(argv[5]);
+  const std::string v = argv[6];
+  Rng rng(5);
+  Pool pool(1);
+  Weights w = make_weights(N * K, dt, rng, 0.05f);
+  std::vector<float> x = random_vec(M * K, rng), out(M * N);
+  GemmArgs g{false, true, M, N, K, 1.f, x.data(), K, w.data(), dt, K, 0.f, out.data(), N, nullptr};
+  auto once = [&] {
+    if (v == "avx512vnni") quant_gemm_avx512vnni(g, 0, M, 0, N);
+    else if (v == "avxvnni") quant_gemm_avxvnni(g, 0, M, 0, N);
+    else if (v == "avx2") quant_gemm_avx2(g, 0, M, 0, N);
+    else if (v == "dot512") quant_dot_avx512vnni(g, 0, N);
+    else if (v == "dot2") quant_dot_avx2(g, 0, N);
+    else if (v == "fp32packed-avx2") gemm_run(*kernels_for(static_cast<int>(KernelLevel::Avx2)), g, pool, GemmPath::Packed);
+    else gemm_run(*kernels_for(static_cast<int>(KernelLevel::Avx512)), g, pool, GemmPath::Packed);
+  };
+  once();
+  double worst = 0;
+  for (int i = 0; i < 256; i++) {
+    const int64_t m = rng.next() % M, n = rng.next() % N;
+    if (!within(out[m * N + n], ref_at(g, w.f32.data(), nullptr, m, n), K, &worst)) {
+      std::printf("VALIDATION FAILED %s M=%ld N=%ld K=%ld at (%ld,%ld)\n", v.c_str(), long(M), long(N), long(K), long(m), long(n));
+      return 1;
+    }
+  }
+  double best = 1e30;
+  const double start = now_s();
+  for (int reps = 0; reps < 5 || now_s() - start < 1.0; reps++) {
+    const double c0 = thread_cpu_s();
+    once();
+    best = std::min(best, thread_cpu_s() - c0);
+  }
+  std::printf("qgemm %-10s %-4s M=%-4ld N=%-5ld K=%-5ld cpu %.3f ms  %.1f GOP/s\n", v.c_str(), dtype_name(dt), long(M),
+              long(N), long(K), best * 1e3, 2.0 * M * N * K / best / 1e9);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "check";
   if (cmd == "check") return cmd_check();
   if (cmd == "shape") return cmd_shape(argc, argv);
+  if (cmd == "qgemm") return cmd_qgemm(argc, argv);
   if (cmd == "bench") {
     const bool quick = argc > 2 && std::string(argv[2]) == "quick";
     if (cmd_check() != 0) return 1;

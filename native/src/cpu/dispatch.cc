@@ -72,6 +72,19 @@ std::vector<std::string> runnable_levels() {
   return out;
 }
 
+bool use_avx_vnni() {
+  static const bool on = [] {
+#if defined(HC_HAVE_AVXVNNI_TU)
+    __builtin_cpu_init();
+    const char* env = std::getenv("HYBRIDCHAT_AVX_VNNI");
+    return __builtin_cpu_supports("avxvnni") && cpu_level() >= KernelLevel::Avx2 && !(env && std::strcmp(env, "0") == 0);
+#else
+    return false;
+#endif
+  }();
+  return on;
+}
+
 bool use_avx2() { return kernel_level() >= KernelLevel::Avx2; }
 
 }  // namespace hc::cpu

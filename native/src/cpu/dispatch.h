@@ -23,5 +23,9 @@ KernelLevel kernel_level();
 const char* level_name(KernelLevel l);
 // Every level this CPU and build can run, lowest first (for the tests and the benchmark).
 std::vector<std::string> runnable_levels();
+// Whether the AVX2 level's int8 GEMM (quant_gemm.h) runs as AVX-VNNI (ymm vpdpbusd): the CPU has
+// avx_vnni, this build has its TU, and HYBRIDCHAT_AVX_VNNI is not "0" (the tests' switch to
+// check plain AVX2 on such a CPU).
+bool use_avx_vnni();
 
 }  // namespace hc::cpu

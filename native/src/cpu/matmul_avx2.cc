@@ -5,6 +5,7 @@
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include "matmul_x86.h"
 #include "quant_dot.h"
+#include "quant_gemm.h"
 
 namespace hc::cpu {
 namespace {
@@ -214,7 +215,23 @@ void gemv_q4k(const GemmArgs& g, int64_t n0, int64_t n1) {
   for (; n < n1; n++) gemv_q4k_rows<1>(g, n);
 }
 
+// The int8 GEMM (quant_gemm.h) from this many rows of x: below, quant_dot's streamed tiles win, as
+// the GEMM packs B per call. One Zen 5 core, 2048×768, dot vs AVX-VNNI GEMM vs maddubs GEMM, ms:
+// q4_0 M = 4 0.147 / 0.179 / 0.212, M = 8 0.308 / 0.205 / 0.291, M = 16 0.609 / 0.285 / 0.432;
+// q4_k M = 8 0.274 / 0.277 / 0.341, M = 16 0.536 / 0.354 / 0.481.
+inline int64_t avx2_quant_gemm_min_m() { return use_avx_vnni() ? 8 : 12; }
+
+// The AVX2 level's int8 GEMM: AVX-VNNI where the CPU has it (dispatch.h), else maddubs.
+bool avx2_quant_gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  return use_avx_vnni() ? quant_gemm_avxvnni(g, m0, m1, n0, n1) : quant_gemm_avx2(g, m0, m1, n0, n1);
+}
+
+void avx2_gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (!avx2_quant_gemm(g, m0, m1, n0, n1)) driver::gemm_tile<Avx2Micro>(g, m0, m1, n0, n1);
+}
+
 void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.M >= avx2_quant_gemm_min_m() && avx2_quant_gemm(g, 0, g.M, n0, n1)) return;
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
     case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
@@ -226,7 +243,7 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &driver::gemm_tile<Avx2Micro>, &avx2_gemv};
+const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &avx2_gemm_tile, &avx2_gemv};
 
 }  // namespace
 

@@ -15,6 +15,7 @@
 
 #include "matmul_x86.h"
 #include "quant_dot.h"
+#include "quant_gemm.h"
 
 namespace hc::cpu {
 namespace {
@@ -291,9 +292,18 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
     for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, _mm512_reduce_add_ps(acc[r][m]));
 }
 
-// The block formats through int8 dot products (quant_dot.h) where they handle the product.
+// The int8 GEMM (quant_gemm.h) from this many rows of x: below, quant_dot's streamed tiles win, as
+// the GEMM packs B per call (≈ 0.15 ms for 2048×768). One Zen 5 core, 2048×768, dot vs GEMM, ms:
+// q4_0 M = 8 0.128 vs 0.182, M = 16 0.258 vs 0.220, M = 64 1.07 vs 0.45; q4_k M = 16 0.260 vs 0.268.
+constexpr int64_t kVnniQuantGemmMinM = 16;
+
+// The block formats through int8 dot products (quant_dot.h) or the int8 GEMM where they handle the product.
 void avx512vnni_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.M >= kVnniQuantGemmMinM && quant_gemm_avx512vnni(g, 0, g.M, n0, n1)) return;
   if (!quant_dot_avx512vnni(g, n0, n1)) avx512_gemv(g, n0, n1);
+}
+void avx512vnni_gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (!quant_gemm_avx512vnni(g, m0, m1, n0, n1)) driver::gemm_tile<Avx512Micro>(g, m0, m1, n0, n1);
 }
 
 template <bool Lo>
@@ -316,9 +326,9 @@ constexpr int64_t kAvx512StreamMaxM = 64;
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
                             &driver::gemm_tile<Avx512Micro>, &avx512_gemv};
 const CpuKernels kAvx512Vnni = {"avx512vnni", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                &driver::gemm_tile<Avx512Micro>, &avx512vnni_gemv};
+                                &avx512vnni_gemm_tile, &avx512vnni_gemv};
 const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                &driver::gemm_tile<Avx512Micro>, &avx512bf16_gemv<true>};
+                                &avx512vnni_gemm_tile, &avx512bf16_gemv<true>};
 // --matmul-precision medium: x rounded to bf16 in the GEMV and in the packed GEMM (matmul_bf16_avx512.cc,
 // the same 12×32 tile)
 const CpuKernels kAvx512Bf16Medium = {"avx512bf16-medium", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,

@@ -137,6 +137,33 @@ inline void q4k_rows_scales8(const uint8_t* B, int64_t row_bytes, int64_t off, f
   }
 }
 
+// One block of 32 of x to int8, llama.cpp's q8_0 rounding, in natural order into q[0, 32)
+// (AVX2: every variant that includes this has it): d = amax/127, q = round(x/d); returns d and
+// sets sum = Σq. Shared by quant_dot_avx2.cc's rows and the int8 GEMM's (quant_gemm_x86.h).
+inline float quantize_block32(const float* x, int8_t* q, int& sum) {
+  const __m256 sign = _mm256_set1_ps(-0.f);
+  __m256 v[4];
+  for (int i = 0; i < 4; i++) v[i] = _mm256_loadu_ps(x + 8 * i);
+  const __m256 mx = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                                  _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+  __m128 h = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+  h = _mm_max_ps(h, _mm_movehl_ps(h, h));
+  const float amax = _mm_cvtss_f32(_mm_max_ss(h, _mm_movehdup_ps(h)));
+  const float id = amax > 0.f ? 127.f / amax : 0.f;
+  __m256i qi[4];
+  for (int i = 0; i < 4; i++) qi[i] = _mm256_cvtps_epi32(_mm256_mul_ps(v[i], _mm256_set1_ps(id)));
+  // int32 → int8 with packs (they interleave 128-bit halves; the permute puts them back)
+  const __m256i p16a = _mm256_packs_epi32(qi[0], qi[1]), p16b = _mm256_packs_epi32(qi[2], qi[3]);
+  const __m256i p8 = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(p16a, p16b), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), p8);
+  const __m256i t = _mm256_add_epi32(_mm256_add_epi32(qi[0], qi[1]), _mm256_add_epi32(qi[2], qi[3]));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(t), _mm256_extracti128_si256(t, 1));
+  s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 1));
+  sum = _mm_cvtsi128_si32(s);
+  return amax / 127.f;
+}
+
 inline float f16_bits(const uint8_t* p) {
   uint16_t h;
   __builtin_memcpy(&h, p, 2);

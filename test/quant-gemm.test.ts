@@ -1,0 +1,73 @@
+// The int8 GEMM for block-format weights at M >= 2 (native/src/cpu/quant_gemm.h): every CPU
+// variant (avx2 maddubs, avx2 with AVX-VNNI where the CPU has it, avx512vnni; the others run
+// their fp32 paths, held to the same bound) against the float64 product of the dequantized
+// weights, within fp32 accumulation plus x's int8 rounding (Σ|w|·amax/254 per block:
+// int8ActivationBound). Ragged M (2..600, every remainder of the register tiles, and M > N, where
+// the ranks split the rows), ragged N (partial column tiles and panels), K a few blocks to a
+// few hundred; with and without bias (alpha, beta and strides: native/bench-kernels check).
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { native } from "../native/index.js";
+import { assertClose, freshSeed, Rng } from "./reference/check.js";
+import { describeEachKernelVariant } from "./kernel-variants.js";
+import { dequantize, dequantizeQ4K, int8ActivationBound, quantize } from "./reference/quant.js";
+import { matmulRef } from "./reference/ops.js";
+
+type BlockType = "q8_0" | "q4_0" | "q4_k";
+
+function weights(rng: Rng, type: BlockType, N: number, K: number): { w: Uint8Array; wd: Float64Array } {
+  const values = rng.f32(N * K);
+  if (type !== "q4_k") {
+    const w = quantize(values, type);
+    return { w, wd: Float64Array.from(dequantize(w, type)) };
+  }
+  const w = new Uint8Array(N * K / 256 * 144);
+  native().ops("cpu").fromF32(w, values, "q4_k");
+  return { w, wd: Float64Array.from(dequantizeQ4K(w)) };
+}
+
+// [M, N, K]: M over the tile remainders (avx512vnni 4 rows, avx2 2 to 4) and past a 512-row
+// prefill; N over partial 8/16/32-column tiles; K from one block of 32 (or 256) up
+const SHAPES: Record<BlockType, [number, number, number][]> = {
+  q8_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
+  q4_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
+  q4_k: [[2, 1, 256], [3, 13, 256], [5, 37, 512], [9, 70, 256], [33, 17, 768], [65, 40, 256], [130, 33, 512], [600, 19, 256]],
+};
+
+describe("int8 GEMM for block-format weights (prefill and batched decode)", () => {
+  for (const type of ["q8_0", "q4_0", "q4_k"] as const)
+    it(`${type}: matmul at M = 2..600 within x's int8 rounding of the float64 product`, () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      const ops = native().ops("cpu");
+      for (const [M, N, K] of SHAPES[type]) {
+        const { w, wd } = weights(rng, type, N, K);
+        for (const withBias of [false, true]) {
+          const x = rng.f32(M * K, -2, 2);
+          const bias = withBias ? rng.f32(N) : null;
+          const out = new Float32Array(M * N).fill(NaN);
+          ops.matmul(out, x, w, type, bias, M, N, K);
+          assertClose(out, matmulRef(x, wd, bias, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
+            `matmul ${type} M=${M} N=${N} K=${K} bias=${withBias} seed=${seed} (${native().cpuFeatures()})`, int8ActivationBound(x, wd, M, N, K));
+        }
+      }
+    });
+});
+
+describeEachKernelVariant(import.meta.url, "the int8 GEMM");
+
+// On a CPU with AVX-VNNI the avx2 level runs it (ymm vpdpbusd); HYBRIDCHAT_AVX_VNNI=0 checks
+// the plain AVX2 maddubs kernel there too (elsewhere it is what avx2 runs anyway).
+describe("the avx2 level without AVX-VNNI", { skip: process.env.HYBRIDCHAT_KERNELS ? "a child run" : false }, () => {
+  const skip = native().kernelVariants().includes("avx2") ? false : "this CPU cannot run avx2";
+  it("passes with HYBRIDCHAT_KERNELS=avx2 HYBRIDCHAT_AVX_VNNI=0", { skip }, () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, HYBRIDCHAT_KERNELS: "avx2", HYBRIDCHAT_AVX_VNNI: "0" };
+    delete env.NODE_TEST_CONTEXT;
+    const r = spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], { env, encoding: "utf8" });
+    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /# pass [1-9]/);
+    assert.match(r.stdout, /# fail 0/);
+  });
+});
