@@ -1,9 +1,16 @@
 // How the CPU work is split over the pool's ranks (threadpool.h, cpu/matmul_group.cc): the
 // chunked regions cover every index exactly once at the asked alignment, tiny regions between
 // them reach every rank, pools shut down while their workers spin, and a group of products run
-// as one region gives each product bit for bit what matmul() gives it.
+// as one region gives each product bit for bit what matmul() gives it, and a model decodes to
+// the same logits on 1, 2 and 3 threads.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { initCheckpoint } from "../engine/init-checkpoint.js";
+import { loadModel } from "../engine/model.js";
+import { PRESETS } from "../engine/presets.js";
 import { native, type DType, type QuantizeDType } from "../native/index.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { describeEachKernelVariant } from "./kernel-variants.js";
@@ -72,6 +79,51 @@ describe("matmul_group", () => {
             assert.deepEqual(p.out, want, `${dtype} M=${M} K=${K} N=${Ns} product ${i} threads=${threads} seed=${seed}`);
           }
         }
+  });
+});
+
+// Greedy steps of two sequences (5-token prompts, then one token each): every logits row.
+async function decodeRows(dir: string, threads: number): Promise<Float32Array[]> {
+  const m = await loadModel(dir, { threads, kvBlocks: 64 });
+  try {
+    const V = m.config.vocabSize;
+    const seqIds = Int32Array.of(1, 2);
+    let tokens = Int32Array.from({ length: 10 }, (_, i) => 3 + ((i * 37) % (V - 3)));
+    let logits = await m.native.forward({ seqIds, tokens, counts: Int32Array.of(5, 5), logits: "last" });
+    const rows = [logits];
+    for (let s = 0; s < 6; s++) {
+      tokens = Int32Array.from({ length: 2 }, (_, b) => {
+        let best = 0;
+        for (let i = 1; i < V; i++) if (logits[b * V + i]! > logits[b * V + best]!) best = i;
+        return best;
+      });
+      logits = await m.native.forward({ seqIds, tokens, counts: Int32Array.of(1, 1), logits: "last" });
+      rows.push(logits);
+    }
+    return rows;
+  } finally {
+    m.dispose();
+  }
+}
+
+describe("a model's decode on several ranks", () => {
+  it("gives the same logits bit for bit on 1, 2 and 3 threads (q/k/v and gate/up grouped, GEMVs chunked)", async () => {
+    // large enough that the grouped products and the LM head split (kParallelMinFlops)
+    const config = { ...PRESETS.tiny, hidden_size: 384, intermediate_size: 1024, num_hidden_layers: 2, num_attention_heads: 6, num_key_value_heads: 2 };
+    const root = await mkdtemp(join(tmpdir(), "hybridchat-sched-"));
+    try {
+      for (const dtype of ["f32", "bf16"] as const) {
+        const dir = join(root, dtype);
+        await initCheckpoint({ config, out: dir, dtype, seed: 5, perturbStd: 0.1 });
+        const want = await decodeRows(dir, 1);
+        for (const threads of [2, 3]) {
+          const got = await decodeRows(dir, threads);
+          for (const [i, row] of got.entries()) assert.deepEqual(row, want[i], `${dtype} threads=${threads} step ${i}`);
+        }
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
   });
 });
 
