@@ -4,16 +4,20 @@
 // position 0), GQA ratios 1..8, sliding windows, head dims 8..256, f32 and bf16 pools,
 // contexts over many blocks. On the device a step with more queries than sequences runs
 // the flash prefill kernel; a decode step (one query per sequence) the split-K kernel,
-// checked at every split count 1..n (the combine) and at the device's own pick.
+// checked at every split count 1..n (the combine) and at the device's own pick; and the
+// split inside the cuda engine, against the CPU engine's logits.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { native, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { bf16ToNumber, numberToBf16 } from "./reference/dtype.js";
-import { emulatorSkip, useEmulator } from "./cuda-compare.js";
+import { emulatorSkip, excess, useEmulator } from "./cuda-compare.js";
+import { buildTiny } from "./tiny-model.js";
+import { mkdtempSync } from "node:fs";
+import { join } from "node:path";
 
 const built = native().backends();
-useEmulator("hc-paged-attn-");
+const dir = useEmulator("hc-paged-attn-");
 
 interface Case {
   lens: number[]; // queries of each sequence this step
@@ -175,3 +179,37 @@ for (const backend of ["cpu", "cuda"] as const) {
     });
   });
 }
+
+// The split decode inside the engine (CudaExec: the split count, the partial rows in its
+// scratch): a random GQA model's decode logits after a prompt over many KV blocks, at forced
+// split counts, within 1e-4 of the CPU engine's (an f32 pool).
+describe("split-K decode in the cuda engine", { skip: !built.includes("cuda") ? "backend cuda is not built into this addon" : process.env.HYBRIDCHAT_CUDA_LIB ? false : emulatorSkip }, () => {
+  it("decode logits at splits 1, 2 and 5 equal the CPU engine's within 1e-4", async () => {
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const t = { C: 32, I: 48, L: 2, NH: 4, NKV: 2, HD: 8, V: 53, dtype: "f32", bias: false, qkNorm: false, tied: true, ropeScaling: 1 } as const;
+    const b = buildTiny(mkdtempSync(join(dir, "tiny-")), "m", t, rng);
+    const opts = { threads: 2, kvBlockSize: 4, kvBlocks: 64 };
+    const cpu = native().createModel(b.spec, b.tensors, { ...opts, device: "cpu" });
+    const cuda = native().createModel(b.spec, b.tensors, { ...opts, device: "cuda", kvDtype: "f32" });
+    const before = process.env.HYBRIDCHAT_ATTN_SPLITS;
+    try {
+      const prompts = [Array.from({ length: 45 }, () => rng.int(t.V)), Array.from({ length: 9 }, () => rng.int(t.V))];
+      const step = async (m: typeof cpu, tokens: number[], counts: number[]) =>
+        m.forward({ seqIds: Int32Array.from([1, 2]), tokens: Int32Array.from(tokens), counts: Int32Array.from(counts), logits: "all" });
+      await step(cpu, prompts.flat(), [45, 9]);
+      await step(cuda, prompts.flat(), [45, 9]);
+      for (const splits of ["1", "2", "5"]) {
+        process.env.HYBRIDCHAT_ATTN_SPLITS = splits;
+        const next = [rng.int(t.V), rng.int(t.V)];
+        const ref = await step(cpu, next, [1, 1]), got = await step(cuda, next, [1, 1]);
+        assert.ok(excess(got, ref) <= 0, `splits ${splits}: logits differ by ${excess(got, ref)} beyond 1e-4 (seed ${seed})`);
+      }
+    } finally {
+      if (before === undefined) delete process.env.HYBRIDCHAT_ATTN_SPLITS;
+      else process.env.HYBRIDCHAT_ATTN_SPLITS = before;
+      cpu.dispose();
+      cuda.dispose();
+    }
+  });
+});

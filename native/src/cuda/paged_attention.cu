@@ -1,8 +1,8 @@
 // The serving attention over the paged KV pool resident on the device (the kernels of
-// attention_kernels.cuh over PagedKV) (the layout of
-// ../kvcache.h: a block holds K (and V) as [L][NKV][block_size][HD]; a sequence's table
-// lists its block ids), the step's keys/values written into their blocks, and the gather
-// of the rows whose logits are asked for. Same semantics as cpu::attention_forward over
+// attention_kernels.cuh over PagedKV; the pool's layout is that of ../kvcache.h: a block
+// holds K (and V) as [L][NKV][block_size][HD], a sequence's table lists its block ids), the
+// step's keys/values written into their blocks, and the gather of the rows whose logits are
+// asked for. Same semantics as cpu::attention_forward over
 // KVSpans: query t of sequence seq_of[t] sees keys [0, npos[t]), or with a window W > 0
 // only the last W of them (older blocks may have been released and are never read).
 // The pool holds fp32 or bf16 (--kv-dtype): kv_write rounds to nearest even, the
