@@ -28,7 +28,7 @@ function weights(rng: Rng, type: BlockType, N: number, K: number): { w: Uint8Arr
   return { w, wd: Float64Array.from(dequantizeQ4K(w)) };
 }
 
-// [M, N, K]: M below the GEMM (the streamed dot products, 2..23 rows on avx512vnni, 2..7/11 on
+// [M, N, K]: M below the GEMM (the streamed dot products, 2..15 rows (Q4_K 23) on avx512vnni, 2..7/11 on
 // avx2), then every remainder of its register tiles (avx512vnni 4 rows, AVX-VNNI 3, avx2 2) past
 // a 512-row prefill; N over partial 8/16/32-column tiles; K from one block of 32 (or 256) up
 const SHAPES: Record<BlockType, [number, number, number][]> = {
