@@ -105,8 +105,8 @@ for (const backend of ALL_BACKENDS) {
         assert.deepEqual(Array.from(back), Array.from(dequantize(blocks, dtype)), `toF32 ${dtype}`);
         }
         // M = 1..16 stream a block at a time (register tiles of 1..4 rows; int8 dot products below
-        // M = 16 on avx512vnni, 8–12 on avx2), 16 / 37 / 65 / 130 the int8 GEMM (quant_gemm.h; its
-        // own test: quant-gemm.test.ts)
+        // M = 16–24 on avx512vnni, 8–12 on avx2), 37 / 65 / 130 the int8 GEMM (quant_gemm.h; its own
+        // test: quant-gemm.test.ts)
         for (const [M, N, K] of [[1, 1, 32], [1, 13, 64], [3, 17, 96], [5, 36, 320], [7, 9, 224], [8, 70, 256], [16, 33, 64], [37, 20, 96], [65, 11, 160], [130, 70, 320]] as [number, number, number][])
           for (const withBias of [false, true]) {
             const x = rng.f32(M * K);

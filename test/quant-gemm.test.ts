@@ -28,12 +28,13 @@ function weights(rng: Rng, type: BlockType, N: number, K: number): { w: Uint8Arr
   return { w, wd: Float64Array.from(dequantizeQ4K(w)) };
 }
 
-// [M, N, K]: M over the tile remainders (avx512vnni 4 rows, avx2 2 to 4) and past a 512-row
-// prefill; N over partial 8/16/32-column tiles; K from one block of 32 (or 256) up
+// [M, N, K]: M below the GEMM (the streamed dot products, 2..15 rows (Q4_K 23) on avx512vnni, 2..7/11 on
+// avx2), then every remainder of its register tiles (avx512vnni 4 rows, AVX-VNNI 3, avx2 2) past
+// a 512-row prefill; N over partial 8/16/32-column tiles; K from one block of 32 (or 256) up
 const SHAPES: Record<BlockType, [number, number, number][]> = {
-  q8_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
-  q4_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
-  q4_k: [[2, 1, 256], [3, 13, 256], [5, 37, 512], [9, 70, 256], [33, 17, 768], [65, 40, 256], [130, 33, 512], [600, 19, 256]],
+  q8_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [35, 45, 384], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
+  q4_0: [[2, 1, 32], [3, 13, 64], [4, 40, 96], [5, 37, 320], [7, 70, 224], [17, 33, 768], [35, 45, 384], [64, 48, 160], [65, 20, 96], [130, 71, 256], [600, 37, 128], [513, 300, 64]],
+  q4_k: [[2, 1, 256], [3, 13, 256], [5, 37, 512], [9, 70, 256], [33, 17, 768], [35, 45, 512], [65, 40, 256], [130, 33, 512], [600, 19, 256]],
 };
 
 describe("int8 GEMM for block-format weights (prefill and batched decode)", () => {

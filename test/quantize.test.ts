@@ -81,7 +81,7 @@ async function checkAgreement(src: LoadedModel, out: string, type: string, maxKL
     assert.ok(a.top1 >= minTop1, `top-1 agreement ${a.top1}`);
     const V = model.config.vocabSize;
     // decode and prefill round x to int8 per block on the CPUs with int8 dot products
-    // (native/src/cpu/quant_dot.h below 8–16 rows a product, the int8 GEMM of quant_gemm.h above:
+    // (native/src/cpu/quant_dot.h below 8–24 rows a product, the int8 GEMM of quant_gemm.h above:
     // the whole text's prefill here, so the agreement above is an M >= 2 path's). Both round each row
     // alike, so the decode steps equal a 12-token prefill (row for row, up to summation order) and
     // are within KL `stepKL` of the whole text's prefill (measured against an fp32 prefill, before

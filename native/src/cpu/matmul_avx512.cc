@@ -293,13 +293,15 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
 }
 
 // The int8 GEMM (quant_gemm.h) from this many rows of x: below, quant_dot's streamed tiles win, as
-// the GEMM packs B per call (≈ 0.15 ms for 2048×768). One Zen 5 core, 2048×768, dot vs GEMM, ms:
-// q4_0 M = 8 0.128 vs 0.182, M = 16 0.258 vs 0.220, M = 64 1.07 vs 0.45; q4_k M = 16 0.260 vs 0.268.
-constexpr int64_t kVnniQuantGemmMinM = 16;
+// the GEMM packs B per call (≈ 0.15 ms for 2048×768, 0.1 ns a weight). One Zen 5 core, dot vs
+// GEMM, ms: 2048×768 q4_0 M = 8 0.128 vs 0.182, M = 16 0.255 vs 0.216, M = 32 0.522 vs 0.301;
+// 768×2048 q4_0 M = 16 0.242 vs 0.279; q4_k M = 16 0.250 vs 0.271, M = 32 0.487 vs 0.344. Over the
+// 110M model's 7 linears a layer at M = 16: q8_0 / q4_0 1.11× faster through the GEMM, q4_k 0.83×.
+inline int64_t vnni_quant_gemm_min_m(DType t) { return t == DType::Q4_K ? 24 : 16; }
 
 // The block formats through int8 dot products (quant_dot.h) or the int8 GEMM where they handle the product.
 void avx512vnni_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
-  if (g.M >= kVnniQuantGemmMinM && quant_gemm_avx512vnni(g, 0, g.M, n0, n1)) return;
+  if (g.M >= vnni_quant_gemm_min_m(g.btype) && quant_gemm_avx512vnni(g, 0, g.M, n0, n1)) return;
   if (!quant_dot_avx512vnni(g, n0, n1)) avx512_gemv(g, n0, n1);
 }
 void avx512vnni_gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {

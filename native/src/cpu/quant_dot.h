@@ -5,7 +5,7 @@
 // Unpacking 4-bit weights to bytes is cheaper than to fp32, so decode is no longer bound
 // by the unpacking. The cost: x carries int8 rounding, |x − d_x·q| <= d_x/2 = amax/254 per
 // element (test/native-ops.test.ts bounds the result by it). The backward (dx = dout·W,
-// gemm with !tb) and training (exact_x) keep the exact fp32 dequantizing path; from 8–16 rows
+// gemm with !tb) and training (exact_x) keep the exact fp32 dequantizing path; from 8–24 rows
 // of x the int8 GEMM (quant_gemm.h) takes over.
 #pragma once
 #include <cstdint>
