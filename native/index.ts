@@ -285,6 +285,14 @@ export interface NativeModel {
   dispose(): void;
 }
 
+/** One adapter of the batched LoRA op (NativeOps.lora). */
+export interface LoraOpAdapter {
+  a: Float32Array;
+  b: Float32Array;
+  rank: number;
+  scale: number;
+}
+
 /** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */
 export interface NativeOps {
   /** out[M,N] = x[M,K] · w[N,K]ᵀ (+ bias[N]); w stored as dtype (Float32Array for f32, Uint16Array for bf16/f16) */
@@ -326,6 +334,11 @@ export interface NativeOps {
   logprob(logp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
   /** dlogits[T,V] = dlogp[t]·(onehot(targets[t]) − softmax(logits[t])) (overwritten; may be the logits array; masked rows get 0) */
   logprobBackward(dlogits: Float32Array, dlogp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
+  /**
+   * Batched multi-adapter LoRA: out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ with e = adapters[slot[t]]
+   * for every row t whose slot is not −1; a [rank, K], b [N, rank].
+   */
+  lora(out: Float32Array, x: Float32Array, slot: Int32Array, adapters: LoraOpAdapter[], T: number, N: number, K: number): void;
 }
 
 /** The CUDA backend's state: `error` says why "cuda" is not in backends() (null when it is). */

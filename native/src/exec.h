@@ -14,6 +14,7 @@
 #include <string>
 
 #include "cpu/matmul_kernels.h"
+#include "cpu/ops.h"
 #include "dtype.h"
 #include "exec_train.h"
 #include "threadpool.h"
@@ -23,7 +24,8 @@ namespace hc {
 // Scratch buffers of a forward step, each grown to the largest step so far.
 enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, Count };
 // Small integer arrays copied from the host each step.
-enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
+// LoraOwn/LoraUndo: each row's LoRA slot and the merged adapter's undo slot (−1: none).
+enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, LoraOwn, LoraUndo, Count };
 
 // Strides in elements of `dtype`: f32, or bf16 (a device pool: --kv-dtype bf16).
 struct KvGeometry {
@@ -79,6 +81,13 @@ class Exec {
                                const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                                const KvGeometry& g, int64_t window) = 0;
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) = 0;
+  // ---- batched multi-adapter LoRA (cpu/lora.cc, cuda/lora.cu) ----
+  // The step's adapter table (cpu::LoraEntry: a/b are weight() pointers) in this Exec's memory.
+  virtual const cpu::LoraEntry* lora_table(const cpu::LoraEntry* host, int64_t n) = 0;
+  // out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ, e = entries[slot[t]], every row t with slot[t] >= 0,
+  // whatever the mix of adapters: one op per linear. u [T, max_rank] scratch.
+  virtual void lora(float* out, const float* x, const cpu::LoraEntry* entries, const int32_t* slot, float* u,
+                    int64_t T, int64_t N, int64_t K, int64_t max_rank) = 0;
   // host[n] = buf[n]; waits for the queued work
   virtual void read(float* host, const float* buf, int64_t n) = 0;
 

@@ -143,6 +143,16 @@ class CudaExec final : public Exec {
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));
   }
+  const cpu::LoraEntry* lora_table(const cpu::LoraEntry* host, int64_t n) override {
+    const int64_t bytes = n * static_cast<int64_t>(sizeof(cpu::LoraEntry));
+    void* d = grow(lora_table_, bytes);
+    cuda_call(lib().hc_cuda_upload(d, host, static_cast<size_t>(bytes)));
+    return static_cast<const cpu::LoraEntry*>(d);
+  }
+  void lora(float* out, const float* x, const cpu::LoraEntry* entries, const int32_t* slot, float* u, int64_t T,
+            int64_t N, int64_t K, int64_t max_rank) override {
+    cuda_call(lib().hc_cuda_dev_lora(out, x, entries, slot, u, T, N, K, max_rank));
+  }
   void read(float* host, const float* buf, int64_t n) override {
     cuda_call(lib().hc_cuda_download(host, buf, static_cast<size_t>(n) * sizeof(float)));
   }
@@ -204,6 +214,7 @@ class CudaExec final : public Exec {
   DeviceBuffer k_, v_;
   std::array<DeviceBuffer, static_cast<size_t>(Slot::Count)> f_;
   std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
+  DeviceBuffer lora_table_;  // the step's LoRA entries (lora_table())
   std::unordered_map<const void*, Resident> weights_;  // by host address
   std::map<std::pair<const void*, int64_t>, Resident> views_;  // weight_columns' shards, by host address and c0
   int64_t moved_ = 0;  // weight bytes uploaded or pulled back

@@ -160,16 +160,62 @@ void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M)
   exec_->linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
 }
 
-void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps) {
-  for (const LoraApp& ap : apps) {
-    const LoraMats& m = ap.a->at(layer, t);
-    if (!m.on()) continue;
-    const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    float* u = exec_->scratch(Slot::LoraU, R * r);
-    exec_->sgemm(false, true, R, r, m.in, 1.0f, in + ap.r0 * m.in, m.in, resident(m.A), m.in, 0.0f, u, r);
-    exec_->sgemm(false, true, R, m.out, r, ap.sign * ap.a->scale, u, r, resident(m.B), r, 1.0f, out + ap.r0 * m.out,
-                 m.out);
+void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T) {
+  if (p.slots == 0 || !p.on[static_cast<size_t>(layer * kTargets + t)]) return;
+  const Linear& w = layers_[layer].at(t);
+  const cpu::LoraEntry* e = p.table + (layer * kTargets + t) * p.slots;
+  float* u = exec_->scratch(Slot::LoraU, T * p.max_rank);
+  if (p.own) exec_->lora(out, in, e, p.own, u, T, w.out, w.in, p.max_rank);
+  if (p.undo) exec_->lora(out, in, e, p.undo, u, T, w.out, w.in, p.max_rank);
+}
+
+LoraPlan Model::lora_plan(const ForwardBatch& b, int64_t T) {
+  LoraPlan p;
+  const Adapter* merged = merged_.empty() ? nullptr : &adapter(merged_);
+  if (merged && !merged->spec.has_lora) merged = nullptr;
+  // slot 0 the merged adapter (undone: scale −s) when there is one, then the batch's
+  // adapters in order of first appearance
+  std::vector<std::pair<const Adapter*, float>> slots;
+  if (merged) slots.push_back({merged, -1.0f});
+  auto slot_of = [&](const Adapter* a) {
+    for (size_t i = merged ? 1 : 0; i < slots.size(); i++)
+      if (slots[i].first == a) return static_cast<int32_t>(i);
+    slots.push_back({a, 1.0f});
+    return static_cast<int32_t>(slots.size() - 1);
+  };
+  lora_own_.assign(static_cast<size_t>(T), -1);
+  lora_undo_.assign(static_cast<size_t>(T), -1);
+  bool own = false, undo = false;
+  for (size_t sq = 0, t = 0; sq < b.seq_ids.size(); t += static_cast<size_t>(b.counts[sq++])) {
+    const Adapter* a = b.adapters.empty() || b.adapters[sq].empty() ? nullptr : &adapter(b.adapters[sq]);
+    if (a == merged) continue;  // the merged weights already are this adapter
+    const size_t r1 = t + static_cast<size_t>(b.counts[sq]);
+    if (merged) std::fill(lora_undo_.begin() + t, lora_undo_.begin() + r1, 0), undo = true;
+    if (a && a->spec.has_lora) std::fill(lora_own_.begin() + t, lora_own_.begin() + r1, slot_of(a)), own = true;
   }
+  if (!own && !undo) return p;
+  const int64_t S = static_cast<int64_t>(slots.size());
+  lora_entries_.assign(static_cast<size_t>(spec_.L * kTargets * S), cpu::LoraEntry{});
+  p.on.assign(static_cast<size_t>(spec_.L * kTargets), 0);
+  for (int64_t l = 0; l < spec_.L; l++)
+    for (int t = 0; t < kTargets; t++)
+      for (int64_t s = 0; s < S; s++) {
+        const auto& [a, sign] = slots[static_cast<size_t>(s)];
+        const LoraMats& m = a->at(l, t);
+        if (!m.on()) continue;
+        cpu::LoraEntry& e = lora_entries_[static_cast<size_t>((l * kTargets + t) * S + s)];
+        e.a = resident(m.A);
+        e.b = resident(m.B);
+        e.rank = static_cast<int32_t>(static_cast<int64_t>(m.A.size()) / m.in);
+        e.scale = sign * a->scale;
+        p.max_rank = std::max<int64_t>(p.max_rank, e.rank);
+        p.on[static_cast<size_t>(l * kTargets + t)] = 1;
+      }
+  p.slots = S;
+  p.table = exec_->lora_table(lora_entries_.data(), static_cast<int64_t>(lora_entries_.size()));
+  if (own) p.own = exec_->ints(ISlot::LoraOwn, lora_own_.data(), T);
+  if (undo) p.undo = exec_->ints(ISlot::LoraUndo, lora_undo_.data(), T);
+  return p;
 }
 
 // Row ranges of each adapter's LoRA in a packed serving batch (runs of sequences on the
@@ -234,7 +280,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   const int64_t nseq = static_cast<int64_t>(b.seq_ids.size());
   const int64_t T = static_cast<int64_t>(b.tokens.size());
 
-  const std::vector<LoraApp> apps = lora_apps(b);
+  const std::vector<LoraApp> apps = tp_ ? lora_apps(b) : std::vector<LoraApp>{};
   KVCache::Reservation res;
   try {
     res = kv_->reserve(b.seq_ids.data(), b.counts.data(), nseq);
@@ -275,6 +321,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     const int32_t* d_seq_of = tp_ ? nullptr : ex.ints(ISlot::SeqOf, seq_of_.data(), T);
     const int32_t* d_npos = tp_ ? nullptr : ex.ints(ISlot::Npos, npos_.data(), T);
     const int32_t* d_tables = tp_ ? nullptr : ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
+    const LoraPlan lp = tp_ ? LoraPlan{} : lora_plan(b, T);
     if (!tp_) {
       ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
       ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
@@ -287,9 +334,9 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       exec_linear(q, xn, w.q, T);
       exec_linear(k, xn, w.k, T);
       exec_linear(v, xn, w.v, T);
-      lora_apply(q, xn, l, kQ, apps);
-      lora_apply(k, xn, l, kK, apps);
-      lora_apply(v, xn, l, kV, apps);
+      lora_apply(q, xn, l, kQ, lp, T);
+      lora_apply(k, xn, l, kK, lp, T);
+      lora_apply(v, xn, l, kV, lp, T);
       if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
         ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
         ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
@@ -301,17 +348,17 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
       ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
                          kv_geo_, s.window(l));
       exec_linear(tmp, att, w.o, T);
-      lora_apply(tmp, att, l, kO, apps);
+      lora_apply(tmp, att, l, kO, lp, T);
       ex.residual(x, x, tmp, T * C);
       // MLP block
       ex.rmsnorm(xn, x, resident(w.mlp_norm), T, C, s.eps);
       exec_linear(gate, xn, w.gate, T);
       exec_linear(up, xn, w.up, T);
-      lora_apply(gate, xn, l, kGate, apps);
-      lora_apply(up, xn, l, kUp, apps);
+      lora_apply(gate, xn, l, kGate, lp, T);
+      lora_apply(up, xn, l, kUp, lp, T);
       ex.swiglu(gate, gate, up, T * I);
       exec_linear(tmp, gate, w.down, T);
-      lora_apply(tmp, gate, l, kDown, apps);
+      lora_apply(tmp, gate, l, kDown, lp, T);
       ex.residual(x, x, tmp, T * C);
     }
 
