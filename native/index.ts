@@ -95,6 +95,8 @@ export interface ModelOptions {
   matmulPrecision?: MatmulPrecision;
   /** the KV pool's element type: "f32" (default) or "bf16" (cuda only: rounded on write, widened on read) */
   kvDtype?: KvDtype;
+  /** cuda: decode steps (batch buckets 1, 2, 4, ..., 64) replayed as CUDA graphs; default true (one rank only) */
+  cudaGraphs?: boolean;
 }
 
 /**
@@ -110,6 +112,13 @@ export type KvDtype = "f32" | "bf16";
 export type DeviceKind = "cpu" | "cuda";
 
 /** Where a model's serving forward runs. */
+/** NativeModel.stepCounts(): a decode step on cuda with graphs on is one graph launch. */
+export interface StepCounts {
+  graphReplays: number;
+  graphCaptures: number;
+  eagerSteps: number;
+}
+
 export interface DeviceInfo {
   kind: DeviceKind;
   /** "cpu", or the CUDA device's name ("host emulation" under native/tools/cuda-emu) */
@@ -242,6 +251,8 @@ export interface NativeModel {
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
   device(): DeviceInfo;
+  /** How the serving steps ran: replays of a captured CUDA graph, captures, steps launched op by op (every step on the CPU). */
+  stepCounts(): StepCounts;
 
   // ---- training (DESIGN.md "The one boundary that keeps training general") ----
   // forward/trainForward/trainBackward/step share one busy flag: one runs at a time.

@@ -4,7 +4,7 @@
 // and stories260K serving one batch that mixes three adapters and the base — with and
 // without one of them merged — token for token equal to each request served alone, on
 // the CPU and on the emulated device (and the device equal to the CPU).
-import { before, describe, it } from "node:test";
+import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { native, type LoraOpAdapter, type NativeModel } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
@@ -106,6 +106,7 @@ describe("a served batch mixing three adapters and the base", () => {
     const enc = (t: string) => models.cpu!.tokenizer.encode(t, true);
     prompts.push(enc("Once upon a time, there was a big red ball"), enc("The dog ran"), enc("Lily liked to play in the park"), enc("One day"));
   });
+  after(() => Object.values(models).forEach((m) => m.dispose()));
 
   const ADAPTERS = ["a", "b", null, "c"];
   const runs: Record<string, number[][]> = {};

@@ -29,6 +29,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
                       InstanceMethod<&ModelWrap::KvStats>("kvStats"),
                       InstanceMethod<&ModelWrap::Device>("device"),
+                      InstanceMethod<&ModelWrap::StepCounts>("stepCounts"),
                       InstanceMethod<&ModelWrap::Dispose>("dispose"),
                       InstanceMethod<&ModelWrap::AddAdapter>("addAdapter"),
                       InstanceMethod<&ModelWrap::RemoveAdapter>("removeAdapter"),
@@ -131,6 +132,16 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value ModelWrap::StepCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const hc::Exec::StepCounts c = live(env).step_counts();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("graphReplays", static_cast<double>(c.graph_replays));
+  o.Set("graphCaptures", static_cast<double>(c.graph_captures));
+  o.Set("eagerSteps", static_cast<double>(c.eager_steps));
+  return o;
+}
+
 }  // namespace hc::addon
 
 namespace {
@@ -212,6 +223,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
       opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
     if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
+    if (oo.Has("cudaGraphs") && oo.Get("cudaGraphs").IsBoolean()) opts.cuda_graphs = flag(oo, "cudaGraphs");
     if (oo.Has("kvDtype") && oo.Get("kvDtype").IsString()) opts.kv_dtype = oo.Get("kvDtype").As<Napi::String>().Utf8Value();
     if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
       opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));

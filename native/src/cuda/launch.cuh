@@ -5,6 +5,7 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
 
 #include "ops_cuda.h"
@@ -57,6 +58,13 @@ void from_f32(uint16_t* out, const float* src, int dtype, int64_t n, cudaStream_
 // out[t,:] += scale_e·(x[t,:]·A_eᵀ)·B_eᵀ, e = entries[slot[t]] (lora.cu; ops_cuda.h hc_cuda_dev_lora)
 void lora_batched(float* out, const float* x, const HcLoraEntry* entries, const int32_t* slot, float* u, int64_t T,
                   int64_t N, int64_t K, int64_t max_rank, cudaStream_t stream);
+
+// ---- the serving forward's stream and its graphs (graph.cu) ----
+// The stream hc_cuda_dev_* forward ops queue on (one per device and host thread).
+cudaStream_t forward_stream();
+// Bumped whenever the library frees a buffer of its own that kernels read or write (the
+// cuBLASLt rounding buffer): graphs captured before hold its old address.
+std::atomic<int64_t>& buffers_epoch();
 
 // ---- backward ----
 // rinv[M] is scratch (the rows' 1/rms, handed from the row pass to the column pass)

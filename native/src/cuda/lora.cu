@@ -63,7 +63,7 @@ void lora_batched(float* out, const float* x, const HcLoraEntry* entries, const 
 
 extern "C" int hc_cuda_dev_lora(float* out, const float* x, const HcLoraEntry* entries, const int32_t* slot, float* u,
                                 int64_t T, int64_t N, int64_t K, int64_t max_rank) {
-  return hc::cuda::entry([&] { hc::cuda::lora_batched(out, x, entries, slot, u, T, N, K, max_rank, 0); });
+  return hc::cuda::entry([&] { hc::cuda::lora_batched(out, x, entries, slot, u, T, N, K, max_rank, hc::cuda::forward_stream()); });
 }
 
 extern "C" int hc_cuda_lora(float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K, int64_t n,

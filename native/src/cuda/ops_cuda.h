@@ -204,6 +204,18 @@ HC_CUDA_API int hc_cuda_lora(float* out, const float* x, const int32_t* slot, in
                              int64_t n, const float* const* a, const float* const* b, const int32_t* rank,
                              const float* scale);
 
+/* ---- CUDA graphs of the forward's stream (graph.cu) ---- */
+/* Starts capturing the calling thread's forward stream: the hc_cuda_dev_* ops after it are
+   recorded, not run, until hc_cuda_graph_end, which instantiates them as *exec (the capture's
+   error, e.g. cudaErrorStreamCaptureUnsupported after a synchronous copy or an allocation,
+   when it failed). hc_cuda_graph_launch replays it on that stream. */
+HC_CUDA_API int hc_cuda_graph_begin(void);
+HC_CUDA_API int hc_cuda_graph_end(void** exec);
+HC_CUDA_API int hc_cuda_graph_launch(void* exec);
+HC_CUDA_API int hc_cuda_graph_destroy(void* exec);
+/* changes whenever the library freed a buffer of its own that a captured graph may use */
+HC_CUDA_API int64_t hc_cuda_graph_buffers_epoch(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -272,6 +284,11 @@ HC_CUDA_API int hc_cuda_lora(float* out, const float* x, const int32_t* slot, in
   X(hc_cuda_blas_error)                                                                                            \
   X(hc_cuda_blas_version)                                                                                          \
   X(hc_cuda_dev_lora)                                                                                              \
-  X(hc_cuda_lora)
+  X(hc_cuda_lora)                                                                                                  \
+  X(hc_cuda_graph_begin)                                                                                           \
+  X(hc_cuda_graph_end)                                                                                             \
+  X(hc_cuda_graph_launch)                                                                                          \
+  X(hc_cuda_graph_destroy)                                                                                         \
+  X(hc_cuda_graph_buffers_epoch)
 
 #endif
