@@ -10,7 +10,11 @@
 // skipped and the summary says so. Likewise a data-parallel step: one LoRA SFT step with
 // ZeRO-2 at --data-parallel 2 (rank r on device r, the reduce-scatter and all-gather over
 // NCCL on device buffers) against the same step on one device: losses and gradient norms
-// equal within 1e-3, ms per step. It writes the same as JSON.
+// equal within 1e-3, ms per step.
+// On a GPU, decode with CUDA graphs on (the default) vs off
+// (--cuda-graphs off: every kernel launched from the host) at each batch, tokens equal and
+// tok/s of both; on the emulator skipped with the reason (its launches cost nothing a graph
+// saves). It writes the same as JSON.
 // Without nvcc or without a device it fails at once, saying which.
 //
 // --emulator: the same steps on the host emulator (native/tools/cuda-emu) for a machine
@@ -37,7 +41,7 @@ import { findDefaultModel } from "../engine/default-model.js";
 import type { AdapterSpec } from "../native/index.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-zero", "paged-attention"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-zero", "paged-attention", "cuda-graphs", "lora-batched"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";
@@ -80,6 +84,8 @@ interface GpuCheckResult {
   tokensEqual: boolean;
   decode: { batch: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number }[];
   prefill: { tokens: number; cpuTokensPerSecond: number; cudaTokensPerSecond: number };
+  /** cuda decode with CUDA graphs on vs off (serve --cuda-graphs) per batch; null on the emulator (in skipped) */
+  cudaGraphs: { batch: number; tokensEqual: boolean; onTokensPerSecond: number; offTokensPerSecond: number }[] | null;
   /** greedy decoding at batch 1 on devices 0 and 1 (--tensor-parallel 2); null when fewer than two devices */
   tensorParallel: { ranks: number; tokensEqual: boolean; tokensPerSecond: number } | null;
   /** a LoRA SFT step with ZeRO-2 on devices 0 and 1 against one device; null when fewer than two devices */
@@ -100,10 +106,10 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv = {}): SpawnSyn
 }
 
 /** Greedy decoding of `batch` copies of one prompt (distinct sequences), timed over the decode steps only. */
-async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number, kvDtype: "f32" | "bf16", tensorParallel = 1): Promise<DecodeRun> {
+async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens: number, kvDtype: "f32" | "bf16", tensorParallel = 1, cudaGraphs = true): Promise<DecodeRun> {
   const { loadModel } = await import("../engine/model.js");
   // room for every sequence's prompt and tokens, whatever the default pool would hold
-  const m = await loadModel(dir, { device, tensorParallel, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1, kvDtype: device === "cuda" ? kvDtype : "f32" });
+  const m = await loadModel(dir, { device, tensorParallel, kvBlockSize: 16, kvBlocks: batch * Math.ceil((tokens + 32) / 16) + 1, kvDtype: device === "cuda" ? kvDtype : "f32", cudaGraphs });
   try {
     const V = m.config.vocabSize;
     const prompt = m.tokenizer.encode("Once upon a time", true);
@@ -243,15 +249,23 @@ async function main(): Promise<void> {
 
   step(`greedy decoding of ${model} on cpu and cuda, ${tokens} tokens`);
   const decodes: GpuCheckResult["decode"] = [];
+  const graphs: NonNullable<GpuCheckResult["cudaGraphs"]> = [];
   let tokensEqual = true;
   let cpuOne: DecodeRun | null = null;
   for (const batch of batches) {
     const cpu = await decode(model, "cpu", batch, tokens, kvDtype);
     const cuda = await decode(model, "cuda", batch, tokens, kvDtype);
+    if (mode === "gpu") {
+      const eager = await decode(model, "cuda", batch, tokens, kvDtype, 1, false);
+      const equal = JSON.stringify(eager.tokens) === JSON.stringify(cuda.tokens);
+      tokensEqual &&= equal;
+      graphs.push({ batch, tokensEqual: equal, onTokensPerSecond: cuda.tokensPerSecond, offTokensPerSecond: eager.tokensPerSecond });
+    }
     if (batch === 1) cpuOne = cpu;
     tokensEqual &&= JSON.stringify(cpu.tokens) === JSON.stringify(cuda.tokens);
     decodes.push({ batch, cpuTokensPerSecond: cpu.tokensPerSecond, cudaTokensPerSecond: cuda.tokensPerSecond });
   }
+  if (mode !== "gpu") skipped.push("CUDA graphs on vs off: the emulator runs a launch in no time a graph could save; measured on a GPU only");
   let tensorParallel: GpuCheckResult["tensorParallel"] = null;
   if (status.devices >= 2) {
     step(`tensor parallel: greedy decoding at batch 1 over devices 0 and 1 (NCCL ${native().ncclStatus().path ?? "not loaded"})`);
@@ -285,6 +299,7 @@ async function main(): Promise<void> {
     tokensEqual,
     decode: decodes,
     prefill: { tokens: pc.tokens, cpuTokensPerSecond: pc.tokensPerSecond, cudaTokensPerSecond: pg.tokensPerSecond },
+    cudaGraphs: mode === "gpu" ? graphs : null,
     tensorParallel,
     dataParallel,
   };
@@ -298,6 +313,7 @@ async function main(): Promise<void> {
       `  device tests:  ${tests.status === 0 ? "passed" : "FAILED"} (${testSeconds.toFixed(0)} s)\n` +
       `  tokens equal:  ${tokensEqual ? "y" : "n"} (greedy, cpu vs cuda, batch ${batches.join(", ")})\n` +
       decodes.map((d) => `  decode tok/s:  batch ${d.batch}: cpu ${f(d.cpuTokensPerSecond)}, cuda ${f(d.cudaTokensPerSecond)}\n`).join("") +
+      graphs.map((g) => `  cuda graphs:   batch ${g.batch}: on ${f(g.onTokensPerSecond)}, off ${f(g.offTokensPerSecond)} tok/s, tokens equal: ${g.tokensEqual ? "y" : "n"}\n`).join("") +
       `  prefill tok/s: ${pc.tokens}-token prompt: cpu ${f(pc.tokensPerSecond)}, cuda ${f(pg.tokensPerSecond)}\n` +
       (tensorParallel ? `  tp=2 decode:   batch 1: ${f(tensorParallel.tokensPerSecond)} tok/s, tokens equal to the cpu's: ${tensorParallel.tokensEqual ? "y" : "n"}\n` : "") +
       (dataParallel

@@ -48,6 +48,9 @@ Options:
   --kv-dtype T              the KV cache's element type: bf16 (default on cuda: half the bytes
                             a token, rounded on write, read back in fp32) or f32 (the default,
                             and the only type, on the CPU)
+  --cuda-graphs on|off      cuda: replay each decode step as a CUDA graph captured once per
+                            batch bucket (1, 2, 4, ..., 64) instead of launching every kernel
+                            (default on; tensor parallel runs without)
   --max-body-bytes N        largest request body before 413 (default 8388608)
   --max-file-bytes N        largest uploaded training file (POST /v1/files) before 413 (default
                             536870912, 512 MiB); uploads stream to disk, never held in memory

@@ -76,6 +76,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       "max-context": { type: "string" },
       "kv-cache-memory": { type: "string" },
       "kv-dtype": { type: "string" },
+      "cuda-graphs": { type: "string" },
       "max-body-bytes": { type: "string" },
       "max-file-bytes": { type: "string" },
       "max-file-lines": { type: "string" },
@@ -122,6 +123,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
   const kvDtype = values["kv-dtype"];
   if (kvDtype !== undefined && kvDtype !== "f32" && kvDtype !== "bf16") throw new UsageError(`--kv-dtype must be f32 or bf16, got "${kvDtype}"`, c);
   if (kvDtype === "bf16" && device !== "cuda") throw new UsageError("--kv-dtype bf16 is implemented on --device cuda only: the CPU's KV cache is f32", c);
+  const cudaGraphs = values["cuda-graphs"];
+  if (cudaGraphs !== undefined && cudaGraphs !== "on" && cudaGraphs !== "off") throw new UsageError(`--cuda-graphs must be on or off, got "${cudaGraphs}"`, c);
+  if (cudaGraphs !== undefined && device !== "cuda") throw new UsageError("--cuda-graphs is a --device cuda option: the CPU launches no kernels", c);
   const dataDir = resolve(values["data-dir"]!);
   const options: ServerOptions = {
     model: values.model === undefined ? undefined : resolve(values.model),
@@ -136,6 +140,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     maxContext: intOption(values["max-context"], "max-context", c, 2, 10_000_000),
     kvCacheMemory: memoryOption(values["kv-cache-memory"], "kv-cache-memory", c),
     kvDtype,
+    cudaGraphs: cudaGraphs === undefined ? undefined : cudaGraphs === "on",
     maxBodyBytes: intOption(values["max-body-bytes"], "max-body-bytes", c, 1024, 1 << 30),
     keyRequestsPerMinute: intOption(values["key-rate-limit"], "key-rate-limit", c, 1, 1_000_000) ?? null,
     keyTokensPerMinute: intOption(values["key-token-limit"], "key-token-limit", c, 1, 1_000_000_000) ?? null,

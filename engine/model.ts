@@ -35,6 +35,8 @@ export interface LoadModelOptions {
   matmulPrecision?: MatmulPrecision;
   /** the KV pool's element type; default bf16 on cuda, f32 on the CPU (which has no bf16 cache) */
   kvDtype?: KvDtype;
+  /** cuda: decode steps replayed as CUDA graphs (`--cuda-graphs`); default true */
+  cudaGraphs?: boolean;
   /** mark the model untrained even if its config does not say so */
   untrained?: boolean;
 }
@@ -153,6 +155,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     deviceIndex: device === "cuda" ? opts.deviceIndex : undefined,
     matmulPrecision: opts.matmulPrecision,
     kvDtype,
+    cudaGraphs: opts.cudaGraphs,
   });
   let disposed = false;
   return {

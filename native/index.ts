@@ -95,6 +95,8 @@ export interface ModelOptions {
   matmulPrecision?: MatmulPrecision;
   /** the KV pool's element type: "f32" (default) or "bf16" (cuda only: rounded on write, widened on read) */
   kvDtype?: KvDtype;
+  /** cuda: decode steps (batch buckets 1, 2, 4, ..., 64) replayed as CUDA graphs; default true (one rank only) */
+  cudaGraphs?: boolean;
 }
 
 /**
@@ -110,6 +112,13 @@ export type KvDtype = "f32" | "bf16";
 export type DeviceKind = "cpu" | "cuda";
 
 /** Where a model's serving forward runs. */
+/** NativeModel.stepCounts(): a decode step on cuda with graphs on is one graph launch. */
+export interface StepCounts {
+  graphReplays: number;
+  graphCaptures: number;
+  eagerSteps: number;
+}
+
 export interface DeviceInfo {
   kind: DeviceKind;
   /** "cpu", or the CUDA device's name ("host emulation" under native/tools/cuda-emu) */
@@ -242,6 +251,8 @@ export interface NativeModel {
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
   device(): DeviceInfo;
+  /** How the serving steps ran: replays of a captured CUDA graph, captures, steps launched op by op (every step on the CPU). */
+  stepCounts(): StepCounts;
 
   // ---- training (DESIGN.md "The one boundary that keeps training general") ----
   // forward/trainForward/trainBackward/step share one busy flag: one runs at a time.
@@ -283,6 +294,14 @@ export interface NativeModel {
   unmergeAdapter(): void;
   /** Releases weights (munmap), KV cache and threads. Idempotent. */
   dispose(): void;
+}
+
+/** One adapter of the batched LoRA op (NativeOps.lora). */
+export interface LoraOpAdapter {
+  a: Float32Array;
+  b: Float32Array;
+  rank: number;
+  scale: number;
 }
 
 /** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */
@@ -337,6 +356,11 @@ export interface NativeOps {
   logprob(logp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
   /** dlogits[T,V] = dlogp[t]·(onehot(targets[t]) − softmax(logits[t])) (overwritten; may be the logits array; masked rows get 0) */
   logprobBackward(dlogits: Float32Array, dlogp: Float32Array, logits: Float32Array, targets: Int32Array, T: number, V: number): void;
+  /**
+   * Batched multi-adapter LoRA: out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ with e = adapters[slot[t]]
+   * for every row t whose slot is not −1; a [rank, K], b [N, rank].
+   */
+  lora(out: Float32Array, x: Float32Array, slot: Int32Array, adapters: LoraOpAdapter[], T: number, N: number, K: number): void;
 }
 
 /** The CUDA backend's state: `error` says why "cuda" is not in backends() (null when it is). */

@@ -48,6 +48,8 @@ export interface ServerOptions {
   kvCacheMemory?: KvCacheMemory;
   /** the KV pool's element type (serve --kv-dtype); default: loadModel's (bf16 on cuda, f32 on the CPU) */
   kvDtype?: KvDtype;
+  /** cuda: decode steps as CUDA graphs (serve --cuda-graphs); default on */
+  cudaGraphs?: boolean;
   /** largest request body; default 8 MiB */
   maxBodyBytes?: number;
   /** where the server keeps its state: hybridchat.sqlite, the built-in model's cache */
@@ -104,7 +106,7 @@ export class HybridchatServer {
     const pretrained = o.model === undefined ? findDefaultModel().dir : o.model;
     const builtin = pretrained === null;
     const dir = pretrained ?? (await ensureBuiltinModel(o.dataDir ? join(o.dataDir, "models") : tmpdir()));
-    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device, matmulPrecision: o.matmulPrecision, kvDtype: o.kvDtype });
+    const model = await loadModel(dir, { threads: o.threads ?? availableParallelism(), tensorParallel: o.tensorParallel, maxContext: o.maxContext, kvCacheMemory: o.kvCacheMemory, device: o.device, matmulPrecision: o.matmulPrecision, kvDtype: o.kvDtype, cudaGraphs: o.cudaGraphs });
     const servedName = o.servedModelName ?? (builtin ? BUILTIN_SERVED_NAME : model.id);
     const adapters = (o.adapters ?? []).map((a) => ({ id: a.name, dir: a.dir }));
     try {

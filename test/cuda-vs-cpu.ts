@@ -101,4 +101,11 @@ for (const dtype of ["bf16", "f16"] as const) {
   const bits = Uint16Array.from({ length: 65536 }, (_, i) => i);
   both("toF32", () => [new Float32Array(65536), bits], [0], (o, a) => o.toF32(F(a[0]), a[1] as Uint16Array, dtype), 0, 0);
 }
+{
+  // batched multi-adapter LoRA: rows on three adapters of ranks 1, 4, 8 (one undoing: negative scale) or none
+  const [T, N, K] = [13, 37, 45];
+  const ads = [1, 4, 8].map((rank, i) => ({ a: f32(rank * K), b: f32(N * rank), rank, scale: i === 2 ? -0.5 : 2 }));
+  const slot = Int32Array.from({ length: T }, () => rng.int(4) - 1);
+  both("lora", () => [f32(T * N), f32(T * K)], [0], (o, a) => o.lora(F(a[0]), F(a[1]), slot, ads, T, N, K), 1e-5, 1e-5);
+}
 console.log(JSON.stringify({ seed, devices: native().cudaStatus().devices, ops: excess }));

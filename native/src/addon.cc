@@ -30,6 +30,7 @@ Napi::Function ModelWrap::Define(Napi::Env env) {
                       InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
                       InstanceMethod<&ModelWrap::KvStats>("kvStats"),
                       InstanceMethod<&ModelWrap::Device>("device"),
+                      InstanceMethod<&ModelWrap::StepCounts>("stepCounts"),
                       InstanceMethod<&ModelWrap::Dispose>("dispose"),
                       InstanceMethod<&ModelWrap::AddAdapter>("addAdapter"),
                       InstanceMethod<&ModelWrap::RemoveAdapter>("removeAdapter"),
@@ -132,6 +133,16 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   return o;
 }
 
+Napi::Value ModelWrap::StepCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const hc::Exec::StepCounts c = live(env).step_counts();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("graphReplays", static_cast<double>(c.graph_replays));
+  o.Set("graphCaptures", static_cast<double>(c.graph_captures));
+  o.Set("eagerSteps", static_cast<double>(c.eager_steps));
+  return o;
+}
+
 }  // namespace hc::addon
 
 namespace {
@@ -213,6 +224,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("tensorParallel") && !oo.Get("tensorParallel").IsUndefined())
       opts.tensor_parallel = static_cast<int>(int_of(oo, "tensorParallel"));
     if (oo.Has("device") && oo.Get("device").IsString()) opts.device = oo.Get("device").As<Napi::String>().Utf8Value();
+    if (oo.Has("cudaGraphs") && oo.Get("cudaGraphs").IsBoolean()) opts.cuda_graphs = flag(oo, "cudaGraphs");
     if (oo.Has("kvDtype") && oo.Get("kvDtype").IsString()) opts.kv_dtype = oo.Get("kvDtype").As<Napi::String>().Utf8Value();
     if (oo.Has("deviceIndex") && !oo.Get("deviceIndex").IsUndefined())
       opts.device_index = static_cast<int>(int_of(oo, "deviceIndex"));
@@ -282,6 +294,17 @@ struct CpuOps {
   }
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
+  }
+  static void lora(Napi::Env env, float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
+                   int64_t n, const float* const* a, const float* const* b, const int32_t* rank, const float* scale) {
+    std::vector<hc::cpu::LoraEntry> entries(static_cast<size_t>(n));
+    int64_t max_rank = 0;
+    for (int64_t e = 0; e < n; e++) {
+      entries[e] = {a[e], b[e], rank[e], scale[e]};
+      max_rank = std::max<int64_t>(max_rank, rank[e]);
+    }
+    std::vector<float> u(static_cast<size_t>(T * max_rank));
+    hc::cpu::lora_batched(out, x, entries.data(), slot, u.data(), T, N, K, max_rank, ops_pool(env));
   }
   static void to_f32(Napi::Env, float* out, const void* src, hc::DType dt, int64_t n) {
     hc::cpu::to_f32(out, src, dt, n);
@@ -487,6 +510,37 @@ void OpSwiglu(const Napi::CallbackInfo& info) {
     auto g = typed<float>(info[1], "gate", M * I);
     auto u = typed<float>(info[2], "up", M * I);
     B::swiglu(env, out.Data(), g.Data(), u.Data(), M * I);
+  });
+}
+
+// lora(out, x, slot, adapters [{a, b, rank, scale}], T, N, K): the batched multi-adapter LoRA
+template <class B>
+void OpLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  guard(env, [&] {
+    const int64_t T = int_arg(info, 4, "T"), N = int_arg(info, 5, "N"), K = int_arg(info, 6, "K");
+    if (!info[3].IsArray()) throw Error("invalid_argument", "adapters must be an array");
+    Napi::Array list = info[3].As<Napi::Array>();
+    const int64_t n = list.Length();
+    std::vector<const float*> a, b;
+    std::vector<int32_t> rank;
+    std::vector<float> scale;
+    for (uint32_t e = 0; e < list.Length(); e++) {
+      if (!list.Get(e).IsObject()) throw Error("invalid_argument", "adapters[i] must be {a, b, rank, scale}");
+      Napi::Object o = list.Get(e).As<Napi::Object>();
+      const int64_t r = int_of(o, "rank");
+      a.push_back(typed<float>(o.Get("a"), "a", r * K).Data());
+      b.push_back(typed<float>(o.Get("b"), "b", N * r).Data());
+      rank.push_back(static_cast<int32_t>(r));
+      scale.push_back(static_cast<float>(num(o, "scale")));
+    }
+    auto out = typed<float>(info[0], "out", T * N);
+    auto x = typed<float>(info[1], "x", T * K);
+    auto slot = typed<int32_t>(info[2], "slot", T);
+    for (int64_t t = 0; t < T; t++)
+      if (slot.Data()[t] < -1 || slot.Data()[t] >= n)
+        throw Error("invalid_argument", "slot[" + std::to_string(t) + "] must be -1 or an adapter's index");
+    B::lora(env, out.Data(), x.Data(), slot.Data(), T, N, K, n, a.data(), b.data(), rank.data(), scale.data());
   });
 }
 
@@ -713,6 +767,7 @@ Napi::Object make_ops(Napi::Env env) {
   o.Set("matmulBackward", Napi::Function::New<OpMatmulBackward<B>>(env, "matmulBackward"));
   o.Set("logprob", Napi::Function::New<OpLogprob<B>>(env, "logprob"));
   o.Set("logprobBackward", Napi::Function::New<OpLogprobBackward<B>>(env, "logprobBackward"));
+  o.Set("lora", Napi::Function::New<OpLora<B>>(env, "lora"));
   return o;
 }
 

@@ -173,6 +173,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   void FreeSeq(const Napi::CallbackInfo& info);
   Napi::Value KvStats(const Napi::CallbackInfo& info);
   Napi::Value Device(const Napi::CallbackInfo& info);
+  Napi::Value StepCounts(const Napi::CallbackInfo& info);
   void Dispose(const Napi::CallbackInfo&) { model_.reset(); }
 
   // training (addon_train.cc)

@@ -10,10 +10,12 @@
 // weight (weight()) or the KV pool. Shapes and aliasing as the CPU kernels (cpu/ops.h).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "cpu/matmul_kernels.h"
+#include "cpu/ops.h"
 #include "dtype.h"
 #include "exec_train.h"
 #include "threadpool.h"
@@ -24,7 +26,8 @@ namespace hc {
 // AttnPart: a split decode attention's partial rows (CudaExec)
 enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logits, AttnPart, Count };
 // Small integer arrays copied from the host each step.
-enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, Count };
+// LoraOwn/LoraUndo: each row's LoRA slot and the merged adapter's undo slot (−1: none).
+enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, LoraOwn, LoraUndo, Count };
 
 // Strides in elements of `dtype`: f32, or bf16 (a device pool: --kv-dtype bf16).
 struct KvGeometry {
@@ -99,6 +102,32 @@ class Exec {
                                const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD,
                                const KvGeometry& g, int64_t window) = 0;
   virtual void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) = 0;
+  // ---- batched multi-adapter LoRA (cpu/lora.cc, cuda/lora.cu) ----
+  // The step's adapter table (cpu::LoraEntry: a/b are weight() pointers) in this Exec's memory.
+  virtual const cpu::LoraEntry* lora_table(const cpu::LoraEntry* host, int64_t n) = 0;
+  // out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ, e = entries[slot[t]], every row t with slot[t] >= 0,
+  // whatever the mix of adapters: one op per linear. u [T, max_rank] scratch.
+  virtual void lora(float* out, const float* x, const cpu::LoraEntry* entries, const int32_t* slot, float* u,
+                    int64_t T, int64_t N, int64_t K, int64_t max_rank) = 0;
+  // ---- CUDA graphs of decode steps (exec_cuda.cc) ----
+  // Runs `step`, the ops of one forward whose inputs all sit in this Exec's buffers already
+  // (ints(), lora_table(), scratch() called before it). A non-empty `key` names the step's
+  // shape: a device with graphs captures the key's second step as a graph and replays that
+  // graph for every later one, until a buffer it holds is freed or reallocated (weights_changed,
+  // a larger scratch) and it is captured again. Eager on the CPU, with graphs off, or key "".
+  virtual void run_step(const std::string& key, const std::function<void()>& step) {
+    (void)key;
+    counts_.eager_steps++;
+    step();
+  }
+  // whether run_step may replay graphs (the forward then pads decode steps to bucket sizes)
+  virtual bool graphs() const { return false; }
+  struct StepCounts {
+    int64_t graph_replays = 0;  // steps run as one graph launch (the capturing step included)
+    int64_t graph_captures = 0;
+    int64_t eager_steps = 0;    // steps whose ops were launched one by one
+  };
+  StepCounts step_counts() const { return counts_; }
   // host[n] = buf[n]; waits for the queued work
   virtual void read(float* host, const float* buf, int64_t n) = 0;
 
@@ -131,6 +160,9 @@ class Exec {
   // Bytes of weights moved between host and device so far (uploads by weight()/pin()/push(),
   // downloads by pull()): what a serving ⇄ training switch costs; 0 on the CPU.
   virtual int64_t weight_bytes_moved() const = 0;
+
+ protected:
+  StepCounts counts_;
 };
 
 // k_pool, v_pool: the KVCache's host storage
@@ -139,6 +171,7 @@ std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_po
                                     cpu::MatmulPrecision precision);
 // Throws "backend_unavailable" (naming the library paths searched) without a usable device.
 // The pool is kv.blocks blocks of kv.dtype (f32 or bf16).
-std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv);
+// graphs: decode steps as CUDA graphs (run_step)
+std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv, bool graphs = false);
 
 }  // namespace hc

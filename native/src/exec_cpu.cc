@@ -104,6 +104,11 @@ class CpuExec final : public Exec {
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     for (int64_t r = 0; r < R; r++) std::copy_n(x + static_cast<int64_t>(rows[r]) * C, C, out + r * C);
   }
+  const cpu::LoraEntry* lora_table(const cpu::LoraEntry* host, int64_t) override { return host; }
+  void lora(float* out, const float* x, const cpu::LoraEntry* entries, const int32_t* slot, float* u, int64_t T,
+            int64_t N, int64_t K, int64_t max_rank) override {
+    cpu::lora_batched(out, x, entries, slot, u, T, N, K, max_rank, pool_);
+  }
   void read(float* host, const float* buf, int64_t n) override {
     if (host != buf) std::memcpy(host, buf, static_cast<size_t>(n) * sizeof(float));
   }

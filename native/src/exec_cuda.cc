@@ -1,7 +1,11 @@
 // The CUDA Exec: every op through the CUDA library's device-pointer API (hc_cuda_dev_*,
 // cuda/resident.cu) on memory resident on one device: weights uploaded once in their
 // checkpoint dtype, the KV block pool, the step's scratch. Ops queue on the device's
-// default stream; read() (the logits) is the step's one synchronisation.
+// forward stream (cuda/graph.cu); read() (the logits) is the step's one synchronisation.
+// With graphs on, a decode step of a known shape is one graph launch (run_step): the
+// kernels and their arguments as captured on the shape's second step, the step's inputs
+// copied into the same fixed buffers first. Any buffer a graph holds that is freed or
+// reallocated drops every graph (invalidate()); each is captured again when next met.
 #include <array>
 #include <cstring>
 #include <map>
@@ -54,9 +58,13 @@ int dev_table_dtype(DType t) {
   return static_cast<int>(t);
 }
 
+// Thrown by an allocation or upload asked for while a graph is being captured (the driver
+// refuses both there): the capture is dropped and the step runs eagerly.
+struct NotCapturable {};
+
 class CudaExec final : public Exec {
  public:
-  CudaExec(int device, const KvGeometry& kv) : device_(device), kv_(kv) {
+  CudaExec(int device, const KvGeometry& kv, bool graphs) : device_(device), kv_(kv), graphs_on_(graphs) {
     cuda_require_usable();
     if (device < 0 || device >= lib().devices)
       throw Error("backend_unavailable", "CUDA device " + std::to_string(device) + " does not exist (" +
@@ -69,11 +77,13 @@ class CudaExec final : public Exec {
     k_ = DeviceBuffer(pool);
     v_ = DeviceBuffer(pool);
   }
+  ~CudaExec() override { invalidate(); }
   const char* device() const override { return "cuda"; }
   std::string device_name() const override { return lib().device_name; }
   void bind() override { cuda_call(lib().hc_cuda_set_device(device_)); }
 
   float* scratch(Slot s, int64_t n) override { return static_cast<float*>(grow(f_[static_cast<size_t>(s)], n * 4)); }
+  // Outside any capture: the copies are plain uploads, ordered before the graph launch.
   const int32_t* ints(ISlot s, const int32_t* host, int64_t n) override {
     void* d = grow(i_[static_cast<size_t>(s)], n * 4);
     cuda_call(lib().hc_cuda_upload(d, host, static_cast<size_t>(n) * 4));
@@ -83,8 +93,12 @@ class CudaExec final : public Exec {
     if (!host) return nullptr;
     auto it = weights_.find(host);
     if (it != weights_.end() && it->second.buf.bytes() == bytes) return it->second.buf.get();
+    if (capturing_) throw NotCapturable{};
     Resident& r = weights_[host];
-    if (r.buf.bytes() != bytes) r.buf = DeviceBuffer(bytes);
+    if (r.buf.bytes() != bytes) {
+      if (r.buf.get()) invalidate();  // a graph may hold the old copy
+      r.buf = DeviceBuffer(bytes);
+    }
     cuda_call(lib().hc_cuda_upload(r.buf.get(), host, static_cast<size_t>(bytes)));
     moved_ += bytes;
     r.mut = mut;
@@ -93,6 +107,7 @@ class CudaExec final : public Exec {
   // the mutable copies are dropped (their host arrays may be gone or rewritten) and
   // uploaded again when next read; the mapped checkpoint tensors stay
   void weights_changed() override {
+    invalidate();
     for (auto it = weights_.begin(); it != weights_.end();)
       it = it->second.mut && !it->second.pinned ? weights_.erase(it) : std::next(it);
     for (auto it = views_.begin(); it != views_.end();) it = it->second.mut ? views_.erase(it) : std::next(it);
@@ -160,6 +175,30 @@ class CudaExec final : public Exec {
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
     cuda_call(lib().hc_cuda_dev_gather_rows(out, x, rows, R, C));
   }
+  bool graphs() const override { return graphs_on_; }
+  void run_step(const std::string& key, const std::function<void()>& step) override {
+    if (!graphs_on_ || key.empty()) return Exec::run_step(key, step);
+    // the library freed a buffer of its own that graphs may use (cuBLASLt's rounding buffer)
+    if (const int64_t e = lib().hc_cuda_graph_buffers_epoch(); e != epoch_) invalidate(), epoch_ = e;
+    Graph& g = graphs_[key];
+    if (!g.exec && g.seen && !g.failed) capture(g, step);
+    if (!g.exec) {  // the shape's first step (it sizes every buffer), or one that could not be captured
+      g.seen = true;
+      return Exec::run_step(key, step);
+    }
+    cuda_call(lib().hc_cuda_graph_launch(g.exec));
+    counts_.graph_replays++;
+  }
+  const cpu::LoraEntry* lora_table(const cpu::LoraEntry* host, int64_t n) override {
+    const int64_t bytes = n * static_cast<int64_t>(sizeof(cpu::LoraEntry));
+    void* d = grow(lora_table_, bytes);
+    cuda_call(lib().hc_cuda_upload(d, host, static_cast<size_t>(bytes)));
+    return static_cast<const cpu::LoraEntry*>(d);
+  }
+  void lora(float* out, const float* x, const cpu::LoraEntry* entries, const int32_t* slot, float* u, int64_t T,
+            int64_t N, int64_t K, int64_t max_rank) override {
+    cuda_call(lib().hc_cuda_dev_lora(out, x, entries, slot, u, T, N, K, max_rank));
+  }
   void read(float* host, const float* buf, int64_t n) override {
     cuda_call(lib().hc_cuda_download(host, buf, static_cast<size_t>(n) * sizeof(float)));
   }
@@ -207,13 +246,48 @@ class CudaExec final : public Exec {
   int64_t weight_bytes_moved() const override { return moved_; }
 
  private:
+  struct Graph {
+    void* exec = nullptr;
+    bool seen = false, failed = false;
+  };
+  // Records `step` as g's graph; on anything not capturable the capture is dropped and g
+  // marked (it then runs eagerly until the next invalidate()).
+  void capture(Graph& g, const std::function<void()>& step) {
+    cuda_call(lib().hc_cuda_graph_begin());
+    capturing_ = true;
+    bool ok = true;
+    try {
+      step();
+    } catch (...) {
+      ok = false;
+    }
+    capturing_ = false;
+    void* exec = nullptr;
+    if (lib().hc_cuda_graph_end(&exec) != 0 || !ok) {
+      if (exec) lib().hc_cuda_graph_destroy(exec);
+      g.failed = true;
+      return;
+    }
+    g.exec = exec;
+    counts_.graph_captures++;
+  }
+  // every graph holds buffer addresses: dropped when one of those may go
+  void invalidate() {
+    for (auto& [key, g] : graphs_)
+      if (g.exec) lib().hc_cuda_graph_destroy(g.exec);
+    graphs_.clear();
+  }
   struct Resident {
     DeviceBuffer buf;
     bool mut = false;
     bool pinned = false;  // a trainable tensor, updated in place on the device (pin())
   };
-  static void* grow(DeviceBuffer& b, int64_t bytes) {
-    if (b.bytes() < bytes) b = DeviceBuffer(bytes);
+  void* grow(DeviceBuffer& b, int64_t bytes) {
+    if (b.bytes() < bytes) {
+      if (capturing_) throw NotCapturable{};
+      invalidate();
+      b = DeviceBuffer(bytes);
+    }
     return b.get();
   }
   int device_;
@@ -221,14 +295,21 @@ class CudaExec final : public Exec {
   DeviceBuffer k_, v_;
   std::array<DeviceBuffer, static_cast<size_t>(Slot::Count)> f_;
   std::array<DeviceBuffer, static_cast<size_t>(ISlot::Count)> i_;
+  DeviceBuffer lora_table_;  // the step's LoRA entries (lora_table())
   std::unordered_map<const void*, Resident> weights_;  // by host address
   std::map<std::pair<const void*, int64_t>, Resident> views_;  // weight_columns' shards, by host address and c0
   int64_t moved_ = 0;  // weight bytes uploaded or pulled back
   std::unique_ptr<TrainOps> train_;
+  bool graphs_on_;
+  bool capturing_ = false;
+  std::map<std::string, Graph> graphs_;  // by step shape (Model::forward's key)
+  int64_t epoch_ = 0;                    // hc_cuda_graph_buffers_epoch() when graphs_ was last valid
 };
 
 }  // namespace
 
-std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv) { return std::make_unique<CudaExec>(device, kv); }
+std::unique_ptr<Exec> make_cuda_exec(int device, const KvGeometry& kv, bool graphs) {
+  return std::make_unique<CudaExec>(device, kv, graphs);
+}
 
 }  // namespace hc

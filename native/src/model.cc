@@ -9,6 +9,32 @@
 
 namespace hc {
 
+namespace {
+
+// A decode step's rows padded to the graph bucket it replays (exec.h run_step): 1, 2, 4,
+// ..., 64; 0 above (eager).
+inline int64_t graph_bucket(int64_t T) {
+  for (int64_t b = 1; b <= 64; b *= 2)
+    if (T <= b) return b;
+  return 0;
+}
+
+// [n, to): copies of element n − 1 (a padded row repeats the last real one: the same
+// token at the same position of the same sequence computes and writes the same values)
+template <typename V>
+void pad_last(V& v, size_t n, size_t to) {
+  v.resize(to);
+  for (size_t i = n; i < to; i++) v[i] = v[n - 1];
+}
+
+size_t pow2_at_least(size_t n) {
+  size_t p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+}  // namespace
+
 Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const ModelOptions& opts)
     : spec_(s), store_(tensors) {
   if (s.C <= 0 || s.I <= 0 || s.L <= 0 || s.NH <= 0 || s.NKV <= 0 || s.HD <= 0 || s.V <= 0)
@@ -108,7 +134,7 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     if (tp_ && opts.device_index != 0)
       throw Error("bad_options", "--tensor-parallel on cuda puts rank r on device r: device index must be 0");
     // under tensor parallelism this is rank 0's Exec: its KV heads, device 0
-    exec_ = make_cuda_exec(opts.device_index, tp_ ? tp_->kv_geometry(kv_geo_, 0) : kv_geo_);
+    exec_ = make_cuda_exec(opts.device_index, tp_ ? tp_->kv_geometry(kv_geo_, 0) : kv_geo_, opts.cuda_graphs && !tp_);
     device_index_ = opts.device_index;
     if (tp_) tp_->attach(*this, true);
     upload_weights();
@@ -169,16 +195,64 @@ void Model::exec_linears(const float* in, std::initializer_list<std::pair<float*
   exec_->linears(outs, n, in, M, ls.begin()->second->in);
 }
 
-void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps) {
-  for (const LoraApp& ap : apps) {
-    const LoraMats& m = ap.a->at(layer, t);
-    if (!m.on()) continue;
-    const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    float* u = exec_->scratch(Slot::LoraU, R * r);
-    exec_->sgemm(false, true, R, r, m.in, 1.0f, in + ap.r0 * m.in, m.in, resident(m.A), m.in, 0.0f, u, r);
-    exec_->sgemm(false, true, R, m.out, r, ap.sign * ap.a->scale, u, r, resident(m.B), r, 1.0f, out + ap.r0 * m.out,
-                 m.out);
+void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T) {
+  if (p.slots == 0 || !p.on[static_cast<size_t>(layer * kTargets + t)]) return;
+  const Linear& w = layers_[layer].at(t);
+  const cpu::LoraEntry* e = p.table + (layer * kTargets + t) * p.slots;
+  if (p.own) exec_->lora(out, in, e, p.own, p.u, T, w.out, w.in, p.max_rank);
+  if (p.undo) exec_->lora(out, in, e, p.undo, p.u, T, w.out, w.in, p.max_rank);
+}
+
+LoraPlan Model::lora_plan(const ForwardBatch& b, int64_t T0, int64_t T) {
+  LoraPlan p;
+  const Adapter* merged = merged_.empty() ? nullptr : &adapter(merged_);
+  if (merged && !merged->spec.has_lora) merged = nullptr;
+  // slot 0 the merged adapter (undone: scale −s) when there is one, then the batch's
+  // adapters in order of first appearance
+  std::vector<std::pair<const Adapter*, float>> slots;
+  if (merged) slots.push_back({merged, -1.0f});
+  auto slot_of = [&](const Adapter* a) {
+    for (size_t i = merged ? 1 : 0; i < slots.size(); i++)
+      if (slots[i].first == a) return static_cast<int32_t>(i);
+    slots.push_back({a, 1.0f});
+    return static_cast<int32_t>(slots.size() - 1);
+  };
+  lora_own_.assign(static_cast<size_t>(T0), -1);
+  lora_undo_.assign(static_cast<size_t>(T0), -1);
+  bool own = false, undo = false;
+  for (size_t sq = 0, t = 0; sq < b.seq_ids.size(); t += static_cast<size_t>(b.counts[sq++])) {
+    const Adapter* a = b.adapters.empty() || b.adapters[sq].empty() ? nullptr : &adapter(b.adapters[sq]);
+    if (a == merged) continue;  // the merged weights already are this adapter
+    const size_t r1 = t + static_cast<size_t>(b.counts[sq]);
+    if (merged) std::fill(lora_undo_.begin() + t, lora_undo_.begin() + r1, 0), undo = true;
+    if (a && a->spec.has_lora) std::fill(lora_own_.begin() + t, lora_own_.begin() + r1, slot_of(a)), own = true;
   }
+  if (!own && !undo) return p;
+  const int64_t S = static_cast<int64_t>(slots.size());
+  lora_entries_.assign(static_cast<size_t>(spec_.L * kTargets * S), cpu::LoraEntry{});
+  p.on.assign(static_cast<size_t>(spec_.L * kTargets), 0);
+  for (int64_t l = 0; l < spec_.L; l++)
+    for (int t = 0; t < kTargets; t++)
+      for (int64_t s = 0; s < S; s++) {
+        const auto& [a, sign] = slots[static_cast<size_t>(s)];
+        const LoraMats& m = a->at(l, t);
+        if (!m.on()) continue;
+        cpu::LoraEntry& e = lora_entries_[static_cast<size_t>((l * kTargets + t) * S + s)];
+        e.a = resident(m.A);
+        e.b = resident(m.B);
+        e.rank = static_cast<int32_t>(static_cast<int64_t>(m.A.size()) / m.in);
+        e.scale = sign * a->scale;
+        p.max_rank = std::max<int64_t>(p.max_rank, e.rank);
+        p.on[static_cast<size_t>(l * kTargets + t)] = 1;
+      }
+  p.slots = S;
+  pad_last(lora_own_, static_cast<size_t>(T0), static_cast<size_t>(T));
+  pad_last(lora_undo_, static_cast<size_t>(T0), static_cast<size_t>(T));
+  p.u = exec_->scratch(Slot::LoraU, T * p.max_rank);
+  p.table = exec_->lora_table(lora_entries_.data(), static_cast<int64_t>(lora_entries_.size()));
+  if (own) p.own = exec_->ints(ISlot::LoraOwn, lora_own_.data(), T);
+  if (undo) p.undo = exec_->ints(ISlot::LoraUndo, lora_undo_.data(), T);
+  return p;
 }
 
 // Row ranges of each adapter's LoRA in a packed serving batch (runs of sequences on the
@@ -241,9 +315,14 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   const ModelSpec& s = spec_;
   const int64_t C = s.C, I = s.I, NH = s.NH, NKV = s.NKV, HD = s.HD, QD = NH * HD, KD = NKV * HD;
   const int64_t nseq = static_cast<int64_t>(b.seq_ids.size());
-  const int64_t T = static_cast<int64_t>(b.tokens.size());
+  const int64_t T0 = static_cast<int64_t>(b.tokens.size());
+  // a decode step (one new token a sequence, last logits) on a device with graphs runs as the
+  // graph of its bucket: T rows, the real T0 then copies of the last
+  const bool decode = !tp_ && !b.all_logits && exec_->graphs() && T0 == nseq;
+  const bool graph = decode && graph_bucket(T0) > 0;
+  const int64_t T = graph ? graph_bucket(T0) : T0;
 
-  const std::vector<LoraApp> apps = lora_apps(b);
+  const std::vector<LoraApp> apps = tp_ ? lora_apps(b) : std::vector<LoraApp>{};
   KVCache::Reservation res;
   try {
     res = kv_->reserve(b.seq_ids.data(), b.counts.data(), nseq);
@@ -263,82 +342,100 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     float *gate = layer_slot(Slot::Gate, T * I), *up = layer_slot(Slot::Up, T * I);
     float* cos_t = layer_slot(Slot::Cos, T * HD / 2);
     float* sin_t = layer_slot(Slot::Sin, T * HD / 2);
-    pos_.resize(T), seq_of_.resize(T), npos_.resize(T);
+    pos_.resize(T0), seq_of_.resize(T0), npos_.resize(T0);
     for (int64_t sq = 0, t = 0; sq < nseq; sq++)
       for (int32_t i = 0; i < b.counts[sq]; i++, t++) {
         pos_[t] = static_cast<int32_t>(res.start[sq] + i);
         seq_of_[t] = static_cast<int32_t>(sq);
         npos_[t] = pos_[t] + 1;
       }
-    // the block tables as one [nseq, max_blocks] array (short tables padded, never read there)
+    tokens_.assign(b.tokens.begin(), b.tokens.end());
+    for (auto* vec : {&pos_, &seq_of_, &npos_, &tokens_}) pad_last(*vec, static_cast<size_t>(T0), static_cast<size_t>(T));
+    // the block tables as one [nseq, max_blocks] array (short tables padded, never read there);
+    // a graph's width is a power of two, so that its shape stays put while sequences grow
     size_t maxb = 1;
     for (const auto& tb : res.tables) maxb = std::max(maxb, tb.size());
-    tables_.assign(static_cast<size_t>(nseq) * maxb, 0);
+    if (graph) maxb = pow2_at_least(maxb);
+    tables_.assign(static_cast<size_t>(graph ? T : nseq) * maxb, 0);
     for (int64_t sq = 0; sq < nseq; sq++) std::copy(res.tables[sq].begin(), res.tables[sq].end(), tables_.begin() + sq * maxb);
-    // all that goes down per step: token ids, positions, block tables
+    // all that goes down per step: token ids, positions, block tables (and the LoRA table and
+    // slots, the rows to keep): copied into the Exec's buffers before the step's ops run
     // tensor parallel: every rank embeds and runs the layers on its own Exec (rank.h);
     // rank 0's residual stream is in exec_'s memory (the same device, or the host)
     if (tp_) x = tp_->forward(*this, b.tokens, apps, T, nseq, static_cast<int64_t>(maxb));
-    const int32_t* d_tokens = tp_ ? nullptr : ex.ints(ISlot::Tokens, b.tokens.data(), T);
+    const int32_t* d_tokens = tp_ ? nullptr : ex.ints(ISlot::Tokens, tokens_.data(), T);
     const int32_t* d_pos = tp_ ? nullptr : ex.ints(ISlot::Pos, pos_.data(), T);
     const int32_t* d_seq_of = tp_ ? nullptr : ex.ints(ISlot::SeqOf, seq_of_.data(), T);
     const int32_t* d_npos = tp_ ? nullptr : ex.ints(ISlot::Npos, npos_.data(), T);
     const int32_t* d_tables = tp_ ? nullptr : ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
-    if (!tp_) {
-      ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
-      ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
-    }
-
-    // each sublayer's residual add is fused with the next pre-norm (residual_rmsnorm): the
-    // first layer's attention norm stands alone, the last layer's add too
-    if (!tp_) ex.rmsnorm(xn, x, resident(layers_[0].attn_norm), T, C, s.eps);
-    for (int64_t l = 0; !tp_ && l < s.L; l++) {
-      const LayerWeights& w = layers_[l];
-      // attention block (xn: its pre-norm)
-      exec_linears(xn, {{q, &w.q}, {k, &w.k}, {v, &w.v}}, T);
-      lora_apply(q, xn, l, kQ, apps);
-      lora_apply(k, xn, l, kK, apps);
-      lora_apply(v, xn, l, kV, apps);
-      if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
-        ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
-        ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
-      }
-      ex.rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD);
-      void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
-      ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
-      ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV, HD,
-                         kv_geo_, s.window(l));
-      exec_linear(tmp, att, w.o, T);
-      lora_apply(tmp, att, l, kO, apps);
-      // MLP block
-      ex.residual_rmsnorm(x, xn, tmp, resident(w.mlp_norm), T, C, s.eps);
-      exec_linears(xn, {{gate, &w.gate}, {up, &w.up}}, T);
-      lora_apply(gate, xn, l, kGate, apps);
-      lora_apply(up, xn, l, kUp, apps);
-      ex.swiglu(gate, gate, up, T * I);
-      exec_linear(tmp, gate, w.down, T);
-      lora_apply(tmp, gate, l, kDown, apps);
-      if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, tmp, resident(layers_[l + 1].attn_norm), T, C, s.eps);
-      else ex.residual(x, x, tmp, T * C);
-    }
-
+    const LoraPlan lp = tp_ ? LoraPlan{} : lora_plan(b, T0, T);
     // final norm and LM head only on the rows whose logits were asked for
-    int64_t R = T;
-    const float* rows = x;
+    const int64_t R0 = b.all_logits ? T0 : nseq, R = graph ? T : R0;
+    const int32_t* d_rows = nullptr;
+    float* sel = nullptr;
     if (!b.all_logits) {
-      R = nseq;
-      rows_.resize(static_cast<size_t>(R));
+      rows_.resize(static_cast<size_t>(R0));
       for (int64_t sq = 0, t = 0; sq < nseq; sq++) rows_[sq] = static_cast<int32_t>((t += b.counts[sq]) - 1);
-      float* sel = ex.scratch(Slot::Sel, R * C);
-      ex.gather_rows(sel, x, ex.ints(ISlot::Rows, rows_.data(), R), R, C);
-      rows = sel;
+      pad_last(rows_, static_cast<size_t>(R0), static_cast<size_t>(R));
+      sel = ex.scratch(Slot::Sel, R * C);
+      d_rows = ex.ints(ISlot::Rows, rows_.data(), R);
     }
-    ex.rmsnorm(xn, rows, resident(final_norm_), R, C, s.eps);
     float* out = ex.scratch(Slot::Logits, R * s.V);
-    exec_linear(out, xn, lm_head_, R);
-    // all that comes back per step: the logits rows
-    logits.resize(static_cast<size_t>(R * s.V));
-    ex.read(logits.data(), out, R * s.V);
+
+    // the step's ops: every input above is in the Exec's buffers, every buffer allocated
+    auto step = [&] {
+      if (!tp_) {
+        ex.rope_tables(cos_t, sin_t, d_pos, resident(s.inv_freq), T, HD / 2, s.rope_scaling);
+        ex.embedding(x, d_tokens, resident_embed(), embed_dtype_, T, C);
+      }
+      // each sublayer's residual add is fused with the next pre-norm (residual_rmsnorm): the
+      // first layer's attention norm stands alone, the last layer's add too
+      if (!tp_) ex.rmsnorm(xn, x, resident(layers_[0].attn_norm), T, C, s.eps);
+      for (int64_t l = 0; !tp_ && l < s.L; l++) {
+        const LayerWeights& w = layers_[l];
+        // attention block (xn: its pre-norm)
+        exec_linears(xn, {{q, &w.q}, {k, &w.k}, {v, &w.v}}, T);
+        lora_apply(q, xn, l, kQ, lp, T);
+        lora_apply(k, xn, l, kK, lp, T);
+        lora_apply(v, xn, l, kV, lp, T);
+        if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
+          ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
+          ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
+        }
+        ex.rope_qk(q, k, cos_t, sin_t, T, NH, NKV, HD);
+        void *kl = ex.kv_k(l), *vl = ex.kv_v(l);
+        ex.kv_write(kl, vl, k, v, d_tables, static_cast<int64_t>(maxb), d_seq_of, d_pos, T, NKV, HD, kv_geo_);
+        ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV,
+                           HD, kv_geo_, s.window(l));
+        exec_linear(tmp, att, w.o, T);
+        lora_apply(tmp, att, l, kO, lp, T);
+        // MLP block
+        ex.residual_rmsnorm(x, xn, tmp, resident(w.mlp_norm), T, C, s.eps);
+        exec_linears(xn, {{gate, &w.gate}, {up, &w.up}}, T);
+        lora_apply(gate, xn, l, kGate, lp, T);
+        lora_apply(up, xn, l, kUp, lp, T);
+        ex.swiglu(gate, gate, up, T * I);
+        exec_linear(tmp, gate, w.down, T);
+        lora_apply(tmp, gate, l, kDown, lp, T);
+        if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, tmp, resident(layers_[l + 1].attn_norm), T, C, s.eps);
+        else ex.residual(x, x, tmp, T * C);
+      }
+      const float* rows = x;
+      if (sel) ex.gather_rows(sel, x, d_rows, R, C), rows = sel;
+      ex.rmsnorm(xn, rows, resident(final_norm_), R, C, s.eps);
+      exec_linear(out, xn, lm_head_, R);
+    };
+    // a graph per shape: rows, table width, and which LoRA ops run with what table layout
+    std::string key;
+    if (graph) {
+      key = std::to_string(T) + "/" + std::to_string(maxb) + "/" + std::to_string(lp.slots) + "/" +
+            std::to_string(lp.max_rank) + "/" + (lp.own ? "o" : "") + (lp.undo ? "u" : "") + "/";
+      key.append(lp.on.begin(), lp.on.end());
+    }
+    ex.run_step(key, step);
+    // all that comes back per step: the logits rows (the real ones)
+    logits.resize(static_cast<size_t>(R0 * s.V));
+    ex.read(logits.data(), out, R0 * s.V);
   } catch (...) {
     kv_->rollback(b.seq_ids.data(), nseq);
     throw;

@@ -53,6 +53,8 @@ struct ModelOptions {
   cpu::MatmulPrecision matmul_precision = cpu::MatmulPrecision::Highest;
   // the KV pool's element type: "f32", or "bf16" (cuda only)
   std::string kv_dtype = "f32";
+  // cuda: decode steps replayed as CUDA graphs of their bucket (exec.h run_step); one rank only
+  bool cuda_graphs = true;
 };
 
 struct ForwardBatch {
@@ -121,6 +123,19 @@ struct LoraApp {
   int64_t r0, r1;
 };
 
+// The batched LoRA of one serving step (Model::lora_plan), in the Exec's memory: the
+// table [L·kTargets, slots] of every adapter's A/B on every linear, and per row its slot.
+// The merged adapter (its delta already in the weights) is a slot of negative scale
+// applied by a second pass (`undo`) to the rows not on it.
+struct LoraPlan {
+  const cpu::LoraEntry* table = nullptr;
+  const int32_t* own = nullptr;   // row → its adapter's slot (−1: base, or the merged adapter); null: none
+  const int32_t* undo = nullptr;  // row → the merged adapter's slot (−1: on it); null: none merged
+  int64_t slots = 0, max_rank = 0;
+  float* u = nullptr;    // [rows, max_rank] scratch of the shrink
+  std::vector<char> on;  // [L·kTargets]: some slot has a LoRA on that linear
+};
+
 class Model {
  public:
   Model(const ModelSpec& spec, const std::vector<TensorDesc>& tensors, const ModelOptions& opts);
@@ -136,6 +151,8 @@ class Model {
   int devices() const { return std::string(exec_->device()) == "cpu" ? 0 : tp_ ? tp_->size() : 1; }
   // the KV pool's element type: "f32" or "bf16"
   const char* kv_dtype() const { return dtype_name(kv_geo_.dtype); }
+  // serving steps run as graph replays / captured / launched op by op (exec.h run_step)
+  Exec::StepCounts step_counts() const { return exec_->step_counts(); }
 
   // ---- training (model_train.cc, model_params.cc) ----
   // Log-probs (and values) of a packed batch; with grad, keeps the tape for one backward.
@@ -199,9 +216,14 @@ class Model {
     if (exec_) exec_->weights_changed();
     if (tp_) tp_->weights_changed();
   }
-  // out[rows] += sign·s·(in[rows]·Aᵀ)·Bᵀ for each app's rows (no dropout: serving path)
-  void lora_apply(float* out, const float* in, int64_t layer, int t, const std::vector<LoraApp>& apps);
+  // the tensor-parallel ranks' LoRA: row ranges per adapter (rank.cc)
   std::vector<LoraApp> lora_apps(const ForwardBatch& b);
+  // the one-rank forward's LoRA: every adapter of the step in one table, each row its slot
+  // (T0 real rows, padded to T by repeating the last)
+  LoraPlan lora_plan(const ForwardBatch& b, int64_t T0, int64_t T);
+  // out += each row's own adapter's LoRA of linear t of `layer` (no dropout: serving path),
+  // then the merged adapter's undone on the rows not on it: one batched op each
+  void lora_apply(float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T);
 
   // training internals (model_train.cc)
   // the gradient of the trainable tensor whose host data is `host` (device or host memory); null when frozen
@@ -237,7 +259,8 @@ class Model {
   KvGeometry kv_geo_{};
 
   // the step's host-side indexing (uploaded through exec_), reused across steps
-  std::vector<int32_t> pos_, seq_of_, npos_, tables_, rows_;
+  std::vector<int32_t> tokens_, pos_, seq_of_, npos_, tables_, rows_, lora_own_, lora_undo_;
+  std::vector<cpu::LoraEntry> lora_entries_;
 
   std::vector<float> embed_owned_;  // fp32 master of the embedding once materialised
   std::vector<std::unique_ptr<Adapter>> adapters_;

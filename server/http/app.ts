@@ -190,7 +190,7 @@ export function attachModel(
   const thread = new TokenizerThread(model.dir);
   tokenizerThreads.get(app)?.push(thread);
   const serving = servingFor(engine, model, thread, servedModelName, adapters);
-  app.metrics.attach(serving.servedModelName, engine, serving.model.device);
+  app.metrics.attach(serving.servedModelName, engine, serving.model.device, serving.model.stepCounts?.bind(serving.model));
   app.serving.ready(serving);
   const ft = app.fineTuning;
   if (!ft) return;

@@ -5,7 +5,7 @@
 // method) and the seconds the model spent in serving forward steps vs training calls.
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
 import type { EngineObserver, EngineStats, FinishedRequest } from "../../engine/engine.js";
-import type { DeviceInfo } from "../../native/index.js";
+import type { DeviceInfo, StepCounts } from "../../native/index.js";
 
 // vLLM's buckets, extended below 10 ms: a small model here answers well under that
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80];
@@ -30,6 +30,7 @@ export class ServerMetrics {
   readonly registry = new Registry();
   #baseName = "";
   #source: MetricsSource | null = null;
+  #stepCounts: (() => StepCounts) | null = null;
 
   readonly #promptTokens: Counter<"model_name">;
   readonly #generationTokens: Counter<"model_name">;
@@ -97,6 +98,32 @@ export class ServerMetrics {
       registers,
     });
     for (const phase of ["serving", "training"]) this.#busy.inc({ phase }, 0);
+    // read from the model when scraped: a CUDA graph replay is one launch for a whole decode step
+    const steps = (): StepCounts | null => this.#stepCounts?.() ?? null;
+    new Counter({
+      name: "hybridchat_forward_steps_total",
+      help: "Serving forward steps by how they ran: mode=graph, a decode step replayed as one CUDA graph launch; mode=eager, its kernels launched one by one (every step on the CPU).",
+      labelNames: ["mode"],
+      registers,
+      collect() {
+        const s = steps();
+        if (!s) return;
+        this.reset();
+        this.inc({ mode: "graph" }, s.graphReplays);
+        this.inc({ mode: "eager" }, s.eagerSteps);
+      },
+    });
+    new Counter({
+      name: "hybridchat_cuda_graph_captures_total",
+      help: "CUDA graphs captured for decode steps (again after the weights, an adapter or a buffer they hold changed).",
+      registers,
+      collect() {
+        const s = steps();
+        if (!s) return;
+        this.reset();
+        this.inc(s.graphCaptures);
+      },
+    });
     this.#job = new Map(
       JOB_GAUGES.map(([key, name, help]) => [key, new Gauge({ name: `hybridchat_fine_tuning_job_${name}`, help, labelNames: ["job_id", "method"], registers })] as const),
     );
@@ -116,9 +143,10 @@ export class ServerMetrics {
   }
 
   /** The model is served: label the base's requests with its id, read gauges from the engine. */
-  attach(baseName: string, source: MetricsSource, device?: DeviceInfo): void {
+  attach(baseName: string, source: MetricsSource, device?: DeviceInfo, stepCounts?: () => StepCounts): void {
     this.#baseName = baseName;
     this.#source = source;
+    this.#stepCounts = stepCounts ?? null;
     if (device) this.#device.set({ device: device.kind, name: device.name }, 1);
     if (device) this.#devices.set(device.devices);
   }

@@ -23,6 +23,7 @@ export function servedModel(model: LoadedModel, engine: Engine, thread: Tokenize
     untrained: model.untrained,
     vocabSize: model.config.vocabSize,
     device: model.native.device(),
+    stepCounts: () => model.native.stepCounts(),
     promptCharLimit: maxContext * model.tokenizer.maxTokenChars * NORMALIZER_SLACK,
     chatTemplate: model.chatTemplate,
     encodeChat: (messages: readonly ChatMessage[], tools?: readonly object[] | null, addGenerationPrompt = true) => {

@@ -3,7 +3,7 @@
 // "loading"); routes read the slot on every request.
 import type { ChatMessage, ChatTemplate, GenerateRequest, GenerationEvent, TokenConstraint } from "../../engine/types.js";
 import type { GrammarSpec } from "../../engine/grammar/grammars.js";
-import type { DeviceInfo } from "../../native/index.js";
+import type { DeviceInfo, StepCounts } from "../../native/index.js";
 
 /** Makes one generation's grammar state (a compiled grammar's fresh matcher). */
 export type ConstraintFactory = () => Promise<TokenConstraint>;
@@ -18,6 +18,8 @@ export interface ServedModel {
   readonly vocabSize: number;
   /** where the forward runs (absent: a test's stand-in model) */
   readonly device?: DeviceInfo;
+  /** how its serving steps ran so far: CUDA graph replays vs launched op by op (absent: a test's stand-in) */
+  stepCounts?(): StepCounts;
   /** the model's chat template (whether it renders tools, its source for the tool-call family) */
   readonly chatTemplate: ChatTemplate;
   /** chat template applied (with `tools` when given) and tokenized (BOS as the template/tokenizer wants) */

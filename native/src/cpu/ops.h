@@ -9,6 +9,7 @@
 #pragma once
 #include <cstdint>
 
+#include "../cuda/ops_cuda.h"
 #include "../dtype.h"
 #include "../threadpool.h"
 
@@ -98,5 +99,12 @@ void from_f32(void* out, const float* src, DType dtype, int64_t n);
 
 // True when this CPU runs the *_avx2.cc kernels (AVX2 + FMA + F16C).
 bool use_avx2();
+
+// One adapter's LoRA on one linear (A [rank, K], B [N, rank]; the C struct the CUDA twin reads too).
+using LoraEntry = HcLoraEntry;
+// out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ, e = entries[slot[t]], for every row t with slot[t] >= 0
+// (batched multi-adapter LoRA, lora.cc); u [T, max_rank] scratch, max_rank >= every entry's rank
+void lora_batched(float* out, const float* x, const LoraEntry* entries, const int32_t* slot, float* u, int64_t T,
+                  int64_t N, int64_t K, int64_t max_rank, ThreadPool& pool);
 
 }  // namespace hc::cpu

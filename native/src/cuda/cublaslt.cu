@@ -242,7 +242,7 @@ void blas_gemm(float* C, const float* A, const void* B, int dtype, const float* 
     const int64_t rows = ta ? K : M, cols = ta ? M : K;
     const size_t bytes = static_cast<size_t>(rows * cols) * 2;
     if (d.xbytes < bytes) {
-      if (d.xbuf) HC_CUDA_CHECK(cudaFree(d.xbuf));
+      if (d.xbuf) HC_CUDA_CHECK(cudaFree(d.xbuf)), buffers_epoch()++;
       d.xbuf = nullptr, d.xbytes = 0;
       HC_CUDA_CHECK(cudaMalloc(&d.xbuf, bytes));
       d.xbytes = bytes;

@@ -5,7 +5,10 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <cstdint>
+
+#include "ops_cuda.h"
 
 namespace hc::cuda {
 
@@ -64,6 +67,17 @@ void kv_write(void* k_pool, void* v_pool, int kv_dtype, const float* k, const fl
 // out[R,C] = x[rows[r], :]
 void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C, cudaStream_t stream);
 void from_f32(uint16_t* out, const float* src, int dtype, int64_t n, cudaStream_t stream);
+
+// out[t,:] += scale_e·(x[t,:]·A_eᵀ)·B_eᵀ, e = entries[slot[t]] (lora.cu; ops_cuda.h hc_cuda_dev_lora)
+void lora_batched(float* out, const float* x, const HcLoraEntry* entries, const int32_t* slot, float* u, int64_t T,
+                  int64_t N, int64_t K, int64_t max_rank, cudaStream_t stream);
+
+// ---- the serving forward's stream and its graphs (graph.cu) ----
+// The stream hc_cuda_dev_* forward ops queue on (one per device and host thread).
+cudaStream_t forward_stream();
+// Bumped whenever the library frees a buffer of its own that kernels read or write (the
+// cuBLASLt rounding buffer): graphs captured before hold its old address.
+std::atomic<int64_t>& buffers_epoch();
 
 // ---- backward ----
 // rinv[M] is scratch (the rows' 1/rms, handed from the row pass to the column pass)

@@ -210,6 +210,37 @@ HC_CUDA_API const char* hc_cuda_blas_error(void);
 /* cublasLtGetVersion() (e.g. 120903), 0 when none loaded */
 HC_CUDA_API int hc_cuda_blas_version(void);
 
+/* ---- batched multi-adapter LoRA (lora.cu): Punica's BGMV over a packed batch ---- */
+/* One adapter's LoRA on one linear: A [rank, K] and B [N, rank] fp32, scale its alpha/rank
+   (negative: undoes a merged delta); rank 0 = nothing on this linear. */
+typedef struct HcLoraEntry {
+  const float* a;
+  const float* b;
+  int32_t rank;
+  float scale;
+} HcLoraEntry;
+/* out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ with e = entries[slot[t]], for every row t of T whose
+   slot[t] >= 0 (−1: no adapter); one shrink and one expand launch whatever the adapters.
+   Device pointers (the entries' a/b too); u [T, max_rank] scratch, max_rank >= every rank. */
+HC_CUDA_API int hc_cuda_dev_lora(float* out, const float* x, const HcLoraEntry* entries, const int32_t* slot, float* u,
+                                 int64_t T, int64_t N, int64_t K, int64_t max_rank);
+/* The same on host arrays (the op test): n adapters, a[e] [rank[e], K], b[e] [N, rank[e]]. */
+HC_CUDA_API int hc_cuda_lora(float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
+                             int64_t n, const float* const* a, const float* const* b, const int32_t* rank,
+                             const float* scale);
+
+/* ---- CUDA graphs of the forward's stream (graph.cu) ---- */
+/* Starts capturing the calling thread's forward stream: the hc_cuda_dev_* ops after it are
+   recorded, not run, until hc_cuda_graph_end, which instantiates them as *exec (the capture's
+   error, e.g. cudaErrorStreamCaptureUnsupported after a synchronous copy or an allocation,
+   when it failed). hc_cuda_graph_launch replays it on that stream. */
+HC_CUDA_API int hc_cuda_graph_begin(void);
+HC_CUDA_API int hc_cuda_graph_end(void** exec);
+HC_CUDA_API int hc_cuda_graph_launch(void* exec);
+HC_CUDA_API int hc_cuda_graph_destroy(void* exec);
+/* changes whenever the library freed a buffer of its own that a captured graph may use */
+HC_CUDA_API int64_t hc_cuda_graph_buffers_epoch(void);
+
 #ifdef __cplusplus
 }
 #endif
@@ -283,6 +314,13 @@ HC_CUDA_API int hc_cuda_blas_version(void);
   X(hc_cuda_residual_rmsnorm)                                                                                      \
   X(hc_cuda_rope_qk)                                                                                               \
   X(hc_cuda_dev_residual_rmsnorm)                                                                                  \
-  X(hc_cuda_dev_rope_qk)
+  X(hc_cuda_dev_rope_qk)                                                                                           \
+  X(hc_cuda_dev_lora)                                                                                              \
+  X(hc_cuda_lora)                                                                                                  \
+  X(hc_cuda_graph_begin)                                                                                           \
+  X(hc_cuda_graph_end)                                                                                             \
+  X(hc_cuda_graph_launch)                                                                                          \
+  X(hc_cuda_graph_destroy)                                                                                         \
+  X(hc_cuda_graph_buffers_epoch)
 
 #endif

@@ -22,4 +22,4 @@ g++ -std=c++20 -O1 -g -fPIC -shared -pthread -I"$here" -I"$work" -o "$out" "$wor
 g++ -std=c++17 -O2 -fPIC -shared -pthread -fvisibility=hidden -o "$(dirname "$out")/libnccl.so.2" "$here/nccl.cc"
 # The stand-in cuBLASLt (cublaslt_emu.cc), beside OUT.so under the soname the library
 # searches there first: the emulated device's GEMMs then go through cublasLtMatmul's ABI.
-g++ -std=c++20 -O2 -fPIC -shared -o "$(dirname "$out")/libcublasLt.so.12" "$here/cublaslt_emu.cc"
+g++ -std=c++20 -O2 -fPIC -shared -I"$here" -o "$(dirname "$out")/libcublasLt.so.12" "$here/cublaslt_emu.cc"

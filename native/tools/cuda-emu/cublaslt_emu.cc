@@ -5,11 +5,14 @@
 // emulator is host memory. build.sh puts it beside the emulated CUDA library as
 // libcublasLt.so.12, where the library's search finds it. It refuses, as cuBLASLt
 // would, what the engine must never ask: other compute/scale types, A and B of
-// different types, C/D not fp32, a leading dimension shorter than a column, C ≠ D.
+// different types, C/D not fp32, a leading dimension shorter than a column, C ≠ D. On a
+// stream that captures a graph (stream_abi.h) a matmul is recorded, not run, as on a GPU.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <new>
+
+#include "stream_abi.h"
 
 namespace {
 
@@ -45,6 +48,27 @@ double at(const void* p, int type, int64_t ld, uint64_t r, uint64_t c) {
   return type == kR16BF ? bf16_to_f32(h) : half_to_f32(h);
 }
 bool known(int type) { return type == kR32F || type == kR16F || type == kR16BF; }
+
+// One validated cublasLtMatmul, everything it reads copied (a graph node replays it).
+struct Call {
+  Desc d;
+  Layout a, b, o;
+  float al, be;
+  const void *A, *B;
+  float* D;
+  uint64_t m, n, k;
+};
+void run(const Call& c) {
+  for (uint64_t j = 0; j < c.n; j++)
+    for (uint64_t i = 0; i < c.m; i++) {
+      double s = 0;
+      for (uint64_t l = 0; l < c.k; l++)
+        s += (c.d.transa ? at(c.A, c.a.type, c.a.ld, l, i) : at(c.A, c.a.type, c.a.ld, i, l)) *
+             (c.d.transb ? at(c.B, c.b.type, c.b.ld, j, l) : at(c.B, c.b.type, c.b.ld, l, j));
+      float& y = c.D[static_cast<int64_t>(j) * c.o.ld + static_cast<int64_t>(i)];
+      y = static_cast<float>(c.al * s + (c.be != 0.0f ? c.be * static_cast<double>(y) : 0.0));
+    }
+}
 
 }  // namespace
 
@@ -94,7 +118,7 @@ __attribute__((visibility("default"))) int cublasLtMatrixLayoutDestroy(void* lay
 __attribute__((visibility("default"))) int cublasLtMatmul(void* handle, void* desc, const void* alpha, const void* A,
                                                           void* Adesc, const void* B, void* Bdesc, const void* beta,
                                                           const void* C, void* Cdesc, void* D, void* Ddesc,
-                                                          const void*, void*, size_t, void*) {
+                                                          const void*, void*, size_t, void* stream) {
   if (!handle) return kNotInitialized;
   const Desc& d = *static_cast<Desc*>(desc);
   const Layout &a = *static_cast<Layout*>(Adesc), &b = *static_cast<Layout*>(Bdesc), &c = *static_cast<Layout*>(Cdesc),
@@ -106,17 +130,13 @@ __attribute__((visibility("default"))) int cublasLtMatmul(void* handle, void* de
   const uint64_t m = d.transa ? a.cols : a.rows, k = d.transa ? a.rows : a.cols;
   const uint64_t kb = d.transb ? b.cols : b.rows, n = d.transb ? b.rows : b.cols;
   if (k != kb || m != o.rows || n != o.cols) return kInvalidValue;
-  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  float* out = static_cast<float*>(D);
-  for (uint64_t j = 0; j < n; j++)
-    for (uint64_t i = 0; i < m; i++) {
-      double s = 0;
-      for (uint64_t l = 0; l < k; l++)
-        s += (d.transa ? at(A, a.type, a.ld, l, i) : at(A, a.type, a.ld, i, l)) *
-             (d.transb ? at(B, b.type, b.ld, j, l) : at(B, b.type, b.ld, l, j));
-      float& y = out[static_cast<int64_t>(j) * o.ld + static_cast<int64_t>(i)];
-      y = static_cast<float>(al * s + (be != 0.0f ? be * static_cast<double>(y) : 0.0));
-    }
+  // descriptors and scalars copied: the caller frees them once the call is queued
+  const Call call{d, a, b, o, *static_cast<const float*>(alpha), *static_cast<const float*>(beta), A, B,
+                  static_cast<float*>(D), m, n, k};
+  if (hc_emu_stream_abi* s = hc_emu_capturing(stream))  // a node of the graph being captured
+    s->record(s, [](void* p) { run(*static_cast<const Call*>(p)); }, &call, sizeof call);
+  else
+    run(call);
   return kSuccess;
 }
 

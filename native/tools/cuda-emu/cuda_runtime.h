@@ -17,9 +17,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <vector>
+
+#include "stream_abi.h"
 
 #define __global__
 #define __device__
@@ -163,29 +166,169 @@ enum cudaError_t {
   cudaErrorInsufficientDriver = 35,
   cudaErrorInvalidDevice = 101,
   cudaErrorNoDevice = 100,
+  cudaErrorInvalidResourceHandle = 400,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 };
 enum cudaMemcpyKind { cudaMemcpyHostToDevice, cudaMemcpyDeviceToHost, cudaMemcpyDeviceToDevice };
 using cudaStream_t = void*;
 struct cudaDeviceProp {
   char name[256];
 };
-inline const char* cudaGetErrorName(cudaError_t) { return "cudaErrorEmulated"; }
-inline const char* cudaGetErrorString(cudaError_t) { return "emulated error"; }
-inline cudaError_t cudaGetLastError() { return cudaSuccess; }
+inline const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
+    default: return "cudaErrorEmulated";
+  }
+}
+inline const char* cudaGetErrorString(cudaError_t e) {
+  switch (e) {
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit: return "operation would make the legacy stream depend on a capturing blocking stream";
+    default: return "emulated error";
+  }
+}
+
+// ---- streams and graphs ----
+// A stream is a handle (everything runs in call order on the calling thread) until it
+// captures: then launches, cudaMemcpyAsync and the stand-in cuBLASLt's matmuls on it are
+// recorded as nodes (callable + copied arguments) and run at each cudaGraphLaunch. As the
+// driver does in cudaStreamCaptureModeThreadLocal, while this thread captures, what cannot
+// be captured — a synchronous copy or memset, cudaMalloc/cudaFree, a device sync, work on
+// the legacy stream 0 — fails with cudaErrorStreamCaptureUnsupported/Implicit, says so on
+// stderr, and invalidates the capture (cudaStreamEndCapture then fails too).
+enum cudaStreamCaptureMode { cudaStreamCaptureModeGlobal, cudaStreamCaptureModeThreadLocal, cudaStreamCaptureModeRelaxed };
+enum cudaStreamCaptureStatus { cudaStreamCaptureStatusNone, cudaStreamCaptureStatusActive, cudaStreamCaptureStatusInvalidated };
+namespace emu {
+struct Graph {
+  std::vector<std::function<void()>> nodes;
+  bool invalid = false;
+};
+struct Stream : hc_emu_stream_abi {
+  Graph* capture = nullptr;
+};
+struct GraphExec {
+  std::vector<std::function<void()>> nodes;
+};
+inline thread_local Stream* capturing = nullptr;  // the stream this thread captures on
+inline thread_local cudaError_t last_error = cudaSuccess;
+inline void record_host(hc_emu_stream_abi* self, void (*fn)(void*), const void* arg, size_t size) {
+  auto copy = std::make_shared<std::vector<char>>(static_cast<const char*>(arg), static_cast<const char*>(arg) + size);
+  static_cast<Stream*>(self)->capture->nodes.push_back([fn, copy] { fn(copy->data()); });
+}
+inline Stream* captured(cudaStream_t s) { return static_cast<Stream*>(hc_emu_capturing(s)); }
+// an uncapturable call while this thread captures: the capture is invalidated
+inline bool refuse_in_capture(const char* what, cudaError_t e = cudaErrorStreamCaptureUnsupported) {
+  if (!capturing) return false;
+  std::fprintf(stderr, "cuda-emu: %s while a stream captures a graph: %s\n", what, cudaGetErrorName(e));
+  capturing->capture->invalid = true;
+  last_error = e;
+  return true;
+}
+}  // namespace emu
+using cudaGraph_t = emu::Graph*;
+using cudaGraphExec_t = emu::GraphExec*;
+
+inline cudaError_t cudaGetLastError() {
+  const cudaError_t e = emu::last_error;
+  emu::last_error = cudaSuccess;
+  return e;
+}
+inline cudaError_t cudaPeekAtLastError() { return emu::last_error; }
+inline cudaError_t cudaStreamCreate(cudaStream_t* s) {
+  auto* st = new emu::Stream{};
+  st->magic = HC_EMU_STREAM_MAGIC;
+  st->record = &emu::record_host;
+  *s = st;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  if (!s || emu::captured(s)) return cudaErrorInvalidResourceHandle;
+  delete static_cast<emu::Stream*>(s);
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  return emu::refuse_in_capture("cudaStreamSynchronize") ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
+inline cudaError_t cudaStreamBeginCapture(cudaStream_t s, cudaStreamCaptureMode) {
+  if (!s) return cudaErrorStreamCaptureUnsupported;  // the legacy stream cannot capture
+  auto* st = static_cast<emu::Stream*>(s);
+  if (st->capturing || emu::capturing) return cudaErrorStreamCaptureUnsupported;
+  st->capture = new emu::Graph{};
+  st->capturing = 1;
+  emu::capturing = st;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamIsCapturing(cudaStream_t s, cudaStreamCaptureStatus* status) {
+  const emu::Stream* st = emu::captured(s);
+  *status = !st ? cudaStreamCaptureStatusNone
+                : st->capture->invalid ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+inline cudaError_t cudaStreamEndCapture(cudaStream_t s, cudaGraph_t* g) {
+  emu::Stream* st = emu::captured(s);
+  *g = nullptr;
+  if (!st) return cudaErrorStreamCaptureUnsupported;
+  st->capturing = 0;
+  emu::capturing = nullptr;
+  std::unique_ptr<emu::Graph> graph(st->capture);
+  st->capture = nullptr;
+  if (graph->invalid) return cudaErrorStreamCaptureInvalidated;
+  *g = graph.release();
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphInstantiate(cudaGraphExec_t* e, cudaGraph_t g, unsigned long long = 0) {
+  *e = new emu::GraphExec{g->nodes};
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphLaunch(cudaGraphExec_t e, cudaStream_t s) {
+  if (!e) return cudaErrorInvalidResourceHandle;
+  if (emu::captured(s)) return cudaErrorStreamCaptureUnsupported;  // no graphs in graphs here
+  for (auto& n : e->nodes) n();
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphExecDestroy(cudaGraphExec_t e) {
+  delete e;
+  return cudaSuccess;
+}
+inline cudaError_t cudaGraphDestroy(cudaGraph_t g) {
+  delete g;
+  return cudaSuccess;
+}
+
 template <typename T>
 cudaError_t cudaMalloc(T** p, size_t n) {
+  *p = nullptr;
+  if (emu::refuse_in_capture("cudaMalloc")) return cudaErrorStreamCaptureUnsupported;
   *p = static_cast<T*>(std::malloc(n));
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 inline cudaError_t cudaFree(void* p) {
+  if (emu::refuse_in_capture("cudaFree")) return cudaErrorStreamCaptureUnsupported;
   std::free(p);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemcpy(void* d, const void* s, size_t n, cudaMemcpyKind) {
+  if (emu::refuse_in_capture("a synchronous cudaMemcpy")) return cudaErrorStreamCaptureUnsupported;
+  std::memcpy(d, s, n);
+  return cudaSuccess;
+}
+inline cudaError_t cudaMemcpyAsync(void* d, const void* s, size_t n, cudaMemcpyKind, cudaStream_t st) {
+  if (emu::Stream* c = emu::captured(st)) {
+    c->capture->nodes.push_back([d, s, n] { std::memcpy(d, s, n); });
+    return cudaSuccess;
+  }
+  if (!st && emu::refuse_in_capture("cudaMemcpyAsync on the legacy stream", cudaErrorStreamCaptureImplicit))
+    return cudaErrorStreamCaptureImplicit;
   std::memcpy(d, s, n);
   return cudaSuccess;
 }
 inline cudaError_t cudaMemset(void* d, int v, size_t n) {
+  if (emu::refuse_in_capture("a synchronous cudaMemset")) return cudaErrorStreamCaptureUnsupported;
   std::memset(d, v, n);
   return cudaSuccess;
 }
@@ -222,7 +365,9 @@ inline cudaError_t cudaGetDevice(int* d) {
   *d = emu_current_device;
   return cudaSuccess;
 }
-inline cudaError_t cudaDeviceSynchronize() { return cudaSuccess; }
+inline cudaError_t cudaDeviceSynchronize() {
+  return emu::refuse_in_capture("cudaDeviceSynchronize") ? cudaErrorStreamCaptureUnsupported : cudaSuccess;
+}
 // the host's memory stands for the device's
 inline cudaError_t cudaMemGetInfo(size_t* f, size_t* t) {
   const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
@@ -244,7 +389,12 @@ inline void fiber_entry() {
 // until it waits or ends, then releases each warp whose live lanes all wait at a
 // shuffle, or, when every live thread waits at __syncthreads, the whole block.
 template <typename K, typename... A>
-void launch(dim3 grid, dim3 threads, size_t, cudaStream_t, K kernel, A... args) {
+void launch(dim3 grid, dim3 threads, size_t smem, cudaStream_t stream, K kernel, A... args) {
+  if (Stream* c = captured(stream)) {  // a kernel node: the kernel and its arguments, copied
+    c->capture->nodes.push_back([=] { launch(grid, threads, smem, nullptr, kernel, args...); });
+    return;
+  }
+  if (!stream && refuse_in_capture("a launch on the legacy stream", cudaErrorStreamCaptureImplicit)) return;
   const unsigned n = threads.x * threads.y * threads.z;
   const uint64_t blocks = static_cast<uint64_t>(grid.x) * grid.y * grid.z;
   if (n == 0 || blocks == 0) return;
