@@ -406,11 +406,11 @@ int cmd_shape(int argc, char** argv) {
 
 // The block formats' kernels one at a time, one thread, the calling thread's CPU time (immune to
 // the other tenants of a shared machine): int8 GEMM variants (quant_gemm.h), the streamed int8
-// dot products (quant_dot.h: dot512, dot2) and the fp32 dequantizing packed GEMM (level avx512 or
+// dot products (quant_dot.h: dot512, dot2, dotvnni) and the fp32 dequantizing packed GEMM (level avx512 or
 // avx2; their pack_b dequantizes B per call).
 int cmd_qgemm(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|dot512|dot2|fp32packed|fp32packed-avx2\n");
+    std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|dot512|dot2|dotvnni|fp32packed|fp32packed-avx2\n");
     return 2;
   }
   const int64_t M = std::atol(argv[2]), N = std::atol(argv[3]), K = std::atol(argv[4]);
@@ -427,6 +427,7 @@ int cmd_qgemm(int argc, char** argv) {
     else if (v == "avx2") quant_gemm_avx2(g, 0, M, 0, N);
     else if (v == "dot512") quant_dot_avx512vnni(g, 0, N);
     else if (v == "dot2") quant_dot_avx2(g, 0, N);
+    else if (v == "dotvnni") quant_dot_avxvnni(g, 0, N);
     else if (v == "fp32packed-avx2") gemm_run(*kernels_for(static_cast<int>(KernelLevel::Avx2)), g, pool, GemmPath::Packed);
     else gemm_run(*kernels_for(static_cast<int>(KernelLevel::Avx512)), g, pool, GemmPath::Packed);
   };

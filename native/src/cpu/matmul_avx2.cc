@@ -221,7 +221,10 @@ void gemv_q4k(const GemmArgs& g, int64_t n0, int64_t n1) {
 // q4_k M = 8 0.274 / 0.277 / 0.341, M = 16 0.536 / 0.354 / 0.481.
 inline int64_t avx2_quant_gemm_min_m() { return use_avx_vnni() ? 8 : 12; }
 
-// The AVX2 level's int8 GEMM: AVX-VNNI where the CPU has it (dispatch.h), else maddubs.
+// The AVX2 level's int8 dot products and GEMM: AVX-VNNI where the CPU has it (dispatch.h), else maddubs.
+bool avx2_quant_dot(const GemmArgs& g, int64_t n0, int64_t n1) {
+  return use_avx_vnni() ? quant_dot_avxvnni(g, n0, n1) : quant_dot_avx2(g, n0, n1);
+}
 bool avx2_quant_gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   return use_avx_vnni() ? quant_gemm_avxvnni(g, m0, m1, n0, n1) : quant_gemm_avx2(g, m0, m1, n0, n1);
 }
@@ -236,9 +239,9 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);
     case DType::BF16: return gemv_typed<DType::BF16>(g, n0, n1);
     case DType::F16: return gemv_typed<DType::F16>(g, n0, n1);
-    case DType::Q8_0: if (!quant_dot_avx2(g, n0, n1)) gemv_q<DType::Q8_0>(g, n0, n1); return;
-    case DType::Q4_0: if (!quant_dot_avx2(g, n0, n1)) gemv_q<DType::Q4_0>(g, n0, n1); return;
-    case DType::Q4_K: if (!quant_dot_avx2(g, n0, n1)) gemv_q4k(g, n0, n1); return;
+    case DType::Q8_0: if (!avx2_quant_dot(g, n0, n1)) gemv_q<DType::Q8_0>(g, n0, n1); return;
+    case DType::Q4_0: if (!avx2_quant_dot(g, n0, n1)) gemv_q<DType::Q4_0>(g, n0, n1); return;
+    case DType::Q4_K: if (!avx2_quant_dot(g, n0, n1)) gemv_q4k(g, n0, n1); return;
     case DType::Q6_K: return portable_kernels().gemv_cols(g, n0, n1);  // read only (GGUF): rows dequantized, then dotted
   }
 }

@@ -19,5 +19,6 @@ namespace hc::cpu {
 // int8 path's limit for this variant (the caller then runs its fp32 dequantizing GEMV).
 bool quant_dot_avx512vnni(const GemmArgs& g, int64_t n0, int64_t n1);  // AVX512-VNNI (the CPU must have it)
 bool quant_dot_avx2(const GemmArgs& g, int64_t n0, int64_t n1);        // AVX2 maddubs
+bool quant_dot_avxvnni(const GemmArgs& g, int64_t n0, int64_t n1);     // AVX-VNNI ymm vpdpbusd (dispatch.h's use_avx_vnni)
 
 }  // namespace hc::cpu

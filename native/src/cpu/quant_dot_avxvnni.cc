@@ -1,0 +1,21 @@
+// AVX-VNNI int8 dot products for Q8_0 / Q4_0 / Q4_K weights (quant_dot.h, quant_dot_ymm.h), the
+// avx2 level's where the CPU has avx_vnni (dispatch.h's use_avx_vnni): a block of 32 one ymm
+// vpdpbusd. Compiled with -mavxvnni in its own target (binding.gyp).
+#include "quant_dot.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__) && defined(__AVXVNNI__)
+#include "quant_dot_ymm.h"
+
+namespace hc::cpu {
+
+bool quant_dot_avxvnni(const GemmArgs& g, int64_t n0, int64_t n1) { return quant_dot_run<2, false>(g, n0, n1, kAvx2Int8MaxM); }
+
+}  // namespace hc::cpu
+
+#else
+
+namespace hc::cpu {
+bool quant_dot_avxvnni(const GemmArgs&, int64_t, int64_t) { return false; }
+}  // namespace hc::cpu
+
+#endif
