@@ -8,6 +8,10 @@ import { native, blockBytes, type DType, type NativeOps, type QuantizeDType } fr
 import { freshSeed, Rng } from "./reference/check.js";
 
 type Arr = Float32Array | Uint16Array | Uint8Array;
+// The CPU side on its exact kernels: from 2 rows up the SIMD levels round x to int8 for the
+// block formats (cpu/quant_gemm*), as decode always did, where the device keeps x in fp32.
+// Read once, at the first kernel dispatch (cpu/dispatch.cc), which no import makes.
+process.env.HYBRIDCHAT_KERNELS = "portable";
 const seed = Number(process.env.SEED ?? freshSeed());
 const rng = new Rng(seed);
 const excess: Record<string, number> = {};
@@ -49,7 +53,7 @@ for (const dtype of ["f32", "bf16", "f16"] as DType[]) {
   both("matmulBackward", () => [new Float32Array(M * K), f32(N * K), f32(N), f32(M * N), f32(M * K), W], [0, 1, 2], (o, a) => o.matmulBackward(F(a[0]), F(a[1]), F(a[2]), F(a[3]), F(a[4]), a[5], dtype, M, N, K), 1e-5, 1e-5);
 }
 // llama.cpp's block types as matmul weights (rows of whole blocks), quantized on the CPU
-// (m = 67: more rows than the CPU's int8 decode path takes, so both sides keep x exact)
+// (m = 67 rows; the CPU side keeps x exact on the portable kernels, above)
 for (const dtype of ["q8_0", "q4_0", "q4_k"] as QuantizeDType[]) {
   const [m, n, k] = [67, 37, 512];
   const W = new Uint8Array(blockBytes(dtype, n * k));
