@@ -298,10 +298,13 @@ export interface NativeModel {
 
 /** One adapter of the batched LoRA op (NativeOps.lora). */
 export interface LoraOpAdapter {
+  /** rank rows lda apart, the op reading the first K floats of each ((rank − 1)·lda + K in all) */
   a: Float32Array;
   b: Float32Array;
   rank: number;
   scale: number;
+  /** A's row stride (default K; more: a tensor-parallel rank's column shard of A) */
+  lda?: number;
 }
 
 /** Small synchronous kernels exposed for the op tests (each checked against a float64 reference). */

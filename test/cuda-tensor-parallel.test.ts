@@ -4,7 +4,7 @@
 // rank r on device r — its shards of the weights, its KV heads' block pool, its copy of the
 // residual stream — with the two all-reduces per layer through NCCL on device buffers;
 // compared with the CPU engine (one rank): stories260K greedy token for token with and
-// without a LoRA adapter (merged too), a random GQA model logit for logit (biases on the
+// without LoRA adapters (two and the base in one batch, one of them merged too), a random GQA model logit for logit (biases on the
 // row-parallel layers, q/k norms, sliding windows), and serve's HTTP answers on 2 devices.
 // With HYBRIDCHAT_CUDA_LIB already set (npm run gpu-check on a GPU machine) the same checks
 // run on that library's devices 0 and 1, or are skipped, saying why, with fewer.
@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { join } from "node:path";
-import { native } from "../native/index.js";
+import { native, type LinearName } from "../native/index.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
@@ -67,29 +67,37 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     assert.equal(tp.native.kvStats().freeBlocks, tp.native.kvStats().totalBlocks);
   });
 
-  it("a LoRA adapter per sequence, then merged: each device reads its shard of the host's rewritten weights", async () => {
+  it("two LoRA adapters and the base in one batch, then one merged: each device applies its shard of every row's adapter", async () => {
     const seed = freshSeed();
     const rng = new Rng(seed);
-    for (const m of [cpu, tp]) m.native.addAdapter("a", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false });
-    for (const p of cpu.native.parameters("a")) {
-      const data = Float32Array.from({ length: p.shape.reduce((x, y) => x * y, 1) }, () => (rng.next() - 0.5) * 0.2);
-      for (const m of [cpu, tp]) m.native.writeParameter("a", p.name, data);
+    // b: another rank, on both kinds of split (q, up column-parallel; o, down row-parallel)
+    const specs: Record<string, { rank: number; alpha: number; targets: LinearName[] }> = {
+      a: { rank: 4, alpha: 8, targets: ["q", "k", "v", "o", "gate", "up", "down"] },
+      b: { rank: 2, alpha: 6, targets: ["q", "o", "up", "down"] },
+    };
+    for (const [name, sp] of Object.entries(specs)) {
+      for (const m of [cpu, tp]) m.native.addAdapter(name, { lora: { ...sp, dropout: 0, seed: 7 }, valueHead: false });
+      for (const p of cpu.native.parameters(name)) {
+        const data = Float32Array.from({ length: p.shape.reduce((x, y) => x * y, 1) }, () => (rng.next() - 0.5) * 0.3);
+        for (const m of [cpu, tp]) m.native.writeParameter(name, p.name, data);
+      }
     }
     const enc = (t: string) => cpu.tokenizer.encode(t, true);
-    const prompts = [enc("Once upon a time, there was a big red ball"), enc("The dog ran")];
+    const prompts = [enc("Once upon a time, there was a big red ball"), enc("The dog ran"), enc("Lily liked to play")];
+    const adapters = ["a", null, "b"];
     try {
-      const mixed = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, ["a", null]);
+      const mixed = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, adapters);
       assert.deepEqual(mixed.cuda, mixed.cpu, `seed ${seed}`);
       assert.ok(mixed.worst <= 0, `adapter rows: logits differ by ${mixed.worst} (seed ${seed})`);
       const base = await greedyBoth(cpu.native, cpu.native, prompts, 6, cpu.config.vocabSize);
-      assert.notDeepEqual(mixed.cpu[0], base.cpu[0], `the adapter changed no token (seed ${seed}): this would test nothing`);
+      for (const i of [0, 2]) assert.notDeepEqual(mixed.cpu[i], base.cpu[i], `adapter ${adapters[i]} changed no token (seed ${seed}): this would test nothing`);
       for (const m of [cpu, tp]) m.native.mergeAdapter("a");
-      const merged = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, ["a", null]);
+      const merged = await greedyBoth(cpu.native, tp.native, prompts, 6, cpu.config.vocabSize, adapters);
       assert.deepEqual(merged.cuda, merged.cpu, `seed ${seed}`);
       assert.ok(merged.worst <= 0, `merged: logits differ by ${merged.worst} (seed ${seed})`);
       for (const m of [cpu, tp]) m.native.unmergeAdapter();
     } finally {
-      for (const m of [cpu, tp]) m.native.removeAdapter("a");
+      for (const m of [cpu, tp]) for (const name of Object.keys(specs)) m.native.removeAdapter(name);
     }
   });
 

@@ -1,6 +1,7 @@
 // Batched multi-adapter LoRA (cpu/lora.cc, cuda/lora.cu; Punica's BGMV): the op on the CPU
 // and on the emulated device against a float64 reference (random rows→adapter maps,
-// different ranks, rows with no adapter, a negative scale as the merged adapter's undo),
+// different ranks, rows with no adapter, a negative scale as the merged adapter's undo, A
+// read through a row stride as a tensor-parallel rank reads its column shard),
 // and stories260K serving one batch that mixes three adapters and the base — with and
 // without one of them merged — token for token equal to each request served alone, on
 // the CPU and on the emulated device (and the device equal to the CPU).
@@ -20,8 +21,9 @@ function loraRef(out0: Float32Array, x: Float32Array, slot: Int32Array, ads: Lor
   for (let t = 0; t < T; t++) {
     if (slot[t] < 0) continue;
     const { a, b, rank, scale } = ads[slot[t]];
+    const lda = ads[slot[t]].lda ?? K;
     const u = new Float64Array(rank);
-    for (let r = 0; r < rank; r++) for (let k = 0; k < K; k++) u[r] += x[t * K + k] * a[r * K + k];
+    for (let r = 0; r < rank; r++) for (let k = 0; k < K; k++) u[r] += x[t * K + k] * a[r * lda + k];
     for (let n = 0; n < N; n++) {
       let s = 0;
       for (let r = 0; r < rank; r++) s += u[r] * b[n * rank + r];
@@ -51,6 +53,27 @@ for (const backend of ["cpu", "cuda"] as const) {
         native().ops(backend).lora(out, x, slot, ads, T, N, K);
         // fp32 sums of K then rank products of magnitude <= 1
         assertClose(out, loraRef(out0, x, slot, ads, T, N, K), 2e-6 * Math.sqrt(K) * 8, 1e-5, `lora T=${T} N=${N} K=${K} seed=${seed}`);
+      }
+    });
+
+    it("reads A through its row stride (a tensor-parallel rank's column shard: lda > K) as float64 does", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      for (const [T, N, K, pad] of [[1, 6, 5, 3], [9, 33, 40, 24], [17, 20, 67, 1]] as const) {
+        // each adapter's A is a slice of a wider [rank, K + pad] matrix starting at column c0
+        // (the op sees a subarray from c0); its other columns are large, so reading them shows
+        const ads: LoraOpAdapter[] = [2, 8, 5].map((rank, i) => {
+          const lda = K + pad + i, c0 = i % 2 === 0 ? pad : 0;
+          const whole = Float32Array.from({ length: rank * lda }, () => 100);
+          for (let r = 0; r < rank; r++) for (let k = 0; k < K; k++) whole[r * lda + c0 + k] = rng.uniform(-1, 1);
+          return { a: whole.subarray(c0, c0 + (rank - 1) * lda + K), b: rng.f32(N * rank), rank, scale: i === 2 ? -0.5 : rng.uniform(0.1, 2), lda };
+        });
+        const slot = Int32Array.from({ length: T }, (_, t) => (t === 0 ? 1 : rng.int(ads.length + 1) - 1));
+        const x = rng.f32(T * K);
+        const out0 = rng.f32(T * N);
+        const out = Float32Array.from(out0);
+        native().ops(backend).lora(out, x, slot, ads, T, N, K);
+        assertClose(out, loraRef(out0, x, slot, ads, T, N, K), 2e-6 * Math.sqrt(K) * 8, 1e-5, `lora lda T=${T} N=${N} K=${K} seed=${seed}`);
       }
     });
 

@@ -93,27 +93,33 @@ describe("tensor parallelism on random checkpoints", () => {
     }
   });
 
-  it("LoRA adapters per sequence and merged give the same logits at TP=2 as at TP=1", async () => {
+  it("LoRA adapters per sequence (two of different ranks and targets, and the base in one batch) and merged give the same logits at TP=2 as at TP=1", async () => {
     const b = buildTiny(dir, "lora", base, rng);
     const one = open(b, 1), two = open(b, 2);
     try {
       for (const m of [one, two]) {
         m.addAdapter("x", { lora: { rank: 4, alpha: 8, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 7 }, valueHead: false });
+        // y: another rank, on both kinds of split (q, up column-parallel; o, down row-parallel)
+        m.addAdapter("y", { lora: { rank: 2, alpha: 6, dropout: 0, targets: ["q", "o", "up", "down"], seed: 9 }, valueHead: false });
       }
       // B starts at zero: give it random values so every LoRA path shows in the logits
-      for (const p of one.parameters("x").filter((p) => p.name.endsWith("lora_B"))) {
-        const data = Float32Array.from(rng.f32(p.shape[0]! * p.shape[1]!, -0.3, 0.3));
-        one.writeParameter("x", p.name, data);
-        two.writeParameter("x", p.name, data);
-      }
-      const toks = tokens(6, base.V), other = tokens(4, base.V);
-      const batch = { seqIds: seq(1, 2), tokens: Int32Array.from([...toks, ...other]), counts: seq(6, 4), logits: "all" as const, adapters: ["x", null] };
+      for (const ad of ["x", "y"])
+        for (const p of one.parameters(ad).filter((p) => p.name.endsWith("lora_B"))) {
+          const data = Float32Array.from(rng.f32(p.shape[0]! * p.shape[1]!, -0.3, 0.3));
+          one.writeParameter(ad, p.name, data);
+          two.writeParameter(ad, p.name, data);
+        }
+      const toks = tokens(6, base.V), other = tokens(4, base.V), third = tokens(5, base.V);
+      const batch = { seqIds: seq(1, 2, 7), tokens: Int32Array.from([...toks, ...other, ...third]), counts: seq(6, 4, 5), logits: "all" as const, adapters: ["x", null, "y"] };
       const want = await one.forward(batch);
-      assertClose(await two.forward(batch), want, 2e-5, 2e-4, `adapter per sequence seed=${seed}`);
-      const plain = await one.forward({ ...batch, seqIds: seq(5, 6), adapters: [null, null] });
-      assert.ok(want.some((v, i) => Math.abs(v - plain[i]!) > 1e-3), "the adapter changes the logits");
+      assertClose(await two.forward(batch), want, 2e-5, 2e-4, `adapters per sequence seed=${seed}`);
+      const plain = await one.forward({ ...batch, seqIds: seq(5, 6, 8), adapters: [null, null, null] });
+      for (const [r0, r1, ad] of [[0, 6, "x"], [10, 15, "y"]] as const)
+        assert.ok(want.slice(r0 * base.V, r1 * base.V).some((v, i) => Math.abs(v - plain[r0 * base.V + i]!) > 1e-3), `adapter ${ad} changes its rows' logits`);
+      assertClose(want.slice(6 * base.V, 10 * base.V), plain.slice(6 * base.V, 10 * base.V), 0, 0, "the base row is the base's");
+      // x merged at TP=2 only: its rows read the merged weights, the base's and y's undo it
       two.mergeAdapter("x");
-      assertClose(await two.forward({ ...batch, seqIds: seq(3, 4) }), want, 2e-5, 2e-4, `merged adapter seed=${seed}`);
+      assertClose(await two.forward({ ...batch, seqIds: seq(3, 4, 9) }), want, 2e-5, 2e-4, `merged adapter seed=${seed}`);
     } finally {
       one.dispose();
       two.dispose();

@@ -296,11 +296,12 @@ struct CpuOps {
     hc::cpu::swiglu_forward(out, g, u, N, ops_pool(env));
   }
   static void lora(Napi::Env env, float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
-                   int64_t n, const float* const* a, const float* const* b, const int32_t* rank, const float* scale) {
+                   int64_t n, const float* const* a, const int64_t* lda, const float* const* b, const int32_t* rank,
+                   const float* scale) {
     std::vector<hc::cpu::LoraEntry> entries(static_cast<size_t>(n));
     int64_t max_rank = 0;
     for (int64_t e = 0; e < n; e++) {
-      entries[e] = {a[e], b[e], rank[e], scale[e]};
+      entries[e] = {a[e], b[e], rank[e], scale[e], lda[e]};
       max_rank = std::max<int64_t>(max_rank, rank[e]);
     }
     std::vector<float> u(static_cast<size_t>(T * max_rank));
@@ -513,7 +514,8 @@ void OpSwiglu(const Napi::CallbackInfo& info) {
   });
 }
 
-// lora(out, x, slot, adapters [{a, b, rank, scale}], T, N, K): the batched multi-adapter LoRA
+// lora(out, x, slot, adapters [{a, b, rank, scale, lda?}], T, N, K): the batched multi-adapter LoRA
+// (a's rows lda apart, the first K columns of each read; lda defaults to K)
 template <class B>
 void OpLora(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -523,13 +525,17 @@ void OpLora(const Napi::CallbackInfo& info) {
     Napi::Array list = info[3].As<Napi::Array>();
     const int64_t n = list.Length();
     std::vector<const float*> a, b;
+    std::vector<int64_t> lda;
     std::vector<int32_t> rank;
     std::vector<float> scale;
     for (uint32_t e = 0; e < list.Length(); e++) {
-      if (!list.Get(e).IsObject()) throw Error("invalid_argument", "adapters[i] must be {a, b, rank, scale}");
+      if (!list.Get(e).IsObject()) throw Error("invalid_argument", "adapters[i] must be {a, b, rank, scale, lda?}");
       Napi::Object o = list.Get(e).As<Napi::Object>();
       const int64_t r = int_of(o, "rank");
-      a.push_back(typed<float>(o.Get("a"), "a", r * K).Data());
+      const int64_t ld = o.Has("lda") && !o.Get("lda").IsUndefined() ? int_of(o, "lda") : K;
+      if (ld < K) throw Error("invalid_argument", "adapters[i].lda must be at least K");
+      lda.push_back(ld);
+      a.push_back(typed<float>(o.Get("a"), "a", r > 0 ? (r - 1) * ld + K : 0).Data());  // the last row needs only K
       b.push_back(typed<float>(o.Get("b"), "b", N * r).Data());
       rank.push_back(static_cast<int32_t>(r));
       scale.push_back(static_cast<float>(num(o, "scale")));
@@ -540,7 +546,7 @@ void OpLora(const Napi::CallbackInfo& info) {
     for (int64_t t = 0; t < T; t++)
       if (slot.Data()[t] < -1 || slot.Data()[t] >= n)
         throw Error("invalid_argument", "slot[" + std::to_string(t) + "] must be -1 or an adapter's index");
-    B::lora(env, out.Data(), x.Data(), slot.Data(), T, N, K, n, a.data(), b.data(), rank.data(), scale.data());
+    B::lora(env, out.Data(), x.Data(), slot.Data(), T, N, K, n, a.data(), lda.data(), b.data(), rank.data(), scale.data());
   });
 }
 

@@ -97,8 +97,9 @@ void CudaOps::swiglu(Napi::Env, float* out, const float* g, const float* u, int6
   call(library().hc_cuda_swiglu(out, g, u, N));
 }
 void CudaOps::lora(Napi::Env, float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
-                   int64_t n, const float* const* a, const float* const* b, const int32_t* rank, const float* scale) {
-  call(library().hc_cuda_lora(out, x, slot, T, N, K, n, a, b, rank, scale));
+                   int64_t n, const float* const* a, const int64_t* lda, const float* const* b, const int32_t* rank,
+                   const float* scale) {
+  call(library().hc_cuda_lora(out, x, slot, T, N, K, n, a, lda, b, rank, scale));
 }
 void CudaOps::to_f32(Napi::Env, float* out, const void* src, DType t, int64_t n) {
   call(library().hc_cuda_to_f32(out, static_cast<const uint16_t*>(src), dt(t), n));

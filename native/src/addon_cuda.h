@@ -37,7 +37,8 @@ struct CudaOps {
                               int64_t window, int splits);
   static void swiglu(Napi::Env, float* out, const float* g, const float* u, int64_t N);
   static void lora(Napi::Env, float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
-                   int64_t n, const float* const* a, const float* const* b, const int32_t* rank, const float* scale);
+                   int64_t n, const float* const* a, const int64_t* lda, const float* const* b, const int32_t* rank,
+                   const float* scale);
   static void to_f32(Napi::Env, float* out, const void* src, DType dt, int64_t n);
   static void from_f32(Napi::Env, void* out, const float* src, DType dt, int64_t n);
   static void rmsnorm_backward(Napi::Env, float* dx, float* dw, const float* dout, const float* x, const float* w,

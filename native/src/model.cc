@@ -195,21 +195,21 @@ void Model::exec_linears(const float* in, std::initializer_list<std::pair<float*
   exec_->linears(outs, n, in, M, ls.begin()->second->in);
 }
 
-void Model::lora_apply(float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T) {
+void Model::lora_apply(Exec& ex, float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T,
+                       int64_t N, int64_t K) {
   if (p.slots == 0 || !p.on[static_cast<size_t>(layer * kTargets + t)]) return;
-  const Linear& w = layers_[layer].at(t);
   const cpu::LoraEntry* e = p.table + (layer * kTargets + t) * p.slots;
-  if (p.own) exec_->lora(out, in, e, p.own, p.u, T, w.out, w.in, p.max_rank);
-  if (p.undo) exec_->lora(out, in, e, p.undo, p.u, T, w.out, w.in, p.max_rank);
+  if (p.own) ex.lora(out, in, e, p.own, p.u, T, N, K, p.max_rank);
+  if (p.undo) ex.lora(out, in, e, p.undo, p.u, T, N, K, p.max_rank);
 }
 
-LoraPlan Model::lora_plan(const ForwardBatch& b, int64_t T0, int64_t T) {
-  LoraPlan p;
+LoraRows Model::lora_rows(const ForwardBatch& b, int64_t T0, int64_t T) {
+  LoraRows rows;
   const Adapter* merged = merged_.empty() ? nullptr : &adapter(merged_);
   if (merged && !merged->spec.has_lora) merged = nullptr;
   // slot 0 the merged adapter (undone: scale −s) when there is one, then the batch's
   // adapters in order of first appearance
-  std::vector<std::pair<const Adapter*, float>> slots;
+  std::vector<std::pair<const Adapter*, float>>& slots = rows.slots;
   if (merged) slots.push_back({merged, -1.0f});
   auto slot_of = [&](const Adapter* a) {
     for (size_t i = merged ? 1 : 0; i < slots.size(); i++)
@@ -219,60 +219,51 @@ LoraPlan Model::lora_plan(const ForwardBatch& b, int64_t T0, int64_t T) {
   };
   lora_own_.assign(static_cast<size_t>(T0), -1);
   lora_undo_.assign(static_cast<size_t>(T0), -1);
-  bool own = false, undo = false;
   for (size_t sq = 0, t = 0; sq < b.seq_ids.size(); t += static_cast<size_t>(b.counts[sq++])) {
     const Adapter* a = b.adapters.empty() || b.adapters[sq].empty() ? nullptr : &adapter(b.adapters[sq]);
     if (a == merged) continue;  // the merged weights already are this adapter
     const size_t r1 = t + static_cast<size_t>(b.counts[sq]);
-    if (merged) std::fill(lora_undo_.begin() + t, lora_undo_.begin() + r1, 0), undo = true;
-    if (a && a->spec.has_lora) std::fill(lora_own_.begin() + t, lora_own_.begin() + r1, slot_of(a)), own = true;
+    if (merged) std::fill(lora_undo_.begin() + t, lora_undo_.begin() + r1, 0), rows.undo = true;
+    if (a && a->spec.has_lora) std::fill(lora_own_.begin() + t, lora_own_.begin() + r1, slot_of(a)), rows.own = true;
   }
-  if (!own && !undo) return p;
-  const int64_t S = static_cast<int64_t>(slots.size());
-  lora_entries_.assign(static_cast<size_t>(spec_.L * kTargets * S), cpu::LoraEntry{});
+  pad_last(lora_own_, static_cast<size_t>(T0), static_cast<size_t>(T));
+  pad_last(lora_undo_, static_cast<size_t>(T0), static_cast<size_t>(T));
+  return rows;
+}
+
+LoraPlan Model::lora_plan(Exec& ex, const LoraRows& rows, const LoraShard& sh, int64_t T,
+                          std::vector<cpu::LoraEntry>& entries) const {
+  LoraPlan p;
+  if (!rows.own && !rows.undo) return p;
+  auto resident = [&](const std::vector<float>& v) {
+    return static_cast<const float*>(ex.weight(v.data(), static_cast<int64_t>(v.size()) * 4, true));
+  };
+  const int64_t S = static_cast<int64_t>(rows.slots.size());
+  entries.assign(static_cast<size_t>(spec_.L * kTargets * S), cpu::LoraEntry{});
   p.on.assign(static_cast<size_t>(spec_.L * kTargets), 0);
   for (int64_t l = 0; l < spec_.L; l++)
     for (int t = 0; t < kTargets; t++)
       for (int64_t s = 0; s < S; s++) {
-        const auto& [a, sign] = slots[static_cast<size_t>(s)];
+        const auto& [a, sign] = rows.slots[static_cast<size_t>(s)];
         const LoraMats& m = a->at(l, t);
         if (!m.on()) continue;
-        cpu::LoraEntry& e = lora_entries_[static_cast<size_t>((l * kTargets + t) * S + s)];
-        e.a = resident(m.A);
-        e.b = resident(m.B);
+        cpu::LoraEntry& e = entries[static_cast<size_t>((l * kTargets + t) * S + s)];
         e.rank = static_cast<int32_t>(static_cast<int64_t>(m.A.size()) / m.in);
+        // a shard reads its columns of the whole A (row stride: the linear's input width)
+        // and its rows of B (contiguous)
+        e.a = resident(m.A) + sh.a_col[t];
+        e.lda = m.in;
+        e.b = resident(m.B) + sh.b_row[t] * e.rank;
         e.scale = sign * a->scale;
         p.max_rank = std::max<int64_t>(p.max_rank, e.rank);
         p.on[static_cast<size_t>(l * kTargets + t)] = 1;
       }
   p.slots = S;
-  pad_last(lora_own_, static_cast<size_t>(T0), static_cast<size_t>(T));
-  pad_last(lora_undo_, static_cast<size_t>(T0), static_cast<size_t>(T));
-  p.u = exec_->scratch(Slot::LoraU, T * p.max_rank);
-  p.table = exec_->lora_table(lora_entries_.data(), static_cast<int64_t>(lora_entries_.size()));
-  if (own) p.own = exec_->ints(ISlot::LoraOwn, lora_own_.data(), T);
-  if (undo) p.undo = exec_->ints(ISlot::LoraUndo, lora_undo_.data(), T);
+  p.u = ex.scratch(Slot::LoraU, T * p.max_rank);
+  p.table = ex.lora_table(entries.data(), static_cast<int64_t>(entries.size()));
+  if (rows.own) p.own = ex.ints(ISlot::LoraOwn, lora_own_.data(), T);
+  if (rows.undo) p.undo = ex.ints(ISlot::LoraUndo, lora_undo_.data(), T);
   return p;
-}
-
-// Row ranges of each adapter's LoRA in a packed serving batch (runs of sequences on the
-// same adapter coalesced). Rows not on the merged adapter undo its merged delta.
-std::vector<LoraApp> Model::lora_apps(const ForwardBatch& b) {
-  std::vector<LoraApp> apps;
-  const Adapter* merged = merged_.empty() ? nullptr : &adapter(merged_);
-  auto push = [&](const Adapter* a, float sign, int64_t r0, int64_t r1) {
-    if (!a || !a->spec.has_lora) return;
-    if (!apps.empty() && apps.back().a == a && apps.back().sign == sign && apps.back().r1 == r0) apps.back().r1 = r1;
-    else apps.push_back({a, sign, r0, r1});
-  };
-  for (size_t sq = 0, t = 0; sq < b.seq_ids.size(); t += static_cast<size_t>(b.counts[sq++])) {
-    const Adapter* a = b.adapters.empty() || b.adapters[sq].empty() ? nullptr : &adapter(b.adapters[sq]);
-    const int64_t r0 = static_cast<int64_t>(t), r1 = r0 + b.counts[sq];
-    if (a == merged) continue;  // the merged weights already are this adapter
-    push(merged, -1.0f, r0, r1);
-    push(a, 1.0f, r0, r1);
-  }
-  return apps;
 }
 
 void Model::validate(const ForwardBatch& b) const {
@@ -322,7 +313,7 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
   const bool graph = decode && graph_bucket(T0) > 0;
   const int64_t T = graph ? graph_bucket(T0) : T0;
 
-  const std::vector<LoraApp> apps = tp_ ? lora_apps(b) : std::vector<LoraApp>{};
+  const LoraRows lora = lora_rows(b, T0, T);
   KVCache::Reservation res;
   try {
     res = kv_->reserve(b.seq_ids.data(), b.counts.data(), nseq);
@@ -362,13 +353,13 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
     // slots, the rows to keep): copied into the Exec's buffers before the step's ops run
     // tensor parallel: every rank embeds and runs the layers on its own Exec (rank.h);
     // rank 0's residual stream is in exec_'s memory (the same device, or the host)
-    if (tp_) x = tp_->forward(*this, b.tokens, apps, T, nseq, static_cast<int64_t>(maxb));
+    if (tp_) x = tp_->forward(*this, b.tokens, lora, T, nseq, static_cast<int64_t>(maxb));
     const int32_t* d_tokens = tp_ ? nullptr : ex.ints(ISlot::Tokens, tokens_.data(), T);
     const int32_t* d_pos = tp_ ? nullptr : ex.ints(ISlot::Pos, pos_.data(), T);
     const int32_t* d_seq_of = tp_ ? nullptr : ex.ints(ISlot::SeqOf, seq_of_.data(), T);
     const int32_t* d_npos = tp_ ? nullptr : ex.ints(ISlot::Npos, npos_.data(), T);
     const int32_t* d_tables = tp_ ? nullptr : ex.ints(ISlot::Tables, tables_.data(), static_cast<int64_t>(tables_.size()));
-    const LoraPlan lp = tp_ ? LoraPlan{} : lora_plan(b, T0, T);
+    const LoraPlan lp = tp_ ? LoraPlan{} : lora_plan(ex, lora, LoraShard{}, T, lora_entries_);
     // final norm and LM head only on the rows whose logits were asked for
     const int64_t R0 = b.all_logits ? T0 : nseq, R = graph ? T : R0;
     const int32_t* d_rows = nullptr;
@@ -395,9 +386,9 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
         const LayerWeights& w = layers_[l];
         // attention block (xn: its pre-norm)
         exec_linears(xn, {{q, &w.q}, {k, &w.k}, {v, &w.v}}, T);
-        lora_apply(q, xn, l, kQ, lp, T);
-        lora_apply(k, xn, l, kK, lp, T);
-        lora_apply(v, xn, l, kV, lp, T);
+        lora_apply(ex, q, xn, l, kQ, lp, T, w.q.out, w.q.in);
+        lora_apply(ex, k, xn, l, kK, lp, T, w.k.out, w.k.in);
+        lora_apply(ex, v, xn, l, kV, lp, T, w.v.out, w.v.in);
         if (s.qk_norm) {  // Qwen3: RMSNorm over each head's HD values, before RoPE
           ex.rmsnorm(q, q, resident(w.q_norm), T * NH, HD, s.eps);
           ex.rmsnorm(k, k, resident(w.k_norm), T * NKV, HD, s.eps);
@@ -408,15 +399,15 @@ void Model::forward(const ForwardBatch& b, std::vector<float>& logits) {
         ex.paged_attention(att, q, kl, vl, d_tables, static_cast<int64_t>(maxb), nseq, d_seq_of, d_npos, T, NH, NKV,
                            HD, kv_geo_, s.window(l));
         exec_linear(tmp, att, w.o, T);
-        lora_apply(tmp, att, l, kO, lp, T);
+        lora_apply(ex, tmp, att, l, kO, lp, T, w.o.out, w.o.in);
         // MLP block
         ex.residual_rmsnorm(x, xn, tmp, resident(w.mlp_norm), T, C, s.eps);
         exec_linears(xn, {{gate, &w.gate}, {up, &w.up}}, T);
-        lora_apply(gate, xn, l, kGate, lp, T);
-        lora_apply(up, xn, l, kUp, lp, T);
+        lora_apply(ex, gate, xn, l, kGate, lp, T, w.gate.out, w.gate.in);
+        lora_apply(ex, up, xn, l, kUp, lp, T, w.up.out, w.up.in);
         ex.swiglu(gate, gate, up, T * I);
         exec_linear(tmp, gate, w.down, T);
-        lora_apply(tmp, gate, l, kDown, lp, T);
+        lora_apply(ex, tmp, gate, l, kDown, lp, T, w.down.out, w.down.in);
         if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, tmp, resident(layers_[l + 1].attn_norm), T, C, s.eps);
         else ex.residual(x, x, tmp, T * C);
       }

@@ -116,11 +116,19 @@ struct BaseTensor {
   bool embed = false;
 };
 
-// A LoRA applied to rows [r0, r1) of a packed batch with sign ±1 (−1 undoes a merged adapter).
-struct LoraApp {
-  const Adapter* a;
-  float sign;
-  int64_t r0, r1;
+// The step's LoRA rows (Model::lora_rows), host side: the adapters in slot order, each with
+// its scale's sign (slot 0 the merged adapter, undone: −1), and whether some row has an own
+// slot / an undo slot (the rows' slots themselves in Model::lora_own_ / lora_undo_).
+struct LoraRows {
+  std::vector<std::pair<const Adapter*, float>> slots;
+  bool own = false, undo = false;
+};
+
+// Where a tensor-parallel rank's shard of each target linear starts in its LoRA: A's first
+// column (row-parallel linears: o, down) and B's first row (column-parallel ones); 0 on one rank.
+struct LoraShard {
+  int64_t a_col[kTargets] = {};
+  int64_t b_row[kTargets] = {};
 };
 
 // The batched LoRA of one serving step (Model::lora_plan), in the Exec's memory: the
@@ -216,14 +224,19 @@ class Model {
     if (exec_) exec_->weights_changed();
     if (tp_) tp_->weights_changed();
   }
-  // the tensor-parallel ranks' LoRA: row ranges per adapter (rank.cc)
-  std::vector<LoraApp> lora_apps(const ForwardBatch& b);
-  // the one-rank forward's LoRA: every adapter of the step in one table, each row its slot
-  // (T0 real rows, padded to T by repeating the last)
-  LoraPlan lora_plan(const ForwardBatch& b, int64_t T0, int64_t T);
-  // out += each row's own adapter's LoRA of linear t of `layer` (no dropout: serving path),
-  // then the merged adapter's undone on the rows not on it: one batched op each
-  void lora_apply(float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T);
+  // the step's LoRA slots: each row its adapter's slot in lora_own_ and, when an adapter is
+  // merged, the undo slot in lora_undo_ (T0 real rows, padded to T by repeating the last)
+  LoraRows lora_rows(const ForwardBatch& b, int64_t T0, int64_t T);
+  // the step's table of every slot's A/B on every linear in ex's memory (`entries` its host
+  // copy, kept for the step), `sh` the rank's shard (one rank: none) and the rows' slots
+  // uploaded; every tensor-parallel rank builds its own on its Exec (rank.cc)
+  LoraPlan lora_plan(Exec& ex, const LoraRows& rows, const LoraShard& sh, int64_t T,
+                     std::vector<cpu::LoraEntry>& entries) const;
+  // out[T, N] += each row's own adapter's LoRA of linear t of `layer` over in[T, K] (no
+  // dropout: serving path), then the merged adapter's undone on the rows not on it: one
+  // batched op each
+  static void lora_apply(Exec& ex, float* out, const float* in, int64_t layer, int t, const LoraPlan& p, int64_t T,
+                         int64_t N, int64_t K);
 
   // training internals (model_train.cc)
   // the gradient of the trainable tensor whose host data is `host` (device or host memory); null when frozen

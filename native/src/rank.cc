@@ -127,38 +127,24 @@ void TensorParallel::upload(Model& m) {
 }
 
 void TensorParallel::column(Exec& ex, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
-                            const std::vector<LoraApp>& apps, int64_t T) {
+                            const LoraPlan& lp, int64_t T) {
   const int64_t O = sh.size();
   ex.linear_ld(out, in, column_shard(ex, w, sh), w.dtype, w.in, vec(ex, w.bias, sh.begin, O), T, O, w.in);
-  for (const LoraApp& ap : apps) {  // u = x·Aᵀ whole (A is replicated), then B's row slice
-    const LoraMats& lm = ap.a->at(l, t);
-    if (!lm.on()) continue;
-    const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    float* u = ex.scratch(Slot::LoraU, R * r);
-    ex.sgemm(false, true, R, r, lm.in, 1.f, in + ap.r0 * lm.in, lm.in, vec(ex, lm.A), lm.in, 0.f, u, r);
-    ex.sgemm(false, true, R, O, r, ap.sign * ap.a->scale, u, r, vec(ex, lm.B) + sh.begin * r, r, 1.f, out + ap.r0 * O,
-             O);
-  }
+  Model::lora_apply(ex, out, in, l, t, lp, T, O, w.in);  // x·Aᵀ whole (A replicated), then B's row slice
 }
 
 void TensorParallel::row(Exec& ex, bool first, float* part, const float* in, const Linear& w, Slice sh, int64_t l,
-                         int t, const std::vector<LoraApp>& apps, int64_t T) {
+                         int t, const LoraPlan& lp, int64_t T) {
   const int64_t K = sh.size(), N = w.out;
   const Exec::View v = row_shard(ex, w, sh);
   // the bias is added once, by rank 0, to the partial sums the all-reduce adds up
   ex.linear_ld(part, in, v.w, w.dtype, v.ld, first ? vec(ex, w.bias) : nullptr, T, N, K);
-  for (const LoraApp& ap : apps) {  // u_r = x_r·A[:, shard]ᵀ; Σ_r u_r·Bᵀ is summed by the all-reduce
-    const LoraMats& lm = ap.a->at(l, t);
-    if (!lm.on()) continue;
-    const int64_t r = ap.a->spec.lora.rank, R = ap.r1 - ap.r0;
-    float* u = ex.scratch(Slot::LoraU, R * r);
-    ex.sgemm(false, true, R, r, K, 1.f, in + ap.r0 * K, K, vec(ex, lm.A) + sh.begin, lm.in, 0.f, u, r);
-    ex.sgemm(false, true, R, N, r, ap.sign * ap.a->scale, u, r, vec(ex, lm.B), r, 1.f, part + ap.r0 * N, N);
-  }
+  // u_r = x_r·A[:, shard]ᵀ (the entry's A strided); Σ_r u_r·Bᵀ is summed by the all-reduce
+  Model::lora_apply(ex, part, in, l, t, lp, T, N, K);
 }
 
-void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, int64_t nseq,
-                               int64_t maxb, float* part) {
+void TensorParallel::attention(Model& m, int r, int64_t l, const LoraPlan& lp, int64_t T, int64_t nseq, int64_t maxb,
+                               float* part) {
   const ModelSpec& s = m.spec_;
   const LayerWeights& w = m.layers_[l];
   Rank& rk = rank_[r];
@@ -167,9 +153,9 @@ void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<Lor
   const float* xn = ex.scratch(Slot::Xn, T * s.C);
   float *q = ex.scratch(Slot::Q, T * QD), *k = ex.scratch(Slot::K, T * KD), *v = ex.scratch(Slot::V, T * KD);
   float* att = ex.scratch(Slot::Att, T * QD);
-  column(ex, q, xn, w.q, {rk.heads.begin * HD, rk.heads.end * HD}, l, kQ, apps, T);
-  column(ex, k, xn, w.k, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kK, apps, T);
-  column(ex, v, xn, w.v, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kV, apps, T);
+  column(ex, q, xn, w.q, {rk.heads.begin * HD, rk.heads.end * HD}, l, kQ, lp, T);
+  column(ex, k, xn, w.k, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kK, lp, T);
+  column(ex, v, xn, w.v, {rk.kv_heads.begin * HD, rk.kv_heads.end * HD}, l, kV, lp, T);
   if (s.qk_norm) {
     ex.rmsnorm(q, q, vec(ex, w.q_norm), T * NH, HD, s.eps);
     ex.rmsnorm(k, k, vec(ex, w.k_norm), T * NKV, HD, s.eps);
@@ -181,20 +167,20 @@ void TensorParallel::attention(Model& m, int r, int64_t l, const std::vector<Lor
   ex.kv_write(kl, vl, k, v, rk.step.tables, maxb, rk.step.seq_of, rk.step.pos, T, NKV, HD, rk.kv);
   ex.paged_attention(att, q, kl, vl, rk.step.tables, maxb, nseq, rk.step.seq_of, rk.step.npos, T, NH, NKV, HD, rk.kv,
                      s.window(l));
-  row(ex, r == 0, part, att, w.o, {rk.heads.begin * HD, rk.heads.end * HD}, l, kO, apps, T);
+  row(ex, r == 0, part, att, w.o, {rk.heads.begin * HD, rk.heads.end * HD}, l, kO, lp, T);
 }
 
-void TensorParallel::mlp(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, float* part) {
+void TensorParallel::mlp(Model& m, int r, int64_t l, const LoraPlan& lp, int64_t T, float* part) {
   const LayerWeights& w = m.layers_[l];
   Rank& rk = rank_[r];
   Exec& ex = *rk.exec;
   const int64_t I = rk.mlp.size();
   const float* xn = ex.scratch(Slot::Xn, T * m.spec_.C);
   float *gate = ex.scratch(Slot::Gate, T * I), *up = ex.scratch(Slot::Up, T * I);
-  column(ex, gate, xn, w.gate, rk.mlp, l, kGate, apps, T);
-  column(ex, up, xn, w.up, rk.mlp, l, kUp, apps, T);
+  column(ex, gate, xn, w.gate, rk.mlp, l, kGate, lp, T);
+  column(ex, up, xn, w.up, rk.mlp, l, kUp, lp, T);
   ex.swiglu(gate, gate, up, T * I);
-  row(ex, r == 0, part, gate, w.down, rk.mlp, l, kDown, apps, T);
+  row(ex, r == 0, part, gate, w.down, rk.mlp, l, kDown, lp, T);
 }
 
 // A failure point for tests of a group that loses a rank mid-step: with
@@ -205,8 +191,8 @@ static int64_t injected_failure_layer(int rank, int64_t layers) {
   return e != nullptr && *e != '\0' && std::atoi(e) == rank ? layers / 2 : -1;
 }
 
-void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& tokens,
-                                  const std::vector<LoraApp>& apps, int64_t T, int64_t nseq, int64_t maxb) {
+void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& tokens, const LoraRows& lora,
+                                  int64_t T, int64_t nseq, int64_t maxb) {
   const ModelSpec& s = m.spec_;
   Rank& rk = rank_[r];
   Exec& ex = *rk.exec;
@@ -217,6 +203,15 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
   rk.step.seq_of = ex.ints(ISlot::SeqOf, m.seq_of_.data(), T);
   rk.step.npos = ex.ints(ISlot::Npos, m.npos_.data(), T);
   rk.step.tables = ex.ints(ISlot::Tables, m.tables_.data(), static_cast<int64_t>(m.tables_.size()));
+  // the step's LoRA table on this rank: its shard of every adapter's B (column-parallel
+  // linears) or A (row-parallel ones)
+  LoraShard sh;
+  sh.b_row[kQ] = rk.heads.begin * HD;
+  sh.b_row[kK] = sh.b_row[kV] = rk.kv_heads.begin * HD;
+  sh.b_row[kGate] = sh.b_row[kUp] = rk.mlp.begin;
+  sh.a_col[kO] = rk.heads.begin * HD;
+  sh.a_col[kDown] = rk.mlp.begin;
+  const LoraPlan lp = m.lora_plan(ex, lora, sh, T, rk.lora_entries);
   // every rank keeps its own copy of the residual stream: the norms, residual adds and the
   // embedding are replicated work, so the only traffic is the two all-reduces per layer
   float *x = ex.scratch(Slot::X, T * C), *xn = ex.scratch(Slot::Xn, T * C), *part = ex.scratch(Slot::Tmp, T * C);
@@ -230,21 +225,21 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
   ex.rmsnorm(xn, x, vec(ex, m.layers_[0].attn_norm), T, C, s.eps);
   for (int64_t l = 0; l < s.L; l++) {
     const LayerWeights& w = m.layers_[l];
-    attention(m, r, l, apps, T, nseq, maxb, part);
+    attention(m, r, l, lp, T, nseq, maxb, part);
     if (l == fail_at)
       throw Error("injected_failure", "rank " + std::to_string(r) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_TP_RANK)");
     comm.all_reduce_sum(part, T * C, DType::F32);
     ex.residual_rmsnorm(x, xn, part, vec(ex, w.mlp_norm), T, C, s.eps);
-    mlp(m, r, l, apps, T, part);
+    mlp(m, r, l, lp, T, part);
     comm.all_reduce_sum(part, T * C, DType::F32);
     if (l + 1 < s.L) ex.residual_rmsnorm(x, xn, part, vec(ex, m.layers_[l + 1].attn_norm), T, C, s.eps);
     else ex.residual(x, x, part, T * C);
   }
 }
 
-float* TensorParallel::forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps,
-                               int64_t T, int64_t nseq, int64_t maxb) {
-  auto step = [&](int r) { rank_forward(m, r, tokens, apps, T, nseq, maxb); };
+float* TensorParallel::forward(Model& m, const std::vector<int32_t>& tokens, const LoraRows& lora, int64_t T,
+                               int64_t nseq, int64_t maxb) {
+  auto step = [&](int r) { rank_forward(m, r, tokens, lora, T, nseq, maxb); };
   if (device_ranks_)
     device_ranks_->run(step);
   else

@@ -10,6 +10,10 @@
 // The embedding and the LM head stay replicated: vocabularies here are small, and a
 // vocab split would need an all-gather of the logits every step.
 // The collectives go through the Communicator (dist/communicator.h).
+// LoRA: each rank builds the step's batched table (Model::lora_plan) on its own Exec, every
+// entry pointing at its shard — B's rows of a column-parallel linear, A's columns (a row
+// stride) of a row-parallel one, whose partial products the all-reduce sums — and applies
+// every row's adapter with one batched op per linear, as one rank does.
 // Serving runs each rank on its own Exec (exec.h), one code path for both kinds of rank:
 // on the CPU a thread with its own kernel pool over the host arrays (the shards are views,
 // the KV pool shared), collectives through thread communicators; on CUDA (serve --device
@@ -38,7 +42,8 @@
 namespace hc {
 
 class Model;
-struct LoraApp;
+struct LoraRows;
+struct LoraPlan;
 struct Linear;
 struct ModelSpec;
 struct LayerTape;
@@ -75,8 +80,8 @@ class TensorParallel {
   // Model::forward's embedding and decoder layers over the packed batch (T tokens, nseq
   // sequences, the step's host indexing in m.pos_/seq_of_/npos_/tables_, maxb blocks per
   // table row), every rank on its Exec; returns rank 0's residual stream [T, C].
-  float* forward(Model& m, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps, int64_t T,
-                 int64_t nseq, int64_t maxb);
+  float* forward(Model& m, const std::vector<int32_t>& tokens, const LoraRows& lora, int64_t T, int64_t nseq,
+                 int64_t maxb);
 
   // Model::layer_forward / layer_backward (training) split over the ranks: x [T,C] in,
   // x_out [T,C] out; dy [T,C] is dL/dx_out on entry and dL/dx on return.
@@ -94,20 +99,20 @@ class TensorParallel {
     struct {
       const int32_t *pos, *seq_of, *npos, *tables;
     } step{};  // this step's indexing in the rank's memory
+    std::vector<cpu::LoraEntry> lora_entries;  // the host copy of the step's LoRA table (its shards)
   };
   // One serving step on rank r (its thread, its device bound).
-  void rank_forward(Model& m, int r, const std::vector<int32_t>& tokens, const std::vector<LoraApp>& apps, int64_t T,
+  void rank_forward(Model& m, int r, const std::vector<int32_t>& tokens, const LoraRows& lora, int64_t T,
                     int64_t nseq, int64_t maxb);
   // the step's attention / MLP half on rank r from xn, leaving its partial sums [T, C] in `part`
-  void attention(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, int64_t nseq, int64_t maxb,
-                 float* part);
-  void mlp(Model& m, int r, int64_t l, const std::vector<LoraApp>& apps, int64_t T, float* part);
-  // out[T, shard] = in · W[shard rows]ᵀ (+ bias slice) + the LoRAs' slices
-  void column(Exec& ex, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
-              const std::vector<LoraApp>& apps, int64_t T);
-  // part[T, out] = in[T, shard] · W[:, shard]ᵀ (+ bias on rank 0) + the LoRAs' partial sums (all-reduced later)
-  void row(Exec& ex, bool first, float* part, const float* in, const Linear& w, Slice sh, int64_t l, int t,
-           const std::vector<LoraApp>& apps, int64_t T);
+  void attention(Model& m, int r, int64_t l, const LoraPlan& lp, int64_t T, int64_t nseq, int64_t maxb, float* part);
+  void mlp(Model& m, int r, int64_t l, const LoraPlan& lp, int64_t T, float* part);
+  // out[T, shard] = in · W[shard rows]ᵀ (+ bias slice) + each row's LoRA's slice
+  static void column(Exec& ex, float* out, const float* in, const Linear& w, Slice sh, int64_t l, int t,
+                     const LoraPlan& lp, int64_t T);
+  // part[T, out] = in[T, shard] · W[:, shard]ᵀ (+ bias on rank 0) + each row's LoRA's partial sum (all-reduced later)
+  static void row(Exec& ex, bool first, float* part, const float* in, const Linear& w, Slice sh, int64_t l, int t,
+                  const LoraPlan& lp, int64_t T);
   // a rank's shards of w as its Exec reads them
   static const void* column_shard(Exec& ex, const Linear& w, Slice sh);
   static Exec::View row_shard(Exec& ex, const Linear& w, Slice sh);

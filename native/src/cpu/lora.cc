@@ -30,7 +30,7 @@ void lora_batched(float* out, const float* x, const LoraEntry* entries, const in
       const int64_t t = i / max_rank, r = i % max_rank;
       if (slot[t] < 0) continue;
       const LoraEntry& en = entries[slot[t]];
-      if (r < en.rank) u[i] = dot(x + t * K, en.a + r * K, K);
+      if (r < en.rank) u[i] = dot(x + t * K, en.a + r * en.lda, K);
     }
   });
   pool.parallel_for(T * N, std::max<int64_t>(1, 16384 / max_rank), [&](int64_t b, int64_t e) {

@@ -100,7 +100,7 @@ void from_f32(void* out, const float* src, DType dtype, int64_t n);
 // True when this CPU runs the *_avx2.cc kernels (AVX2 + FMA + F16C).
 bool use_avx2();
 
-// One adapter's LoRA on one linear (A [rank, K], B [N, rank]; the C struct the CUDA twin reads too).
+// One adapter's LoRA on one linear (A [rank, K] of row stride lda, B [N, rank]; the C struct the CUDA twin reads too).
 using LoraEntry = HcLoraEntry;
 // out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ, e = entries[slot[t]], for every row t with slot[t] >= 0
 // (batched multi-adapter LoRA, lora.cc); u [T, max_rank] scratch, max_rank >= every entry's rank

@@ -24,7 +24,7 @@ __global__ void lora_shrink_kernel(float* u, const float* x, const HcLoraEntry* 
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
   const float* xr = x + t * K;
   for (int r = warp; r < e.rank; r += nwarps) {
-    const float* ar = e.a + static_cast<int64_t>(r) * K;
+    const float* ar = e.a + static_cast<int64_t>(r) * e.lda;
     float acc = 0.f;
     for (int64_t k = lane; k < K; k += 32) acc = fmaf(xr[k], ar[k], acc);
     acc = warp_sum(acc);
@@ -67,7 +67,8 @@ extern "C" int hc_cuda_dev_lora(float* out, const float* x, const HcLoraEntry* e
 }
 
 extern "C" int hc_cuda_lora(float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K, int64_t n,
-                            const float* const* a, const float* const* b, const int32_t* rank, const float* scale) {
+                            const float* const* a, const int64_t* lda, const float* const* b, const int32_t* rank,
+                            const float* scale) {
   using namespace hc::cuda;
   return entry([&] {
     int64_t max_rank = 0;
@@ -78,8 +79,10 @@ extern "C" int hc_cuda_lora(float* out, const float* x, const int32_t* slot, int
     std::vector<std::unique_ptr<Buffer<float>>> mats;
     std::vector<HcLoraEntry> host(static_cast<size_t>(n));
     for (int64_t e = 0; e < n; e++) {
-      mats.push_back(std::make_unique<Buffer<float>>(a[e], rank[e] * K));
+      require(lda[e] >= K, "invalid_argument", "lora: lda below K");
+      mats.push_back(std::make_unique<Buffer<float>>(a[e], rank[e] > 0 ? (rank[e] - 1) * lda[e] + K : 0));
       host[e].a = mats.back()->get();
+      host[e].lda = lda[e];
       mats.push_back(std::make_unique<Buffer<float>>(b[e], N * rank[e]));
       host[e].b = mats.back()->get();
       host[e].rank = rank[e];

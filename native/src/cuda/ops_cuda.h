@@ -211,23 +211,28 @@ HC_CUDA_API const char* hc_cuda_blas_error(void);
 HC_CUDA_API int hc_cuda_blas_version(void);
 
 /* ---- batched multi-adapter LoRA (lora.cu): Punica's BGMV over a packed batch ---- */
-/* One adapter's LoRA on one linear: A [rank, K] and B [N, rank] fp32, scale its alpha/rank
-   (negative: undoes a merged delta); rank 0 = nothing on this linear. */
+/* One adapter's LoRA on one linear: A [rank, K] with row stride lda >= K and B [N, rank] fp32,
+   scale its alpha/rank (negative: undoes a merged delta); rank 0 = nothing on this linear.
+   A tensor-parallel rank's shard: a row-parallel linear reads A's columns [c0, c0 + K) of
+   the whole A (a = A + c0, lda = the linear's input width); a column-parallel one B's rows
+   [n0, n0 + N) (b = B + n0·rank, contiguous). */
 typedef struct HcLoraEntry {
   const float* a;
   const float* b;
   int32_t rank;
   float scale;
+  int64_t lda;
 } HcLoraEntry;
 /* out[t,:] += e.scale·(x[t,:]·e.aᵀ)·e.bᵀ with e = entries[slot[t]], for every row t of T whose
    slot[t] >= 0 (−1: no adapter); one shrink and one expand launch whatever the adapters.
    Device pointers (the entries' a/b too); u [T, max_rank] scratch, max_rank >= every rank. */
 HC_CUDA_API int hc_cuda_dev_lora(float* out, const float* x, const HcLoraEntry* entries, const int32_t* slot, float* u,
                                  int64_t T, int64_t N, int64_t K, int64_t max_rank);
-/* The same on host arrays (the op test): n adapters, a[e] [rank[e], K], b[e] [N, rank[e]]. */
+/* The same on host arrays (the op test): n adapters, a[e] rank[e] rows lda[e] apart (the first
+   K floats of each read: (rank[e] − 1)·lda[e] + K in all), b[e] [N, rank[e]]. */
 HC_CUDA_API int hc_cuda_lora(float* out, const float* x, const int32_t* slot, int64_t T, int64_t N, int64_t K,
-                             int64_t n, const float* const* a, const float* const* b, const int32_t* rank,
-                             const float* scale);
+                             int64_t n, const float* const* a, const int64_t* lda, const float* const* b,
+                             const int32_t* rank, const float* scale);
 
 /* ---- CUDA graphs of the forward's stream (graph.cu) ---- */
 /* Starts capturing the calling thread's forward stream: the hc_cuda_dev_* ops after it are
