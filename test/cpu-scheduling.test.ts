@@ -80,6 +80,29 @@ describe("matmul_group", () => {
           }
         }
   });
+
+  it("gives each product of mixed formats its own x, and a rewritten x (the same buffer) afresh", () => {
+    // the int8 layouts of x differ by format (q4_0 interleaves its blocks, q8_0 carries its
+    // offset sums), and a chunk that spans two products must use each one's; nor may anything
+    // prepared from x outlive the region (the engine rewrites its activations in place)
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const ops = native().ops("cpu");
+    const [M, K] = [1, 512];
+    const x = rng.f32(M * K);
+    const dtypes: QuantizeDType[] = ["q4_k", "q4_0", "q8_0", "q4_k"];
+    const ws = dtypes.map((d) => weights(rng, d, 256, K));
+    for (let round = 0; round < 3; round++) {
+      x.set(rng.f32(M * K));
+      const products = dtypes.map((dtype, i) => ({ out: new Float32Array(M * 256).fill(NaN), w: ws[i]!, dtype, N: 256, bias: null }));
+      native().matmulGroup(2, x, M, K, products);
+      for (const [i, p] of products.entries()) {
+        const want = new Float32Array(M * p.N);
+        ops.matmul(want, x, p.w, p.dtype, null, M, p.N, K);
+        assert.deepEqual(p.out, want, `${p.dtype} product ${i} round ${round} seed=${seed}`);
+      }
+    }
+  });
 });
 
 // Greedy steps of two sequences (5-token prompts, then one token each): every logits row.
