@@ -4,9 +4,10 @@
 import { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { copyFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import type { NativeModel } from "../native/index.js";
 import type { Rng } from "./reference/check.js";
 import { repoRoot } from "./test-model.js";
@@ -14,10 +15,38 @@ import { repoRoot } from "./test-model.js";
 /** g++ is what the emulator needs; a reason to skip without it */
 export const emulatorSkip = spawnSync("g++", ["--version"]).status === 0 ? false : "g++ absent: cannot build the emulated device";
 
-/** Builds native/tools/cuda-emu into `lib` (and libcublasLt.so.12, libnccl.so.2 beside it). */
+/** Everything the emulator build reads (its sources, build.sh, the compiler), as one hash. */
+function emulatorSourceHash(): string {
+  const h = createHash("sha256");
+  for (const dir of [join(repoRoot, "native", "src", "cuda"), join(repoRoot, "native", "tools", "cuda-emu")])
+    for (const f of readdirSync(dir).sort()) h.update(f).update(readFileSync(join(dir, f)));
+  h.update(spawnSync("g++", ["--version"], { encoding: "utf8" }).stdout ?? "");
+  return h.digest("hex").slice(0, 16);
+}
+
+/**
+ * Builds native/tools/cuda-emu into `lib` (and libcublasLt.so.12, libnccl.so.2 beside it).
+ * The build (≈ 13 s of g++) is kept in the temp folder under the hash of its sources, so the
+ * emulated-device test files of one run build it once; each file still gets its own copies,
+ * which it may change or delete. A concurrent first build is harmless: the rename is atomic
+ * and the loser's folder is dropped.
+ */
 export function buildEmulator(lib: string): void {
-  const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
+  const cache = join(tmpdir(), `hybridchat-cuda-emu-${emulatorSourceHash()}`);
+  const main = "libhybridchat_cuda_emu.so";
+  if (!existsSync(join(cache, "complete"))) {
+    const work = mkdtempSync(join(tmpdir(), "hybridchat-cuda-emu-build-"));
+    const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), join(work, main)], { encoding: "utf8" });
+    assert.equal(b.status, 0, b.stderr);
+    writeFileSync(join(work, "complete"), "");
+    try {
+      renameSync(work, cache);
+    } catch {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }
+  for (const f of readdirSync(cache))
+    if (f !== "complete") copyFileSync(join(cache, f), f === main ? lib : join(dirname(lib), f));
 }
 
 /**
