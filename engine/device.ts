@@ -21,13 +21,15 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
 
 /**
  * What a training command or fine-tuning job on a cuda model runs where: the model (weights,
- * KV pool) is on the device and its serving forward (PPO rollouts, generation) runs there;
- * the training forward/backward and optimizer steps run on the CPU over the host weights
- * (the device reads what they rewrite before its next forward).
+ * KV pool) on the device — or, with `devices` tensor-parallel ranks, rank r's shards on device
+ * r — and its serving forward (PPO rollouts, generation), the training forward/backward and
+ * the optimizer steps all run there, the trained tensors, gradients and optimizer state
+ * resident.
  */
-export function cudaTrainingLine(): string {
+export function cudaTrainingLine(devices = 1): string {
   const name = native().cudaStatus().deviceName ?? "?";
-  return `--device cuda: the model on CUDA device 0 (${name}): generation runs there; the training forward/backward and optimizer steps run on the CPU over the host weights`;
+  const where = devices > 1 ? `CUDA devices 0-${devices - 1} (${name}; ${devices} tensor-parallel ranks)` : `CUDA device 0 (${name})`;
+  return `--device cuda: the model on ${where}: generation, the training forward/backward and the optimizer steps run there`;
 }
 
 /**
