@@ -20,14 +20,14 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
 }
 
 /**
- * What a training command or fine-tuning job on a cuda model runs where: the model (weights,
- * KV pool) is on the device and its serving forward (PPO rollouts, generation) runs there;
- * the training forward/backward and optimizer steps run on the CPU over the host weights
- * (the device reads what they rewrite before its next forward).
+ * What a training command or fine-tuning job on a cuda model runs where: the weights, KV pool,
+ * tape, gradients and optimizer state are resident on the device, and generation (PPO
+ * rollouts) and the training forward/backward and optimizer steps all run there, so switching
+ * between them moves no weights.
  */
 export function cudaTrainingLine(): string {
   const name = native().cudaStatus().deviceName ?? "?";
-  return `--device cuda: the model on CUDA device 0 (${name}): generation runs there; the training forward/backward and optimizer steps run on the CPU over the host weights`;
+  return `--device cuda: the model on CUDA device 0 (${name}): generation and the training forward/backward and optimizer steps run there`;
 }
 
 /**
