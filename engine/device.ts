@@ -20,16 +20,15 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
 }
 
 /**
- * What a training command or fine-tuning job on a cuda model runs where: the model (weights,
- * KV pool) on the device — or, with `devices` tensor-parallel ranks, rank r's shards on device
- * r — and its serving forward (PPO rollouts, generation), the training forward/backward and
- * the optimizer steps all run there, the trained tensors, gradients and optimizer state
- * resident.
+ * What a training command or fine-tuning job on a cuda model runs where: the weights, KV pool,
+ * tape, gradients and optimizer state are resident on the device, and generation (PPO
+ * rollouts) and the training forward/backward and optimizer steps all run there, so switching
+ * between them moves no weights; with `devices` tensor-parallel ranks, rank r's shards on device r.
  */
 export function cudaTrainingLine(devices = 1): string {
   const name = native().cudaStatus().deviceName ?? "?";
   const where = devices > 1 ? `CUDA devices 0-${devices - 1} (${name}; ${devices} tensor-parallel ranks)` : `CUDA device 0 (${name})`;
-  return `--device cuda: the model on ${where}: generation, the training forward/backward and the optimizer steps run there`;
+  return `--device cuda: the model on ${where}: generation and the training forward/backward and optimizer steps run there`;
 }
 
 /**

@@ -15,6 +15,7 @@ import { join } from "node:path";
 import { native } from "../native/index.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
+import { buildEmulator } from "./cuda-compare.js";
 import { repoRoot, storiesDir } from "./test-model.js";
 
 const gxx = spawnSync("g++", ["--version"]).status === 0;
@@ -26,8 +27,7 @@ const lone = join(dir, "alone", "libhybridchat_cuda_emu.so");
 
 before(() => {
   if (skip) return;
-  const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
+  buildEmulator(lib);
   mkdirSync(join(dir, "alone"));
   copyFileSync(lib, lone);
   process.env.HYBRIDCHAT_CUDA_LIB = lib;

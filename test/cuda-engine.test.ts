@@ -24,7 +24,7 @@ import { loadModel, type LoadedModel } from "../engine/model.js";
 import { resolveDevice } from "../engine/device.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
-import { argmaxRows, ATOL, deviceDiff, excess, greedyBoth, prefillDecodeWithin, RTOL } from "./cuda-compare.js";
+import { argmaxRows, ATOL, buildEmulator, deviceDiff, excess, greedyBoth, prefillDecodeWithin, RTOL } from "./cuda-compare.js";
 import { repoRoot, storiesDir } from "./test-model.js";
 
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
@@ -39,8 +39,7 @@ const deviceName = () => native().cudaStatus().deviceName;
 
 before(() => {
   if (given || !gxx) return;
-  const b = spawnSync("sh", [join(repoRoot, "native", "tools", "cuda-emu", "build.sh"), lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
+  buildEmulator(lib);
   // read once per process, on the first CUDA call (none has happened yet in this file)
   process.env.HYBRIDCHAT_CUDA_LIB = lib;
   process.env.HYBRIDCHAT_EMU_DEVICES = "1";

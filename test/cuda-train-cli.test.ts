@@ -43,7 +43,7 @@ describe("--device on the training commands and fine-tuning jobs", { skip }, () 
       const r = run([...common, "--out", out, "--device", device]);
       assert.equal(r.status, 0, r.stderr);
       if (device === "cuda") {
-        assert.match(r.stderr, /--device cuda: the model on CUDA device 0 \(host emulation\): generation, the training forward\/backward and the optimizer steps run there/);
+        assert.match(r.stderr, /--device cuda: the model on CUDA device 0 \(host emulation\): generation and the training forward\/backward and optimizer steps run there/);
         assert.match(r.stderr, /--device cuda: GEMMs through cuBLASLt/);
       } else assert.doesNotMatch(r.stderr, /--device cuda/);
     }

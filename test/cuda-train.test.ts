@@ -15,14 +15,12 @@ import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { native, type AdapterSpec, type NativeModel, type OptimizerStep, type TrainBatch } from "../native/index.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
 import { excessOfScale, maxAbs } from "./train-tolerance.js";
+import { buildEmulator } from "./cuda-compare.js";
 
-// not test-model.js's: this file needs no stories260K
-const buildScript = fileURLToPath(new URL("../../native/tools/cuda-emu/build.sh", import.meta.url));
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
 const gxx = spawnSync("g++", ["--version"]).status === 0;
 const skip = given || gxx ? false : "g++ absent: cannot build the emulated device";
@@ -38,8 +36,7 @@ before(() => {
   // math, and cuBLASLt rounds the activations of bf16 weights (cuda-engine covers that path)
   process.env.HYBRIDCHAT_CUBLASLT_LIB = "none";
   if (given || !gxx) return;
-  const b = spawnSync("sh", [buildScript, lib], { encoding: "utf8" });
-  assert.equal(b.status, 0, b.stderr);
+  buildEmulator(lib);
   process.env.HYBRIDCHAT_CUDA_LIB = lib; // read once per process, on the first CUDA call
   process.env.HYBRIDCHAT_EMU_DEVICES = "1";
 });
