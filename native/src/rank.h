@@ -121,7 +121,7 @@ class TensorParallel {
   void attach_trainable(Model& m);
   void detach_trainable(Model& m);
   // true when device ranks hold mirrors: the model's step is step() then
-  bool mirrors() const { return !rank_.empty() && rank_.size() > 1 && !rank_[1].mirror.empty(); }
+  bool mirrors() const { return rank_.size() > 1 && !rank_[1].mirror.empty(); }
   // The devices' step (above): gradients all-reduced, rank 0's optimizer, the tensors broadcast.
   StepResult step(Model& m, const OptimizerStep& o);
   void zero_grads(Model& m);
@@ -147,7 +147,7 @@ class TensorParallel {
     std::vector<Mirror> mirror;                      // devices, r > 0: the trainable set
     std::unordered_map<const void*, size_t> mirror_of;  // host array → its mirror
     Slice heads, kv_heads, mlp;
-    Exec* exec = nullptr;  // serving: the rank's ops and memory
+    Exec* exec = nullptr;  // the rank's ops and memory (serving and training)
     KvGeometry kv{};       // ... and its KV heads' geometry there
     struct {
       const int32_t *pos, *seq_of, *npos, *tables;
