@@ -10,7 +10,9 @@
 // skipped and the summary says so. Likewise a data-parallel step: one LoRA SFT step with
 // ZeRO-2 at --data-parallel 2 (rank r on device r, the reduce-scatter and all-gather over
 // NCCL on device buffers) against the same step on one device: losses and gradient norms
-// equal within 1e-3, ms per step.
+// equal within 1e-3, ms per step; and the same LoRA SFT step at --tensor-parallel 2 (each
+// device its shards, its mirror of the adapter and its gradients; the step's all-reduce and
+// broadcast over NCCL) against one device, the same numbers.
 // On a GPU, decode with CUDA graphs on (the default) vs off
 // (--cuda-graphs off: every kernel launched from the host) at each batch, tokens equal and
 // tok/s of both; on the emulator skipped with the reason (its launches cost nothing a graph
@@ -21,7 +23,7 @@
 // without a GPU; the nvcc build is skipped and says so, and the tok/s of the emulated
 // device measure the emulator, not a GPU. The emulator presents two devices, with the
 // stand-in libnccl.so.2 its build writes beside it, so the tensor-parallel and
-// data-parallel steps run too.
+// data-parallel steps (serving and training) run too.
 //
 // It also says which GEMM served (cuBLASLt, or the builtin kernel when no libcublasLt was
 // found: with every path searched) and the cuda runs' KV cache type.
@@ -41,7 +43,7 @@ import { findDefaultModel } from "../engine/default-model.js";
 import type { AdapterSpec } from "../native/index.js";
 
 const root = resolve(fileURLToPath(new URL("../..", import.meta.url)));
-const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-zero", "paged-attention", "cuda-graphs", "lora-batched"].map((t) => join(root, "dist", "test", `${t}.test.js`));
+const DEVICE_TESTS = ["cuda-build", "native-ops", "native-backward", "cuda-engine", "cuda-kv", "cuda-quant", "cuda-train", "cuda-train-cli", "cuda-tensor-parallel", "cuda-tensor-parallel-train", "cuda-zero", "paged-attention", "cuda-graphs", "lora-batched"].map((t) => join(root, "dist", "test", `${t}.test.js`));
 
 interface DecodeRun {
   device: "cpu" | "cuda";
@@ -90,6 +92,8 @@ interface GpuCheckResult {
   tensorParallel: { ranks: number; tokensEqual: boolean; tokensPerSecond: number } | null;
   /** a LoRA SFT step with ZeRO-2 on devices 0 and 1 against one device; null when fewer than two devices */
   dataParallel: { ranks: number; zeroStage: number; lossesEqual: boolean; oneDeviceMs: number; twoDevicesMs: number } | null;
+  /** the same LoRA SFT step at --tensor-parallel 2 on devices 0 and 1 against one device; null when fewer than two devices */
+  tensorParallelTrain: { ranks: number; lossesEqual: boolean; oneDeviceMs: number; twoDevicesMs: number } | null;
 }
 
 function fail(message: string): never {
@@ -140,10 +144,12 @@ async function decode(dir: string, device: "cpu" | "cuda", batch: number, tokens
  * loss normalised over all): losses and gradient norms equal within 1e-3, ms per step
  * (after one warm step each).
  */
-async function dataParallelStep(dir: string, length: number): Promise<NonNullable<GpuCheckResult["dataParallel"]>> {
+async function twoDeviceSteps(dir: string, length: number): Promise<Pick<GpuCheckResult, "dataParallel" | "tensorParallelTrain">> {
   const { loadModel } = await import("../engine/model.js");
   const { DataParallelModel } = await import("../engine/train/loop/data-parallel.js");
   const models = await Promise.all([0, 0, 1].map((deviceIndex) => loadModel(dir, { device: "cuda", deviceIndex, kvBlocks: 4 })));
+  // the tensor-parallel model: rank r on device r
+  models.push(await loadModel(dir, { device: "cuda", tensorParallel: 2, kvBlocks: 4 }));
   try {
     const spec: AdapterSpec = { lora: { rank: 8, alpha: 16, dropout: 0, targets: ["q", "k", "v", "o", "gate", "up", "down"], seed: 1 }, valueHead: false };
     for (const m of models) {
@@ -152,6 +158,7 @@ async function dataParallelStep(dir: string, length: number): Promise<NonNullabl
     }
     const one = models[0].native;
     const dp = new DataParallelModel([models[1].native, models[2].native], 2);
+    const tp = models[3].native;
     const V = models[0].config.vocabSize;
     const T = Math.min(length, models[0].maxContext);
     const counts = Int32Array.from([T, T, T, T]);
@@ -171,16 +178,21 @@ async function dataParallelStep(dir: string, length: number): Promise<NonNullabl
       const { gradNorm } = await m.step(opt);
       return { loss, gradNorm, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
     };
-    let lossesEqual = true;
+    let dpEqual = true, tpEqual = true;
     const close = (a: number, b: number) => Math.abs(a - b) <= 1e-3 * Math.abs(b);
-    let last = { one: 0, two: 0 };
+    let last = { one: 0, dp: 0, tp: 0 };
     for (let k = 0; k < 2; k++) {
       const a = await stepOn(one);
       const b = await stepOn(dp);
-      lossesEqual &&= close(b.loss, a.loss) && close(b.gradNorm, a.gradNorm);
-      last = { one: a.ms, two: b.ms };
+      const c = await stepOn(tp);
+      dpEqual &&= close(b.loss, a.loss) && close(b.gradNorm, a.gradNorm);
+      tpEqual &&= close(c.loss, a.loss) && close(c.gradNorm, a.gradNorm);
+      last = { one: a.ms, dp: b.ms, tp: c.ms };
     }
-    return { ranks: 2, zeroStage: 2, lossesEqual, oneDeviceMs: last.one, twoDevicesMs: last.two };
+    return {
+      dataParallel: { ranks: 2, zeroStage: 2, lossesEqual: dpEqual, oneDeviceMs: last.one, twoDevicesMs: last.dp },
+      tensorParallelTrain: { ranks: 2, lossesEqual: tpEqual, oneDeviceMs: last.one, twoDevicesMs: last.tp },
+    };
   } finally {
     for (const m of models) m.dispose();
   }
@@ -277,12 +289,14 @@ async function main(): Promise<void> {
     skipped.push(`tensor parallel step (--tensor-parallel 2): ${status.devices} device present, it needs 2`);
   }
   let dataParallel: GpuCheckResult["dataParallel"] = null;
+  let tensorParallelTrain: GpuCheckResult["tensorParallelTrain"] = null;
   if (status.devices >= 2) {
-    step("data parallel: a LoRA SFT step with ZeRO-2 over devices 0 and 1 against one device");
+    step("data and tensor parallel training: a LoRA SFT step with ZeRO-2 at --data-parallel 2, and at --tensor-parallel 2, over devices 0 and 1 against one device");
     // 64-token sequences on a GPU; 16 on the emulator, whose fibers take ~10 s a step even so
-    dataParallel = await dataParallelStep(model, mode === "gpu" ? 64 : 16);
+    ({ dataParallel, tensorParallelTrain } = await twoDeviceSteps(model, mode === "gpu" ? 64 : 16));
   } else {
     skipped.push(`data parallel step (--data-parallel 2 --zero-stage 2): ${status.devices} device present, it needs 2`);
+    skipped.push(`tensor parallel training step (--tensor-parallel 2): ${status.devices} device present, it needs 2`);
   }
   const pc = await prefill(model, "cpu", prefillTokens, kvDtype);
   const pg = await prefill(model, "cuda", prefillTokens, kvDtype);
@@ -302,6 +316,7 @@ async function main(): Promise<void> {
     cudaGraphs: mode === "gpu" ? graphs : null,
     tensorParallel,
     dataParallel,
+    tensorParallelTrain,
   };
   writeFileSync(values.out!, JSON.stringify(result, null, 2) + "\n");
   const f = (x: number) => x.toFixed(1);
@@ -319,10 +334,13 @@ async function main(): Promise<void> {
       (dataParallel
         ? `  dp=2 ZeRO-2:   LoRA SFT step: ${f(dataParallel.twoDevicesMs)} ms on 2 devices, ${f(dataParallel.oneDeviceMs)} ms on 1; losses equal: ${dataParallel.lossesEqual ? "y" : "n"}\n`
         : "") +
+      (tensorParallelTrain
+        ? `  tp=2 train:    LoRA SFT step: ${f(tensorParallelTrain.twoDevicesMs)} ms on 2 devices, ${f(tensorParallelTrain.oneDeviceMs)} ms on 1; losses equal: ${tensorParallelTrain.lossesEqual ? "y" : "n"}\n`
+        : "") +
       (skipped.length ? `  skipped:       ${skipped.join("; ")}\n` : "") +
       `  results:       ${resolve(values.out!)}\n`,
   );
-  if (tests.status !== 0 || !tokensEqual || (dataParallel && !dataParallel.lossesEqual)) process.exit(1);
+  if (tests.status !== 0 || !tokensEqual || (dataParallel && !dataParallel.lossesEqual) || (tensorParallelTrain && !tensorParallelTrain.lossesEqual)) process.exit(1);
 }
 
 await main();

@@ -23,11 +23,12 @@ export function resolveDevice(choice: DeviceChoice): DeviceKind {
  * What a training command or fine-tuning job on a cuda model runs where: the weights, KV pool,
  * tape, gradients and optimizer state are resident on the device, and generation (PPO
  * rollouts) and the training forward/backward and optimizer steps all run there, so switching
- * between them moves no weights.
+ * between them moves no weights; with `devices` tensor-parallel ranks, rank r's shards on device r.
  */
-export function cudaTrainingLine(): string {
+export function cudaTrainingLine(devices = 1): string {
   const name = native().cudaStatus().deviceName ?? "?";
-  return `--device cuda: the model on CUDA device 0 (${name}): generation and the training forward/backward and optimizer steps run there`;
+  const where = devices > 1 ? `CUDA devices 0-${devices - 1} (${name}; ${devices} tensor-parallel ranks)` : `CUDA device 0 (${name})`;
+  return `--device cuda: the model on ${where}: generation and the training forward/backward and optimizer steps run there`;
 }
 
 /**

@@ -6,6 +6,7 @@
 // compared with the CPU engine (one rank): stories260K greedy token for token with and
 // without LoRA adapters (two and the base in one batch, one of them merged too), a random GQA model logit for logit (biases on the
 // row-parallel layers, q/k norms, sliding windows), and serve's HTTP answers on 2 devices.
+// Training at TP=2 on devices: cuda-tensor-parallel-train.test.ts.
 // With HYBRIDCHAT_CUDA_LIB already set (npm run gpu-check on a GPU machine) the same checks
 // run on that library's devices 0 and 1, or are skipped, saying why, with fewer.
 import { after, before, describe, it } from "node:test";
@@ -41,21 +42,6 @@ describe("tensor parallel serving on two emulated CUDA devices", { skip }, () =>
     assert.deepEqual(tp.native.device(), { kind: "cuda", name: native().cudaStatus().deviceName, devices: 2, gemm: native().cudaStatus().gemm, kvDtype: "f32" });
     if (!given) assert.equal(native().cudaStatus().deviceName, "host emulation");
     if (!given) assert.equal(native().ncclStatus().path, join(dir, "libnccl.so.2"));
-  });
-
-  it("refuses to train on its devices by name (tensor-parallel training runs on CPU ranks only)", async () => {
-    const text = cpu.tokenizer.encode("Once upon a time", true);
-    tp.native.addAdapter("r", { lora: { rank: 2, alpha: 4, dropout: 0, targets: ["q"], seed: 1 }, valueHead: false });
-    tp.native.setTrainable({ adapter: "r" });
-    try {
-      await assert.rejects(
-        tp.native.trainForward({ tokens: Int32Array.from(text), counts: Int32Array.from([text.length]), targets: Int32Array.from([...text.slice(1), -1]), adapter: "r", values: false, grad: true, checkpoint: false }),
-        (e: Error & { code?: string }) => e.code === "unsupported" && /--tensor-parallel/.test(e.message),
-      );
-    } finally {
-      tp.native.setTrainable(null);
-      tp.native.removeAdapter("r");
-    }
   });
 
   it("stories260K: greedy tokens equal to the CPU engine's, batch 3, prompts over several KV blocks", async () => {

@@ -18,6 +18,7 @@ import { join } from "node:path";
 import { native, type AdapterSpec, type NativeModel, type OptimizerStep, type TrainBatch } from "../native/index.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
+import { excessOfScale, maxAbs } from "./train-tolerance.js";
 import { buildEmulator } from "./cuda-compare.js";
 
 const given = process.env.HYBRIDCHAT_CUDA_LIB || null;
@@ -42,19 +43,7 @@ before(() => {
 after(() => rmSync(dir, { recursive: true, force: true }));
 
 /** worst excess of |a − b| over the tolerance, plus `slack` (≤ 0: within); b is the CPU's */
-function excess(a: Float32Array, b: Float32Array, slack = 0): number {
-  assert.equal(a.length, b.length);
-  let scale = 0;
-  for (const x of b) scale = Math.max(scale, Math.abs(x));
-  let w = -Infinity;
-  for (let i = 0; i < a.length; i++) w = Math.max(w, Math.abs(a[i] - b[i]) - ATOL * scale - RTOL * Math.abs(b[i]) - slack);
-  return w;
-}
-function maxAbs(a: Float32Array): number {
-  let m = 0;
-  for (const x of a) m = Math.max(m, Math.abs(x));
-  return m;
-}
+const excess = (a: Float32Array, b: Float32Array, slack = 0) => excessOfScale(a, b, ATOL, RTOL, slack);
 
 // lr = 0, beta1 = 0: the weights stay, expAvg = the gradient (native-train.test.ts's probe)
 const PROBE: OptimizerStep = { lr: 0, beta1: 0, beta2: 0, eps: 1e-8, weightDecay: 0, maxGradNorm: 0 };

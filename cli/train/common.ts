@@ -159,7 +159,7 @@ export class OptionReader {
       if (e instanceof DeviceUnavailableError) throw new UsageError(e.message, this.command);
       throw e;
     }
-    if (device === "cuda") process.stderr.write(`hybridchat: ${cudaTrainingLine()}\nhybridchat: ${cudaGemmLine()}\n`);
+    if (device === "cuda") process.stderr.write(`hybridchat: ${cudaTrainingLine(this.int("tensor-parallel", 1, 64) ?? 1)}\nhybridchat: ${cudaGemmLine()}\n`);
     return device;
   }
 

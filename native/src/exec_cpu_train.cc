@@ -37,14 +37,20 @@ class CpuTrainOps final : public TrainOps {
   void copy(float* dst, const float* src, int64_t n) override { upload(dst, src, n * 4); }
   void zero(float* p, int64_t n) override { std::memset(p, 0, static_cast<size_t>(n) * 4); }
 
-  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-              int64_t K) override {
-    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, cpu::MatmulPrecision::Highest, true);
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N, int64_t K,
+              int64_t ldw) override {
+    cpu::gemm(false, true, M, N, K, 1.f, x, K, w, dt, ldw, 0.f, out, N, bias, pool_, cpu::MatmulPrecision::Highest,
+              true);
   }
   void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x, const void* w,
-                       DType dt, int64_t M, int64_t N, int64_t K) override {
-    if (dw || db) cpu::matmul_backward(nullptr, dw, db, dy, x, w, dt, M, N, K, pool_);
-    if (dx) cpu::gemm(false, false, M, K, N, 1.0f, dy, N, w, dt, K, beta, dx, K, nullptr, pool_);
+                       DType dt, int64_t M, int64_t N, int64_t K, int64_t ldw) override {
+    if (ldw == K) {
+      if (dw || db) cpu::matmul_backward(nullptr, dw, db, dy, x, w, dt, M, N, K, pool_);
+    } else {  // a row-parallel rank's columns of w and dw
+      if (dw) cpu::gemm(true, false, N, K, M, 1.f, dy, N, x, DType::F32, K, 1.f, dw, ldw, nullptr, pool_);
+      if (db) cpu::matmul_backward(nullptr, nullptr, db, dy, x, w, dt, M, N, K, pool_);
+    }
+    if (dx) cpu::gemm(false, false, M, K, N, 1.0f, dy, N, w, dt, ldw, beta, dx, K, nullptr, pool_);
   }
   void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* w, int64_t M,
                         int64_t C, float eps) override {
@@ -76,9 +82,9 @@ class CpuTrainOps final : public TrainOps {
                         int64_t V) override {
     cpu::logprob_backward(dlogits, dlogp, logits, targets, T, V, pool_);
   }
-  void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer,
-                    int t) override {
-    hc::dropout_mask(mask, n, p, seed, counter, layer, t);
+  void dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p, uint64_t seed,
+                    uint64_t counter, int64_t layer, int t) override {
+    hc::dropout_mask(mask, rows, cols, ld, c0, p, seed, counter, layer, t);
   }
   void mul(float* out, const float* a, const float* b, int64_t n, bool accumulate) override {
     if (accumulate)

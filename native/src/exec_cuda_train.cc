@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "cuda_library.h"
+#include "errors.h"
 #include "exec_train.h"
 #include "train/adapter.h"
 #include "train/params.h"
@@ -40,12 +41,14 @@ class CudaTrainOps final : public TrainOps {
   }
   void zero(float* p, int64_t n) override { cuda_call(lib().hc_cuda_dev_zero(p, static_cast<size_t>(n) * 4)); }
 
-  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-              int64_t K) override {
-    cuda_call(lib().hc_cuda_dev_gemm(out, x, w, static_cast<int>(dt), bias, M, N, K, K, K, N, 0, 1, 1.0f, 0.0f));
+  void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N, int64_t K,
+              int64_t ldw) override {
+    cuda_call(lib().hc_cuda_dev_gemm(out, x, w, static_cast<int>(dt), bias, M, N, K, K, ldw, N, 0, 1, 1.0f, 0.0f));
   }
   void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x, const void* w,
-                       DType dt, int64_t M, int64_t N, int64_t K) override {
+                       DType dt, int64_t M, int64_t N, int64_t K, int64_t ldw) override {
+    // a device's row-parallel shards are packed copies (Exec::weight_columns): never strided here
+    if (ldw != K) throw Error("unsupported", "a strided weight in the device's linear backward");
     cuda_call(lib().hc_cuda_dev_linear_backward(dx, beta, dw, db, dy, x, w, static_cast<int>(dt), M, N, K));
   }
   void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* w, int64_t M,
@@ -79,9 +82,9 @@ class CudaTrainOps final : public TrainOps {
                         int64_t V) override {
     cuda_call(lib().hc_cuda_dev_logprob_backward(dlogits, dlogp, logits, targets, T, V));
   }
-  void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer,
-                    int t) override {
-    cuda_call(lib().hc_cuda_dev_dropout_mask(mask, n, p, dropout_key(seed, counter, layer, t),
+  void dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p, uint64_t seed,
+                    uint64_t counter, int64_t layer, int t) override {
+    cuda_call(lib().hc_cuda_dev_dropout_mask(mask, rows, cols, ld, c0, p, dropout_key(seed, counter, layer, t),
                                              static_cast<float>(1.0 / (1.0 - p))));
   }
   void mul(float* out, const float* a, const float* b, int64_t n, bool accumulate) override {

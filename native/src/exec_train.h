@@ -42,12 +42,14 @@ class TrainOps : public ExecMemory {
   // CPU x stays exact (never rounded to int8 for block weights nor below --matmul-precision
   // highest), because the backward differentiates this exact product; on a device it is the
   // serving GEMM (cuBLASLt takes bf16/f16 weights with x rounded to their type, as mixed-
-  // precision training does)
+  // precision training does). w's rows are ldw elements apart (K, or a tensor-parallel rank's
+  // column shard read in place on the CPU: the whole weight's width)
   virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-                      int64_t K) = 0;
-  // dx[M,K] = beta·dx + dy·w (dx null: skipped); dw[N,K] += dyᵀ·x, db[N] += Σ rows of dy (null: frozen)
+                      int64_t K, int64_t ldw) = 0;
+  // dx[M,K] = beta·dx + dy·w (dx null: skipped); dw[N,K] += dyᵀ·x, db[N] += Σ rows of dy (null: frozen);
+  // w's and dw's rows ldw elements apart (a device takes ldw = K only: its shards are packed)
   virtual void linear_backward(float* dx, float beta, float* dw, float* db, const float* dy, const float* x,
-                               const void* w, DType dt, int64_t M, int64_t N, int64_t K) = 0;
+                               const void* w, DType dt, int64_t M, int64_t N, int64_t K, int64_t ldw) = 0;
   // shapes and aliasing as cpu/ops.h's; dweight null: frozen
   virtual void rmsnorm_backward(float* dx, float* dweight, const float* dy, const float* x, const float* w, int64_t M,
                                 int64_t C, float eps) = 0;
@@ -64,9 +66,10 @@ class TrainOps : public ExecMemory {
   virtual void logprob_forward(float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V) = 0;
   virtual void logprob_backward(float* dlogits, const float* dlogp, const float* logits, const int32_t* targets,
                                 int64_t T, int64_t V) = 0;
-  // train/adapter.h dropout_mask, drawn where the memory is
-  virtual void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer,
-                            int t) = 0;
+  // train/adapter.h dropout_mask (mask[rows, cols]: columns [c0, c0 + cols) of a [rows, ld]
+  // input's), drawn where the memory is
+  virtual void dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p, uint64_t seed,
+                            uint64_t counter, int64_t layer, int t) = 0;
   // out = a·b (accumulate: out += a·b), element-wise
   virtual void mul(float* out, const float* a, const float* b, int64_t n, bool accumulate) = 0;
   // values[T] = xf[T,C]·vh (double accumulation); backward: dxf += g⊗vh, dvh += gᵀ·xf (dvh null: frozen)

@@ -35,6 +35,12 @@ size_t pow2_at_least(size_t n) {
 
 }  // namespace
 
+Model::~Model() {
+  tape_ = Tape{};
+  nograd_tape_ = Tape{};
+  tp_.reset();
+}
+
 Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const ModelOptions& opts)
     : spec_(s), store_(tensors) {
   if (s.C <= 0 || s.I <= 0 || s.L <= 0 || s.NH <= 0 || s.NKV <= 0 || s.HD <= 0 || s.V <= 0)
@@ -180,7 +186,7 @@ void Model::upload_weights() {
 }
 
 void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
-  exec_->train().linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
+  exec_->train().linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in, w.in);
 }
 
 void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M) {

@@ -147,6 +147,9 @@ struct LoraPlan {
 class Model {
  public:
   Model(const ModelSpec& spec, const std::vector<TensorDesc>& tensors, const ModelOptions& opts);
+  // The tapes and the tensor-parallel ranks go first: their buffers live in the rank Execs'
+  // memory, rank 0's being exec_'s.
+  ~Model();
   // Logits [rows, V]: one row per sequence ("last") or per input token ("all").
   // Throws hc::Error ("invalid_batch", "context_full", "kv_full").
   void forward(const ForwardBatch& batch, std::vector<float>& logits);
@@ -171,6 +174,7 @@ class Model {
   void zero_grad() {
     trainable_.zero_grad();
     if (resident_params_.active()) exec_->bind(), resident_params_.zero_grad(*exec_);
+    if (tp_) tp_->zero_grads(*this);
   }
 
   void add_adapter(const std::string& name, const AdapterSpec& spec);
@@ -196,7 +200,8 @@ class Model {
   // (trainable()'s, the adapters', the materialised weights) where a device holds them.
   void sync_to_host();
   // Weight bytes moved between host and device so far (exec.h weight_bytes_moved).
-  int64_t weight_bytes_moved() const { return exec_->weight_bytes_moved(); }
+  // Every device's: the tensor-parallel ranks' too.
+  int64_t weight_bytes_moved() const { return exec_->weight_bytes_moved() + (tp_ ? tp_->weight_bytes_moved() : 0); }
   // Replaces the moments and step count; every trainable tensor must be given, shapes checked.
   void load_optimizer_state(int64_t step, const std::vector<std::string>& names,
                             const std::vector<std::vector<float>>& exp_avg,

@@ -120,10 +120,16 @@ static void for_each_adapter_tensor(Adapter& a, int64_t L, F f) {
 void Model::set_trainable(TrainKind kind, const std::string& name) {
   if (kind == TrainKind::Base && any_merged())
     throw Error("adapter_merged", "setTrainable: adapter '" + merged_ + "' is merged; unmerge it first");
+  if (kind == TrainKind::Base && tp_ && std::string(exec_->device()) != "cpu")  // rank.h says why
+    throw Error("unsupported",
+                "setTrainable: full-parameter training with --tensor-parallel > 1 on CUDA devices is not built: each "
+                "device holds copies of its shards of the base, which the optimizer would not update; train LoRA "
+                "adapters there, or the full model with --device cpu or on one device");
   Adapter* a = kind == TrainKind::Adapter ? &adapter(name) : nullptr;
   if (a && merged_ == name)
     throw Error("adapter_merged", "setTrainable: adapter '" + name + "' is merged; unmerge it first");
   exec_->bind();                                // on the JS thread: the model's device
+  if (tp_) tp_->detach_trainable(*this);        // the other devices' mirrors (rank.h)
   resident_params_.detach(*exec_, trainable_);  // the device's values back into the host arrays
   trainable_.clear();
   if (kind == TrainKind::None) {  // training is over: give the activation memory back
@@ -151,7 +157,10 @@ void Model::set_trainable(TrainKind kind, const std::string& name) {
     }
   }
   // on a device the set trains where it is resident (the CPU tensor-parallel ranks never get here)
-  if (kind != TrainKind::None && !exec_->train().host()) resident_params_.attach(*exec_, trainable_);
+  if (kind != TrainKind::None && !exec_->train().host()) {
+    resident_params_.attach(*exec_, trainable_);
+    if (tp_) tp_->attach_trainable(*this);
+  }
 }
 
 void Model::sync_to_host() {
@@ -223,7 +232,10 @@ void Model::write_parameter(const std::string* ad, const std::string& name, cons
     else materialise(*b.lin), dst = b.lin->owned.data();
   }
   std::copy(data.begin(), data.end(), dst);
-  if (resident_params_.attached(dst)) exec_->bind(), exec_->push(dst, numel(shape));  // the device's copy is the one trained
+  if (resident_params_.attached(dst)) {  // the device's copy is the one trained
+    exec_->bind(), exec_->push(dst, numel(shape));
+    if (tp_) tp_->push(*this, dst, numel(shape));  // and every tensor-parallel device's mirror
+  }
   drop_tape();
 }
 

@@ -37,7 +37,7 @@ void Model::train_linear(float* out, const float* in, int64_t layer, int t, int6
   Buf& dropped = scratch_.dropped;
   if (tape_.dropout) {
     tp.mask[t].fit(ops, T * m.in);
-    ops.dropout_mask(tp.mask[t].data(), T * m.in, a->spec.lora.dropout, a->spec.lora.seed, tape_.counter, layer, t);
+    ops.dropout_mask(tp.mask[t].data(), T, m.in, m.in, 0, a->spec.lora.dropout, a->spec.lora.seed, tape_.counter, layer, t);
     dropped.fit(ops, T * m.in);
     ops.mul(dropped.data(), in, tp.mask[t].data(), T * m.in, false);
     xd = dropped.data();
@@ -53,7 +53,7 @@ void Model::train_linear_backward(float* dx, float beta, const float* dy, const 
   const Linear& w = layers_[layer].at(t);
   TrainOps& ops = exec_->train();
   ops.linear_backward(dx, beta, grad_for(w.w), w.bias.empty() ? nullptr : grad_for(w.bias.data()), dy, x,
-                      resident(w), w.dtype, T, w.out, w.in);
+                      resident(w), w.dtype, T, w.out, w.in, w.in);
   const Adapter* a = tape_.adapter;
   if (!a || !a->at(layer, t).on()) return;
   const LoraMats& m = a->at(layer, t);
@@ -125,11 +125,6 @@ void Model::layer_forward(int64_t l, const float* x, float* x_out, LayerTape& tp
 }
 
 void Model::train_forward(const TrainBatch& b, TrainResult& res) {
-  // tensor-parallel training runs its ranks' CPU kernels on host memory (rank_train.cc);
-  // on devices that would read device buffers, so it is refused until it runs there
-  if (tp_ && std::string(exec_->device()) != "cpu")
-    throw Error("unsupported", "training a model served with --device cuda --tensor-parallel > 1 is not built yet; "
-                               "train with --device cpu, or on one device");
   const ModelSpec& s = spec_;
   const int64_t T = static_cast<int64_t>(b.tokens.size());
   if (T == 0 || b.counts.empty()) throw Error("invalid_batch", "trainForward: empty batch");
@@ -192,6 +187,7 @@ void Model::train_forward(const TrainBatch& b, TrainResult& res) {
   ops.upload(pos_d.data(), pos.data(), T * 4);
   tape_.cos.fit(ops, T * HD / 2), tape_.sin.fit(ops, T * HD / 2);
   ex.rope_tables(tape_.cos.data(), tape_.sin.data(), pos_d.data(), resident(s.inv_freq), T, HD / 2, s.rope_scaling);
+  if (tp_) tp_->train_begin(*this, T);  // each rank's copy of the tables
 
   // inputs[l] is layer l's input; without grad only two buffers alternate
   tape_.inputs.resize(static_cast<size_t>(b.grad ? L : 2));
@@ -301,7 +297,7 @@ void Model::train_backward(const std::vector<float>& dlogp, const std::vector<fl
     head_logits(logits.data(), tape_.xf.data(), r0, R);
     ops.logprob_backward(logits.data(), dlogp_d.data() + r0, logits.data(), tape_.targets_d.data() + r0, R, V);
     ops.linear_backward(dxf.data() + r0 * C, 0.0f, dhead, nullptr, logits.data(), tape_.xf.data() + r0 * C, head,
-                        lm_head_.dtype, R, V, C);
+                        lm_head_.dtype, R, V, C, C);
   }
   if (dvalues) {
     Buf& g = scratch_.dvalues;
@@ -331,6 +327,7 @@ StepResult Model::step(const OptimizerStep& o) {
     throw Error("adapter_merged", "step: adapter '" + merged_ + "' is merged; unmerge it before training");
   // on a device the trainable tensors are updated in place where the forward reads them:
   // nothing to upload again (a host step rewrites host arrays the Exec may have copied)
+  if (tp_ && tp_->mirrors()) return tp_->step(*this, o);  // tensor-parallel ranks on devices (rank.h)
   if (resident_params_.active()) {
     exec_->bind();
     return resident_params_.step(*exec_, trainable_, o);

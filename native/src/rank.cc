@@ -50,8 +50,6 @@ TensorParallel::TensorParallel(const ModelSpec& s, int ranks, int threads) : n_(
 
 TensorParallel::~TensorParallel() = default;
 
-void TensorParallel::run_ranks(const std::function<void(int)>& fn) { ranks_.run(fn); }
-
 void TensorParallel::attach(Model& m, bool cuda) {
   if (!cuda) {
     // every rank's view of the shared host pool starts at its first KV head
@@ -219,7 +217,7 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
                  T, HD / 2, s.rope_scaling);
   ex.embedding(x, ex.ints(ISlot::Tokens, tokens.data(), T),
                ex.weight(m.embed_, dtype_bytes(m.embed_dtype_, s.V * C), !m.embed_owned_.empty()), m.embed_dtype_, T, C);
-  dist::Communicator& comm = serving_comm(r);
+  dist::Communicator& comm = TensorParallel::comm(r);
   const int64_t fail_at = injected_failure_layer(r, s.L);
   // each residual add fused with the next pre-norm, as Model::forward does
   ex.rmsnorm(xn, x, vec(ex, m.layers_[0].attn_norm), T, C, s.eps);
@@ -239,11 +237,7 @@ void TensorParallel::rank_forward(Model& m, int r, const std::vector<int32_t>& t
 
 float* TensorParallel::forward(Model& m, const std::vector<int32_t>& tokens, const LoraRows& lora, int64_t T,
                                int64_t nseq, int64_t maxb) {
-  auto step = [&](int r) { rank_forward(m, r, tokens, lora, T, nseq, maxb); };
-  if (device_ranks_)
-    device_ranks_->run(step);
-  else
-    ranks_.run(step);
+  run_ranks([&](int r) { rank_forward(m, r, tokens, lora, T, nseq, maxb); });
   return rank_[0].exec->scratch(Slot::X, T * m.spec_.C);
 }
 

@@ -23,21 +23,46 @@
 // device buffers (dist/nccl_devices.h). Rank 0 shares the model's Exec on device 0, where
 // the model's LM head then reads the residual stream; on the CPU the head reads rank 0's
 // host array.
-// Training (rank_train.cc) splits the same way: each rank keeps its shard of the layer's
-// activations (LayerTape::ranks) and writes only its slice of each sharded weight's
-// gradient; the norms, embedding and head are computed once on the shared stream.
-// On CPU the ranks share one copy of the parameters, gradients and optimizer state;
-// only the compute is split.
+// Training (rank_train.cc) splits the same way and runs the same way, one code path for
+// thread ranks and device ranks: each rank on its Exec and its TrainOps, its tape of the layer
+// (LayerTape::ranks) in its memory, the frozen base read through the shards serving holds
+// (column_shard/row_shard), the collectives through the same communicators (NCCL on
+// devices). Like serving, each rank keeps its own copy of the residual stream: the layer's
+// input (and in the backward the upstream gradient) is broadcast from rank 0, whose copies are
+// the model's tape, and the norms and residual adds are replicated work; the embedding, final
+// norm, head and value head run once, on rank 0 (the model's Exec).
+// The trainable state. Every rank writes only its slice of a split tensor's gradient, and a
+// replicated tensor's gradient is written by rank 0 alone (its partial sums all-reduced
+// first), so "each rank's gradient buffer summed over the ranks" is the whole gradient, exactly
+// (every other rank adds zeros). On the CPU the ranks share the one host copy of the
+// parameters, gradients and optimizer state (ParamSet): the slices are disjoint, so nothing is
+// summed. On devices rank 0's state is the model's ResidentParams (pinned data, gradients,
+// AdamW moments on device 0) and every rank r > 0 keeps a mirror on device r: the whole of each
+// trainable tensor pinned in its Exec (the copy its forward, LoRA serving included, reads) and
+// a whole-tensor gradient buffer, zeroed. LoRA tensors are small, so whole copies cost little
+// and keep every rank's offsets those of the CPU code. A step (step()) all-reduces each
+// gradient over NCCL, runs rank 0's existing optimizer (the global norm over every gradient
+// once, clipping, AdamW), zeroes the mirrors' gradients and broadcasts the updated tensors
+// from device 0 — deterministic (one optimizer, identical bits on every device) and no host ⇄
+// device traffic. A sharded optimizer would save the moments' memory of N − 1 devices, which
+// for LoRA is not worth a second optimizer. A rank failing in the reductions leaves every
+// parameter, moment and the step count as they were (AdamW runs only after all of them) and
+// the step's gradients are dropped on every rank, as a data-parallel group does.
+// Full-parameter training at N > 1 on devices is refused (set_trainable): the shards serving
+// uploads are copies the optimizer would not update, and whole fp32 masters on every device
+// would undo the split's memory saving; on the CPU the shards are views, so it trains there.
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "dist/comm_threads.h"
 #include "exec.h"
 #include "kvcache.h"
 #include "threadpool.h"
+#include "train/params.h"
 
 namespace hc {
 
@@ -83,18 +108,46 @@ class TensorParallel {
   float* forward(Model& m, const std::vector<int32_t>& tokens, const LoraRows& lora, int64_t T, int64_t nseq,
                  int64_t maxb);
 
+  // ---- training (rank_train.cc) ----
+  // Each rank's copy of the forward's RoPE tables (m.tape_.cos/sin, [T, HD/2]).
+  void train_begin(Model& m, int64_t T);
   // Model::layer_forward / layer_backward (training) split over the ranks: x [T,C] in,
-  // x_out [T,C] out; dy [T,C] is dL/dx_out on entry and dL/dx on return.
+  // x_out [T,C] out (rank 0's memory: the model's tape); dy [T,C] is dL/dx_out on entry and
+  // dL/dx on return.
   void train_layer_forward(Model& m, int64_t l, const float* x, float* x_out, LayerTape& tp);
   void train_layer_backward(Model& m, int64_t l, float* dy, const float* x, const LayerTape& tp);
+  // The model's trainable set was chosen (after its ResidentParams attached) / is being dropped:
+  // the device ranks' mirrors made / unpinned and freed. No-ops on the CPU.
+  void attach_trainable(Model& m);
+  void detach_trainable(Model& m);
+  // true when device ranks hold mirrors: the model's step is step() then
+  bool mirrors() const { return rank_.size() > 1 && !rank_[1].mirror.empty(); }
+  // The devices' step (above): gradients all-reduced, rank 0's optimizer, the tensors broadcast.
+  StepResult step(Model& m, const OptimizerStep& o);
+  void zero_grads(Model& m);
+  // A trainable tensor's host array was rewritten (writeParameter): every mirror uploads it.
+  void push(Model& m, const float* host, int64_t n);
+  // weight bytes the rank Execs the model does not own moved between host and device
+  int64_t weight_bytes_moved() const;
 
  private:
+  // one trainable tensor on a device rank r > 0 (above): its pinned whole copy and gradient
+  struct Mirror {
+    float* host;  // the ParamSet's host array: the tensor's name in every Exec
+    int64_t n;
+    float* data;  // pinned in the rank's Exec
+    Buf grad;
+  };
   struct Rank {
     std::unique_ptr<ThreadPool> pool;
-    std::vector<float> part;                                                 // training's row-parallel sums
-    std::vector<float> dq, dk, dv, datt, dh, dup, du, dropped, dxd, dnorm;  // training
+    // training scratch, in the rank's memory: the row-parallel sums [T, C], the layer's input
+    // and upstream gradient (rank r > 0's copies), the backward's buffers
+    Buf part, x, dy;
+    Buf dq, dk, dv, datt, dh, dup, du, dropped, dxd, dnorm;
+    std::vector<Mirror> mirror;                      // devices, r > 0: the trainable set
+    std::unordered_map<const void*, size_t> mirror_of;  // host array → its mirror
     Slice heads, kv_heads, mlp;
-    Exec* exec = nullptr;  // serving: the rank's ops and memory
+    Exec* exec = nullptr;  // the rank's ops and memory (serving and training)
     KvGeometry kv{};       // ... and its KV heads' geometry there
     struct {
       const int32_t *pos, *seq_of, *npos, *tables;
@@ -117,15 +170,28 @@ class TensorParallel {
   static const void* column_shard(Exec& ex, const Linear& w, Slice sh);
   static Exec::View row_shard(Exec& ex, const Linear& w, Slice sh);
   static const float* vec(Exec& ex, const std::vector<float>& v, int64_t begin = 0, int64_t n = -1);
-  dist::Communicator& serving_comm(int r) { return device_ranks_ ? device_ranks_->comm(r) : ranks_.comm(r); }
+  // the group's launcher and rank r's communicator: device ranks and NCCL, or thread ranks
+  dist::RankLauncher& launcher() { return device_ranks_ ? *device_ranks_ : ranks_; }
+  dist::Communicator& comm(int r) { return launcher().comm(r); }
 
-  // Runs fn(rank) on every rank at once; a rank that throws aborts the group's
-  // collectives (so none waits forever) and the first error is rethrown here.
-  void run_ranks(const std::function<void(int)>& fn);
+  // Runs fn(rank) on every rank at once, each on its thread (its device bound by fn); a rank
+  // that throws aborts the group's collectives (so none waits forever) and the first error is
+  // rethrown here.
+  void run_ranks(const std::function<void(int)>& fn) { launcher().run(fn); }
+  // fn(rank, its Exec) for every device rank r > 0 in turn on the calling thread, its device
+  // bound; the model's device bound again after
+  void each_device_rank(Model& m, const std::function<void(int, Exec&)>& fn);
 
-  // training halves (rank_train.cc); `rt` is the rank's own part of the layer's tape
-  void train_attention(Model& m, int r, LayerTape& rt, const LayerTape& tp, int64_t l, int64_t T);
-  void train_mlp(Model& m, int r, LayerTape& rt, const LayerTape& tp, int64_t l, int64_t T);
+  // training halves (rank_train.cc); `rt` is the rank's own tape of the layer
+  void train_attention(Model& m, int r, LayerTape& rt, int64_t l, int64_t T);
+  void train_mlp(Model& m, int r, LayerTape& rt, int64_t l, int64_t T);
+  // the gradient of the trainable tensor whose host array is `host` in rank r's memory; null: frozen
+  float* grad(Model& m, int r, const void* host) const;
+  // rank r's copy of the forward's RoPE tables
+  const float* rope_cos(Model& m, int r) const;
+  const float* rope_sin(Model& m, int r) const;
+  // a trained (fp32, host-owned) tensor as rank r's Exec reads it
+  static const float* trained(Exec& ex, const std::vector<float>& v);
   // out[T, shard] = in·W[shard rows]ᵀ (+ bias) + s·(dropout(in)·Aᵀ)·B[shard rows]ᵀ
   void train_column(Model& m, int r, LayerTape& rt, float* out, const float* in, int64_t l, int t, Slice sh,
                     int64_t T);
@@ -140,13 +206,12 @@ class TensorParallel {
   // w's element `elements` as a byte pointer, whatever its storage type: a shard's view
   static const void* at(const Linear& w, int64_t elements);
   static const LoraMats* lora_of(const Model& m, int64_t l, int t);  // the tape adapter's, or null
-  // this rank's LoRA input: in, or in·mask over the columns [c0, c0 + K) of a [T, ld] mask
-  const float* dropped(Model& m, int r, const LayerTape& rt, const float* in, int t, int64_t c0, int64_t K,
-                       int64_t ld, int64_t T);
+  // this rank's LoRA input [T, K]: in, or in·its mask (rt.mask[t], the rank's columns)
+  const float* dropped(Model& m, int r, const LayerTape& rt, const float* in, int t, int64_t K, int64_t T);
 
   int n_;
   dist::RankLauncher ranks_;  // one thread and communicator per rank; each rank drives its own kernel pool
-  // CUDA serving: one thread per device and NCCL communicators (training keeps ranks_, on host memory)
+  // CUDA: one thread per device and NCCL communicators (serving and training)
   std::unique_ptr<dist::RankLauncher> device_ranks_;
   std::vector<std::unique_ptr<Exec>> owned_;  // the rank Execs the model does not own
   std::vector<Rank> rank_;

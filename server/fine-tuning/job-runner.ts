@@ -346,7 +346,7 @@ export class JobRunner {
     const native = model.native;
     // a job trains the served model where it is loaded (serve --device)
     const where = native.device();
-    this.#status(id, { status: "running", startedAt: nowSeconds() }, `Fine-tuning job started (on ${where.kind === "cuda" ? `CUDA device 0, ${where.name}` : "the CPU"})`);
+    this.#status(id, { status: "running", startedAt: nowSeconds() }, `Fine-tuning job started (on ${where.kind === "cuda" ? (where.devices > 1 ? `CUDA devices 0-${where.devices - 1}, ${where.name}, ${where.devices} tensor-parallel ranks` : `CUDA device 0, ${where.name}`) : "the CPU"})`);
     const movedAtStart = native.weightBytesMoved();
     let added = false;
     try {

@@ -183,8 +183,10 @@ HC_CUDA_API int hc_cuda_dev_embedding_backward(float* dtable, const float* dout,
 HC_CUDA_API int hc_cuda_dev_logprob(float* logp, const float* logits, const int32_t* targets, int64_t T, int64_t V);
 HC_CUDA_API int hc_cuda_dev_logprob_backward(float* dlogits, const float* dlogp, const float* logits,
                                              const int32_t* targets, int64_t T, int64_t V);
-/* mask[n] ∈ {0, keep}: element i dropped when unit(key, i) < p (../train/adapter.h dropout_mask's stream) */
-HC_CUDA_API int hc_cuda_dev_dropout_mask(float* mask, int64_t n, double p, uint64_t key, float keep);
+/* mask[rows, cols] ∈ {0, keep}: columns [c0, c0 + cols) of a [rows, ld] input's mask, whose element e is dropped
+   when unit(key, e) < p (../train/adapter.h dropout_mask's stream) */
+HC_CUDA_API int hc_cuda_dev_dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p,
+                                         uint64_t key, float keep);
 /* out[n] = a·b, or out += a·b with accumulate */
 HC_CUDA_API int hc_cuda_dev_mul(float* out, const float* a, const float* b, int64_t n, int accumulate);
 /* values[T] = xf[T,C]·vh[C] (double accumulation); its backward: dxf += g⊗vh, dvh[C] += gᵀ·xf (NULL skips) */

@@ -21,9 +21,12 @@ __device__ __forceinline__ uint64_t drop_mix(uint64_t z) {
   return z ^ (z >> 31);
 }
 
-__global__ void dropout_mask_kernel(float* mask, int64_t n, double p, uint64_t key, float keep) {
+// mask[i·cols + j] is element e = i·ld + c0 + j's of the whole [rows, ld] input's mask
+__global__ void dropout_mask_kernel(float* mask, int64_t n, int64_t cols, int64_t ld, int64_t c0, double p,
+                                    uint64_t key, float keep) {
   HC_FOR_EACH_ELEMENT(i, n) {
-    const double u = static_cast<double>(drop_mix(key ^ drop_mix(static_cast<uint64_t>(i))) >> 11) * 0x1.0p-53;
+    const int64_t e = (i / cols) * ld + c0 + i % cols;
+    const double u = static_cast<double>(drop_mix(key ^ drop_mix(static_cast<uint64_t>(e))) >> 11) * 0x1.0p-53;
     mask[i] = u < p ? 0.0f : keep;
   }
 }
@@ -130,11 +133,13 @@ int hc_cuda_dev_logprob_backward(float* dlogits, const float* dlogp, const float
                                  int64_t T, int64_t V) {
   return entry([&] { hc::cuda::logprob_backward(dlogits, dlogp, logits, targets, T, V, 0); });
 }
-int hc_cuda_dev_dropout_mask(float* mask, int64_t n, double p, uint64_t key, float keep) {
+int hc_cuda_dev_dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p,
+                             uint64_t key, float keep) {
   return entry([&] {
+    const int64_t n = rows * cols;
     if (n <= 0) return;
     using namespace hc::cuda;
-    dropout_mask_kernel<<<elem_grid(n), kElemThreads, 0, 0>>>(mask, n, p, key, keep);
+    dropout_mask_kernel<<<elem_grid(n), kElemThreads, 0, 0>>>(mask, n, cols, ld, c0, p, key, keep);
     HC_CUDA_LAUNCHED("dropout_mask_kernel");
   });
 }

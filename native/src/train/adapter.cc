@@ -52,10 +52,12 @@ uint64_t dropout_key(uint64_t seed, uint64_t counter, int64_t layer, int t) {
   return stream(seed, mix(counter) ^ 0x44726f70ull, layer, t);
 }
 
-void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer, int t) {
+void dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p, uint64_t seed,
+                  uint64_t counter, int64_t layer, int t) {
   const uint64_t key = dropout_key(seed, counter, layer, t);
   const float keep = static_cast<float>(1.0 / (1.0 - p));
-  for (int64_t i = 0; i < n; i++) mask[i] = unit(key, i) < p ? 0.0f : keep;
+  for (int64_t i = 0; i < rows; i++)
+    for (int64_t j = 0; j < cols; j++) mask[i * cols + j] = unit(key, i * ld + c0 + j) < p ? 0.0f : keep;
 }
 
 }  // namespace hc

@@ -53,10 +53,14 @@ void validate_adapter_spec(const AdapterSpec& s);
 // A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT's kaiming_uniform(a=√5)) from (seed, layer, target).
 void lora_init_A(float* A, int64_t n, int64_t in, uint64_t seed, int64_t layer, int t);
 
-// Inverted-dropout multipliers mask[n] ∈ {0, 1/(1-p)}, a pure function of
+// Inverted-dropout multipliers ∈ {0, 1/(1-p)}, a pure function of
 // (seed, forward counter, layer, target, element), so a checkpointed layer's
-// recomputation draws the same mask as the forward did.
-void dropout_mask(float* mask, int64_t n, double p, uint64_t seed, uint64_t counter, int64_t layer, int t);
+// recomputation draws the same mask as the forward did. The mask of a [rows, ld] input
+// drawn over its columns [c0, c0 + cols) only: mask[i·cols + j] is element i·ld + c0 + j's
+// (a tensor-parallel rank's slice of a row-parallel linear's input; the whole input:
+// cols = ld, c0 = 0).
+void dropout_mask(float* mask, int64_t rows, int64_t cols, int64_t ld, int64_t c0, double p, uint64_t seed,
+                  uint64_t counter, int64_t layer, int t);
 // The stream key of that mask: element i is dropped when unit(key, i) < p. The device
 // twin (cuda/train_resident.cu) draws from it.
 uint64_t dropout_key(uint64_t seed, uint64_t counter, int64_t layer, int t);

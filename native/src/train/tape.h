@@ -23,7 +23,9 @@ struct LayerTape {
   Buf gate, up, h;   // [T,I] pre-activations and swiglu output
   std::array<Buf, kTargets> u;     // LoRA x·Aᵀ [T,r] per targeted linear
   std::array<Buf, kTargets> mask;  // dropout multipliers [T,in] (dropout > 0 only)
-  std::vector<LayerTape> ranks;  // tensor parallelism (rank.h): each rank's shard of q…h, u, mask
+  // tensor parallelism (rank.h): each rank's own tape of the layer, in its memory — its copy
+  // of xn1, x_mid, xn2 (the replicated stream), its shard of q…h, u and its columns' masks
+  std::vector<LayerTape> ranks;
 };
 
 struct Tape {
@@ -35,6 +37,7 @@ struct Tape {
   bool dropout = false;              // LoRA dropout active in this forward
   uint64_t counter = 0;              // the adapter's dropout counter for this forward
   Buf cos, sin;       // RoPE tables [T, HD/2]
+  std::vector<Buf> rank_cos, rank_sin;  // tensor parallelism: rank r > 0's copy of them, in its memory
   std::vector<Buf> inputs;  // [L] each layer's input [T,C]
   std::vector<LayerTape> layers;            // [L], or [1] with checkpointing
   Buf x_final, xf;           // last layer's output and its final norm [T,C]

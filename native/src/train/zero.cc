@@ -9,17 +9,10 @@
 
 namespace hc {
 
-namespace {
-
-// A failure point for tests of a group that loses a rank mid-step: with
-// HYBRIDCHAT_TEST_FAIL_STEP_RANK=r, rank r throws halfway through the step's reductions (the
-// other ranks have summed half the gradients and wait in the next collective). SIZE_MAX: none.
-size_t injected_failure_point(int rank, size_t tensors) {
+size_t injected_step_failure(int rank, size_t tensors) {
   const char* r = std::getenv("HYBRIDCHAT_TEST_FAIL_STEP_RANK");
   return r != nullptr && *r != '\0' && std::atoi(r) == rank ? tensors / 2 : SIZE_MAX;
 }
-
-}  // namespace
 
 double ZeroRank::all_reduce_double(dist::Communicator& c, double x) {
   TrainOps& ops = home_.ops();
@@ -126,7 +119,7 @@ StepResult ZeroRank::step(dist::Communicator& c, const OptimizerStep& o) {
   home_.ensure_grads();  // a rank whose slice of the batch was empty ran no backward
   // 1. gradients summed over ranks: whole on every rank (0-1) or this rank's shard (2-3)
   std::vector<std::pair<const float*, int64_t>> summed;
-  const size_t fail_at = injected_failure_point(rank_, parts_.size());
+  const size_t fail_at = injected_step_failure(rank_, parts_.size());
   for (size_t i = 0; i < parts_.size(); i++) {
     if (i == fail_at) throw Error("injected_failure", "rank " + std::to_string(rank_) + " failed mid-step (HYBRIDCHAT_TEST_FAIL_STEP_RANK)");
     Part& part = parts_[i];

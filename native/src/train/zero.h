@@ -11,6 +11,7 @@
 // the CPU they are host arrays and thread collectives, on a GPU device buffers and NCCL.
 #pragma once
 #include <cstdint>
+#include <cstddef>
 #include <vector>
 
 #include "dist/communicator.h"
@@ -42,6 +43,12 @@ class ZeroHome {
   virtual bool holds_grads() const = 0;
   virtual void release_moments() = 0;
 };
+
+// A failure point for tests of a group that loses a rank mid-step (ZeroRank::step, and the
+// tensor-parallel ranks' TensorParallel::step): with HYBRIDCHAT_TEST_FAIL_STEP_RANK=r, rank r
+// throws before reducing gradient tensor `tensors / 2` (the other ranks have summed half the
+// gradients and wait in the next collective). SIZE_MAX: none.
+size_t injected_step_failure(int rank, size_t tensors);
 
 class ZeroRank {
  public:
