@@ -299,12 +299,17 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
 // 110M model's 7 linears a layer at M = 16: q8_0 / q4_0 1.11× faster through the GEMM, q4_k 0.83×.
 inline int64_t vnni_quant_gemm_min_m(DType t) { return t == DType::Q4_K ? 24 : 16; }
 
+// Weights repacked at load (quant_repack.h) take the repacked GEMM from this many rows of x.
+inline int64_t vnni_repacked_min_m(DType) { return 1; }
+
 // The block formats through int8 dot products (quant_dot.h) or the int8 GEMM where they handle the product.
 void avx512vnni_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.M >= vnni_repacked_min_m(g.btype) && quant_gemm_repacked_avx512vnni(g, 0, g.M, n0, n1)) return;
   if (g.M >= vnni_quant_gemm_min_m(g.btype) && quant_gemm_avx512vnni(g, 0, g.M, n0, n1)) return;
   if (!quant_dot_avx512vnni(g, n0, n1)) avx512_gemv(g, n0, n1);
 }
 void avx512vnni_gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (quant_gemm_repacked_avx512vnni(g, m0, m1, n0, n1)) return;
   if (!quant_gemm_avx512vnni(g, m0, m1, n0, n1)) driver::gemm_tile<Avx512Micro>(g, m0, m1, n0, n1);
 }
 
