@@ -21,7 +21,8 @@ struct Avx2 : qgemm::YmmFloat, qgemm::YmmRepack {
   // 1×4 were within ±5 % of it on one Zen 5 core, 512×768×768: 3.8–4.2 ms)
   static constexpr int MR = QGEMM_AVX2_MR, NRV = QGEMM_AVX2_NRV;
   // the repacked layout's tiles (quant_gemm_repacked_x86.h): 2 rows × a group of 16 columns (2 ymm)
-  static constexpr int RMT = 2;
+  template <DType>
+  static constexpr int rmt() { return 2; }
   static constexpr int ng(int) { return 1; }
   static constexpr bool kUnsignedQ8 = false;
   // u8 × s8: |u·q| pairs of Q4_0 / Q4_K nibbles (<= 15) stay far below maddubs' int16 saturation

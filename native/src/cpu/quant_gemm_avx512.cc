@@ -11,7 +11,10 @@
 #include "quant_gemm_x86.h"
 #include "quant_gemm_repacked_x86.h"
 
-// the register tile, overridable for bench-kernels' tuning runs
+// the register tiles, overridable for bench-kernels' tuning runs
+#ifndef QGEMM_REP_RMT
+#define QGEMM_REP_RMT 4
+#endif
 #ifndef QGEMM_AVX512_MR
 #define QGEMM_AVX512_MR 4
 #define QGEMM_AVX512_NRV 2
@@ -50,7 +53,8 @@ struct Avx512Vnni {
   static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
   // the repacked layout's tiles (quant_gemm_repacked_x86.h): up to 8 rows of x, 16 columns a
   // group; below 3 rows 4 groups (so 4+ independent vpdpbusd chains), 2 below 5
-  static constexpr int RMT = 8;
+  template <DType DT>
+  static constexpr int rmt() { return QGEMM_REP_RMT; }
   static constexpr int ng(int mt) { return mt <= 2 ? 4 : mt <= 4 ? 2 : 1; }
   static V loadu(const uint8_t* p) { return _mm512_loadu_si512(p); }
   static V nib_lo(V v) { return _mm512_and_si512(v, _mm512_set1_epi8(15)); }

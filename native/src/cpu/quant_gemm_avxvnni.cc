@@ -22,7 +22,8 @@ struct AvxVnni : qgemm::YmmFloat, qgemm::YmmRepack {
   // q4_k, ms: 3×2 1.86 / 1.88 / 2.06, 4×2 2.21 / 2.17 / 2.37, 2×2 1.90 / 1.98 / 2.80, 6×1 2.26 / 2.21 / 2.22
   static constexpr int MR = QGEMM_AVXVNNI_MR, NRV = QGEMM_AVXVNNI_NRV;
   // the repacked layout's tiles (quant_gemm_repacked_x86.h): 2 rows × a group of 16 columns (2 ymm)
-  static constexpr int RMT = 2;
+  template <DType>
+  static constexpr int rmt() { return 2; }
   static constexpr int ng(int) { return 1; }
   static constexpr bool kUnsignedQ8 = true;
   static V dot(V acc, V w, V x) { return _mm256_dpbusd_avx_epi32(acc, w, x); }

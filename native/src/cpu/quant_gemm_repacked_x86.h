@@ -2,8 +2,8 @@
 // once over quant_gemm_x86.h's instruction-set trait I, which adds for it:
 //   loadu(p) (VN·4 bytes), nib_lo(v) / nib_hi(v) (each byte's low / high nibble), flip(v)
 //   (xor 0x80: Q8_0's stored w + 128 back to signed, where !kUnsignedQ8), cvtph(p) (VN fp16
-//   scales), u8f(p) (VN bytes as fp32: Q4_K's 6-bit scales and mins), RMT (rows of x a tile
-//   holds) and ng(mt) (groups of 16 columns a tile of mt rows takes: small mt takes several,
+//   scales), u8f(p) (VN bytes as fp32: Q4_K's 6-bit scales and mins), rmt<DT>() (rows of x a
+//   tile holds) and ng(mt) (groups of 16 columns a tile of mt rows takes: small mt takes several,
 //   so that M = 1..2 still has independent accumulator chains).
 // x is quantized once per call (quantize_rows); a tile reads each weight block of its groups
 // once for all its rows, with no per-call packing of B. Past RMT rows, each group's blocks are
@@ -162,7 +162,7 @@ constexpr int64_t kRepackedChunkRows = 64;
 
 template <class I, DType DT>
 inline void run_repacked_typed(const GemmArgs& g, const RepackedWeight& rw, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  constexpr int RMT = I::RMT;
+  constexpr int RMT = I::template rmt<DT>();
   n1 = driver::min_of(n1, g.N);
   const XRows a = quantize_rows(g, m0, m1);
   const int64_t rows = m1 - m0, gs = repack_group_bytes(DT, g.K);
@@ -177,16 +177,22 @@ inline void run_repacked_typed(const GemmArgs& g, const RepackedWeight& rw, int6
     });
     return;
   }
+  // rows [rc, re) of a chunk through NG groups at gi: whole tiles of RMT rows, then the rest
+  auto tiles = [&](auto ng, int64_t rc, int64_t re, int64_t gi) {
+    constexpr int NG = decltype(ng)::value;
+    int64_t r = rc;
+    for (; r + RMT <= re; r += RMT) Repacked<I, DT, RMT, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
+    if (r < re)
+      with_rows<RMT - 1>(static_cast<int>(re - r), [&](auto mt) {
+        Repacked<I, DT, decltype(mt)::value, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
+      });
+  };
+  constexpr int NG = I::ng(RMT);
   for (int64_t rc = 0; rc < rows; rc += kRepackedChunkRows) {
     const int64_t re = driver::min_of(rows, rc + kRepackedChunkRows);
-    for (int64_t gi = gb; gi < ge; gi++) {
-      int64_t r = rc;
-      for (; r + RMT <= re; r += RMT) Repacked<I, DT, RMT, 1>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
-      if (r < re)
-        with_rows<RMT - 1>(static_cast<int>(re - r), [&](auto mt) {
-          Repacked<I, DT, decltype(mt)::value, 1>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
-        });
-    }
+    int64_t gi = gb;
+    for (; gi + NG <= ge; gi += NG) tiles(std::integral_constant<int, NG>{}, rc, re, gi);
+    for (; gi < ge; gi++) tiles(std::integral_constant<int, 1>{}, rc, re, gi);
   }
 }
 
