@@ -127,6 +127,11 @@ export interface DeviceInfo {
   devices: number;
   /** cuda only: the GEMM behind the linears, "cublaslt" or the library's own "builtin" (cudaStatus().cublasLt says why) */
   gemm?: "cublaslt" | "builtin";
+  /**
+   * cpu only: bytes of block-format linears (q8_0/q4_0/q4_k) repacked at load for the int8 GEMM
+   * (native/src/cpu/quant_repack.h); 0 with none, with HYBRIDCHAT_REPACK=0 or tensor parallelism
+   */
+  repackedBytes?: number;
   /** the KV pool's element type */
   kvDtype: KvDtype;
 }
@@ -498,6 +503,22 @@ export interface NativeBinding {
     K: number,
     products: { out: Float32Array; w: Float32Array | Uint16Array | Uint8Array; dtype: string; N: number; bias?: Float32Array | null }[],
   ): void;
+  /**
+   * The same products over weights repacked as a CPU model repacks them at load (groups of 16 rows
+   * interleaved block by block: native/src/cpu/quant_repack.h): each w (q8_0/q4_0/q4_k blocks, N a
+   * multiple of 16) repacked for the call, then matmulGroup's region (group) or one matmul each.
+   * Returns the bytes repacked.
+   */
+  matmulRepacked(
+    threads: number,
+    x: Float32Array,
+    M: number,
+    K: number,
+    products: { out: Float32Array; w: Uint8Array; dtype: string; N: number; bias?: Float32Array | null }[],
+    group: boolean,
+  ): number;
+  /** w's blocks repacked and unpacked again (the layout loses nothing) */
+  repackRoundTrip(w: Uint8Array, dtype: string, N: number, K: number): Uint8Array;
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s

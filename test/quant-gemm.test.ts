@@ -6,27 +6,12 @@
 // the ranks split the rows), ragged N (partial column tiles and panels), K a few blocks to a
 // few hundred; with and without bias (alpha, beta and strides: native/bench-kernels check).
 import { describe, it } from "node:test";
-import assert from "node:assert/strict";
-import { spawnSync } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { native } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
 import { describeEachKernelVariant } from "./kernel-variants.js";
-import { dequantize, dequantizeQ4K, int8ActivationBound, quantize } from "./reference/quant.js";
+import { int8ActivationBound } from "./reference/quant.js";
+import { blockWeights, describeAvx2WithoutVnni, type BlockType } from "./block-weights.js";
 import { matmulRef } from "./reference/ops.js";
-
-type BlockType = "q8_0" | "q4_0" | "q4_k";
-
-function weights(rng: Rng, type: BlockType, N: number, K: number): { w: Uint8Array; wd: Float64Array } {
-  const values = rng.f32(N * K);
-  if (type !== "q4_k") {
-    const w = quantize(values, type);
-    return { w, wd: Float64Array.from(dequantize(w, type)) };
-  }
-  const w = new Uint8Array(N * K / 256 * 144);
-  native().ops("cpu").fromF32(w, values, "q4_k");
-  return { w, wd: Float64Array.from(dequantizeQ4K(w)) };
-}
 
 // [M, N, K]: M below the GEMM (the streamed dot products, 2..15 rows (Q4_K 23) on avx512vnni, 2..7/11 on
 // avx2), then every remainder of its register tiles (avx512vnni 4 rows, AVX-VNNI 3, avx2 2) past
@@ -44,7 +29,7 @@ describe("int8 GEMM for block-format weights (prefill and batched decode)", () =
       const rng = new Rng(seed);
       const ops = native().ops("cpu");
       for (const [M, N, K] of SHAPES[type]) {
-        const { w, wd } = weights(rng, type, N, K);
+        const { w, wd } = blockWeights(rng, type, N, K);
         for (const withBias of [false, true]) {
           const x = rng.f32(M * K, -2, 2);
           const bias = withBias ? rng.f32(N) : null;
@@ -59,16 +44,4 @@ describe("int8 GEMM for block-format weights (prefill and batched decode)", () =
 
 describeEachKernelVariant(import.meta.url, "the int8 GEMM");
 
-// On a CPU with AVX-VNNI the avx2 level runs it (ymm vpdpbusd); HYBRIDCHAT_AVX_VNNI=0 checks
-// the plain AVX2 maddubs kernel there too (elsewhere it is what avx2 runs anyway).
-describe("the avx2 level without AVX-VNNI", { skip: process.env.HYBRIDCHAT_KERNELS ? "a child run" : false }, () => {
-  const skip = native().kernelVariants().includes("avx2") ? false : "this CPU cannot run avx2";
-  it("passes with HYBRIDCHAT_KERNELS=avx2 HYBRIDCHAT_AVX_VNNI=0", { skip }, () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, HYBRIDCHAT_KERNELS: "avx2", HYBRIDCHAT_AVX_VNNI: "0" };
-    delete env.NODE_TEST_CONTEXT;
-    const r = spawnSync(process.execPath, ["--test", "--test-reporter=tap", fileURLToPath(import.meta.url)], { env, encoding: "utf8" });
-    assert.equal(r.status, 0, `${r.stdout}\n${r.stderr}`);
-    assert.match(r.stdout, /# pass [1-9]/);
-    assert.match(r.stdout, /# fail 0/);
-  });
-});
+describeAvx2WithoutVnni(import.meta.url, "the int8 GEMM");

@@ -18,6 +18,7 @@
 #include "cpu/gemm.h"
 #include "cpu/matmul.h"
 #include "cpu/matmul_kernels.h"
+#include "cpu/quant_repack.h"
 #include "cpu/ops.h"
 #include "cpu/quant_dot.h"
 #include "cpu/quant_gemm.h"
@@ -410,7 +411,7 @@ int cmd_shape(int argc, char** argv) {
 // avx2; their pack_b dequantizes B per call).
 int cmd_qgemm(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|dot512|dot2|dotvnni|fp32packed|fp32packed-avx2\n");
+    std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|rep512|repvnni|rep2|dot512|dot2|dotvnni|fp32packed|fp32packed-avx2\n");
     return 2;
   }
   const int64_t M = std::atol(argv[2]), N = std::atol(argv[3]), K = std::atol(argv[4]);
@@ -421,8 +422,17 @@ int cmd_qgemm(int argc, char** argv) {
   Weights w = make_weights(N * K, dt, rng, 0.05f);
   std::vector<float> x = random_vec(M * K, rng), out(M * N);
   GemmArgs g{false, true, M, N, K, 1.f, x.data(), K, w.data(), dt, K, 0.f, out.data(), N, nullptr};
+  // rep*: the same product over the weights repacked as a model repacks them at load (quant_repack.h)
+  RepackSet repacked;
+  if (v.rfind("rep", 0) == 0 && !repacked.add(w.data(), dt, N, K, pool)) {
+    std::fprintf(stderr, "%s weights of %ld rows are not repacked (N a multiple of 16)\n", dtype_name(dt), long(N));
+    return 2;
+  }
   auto once = [&] {
     if (v == "avx512vnni") quant_gemm_avx512vnni(g, 0, M, 0, N);
+    else if (v == "rep512") quant_gemm_repacked_avx512vnni(g, 0, M, 0, N);
+    else if (v == "repvnni") quant_gemm_repacked_avxvnni(g, 0, M, 0, N);
+    else if (v == "rep2") quant_gemm_repacked_avx2(g, 0, M, 0, N);
     else if (v == "avxvnni") quant_gemm_avxvnni(g, 0, M, 0, N);
     else if (v == "avx2") quant_gemm_avx2(g, 0, M, 0, N);
     else if (v == "dot512") quant_dot_avx512vnni(g, 0, N);

@@ -8,6 +8,7 @@
 #include "addon_comm.h"
 #include "addon_cuda.h"
 #include "addon_dp.h"
+#include "addon_repack.h"
 #include "addon_sched.h"
 #include "cuda_library.h"
 #include "cpu/dispatch.h"
@@ -129,6 +130,7 @@ Napi::Value ModelWrap::Device(const Napi::CallbackInfo& info) {
   o.Set("name", m.device_name());
   o.Set("devices", m.devices());
   if (std::string(m.device()) == "cuda") o.Set("gemm", cuda_library().gemm);
+  else o.Set("repackedBytes", static_cast<double>(m.repacked_bytes()));
   o.Set("kvDtype", m.kv_dtype());
   return o;
 }
@@ -863,6 +865,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("poolStress", Napi::Function::New<hc::addon::PoolStress>(env, "poolStress"));
   exports.Set("poolShutdown", Napi::Function::New<hc::addon::PoolShutdown>(env, "poolShutdown"));
   exports.Set("matmulGroup", Napi::Function::New<hc::addon::MatmulGroup>(env, "matmulGroup"));
+  exports.Set("matmulRepacked", Napi::Function::New<hc::addon::MatmulRepacked>(env, "matmulRepacked"));
+  exports.Set("repackRoundTrip", Napi::Function::New<hc::addon::RepackRoundTrip>(env, "repackRoundTrip"));
   exports.Set("dataParallel", Napi::Function::New<hc::addon::DataParallel>(env, "dataParallel"));
   exports.Set("ncclStatus", Napi::Function::New<hc::addon::NcclStatusJs>(env, "ncclStatus"));
   exports.Set("ncclUniqueId", Napi::Function::New<hc::addon::NcclUniqueIdJs>(env, "ncclUniqueId"));

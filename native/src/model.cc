@@ -147,7 +147,23 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
   } else {
     exec_ = make_cpu_exec(*pool_, kv_->k(), kv_->v(), kv_geo_, opts.matmul_precision);
     if (tp_) tp_->attach(*this, false);
+    else if (cpu::repack_enabled()) repack_linears();
   }
+}
+
+// Each block-format linear (not the tied head: the embedding reads its rows) repacked into
+// quant_repack.h's groups of 16 rows, which the int8 GEMM reads instead of the checkpoint's
+// blocks. The checkpoint's pages are dropped once copied: only what still reads that layout
+// (training's dx, the portable kernels) brings them back from the file. Tensor-parallel ranks
+// read shards of the original layout, so a sharded model keeps it alone.
+void Model::repack_linears() {
+  auto one = [&](const Linear& l) {
+    if (l.w != l.map || !repacked_.add(l.w, l.dtype, l.out, l.in, *pool_)) return;
+    if (store_.mapped(l.w)) drop_resident(l.w, dtype_bytes(l.dtype, l.out * l.in));
+  };
+  for (LayerWeights& w : layers_)
+    for (int t = 0; t < kTargets; t++) one(w.at(t));
+  if (!spec_.tie_embeddings) one(lm_head_);
 }
 
 const void* Model::resident(const Linear& l) {

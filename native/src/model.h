@@ -12,6 +12,7 @@
 
 #include "cpu/matmul_kernels.h"
 #include "cpu/ops.h"
+#include "cpu/quant_repack.h"
 #include "errors.h"
 #include "exec.h"
 #include "kvcache.h"
@@ -158,6 +159,7 @@ class Model {
   // "cpu" or "cuda", and the device's name
   const char* device() const { return exec_->device(); }
   std::string device_name() const { return exec_->device_name(); }
+  int64_t repacked_bytes() const { return repacked_.bytes(); }  // quant_repack.h: the linears repacked at load
   // devices the serving forward runs on: 0 on the CPU, else the tensor-parallel ranks (1 without)
   int devices() const { return std::string(exec_->device()) == "cpu" ? 0 : tp_ ? tp_->size() : 1; }
   // the KV pool's element type: "f32" or "bf16"
@@ -257,6 +259,7 @@ class Model {
   std::vector<BaseTensor> base_tensors();
   BaseTensor base_tensor(const std::string& name);
   Adapter& adapter(const std::string& name);
+  void repack_linears();
   void materialise(Linear& l);
   void materialise_embed();
   void drop_tape() { tape_.valid = false; }
@@ -270,6 +273,8 @@ class Model {
   DType embed_dtype_ = DType::F32;
   Linear lm_head_;
   std::unique_ptr<ThreadPool> pool_;
+  // the block-format linears repacked at load for the CPU's int8 GEMM (one rank on the CPU)
+  cpu::RepackSet repacked_;
   std::unique_ptr<KVCache> kv_;
   std::unique_ptr<TensorParallel> tp_;  // null at --tensor-parallel 1
   std::unique_ptr<Exec> exec_;          // the serving forward's ops and memory

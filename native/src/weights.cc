@@ -115,6 +115,13 @@ std::vector<std::string> WeightStore::names() const {
   return r;
 }
 
+bool WeightStore::mapped(const void* p) const {
+  const uint8_t* b = static_cast<const uint8_t*>(p);
+  for (const auto& [name, f] : files_)
+    if (b >= f->data() && b < f->data() + f->size()) return true;
+  return false;
+}
+
 void drop_resident(const void* p, int64_t bytes) {
   const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
   const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);

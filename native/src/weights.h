@@ -56,6 +56,8 @@ class WeightStore {
   // fp32 copy of a (small) tensor, whatever its storage type.
   std::vector<float> f32(const std::string& name, const std::vector<int64_t>& shape) const;
   std::vector<std::string> names() const;
+  // Whether p lies in one of the mapped files (not in an owned, un-permuted copy).
+  bool mapped(const void* p) const;
 
  private:
   const uint8_t* unpermute_rows(const TensorDesc& d, const uint8_t* src, int64_t bytes);

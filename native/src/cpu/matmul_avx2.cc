@@ -228,12 +228,20 @@ bool avx2_quant_dot(const GemmArgs& g, int64_t n0, int64_t n1) {
 bool avx2_quant_gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   return use_avx_vnni() ? quant_gemm_avxvnni(g, m0, m1, n0, n1) : quant_gemm_avx2(g, m0, m1, n0, n1);
 }
+// The same over weights repacked at load (quant_repack.h); false when g.B is not one.
+bool avx2_quant_gemm_repacked(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  return use_avx_vnni() ? quant_gemm_repacked_avxvnni(g, m0, m1, n0, n1) : quant_gemm_repacked_avx2(g, m0, m1, n0, n1);
+}
+// Weights repacked at load take the repacked GEMM from this many rows of x.
+inline int64_t avx2_repacked_min_m() { return 1; }
 
 void avx2_gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  if (avx2_quant_gemm_repacked(g, m0, m1, n0, n1)) return;
   if (!avx2_quant_gemm(g, m0, m1, n0, n1)) driver::gemm_tile<Avx2Micro>(g, m0, m1, n0, n1);
 }
 
 void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
+  if (g.M >= avx2_repacked_min_m() && avx2_quant_gemm_repacked(g, 0, g.M, n0, n1)) return;
   if (g.M >= avx2_quant_gemm_min_m() && avx2_quant_gemm(g, 0, g.M, n0, n1)) return;
   switch (g.btype) {
     case DType::F32: return gemv_typed<DType::F32>(g, n0, n1);

@@ -24,4 +24,10 @@ bool quant_gemm_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0
 bool quant_gemm_avxvnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);     // AVX2 + AVX-VNNI (ymm vpdpbusd; dispatch.h's use_avx_vnni)
 bool quant_gemm_avx2(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);        // AVX2 maddubs
 
+// The same product over weights repacked at load (quant_repack.h): false, having written
+// nothing, when g.B is not a registered repacked weight (or the product is not !ta, tb, !exact_x).
+bool quant_gemm_repacked_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+bool quant_gemm_repacked_avxvnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+bool quant_gemm_repacked_avx2(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+
 }  // namespace hc::cpu

@@ -9,8 +9,12 @@
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__) && defined(__AVX512VNNI__) && \
     defined(__F16C__)
 #include "quant_gemm_x86.h"
+#include "quant_gemm_repacked_x86.h"
 
-// the register tile, overridable for bench-kernels' tuning runs
+// the register tiles, overridable for bench-kernels' tuning runs
+#ifndef QGEMM_REP_RMT
+#define QGEMM_REP_RMT 4
+#endif
 #ifndef QGEMM_AVX512_MR
 #define QGEMM_AVX512_MR 4
 #define QGEMM_AVX512_NRV 2
@@ -47,12 +51,26 @@ struct Avx512Vnni {
   static F mul(F a, F b) { return _mm512_mul_ps(a, b); }
   static F fmadd(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F fnmadd(F a, F b, F c) { return _mm512_fnmadd_ps(a, b, c); }
+  // the repacked layout's tiles (quant_gemm_repacked_x86.h): up to 8 rows of x, 16 columns a
+  // group; below 3 rows 4 groups (so 4+ independent vpdpbusd chains), 2 below 5
+  template <DType DT>
+  static constexpr int rmt() { return QGEMM_REP_RMT; }
+  static constexpr int ng(int mt) { return mt <= 2 ? 4 : mt <= 4 ? 2 : 1; }
+  static V loadu(const uint8_t* p) { return _mm512_loadu_si512(p); }
+  static V nib_lo(V v) { return _mm512_and_si512(v, _mm512_set1_epi8(15)); }
+  static V nib_hi(V v) { return _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)); }
+  static V flip(V v) { return _mm512_xor_si512(v, _mm512_set1_epi8(char(0x80))); }
+  static F cvtph(const uint8_t* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static F u8f(const uint8_t* p) { return _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))); }
 };
 
 }  // namespace
 
 bool quant_gemm_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   return qgemm::run<Avx512Vnni>(g, m0, m1, n0, n1);
+}
+bool quant_gemm_repacked_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  return qgemm::run_repacked<Avx512Vnni>(g, m0, m1, n0, n1);
 }
 
 }  // namespace hc::cpu
@@ -61,6 +79,7 @@ bool quant_gemm_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0
 
 namespace hc::cpu {
 bool quant_gemm_avx512vnni(const GemmArgs&, int64_t, int64_t, int64_t, int64_t) { return false; }
+bool quant_gemm_repacked_avx512vnni(const GemmArgs&, int64_t, int64_t, int64_t, int64_t) { return false; }
 }  // namespace hc::cpu
 
 #endif
