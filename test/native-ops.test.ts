@@ -26,10 +26,11 @@ for (const backend of ALL_BACKENDS) {
       const seed = freshSeed();
       const rng = new Rng(seed);
       // K not a multiple of 8 (nor of 16/32: the AVX-512 tails), M = 1..16 (the streaming
-      // decode path, one to four register tiles of rows) and M = 37 / 130 (GEMM path)
+      // decode path, one to four register tiles of rows) and M = 37 / 70 / 130 (GEMM path: 70 × 300
+      // in column chunks over the ranks, K over three KC slices)
       const shapes: [number, number, number][] = [
         [1, 1, 1], [1, 13, 7], [1, 96, 67], [3, 17, 261], [2, 40, 64], [4, 37, 100], [5, 33, 47], [8, 70, 300],
-        [16, 36, 96], [37, 13, 7], [37, 96, 67], [37, 64, 261], [130, 70, 300],
+        [16, 36, 96], [37, 13, 7], [37, 96, 67], [37, 64, 261], [130, 70, 300], [70, 300, 520],
       ];
       for (const dtype of ["f32", "bf16", "f16"] as DType[])
         for (const [M, N, K] of shapes)

@@ -221,6 +221,8 @@ int cmd_check() {
           check_one(*kern, GemmPath::Auto, pool, false, true, M, 45, k256 ? 512 : 320, dt, true, 0.75f, -0.5f, k256 ? 256 : 32, rng);
         }
       }
+      // more rows than one rank's packed A holds (kPackedABytes: 512 rows of K = 4096): row blocks
+      check_one(*kern, GemmPath::Auto, pool, false, true, 600, 608, 4096, DType::BF16, true, 1.f, 0.f, 0, rng);
       // K = 0 leaves beta·C + bias
       check_one(*kern, GemmPath::Auto, pool, false, true, 3, 5, 0, DType::F32, true, 1.f, 0.5f, 0, rng);
     }

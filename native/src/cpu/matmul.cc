@@ -66,7 +66,8 @@ void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, 16, &driver::gemm_tile<PortableMicro>, &portable_gemv};
+const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, 16, &driver::gemm_tile<PortableMicro>,
+                               &portable_gemv, &driver::gemm_chunk<PortableMicro>};
 
 // [begin, end) of rank r's share of n items, cut at multiples of `align`.
 inline void split(int64_t n, int r, int nranks, int64_t align, int64_t& b, int64_t& e) {
@@ -118,6 +119,7 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
     return;
   }
   const bool gemv = path == GemmPath::Auto ? streams(k, g) : path == GemmPath::Stream && !g.ta && g.tb;
+  if (!gemv && g.N >= g.M && chunks_packed(k, g)) return gemm_packed(k, &g, 1, pool);  // balanced column chunks
   // split the larger output dimension, in whole register tiles
   const bool by_n = gemv || g.N >= g.M;
   auto body = [&](int r, int nranks) {

@@ -254,7 +254,8 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   }
 }
 
-const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &avx2_gemm_tile, &avx2_gemv};
+const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &avx2_gemm_tile, &avx2_gemv,
+                         &driver::gemm_chunk<Avx2Micro>};
 
 }  // namespace
 

@@ -85,46 +85,35 @@ void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, u
   }
 }
 
-void gemm_tile_bf16(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  thread_local driver::Scratch<uint32_t> abuf, bbuf;
-  uint32_t* Ap = abuf.get(MC * KC / 2);
-  uint32_t* Bp = bbuf.get(KC / 2 * NC);
-  alignas(64) float edge[MR * NR];
-  for (int64_t jc = n0; jc < n1; jc += NC) {
-    const int64_t nc = driver::min_of(NC, n1 - jc);
-    for (int64_t pc = 0; pc < g.K; pc += KC) {
-      const int64_t kc = driver::min_of(KC, g.K - pc), kp = (kc + 1) / 2;
-      pack_b(g, pc, kc, jc, nc, Bp);
-      // the first slice of K applies the caller's beta and the bias, later ones accumulate
-      const float beta = pc == 0 ? g.beta : 1.f;
-      const float* bias = pc == 0 ? g.bias : nullptr;
-      for (int64_t ic = m0; ic < m1; ic += MC) {
-        const int64_t mc = driver::min_of(MC, m1 - ic);
-        pack_a(g, ic, mc, pc, kc, Ap);
-        for (int64_t jr = 0; jr < nc; jr += NR) {
-          const int64_t nr = driver::min_of(NR, nc - jr);
-          const uint32_t* bp = Bp + jr * kp;
-          const float* bb = bias ? bias + jc + jr : nullptr;
-          for (int64_t ir = 0; ir < mc; ir += MR) {
-            const int64_t mr = driver::min_of(MR, mc - ir);
-            float* c = g.C + (ic + ir) * g.ldc + jc + jr;
-            if (mr == MR && nr == NR) {
-              tile(kp, Ap + ir * kp, bp, c, g.ldc, g.alpha, beta, bb);
-              continue;
-            }
-            // partial tile: compute a full one aside, then merge the valid part
-            tile(kp, Ap + ir * kp, bp, edge, NR, 1.f, 0.f, nullptr);
-            driver::merge_edge(edge, NR, mr, nr, c, g.ldc, g.alpha, beta, bb);
-          }
-        }
-      }
-    }
+// The driver's BLIS loops (matmul_driver.h) over these pair-packed panels.
+struct Bf16Policy {
+  using A = uint32_t;
+  using B = uint32_t;
+  static constexpr int64_t MR = hc::cpu::MR, NR = hc::cpu::NR, KC = hc::cpu::KC, MC = hc::cpu::MC, NC = hc::cpu::NC;
+  static constexpr int64_t ksteps(int64_t k) { return (k + 1) / 2; }
+  static void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, uint32_t* Ap) {
+    hc::cpu::pack_a(g, m0, mc, k0, kc, Ap);
   }
+  static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, uint32_t* Bp) {
+    hc::cpu::pack_b(g, k0, kc, n0, nc, Bp);
+  }
+  static void tile(int64_t kp, const uint32_t* Ap, const uint32_t* Bp, float* C, int64_t ldc, float alpha, float beta,
+                   const float* bias) {
+    hc::cpu::tile(kp, Ap, Bp, C, ldc, alpha, beta, bias);
+  }
+};
+
+void gemm_tile_bf16(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  driver::gemm_rows<Bf16Policy>(g, m0, m1, n0, n1);
+}
+void gemm_chunk_bf16(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  driver::gemm_blocks<Bf16Policy>(g, region, m0, m1, n0, n1);
 }
 
 }  // namespace
 
 GemmTileFn avx512_bf16_gemm_tile() { return &gemm_tile_bf16; }
+GemmChunkFn avx512_bf16_gemm_chunk() { return &gemm_chunk_bf16; }
 
 }  // namespace hc::cpu
 
@@ -132,6 +121,7 @@ GemmTileFn avx512_bf16_gemm_tile() { return &gemm_tile_bf16; }
 
 namespace hc::cpu {
 GemmTileFn avx512_bf16_gemm_tile() { return nullptr; }
+GemmChunkFn avx512_bf16_gemm_chunk() { return nullptr; }
 }  // namespace hc::cpu
 
 #endif

@@ -1,8 +1,9 @@
 // The BLIS-style blocked GEMM driver, shared by every kernel variant: each
 // variant's translation unit instantiates it with its own micro-kernel and
 // compiler flags. Loops, outer to inner: jc (NC columns of B, packed block in
-// L3) → pc (KC of the inner dimension) → ic (MC rows of A, packed block in L2)
-// → jr (one NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers).
+// L3) → pc (KC of the inner dimension) → ic (MC rows of A, a block in L2) → jr (one
+// NR-wide B micro-panel, L1) → ir (one MR×NR tile of C in registers). A is packed up front
+// for all of K (gemm_blocks), once per rank per parallel region (matmul_packed.cc).
 // bf16/f16 B is converted (q8_0/q4_0/q4_k dequantized) to fp32 while packing, so every
 // dtype runs at the fp32 kernel's speed once M is large enough to amortise the packing.
 //
@@ -177,50 +178,119 @@ inline void merge_edge(const float* edge, int64_t NR, int64_t mr, int64_t nr, fl
     }
 }
 
-template <class MK>
-void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
-  thread_local Scratch<> abuf, bbuf;
-  float* Ap = abuf.get(MC * KC);
-  float* Bp = bbuf.get(KC * NC);
+// The BLIS loops over one rank's share of a product, for a packing policy P:
+//   P::A, P::B                  packed element types; P::MR, NR, KC, MC, NC as for MK
+//   P::ksteps(kc)               packed steps of a KC slice (kc, or its pairs)
+//   P::pack_a(g, m0, mc, k0, kc, P::A*), P::pack_b(g, k0, kc, n0, nc, P::B*), P::tile(...)
+// op(A)[m0:m1, :] is packed once for all of K (slice pc at Ap + ksteps(pc)·rows) and kept
+// per thread for `region` (non-zero: pack_region()), so the column chunks a rank takes of
+// one region, and the products of one x in a group, pack it once. Bit for bit the same
+// result whatever the row and column ranges (each element's sum runs the same k order).
+template <class P>
+void gemm_blocks(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  constexpr int64_t MR = P::MR, NR = P::NR, KC = P::KC, MC = P::MC, NC = P::NC;
+  struct PackedA {
+    uint64_t region = 0;
+    const float* A = nullptr;
+    int64_t lda = 0, K = 0, m0 = 0, m1 = 0;
+    bool ta = false;
+    Scratch<typename P::A> buf;
+  };
+  thread_local PackedA pa;
+  thread_local Scratch<typename P::B> bbuf;
+  const int64_t rows = (m1 - m0 + MR - 1) / MR * MR;
+  typename P::A* Ap = pa.buf.p;
+  if (region == 0 || pa.region != region || pa.A != g.A || pa.lda != g.lda || pa.K != g.K || pa.m0 != m0 ||
+      pa.m1 != m1 || pa.ta != g.ta) {
+    pa.region = 0;  // a throw while packing leaves nothing half valid
+    Ap = pa.buf.get(rows * P::ksteps(g.K));
+    for (int64_t pc = 0; pc < g.K; pc += KC) P::pack_a(g, m0, m1 - m0, pc, min_of(KC, g.K - pc), Ap + P::ksteps(pc) * rows);
+    pa.region = region, pa.A = g.A, pa.lda = g.lda, pa.K = g.K, pa.m0 = m0, pa.m1 = m1, pa.ta = g.ta;
+  }
+  typename P::B* Bp = bbuf.get(P::ksteps(KC) * NC);
   alignas(64) float edge[MR * NR];
-  auto pack = g.btype == DType::F32    ? &pack_b<MK, DType::F32>
-              : g.btype == DType::BF16 ? &pack_b<MK, DType::BF16>
-              : g.btype == DType::F16  ? &pack_b<MK, DType::F16>
-              : g.btype == DType::Q8_0 ? &pack_b<MK, DType::Q8_0>
-              : g.btype == DType::Q4_0 ? &pack_b<MK, DType::Q4_0>
-              : g.btype == DType::Q4_K ? &pack_b<MK, DType::Q4_K>
-                                       : &pack_b<MK, DType::Q6_K>;
   for (int64_t jc = n0; jc < n1; jc += NC) {
     const int64_t nc = min_of(NC, n1 - jc);
     for (int64_t pc = 0; pc < g.K; pc += KC) {
-      const int64_t kc = min_of(KC, g.K - pc);
-      pack(g, pc, kc, jc, nc, Bp);
+      const int64_t kc = min_of(KC, g.K - pc), ks = P::ksteps(kc);
+      const typename P::A* Apc = Ap + P::ksteps(pc) * rows;
+      P::pack_b(g, pc, kc, jc, nc, Bp);
       // the first slice of K applies the caller's beta and the bias, later ones accumulate
       const float beta = pc == 0 ? g.beta : 1.f;
       const float* bias = pc == 0 ? g.bias : nullptr;
       for (int64_t ic = m0; ic < m1; ic += MC) {
         const int64_t mc = min_of(MC, m1 - ic);
-        pack_a<MR>(g, ic, mc, pc, kc, Ap);
         for (int64_t jr = 0; jr < nc; jr += NR) {
           const int64_t nr = min_of(NR, nc - jr);
-          const float* bp = Bp + jr * kc;
+          const typename P::B* bp = Bp + jr * ks;
           const float* bb = bias ? bias + jc + jr : nullptr;
           for (int64_t ir = 0; ir < mc; ir += MR) {
             const int64_t mr = min_of(MR, mc - ir);
+            const typename P::A* ap = Apc + (ic - m0 + ir) * ks;
             float* c = g.C + (ic + ir) * g.ldc + jc + jr;
             if (mr == MR && nr == NR) {
-              MK::tile(kc, Ap + ir * kc, bp, c, g.ldc, g.alpha, beta, bb);
+              P::tile(ks, ap, bp, c, g.ldc, g.alpha, beta, bb);
               continue;
             }
             // partial tile: compute a full one aside, then merge the valid part
-            MK::tile(kc, Ap + ir * kc, bp, edge, NR, 1.f, 0.f, nullptr);
+            P::tile(ks, ap, bp, edge, NR, 1.f, 0.f, nullptr);
             merge_edge(edge, NR, mr, nr, c, g.ldc, g.alpha, beta, bb);
           }
         }
       }
     }
   }
+}
+
+// Rows of op(A) packed at once (each rank's copy): at most kPackedABytes, whole MC blocks.
+template <class P>
+int64_t packed_rows(int64_t K) {
+  const int64_t row = P::ksteps(K) * int64_t(sizeof(typename P::A));
+  const int64_t r = kPackedABytes / (row > 0 ? row : 1) / P::MC * P::MC;
+  return r > P::MC ? r : P::MC;
+}
+
+// C[m0:m1, n0:n1] on its own (no region): row blocks of at most packed_rows() each.
+template <class P>
+void gemm_rows(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  const int64_t step = packed_rows<P>(g.K);
+  for (int64_t m = m0; m < m1; m += step) gemm_blocks<P>(g, 0, m, min_of(m1, m + step), n0, n1);
+}
+
+// The fp32 micro-kernels' policy: A and B packed to fp32 (B converted or dequantized while packing).
+template <class MK>
+struct FpPolicy {
+  using A = float;
+  using B = float;
+  static constexpr int64_t MR = MK::MR, NR = MK::NR, KC = MK::KC, MC = MK::MC, NC = MK::NC;
+  static constexpr int64_t ksteps(int64_t k) { return k; }
+  static void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, float* Ap) {
+    driver::pack_a<MR>(g, m0, mc, k0, kc, Ap);
+  }
+  static void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, float* Bp) {
+    switch (g.btype) {
+      case DType::F32: return driver::pack_b<MK, DType::F32>(g, k0, kc, n0, nc, Bp);
+      case DType::BF16: return driver::pack_b<MK, DType::BF16>(g, k0, kc, n0, nc, Bp);
+      case DType::F16: return driver::pack_b<MK, DType::F16>(g, k0, kc, n0, nc, Bp);
+      case DType::Q8_0: return driver::pack_b<MK, DType::Q8_0>(g, k0, kc, n0, nc, Bp);
+      case DType::Q4_0: return driver::pack_b<MK, DType::Q4_0>(g, k0, kc, n0, nc, Bp);
+      case DType::Q4_K: return driver::pack_b<MK, DType::Q4_K>(g, k0, kc, n0, nc, Bp);
+      case DType::Q6_K: return driver::pack_b<MK, DType::Q6_K>(g, k0, kc, n0, nc, Bp);
+    }
+  }
+  static void tile(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, float alpha, float beta,
+                   const float* bias) {
+    MK::tile(kc, Ap, Bp, C, ldc, alpha, beta, bias);
+  }
+};
+
+template <class MK>
+void gemm_tile(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  gemm_rows<FpPolicy<MK>>(g, m0, m1, n0, n1);
+}
+template <class MK>
+void gemm_chunk(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
+  gemm_blocks<FpPolicy<MK>>(g, region, m0, m1, n0, n1);
 }
 
 }  // namespace

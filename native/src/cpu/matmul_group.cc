@@ -3,6 +3,7 @@
 // each; every region costs a wake-up of the other ranks and a barrier at its end, and the
 // rank that finishes first idles there. One region over the concatenated rows, handed out
 // in chunks from a shared counter (ThreadPool::run_chunks), pays that once per group.
+// Prefill's packed products of one x run likewise as one region (matmul_packed.cc).
 #include <algorithm>
 #include <vector>
 
@@ -30,6 +31,14 @@ void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, i
     fused = fused && streams(k, g) && k.nr == k0.nr && K % block_elems(g.btype) == 0;
     flops += 2 * M * g.N * K;
   }
+  // prefill: every product packs with the same kernels: one region of column chunks (matmul_packed.cc)
+  bool packed = pool.size() > 1 && K > 0;
+  int64_t cols = 0;
+  for (const GemmArgs& g : gs) {
+    packed = packed && &kernels_of(g) == &k0 && !streams(k0, g) && chunks_packed(k0, g);
+    cols += g.N;
+  }
+  if (packed && cols >= M) return gemm_packed(k0, gs.data(), count, pool);
   if (!fused || flops < kParallelMinFlops) {
     for (int i = 0; i < count; i++)
       matmul(outs[i].out, x, outs[i].w, outs[i].wtype, outs[i].bias, M, outs[i].N, K, pool, precision);

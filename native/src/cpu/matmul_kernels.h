@@ -47,7 +47,15 @@ struct CpuKernels {
   // C[:, n0:n1] for small M, !ta and tb (B rows are output features): each B
   // row is streamed from memory once for all M rows of A; bandwidth bound.
   void (*gemv_cols)(const GemmArgs& g, int64_t n0, int64_t n1);
+  // C[m0:m1, n0:n1] as gemm_tile computes it, with op(A)[m0:m1, :] packed once per thread for
+  // the whole of `region` (gemm_packed): the column chunks a rank takes of one product, or of
+  // several products of the same A, reuse it. Used for f32/bf16/f16 B (block formats keep
+  // gemm_tile, which may hand them to the int8 GEMM).
+  void (*gemm_chunk)(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 };
+
+// The most bytes of packed op(A) one rank keeps for a region (more rows run as row blocks).
+constexpr int64_t kPackedABytes = int64_t(8) << 20;
 
 const CpuKernels& portable_kernels();
 const CpuKernels* avx2_kernels();  // null when this build has no AVX2/FMA/F16C variant
@@ -60,6 +68,8 @@ const CpuKernels* avx512_kernels(KernelLevel level);
 const CpuKernels* avx512_dp_kernels(MatmulPrecision p);
 using GemmTileFn = void (*)(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 GemmTileFn avx512_bf16_gemm_tile();  // matmul_bf16_avx512.cc: medium's packed GEMM (null without the TU)
+using GemmChunkFn = void (*)(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+GemmChunkFn avx512_bf16_gemm_chunk();  // its gemm_chunk
 const CpuKernels& active_kernels();  // the variant dispatch.h's kernel_level() picks
 // The variant of one level (dispatch.h), or null when this build lacks it.
 const CpuKernels* kernels_for(int level);
@@ -83,6 +93,15 @@ inline int64_t stream_chunk(const CpuKernels& k, const GemmArgs& g) {
 }
 // Below this many flops, waking the other ranks costs more than it saves.
 constexpr int64_t kParallelMinFlops = int64_t(1) << 18;
+
+// Whether k's gemm_chunk computes g when it packs (f32/bf16/f16 weights).
+inline bool chunks_packed(const CpuKernels& k, const GemmArgs& g) {
+  return k.gemm_chunk && (g.btype == DType::F32 || g.btype == DType::BF16 || g.btype == DType::F16);
+}
+// Products of one A (the same ta, A, lda, M, K) through k's packed GEMM as one parallel
+// region (matmul_packed.cc): column chunks of every product, in whole nr tiles, handed out
+// from a shared counter, each rank packing A once. Every gs[i] must satisfy chunks_packed.
+void gemm_packed(const CpuKernels& k, const GemmArgs* gs, int count, ThreadPool& pool);
 
 // Splits g over the pool's ranks and runs it with kernels k.
 void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool,
