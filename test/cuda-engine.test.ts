@@ -64,7 +64,7 @@ describe("the serving forward on an emulated CUDA device", { skip }, () => {
   });
 
   it("says where it runs", () => {
-    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu", devices: 0, kvDtype: "f32" });
+    assert.deepEqual(cpu.native.device(), { kind: "cpu", name: "cpu", devices: 0, repackedBytes: 0, kvDtype: "f32" });
     assert.deepEqual(cuda.native.device(), { kind: "cuda", name: given ? deviceName() : "host emulation", devices: 1, gemm: native().cudaStatus().gemm, kvDtype: "f32" });
     // the emulated device's GEMMs go through the stand-in cuBLASLt beside the library
     if (!given) assert.deepEqual({ gemm: native().cudaStatus().gemm, path: native().cudaStatus().cublasLt.path }, { gemm: "cublaslt", path: join(dir, "libcublasLt.so.12") });
