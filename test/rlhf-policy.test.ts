@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { DpoLine } from "../engine/train/data/training-format.js";
 import { isHeldOut, RLHF_SUFFIX } from "../server/rlhf/policy.js";
 import { rlhfConfig } from "../cli/serve-rlhf-flags.js";
 import { STORY_PROMPTS } from "./pref-helpers.js";
@@ -30,11 +31,19 @@ async function rlhfJobs(f: FtServer) {
   return (await f.client.fineTuning.jobs.list({ limit: 100 })).data.filter((j) => f.server.store!.jobs.get(j.id)?.suffix === RLHF_SUFFIX);
 }
 
-test("the split is deterministic and holds out about the share asked", () => {
-  const ids = Array.from({ length: 2000 }, (_, i) => `fb-${i}`);
-  const held = ids.filter((id) => isHeldOut(id, 0.2)).length;
+test("the split is by content: deterministic, about the share asked, the same pair always on one side", () => {
+  const line = (i: number, chosen = `A dog ran ${i}.`): DpoLine => ({
+    input: { messages: [{ role: "user", content: `story ${i % 7}` }] },
+    preferred_output: [{ role: "assistant", content: chosen }],
+    non_preferred_output: [{ role: "assistant", content: "It was dark." }],
+  });
+  const lines = Array.from({ length: 2000 }, (_, i) => line(i));
+  const held = lines.filter((l) => isHeldOut(l, 0.2)).length;
   assert.ok(held > 320 && held < 480, `${held} of 2000 held out`);
-  assert.deepEqual(ids.map((id) => isHeldOut(id, 0.2)), ids.map((id) => isHeldOut(id, 0.2)));
+  // a copy built afresh (another feedback row with the same texts) lands where the first did
+  assert.deepEqual(lines.map((l) => isHeldOut(l, 0.2)), lines.map((_, i) => isHeldOut(line(i), 0.2)));
+  const sides = new Set(Array.from({ length: 64 }, (_, i) => isHeldOut(line(0, `A cat sat ${i}.`), 0.5)));
+  assert.equal(sides.size, 2, "the answers are part of the key, not only the prompt");
 });
 
 test("serve's --rlhf-* flags: off by default, checked, and the config the policy takes", () => {
@@ -49,16 +58,22 @@ test("serve's --rlhf-* flags: off by default, checked, and the config the policy
 });
 
 test("after N preferences the policy trains, gates, publishes and promotes; a worse candidate is not published", { timeout: 150_000 }, async (t) => {
-  s = await startServer(data, { rlhf: { after: 40, everyMinutes: null, method: "dpo", promote: true, pollMs: 20, heldOut: 0.5 } });
+  // checked by hand, not on a timer, so the run trains on every pair below whatever the machine's
+  // speed (a poll between two POSTs would cut the set at a different place each time, and the
+  // gate's verdict with it); the timer itself is rlhf-policy-ppo's. The doubled learning rate puts
+  // the gate's lower bound well clear of 0 (0.11, not 0.05), so other CPUs' kernels cannot tip it.
+  s = await startServer(data, { rlhf: { after: 40, everyMinutes: null, method: "dpo", promote: true, pollMs: 1e9, heldOut: 0.5, hyperparameters: { learning_rate_multiplier: 2 } } });
   const policy = s.server.app.fineTuning!.policy!;
-  assert.deepEqual(await rlhfJobs(s), [], "nothing fires before any preference");
+  assert.equal(await policy.check(), null, "nothing fires before any preference");
   const pairs = await preferAnimals(s.url, await chats(s.client, MODEL, STORY_PROMPTS, 16, 2, 1));
   assert.ok(pairs >= 40, `${pairs} pairs`);
-  await new Promise((r) => setTimeout(r, 100));
+  const fired = await policy.check();
+  assert.ok(fired, `${pairs} preferences ≥ --rlhf-after 40`);
+  assert.equal(await policy.check(), null, "one run at a time");
   await policy.idle();
   const [job, ...more] = await rlhfJobs(s);
-  assert.ok(job, "the policy created a job");
-  assert.equal(more.length, 0, "one run at a time (the preferences after the 40th wait for the next run)");
+  assert.equal(job?.id, fired.id, "the policy created a job");
+  assert.equal(more.length, 0);
   assert.equal(job.status, "succeeded", JSON.stringify(job.error));
   assert.equal(job.method?.type, "dpo");
   const files = (await s.client.files.list()).data;
@@ -66,6 +81,7 @@ test("after N preferences the policy trains, gates, publishes and promotes; a wo
   const held = files.find((f) => f.id === job.validation_file)!;
   assert.match(train.filename, /^rlhf-\d+\.train\.jsonl$/);
   assert.match(held.filename, /^rlhf-\d+\.heldout\.jsonl$/);
+  assert.equal(job.seed, Number(/^rlhf-(\d+)\./.exec(train.filename)![1]), "seeded by how far the run read: reproducible");
   const events = (await s.client.fineTuning.jobs.listEvents(job.id, { limit: 100 })).data.map((e) => e.message);
   const verdict = events.find((m) => m.startsWith("Held-out evaluation"));
   assert.ok(verdict, events.join("\n"));

@@ -61,9 +61,14 @@ const UNFINISHED: JobRecord["status"][] = ["validating_files", "queued", "runnin
 const TRAIN_FILE = /^rlhf-(\d+)\.train\.jsonl$/;
 const BATCH = 256;
 
-/** Which side a preference falls on: the first 32 bits of sha256(id), as a fraction, below `share`. */
-export function isHeldOut(feedbackId: string, share: number): boolean {
-  return createHash("sha256").update(feedbackId).digest().readUInt32BE(0) / 2 ** 32 < share;
+/**
+ * Which side a preference falls on: the first 32 bits of sha256 of its training line, as a
+ * fraction, below `share`. Keyed by content, not by the random feedback id, so the same pair
+ * given twice can never sit on both sides (the gate would score a candidate on what it trained
+ * on), and the same feedback splits the same way in every run and on every server.
+ */
+export function isHeldOut(line: DpoLine, share: number): boolean {
+  return createHash("sha256").update(JSON.stringify(line)).digest().readUInt32BE(0) / 2 ** 32 < share;
 }
 
 export class RlhfPolicy {
@@ -165,7 +170,7 @@ export class RlhfPolicy {
       const { items, next } = store.feedback.scan(this.#preferences(), seq, BATCH);
       for (const f of items) {
         const line = dpoLine(f);
-        if (line) (isHeldOut(f.id, share) ? held : train).push(line);
+        if (line) (isHeldOut(line, share) ? held : train).push(line);
       }
       seq = next;
       if (items.length < BATCH) break;
@@ -179,7 +184,8 @@ export class RlhfPolicy {
     const trainFile = this.#file(`rlhf-${seq}.train.jsonl`, train);
     const heldFile = this.#file(`rlhf-${seq}.heldout.jsonl`, held);
     const files = { training_file: trainFile, validation_file: heldFile };
-    const first = this.#c.method === "ppo" ? this.#create(files, RLHF_RM_SUFFIX, "reward_model", this.#c.rewardModelHyperparameters ?? {}) : this.#create(files, RLHF_SUFFIX, this.#c.method, this.#c.hyperparameters ?? {});
+    // seeded by how far the run read, so a run is reproducible from the feedback it trained on
+    const first = this.#c.method === "ppo" ? this.#create(files, RLHF_RM_SUFFIX, "reward_model", this.#c.rewardModelHyperparameters ?? {}, seq) : this.#create(files, RLHF_SUFFIX, this.#c.method, this.#c.hyperparameters ?? {}, seq);
     this.#seq = seq;
     this.#lastRunMs = this.#now();
     this.#d.log(`continuous RLHF: job ${first.id} (${first.method.type}) on ${train.length} preferences (${held.length} held out)`);
@@ -188,10 +194,10 @@ export class RlhfPolicy {
     return first;
   }
 
-  #create(files: { training_file: string; validation_file: string }, suffix: string, type: string, hyperparameters: Record<string, number | string>): JobRecord {
+  #create(files: { training_file: string; validation_file: string }, suffix: string, type: string, hyperparameters: Record<string, number | string>, seed: number): JobRecord {
     const base = readyServing(this.#d.slot).servedModelName;
     // the server's own job, like its files: no key owns it, so only admins see it
-    return this.#d.runner.create({ model: base, ...files, suffix, method: { type, [type]: { hyperparameters } } }, null);
+    return this.#d.runner.create({ model: base, ...files, suffix, seed, method: { type, [type]: { hyperparameters } } }, null);
   }
 
   /** A ppo run's second job: once its reward_model job succeeded, PPO against it on the same files. */
@@ -203,7 +209,7 @@ export class RlhfPolicy {
       return;
     }
     try {
-      const job = this.#create({ training_file: rm.trainingFile, validation_file: rm.validationFile! }, RLHF_SUFFIX, "ppo", { ...(this.#c.hyperparameters ?? {}), reward_model: rm.id });
+      const job = this.#create({ training_file: rm.trainingFile, validation_file: rm.validationFile! }, RLHF_SUFFIX, "ppo", { ...(this.#c.hyperparameters ?? {}), reward_model: rm.id }, rm.seed);
       this.#d.log(`continuous RLHF: job ${job.id} (ppo) against reward model ${rm.id}`);
       await this.#follow(job.id);
     } catch (e) {
