@@ -79,7 +79,9 @@ describeAvx2WithoutVnni(import.meta.url, "the repacked int8 GEMM");
 // A model repacks its block-format linears at load (one rank on the CPU): a quantized stories260K
 // (q/k/v/o: rows of 64 and 32; gate/up's 172 rows are no whole groups of 16 and keep the original
 // layout, down stays f32) and a q4_k model of hidden 256 decode token for token as with
-// HYBRIDCHAT_REPACK=0, their logits equal up to summation order.
+// HYBRIDCHAT_REPACK=0, their logits equal up to summation order — and not to the bit: the
+// repacked GEMM sums in its own order, so identical logits would mean the forward never read the
+// copies the model holds (Linear::packed on its way to the kernels).
 describe("a model's linears repacked at load", { skip: process.env.HYBRIDCHAT_KERNELS ? "a child run" : false }, () => {
   let tmp: string;
   before(() => { tmp = mkdtempSync(join(tmpdir(), "hc-repack-")); });
@@ -101,6 +103,7 @@ describe("a model's linears repacked at load", { skip: process.env.HYBRIDCHAT_KE
       assert.equal(off.repackedBytes, 0);
       assert.deepEqual(on.tokens, off.tokens);
       assertClose(Float32Array.from(on.logits), Float64Array.from(off.logits), 1e-4, 1e-4, `${type} first decode step`);
+      assert.ok(on.logits.some((l, i) => l !== off.logits[i]), `${type}: the repacked run's logits are the original layout's to the bit`);
     });
   it("q4_k (hidden 256): the same greedy tokens, repacked or not", async () => {
     const src = join(tmp, "wide");
@@ -111,5 +114,6 @@ describe("a model's linears repacked at load", { skip: process.env.HYBRIDCHAT_KE
     assert.ok(on.repackedBytes > 0 && off.repackedBytes === 0, `${on.repackedBytes} / ${off.repackedBytes}`);
     assert.deepEqual(on.tokens, off.tokens);
     assertClose(Float32Array.from(on.logits), Float64Array.from(off.logits), 1e-4, 1e-4, "q4_k first decode step");
+    assert.ok(on.logits.some((l, i) => l !== off.logits[i]), "q4_k: the repacked run's logits are the original layout's to the bit");
   });
 });

@@ -426,7 +426,7 @@ int cmd_qgemm(int argc, char** argv) {
   GemmArgs g{false, true, M, N, K, 1.f, x.data(), K, w.data(), dt, K, 0.f, out.data(), N, nullptr};
   // rep*: the same product over the weights repacked as a model repacks them at load (quant_repack.h)
   RepackSet repacked;
-  if (v.rfind("rep", 0) == 0 && !repacked.add(w.data(), dt, N, K, pool)) {
+  if (v.rfind("rep", 0) == 0 && !(g.packed = repacked.add(w.data(), dt, N, K, pool))) {
     std::fprintf(stderr, "%s weights of %ld rows are not repacked (N a multiple of 16)\n", dtype_name(dt), long(N));
     return 2;
   }

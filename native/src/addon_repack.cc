@@ -40,14 +40,15 @@ Napi::Value MatmulRepacked(const Napi::CallbackInfo& info) {
       const int64_t N = int_of(p, "N");
       const DType dt = dtype_arg(p.Get("dtype"), true);
       const uint8_t* wp = blocks_of(p.Get("w"), dt, N, K);
-      set.add(wp, dt, N, K, pool);
+      const cpu::RepackedWeight* packed = set.add(wp, dt, N, K, pool);
       const float* bias = absent(p.Get("bias")) ? nullptr : typed<float>(p.Get("bias"), "bias", N).Data();
-      outs.push_back({typed<float>(p.Get("out"), "out", M * N).Data(), wp, dt, bias, N});
+      outs.push_back({typed<float>(p.Get("out"), "out", M * N).Data(), wp, dt, bias, N, packed});
     }
     if (group)
       cpu::matmul_group(outs.data(), static_cast<int>(outs.size()), x.Data(), M, K, pool);
     else
-      for (const cpu::MatmulOut& o : outs) cpu::matmul(o.out, x.Data(), o.w, o.wtype, o.bias, M, o.N, K, pool);
+      for (const cpu::MatmulOut& o : outs)
+        cpu::matmul(o.out, x.Data(), o.w, o.wtype, o.bias, M, o.N, K, pool, cpu::MatmulPrecision::Highest, false, o.packed);
     return Napi::Number::New(env, static_cast<double>(set.bytes()));
   });
 }

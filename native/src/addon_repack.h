@@ -6,7 +6,7 @@
 namespace hc::addon {
 
 // matmulRepacked(threads, x, M, K, [{out, w, dtype, N, bias?}], group) → bytes repacked: each w
-// repacked and registered for the call, then cpu::matmul_group (group) or one cpu::matmul each
+// repacked for the call, then cpu::matmul_group (group) or one cpu::matmul each with its copy
 Napi::Value MatmulRepacked(const Napi::CallbackInfo& info);
 // repackRoundTrip(w, dtype, N, K) → the blocks repacked and unpacked again (a new Uint8Array)
 Napi::Value RepackRoundTrip(const Napi::CallbackInfo& info);

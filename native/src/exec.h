@@ -61,9 +61,10 @@ class Exec {
   virtual void* kv_v(int64_t l) = 0;
 
   // ---- forward ops ----
-  // out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt
+  // out[M,N] = x[M,K]·wᵀ (+ bias), w [N,K] stored as dt. packed: the CPU's copy of w repacked at
+  // load (cpu/quant_repack.h), or null; other devices read w.
   virtual void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-                      int64_t K) = 0;
+                      int64_t K, const cpu::RepackedWeight* packed) = 0;
   // Several linears of the same x[M,K] (q/k/v, gate/up), each as linear() computes it; a
   // backend may run them as one launch or one parallel region (the CPU: cpu::matmul_group)
   struct LinearOut {
@@ -72,9 +73,11 @@ class Exec {
     DType dt;
     const float* bias;
     int64_t N;
+    const cpu::RepackedWeight* packed;  // as linear()'s
   };
   virtual void linears(const LinearOut* outs, int count, const float* x, int64_t M, int64_t K) {
-    for (int i = 0; i < count; i++) linear(outs[i].out, x, outs[i].w, outs[i].dt, outs[i].bias, M, outs[i].N, K);
+    for (int i = 0; i < count; i++)
+      linear(outs[i].out, x, outs[i].w, outs[i].dt, outs[i].bias, M, outs[i].N, K, outs[i].packed);
   }
   // C = alpha·op(A)·op(B) + beta·C, all fp32 (the LoRA products)
   virtual void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

@@ -36,12 +36,13 @@ class CpuExec final : public Exec {
   void* kv_v(int64_t l) override { return v_ + l * kv_.layer_stride; }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-              int64_t K) override {
-    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, precision_);
+              int64_t K, const cpu::RepackedWeight* packed) override {
+    cpu::matmul(out, x, w, dt, bias, M, N, K, pool_, precision_, false, packed);
   }
   void linears(const LinearOut* outs, int count, const float* x, int64_t M, int64_t K) override {
     mo_.clear();
-    for (int i = 0; i < count; i++) mo_.push_back({outs[i].out, outs[i].w, outs[i].dt, outs[i].bias, outs[i].N});
+    for (int i = 0; i < count; i++)
+      mo_.push_back({outs[i].out, outs[i].w, outs[i].dt, outs[i].bias, outs[i].N, outs[i].packed});
     cpu::matmul_group(mo_.data(), count, x, M, K, pool_, precision_);
   }
   void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

@@ -116,7 +116,7 @@ class CudaExec final : public Exec {
   void* kv_v(int64_t l) override { return static_cast<char*>(v_.get()) + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
-              int64_t K) override {
+              int64_t K, const cpu::RepackedWeight*) override {
     cuda_call(lib().hc_cuda_dev_gemm(out, x, w, dev_dtype(dt), bias, M, N, K, K, K, N, 0, 1, 1.0f, 0.0f));
   }
   void sgemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,

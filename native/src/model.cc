@@ -157,8 +157,9 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
 // (training's dx, the portable kernels) brings them back from the file. Tensor-parallel ranks
 // read shards of the original layout, so a sharded model keeps it alone.
 void Model::repack_linears() {
-  auto one = [&](const Linear& l) {
-    if (l.w != l.map || !repacked_.add(l.w, l.dtype, l.out, l.in, *pool_)) return;
+  if (!cpu::reads_repacked_weights()) return;  // these kernels read the file's layout: nothing to gain
+  auto one = [&](Linear& l) {
+    if (l.w != l.map || !(l.packed = repacked_.add(l.w, l.dtype, l.out, l.in, *pool_))) return;
     if (store_.mapped(l.w)) drop_resident(l.w, dtype_bytes(l.dtype, l.out * l.in));
   };
   for (LayerWeights& w : layers_)
@@ -206,14 +207,14 @@ void Model::linear(float* out, const float* in, const Linear& w, int64_t M) {
 }
 
 void Model::exec_linear(float* out, const float* in, const Linear& w, int64_t M) {
-  exec_->linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in);
+  exec_->linear(out, in, resident(w), w.dtype, resident(w.bias), M, w.out, w.in, w.repacked());
 }
 
 // Linears of one input as one Exec call (one parallel region on the CPU, exec.h)
 void Model::exec_linears(const float* in, std::initializer_list<std::pair<float*, const Linear*>> ls, int64_t M) {
   Exec::LinearOut outs[kTargets];
   int n = 0;
-  for (const auto& [out, w] : ls) outs[n++] = {out, resident(*w), w->dtype, resident(w->bias), w->out};
+  for (const auto& [out, w] : ls) outs[n++] = {out, resident(*w), w->dtype, resident(w->bias), w->out, w->repacked()};
   exec_->linears(outs, n, in, M, ls.begin()->second->in);
 }
 

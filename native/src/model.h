@@ -88,6 +88,10 @@ struct Linear {
   // (materialised) or a merged adapter's W + s·B·A (merged)
   std::vector<float> owned;
   bool materialised = false, merged = false;
+  // map's copy repacked at load for the CPU's int8 GEMM (Model::repacked_ owns it), or null
+  const cpu::RepackedWeight* packed = nullptr;
+  // what the forward's product reads besides w: the repacked copy while w is still map
+  const cpu::RepackedWeight* repacked() const { return w == map ? packed : nullptr; }
 };
 
 struct LayerWeights {

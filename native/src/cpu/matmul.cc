@@ -67,7 +67,7 @@ void portable_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 }
 
 const CpuKernels kPortable = {"portable", 2 * PortableMicro::MR, 2 * PortableMicro::NR, 16, &driver::gemm_tile<PortableMicro>,
-                               &portable_gemv, &driver::gemm_chunk<PortableMicro>};
+                               &portable_gemv, &driver::gemm_chunk<PortableMicro>, false};
 
 // [begin, end) of rank r's share of n items, cut at multiples of `align`.
 inline void split(int64_t n, int r, int nranks, int64_t align, int64_t& b, int64_t& e) {
@@ -161,22 +161,31 @@ MatmulPrecision matmul_precision_of(const std::string& name) {
   throw Error("invalid_argument", "matmulPrecision must be highest, high or medium, not \"" + name + "\"");
 }
 
+namespace {
+void gemm_checked(const GemmArgs& g, ThreadPool& pool) {
+  // blocks never span rows of B, and the streaming kernels step a block at a time
+  const int64_t be = block_elems(g.btype);
+  if (g.ldb % be != 0 || (g.tb ? g.K : g.N) % be != 0)
+    throw Error("invalid_argument", "quantized weights need rows of a multiple of " + std::to_string(be) + " (K = " +
+                                        std::to_string(g.tb ? g.K : g.N) + ", ldb = " + std::to_string(g.ldb) + ")");
+  gemm_run(kernels_of(g), g, pool);
+}
+}  // namespace
+
 void gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
           int64_t lda, const void* B, DType btype, int64_t ldb, float beta, float* C, int64_t ldc,
           const float* bias, ThreadPool& pool, MatmulPrecision precision, bool exact_x) {
-  // blocks never span rows of B, and the streaming kernels step a block at a time
-  const int64_t be = block_elems(btype);
-  if (ldb % be != 0 || (tb ? K : N) % be != 0)
-    throw Error("invalid_argument", "quantized weights need rows of a multiple of " + std::to_string(be) + " (K = " +
-                                        std::to_string(tb ? K : N) + ", ldb = " + std::to_string(ldb) + ")");
-  const GemmArgs g{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias, precision, exact_x};
-  gemm_run(kernels_of(g), g, pool);
+  gemm_checked(GemmArgs{ta, tb, M, N, K, alpha, A, lda, B, btype, ldb, beta, C, ldc, bias, precision, exact_x}, pool);
 }
 
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
-            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision, bool exact_x) {
-  gemm(false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, pool, precision, exact_x);
+            int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision, bool exact_x,
+            const RepackedWeight* packed) {
+  gemm_checked(GemmArgs{false, true, M, N, K, 1.f, x, K, w, wtype, K, 0.f, out, N, bias, precision, exact_x, packed},
+               pool);
 }
+
+bool reads_repacked_weights() { return active_kernels().repacked; }
 
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,
                      DType wtype, int64_t M, int64_t N, int64_t K, ThreadPool& pool) {

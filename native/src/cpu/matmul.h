@@ -17,9 +17,11 @@ namespace hc::cpu {
 // precision: how x meets BF16 weights (matmul_kernels.h); the other weight types ignore it.
 // exact_x: block weights never meet int8-rounded activations (cpu/quant_dot.h), for training's
 // forward, whose backward differentiates the exact product.
+// packed: w's copy repacked at load (quant_repack.h), read instead of w where the kernels can;
+// null where w has none.
 void matmul(float* out, const float* x, const void* w, DType wtype, const float* bias, int64_t M,
             int64_t N, int64_t K, ThreadPool& pool, MatmulPrecision precision = MatmulPrecision::Highest,
-            bool exact_x = false);
+            bool exact_x = false, const RepackedWeight* packed = nullptr);
 
 // Several products of the same x (q/k/v, gate/up): out_i[M,N_i] = x[M,K]·w_iᵀ (+ bias_i).
 // Each result is bit-for-bit what matmul() gives it; where all of them stream (decode) they
@@ -31,6 +33,7 @@ struct MatmulOut {
   DType wtype;
   const float* bias;
   int64_t N;
+  const RepackedWeight* packed = nullptr;  // w's repacked copy, as matmul()'s
 };
 void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, int64_t K, ThreadPool& pool,
                   MatmulPrecision precision = MatmulPrecision::Highest);
@@ -45,6 +48,10 @@ MatmulPrecision matmul_precision_of(const std::string& name);
 // Any of dx, dw, dbias may be null (frozen weights, no bias, first layer).
 void matmul_backward(float* dx, float* dw, float* dbias, const float* dout, const float* x, const void* w,
                      DType wtype, int64_t M, int64_t N, int64_t K, ThreadPool& pool);
+
+// Whether the active kernels read weights repacked at load (GemmArgs::packed): a holder
+// repacks nothing where they do not (the portable and the plain AVX-512 variants).
+bool reads_repacked_weights();
 
 // Machine probes for the benchmarks' roofline.
 double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps

@@ -63,8 +63,7 @@ struct Avx2Micro : X86Packing<16> {
 template <DType DT, int R, int MT>
 inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
   __m256 acc[R][MT];
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  zero_tile(acc);
   const float* a = g.A + m0 * g.lda;
   const int64_t K8 = g.K & ~int64_t(7);
   for (int64_t k = 0; k < K8; k += 8) {
@@ -132,10 +131,9 @@ template <DType DT, int R, int MT>
 inline void gemv_q_block(const GemmArgs& g, int64_t m0, int64_t n) {
   constexpr int64_t BB = dtype_bytes(DT, 32);
   const int64_t row_bytes = dtype_bytes(DT, g.ldb);
-  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  const uint8_t* B = block_row<DT>(g, n);
   __m256 acc[R][MT];
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  zero_tile(acc);
   const float* a = g.A + m0 * g.lda;
   for (int64_t k = 0, off = 0; k < g.K; k += 32, off += BB)
     for (int r = 0; r < R; r++) {
@@ -145,8 +143,7 @@ inline void gemv_q_block(const GemmArgs& g, int64_t m0, int64_t n) {
       for (int m = 0; m < MT; m++)
         for (int i = 0; i < 4; i++) acc[r][m] = _mm256_fmadd_ps(w[i], _mm256_loadu_ps(a + m * g.lda + k + 8 * i), acc[r][m]);
     }
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+  store_tile(g, m0, n, acc);
 }
 
 template <DType DT, int R>
@@ -168,10 +165,9 @@ void gemv_q(const GemmArgs& g, int64_t n0, int64_t n1) {
 template <int R, int MT>
 inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
   const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
-  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  const uint8_t* B = block_row<DType::Q4_K>(g, n);
   __m256 acc[R][MT];
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  zero_tile(acc);
   const float* a = g.A + m0 * g.lda;
   const __m128i m4 = _mm_set1_epi8(15);
   for (int64_t k = 0, off = 0; k < g.K; k += 256, off += 144) {
@@ -198,8 +194,7 @@ inline void gemv_q4k_block(const GemmArgs& g, int64_t m0, int64_t n) {
       }
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+  store_tile(g, m0, n, acc);
 }
 
 template <int R>
@@ -228,7 +223,7 @@ bool avx2_quant_dot(const GemmArgs& g, int64_t n0, int64_t n1) {
 bool avx2_quant_gemm(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   return use_avx_vnni() ? quant_gemm_avxvnni(g, m0, m1, n0, n1) : quant_gemm_avx2(g, m0, m1, n0, n1);
 }
-// The same over weights repacked at load (quant_repack.h); false when g.B is not one.
+// The same over weights repacked at load (quant_repack.h); false when g reads no repacked copy.
 bool avx2_quant_gemm_repacked(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   return use_avx_vnni() ? quant_gemm_repacked_avxvnni(g, m0, m1, n0, n1) : quant_gemm_repacked_avx2(g, m0, m1, n0, n1);
 }
@@ -255,7 +250,7 @@ void avx2_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 }
 
 const CpuKernels kAvx2 = {"avx2", 2 * Avx2Micro::MR, Avx2Micro::NR, 16, &avx2_gemm_tile, &avx2_gemv,
-                         &driver::gemm_chunk<Avx2Micro>};
+                         &driver::gemm_chunk<Avx2Micro>, true};
 
 }  // namespace
 

@@ -370,15 +370,15 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
 // while the 4×4 register tiles reuse each B row from L1 for every tile of rows.
 constexpr int64_t kAvx512StreamMaxM = 64;
 const CpuKernels kAvx512 = {"avx512", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                            &driver::gemm_tile<Avx512Micro>, &avx512_gemv, &driver::gemm_chunk<Avx512Micro>};
+                            &driver::gemm_tile<Avx512Micro>, &avx512_gemv, &driver::gemm_chunk<Avx512Micro>, false};
 const CpuKernels kAvx512Vnni = {"avx512vnni", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                &avx512vnni_gemm_tile, &avx512vnni_gemv, &driver::gemm_chunk<Avx512Micro>};
+                                &avx512vnni_gemm_tile, &avx512vnni_gemv, &driver::gemm_chunk<Avx512Micro>, true};
 const CpuKernels kAvx512Bf16 = {"avx512bf16", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                &avx512vnni_gemm_tile, &avx512bf16_gemv<true>, &driver::gemm_chunk<Avx512Micro>};
+                                &avx512vnni_gemm_tile, &avx512bf16_gemv<true>, &driver::gemm_chunk<Avx512Micro>, true};
 // --matmul-precision medium: x rounded to bf16 in the GEMV and in the packed GEMM (matmul_bf16_avx512.cc,
 // the same 12×32 tile)
 const CpuKernels kAvx512Bf16Medium = {"avx512bf16-medium", Avx512Micro::MR, Avx512Micro::NR, kAvx512StreamMaxM,
-                                      avx512_bf16_gemm_tile(), &avx512bf16_gemv<false>, avx512_bf16_gemm_chunk()};
+                                      avx512_bf16_gemm_tile(), &avx512bf16_gemv<false>, avx512_bf16_gemm_chunk(), true};
 
 }  // namespace
 

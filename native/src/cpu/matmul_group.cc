@@ -19,7 +19,7 @@ void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, i
   gs.reserve(static_cast<size_t>(count));
   for (int i = 0; i < count; i++) {
     const MatmulOut& o = outs[i];
-    gs.push_back(GemmArgs{false, true, M, o.N, K, 1.f, x, K, o.w, o.wtype, K, 0.f, o.out, o.N, o.bias, precision, false});
+    gs.push_back(GemmArgs{false, true, M, o.N, K, 1.f, x, K, o.w, o.wtype, K, 0.f, o.out, o.N, o.bias, precision, false, o.packed});
   }
   // one region only where every product streams with kernels of the same column tile (nr)
   // and there is enough work to split; otherwise each runs as matmul() would run it
@@ -41,7 +41,8 @@ void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, i
   if (packed && cols >= M) return gemm_packed(k0, gs.data(), count, pool);
   if (!fused || flops < kParallelMinFlops) {
     for (int i = 0; i < count; i++)
-      matmul(outs[i].out, x, outs[i].w, outs[i].wtype, outs[i].bias, M, outs[i].N, K, pool, precision);
+      matmul(outs[i].out, x, outs[i].w, outs[i].wtype, outs[i].bias, M, outs[i].N, K, pool, precision, false,
+             outs[i].packed);
     return;
   }
   // product i owns [start[i], start[i+1]) of the concatenated rows, each padded to whole

@@ -16,6 +16,8 @@ namespace hc::cpu {
 // llama.cpp's way: twice the fp32 compute rate). Other weight types always run Highest.
 enum class MatmulPrecision : int { Highest = 0, High = 1, Medium = 2 };
 
+struct RepackedWeight;  // quant_repack.h
+
 // One product, as gemm() received it (see gemm.h for the meaning of each field).
 struct GemmArgs {
   bool ta, tb;
@@ -32,6 +34,9 @@ struct GemmArgs {
   const float* bias;  // [N] or null
   MatmulPrecision precision = MatmulPrecision::Highest;
   bool exact_x = false;  // block-format B: no int8 rounding of A (quant_dot.h)
+  // B's copy repacked at load (quant_repack.h), which the int8 GEMM reads instead of B; null
+  // where B has none. Its holder (a Model's RepackSet) outlives every product that names it.
+  const RepackedWeight* packed = nullptr;
 };
 
 struct CpuKernels {
@@ -52,6 +57,8 @@ struct CpuKernels {
   // several products of the same A, reuse it. Used for f32/bf16/f16 B (block formats keep
   // gemm_tile, which may hand them to the int8 GEMM).
   void (*gemm_chunk)(const GemmArgs& g, uint64_t region, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
+  // whether gemv_cols and gemm_tile read GemmArgs::packed (the repacked int8 GEMM)
+  bool repacked;
 };
 
 // The most bytes of packed op(A) one rank keeps for a region (more rows run as row blocks).

@@ -137,6 +137,23 @@ inline void store_out(const GemmArgs& g, int64_t m, int64_t n, float s) {
   *c = v;
 }
 
+// The streamed block-format tiles' frame (quant_dot_ymm.h, matmul_avx2.cc): row n of g's B, in
+// rows of dtype_bytes(DT, g.ldb) bytes; R × MT accumulators zeroed; each stored as its lanes' sum.
+template <DType DT>
+inline const uint8_t* block_row(const GemmArgs& g, int64_t n) {
+  return static_cast<const uint8_t*>(g.B) + n * dtype_bytes(DT, g.ldb);
+}
+template <int R, int MT>
+inline void zero_tile(__m256 (&acc)[R][MT]) {
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+}
+template <int R, int MT>
+inline void store_tile(const GemmArgs& g, int64_t m0, int64_t n, const __m256 (&acc)[R][MT]) {
+  for (int r = 0; r < R; r++)
+    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+}
+
 #if defined(__AVX512F__)
 // The end of an MR×32 micro-tile held in c[MR][2]: C = alpha·c + beta·C (+ bias); beta == 0 never reads C.
 template <int MR>

@@ -49,10 +49,9 @@ template <DType DT, int R, int MT>
 inline void block_q(const GemmArgs& g, const QRows& a, int64_t m0, int64_t n) {
   constexpr int64_t BB = dtype_bytes(DT, 32);
   const int64_t row_bytes = dtype_bytes(DT, g.ldb);
-  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  const uint8_t* B = block_row<DT>(g, n);
   __m256 acc[R][MT];
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  zero_tile(acc);
   for (int64_t b = 0; b < a.nb; b++) {
     __m256i xq[MT];
     for (int m = 0; m < MT; m++) xq[m] = _mm256_load_si256(reinterpret_cast<const __m256i*>(a.qrow(m0 + m) + 32 * b));
@@ -79,8 +78,7 @@ inline void block_q(const GemmArgs& g, const QRows& a, int64_t m0, int64_t n) {
       }
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+  store_tile(g, m0, n, acc);
 }
 
 // C[m0:m0+MT, n:n+R] for Q4_K weights: a super-block's scales decoded once per row, each
@@ -88,11 +86,10 @@ inline void block_q(const GemmArgs& g, const QRows& a, int64_t m0, int64_t n) {
 template <int R, int MT>
 inline void block_q4k(const GemmArgs& g, const QRows& a, int64_t m0, int64_t n) {
   const int64_t row_bytes = dtype_bytes(DType::Q4_K, g.ldb);
-  const uint8_t* B = static_cast<const uint8_t*>(g.B) + n * row_bytes;
+  const uint8_t* B = block_row<DType::Q4_K>(g, n);
   const __m256i m4 = _mm256_set1_epi8(15);
   __m256 acc[R][MT];
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) acc[r][m] = _mm256_setzero_ps();
+  zero_tile(acc);
   for (int64_t sb = 0, off = 0; sb < a.nb / 8; sb++, off += 144) {
     float ds[R][8], dm[R][8];
     q4k_rows_scales8<R>(B, row_bytes, off, ds, dm);
@@ -113,8 +110,7 @@ inline void block_q4k(const GemmArgs& g, const QRows& a, int64_t m0, int64_t n) 
       }
     }
   }
-  for (int r = 0; r < R; r++)
-    for (int m = 0; m < MT; m++) store_out(g, m0 + m, n + r, hsum(acc[r][m]));
+  store_tile(g, m0, n, acc);
 }
 
 }  // namespace

@@ -25,7 +25,8 @@ bool quant_gemm_avxvnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, i
 bool quant_gemm_avx2(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);        // AVX2 maddubs
 
 // The same product over weights repacked at load (quant_repack.h): false, having written
-// nothing, when g.B is not a registered repacked weight (or the product is not !ta, tb, !exact_x).
+// nothing, when g reads no repacked copy (quant_repack.h's reads_repacked: g.packed null, or the
+// product not !ta, tb, !exact_x over the copy's shape).
 bool quant_gemm_repacked_avx512vnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 bool quant_gemm_repacked_avxvnni(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);
 bool quant_gemm_repacked_avx2(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1);

@@ -196,17 +196,16 @@ inline void run_repacked_typed(const GemmArgs& g, const RepackedWeight& rw, int6
   }
 }
 
-// The variant's repacked entry point (quant_gemm.h): false, having written nothing, when g.B
-// is not a registered repacked weight.
+// The variant's repacked entry point (quant_gemm.h): false, having written nothing, when g
+// does not read a repacked copy (reads_repacked).
 template <class I>
 inline bool run_repacked(const GemmArgs& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
-  const RepackedWeight* rw = repacked_for(g);
-  if (!rw) return false;
+  if (!reads_repacked(g)) return false;
   if (m0 >= m1 || n0 >= n1) return true;
   switch (g.btype) {
-    case DType::Q8_0: return run_repacked_typed<I, DType::Q8_0>(g, *rw, m0, m1, n0, n1), true;
-    case DType::Q4_0: return run_repacked_typed<I, DType::Q4_0>(g, *rw, m0, m1, n0, n1), true;
-    case DType::Q4_K: return run_repacked_typed<I, DType::Q4_K>(g, *rw, m0, m1, n0, n1), true;
+    case DType::Q8_0: return run_repacked_typed<I, DType::Q8_0>(g, *g.packed, m0, m1, n0, n1), true;
+    case DType::Q4_0: return run_repacked_typed<I, DType::Q4_0>(g, *g.packed, m0, m1, n0, n1), true;
+    case DType::Q4_K: return run_repacked_typed<I, DType::Q4_K>(g, *g.packed, m0, m1, n0, n1), true;
     default: return false;
   }
 }

@@ -1,14 +1,10 @@
-// quant_repack.h: the repacked layouts (plain C++: load time only), and the registry of
-// repacked tensors the GEMM looks its weights up in.
+// quant_repack.h: the repacked layouts (plain C++: load time only), and the set that owns the copies.
 #include "quant_repack.h"
 
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <new>
 #include <string>
-#include <shared_mutex>
-#include <unordered_map>
 
 #include "../errors.h"
 #include "../quant.h"
@@ -78,15 +74,6 @@ void move_block(DType t, uint8_t* rows, int64_t row_bytes, uint8_t* blk, int64_t
   }
 }
 
-struct Registry {
-  std::shared_mutex mu;
-  std::unordered_map<const void*, RepackedWeight> map;
-};
-Registry& registry() {
-  static Registry* r = new Registry;  // never destroyed: models may outlive static destruction order
-  return *r;
-}
-
 }  // namespace
 
 bool can_repack(DType t, int64_t N, int64_t K) {
@@ -123,42 +110,22 @@ bool repack_enabled() {
   return on;
 }
 
-const RepackedWeight* repacked_for(const GemmArgs& g) {
-  if (g.ta || !g.tb || g.exact_x || block_bytes(g.btype) == 0) return nullptr;
-  Registry& r = registry();
-  std::shared_lock lock(r.mu);
-  auto it = r.map.find(g.B);
-  if (it == r.map.end()) return nullptr;
-  const RepackedWeight& w = it->second;
-  // the map's entries never move while registered (unordered_map nodes are stable)
-  return w.type == g.btype && g.ldb == w.K && g.K == w.K && g.N <= w.N ? &w : nullptr;
-}
-
-bool RepackSet::add(const void* w, DType t, int64_t N, int64_t K, ThreadPool& pool) {
-  if (!can_repack(t, N, K)) return false;
-  for (const auto& o : owned_)
-    if (o.first == w) return true;
+const RepackedWeight* RepackSet::add(const void* w, DType t, int64_t N, int64_t K, ThreadPool& pool) {
+  if (!can_repack(t, N, K)) return nullptr;
+  for (const auto& c : owned_)
+    if (c->src == w) return &c->w;
   const int64_t bytes = repacked_bytes(t, N, K);
-  Buffer buf(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64))));
-  if (!buf) throw std::bad_alloc();
-  repack(t, w, N, K, buf.get(), pool);
-  Registry& r = registry();
-  {
-    std::unique_lock lock(r.mu);
-    if (r.map.count(w)) return false;  // another holder repacked the same weights: it serves them
-    r.map.emplace(w, RepackedWeight{buf.get(), t, N, K});
-  }
-  owned_.emplace_back(w, std::move(buf));
+  auto c = std::make_unique<Copy>();
+  c->src = w;
+  c->buf.reset(static_cast<uint8_t*>(std::aligned_alloc(64, static_cast<size_t>((bytes + 63) / 64 * 64))));
+  if (!c->buf) throw std::bad_alloc();
+  repack(t, w, N, K, c->buf.get(), pool);
+  c->w = RepackedWeight{c->buf.get(), t, N, K};
+  owned_.push_back(std::move(c));
   bytes_ += bytes;
-  return true;
+  return &owned_.back()->w;
 }
 
 void RepackSet::Free::operator()(uint8_t* p) const { std::free(p); }
-
-RepackSet::~RepackSet() {
-  Registry& r = registry();
-  std::unique_lock lock(r.mu);
-  for (const auto& o : owned_) r.map.erase(o.first);
-}
 
 }  // namespace hc::cpu

@@ -12,10 +12,11 @@
 //        m[8][16] (each sub-block's 6-bit scale and min per row, as bytes), then 32 vectors:
 //        vector (p, i), lane c = bytes 32p+4i..32p+4i+3 of row c's nibbles (low: sub-block 2p,
 //        high: 2p+1). The scales unpacked cost 2.8 % over the file's blocks.
-// Group g starts at g·group_bytes(t, K). A repacked tensor is registered under the pointer of
-// the weights it replaces: matmul() with that pointer as B (tb, ldb == K) finds it there. The
-// original layout stays readable (training's dx, the tensor-parallel shards, the CUDA upload):
-// Model drops its file pages once repacked, so they cost memory only if something reads them.
+// Group g starts at g·group_bytes(t, K). Whoever repacks a tensor owns the copy (RepackSet) and
+// hands it to each product beside the original (GemmArgs::packed, MatmulOut::packed, the Exec's
+// linear ops): no lookup by pointer on the way. The original layout stays readable (training's
+// dx, the tensor-parallel shards, the CUDA upload): Model drops its file pages once repacked, so
+// they cost memory only if something reads them.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -48,28 +49,36 @@ void unrepack(DType t, const uint8_t* src, int64_t N, int64_t K, void* dst);
 // Whether models repack at load: HYBRIDCHAT_REPACK is not "0".
 bool repack_enabled();
 
-// The repacked weights a product reads instead of g.B: B registered, !ta, tb, !exact_x,
-// ldb == K == the registered K, N within the registered rows. Null otherwise.
-const RepackedWeight* repacked_for(const GemmArgs& g);
+// Whether g's product reads its repacked copy g.packed instead of g.B: one is given, the
+// product is x·Bᵀ over B's whole rows (!ta, tb, ldb == K == the copy's K, N within its rows,
+// the same block type) and x may be rounded to int8 (!exact_x).
+inline bool reads_repacked(const GemmArgs& g) {
+  const RepackedWeight* w = g.packed;
+  return w && !g.ta && g.tb && !g.exact_x && w->type == g.btype && g.ldb == w->K && g.K == w->K && g.N <= w->N;
+}
 
-// Repacked copies owned by one holder (a Model, a test call): registered while it lives.
+// Repacked copies owned by one holder (a Model, a test call), alive as long as it is.
 class RepackSet {
  public:
   RepackSet() = default;
   RepackSet(const RepackSet&) = delete;
   RepackSet& operator=(const RepackSet&) = delete;
-  ~RepackSet();
-  // Repacks w (once: a pointer already in this set is skipped) and registers it; false when
-  // can_repack says no.
-  bool add(const void* w, DType t, int64_t N, int64_t K, ThreadPool& pool);
+  // w's repacked copy, made once (a w already in this set returns its copy without repacking
+  // again); null, with nothing done, where can_repack says no. The copy stays put while the
+  // set lives.
+  const RepackedWeight* add(const void* w, DType t, int64_t N, int64_t K, ThreadPool& pool);
   int64_t bytes() const { return bytes_; }
 
  private:
   struct Free {
     void operator()(uint8_t* p) const;
   };
-  using Buffer = std::unique_ptr<uint8_t, Free>;
-  std::vector<std::pair<const void*, Buffer>> owned_;
+  struct Copy {
+    const void* src;
+    std::unique_ptr<uint8_t, Free> buf;
+    RepackedWeight w;
+  };
+  std::vector<std::unique_ptr<Copy>> owned_;  // each Copy on the heap: its RepackedWeight never moves
   int64_t bytes_ = 0;
 };
 
