@@ -69,6 +69,17 @@ void decode_hd(float* out, const float* q, int G, const float* k, const float* v
     for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
       const int64_t off = static_cast<int64_t>(blocks[j0 / block_size]) * block_stride;
       const int64_t nb = npos - j0 < block_size ? npos - j0 : block_size;
+      if (j0 + block_size < npos) {
+        // the next block's rows: blocks sit anywhere in the pool, so the hardware
+        // prefetcher cannot guess them, and a decode step streams the whole cache
+        const int64_t noff = static_cast<int64_t>(blocks[j0 / block_size + 1]) * block_stride;
+        const int64_t nn = npos - j0 - block_size < block_size ? npos - j0 - block_size : block_size;
+        for (int64_t i = 0; i < nn; i++)
+          for (int c = 0; c < NC; c++) {
+            _mm_prefetch(reinterpret_cast<const char*>(k + noff + i * token_stride + 16 * c), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(v + noff + i * token_stride + 16 * c), _MM_HINT_T0);
+          }
+      }
       for (int64_t j = first > j0 ? first - j0 : 0; j < nb; j += KB) {
         const int n = static_cast<int>(nb - j < KB ? nb - j : KB);
         for (int i = 0; i < KB; i++) {  // lanes past n reread the step's last key: finite, masked out below
