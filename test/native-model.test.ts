@@ -90,6 +90,40 @@ describe("native model", () => {
     }
   });
 
+  it("greedy decode at head_dim 64 (the AVX-512 decode kernel: GQA groups, split contexts) follows float64 token for token", async () => {
+    // kv blocks of 16 as served; a batch of three contexts (one step a sequence), then one
+    // long sequence alone (its context split over the ranks and combined)
+    const cfg: Tiny = { ...base, C: 64, I: 96, NH: 4, NKV: 2, HD: 64, V: 131 };
+    const tiny = buildTiny(dir, "decode_hd64", cfg, rng);
+    const b = { ...tiny, spec: { ...tiny.spec, maxPositions: 512 } };
+    const model = open(b, 128, 16);
+    const argmax = (l: ArrayLike<number>, at: number) => {
+      let best = 0;
+      for (let i = 1; i < cfg.V; i++) if (l[at + i]! > l[at + best]!) best = i;
+      return best;
+    };
+    try {
+      for (const lens of [[20, 37, 5], [300]]) {
+        const ids = Int32Array.from(lens, (_, i) => 100 * lens.length + i);
+        const seqs = lens.map((n) => tokensOf(rng, n, cfg.V));
+        let logits = await model.forward({ seqIds: ids, tokens: Int32Array.from(seqs.flat()), counts: Int32Array.from(lens), logits: "last" });
+        for (let step = 0; step < 4; step++) {
+          const next = seqs.map((_, r) => argmax(logits, r * cfg.V));
+          next.forEach((t, r) => seqs[r]!.push(t));
+          logits = await model.forward({ seqIds: ids, tokens: Int32Array.from(next), counts: Int32Array.from(lens, () => 1), logits: "last" });
+          for (const [r, toks] of seqs.entries()) {
+            const want = llamaForwardRef(b.ref, b.weights, toks).subarray((toks.length - 1) * cfg.V);
+            const what = `lens ${lens} row ${r} step ${step} seed=${seed}`;
+            assertClose(logits.subarray(r * cfg.V, (r + 1) * cfg.V), want, 1e-4, 1e-3, what);
+            assert.equal(argmax(logits, r * cfg.V), argmax(want, 0), `${what}: greedy token`);
+          }
+        }
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
   it("starts its worker threads reliably: create, forward at once, dispose, many times", { timeout: 60_000 }, async () => {
     const b = buildTiny(dir, "startup", wide, rng);
     const toks = Int32Array.from(tokensOf(rng, 24, wide.V));

@@ -256,6 +256,26 @@ for (const backend of ALL_BACKENDS) {
       }
     });
 
+    it("decode steps (1-3 queries) match float64: GQA groups 1-16, head dims 8-256, contexts split over ranks", () => {
+      const seed = freshSeed();
+      const rng = new Rng(seed);
+      // On AVX-512 these run the decode kernel (one item per kv head, all its query heads,
+      // 16 keys a step, partial last steps); one sequence's long context with few kv heads
+      // is split into parts over the ranks and combined. HD 8 and 24 have no instance: row kernels.
+      const cases: [number, number, number, number, number, number][] = [
+        // T, S, NH, NKV, HD, window
+        [1, 1, 1, 1, 16, 0], [1, 17, 4, 4, 64, 0], [1, 200, 12, 12, 64, 0], [2, 33, 8, 2, 64, 0], [3, 45, 32, 8, 64, 0],
+        [1, 700, 2, 1, 64, 0], [1, 1500, 4, 1, 128, 0], [1, 900, 16, 1, 32, 0], [1, 300, 6, 2, 96, 0], [1, 260, 2, 2, 256, 0],
+        [1, 129, 4, 2, 16, 0], [2, 50, 4, 1, 8, 0], [1, 40, 3, 1, 24, 0], [1, 800, 4, 2, 64, 100], [1, 31, 8, 8, 64, 7],
+      ];
+      for (const [T, S, NH, NKV, HD, W] of cases) {
+        const q = rng.f32(T * NH * HD, -2, 2), k = rng.f32(S * NKV * HD, -2, 2), v = rng.f32(S * NKV * HD);
+        const out = new Float32Array(T * NH * HD).fill(NaN);
+        ops().attention(out, q, k, v, T, S, NH, NKV, HD, W);
+        assertClose(out, attentionRef(q, k, v, T, S, NH, NKV, HD, W), 2e-6, 1e-5, `decode attention T=${T} S=${S} NH=${NH} NKV=${NKV} HD=${HD} window=${W} seed=${seed}`);
+      }
+    });
+
     it("sliding-window attention sees only each query's last W keys", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);

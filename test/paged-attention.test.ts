@@ -117,6 +117,12 @@ const DECODE: Case[] = [
   { lens: [1], past: [70], NH: 2, NKV: 1, HD: 160, bs: 8, window: 0 },
   // past 256 keys a row: the device's own pick splits (3 ways on the emulator's 4 SMs)
   { lens: [1], past: [700], NH: 2, NKV: 1, HD: 8, bs: 16, window: 0 },
+  // the CPU's AVX-512 decode kernel: GQA groups over shuffled blocks of 16 and of 5 keys
+  // (steps cut by block ends), a batch of contexts, one long context split over the ranks
+  { lens: [1, 1, 1, 1], past: [150, 20, 77, 0], NH: 8, NKV: 2, HD: 64, bs: 16, window: 0 },
+  { lens: [1, 1], past: [99, 64], NH: 4, NKV: 1, HD: 32, bs: 5, window: 0 },
+  { lens: [1], past: [1200], NH: 4, NKV: 2, HD: 128, bs: 16, window: 0 },
+  { lens: [1, 1], past: [300, 40], NH: 6, NKV: 6, HD: 64, bs: 16, window: 50 },
 ];
 
 for (const backend of ["cpu", "cuda"] as const) {

@@ -3,6 +3,7 @@
 //   ./bench-kernels check            every variant × path × shape × dtype × threads
 //   ./bench-kernels bench [quick]    probes, prefill GEMM and decode GEMV timings, crossover
 //   ./bench-kernels qgemm M N K q8_0|q4_0|q4_k VARIANT   one block-format kernel, one thread, CPU time
+//   ./bench-kernels attn B S NH NKV HD [reps]   one decode step's attention, one thread, CPU time (attn.cc)
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -466,11 +467,14 @@ int cmd_qgemm(int argc, char** argv) {
 
 }  // namespace
 
+int cmd_attn(int argc, char** argv);  // attn.cc
+
 int main(int argc, char** argv) {
   const std::string cmd = argc > 1 ? argv[1] : "check";
   if (cmd == "check") return cmd_check();
   if (cmd == "shape") return cmd_shape(argc, argv);
   if (cmd == "qgemm") return cmd_qgemm(argc, argv);
+  if (cmd == "attn") return cmd_attn(argc, argv);
   if (cmd == "bench") {
     const bool quick = argc > 2 && std::string(argv[2]) == "quick";
     if (cmd_check() != 0) return 1;

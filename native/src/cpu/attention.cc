@@ -1,6 +1,7 @@
 // Causal grouped-query attention over contiguous or paged keys/values, one query row
 // at a time with an online softmax (running max and sum), so no [T,S] score matrix
-// is ever stored. Work items are (token, head) pairs spread over the pool.
+// is ever stored. Work items are (token, head) pairs spread over the pool; at the AVX-512
+// level a prompt goes in tiles and a decode step by GQA group (attention_avx512).
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -61,52 +62,138 @@ static void attention_row(float* out, const float* q, const float* k, const floa
 
 #ifdef HC_HAVE_AVX512_TU
 static constexpr int64_t kMinTileRun = 4;
+static constexpr int64_t kItemsPerRank = 8;  // fewer decode items than this a rank: split their contexts
+static constexpr int64_t kMinPartKeys = 64;  // ... into parts of at least this many keys
 
-// Tiles of a run of consecutive tokens (t0, rows) of one head h; a run too short for a
-// tile is one item per (token, head) for the row kernel (rows = 0).
+// The AVX-512 level's work items (attention_avx512.h): a prompt's runs of consecutive
+// tokens go in tiles of 16 rows of one head (Tile); each other token (decode steps, short
+// runs) is one item per kv head for the decode kernel, all the group's query heads at once
+// (Decode), or, for head sizes that kernel has no instance for, one per query head for the
+// row kernel (Row). A Decode item covers keys [a, b): the token's whole range, or one part
+// of it when the step has too few items to keep every rank busy (one sequence at batch 1):
+// parts write partials (slot `part`) that are combined after.
+struct Item {
+  enum Kind : uint8_t { Tile, Decode, Row } kind;
+  int rows;         // Tile: rows in the tile
+  int64_t t, h;     // first token; query head (Tile, Row) or kv head (Decode)
+  int64_t a, b;     // Decode: keys [a, b)
+  int64_t part;     // Decode: partials slot, or -1 (the whole range: writes out)
+  int64_t cost;     // keys × rows, for heaviest-first order
+};
+
+// A token's split decode item: parts [part0, part0 + parts) to combine into kv head g's outputs.
+struct Split { int64_t t, g, part0, parts; };
+
 template <class FirstOf, class Row>
-static void attention_tiled(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
-                            const int32_t* npos, int64_t T, int64_t NH, int64_t group, int64_t HD, float scale,
-                            const FirstOf& first_of, int64_t work, const Row& row, ThreadPool& pool) {
-  struct Item { int64_t t0, h; int rows; };
+static void attention_avx512(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
+                             const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale,
+                             const FirstOf& first_of, int64_t work, bool tiles, bool decode, const Row& row,
+                             ThreadPool& pool) {
+  const int64_t group = NH / NKV;
+  const bool parallel = work >= 65536 && pool.size() > 1;  // a small model's decode step: not worth a wake-up
   std::vector<Item> items;
+  int64_t ndecode = 0;
   for (int64_t t0 = 0; t0 < T;) {
     int64_t t1 = t0 + 1;
     while (t1 < T && seq_of[t1] == seq_of[t0] && npos[t1] == npos[t1 - 1] + 1) t1++;
-    if (t1 - t0 >= kMinTileRun) {
-      for (int64_t a = t0; a < t1; a += avx512::kTileRows)
-        for (int64_t h = 0; h < NH; h++)
-          items.push_back({a, h, static_cast<int>(std::min<int64_t>(avx512::kTileRows, t1 - a))});
+    if (tiles && t1 - t0 >= kMinTileRun) {
+      for (int64_t a = t0; a < t1; a += avx512::kTileRows) {
+        const int rows = static_cast<int>(std::min<int64_t>(avx512::kTileRows, t1 - a));
+        const int64_t keys = npos[a + rows - 1] - first_of(a);
+        for (int64_t h = 0; h < NH; h++) items.push_back({Item::Tile, rows, a, h, 0, 0, -1, keys * rows});
+      }
     } else {
-      for (int64_t t = t0; t < t1; t++)
-        for (int64_t h = 0; h < NH; h++) items.push_back({t, h, 0});
+      for (int64_t t = t0; t < t1; t++) {
+        const int64_t f = first_of(t), n = npos[t];
+        if (decode) {
+          for (int64_t g = 0; g < NKV; g++) items.push_back({Item::Decode, 0, t, g, f, n, -1, (n - f) * group});
+          ndecode += NKV;
+        } else {
+          for (int64_t h = 0; h < NH; h++) items.push_back({Item::Row, 0, t, h, 0, 0, -1, n - f});
+        }
+      }
     }
     t0 = t1;
   }
+  // Too few items for the ranks (a decode step of one or two sequences): each decode
+  // item's context in parts, so the ranks share even a single sequence's keys.
+  std::vector<Split> splits;
+  int64_t nparts = 0;
+  const int64_t want = kItemsPerRank * pool.size();
+  if (parallel && ndecode > 0 && static_cast<int64_t>(items.size()) < want) {
+    const int64_t per = (want + static_cast<int64_t>(items.size()) - 1) / static_cast<int64_t>(items.size());
+    std::vector<Item> split;
+    for (const Item& it : items) {
+      const int64_t keys = it.b - it.a;
+      const int64_t parts = it.kind == Item::Decode ? std::min(per, keys / kMinPartKeys) : 1;
+      if (parts <= 1) {
+        split.push_back(it);
+        continue;
+      }
+      splits.push_back({it.t, it.h, nparts, parts});
+      for (int64_t i = 0; i < parts; i++) {
+        const int64_t a = it.a + keys * i / parts, b = it.a + keys * (i + 1) / parts;
+        split.push_back({Item::Decode, 0, it.t, it.h, a, b, nparts++, (b - a) * group});
+      }
+    }
+    items.swap(split);
+  }
+  std::vector<float> pacc(static_cast<size_t>(nparts * group * HD)), pm(static_cast<size_t>(nparts * group)),
+      pl(static_cast<size_t>(nparts * group));
   auto run = [&](const Item& it) {
-    if (it.rows == 0) return row(it.t0 * NH + it.h);
-    const KVSpan& sp = spans[seq_of[it.t0]];
-    const int64_t g = it.h / group;
+    if (it.kind == Item::Row) return row(it.t * NH + it.h);
+    const KVSpan& sp = spans[seq_of[it.t]];
+    const float* k = sp.k + (it.kind == Item::Tile ? it.h / group : it.h) * sp.head_stride;
+    const float* v = sp.v + (k - sp.k);
+    if (it.kind == Item::Decode) {
+      const int64_t o = (it.t * NH + it.h * group) * HD;
+      if (it.part < 0)
+        return avx512::attention_decode(out + o, q + o, static_cast<int>(group), k, v, sp.blocks, sp.block_stride,
+                                        sp.token_stride, sp.block_size, it.a, it.b, HD, scale, nullptr, nullptr);
+      const int64_t p = it.part * group;
+      return avx512::attention_decode(pacc.data() + p * HD, q + o, static_cast<int>(group), k, v, sp.blocks,
+                                      sp.block_stride, sp.token_stride, sp.block_size, it.a, it.b, HD, scale,
+                                      pm.data() + p, pl.data() + p);
+    }
     int64_t fr[avx512::kTileRows], nr[avx512::kTileRows];
     for (int r = 0; r < it.rows; r++) {
-      fr[r] = first_of(it.t0 + r);
-      nr[r] = npos[it.t0 + r];
+      fr[r] = first_of(it.t + r);
+      nr[r] = npos[it.t + r];
     }
-    const int64_t o = (it.t0 * NH + it.h) * HD;
-    avx512::attention_tile(out + o, NH * HD, q + o, NH * HD, it.rows, sp.k + g * sp.head_stride,
-                           sp.v + g * sp.head_stride, sp.blocks, sp.block_stride, sp.token_stride, sp.block_size,
-                           fr, nr, HD, scale);
+    const int64_t o = (it.t * NH + it.h) * HD;
+    avx512::attention_tile(out + o, NH * HD, q + o, NH * HD, it.rows, k, v, sp.blocks, sp.block_stride,
+                           sp.token_stride, sp.block_size, fr, nr, HD, scale);
   };
   const int64_t n = static_cast<int64_t>(items.size());
-  if (work < 65536 || pool.size() == 1) {
+  if (!parallel) {
     for (int64_t i = 0; i < n; i++) run(items[i]);
-    return;
+  } else {
+    // items differ in cost (later tiles, longer contexts see more keys): heaviest first,
+    // from a shared counter, so the last items to finish are the small ones
+    std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
+    std::atomic<int64_t> next{0};
+    pool.run([&](int, int) {
+      for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) run(items[i]);
+    });
   }
-  // later tiles see more keys: ranks take the items last first from a shared counter
-  std::atomic<int64_t> next{0};
-  pool.run([&](int, int) {
-    for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) run(items[n - 1 - i]);
-  });
+  // each split item's parts: out = Σ acc·e^(m − M) / Σ l·e^(m − M), M the parts' max
+  for (const Split& s : splits)
+    for (int64_t h = 0; h < group; h++) {
+      float M = -INFINITY;
+      for (int64_t i = 0; i < s.parts; i++) M = std::max(M, pm[(s.part0 + i) * group + h]);
+      float* o = out + (s.t * NH + s.g * group + h) * HD;
+      float l = 0.0f;
+      for (int64_t d = 0; d < HD; d++) o[d] = 0.0f;
+      for (int64_t i = 0; i < s.parts; i++) {
+        const int64_t p = (s.part0 + i) * group + h;
+        const float c = std::exp(pm[p] - M);
+        l += pl[p] * c;
+        const float* a = pacc.data() + p * HD;
+        for (int64_t d = 0; d < HD; d++) o[d] += a[d] * c;
+      }
+      const float inv = 1.0f / l;
+      for (int64_t d = 0; d < HD; d++) o[d] *= inv;
+    }
 }
 #endif
 
@@ -141,11 +228,16 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
                   first_of(t), npos[t], HD, scale);
   };
 #ifdef HC_HAVE_AVX512_TU
-  // A prompt's tokens go through the AVX-512 tile kernel, 16 consecutive tokens of one
-  // head a tile (attention_avx512.h): runs of at least kMinTileRun tokens of one sequence
-  // at consecutive positions; shorter runs (decode steps) stay on the row kernels.
-  if (kernel_level() >= KernelLevel::Avx512 && T >= kMinTileRun && avx512::attention_tile_supports(HD))
-    return attention_tiled(out, q, spans, seq_of, npos, T, NH, group, HD, scale, first_of, work, row, pool);
+  // AVX-512: a prompt's runs of at least kMinTileRun tokens of one sequence at consecutive
+  // positions through the tile kernel, every other token through the decode kernel (a GQA
+  // group's heads at once); a head size neither has an instance for stays on the row kernels.
+  if (kernel_level() >= KernelLevel::Avx512) {
+    const bool tiles = T >= kMinTileRun && avx512::attention_tile_supports(HD);
+    const bool decode = avx512::attention_decode_supports(HD);
+    if (tiles || decode)
+      return attention_avx512(out, q, spans, seq_of, npos, T, NH, NKV, HD, scale, first_of, work, tiles, decode, row,
+                              pool);
+  }
 #endif
   if (work < 65536 || pool.size() == 1) {  // a decode step of a small model: not worth a wake-up
     for (int64_t it = 0; it < items; it++) row(it);

@@ -1,5 +1,5 @@
-// Entry points of the AVX-512 attention kernel, compiled in attention_avx512.cc with the
-// AVX-512 flags and called only when dispatch.h's kernel_level() is Avx512 or above.
+// Entry points of the AVX-512 attention kernels, compiled in attention_avx512.cc (prompt
+// tiles) and attention_decode_avx512.cc (decode) with the AVX-512 flags and called only when dispatch.h's kernel_level() is Avx512 or above.
 #pragma once
 #include <cstdint>
 
@@ -18,5 +18,17 @@ void attention_tile(float* out, int64_t out_stride, const float* q, int64_t q_st
 
 // The head sizes the tile kernel has an instance for (8, 16, 32, 64, 96, 128, 256).
 bool attention_tile_supports(int64_t HD);
+
+// Decode attention of one query token's G heads that share one kv head (q + h·HD, h < G)
+// over keys [first, npos) of the paged k/v. Without m_out: out + h·HD = the normalised
+// output. With m_out/l_out (one part of a split context): out + h·HD = the unnormalised
+// Σ p·v, m_out[h] the part's max score and l_out[h] its Σ p, for the caller to combine.
+// Needs first < npos and an HD attention_decode_supports() accepts.
+void attention_decode(float* out, const float* q, int G, const float* k, const float* v, const int32_t* blocks,
+                      int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
+                      int64_t HD, float scale, float* m_out, float* l_out);
+
+// The head sizes the decode kernel has an instance for (16, 32, 64, 96, 128, 256).
+bool attention_decode_supports(int64_t HD);
 
 }  // namespace hc::cpu::avx512

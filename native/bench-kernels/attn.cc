@@ -1,0 +1,94 @@
+// bench-kernels attn: one decode step's attention (attention_forward, one query per
+// sequence) over a paged cache of shuffled 16-key blocks, on one thread: checked against a
+// float64 reference, then timed by this thread's CPU time. The kernel is the one
+// HYBRIDCHAT_KERNELS picks (avx2: the one-row kernel; avx512: the decode kernel), so an
+// A/B is two runs of this command with the variable set each way.
+//   ./bench-kernels attn B S NH NKV HD [reps]
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "cpu/dispatch.h"
+#include "cpu/ops.h"
+#include "threadpool.h"
+
+using namespace hc;
+using namespace hc::cpu;
+
+static double thread_cpu() {
+  timespec ts;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int cmd_attn(int argc, char** argv) {
+  if (argc < 7) {
+    std::fprintf(stderr, "usage: bench-kernels attn B S NH NKV HD [reps]\n");
+    return 2;
+  }
+  const int64_t B = std::atol(argv[2]), S = std::atol(argv[3]), NH = std::atol(argv[4]), NKV = std::atol(argv[5]),
+                HD = std::atol(argv[6]);
+  const int reps = argc > 7 ? std::atoi(argv[7]) : 200;
+  const int64_t bs = 16, per = (S + bs - 1) / bs, nblocks = B * per;
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> u(-2.0f, 2.0f);
+  std::vector<float> k(nblocks * NKV * bs * HD), v(k.size()), q(B * NH * HD), out(q.size());
+  for (auto& x : k) x = u(gen);
+  for (auto& x : v) x = u(gen);
+  for (auto& x : q) x = u(gen);
+  std::vector<int32_t> ids(nblocks);
+  std::iota(ids.begin(), ids.end(), 0);
+  std::shuffle(ids.begin(), ids.end(), gen);
+  std::vector<KVSpan> spans(B);
+  std::vector<int32_t> seq_of(B), npos(B, static_cast<int32_t>(S));
+  for (int64_t s = 0; s < B; s++) {
+    spans[s] = KVSpan{k.data(), v.data(), ids.data() + s * per, NKV * bs * HD, bs * HD, HD, bs};
+    seq_of[s] = static_cast<int32_t>(s);
+  }
+  ThreadPool pool(1);
+  attention_forward(out.data(), q.data(), spans.data(), seq_of.data(), npos.data(), B, NH, NKV, HD, 0, pool);
+  // float64 reference
+  double worst = 0;
+  const int64_t group = NH / NKV;
+  for (int64_t s = 0; s < B; s++)
+    for (int64_t h = 0; h < NH; h++) {
+      const int64_t g = h / group;
+      auto at = [&](int64_t j) { return (static_cast<int64_t>(ids[s * per + j / bs]) * NKV + g) * bs * HD + (j % bs) * HD; };
+      std::vector<double> sc(S);
+      double m = -INFINITY;
+      for (int64_t j = 0; j < S; j++) {
+        double d = 0;
+        for (int64_t e = 0; e < HD; e++) d += double(q[(s * NH + h) * HD + e]) * k[at(j) + e];
+        sc[j] = d / std::sqrt(double(HD));
+        m = std::max(m, sc[j]);
+      }
+      double l = 0;
+      for (auto& x : sc) l += x = std::exp(x - m);
+      for (int64_t e = 0; e < HD; e++) {
+        double a = 0;
+        for (int64_t j = 0; j < S; j++) a += sc[j] * v[at(j) + e];
+        worst = std::max(worst, std::abs(a / l - out[(s * NH + h) * HD + e]) / (2e-6 + 1e-5 * std::abs(a / l)));
+      }
+    }
+  if (worst > 1) {
+    std::fprintf(stderr, "attn: off the float64 reference by %.2f× the tolerance\n", worst);
+    return 1;
+  }
+  double best = 1e30;
+  for (int r = 0; r < 5; r++) {
+    const double c0 = thread_cpu();
+    for (int i = 0; i < reps; i++)
+      attention_forward(out.data(), q.data(), spans.data(), seq_of.data(), npos.data(), B, NH, NKV, HD, 0, pool);
+    best = std::min(best, (thread_cpu() - c0) / reps);
+  }
+  const double flops = 4.0 * B * NH * S * HD;
+  std::printf("attn %-10s B=%-3ld S=%-5ld NH=%-3ld NKV=%-3ld HD=%-4ld cpu %.1f us  %.1f GFLOP/s\n",
+              level_name(kernel_level()), long(B), long(S), long(NH), long(NKV), long(HD), best * 1e6,
+              flops / best / 1e9);
+  return 0;
+}
