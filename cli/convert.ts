@@ -16,6 +16,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
       model: { type: "string" },
       out: { type: "string" },
       type: { type: "string", default: "f16" },
+      "quantize-head": { type: "boolean", default: false },
       force: { type: "boolean", default: false },
       help: { type: "boolean", short: "h" },
     },
@@ -29,6 +30,8 @@ export async function convertCommand(argv: string[]): Promise<void> {
   if (values.out === undefined) throw new UsageError("--out FILE.gguf is required", c);
   const type = values.type as GgufOutType;
   if (!GGUF_OUT_TYPES.includes(type)) throw new UsageError(`--type must be ${GGUF_OUT_TYPES.join(", ")}; got "${values.type}"`, c);
+  const quantizeHead = values["quantize-head"] === true;
+  if (quantizeHead && !["q8_0", "q4_0", "q4_k"].includes(type)) throw new UsageError(`--quantize-head goes with a block --type (q8_0, q4_0, q4_k); got "${type}"`, c);
   const model = resolve(values.model), out = resolve(values.out);
   if (!existsSync(model) || !statSync(model).isDirectory()) throw new UsageError(`--model ${values.model}: no such checkpoint directory`, c);
   if (!out.toLowerCase().endsWith(".gguf")) throw new UsageError(`--out ${values.out}: the file name must end in .gguf`, c);
@@ -38,7 +41,7 @@ export async function convertCommand(argv: string[]): Promise<void> {
   const started = Date.now();
   let s: Awaited<ReturnType<typeof convertToGguf>>;
   try {
-    s = await convertToGguf({ model, out, type, onProgress: (w, t) => writing(w, t, out) });
+    s = await convertToGguf({ model, out, type, quantizeHead, onProgress: (w, t) => writing(w, t, out) });
   } finally {
     progress.stop();
   }

@@ -31,6 +31,13 @@ export interface ConvertOptions {
   model: string;
   out: string;
   type: GgufOutType;
+  /**
+   * Block types only: the output head in the file's block type too (llama.cpp's quantizer
+   * quantizes the head, where `hybridchat quantize` keeps it as stored). A tied model gets its
+   * own `output` tensor, quantized from the embedding, which stays as stored (the table the
+   * tokens' rows are read from, and what a CUDA device can upload).
+   */
+  quantizeHead?: boolean;
   onProgress?: (written: number, total: number) => void;
 }
 
@@ -158,13 +165,21 @@ export async function convertToGguf(o: ConvertOptions): Promise<ConvertSummary> 
     const f = Float32Array.from(plain, (v, i) => v / scaled[i]!);
     sources.push({ name: "rope_freqs.weight", dtype: "f32", shape: [f.length], write: (s) => s(new Uint8Array(f.buffer)) });
   }
-  for (const t of [...stored].sort((a, b) => order(a) - order(b))) {
+  const headInType = o.quantizeHead === true && isBlockDType(o.type);
+  const tensors: { t: StoredTensor; head: boolean }[] = [...stored].sort((a, b) => order(a) - order(b)).map((t) => ({ t, head: false }));
+  if (headInType && config.tieWordEmbeddings) {
+    // the tied head as its own tensor, right after output_norm (where an untied lm_head sorts)
+    const embed = tensors.find((e) => canonicalName(e.t.name) === "embed");
+    const at = tensors.findIndex((e) => order(e.t) > -2);
+    if (embed) tensors.splice(at < 0 ? tensors.length : at, 0, { t: embed.t, head: true });
+  }
+  for (const { t, head } of tensors) {
     if (isBlockDType(t.dtype)) throw new ModelLoadError(`${t.file}: "${t.name}" is already ${t.dtype}; convert an f32/bf16/f16 checkpoint`, "bad_safetensors");
-    const canon = canonicalName(t.name);
-    if (canon === null || (canon === "lm_head" && config.tieWordEmbeddings)) continue;
-    const name = ggufName(t.name);
+    const canon = head ? "lm_head" : canonicalName(t.name);
+    if (canon === null || (canon === "lm_head" && config.tieWordEmbeddings && !head)) continue;
+    const name = head ? "output.weight" : ggufName(t.name);
     if (name === null) throw new ModelLoadError(`${t.file}: tensor "${t.name}" has no llama GGUF name`, "unexpected_tensor");
-    const linear = LINEAR.test(canon) && t.shape.length === 2;
+    const linear = (LINEAR.test(canon) || (headInType && canon === "lm_head")) && t.shape.length === 2;
     let dtype: StorageDType;
     if (isBlockDType(o.type)) {
       const fits = linear && t.shape[1]! % BLOCK_ELEMS[o.type] === 0;

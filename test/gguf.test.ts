@@ -193,6 +193,55 @@ test("q8_0 / q4_0 / q4_k GGUFs hold the quantized checkpoint: the same logits, b
   }
 });
 
+// --quantize-head: the tied head written as its own output tensor in the block type (llama.cpp's
+// quantizer quantizes the head too), the embedding left as stored. The loaded model reads that
+// tensor as an untied head, repacked at load like the layers' linears; its logits move from the
+// stored head's by the head's quantization error, no more.
+test("--quantize-head: the tied head as an output tensor in the block type, within its quantization error", async () => {
+  const tokens = Int32Array.from(hf.tokenizer.encode(TEXT, true));
+  const V = hf.config.vocabSize;
+  for (const [type, blockBytes, maxKl] of [["q8_0", 34, 1e-3], ["q4_0", 18, 0.05]] as ["q8_0" | "q4_0", number, number][]) {
+    const plain = join(tmp, `h0-${type}.gguf`), head = join(tmp, `h1-${type}.gguf`);
+    await convertToGguf({ model: storiesDir, out: plain, type });
+    const r = spawnSync(process.execPath, [cli, "convert", "--model", storiesDir, "--out", head, "--type", type, "--quantize-head"], { encoding: "utf8" });
+    assert.equal(r.status, 0, r.stderr);
+    const ts = readGguf(head).tensors, embd = ts.find((t) => t.name === "token_embd.weight")!, out = ts.find((t) => t.name === "output.weight");
+    assert.ok(out, `${type}: an output tensor`);
+    assert.equal(readGguf(plain).tensors.find((t) => t.name === "output.weight"), undefined, "no output tensor without the flag");
+    assert.deepEqual([out.dtype, out.shape, embd.dtype], [type, embd.shape, "f32"]);
+    const [a, b] = [await loadModel(plain, { threads: 2 }), await loadModel(head, { threads: 2 })];
+    try {
+      // the head's 512 × 64 blocks repacked at load, besides what both repack
+      assert.equal(b.native.device().repackedBytes! - a.native.device().repackedBytes!, (V * 64 / 32) * blockBytes);
+      const [la, lb] = [await allLogits(a, tokens), await allLogits(b, tokens)];
+      let kl = 0, differ = false;
+      for (let p = 0; p < tokens.length; p++) {
+        const pa = softmax(la.subarray(p * V, (p + 1) * V)), pb = softmax(lb.subarray(p * V, (p + 1) * V));
+        for (let i = 0; i < V; i++) kl += pa[i]! * Math.log(pa[i]! / pb[i]!);
+      }
+      for (let i = 0; i < la.length; i++) differ ||= la[i] !== lb[i];
+      kl /= tokens.length;
+      console.log(`${type} head: mean KL ${kl.toExponential(2)} over ${tokens.length} positions`);
+      assert.ok(differ, `${type}: the quantized head changes the logits`);
+      assert.ok(kl < maxKl, `${type}: mean KL ${kl} vs the stored head, above ${maxKl}`);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  }
+  const bad = spawnSync(process.execPath, [cli, "convert", "--model", storiesDir, "--out", join(tmp, "x.gguf"), "--type", "f16", "--quantize-head"], { encoding: "utf8" });
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /--quantize-head goes with a block --type \(q8_0, q4_0, q4_k\); got "f16"/);
+});
+
+function softmax(l: Float32Array): Float64Array {
+  let mx = -Infinity;
+  for (const v of l) mx = Math.max(mx, v);
+  const p = Float64Array.from(l, (v) => Math.exp(v - mx));
+  const z = p.reduce((s, v) => s + v, 0);
+  return p.map((v) => v / z);
+}
+
 test("malformed GGUFs are refused with what is wrong, never a crash", async () => {
   const good = readFileSync(f32File);
   const refused = async (bytes: Buffer, re: RegExp, what: string): Promise<void> => {

@@ -87,8 +87,9 @@ describe("a model's linears repacked at load", { skip: process.env.HYBRIDCHAT_KE
   before(() => { tmp = mkdtempSync(join(tmpdir(), "hc-repack-")); });
   after(() => rmSync(tmp, { recursive: true, force: true }));
   const child = fileURLToPath(new URL("./repack-greedy.js", import.meta.url));
-  const run = (dir: string, repack: boolean): GreedyRun => {
-    const r = spawnSync(process.execPath, [child, dir, "24"], { env: { ...process.env, HYBRIDCHAT_REPACK: repack ? "1" : "0" }, encoding: "utf8" });
+  const run = (dir: string, repack: boolean, kernels?: string): GreedyRun => {
+    const env = { ...process.env, HYBRIDCHAT_REPACK: repack ? "1" : "0", ...(kernels ? { HYBRIDCHAT_KERNELS: kernels } : {}) };
+    const r = spawnSync(process.execPath, [child, dir, "24"], { env, encoding: "utf8" });
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout) as GreedyRun;
   };
@@ -104,6 +105,8 @@ describe("a model's linears repacked at load", { skip: process.env.HYBRIDCHAT_KE
       assert.deepEqual(on.tokens, off.tokens);
       assertClose(Float32Array.from(on.logits), Float64Array.from(off.logits), 1e-4, 1e-4, `${type} first decode step`);
       assert.ok(on.logits.some((l, i) => l !== off.logits[i]), `${type}: the repacked run's logits are the original layout's to the bit`);
+      // kernels that read only the file's layout (portable, plain AVX-512) get no copies
+      if (type === "q4_0") assert.equal(run(out, true, "portable").repackedBytes, 0, "repacked for the portable kernels");
     });
   it("q4_k (hidden 256): the same greedy tokens, repacked or not", async () => {
     const src = join(tmp, "wide");
