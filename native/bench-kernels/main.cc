@@ -329,6 +329,8 @@ int cmd_bench(bool quick) {
     const double peak = gemm_peak_gflops(quick ? 1024 : 2048, 3, pool);
     std::printf("probe threads=%d triad %.1f GB/s  gemm_peak(n=%d) %.1f GFLOP/s (%.0f%% of OpenBLAS %.1f)\n", threads,
                 triad[threads], quick ? 1024 : 2048, peak, 100 * peak / kBlasGflops[threads], kBlasGflops[threads]);
+    std::printf("probe threads=%d instruction peaks: vfmadd231ps %.1f GFLOP/s  vdpbf16ps %.1f GFLOP/s\n", threads,
+                instr_peak_gflops(false, 5, pool), instr_peak_gflops(true, 5, pool));
   }
   const int64_t NKs[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
   std::printf("\nstream rows: weights cold (cycled through 512 MiB of copies); wGB/s = bytes of w / time\n"
