@@ -6,6 +6,9 @@ import type { Report } from "./report.js";
 export interface MachineLimits {
   triadGBps: number;
   gemmGFlops: number;
+  /** the instruction ceilings our GEMMs are fractions of (0 where the CPU lacks the instruction) */
+  fmaGFlops: number;
+  bf16GFlops: number;
 }
 
 export async function measureMachine(report: Report, threads: number): Promise<MachineLimits> {
@@ -14,5 +17,9 @@ export async function measureMachine(report: Report, threads: number): Promise<M
   report.add({ name: "memory bandwidth (triad, 3×256 MiB)", value: triadGBps, unit: "GB/s", config: { threads } });
   const gemmGFlops = await n.gemmPeak(2048, threads, 3);
   report.add({ name: "fp32 GEMM peak (hybridchat, N=2048)", value: gemmGFlops, unit: "GFLOP/s", config: { threads } });
-  return { triadGBps, gemmGFlops };
+  const fmaGFlops = await n.instrPeak("fma", threads, 5);
+  report.add({ name: "fp32 peak (vfmadd231ps zmm)", value: fmaGFlops, unit: "GFLOP/s", config: { threads } });
+  const bf16GFlops = await n.instrPeak("dpbf16", threads, 5);
+  report.add({ name: "bf16 peak (vdpbf16ps zmm)", value: bf16GFlops, unit: "GFLOP/s", config: { threads } });
+  return { triadGBps, gemmGFlops, fmaGFlops, bf16GFlops };
 }

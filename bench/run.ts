@@ -65,7 +65,7 @@ const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", 
 console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")}), matmul precision ${matmulPrecision}`);
 const limits = only.has("machine") || only.has("110m") || only.has("batch") || only.has("quant") || only.has("stories") || only.has("train") || only.has("tp")
   ? await measureMachine(report, threads)
-  : { triadGBps: NaN, gemmGFlops: NaN };
+  : { triadGBps: NaN, gemmGFlops: NaN, fmaGFlops: NaN, bf16GFlops: NaN };
 
 if (only.has("110m")) {
   for (const dtype of ["f32", "bf16"] as const) {

@@ -522,6 +522,8 @@ export interface NativeBinding {
   /** STREAM-like triad and GEMM peak probes for the benchmarks' roofline */
   triad(megabytes: number, threads: number, reps: number): Promise<number>; // GB/s
   gemmPeak(n: number, threads: number, reps: number): Promise<number>; // GFLOP/s
+  /** the instruction ceiling: vfmadd231ps or vdpbf16ps zmm back to back on every thread, GFLOP/s summed; 0 where the CPU lacks it */
+  instrPeak(instruction: "fma" | "dpbf16", threads: number, reps: number): Promise<number>;
 }
 
 /** Native failures arrive as this class with a stable code the server maps to a status. */

@@ -54,8 +54,9 @@ for (const backend of ALL_BACKENDS) {
       const bf16 = (v: number): number => bf16ToNumber(numberToBf16(v));
       // the vdpbf16ps path runs where the CPU has AVX512-BF16 and the kernels are AVX-512 (matmul.cc)
       const dp = backend === "cpu" && native().kernelVariants().includes("avx512bf16") && native().cpuFeatures().startsWith("avx512");
-      // M = 1..64 stream (the GEMV), 65 / 130 pack (medium: the bf16 GEMM); odd K and K < 32 for the tails
-      const shapes: [number, number, number][] = [[1, 37, 768], [5, 70, 301], [64, 37, 33], [65, 70, 768], [130, 37, 301], [3, 5, 7]];
+      // M = 1..64 stream (the GEMV), 65 / 130 pack (medium: the bf16 GEMM); odd K and K < 32 for the tails;
+      // K = 2100 two slices of the bf16 GEMM's K (KC = 2048), the second's pairs not a multiple of 8
+      const shapes: [number, number, number][] = [[1, 37, 768], [5, 70, 301], [64, 37, 33], [65, 70, 768], [130, 37, 301], [3, 5, 7], [70, 33, 2100]];
       for (const precision of ["highest", "high", "medium"] as const)
         for (const [M, N, K] of shapes) {
           const what = `matmul bf16 precision=${precision} M=${M} N=${N} K=${K} seed=${seed}`;
@@ -361,6 +362,20 @@ describe("native probes", () => {
     const t = await native().triad(4, 2, 1);
     assert.ok(Number.isFinite(t) && t > 0, `triad ${t}`);
     await assert.rejects(native().gemmPeak(0, 1, 1), (e: Error & { code?: string }) => e.code === "invalid_argument");
+  });
+
+  it("instrPeak: positive where the CPU has the instruction, 0 where not, within what a core can issue", async () => {
+    const variants = native().kernelVariants();
+    for (const [what, level, flopsPerInstr] of [["fma", "avx512", 32], ["dpbf16", "avx512bf16", 64]] as const) {
+      const g = await native().instrPeak(what, 1, 1);
+      if (!variants.includes(level)) {
+        assert.equal(g, 0, `${what} without ${level}`);
+        continue;
+      }
+      // at most 2 zmm instructions a cycle at 6 GHz: a miscount of the flops an instruction does shows
+      assert.ok(g > 0 && g <= 2 * 6 * flopsPerInstr, `instrPeak ${what} ${g} GFLOP/s`);
+    }
+    await assert.rejects(native().instrPeak("fmadd" as "fma", 1, 1), (e: Error & { code?: string }) => e.code === "invalid_argument" && /"fmadd"/.test(e.message));
   });
 });
 

@@ -197,13 +197,13 @@ int cmd_check() {
               if (M <= 130)
                 check_one(*kern, GemmPath::Stream, pool, false, true, M, nk[0], nk[1], dt, bias, 1.f, 0.f, 0, rng);
             }
-      // the training shapes: transposes, strides, alpha/beta accumulation, K beyond one KC block
+      // the training shapes: transposes, strides, alpha/beta accumulation, K beyond one KC block (1024)
       for (bool ta : {false, true})
         for (bool tb : {false, true})
           for (int64_t M : {int64_t(1), int64_t(7), int64_t(130)})
             for (DType dt : {DType::F32, DType::BF16})
               for (float beta : {0.f, 1.f, -0.5f}) {
-                check_one(*kern, GemmPath::Auto, pool, ta, tb, M, 45, 600, dt, beta != 0.f, 0.75f, beta, 3, rng);
+                check_one(*kern, GemmPath::Auto, pool, ta, tb, M, 45, 1100, dt, beta != 0.f, 0.75f, beta, 3, rng);
                 check_one(*kern, GemmPath::Auto, pool, ta, tb, 33, M, 300, dt, false, 1.f, beta, 0, rng);
               }
       // q8_0 / q4_0 / q4_k weights: rows of multiples of the block, every path, both transposes of B
@@ -330,6 +330,8 @@ int cmd_bench(bool quick) {
     const double peak = gemm_peak_gflops(quick ? 1024 : 2048, 3, pool);
     std::printf("probe threads=%d triad %.1f GB/s  gemm_peak(n=%d) %.1f GFLOP/s (%.0f%% of OpenBLAS %.1f)\n", threads,
                 triad[threads], quick ? 1024 : 2048, peak, 100 * peak / kBlasGflops[threads], kBlasGflops[threads]);
+    std::printf("probe threads=%d instruction peaks: vfmadd231ps %.1f GFLOP/s  vdpbf16ps %.1f GFLOP/s\n", threads,
+                instr_peak_gflops(false, 5, pool), instr_peak_gflops(true, 5, pool));
   }
   const int64_t NKs[][2] = {{768, 768}, {2048, 768}, {768, 2048}, {32000, 768}};
   std::printf("\nstream rows: weights cold (cycled through 512 MiB of copies); wGB/s = bytes of w / time\n"

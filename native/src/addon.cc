@@ -792,17 +792,25 @@ Napi::Value Ops(const Napi::CallbackInfo& info) {
 
 // ---- probes ------------------------------------------------------------------
 
+// What a probe measures: memory bandwidth, our fp32 GEMM's peak, or an instruction's ceiling.
+enum class ProbeKind { Triad, Gemm, Fp32Fma, Bf16Dot };
+
 class ProbeWorker : public Napi::AsyncWorker {
  public:
-  ProbeWorker(Napi::Env env, bool gemm, int64_t size, int threads, int reps)
+  ProbeWorker(Napi::Env env, ProbeKind kind, int64_t size, int threads, int reps)
       : Napi::AsyncWorker(env, "hybridchat.probe"),
         deferred_(Napi::Promise::Deferred::New(env)),
-        gemm_(gemm), size_(size), threads_(threads), reps_(reps) {}
+        kind_(kind), size_(size), threads_(threads), reps_(reps) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
       hc::ThreadPool pool(threads_);
-      result_ = gemm_ ? hc::cpu::gemm_peak_gflops(size_, reps_, pool) : hc::cpu::triad_gbps(size_, reps_, pool);
+      switch (kind_) {
+        case ProbeKind::Triad: result_ = hc::cpu::triad_gbps(size_, reps_, pool); break;
+        case ProbeKind::Gemm: result_ = hc::cpu::gemm_peak_gflops(size_, reps_, pool); break;
+        case ProbeKind::Fp32Fma: result_ = hc::cpu::instr_peak_gflops(false, reps_, pool); break;
+        case ProbeKind::Bf16Dot: result_ = hc::cpu::instr_peak_gflops(true, reps_, pool); break;
+      }
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -812,11 +820,17 @@ class ProbeWorker : public Napi::AsyncWorker {
 
  private:
   Napi::Promise::Deferred deferred_;
-  bool gemm_;
+  ProbeKind kind_;
   int64_t size_;
   int threads_, reps_;
   double result_ = 0;
 };
+
+Napi::Promise rejected(Napi::Env env, const Error& e) {  // async API: bad arguments reject too
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(js_error(env, e.code(), e.what()).Value());
+  return d.Promise();
+}
 
 Napi::Value Probe(const Napi::CallbackInfo& info, bool gemm) {
   Napi::Env env = info.Env();
@@ -826,13 +840,32 @@ Napi::Value Probe(const Napi::CallbackInfo& info, bool gemm) {
     threads = int_arg(info, 1, "threads");
     reps = int_arg(info, 2, "reps");
     if (size < 1 || reps < 1) throw Error("invalid_argument", "size and reps must be >= 1");
-  } catch (const Error& e) {  // async API: bad arguments reject too
-    auto d = Napi::Promise::Deferred::New(env);
-    d.Reject(js_error(env, e.code(), e.what()).Value());
-    return d.Promise();
+  } catch (const Error& e) {
+    return rejected(env, e);
   }
-  auto* w = new ProbeWorker(env, gemm, size, threads > 0 ? static_cast<int>(threads) : default_threads(),
-                            static_cast<int>(reps));
+  auto* w = new ProbeWorker(env, gemm ? ProbeKind::Gemm : ProbeKind::Triad, size,
+                            threads > 0 ? static_cast<int>(threads) : default_threads(), static_cast<int>(reps));
+  Napi::Promise p = w->promise();
+  w->Queue();
+  return p;
+}
+
+// instrPeak(instruction "fma" | "dpbf16", threads, reps): GFLOP/s over `threads` ranks.
+Napi::Value InstrPeak(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t threads = 0, reps = 0;
+  ProbeKind kind = ProbeKind::Fp32Fma;
+  try {
+    const std::string what = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+    if (what == "dpbf16") kind = ProbeKind::Bf16Dot;
+    else if (what != "fma") throw Error("invalid_argument", "instruction must be \"fma\" or \"dpbf16\", got \"" + what + "\"");
+    threads = int_arg(info, 1, "threads");
+    reps = int_arg(info, 2, "reps");
+    if (reps < 1) throw Error("invalid_argument", "reps must be >= 1");
+  } catch (const Error& e) {
+    return rejected(env, e);
+  }
+  auto* w = new ProbeWorker(env, kind, 0, threads > 0 ? static_cast<int>(threads) : default_threads(), static_cast<int>(reps));
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -878,6 +911,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               }));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));
+  exports.Set("instrPeak", Napi::Function::New<InstrPeak>(env, "instrPeak"));
   return exports;
 }
 

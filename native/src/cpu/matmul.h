@@ -56,6 +56,9 @@ bool reads_repacked_weights();
 // Machine probes for the benchmarks' roofline.
 double triad_gbps(int64_t megabytes, int reps, ThreadPool& pool);  // a[i] = b[i] + s*c[i], 3 arrays of `megabytes` MiB each, best of reps
 double gemm_peak_gflops(int64_t n, int reps, ThreadPool& pool);    // square fp32 matmul above
+// The instruction ceiling: vdpbf16ps (bf16) or vfmadd231ps zmm back to back on every rank, GFLOP/s summed
+// over ranks from each rank's best CPU time; 0 where the CPU lacks the instruction.
+double instr_peak_gflops(bool bf16, int reps, ThreadPool& pool);
 
 // Which kernel variant runs here: dispatch.h's level name ("portable", "avx2", "avx512", "avx512vnni", "avx512bf16").
 const char* cpu_features();

@@ -19,7 +19,12 @@
 namespace hc::cpu {
 namespace {
 
-constexpr int64_t MR = 12, NR = 32, KC = 256, MC = 144, NC = 3072;  // KC in k (pairs: KC / 2)
+// KC in k (pairs: KC / 2). One slice of K up to 2048 (every 110M prefill shape): C is then
+// written once, where KC = 256 read and wrote it back K / 256 times (≈ 10 % of a [512, 2304]
+// × 768 product, C being 4.7 MB). The tile's B micro-panel (≤ 128 KB) and A panel (≤ 48 KB)
+// then stream from L2, which at one 176-byte step per 12 cycles costs nothing; NC = 256 keeps
+// the packed B block (≤ 1 MB) in L2 (Zen 5: 1 MB) for the MC rows of A that sweep it.
+constexpr int64_t MR = 12, NR = 32, KC = 2048, MC = 144, NC = 256;
 
 // C[MR,NR] = alpha·Ap·Bp + beta·C (+ bias), kp pairs of k.
 void tile(int64_t kp, const uint32_t* Ap, const uint32_t* Bp, float* C, int64_t ldc, float alpha, float beta,
@@ -37,45 +42,93 @@ void tile(int64_t kp, const uint32_t* Ap, const uint32_t* Bp, float* C, int64_t 
   store_tile32<MR>(c, C, ldc, alpha, beta, bias);
 }
 
+// In-register transpose of 16×16 32-bit words: r[i][j] → r[j][i].
+inline void transpose16(__m512i r[16]) {
+  __m512i t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {
+    r[i] = _mm512_unpacklo_epi64(t[i], t[i + 2]);
+    r[i + 1] = _mm512_unpackhi_epi64(t[i], t[i + 2]);
+    r[i + 2] = _mm512_unpacklo_epi64(t[i + 1], t[i + 3]);
+    r[i + 3] = _mm512_unpackhi_epi64(t[i + 1], t[i + 3]);
+  }
+  // now each 128-bit lane holds a 4×4 block transposed; the two lane shuffles put the blocks in place
+  for (int i = 0; i < 4; i++) {
+    t[i] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0x88);
+    t[i + 4] = _mm512_shuffle_i32x4(r[i], r[i + 4], 0xDD);
+    t[i + 8] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0x88);
+    t[i + 12] = _mm512_shuffle_i32x4(r[i + 8], r[i + 12], 0xDD);
+  }
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0x88);
+    r[i + 8] = _mm512_shuffle_i32x4(t[i], t[i + 8], 0xDD);
+    r[i + 4] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0x88);
+    r[i + 12] = _mm512_shuffle_i32x4(t[i + 4], t[i + 12], 0xDD);
+  }
+}
+
 // Ap[panel][kp][MR]: rows m0.. of A, k0..k0+kc, rounded to bf16 pairs; zero past the ends.
+// 32 x of each of the panel's 12 rows → 16 pairs each, turned into 16 steps of 12 pairs by one
+// 16×16 word transpose (rows 12–15 zero) and 16 masked stores: scattering the pairs one word at
+// a time cost ≈ 4× more (≈ 8 % of the 110M prefill GEMM, more at 2 threads: every rank packs A).
 void pack_a(const GemmArgs& g, int64_t m0, int64_t mc, int64_t k0, int64_t kc, uint32_t* Ap) {
+  static_assert(MR <= 16, "one transpose covers a panel");
   const int64_t kp = (kc + 1) / 2;
-  alignas(64) uint32_t w[16];
   for (int64_t p = 0; p < mc; p += MR) {
     uint32_t* dst = Ap + p * kp;
-    for (int64_t i = 0; i < MR; i++) {
-      if (p + i >= mc) {
-        for (int64_t k = 0; k < kp; k++) dst[k * MR + i] = 0;
-        continue;
+    const int64_t rows = mc - p < MR ? mc - p : MR;
+    for (int64_t k = 0; k < kc; k += 32) {  // 32 x → 16 pairs
+      const int64_t left = kc - k;
+      const __mmask16 m_lo = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
+      const __mmask16 m_hi = left >= 32 ? __mmask16(0xFFFF) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
+      __m512i r[16];
+      for (int64_t i = 0; i < 16; i++) {
+        if (i >= rows) {
+          r[i] = _mm512_setzero_si512();
+          continue;
+        }
+        const float* src = g.A + (m0 + p + i) * g.lda + k0 + k;
+        const __m512 x0 = _mm512_maskz_loadu_ps(m_lo, src), x1 = _mm512_maskz_loadu_ps(m_hi, src + 16);
+        r[i] = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);  // bf16 x[k..k+32) in order: word j = pair j
       }
-      const float* src = g.A + (m0 + p + i) * g.lda + k0;
-      for (int64_t k = 0; k < kc; k += 32) {  // 32 x → 16 pairs
-        const int64_t left = kc - k;
-        const __mmask16 m_lo = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1);
-        const __mmask16 m_hi = left >= 32 ? __mmask16(0xFFFF) : left <= 16 ? __mmask16(0) : __mmask16((1u << (left - 16)) - 1);
-        const __m512 x0 = _mm512_maskz_loadu_ps(m_lo, src + k), x1 = _mm512_maskz_loadu_ps(m_hi, src + k + 16);
-        _mm512_store_si512(w, (__m512i)_mm512_cvtne2ps_pbh(x1, x0));  // bf16 x[k..k+32) in order
-        const int64_t n = left >= 32 ? 16 : (left + 1) / 2;
-        for (int64_t j = 0; j < n; j++) dst[(k / 2 + j) * MR + i] = w[j];
-      }
+      transpose16(r);
+      const int64_t n = left >= 32 ? 16 : (left + 1) / 2;
+      for (int64_t j = 0; j < n; j++) _mm512_mask_storeu_epi32(dst + (k / 2 + j) * MR, __mmask16((1u << MR) - 1), r[j]);
     }
   }
 }
 
 // Bp[panel][kp][NR]: B rows n0.. (output features, bf16), k0..k0+kc as pairs; zero past the ends.
+// A pair is one 32-bit word of a row, so a full panel is a transpose of 32-bit words: 8 rows ×
+// 8 pairs a step through transpose8 (scalar copies cost ≈ 10 % of a 110M prefill GEMM).
 void pack_b(const GemmArgs& g, int64_t k0, int64_t kc, int64_t n0, int64_t nc, uint32_t* Bp) {
-  const int64_t kp = (kc + 1) / 2;
+  const int64_t kp = (kc + 1) / 2, even = kc / 2, even8 = even & ~int64_t(7);
   const uint16_t* B = static_cast<const uint16_t*>(g.B);
   for (int64_t p = 0; p < nc; p += NR) {
     uint32_t* dst = Bp + p * kp;
+    const int64_t nr = nc - p < NR ? nc - p : NR;
+    int64_t k_done = 0;
+    if (nr == NR) {
+      for (int64_t k = 0; k < even8; k += 8)
+        for (int64_t h = 0; h < NR / 8; h++) {
+          __m256 r[8];
+          for (int j = 0; j < 8; j++)
+            r[j] = _mm256_loadu_ps(reinterpret_cast<const float*>(B + (n0 + p + 8 * h + j) * g.ldb + k0 + 2 * k));
+          transpose8(r);
+          for (int t = 0; t < 8; t++) _mm256_store_ps(reinterpret_cast<float*>(dst + (k + t) * NR + 8 * h), r[t]);
+        }
+      k_done = even8;
+    }
     for (int64_t j = 0; j < NR; j++) {
-      if (p + j >= nc) {
+      if (j >= nr) {
         for (int64_t k = 0; k < kp; k++) dst[k * NR + j] = 0;
         continue;
       }
       const uint16_t* src = B + (n0 + p + j) * g.ldb + k0;
-      const int64_t even = kc / 2;
-      for (int64_t k = 0; k < even; k++) {
+      for (int64_t k = k_done; k < even; k++) {
         uint32_t w;
         __builtin_memcpy(&w, src + 2 * k, 4);
         dst[k * NR + j] = w;
