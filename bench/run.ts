@@ -17,10 +17,10 @@ import { runTpDecode } from "./tp-speed.js";
 import { runGrammarSpeed } from "./grammar-speed.js";
 import { runQuant } from "./quant-speed.js";
 import { runPpoLatency } from "./ppo-latency.js";
-import { runVsLlamaCpp, vsPlan, type VsModelPlan } from "./vs-llama-cpp.js";
+import { narrowPlan, runVsLlamaCpp, vsPlan, type VsModelPlan } from "./vs-llama-cpp.js";
 import { ISSUE_17_LOAD, runVsLlamaServer } from "./vs-llama-server.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp,vs-llama-server] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick] [--rounds N] [--vs-models 110M,1B]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp,vs-llama-server] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick] [--rounds N] [--vs-models 110M,1B] [--vs-types bf16,q4_0]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -41,7 +41,8 @@ Examples:
 
 Options:
   --rounds N         alternating rounds of the vs-llama-cpp / vs-llama-server parts (default 3, 1 with --quick); medians
-  --vs-models LIST   bench models of vs-llama-cpp: 110M (default), 1B, 1B-L<layers> (the 1B's width, fewer layers)`;
+  --vs-models LIST   bench models of vs-llama-cpp: 110M (default), 1B, 1B-L<layers> (the 1B's width, fewer layers)
+  --vs-types LIST    only these GGUF types of each model (f32, bf16, q8_0, q4_0, q4_k), batch curve included`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const { values } = parseArgs({
@@ -53,6 +54,7 @@ const { values } = parseArgs({
     quick: { type: "boolean", default: false },
     rounds: { type: "string" },
     "vs-models": { type: "string", default: "110M" },
+    "vs-types": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -73,6 +75,7 @@ const reps = values.quick ? 1 : 3;
 let vsModels: VsModelPlan[];
 try {
   vsModels = values["vs-models"]!.split(",").map(vsPlan);
+  if (values["vs-types"] !== undefined) vsModels = vsModels.map((p) => narrowPlan(p, values["vs-types"]!.split(",")));
 } catch (e) {
   console.error((e as Error).message);
   process.exit(2);

@@ -38,6 +38,14 @@ export function vsPlan(model: string): VsModelPlan {
   throw new Error(`--vs-models: "${model}" is not 110M, 1B or 1B-L<layers>`);
 }
 
+/** `plan` restricted to `types` (`--vs-types`); a type the model is not run in is refused by name. */
+export function narrowPlan(plan: VsModelPlan, types: readonly string[]): VsModelPlan {
+  const bad = types.filter((t) => !plan.types.includes(t as GgufOutType));
+  if (bad.length) throw new Error(`--vs-types: ${plan.model} runs ${plan.types.join(", ")}, not ${bad.join(", ")}`);
+  const keep = (ts: GgufOutType[]) => ts.filter((t) => types.includes(t));
+  return { model: plan.model, types: keep(plan.types), batchTypes: keep(plan.batchTypes) };
+}
+
 export interface VsLlamaCppOptions {
   outRoot: string;
   rounds: number;

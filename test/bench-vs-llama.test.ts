@@ -16,7 +16,7 @@ import { startHybridchat, startLlamaServer, type ServerProcess } from "../bench/
 import { findLlamaCpp } from "../bench/llama-cpp/tools.js";
 import { benchConfig, benchGguf, oneBName } from "../bench/models.js";
 import { median, quantile } from "../bench/sitting.js";
-import { vsPlan } from "../bench/vs-llama-cpp.js";
+import { narrowPlan, vsPlan } from "../bench/vs-llama-cpp.js";
 import { SERVER_TABLE_HEAD, serverRow, summarize, timedRound } from "../bench/vs-llama-server.js";
 import { storiesDir } from "./test-model.js";
 
@@ -85,6 +85,8 @@ test("the 1B-class model at one layer: its config, its q4_0 GGUF, our pp/tg runn
   assert.throws(() => benchConfig("1B-L17"), /1 to 16 layers/);
   assert.deepEqual(vsPlan("1B-L1").types, ["bf16", "q8_0", "q4_0"]);
   assert.throws(() => vsPlan("2B"), /not 110M, 1B/);
+  assert.deepEqual(narrowPlan(vsPlan("110M"), ["q4_0", "q8_0"]), { model: "110M", types: ["q8_0", "q4_0"], batchTypes: ["q4_0"] });
+  assert.throws(() => narrowPlan(vsPlan("1B"), ["q4_k"]), /1B runs bf16, q8_0, q4_0, not q4_k/);
 
   const file = await benchGguf(tmp, "1B-L1", "q4_0");
   const m = await loadModel(file, { threads: 2, kvBlocks: 64 });
