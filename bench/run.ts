@@ -35,7 +35,7 @@ Examples:
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8
   npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)
   npm run bench -- --only vs-llama-cpp    # the same 110M GGUFs (f32 … q4_k) in llama-bench and in hybridchat, alternating; needs bench/llama-cpp/build.sh (not in the default set)
-  npm run bench -- --only vs-llama-cpp --vs-models 110M,1B   # also the 1B class (hidden 2048, 16 layers, GQA 32/8) in bf16/q8_0/q4_0: ~6.5 GB of files, ~15 min a round
+  npm run bench -- --only vs-llama-cpp --vs-models 110M,1B   # also the 1B class (hidden 2048, 16 layers, GQA 32/8) in bf16/q8_0/q4_0: ~6.5 GB of files, made once (~20 min on 2 busy cores)
   npm run bench -- --only vs-llama-cpp --vs-models 1B-L4 --rounds 1   # the 1B's width at 4 layers, one round
   npm run bench -- --only vs-llama-server # hybridchat serve vs llama-server, 110M bf16 GGUF, 8 clients × 64 tokens; needs WITH_SERVER=1 bench/llama-cpp/build.sh
 
