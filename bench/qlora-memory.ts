@@ -10,9 +10,9 @@ import { cpus } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { initCheckpoint } from "../engine/init-checkpoint.js";
 import { quantizeCheckpoint } from "../engine/quantize-checkpoint.js";
 import { isQuantizeDType } from "../native/index.js";
+import { benchCheckpoint, oneBName } from "./models.js";
 import { progressBar } from "./progress.js";
 import type { TrainOneResult } from "./train-speed.js";
 
@@ -26,21 +26,10 @@ const { values: a } = parseArgs({
   },
 });
 const layers = Number(a.layers);
-const root = fileURLToPath(new URL("../../bench/out/models", import.meta.url));
-const oneB = {
-  architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_act: "silu", rms_norm_eps: 1e-5, rope_theta: 10000.0,
-  attention_bias: false, mlp_bias: false, bos_token_id: 1, eos_token_id: 2,
-  hidden_size: 2048, intermediate_size: 8192, num_hidden_layers: layers, num_attention_heads: 32, num_key_value_heads: 8,
-  vocab_size: 32000, max_position_embeddings: 2048, tie_word_embeddings: false,
-};
-const name = `1B${layers === 16 ? "" : `-L${layers}`}`;
-
-const bf16 = join(root, `${name}-bf16`);
-if (!existsSync(join(bf16, "model.safetensors"))) {
-  const bar = progressBar(`init ${name} bf16`);
-  await initCheckpoint({ config: oneB, out: bf16, dtype: "bf16", seed: 0, onProgress: bar.update });
-  bar.stop();
-}
+const outRoot = fileURLToPath(new URL("../../bench/out", import.meta.url));
+const root = join(outRoot, "models");
+const name = oneBName(layers);
+const bf16 = await benchCheckpoint(outRoot, name, "bf16");
 const dirs: [string, string][] = [["bf16", bf16]];
 for (const type of a.types!.split(",")) {
   if (!isQuantizeDType(type)) throw new Error(`--types: ${type} is not q8_0, q4_0 or q4_k`);

@@ -17,9 +17,10 @@ import { runTpDecode } from "./tp-speed.js";
 import { runGrammarSpeed } from "./grammar-speed.js";
 import { runQuant } from "./quant-speed.js";
 import { runPpoLatency } from "./ppo-latency.js";
-import { runVsLlamaCpp } from "./vs-llama-cpp.js";
+import { narrowPlan, runVsLlamaCpp, vsPlan, type VsModelPlan } from "./vs-llama-cpp.js";
+import { ISSUE_17_LOAD, runVsLlamaServer } from "./vs-llama-server.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp,vs-llama-server] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick] [--rounds N] [--vs-models 110M,1B] [--vs-types bf16,q4_0]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -33,7 +34,15 @@ Examples:
   npm run bench -- --only tp              # decode and training at tensor parallel 1 vs 2 (not in the default set)
   npm run bench -- --only grammar         # structured outputs: the token mask's cost against a decode step at batch 8
   npm run bench -- --only ppo-latency     # user chat p50/p99 while a PPO job generates rollouts (not in the default set)
-  npm run bench -- --only vs-llama-cpp    # the same 110M GGUFs (f32 … q4_k) in llama-bench and in hybridchat, alternating; needs bench/llama-cpp/build.sh (not in the default set)`;
+  npm run bench -- --only vs-llama-cpp    # the same 110M GGUFs (f32 … q4_k) in llama-bench and in hybridchat, alternating; needs bench/llama-cpp/build.sh (not in the default set)
+  npm run bench -- --only vs-llama-cpp --vs-models 110M,1B   # also the 1B class (hidden 2048, 16 layers, GQA 32/8) in bf16/q8_0/q4_0: ~6.5 GB of files, made once (~20 min on 2 busy cores)
+  npm run bench -- --only vs-llama-cpp --vs-models 1B-L4 --rounds 1   # the 1B's width at 4 layers, one round
+  npm run bench -- --only vs-llama-server # hybridchat serve vs llama-server, 110M bf16 GGUF, 8 clients × 64 tokens; needs WITH_SERVER=1 bench/llama-cpp/build.sh
+
+Options:
+  --rounds N         alternating rounds of the vs-llama-cpp / vs-llama-server parts (default 3, 1 with --quick); medians
+  --vs-models LIST   bench models of vs-llama-cpp: 110M (default), 1B, 1B-L<layers> (the 1B's width, fewer layers)
+  --vs-types LIST    only these GGUF types of each model (f32, bf16, q8_0, q4_0, q4_k), batch curve included`;
 
 const repo = resolve(fileURLToPath(import.meta.url), "..", "..", "..");
 const { values } = parseArgs({
@@ -43,6 +52,9 @@ const { values } = parseArgs({
     threads: { type: "string" },
     "matmul-precision": { type: "string", default: "highest" },
     quick: { type: "boolean", default: false },
+    rounds: { type: "string" },
+    "vs-models": { type: "string", default: "110M" },
+    "vs-types": { type: "string" },
     help: { type: "boolean", default: false },
   },
 });
@@ -60,6 +72,19 @@ if (!MATMUL_PRECISIONS.includes(matmulPrecision)) {
 const outRoot = join(repo, "bench", "out");
 const report = new Report(values.out ?? join(outRoot, "results.jsonl"));
 const reps = values.quick ? 1 : 3;
+let vsModels: VsModelPlan[];
+try {
+  vsModels = values["vs-models"]!.split(",").map(vsPlan);
+  if (values["vs-types"] !== undefined) vsModels = vsModels.map((p) => narrowPlan(p, values["vs-types"]!.split(",")));
+} catch (e) {
+  console.error((e as Error).message);
+  process.exit(2);
+}
+const rounds = values.rounds === undefined ? reps : Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) {
+  console.error(`--rounds must be a whole number ≥ 1, got "${values.rounds}"`);
+  process.exit(2);
+}
 const stories = process.env.HYBRIDCHAT_TEST_MODEL ?? join(repo, "..", "shared", "models", "stories260K");
 
 console.log(`hybridchat bench — ${cpus()[0]?.model ?? "cpu"}, ${threads} threads, kernels: ${native().cpuFeatures()} (this CPU runs: ${native().kernelVariants().join(", ")}), matmul precision ${matmulPrecision}`);
@@ -127,6 +152,9 @@ if (only.has("ppo-latency")) {
   await runPpoLatency(report, { modelDir: stories, users: 4, durationS: values.quick ? 5 : 20, threads });
 }
 if (only.has("vs-llama-cpp")) {
-  await runVsLlamaCpp(report, { outRoot, reps, threads, types: ["f32", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"], matmulPrecision });
+  await runVsLlamaCpp(report, { outRoot, rounds, threads, models: vsModels, matmulPrecision });
+}
+if (only.has("vs-llama-server")) {
+  await runVsLlamaServer(report, { outRoot, rounds, threads, model: "110M", type: "bf16", load: ISSUE_17_LOAD });
 }
 console.log("\n" + report.table());
