@@ -6,7 +6,8 @@
 //   tile holds) and ng(mt) (groups of 16 columns a tile of mt rows takes: small mt takes several,
 //   so that M = 1..2 still has independent accumulator chains).
 // x is quantized once per call (quantize_rows); a tile reads each weight block of its groups
-// once for all its rows, with no per-call packing of B. Past RMT rows, each group's blocks are
+// once for all its rows, with no per-call packing of B (Q4_K: only its scales, expanded to fp32
+// once per chunk of rows by k_scales). Past RMT rows, each group's blocks are
 // read once from memory and again from L1 for every further tile of a chunk of rows.
 #pragma once
 #include <algorithm>
@@ -26,11 +27,40 @@ struct Repacked {
   static constexpr int VN = I::VN, NV = static_cast<int>(kRepackRows) / VN, NA = NG * NV;
 
   // acc[m][a] (a = group·NV + vector) over every block of the NG groups at grp (stride gs).
-  static void tile(const XRows& a, int64_t r0, const uint8_t* grp, int64_t gs, F (&acc)[MT][NA]) {
+  // kq: Q4_K's scales and mins of these groups as fp32 (k_scales), or null to unpack them here.
+  static void tile(const XRows& a, int64_t r0, const uint8_t* grp, int64_t gs, const float* kq, F (&acc)[MT][NA]) {
     for (int m = 0; m < MT; m++)
       for (int j = 0; j < NA; j++) acc[m][j] = I::zero();
-    if constexpr (DT == DType::Q4_K) tile_k(a, r0, grp, gs, acc);
-    else tile_32(a, r0, grp, gs, acc);
+    if constexpr (DT == DType::Q4_K) {
+      if (kq) tile_k<true>(a, r0, grp, gs, kq, acc);
+      else tile_k<false>(a, r0, grp, gs, nullptr, acc);
+    } else {
+      tile_32(a, r0, grp, gs, acc);
+    }
+  }
+
+  // The NG groups' d·sc and dmin·m of every sub-block, as tile_k reads them when Pre:
+  // kq[(8·sb + sub)·NA·VN + j·VN + lane], the mins NA·VN·nb floats further. Prefill's tiles of
+  // a chunk share one copy instead of each unpacking bytes to fp32 per sub-block (bench/RESULTS.md,
+  // "Q4_K prefill"); the products are the same fp32 multiplies, so C is bit for bit the same.
+  static void k_scales(const uint8_t* grp, int64_t gs, int64_t nb, float* kq) {
+    constexpr int64_t BB = 2368;
+    float* km = kq + nb * NA * VN;
+    for (int64_t sb = 0; sb < nb / 8; sb++) {
+      F d[NA], dmin[NA];
+      for (int j = 0; j < NA; j++) {
+        const uint8_t* p = grp + j / NV * gs + sb * BB + j % NV * VN * 2;
+        d[j] = I::cvtph(p);
+        dmin[j] = I::cvtph(p + 32);
+      }
+      for (int sub = 0; sub < 8; sub++)
+        for (int j = 0; j < NA; j++) {
+          const uint8_t* p = grp + j / NV * gs + sb * BB + 64 + sub * 16 + j % NV * VN;
+          const int64_t o = ((8 * sb + sub) * NA + j) * VN;
+          I::fstoreu(kq + o, I::mul(d[j], I::u8f(p)));
+          I::fstoreu(km + o, I::mul(dmin[j], I::u8f(p + 128)));
+        }
+    }
   }
 
   // Q4_0 / Q8_0: blocks of 32 (288 / 544 bytes a group): d[16] fp16, then the vectors.
@@ -81,16 +111,19 @@ struct Repacked {
   }
 
   // Q4_K: super-blocks of 256 (2368 bytes a group): d[16], dmin[16], sc[8][16], m[8][16], vectors.
-  static void tile_k(const XRows& a, int64_t r0, const uint8_t* grp, int64_t gs, F (&acc)[MT][NA]) {
+  // Pre: the scales and mins from kq (k_scales) rather than unpacked here (decode's single tile).
+  template <bool Pre>
+  static void tile_k(const XRows& a, int64_t r0, const uint8_t* grp, int64_t gs, const float* kq, F (&acc)[MT][NA]) {
     constexpr int64_t BB = 2368;
     const int64_t nb = a.nb, nsb = nb / 8;
     for (int64_t sb = 0; sb < nsb; sb++) {
       F d[NA], dmin[NA];
-      for (int j = 0; j < NA; j++) {
-        const uint8_t* p = grp + j / NV * gs + sb * BB + j % NV * VN * 2;
-        d[j] = I::cvtph(p);
-        dmin[j] = I::cvtph(p + 32);
-      }
+      if constexpr (!Pre)
+        for (int j = 0; j < NA; j++) {
+          const uint8_t* p = grp + j / NV * gs + sb * BB + j % NV * VN * 2;
+          d[j] = I::cvtph(p);
+          dmin[j] = I::cvtph(p + 32);
+        }
       for (int sub = 0; sub < 8; sub++) {
         V s[MT][NA];
         for (int m = 0; m < MT; m++)
@@ -108,9 +141,15 @@ struct Repacked {
         }
         F sc[NA], mn[NA];
         for (int j = 0; j < NA; j++) {
-          const uint8_t* p = grp + j / NV * gs + sb * BB + 64 + sub * 16 + j % NV * VN;
-          sc[j] = I::mul(d[j], I::u8f(p));
-          mn[j] = I::mul(dmin[j], I::u8f(p + 128));
+          if constexpr (Pre) {
+            const int64_t o = ((8 * sb + sub) * NA + j) * VN;
+            sc[j] = I::floadu(kq + o);
+            mn[j] = I::floadu(kq + nb * NA * VN + o);
+          } else {
+            const uint8_t* p = grp + j / NV * gs + sb * BB + 64 + sub * 16 + j % NV * VN;
+            sc[j] = I::mul(d[j], I::u8f(p));
+            mn[j] = I::mul(dmin[j], I::u8f(p + 128));
+          }
         }
         for (int m = 0; m < MT; m++) {
           const int64_t blk = (r0 + m) * nb + 8 * sb + sub;
@@ -141,9 +180,9 @@ struct Repacked {
   }
 
   static void run(const GemmArgs& g, const XRows& a, int64_t m0, int64_t r0, const uint8_t* grp, int64_t gs,
-                  int64_t gcol, int64_t n0, int64_t n1) {
+                  int64_t gcol, int64_t n0, int64_t n1, const float* kq = nullptr) {
     F acc[MT][NA];
-    tile(a, r0, grp, gs, acc);
+    tile(a, r0, grp, gs, kq, acc);
     store(g, m0 + r0, gcol, n0, n1, acc);
   }
 };
@@ -178,13 +217,17 @@ inline void run_repacked_typed(const GemmArgs& g, const RepackedWeight& rw, int6
     return;
   }
   // rows [rc, re) of a chunk through NG groups at gi: whole tiles of RMT rows, then the rest
+  // Q4_K: the NG groups' scales and mins once per chunk (Repacked::k_scales), for all its tiles
+  thread_local driver::Scratch<float> kbuf;
+  float* kq = DT == DType::Q4_K ? kbuf.get(static_cast<size_t>(2 * a.nb * I::ng(RMT) * kRepackRows)) : nullptr;
   auto tiles = [&](auto ng, int64_t rc, int64_t re, int64_t gi) {
     constexpr int NG = decltype(ng)::value;
+    if constexpr (DT == DType::Q4_K) Repacked<I, DT, RMT, NG>::k_scales(group(gi), gs, a.nb, kq);
     int64_t r = rc;
-    for (; r + RMT <= re; r += RMT) Repacked<I, DT, RMT, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
+    for (; r + RMT <= re; r += RMT) Repacked<I, DT, RMT, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1, kq);
     if (r < re)
       with_rows<RMT - 1>(static_cast<int>(re - r), [&](auto mt) {
-        Repacked<I, DT, decltype(mt)::value, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1);
+        Repacked<I, DT, decltype(mt)::value, NG>::run(g, a, m0, r, group(gi), gs, gi, n0, n1, kq);
       });
   };
   constexpr int NG = I::ng(RMT);
