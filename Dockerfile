@@ -31,6 +31,10 @@ RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
+# Each decode step hands JS a fresh logits array (batch × vocab floats, 2 MB at batch 16):
+# glibc's defaults give those pages back and fault them in again every step. Keeping up to
+# 128 MB of freed heap removes the faults (bench/RESULTS.md, "Q4_K prefill ... fresh pages").
+ENV GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=134217728
 WORKDIR /app
 COPY --from=build /app/package.json ./
 COPY --from=build /app/node_modules ./node_modules
