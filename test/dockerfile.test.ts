@@ -17,6 +17,8 @@ const stages = lines.map((l, i) => (l.startsWith("FROM ") ? i : -1)).filter((i) 
 const runtime = lines.slice(stages.at(-1));
 const instruction = (name: string): string[] => runtime.filter((l) => l.startsWith(`${name} `)).map((l) => l.slice(name.length + 1));
 const execForm = (name: string): string[] => JSON.parse(instruction(name)[0]!) as string[];
+// the runtime stage's ENV lines (KEY=VALUE each), as the container's process sees them
+const imageEnv = (): Record<string, string> => Object.fromEntries(instruction("ENV").map((e) => [e.slice(0, e.indexOf("=")), e.slice(e.indexOf("=") + 1)]));
 
 test("multi-stage; the runtime runs as a non-root user with /data as a volume and a health check", () => {
   assert.ok(stages.length >= 2, "a build stage and a runtime stage");
@@ -38,7 +40,7 @@ test("what the runtime stage copies from the build is what `npm ci` makes (here:
   assert.ok(existsSync(join(repoRoot, entry!)), entry);
 });
 
-test("CMD without API keys is refused with what to do; with HYBRIDCHAT_API_KEYS it serves and HEALTHCHECK passes", async () => {
+test("CMD without API keys is refused with what to do; with HYBRIDCHAT_API_KEYS and the image's ENV it serves and HEALTHCHECK passes", async () => {
   const [, entry] = execForm("ENTRYPOINT");
   const cmd = execForm("CMD");
   assert.equal(cmd[0], "serve");
@@ -51,7 +53,9 @@ test("CMD without API keys is refused with what to do; with HYBRIDCHAT_API_KEYS 
     assert.match(refused.stderr, /refusing to listen on 0\.0\.0\.0 without API keys.*HYBRIDCHAT_API_KEYS=KEY:admin/);
 
     process.env.HYBRIDCHAT_API_KEYS = "docker-admin-key-1234:admin";
-    const s = await serve(flags).finally(() => delete process.env.HYBRIDCHAT_API_KEYS);
+    const env = imageEnv();
+    assert.match(env.GLIBC_TUNABLES ?? "", /^glibc\.malloc\.mmap_threshold=\d+:glibc\.malloc\.trim_threshold=\d+$/);
+    const s = await serve(flags, env).finally(() => delete process.env.HYBRIDCHAT_API_KEYS);
     try {
       const port = new URL(s.url).port;
       const check = instruction("HEALTHCHECK")[0]!.replace(/^.*CMD /, "");
