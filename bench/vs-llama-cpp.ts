@@ -75,6 +75,10 @@ async function ppTg(report: Report, s: Sitting, model: string, type: GgufOutType
       const l = await llamaBench(ll, file, o.threads, PP, TG);
       theirs.pp.push(l.pp);
       theirs.tg.push(l.tg);
+      // llama-bench warms up with one whole untimed prompt before it times, in every run; so do
+      // we. Without it our first prompt after a llama-bench run takes ≈ 19k minor page faults
+      // and runs 40 % slower on bf16 (RESULTS.md); a 16-token warm-up does not clear them.
+      await prefillOnce(m, PP);
       ours.pp.push((PP * 1000) / (await prefillOnce(m, PP)));
       ours.tg.push((TG * 1000) / (await decodeOnce(m, TG, 1)));
     }
