@@ -9,6 +9,7 @@ import { generateRollouts } from "../engine/train/ppo/experience.js";
 import type { RolloutEngine } from "../engine/train/ppo/ppo-model.js";
 import type { SamplingParams } from "../engine/types.js";
 import type { Report } from "./report.js";
+import { quantile } from "./sitting.js";
 import { samplingParams } from "../test/generation-helpers.js";
 
 export interface PpoLatencyCase {
@@ -19,11 +20,6 @@ export interface PpoLatencyCase {
 }
 
 const base: SamplingParams = samplingParams({ temperature: 1, maxTokens: 16, seed: 1, ignoreEos: true });
-
-function percentile(xs: number[], p: number): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
-}
 
 export async function runPpoLatency(report: Report, c: PpoLatencyCase): Promise<void> {
   const model = await loadModel(c.modelDir, { threads: c.threads });
@@ -55,8 +51,8 @@ export async function runPpoLatency(report: Report, c: PpoLatencyCase): Promise<
       await job;
       await engine.close();
       const config = { model: model.id, mode, users: c.users, duration_s: c.durationS, max_tokens: 16, job_tokens_per_s: Math.round(jobTokens / c.durationS), chats: latencies.length };
-      report.add({ name: `user chat latency p50 (${mode})`, value: percentile(latencies, 50), unit: "ms", config });
-      report.add({ name: `user chat latency p99 (${mode})`, value: percentile(latencies, 99), unit: "ms", config });
+      report.add({ name: `user chat latency p50 (${mode})`, value: quantile(latencies, 0.5), unit: "ms", config });
+      report.add({ name: `user chat latency p99 (${mode})`, value: quantile(latencies, 0.99), unit: "ms", config });
     }
   } finally {
     model.dispose();
