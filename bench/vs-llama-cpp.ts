@@ -33,7 +33,7 @@ export interface VsModelPlan {
  * rows: bf16, Q8_0, Q4_0; "1B-L<n>" is the same width at n layers) without the batch curve.
  */
 export function vsPlan(model: string): VsModelPlan {
-  if (model === "110M") return { model, types: ["f32", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"] };
+  if (model === "110M") return { model, types: ["f32", "f16", "bf16", "q8_0", "q4_0", "q4_k"], batchTypes: ["bf16", "q4_0"] };
   if (/^1B(-L\d+)?$/.test(model)) return { model, types: ["bf16", "q8_0", "q4_0"], batchTypes: [] };
   throw new Error(`--vs-models: "${model}" is not 110M, 1B or 1B-L<layers>`);
 }
