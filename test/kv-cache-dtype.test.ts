@@ -19,7 +19,7 @@ import { loadModel, resolveKvDtype } from "../engine/model.js";
 import { freshSeed, Rng } from "./reference/check.js";
 import { buildTiny, type Tiny } from "./tiny-model.js";
 import { repoRoot, storiesDir } from "./test-model.js";
-import { excess, excessRms, greedyBoth } from "./cuda-compare.js";
+import { excessRms, greedyBoth } from "./cuda-compare.js";
 
 // Unit roundoff of each 16-bit type (bf16: 8-bit significand, f16: 11). K and V each
 // rounded once moves a logit of these 2-layer models by a few U times its row's RMS (as
@@ -63,9 +63,11 @@ describe("a 16-bit KV pool on the CPU", () => {
             const ref = await f.forward(batch), got = await h.forward(batch), ranks = await tp.forward(batch);
             const w = excessRms(got, ref, t.V, ULPS * U[dt]);
             assert.ok(w <= 0, `step ${i}: logits differ by ${w} beyond ${ULPS}·U·RMS (seed ${seed})`);
-            // two ranks, each its KV heads' slice of the same 16-bit pool: the one-rank result
-            const e = excess(ranks, got);
-            assert.ok(e <= 0, `step ${i}: tensor-parallel logits differ by ${e} beyond 1e-4 (seed ${seed})`);
+            // two ranks, each its KV heads' slice of the same 16-bit pool, held to the same bound
+            // (not to the one rank's logits at 1e-4: the ranks' K/V differ from one rank's in the
+            // last fp32 bits, which now and then round to the neighbouring 16-bit value)
+            const e = excessRms(ranks, ref, t.V, ULPS * U[dt]);
+            assert.ok(e <= 0, `step ${i}: tensor-parallel logits differ by ${e} beyond ${ULPS}·U·RMS (seed ${seed})`);
             for (let j = 0; j < got.length; j++) moved = Math.max(moved, Math.abs(got[j]! - ref[j]!));
           }
           // the pool really holds 16 bits: its logits are not the f32 pool's
