@@ -87,20 +87,18 @@ class CpuExec final : public Exec {
                 const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
                 const KvGeometry& g) override {
     // each row rounded to the pool's type (to nearest even) once here; the kernels widen it back
-    cpu::with_kv_elem(g.dtype, [&](auto e) {
-      using E = decltype(e);
-      E *kp = static_cast<E*>(kpool), *vp = static_cast<E*>(vpool);
-      const int64_t KD = NKV * HD;
-      for (int64_t t = 0; t < T; t++) {
-        const int64_t p = pos[t];
-        const int64_t off = static_cast<int64_t>(tables[seq_of[t] * max_blocks + p / g.block_size]) * g.block_stride +
-                            (p % g.block_size) * HD;
-        for (int64_t h = 0; h < NKV; h++) {
-          cpu::narrow_row(kp + off + h * g.head_stride, k + t * KD + h * HD, HD);
-          cpu::narrow_row(vp + off + h * g.head_stride, v + t * KD + h * HD, HD);
-        }
+    char *kp = static_cast<char*>(kpool), *vp = static_cast<char*>(vpool);
+    const int64_t KD = NKV * HD;
+    for (int64_t t = 0; t < T; t++) {
+      const int64_t p = pos[t];
+      const int64_t off = static_cast<int64_t>(tables[seq_of[t] * max_blocks + p / g.block_size]) * g.block_stride +
+                          (p % g.block_size) * HD;
+      for (int64_t h = 0; h < NKV; h++) {
+        const int64_t at = dtype_bytes(g.dtype, off + h * g.head_stride);
+        cpu::from_f32(kp + at, k + t * KD + h * HD, g.dtype, HD);
+        cpu::from_f32(vp + at, v + t * KD + h * HD, g.dtype, HD);
       }
-    });
+    }
   }
   void paged_attention(float* out, const float* q, const void* kpool, const void* vpool, const int32_t* tables,
                        int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,

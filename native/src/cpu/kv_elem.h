@@ -1,6 +1,6 @@
 // The element types of a paged KV pool (KvGeometry::dtype): fp32, or 16-bit bf16 / f16
 // rows (half the bytes a decode step streams; llama.cpp's default cache is f16). The pool
-// is written rounded to nearest even (kv_write) and every attention kernel reads it
+// is written rounded to nearest even (kv_write, through ops.h's from_f32) and every attention kernel reads it
 // through one template over these types, widening each row to fp32 in registers: exact,
 // so a 16-bit pool's attention is the fp32 attention of the rounded K/V.
 //
@@ -8,7 +8,6 @@
 // keeps its own copy, so a linker never picks an AVX-512 body for the portable kernels.
 #pragma once
 #include <cstdint>
-#include <cstring>
 
 #if defined(__AVX2__) && defined(__F16C__)
 #include <immintrin.h>
@@ -51,15 +50,6 @@ decltype(auto) with_kv_elem(DType dt, F&& f) {
 static inline float widen(float x) { return x; }
 static inline float widen(Bf16 x) { return bf16_to_f32(x.bits); }
 static inline float widen(F16 x) { return f16_to_f32(x.bits); }
-
-// kv_write's rounding (to nearest even, as every from_f32 in this project)
-static inline void narrow_row(float* dst, const float* src, int64_t n) { std::memcpy(dst, src, n * sizeof(float)); }
-static inline void narrow_row(Bf16* dst, const float* src, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i].bits = f32_to_bf16(src[i]);
-}
-static inline void narrow_row(F16* dst, const float* src, int64_t n) {
-  for (int64_t i = 0; i < n; i++) dst[i].bits = f32_to_f16(src[i]);
-}
 
 #if defined(__AVX2__) && defined(__F16C__)
 // eight elements as fp32 (bf16: the 16 bits shifted into the top half; f16: vcvtph2ps)
