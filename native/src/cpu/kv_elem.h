@@ -1,8 +1,9 @@
 // The element types of a paged KV pool (KvGeometry::dtype): fp32, or 16-bit bf16 / f16
 // rows (half the bytes a decode step streams; llama.cpp's default cache is f16). The pool
-// is written rounded to nearest even (kv_write, through ops.h's from_f32) and every attention kernel reads it
-// through one template over these types, widening each row to fp32 in registers: exact,
-// so a 16-bit pool's attention is the fp32 attention of the rounded K/V.
+// is written rounded to nearest even (kv_write, through ops.h's from_f32) and every
+// attention kernel reads it through one template over these types, widening each row to
+// fp32 in registers: exact, so a 16-bit pool's attention is the fp32 attention of the
+// rounded K/V.
 //
 // The widening loads are `static inline` (internal linkage): each ISA translation unit
 // keeps its own copy, so a linker never picks an AVX-512 body for the portable kernels.
@@ -25,15 +26,6 @@ struct Bf16 {
 struct F16 {
   uint16_t bits;
 };
-
-template <class E>
-constexpr DType kv_dtype_of();
-template <>
-constexpr DType kv_dtype_of<float>() { return DType::F32; }
-template <>
-constexpr DType kv_dtype_of<Bf16>() { return DType::BF16; }
-template <>
-constexpr DType kv_dtype_of<F16>() { return DType::F16; }
 
 // f(E{}) with E the element type of dt (f32, bf16 or f16; anything else refused by name)
 template <class F>
