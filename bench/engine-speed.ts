@@ -2,7 +2,7 @@
 // (decode one token at a time with a KV cache), at batch 1 and batch 8. Each is timed over
 // the native forward plus the greedy pick in JS, so per-token overhead counts.
 import { loadModel, type LoadedModel } from "../engine/model.js";
-import type { MatmulPrecision } from "../native/index.js";
+import type { KvDtype, MatmulPrecision } from "../native/index.js";
 import type { MachineLimits } from "./machine.js";
 import type { Report } from "./report.js";
 
@@ -16,6 +16,8 @@ export interface SpeedCase {
   tensorParallel?: number;
   /** how activations meet bf16 weights (docs/serving.md); default highest */
   matmulPrecision?: MatmulPrecision;
+  /** the KV cache's element type (`--kv-dtype`); default auto */
+  kvDtype?: KvDtype | "auto";
   /** bytes a weight of the layers' linears (a quantized checkpoint: 34/32 for q8_0, 18/32 for q4_0); default from torch_dtype */
   bytesPerWeight?: number;
 }
@@ -80,7 +82,8 @@ export async function decodeOnce(m: LoadedModel, steps: number, batch: number, p
 
 export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimits, threads: number): Promise<void> {
   const tp = c.tensorParallel ?? 1;
-  const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp, matmulPrecision: c.matmulPrecision });
+  const m = await loadModel(c.dir, { threads, kvBlocks: 1024, tensorParallel: tp, matmulPrecision: c.matmulPrecision, kvDtype: c.kvDtype });
+  const kv = m.native.device().kvDtype;
   try {
     const cost = modelCost(m, c.bytesPerWeight ?? (m.config.torchDtype === "float32" ? 4 : 2));
     await prefillOnce(m, 16); // warm-up: page in the weights, size the buffers
@@ -106,7 +109,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
         name: `${c.label} decode tg${d.tokens} batch ${d.batch}`,
         value: steps * d.batch,
         unit: "tok/s",
-        config: { model: c.label, threads, tp, tokens: d.tokens, batch: d.batch, weight_gbps: Math.round(gbps * 10) / 10 },
+        config: { model: c.label, threads, tp, tokens: d.tokens, batch: d.batch, kv_dtype: kv, weight_gbps: Math.round(gbps * 10) / 10 },
         limit: { name: "triad bandwidth", value: limits.triadGBps, unit: "GB/s", fraction: gbps / limits.triadGBps },
       });
     }

@@ -6,7 +6,9 @@
 // alternating rounds (llama.cpp, then us, `rounds` times); medians. Then the decode batch scaling
 // curve against llama-batched-bench (the 110M only: the 1B's would take most of an hour). llama.cpp
 // comes from bench/llama-cpp/build.sh (the source node-llama-cpp ships); without that build the
-// bench says so and skips.
+// bench says so and skips. Each side runs its default KV cache: ours `--kv-dtype auto` (f32 for the
+// f32 GGUF, bf16 for bf16, f16 for the block formats), llama.cpp's f16 (`-ctk/-ctv` left at their
+// default); every row names both.
 import type { GgufOutType } from "../engine/convert-gguf.js";
 import { loadModel } from "../engine/model.js";
 import { native, type MatmulPrecision } from "../native/index.js";
@@ -20,6 +22,8 @@ const PP = 512;
 const TG = 128;
 // each sequence: a 128-token prompt, then 32 tokens decoded and timed
 const BATCHED: BatchedShape = { batches: [1, 2, 4, 8, 16], prompt: 128, tokens: 32 };
+// llama-bench's and llama-batched-bench's KV cache type when -ctk/-ctv are not given
+const LLAMA_KV = "f16";
 
 /** What is run of one bench model: pp/tg per GGUF type, and the batch curve for `batchTypes`. */
 export interface VsModelPlan {
@@ -69,6 +73,7 @@ async function ppTg(report: Report, s: Sitting, model: string, type: GgufOutType
   const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024, matmulPrecision: o.matmulPrecision });
   const ours = { pp: [] as number[], tg: [] as number[] };
   const theirs = { pp: [] as number[], tg: [] as number[] };
+  const kv = m.native.device().kvDtype;
   try {
     await prefillOnce(m, 16); // warm-up: page in the weights, size the buffers
     for (let r = 0; r < rounds; r++) {
@@ -88,8 +93,8 @@ async function ppTg(report: Report, s: Sitting, model: string, type: GgufOutType
   s.loads.push(loadAverage());
   const [hp, ht, lp, lt] = [median(ours.pp), median(ours.tg), median(theirs.pp), median(theirs.tg)];
   for (const [test, h, l] of [[`pp${PP}`, hp, lp], [`tg${TG}`, ht, lt]] as const)
-    report.add({ name: `${model} ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model, type, test, precision: o.matmulPrecision, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
-  return `| ${model} ${type} | ${fmt(hp)} | ${fmt(lp)} | ${ratio(hp, lp)} | ${fmt(ht)} | ${fmt(lt)} | ${ratio(ht, lt)} |`;
+    report.add({ name: `${model} ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model, type, test, precision: o.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}) | ${fmt(hp)} | ${fmt(lp)} | ${ratio(hp, lp)} | ${fmt(ht)} | ${fmt(lt)} | ${ratio(ht, lt)} |`;
 }
 
 /** The decode batch curve of one GGUF against llama-batched-bench; one table row. */
@@ -99,6 +104,7 @@ async function batchCurve(report: Report, s: Sitting, model: string, type: GgufO
   const m = await loadModel(file, { threads: o.threads, kvBlocks: 1024, matmulPrecision: o.matmulPrecision });
   const ours = new Map(BATCHED.batches.map((b) => [b, [] as number[]]));
   const theirs = new Map(BATCHED.batches.map((b) => [b, [] as number[]]));
+  const kv = m.native.device().kvDtype;
   try {
     await prefillOnce(m, 16);
     for (let r = 0; r < rounds; r++) {
@@ -111,10 +117,10 @@ async function batchCurve(report: Report, s: Sitting, model: string, type: GgufO
   s.loads.push(loadAverage());
   const cells = BATCHED.batches.map((b) => {
     const h = median(ours.get(b)!), l = median(theirs.get(b)!);
-    report.add({ name: `${model} ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model, type, batch: b, precision: o.matmulPrecision, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+    report.add({ name: `${model} ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model, type, batch: b, precision: o.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
     return `${fmt(h)} / ${fmt(l)} (${ratio(h, l)})`;
   });
-  return `| ${model} ${type} | ${cells.join(" | ")} |`;
+  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}) | ${cells.join(" | ")} |`;
 }
 
 export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promise<void> {
@@ -136,7 +142,7 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
         "",
         `llama.cpp ${ll.version} vs hybridchat (kernels ${native().cpuFeatures()}, matmul precision ${o.matmulPrecision}) — ${cpuName()} — ${o.threads} threads, medians of ${s.rounds} alternating rounds, tokens/s; load average during the run: ${s.loads.join(" → ")}`,
         "",
-        `| model, GGUF | hybridchat pp${PP} | llama.cpp pp${PP} | ratio | hybridchat tg${TG} | llama.cpp tg${TG} | ratio |`,
+        `| model, GGUF (KV cache: hybridchat / llama.cpp) | hybridchat pp${PP} | llama.cpp pp${PP} | ratio | hybridchat tg${TG} | llama.cpp tg${TG} | ratio |`,
         "| --- | --- | --- | --- | --- | --- | --- |",
         ...rows,
         ...(batchRows.length
@@ -144,7 +150,7 @@ export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promi
               "",
               `Decode aggregate tokens/s by batch (each sequence: ${BATCHED.prompt}-token prompt, then ${BATCHED.tokens} tokens timed), hybridchat / llama-batched-bench (ratio):`,
               "",
-              `| model, GGUF | ${BATCHED.batches.map((b) => `batch ${b}`).join(" | ")} |`,
+              `| model, GGUF (KV cache: hybridchat / llama.cpp) | ${BATCHED.batches.map((b) => `batch ${b}`).join(" | ")} |`,
               `| --- | ${BATCHED.batches.map(() => "---").join(" | ")} |`,
               ...batchRows,
             ]

@@ -45,9 +45,11 @@ Options:
   --max-context N           cap on prompt + completion tokens (default: the model's)
   --kv-cache-memory M       KV cache pool: bytes (512MiB, 2GB) or a fraction of free memory
                             (0.5); default 8 contexts, at most 1 GiB (at least one context)
-  --kv-dtype T              the KV cache's element type: bf16 (default on cuda: half the bytes
-                            a token, rounded on write, read back in fp32) or f32 (the default,
-                            and the only type, on the CPU)
+  --kv-dtype T              the KV cache's element type (llama.cpp's -ctk/-ctv): auto (default),
+                            f32, bf16 or f16 (the CPU only). 16-bit types hold half the bytes a
+                            token (rounded on write, read back in fp32). auto: bf16 on cuda; on
+                            the CPU bf16 for a bf16 model, f16 for f16 and q8_0/q4_0/q4_k ones,
+                            f32 for an f32 model
   --cuda-graphs on|off      cuda: replay each decode step as a CUDA graph captured once per
                             batch bucket (1, 2, 4, ..., 64) instead of launching every kernel
                             (default on; tensor parallel runs without)

@@ -121,8 +121,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw new UsageError(`--matmul-precision ${matmulPrecision} runs on --device cpu with --tensor-parallel 1 only`, c);
   if (device === "cuda") process.stderr.write(`hybridchat: ${cudaGemmLine()}\n`);
   const kvDtype = values["kv-dtype"];
-  if (kvDtype !== undefined && kvDtype !== "f32" && kvDtype !== "bf16") throw new UsageError(`--kv-dtype must be f32 or bf16, got "${kvDtype}"`, c);
-  if (kvDtype === "bf16" && device !== "cuda") throw new UsageError("--kv-dtype bf16 is implemented on --device cuda only: the CPU's KV cache is f32", c);
+  if (kvDtype !== undefined && kvDtype !== "auto" && kvDtype !== "f32" && kvDtype !== "bf16" && kvDtype !== "f16")
+    throw new UsageError(`--kv-dtype must be auto, f32, bf16 or f16, got "${kvDtype}"`, c);
+  if (kvDtype === "f16" && device === "cuda") throw new UsageError("--kv-dtype f16 runs on the CPU only: a cuda KV cache is bf16 or f32", c);
   const cudaGraphs = values["cuda-graphs"];
   if (cudaGraphs !== undefined && cudaGraphs !== "on" && cudaGraphs !== "off") throw new UsageError(`--cuda-graphs must be on or off, got "${cudaGraphs}"`, c);
   if (cudaGraphs !== undefined && device !== "cuda") throw new UsageError("--cuda-graphs is a --device cuda option: the CPU launches no kernels", c);

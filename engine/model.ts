@@ -1,7 +1,7 @@
 // A checkpoint directory -> a ready model: config, tokenizer, chat template and native weights.
 import { basename, join, resolve } from "node:path";
 import { availableParallelism, freemem } from "node:os";
-import { BLOCK_BYTES, isBlockDType, native, type KvDtype, type MatmulPrecision, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
+import { BLOCK_BYTES, isBlockDType, KV_DTYPES, native, type DeviceKind, type KvDtype, type MatmulPrecision, type ModelSpec, type NativeModel, type TensorRef } from "../native/index.js";
 import { resolveDevice, type DeviceChoice } from "./device.js";
 import type { ModelConfig } from "./types.js";
 import { parseConfig } from "./config.js";
@@ -33,8 +33,12 @@ export interface LoadModelOptions {
   deviceIndex?: number;
   /** how the serving forward's activations meet bf16 weights (`--matmul-precision`); default highest */
   matmulPrecision?: MatmulPrecision;
-  /** the KV pool's element type; default bf16 on cuda, f32 on the CPU (which has no bf16 cache) */
-  kvDtype?: KvDtype;
+  /**
+   * the KV pool's element type (`serve --kv-dtype`; llama.cpp's `-ctk/-ctv`); default "auto":
+   * on the CPU the weights' own 16-bit type for a bf16 or f16 model, f16 for the block formats
+   * (q8_0/q4_0/q4_k, as llama.cpp), f32 for an f32 model; bf16 on cuda (which has no f16 pool)
+   */
+  kvDtype?: KvDtype | "auto";
   /** cuda: decode steps replayed as CUDA graphs (`--cuda-graphs`); default true */
   cudaGraphs?: boolean;
   /** mark the model untrained even if its config does not say so */
@@ -125,15 +129,26 @@ function inspectGguf(file: string): ReturnType<typeof inspectCheckpoint> {
   return { config, tokenizer, chatTemplate: chatTemplateFromConfig(f.tokenizerConfig, "the GGUF's tokenizer.chat_template"), tensors, untrained: false, ropeFreqFactors: g.ropeFreqFactors };
 }
 
+/** The KV pool's element type that "auto" stands for (LoadModelOptions.kvDtype); a named one as it is. */
+export function resolveKvDtype(choice: KvDtype | "auto", device: DeviceKind, tensors: readonly TensorRef[]): KvDtype {
+  if (!(choice === "auto" || (KV_DTYPES as readonly string[]).includes(choice)))
+    throw new RangeError(`kvDtype must be "auto", "f32", "bf16" or "f16", not ${JSON.stringify(choice)}`);
+  if (choice !== "auto") return choice;
+  if (device === "cuda") return "bf16";
+  // the linears' storage, read off layer 0's q projection (every layer's is the same type)
+  const w = tensors.find((t) => t.name === "L0.q")?.dtype ?? "f32";
+  return w === "f32" ? "f32" : w === "bf16" ? "bf16" : "f16";
+}
+
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const absDir = resolve(dir);
   const { config, tokenizer, chatTemplate, tensors, untrained, ropeFreqFactors } = inspectCheckpoint(absDir);
   const maxContext = Math.max(1, Math.min(opts.maxContext ?? config.maxPositions, config.maxPositions));
   const kvBlockSize = opts.kvBlockSize ?? 16;
   const device = resolveDevice(opts.device ?? "cpu");
-  const kvDtype: KvDtype = opts.kvDtype ?? (device === "cuda" ? "bf16" : "f32");
-  // K and V for every layer, 4 (f32) or 2 (bf16) bytes an element: admission counts blocks of these
-  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * (kvDtype === "bf16" ? 2 : 4);
+  const kvDtype = resolveKvDtype(opts.kvDtype ?? "auto", device, tensors);
+  // K and V for every layer, 4 (f32) or 2 (bf16, f16) bytes an element: admission counts blocks of these
+  const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * (kvDtype === "f32" ? 4 : 2);
   const blocksPerSeq = Math.ceil(maxContext / kvBlockSize);
   const capBlocks = Math.floor((1 << 30) / (bytesPerToken * kvBlockSize));
   // a pool smaller than one context caps the context at the pool (the engine's maxContext)

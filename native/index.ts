@@ -93,7 +93,7 @@ export interface ModelOptions {
   deviceIndex?: number;
   /** how the serving forward's activations meet bf16 weights (native/src/cpu/matmul_kernels.h); default "highest" */
   matmulPrecision?: MatmulPrecision;
-  /** the KV pool's element type: "f32" (default) or "bf16" (cuda only: rounded on write, widened on read) */
+  /** the KV pool's element type: "f32" (default), "bf16" or "f16" (the CPU only): 16-bit rows are rounded on write, widened on read */
   kvDtype?: KvDtype;
   /** cuda: decode steps (batch buckets 1, 2, 4, ..., 64) replayed as CUDA graphs; default true (one rank only) */
   cudaGraphs?: boolean;
@@ -107,7 +107,9 @@ export interface ModelOptions {
 export const MATMUL_PRECISIONS = ["highest", "high", "medium"] as const;
 export type MatmulPrecision = (typeof MATMUL_PRECISIONS)[number];
 
-export type KvDtype = "f32" | "bf16";
+/** a KV pool's element type (native/src/cpu/kv_elem.h); f16 on the CPU only */
+export const KV_DTYPES = ["f32", "bf16", "f16"] as const;
+export type KvDtype = (typeof KV_DTYPES)[number];
 
 export type DeviceKind = "cpu" | "cuda";
 
@@ -332,7 +334,7 @@ export interface NativeOps {
    * [0, npos[t]) of its table's blocks (window W > 0: the last W). T > nseq runs the device's flash
    * prefill, T == nseq its decode split `splits` ways (0 = the device's pick); the CPU ignores splits.
    */
-  pagedAttention(out: Float32Array, q: Float32Array, kPool: Float32Array | Uint16Array, vPool: Float32Array | Uint16Array, kvDtype: "f32" | "bf16", tables: Int32Array, nseq: number, maxBlocks: number, seqOf: Int32Array, npos: Int32Array, T: number, NH: number, NKV: number, HD: number, blockSize: number, window: number, splits: number): void;
+  pagedAttention(out: Float32Array, q: Float32Array, kPool: Float32Array | Uint16Array, vPool: Float32Array | Uint16Array, kvDtype: KvDtype, tables: Int32Array, nseq: number, maxBlocks: number, seqOf: Int32Array, npos: Int32Array, T: number, NH: number, NKV: number, HD: number, blockSize: number, window: number, splits: number): void;
   /** out[M,I] = silu(gate) * up */
   swiglu(out: Float32Array, gate: Float32Array, up: Float32Array, M: number, I: number): void;
   /** bf16/f16 <-> f32 conversions as the kernels do them (round to nearest even) */

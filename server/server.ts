@@ -46,8 +46,8 @@ export interface ServerOptions {
   maxContext?: number;
   /** KV cache pool size (serve --kv-cache-memory); default: loadModel's */
   kvCacheMemory?: KvCacheMemory;
-  /** the KV pool's element type (serve --kv-dtype); default: loadModel's (bf16 on cuda, f32 on the CPU) */
-  kvDtype?: KvDtype;
+  /** the KV pool's element type (serve --kv-dtype); default: loadModel's "auto" */
+  kvDtype?: KvDtype | "auto";
   /** cuda: decode steps as CUDA graphs (serve --cuda-graphs); default on */
   cudaGraphs?: boolean;
   /** largest request body; default 8 MiB */

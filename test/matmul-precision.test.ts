@@ -22,7 +22,8 @@ async function logits(m: LoadedModel): Promise<Float32Array> {
 }
 
 async function logitsAt(dir: string, matmulPrecision: MatmulPrecision): Promise<Float32Array> {
-  const m = await loadModel(dir, { threads: 2, kvBlocks: 64, matmulPrecision });
+  // an f32 KV cache, so the precisions differ only in the GEMMs ("auto" would round a bf16 model's cache too)
+  const m = await loadModel(dir, { threads: 2, kvBlocks: 64, matmulPrecision, kvDtype: "f32" });
   try {
     return await logits(m);
   } finally {

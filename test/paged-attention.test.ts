@@ -1,16 +1,18 @@
 // The serving attention over a paged KV pool (ops.pagedAttention) on the CPU and on the
 // emulated CUDA device, against a float64 reference on random inputs: packed batches of
 // sequences of different lengths (prefix-cached context included: queries start past
-// position 0), GQA ratios 1..8, sliding windows, head dims 8..256, f32 and bf16 pools,
-// contexts over many blocks. On the device a step with more queries than sequences runs
+// position 0), GQA ratios 1..8, sliding windows, head dims 8..256, f32, bf16 and f16
+// pools (f16 on the CPU only), contexts over many blocks: each 16-bit pool against the
+// float64 reference fed the same rounded K/V, so the kernels' widening is exact. On the device a step with more queries than sequences runs
 // the flash prefill kernel; a decode step (one query per sequence) the split-K kernel,
 // checked at every split count 1..n (the combine) and at the device's own pick; and the
 // split inside the cuda engine, against the CPU engine's logits.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { native, type NativeOps } from "../native/index.js";
+import { native, type KvDtype, type NativeOps } from "../native/index.js";
 import { assertClose, freshSeed, Rng } from "./reference/check.js";
-import { bf16ToNumber, numberToBf16 } from "./reference/dtype.js";
+import { bf16ToNumber, f16ToNumber, numberToBf16, numberToF16 } from "./reference/dtype.js";
+import { describeEachKernelVariant } from "./kernel-variants.js";
 import { emulatorSkip, excess, useEmulator } from "./cuda-compare.js";
 import { buildTiny } from "./tiny-model.js";
 import { mkdtempSync } from "node:fs";
@@ -31,7 +33,7 @@ interface Case {
 
 interface Batch {
   q: Float32Array;
-  k: Float64Array; // the pool as the kernels read it (bf16-rounded where the pool is bf16)
+  k: Float64Array; // the pool as the kernels read it (rounded to the pool's type)
   v: Float64Array;
   tables: Int32Array;
   seqOf: Int32Array;
@@ -41,7 +43,7 @@ interface Batch {
 }
 
 // A random pool whose blocks are handed out in a shuffled order (tables are not identity).
-function makeBatch(c: Case, rng: Rng, bf16: boolean): Batch {
+function makeBatch(c: Case, rng: Rng, dt: KvDtype): Batch {
   const nseq = c.lens.length;
   const total = c.lens.map((l, s) => l + c.past[s]!);
   const maxBlocks = Math.max(...total.map((n) => Math.ceil(n / c.bs)));
@@ -52,7 +54,8 @@ function makeBatch(c: Case, rng: Rng, bf16: boolean): Batch {
     [ids[i], ids[j]] = [ids[j]!, ids[i]!];
   }
   const tables = Int32Array.from({ length: nseq * maxBlocks }, (_, i) => ids[i]!);
-  const round = (x: number): number => (bf16 ? bf16ToNumber(numberToBf16(x)) : Math.fround(x));
+  const round = (x: number): number =>
+    dt === "bf16" ? bf16ToNumber(numberToBf16(x)) : dt === "f16" ? f16ToNumber(numberToF16(x)) : Math.fround(x);
   const n = blocks * c.NKV * c.bs * c.HD;
   const k = Float64Array.from(rng.f32(n, -2, 2), round), v = Float64Array.from(rng.f32(n), round);
   const T = c.lens.reduce((a, b) => a + b, 0);
@@ -88,10 +91,11 @@ function pagedRef(c: Case, b: Batch): Float64Array {
   return out;
 }
 
-function run(ops: NativeOps, c: Case, b: Batch, bf16: boolean, splits: number): Float32Array {
+function run(ops: NativeOps, c: Case, b: Batch, dt: KvDtype, splits: number): Float32Array {
   const out = new Float32Array(b.T * c.NH * c.HD).fill(NaN);
-  const pool = (x: Float64Array) => (bf16 ? Uint16Array.from(x, numberToBf16) : Float32Array.from(x));
-  ops.pagedAttention(out, b.q, pool(b.k), pool(b.v), bf16 ? "bf16" : "f32", b.tables, c.lens.length, b.maxBlocks, b.seqOf, b.npos,
+  const pool = (x: Float64Array) =>
+    dt === "bf16" ? Uint16Array.from(x, numberToBf16) : dt === "f16" ? Uint16Array.from(x, numberToF16) : Float32Array.from(x);
+  ops.pagedAttention(out, b.q, pool(b.k), pool(b.v), dt, b.tables, c.lens.length, b.maxBlocks, b.seqOf, b.npos,
     b.T, c.NH, c.NKV, c.HD, c.bs, c.window, splits);
   return out;
 }
@@ -130,28 +134,28 @@ for (const backend of ["cpu", "cuda"] as const) {
     : backend === "cuda" && !process.env.HYBRIDCHAT_CUDA_LIB && emulatorSkip ? emulatorSkip : false;
   describe(`paged attention on ${backend}`, { skip }, () => {
     const ops = (): NativeOps => native().ops(backend);
-    const pools = backend === "cuda" ? [false, true] : [false];
+    const pools: KvDtype[] = backend === "cuda" ? ["f32", "bf16"] : ["f32", "bf16", "f16"];
 
     it("prefill over packed variable-length sequences (causal, GQA, windows, prefix context) matches float64", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      for (const bf16 of pools)
+      for (const dt of pools)
         for (const c of PREFILL) {
-          const b = makeBatch(c, rng, bf16);
+          const b = makeBatch(c, rng, dt);
           const ref = pagedRef(c, b);
-          assertClose(run(ops(), c, b, bf16, 1), ref, 2e-6, 1e-5, `prefill ${name(c)} bf16=${bf16} seed=${seed}`);
+          assertClose(run(ops(), c, b, dt, 1), ref, 2e-6, 1e-5, `prefill ${name(c)} pool=${dt} seed=${seed}`);
         }
     });
 
     it("decode at every split count (and the device's pick) matches float64", () => {
       const seed = freshSeed();
       const rng = new Rng(seed);
-      for (const bf16 of pools)
+      for (const dt of pools)
         for (const c of DECODE) {
-          const b = makeBatch(c, rng, bf16);
+          const b = makeBatch(c, rng, dt);
           const ref = pagedRef(c, b);
           for (const splits of backend === "cuda" ? [0, 1, 2, 3, 7, 32] : [0])
-            assertClose(run(ops(), c, b, bf16, splits), ref, 2e-6, 1e-5, `decode ${name(c)} splits=${splits} bf16=${bf16} seed=${seed}`);
+            assertClose(run(ops(), c, b, dt, splits), ref, 2e-6, 1e-5, `decode ${name(c)} splits=${splits} pool=${dt} seed=${seed}`);
         }
     });
 
@@ -160,14 +164,14 @@ for (const backend of ["cpu", "cuda"] as const) {
       const rng = new Rng(seed);
       for (const [lens, splits] of [[[9, 1], 1], [[1, 1], 1], [[1, 1], 3]] as [number[], number][]) {
         const c: Case = { lens, past: [6, 40], NH: 4, NKV: 2, HD: 16, bs: 4, window: 12 };
-        const b = makeBatch(c, rng, false);
-        const base = run(ops(), c, b, false, splits);
+        const b = makeBatch(c, rng, "f32");
+        const base = run(ops(), c, b, "f32", splits);
         const at = (s: number, j: number) => ((b.tables[s * b.maxBlocks + Math.floor(j / c.bs)]! * c.NKV) * c.bs + (j % c.bs)) * c.HD;
         // sequence 1 (the decode row, npos 41, window 12: keys 29..40) outside and inside its range
         const poke = (j: number): Float32Array => {
           const k = b.k.slice(), v = b.v.slice();
           for (let d = 0; d < c.HD; d++) (k[at(1, j) + d] = 5), (v[at(1, j) + d] = 9);
-          return run(ops(), c, { ...b, k, v }, false, splits);
+          return run(ops(), c, { ...b, k, v }, "f32", splits);
         };
         const row = (x: Float32Array) => x.slice(lens[0]! * c.NH * c.HD);
         assert.deepEqual(row(poke(28)), row(base), `a key before the window was read (lens ${lens}, splits ${splits}, seed ${seed})`);
@@ -178,13 +182,17 @@ for (const backend of ["cpu", "cuda"] as const) {
 
     it("bad indices are refused by name", () => {
       const c: Case = { lens: [2], past: [0], NH: 2, NKV: 1, HD: 8, bs: 4, window: 0 };
-      const b = makeBatch(c, new Rng(1), false);
+      const b = makeBatch(c, new Rng(1), "f32");
       const bad = { ...b, tables: Int32Array.from(b.tables, () => 99) };
-      assert.throws(() => run(ops(), c, bad, false, 1), /block id outside the pool/);
-      assert.throws(() => run(ops(), c, { ...b, npos: Int32Array.from([1, 9]) }, false, 1), /npos in/);
+      assert.throws(() => run(ops(), c, bad, "f32", 1), /block id outside the pool/);
+      assert.throws(() => run(ops(), c, { ...b, npos: Int32Array.from([1, 9]) }, "f32", 1), /npos in/);
+      if (backend === "cuda") assert.throws(() => run(ops(), c, b, "f16", 1), /an f16 KV pool runs on the CPU only/);
     });
   });
 }
+
+// every CPU kernel (portable row, AVX2 row, AVX-512 tiles and decode) over each pool type
+describeEachKernelVariant(import.meta.url, "paged attention");
 
 // The split decode inside the engine (CudaExec: the split count, the partial rows in its
 // scratch): a random GQA model's decode logits after a prompt over many KV blocks, at forced

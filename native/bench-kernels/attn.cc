@@ -2,8 +2,9 @@
 // sequence) over a paged cache of shuffled 16-key blocks, on one thread: checked against a
 // float64 reference, then timed by this thread's CPU time. The kernel is the one
 // HYBRIDCHAT_KERNELS picks (avx2: the one-row kernel; avx512: the decode kernel), so an
-// A/B is two runs of this command with the variable set each way.
-//   ./bench-kernels attn B S NH NKV HD [reps]
+// A/B is two runs of this command with the variable set each way; the pool's element type
+// (f32, bf16 or f16: cpu/kv_elem.h) is the last argument, the reference fed the same rounding.
+//   ./bench-kernels attn B S NH NKV HD [reps] [f32|bf16|f16]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "cpu/dispatch.h"
+#include "cpu/kv_elem.h"
 #include "cpu/ops.h"
 #include "threadpool.h"
 
@@ -28,12 +30,13 @@ static double thread_cpu() {
 
 int cmd_attn(int argc, char** argv) {
   if (argc < 7) {
-    std::fprintf(stderr, "usage: bench-kernels attn B S NH NKV HD [reps]\n");
+    std::fprintf(stderr, "usage: bench-kernels attn B S NH NKV HD [reps] [f32|bf16|f16]\n");
     return 2;
   }
   const int64_t B = std::atol(argv[2]), S = std::atol(argv[3]), NH = std::atol(argv[4]), NKV = std::atol(argv[5]),
                 HD = std::atol(argv[6]);
   const int reps = argc > 7 ? std::atoi(argv[7]) : 200;
+  const DType dt = parse_dtype(argc > 8 ? argv[8] : "f32");
   const int64_t bs = 16, per = (S + bs - 1) / bs, nblocks = B * per;
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
@@ -41,13 +44,25 @@ int cmd_attn(int argc, char** argv) {
   for (auto& x : k) x = u(gen);
   for (auto& x : v) x = u(gen);
   for (auto& x : q) x = u(gen);
+  // the pool as the kernels read it: k, v rounded to dt (the reference reads the rounded values)
+  std::vector<uint16_t> k16(k.size()), v16(k.size());
+  if (dt != DType::F32) {
+    for (size_t i = 0; i < k.size(); i++) {
+      k16[i] = dt == DType::BF16 ? f32_to_bf16(k[i]) : f32_to_f16(k[i]);
+      v16[i] = dt == DType::BF16 ? f32_to_bf16(v[i]) : f32_to_f16(v[i]);
+      k[i] = dt == DType::BF16 ? bf16_to_f32(k16[i]) : f16_to_f32(k16[i]);
+      v[i] = dt == DType::BF16 ? bf16_to_f32(v16[i]) : f16_to_f32(v16[i]);
+    }
+  }
+  const void* kp = dt == DType::F32 ? static_cast<const void*>(k.data()) : k16.data();
+  const void* vp = dt == DType::F32 ? static_cast<const void*>(v.data()) : v16.data();
   std::vector<int32_t> ids(nblocks);
   std::iota(ids.begin(), ids.end(), 0);
   std::shuffle(ids.begin(), ids.end(), gen);
   std::vector<KVSpan> spans(B);
   std::vector<int32_t> seq_of(B), npos(B, static_cast<int32_t>(S));
   for (int64_t s = 0; s < B; s++) {
-    spans[s] = KVSpan{k.data(), v.data(), ids.data() + s * per, NKV * bs * HD, bs * HD, HD, bs};
+    spans[s] = KVSpan{kp, vp, ids.data() + s * per, NKV * bs * HD, bs * HD, HD, bs, dt};
     seq_of[s] = static_cast<int32_t>(s);
   }
   ThreadPool pool(1);
@@ -87,8 +102,8 @@ int cmd_attn(int argc, char** argv) {
     best = std::min(best, (thread_cpu() - c0) / reps);
   }
   const double flops = 4.0 * B * NH * S * HD;
-  std::printf("attn %-10s B=%-3ld S=%-5ld NH=%-3ld NKV=%-3ld HD=%-4ld cpu %.1f us  %.1f GFLOP/s\n",
-              level_name(kernel_level()), long(B), long(S), long(NH), long(NKV), long(HD), best * 1e6,
+  std::printf("attn %-10s %-4s B=%-3ld S=%-5ld NH=%-3ld NKV=%-3ld HD=%-4ld cpu %.1f us  %.1f GFLOP/s\n",
+              level_name(kernel_level()), dtype_name(dt), long(B), long(S), long(NH), long(NKV), long(HD), best * 1e6,
               flops / best / 1e9);
   return 0;
 }

@@ -281,17 +281,15 @@ struct CpuOps {
     for (int64_t t = 0; t < T; t++) npos[t] = static_cast<int32_t>(S - T + t + 1);
     hc::cpu::attention_forward(out, q, &span, seq_of.data(), npos.data(), T, NH, NKV, HD, window, ops_pool(env));
   }
-  // the serving attention over a paged pool (f32 only: the CPU's KV cache; splits are the
-  // device's decode split, nothing to split here)
+  // the serving attention over a paged pool of f32, bf16 or f16 (splits are the device's
+  // decode split, nothing to split here)
   static void paged_attention(Napi::Env env, float* out, const float* q, const void* kp, const void* vp, int64_t,
                               hc::DType dt, const int32_t* tables, int64_t nseq, int64_t max_blocks,
                               const int32_t* seq_of, const int32_t* npos, int64_t T, int64_t NH, int64_t NKV,
                               int64_t HD, int64_t block_size, int64_t window, int) {
-    if (dt != hc::DType::F32) throw Error("unsupported", "a bf16 KV pool runs on cuda only: the CPU's KV cache is f32");
     std::vector<hc::cpu::KVSpan> spans(static_cast<size_t>(nseq));
     for (int64_t s = 0; s < nseq; s++)
-      spans[s] = hc::cpu::KVSpan{static_cast<const float*>(kp), static_cast<const float*>(vp), tables + s * max_blocks,
-                                 NKV * block_size * HD, block_size * HD, HD, block_size};
+      spans[s] = hc::cpu::KVSpan{kp, vp, tables + s * max_blocks, NKV * block_size * HD, block_size * HD, HD, block_size, dt};
     hc::cpu::attention_forward(out, q, spans.data(), seq_of, npos, T, NH, NKV, HD, window, ops_pool(env));
   }
   static void swiglu(Napi::Env env, float* out, const float* g, const float* u, int64_t N) {
@@ -477,7 +475,8 @@ void OpPagedAttention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   guard(env, [&] {
     const hc::DType dt = dtype_arg(info[4], false);
-    if (dt != hc::DType::F32 && dt != hc::DType::BF16) throw Error("bad_dtype", "the KV pool holds f32 or bf16");
+    if (dt != hc::DType::F32 && dt != hc::DType::BF16 && dt != hc::DType::F16)
+      throw Error("bad_dtype", "the KV pool holds f32, bf16 or f16");
     const int64_t nseq = int_arg(info, 6, "nseq"), maxb = int_arg(info, 7, "maxBlocks"), T = int_arg(info, 10, "T"),
                   NH = int_arg(info, 11, "NH"), NKV = int_arg(info, 12, "NKV"), HD = int_arg(info, 13, "HD"),
                   bs = int_arg(info, 14, "blockSize"), splits = int_arg(info, 16, "splits");

@@ -90,6 +90,7 @@ void CudaOps::paged_attention(Napi::Env, float* out, const float* q, const void*
                               DType t, const int32_t* tables, int64_t nseq, int64_t max_blocks, const int32_t* seq_of,
                               const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t block_size,
                               int64_t window, int splits) {
+  if (t == DType::F16) throw Error("unsupported", "an f16 KV pool runs on the CPU only: the device's is f32 or bf16");
   call(library().hc_cuda_paged_attention(out, q, kp, vp, elems, dt(t), tables, nseq, max_blocks, seq_of, npos, T, NH,
                                          NKV, HD, NKV * block_size * HD, block_size * HD, block_size, window, splits));
 }

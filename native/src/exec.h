@@ -29,7 +29,7 @@ enum class Slot { X, Xn, Q, K, V, Att, Tmp, Gate, Up, Cos, Sin, Sel, LoraU, Logi
 // LoraOwn/LoraUndo: each row's LoRA slot and the merged adapter's undo slot (−1: none).
 enum class ISlot { Tokens, Pos, SeqOf, Npos, Tables, Rows, LoraOwn, LoraUndo, Count };
 
-// Strides in elements of `dtype`: f32, or bf16 (a device pool: --kv-dtype bf16).
+// Strides in elements of `dtype`: f32, bf16 or f16 (--kv-dtype; a device pool: f32 or bf16).
 struct KvGeometry {
   int64_t layers, blocks, layer_stride, block_stride, head_stride, block_size;
   DType dtype = DType::F32;
@@ -170,7 +170,7 @@ class Exec {
 
 // k_pool, v_pool: the KVCache's host storage
 // precision: how its linears' activations meet bf16 weights (cpu/matmul_kernels.h)
-std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv,
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, void* k_pool, void* v_pool, const KvGeometry& kv,
                                     cpu::MatmulPrecision precision);
 // Throws "backend_unavailable" (naming the library paths searched) without a usable device.
 // The pool is kv.blocks blocks of kv.dtype (f32 or bf16).

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "cpu/gemm.h"
+#include "cpu/kv_elem.h"
 #include "cpu/matmul.h"
 #include "cpu/ops.h"
 #include "errors.h"
@@ -16,10 +17,14 @@ namespace {
 
 class CpuExec final : public Exec {
  public:
-  CpuExec(ThreadPool& pool, float* k, float* v, const KvGeometry& kv, cpu::MatmulPrecision precision)
-      : pool_(pool), k_(k), v_(v), kv_(kv), precision_(precision), train_(make_cpu_train_ops(pool)) {
-    // the host pool and the CPU attention are fp32 (Model refuses --kv-dtype bf16 on the CPU by name)
-    if (kv.dtype != DType::F32) throw Error("unsupported", "the CPU's KV cache is f32 only");
+  CpuExec(ThreadPool& pool, void* k, void* v, const KvGeometry& kv, cpu::MatmulPrecision precision)
+      : pool_(pool),
+        k_(static_cast<char*>(k)),
+        v_(static_cast<char*>(v)),
+        kv_(kv),
+        precision_(precision),
+        train_(make_cpu_train_ops(pool)) {
+    cpu::with_kv_elem(kv.dtype, [](auto) {});  // f32, bf16 or f16: anything else refused by name
   }
   const char* device() const override { return "cpu"; }
   std::string device_name() const override { return "cpu"; }
@@ -32,8 +37,8 @@ class CpuExec final : public Exec {
   const int32_t* ints(ISlot, const int32_t* host, int64_t) override { return host; }
   const void* weight(const void* host, int64_t, bool) override { return host; }
   void weights_changed() override {}
-  void* kv_k(int64_t l) override { return k_ + l * kv_.layer_stride; }
-  void* kv_v(int64_t l) override { return v_ + l * kv_.layer_stride; }
+  void* kv_k(int64_t l) override { return k_ + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
+  void* kv_v(int64_t l) override { return v_ + dtype_bytes(kv_.dtype, l * kv_.layer_stride); }
 
   void linear(float* out, const float* x, const void* w, DType dt, const float* bias, int64_t M, int64_t N,
               int64_t K, const cpu::RepackedWeight* packed) override {
@@ -81,25 +86,26 @@ class CpuExec final : public Exec {
   void kv_write(void* kpool, void* vpool, const float* k, const float* v, const int32_t* tables, int64_t max_blocks,
                 const int32_t* seq_of, const int32_t* pos, int64_t T, int64_t NKV, int64_t HD,
                 const KvGeometry& g) override {
-    float *kp = static_cast<float*>(kpool), *vp = static_cast<float*>(vpool);
+    // each row rounded to the pool's type (to nearest even) once here; the kernels widen it back
+    char *kp = static_cast<char*>(kpool), *vp = static_cast<char*>(vpool);
     const int64_t KD = NKV * HD;
     for (int64_t t = 0; t < T; t++) {
       const int64_t p = pos[t];
       const int64_t off = static_cast<int64_t>(tables[seq_of[t] * max_blocks + p / g.block_size]) * g.block_stride +
                           (p % g.block_size) * HD;
       for (int64_t h = 0; h < NKV; h++) {
-        std::copy_n(k + t * KD + h * HD, HD, kp + off + h * g.head_stride);
-        std::copy_n(v + t * KD + h * HD, HD, vp + off + h * g.head_stride);
+        const int64_t at = dtype_bytes(g.dtype, off + h * g.head_stride);
+        cpu::from_f32(kp + at, k + t * KD + h * HD, g.dtype, HD);
+        cpu::from_f32(vp + at, v + t * KD + h * HD, g.dtype, HD);
       }
     }
   }
   void paged_attention(float* out, const float* q, const void* kpool, const void* vpool, const int32_t* tables,
                        int64_t max_blocks, int64_t nseq, const int32_t* seq_of, const int32_t* npos, int64_t T,
                        int64_t NH, int64_t NKV, int64_t HD, const KvGeometry& g, int64_t window) override {
-    const float *kp = static_cast<const float*>(kpool), *vp = static_cast<const float*>(vpool);
     spans_.resize(static_cast<size_t>(nseq));
     for (int64_t s = 0; s < nseq; s++)
-      spans_[s] = cpu::KVSpan{kp, vp, tables + s * max_blocks, g.block_stride, g.head_stride, HD, g.block_size};
+      spans_[s] = cpu::KVSpan{kpool, vpool, tables + s * max_blocks, g.block_stride, g.head_stride, HD, g.block_size, g.dtype};
     cpu::attention_forward(out, q, spans_.data(), seq_of, npos, T, NH, NKV, HD, window, pool_);
   }
   void gather_rows(float* out, const float* x, const int32_t* rows, int64_t R, int64_t C) override {
@@ -130,7 +136,7 @@ class CpuExec final : public Exec {
 
  private:
   ThreadPool& pool_;
-  float *k_, *v_;
+  char *k_, *v_;  // the host pool, elements of kv_.dtype
   KvGeometry kv_;
   cpu::MatmulPrecision precision_;
   std::array<std::vector<float>, static_cast<size_t>(Slot::Count)> f_;
@@ -141,7 +147,7 @@ class CpuExec final : public Exec {
 
 }  // namespace
 
-std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, float* k_pool, float* v_pool, const KvGeometry& kv,
+std::unique_ptr<Exec> make_cpu_exec(ThreadPool& pool, void* k_pool, void* v_pool, const KvGeometry& kv,
                                     cpu::MatmulPrecision precision) {
   return std::make_unique<CpuExec>(pool, k_pool, v_pool, kv, precision);
 }

@@ -9,22 +9,22 @@
 namespace hc {
 
 KVCache::KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon,
-                 bool host_storage)
-    : L_(L), NKV_(NKV), HD_(HD), bs_(block_size), nblocks_(blocks), horizon_(horizon) {
+                 bool host_storage, int64_t elem_bytes)
+    : L_(L), NKV_(NKV), HD_(HD), bs_(block_size), nblocks_(blocks), horizon_(horizon), esize_(elem_bytes) {
   if (block_size < 1 || blocks < 1) throw Error("bad_options", "kvBlockSize and kvBlocks must be >= 1");
   if (blocks > INT32_MAX) throw Error("bad_options", "kvBlocks too large");
   free_.reserve(static_cast<size_t>(blocks));
   // lowest ids handed out first (popped from the back)
   for (int64_t b = blocks - 1; b >= 0; b--) free_.push_back(static_cast<int32_t>(b));
   if (!host_storage) return;
-  const size_t n = static_cast<size_t>(blocks) * static_cast<size_t>(block_stride());
+  const size_t n = static_cast<size_t>(blocks) * static_cast<size_t>(block_stride()) * static_cast<size_t>(esize_);
   // malloc, not new[]: pages stay untouched (and unbacked) until a block is used
-  k_ = static_cast<float*>(std::malloc(n * sizeof(float)));
-  v_ = static_cast<float*>(std::malloc(n * sizeof(float)));
+  k_ = static_cast<char*>(std::malloc(n));
+  v_ = static_cast<char*>(std::malloc(n));
   if (!k_ || !v_) {
     std::free(k_);
     std::free(v_);
-    throw Error("out_of_memory", "cannot allocate a KV cache of " + std::to_string(2 * n * 4) + " bytes");
+    throw Error("out_of_memory", "cannot allocate a KV cache of " + std::to_string(2 * n) + " bytes");
   }
 }
 

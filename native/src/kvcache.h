@@ -1,5 +1,6 @@
 // Paged KV cache: a pool of fixed-size blocks shared by all sequences, each sequence
-// holding a table of block ids (vLLM's PagedAttention layout on CPU, fp32).
+// holding a table of block ids (vLLM's PagedAttention layout on CPU). Elements are
+// `elem_bytes` wide: 4 (f32) or 2 (a bf16 / f16 pool: cpu/kv_elem.h).
 // One block stores K (and separately V) as [L][NKV][blockSize][HD], so the keys of
 // one head inside a block are contiguous for the attention loop.
 //
@@ -26,7 +27,7 @@ class KVCache {
   // host_storage false: only the block tables live here, the pool itself on a device
   // (exec_cuda.cc); k() and v() are then null.
   KVCache(int64_t L, int64_t NKV, int64_t HD, int64_t block_size, int64_t blocks, int64_t horizon = 0,
-          bool host_storage = true);
+          bool host_storage = true, int64_t elem_bytes = 4);
   static constexpr int32_t kReleased = -1;
   ~KVCache();
   KVCache(const KVCache&) = delete;
@@ -55,9 +56,10 @@ class KVCache {
   void free_seq(int32_t seq);
   KvStatsValue stats() const;
 
-  // Pool geometry for the kernels (strides in floats).
-  float* k() const { return k_; }
-  float* v() const { return v_; }
+  // Pool geometry for the kernels (strides in elements): the host pool's K and V from
+  // element `at` on (a tensor-parallel rank's first KV head).
+  void* k(int64_t at = 0) const { return k_ ? k_ + at * esize_ : nullptr; }
+  void* v(int64_t at = 0) const { return v_ ? v_ + at * esize_ : nullptr; }
   int64_t block_size() const { return bs_; }
   int64_t block_stride() const { return L_ * layer_stride(); }
   int64_t layer_stride() const { return NKV_ * head_stride(); }
@@ -73,9 +75,9 @@ class KVCache {
   void end_step_locked();
   void free_locked(int32_t seq);
   void release_behind(Seq& s);
-  int64_t L_, NKV_, HD_, bs_, nblocks_, horizon_;
-  float* k_ = nullptr;
-  float* v_ = nullptr;
+  int64_t L_, NKV_, HD_, bs_, nblocks_, horizon_, esize_;
+  char* k_ = nullptr;
+  char* v_ = nullptr;
   std::vector<int32_t> free_;
   std::unordered_map<int32_t, Seq> seqs_;
   bool in_step_ = false;

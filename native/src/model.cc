@@ -128,14 +128,17 @@ Model::Model(const ModelSpec& s, const std::vector<TensorDesc>& tensors, const M
     throw Error("bad_options", "device must be \"cpu\" or \"cuda\", not \"" + opts.device + "\"");
   if (opts.matmul_precision != cpu::MatmulPrecision::Highest && (cuda || opts.tensor_parallel > 1))
     throw Error("unsupported", "--matmul-precision high|medium runs on the CPU with one rank only for now");
-  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda);
-  // the device pool may hold bf16 (half the bytes a block; rounded on write, widened on read)
-  if (opts.kv_dtype != "f32" && opts.kv_dtype != "bf16")
-    throw Error("bad_options", "kvDtype must be \"f32\" or \"bf16\", not \"" + opts.kv_dtype + "\"");
-  if (opts.kv_dtype == "bf16" && !cuda)
-    throw Error("unsupported", "--kv-dtype bf16 runs on --device cuda only: the CPU's KV cache is f32");
+  // the pool may hold 16-bit elements (half the bytes a block; rounded on write, widened on
+  // read): bf16 or f16 on the CPU, bf16 on a device (its kernels have no f16 twin yet)
+  if (opts.kv_dtype != "f32" && opts.kv_dtype != "bf16" && opts.kv_dtype != "f16")
+    throw Error("bad_options", "kvDtype must be \"f32\", \"bf16\" or \"f16\", not \"" + opts.kv_dtype + "\"");
+  if (opts.kv_dtype == "f16" && cuda)
+    throw Error("unsupported", "--kv-dtype f16 runs on the CPU only: a cuda KV pool is f32 or bf16");
+  const DType kv_dt = parse_dtype(opts.kv_dtype);
+  kv_ = std::make_unique<KVCache>(s.L, s.NKV, s.HD, opts.kv_block_size, opts.kv_blocks, horizon, !cuda,
+                                  dtype_bytes(kv_dt, 1));
   kv_geo_ = KvGeometry{s.L, opts.kv_blocks, kv_->layer_stride(), kv_->block_stride(), kv_->head_stride(),
-                       kv_->block_size(), opts.kv_dtype == "bf16" ? DType::BF16 : DType::F32};
+                       kv_->block_size(), kv_dt};
   if (cuda) {
     if (tp_ && opts.device_index != 0)
       throw Error("bad_options", "--tensor-parallel on cuda puts rank r on device r: device index must be 0");

@@ -52,7 +52,7 @@ struct ModelOptions {
   // how the serving forward's activations meet bf16 weights (cpu/matmul_kernels.h); training
   // always runs Highest. CPU and one rank only.
   cpu::MatmulPrecision matmul_precision = cpu::MatmulPrecision::Highest;
-  // the KV pool's element type: "f32", or "bf16" (cuda only)
+  // the KV pool's element type: "f32", "bf16" or "f16" (the CPU only)
   std::string kv_dtype = "f32";
   // cuda: decode steps replayed as CUDA graphs of their bucket (exec.h run_step); one rank only
   bool cuda_graphs = true;

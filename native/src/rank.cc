@@ -58,7 +58,7 @@ void TensorParallel::attach(Model& m, bool cuda) {
       Rank& rk = rank_[r];
       const int64_t off = rk.kv_heads.begin * kv.head_stride();
       rk.kv = m.kv_geo_;
-      owned_.push_back(make_cpu_exec(*rk.pool, kv.k() + off, kv.v() + off, rk.kv, cpu::MatmulPrecision::Highest));
+      owned_.push_back(make_cpu_exec(*rk.pool, kv.k(off), kv.v(off), rk.kv, cpu::MatmulPrecision::Highest));
       rk.exec = owned_.back().get();
     }
     return;

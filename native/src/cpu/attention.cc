@@ -1,7 +1,9 @@
 // Causal grouped-query attention over contiguous or paged keys/values, one query row
 // at a time with an online softmax (running max and sum), so no [T,S] score matrix
 // is ever stored. Work items are (token, head) pairs spread over the pool; at the AVX-512
-// level a prompt goes in tiles and a decode step by GQA group (attention_avx512).
+// level a prompt goes in tiles and a decode step by GQA group (attention_avx512). The
+// paged pool holds f32, bf16 or f16 (kv_elem.h): every kernel is one template over the
+// element type, widening rows to fp32 as it reads them.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
@@ -11,6 +13,7 @@
 #include "attention_avx512.h"
 #include "dispatch.h"
 #include "gemm.h"
+#include "kv_elem.h"
 #include "ops.h"
 #include "simd_avx2.h"
 
@@ -21,12 +24,13 @@ static constexpr int64_t kChunk = 16;
 
 // Keys are scored kChunk at a time so the running max (and the rescale of the
 // accumulator it may cause) is handled once per chunk.
-static void attention_row(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
+template <class E>
+static void attention_row(float* out, const float* q, const E* k, const E* v, const int32_t* blocks,
                           int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first,
                           int64_t npos, int64_t HD, float scale) {
   float acc[kMaxHD];
   float sc[kChunk];
-  const float* vp[kChunk];
+  const E* vp[kChunk];
   for (int64_t d = 0; d < HD; d++) acc[d] = 0.0f;
   float m = -INFINITY, l = 0.0f;
   for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
@@ -36,10 +40,10 @@ static void attention_row(float* out, const float* q, const float* k, const floa
       const int64_t n = std::min(kChunk, nb - j);
       float cm = -INFINITY;
       for (int64_t i = 0; i < n; i++) {
-        const float* kj = k + off + (j + i) * token_stride;
+        const E* kj = k + off + (j + i) * token_stride;
         vp[i] = v + off + (j + i) * token_stride;
         float s = 0.0f;
-        for (int64_t d = 0; d < HD; d++) s += q[d] * kj[d];
+        for (int64_t d = 0; d < HD; d++) s += q[d] * widen(kj[d]);
         sc[i] = s * scale;
         cm = std::max(cm, sc[i]);
       }
@@ -52,7 +56,7 @@ static void attention_row(float* out, const float* q, const float* k, const floa
       for (int64_t i = 0; i < n; i++) {
         const float p = std::exp(sc[i] - m);
         l += p;
-        for (int64_t d = 0; d < HD; d++) acc[d] += p * vp[i][d];
+        for (int64_t d = 0; d < HD; d++) acc[d] += p * widen(vp[i][d]);
       }
     }
   }
@@ -84,7 +88,7 @@ struct Item {
 // A token's split decode item: parts [part0, part0 + parts) to combine into kv head g's outputs.
 struct Split { int64_t t, g, part0, parts; };
 
-template <class FirstOf, class Row>
+template <class E, class FirstOf, class Row>
 static void attention_avx512(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale,
                              const FirstOf& first_of, int64_t work, bool tiles, bool decode, const Row& row,
@@ -143,8 +147,9 @@ static void attention_avx512(float* out, const float* q, const KVSpan* spans, co
   auto run = [&](const Item& it) {
     if (it.kind == Item::Row) return row(it.t * NH + it.h);
     const KVSpan& sp = spans[seq_of[it.t]];
-    const float* k = sp.k + (it.kind == Item::Tile ? it.h / group : it.h) * sp.head_stride;
-    const float* v = sp.v + (k - sp.k);
+    const int64_t head = (it.kind == Item::Tile ? it.h / group : it.h) * sp.head_stride;
+    const E* k = static_cast<const E*>(sp.k) + head;
+    const E* v = static_cast<const E*>(sp.v) + head;
     if (it.kind == Item::Decode) {
       const int64_t o = (it.t * NH + it.h * group) * HD;
       if (it.part < 0)
@@ -197,12 +202,10 @@ static void attention_avx512(float* out, const float* q, const KVSpan* spans, co
 }
 #endif
 
-void attention_forward(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
-                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
-                       ThreadPool& pool) {
-  if (window < 0) throw Error("bad_shape", "attention: window must be >= 0");
-  if (HD > kMaxHD) throw Error("unsupported", "head_dim above 1024 is not supported");
-  if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
+template <class E>
+static void attention_paged(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
+                            const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
+                            ThreadPool& pool) {
   const int64_t group = NH / NKV;
   const float scale = 1.0f / std::sqrt(static_cast<float>(HD));
   // estimated work, to keep tiny decode steps on the calling thread
@@ -217,8 +220,8 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
   auto row = [&](int64_t it) {
     const int64_t t = it / NH, h = it % NH, g = h / group;
     const KVSpan& sp = spans[seq_of[t]];
-    const float* k = sp.k + g * sp.head_stride;
-    const float* v = sp.v + g * sp.head_stride;
+    const E* k = static_cast<const E*>(sp.k) + g * sp.head_stride;
+    const E* v = static_cast<const E*>(sp.v) + g * sp.head_stride;
 #ifdef HC_HAVE_AVX2_TU
     if (simd)
       return avx2::attention_row(out + it * HD, q + it * HD, k, v, sp.blocks, sp.block_stride, sp.token_stride,
@@ -235,7 +238,7 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
     const bool tiles = T >= kMinTileRun && avx512::attention_tile_supports(HD);
     const bool decode = avx512::attention_decode_supports(HD);
     if (tiles || decode)
-      return attention_avx512(out, q, spans, seq_of, npos, T, NH, NKV, HD, scale, first_of, work, tiles, decode, row,
+      return attention_avx512<E>(out, q, spans, seq_of, npos, T, NH, NKV, HD, scale, first_of, work, tiles, decode, row,
                               pool);
   }
 #endif
@@ -254,6 +257,19 @@ void attention_forward(float* out, const float* q, const KVSpan* spans, const in
       const int64_t e = std::min(items, b + chunk);
       for (int64_t it = b; it < e; it++) row(items - 1 - it);
     }
+  });
+}
+
+void attention_forward(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
+                       const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, int64_t window,
+                       ThreadPool& pool) {
+  if (window < 0) throw Error("bad_shape", "attention: window must be >= 0");
+  if (HD > kMaxHD) throw Error("unsupported", "head_dim above 1024 is not supported");
+  if (NKV <= 0 || NH % NKV != 0) throw Error("bad_shape", "attention: NH must be a multiple of NKV");
+  if (T <= 0) return;
+  const DType dt = spans[seq_of[0]].dtype;
+  with_kv_elem(dt, [&](auto e) {
+    attention_paged<decltype(e)>(out, q, spans, seq_of, npos, T, NH, NKV, HD, window, pool);
   });
 }
 

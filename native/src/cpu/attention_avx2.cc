@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kv_elem.h"
 #include "math_avx2.h"
 #include "simd_avx2.h"
 
@@ -11,9 +12,10 @@ namespace hc::cpu::avx2 {
 // scores form one vector (hsum8), so the running max is updated and exp() evaluated
 // once per eight keys instead of once per key. NV = HD/8 is a template parameter for
 // the common head sizes so the output accumulator stays in registers (two of them,
-// for even and odd keys, to halve the FMA dependency chain).
-template <int NV>
-static void row_fixed(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
+// for even and odd keys, to halve the FMA dependency chain). E: the pool's element type,
+// widened to fp32 as each row is loaded (load8, kv_elem.h).
+template <int NV, class E>
+static void row_fixed(float* out, const float* q, const E* k, const E* v, const int32_t* blocks,
                       int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                       float scale) {
   __m256 qv[NV], acc0[NV], acc1[NV];
@@ -22,8 +24,8 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
     acc0[d] = acc1[d] = _mm256_setzero_ps();
   }
   alignas(32) float p[8];
-  const float* kp[8];
-  const float* vp[8];
+  const E* kp[8];
+  const E* vp[8];
   float m = -INFINITY, l = 0.0f;
   const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
   for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
@@ -38,8 +40,8 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
       }
       __m256 prod[8];
       for (int i = 0; i < 8; i++) {
-        __m256 s = _mm256_mul_ps(qv[0], _mm256_loadu_ps(kp[i]));
-        for (int c = 1; c < NV; c++) s = _mm256_fmadd_ps(qv[c], _mm256_loadu_ps(kp[i] + 8 * c), s);
+        __m256 s = _mm256_mul_ps(qv[0], load8(kp[i]));
+        for (int c = 1; c < NV; c++) s = _mm256_fmadd_ps(qv[c], load8(kp[i] + 8 * c), s);
         prod[i] = s;
       }
       __m256 s = hsum8(prod);
@@ -66,13 +68,13 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
       for (; i + 2 <= n; i += 2) {
         const __m256 w0 = _mm256_set1_ps(p[i]), w1 = _mm256_set1_ps(p[i + 1]);
         for (int d = 0; d < NV; d++) {
-          acc0[d] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(vp[i] + 8 * d), acc0[d]);
-          acc1[d] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(vp[i + 1] + 8 * d), acc1[d]);
+          acc0[d] = _mm256_fmadd_ps(w0, load8(vp[i] + 8 * d), acc0[d]);
+          acc1[d] = _mm256_fmadd_ps(w1, load8(vp[i + 1] + 8 * d), acc1[d]);
         }
       }
       if (i < n) {
         const __m256 w0 = _mm256_set1_ps(p[i]);
-        for (int d = 0; d < NV; d++) acc0[d] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(vp[i] + 8 * d), acc0[d]);
+        for (int d = 0; d < NV; d++) acc0[d] = _mm256_fmadd_ps(w0, load8(vp[i] + 8 * d), acc0[d]);
       }
     }
   }
@@ -81,13 +83,14 @@ static void row_fixed(float* out, const float* q, const float* k, const float* v
 }
 
 // Any HD % 8 == 0: accumulator on the stack.
-static void row_generic(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
+template <class E>
+static void row_generic(float* out, const float* q, const E* k, const E* v, const int32_t* blocks,
                         int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                         int64_t HD, float scale) {
   alignas(32) float acc[1024];
   alignas(32) float p[8];
-  const float* kp[8];
-  const float* vp[8];
+  const E* kp[8];
+  const E* vp[8];
   const int64_t nv = HD / 8;
   for (int64_t d = 0; d < HD; d++) acc[d] = 0.0f;
   float m = -INFINITY, l = 0.0f;
@@ -105,8 +108,8 @@ static void row_generic(float* out, const float* q, const float* k, const float*
       }
       __m256 prod[8];
       for (int i = 0; i < 8; i++) {
-        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kp[i]));
-        for (int64_t c = 1; c < nv; c++) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), _mm256_loadu_ps(kp[i] + 8 * c), s);
+        __m256 s = _mm256_mul_ps(_mm256_loadu_ps(q), load8(kp[i]));
+        for (int64_t c = 1; c < nv; c++) s = _mm256_fmadd_ps(_mm256_loadu_ps(q + 8 * c), load8(kp[i] + 8 * c), s);
         prod[i] = s;
       }
       __m256 s = _mm256_mul_ps(hsum8(prod), vscale);
@@ -128,7 +131,7 @@ static void row_generic(float* out, const float* q, const float* k, const float*
       for (int64_t i = 0; i < n; i++) {
         const __m256 w = _mm256_set1_ps(p[i]);
         for (int64_t d = 0; d < nv; d++)
-          _mm256_store_ps(acc + 8 * d, _mm256_fmadd_ps(w, _mm256_loadu_ps(vp[i] + 8 * d), _mm256_load_ps(acc + 8 * d)));
+          _mm256_store_ps(acc + 8 * d, _mm256_fmadd_ps(w, load8(vp[i] + 8 * d), _mm256_load_ps(acc + 8 * d)));
       }
     }
   }
@@ -136,7 +139,8 @@ static void row_generic(float* out, const float* q, const float* k, const float*
   for (int64_t d = 0; d < nv; d++) _mm256_storeu_ps(out + 8 * d, _mm256_mul_ps(_mm256_load_ps(acc + 8 * d), inv));
 }
 
-void attention_row(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
+template <class E>
+void attention_row(float* out, const float* q, const E* k, const E* v, const int32_t* blocks,
                    int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                    int64_t HD, float scale) {
   switch (HD) {
@@ -148,5 +152,12 @@ void attention_row(float* out, const float* q, const float* k, const float* v, c
     default: return row_generic(out, q, k, v, blocks, block_stride, token_stride, block_size, first, npos, HD, scale);
   }
 }
+
+template void attention_row<float>(float*, const float*, const float*, const float*, const int32_t*, int64_t,
+                                   int64_t, int64_t, int64_t, int64_t, int64_t, float);
+template void attention_row<Bf16>(float*, const float*, const Bf16*, const Bf16*, const int32_t*, int64_t, int64_t,
+                                  int64_t, int64_t, int64_t, int64_t, float);
+template void attention_row<F16>(float*, const float*, const F16*, const F16*, const int32_t*, int64_t, int64_t,
+                                 int64_t, int64_t, int64_t, int64_t, float);
 
 }  // namespace hc::cpu::avx2

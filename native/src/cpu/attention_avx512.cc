@@ -3,9 +3,10 @@
 // (d-major), so one key's scores for all rows are one vector, the online softmax's max,
 // rescale and sum are lane-wise (no horizontal reductions, unlike the one-row AVX2
 // kernel's hsum8 per eight keys), and P·V is one broadcast FMA per (key, d) into
-// transposed output accumulators. Each step's keys and values are copied into a
-// contiguous [16][HD] buffer once for all rows, so the inner loops address them at
-// compile-time offsets whatever the cache's token stride.
+// transposed output accumulators. Each step's keys and values are copied (widened to
+// fp32 from a 16-bit pool) into a contiguous [16][HD] buffer once for all rows, so the
+// inner loops address them at compile-time offsets whatever the cache's token stride
+// and element type.
 #include "attention_avx512.h"
 
 // GCC 12's AVX-512 headers trip its own -Wuninitialized on the _mm*_undefined_*()
@@ -19,6 +20,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kv_elem.h"
 #include "math_avx512.h"
 
 namespace hc::cpu::avx512 {
@@ -27,9 +29,16 @@ namespace {
 constexpr int R = kTileRows;
 constexpr int KB = 16;  // keys a step
 
-template <int HD>
-void tile_hd(float* out, int64_t out_stride, const float* q, int64_t q_stride, int rows, const float* k,
-             const float* v, const int32_t* blocks, int64_t block_stride, int64_t token_stride, int64_t block_size,
+// n = HD elements of a cache row as fp32 (HD is a multiple of 8 in every instance)
+template <int HD, class E>
+inline void widen_row(float* dst, const E* src) {
+#pragma GCC unroll 32
+  for (int d = 0; d < HD; d += 8) _mm256_store_ps(dst + d, load8(src + d));
+}
+
+template <int HD, class E>
+void tile_hd(float* out, int64_t out_stride, const float* q, int64_t q_stride, int rows, const E* k,
+             const E* v, const int32_t* blocks, int64_t block_stride, int64_t token_stride, int64_t block_size,
              const int64_t* first, const int64_t* npos, float scale) {
   alignas(64) float qt[HD * R];   // qt[d·R + r] = scale · q_r[d] (the scale folded into q, as the AVX2 kernel)
   alignas(64) float ot[HD * R];   // ot[d·R + r]: row r's unnormalised output
@@ -60,8 +69,8 @@ void tile_hd(float* out, int64_t out_stride, const float* q, int64_t q_stride, i
     n = kmax - j < n ? kmax - j : n;
     const int64_t off = static_cast<int64_t>(blocks[j / block_size]) * block_stride + in * token_stride;
     for (int64_t i = 0; i < n; i++) {
-      std::memcpy(kc + i * HD, k + off + i * token_stride, HD * sizeof(float));
-      std::memcpy(vc + i * HD, v + off + i * token_stride, HD * sizeof(float));
+      widen_row<HD>(kc + i * HD, k + off + i * token_stride);
+      widen_row<HD>(vc + i * HD, v + off + i * token_stride);
     }
     if (n < KB) {  // zeros, not garbage: their p is 0, and 0 · NaN would not be
       std::memset(kc + n * HD, 0, (KB - n) * HD * sizeof(float));
@@ -118,29 +127,32 @@ void tile_hd(float* out, int64_t out_stride, const float* q, int64_t q_stride, i
 
 }  // namespace
 
-using TileFn = void (*)(float*, int64_t, const float*, int64_t, int, const float*, const float*, const int32_t*,
-                       int64_t, int64_t, int64_t, const int64_t*, const int64_t*, float);
+template <class E>
+using TileFn = void (*)(float*, int64_t, const float*, int64_t, int, const E*, const E*, const int32_t*, int64_t,
+                        int64_t, int64_t, const int64_t*, const int64_t*, float);
 
-static TileFn tile_for(int64_t HD) {
+template <class E>
+static TileFn<E> tile_for(int64_t HD) {
   switch (HD) {
-    case 8: return &tile_hd<8>;
-    case 16: return &tile_hd<16>;
-    case 32: return &tile_hd<32>;
-    case 64: return &tile_hd<64>;
-    case 96: return &tile_hd<96>;
-    case 128: return &tile_hd<128>;
-    case 256: return &tile_hd<256>;
+    case 8: return &tile_hd<8, E>;
+    case 16: return &tile_hd<16, E>;
+    case 32: return &tile_hd<32, E>;
+    case 64: return &tile_hd<64, E>;
+    case 96: return &tile_hd<96, E>;
+    case 128: return &tile_hd<128, E>;
+    case 256: return &tile_hd<256, E>;
     default: return nullptr;
   }
 }
 
-bool attention_tile_supports(int64_t HD) { return tile_for(HD) != nullptr; }
+bool attention_tile_supports(int64_t HD) { return tile_for<float>(HD) != nullptr; }
 
-void attention_tile(float* out, int64_t out_stride, const float* q, int64_t q_stride, int rows, const float* k,
-                    const float* v, const int32_t* blocks, int64_t block_stride, int64_t token_stride,
+template <class E>
+void attention_tile(float* out, int64_t out_stride, const float* q, int64_t q_stride, int rows, const E* k,
+                    const E* v, const int32_t* blocks, int64_t block_stride, int64_t token_stride,
                     int64_t block_size, const int64_t* first, const int64_t* npos, int64_t HD, float scale) {
-  tile_for(HD)(out, out_stride, q, q_stride, rows, k, v, blocks, block_stride, token_stride, block_size, first, npos,
-               scale);
+  tile_for<E>(HD)(out, out_stride, q, q_stride, rows, k, v, blocks, block_stride, token_stride, block_size, first,
+                  npos, scale);
 }
 
 }  // namespace hc::cpu::avx512
@@ -149,8 +161,19 @@ void attention_tile(float* out, int64_t out_stride, const float* q, int64_t q_st
 
 namespace hc::cpu::avx512 {
 bool attention_tile_supports(int64_t) { return false; }
-void attention_tile(float*, int64_t, const float*, int64_t, int, const float*, const float*, const int32_t*, int64_t,
-                    int64_t, int64_t, const int64_t*, const int64_t*, int64_t, float) {}
+template <class E>
+void attention_tile(float*, int64_t, const float*, int64_t, int, const E*, const E*, const int32_t*, int64_t, int64_t,
+                    int64_t, const int64_t*, const int64_t*, int64_t, float) {}
 }  // namespace hc::cpu::avx512
 
 #endif
+
+namespace hc::cpu::avx512 {
+#define HC_TILE_INSTANCE(E)                                                                                        \
+  template void attention_tile<E>(float*, int64_t, const float*, int64_t, int, const E*, const E*, const int32_t*, \
+                                  int64_t, int64_t, int64_t, const int64_t*, const int64_t*, int64_t, float);
+HC_TILE_INSTANCE(float)
+HC_TILE_INSTANCE(Bf16)
+HC_TILE_INSTANCE(F16)
+#undef HC_TILE_INSTANCE
+}  // namespace hc::cpu::avx512

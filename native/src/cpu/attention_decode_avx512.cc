@@ -7,6 +7,8 @@
 // scalar max per step). The online softmax's max, exp and sum are then lane-wise over
 // the keys, and P·V is one broadcast weight times each value row. Every head of the group
 // reads the same step's key and value rows, fetched from memory (L2) once for the group.
+// A 16-bit pool's rows are widened in registers as they are loaded (load16, kv_elem.h):
+// the same instructions otherwise, half the bytes streamed.
 #include "attention_avx512.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
@@ -17,6 +19,7 @@
 #if defined(__AVX512F__)
 #include <cmath>
 
+#include "kv_elem.h"
 #include "math_avx512.h"
 
 namespace hc::cpu::avx512 {
@@ -43,8 +46,8 @@ inline __m512 sum16(__m512 a[KB]) {
   return _mm512_add_ps(_mm512_shuffle_f32x4(e01, e23, 0x88), _mm512_shuffle_f32x4(e01, e23, 0xDD));
 }
 
-template <int HD>
-void decode_hd(float* out, const float* q, int G, const float* k, const float* v, const int32_t* blocks,
+template <int HD, class E>
+void decode_hd(float* out, const float* q, int G, const E* k, const E* v, const int32_t* blocks,
                int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                float scale, float* m_out, float* l_out) {
   constexpr int NC = HD / 16;       // vectors a row
@@ -64,20 +67,22 @@ void decode_hd(float* out, const float* q, int G, const float* k, const float* v
       m[h] = -INFINITY;
       lsum[h] = _mm512_setzero_ps();
     }
-    const float* kr[KB];
-    const float* vr[KB];
+    const E* kr[KB];
+    const E* vr[KB];
     for (int64_t j0 = first - first % block_size; j0 < npos; j0 += block_size) {
       const int64_t off = static_cast<int64_t>(blocks[j0 / block_size]) * block_stride;
       const int64_t nb = npos - j0 < block_size ? npos - j0 : block_size;
       if (j0 + block_size < npos) {
         // the next block's rows: blocks sit anywhere in the pool, so the hardware
-        // prefetcher cannot guess them, and a decode step streams the whole cache
+        // prefetcher cannot guess them, and a decode step streams the whole cache (one
+        // prefetch a 64-byte line: 16 elements of f32, 32 of a 16-bit pool)
+        constexpr int kLine = 64 / static_cast<int>(sizeof(E));
         const int64_t noff = static_cast<int64_t>(blocks[j0 / block_size + 1]) * block_stride;
         const int64_t nn = npos - j0 - block_size < block_size ? npos - j0 - block_size : block_size;
         for (int64_t i = 0; i < nn; i++)
-          for (int c = 0; c < NC; c++) {
-            _mm_prefetch(reinterpret_cast<const char*>(k + noff + i * token_stride + 16 * c), _MM_HINT_T0);
-            _mm_prefetch(reinterpret_cast<const char*>(v + noff + i * token_stride + 16 * c), _MM_HINT_T0);
+          for (int c = 0; c < HD; c += kLine) {
+            _mm_prefetch(reinterpret_cast<const char*>(k + noff + i * token_stride + c), _MM_HINT_T0);
+            _mm_prefetch(reinterpret_cast<const char*>(v + noff + i * token_stride + c), _MM_HINT_T0);
           }
       }
       for (int64_t j = first > j0 ? first - j0 : 0; j < nb; j += KB) {
@@ -95,9 +100,9 @@ void decode_hd(float* out, const float* q, int G, const float* k, const float* v
           __m512 part[KB];
 #pragma GCC unroll 16
           for (int i = 0; i < KB; i++) {
-            part[i] = _mm512_mul_ps(qv[0], _mm512_loadu_ps(kr[i]));
+            part[i] = _mm512_mul_ps(qv[0], load16(kr[i]));
 #pragma GCC unroll 16
-            for (int c = 1; c < NC; c++) part[i] = _mm512_fmadd_ps(qv[c], _mm512_loadu_ps(kr[i] + 16 * c), part[i]);
+            for (int c = 1; c < NC; c++) part[i] = _mm512_fmadd_ps(qv[c], load16(kr[i] + 16 * c), part[i]);
           }
           const __m512 s = _mm512_mask_mov_ps(_mm512_set1_ps(-INFINITY), valid, sum16(part));
           const float cm = std::fmax(m[h], _mm512_reduce_max_ps(s));
@@ -120,13 +125,13 @@ void decode_hd(float* out, const float* q, int G, const float* k, const float* v
             for (int x = 0; x < CH; x++) {
               const __m512 w = _mm512_set1_ps(p[i + x]);
 #pragma GCC unroll 16
-              for (int c = 0; c < NC; c++) a[x][c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr[i + x] + 16 * c), a[x][c]);
+              for (int c = 0; c < NC; c++) a[x][c] = _mm512_fmadd_ps(w, load16(vr[i + x] + 16 * c), a[x][c]);
             }
           }
           if (i < n) {
             const __m512 w = _mm512_set1_ps(p[i]);
 #pragma GCC unroll 16
-            for (int c = 0; c < NC; c++) a[0][c] = _mm512_fmadd_ps(w, _mm512_loadu_ps(vr[i] + 16 * c), a[0][c]);
+            for (int c = 0; c < NC; c++) a[0][c] = _mm512_fmadd_ps(w, load16(vr[i] + 16 * c), a[0][c]);
           }
 #pragma GCC unroll 16
           for (int c = 0; c < NC; c++)
@@ -151,27 +156,30 @@ void decode_hd(float* out, const float* q, int G, const float* k, const float* v
 
 }  // namespace
 
-using DecodeFn = void (*)(float*, const float*, int, const float*, const float*, const int32_t*, int64_t, int64_t,
-                          int64_t, int64_t, int64_t, float, float*, float*);
+template <class E>
+using DecodeFn = void (*)(float*, const float*, int, const E*, const E*, const int32_t*, int64_t, int64_t, int64_t,
+                          int64_t, int64_t, float, float*, float*);
 
-static DecodeFn decode_for(int64_t HD) {
+template <class E>
+static DecodeFn<E> decode_for(int64_t HD) {
   switch (HD) {
-    case 16: return &decode_hd<16>;
-    case 32: return &decode_hd<32>;
-    case 64: return &decode_hd<64>;
-    case 96: return &decode_hd<96>;
-    case 128: return &decode_hd<128>;
-    case 256: return &decode_hd<256>;
+    case 16: return &decode_hd<16, E>;
+    case 32: return &decode_hd<32, E>;
+    case 64: return &decode_hd<64, E>;
+    case 96: return &decode_hd<96, E>;
+    case 128: return &decode_hd<128, E>;
+    case 256: return &decode_hd<256, E>;
     default: return nullptr;
   }
 }
 
-bool attention_decode_supports(int64_t HD) { return decode_for(HD) != nullptr; }
+bool attention_decode_supports(int64_t HD) { return decode_for<float>(HD) != nullptr; }
 
-void attention_decode(float* out, const float* q, int G, const float* k, const float* v, const int32_t* blocks,
+template <class E>
+void attention_decode(float* out, const float* q, int G, const E* k, const E* v, const int32_t* blocks,
                       int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                       int64_t HD, float scale, float* m_out, float* l_out) {
-  decode_for(HD)(out, q, G, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale, m_out, l_out);
+  decode_for<E>(HD)(out, q, G, k, v, blocks, block_stride, token_stride, block_size, first, npos, scale, m_out, l_out);
 }
 
 }  // namespace hc::cpu::avx512
@@ -180,8 +188,19 @@ void attention_decode(float* out, const float* q, int G, const float* k, const f
 
 namespace hc::cpu::avx512 {
 bool attention_decode_supports(int64_t) { return false; }
-void attention_decode(float*, const float*, int, const float*, const float*, const int32_t*, int64_t, int64_t,
-                      int64_t, int64_t, int64_t, int64_t, float, float*, float*) {}
+template <class E>
+void attention_decode(float*, const float*, int, const E*, const E*, const int32_t*, int64_t, int64_t, int64_t,
+                      int64_t, int64_t, int64_t, float, float*, float*) {}
 }  // namespace hc::cpu::avx512
 
 #endif
+
+namespace hc::cpu::avx512 {
+#define HC_DECODE_INSTANCE(E)                                                                                        \
+  template void attention_decode<E>(float*, const float*, int, const E*, const E*, const int32_t*, int64_t, int64_t, \
+                                    int64_t, int64_t, int64_t, int64_t, float, float*, float*);
+HC_DECODE_INSTANCE(float)
+HC_DECODE_INSTANCE(Bf16)
+HC_DECODE_INSTANCE(F16)
+#undef HC_DECODE_INSTANCE
+}  // namespace hc::cpu::avx512

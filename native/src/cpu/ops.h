@@ -36,16 +36,18 @@ void rope_backward(float* dx, const float* cos_t, const float* sin_t, int64_t T,
                    ThreadPool& pool);
 
 // Where one sequence's keys and values for one layer live: either contiguous
-// [S,NKV,HD] arrays or blocks of a paged cache. Key j of kv head g is at
+// [S,NKV,HD] arrays or blocks of a paged cache, elements of `dtype` (f32, bf16 or f16:
+// kv_elem.h; every span of one call the same). Key j of kv head g is at element
 //   k + blocks[j / block_size] * block_stride + g * head_stride + (j % block_size) * token_stride.
 struct KVSpan {
-  const float* k;
-  const float* v;
+  const void* k;
+  const void* v;
   const int32_t* blocks;
   int64_t block_stride;
   int64_t head_stride;
   int64_t token_stride;
   int64_t block_size;
+  DType dtype = DType::F32;
 };
 
 // out[T,NH,HD] = causal GQA attention with softmax(q·kᵀ/sqrt(HD)) over keys [0, npos[t])

@@ -9,8 +9,10 @@ namespace hc::cpu::avx2 {
 
 void rmsnorm_rows(float* out, const float* inp, const float* weight, int64_t rows, int64_t C, float eps);
 void swiglu(float* out, const float* gate, const float* up, int64_t n);
-// one query row of attention over keys [first, npos) of kv head g; HD % 8 == 0
-void attention_row(float* out, const float* q, const float* k, const float* v, const int32_t* blocks,
+// one query row of attention over keys [first, npos) of kv head g; HD % 8 == 0; E the
+// pool's element type (kv_elem.h: float, Bf16, F16)
+template <class E>
+void attention_row(float* out, const float* q, const E* k, const E* v, const int32_t* blocks,
                    int64_t block_stride, int64_t token_stride, int64_t block_size, int64_t first, int64_t npos,
                    int64_t HD, float scale);
 
