@@ -133,16 +133,9 @@ using TileFn = void (*)(float*, int64_t, const float*, int64_t, int, const E*, c
 
 template <class E>
 static TileFn<E> tile_for(int64_t HD) {
-  switch (HD) {
-    case 8: return &tile_hd<8, E>;
-    case 16: return &tile_hd<16, E>;
-    case 32: return &tile_hd<32, E>;
-    case 64: return &tile_hd<64, E>;
-    case 96: return &tile_hd<96, E>;
-    case 128: return &tile_hd<128, E>;
-    case 256: return &tile_hd<256, E>;
-    default: return nullptr;
-  }
+  return for_head_dim(
+      HD, [](auto hd) -> TileFn<E> { return &tile_hd<decltype(hd)::value, E>; },
+      [](int64_t other) -> TileFn<E> { return other == 8 ? &tile_hd<8, E> : nullptr; });
 }
 
 bool attention_tile_supports(int64_t HD) { return tile_for<float>(HD) != nullptr; }

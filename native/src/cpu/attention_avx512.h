@@ -2,10 +2,27 @@
 // tiles) and attention_decode_avx512.cc (decode) with the AVX-512 flags and called only when dispatch.h's kernel_level() is Avx512 or above.
 #pragma once
 #include <cstdint>
+#include <type_traits>
 
 #include "kv_elem.h"
 
 namespace hc::cpu::avx512 {
+
+// The kernels' instance for head size HD: pick(std::integral_constant<int, HD>{}) for the
+// sizes both kernels are compiled for (16 … 256), else `fallback` (what the tile kernel
+// adds, or nullptr). One list, so the prompt and decode kernels cannot drift apart.
+template <class Pick, class Fallback>
+auto for_head_dim(int64_t HD, Pick pick, Fallback fallback) {
+  switch (HD) {
+    case 16: return pick(std::integral_constant<int, 16>{});
+    case 32: return pick(std::integral_constant<int, 32>{});
+    case 64: return pick(std::integral_constant<int, 64>{});
+    case 96: return pick(std::integral_constant<int, 96>{});
+    case 128: return pick(std::integral_constant<int, 128>{});
+    case 256: return pick(std::integral_constant<int, 256>{});
+    default: return fallback(HD);
+  }
+}
 
 // Rows a tile holds: one query per fp32 lane.
 constexpr int kTileRows = 16;

@@ -162,15 +162,9 @@ using DecodeFn = void (*)(float*, const float*, int, const E*, const E*, const i
 
 template <class E>
 static DecodeFn<E> decode_for(int64_t HD) {
-  switch (HD) {
-    case 16: return &decode_hd<16, E>;
-    case 32: return &decode_hd<32, E>;
-    case 64: return &decode_hd<64, E>;
-    case 96: return &decode_hd<96, E>;
-    case 128: return &decode_hd<128, E>;
-    case 256: return &decode_hd<256, E>;
-    default: return nullptr;
-  }
+  return for_head_dim(
+      HD, [](auto hd) -> DecodeFn<E> { return &decode_hd<decltype(hd)::value, E>; },
+      [](int64_t) -> DecodeFn<E> { return nullptr; });
 }
 
 bool attention_decode_supports(int64_t HD) { return decode_for<float>(HD) != nullptr; }
