@@ -109,6 +109,10 @@ async function batchCurve(report: Report, s: Sitting, model: string, type: GgufO
     await prefillOnce(m, 16);
     for (let r = 0; r < rounds; r++) {
       for (const [b, tps] of await llamaBatched(ll, file, o.threads, BATCHED)) theirs.get(b)?.push(tps);
+      // as in ppTg: one untimed pass after each llama.cpp run. Without it our batch 1, the first
+      // decode after llama-batched-bench, took ≈ 6k minor page faults against ≈ 1.5k for the same
+      // decode warm (RESULTS.md, "Decode at batch 1 on 110M")
+      await decodeOnce(m, BATCHED.tokens, 1, BATCHED.prompt);
       for (const b of BATCHED.batches) ours.get(b)!.push((b * BATCHED.tokens * 1000) / (await decodeOnce(m, BATCHED.tokens, b, BATCHED.prompt)));
     }
   } finally {

@@ -66,6 +66,27 @@ describe("block-format weights repacked at load", () => {
       });
   }
 
+  it("quantizes a rewritten x (the same buffer) afresh: a rank's int8 x lives one region only", () => {
+    // each rank quantizes x once per region and reuses it for its further chunks (GemmArgs::x_id);
+    // the engine rewrites its activations in place, so a copy kept past the region, keyed by
+    // the buffer, would be stale here. N splits into several chunks on 2 ranks.
+    const seed = freshSeed();
+    const rng = new Rng(seed);
+    const [M, N, K] = [1, 1024, 512];
+    for (const type of ["q8_0", "q4_0", "q4_k"] as const) {
+      const { w, wd } = blockWeights(rng, type, N, K);
+      const x = new Float32Array(M * K);
+      for (let round = 0; round < 3; round++)
+        for (const group of [false, true]) {
+          x.set(rng.f32(M * K, -2, 2));
+          const out = new Float32Array(M * N).fill(NaN);
+          native().matmulRepacked(2, x, M, K, [{ out, w, dtype: type, N, bias: null }], group);
+          assertClose(out, matmulRef(x, wd, null, M, N, K), 1e-6 * Math.sqrt(K) * 4, 1e-5,
+            `${type} round ${round} group=${group} seed=${seed}`, int8ActivationBound(x, wd, M, N, K));
+        }
+    }
+  });
+
   it("refuses what is not repacked, by name", () => {
     const w = quantize(new Rng(1).f32(8 * 32), "q4_0");
     assert.throws(() => native().repackRoundTrip(w, "q4_0", 8, 32), /q4_0 weight of 8 × 32 is not repacked/);

@@ -3,6 +3,7 @@
 #include "matmul.h"
 
 #include <algorithm>
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,11 @@ const CpuKernels* kernels_for(int level) {
   }
 }
 
+uint64_t next_region_id() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
+
 // One decision for every kernel family (dispatch.h: CPU flags, HYBRIDCHAT_KERNELS).
 const CpuKernels& active_kernels() {
   static const CpuKernels* k = [] {
@@ -138,8 +144,11 @@ void gemm_run(const CpuKernels& k, const GemmArgs& g, ThreadPool& pool, GemmPath
   };
   if (pool.size() == 1 || 2 * g.M * g.N * g.K < kParallelMinFlops)
     body(0, 1);
-  else if (gemv)  // bound by memory: balanced by chunks from a shared counter, not by halves (threadpool.h)
-    pool.run_chunks(g.N, k.nr, stream_chunk(k, g), [&](int64_t b, int64_t e) { k.gemv_cols(g, b, e); });
+  else if (gemv) {  // bound by memory: balanced by chunks from a shared counter, not by halves (threadpool.h)
+    GemmArgs gx = g;
+    gx.x_id = next_region_id();  // x prepared once per rank, not once per chunk
+    pool.run_chunks(g.N, k.nr, stream_chunk(k, g), [&](int64_t b, int64_t e) { k.gemv_cols(gx, b, e); });
+  }
   else
     pool.run(body);
 }

@@ -48,6 +48,8 @@ void matmul_group(const MatmulOut* outs, int count, const float* x, int64_t M, i
   // product i owns [start[i], start[i+1]) of the concatenated rows, each padded to whole
   // tiles so that no chunk splits a product anywhere but at a multiple of nr
   const int64_t nr = k0.nr;
+  const uint64_t x_id = next_region_id();  // every product reads the same x: prepared once per rank
+  for (GemmArgs& g : gs) g.x_id = x_id;
   std::vector<int64_t> start(static_cast<size_t>(count) + 1, 0);
   std::vector<const CpuKernels*> ks(static_cast<size_t>(count));
   for (int i = 0; i < count; i++) {

@@ -6,7 +6,6 @@
 // wake-up and the barrier once instead of once per product. Each rank packs A once per
 // region (CpuKernels::gemm_chunk), as a static column split also did.
 #include <algorithm>
-#include <atomic>
 #include <vector>
 
 #include "matmul_kernels.h"
@@ -20,10 +19,7 @@ void gemm_packed(const CpuKernels& k, const GemmArgs* gs, int count, ThreadPool&
     for (int i = 0; i < count; i++) gemm_run(k, gs[i], pool, GemmPath::Packed);
     return;
   }
-  // a fresh id per region: packed A is never reused across regions (the engine rewrites its
-  // activations in place between them)
-  static std::atomic<uint64_t> next_region{1};
-  const uint64_t region = next_region.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t region = next_region_id();  // packed A is never reused across regions
   // row blocks of at most kPackedABytes of fp32 A each (one block for the 110M model's prefill)
   const int64_t nblocks = std::max<int64_t>(1, (g0.M * g0.K * 4 + kPackedABytes - 1) / kPackedABytes);
   const int64_t rows = (g0.M / nblocks + k.mr - 1) / k.mr * k.mr;
