@@ -4,17 +4,22 @@
 //   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
 //   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
 //
+// A row whose sampling needs only the logits (no grammar mask, logprobs, penalties or
+// logit_bias) is sampled by the forward step itself on its own thread, bit for bit as the JS
+// sampler would (native/src/cpu/sample.cc), and its logits land in one buffer reused step
+// after step: the JS thread between two steps is left with the cheap bookkeeping.
+//
 // Errors from generate(): everything that can be known at submission (engine_closed,
 // invalid_request, context_length_exceeded, queue_full, an already-aborted signal →
 // cancelled) is thrown synchronously by generate() itself, before any iteration, so the
 // server can answer with a status code before it starts a stream. Later failures
 // (cancelled, engine_closed, internal) are thrown by the iterator.
 import { performance } from "node:perf_hooks";
-import type { ForwardBatch, KvStats } from "../native/index.js";
+import { SAMPLE_FIELDS, type ForwardBatch, type ForwardSampling, type KvStats } from "../native/index.js";
 import { EngineError } from "./errors.js";
 import { Rng } from "./rng.js";
 import { Sampler, parseLogitBias, type LogitBias } from "./sampling.js";
-import { Scheduler, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
+import { Scheduler, type ScheduledEntry, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
 import { StopMatcher } from "./stop.js";
 import type {
   Detokenizer,
@@ -213,6 +218,9 @@ export class Engine {
   /** most requests that may wait at once: a request of more choices can never be admitted */
   readonly maxQueue: number;
   private sampler: Sampler | null = null;
+  /** the logits of a step of one row per sequence, reused step after step (maxBatch × V) */
+  private logitsBuf: Float32Array | null = null;
+  private readonly maxBatch: number;
   private nextSeqId = 1;
   private closed = false;
   private loop: Promise<void> | null = null;
@@ -242,6 +250,7 @@ export class Engine {
     );
     this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
     this.maxQueue = opts.maxQueue;
+    this.maxBatch = opts.maxBatch;
   }
 
   /**
@@ -426,9 +435,12 @@ export class Engine {
     // prompt log-probs need every prompt position's row: then the whole step returns all rows
     const allRows = out.entries.some((e) => e.prefill && e.seq.promptLogprobs !== null);
     const rows = allRows ? out.numTokens : n;
+    const picked = allRows ? null : this.nativeSampling(out.entries);
+    // one row per sequence fits the reused buffer; a step of all rows gets a fresh array
+    const outBuf = !allRows && this.logitsBuf && this.logitsBuf.length >= n * this.sampler!.vocabSize ? this.logitsBuf : undefined;
     let logits: Float32Array;
     try {
-      logits = await this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters });
+      logits = await this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters, out: outBuf, sample: picked?.sampling });
       if (logits.length === 0 || logits.length % rows !== 0) {
         throw new Error(`forward returned ${logits.length} logits for ${rows} rows`);
       }
@@ -442,7 +454,10 @@ export class Engine {
     }
     this.counters.steps++;
     const V = logits.length / rows;
-    if (!this.sampler || this.sampler.vocabSize !== V) this.sampler = new Sampler(V);
+    if (!this.sampler || this.sampler.vocabSize !== V) {
+      this.sampler = new Sampler(V);
+      this.logitsBuf = new Float32Array(this.maxBatch * V);
+    }
     // entry i's rows start at firstRow[i] (one row per entry unless all rows came back)
     const firstRow: number[] = [];
     let r0 = 0;
@@ -466,7 +481,10 @@ export class Engine {
         // the request may have been cancelled while the mask was awaited
         if (!this.scheduler.isRunning(seq)) continue;
       }
-      this.advance(seq, logits.subarray(row * V, (row + 1) * V), mask);
+      const j = picked ? picked.index[entry]! : -1;
+      const tok = j >= 0 ? picked!.sampling.tokens[j]! : -1;
+      // a runner that does not sample (tests' fakes) leaves -1: the JS sampler takes the same draw
+      this.advance(seq, logits.subarray(row * V, (row + 1) * V), mask, tok >= 0 ? tok : null, j >= 0 ? picked!.sampling.params[j * SAMPLE_FIELDS + 5]! : null);
     }
   }
 
@@ -488,11 +506,36 @@ export class Engine {
       seq.channel.push({ type: "delta", text: "", tokenIds: [], logprobs: [], promptLogprobs: seq.promptLp.slice() });
   }
 
-  /** samples one token for `seq` from its logits row and reports it */
-  private advance(seq: Request, row: Float32Array, mask: Int32Array | null): void {
+  /**
+   * The rows the native step samples itself (native/index.ts ForwardSampling): every row to
+   * sample whose rule needs nothing but the logits — no grammar mask, logprobs, penalties or
+   * logit_bias. Their uniform draws are taken from each request's Rng now, as the JS sampler
+   * would take them, so the stream of draws is the same whichever side samples.
+   */
+  private nativeSampling(entries: readonly ScheduledEntry<Request>[]): { sampling: ForwardSampling; index: Int32Array } | null {
+    const index = new Int32Array(entries.length).fill(-1);
+    const params: number[] = [];
+    entries.forEach((e, i) => {
+      const seq = e.seq;
+      const p = seq.params;
+      const penalise = (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) && seq.counts.size > 0;
+      if (!e.sample || seq.constraint || p.logprobs || penalise || seq.bias.ids.length > 0 || !Number.isInteger(p.topK)) return;
+      index[i] = params.length / SAMPLE_FIELDS;
+      params.push(i, p.temperature, p.topK, p.topP, p.minP, p.temperature > 0 ? seq.rng.nextFloat() : 0);
+    });
+    if (params.length === 0) return null;
+    const count = params.length / SAMPLE_FIELDS;
+    return { sampling: { params: Float64Array.from(params), tokens: new Int32Array(count).fill(-1) }, index };
+  }
+
+  /**
+   * Reports one token for `seq`: `picked` when the native step sampled it, else sampled here
+   * from its logits row (with `u`, the draw already taken for it, when there is one).
+   */
+  private advance(seq: Request, row: Float32Array, mask: Int32Array | null, picked: number | null = null, u: number | null = null): void {
     const sampler = this.sampler!;
     const p = seq.params;
-    const tok = sampler.sample(row, p, seq.bias, seq, seq.rng, mask);
+    const tok = picked ?? sampler.sample(row, p, seq.bias, seq, u === null ? seq.rng : { nextFloat: () => u }, mask);
     if (seq.constraint && !seq.constraint.accept(tok)) {
       this.scheduler.finish(seq);
       return this.fail(seq, new EngineError(`the grammar refused token ${tok} that its own mask allowed`, "internal"));

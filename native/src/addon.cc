@@ -19,6 +19,8 @@ namespace {
 
 using namespace hc::addon;
 
+// batch.sample.params: row, temperature, top_k, top_p, min_p, u (native/index.ts SAMPLE_FIELDS)
+constexpr size_t kSampleFields = 6;
 
 }  // namespace
 
@@ -85,12 +87,70 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   } catch (const Error& e) {
     return reject(e.code(), e.what());
   }
+  // Caller-owned outputs (native/index.ts ForwardBatch.out / .sample): written on the worker
+  // thread, so the JS thread neither allocates nor copies the logits; the references keep the
+  // arrays alive until the step settles.
+  std::shared_ptr<Napi::Reference<Napi::Float32Array>> out_ref;
+  float* out = nullptr;
+  size_t out_len = 0;
+  std::vector<hc::cpu::SampleRow> rows;
+  std::shared_ptr<Napi::Reference<Napi::Int32Array>> tokens_ref;
+  int32_t* tokens = nullptr;
+  try {
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value ov = o.Get("out");
+    if (!absent(ov)) {
+      auto a = typed<float>(ov, "batch.out");
+      out = a.Data();
+      out_len = a.ElementLength();
+      out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(a));
+    }
+    Napi::Value sv = o.Get("sample");
+    if (!absent(sv)) {
+      if (!sv.IsObject()) throw Error("invalid_argument", "batch.sample must be an object");
+      Napi::Object so = sv.As<Napi::Object>();
+      auto p = typed<double>(so.Get("params"), "batch.sample.params");
+      if (p.ElementLength() % kSampleFields != 0)
+        throw Error("invalid_argument", "batch.sample.params holds " + std::to_string(kSampleFields) + " numbers a row");
+      const size_t n = p.ElementLength() / kSampleFields;
+      auto t = typed<int32_t>(so.Get("tokens"), "batch.sample.tokens", static_cast<int64_t>(n));
+      const int64_t max_row = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
+      for (size_t i = 0; i < n; i++) {
+        const double* f = p.Data() + i * kSampleFields;
+        if (!(f[0] >= 0 && f[0] < static_cast<double>(max_row)) || f[0] != static_cast<double>(static_cast<int64_t>(f[0])))
+          throw Error("invalid_argument", "batch.sample row " + std::to_string(i) + " names no logits row of this step");
+        if (!(f[5] >= 0 && f[5] < 1)) throw Error("invalid_argument", "batch.sample's uniform draws must lie in [0, 1)");
+        const double k = f[2] > 2147483647.0 ? 2147483647.0 : f[2];
+        rows.push_back({static_cast<int32_t>(f[0]), f[1], static_cast<int32_t>(k), f[3], f[4], f[5]});
+      }
+      tokens = t.Data();
+      tokens_ref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(t));
+    }
+  } catch (const Error& e) {
+    return reject(e.code(), e.what());
+  }
   busy_->store(true);
   model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
-  auto logits = std::make_shared<std::vector<float>>();
+  auto logits = logits_;
   auto* w = new ModelWorker(
-      env, model_, busy_, [batch = std::move(batch), logits](hc::Model& m) { m.forward(batch, *logits); },
-      [logits](Napi::Env e) -> Napi::Value { return f32_array(e, *logits); });
+      env, model_, busy_,
+      [batch = std::move(batch), logits, out, out_len, rows = std::move(rows), tokens, scratch = sample_scratch_](hc::Model& m) {
+        m.forward(batch, *logits);
+        if (out && logits->size() > out_len)
+          throw Error("invalid_argument", "batch.out holds " + std::to_string(out_len) + " floats, the step's logits are " +
+                                              std::to_string(logits->size()));
+        if (!rows.empty()) {
+          const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
+          hc::cpu::sample_rows(logits->data(), static_cast<int64_t>(logits->size()) / n_rows, rows.data(),
+                               static_cast<int64_t>(rows.size()), tokens, *scratch);
+        }
+        if (out) std::copy(logits->begin(), logits->end(), out);
+      },
+      [logits, out_ref, tokens_ref](Napi::Env e) -> Napi::Value {
+        if (!out_ref) return f32_array(e, *logits);
+        Napi::Float32Array a = out_ref->Value();
+        return Napi::Float32Array::New(e, logits->size(), a.ArrayBuffer(), a.ByteOffset());
+      });
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -908,6 +968,36 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 const struct mallinfo2 m = mallinfo2();
                 return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+              }));
+  exports.Set("samplingExp", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return guard(info.Env(), [&]() -> Napi::Value {
+                  if (info.Length() < 1) throw Error("invalid_argument", "samplingExp(x) needs a Float64Array");
+                  auto x = typed<double>(info[0], "x");
+                  auto y = Napi::Float64Array::New(info.Env(), x.ElementLength());
+                  for (size_t i = 0; i < x.ElementLength(); i++) y[i] = hc::cpu::fdlibm_exp(x[i]);
+                  return y;
+                });
+              }));
+  exports.Set("sampleRows", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return guard(info.Env(), [&]() -> Napi::Value {
+                  if (info.Length() < 3) throw Error("invalid_argument", "sampleRows(logits, V, params) needs three arguments");
+                  auto logits = typed<float>(info[0], "logits");
+                  const int64_t V = int_arg(info, 1, "V");
+                  auto p = typed<double>(info[2], "params");
+                  if (V < 1 || logits.ElementLength() % V != 0 || p.ElementLength() % kSampleFields != 0)
+                    throw Error("invalid_argument", "sampleRows: logits must hold whole rows of V, params 6 numbers a row");
+                  const int64_t n_rows = static_cast<int64_t>(logits.ElementLength()) / V;
+                  std::vector<hc::cpu::SampleRow> rows;
+                  for (size_t i = 0; i < p.ElementLength() / kSampleFields; i++) {
+                    const double* f = p.Data() + i * kSampleFields;
+                    if (!(f[0] >= 0 && f[0] < static_cast<double>(n_rows))) throw Error("invalid_argument", "sampleRows: no such row");
+                    rows.push_back({static_cast<int32_t>(f[0]), f[1], static_cast<int32_t>(f[2] > 2147483647.0 ? 2147483647.0 : f[2]), f[3], f[4], f[5]});
+                  }
+                  auto out = Napi::Int32Array::New(info.Env(), rows.size());
+                  hc::cpu::SampleScratch scratch;
+                  hc::cpu::sample_rows(logits.Data(), V, rows.data(), static_cast<int64_t>(rows.size()), out.Data(), scratch);
+                  return out;
+                });
               }));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));

@@ -1,0 +1,35 @@
+// Token sampling for the rows of a forward step's logits, on the thread that ran the step,
+// so a plain request's logits never wait for the JS thread (engine/engine.ts). The rule is
+// engine/sampling.ts's Sampler.sample without penalties, logit_bias or a grammar mask (those
+// rows stay in JS), reproduced operation for operation — the same fp32 → fp64 arithmetic, the
+// same exp (fdlibm's, which V8's Math.exp is), the same selection order — so a seeded request
+// draws the same token whichever side samples it (test/native-sampling.test.ts).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace hc::cpu {
+
+// One row to sample, with the request's settings as engine/types.ts SamplingParams holds them.
+struct SampleRow {
+  int32_t row;         // which row of the logits
+  double temperature;  // <= 0: argmax (lowest id on ties)
+  int32_t top_k;       // <= 0 or >= V: off
+  double top_p;        // outside (0, 1): off
+  double min_p;        // <= 0: off
+  double u;            // the request's uniform draw in [0, 1) (its Rng's nextFloat), used when temperature > 0
+};
+
+// Per-thread working arrays, grown to the vocabulary once.
+struct SampleScratch {
+  std::vector<double> w;
+  std::vector<int32_t> idx;
+};
+
+// out[i] = the token rows[i] picks from logits[rows[i].row * V, +V).
+void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out, SampleScratch& s);
+
+// fdlibm's exp (e_exp.c), the function V8 evaluates Math.exp with, bit for bit.
+double fdlibm_exp(double x);
+
+}  // namespace hc::cpu

@@ -1,0 +1,144 @@
+// The forward step's own sampler (native/src/cpu/sample.cc) against the JS sampler
+// (engine/sampling.ts): the same token for the same logits, settings and draw, bit for bit,
+// so a seeded request's output does not depend on which side sampled it.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { native, SAMPLE_FIELDS, type ForwardBatch } from "../native/index.js";
+import { Engine, type ModelRunner } from "../engine/engine.js";
+import { loadModel, type LoadedModel } from "../engine/model.js";
+import { Rng } from "../engine/rng.js";
+import { Sampler, parseLogitBias } from "../engine/sampling.js";
+import type { SamplingParams } from "../engine/types.js";
+import { collect, samplingParams } from "./generation-helpers.js";
+import { storiesDir } from "./test-model.js";
+
+const bits = (x: number): bigint => new BigUint64Array(new Float64Array([x]).buffer)[0]!;
+
+test("the native exp is V8's Math.exp bit for bit", () => {
+  const r = new Rng(7);
+  const xs: number[] = [0, -0, 1, -1, 0.5, -0.5, Infinity, -Infinity, NaN, 709.78, 709.79, -745.13, -745.14, -708.5, 2 ** -29, -(2 ** -29), 0.3465735902799726, 1.0397207708399179];
+  // what the sampler feeds it: (logit - max) / T, mostly in [-60, 0], and the whole range besides
+  for (let i = 0; i < 200_000; i++) xs.push(-60 * r.nextFloat());
+  for (let i = 0; i < 100_000; i++) xs.push((r.nextFloat() - 0.5) * 1500);
+  for (let i = 0; i < 50_000; i++) xs.push((r.nextFloat() - 0.5) * 2 ** -20);
+  for (let i = 0; i < 50_000; i++) xs.push((r.nextFloat() - 0.5) * 3);
+  const got = native().samplingExp(Float64Array.from(xs));
+  let bad = 0;
+  let first = "";
+  xs.forEach((x, i) => {
+    const want = Math.exp(x);
+    if (Number.isNaN(want) ? !Number.isNaN(got[i]!) : bits(want) !== bits(got[i]!)) {
+      if (bad++ === 0) first = `exp(${x}): native ${got[i]}, Math.exp ${want}`;
+    }
+  });
+  assert.equal(bad, 0, first);
+});
+
+/** one random case: logits with ties and masked-out ids, and settings across every branch */
+function randomCase(r: Rng, V: number): { logits: Float32Array; p: SamplingParams; u: number } {
+  const logits = new Float32Array(V);
+  const coarse = r.nextFloat() < 0.3; // few distinct values: ties everywhere
+  for (let i = 0; i < V; i++) logits[i] = coarse ? Math.floor(r.nextFloat() * 6) : (r.nextFloat() - 0.5) * 20;
+  if (r.nextFloat() < 0.2) for (let i = 0; i < V; i += 3) logits[i] = -Infinity;
+  const pick = <T>(a: T[]): T => a[Math.floor(r.nextFloat() * a.length)]!;
+  const p = samplingParams({
+    temperature: pick([0, 0.05, 0.7, 0.8, 1, 1.5]),
+    topK: pick([0, 0, 1, 5, 40, V - 1, V, V + 5]),
+    topP: pick([1, 1, 0.9, 0.5, 0.1, 1e-8]),
+    minP: pick([0, 0, 0.05, 0.5]),
+  });
+  return { logits, p, u: r.nextFloat() };
+}
+
+test("native sampling picks the JS sampler's token: random logits, ties, -Infinity, every setting", () => {
+  const r = new Rng(11);
+  for (const V of [1, 2, 37, 512, 32000]) {
+    const sampler = new Sampler(V);
+    const cases = Array.from({ length: V === 32000 ? 60 : 400 }, () => randomCase(r, V));
+    const logits = new Float32Array(cases.length * V);
+    const params = new Float64Array(cases.length * SAMPLE_FIELDS);
+    cases.forEach((c, i) => {
+      logits.set(c.logits, i * V);
+      params.set([i, c.p.temperature, c.p.topK, c.p.topP, c.p.minP, c.u], i * SAMPLE_FIELDS);
+    });
+    const got = native().sampleRows(logits, V, params);
+    cases.forEach((c, i) => {
+      const want = sampler.sample(c.logits, c.p, parseLogitBias({}, V), { counts: new Map() }, { nextFloat: () => c.u });
+      assert.equal(got[i], want, `V ${V} case ${i}: ${JSON.stringify({ ...c.p, u: c.u })}`);
+    });
+  }
+});
+
+let model: LoadedModel;
+before(async () => {
+  model = await loadModel(storiesDir, { threads: 2 });
+});
+after(() => model.dispose());
+
+/** the real model, but the step never samples: every token is the JS sampler's */
+class JsSampling implements ModelRunner {
+  constructor(private readonly m: ModelRunner) {}
+  forward(b: ForwardBatch): Promise<Float32Array> {
+    return this.m.forward({ ...b, sample: undefined });
+  }
+  freeSeq(id: number): void {
+    this.m.freeSeq(id);
+  }
+  kvStats() {
+    return this.m.kvStats();
+  }
+}
+
+test("a seeded engine gives the same tokens whether the step or JS samples them", async () => {
+  const prompts = ["Once upon a time", "Tom had a dog", "The sun was", "A"].map((s) => model.tokenizer.encode(s, true));
+  const settings: Partial<SamplingParams>[] = [
+    { temperature: 0.8 },
+    { temperature: 1, topK: 20 },
+    { temperature: 0.7, topP: 0.9 },
+    { temperature: 1.2, minP: 0.05 },
+    { temperature: 0 },
+    { temperature: 1, presencePenalty: 0.5 }, // JS samples these rows in both engines
+  ];
+  const run = async (runner: ModelRunner): Promise<number[][]> => {
+    const engine = new Engine({ ...model, native: runner }, { maxBatch: 8, maxQueue: 64, maxBatchTokens: 64 });
+    try {
+      const all = prompts.flatMap((prompt, i) =>
+        settings.map((s, j) => collect(engine.generate({ promptTokens: prompt, params: samplingParams({ maxTokens: 24, seed: 1000 * i + j, ...s }) }))),
+      );
+      return (await Promise.all(all)).map((c) => c.tokens);
+    } finally {
+      await engine.close();
+    }
+  };
+  const nativeSide = await run(model.native);
+  const jsSide = await run(new JsSampling(model.native));
+  assert.deepEqual(nativeSide, jsSide);
+  // and they are real samples: the seeded streams differ between settings
+  assert.ok(new Set(nativeSide.map((t) => t.join())).size > prompts.length * 3);
+});
+
+test("forward's out buffer and sample outputs: the logits land in the caller's array, the tokens in sample.tokens", async () => {
+  const m = model.native;
+  const out = new Float32Array(4 * 512 + 7).fill(NaN);
+  const tokens = new Int32Array(2).fill(-1);
+  const seqIds = Int32Array.from([901, 902]);
+  const logits = await m.forward({
+    seqIds,
+    tokens: Int32Array.from([1, 403, 1]),
+    counts: Int32Array.from([2, 1]),
+    logits: "last",
+    out,
+    sample: { params: Float64Array.from([1, 0, 0, 1, 0, 0, 0, 0.8, 0, 1, 0, 0.25]), tokens },
+  });
+  assert.equal(logits.buffer, out.buffer);
+  assert.equal(logits.length, 2 * 512);
+  const V = 512;
+  const sampler = new Sampler(V);
+  const none = { counts: new Map<number, number>() };
+  assert.equal(tokens[0], sampler.sample(logits.subarray(V, 2 * V), samplingParams(), parseLogitBias({}, V), none, { nextFloat: () => 0 }));
+  assert.equal(tokens[1], sampler.sample(logits.subarray(0, V), samplingParams({ temperature: 0.8 }), parseLogitBias({}, V), none, { nextFloat: () => 0.25 }));
+  assert.ok(Number.isNaN(out[2 * V]!), "nothing written past the step's rows");
+  // a buffer too small fails the step by name
+  await assert.rejects(m.forward({ seqIds: Int32Array.from([903]), tokens: Int32Array.from([1]), counts: Int32Array.from([1]), logits: "last", out: new Float32Array(10) }), /batch\.out/);
+  for (const id of [901, 902, 903]) m.freeSeq(id);
+});
