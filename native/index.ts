@@ -505,8 +505,11 @@ export interface NativeBinding {
   dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
   /** bytes malloc has handed out and not had back, process-wide (glibc mallinfo2: uordblks + hblkhd) */
   mallocBytes(): number;
-  /** the native sampler's exp (fdlibm's, as V8's Math.exp) of each x: the test that they agree bit for bit */
-  samplingExp(x: Float64Array): Float64Array;
+  /**
+   * The native sampler's exp (fdlibm's, as V8's Math.exp) of each x, the test that they agree
+   * bit for bit: one at a time, or `batched` as the sampler runs it (AVX-512 where the kernels are)
+   */
+  samplingExp(x: Float64Array, batched: boolean): Float64Array;
   /** the native sampler on rows of `logits` [rows, V] (ForwardSampling.params' layout), as the forward step runs it */
   sampleRows(logits: Float32Array, V: number, params: Float64Array): Int32Array;
   /**

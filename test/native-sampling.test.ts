@@ -22,16 +22,21 @@ test("the native exp is V8's Math.exp bit for bit", () => {
   for (let i = 0; i < 100_000; i++) xs.push((r.nextFloat() - 0.5) * 1500);
   for (let i = 0; i < 50_000; i++) xs.push((r.nextFloat() - 0.5) * 2 ** -20);
   for (let i = 0; i < 50_000; i++) xs.push((r.nextFloat() - 0.5) * 3);
-  const got = native().samplingExp(Float64Array.from(xs));
-  let bad = 0;
-  let first = "";
-  xs.forEach((x, i) => {
-    const want = Math.exp(x);
-    if (Number.isNaN(want) ? !Number.isNaN(got[i]!) : bits(want) !== bits(got[i]!)) {
-      if (bad++ === 0) first = `exp(${x}): native ${got[i]}, Math.exp ${want}`;
-    }
-  });
-  assert.equal(bad, 0, first);
+  // every region of fdlibm's in every vector lane, next to each other
+  const edges = [0.34657359027997264, 0.3465735902799727, 1.0397207708399179, 1.039720770839918, 2 ** -28, 3.725290298461914e-9, 704, 703.99, 707.5, -707.5, -708.4, 709.7, 1, -1];
+  for (let i = 0; i < 4000; i++) xs.push(edges[Math.floor(r.nextFloat() * edges.length)]! * (r.nextFloat() < 0.5 ? -1 : 1) * (r.nextFloat() < 0.5 ? 1 : 1 + (r.nextFloat() - 0.5) * 1e-9));
+  for (const batched of [false, true]) {
+    const got = native().samplingExp(Float64Array.from(xs), batched);
+    let bad = 0;
+    let first = "";
+    xs.forEach((x, i) => {
+      const want = Math.exp(x);
+      if (Number.isNaN(want) ? !Number.isNaN(got[i]!) : bits(want) !== bits(got[i]!)) {
+        if (bad++ === 0) first = `${batched ? "batched" : "scalar"} exp(${x}): native ${got[i]}, Math.exp ${want}`;
+      }
+    });
+    assert.equal(bad, 0, first);
+  }
 });
 
 /** one random case: logits with ties and masked-out ids, and settings across every branch */

@@ -134,15 +134,19 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto logits = logits_;
   auto* w = new ModelWorker(
       env, model_, busy_,
-      [batch = std::move(batch), logits, out, out_len, rows = std::move(rows), tokens, scratch = sample_scratch_](hc::Model& m) {
+      [batch = std::move(batch), logits, out, out_len, rows = std::move(rows), tokens](hc::Model& m) {
         m.forward(batch, *logits);
         if (out && logits->size() > out_len)
           throw Error("invalid_argument", "batch.out holds " + std::to_string(out_len) + " floats, the step's logits are " +
                                               std::to_string(logits->size()));
         if (!rows.empty()) {
           const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
-          hc::cpu::sample_rows(logits->data(), static_cast<int64_t>(logits->size()) / n_rows, rows.data(),
-                               static_cast<int64_t>(rows.size()), tokens, *scratch);
+          const int64_t V = static_cast<int64_t>(logits->size()) / n_rows;
+          // a row each (guided: a greedy row costs a scan, a sampled one 30× that), on the
+          // step's threads, still spinning from the forward
+          m.pool().run_chunks(static_cast<int64_t>(rows.size()), 1, 1, [&](int64_t b, int64_t e) {
+            hc::cpu::sample_rows(logits->data(), V, rows.data() + b, e - b, tokens + b);
+          });
         }
         if (out) std::copy(logits->begin(), logits->end(), out);
       },
@@ -971,10 +975,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               }));
   exports.Set("samplingExp", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 return guard(info.Env(), [&]() -> Napi::Value {
-                  if (info.Length() < 1) throw Error("invalid_argument", "samplingExp(x) needs a Float64Array");
+                  if (info.Length() < 2 || !info[1].IsBoolean()) throw Error("invalid_argument", "samplingExp(x, batched) needs a Float64Array and a boolean");
                   auto x = typed<double>(info[0], "x");
                   auto y = Napi::Float64Array::New(info.Env(), x.ElementLength());
-                  for (size_t i = 0; i < x.ElementLength(); i++) y[i] = hc::cpu::fdlibm_exp(x[i]);
+                  std::copy(x.Data(), x.Data() + x.ElementLength(), y.Data());
+                  if (info[1].As<Napi::Boolean>().Value()) hc::cpu::exp_inplace(y.Data(), static_cast<int64_t>(y.ElementLength()));
+                  else
+                    for (size_t i = 0; i < y.ElementLength(); i++) y[i] = hc::cpu::fdlibm_exp(y[i]);
                   return y;
                 });
               }));
@@ -994,8 +1001,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
                     rows.push_back({static_cast<int32_t>(f[0]), f[1], static_cast<int32_t>(f[2] > 2147483647.0 ? 2147483647.0 : f[2]), f[3], f[4], f[5]});
                   }
                   auto out = Napi::Int32Array::New(info.Env(), rows.size());
-                  hc::cpu::SampleScratch scratch;
-                  hc::cpu::sample_rows(logits.Data(), V, rows.data(), static_cast<int64_t>(rows.size()), out.Data(), scratch);
+                  hc::cpu::sample_rows(logits.Data(), V, rows.data(), static_cast<int64_t>(rows.size()), out.Data());
                   return out;
                 });
               }));

@@ -205,7 +205,6 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // The forward's output, kept across steps (one forward runs at a time): its pages stay
   // mapped at their high water instead of being faulted in again every step.
   std::shared_ptr<std::vector<float>> logits_ = std::make_shared<std::vector<float>>();
-  std::shared_ptr<hc::cpu::SampleScratch> sample_scratch_ = std::make_shared<hc::cpu::SampleScratch>();
 };
 
 

@@ -6,7 +6,10 @@
 // and its float64 intermediates: a logit is a float widened to a double, as a Float32Array read is.
 #include "sample.h"
 
+#include "dispatch.h"
+
 #include <cstring>
+#include <vector>
 
 namespace hc::cpu {
 
@@ -94,6 +97,14 @@ double fdlibm_exp(double x) {
     return y * twopk;
   }
   return y * twopk * twom1000;
+}
+
+void exp_inplace(double* x, int64_t n) {
+#if defined(HC_HAVE_AVX512_TU)
+  static const bool vector = kernel_level() >= KernelLevel::Avx512;
+  if (vector) return exp_inplace_avx512(x, n);
+#endif
+  for (int64_t i = 0; i < n; i++) x[i] = fdlibm_exp(x[i]);
 }
 
 namespace {
@@ -201,17 +212,22 @@ double mass_of(const int32_t* idx, const double* w, int64_t len) {
   return m;
 }
 
+// Sampler's work arrays: the weights and the candidate ids, per thread, grown to V once
+struct SampleScratch {
+  std::vector<double> w;
+  std::vector<int32_t> idx;
+};
+
 // Sampler.sampleFrom
 int32_t sample_from(const float* src, int64_t V, const SampleRow& p, SampleScratch& s) {
   double* w = s.w.data();
   const double m = src[argmax(src, V)];
   const double invT = 1 / p.temperature;
+  // the exps first (a vector at a time), then their sum in JS's order
+  for (int64_t i = 0; i < V; i++) w[i] = (static_cast<double>(src[i]) - m) * invT;
+  exp_inplace(w, V);
   double Z = 0;
-  for (int64_t i = 0; i < V; i++) {
-    const double e = fdlibm_exp((static_cast<double>(src[i]) - m) * invT);
-    w[i] = e;
-    Z += e;
-  }
+  for (int64_t i = 0; i < V; i++) Z += w[i];
   const int64_t topK = p.top_k > 0 && p.top_k < V ? p.top_k : 0;
   const double topP = p.top_p > 0 && p.top_p < 1 ? p.top_p : 1;
   const double minP = p.min_p > 0 ? p.min_p : 0;
@@ -257,7 +273,8 @@ int32_t sample_from(const float* src, int64_t V, const SampleRow& p, SampleScrat
 
 }  // namespace
 
-void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out, SampleScratch& s) {
+void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out) {
+  thread_local SampleScratch s;
   if (static_cast<int64_t>(s.w.size()) < V) {
     s.w.resize(V);
     s.idx.resize(V);

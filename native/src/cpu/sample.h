@@ -6,7 +6,6 @@
 // draws the same token whichever side samples it (test/native-sampling.test.ts).
 #pragma once
 #include <cstdint>
-#include <vector>
 
 namespace hc::cpu {
 
@@ -20,16 +19,15 @@ struct SampleRow {
   double u;            // the request's uniform draw in [0, 1) (its Rng's nextFloat), used when temperature > 0
 };
 
-// Per-thread working arrays, grown to the vocabulary once.
-struct SampleScratch {
-  std::vector<double> w;
-  std::vector<int32_t> idx;
-};
-
-// out[i] = the token rows[i] picks from logits[rows[i].row * V, +V).
-void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out, SampleScratch& s);
+// out[i] = the token rows[i] picks from logits[rows[i].row * V, +V). Any thread may call it
+// (its working arrays are the thread's own), so a step's rows can be split over a pool.
+void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out);
 
 // fdlibm's exp (e_exp.c), the function V8 evaluates Math.exp with, bit for bit.
 double fdlibm_exp(double x);
+// x[i] = fdlibm_exp(x[i]) for all n: 8 lanes a vector where the CPU has AVX-512, the same bits.
+void exp_inplace(double* x, int64_t n);
+// ... the AVX-512 body (sample_avx512.cc), called only where the CPU runs it
+void exp_inplace_avx512(double* x, int64_t n);
 
 }  // namespace hc::cpu
