@@ -4,8 +4,8 @@
 //   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
 //   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
 //
-// A row whose sampling needs only the logits (no grammar mask, logprobs, penalties or
-// logit_bias) is sampled by the forward step itself on its own thread, bit for bit as the JS
+// A row whose sampling needs no grammar mask or logprobs (penalties and logit_bias go along
+// as edits) is sampled by the forward step itself on its own thread, bit for bit as the JS
 // sampler would (native/src/cpu/sample.cc), and its logits land in one buffer reused step
 // after step: the JS thread between two steps is left with the cheap bookkeeping. Even that
 // overlaps the step after: once a step's tokens are taken (appended, EOS and max_tokens
@@ -22,7 +22,7 @@ import { performance } from "node:perf_hooks";
 import { SAMPLE_FIELDS, type ForwardBatch, type ForwardSampling, type KvStats } from "../native/index.js";
 import { EngineError } from "./errors.js";
 import { Rng } from "./rng.js";
-import { Sampler, parseLogitBias, type LogitBias } from "./sampling.js";
+import { Sampler, logitEdits, parseLogitBias, type LogitBias } from "./sampling.js";
 import { Scheduler, type ScheduledEntry, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
 import { StopMatcher } from "./stop.js";
 import type {
@@ -565,24 +565,28 @@ export class Engine {
 
   /**
    * The rows the native step samples itself (native/index.ts ForwardSampling): every row to
-   * sample whose rule needs nothing but the logits — no grammar mask, logprobs, penalties or
-   * logit_bias. Their uniform draws are taken from each request's Rng now, as the JS sampler
+   * sample with no grammar mask or logprobs (penalties and logit_bias go with it as edits). Their uniform draws are taken from each request's Rng now, as the JS sampler
    * would take them, so the stream of draws is the same whichever side samples.
    */
   private nativeSampling(entries: readonly ScheduledEntry<Request>[]): { sampling: ForwardSampling; index: Int32Array } | null {
     const index = new Int32Array(entries.length).fill(-1);
     const params: number[] = [];
+    const edits: number[] = [];
     entries.forEach((e, i) => {
       const seq = e.seq;
       const p = seq.params;
-      const penalise = (p.presencePenalty !== 0 || p.frequencyPenalty !== 0) && seq.counts.size > 0;
-      if (!e.sample || seq.constraint || p.logprobs || penalise || seq.bias.ids.length > 0 || !Number.isInteger(p.topK)) return;
-      index[i] = params.length / SAMPLE_FIELDS;
+      if (!e.sample || seq.constraint || p.logprobs || !Number.isInteger(p.topK)) return;
+      const row = params.length / SAMPLE_FIELDS;
+      index[i] = row;
       params.push(i, p.temperature, p.topK, p.topP, p.minP, p.temperature > 0 ? seq.rng.nextFloat() : 0);
+      const ed = logitEdits(p, seq.bias, seq);
+      for (let j = 0; j < ed.length; j += 3) edits.push(row, ed[j]!, ed[j + 1]!, ed[j + 2]!);
     });
     if (params.length === 0) return null;
     const count = params.length / SAMPLE_FIELDS;
-    return { sampling: { params: Float64Array.from(params), tokens: new Int32Array(count).fill(-1) }, index };
+    const sampling: ForwardSampling = { params: Float64Array.from(params), tokens: new Int32Array(count).fill(-1) };
+    if (edits.length > 0) sampling.edits = Float64Array.from(edits);
+    return { sampling, index };
   }
 
   /**

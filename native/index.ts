@@ -163,13 +163,18 @@ export interface ForwardBatch {
 export const SAMPLE_FIELDS = 6;
 
 /**
- * Tokens picked as engine/sampling.ts Sampler.sample picks them without penalties, logit_bias
- * or a grammar mask, bit for bit. params holds SAMPLE_FIELDS numbers a row: the logits row,
+ * Tokens picked as engine/sampling.ts Sampler.sample picks them without a grammar mask, bit
+ * for bit. params holds SAMPLE_FIELDS numbers a row: the logits row,
  * temperature (<= 0: argmax), top_k (<= 0: off), top_p, min_p, and the request's uniform draw
  * u in [0, 1) (its Rng's nextFloat, which the JS sampler would draw; ignored when greedy).
  */
 export interface ForwardSampling {
   params: Float64Array;
+  /**
+   * Penalties and logit_bias (engine/sampling.ts logitEdits): 4 numbers an edit — the sample
+   * row (index into params' rows, ascending), token id, penalty subtracted, bias added (0: none)
+   */
+  edits?: Float64Array;
   /** out: tokens[i] = row i's token, written before the step settles */
   tokens: Int32Array;
 }
@@ -511,7 +516,7 @@ export interface NativeBinding {
    */
   samplingExp(x: Float64Array, batched: boolean): Float64Array;
   /** the native sampler on rows of `logits` [rows, V] (ForwardSampling.params' layout), as the forward step runs it */
-  sampleRows(logits: Float32Array, V: number, params: Float64Array): Int32Array;
+  sampleRows(logits: Float32Array, V: number, params: Float64Array, edits?: Float64Array): Int32Array;
   /**
    * Test hooks for the CPU scheduling, run on a fresh pool of `threads`: run_chunks over [0, n)
    * `rounds` times (indices not covered exactly once, chunks not cut at `align`, chunks run,

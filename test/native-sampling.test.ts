@@ -7,7 +7,7 @@ import { native, SAMPLE_FIELDS, type ForwardBatch } from "../native/index.js";
 import { Engine, type ModelRunner } from "../engine/engine.js";
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { Rng } from "../engine/rng.js";
-import { Sampler, parseLogitBias } from "../engine/sampling.js";
+import { Sampler, logitEdits, parseLogitBias } from "../engine/sampling.js";
 import type { SamplingParams } from "../engine/types.js";
 import { collect, samplingParams } from "./generation-helpers.js";
 import { storiesDir } from "./test-model.js";
@@ -39,8 +39,8 @@ test("the native exp is V8's Math.exp bit for bit", () => {
   }
 });
 
-/** one random case: logits with ties and masked-out ids, and settings across every branch */
-function randomCase(r: Rng, V: number): { logits: Float32Array; p: SamplingParams; u: number } {
+/** one random case: logits with ties and masked-out ids, settings across every branch, penalties and bias */
+function randomCase(r: Rng, V: number): { logits: Float32Array; p: SamplingParams; u: number; counts: Map<number, number> } {
   const logits = new Float32Array(V);
   const coarse = r.nextFloat() < 0.3; // few distinct values: ties everywhere
   for (let i = 0; i < V; i++) logits[i] = coarse ? Math.floor(r.nextFloat() * 6) : (r.nextFloat() - 0.5) * 20;
@@ -51,25 +51,40 @@ function randomCase(r: Rng, V: number): { logits: Float32Array; p: SamplingParam
     topK: pick([0, 0, 1, 5, 40, V - 1, V, V + 5]),
     topP: pick([1, 1, 0.9, 0.5, 0.1, 1e-8]),
     minP: pick([0, 0, 0.05, 0.5]),
+    presencePenalty: pick([0, 0, 0.5, -1.25]),
+    frequencyPenalty: pick([0, 0, 0.3, 2]),
   });
-  return { logits, p, u: r.nextFloat() };
+  const counts = new Map<number, number>();
+  if (r.nextFloat() < 0.5) for (let i = 0; i < 6; i++) counts.set(Math.floor(r.nextFloat() * V), 1 + Math.floor(r.nextFloat() * 3));
+  if (r.nextFloat() < 0.4) {
+    // some on penalised ids, some past the vocabulary, one that makes its token certain
+    const ids = [...counts.keys(), Math.floor(r.nextFloat() * V), V + 3, Math.floor(r.nextFloat() * V)];
+    for (const id of ids) p.logitBias[id] = pick([-100, -2.5, 0.7, 3, 100]);
+  }
+  return { logits, p, u: r.nextFloat(), counts };
 }
 
-test("native sampling picks the JS sampler's token: random logits, ties, -Infinity, every setting", () => {
+test("native sampling picks the JS sampler's token: random logits, ties, -Infinity, every setting, penalties, bias", () => {
   const r = new Rng(11);
   for (const V of [1, 2, 37, 512, 32000]) {
     const sampler = new Sampler(V);
     const cases = Array.from({ length: V === 32000 ? 60 : 400 }, () => randomCase(r, V));
     const logits = new Float32Array(cases.length * V);
     const params = new Float64Array(cases.length * SAMPLE_FIELDS);
+    const edits: number[] = [];
     cases.forEach((c, i) => {
       logits.set(c.logits, i * V);
       params.set([i, c.p.temperature, c.p.topK, c.p.topP, c.p.minP, c.u], i * SAMPLE_FIELDS);
+      // as the engine hands them over: the bias parsed without knowing V
+      const ed = logitEdits(c.p, parseLogitBias(c.p.logitBias, Number.MAX_SAFE_INTEGER), { counts: c.counts });
+      for (let j = 0; j < ed.length; j += 3) edits.push(i, ed[j]!, ed[j + 1]!, ed[j + 2]!);
     });
-    const got = native().sampleRows(logits, V, params);
+    const before = logits.slice();
+    const got = native().sampleRows(logits, V, params, Float64Array.from(edits));
+    assert.deepEqual(logits, before, "the edits go to a copy: the logits stay as the model made them");
     cases.forEach((c, i) => {
-      const want = sampler.sample(c.logits, c.p, parseLogitBias({}, V), { counts: new Map() }, { nextFloat: () => c.u });
-      assert.equal(got[i], want, `V ${V} case ${i}: ${JSON.stringify({ ...c.p, u: c.u })}`);
+      const want = sampler.sample(c.logits, c.p, parseLogitBias(c.p.logitBias, V), { counts: c.counts }, { nextFloat: () => c.u });
+      assert.equal(got[i], want, `V ${V} case ${i}: ${JSON.stringify({ ...c.p, u: c.u, counts: [...c.counts] })}`);
     });
   }
 });
@@ -102,7 +117,10 @@ test("a seeded engine gives the same tokens whether the step or JS samples them"
     { temperature: 0.7, topP: 0.9 },
     { temperature: 1.2, minP: 0.05 },
     { temperature: 0 },
-    { temperature: 1, presencePenalty: 0.5 }, // JS samples these rows in both engines
+    { temperature: 1, presencePenalty: 0.5, frequencyPenalty: 0.3 },
+    { temperature: 0.9, logitBias: { 13: 2.5, 400: -100, 9999: 5 } },
+    { temperature: 0, frequencyPenalty: 1.5 },
+    { temperature: 1, logprobs: true, topLogprobs: 2 }, // JS samples these rows in both engines
   ];
   const run = async (runner: ModelRunner): Promise<number[][]> => {
     const engine = new Engine({ ...model, native: runner }, { maxBatch: 8, maxQueue: 64, maxBatchTokens: 64 });

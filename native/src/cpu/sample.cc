@@ -216,6 +216,7 @@ double mass_of(const int32_t* idx, const double* w, int64_t len) {
 struct SampleScratch {
   std::vector<double> w;
   std::vector<int32_t> idx;
+  std::vector<float> work;  // a row with its edits applied (Sampler's work array); the logits stay intact
 };
 
 // Sampler.sampleFrom
@@ -273,14 +274,26 @@ int32_t sample_from(const float* src, int64_t V, const SampleRow& p, SampleScrat
 
 }  // namespace
 
-void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out) {
+void sample_rows(const float* logits, int64_t V, const SampleRow* rows, int64_t n, int32_t* out, const LogitEdit* edits) {
   thread_local SampleScratch s;
   if (static_cast<int64_t>(s.w.size()) < V) {
     s.w.resize(V);
     s.idx.resize(V);
+    s.work.resize(V);
   }
   for (int64_t i = 0; i < n; i++) {
     const float* src = logits + static_cast<int64_t>(rows[i].row) * V;
+    if (rows[i].edit_count > 0) {  // Sampler.process: penalties, then the bias
+      float* w = s.work.data();
+      std::memcpy(w, src, sizeof(float) * V);
+      for (int64_t e = rows[i].edit_begin; e < rows[i].edit_begin + rows[i].edit_count; e++) {
+        const LogitEdit& d = edits[e];
+        if (d.id < 0 || d.id >= V) continue;
+        if (d.penalty != 0) w[d.id] = static_cast<float>(static_cast<double>(w[d.id]) - d.penalty);
+        if (d.bias != 0) w[d.id] = static_cast<float>(static_cast<double>(w[d.id]) + d.bias);
+      }
+      src = w;
+    }
     out[i] = rows[i].temperature <= 0 ? argmax(src, V) : sample_from(src, V, rows[i], s);
   }
 }
