@@ -4,17 +4,26 @@
 //   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
 //   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
 //
+// A row whose sampling needs no grammar mask or logprobs (penalties and logit_bias go along
+// as edits) is sampled by the forward step itself on its own thread, bit for bit as the JS
+// sampler would (native/src/cpu/sample.cc), and its logits land in one buffer reused step
+// after step: the JS thread between two steps is left with the cheap bookkeeping. Even that
+// overlaps the step after: once a step's tokens are taken (appended, EOS and max_tokens
+// settled) the next step is launched, and only then are they told — detokenized, matched
+// against stop strings, sent as events to the routes, which write them out. A stop string
+// thus ends its request one step late: the row computed for it meanwhile is dropped.
+//
 // Errors from generate(): everything that can be known at submission (engine_closed,
 // invalid_request, context_length_exceeded, queue_full, an already-aborted signal →
 // cancelled) is thrown synchronously by generate() itself, before any iteration, so the
 // server can answer with a status code before it starts a stream. Later failures
 // (cancelled, engine_closed, internal) are thrown by the iterator.
 import { performance } from "node:perf_hooks";
-import type { ForwardBatch, KvStats } from "../native/index.js";
+import { SAMPLE_FIELDS, type ForwardBatch, type ForwardSampling, type KvStats } from "../native/index.js";
 import { EngineError } from "./errors.js";
 import { Rng } from "./rng.js";
-import { Sampler, parseLogitBias, type LogitBias } from "./sampling.js";
-import { Scheduler, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
+import { Sampler, logitEdits, parseLogitBias, type LogitBias } from "./sampling.js";
+import { Scheduler, type ScheduledEntry, type SchedSeq, type SchedulerOutput } from "./scheduler.js";
 import { StopMatcher } from "./stop.js";
 import type {
   Detokenizer,
@@ -98,6 +107,25 @@ export interface EngineStats {
   counters: EngineCounters;
 }
 
+/** A forward step started: its logits to come, and how they were asked for. */
+interface LaunchedStep {
+  logits: Promise<Float32Array>;
+  /** one row per input token (prompt logprobs) instead of one per sequence */
+  allRows: boolean;
+  /** the rows the step samples itself, and which entry each is */
+  picked: { sampling: ForwardSampling; index: Int32Array } | null;
+}
+
+/** A token taken for a request, not yet told: what report() needs once the next step runs. */
+interface TakenToken {
+  seq: Request;
+  tok: number;
+  eos: boolean;
+  /** the request reached max_tokens with it */
+  length: boolean;
+  logprobs: TokenLogprob[];
+}
+
 /** One pushed-to, pulled-from queue of events per request. */
 class Channel implements AsyncIterator<GenerationEvent> {
   private readonly queue: GenerationEvent[] = [];
@@ -175,6 +203,8 @@ class Request implements SchedSeq {
   firstTokenAt = -1;
   lastTokenAt = -1;
   detachAbort: () => void = () => {};
+  /** completed, cancelled or failed: nothing more is told */
+  over = false;
 
   constructor(
     readonly seqId: number,
@@ -213,6 +243,9 @@ export class Engine {
   /** most requests that may wait at once: a request of more choices can never be admitted */
   readonly maxQueue: number;
   private sampler: Sampler | null = null;
+  /** the logits of a step of one row per sequence, reused step after step (maxBatch × V) */
+  private logitsBuf: Float32Array | null = null;
+  private readonly maxBatch: number;
   private nextSeqId = 1;
   private closed = false;
   private loop: Promise<void> | null = null;
@@ -242,6 +275,7 @@ export class Engine {
     );
     this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
     this.maxQueue = opts.maxQueue;
+    this.maxBatch = opts.maxBatch;
   }
 
   /**
@@ -385,24 +419,36 @@ export class Engine {
   }
 
   private async run(): Promise<void> {
-    while (!this.closed) {
-      const out = this.scheduler.schedule();
-      let t0 = performance.now();
-      if (out) {
-        await this.step(out);
-        this.observer?.busy?.("forward", performance.now() - t0);
+    // what the last step's tokens say (text, stop strings, events), told while the next step runs
+    let report: (() => void) | null = null;
+    try {
+      while (!this.closed) {
+        const out = this.scheduler.schedule();
+        let t0 = performance.now();
+        const launched = out ? this.launch(out) : null;
+        report?.();
+        report = null;
+        if (out) {
+          report = await this.finishStep(out, launched!);
+          this.observer?.busy?.("forward", performance.now() - t0);
+        }
+        const task = this.closed ? undefined : this.exclusive.shift();
+        if (task) {
+          report?.();
+          report = null;
+          t0 = performance.now();
+          await task.work().then(task.resolve, task.reject);
+          this.observer?.busy?.("exclusive", performance.now() - t0);
+        }
+        if (!out && !task) return;
       }
-      const task = this.closed ? undefined : this.exclusive.shift();
-      if (task) {
-        t0 = performance.now();
-        await task.work().then(task.resolve, task.reject);
-        this.observer?.busy?.("exclusive", performance.now() - t0);
-      }
-      if (!out && !task) return;
+    } finally {
+      report?.();
     }
   }
 
-  private async step(out: SchedulerOutput<Request>): Promise<void> {
+  /** Starts the forward step over `out` (the native side runs it while this thread goes on). */
+  private launch(out: SchedulerOutput<Request>): LaunchedStep {
     const n = out.entries.length;
     const seqIds = new Int32Array(n);
     const counts = new Int32Array(n);
@@ -425,10 +471,30 @@ export class Engine {
     }
     // prompt log-probs need every prompt position's row: then the whole step returns all rows
     const allRows = out.entries.some((e) => e.prefill && e.seq.promptLogprobs !== null);
-    const rows = allRows ? out.numTokens : n;
+    const picked = allRows ? null : this.nativeSampling(out.entries);
+    // one row per sequence fits the reused buffer; a step of all rows gets a fresh array
+    const outBuf = !allRows && this.logitsBuf && this.logitsBuf.length >= n * this.sampler!.vocabSize ? this.logitsBuf : undefined;
+    let logits: Promise<Float32Array>;
+    try {
+      logits = this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters, out: outBuf, sample: picked?.sampling });
+    } catch (cause) {
+      logits = Promise.reject(cause);
+    }
+    logits.catch(() => undefined); // awaited by finishStep, after the last step's report
+    return { logits, allRows, picked };
+  }
+
+  /**
+   * Waits for the step, then takes each sampled token (the next step can be scheduled from
+   * here on) and returns what is left to tell: text, stop strings and events, which the
+   * caller runs while the next step computes.
+   */
+  private async finishStep(out: SchedulerOutput<Request>, launched: LaunchedStep): Promise<(() => void) | null> {
+    const { allRows, picked } = launched;
+    const rows = allRows ? out.numTokens : out.entries.length;
     let logits: Float32Array;
     try {
-      logits = await this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters });
+      logits = await launched.logits;
       if (logits.length === 0 || logits.length % rows !== 0) {
         throw new Error(`forward returned ${logits.length} logits for ${rows} rows`);
       }
@@ -438,11 +504,14 @@ export class Engine {
       for (const e of out.entries) {
         if (this.scheduler.finish(e.seq)) this.fail(e.seq, err);
       }
-      return;
+      return null;
     }
     this.counters.steps++;
     const V = logits.length / rows;
-    if (!this.sampler || this.sampler.vocabSize !== V) this.sampler = new Sampler(V);
+    if (!this.sampler || this.sampler.vocabSize !== V) {
+      this.sampler = new Sampler(V);
+      this.logitsBuf = new Float32Array(this.maxBatch * V);
+    }
     // entry i's rows start at firstRow[i] (one row per entry unless all rows came back)
     const firstRow: number[] = [];
     let r0 = 0;
@@ -452,6 +521,7 @@ export class Engine {
     }
     if (allRows)
       out.entries.forEach((e, i) => this.scheduler.isRunning(e.seq) && this.readPromptLogprobs(e.seq, e.start, e.count, logits.subarray(firstRow[i]! * V, (firstRow[i]! + e.count) * V), V));
+    const taken: TakenToken[] = [];
     for (const { seq, row: entry } of this.scheduler.update(out)) {
       const row = firstRow[entry]! + (allRows ? out.entries[entry]!.count - 1 : 0);
       let mask: Int32Array | null = null;
@@ -466,8 +536,13 @@ export class Engine {
         // the request may have been cancelled while the mask was awaited
         if (!this.scheduler.isRunning(seq)) continue;
       }
-      this.advance(seq, logits.subarray(row * V, (row + 1) * V), mask);
+      const j = picked ? picked.index[entry]! : -1;
+      const tok = j >= 0 ? picked!.sampling.tokens[j]! : -1;
+      // a runner that does not sample (tests' fakes) leaves -1: the JS sampler takes the same draw
+      const t = this.take(seq, logits.subarray(row * V, (row + 1) * V), mask, tok >= 0 ? tok : null, j >= 0 ? picked!.sampling.params[j * SAMPLE_FIELDS + 5]! : null);
+      if (t) taken.push(t);
     }
+    return taken.length > 0 ? () => taken.forEach((t) => this.report(t)) : null;
   }
 
   /**
@@ -488,14 +563,46 @@ export class Engine {
       seq.channel.push({ type: "delta", text: "", tokenIds: [], logprobs: [], promptLogprobs: seq.promptLp.slice() });
   }
 
-  /** samples one token for `seq` from its logits row and reports it */
-  private advance(seq: Request, row: Float32Array, mask: Int32Array | null): void {
+  /**
+   * The rows the native step samples itself (native/index.ts ForwardSampling): every row to
+   * sample with no grammar mask or logprobs (penalties and logit_bias go with it as edits). Their uniform draws are taken from each request's Rng now, as the JS sampler
+   * would take them, so the stream of draws is the same whichever side samples.
+   */
+  private nativeSampling(entries: readonly ScheduledEntry<Request>[]): { sampling: ForwardSampling; index: Int32Array } | null {
+    const index = new Int32Array(entries.length).fill(-1);
+    const params: number[] = [];
+    const edits: number[] = [];
+    entries.forEach((e, i) => {
+      const seq = e.seq;
+      const p = seq.params;
+      if (!e.sample || seq.constraint || p.logprobs || !Number.isInteger(p.topK)) return;
+      const row = params.length / SAMPLE_FIELDS;
+      index[i] = row;
+      params.push(i, p.temperature, p.topK, p.topP, p.minP, p.temperature > 0 ? seq.rng.nextFloat() : 0);
+      const ed = logitEdits(p, seq.bias, seq);
+      for (let j = 0; j < ed.length; j += 3) edits.push(row, ed[j]!, ed[j + 1]!, ed[j + 2]!);
+    });
+    if (params.length === 0) return null;
+    const count = params.length / SAMPLE_FIELDS;
+    const sampling: ForwardSampling = { params: Float64Array.from(params), tokens: new Int32Array(count).fill(-1) };
+    if (edits.length > 0) sampling.edits = Float64Array.from(edits);
+    return { sampling, index };
+  }
+
+  /**
+   * Takes one token for `seq`: `picked` when the native step sampled it, else sampled here
+   * from its logits row (with `u`, the draw already taken for it, when there is one). Whatever
+   * reads the row (logprobs) happens here, before the next step reuses the logits buffer; a
+   * sequence ending on EOS or max_tokens leaves the running set now, so it is not scheduled again.
+   */
+  private take(seq: Request, row: Float32Array, mask: Int32Array | null, picked: number | null, u: number | null): TakenToken | null {
     const sampler = this.sampler!;
     const p = seq.params;
-    const tok = sampler.sample(row, p, seq.bias, seq, seq.rng, mask);
+    const tok = picked ?? sampler.sample(row, p, seq.bias, seq, u === null ? seq.rng : { nextFloat: () => u }, mask);
     if (seq.constraint && !seq.constraint.accept(tok)) {
       this.scheduler.finish(seq);
-      return this.fail(seq, new EngineError(`the grammar refused token ${tok} that its own mask allowed`, "internal"));
+      this.fail(seq, new EngineError(`the grammar refused token ${tok} that its own mask allowed`, "internal"));
+      return null;
     }
     seq.tokens.push(tok);
     seq.generated++;
@@ -504,17 +611,26 @@ export class Engine {
     if (seq.firstTokenAt < 0) seq.firstTokenAt = now;
     else this.observer?.interTokenMs(seq.adapter, now - seq.lastTokenAt);
     seq.lastTokenAt = now;
+    const eos = !p.ignoreEos && this.eos.has(tok);
+    const length = !eos && seq.generated >= seq.maxTokens;
+    if (eos || length) this.scheduler.finish(seq);
+    // the EOS token counts as a completion token but is not reported as text or logprob
+    const logprobs: TokenLogprob[] = p.logprobs && !eos ? [this.tokenLogprob(sampler, row, tok, p.topLogprobs)] : [];
+    return { seq, tok, eos, length, logprobs };
+  }
 
-    if (!p.ignoreEos && this.eos.has(tok)) {
-      // the EOS token counts as a completion token but is not reported as text or logprob
+  /** Tells what a taken token means: its text (held back by stop strings), and the end. */
+  private report({ seq, tok, eos, length, logprobs }: TakenToken): void {
+    if (seq.over) return; // cancelled or failed since the token was taken
+    if (eos) {
       this.flushText(seq);
       return this.complete(seq, "stop", tok);
     }
-    const logprobs: TokenLogprob[] = p.logprobs ? [this.tokenLogprob(sampler, row, tok, p.topLogprobs)] : [];
     const r = seq.stop.push(seq.detok.push(tok));
     seq.channel.push({ type: "delta", text: r.text, tokenIds: [tok], logprobs });
+    // a stop string ends it one step late: the step already running computes a row for it that is dropped
     if (r.stopped) return this.complete(seq, "stop");
-    if (seq.generated >= seq.maxTokens) {
+    if (length) {
       this.flushText(seq);
       return this.complete(seq, "length");
     }
@@ -545,6 +661,7 @@ export class Engine {
   }
 
   private complete(seq: Request, finishReason: FinishReason, eosTokenId: number | null = null): void {
+    seq.over = true;
     this.scheduler.finish(seq);
     seq.detachAbort();
     seq.constraint?.dispose();
@@ -581,6 +698,7 @@ export class Engine {
   /** AbortSignal or the consumer left: drop it from wherever it is, free its KV */
   private cancel(seq: Request): void {
     if (!this.scheduler.finish(seq)) return;
+    seq.over = true;
     this.counters.cancelled++;
     this.observer?.aborted(seq.adapter, "cancelled");
     seq.detachAbort();
@@ -589,6 +707,7 @@ export class Engine {
   }
 
   private fail(seq: Request, err: EngineError): void {
+    seq.over = true;
     if (err.code !== "engine_closed") this.counters.failed++;
     this.observer?.aborted(seq.adapter, err.code === "engine_closed" ? "cancelled" : "failed");
     seq.detachAbort();

@@ -13,12 +13,21 @@
 // before penalties, bias, temperature and truncation, so they describe the model,
 // not the sampling settings.
 //
+// native/src/cpu/sample.cc is this file's sample() for rows without a mask (penalties and bias
+// handed over as logitEdits), operation for operation (the engine lets the forward step pick those tokens): change both
+// together; test/native-sampling.test.ts holds them to the same tokens.
+//
 // Efficiency: vocab 32000 at batch 8 means every step touches 256K logits. Nothing
 // here sorts the vocabulary: top_k and top_logprobs use a partial selection
 // (quickselect), top_p a quickselect that partitions by probability mass, so each is
 // O(V) on average however wide the nucleus is.
 import type { SamplingParams } from "./types.js";
-import type { Rng } from "./rng.js";
+
+/** Where a draw comes from: a request's Rng, or the one draw already taken for this token. */
+export interface UniformSource {
+  /** uniform in [0, 1) */
+  nextFloat(): number;
+}
 
 /** logit_bias pre-parsed once per request (the JSON keys are strings) */
 export interface LogitBias {
@@ -34,6 +43,26 @@ export function parseLogitBias(bias: Record<number, number>, vocabSize: number):
     ids: Int32Array.from(entries, ([k]) => k),
     values: Float32Array.from(entries, ([, v]) => v),
   };
+}
+
+/**
+ * process()'s changes to a row as [id, penalty, bias] triples, one per token id it touches
+ * (the penalty subtracted, then the bias added; 0 = none): what the native step applies to a
+ * row before sampling it (native/index.ts ForwardSampling.edits).
+ */
+export function logitEdits(params: SamplingParams, bias: LogitBias, state: PenaltyState): number[] {
+  const edits = new Map<number, [number, number]>();
+  if (params.presencePenalty !== 0 || params.frequencyPenalty !== 0) {
+    for (const [id, count] of state.counts) {
+      if (count > 0) edits.set(id, [count * params.frequencyPenalty + params.presencePenalty, 0]);
+    }
+  }
+  for (let i = 0; i < bias.ids.length; i++) {
+    const e = edits.get(bias.ids[i]!);
+    if (e) e[1] = bias.values[i]!;
+    else edits.set(bias.ids[i]!, [0, bias.values[i]!]);
+  }
+  return [...edits].flatMap(([id, [pen, b]]) => [id, pen, b]);
 }
 
 /** What sampling needs to remember about one sequence. */
@@ -87,13 +116,13 @@ export class Sampler {
   }
 
   /** Chooses the next token from one row of logits [V]; with a mask, only among the tokens it allows. */
-  sample(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState, rng: Rng, mask: TokenMask | null = null): number {
+  sample(logits: Float32Array, params: SamplingParams, bias: LogitBias, state: PenaltyState, rng: UniformSource, mask: TokenMask | null = null): number {
     const src = this.process(logits, params, bias, state, mask);
     if (params.temperature <= 0) return argmax(src, this.vocabSize);
     return this.sampleFrom(src, params, rng);
   }
 
-  private sampleFrom(src: Float32Array, params: SamplingParams, rng: Rng): number {
+  private sampleFrom(src: Float32Array, params: SamplingParams, rng: UniformSource): number {
     const V = this.vocabSize;
     const w = this.weights;
     const m = src[argmax(src, V)];

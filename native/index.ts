@@ -151,6 +151,34 @@ export interface ForwardBatch {
   logits: "last" | "all";
   /** per sequence, the adapter whose LoRA applies to it (null or absent: the base alone) */
   adapters?: (string | null)[];
+  /**
+   * Caller-owned logits: written on the worker thread, and the promise resolves to a view of
+   * its first rows × V floats. Untouched by the caller until the step settles; too small → the
+   * step fails with invalid_argument. Absent: a fresh array per step.
+   */
+  out?: Float32Array;
+  /** rows sampled on the worker thread right after the step (native/src/cpu/sample.h) */
+  sample?: ForwardSampling;
+}
+
+/** Numbers a row of ForwardSampling.params: row, temperature, top_k, top_p, min_p, u. */
+export const SAMPLE_FIELDS = 6;
+
+/**
+ * Tokens picked as engine/sampling.ts Sampler.sample picks them without a grammar mask, bit
+ * for bit. params holds SAMPLE_FIELDS numbers a row: the logits row,
+ * temperature (<= 0: argmax), top_k (<= 0: off), top_p, min_p, and the request's uniform draw
+ * u in [0, 1) (its Rng's nextFloat, which the JS sampler would draw; ignored when greedy).
+ */
+export interface ForwardSampling {
+  params: Float64Array;
+  /**
+   * Penalties and logit_bias (engine/sampling.ts logitEdits): 4 numbers an edit — the sample
+   * row (index into params' rows, ascending), token id, penalty subtracted, bias added (0: none)
+   */
+  edits?: Float64Array;
+  /** out: tokens[i] = row i's token, written before the step settles */
+  tokens: Int32Array;
 }
 
 /** The per-layer linear layers LoRA can target (canonical names; HF q_proj … down_proj). */
@@ -484,6 +512,13 @@ export interface NativeBinding {
   dataParallel(models: NativeModel[], zeroStage: ZeroStage): DataParallelGroup;
   /** bytes malloc has handed out and not had back, process-wide (glibc mallinfo2: uordblks + hblkhd) */
   mallocBytes(): number;
+  /**
+   * The native sampler's exp (fdlibm's, as V8's Math.exp) of each x, the test that they agree
+   * bit for bit: one at a time, or `batched` as the sampler runs it (AVX-512 where the kernels are)
+   */
+  samplingExp(x: Float64Array, batched: boolean): Float64Array;
+  /** the native sampler on rows of `logits` [rows, V] (ForwardSampling.params' layout), as the forward step runs it */
+  sampleRows(logits: Float32Array, V: number, params: Float64Array, edits?: Float64Array): Int32Array;
   /**
    * Test hooks for the CPU scheduling, run on a fresh pool of `threads`: run_chunks over [0, n)
    * `rounds` times (indices not covered exactly once, chunks not cut at `align`, chunks run,

@@ -432,7 +432,29 @@ test("engine: EOS ends with stop (not reported), ignoreEos goes on, stop strings
   assert.equal(r3.done.finishReason, "stop");
   assert.equal(r3.text, full.slice(0, full.indexOf(stop)));
   assert.equal(r3.tokens.length, 5, "generation ended at the token completing the stop");
+  // a stop string is found while the next step already runs with the sequence in it: its KV
+  // goes when that step ends, and the token that step computed for it is never reported
+  for (let i = 0; i < 100 && runner.kv.size > 0; i++) await new Promise((res) => setImmediate(res));
   assert.equal(runner.kv.size, 0);
+  assert.equal(engine.stats().counters.completionTokens, 4 + 10 + 5);
+});
+
+test("engine: a step's tokens are told while the next step already runs", async () => {
+  const runner = new FakeRunner();
+  // the forward calls made by the time each token's text is made
+  const callsAtText: number[] = [];
+  const tokenizer = new FakeTokenizer();
+  const detokenizer = tokenizer.detokenizer.bind(tokenizer);
+  tokenizer.detokenizer = () => {
+    const d = detokenizer();
+    return { push: (t: number) => (callsAtText.push(runner.calls.length), d.push(t)), flush: () => d.flush() };
+  };
+  const engine = new Engine({ native: runner, tokenizer, maxContext: 256 }, { maxBatch: 8, maxQueue: 16, maxBatchTokens: 64 });
+  const r = await collect(engine.generate({ promptTokens: [1, 2], params: params({ maxTokens: 4 }) }));
+  assert.equal(r.tokens.length, 4);
+  // token k (from step k) is told once step k + 1 is launched; the last one has no next step
+  assert.deepEqual(callsAtText, [2, 3, 4, 4]);
+  assert.deepEqual(runner.violations, []);
 });
 
 test("engine: logprobs are reported per token", async () => {

@@ -19,6 +19,40 @@ namespace {
 
 using namespace hc::addon;
 
+// batch.sample.params: row, temperature, top_k, top_p, min_p, u (native/index.ts SAMPLE_FIELDS)
+constexpr size_t kSampleFields = 6;
+
+// The rows to sample (ForwardSampling.params, each naming a row below n_rows) and their logit
+// edits (ForwardSampling.edits: sample index, token id, penalty, bias; grouped by sample index,
+// ascending) as cpu::sample_rows takes them.
+void sample_args(Napi::Value params, Napi::Value edits, int64_t n_rows, std::vector<hc::cpu::SampleRow>& rows,
+                 std::vector<hc::cpu::LogitEdit>& out_edits) {
+  auto p = typed<double>(params, "sample.params");
+  if (p.ElementLength() % kSampleFields != 0)
+    throw Error("invalid_argument", "sample.params holds " + std::to_string(kSampleFields) + " numbers a row");
+  for (size_t i = 0; i < p.ElementLength() / kSampleFields; i++) {
+    const double* f = p.Data() + i * kSampleFields;
+    if (!(f[0] >= 0 && f[0] < static_cast<double>(n_rows)) || f[0] != static_cast<double>(static_cast<int64_t>(f[0])))
+      throw Error("invalid_argument", "sample row " + std::to_string(i) + " names no logits row of this step");
+    if (!(f[5] >= 0 && f[5] < 1)) throw Error("invalid_argument", "sample's uniform draws must lie in [0, 1)");
+    const double k = f[2] > 2147483647.0 ? 2147483647.0 : f[2];
+    rows.push_back({static_cast<int32_t>(f[0]), f[1], static_cast<int32_t>(k), f[3], f[4], f[5]});
+  }
+  if (absent(edits)) return;
+  auto e = typed<double>(edits, "sample.edits");
+  if (e.ElementLength() % 4 != 0) throw Error("invalid_argument", "sample.edits holds 4 numbers an edit");
+  int64_t last = -1;
+  for (size_t i = 0; i < e.ElementLength() / 4; i++) {
+    const double* f = e.Data() + i * 4;
+    const int64_t r = static_cast<int64_t>(f[0]);
+    if (!(f[0] >= 0 && f[0] < static_cast<double>(rows.size())) || static_cast<double>(r) != f[0] || r < last)
+      throw Error("invalid_argument", "sample.edits must name sample rows in ascending order");
+    if (r != last) rows[r].edit_begin = static_cast<int64_t>(i);
+    rows[r].edit_count++;
+    last = r;
+    out_edits.push_back({static_cast<int64_t>(f[1]), f[2], f[3]});
+  }
+}
 
 }  // namespace
 
@@ -85,12 +119,64 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   } catch (const Error& e) {
     return reject(e.code(), e.what());
   }
+  // Caller-owned outputs (native/index.ts ForwardBatch.out / .sample): written on the worker
+  // thread, so the JS thread neither allocates nor copies the logits; the references keep the
+  // arrays alive until the step settles.
+  std::shared_ptr<Napi::Reference<Napi::Float32Array>> out_ref;
+  float* out = nullptr;
+  size_t out_len = 0;
+  std::vector<hc::cpu::SampleRow> rows;
+  std::vector<hc::cpu::LogitEdit> edits;
+  std::shared_ptr<Napi::Reference<Napi::Int32Array>> tokens_ref;
+  int32_t* tokens = nullptr;
+  try {
+    Napi::Object o = info[0].As<Napi::Object>();
+    Napi::Value ov = o.Get("out");
+    if (!absent(ov)) {
+      auto a = typed<float>(ov, "batch.out");
+      out = a.Data();
+      out_len = a.ElementLength();
+      out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(a));
+    }
+    Napi::Value sv = o.Get("sample");
+    if (!absent(sv)) {
+      if (!sv.IsObject()) throw Error("invalid_argument", "batch.sample must be an object");
+      Napi::Object so = sv.As<Napi::Object>();
+      const int64_t max_row = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
+      sample_args(so.Get("params"), so.Get("edits"), max_row, rows, edits);
+      auto t = typed<int32_t>(so.Get("tokens"), "batch.sample.tokens", static_cast<int64_t>(rows.size()));
+      tokens = t.Data();
+      tokens_ref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(t));
+    }
+  } catch (const Error& e) {
+    return reject(e.code(), e.what());
+  }
   busy_->store(true);
   model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
-  auto logits = std::make_shared<std::vector<float>>();
+  auto logits = logits_;
   auto* w = new ModelWorker(
-      env, model_, busy_, [batch = std::move(batch), logits](hc::Model& m) { m.forward(batch, *logits); },
-      [logits](Napi::Env e) -> Napi::Value { return f32_array(e, *logits); });
+      env, model_, busy_,
+      [batch = std::move(batch), logits, out, out_len, rows = std::move(rows), edits = std::move(edits), tokens](hc::Model& m) {
+        m.forward(batch, *logits);
+        if (out && logits->size() > out_len)
+          throw Error("invalid_argument", "batch.out holds " + std::to_string(out_len) + " floats, the step's logits are " +
+                                              std::to_string(logits->size()));
+        if (!rows.empty()) {
+          const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
+          const int64_t V = static_cast<int64_t>(logits->size()) / n_rows;
+          // a row each (guided: a greedy row costs a scan, a sampled one 30× that), on the
+          // step's threads, still spinning from the forward
+          m.pool().run_chunks(static_cast<int64_t>(rows.size()), 1, 1, [&](int64_t b, int64_t e) {
+            hc::cpu::sample_rows(logits->data(), V, rows.data() + b, e - b, tokens + b, edits.data());
+          });
+        }
+        if (out) std::copy(logits->begin(), logits->end(), out);
+      },
+      [logits, out_ref, tokens_ref](Napi::Env e) -> Napi::Value {
+        if (!out_ref) return f32_array(e, *logits);
+        Napi::Float32Array a = out_ref->Value();
+        return Napi::Float32Array::New(e, logits->size(), a.ArrayBuffer(), a.ByteOffset());
+      });
   Napi::Promise p = w->promise();
   w->Queue();
   return p;
@@ -907,6 +993,32 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mallocBytes", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
                 const struct mallinfo2 m = mallinfo2();
                 return Napi::Number::New(info.Env(), static_cast<double>(m.uordblks + m.hblkhd));
+              }));
+  exports.Set("samplingExp", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return guard(info.Env(), [&]() -> Napi::Value {
+                  if (info.Length() < 2 || !info[1].IsBoolean()) throw Error("invalid_argument", "samplingExp(x, batched) needs a Float64Array and a boolean");
+                  auto x = typed<double>(info[0], "x");
+                  auto y = Napi::Float64Array::New(info.Env(), x.ElementLength());
+                  std::copy(x.Data(), x.Data() + x.ElementLength(), y.Data());
+                  if (info[1].As<Napi::Boolean>().Value()) hc::cpu::exp_inplace(y.Data(), static_cast<int64_t>(y.ElementLength()));
+                  else
+                    for (size_t i = 0; i < y.ElementLength(); i++) y[i] = hc::cpu::fdlibm_exp(y[i]);
+                  return y;
+                });
+              }));
+  exports.Set("sampleRows", Napi::Function::New(env, [](const Napi::CallbackInfo& info) -> Napi::Value {
+                return guard(info.Env(), [&]() -> Napi::Value {
+                  if (info.Length() < 3) throw Error("invalid_argument", "sampleRows(logits, V, params, edits?) needs three arguments");
+                  auto logits = typed<float>(info[0], "logits");
+                  const int64_t V = int_arg(info, 1, "V");
+                  if (V < 1 || logits.ElementLength() % V != 0) throw Error("invalid_argument", "sampleRows: logits must hold whole rows of V");
+                  std::vector<hc::cpu::SampleRow> rows;
+                  std::vector<hc::cpu::LogitEdit> edits;
+                  sample_args(info[2], info.Length() > 3 ? info[3] : info.Env().Undefined(), static_cast<int64_t>(logits.ElementLength()) / V, rows, edits);
+                  auto out = Napi::Int32Array::New(info.Env(), rows.size());
+                  hc::cpu::sample_rows(logits.Data(), V, rows.data(), static_cast<int64_t>(rows.size()), out.Data(), edits.data());
+                  return out;
+                });
               }));
   exports.Set("triad", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, false); }));
   exports.Set("gemmPeak", Napi::Function::New(env, [](const Napi::CallbackInfo& info) { return Probe(info, true); }));

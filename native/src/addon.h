@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu/sample.h"
 #include "errors.h"
 #include "model.h"
 
@@ -76,6 +77,11 @@ template <>
 struct ArrayType<int32_t> {
   static constexpr napi_typedarray_type type = napi_int32_array;
   static constexpr const char* name = "Int32Array";
+};
+template <>
+struct ArrayType<double> {
+  static constexpr napi_typedarray_type type = napi_float64_array;
+  static constexpr const char* name = "Float64Array";
 };
 template <>
 struct ArrayType<uint8_t> {
@@ -196,6 +202,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   std::shared_ptr<hc::Model> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
+  // The forward's output, kept across steps (one forward runs at a time): its pages stay
+  // mapped at their high water instead of being faulted in again every step.
+  std::shared_ptr<std::vector<float>> logits_ = std::make_shared<std::vector<float>>();
 };
 
 

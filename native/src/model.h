@@ -159,6 +159,9 @@ class Model {
   // Throws hc::Error ("invalid_batch", "context_full", "kv_full").
   void forward(const ForwardBatch& batch, std::vector<float>& logits);
   KVCache& kv() { return *kv_; }
+  // the model's kernel threads (rank 0 the caller), free between forward steps: the serving
+  // step samples its rows on them (addon.cc)
+  ThreadPool& pool() { return *pool_; }
   const ModelSpec& spec() const { return spec_; }
   // "cpu" or "cuda", and the device's name
   const char* device() const { return exec_->device(); }
