@@ -1,8 +1,10 @@
 // llama-bench's tests on our engine: pp (one prompt, logits of the last token only) and tg
-// (decode one token at a time with a KV cache), at batch 1 and batch 8. Each is timed over
-// the native forward plus the greedy pick in JS, so per-token overhead counts.
+// (decode one token at a time with a KV cache), at batch 1 and batch 8. A decode step is timed
+// as the serving engine runs it (engine/engine.ts): the forward writes a reused logits buffer
+// and picks the greedy token on its own threads, and JS only passes the ids back in; so the
+// per-token overhead of the engine's path counts, and nothing the server does not do.
 import { loadModel, type LoadedModel } from "../engine/model.js";
-import type { KvDtype, MatmulPrecision } from "../native/index.js";
+import { SAMPLE_FIELDS, type KvDtype, type MatmulPrecision } from "../native/index.js";
 import type { MachineLimits } from "./machine.js";
 import type { Report } from "./report.js";
 
@@ -33,19 +35,6 @@ function modelCost(m: LoadedModel, bodyBytesPerWeight: number): { weightBytes: n
   return { weightBytes: body * bodyBytesPerWeight + head * headBytes, flopsPerToken: 2 * body };
 }
 
-function argmax(row: Float32Array, offset: number, n: number): number {
-  let best = 0;
-  let bv = -Infinity;
-  for (let i = 0; i < n; i++) {
-    const v = row[offset + i]!;
-    if (v > bv) {
-      bv = v;
-      best = i;
-    }
-  }
-  return best;
-}
-
 let nextSeq = 1;
 
 /** Milliseconds for one n-token prompt of a fresh sequence, logits of the last token only (llama-bench's pp). */
@@ -68,12 +57,18 @@ export async function decodeOnce(m: LoadedModel, steps: number, batch: number, p
   const V = m.config.vocabSize;
   const seqIds = Int32Array.from({ length: batch }, () => nextSeq++);
   let tokens = Int32Array.from({ length: batch * prompt }, (_, i) => 1 + ((Math.floor(i / prompt) + (i % prompt) * 7919) % (V - 1)));
-  let logits = await m.native.forward({ seqIds, tokens, counts: new Int32Array(batch).fill(prompt), logits: "last" });
+  // greedy rows (temperature 0, top_p 1), sampled by the step as the engine asks for them
+  const params = new Float64Array(batch * SAMPLE_FIELDS);
+  for (let b = 0; b < batch; b++) params.set([b, 0, 0, 1, 0, 0], b * SAMPLE_FIELDS);
+  const out = new Float32Array(batch * V);
+  const picked = [new Int32Array(batch), new Int32Array(batch)];
+  await m.native.forward({ seqIds, tokens, counts: new Int32Array(batch).fill(prompt), logits: "last", out, sample: { params, tokens: picked[0]! } });
   const counts = new Int32Array(batch).fill(1);
   const t0 = performance.now();
   for (let s = 0; s < steps; s++) {
-    tokens = Int32Array.from({ length: batch }, (_, b) => argmax(logits, b * V, V));
-    logits = await m.native.forward({ seqIds, tokens, counts, logits: "last" });
+    // the step reads its input ids while it writes the next ones: two buffers, alternating
+    tokens = picked[s % 2]!;
+    await m.native.forward({ seqIds, tokens, counts, logits: "last", out, sample: { params, tokens: picked[(s + 1) % 2]! } });
   }
   const ms = performance.now() - t0;
   for (const id of seqIds) m.native.freeSeq(id);
