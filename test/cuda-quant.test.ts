@@ -36,7 +36,7 @@ describe("quantized checkpoints on the emulated CUDA device", { skip }, () => {
       const s = await quantizeCheckpoint({ model: src, out: q, type });
       assert.ok(s.quantized > 0, `${type}: nothing was quantized`);
       const opts = { threads: 2, kvBlockSize: 4, kvBlocks: 32 };
-      const cpu = await loadModel(q, { ...opts, device: "cpu" });
+      const cpu = await loadModel(q, { ...opts, device: "cpu", kvDtype: "f32" });
       const cuda = await loadModel(q, { ...opts, device: "cuda", kvDtype: "f32" });
       try {
         const enc = (t: string) => cpu.tokenizer.encode(t, true);
