@@ -161,7 +161,8 @@ test("forward's out buffer and sample outputs: the logits land in the caller's a
   assert.equal(tokens[0], sampler.sample(logits.subarray(V, 2 * V), samplingParams(), parseLogitBias({}, V), none, { nextFloat: () => 0 }));
   assert.equal(tokens[1], sampler.sample(logits.subarray(0, V), samplingParams({ temperature: 0.8 }), parseLogitBias({}, V), none, { nextFloat: () => 0.25 }));
   assert.ok(Number.isNaN(out[2 * V]!), "nothing written past the step's rows");
-  // a buffer too small fails the step by name
-  await assert.rejects(m.forward({ seqIds: Int32Array.from([903]), tokens: Int32Array.from([1]), counts: Int32Array.from([1]), logits: "last", out: new Float32Array(10) }), /batch\.out/);
-  for (const id of [901, 902, 903]) m.freeSeq(id);
+  // a buffer too small fails the step by name, before it runs: the KV cache is left as it was
+  await assert.rejects(m.forward({ seqIds: Int32Array.from([901]), tokens: Int32Array.from([5]), counts: Int32Array.from([1]), logits: "last", out: new Float32Array(10) }), /batch\.out/);
+  assert.equal(m.seqLength(901), 2);
+  for (const id of [901, 902]) m.freeSeq(id);
 });

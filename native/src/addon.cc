@@ -129,6 +129,8 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   std::vector<hc::cpu::LogitEdit> edits;
   std::shared_ptr<Napi::Reference<Napi::Int32Array>> tokens_ref;
   int32_t* tokens = nullptr;
+  // the step's logits rows: one per input token, or one per sequence
+  const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
   try {
     Napi::Object o = info[0].As<Napi::Object>();
     Napi::Value ov = o.Get("out");
@@ -136,14 +138,18 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       auto a = typed<float>(ov, "batch.out");
       out = a.Data();
       out_len = a.ElementLength();
+      // checked before the step runs, so a wrong buffer leaves the KV cache as it was
+      const int64_t need = n_rows * model_->spec().V;
+      if (static_cast<int64_t>(out_len) < need)
+        throw Error("invalid_argument", "batch.out holds " + std::to_string(out_len) + " floats, the step's logits are " +
+                                            std::to_string(need));
       out_ref = std::make_shared<Napi::Reference<Napi::Float32Array>>(Napi::Persistent(a));
     }
     Napi::Value sv = o.Get("sample");
     if (!absent(sv)) {
       if (!sv.IsObject()) throw Error("invalid_argument", "batch.sample must be an object");
       Napi::Object so = sv.As<Napi::Object>();
-      const int64_t max_row = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
-      sample_args(so.Get("params"), so.Get("edits"), max_row, rows, edits);
+      sample_args(so.Get("params"), so.Get("edits"), n_rows, rows, edits);
       auto t = typed<int32_t>(so.Get("tokens"), "batch.sample.tokens", static_cast<int64_t>(rows.size()));
       tokens = t.Data();
       tokens_ref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(t));
@@ -156,13 +162,9 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   auto logits = logits_;
   auto* w = new ModelWorker(
       env, model_, busy_,
-      [batch = std::move(batch), logits, out, out_len, rows = std::move(rows), edits = std::move(edits), tokens](hc::Model& m) {
+      [batch = std::move(batch), logits, out, n_rows, rows = std::move(rows), edits = std::move(edits), tokens](hc::Model& m) {
         m.forward(batch, *logits);
-        if (out && logits->size() > out_len)
-          throw Error("invalid_argument", "batch.out holds " + std::to_string(out_len) + " floats, the step's logits are " +
-                                              std::to_string(logits->size()));
         if (!rows.empty()) {
-          const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
           const int64_t V = static_cast<int64_t>(logits->size()) / n_rows;
           // a row each (guided: a greedy row costs a scan, a sampled one 30× that), on the
           // step's threads, still spinning from the forward
