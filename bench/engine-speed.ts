@@ -16,8 +16,8 @@ export interface SpeedCase {
   reps: number;
   /** thread ranks each layer is split over; default 1 */
   tensorParallel?: number;
-  /** how activations meet bf16 weights (docs/serving.md); default highest */
-  matmulPrecision?: MatmulPrecision;
+  /** how activations meet bf16 weights (docs/serving.md); default auto (medium for bf16 weights) */
+  matmulPrecision?: MatmulPrecision | "auto";
   /** the KV cache's element type (`--kv-dtype`); default auto */
   kvDtype?: KvDtype | "auto";
   /** bytes a weight of the layers' linears (a quantized checkpoint: 34/32 for q8_0, 18/32 for q4_0); default from torch_dtype */
@@ -91,7 +91,7 @@ export async function runSpeed(report: Report, c: SpeedCase, limits: MachineLimi
         name: `${c.label} prefill pp${n}`,
         value: tps,
         unit: "tok/s",
-        config: { model: c.label, threads, tp, precision: c.matmulPrecision ?? "highest", tokens: n, gflops: Math.round(gflops * 10) / 10 },
+        config: { model: c.label, threads, tp, precision: m.matmulPrecision, tokens: n, gflops: Math.round(gflops * 10) / 10 },
         limit: { name: "GEMM peak", value: limits.gemmGFlops, unit: "GFLOP/s", fraction: gflops / limits.gemmGFlops },
       });
     }

@@ -20,7 +20,7 @@ import { runPpoLatency } from "./ppo-latency.js";
 import { narrowPlan, runVsLlamaCpp, vsPlan, type VsModelPlan } from "./vs-llama-cpp.js";
 import { ISSUE_17_LOAD, runVsLlamaServer } from "./vs-llama-server.js";
 
-const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp,vs-llama-server] [--out FILE] [--threads N] [--matmul-precision highest|high|medium] [--quick] [--rounds N] [--vs-models 110M,1B] [--vs-types bf16,q4_0]
+const HELP = `Usage: npm run bench -- [--only machine,110m,batch,quant,stories,train,zero,tp,grammar,http,ppo-latency,vs-llama-cpp,vs-llama-server] [--out FILE] [--threads N] [--matmul-precision auto|highest|high|medium] [--quick] [--rounds N] [--vs-models 110M,1B] [--vs-types bf16,q4_0]
 
 Examples:
   npm run bench                           # everything (about 5 minutes on 2 cores)
@@ -50,7 +50,7 @@ const { values } = parseArgs({
     only: { type: "string" },
     out: { type: "string" },
     threads: { type: "string" },
-    "matmul-precision": { type: "string", default: "highest" },
+    "matmul-precision": { type: "string", default: "auto" },
     quick: { type: "boolean", default: false },
     rounds: { type: "string" },
     "vs-models": { type: "string", default: "110M" },
@@ -64,9 +64,9 @@ if (values.help) {
 }
 const only = new Set((values.only ?? "machine,110m,stories,train,grammar,http").split(","));
 const threads = values.threads ? Number(values.threads) : availableParallelism();
-const matmulPrecision = values["matmul-precision"]! as MatmulPrecision;
-if (!MATMUL_PRECISIONS.includes(matmulPrecision)) {
-  console.error(`--matmul-precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got "${matmulPrecision}"`);
+const matmulPrecision = values["matmul-precision"]! as MatmulPrecision | "auto";
+if (matmulPrecision !== "auto" && !MATMUL_PRECISIONS.includes(matmulPrecision)) {
+  console.error(`--matmul-precision must be one of auto, ${MATMUL_PRECISIONS.join(", ")}, got "${matmulPrecision}"`);
   process.exit(2);
 }
 const outRoot = join(repo, "bench", "out");

@@ -56,7 +56,7 @@ export interface VsLlamaCppOptions {
   threads: number;
   models: VsModelPlan[];
   /** ours for bf16 weights (`--matmul-precision`; medium is llama.cpp's way: x rounded to bf16) */
-  matmulPrecision: MatmulPrecision;
+  matmulPrecision: MatmulPrecision | "auto";
 }
 
 interface Sitting {
@@ -64,6 +64,11 @@ interface Sitting {
   o: VsLlamaCppOptions;
   rounds: number;
   loads: string[];
+}
+
+/** A bf16 row names how its x met the weights (highest: fp32; medium: rounded to bf16, as llama.cpp). */
+function precisionNote(type: GgufOutType, p: MatmulPrecision): string {
+  return type === "bf16" ? `, x ${p}` : "";
 }
 
 /** pp512 / tg128 of one GGUF in both engines, alternating; one table row. */
@@ -93,8 +98,8 @@ async function ppTg(report: Report, s: Sitting, model: string, type: GgufOutType
   s.loads.push(loadAverage());
   const [hp, ht, lp, lt] = [median(ours.pp), median(ours.tg), median(theirs.pp), median(theirs.tg)];
   for (const [test, h, l] of [[`pp${PP}`, hp, lp], [`tg${TG}`, ht, lt]] as const)
-    report.add({ name: `${model} ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model, type, test, precision: o.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
-  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}) | ${fmt(hp)} | ${fmt(lp)} | ${ratio(hp, lp)} | ${fmt(ht)} | ${fmt(lt)} | ${ratio(ht, lt)} |`;
+    report.add({ name: `${model} ${type} ${test} vs llama.cpp`, value: h / l, unit: "×", config: { model, type, test, precision: m.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}${precisionNote(type, m.matmulPrecision)}) | ${fmt(hp)} | ${fmt(lp)} | ${ratio(hp, lp)} | ${fmt(ht)} | ${fmt(lt)} | ${ratio(ht, lt)} |`;
 }
 
 /** The decode batch curve of one GGUF against llama-batched-bench; one table row. */
@@ -121,10 +126,10 @@ async function batchCurve(report: Report, s: Sitting, model: string, type: GgufO
   s.loads.push(loadAverage());
   const cells = BATCHED.batches.map((b) => {
     const h = median(ours.get(b)!), l = median(theirs.get(b)!);
-    report.add({ name: `${model} ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model, type, batch: b, precision: o.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
+    report.add({ name: `${model} ${type} decode batch ${b} vs llama-batched-bench`, value: h / l, unit: "×", config: { model, type, batch: b, precision: m.matmulPrecision, kv_dtype: kv, llama_cpp_kv_dtype: LLAMA_KV, hybridchat_tps: h, llama_cpp_tps: l, llama_cpp: ll.version, rounds, threads: o.threads } });
     return `${fmt(h)} / ${fmt(l)} (${ratio(h, l)})`;
   });
-  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}) | ${cells.join(" | ")} |`;
+  return `| ${model} ${type} (KV ${kv} / ${LLAMA_KV}${precisionNote(type, m.matmulPrecision)}) | ${cells.join(" | ")} |`;
 }
 
 export async function runVsLlamaCpp(report: Report, o: VsLlamaCppOptions): Promise<void> {

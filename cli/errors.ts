@@ -13,11 +13,11 @@ export class UsageError extends Error {
 }
 
 /** Integer option values: "--port 80x" is a usage error, not NaN. */
-/** --matmul-precision: one of MATMUL_PRECISIONS, else a usage error naming the flag and the value. */
-export function matmulPrecisionOption(value: string, command: string): MatmulPrecision {
-  if (!(MATMUL_PRECISIONS as readonly string[]).includes(value))
-    throw new UsageError(`--matmul-precision must be one of ${MATMUL_PRECISIONS.join(", ")}, got "${value}"`, command);
-  return value as MatmulPrecision;
+/** --matmul-precision: auto or one of MATMUL_PRECISIONS, else a usage error naming the flag and the value. */
+export function matmulPrecisionOption(value: string, command: string): MatmulPrecision | "auto" {
+  if (value !== "auto" && !(MATMUL_PRECISIONS as readonly string[]).includes(value))
+    throw new UsageError(`--matmul-precision must be one of auto, ${MATMUL_PRECISIONS.join(", ")}, got "${value}"`, command);
+  return value as MatmulPrecision | "auto";
 }
 
 export function intOption(value: string | undefined, name: string, command: string, min: number, max: number): number | undefined {

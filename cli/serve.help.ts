@@ -36,8 +36,9 @@ Options:
                             cache and activations resident there; refused at start-up without a
                             device, naming the library paths searched) or auto (cuda when a device
                             is present, else cpu)
-  --matmul-precision P      how activations meet bf16 weights, as PyTorch names it: highest (fp32,
-                            default), high (each split into two bf16, ≈ 16 bits) or medium (rounded
+  --matmul-precision P      how activations meet bf16 weights, as PyTorch names it: auto (default:
+                            medium for bf16 weights on the CPU with one rank, else highest), highest
+                            (fp32), high (each split into two bf16, ≈ 16 bits) or medium (rounded
                             to one bf16, llama.cpp's way: faster prefill, ≈ 3 significant digits);
                             high and medium need AVX512-BF16 (else highest), cpu and one rank only
   --max-batch N             most sequences decoded together (default 8)

@@ -12,7 +12,7 @@ import { DEFAULT_MODEL_ENV, findDefaultModel } from "../engine/default-model.js"
 import { checkBind, parseApiKey, parseApiKeys, type ApiKey } from "../server/http/auth.js";
 import { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from "../server/http/slow-clients.js";
 import { DEVICE_CHOICES, DeviceUnavailableError, resolveDevice, cudaGemmLine, type DeviceChoice } from "../engine/device.js";
-import type { DeviceInfo, DeviceKind } from "../native/index.js";
+import type { DeviceInfo, DeviceKind, MatmulPrecision } from "../native/index.js";
 
 const LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -70,7 +70,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
       threads: { type: "string" },
       "tensor-parallel": { type: "string" },
       device: { type: "string", default: "cpu" },
-      "matmul-precision": { type: "string", default: "highest" },
+      "matmul-precision": { type: "string", default: "auto" },
       "max-batch": { type: "string" },
       "max-queue": { type: "string" },
       "max-context": { type: "string" },
@@ -117,7 +117,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
     throw e;
   }
   const matmulPrecision = matmulPrecisionOption(values["matmul-precision"]!, c);
-  if (matmulPrecision !== "highest" && (device !== "cpu" || (values["tensor-parallel"] !== undefined && values["tensor-parallel"] !== "1")))
+  if (matmulPrecision !== "highest" && matmulPrecision !== "auto" && (device !== "cpu" || (values["tensor-parallel"] !== undefined && values["tensor-parallel"] !== "1")))
     throw new UsageError(`--matmul-precision ${matmulPrecision} runs on --device cpu with --tensor-parallel 1 only`, c);
   if (device === "cuda") process.stderr.write(`hybridchat: ${cudaGemmLine()}\n`);
   const kvDtype = values["kv-dtype"];
@@ -239,7 +239,7 @@ export async function serveCommand(argv: string[]): Promise<void> {
           ? cudaPlacement(server.model!.native.device())
           : `on the CPU, ${values.threads ?? availableParallelism()} threads` +
             `${values["tensor-parallel"] ? ` over ${values["tensor-parallel"]} tensor-parallel ranks` : ""}` +
-            (matmulPrecision !== "highest" ? `, matmul precision ${matmulPrecision} (bf16 weights: x as ${matmulPrecision === "medium" ? "one bf16" : "hi + lo bf16"})` : "")) +
+            precisionNote(server.model!.matmulPrecision)) +
         "\n" +
         `            chat template: ${server.model!.chatTemplate.origin}\n` +
         `            ${server.store ? `storing completions and feedback in ${join(dataDir, DB_FILE)}` : "storing nothing (--no-store)"}\n` +
@@ -247,4 +247,9 @@ export async function serveCommand(argv: string[]): Promise<void> {
         `-d '{"model":"${m.servedModelName}","messages":[{"role":"user","content":"Once upon a time"}],"max_tokens":32}'\n`,
     );
   }
+}
+
+/** The banner's word on how x meets bf16 weights (nothing for highest, the fp32 default of every other type). */
+function precisionNote(p: MatmulPrecision): string {
+  return p === "highest" ? "" : `, matmul precision ${p} (bf16 weights: x as ${p === "medium" ? "one bf16" : "hi + lo bf16"})`;
 }

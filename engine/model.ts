@@ -31,8 +31,12 @@ export interface LoadModelOptions {
   device?: DeviceChoice;
   /** which CUDA device (a data-parallel rank r loads onto device r); default 0 */
   deviceIndex?: number;
-  /** how the serving forward's activations meet bf16 weights (`--matmul-precision`); default highest */
-  matmulPrecision?: MatmulPrecision;
+  /**
+   * how the serving forward's activations meet bf16 weights (`--matmul-precision`); default "auto":
+   * medium (x rounded to bf16, as llama.cpp, vLLM and PyTorch compute a bf16 model) for bf16
+   * linears served on the CPU by one rank, else highest
+   */
+  matmulPrecision?: MatmulPrecision | "auto";
   /**
    * the KV pool's element type (`serve --kv-dtype`; llama.cpp's `-ctk/-ctv`); default "auto":
    * on the CPU the weights' own 16-bit type for a bf16 or f16 model, f16 for the block formats
@@ -66,6 +70,8 @@ export interface LoadedModel {
   maxContext: number;
   /** randomly initialised weights (hybridchat init / the built-in demo) */
   untrained: boolean;
+  /** what the serving forward's bf16 products run at (LoadModelOptions.matmulPrecision resolved) */
+  matmulPrecision: MatmulPrecision;
   dispose(): void;
 }
 
@@ -140,6 +146,15 @@ export function resolveKvDtype(choice: KvDtype | "auto", device: DeviceKind, ten
   return w === "f32" ? "f32" : w === "bf16" ? "bf16" : "f16";
 }
 
+/** The matmul precision that "auto" stands for (LoadModelOptions.matmulPrecision); a named one as it is. */
+export function resolveMatmulPrecision(choice: MatmulPrecision | "auto", device: DeviceKind, tensorParallel: number, tensors: readonly TensorRef[]): MatmulPrecision {
+  // a named value goes to the native model as it is, which refuses an unknown one by name
+  if (choice !== "auto") return choice;
+  // the reduced precisions exist for bf16 weights on one CPU rank (the native kernels run the rest as highest)
+  const bf16 = tensors.find((t) => t.name === "L0.q")?.dtype === "bf16";
+  return bf16 && device === "cpu" && tensorParallel <= 1 ? "medium" : "highest";
+}
+
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {
   const absDir = resolve(dir);
   const { config, tokenizer, chatTemplate, tensors, untrained, ropeFreqFactors } = inspectCheckpoint(absDir);
@@ -147,6 +162,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
   const kvBlockSize = opts.kvBlockSize ?? 16;
   const device = resolveDevice(opts.device ?? "cpu");
   const kvDtype = resolveKvDtype(opts.kvDtype ?? "auto", device, tensors);
+  const matmulPrecision = resolveMatmulPrecision(opts.matmulPrecision ?? "auto", device, opts.tensorParallel ?? 1, tensors);
   // K and V for every layer, 4 (f32) or 2 (bf16, f16) bytes an element: admission counts blocks of these
   const bytesPerToken = 2 * config.numLayers * config.numKvHeads * config.headDim * (kvDtype === "f32" ? 4 : 2);
   const blocksPerSeq = Math.ceil(maxContext / kvBlockSize);
@@ -168,7 +184,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     tensorParallel: opts.tensorParallel,
     device,
     deviceIndex: device === "cuda" ? opts.deviceIndex : undefined,
-    matmulPrecision: opts.matmulPrecision,
+    matmulPrecision,
     kvDtype,
     cudaGraphs: opts.cudaGraphs,
   });
@@ -182,6 +198,7 @@ export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promi
     native: nativeModel,
     maxContext,
     untrained: untrained || opts.untrained === true,
+    matmulPrecision,
     dispose() {
       if (disposed) return;
       disposed = true;

@@ -34,8 +34,8 @@ export interface ServerOptions {
   tensorParallel?: number;
   /** where the serving forward runs (default cpu) */
   device?: DeviceKind;
-  /** how the serving forward's activations meet bf16 weights (default highest) */
-  matmulPrecision?: MatmulPrecision;
+  /** how the serving forward's activations meet bf16 weights (LoadModelOptions.matmulPrecision; default auto) */
+  matmulPrecision?: MatmulPrecision | "auto";
   /** most sequences decoded together; default 8 */
   maxBatch?: number;
   /** most requests waiting for a batch slot before 429; default 64 */

@@ -100,7 +100,7 @@ describe("hybridchat serve", () => {
     assert.match(adapterDir.stderr, /--adapter a=.*no such directory/);
     const precision = run(["serve", "--matmul-precision", "fast"]);
     assert.equal(precision.status, 2);
-    assert.match(precision.stderr, /--matmul-precision must be one of highest, high, medium, got "fast"/);
+    assert.match(precision.stderr, /--matmul-precision must be one of auto, highest, high, medium, got "fast"/);
     const precisionTp = run(["serve", "--matmul-precision", "medium", "--tensor-parallel", "2"]);
     assert.equal(precisionTp.status, 2);
     assert.match(precisionTp.stderr, /--matmul-precision medium runs on --device cpu with --tensor-parallel 1 only/);

@@ -62,8 +62,9 @@ for (const c of spec.cases) {
       await initCheckpoint({ config: preset(c.preset), out: dir, dtype: c.dtype, seed: c.seed, std: c.std, perturbStd: c.perturbStd });
       const sha = createHash("sha256").update(readFileSync(join(dir, "model.safetensors"))).digest("hex");
       assert.equal(sha, meta.sha256, "init no longer reproduces the fixture's checkpoint: rerun test/fixtures/golden/generate.py");
-      // the goldens upcast the weights and keep K/V in fp32: so does an f32 KV cache ("auto" rounds a 16-bit model's)
-      model = await loadModel(dir, { threads: 2, kvDtype: "f32" });
+      // the goldens upcast the weights, multiply in fp32 and keep K/V in fp32: so do highest and an
+      // f32 KV cache ("auto" rounds a bf16 model's x and a 16-bit model's cache)
+      model = await loadModel(dir, { threads: 2, kvDtype: "f32", matmulPrecision: "highest" });
       const m = model;
       assert.equal(m.config.vocabSize, V);
       let worst = 0;

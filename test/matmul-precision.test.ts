@@ -55,6 +55,23 @@ describe("--matmul-precision in the serving forward", () => {
     else assert.deepEqual(medium, highest, "without AVX512-BF16 every setting runs as highest");
   });
 
+  it("auto (the default) is medium for bf16 weights on one CPU rank, highest otherwise", async () => {
+    const m = await loadModel(dirs.bf16, { threads: 2, kvBlocks: 64, kvDtype: "f32" });
+    try {
+      assert.equal(m.matmulPrecision, "medium");
+      assert.deepEqual(await logits(m), await logitsAt(dirs.bf16, "medium"));
+    } finally {
+      m.dispose();
+    }
+    const tp = await loadModel(dirs.bf16, { threads: 2, kvBlocks: 64, tensorParallel: 2 });
+    assert.equal(tp.matmulPrecision, "highest", "tensor-parallel ranks run highest");
+    tp.dispose();
+    await initCheckpoint({ config: preset("tiny"), out: dirs.f32, dtype: "f32", seed: 5, std: 0.2 });
+    const f32 = await loadModel(dirs.f32, { threads: 1, kvBlocks: 64, matmulPrecision: "auto" });
+    assert.equal(f32.matmulPrecision, "highest", "f32 weights have no bf16 products");
+    f32.dispose();
+  });
+
   it("f32 weights ignore it: logits bit for bit", async () => {
     await initCheckpoint({ config: preset("tiny"), out: dirs.f32, dtype: "f32", seed: 5, std: 0.2 });
     assert.deepEqual(await logitsAt(dirs.f32, "medium"), await logitsAt(dirs.f32, "highest"));

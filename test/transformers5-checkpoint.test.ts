@@ -48,8 +48,9 @@ describe("a transformers 5 checkpoint", () => {
       invFreq: ropeInvFreq({ headDim: 8, ropeTheta: theta, ropeScaling: scaled ? config.ropeScaling : null }).invFreq,
     });
     const tokens = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % 354);
-    // the float64 reference keeps K/V unrounded: an f32 KV cache ("auto" rounds a 16-bit checkpoint's)
-    const model = await loadModel(fixture, { threads: 2, kvDtype: "f32" });
+    // the float64 reference keeps x and K/V unrounded: fp32 products and an f32 KV cache ("auto"
+    // rounds a bf16 checkpoint's x and cache)
+    const model = await loadModel(fixture, { threads: 2, kvDtype: "f32", matmulPrecision: "highest" });
     try {
       const got = await model.native.forward({ seqIds: Int32Array.of(0), tokens: Int32Array.from(tokens), counts: Int32Array.of(40), logits: "all" });
       assertClose(got, llamaForwardRef(ref(500000, true), weights, tokens), 1e-4, 1e-3, "logits vs float64 reference");
