@@ -127,6 +127,11 @@ const DECODE: Case[] = [
   { lens: [1, 1], past: [99, 64], NH: 4, NKV: 1, HD: 32, bs: 5, window: 0 },
   { lens: [1], past: [1200], NH: 4, NKV: 2, HD: 128, bs: 16, window: 0 },
   { lens: [1, 1], past: [300, 40], NH: 6, NKV: 6, HD: 64, bs: 16, window: 50 },
+  // short contexts of one sequence, a 110M layer's heads (12 × 64) and a GQA group of 3: from
+  // ≈ 16 positions the step's kv heads are shared by the ranks (below, rank 0 runs them all)
+  { lens: [1], past: [15], NH: 12, NKV: 12, HD: 64, bs: 16, window: 0 },
+  { lens: [1], past: [40], NH: 12, NKV: 12, HD: 64, bs: 16, window: 0 },
+  { lens: [1], past: [127], NH: 12, NKV: 4, HD: 64, bs: 16, window: 0 },
 ];
 
 for (const backend of ["cpu", "cuda"] as const) {

@@ -3,15 +3,20 @@
 // float64 reference, then timed by this thread's CPU time. The kernel is the one
 // HYBRIDCHAT_KERNELS picks (avx2: the one-row kernel; avx512: the decode kernel), so an
 // A/B is two runs of this command with the variable set each way; the pool's element type
-// (f32, bf16 or f16: cpu/kv_elem.h) is the last argument, the reference fed the same rounding.
-//   ./bench-kernels attn B S NH NKV HD [reps] [f32|bf16|f16]
+// (f32, bf16 or f16: cpu/kv_elem.h) is the next argument, the reference fed the same rounding.
+// With `threads` > 1 or `cold`, each call is timed by the wall clock instead (min and median
+// of `reps` calls), on a pool of that many ranks; `cold` first evicts the cache (reads 64 MiB,
+// as a decode step's weight stream does between two layers' attention).
+//   ./bench-kernels attn B S NH NKV HD [reps] [f32|bf16|f16] [threads] [cold]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <chrono>
 #include <ctime>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cpu/dispatch.h"
@@ -37,6 +42,8 @@ int cmd_attn(int argc, char** argv) {
                 HD = std::atol(argv[6]);
   const int reps = argc > 7 ? std::atoi(argv[7]) : 200;
   const DType dt = parse_dtype(argc > 8 ? argv[8] : "f32");
+  const int threads = argc > 9 ? std::atoi(argv[9]) : 1;
+  const bool cold = argc > 10 && std::string(argv[10]) == "cold";
   const int64_t bs = 16, per = (S + bs - 1) / bs, nblocks = B * per;
   std::mt19937 gen(7);
   std::uniform_real_distribution<float> u(-2.0f, 2.0f);
@@ -65,7 +72,7 @@ int cmd_attn(int argc, char** argv) {
     spans[s] = KVSpan{kp, vp, ids.data() + s * per, NKV * bs * HD, bs * HD, HD, bs, dt};
     seq_of[s] = static_cast<int32_t>(s);
   }
-  ThreadPool pool(1);
+  ThreadPool pool(threads);
   attention_forward(out.data(), q.data(), spans.data(), seq_of.data(), npos.data(), B, NH, NKV, HD, 0, pool);
   // float64 reference
   double worst = 0;
@@ -94,6 +101,29 @@ int cmd_attn(int argc, char** argv) {
     std::fprintf(stderr, "attn: off the float64 reference by %.2f× the tolerance\n", worst);
     return 1;
   }
+  const double flops = 4.0 * B * NH * S * HD;
+  if (threads > 1 || cold) {
+    std::vector<float> evict(cold ? (64 << 20) / sizeof(float) : 0, 1.0f);
+    std::vector<double> ts;
+    float sink = 0;
+    for (int i = 0; i < reps; i++) {
+      // every rank reads its share, as a GEMV region would: the workers stay awake (spinning)
+      std::vector<float> part(static_cast<size_t>(threads), 0.0f);
+      pool.run([&](int r, int n) {
+        const size_t b = evict.size() * r / n, e = evict.size() * (r + 1) / n;
+        for (size_t j = b; j < e; j += 16) part[r] += evict[j];
+      });
+      for (float x : part) sink += x;
+      const auto t0 = std::chrono::steady_clock::now();
+      attention_forward(out.data(), q.data(), spans.data(), seq_of.data(), npos.data(), B, NH, NKV, HD, 0, pool);
+      ts.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(ts.begin(), ts.end());
+    std::printf("attn %-10s %-4s B=%-3ld S=%-5ld NH=%-3ld NKV=%-3ld HD=%-4ld threads=%d%s wall min %.1f us  p50 %.1f us%s\n",
+                level_name(kernel_level()), dtype_name(dt), long(B), long(S), long(NH), long(NKV), long(HD), threads,
+                cold ? " cold" : "", ts[0] * 1e6, ts[ts.size() / 2] * 1e6, sink == 0 ? " " : "");
+    return 0;
+  }
   double best = 1e30;
   for (int r = 0; r < 5; r++) {
     const double c0 = thread_cpu();
@@ -101,7 +131,6 @@ int cmd_attn(int argc, char** argv) {
       attention_forward(out.data(), q.data(), spans.data(), seq_of.data(), npos.data(), B, NH, NKV, HD, 0, pool);
     best = std::min(best, (thread_cpu() - c0) / reps);
   }
-  const double flops = 4.0 * B * NH * S * HD;
   std::printf("attn %-10s %-4s B=%-3ld S=%-5ld NH=%-3ld NKV=%-3ld HD=%-4ld cpu %.1f us  %.1f GFLOP/s\n",
               level_name(kernel_level()), dtype_name(dt), long(B), long(S), long(NH), long(NKV), long(HD), best * 1e6,
               flops / best / 1e9);

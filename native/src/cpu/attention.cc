@@ -68,7 +68,6 @@ static void attention_row(float* out, const float* q, const E* k, const E* v, co
 static constexpr int64_t kMinTileRun = 4;
 static constexpr int64_t kItemsPerRank = 8;  // fewer decode items than this a rank: split their contexts
 static constexpr int64_t kMinPartKeys = 64;  // ... into parts of at least this many keys
-
 // The AVX-512 level's work items (attention_avx512.h): a prompt's runs of consecutive
 // tokens go in tiles of 16 rows of one head (Tile); each other token (decode steps, short
 // runs) is one item per kv head for the decode kernel, all the group's query heads at once
@@ -88,14 +87,38 @@ struct Item {
 // A token's split decode item: parts [part0, part0 + parts) to combine into kv head g's outputs.
 struct Split { int64_t t, g, part0, parts; };
 
+// Work (keys × query heads × head dim) from which a step's attention is spread over the
+// ranks. A decode step's keys come from memory, not cache (the layer's GEMVs streamed
+// megabytes since this layer's cache was last read), so one rank reads them at one
+// core's bandwidth: 110M at 64 positions (393 KB of f32 keys and values a layer) took
+// 18–25 µs cold on one rank. A region costs a few µs when the ranks are awake, as they
+// are between a step's GEMVs, so from ≈ 16 positions of a 12-head layer both ranks take a
+// share of the kv heads (the threshold was 65536, ≈ 85 positions: rank 0 alone below).
+static constexpr int64_t kParallelWork = 12288;
+
+// The step's work list and split partials, kept per thread between calls: a decode step
+// runs this once a layer, and its allocations (the items growing, the sort's buffer, the
+// partials) were a fixed cost of each call.
+struct AttnScratch {
+  std::vector<Item> items, split;
+  std::vector<Split> splits;
+  std::vector<float> pacc, pm, pl;
+};
+static AttnScratch& attn_scratch() {
+  static thread_local AttnScratch s;
+  return s;
+}
+
 template <class E, class FirstOf, class Row>
 static void attention_avx512(float* out, const float* q, const KVSpan* spans, const int32_t* seq_of,
                              const int32_t* npos, int64_t T, int64_t NH, int64_t NKV, int64_t HD, float scale,
                              const FirstOf& first_of, int64_t work, bool tiles, bool decode, const Row& row,
                              ThreadPool& pool) {
   const int64_t group = NH / NKV;
-  const bool parallel = work >= 65536 && pool.size() > 1;  // a small model's decode step: not worth a wake-up
-  std::vector<Item> items;
+  const bool parallel = work >= kParallelWork && pool.size() > 1;  // a small model's first positions: not worth a wake-up
+  AttnScratch& sc = attn_scratch();
+  std::vector<Item>& items = sc.items;
+  items.clear();
   int64_t ndecode = 0;
   for (int64_t t0 = 0; t0 < T;) {
     int64_t t1 = t0 + 1;
@@ -121,12 +144,14 @@ static void attention_avx512(float* out, const float* q, const KVSpan* spans, co
   }
   // Too few items for the ranks (a decode step of one or two sequences): each decode
   // item's context in parts, so the ranks share even a single sequence's keys.
-  std::vector<Split> splits;
+  std::vector<Split>& splits = sc.splits;
+  splits.clear();
   int64_t nparts = 0;
   const int64_t want = kItemsPerRank * pool.size();
   if (parallel && ndecode > 0 && static_cast<int64_t>(items.size()) < want) {
     const int64_t per = (want + static_cast<int64_t>(items.size()) - 1) / static_cast<int64_t>(items.size());
-    std::vector<Item> split;
+    std::vector<Item>& split = sc.split;
+    split.clear();
     for (const Item& it : items) {
       const int64_t keys = it.b - it.a;
       const int64_t parts = it.kind == Item::Decode ? std::min(per, keys / kMinPartKeys) : 1;
@@ -142,8 +167,12 @@ static void attention_avx512(float* out, const float* q, const KVSpan* spans, co
     }
     items.swap(split);
   }
-  std::vector<float> pacc(static_cast<size_t>(nparts * group * HD)), pm(static_cast<size_t>(nparts * group)),
-      pl(static_cast<size_t>(nparts * group));
+  std::vector<float>&pacc = sc.pacc, &pm = sc.pm, &pl = sc.pl;
+  if (static_cast<int64_t>(pacc.size()) < nparts * group * HD) pacc.resize(static_cast<size_t>(nparts * group * HD));
+  if (static_cast<int64_t>(pm.size()) < nparts * group) {
+    pm.resize(static_cast<size_t>(nparts * group));
+    pl.resize(static_cast<size_t>(nparts * group));
+  }
   auto run = [&](const Item& it) {
     if (it.kind == Item::Row) return row(it.t * NH + it.h);
     const KVSpan& sp = spans[seq_of[it.t]];
@@ -174,8 +203,10 @@ static void attention_avx512(float* out, const float* q, const KVSpan* spans, co
     for (int64_t i = 0; i < n; i++) run(items[i]);
   } else {
     // items differ in cost (later tiles, longer contexts see more keys): heaviest first,
-    // from a shared counter, so the last items to finish are the small ones
-    std::stable_sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
+    // from a shared counter, so the last items to finish are the small ones (std::sort, not
+    // stable_sort, which allocates: each item writes its own outputs, so the order among
+    // equal costs changes no result)
+    std::sort(items.begin(), items.end(), [](const Item& x, const Item& y) { return x.cost > y.cost; });
     std::atomic<int64_t> next{0};
     pool.run([&](int, int) {
       for (int64_t i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) run(items[i]);
