@@ -1,8 +1,8 @@
 // Block-format weights repacked at load (native/src/cpu/quant_repack.h: groups of 16 rows
 // interleaved block by block) and the int8 GEMM over them (quant_gemm_repacked_x86.h): the layout
 // loses nothing (repacked and unpacked again, byte for byte), and every product a model runs —
-// M = 1..16 decode batches in one tile of rows, past it the chunked tiles of prefill; N over
-// several groups of 16 (and the column chunks the ranks take); one matmul or matmulGroup's
+// M = 1..17 decode batches (one tile of rows, then tiles sharing each set of groups), past them
+// the chunked tiles of prefill; N over several groups of 16 (and the column chunks the ranks take); one matmul or matmulGroup's
 // fused region — matches the float64 product of the dequantized weights within fp32
 // accumulation plus x's int8 rounding (int8ActivationBound), on every CPU kernel variant
 // (avx2 maddubs, avx2 with AVX-VNNI where the CPU has it, avx512vnni; the others read the
@@ -26,12 +26,13 @@ import { matmulRef } from "./reference/ops.js";
 import type { GreedyRun } from "./repack-greedy.js";
 import { storiesDir } from "./test-model.js";
 
-// [M, N, K]: every row count of a decode tile (1..9, 15, 16), then prefill's chunks of 64 rows
-// with tile remainders; N from one group of 16 to groups that split unevenly over the ranks
+// [M, N, K]: every row count of a decode batch (1..17: one tile of rows, then several tiles that
+// share each set of groups and prefetch the next), then prefill's chunks of 64 rows with tile
+// remainders; N from one group of 16 to groups that split unevenly over the ranks
 const SHAPES: Record<BlockType, [number, number, number][]> = {
-  q8_0: [[1, 16, 32], [2, 48, 64], [3, 80, 96], [4, 64, 320], [5, 16, 224], [6, 32, 64], [7, 112, 128], [8, 96, 768], [9, 48, 64], [15, 64, 160], [16, 208, 256], [17, 48, 96], [70, 80, 128], [200, 32, 64]],
-  q4_0: [[1, 16, 32], [2, 48, 64], [3, 80, 96], [4, 64, 320], [5, 16, 224], [6, 32, 64], [7, 112, 128], [8, 96, 768], [9, 48, 64], [15, 64, 160], [16, 208, 256], [17, 48, 96], [70, 80, 128], [200, 32, 64]],
-  q4_k: [[1, 16, 256], [2, 48, 256], [3, 32, 512], [4, 64, 256], [5, 16, 256], [8, 96, 768], [9, 32, 256], [16, 80, 512], [33, 16, 256], [70, 48, 256]],
+  q8_0: [[1, 16, 32], [2, 48, 64], [3, 80, 96], [4, 64, 320], [5, 16, 224], [6, 32, 64], [7, 112, 128], [8, 96, 768], [9, 48, 64], [10, 64, 96], [11, 80, 64], [12, 48, 128], [13, 96, 64], [14, 144, 96], [15, 64, 160], [16, 208, 256], [17, 48, 96], [70, 80, 128], [200, 32, 64]],
+  q4_0: [[1, 16, 32], [2, 48, 64], [3, 80, 96], [4, 64, 320], [5, 16, 224], [6, 32, 64], [7, 112, 128], [8, 96, 768], [9, 48, 64], [10, 64, 96], [11, 80, 64], [12, 48, 128], [13, 96, 64], [14, 144, 96], [15, 64, 160], [16, 208, 256], [17, 48, 96], [70, 80, 128], [200, 32, 64]],
+  q4_k: [[1, 16, 256], [2, 48, 256], [3, 32, 512], [4, 64, 256], [5, 16, 256], [6, 48, 256], [7, 64, 256], [8, 96, 768], [9, 32, 256], [10, 64, 256], [11, 48, 256], [12, 80, 256], [13, 32, 512], [14, 64, 256], [15, 48, 256], [16, 80, 512], [17, 96, 256], [33, 16, 256], [70, 48, 256]],
 };
 
 describe("block-format weights repacked at load", () => {

@@ -469,6 +469,63 @@ int cmd_qgemm(int argc, char** argv) {
 
 }  // namespace
 
+// The decode step's int8 GEMMs of a model of L layers of width K, FFN width F, vocabulary V, on one
+// thread, weights repacked (as a model loads them) and read from memory: each product's weights
+// are its own copy and the whole stack (the 110M's: 62 MB) is larger than the L3, as in decode.
+int cmd_qmodel(int argc, char** argv) {
+  if (argc < 5) {
+    std::fprintf(stderr, "usage: bench-kernels qmodel M q8_0|q4_0|q4_k rep512|repvnni|rep2 [layers K F V]\n");
+    return 2;
+  }
+  const int64_t M = std::atol(argv[2]);
+  const DType dt = parse_dtype(argv[3]);
+  const std::string v = argv[4];
+  const int64_t L = argc > 5 ? std::atol(argv[5]) : 12, K = argc > 6 ? std::atol(argv[6]) : 768,
+                F = argc > 7 ? std::atol(argv[7]) : 2048, V = argc > 8 ? std::atol(argv[8]) : 32000;
+  Rng rng(7);
+  Pool pool(1);
+  struct Product {
+    int64_t N, K;
+    std::vector<uint8_t> w;
+    const RepackedWeight* packed;
+  };
+  RepackSet set;
+  std::vector<Product> ps;
+  auto add = [&](int64_t N, int64_t Kp) {
+    Weights w = make_weights(N * Kp, dt, rng, 0.05f);
+    ps.push_back(Product{N, Kp, std::move(w.blocks), nullptr});
+  };
+  for (int64_t l = 0; l < L; l++) add(3 * K, K), add(K, K), add(2 * F, K), add(K, F);
+  add(V, K);
+  double bytes = 0;
+  for (Product& p : ps) p.packed = set.add(p.w.data(), dt, p.N, p.K, pool), bytes += double(p.w.size());
+  std::vector<float> x = random_vec(M * std::max(K, F), rng), out(M * V);
+  auto pass = [&] {
+    for (const Product& p : ps) {
+      GemmArgs g{false, true, M, p.N, p.K, 1.f, x.data(), p.K, p.w.data(), dt, p.K, 0.f, out.data(), p.N, nullptr};
+      g.packed = p.packed;
+      if (v == "rep512") quant_gemm_repacked_avx512vnni(g, 0, M, 0, p.N);
+      else if (v == "repvnni") quant_gemm_repacked_avxvnni(g, 0, M, 0, p.N);
+      else quant_gemm_repacked_avx2(g, 0, M, 0, p.N);
+    }
+  };
+  pass();
+  std::vector<double> t;
+  const double start = now_s();
+  for (int reps = 0; reps < 5 || now_s() - start < 1.5; reps++) {
+    const double c0 = thread_cpu_s();
+    pass();
+    t.push_back(thread_cpu_s() - c0);
+  }
+  std::sort(t.begin(), t.end());
+  double macs = 0;
+  for (const Product& p : ps) macs += double(M) * double(p.N) * double(p.K);
+  std::printf("qmodel %-7s %-4s M=%-3ld %.0f MB  cpu best %.3f ms  p50 %.3f ms  %.1f GMAC/s  %.1f GB/s  %.3f ms a row\n", v.c_str(),
+              dtype_name(dt), long(M), bytes / 1e6, t[0] * 1e3, t[t.size() / 2] * 1e3, macs / t[0] / 1e9, bytes / t[0] / 1e9,
+              t[0] * 1e3 / double(M));
+  return 0;
+}
+
 int cmd_attn(int argc, char** argv);  // attn.cc
 
 int main(int argc, char** argv) {
@@ -476,6 +533,7 @@ int main(int argc, char** argv) {
   if (cmd == "check") return cmd_check();
   if (cmd == "shape") return cmd_shape(argc, argv);
   if (cmd == "qgemm") return cmd_qgemm(argc, argv);
+  if (cmd == "qmodel") return cmd_qmodel(argc, argv);
   if (cmd == "attn") return cmd_attn(argc, argv);
   if (cmd == "bench") {
     const bool quick = argc > 2 && std::string(argv[2]) == "quick";
