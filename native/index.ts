@@ -285,6 +285,8 @@ export interface KvStats {
 }
 
 export interface NativeModel {
+  /** forward() may be called before the last one settles, and takes ForwardBatch.feed */
+  readonly queuesForwards: true;
   /**
    * Runs off the JS thread; resolves with float32 logits, rows in batch order, each of length V.
    * May be called again before it settles: the steps run back to back in call order.

@@ -60,7 +60,8 @@ namespace hc::addon {
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
-                     {InstanceMethod<&ModelWrap::Forward>("forward"),
+                     {InstanceValue("queuesForwards", Napi::Boolean::New(env, true)),
+                      InstanceMethod<&ModelWrap::Forward>("forward"),
                       InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
                       InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
                       InstanceMethod<&ModelWrap::KvStats>("kvStats"),
