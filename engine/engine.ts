@@ -559,14 +559,20 @@ export class Engine {
   /**
    * Applies the step's scheduler update now, before its tokens are known: each sampled row
    * that may go on (not at its max_tokens) holds a placeholder, so the next schedule gives it
-   * a decode fed from this step's sample. A row that ends here (EOS, stop string, cancel)
+   * a decode fed from this step's sample; a row at its max_tokens leaves the scheduler now, so
+   * the next schedule sees the pool as the serial engine would. A row that ends here (EOS, stop string, cancel)
    * has its next row computed and dropped; update() frees it after that step.
    */
   private runAhead(out: SchedulerOutput<Request>, launched: LaunchedStep, launchedAt: number): AheadStep {
     const toSample = this.scheduler.update(out);
     const feedRow = new Map<Request, number>();
     for (const { seq, row } of toSample) {
-      if (seq.generated + 1 >= seq.maxTokens) continue;
+      if (seq.generated + 1 >= seq.maxTokens) {
+        // its last token, whatever it is: its blocks go back before the next schedule, as they
+        // would once the token were taken (the native side frees them again after this step)
+        this.scheduler.finish(seq);
+        continue;
+      }
       seq.tokens.push(PENDING_TOKEN);
       feedRow.set(seq, launched.picked!.index[row]!);
     }

@@ -294,7 +294,10 @@ export interface NativeModel {
   forward(batch: ForwardBatch): Promise<Float32Array>;
   /** Number of tokens the sequence holds in the KV cache (0 if unknown). */
   seqLength(seqId: number): number;
-  /** Frees the sequence's KV blocks at once. Unknown ids are ignored. */
+  /**
+   * Frees the sequence's KV blocks: at once, or while forwards are queued, when the last of them
+   * ends (it may still read the sequence). Unknown ids are ignored.
+   */
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
   device(): DeviceInfo;

@@ -92,15 +92,23 @@ test("a feed is checked when queued: pairs, token indexes, and the step before's
   m.native.freeSeq(31);
 });
 
-test("a sequence freed while two steps are queued is freed again after both; training waits for the queue", async () => {
+test("a sequence freed while two steps are queued is read whole by both and freed after them; training waits for the queue", async () => {
+  const prompt = Int32Array.from([1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317]);
+  const ref = [new Int32Array(1), new Int32Array(1)];
+  await m.native.forward({ seqIds: Int32Array.of(42), tokens: prompt, counts: Int32Array.of(prompt.length), logits: "last", sample: { params: greedy(1), tokens: ref[0]! } });
+  await m.native.forward({ seqIds: Int32Array.of(42), tokens: ref[0]!.slice(), counts: Int32Array.of(1), logits: "last", sample: { params: greedy(1), tokens: ref[1]! } });
+  m.native.freeSeq(42);
   const free0 = m.native.kvStats().freeBlocks;
   const picked = [new Int32Array(1), new Int32Array(1)];
-  const a = m.native.forward({ seqIds: Int32Array.of(41), tokens: Int32Array.from(new Array(40).fill(5)), counts: Int32Array.of(40), logits: "last", sample: { params: greedy(1), tokens: picked[0]! } });
+  const a = m.native.forward({ seqIds: Int32Array.of(41), tokens: prompt, counts: Int32Array.of(prompt.length), logits: "last", sample: { params: greedy(1), tokens: picked[0]! } });
   const b = m.native.forward({ seqIds: Int32Array.of(41), tokens: Int32Array.of(0), counts: Int32Array.of(1), logits: "last", sample: { params: greedy(1), tokens: picked[1]! }, feed: Int32Array.of(0, 0) });
   // exclusive work is refused while forwards are queued (the engine runs it between steps)
   assert.throws(() => m.native.zeroGrad(), { code: "busy" });
   m.native.freeSeq(41);
   await Promise.all([a, b]);
+  // freed before either step reserved: both still read it whole (the README's greedy path)
+  assert.deepEqual([picked[0]![0], picked[1]![0]], [ref[0]![0], ref[1]![0]]);
+  assert.deepEqual([picked[0]![0], picked[1]![0]], [426, 338]);
   assert.equal(m.native.seqLength(41), 0, "neither queued step re-created it");
   assert.equal(m.native.kvStats().freeBlocks, free0);
   m.native.zeroGrad(); // the queue drained: no longer busy

@@ -76,10 +76,10 @@ void KVCache::abort_step() {
 void KVCache::end_step_locked() {
   // a forward run without begin_step (native tests, a data-parallel rank) ends no queued step
   if (steps_ended_ < steps_begun_) steps_ended_++;
-  for (const Freed& f : freed_in_step_) free_locked(f.seq);
   const uint64_t ended = steps_ended_;
-  freed_in_step_.erase(std::remove_if(freed_in_step_.begin(), freed_in_step_.end(), [ended](const Freed& f) { return f.until <= ended; }),
-                       freed_in_step_.end());
+  auto due = std::stable_partition(freed_in_step_.begin(), freed_in_step_.end(), [ended](const Freed& f) { return f.until > ended; });
+  for (auto it = due; it != freed_in_step_.end(); ++it) free_locked(it->seq);
+  freed_in_step_.erase(due, freed_in_step_.end());
 }
 
 void KVCache::commit(const int32_t* seq_ids, const int32_t* counts, int64_t n) {
@@ -133,8 +133,12 @@ int64_t KVCache::length(int32_t seq) const {
 
 void KVCache::free_seq(int32_t seq) {
   std::lock_guard<std::mutex> lk(mu_);
-  free_locked(seq);
-  if (steps_ended_ < steps_begun_) freed_in_step_.push_back({seq, steps_begun_});
+  // while steps are queued, one of them may still reserve and read it (a request preempted or
+  // at its last token while its step is queued behind another): it goes once they have ended
+  if (steps_ended_ < steps_begun_)
+    freed_in_step_.push_back({seq, steps_begun_});
+  else
+    free_locked(seq);
 }
 
 void KVCache::free_locked(int32_t seq) {

@@ -35,8 +35,10 @@ class KVCache {
 
   // A forward step was queued (called on the JS thread before the step runs). Several may be
   // queued; they end (commit, rollback, abort_step) in the order they were queued. A sequence
-  // freed while steps are queued or running is freed again as each of them ends, up to the
-  // last one queued at the time of the free, so none of them re-creates it.
+  // freed while steps are queued or running is freed when the last one queued at the time of
+  // the free ends: those steps read it whole (a step that has not reserved yet would otherwise
+  // find it gone and start it afresh) and none re-creates it. The next step queued reserves
+  // after that, so the blocks are there for it.
   void begin_step();
   // The step failed before reserving anything (or was never run: a step fed from a failed one).
   void abort_step();
@@ -85,7 +87,7 @@ class KVCache {
   uint64_t steps_begun_ = 0, steps_ended_ = 0;
   struct Freed {
     int32_t seq;
-    uint64_t until;  // freed again as each step up to this one ends
+    uint64_t until;  // freed when this step ends
   };
   std::vector<Freed> freed_in_step_;
   mutable std::mutex mu_;
