@@ -455,6 +455,7 @@ export class Engine {
     let report: (() => void) | null = null;
     // the step run ahead, whose tokens the step just scheduled is fed from
     let ahead: AheadStep | null = null;
+    let stepEnd = 0;
     try {
       while (!this.closed || ahead) {
         const out = this.closed ? null : this.scheduler.schedule();
@@ -464,7 +465,10 @@ export class Engine {
         report = null;
         if (ahead) {
           report = await this.takeAhead(ahead);
-          this.observer?.busy?.("forward", performance.now() - Math.max(ahead.launchedAt, t0));
+          // steps overlap: each counts from its launch or the last one's end, whichever is later
+          const end = performance.now();
+          this.observer?.busy?.("forward", end - Math.max(ahead.launchedAt, stepEnd));
+          stepEnd = end;
           ahead = null;
         }
         if (out && this.canRunAhead(out, launched!)) {
@@ -475,9 +479,10 @@ export class Engine {
         if (out) {
           report?.();
           report = null;
-          t0 = performance.now();
           report = await this.finishStep(out, launched!);
-          this.observer?.busy?.("forward", performance.now() - t0);
+          const end = performance.now();
+          this.observer?.busy?.("forward", end - Math.max(t0, stepEnd));
+          stepEnd = end;
         }
         const task = this.closed ? undefined : this.exclusive.shift();
         if (task) {
