@@ -1,5 +1,5 @@
 // The generation engine: one loop drives forward() steps back to back while there is
-// work (never two at once), and turns each step's logits into per-request events.
+// work, and turns each step's logits into per-request events.
 //
 //   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
 //   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
@@ -12,6 +12,13 @@
 // settled) the next step is launched, and only then are they told — detokenized, matched
 // against stop strings, sent as events to the routes, which write them out. A stop string
 // thus ends its request one step late: the row computed for it meanwhile is dropped.
+//
+// When every row of a step is sampled natively, the step runs ahead (runAhead): the next step
+// is scheduled as if each row had its token already, and queued on the native side behind it,
+// fed from its samples (ForwardBatch.feed), before its tokens are taken; so the next step starts
+// on the step's own thread as this one ends, with no JS turn between. A request that ended at
+// the step has the row computed for it in the next one dropped, never told. Output is the
+// serial engine's token for token (EngineOptions.overlap: false).
 //
 // Errors from generate(): everything that can be known at submission (engine_closed,
 // invalid_request, context_length_exceeded, queue_full, an already-aborted signal →
