@@ -1,9 +1,8 @@
 // llama-bench's tests on our engine: pp (one prompt, logits of the last token only) and tg
 // (decode one token at a time with a KV cache), at batch 1 and batch 8. A decode step is timed
 // as the serving engine runs it (engine/engine.ts): the forward writes a reused logits buffer
-// and picks the greedy token on its own threads, and the next step is queued behind it, fed
-// from those picks; so the per-token overhead of the engine's path counts, and nothing the
-// server does not do.
+// and picks the greedy token on its own threads, and JS only passes the ids back in; so the
+// per-token overhead of the engine's path counts, and nothing the server does not do.
 import { loadModel, type LoadedModel } from "../engine/model.js";
 import { SAMPLE_FIELDS, type KvDtype, type MatmulPrecision } from "../native/index.js";
 import type { MachineLimits } from "./machine.js";
@@ -53,32 +52,24 @@ export async function prefillOnce(m: LoadedModel, n: number): Promise<number> {
 /**
  * Milliseconds for `steps` greedy decode steps of `batch` sequences, after a (untimed) prompt of
  * `prompt` tokens each: 1 as llama-bench's tg, the prompt length for llama-batched-bench's S_TG.
- * Step s + 1 is queued before step s settles, fed from its samples (ForwardBatch.feed), as the
- * engine runs a step ahead: the next step starts on the step's thread the moment the last ends.
  */
 export async function decodeOnce(m: LoadedModel, steps: number, batch: number, prompt = 1): Promise<number> {
   const V = m.config.vocabSize;
   const seqIds = Int32Array.from({ length: batch }, () => nextSeq++);
-  const tokens = Int32Array.from({ length: batch * prompt }, (_, i) => 1 + ((Math.floor(i / prompt) + (i % prompt) * 7919) % (V - 1)));
+  let tokens = Int32Array.from({ length: batch * prompt }, (_, i) => 1 + ((Math.floor(i / prompt) + (i % prompt) * 7919) % (V - 1)));
   // greedy rows (temperature 0, top_p 1), sampled by the step as the engine asks for them
   const params = new Float64Array(batch * SAMPLE_FIELDS);
   for (let b = 0; b < batch; b++) params.set([b, 0, 0, 1, 0, 0], b * SAMPLE_FIELDS);
-  // two steps in flight: each writes its own logits and samples (the engine's two buffers)
-  const out = [new Float32Array(batch * V), new Float32Array(batch * V)];
+  const out = new Float32Array(batch * V);
   const picked = [new Int32Array(batch), new Int32Array(batch)];
-  await m.native.forward({ seqIds, tokens, counts: new Int32Array(batch).fill(prompt), logits: "last", out: out[0], sample: { params, tokens: picked[0]! } });
+  await m.native.forward({ seqIds, tokens, counts: new Int32Array(batch).fill(prompt), logits: "last", out, sample: { params, tokens: picked[0]! } });
   const counts = new Int32Array(batch).fill(1);
-  // sequence b's token is the step before's sample row b
-  const feed = Int32Array.from({ length: 2 * batch }, (_, i) => i >> 1);
-  const fed = new Int32Array(batch);
   const t0 = performance.now();
-  let last = m.native.forward({ seqIds, tokens: picked[0]!.slice(), counts, logits: "last", out: out[1], sample: { params, tokens: picked[1]! } });
-  for (let s = 1; s < steps; s++) {
-    const next = m.native.forward({ seqIds, tokens: fed, counts, logits: "last", out: out[(s + 1) % 2], sample: { params, tokens: picked[(s + 1) % 2]! }, feed });
-    await last;
-    last = next;
+  for (let s = 0; s < steps; s++) {
+    // the step reads its input ids while it writes the next ones: two buffers, alternating
+    tokens = picked[s % 2]!;
+    await m.native.forward({ seqIds, tokens, counts, logits: "last", out, sample: { params, tokens: picked[(s + 1) % 2]! } });
   }
-  await last;
   const ms = performance.now() - t0;
   for (const id of seqIds) m.native.freeSeq(id);
   return ms;

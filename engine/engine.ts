@@ -1,5 +1,5 @@
 // The generation engine: one loop drives forward() steps back to back while there is
-// work, and turns each step's logits into per-request events.
+// work (never two at once), and turns each step's logits into per-request events.
 //
 //   generate() ──► Scheduler.waiting ──schedule()──► native.forward() ──update()──► sample,
 //   detokenize, stop strings ──► the request's event channel ──► the caller's for-await.
@@ -12,13 +12,6 @@
 // settled) the next step is launched, and only then are they told — detokenized, matched
 // against stop strings, sent as events to the routes, which write them out. A stop string
 // thus ends its request one step late: the row computed for it meanwhile is dropped.
-//
-// When every row of a step is sampled natively, the step runs ahead (runAhead): the next step
-// is scheduled as if each row had its token already, and queued on the native side behind it,
-// fed from its samples (ForwardBatch.feed), before its tokens are taken; so the next step starts
-// on the step's own thread as this one ends, with no JS turn between. A request that ended at
-// the step has the row computed for it in the next one dropped, never told. Output is the
-// serial engine's token for token (EngineOptions.overlap: false).
 //
 // Errors from generate(): everything that can be known at submission (engine_closed,
 // invalid_request, context_length_exceeded, queue_full, an already-aborted signal →
@@ -46,8 +39,6 @@ import type {
 /** The part of NativeModel the engine drives. */
 export interface ModelRunner {
   forward(batch: ForwardBatch): Promise<Float32Array>;
-  /** true: forward() may be called before the last settles, with ForwardBatch.feed (the native model); absent: one at a time */
-  readonly queuesForwards?: boolean;
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
 }
@@ -68,12 +59,6 @@ export interface EngineOptions {
   maxBatchTokens: number;
   /** told about every token and every finished request (metrics) */
   observer?: EngineObserver;
-  /**
-   * Queue the next decode step before the last one's tokens are taken, fed from its samples
-   * (where the runner can, and every row of the step is sampled natively); default true.
-   * false: one step at a time, its tokens taken before the next is scheduled.
-   */
-  overlap?: boolean;
 }
 
 /** What a finished request looked like, for metrics; `adapter` null = the base weights. */
@@ -130,24 +115,6 @@ interface LaunchedStep {
   /** the rows the step samples itself, and which entry each is */
   picked: { sampling: ForwardSampling; index: Int32Array } | null;
 }
-
-/**
- * A step run ahead: launched, and its scheduler update applied as if each sampled row had
- * its token already (a placeholder in the request's tokens), so the next step is scheduled
- * and queued before this one's tokens are taken.
- */
-interface AheadStep {
-  out: SchedulerOutput<Request>;
-  launched: LaunchedStep;
-  /** the entries to take a token for, from the scheduler's update */
-  toSample: { seq: Request; row: number }[];
-  /** the step's sample row of each request that holds a placeholder (the next step's feed) */
-  feedRow: Map<Request, number>;
-  launchedAt: number;
-}
-
-/** Stands in the tokens of a request for the one its step ahead samples; never fed to the model. */
-const PENDING_TOKEN = -1;
 
 /** A token taken for a request, not yet told: what report() needs once the next step runs. */
 interface TakenToken {
@@ -276,13 +243,8 @@ export class Engine {
   /** most requests that may wait at once: a request of more choices can never be admitted */
   readonly maxQueue: number;
   private sampler: Sampler | null = null;
-  /**
-   * the logits of a step of one row per sequence, reused step after step (maxBatch × V each):
-   * two, taken in turn, since a step may be queued while the last one still writes its own
-   */
-  private logitsBufs: Float32Array[] = [];
-  private launches = 0;
-  private readonly overlap: boolean;
+  /** the logits of a step of one row per sequence, reused step after step (maxBatch × V) */
+  private logitsBuf: Float32Array | null = null;
   private readonly maxBatch: number;
   private nextSeqId = 1;
   private closed = false;
@@ -314,7 +276,6 @@ export class Engine {
     this.maxContext = Math.min(model.maxContext, this.scheduler.capacityTokens);
     this.maxQueue = opts.maxQueue;
     this.maxBatch = opts.maxBatch;
-    this.overlap = opts.overlap !== false && model.native.queuesForwards === true;
   }
 
   /**
@@ -460,36 +421,16 @@ export class Engine {
   private async run(): Promise<void> {
     // what the last step's tokens say (text, stop strings, events), told while the next step runs
     let report: (() => void) | null = null;
-    // the step run ahead, whose tokens the step just scheduled is fed from
-    let ahead: AheadStep | null = null;
-    let stepEnd = 0;
     try {
-      while (!this.closed || ahead) {
-        const out = this.closed ? null : this.scheduler.schedule();
+      while (!this.closed) {
+        const out = this.scheduler.schedule();
         let t0 = performance.now();
-        const launched = out ? this.launch(out, ahead) : null;
+        const launched = out ? this.launch(out) : null;
         report?.();
         report = null;
-        if (ahead) {
-          report = await this.takeAhead(ahead);
-          // steps overlap: each counts from its launch or the last one's end, whichever is later
-          const end = performance.now();
-          this.observer?.busy?.("forward", end - Math.max(ahead.launchedAt, stepEnd));
-          stepEnd = end;
-          ahead = null;
-        }
-        if (out && this.canRunAhead(out, launched!)) {
-          // this step's tokens are taken after the next step is queued behind it
-          ahead = this.runAhead(out, launched!, t0);
-          continue;
-        }
         if (out) {
-          report?.();
-          report = null;
           report = await this.finishStep(out, launched!);
-          const end = performance.now();
-          this.observer?.busy?.("forward", end - Math.max(t0, stepEnd));
-          stepEnd = end;
+          this.observer?.busy?.("forward", performance.now() - t0);
         }
         const task = this.closed ? undefined : this.exclusive.shift();
         if (task) {
@@ -506,16 +447,12 @@ export class Engine {
     }
   }
 
-  /**
-   * Starts the forward step over `out` (the native side runs it while this thread goes on),
-   * queued behind `ahead` when there is one: a token still pending from it is fed from its samples.
-   */
-  private launch(out: SchedulerOutput<Request>, ahead: AheadStep | null): LaunchedStep {
+  /** Starts the forward step over `out` (the native side runs it while this thread goes on). */
+  private launch(out: SchedulerOutput<Request>): LaunchedStep {
     const n = out.entries.length;
     const seqIds = new Int32Array(n);
     const counts = new Int32Array(n);
     const tokens = new Int32Array(out.numTokens);
-    const feed: number[] = [];
     let k = 0;
     const now = performance.now();
     // the base-only batch (the common case) sends no adapter list at all
@@ -523,14 +460,7 @@ export class Engine {
     out.entries.forEach((e, i) => {
       seqIds[i] = e.seq.seqId;
       counts[i] = e.count;
-      for (let j = 0; j < e.count; j++, k++) {
-        const t = e.seq.tokens[e.start + j]!;
-        if (t === PENDING_TOKEN) {
-          const row = ahead?.feedRow.get(e.seq);
-          if (row === undefined) throw new Error(`request ${e.seq.seqId} feeds a pending token no step ahead samples`);
-          feed.push(k, row);
-        } else tokens[k] = t;
-      }
+      for (let j = 0; j < e.count; j++) tokens[k++] = e.seq.tokens[e.start + j];
       if (e.seq.scheduledAt < 0) e.seq.scheduledAt = now;
     });
     // grammar masks are computed on this thread while the forward step runs on the native one
@@ -542,84 +472,16 @@ export class Engine {
     // prompt log-probs need every prompt position's row: then the whole step returns all rows
     const allRows = out.entries.some((e) => e.prefill && e.seq.promptLogprobs !== null);
     const picked = allRows ? null : this.nativeSampling(out.entries);
-    // one row per sequence fits a reused buffer; a step of all rows gets a fresh array
-    const buf = this.logitsBufs[this.launches++ % 2];
-    const outBuf = !allRows && buf && buf.length >= n * this.sampler!.vocabSize ? buf : undefined;
+    // one row per sequence fits the reused buffer; a step of all rows gets a fresh array
+    const outBuf = !allRows && this.logitsBuf && this.logitsBuf.length >= n * this.sampler!.vocabSize ? this.logitsBuf : undefined;
     let logits: Promise<Float32Array>;
     try {
-      const f = feed.length > 0 ? Int32Array.from(feed) : undefined;
-      logits = this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters, out: outBuf, sample: picked?.sampling, feed: f });
+      logits = this.native.forward({ seqIds, tokens, counts, logits: allRows ? "all" : "last", adapters, out: outBuf, sample: picked?.sampling });
     } catch (cause) {
       logits = Promise.reject(cause);
     }
     logits.catch(() => undefined); // awaited by finishStep, after the last step's report
     return { logits, allRows, picked };
-  }
-
-  /**
-   * Whether the step's tokens may be taken after the next step is queued: every row of it is
-   * sampled by the step itself from what is known now (no grammar mask, logprobs, penalties
-   * counting the token before, nor a prefill chunk that samples later), and nothing waits for
-   * the model to itself.
-   */
-  private canRunAhead(out: SchedulerOutput<Request>, launched: LaunchedStep): boolean {
-    const picked = launched.picked;
-    if (!this.overlap || launched.allRows || !picked || this.exclusive.length > 0 || this.closed) return false;
-    return out.entries.every((e, i) => e.sample && picked.index[i]! >= 0 && e.seq.params.presencePenalty === 0 && e.seq.params.frequencyPenalty === 0);
-  }
-
-  /**
-   * Applies the step's scheduler update now, before its tokens are known: each sampled row
-   * that may go on (not at its max_tokens) holds a placeholder, so the next schedule gives it
-   * a decode fed from this step's sample; a row at its max_tokens leaves the scheduler now, so
-   * the next schedule sees the pool as the serial engine would. A row that ends here (EOS, stop string, cancel)
-   * has its next row computed and dropped; update() frees it after that step.
-   */
-  private runAhead(out: SchedulerOutput<Request>, launched: LaunchedStep, launchedAt: number): AheadStep {
-    const toSample = this.scheduler.update(out);
-    const feedRow = new Map<Request, number>();
-    for (const { seq, row } of toSample) {
-      if (seq.generated + 1 >= seq.maxTokens) {
-        // its last token, whatever it is: its blocks go back before the next schedule, as they
-        // would once the token were taken (the native side frees them again after this step)
-        this.scheduler.finish(seq);
-        continue;
-      }
-      seq.tokens.push(PENDING_TOKEN);
-      feedRow.set(seq, launched.picked!.index[row]!);
-    }
-    return { out, launched, toSample, feedRow, launchedAt };
-  }
-
-  /** Waits for a step run ahead and takes its tokens (the placeholders get theirs). */
-  private async takeAhead(ahead: AheadStep): Promise<(() => void) | null> {
-    const { out, launched, toSample } = ahead;
-    let logits: Float32Array;
-    try {
-      logits = await launched.logits;
-      if (logits.length === 0 || logits.length % out.entries.length !== 0) {
-        throw new Error(`forward returned ${logits.length} logits for ${out.entries.length} rows`);
-      }
-    } catch (cause) {
-      const err = new EngineError(`forward step failed: ${(cause as Error)?.message ?? String(cause)}`, "internal", { cause });
-      for (const e of out.entries) {
-        if (this.scheduler.finish(e.seq)) this.fail(e.seq, err);
-      }
-      return null;
-    }
-    this.counters.steps++;
-    const V = logits.length / out.entries.length;
-    this.sizeFor(V);
-    const picked = launched.picked!;
-    const taken: TakenToken[] = [];
-    for (const { seq, row } of toSample) {
-      // over: cancelled, failed or stopped since; a preempted request still takes its token
-      if (seq.over) continue;
-      const j = picked.index[row]!;
-      const t = this.take(seq, logits.subarray(row * V, (row + 1) * V), null, picked.sampling.tokens[j]!, null);
-      if (t) taken.push(t);
-    }
-    return taken.length > 0 ? () => taken.forEach((t) => this.report(t)) : null;
   }
 
   /**
@@ -646,7 +508,10 @@ export class Engine {
     }
     this.counters.steps++;
     const V = logits.length / rows;
-    this.sizeFor(V);
+    if (!this.sampler || this.sampler.vocabSize !== V) {
+      this.sampler = new Sampler(V);
+      this.logitsBuf = new Float32Array(this.maxBatch * V);
+    }
     // entry i's rows start at firstRow[i] (one row per entry unless all rows came back)
     const firstRow: number[] = [];
     let r0 = 0;
@@ -678,13 +543,6 @@ export class Engine {
       if (t) taken.push(t);
     }
     return taken.length > 0 ? () => taken.forEach((t) => this.report(t)) : null;
-  }
-
-  /** The sampler and the reused logits buffers, once the vocabulary size is known from a step. */
-  private sizeFor(V: number): void {
-    if (this.sampler?.vocabSize === V) return;
-    this.sampler = new Sampler(V);
-    this.logitsBufs = [new Float32Array(this.maxBatch * V), new Float32Array(this.maxBatch * V)];
   }
 
   /**
@@ -746,9 +604,7 @@ export class Engine {
       this.fail(seq, new EngineError(`the grammar refused token ${tok} that its own mask allowed`, "internal"));
       return null;
     }
-    // a step run ahead left a placeholder for it (the next step was fed the token natively)
-    if (seq.tokens[seq.tokens.length - 1] === PENDING_TOKEN) seq.tokens[seq.tokens.length - 1] = tok;
-    else seq.tokens.push(tok);
+    seq.tokens.push(tok);
     seq.generated++;
     seq.counts.set(tok, (seq.counts.get(tok) ?? 0) + 1);
     const now = performance.now();

@@ -159,13 +159,6 @@ export interface ForwardBatch {
   out?: Float32Array;
   /** rows sampled on the worker thread right after the step (native/src/cpu/sample.h) */
   sample?: ForwardSampling;
-  /**
-   * Input tokens taken from the forward queued just before this one (forwards may be queued
-   * while others run; they run back to back in call order): pairs (index into `tokens`, row
-   * of that step's `sample`), patched in on the step's thread once it sampled. If that step
-   * fails, this one fails with "feed_failed" without running.
-   */
-  feed?: Int32Array;
 }
 
 /** Numbers a row of ForwardSampling.params: row, temperature, top_k, top_p, min_p, u. */
@@ -285,19 +278,11 @@ export interface KvStats {
 }
 
 export interface NativeModel {
-  /** forward() may be called before the last one settles, and takes ForwardBatch.feed */
-  readonly queuesForwards: true;
-  /**
-   * Runs off the JS thread; resolves with float32 logits, rows in batch order, each of length V.
-   * May be called again before it settles: the steps run back to back in call order.
-   */
+  /** Runs off the JS thread; resolves with float32 logits, rows in batch order, each of length V. */
   forward(batch: ForwardBatch): Promise<Float32Array>;
   /** Number of tokens the sequence holds in the KV cache (0 if unknown). */
   seqLength(seqId: number): number;
-  /**
-   * Frees the sequence's KV blocks: at once, or while forwards are queued, when the last of them
-   * ends (it may still read the sequence). Unknown ids are ignored.
-   */
+  /** Frees the sequence's KV blocks at once. Unknown ids are ignored. */
   freeSeq(seqId: number): void;
   kvStats(): KvStats;
   device(): DeviceInfo;
@@ -305,8 +290,7 @@ export interface NativeModel {
   stepCounts(): StepCounts;
 
   // ---- training (DESIGN.md "The one boundary that keeps training general") ----
-  // forward/trainForward/trainBackward/step share one busy flag: a training call runs alone
-  // (refused while forwards are queued), forwards queue behind each other.
+  // forward/trainForward/trainBackward/step share one busy flag: one runs at a time.
 
   /** Adds a named adapter on the frozen base; throws code "adapter_exists" if the name is taken. */
   addAdapter(name: string, spec: AdapterSpec): void;

@@ -397,8 +397,6 @@ describe("native training on tiny random models", () => {
       await assert.rejects(m.trainForward(trainBatch(batch, null)), hasCode("busy"));
       assert.throws(() => m.addAdapter("b", loraSpec(1)), hasCode("busy"));
       await assert.rejects(m.step(PROBE), hasCode("busy"));
-      // forwards queue behind forwards, never behind a training call
-      await assert.rejects(m.forward({ seqIds: i32([1]), tokens: i32([1]), counts: i32([1]), logits: "last" }), hasCode("busy"));
       await pending;
       await assert.rejects(m.trainBackward(new Float32Array(4), new Float32Array(3)), hasCode("invalid_argument"));
       assert.throws(() => m.addAdapter("none", { lora: null, valueHead: false }), hasCode("invalid_adapter"));

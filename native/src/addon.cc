@@ -60,8 +60,7 @@ namespace hc::addon {
 
 Napi::Function ModelWrap::Define(Napi::Env env) {
   return DefineClass(env, "NativeModel",
-                     {InstanceValue("queuesForwards", Napi::Boolean::New(env, true)),
-                      InstanceMethod<&ModelWrap::Forward>("forward"),
+                     {InstanceMethod<&ModelWrap::Forward>("forward"),
                       InstanceMethod<&ModelWrap::SeqLength>("seqLength"),
                       InstanceMethod<&ModelWrap::FreeSeq>("freeSeq"),
                       InstanceMethod<&ModelWrap::KvStats>("kvStats"),
@@ -94,8 +93,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
     return d.Promise();
   };
   if (!model_) return reject("disposed", "the model has been disposed");
-  // forwards queue behind forwards; training calls (the flag without forwards) are exclusive
-  if (busy_->load() && line_->unsettled == 0) return reject("busy", "the model is running a backward or step");
+  if (busy_->load()) return reject("busy", "a forward is already running on this model");
   hc::ForwardBatch batch;
   try {
     if (info.Length() < 1 || !info[0].IsObject()) throw Error("invalid_argument", "forward(batch) needs an object");
@@ -131,9 +129,6 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   std::vector<hc::cpu::LogitEdit> edits;
   std::shared_ptr<Napi::Reference<Napi::Int32Array>> tokens_ref;
   int32_t* tokens = nullptr;
-  // (index into this step's tokens, sample row of the step queued before): patched in on the
-  // worker thread once that step has sampled
-  std::vector<int32_t> feed;
   // the step's logits rows: one per input token, or one per sequence
   const int64_t n_rows = batch.all_logits ? static_cast<int64_t>(batch.tokens.size()) : static_cast<int64_t>(batch.seq_ids.size());
   try {
@@ -159,65 +154,15 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
       tokens = t.Data();
       tokens_ref = std::make_shared<Napi::Reference<Napi::Int32Array>>(Napi::Persistent(t));
     }
-    Napi::Value fv = o.Get("feed");
-    if (!absent(fv)) {
-      feed = copy_of<int32_t>(fv, "batch.feed");
-      if (feed.size() % 2 != 0) throw Error("invalid_argument", "batch.feed holds pairs (token index, sample row)");
-      if (!feed.empty() && !last_samples_) throw Error("invalid_argument", "batch.feed: no step was queued before this one");
-      for (size_t i = 0; i < feed.size(); i += 2) {
-        if (feed[i] < 0 || static_cast<size_t>(feed[i]) >= batch.tokens.size())
-          throw Error("invalid_argument", "batch.feed names token " + std::to_string(feed[i]) + ", the step has " +
-                                              std::to_string(batch.tokens.size()));
-        if (feed[i + 1] < 0 || feed[i + 1] >= last_sample_rows_)
-          throw Error("invalid_argument", "batch.feed names sample row " + std::to_string(feed[i + 1]) +
-                                              ", the step before samples " + std::to_string(last_sample_rows_));
-      }
-    }
   } catch (const Error& e) {
     return reject(e.code(), e.what());
   }
   busy_->store(true);
   model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
-  auto line = line_;
-  const uint64_t ticket = line->next++;
-  line->unsettled++;
-  auto fed_from = feed.empty() ? nullptr : last_samples_;
-  auto mine = std::make_shared<StepSamples>();
-  last_samples_ = mine;
-  last_sample_rows_ = static_cast<int64_t>(rows.size());
-  Logits logits;
-  if (spare_logits_->empty()) {
-    logits = std::make_shared<std::vector<float>>();
-  } else {
-    logits = std::move(spare_logits_->back());
-    spare_logits_->pop_back();
-  }
+  auto logits = logits_;
   auto* w = new ModelWorker(
       env, model_, busy_,
-      [batch = std::move(batch), logits, out, n_rows, rows = std::move(rows), edits = std::move(edits), tokens,
-       feed = std::move(feed), fed_from, mine, line, ticket](hc::Model& m) mutable {
-        {
-          std::unique_lock<std::mutex> lk(line->mu);
-          line->cv.wait(lk, [&] { return line->serving == ticket; });
-        }
-        // the next ticket is served the moment this step is done, whichever way it ends
-        struct Next {
-          StepLine& l;
-          ~Next() {
-            {
-              std::lock_guard<std::mutex> lk(l.mu);
-              l.serving++;
-            }
-            l.cv.notify_all();
-          }
-        } next{*line};
-        if (fed_from) {
-          if (!fed_from->ok) {
-            m.kv().abort_step();
-            throw Error("feed_failed", "the step this one was fed from failed");
-          }
-          for (size_t i = 0; i < feed.size(); i += 2) batch.tokens[static_cast<size_t>(feed[i])] = fed_from->tokens[static_cast<size_t>(feed[i + 1])];
-        }
+      [batch = std::move(batch), logits, out, n_rows, rows = std::move(rows), edits = std::move(edits), tokens](hc::Model& m) {
         m.forward(batch, *logits);
         if (!rows.empty()) {
           const int64_t V = static_cast<int64_t>(logits->size()) / n_rows;
@@ -226,9 +171,7 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
           m.pool().run_chunks(static_cast<int64_t>(rows.size()), 1, 1, [&](int64_t b, int64_t e) {
             hc::cpu::sample_rows(logits->data(), V, rows.data() + b, e - b, tokens + b, edits.data());
           });
-          mine->tokens.assign(tokens, tokens + rows.size());
         }
-        mine->ok = true;
         if (out) std::copy(logits->begin(), logits->end(), out);
       },
       [logits, out_ref, tokens_ref](Napi::Env e) -> Napi::Value {
@@ -236,10 +179,6 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
         Napi::Float32Array a = out_ref->Value();
         return Napi::Float32Array::New(e, logits->size(), a.ArrayBuffer(), a.ByteOffset());
       });
-  w->on_settle([line, busy = busy_, spare = spare_logits_, logits]() mutable {
-    spare->push_back(std::move(logits));
-    if (--line->unsettled == 0) busy->store(false);
-  });
   Napi::Promise p = w->promise();
   w->Queue();
   return p;

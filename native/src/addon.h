@@ -4,10 +4,8 @@
 #include <napi.h>
 
 #include <atomic>
-#include <condition_variable>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -151,26 +149,6 @@ inline Napi::Promise rejected(Napi::Env env, const std::string& code, const std:
   return d.Promise();
 }
 
-// The model's forward steps in call order. A forward may be queued while another runs: its
-// worker takes a libuv thread at once and waits on `cv` for its ticket, so the moment the
-// step before it ends (on that step's thread) it starts, with no JS round trip between the
-// two; the last step's promise settles on the JS thread meanwhile.
-struct StepLine {
-  std::mutex mu;
-  std::condition_variable cv;
-  uint64_t serving = 0;  // the ticket whose step may run now (guarded by mu)
-  // JS thread only:
-  uint64_t next = 0;  // the ticket the next forward gets
-  int unsettled = 0;  // forwards queued or running whose promise has not settled
-};
-
-// What a step sampled, for a step fed from it (ForwardBatch.feed): written by its worker
-// before the next ticket is served, read by the next step's worker after.
-struct StepSamples {
-  std::vector<int32_t> tokens;
-  bool ok = false;  // false: the step failed (or has not run), and so does every step fed from it
-};
-
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
@@ -224,15 +202,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   std::shared_ptr<hc::Model> model_;
   std::shared_ptr<std::atomic<bool>> busy_ = std::make_shared<std::atomic<bool>>(false);
-  std::shared_ptr<StepLine> line_ = std::make_shared<StepLine>();
-  // the samples of the last forward queued, and how many rows it samples (a feed's bound)
-  std::shared_ptr<StepSamples> last_samples_;
-  int64_t last_sample_rows_ = 0;
-  // The forwards' outputs, kept across steps: a step takes one when queued and gives it back
-  // when it settles (one per step in flight, two when steps overlap), so their pages stay
-  // mapped at their high water instead of being faulted in again every step. JS thread only.
-  using Logits = std::shared_ptr<std::vector<float>>;
-  std::shared_ptr<std::vector<Logits>> spare_logits_ = std::make_shared<std::vector<Logits>>();
+  // The forward's output, kept across steps (one forward runs at a time): its pages stay
+  // mapped at their high water instead of being faulted in again every step.
+  std::shared_ptr<std::vector<float>> logits_ = std::make_shared<std::vector<float>>();
 };
 
 
@@ -249,9 +221,6 @@ class ModelWorker : public Napi::AsyncWorker {
         work_(std::move(work)),
         done_(std::move(done)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
-  // Run on the JS thread when the call settles, instead of clearing the busy flag (a forward:
-  // the flag stays up while later forwards are queued).
-  void on_settle(std::function<void()> f) { settle_ = std::move(f); }
 
   void Execute() override {
     try {
@@ -268,11 +237,13 @@ class ModelWorker : public Napi::AsyncWorker {
     }
   }
   void OnOK() override {
-    settled();
+    busy_->store(false);
+    model_.reset();
     deferred_.Resolve(done_(Env()));
   }
   void OnError(const Napi::Error& e) override {
-    settled();
+    busy_->store(false);
+    model_.reset();
     deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
   }
 
@@ -282,16 +253,7 @@ class ModelWorker : public Napi::AsyncWorker {
   std::shared_ptr<std::atomic<bool>> busy_;
   std::function<void(hc::Model&)> work_;
   std::function<Napi::Value(Napi::Env)> done_;
-  std::function<void()> settle_;
   std::string code_;
-
-  void settled() {
-    if (settle_)
-      settle_();
-    else
-      busy_->store(false);
-    model_.reset();
-  }
 };
 
 

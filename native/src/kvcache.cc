@@ -65,7 +65,8 @@ KVCache::Reservation KVCache::reserve(const int32_t* seq_ids, const int32_t* cou
 
 void KVCache::begin_step() {
   std::lock_guard<std::mutex> lk(mu_);
-  steps_begun_++;
+  in_step_ = true;
+  freed_in_step_.clear();
 }
 
 void KVCache::abort_step() {
@@ -74,12 +75,9 @@ void KVCache::abort_step() {
 }
 
 void KVCache::end_step_locked() {
-  // a forward run without begin_step (native tests, a data-parallel rank) ends no queued step
-  if (steps_ended_ < steps_begun_) steps_ended_++;
-  const uint64_t ended = steps_ended_;
-  auto due = std::stable_partition(freed_in_step_.begin(), freed_in_step_.end(), [ended](const Freed& f) { return f.until > ended; });
-  for (auto it = due; it != freed_in_step_.end(); ++it) free_locked(it->seq);
-  freed_in_step_.erase(due, freed_in_step_.end());
+  for (int32_t id : freed_in_step_) free_locked(id);
+  freed_in_step_.clear();
+  in_step_ = false;
 }
 
 void KVCache::commit(const int32_t* seq_ids, const int32_t* counts, int64_t n) {
@@ -133,12 +131,8 @@ int64_t KVCache::length(int32_t seq) const {
 
 void KVCache::free_seq(int32_t seq) {
   std::lock_guard<std::mutex> lk(mu_);
-  // while steps are queued, one of them may still reserve and read it (a request preempted or
-  // at its last token while its step is queued behind another): it goes once they have ended
-  if (steps_ended_ < steps_begun_)
-    freed_in_step_.push_back({seq, steps_begun_});
-  else
-    free_locked(seq);
+  free_locked(seq);
+  if (in_step_) freed_in_step_.push_back(seq);
 }
 
 void KVCache::free_locked(int32_t seq) {

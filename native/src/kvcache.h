@@ -33,14 +33,11 @@ class KVCache {
   KVCache(const KVCache&) = delete;
   KVCache& operator=(const KVCache&) = delete;
 
-  // A forward step was queued (called on the JS thread before the step runs). Several may be
-  // queued; they end (commit, rollback, abort_step) in the order they were queued. A sequence
-  // freed while steps are queued or running is freed when the last one queued at the time of
-  // the free ends: those steps read it whole (a step that has not reserved yet would otherwise
-  // find it gone and start it afresh) and none re-creates it. The next step queued reserves
-  // after that, so the blocks are there for it.
+  // A forward step was queued (called on the JS thread before the step runs): until it
+  // ends, free_seq also remembers the id, so a sequence freed before or while the step
+  // runs is freed again when the step ends instead of being re-created by it.
   void begin_step();
-  // The step failed before reserving anything (or was never run: a step fed from a failed one).
+  // The step failed before reserving anything.
   void abort_step();
 
   struct Reservation {
@@ -83,13 +80,8 @@ class KVCache {
   char* v_ = nullptr;
   std::vector<int32_t> free_;
   std::unordered_map<int32_t, Seq> seqs_;
-  // steps begun and ended so far; a free remembers the count begun when it happened
-  uint64_t steps_begun_ = 0, steps_ended_ = 0;
-  struct Freed {
-    int32_t seq;
-    uint64_t until;  // freed when this step ends
-  };
-  std::vector<Freed> freed_in_step_;
+  bool in_step_ = false;
+  std::vector<int32_t> freed_in_step_;
   mutable std::mutex mu_;
 };
 
