@@ -244,8 +244,14 @@ inline void run_repacked_typed(const GemmArgs& g, const RepackedWeight& rw, int6
   const int64_t rows = m1 - m0, gs = repack_group_bytes(DT, g.K);
   const int64_t gb = n0 / kRepackRows, ge = (n1 + kRepackRows - 1) / kRepackRows;
   auto group = [&](int64_t gi) { return rw.data + gi * gs; };
-  if (rows <= RMT) {  // decode: one tile of rows, several groups at once
-    with_rows<RMT>(static_cast<int>(rows), [&](auto mt) {
+  // Decode, one or two rows: one tile, several groups at once, each group's stream prefetched.
+  // From three rows the chunk path's tiles (which prefetch the next groups over all their
+  // blocks, Ahead) are faster even for a single tile: a 110M step's products on one Zen 5 core,
+  // M = 3 / 4, q4_0 2.30 / 2.11 → 1.53 / 1.82 ms, q4_k 3.12 / 3.55 → 2.02 / 2.08, q8_0 3.92 /
+  // 4.31 → 3.35 / 3.26 (bench-kernels qmodel; bench/RESULTS.md).
+  constexpr int kDecodeRows = RMT < 2 ? RMT : 2;
+  if (rows <= kDecodeRows) {
+    with_rows<kDecodeRows>(static_cast<int>(rows), [&](auto mt) {
       constexpr int MT = decltype(mt)::value, NG = I::ng(MT);
       int64_t gi = gb;
       for (; gi + NG <= ge; gi += NG) Repacked<I, DT, MT, NG>::run(g, a, m0, 0, group(gi), gs, gi, n0, n1, nullptr, true);
