@@ -135,14 +135,18 @@ function inspectGguf(file: string): ReturnType<typeof inspectCheckpoint> {
   return { config, tokenizer, chatTemplate: chatTemplateFromConfig(f.tokenizerConfig, "the GGUF's tokenizer.chat_template"), tensors, untrained: false, ropeFreqFactors: g.ropeFreqFactors };
 }
 
+/** The layers' linears' storage, read off layer 0's q projection (every layer's is the same type). */
+function linearDtype(tensors: readonly TensorRef[]): TensorRef["dtype"] {
+  return tensors.find((t) => t.name === "L0.q")?.dtype ?? "f32";
+}
+
 /** The KV pool's element type that "auto" stands for (LoadModelOptions.kvDtype); a named one as it is. */
 export function resolveKvDtype(choice: KvDtype | "auto", device: DeviceKind, tensors: readonly TensorRef[]): KvDtype {
   if (!(choice === "auto" || (KV_DTYPES as readonly string[]).includes(choice)))
     throw new RangeError(`kvDtype must be "auto", "f32", "bf16" or "f16", not ${JSON.stringify(choice)}`);
   if (choice !== "auto") return choice;
   if (device === "cuda") return "bf16";
-  // the linears' storage, read off layer 0's q projection (every layer's is the same type)
-  const w = tensors.find((t) => t.name === "L0.q")?.dtype ?? "f32";
+  const w = linearDtype(tensors);
   return w === "f32" ? "f32" : w === "bf16" ? "bf16" : "f16";
 }
 
@@ -151,8 +155,7 @@ export function resolveMatmulPrecision(choice: MatmulPrecision | "auto", device:
   // a named value goes to the native model as it is, which refuses an unknown one by name
   if (choice !== "auto") return choice;
   // the reduced precisions exist for bf16 weights on one CPU rank (the native kernels run the rest as highest)
-  const bf16 = tensors.find((t) => t.name === "L0.q")?.dtype === "bf16";
-  return bf16 && device === "cpu" && tensorParallel <= 1 ? "medium" : "highest";
+  return linearDtype(tensors) === "bf16" && device === "cpu" && tensorParallel <= 1 ? "medium" : "highest";
 }
 
 export async function loadModel(dir: string, opts: LoadModelOptions = {}): Promise<LoadedModel> {

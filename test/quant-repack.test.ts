@@ -1,10 +1,11 @@
 // Block-format weights repacked at load (native/src/cpu/quant_repack.h: groups of 16 rows
 // interleaved block by block) and the int8 GEMM over them (quant_gemm_repacked_x86.h): the layout
 // loses nothing (repacked and unpacked again, byte for byte), and every product a model runs —
-// M = 1..17 decode batches (one tile of rows, then tiles sharing each set of groups), past them
-// the chunked tiles of prefill; N over several groups of 16 (and the column chunks the ranks take); one matmul or matmulGroup's
-// fused region — matches the float64 product of the dequantized weights within fp32
-// accumulation plus x's int8 rounding (int8ActivationBound), on every CPU kernel variant
+// M = 1..17 decode batches (one or two rows in the decode tile, from three the tiles that share
+// each set of groups), past them the chunked tiles of prefill; N over several groups of 16 (and
+// the column chunks the ranks take); one matmul or matmulGroup's fused region — matches the
+// float64 product of the dequantized weights within fp32 accumulation plus x's int8 rounding
+// (int8ActivationBound), on every CPU kernel variant
 // (avx2 maddubs, avx2 with AVX-VNNI where the CPU has it, avx512vnni; the others read the
 // original layout and are held to the same bound).
 import { after, before, describe, it } from "node:test";
@@ -26,8 +27,8 @@ import { matmulRef } from "./reference/ops.js";
 import type { GreedyRun } from "./repack-greedy.js";
 import { storiesDir } from "./test-model.js";
 
-// [M, N, K]: every row count of a decode batch (1..17: one tile of rows, then several tiles that
-// share each set of groups and prefetch the next), then prefill's chunks of 64 rows with tile
+// [M, N, K]: every row count of a decode batch (1..17: one or two rows in the decode tile, from
+// three the tiles that share each set of groups and prefetch the next), then prefill's chunks of 64 rows with tile
 // remainders; N from one group of 16 to groups that split unevenly over the ranks
 const SHAPES: Record<BlockType, [number, number, number][]> = {
   q8_0: [[1, 16, 32], [2, 48, 64], [3, 80, 96], [4, 64, 320], [5, 16, 224], [6, 32, 64], [7, 112, 128], [8, 96, 768], [9, 48, 64], [10, 64, 96], [11, 80, 64], [12, 48, 128], [13, 96, 64], [14, 144, 96], [15, 64, 160], [16, 208, 256], [17, 48, 96], [70, 80, 128], [200, 32, 64]],

@@ -414,6 +414,16 @@ int cmd_shape(int argc, char** argv) {
 // the other tenants of a shared machine): int8 GEMM variants (quant_gemm.h), the streamed int8
 // dot products (quant_dot.h: dot512, dot2, dotvnni) and the fp32 dequantizing packed GEMM (level avx512 or
 // avx2; their pack_b dequantizes B per call).
+using RepackedGemm = bool (*)(const GemmArgs&, int64_t, int64_t, int64_t, int64_t);
+
+// The repacked int8 GEMM a variant name stands for (rep512, repvnni, rep2); null for any other name.
+RepackedGemm repacked_gemm(const std::string& v) {
+  if (v == "rep512") return quant_gemm_repacked_avx512vnni;
+  if (v == "repvnni") return quant_gemm_repacked_avxvnni;
+  if (v == "rep2") return quant_gemm_repacked_avx2;
+  return nullptr;
+}
+
 int cmd_qgemm(int argc, char** argv) {
   if (argc < 7) {
     std::fprintf(stderr, "usage: bench-kernels qgemm M N K q8_0|q4_0|q4_k avx512vnni|avxvnni|avx2|rep512|repvnni|rep2|dot512|dot2|dotvnni|fp32packed|fp32packed-avx2\n");
@@ -433,11 +443,10 @@ int cmd_qgemm(int argc, char** argv) {
     std::fprintf(stderr, "%s weights of %ld rows are not repacked (N a multiple of 16)\n", dtype_name(dt), long(N));
     return 2;
   }
+  const RepackedGemm rep = repacked_gemm(v);
   auto once = [&] {
     if (v == "avx512vnni") quant_gemm_avx512vnni(g, 0, M, 0, N);
-    else if (v == "rep512") quant_gemm_repacked_avx512vnni(g, 0, M, 0, N);
-    else if (v == "repvnni") quant_gemm_repacked_avxvnni(g, 0, M, 0, N);
-    else if (v == "rep2") quant_gemm_repacked_avx2(g, 0, M, 0, N);
+    else if (rep) rep(g, 0, M, 0, N);
     else if (v == "avxvnni") quant_gemm_avxvnni(g, 0, M, 0, N);
     else if (v == "avx2") quant_gemm_avx2(g, 0, M, 0, N);
     else if (v == "dot512") quant_dot_avx512vnni(g, 0, N);
@@ -480,6 +489,11 @@ int cmd_qmodel(int argc, char** argv) {
   const int64_t M = std::atol(argv[2]);
   const DType dt = parse_dtype(argv[3]);
   const std::string v = argv[4];
+  const RepackedGemm rep = repacked_gemm(v);
+  if (!rep) {
+    std::fprintf(stderr, "qmodel: the variant is rep512, repvnni or rep2, not %s\n", v.c_str());
+    return 2;
+  }
   const int64_t L = argc > 5 ? std::atol(argv[5]) : 12, K = argc > 6 ? std::atol(argv[6]) : 768,
                 F = argc > 7 ? std::atol(argv[7]) : 2048, V = argc > 8 ? std::atol(argv[8]) : 32000;
   Rng rng(7);
@@ -504,9 +518,7 @@ int cmd_qmodel(int argc, char** argv) {
     for (const Product& p : ps) {
       GemmArgs g{false, true, M, p.N, p.K, 1.f, x.data(), p.K, p.w.data(), dt, p.K, 0.f, out.data(), p.N, nullptr};
       g.packed = p.packed;
-      if (v == "rep512") quant_gemm_repacked_avx512vnni(g, 0, M, 0, p.N);
-      else if (v == "repvnni") quant_gemm_repacked_avxvnni(g, 0, M, 0, p.N);
-      else quant_gemm_repacked_avx2(g, 0, M, 0, p.N);
+      rep(g, 0, M, 0, p.N);
     }
   };
   pass();
