@@ -1,5 +1,6 @@
-// The N-API surface described in native/index.ts. Heavy work (forward, probes) runs in
-// AsyncWorkers and settles a Promise; every C++ failure reaches JS as an Error with a
+// The N-API surface described in native/index.ts. Heavy work runs off the JS thread and
+// settles a Promise: a model's calls on its own thread (addon_step_thread.h), probes in
+// AsyncWorkers; every C++ failure reaches JS as an Error with a
 // string `code` (hc::Error's code, or "internal").
 #include "addon.h"
 
@@ -160,8 +161,8 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
   busy_->store(true);
   model_->kv().begin_step();  // from here a freeSeq also applies to what this step creates
   auto logits = logits_;
-  auto* w = new ModelWorker(
-      env, model_, busy_,
+  return run_step(
+      env,
       [batch = std::move(batch), logits, out, n_rows, rows = std::move(rows), edits = std::move(edits), tokens](hc::Model& m) {
         m.forward(batch, *logits);
         if (!rows.empty()) {
@@ -179,8 +180,14 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
         Napi::Float32Array a = out_ref->Value();
         return Napi::Float32Array::New(e, logits->size(), a.ArrayBuffer(), a.ByteOffset());
       });
-  Napi::Promise p = w->promise();
-  w->Queue();
+}
+
+Napi::Promise ModelWrap::run_step(Napi::Env env, std::function<void(hc::Model&)> work,
+                                  std::function<Napi::Value(Napi::Env)> done) {
+  if (!thread_) thread_ = std::make_unique<StepThread>(env);
+  auto job = std::make_unique<StepJob>(env, model_, busy_, std::move(work), std::move(done));
+  Napi::Promise p = job->promise();
+  thread_->post(env, std::move(job));
   return p;
 }
 

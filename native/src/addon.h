@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "addon_step_thread.h"
 #include "cpu/sample.h"
 #include "errors.h"
 #include "model.h"
@@ -180,7 +181,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value KvStats(const Napi::CallbackInfo& info);
   Napi::Value Device(const Napi::CallbackInfo& info);
   Napi::Value StepCounts(const Napi::CallbackInfo& info);
-  void Dispose(const Napi::CallbackInfo&) { model_.reset(); }
+  void Dispose(const Napi::CallbackInfo&) {
+    model_.reset();
+    if (thread_) thread_->stop();  // a job still queued runs first: it holds the model
+  }
+  // Every heavy call (forward, trainForward, trainBackward, step), the busy flag already set:
+  // `work` on the model's own thread, then the Promise settles with `done`'s value.
+  Napi::Promise run_step(Napi::Env env, std::function<void(hc::Model&)> work,
+                         std::function<Napi::Value(Napi::Env)> done);
 
   // training (addon_train.cc)
   void AddAdapter(const Napi::CallbackInfo& info);
@@ -205,55 +213,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // The forward's output, kept across steps (one forward runs at a time): its pages stay
   // mapped at their high water instead of being faulted in again every step.
   std::shared_ptr<std::vector<float>> logits_ = std::make_shared<std::vector<float>>();
-};
-
-
-// Every heavy model call (forward, trainForward, trainBackward, step): runs `work` off the
-// JS thread with the busy flag held, then settles with `done`'s value.
-class ModelWorker : public Napi::AsyncWorker {
- public:
-  ModelWorker(Napi::Env env, std::shared_ptr<hc::Model> model, std::shared_ptr<std::atomic<bool>> busy,
-              std::function<void(hc::Model&)> work, std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env, "hybridchat.model"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        model_(std::move(model)),
-        busy_(std::move(busy)),
-        work_(std::move(work)),
-        done_(std::move(done)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    try {
-      work_(*model_);
-    } catch (const Error& e) {
-      code_ = e.code();
-      SetError(e.what());
-    } catch (const std::bad_alloc&) {
-      code_ = "out_of_memory";
-      SetError("out of memory");
-    } catch (const std::exception& e) {
-      code_ = "internal";
-      SetError(e.what());
-    }
-  }
-  void OnOK() override {
-    busy_->store(false);
-    model_.reset();
-    deferred_.Resolve(done_(Env()));
-  }
-  void OnError(const Napi::Error& e) override {
-    busy_->store(false);
-    model_.reset();
-    deferred_.Reject(js_error(Env(), code_.empty() ? "internal" : code_, e.Message()).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  std::shared_ptr<hc::Model> model_;  // keeps weights mapped even if dispose() runs meanwhile
-  std::shared_ptr<std::atomic<bool>> busy_;
-  std::function<void(hc::Model&)> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  std::string code_;
+  std::unique_ptr<StepThread> thread_;  // started by the first heavy call
 };
 
 

@@ -1,5 +1,5 @@
 // The training boundary of native/index.ts (adapters, trainForward/trainBackward/step,
-// parameters, optimizer state, merge). The three heavy calls run in AsyncWorkers under
+// parameters, optimizer state, merge). The three heavy calls run on the model's own thread under
 // the busy flag they share with forward; the rest are synchronous and refused while busy.
 #include "addon.h"
 
@@ -108,17 +108,14 @@ Napi::Value ModelWrap::TrainForward(const Napi::CallbackInfo& info) {
   }
   busy_->store(true);
   auto result = std::make_shared<hc::TrainResult>();
-  auto* w = new ModelWorker(
-      env, model_, busy_, [batch, result](hc::Model& m) { m.train_forward(*batch, *result); },
+  return run_step(
+      env, [batch, result](hc::Model& m) { m.train_forward(*batch, *result); },
       [batch, result](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
         o.Set("logp", f32_array(e, result->logp));
         o.Set("values", batch->values ? Napi::Value(f32_array(e, result->values)) : e.Null());
         return o;
       });
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
 }
 
 Napi::Value ModelWrap::TrainBackward(const Napi::CallbackInfo& info) {
@@ -136,12 +133,9 @@ Napi::Value ModelWrap::TrainBackward(const Napi::CallbackInfo& info) {
     return rejected(env, e.code(), e.what());
   }
   busy_->store(true);
-  auto* w = new ModelWorker(
-      env, model_, busy_, [dlogp, dvalues](hc::Model& m) { m.train_backward(*dlogp, dvalues.get()); },
+  return run_step(
+      env, [dlogp, dvalues](hc::Model& m) { m.train_backward(*dlogp, dvalues.get()); },
       [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
 }
 
 Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
@@ -156,17 +150,14 @@ Napi::Value ModelWrap::Step(const Napi::CallbackInfo& info) {
   }
   busy_->store(true);
   auto result = std::make_shared<hc::StepResult>();
-  auto* w = new ModelWorker(
-      env, model_, busy_, [opt, result](hc::Model& m) { *result = m.step(opt); },
+  return run_step(
+      env, [opt, result](hc::Model& m) { *result = m.step(opt); },
       [result](Napi::Env e) -> Napi::Value {
         Napi::Object o = Napi::Object::New(e);
         o.Set("gradNorm", result->grad_norm);
         o.Set("step", static_cast<double>(result->step));
         return o;
       });
-  Napi::Promise p = w->promise();
-  w->Queue();
-  return p;
 }
 
 void ModelWrap::ZeroGrad(const Napi::CallbackInfo& info) { idle(info.Env()).zero_grad(); }

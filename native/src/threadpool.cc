@@ -6,6 +6,10 @@
 #include <algorithm>
 #include <chrono>
 
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 static inline void cpu_relax() { _mm_pause(); }
@@ -103,6 +107,9 @@ void ThreadPool::run_chunks(int64_t n, int64_t align, int64_t min_chunk,
 }
 
 void ThreadPool::worker(int rank) {
+#if defined(__linux__)
+  pthread_setname_np(pthread_self(), "hc-pool");  // top -H, /proc/PID/task/*/comm
+#endif
   // Not generation_.load(): run() may already have bumped it before this thread
   // got scheduled, and that region must not be missed. No region ran before construction.
   uint64_t seen = 0;
