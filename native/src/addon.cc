@@ -184,7 +184,6 @@ Napi::Value ModelWrap::Forward(const Napi::CallbackInfo& info) {
 
 Napi::Promise ModelWrap::run_step(Napi::Env env, std::function<void(hc::Model&)> work,
                                   std::function<Napi::Value(Napi::Env)> done) {
-  if (!thread_) thread_ = std::make_unique<StepThread>(env);
   auto job = std::make_unique<StepJob>(env, model_, busy_, std::move(work), std::move(done));
   Napi::Promise p = job->promise();
   thread_->post(env, std::move(job));
@@ -328,7 +327,7 @@ Napi::Value CreateModel(const Napi::CallbackInfo& info) {
     if (oo.Has("matmulPrecision")) opts.matmul_precision = precision_arg(oo.Get("matmulPrecision"));
     auto model = std::make_shared<hc::Model>(spec, tensors, opts);
     Napi::Object obj = env.GetInstanceData<AddonData>()->model_ctor.New({});
-    ModelWrap::Unwrap(obj)->set(std::move(model));
+    ModelWrap::Unwrap(obj)->set(env, std::move(model));
     return obj;
   });
 }

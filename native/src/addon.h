@@ -154,7 +154,10 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function Define(Napi::Env env);
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {}
-  void set(std::shared_ptr<hc::Model> m) { model_ = std::move(m); }
+  void set(Napi::Env env, std::shared_ptr<hc::Model> m) {
+    model_ = std::move(m);
+    thread_ = std::make_unique<StepThread>(env);
+  }
   // For a data-parallel group (addon_dp.cc): the model, refused while it runs, and its busy flag.
   std::shared_ptr<hc::Model> shared_idle(Napi::Env env) {
     idle(env);
@@ -213,7 +216,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   // The forward's output, kept across steps (one forward runs at a time): its pages stay
   // mapped at their high water instead of being faulted in again every step.
   std::shared_ptr<std::vector<float>> logits_ = std::make_shared<std::vector<float>>();
-  std::unique_ptr<StepThread> thread_;  // started by the first heavy call
+  std::unique_ptr<StepThread> thread_;  // started with the model (set)
 };
 
 
