@@ -146,8 +146,8 @@ inline void for_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
 
 // One row of A against f32 weights (decode at batch 1): B's rows one after another, so a chunk is
 // one ascending stream, prefetched kRowStreamAhead bytes ahead along it, where gemv_block reads 4
-// rows side by side. 110M f32 tg128 on Zen 5, 2 threads, alternating processes: 103–110 → 109–117
-// tok/s (RESULTS.md). Each row's sum is gemv_block<F32, R, 1>'s: the same FMAs in the same order,
+// rows side by side. 110M f32 tg128 on Zen 5, 2 threads: +1–11 % in each of 5 alternating pairs,
+// median +8 % (RESULTS.md). Each row's sum is gemv_block<F32, R, 1>'s: the same FMAs in the same order,
 // bit for bit (the logits of a decode are unchanged).
 constexpr int64_t kRowStreamAhead = 4096;
 inline void gemv_f32_rows(const GemmArgs& g, int64_t n0, int64_t n1) {
