@@ -57,6 +57,29 @@ export async function waitFor(cond: () => boolean, what: string, limitMs = 20_00
   }
 }
 
+/**
+ * Holds the model once a request runs, as a training job's task would between two steps,
+ * so a test can look at (or cancel) a request the fast 260K model would otherwise finish
+ * first. The returned function lets the engine go on and waits for the task to end.
+ */
+export function holdOnceRunning(engine: Engine): () => Promise<void> {
+  let release!: () => void;
+  const gate = new Promise<void>((res) => (release = res));
+  let held: Promise<void> = Promise.resolve();
+  const hold = (): void => {
+    held = engine.runExclusive(async () => {
+      if (engine.stats().running > 0) return gate;
+      await sleep(1); // let the request in; ask again after the next step
+      hold();
+    });
+  };
+  hold();
+  return async () => {
+    release();
+    await held;
+  };
+}
+
 /** `data:` payloads of an SSE body, in order ("[DONE]" kept as a string). */
 export function sseData(body: string): unknown[] {
   const out: unknown[] = [];

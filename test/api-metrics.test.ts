@@ -7,7 +7,7 @@ import OpenAI from "openai";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { serveModel, waitFor, type TestServing } from "./api-helpers.js";
+import { holdOnceRunning, serveModel, waitFor, type TestServing } from "./api-helpers.js";
 import { startServer, waitForJob, type FtServer } from "./fine-tuning-helpers.js";
 
 const MODEL = "stories260K";
@@ -96,6 +96,8 @@ describe("GET /metrics", () => {
   });
 
   test("a running request shows in the gauges; a disconnect counts as cancelled", async () => {
+    // 400 tokens of the 260K model take less than a scrape on a fast core
+    const release = holdOnceRunning(s.engine);
     const controller = new AbortController();
     const res = await fetch(`${url}/v1/completions`, {
       method: "POST",
@@ -110,6 +112,7 @@ describe("GET /metrics", () => {
     assert.ok(value(during, "hybridchat_kv_cache_usage_perc") > 0);
     controller.abort();
     await reader.cancel().catch(() => undefined);
+    await release();
     await waitFor(() => s.engine.stats().running === 0, "the engine to drop the cancelled request");
     const afterAbort = await scrape();
     assert.equal(value(afterAbort, "hybridchat_request_aborted_total", { model_name: MODEL, reason: "cancelled" }), 1);

@@ -5,6 +5,7 @@ import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import OpenAI from "openai";
 import type { ErrorBody } from "../server/http/errors.js";
+import { holdOnceRunning } from "./api-helpers.js";
 import { getJson, MODEL, serveWithStore, type StoreServing } from "./store-helpers.js";
 
 const prompt = [{ role: "user" as const, content: "Once upon a time" }];
@@ -73,6 +74,7 @@ describe("with a store", () => {
 
   test("a request that fails or is cancelled is not stored", async () => {
     const before = s.store!.completions.list({ object: "chat.completion", limit: 100, order: "asc" }).items.length;
+    const release = holdOnceRunning(s.engine);
     const controller = new AbortController();
     const res = await fetch(`${s.baseUrl}/v1/chat/completions`, {
       method: "POST",
@@ -84,6 +86,7 @@ describe("with a store", () => {
     await reader.read();
     controller.abort();
     await reader.read().catch(() => undefined);
+    await release();
     const bad = await fetch(`${s.baseUrl}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
