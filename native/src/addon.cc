@@ -1,7 +1,7 @@
 // The N-API surface described in native/index.ts. Heavy work runs off the JS thread and
 // settles a Promise: a model's calls on its own thread (addon_step_thread.h), probes in
-// AsyncWorkers; every C++ failure reaches JS as an Error with a
-// string `code` (hc::Error's code, or "internal").
+// AsyncWorkers; every C++ failure reaches JS as an Error with a string `code`
+// (hc::current_failure: hc::Error's code, "out_of_memory" or "internal").
 #include "addon.h"
 
 #include <malloc.h>
@@ -904,12 +904,13 @@ class ProbeWorker : public Napi::AsyncWorker {
         case ProbeKind::Fp32Fma: result_ = hc::cpu::instr_peak_gflops(false, reps_, pool); break;
         case ProbeKind::Bf16Dot: result_ = hc::cpu::instr_peak_gflops(true, reps_, pool); break;
       }
-    } catch (const std::exception& e) {
-      SetError(e.what());
+    } catch (...) {
+      failure_ = hc::current_failure();
+      SetError(failure_.message);
     }
   }
   void OnOK() override { deferred_.Resolve(Napi::Number::New(Env(), result_)); }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(js_error(Env(), "internal", e.Message()).Value()); }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(js_error(Env(), failure_.code, e.Message()).Value()); }
 
  private:
   Napi::Promise::Deferred deferred_;
@@ -917,6 +918,7 @@ class ProbeWorker : public Napi::AsyncWorker {
   int64_t size_;
   int threads_, reps_;
   double result_ = 0;
+  hc::Failure failure_;
 };
 
 Napi::Promise rejected(Napi::Env env, const Error& e) {  // async API: bad arguments reject too

@@ -32,12 +32,9 @@ auto guard(Napi::Env env, F&& f) -> decltype(f()) {
     return f();
   } catch (const Napi::Error&) {
     throw;
-  } catch (const Error& e) {
-    throw js_error(env, e.code(), e.what());
-  } catch (const std::bad_alloc&) {
-    throw js_error(env, "out_of_memory", "out of memory");
-  } catch (const std::exception& e) {
-    throw js_error(env, "internal", e.what());
+  } catch (...) {
+    const hc::Failure e = hc::current_failure();
+    throw js_error(env, e.code, e.message);
   }
 }
 

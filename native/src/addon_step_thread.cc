@@ -9,25 +9,18 @@ namespace hc::addon {
 void StepJob::run() {
   try {
     work_(*model_);
-  } catch (const Error& e) {
-    code_ = e.code();
-    message_ = e.what();
-  } catch (const std::bad_alloc&) {
-    code_ = "out_of_memory";
-    message_ = "out of memory";
-  } catch (const std::exception& e) {
-    code_ = "internal";
-    message_ = e.what();
+  } catch (...) {
+    failure_ = hc::current_failure();
+    if (failure_->message.empty()) failure_->message = failure_->code;
   }
-  if (!code_.empty() && message_.empty()) message_ = code_;
 }
 
 void StepJob::settle(Napi::Env env) {
   busy_->store(false);
   model_.reset();
   if (--*pending_ == 0) napi_unref_threadsafe_function(env, tsfn_);
-  if (!code_.empty()) {
-    deferred_.Reject(js_error(env, code_, message_).Value());
+  if (failure_) {
+    deferred_.Reject(js_error(env, failure_->code, failure_->message).Value());
     return;
   }
   try {
@@ -41,6 +34,11 @@ StepThread::StepThread(Napi::Env env) : core_(new Core), gone_(core_->gone) {
   tsfn_ = Tsfn::New(env, "hybridchat.model", 0, 1, core_, &StepThread::finalize, core_);
   tsfn_.Unref(env);  // referenced only while a job is pending (post / settle)
   core_->thread = std::thread(&StepThread::loop, core_, tsfn_);
+#if defined(__linux__)
+  // named here, not by the thread itself: the name is there once the model exists (top -H,
+  // /proc/PID/task/*/comm), however late the new thread first runs
+  pthread_setname_np(core_->thread.native_handle(), "hc-step");
+#endif
 }
 
 StepThread::~StepThread() {
@@ -76,9 +74,6 @@ void StepThread::stop(Core* core) {
 }
 
 void StepThread::loop(Core* core, Tsfn tsfn) {
-#if defined(__linux__)
-  pthread_setname_np(pthread_self(), "hc-step");  // top -H, /proc/PID/task/*/comm
-#endif
   for (;;) {
     StepJob* job = nullptr;
     {

@@ -15,9 +15,11 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
+#include "errors.h"
 #include "model.h"
 
 namespace hc::addon {
@@ -47,7 +49,7 @@ class StepJob {
   std::shared_ptr<std::atomic<bool>> busy_;
   std::function<void(hc::Model&)> work_;
   std::function<Napi::Value(Napi::Env)> done_;
-  std::string code_, message_;  // code_ empty: work_ succeeded
+  std::optional<hc::Failure> failure_;  // what work_ threw
   std::shared_ptr<int> pending_;  // the thread's count of posted, unsettled jobs (JS thread only)
   napi_threadsafe_function tsfn_ = nullptr;
 };

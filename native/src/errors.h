@@ -1,6 +1,7 @@
 // Errors the native side throws. `code` is stable: addon.cc copies it onto the JS
 // Error so the TypeScript layer (NativeError) and the server can map it to a status.
 #pragma once
+#include <new>
 #include <stdexcept>
 #include <string>
 
@@ -14,5 +15,25 @@ class Error : public std::runtime_error {
  private:
   std::string code_;
 };
+
+// The code and message JS is given for the exception being handled (call it in a catch):
+// thrown at once on the JS thread (addon.h's guard), or kept by work done off it until its
+// Promise settles.
+struct Failure {
+  std::string code, message;
+};
+inline Failure current_failure() {
+  try {
+    throw;
+  } catch (const Error& e) {
+    return {e.code(), e.what()};
+  } catch (const std::bad_alloc&) {
+    return {"out_of_memory", "out of memory"};
+  } catch (const std::exception& e) {
+    return {"internal", e.what()};
+  } catch (...) {
+    return {"internal", "unknown exception"};
+  }
+}
 
 }  // namespace hc

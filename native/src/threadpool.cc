@@ -28,7 +28,13 @@ static constexpr auto kSpin = std::chrono::microseconds(300);
 
 ThreadPool::ThreadPool(int threads) : nthreads_(std::max(1, threads)) {
   workers_.reserve(nthreads_ - 1);
-  for (int r = 1; r < nthreads_; r++) workers_.emplace_back(&ThreadPool::worker, this, r);
+  for (int r = 1; r < nthreads_; r++) {
+    workers_.emplace_back(&ThreadPool::worker, this, r);
+#if defined(__linux__)
+    // named by the creator, so the name is there as soon as the pool is (top -H, /proc/PID/task/*/comm)
+    pthread_setname_np(workers_.back().native_handle(), "hc-pool");
+#endif
+  }
 }
 
 ThreadPool::~ThreadPool() {
@@ -107,9 +113,6 @@ void ThreadPool::run_chunks(int64_t n, int64_t align, int64_t min_chunk,
 }
 
 void ThreadPool::worker(int rank) {
-#if defined(__linux__)
-  pthread_setname_np(pthread_self(), "hc-pool");  // top -H, /proc/PID/task/*/comm
-#endif
   // Not generation_.load(): run() may already have bumped it before this thread
   // got scheduled, and that region must not be missed. No region ran before construction.
   uint64_t seen = 0;

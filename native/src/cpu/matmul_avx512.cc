@@ -97,6 +97,13 @@ inline void store_sums(const GemmArgs& g, int64_t m0, int64_t n, const __m512 (&
   }
 }
 
+// How far ahead along its own row a single-row block prefetches B. Decode at batch 1 reads B's
+// rows one after another (for_tiles<1>), so a chunk is one ascending stream; 4 rows side by side
+// prefetch the next 4 rows instead. Each row's sum is the same FMAs in the same order either way,
+// bit for bit. 110M tg128 on Zen 5, 2 threads, alternating processes (RESULTS.md): f32 median +8 %,
+// f16 +17 %, bf16 +11 %; 1B bf16 +5–32 %.
+constexpr int64_t kRowStreamAhead = 4096;
+
 // C[m0:m0+MT, n:n+R] from R rows of B against MT rows of A, over the whole K,
 // 16 fp32 lanes a step (the last step masked).
 template <DType DT, int R, int MT>
@@ -111,7 +118,10 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
     for (int m = 0; m < MT; m++)
       x[m] = masked ? _mm512_maskz_loadu_ps(mask, a + m * g.lda + k) : _mm512_loadu_ps(a + m * g.lda + k);
     for (int r = 0; r < R; r++) {
-      prefetch<DT>(g.B, (n + R + r) * g.ldb + k);
+      if constexpr (R == 1)
+        prefetch<DT>(g.B, n * g.ldb + k + kRowStreamAhead / int64_t(DT == DType::F32 ? 4 : 2));
+      else
+        prefetch<DT>(g.B, (n + R + r) * g.ldb + k);
       const __m512 w = wload16<DT, masked>(g.B, (n + r) * g.ldb + k, mask);
       for (int m = 0; m < MT; m++) acc[r][m] = _mm512_fmadd_ps(w, x[m], acc[r][m]);
     }
@@ -123,7 +133,7 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
 }
 
 // Calls block(R, MT, m, n) (R and MT as std::integral_constant) over the output
-// C[:, n0:n1]: groups of 4 rows of B (then single rows) against all M rows of A
+// C[:, n0:n1]: groups of RG rows of B (then single rows) against all M rows of A
 // (M <= stream_max_m) in tiles of 4 rows (then the 1..3 left). The first tile of a group
 // pulls its B rows from memory, the others find them in L1/L2.
 template <int R, class F>
@@ -137,42 +147,19 @@ inline void row_tiles(const GemmArgs& g, int64_t n, F&& block) {
     case 1: return block(integral_constant<int, R>{}, integral_constant<int, 1>{}, m, n);
   }
 }
-template <class F>
+template <int RG = 4, class F>
 inline void for_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
   int64_t n = n0;
-  for (; n + 4 <= n1; n += 4) row_tiles<4>(g, n, block);
+  if constexpr (RG > 1)
+    for (; n + RG <= n1; n += RG) row_tiles<RG>(g, n, block);
   for (; n < n1; n++) row_tiles<1>(g, n, block);
-}
-
-// One row of A against f32 weights (decode at batch 1): B's rows one after another, so a chunk is
-// one ascending stream, prefetched kRowStreamAhead bytes ahead along it, where gemv_block reads 4
-// rows side by side. 110M f32 tg128 on Zen 5, 2 threads: +1–11 % in each of 5 alternating pairs,
-// median +8 % (RESULTS.md). Each row's sum is gemv_block<F32, R, 1>'s: the same FMAs in the same order,
-// bit for bit (the logits of a decode are unchanged).
-constexpr int64_t kRowStreamAhead = 4096;
-inline void gemv_f32_rows(const GemmArgs& g, int64_t n0, int64_t n1) {
-  const float* a = g.A;
-  const int64_t K16 = g.K & ~int64_t(15);
-  for (int64_t n = n0; n < n1; n++) {
-    const float* w = static_cast<const float*>(g.B) + n * g.ldb;
-    __m512 acc = _mm512_setzero_ps();
-    for (int64_t k = 0; k < K16; k += 16) {
-      _mm_prefetch(reinterpret_cast<const char*>(w + k) + kRowStreamAhead, _MM_HINT_NTA);
-      acc = _mm512_fmadd_ps(_mm512_loadu_ps(w + k), _mm512_loadu_ps(a + k), acc);
-    }
-    if (K16 < g.K) {
-      const __mmask16 mask = __mmask16((1u << (g.K - K16)) - 1);
-      acc = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(mask, w + K16), _mm512_maskz_loadu_ps(mask, a + K16), acc);
-    }
-    store_out(g, 0, n, _mm512_reduce_add_ps(acc));
-  }
 }
 
 template <DType DT>
 void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
-  if constexpr (DT == DType::F32)
-    if (g.M == 1) return gemv_f32_rows(g, n0, n1);
-  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); });
+  auto block = [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); };
+  if (g.M == 1) return for_tiles<1>(g, n0, n1, block);
+  for_tiles(g, n0, n1, block);
 }
 
 // ---- q8_0 / q4_0 weights ----------------------------------------------------
@@ -341,7 +328,10 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
       if constexpr (Lo) xl[m] = (__m512bh)_mm512_load_si512(lo + (m0 + m) * K32 + k);
     }
     for (int r = 0; r < R; r++) {
-      prefetch<DType::BF16>(w, (n + R + r) * g.ldb + k);
+      if constexpr (R == 1)
+        prefetch<DType::BF16>(w, n * g.ldb + k + kRowStreamAhead / 2);
+      else
+        prefetch<DType::BF16>(w, (n + R + r) * g.ldb + k);
       const uint16_t* p = w + (n + r) * g.ldb + k;
       const __m512bh wv = (__m512bh)(masked ? _mm512_maskz_loadu_epi16(mask, p) : _mm512_loadu_si512(p));
       for (int m = 0; m < MT; m++) {
@@ -391,7 +381,9 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   uint16_t* hi = buf.get((Lo ? 2 : 1) * g.M * K32);
   uint16_t* lo = Lo ? hi + g.M * K32 : nullptr;
   split_rows(g, hi, lo);
-  for_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT(), Lo>(g, hi, lo, m, n); });
+  auto block = [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT(), Lo>(g, hi, lo, m, n); };
+  if (g.M == 1) return for_tiles<1>(g, n0, n1, block);
+  for_tiles(g, n0, n1, block);
 }
 
 // Streaming beats packing up to M = 64 here (one Zen 5 core, 2048×768: bf16 1.13 vs 1.32 ms,
