@@ -64,17 +64,21 @@ export async function waitFor(cond: () => boolean, what: string, limitMs = 20_00
  */
 export function holdOnceRunning(engine: Engine): () => Promise<void> {
   let release!: () => void;
+  let released = false;
   const gate = new Promise<void>((res) => (release = res));
   let held: Promise<void> = Promise.resolve();
   const hold = (): void => {
-    held = engine.runExclusive(async () => {
-      if (engine.stats().running > 0) return gate;
-      await sleep(1); // let the request in; ask again after the next step
-      hold();
-    });
+    held = engine
+      .runExclusive(async () => {
+        if (released || engine.stats().running > 0) return gate;
+        await sleep(1); // let the request in; ask again after the next step
+        hold();
+      })
+      .catch(() => undefined); // the engine was closed (a test that failed first)
   };
   hold();
   return async () => {
+    released = true;
     release();
     await held;
   };

@@ -98,21 +98,24 @@ describe("GET /metrics", () => {
   test("a running request shows in the gauges; a disconnect counts as cancelled", async () => {
     // 400 tokens of the 260K model take less than a scrape on a fast core
     const release = holdOnceRunning(s.engine);
-    const controller = new AbortController();
-    const res = await fetch(`${url}/v1/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, prompt: "Once upon a time", max_tokens: 400, ignore_eos: true, stream: true }),
-      signal: controller.signal,
-    });
-    const reader = res.body!.getReader();
-    await reader.read(); // the stream has started: the request is in the batch
-    const during = await scrape();
-    assert.equal(value(during, "hybridchat_num_requests_running"), 1);
-    assert.ok(value(during, "hybridchat_kv_cache_usage_perc") > 0);
-    controller.abort();
-    await reader.cancel().catch(() => undefined);
-    await release();
+    try {
+      const controller = new AbortController();
+      const res = await fetch(`${url}/v1/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL, prompt: "Once upon a time", max_tokens: 400, ignore_eos: true, stream: true }),
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read(); // the stream has started: the request is in the batch
+      const during = await scrape();
+      assert.equal(value(during, "hybridchat_num_requests_running"), 1);
+      assert.ok(value(during, "hybridchat_kv_cache_usage_perc") > 0);
+      controller.abort();
+      await reader.cancel().catch(() => undefined);
+    } finally {
+      await release();
+    }
     await waitFor(() => s.engine.stats().running === 0, "the engine to drop the cancelled request");
     const afterAbort = await scrape();
     assert.equal(value(afterAbort, "hybridchat_request_aborted_total", { model_name: MODEL, reason: "cancelled" }), 1);

@@ -75,18 +75,21 @@ describe("with a store", () => {
   test("a request that fails or is cancelled is not stored", async () => {
     const before = s.store!.completions.list({ object: "chat.completion", limit: 100, order: "asc" }).items.length;
     const release = holdOnceRunning(s.engine);
-    const controller = new AbortController();
-    const res = await fetch(`${s.baseUrl}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ model: MODEL, messages: prompt, max_tokens: 400, ignore_eos: true, stream: true }),
-      signal: controller.signal,
-    });
-    const reader = res.body!.getReader();
-    await reader.read();
-    controller.abort();
-    await reader.read().catch(() => undefined);
-    await release();
+    try {
+      const controller = new AbortController();
+      const res = await fetch(`${s.baseUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: MODEL, messages: prompt, max_tokens: 400, ignore_eos: true, stream: true }),
+        signal: controller.signal,
+      });
+      const reader = res.body!.getReader();
+      await reader.read();
+      controller.abort();
+      await reader.read().catch(() => undefined);
+    } finally {
+      await release();
+    }
     const bad = await fetch(`${s.baseUrl}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
