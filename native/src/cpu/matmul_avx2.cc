@@ -105,8 +105,8 @@ inline void gemv_rows(const GemmArgs& g, int64_t n) {
 template <DType DT>
 void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
   int64_t n = n0;
-  // f32 at batch 1: one row after another, the same sums bit for bit; +2–8 % in 4 of 4 pairs
-  // (110M tg128, this variant forced on a Zen 5). Not f16/bf16: one row's single FMA chain
+  // f32 at batch 1: one row after another, the same sums bit for bit; 110M tg128 +6 % median over
+  // 9 pairs (this variant forced on a Zen 5, RESULTS.md). Not f16/bf16: one row's single FMA chain
   // (8 lanes, 4 cycles) then limits a core to 4 B of weights a cycle, 10–30 % slower.
   if (DT != DType::F32 || g.M > 1)
     for (; n + 4 <= n1; n += 4) gemv_rows<DT, 4>(g, n);
