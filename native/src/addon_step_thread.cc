@@ -11,7 +11,6 @@ void StepJob::run() {
     work_(*model_);
   } catch (...) {
     failure_ = hc::current_failure();
-    if (failure_->message.empty()) failure_->message = failure_->code;
   }
 }
 

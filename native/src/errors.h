@@ -23,17 +23,20 @@ struct Failure {
   std::string code, message;
 };
 inline Failure current_failure() {
+  Failure f;
   try {
     throw;
   } catch (const Error& e) {
-    return {e.code(), e.what()};
+    f = {e.code(), e.what()};
   } catch (const std::bad_alloc&) {
-    return {"out_of_memory", "out of memory"};
+    f = {"out_of_memory", "out of memory"};
   } catch (const std::exception& e) {
-    return {"internal", e.what()};
+    f = {"internal", e.what()};
   } catch (...) {
-    return {"internal", "unknown exception"};
+    f = {"internal", "unknown exception"};
   }
+  if (f.message.empty()) f.message = f.code;  // an Error thrown without words still says what it was
+  return f;
 }
 
 }  // namespace hc

@@ -59,10 +59,6 @@ struct Avx2Micro : X86Packing<16> {
   }
 };
 
-// How far ahead along its own row a single-row block prefetches B (f32 decode at batch 1 reads
-// the rows one after another: one ascending stream); 4 rows side by side prefetch the next 4.
-constexpr int64_t kRowStreamAhead = 4096;
-
 // C[m0:m0+MT, n:n+R] from R rows of B against MT rows of A, over the whole K.
 template <DType DT, int R, int MT>
 inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
@@ -74,10 +70,7 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
     __m256 x[MT];
     for (int m = 0; m < MT; m++) x[m] = _mm256_loadu_ps(a + m * g.lda + k);
     for (int r = 0; r < R; r++) {
-      if constexpr (R == 1)
-        prefetch<DT>(g.B, n * g.ldb + k + kRowStreamAhead / int64_t(DT == DType::F32 ? 4 : 2));
-      else
-        prefetch<DT>(g.B, (n + R + r) * g.ldb + k);
+      prefetch_rows<DT, R>(g.B, g.ldb, n, r, k);
       const __m256 w = load8<DT>(g.B, (n + r) * g.ldb + k);
       for (int m = 0; m < MT; m++) acc[r][m] = _mm256_fmadd_ps(w, x[m], acc[r][m]);
     }

@@ -97,13 +97,6 @@ inline void store_sums(const GemmArgs& g, int64_t m0, int64_t n, const __m512 (&
   }
 }
 
-// How far ahead along its own row a single-row block prefetches B. Decode at batch 1 reads B's
-// rows one after another (for_tiles<1>), so a chunk is one ascending stream; 4 rows side by side
-// prefetch the next 4 rows instead. Each row's sum is the same FMAs in the same order either way,
-// bit for bit. 110M tg128 on Zen 5, 2 threads, alternating processes (RESULTS.md): f32 median +8 %,
-// f16 +17 %, bf16 +11 %; 1B bf16 +5–32 %.
-constexpr int64_t kRowStreamAhead = 4096;
-
 // C[m0:m0+MT, n:n+R] from R rows of B against MT rows of A, over the whole K,
 // 16 fp32 lanes a step (the last step masked).
 template <DType DT, int R, int MT>
@@ -118,10 +111,7 @@ inline void gemv_block(const GemmArgs& g, int64_t m0, int64_t n) {
     for (int m = 0; m < MT; m++)
       x[m] = masked ? _mm512_maskz_loadu_ps(mask, a + m * g.lda + k) : _mm512_loadu_ps(a + m * g.lda + k);
     for (int r = 0; r < R; r++) {
-      if constexpr (R == 1)
-        prefetch<DT>(g.B, n * g.ldb + k + kRowStreamAhead / int64_t(DT == DType::F32 ? 4 : 2));
-      else
-        prefetch<DT>(g.B, (n + R + r) * g.ldb + k);
+      prefetch_rows<DT, R>(g.B, g.ldb, n, r, k);
       const __m512 w = wload16<DT, masked>(g.B, (n + r) * g.ldb + k, mask);
       for (int m = 0; m < MT; m++) acc[r][m] = _mm512_fmadd_ps(w, x[m], acc[r][m]);
     }
@@ -155,11 +145,16 @@ inline void for_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
   for (; n < n1; n++) row_tiles<1>(g, n, block);
 }
 
-template <DType DT>
-void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
-  auto block = [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); };
+// for_tiles for f32/f16/bf16 weights: at M = 1 one row after another (prefetch_rows, matmul_x86.h)
+template <class F>
+inline void weight_tiles(const GemmArgs& g, int64_t n0, int64_t n1, F&& block) {
   if (g.M == 1) return for_tiles<1>(g, n0, n1, block);
   for_tiles(g, n0, n1, block);
+}
+
+template <DType DT>
+void gemv_typed(const GemmArgs& g, int64_t n0, int64_t n1) {
+  weight_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { gemv_block<DT, R(), MT()>(g, m, n); });
 }
 
 // ---- q8_0 / q4_0 weights ----------------------------------------------------
@@ -328,10 +323,7 @@ inline void dp_block(const GemmArgs& g, const uint16_t* hi, const uint16_t* lo, 
       if constexpr (Lo) xl[m] = (__m512bh)_mm512_load_si512(lo + (m0 + m) * K32 + k);
     }
     for (int r = 0; r < R; r++) {
-      if constexpr (R == 1)
-        prefetch<DType::BF16>(w, n * g.ldb + k + kRowStreamAhead / 2);
-      else
-        prefetch<DType::BF16>(w, (n + R + r) * g.ldb + k);
+      prefetch_rows<DType::BF16, R>(w, g.ldb, n, r, k);
       const uint16_t* p = w + (n + r) * g.ldb + k;
       const __m512bh wv = (__m512bh)(masked ? _mm512_maskz_loadu_epi16(mask, p) : _mm512_loadu_si512(p));
       for (int m = 0; m < MT; m++) {
@@ -381,9 +373,7 @@ void avx512bf16_gemv(const GemmArgs& g, int64_t n0, int64_t n1) {
   uint16_t* hi = buf.get((Lo ? 2 : 1) * g.M * K32);
   uint16_t* lo = Lo ? hi + g.M * K32 : nullptr;
   split_rows(g, hi, lo);
-  auto block = [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT(), Lo>(g, hi, lo, m, n); };
-  if (g.M == 1) return for_tiles<1>(g, n0, n1, block);
-  for_tiles(g, n0, n1, block);
+  weight_tiles(g, n0, n1, [&](auto R, auto MT, int64_t m, int64_t n) { dp_block<R(), MT(), Lo>(g, hi, lo, m, n); });
 }
 
 // Streaming beats packing up to M = 64 here (one Zen 5 core, 2048×768: bf16 1.13 vs 1.32 ms,
